@@ -1,0 +1,1 @@
+"""Effect adapters: Marathon, load balancers (LVS, nginx, HAProxy), dry-run recording."""

@@ -1,0 +1,1 @@
+"""Input adapters: Falcon push and alarm parsing (pure), Marathon event stream, L7 balancer statistics."""

@@ -1,0 +1,424 @@
+"""The job document (PRODUCT §3): one pydantic model per part, strict (unknown fields are errors).
+
+Pure: no I/O. The admin API, the config loader and replay all validate through `parse_job`, and the
+OpenAPI description takes its schema from `JobDocument.model_json_schema()`.
+
+Durations are stored as float seconds; they accept a number of seconds or "30s", "5m", "2h", "1d".
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zoneinfo
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+JOB_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+RULE_NAME_RE = r"^[A-Za-z0-9._-]{1,64}$"
+# Marathon strings.PathId: absolute path of segments [a-z0-9.-], not starting/ending with '-'.
+APP_ID_RE = r"^(/[a-z0-9]([a-z0-9.-]*[a-z0-9])?)+$"
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """'30s' / '5m' / '2h' / '1d' / '250ms' / a number of seconds -> float seconds (>= 0)."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '30s', '5m', '2h', '1d'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if not m:
+            raise ValueError(f"invalid duration {value!r}: use a number of seconds or '30s', '5m', '2h', '1d'")
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError("a duration is a number of seconds or a string like '30s', '5m', '2h', '1d'")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("a duration must be a finite number of seconds >= 0")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Aggregate = Literal["avg", "max", "min", "sum", "p50", "p90", "p99"]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _parse_step(value: Any) -> int | str:
+    if isinstance(value, bool):
+        raise ValueError("step is a count (>= 1) or a percentage string like '50%'")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError("step must be >= 1")
+        return value
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", value)
+        if m and 0 < float(m.group(1)) <= 1000:
+            return f"{float(m.group(1)):g}%"
+        if value.strip().isdigit() and int(value) >= 1:
+            return int(value)
+    raise ValueError("step is a count (>= 1) or a percentage string like '50%' (0 < p <= 1000)")
+
+
+Step = Annotated[int | str, BeforeValidator(_parse_step)]
+
+
+def step_count(step: int | str, current: int) -> int:
+    """A step as a count of instances for a job now at `current`: percentages round up, at least 1."""
+    if isinstance(step, int):
+        return step
+    pct = float(step.rstrip("%"))
+    return max(1, math.ceil(current * pct / 100.0 - 1e-9))
+
+
+class Target(Strict):
+    cluster: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    app: str = Field(min_length=2, max_length=512, pattern=APP_ID_RE)
+    force: bool = False
+
+
+class Selector(Strict):
+    """Which samples feed a rule. Default: the tag job=<job name>."""
+
+    tags: dict[str, str] = Field(default_factory=dict)
+    endpoint: str | None = Field(default=None, min_length=1, max_length=255)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_ok(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, val in v.items():
+            if not k or any(c in k for c in ",= ") or any(c in val for c in ", "):
+                raise ValueError(f"tag {k!r}={val!r}: keys and values may not be empty or hold ',', '=' or spaces")
+        return v
+
+
+class Band(Strict):
+    above: FiniteFloat | None = None
+    below: FiniteFloat | None = None
+    step: Step
+
+    @model_validator(mode="after")
+    def _one_edge(self) -> Band:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("a band has exactly one of 'above' or 'below'")
+        return self
+
+
+class ScaleOutSide(Strict):
+    above: FiniteFloat
+    consecutive: int = Field(default=1, ge=1, le=1000)
+    step: Step = 1
+    bands: list[Band] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _bands(self) -> ScaleOutSide:
+        for i, b in enumerate(self.bands):
+            if b.above is None:
+                raise ValueError(f"bands[{i}]: scale_out bands use 'above'")
+            if b.above <= self.above:
+                raise ValueError(f"bands[{i}].above must be > scale_out.above ({self.above:g})")
+        return self
+
+
+class ScaleInSide(Strict):
+    below: FiniteFloat
+    consecutive: int = Field(default=1, ge=1, le=1000)
+    step: Step = 1
+    bands: list[Band] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _bands(self) -> ScaleInSide:
+        for i, b in enumerate(self.bands):
+            if b.below is None:
+                raise ValueError(f"bands[{i}]: scale_in bands use 'below'")
+            if b.below >= self.below:
+                raise ValueError(f"bands[{i}].below must be < scale_in.below ({self.below:g})")
+        return self
+
+
+class RuleBase(Strict):
+    name: str = Field(pattern=RULE_NAME_RE)
+
+
+class MetricRule(RuleBase):
+    metric: str = Field(min_length=1, max_length=255)
+    aggregate: Aggregate = "avg"
+    selector: Selector | None = None
+
+
+class ThresholdRule(MetricRule):
+    type: Literal["threshold"]
+    scale_out: ScaleOutSide | None = None
+    scale_in: ScaleInSide | None = None
+
+    @model_validator(mode="after")
+    def _sides(self) -> ThresholdRule:
+        if self.scale_out is None and self.scale_in is None:
+            raise ValueError("a threshold rule needs scale_out, scale_in or both")
+        if self.scale_out is not None and self.scale_in is not None and self.scale_in.below > self.scale_out.above:
+            raise ValueError("scale_in.below must be <= scale_out.above (otherwise the rule flaps)")
+        return self
+
+
+class TargetRule(MetricRule):
+    type: Literal["target"]
+    target: FiniteFloat = Field(gt=0)
+    tolerance: FiniteFloat = Field(default=0.1, ge=0, lt=1)
+    tolerance_out: FiniteFloat | None = Field(default=None, ge=0, lt=1)
+    tolerance_in: FiniteFloat | None = Field(default=None, ge=0, lt=1)
+
+
+class AlarmMatch(Strict):
+    stra_id: int | None = Field(default=None, ge=1)
+    exp_id: int | None = Field(default=None, ge=1)
+    metric: str | None = Field(default=None, min_length=1)
+    tags: dict[str, str] = Field(default_factory=dict)
+    endpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> AlarmMatch:
+        if self.stra_id is None and self.exp_id is None and self.metric is None:
+            raise ValueError("match needs stra_id, exp_id or metric (with optional tags)")
+        return self
+
+
+class AlarmRule(RuleBase):
+    type: Literal["alarm"]
+    match: AlarmMatch
+    step: Step = 1
+    step_in: Step | None = None
+
+
+class ScheduleRule(RuleBase):
+    type: Literal["schedule"]
+    start: str | None = None
+    every: Duration | None = None
+    cron: str | None = None
+    timezone: str | None = None
+    instances: int | None = Field(default=None, ge=0, le=100000)
+    duration: Duration | None = None
+    min_instances: int | None = Field(default=None, ge=0, le=100000)
+    max_instances: int | None = Field(default=None, ge=0, le=100000)
+    misfire_grace: Duration = 300.0
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as 'Asia/Shanghai')") from None
+        return v
+
+    @model_validator(mode="after")
+    def _form(self) -> ScheduleRule:
+        # Fire-time syntax (cron fields, start format) is checked by policies.schedule.validate_schedule,
+        # called from JobDocument below so that errors carry this rule's path.
+        if (self.cron is None) == (self.start is None or self.every is None):
+            if self.cron is not None:
+                raise ValueError("use either cron, or start + every, not both")
+            raise ValueError("a schedule needs cron, or start + every")
+        if self.every is not None and self.every <= 0:
+            raise ValueError("every must be > 0")
+        if self.duration is None:
+            if self.instances is None:
+                raise ValueError("a schedule without duration needs instances")
+            if self.min_instances is not None or self.max_instances is not None:
+                raise ValueError("min_instances / max_instances overrides need a duration")
+        else:
+            if self.duration <= 0:
+                raise ValueError("duration must be > 0")
+            if self.min_instances is None and self.max_instances is None:
+                raise ValueError("a schedule with duration needs min_instances and/or max_instances")
+            if (
+                self.min_instances is not None
+                and self.max_instances is not None
+                and self.min_instances > self.max_instances
+            ):
+                raise ValueError("min_instances must be <= max_instances")
+        return self
+
+
+Rule = Annotated[ThresholdRule | TargetRule | AlarmRule | ScheduleRule, Field(discriminator="type")]
+
+
+class SideBehavior(Strict):
+    cooldown: Duration | None = None
+    max_step: int | None = Field(default=None, ge=1, le=100000)
+    stabilization: Duration = 0.0
+
+
+class Behavior(Strict):
+    scale_out: SideBehavior = SideBehavior()
+    scale_in: SideBehavior = SideBehavior()
+
+    # Defaults an operator expects when the document is silent (docs/policy.md):
+    DEFAULT_OUT_COOLDOWN: float = 30.0
+    DEFAULT_IN_COOLDOWN: float = 300.0
+
+    def out_cooldown(self) -> float:
+        c = self.scale_out.cooldown
+        return self.DEFAULT_OUT_COOLDOWN if c is None else c
+
+    def in_cooldown(self) -> float:
+        c = self.scale_in.cooldown
+        return self.DEFAULT_IN_COOLDOWN if c is None else c
+
+
+class Notify(Strict):
+    group: str | None = Field(default=None, min_length=1, max_length=128)
+    webhook: str | None = Field(default=None, pattern=r"^https?://[^\s]+$", max_length=2048)
+
+
+_HOSTPORT = r"^[A-Za-z0-9.:\[\]-]+:\d{1,5}$"
+
+
+class LvsLB(Strict):
+    type: Literal["lvs"]
+    vip: str = Field(pattern=_HOSTPORT)
+    protocol: Literal["tcp", "udp"] = "tcp"
+    port_index: int = Field(default=0, ge=0, le=64)
+    scheduler: Literal["rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh"] = (
+        "wrr"
+    )
+    forward: Literal["nat", "dr", "tun"] = "nat"
+    weight: int = Field(default=100, ge=1, le=65535)
+    drain: Duration = 30.0
+    driver: Literal["ipvsadm", "keepalived"] = "ipvsadm"
+    name: str | None = Field(default=None, pattern=RULE_NAME_RE)
+
+
+class NginxLB(Strict):
+    type: Literal["nginx"]
+    upstream: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    port_index: int = Field(default=0, ge=0, le=64)
+    weight: int = Field(default=1, ge=1, le=1000)
+    drain: Duration = 10.0
+    name: str | None = Field(default=None, pattern=RULE_NAME_RE)
+
+
+class HaproxyLB(Strict):
+    type: Literal["haproxy"]
+    backend: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
+    port_index: int = Field(default=0, ge=0, le=64)
+    weight: int = Field(default=10, ge=1, le=256)
+    drain: Duration = 10.0
+    name: str | None = Field(default=None, pattern=RULE_NAME_RE)
+
+
+LoadBalancer = Annotated[LvsLB | NginxLB | HaproxyLB, Field(discriminator="type")]
+Mode = Literal["active", "dry-run", "paused"]
+
+
+class JobDocument(Strict):
+    job: str = Field(pattern=JOB_NAME_RE.pattern)
+    target: Target
+    mode: Mode = "dry-run"
+    period: Duration = 10.0
+    grace: Duration | None = None
+    instance_tag: str | None = Field(default=None, min_length=1, max_length=64)
+    min_instances: int = Field(default=1, ge=0, le=100000)
+    max_instances: int = Field(default=10, ge=0, le=100000)
+    deployment_timeout: Duration = 600.0
+    rules: list[Rule] = Field(default_factory=list, max_length=50)
+    behavior: Behavior = Behavior()
+    notify: Notify = Notify()
+    lb: list[LoadBalancer] = Field(default_factory=list, max_length=16)
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, v: float) -> float:
+        if v < 1 or v > 3600 or v != int(v):
+            raise ValueError("period must be a whole number of seconds from 1 to 3600")
+        return v
+
+    @model_validator(mode="after")
+    def _whole(self) -> JobDocument:
+        if self.min_instances > self.max_instances:
+            raise ValueError(f"min_instances ({self.min_instances}) > max_instances ({self.max_instances})")
+        seen: set[str] = set()
+        for r in self.rules:
+            if r.name in seen:
+                raise ValueError(f"duplicate rule name {r.name!r}")
+            seen.add(r.name)
+        return self
+
+    def grace_seconds(self) -> float:
+        return self.period / 2 if self.grace is None else self.grace
+
+    def metric_rules(self) -> list[ThresholdRule | TargetRule]:
+        return [r for r in self.rules if isinstance(r, ThresholdRule | TargetRule)]
+
+    def selector_for(self, rule: MetricRule) -> Selector:
+        return rule.selector if rule.selector is not None else Selector(tags={"job": self.job})
+
+
+class DocumentError(ValueError):
+    """A job document failed validation; `errors` lists {"path", "message"} for every problem."""
+
+    def __init__(self, errors: list[dict[str, str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{e['path']}: {e['message']}" for e in errors))
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("threshold", "target", "alarm", "schedule", "lvs", "nginx", "haproxy") and out.endswith("]"):
+            continue  # the discriminator tag pydantic inserts into union locations
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(document)"
+
+
+def parse_job(data: Mapping[str, Any] | Any) -> JobDocument:
+    """Validate a job document; raise DocumentError listing every error with its field path."""
+    if not isinstance(data, Mapping):
+        raise DocumentError([{"path": "(document)", "message": "a job document is a JSON object"}])
+    try:
+        doc = JobDocument.model_validate(dict(data))
+    except ValidationError as e:
+        errors = []
+        for err in e.errors(include_url=False):
+            msg = err["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, ") :]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field"
+            errors.append({"path": _path(tuple(err["loc"])), "message": msg})
+        raise DocumentError(errors) from None
+    from policies.schedule import validate_schedule  # local import: schedule imports this module
+
+    errors = []
+    for i, rule in enumerate(doc.rules):
+        if isinstance(rule, ScheduleRule):
+            for field, msg in validate_schedule(rule):
+                errors.append({"path": f"rules[{i}].{field}", "message": msg})
+    if errors:
+        raise DocumentError(errors)
+    return doc
+
+
+def dump_job(doc: JobDocument) -> dict[str, Any]:
+    """The document as JSON-ready data (the admin API returns this)."""
+    return doc.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,190 @@
+"""Values that flow through a decision (PRODUCT §1, §3.3, §4.3). Pure data, JSON round-trippable.
+
+The live daemon and `oceand replay` build the same inputs and call the same functions in
+`policies.engine`; nothing here reads a clock: time arrives as `now` (Unix seconds, float).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+# Reason codes (PRODUCT §3.3): stable strings, part of the API.
+SCALE_OUT = "ScaleOut"
+SCALE_IN = "ScaleIn"
+WITHIN_TOLERANCE = "WithinTolerance"
+NO_DATA = "NoData"
+STABILIZED = "Stabilized"
+FLAPPING_GUARD = "FlappingGuard"
+MAX_STEP = "MaxStep"
+COOLDOWN = "Cooldown"
+DEPLOYMENT_IN_PROGRESS = "DeploymentInProgress"
+MAX_INSTANCES = "MaxInstances"
+MIN_INSTANCES = "MinInstances"
+SCHEDULE = "Schedule"
+MANUAL = "Manual"
+DRY_RUN = "DryRun"
+PAUSED = "Paused"
+ACTUATION_FAILED = "ActuationFailed"
+REASON_CODES = (
+    SCALE_OUT, SCALE_IN, WITHIN_TOLERANCE, NO_DATA, STABILIZED, FLAPPING_GUARD, MAX_STEP, COOLDOWN,
+    DEPLOYMENT_IN_PROGRESS, MAX_INSTANCES, MIN_INSTANCES, SCHEDULE, MANUAL, DRY_RUN, PAUSED, ACTUATION_FAILED,
+)  # fmt: skip
+
+Trigger = Literal["bucket", "alarm", "schedule", "manual"]
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One closed bucket of a job, as the rules see it."""
+
+    now: float  # evaluation time (bucket close), Unix seconds
+    bucket: int  # bucket start, Unix seconds (a multiple of the period)
+    current: int  # the job's instance count now (Marathon's `instances`)
+    ready: int  # running (and healthy, if the app has health checks) instances
+    values: dict[str, float | None]  # metric rule name -> job aggregate for the bucket; None = no data
+    reporters: int = 0  # distinct instances that reported in this bucket
+    deployment_started_at: float | None = None  # set while the job's last deployment still runs
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmEvent:
+    """A Falcon alarm callback (PRODUCT §2.2), already parsed."""
+
+    now: float
+    endpoint: str
+    metric: str
+    status: Literal["PROBLEM", "OK"]
+    step: int
+    priority: int
+    time: str
+    tpl_id: int
+    exp_id: int
+    stra_id: int
+    left_value: float | None
+    tags: dict[str, str]
+
+    def key(self) -> str:
+        """Identity of the alarm (for de-duplication): strategy/expression, endpoint, metric, tags."""
+        tags = ",".join(f"{k}={v}" for k, v in sorted(self.tags.items()))
+        return f"s{self.stra_id}/e{self.exp_id}/{self.endpoint}/{self.metric}/{tags}"
+
+
+@dataclass(frozen=True, slots=True)
+class Fire:
+    """A schedule rule's fire time that is due now."""
+
+    rule: str
+    at: float  # the fire time itself (may be earlier than now: a misfire within grace)
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Active min/max overrides from schedule rules that have a duration."""
+
+    rule: str
+    start: float
+    end: float
+    min_instances: int | None
+    max_instances: int | None
+
+
+@dataclass(slots=True)
+class Proposal:
+    rule: str
+    kind: str  # threshold | target | alarm | schedule | manual
+    desired: int | None  # None = "no opinion" (no data, no event)
+    reason: str  # ScaleOut | ScaleIn | WithinTolerance | NoData | Schedule | Manual ...
+    inputs: dict[str, Any] = field(default_factory=dict)  # value, streaks, target, ratio, band ...
+
+
+@dataclass(slots=True)
+class Limit:
+    """One step of the evaluation order that changed (or held) the count."""
+
+    code: str  # Stabilized | FlappingGuard | MaxStep | Cooldown | DeploymentInProgress | Min/MaxInstances ...
+    before: int
+    after: int
+    detail: str = ""
+
+
+ApplyStatus = Literal["none", "pending", "applied", "dry-run", "paused", "failed"]
+
+
+@dataclass(slots=True)
+class Decision:
+    job: str
+    at: float
+    trigger: Trigger
+    current: int
+    desired: int  # the final count after every limit
+    bucket: int | None = None
+    proposals: list[Proposal] = field(default_factory=list)
+    limits: list[Limit] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # every reason code that applied, in order
+    mode: str = "dry-run"
+    status: ApplyStatus = "none"  # set by the shell: applied / dry-run / failed ...
+    result: dict[str, Any] = field(default_factory=dict)  # deployment id, error, url, latency ...
+    id: int | None = None  # store id, set when committed
+
+    @property
+    def changes(self) -> bool:
+        return self.desired != self.current
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> Decision:
+        d = dict(d)
+        d["proposals"] = [Proposal(**p) for p in d.get("proposals", [])]
+        d["limits"] = [Limit(**x) for x in d.get("limits", [])]
+        return Decision(**d)
+
+
+@dataclass(slots=True)
+class Streak:
+    out: int = 0
+    in_: int = 0
+
+
+@dataclass(slots=True)
+class JobState:
+    """Everything a job's evaluation remembers between evaluations. Persisted with each decision."""
+
+    count: int | None = None  # the instance count at the last evaluation (a change resets streaks)
+    last_change_at: float | None = None  # last change of the count, either direction
+    last_bucket: int | None = None  # last evaluated bucket (never evaluate one twice)
+    streaks: dict[str, Streak] = field(default_factory=dict)  # threshold rule -> streaks
+    recent: list[tuple[float, int]] = field(default_factory=list)  # (t, proposed count) for stabilization
+    alarms: dict[str, float] = field(default_factory=dict)  # alarm key -> time it last acted
+    fires: dict[str, float] = field(default_factory=dict)  # schedule rule -> last fire time handled
+    created_at: float | None = None  # first time the job was seen (fires before it are not run)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "last_change_at": self.last_change_at,
+            "last_bucket": self.last_bucket,
+            "streaks": {k: [s.out, s.in_] for k, s in self.streaks.items()},
+            "recent": [[t, c] for t, c in self.recent],
+            "alarms": dict(self.alarms),
+            "fires": dict(self.fires),
+            "created_at": self.created_at,
+        }
+
+    @staticmethod
+    def from_json(d: dict[str, Any] | None) -> JobState:
+        if not d:
+            return JobState()
+        return JobState(
+            count=d.get("count"),
+            last_change_at=d.get("last_change_at"),
+            last_bucket=d.get("last_bucket"),
+            streaks={k: Streak(int(v[0]), int(v[1])) for k, v in d.get("streaks", {}).items()},
+            recent=[(float(t), int(c)) for t, c in d.get("recent", [])],
+            alarms={k: float(v) for k, v in d.get("alarms", {}).items()},
+            fires={k: float(v) for k, v in d.get("fires", {}).items()},
+            created_at=d.get("created_at"),
+        )
