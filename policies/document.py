@@ -381,14 +381,21 @@ class DocumentError(ValueError):
 
 def _path(loc: tuple[int | str, ...]) -> str:
     out = ""
+    after_index = False
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("threshold", "target", "alarm", "schedule", "lvs", "nginx", "haproxy") and out.endswith("]"):
-            continue  # the discriminator tag pydantic inserts into union locations
-        else:
-            out += f".{part}" if out else str(part)
+            after_index = True
+            continue
+        if after_index and part in _UNION_TAGS:
+            after_index = False
+            continue  # the discriminator tag pydantic inserts after a union element's index
+        after_index = False
+        out += f".{part}" if out else str(part)
     return out or "(document)"
+
+
+_UNION_TAGS = ("threshold", "target", "alarm", "schedule", "lvs", "nginx", "haproxy")
 
 
 def parse_job(data: Mapping[str, Any] | Any) -> JobDocument:
