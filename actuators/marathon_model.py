@@ -1,0 +1,87 @@
+"""What oceand knows of a Marathon app: its tasks and deployments (PROTOCOLS.md A.3, A.4, A.6).
+
+Shared by the Marathon client, the event-stream watcher, the engine (bucket closing, deployment waits)
+and the load-balancer reconciler (desired backends). Pure data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+RUNNING = "TASK_RUNNING"
+# Task states after which a task is gone for good (status_update_event).
+TERMINAL_STATES = frozenset(
+    {"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_GONE", "TASK_DROPPED", "TASK_UNKNOWN"}
+)
+
+
+@dataclass(slots=True)
+class Task:
+    id: str
+    app_id: str
+    host: str
+    ports: list[int] = field(default_factory=list)
+    ip_addresses: list[str] = field(default_factory=list)
+    state: str = RUNNING
+    healthy: bool | None = None  # None: the app has no health checks (or no result yet)
+    started_at: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state == RUNNING
+
+    def serving(self, has_health_checks: bool) -> bool:
+        """Running and, when the app has health checks, alive in every check (PROTOCOLS.md A.4)."""
+        if not self.running:
+            return False
+        return self.healthy is True if has_health_checks else self.healthy is not False
+
+    @staticmethod
+    def from_marathon(d: dict[str, Any]) -> Task:
+        results = d.get("healthCheckResults") or []
+        healthy: bool | None = all(bool(r.get("alive")) for r in results) if results else None
+        return Task(
+            id=str(d["id"]),
+            app_id=str(d.get("appId", "")),
+            host=str(d.get("host", "")),
+            ports=[int(p) for p in d.get("ports") or []],
+            ip_addresses=[str(a.get("ipAddress")) for a in d.get("ipAddresses") or [] if a.get("ipAddress")],
+            state=str(d.get("state", RUNNING)),
+            healthy=healthy,
+            started_at=d.get("startedAt"),
+        )
+
+
+@dataclass(slots=True)
+class AppState:
+    id: str
+    instances: int  # desired count (Marathon's `instances`)
+    tasks: dict[str, Task] = field(default_factory=dict)  # task id -> task
+    deployments: list[str] = field(default_factory=list)  # running deployment ids
+    has_health_checks: bool = False
+    version: str | None = None
+
+    @property
+    def running(self) -> int:
+        return sum(1 for t in self.tasks.values() if t.running)
+
+    @property
+    def ready(self) -> int:
+        return sum(1 for t in self.tasks.values() if t.serving(self.has_health_checks))
+
+    def serving_tasks(self) -> list[Task]:
+        return [t for t in self.tasks.values() if t.serving(self.has_health_checks)]
+
+    @staticmethod
+    def from_marathon(app: dict[str, Any]) -> AppState:
+        """From the `app` object of GET /v2/apps/{id} (embeds tasks and deployments)."""
+        tasks = {str(t["id"]): Task.from_marathon(t) for t in app.get("tasks") or []}
+        return AppState(
+            id=str(app["id"]),
+            instances=int(app.get("instances", 0)),
+            tasks=tasks,
+            deployments=[str(d["id"]) for d in app.get("deployments") or [] if "id" in d],
+            has_health_checks=bool(app.get("healthChecks")),
+            version=app.get("version"),
+        )
