@@ -1,0 +1,227 @@
+"""The ingest hot path: a parsed Falcon push body -> validated samples -> job buckets (PRODUCT §2.1, §3.1).
+
+A sample's identity (endpoint, metric, tags, counterType, step) is validated and routed once, then cached:
+the next sample of the same series costs a dictionary lookup, a value check and one bucket append per job
+that watches it (ARCHITECTURE property 5). Routing uses each rule's selector (default tag job=<name>);
+`cpu.used` and `mem.used.percent` are derived from `cpu.idle` and `mem.memfree.percent`.
+COUNTER and DERIVE series become per-second rates from consecutive samples, as Falcon stores them.
+Every routed series also keeps a window of its last WINDOW bucket values (oceand.windows).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import operator
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from collectors.falcon import check_key, check_timestamp, check_value, parse_tags
+from oceand.buckets import JobBuckets
+from oceand.windows import SeriesWindows
+from policies.document import JobDocument, Selector
+
+# rule metric -> (pushed metric, transform) pairs that feed it, besides the metric itself
+DERIVED: dict[str, tuple[str, str]] = {
+    "cpu.used": ("cpu.idle", "100-v"),
+    "mem.used.percent": ("mem.memfree.percent", "100-v"),
+}
+MAX_REASONS = 5
+MAX_ROUTES = 2_000_000  # route cache entries before it is rebuilt from scratch (unbounded series churn)
+
+_key_of = operator.itemgetter("endpoint", "metric", "tags", "counterType", "step")
+_tv_of = operator.itemgetter("timestamp", "value")
+
+
+@dataclass(slots=True)
+class Target:
+    buckets: JobBuckets
+    rule_index: int
+    instance: str
+    invert: bool  # value -> 100 - value
+
+
+@dataclass(slots=True)
+class Route:
+    targets: list[Target]
+    counter: str | None  # "COUNTER" | "DERIVE" | None (GAUGE)
+    slot: int  # series window slot, -1 when unrouted
+    prev_ts: int = 0
+    prev_value: float = math.nan
+
+
+@dataclass(slots=True)
+class PushResult:
+    total: int = 0
+    invalid: int = 0
+    reasons: list[str] = field(default_factory=list)
+    completed: set[str] = field(default_factory=set)  # jobs whose bucket became complete
+
+    def reject(self, index: int, reason: str) -> None:
+        self.invalid += 1
+        if len(self.reasons) < MAX_REASONS:
+            self.reasons.append(f"[{index}] {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Watch:
+    job: str
+    rule_index: int
+    selector: Selector
+    invert: bool
+    instance_tag: str | None
+
+
+_EMPTY = Route([], None, -1)
+
+
+class Ingestor:
+    """Routes samples into job buckets. Rebuild with `set_jobs` whenever the set of jobs changes."""
+
+    def __init__(self, windows: SeriesWindows | None = None) -> None:
+        self.windows = windows if windows is not None else SeriesWindows()
+        self._by_metric: dict[str, list[_Watch]] = {}
+        self._buckets: dict[str, JobBuckets] = {}
+        self._routes: dict[tuple[Any, ...], Route | str] = {}
+        self.accepted = 0
+        self.rejected = 0
+
+    def set_jobs(self, jobs: Iterable[tuple[JobDocument, JobBuckets]]) -> None:
+        by_metric: dict[str, list[_Watch]] = {}
+        buckets: dict[str, JobBuckets] = {}
+        for doc, jb in jobs:
+            buckets[doc.job] = jb
+            for i, rule in enumerate(doc.metric_rules()):
+                sel = doc.selector_for(rule)
+                by_metric.setdefault(rule.metric, []).append(_Watch(doc.job, i, sel, False, doc.instance_tag))
+                if rule.metric in DERIVED:
+                    src, _ = DERIVED[rule.metric]
+                    by_metric.setdefault(src, []).append(_Watch(doc.job, i, sel, True, doc.instance_tag))
+        self._by_metric = by_metric
+        self._buckets = buckets
+        self._routes = {}
+        self.windows.clear()
+
+    def _resolve(self, key: tuple[Any, ...]) -> Route | str:
+        endpoint, metric, tags, ctype, step = key
+        reason = check_key(endpoint, metric, tags, ctype, step)
+        if reason is not None:
+            return reason
+        watches = self._by_metric.get(metric)
+        if not watches:
+            return _EMPTY
+        parsed = parse_tags(tags)
+        targets: list[Target] = []
+        for w in watches:
+            if not _matches(w.selector, parsed, endpoint):
+                continue
+            if w.instance_tag is not None:
+                instance = parsed.get(w.instance_tag)
+                if not instance:
+                    continue  # cannot tell the instance apart: not this job's sample shape
+            else:
+                instance = endpoint
+            targets.append(Target(self._buckets[w.job], w.rule_index, instance, w.invert))
+        if not targets:
+            return _EMPTY
+        counter = ctype if ctype != "GAUGE" else None
+        return Route(targets, counter, self.windows.allocate())
+
+    def ingest(self, items: Any, now: float) -> PushResult:
+        """Validate and route a decoded push body (a list). Never raises on item content."""
+        res = PushResult(total=len(items))
+        routes = self._routes
+        if len(routes) > MAX_ROUTES:
+            routes.clear()
+            self.windows.clear()
+        two_now = 2 * now
+        completed = res.completed
+        windows = self.windows
+        for i, item in enumerate(items):
+            try:
+                key = _key_of(item)
+                ts, value = _tv_of(item)
+            except (KeyError, TypeError):
+                if type(item) is not dict:
+                    res.reject(i, "item is not an object")
+                    continue
+                missing = [
+                    k
+                    for k in ("endpoint", "metric", "timestamp", "step", "value", "counterType")
+                    if k not in item
+                ]
+                if missing:
+                    res.reject(i, f"{missing[0]}: missing")
+                    continue
+                # Only `tags` is absent: treat as no tags, as Falcon's agent does for "".
+                key = (item["endpoint"], item["metric"], "", item["counterType"], item["step"])
+                ts, value = item["timestamp"], item["value"]
+            try:
+                route = routes.get(key)
+            except TypeError:
+                res.reject(i, "endpoint/metric/tags/counterType/step: wrong type")
+                continue
+            if route is None:
+                route = routes[key] = self._resolve(key)
+            if type(route) is str:
+                res.reject(i, route)
+                continue
+            tv = type(value)
+            if tv is float and value - value == 0.0:
+                v = value
+            elif tv is int:
+                v = float(value)
+            else:
+                checked = check_value(value)
+                if checked is None:
+                    res.reject(i, f"value: {str(value)[:40]!r} is not a finite number")
+                    continue
+                v = checked
+            if type(ts) is not int or ts <= 0 or ts > two_now:
+                ts = check_timestamp(ts, now)
+            assert isinstance(route, Route)
+            if not route.targets:
+                continue
+            if route.counter is not None:
+                prev_ts, prev_v = route.prev_ts, route.prev_value
+                if ts <= prev_ts:
+                    continue  # out of order or repeated: no rate from it
+                route.prev_ts, route.prev_value = ts, v
+                if prev_v != prev_v:  # first sample of the series: no rate yet
+                    continue
+                rate = (v - prev_v) / (ts - prev_ts)
+                if rate < 0:
+                    continue  # counter reset / wrap (COUNTER) or negative DERIVE: Falcon drops it
+                v = rate
+            windows.put(route.slot, ts, v)
+            for t in route.targets:
+                jb = t.buckets
+                if jb.add(t.rule_index, t.instance, ts, 100.0 - v if t.invert else v):
+                    completed.add(jb.job)
+        self.accepted += res.total - res.invalid
+        self.rejected += res.invalid
+        return res
+
+    def route_count(self) -> int:
+        return len(self._routes)
+
+    def series_of(self, job: str) -> list[tuple[str, str, int]]:
+        """(metric, tags, window slot) of every routed series that feeds `job` (status and windows)."""
+        out = []
+        for key, route in self._routes.items():
+            if isinstance(route, Route) and any(t.buckets.job == job for t in route.targets):
+                out.append((key[1], f"{key[0]}/{key[2]}", route.slot))
+        return out
+
+
+def _matches(sel: Selector, tags: dict[str, str], endpoint: str) -> bool:
+    for k, v in sel.tags.items():
+        if tags.get(k) != v:
+            return False
+    if sel.endpoint is not None:
+        pattern = sel.endpoint
+        if any(c in pattern for c in "*?["):
+            return fnmatch.fnmatchcase(endpoint, pattern)
+        return endpoint == pattern
+    return True
