@@ -1,0 +1,347 @@
+"""The store's interface, its URL syntax, its errors and the checks every backend shares.
+
+Error tree (what a caller should do with each):
+
+- `StoreConfigError(ValueError)`: the store URL is malformed; fix the configuration. Raised by
+  `parse_url` / `open_store` before any connection is attempted.
+- `StoreError(Exception)`: the store is unreachable or failed (connection refused or lost, a lock
+  timeout, a broken or too-new schema). Transient as far as the daemon knows: retry with backoff.
+  The message names the URL with its password replaced by `***`.
+- `ValueError`: a caller passed a bad argument (a job name outside `[A-Za-z0-9._-]{1,200}`, a decision
+  without a finite `at`, a document that is not JSON-serialisable...). A bug in the caller; retrying
+  cannot help. Nothing is written.
+- `DecisionNotFound(LookupError)`: `update_decision` for an id that does not exist.
+
+Values cross the interface as plain JSON-ready dicts; the store encodes them with orjson.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, get_args
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import orjson
+
+from policies.document import JOB_NAME_RE, RULE_NAME_RE
+from policies.types import ApplyStatus
+
+DECISION_STATUSES: tuple[str, ...] = get_args(ApplyStatus)
+FIRE_STATUSES = ("fired", "missed")
+_RULE_NAME = re.compile(RULE_NAME_RE)
+
+
+class StoreError(Exception):
+    """The store is unreachable or failed; the message names the URL without its password."""
+
+
+class StoreConfigError(ValueError):
+    """A store URL that cannot be used; the message names the problem."""
+
+
+class DecisionNotFound(LookupError):
+    """`update_decision` was given an id the store does not hold."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJob:
+    name: str
+    doc: dict[str, Any]
+    version: int  # 1 on create, +1 on every put
+    updated_at: float  # Unix seconds of the last put
+
+
+class Store(Protocol):
+    """What the daemon calls. All methods are coroutines; see the module docstring for errors."""
+
+    @property
+    def url(self) -> str:
+        """The store URL with the password replaced by `***` (for logs and /readyz)."""
+        ...
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations; StoreError if unreachable or the schema is too new."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool:
+        """True when the store answers a trivial query; never raises."""
+        ...
+
+    async def put_job(self, name: str, doc: dict[str, Any]) -> int:
+        """Create or replace the job's document; return its new version (1 on create)."""
+        ...
+
+    async def get_job(self, name: str) -> StoredJob | None: ...
+
+    async def list_jobs(self) -> list[StoredJob]:
+        """Every job, ordered by name."""
+        ...
+
+    async def delete_job(self, name: str) -> bool:
+        """Delete the document and the job's state; keep its decisions and fires. False if absent."""
+        ...
+
+    async def load_state(self, job: str) -> dict[str, Any] | None: ...
+
+    async def commit(self, job: str, state: dict[str, Any], decision: dict[str, Any] | None) -> int | None:
+        """Write the job's state and (if given) insert the decision in one transaction; return its id."""
+        ...
+
+    async def update_decision(self, decision_id: int, status: str, result: dict[str, Any]) -> None: ...
+
+    async def decisions(self, job: str, limit: int = 50, since: float | None = None) -> list[dict[str, Any]]:
+        """Newest first (by `at`, then id); `since` keeps decisions with `at >= since`."""
+        ...
+
+    async def pending_decisions(self) -> list[dict[str, Any]]:
+        """Decisions of every job whose status is "pending", oldest first."""
+        ...
+
+    async def claim_fire(self, job: str, rule: str, at: float, status: str) -> bool:
+        """Record a schedule fire; False if (job, rule, at) was already recorded."""
+        ...
+
+    async def fires(self, job: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Newest first: {"rule", "at", "status", "recorded_at"}."""
+        ...
+
+
+# ---------------------------------------------------------------- URLs
+
+_PASSWORD_RE = re.compile(r"(//[^/@:?#]*:)[^@/?#]*@")
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by `***`."""
+    return _PASSWORD_RE.sub(r"\1***@", url)
+
+
+@dataclass(frozen=True, slots=True)
+class SQLiteURL:
+    path: str  # a file path, or ":memory:"
+    timeout: float = 5.0  # seconds to wait for another process's write lock
+
+    @property
+    def memory(self) -> bool:
+        return self.path == ":memory:"
+
+    @property
+    def redacted(self) -> str:
+        return "sqlite://:memory:" if self.memory else f"sqlite:///{self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class MySQLURL:
+    host: str
+    user: str
+    database: str
+    password: str = ""
+    port: int = 3306
+    pool_size: int = 10
+    connect_timeout: float = 5.0
+    timeout: float = 30.0  # bound on one store call, pool wait included
+    unix_socket: str | None = None
+
+    @property
+    def redacted(self) -> str:
+        password = ":***" if self.password else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"mysql://{self.user}{password}@{host}:{self.port}/{self.database}"
+
+
+StoreURL = SQLiteURL | MySQLURL
+
+_SQLITE_FORMS = "sqlite:////absolute/path.db, sqlite:///relative/path.db or sqlite://:memory:"
+_MYSQL_FORM = "mysql://user[:password]@host[:port]/database"
+_MYSQL_DB_RE = re.compile(r"^[A-Za-z0-9_$]{1,64}$")
+
+
+def parse_url(url: str) -> StoreURL:
+    """Parse a store URL; StoreConfigError naming the problem (never echoing the password)."""
+    if not isinstance(url, str) or not url.strip():
+        raise StoreConfigError("store URL is empty: use " + _SQLITE_FORMS + " or " + _MYSQL_FORM)
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise StoreConfigError(f"store URL {redact(url)!r} has no scheme: use sqlite:// or mysql://")
+    if scheme == "sqlite":
+        return _parse_sqlite(url)
+    if scheme == "mysql":
+        return _parse_mysql(url)
+    raise StoreConfigError(f"store URL {redact(url)!r}: unknown scheme {scheme!r} (use sqlite or mysql)")
+
+
+def _fail(url: str, problem: str) -> StoreConfigError:
+    return StoreConfigError(f"store URL {redact(url)!r}: {problem}")
+
+
+def _params(url: str, query: str, allowed: Mapping[str, str]) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise _fail(url, f"malformed query string {query!r}") from None
+    out: dict[str, str] = {}
+    for key, value in pairs:
+        if key not in allowed:
+            raise _fail(url, f"unknown parameter {key!r} (known: {', '.join(sorted(allowed))})")
+        if key in out:
+            raise _fail(url, f"parameter {key!r} given twice")
+        out[key] = value
+    return out
+
+
+def _number(url: str, key: str, value: str, low: float, high: float, integer: bool = False) -> float:
+    try:
+        number = int(value) if integer else float(value)
+    except ValueError:
+        kind = "an integer" if integer else "a number of seconds"
+        raise _fail(url, f"parameter {key}={value!r} is not {kind}") from None
+    if not math.isfinite(number) or not low <= number <= high:
+        raise _fail(url, f"parameter {key}={value!r} is out of range [{low:g}, {high:g}]")
+    return number
+
+
+def _parse_sqlite(url: str) -> SQLiteURL:
+    rest, _, query = url[len("sqlite://") :].partition("?")
+    if "#" in rest or "#" in query:
+        raise _fail(url, "a fragment ('#...') is not allowed")
+    params = _params(url, query, {"timeout": "seconds"})
+    timeout = _number(url, "timeout", params["timeout"], 0, 3600) if "timeout" in params else 5.0
+    if rest == ":memory:":
+        return SQLiteURL(":memory:", timeout)
+    if not rest.startswith("/"):
+        raise _fail(url, f"a SQLite URL has no host part; use {_SQLITE_FORMS}")
+    path = unquote(rest[1:])
+    if not path or path.endswith("/"):
+        raise _fail(url, f"no database file name; use {_SQLITE_FORMS}")
+    if "\x00" in path:
+        raise _fail(url, "the path contains a NUL character")
+    return SQLiteURL(path, timeout)
+
+
+_MYSQL_PARAMS = {
+    "pool_size": "connections",
+    "connect_timeout": "seconds",
+    "timeout": "seconds",
+    "unix_socket": "path",
+}
+
+
+def _parse_mysql(url: str) -> MySQLURL:
+    parts = urlsplit(url)
+    if parts.fragment:
+        raise _fail(url, "a fragment ('#...') is not allowed")
+    if "@" not in parts.netloc:
+        raise _fail(url, f"no user; use {_MYSQL_FORM}")
+    try:
+        port = parts.port if parts.port is not None else 3306
+    except ValueError:
+        raise _fail(url, "the port is not a number in 1-65535") from None
+    if not 1 <= port <= 65535:
+        raise _fail(url, "the port is not a number in 1-65535")
+    host = parts.hostname or ""
+    user = unquote(parts.username or "")
+    if not user:
+        raise _fail(url, f"no user; use {_MYSQL_FORM}")
+    if not host:
+        raise _fail(url, f"no host; use {_MYSQL_FORM}")
+    database = unquote(parts.path[1:]) if parts.path.startswith("/") else ""
+    if not database:
+        raise _fail(url, f"no database name; use {_MYSQL_FORM}")
+    if not _MYSQL_DB_RE.match(database):
+        raise _fail(url, f"database name {database!r} must be 1-64 characters of [A-Za-z0-9_$]")
+    params = _params(url, parts.query, _MYSQL_PARAMS)
+    return MySQLURL(
+        host=host,
+        user=user,
+        database=database,
+        password=unquote(parts.password or ""),
+        port=port,
+        pool_size=int(_number(url, "pool_size", params.get("pool_size", "10"), 1, 1000, integer=True)),
+        connect_timeout=_number(url, "connect_timeout", params.get("connect_timeout", "5"), 0.1, 3600),
+        timeout=_number(url, "timeout", params.get("timeout", "30"), 0.1, 3600),
+        unix_socket=params.get("unix_socket") or None,
+    )
+
+
+# ---------------------------------------------------------------- argument checks and encoding
+
+
+def check_job(name: object) -> str:
+    if not isinstance(name, str) or not JOB_NAME_RE.match(name):
+        raise ValueError(f"job name must be 1-200 characters of [A-Za-z0-9._-], got {name!r:.80}")
+    return name
+
+
+def check_rule(name: object) -> str:
+    if not isinstance(name, str) or not _RULE_NAME.match(name):
+        raise ValueError(f"rule name must be 1-64 characters of [A-Za-z0-9._-], got {name!r:.80}")
+    return name
+
+
+def check_time(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number of Unix seconds, got {value!r:.80}")
+    return float(value)
+
+
+def check_limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"limit must be an integer >= 0, got {limit!r:.80}")
+    return limit
+
+
+def check_status(status: object, allowed: tuple[str, ...], what: str) -> str:
+    if status not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}, got {status!r:.80}")
+    assert isinstance(status, str)
+    return status
+
+
+def encode(value: object, what: str) -> str:
+    """JSON text of a dict (orjson); ValueError naming `what` if it is not a JSON object."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a JSON object (dict), got {type(value).__name__}")
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as e:
+        raise ValueError(f"{what} is not JSON-serialisable: {e}") from None
+
+
+def decode(text: str | bytes) -> Any:
+    return orjson.loads(text)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRow:
+    """A decision split into its indexed columns and JSON texts, ready to insert."""
+
+    at: float
+    status: str
+    body: str  # the decision without id / status / result (those are columns)
+    result: str
+
+
+def decision_row(job: str, decision: object) -> DecisionRow:
+    if not isinstance(decision, dict):
+        raise ValueError(f"decision must be a dict (Decision.to_json()), got {type(decision).__name__}")
+    if decision.get("job", job) != job:
+        raise ValueError(f"decision is for job {decision.get('job')!r:.80}, not {job!r}")
+    at = check_time(decision.get("at"), "decision.at")
+    status = check_status(decision.get("status", "none"), DECISION_STATUSES, "decision.status")
+    result = encode(decision.get("result") or {}, "decision.result")
+    body = {k: v for k, v in decision.items() if k not in ("id", "status", "result")}
+    body["job"] = job
+    return DecisionRow(at, status, encode(body, "decision"), result)
+
+
+def decision_dict(decision_id: int, body: str | bytes, status: str, result: str | bytes) -> dict[str, Any]:
+    out: dict[str, Any] = decode(body)
+    out["status"] = status
+    out["result"] = decode(result)
+    out["id"] = int(decision_id)
+    return out

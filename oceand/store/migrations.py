@@ -1,0 +1,114 @@
+"""The versioned schema: one list of migrations, each with its SQL per dialect.
+
+A store applies, in order, every migration whose version is above the highest one recorded in its
+`schema_version` table, and records each as it goes. Both backends serialise this between daemons that
+start at once (SQLite: `BEGIN IMMEDIATE`; MySQL: `GET_LOCK`), so re-running is a no-op. A store whose
+recorded version is higher than the last one listed here belongs to a newer oceand: opening it fails
+rather than writing rows an older schema does not describe.
+
+Append new migrations at the end with the next version; never edit one that has shipped. MySQL DDL
+commits implicitly, so its statements must be safe to repeat (`IF NOT EXISTS`) in case a daemon dies
+half-way through a migration.
+
+Tables (both dialects):
+- `jobs(name PK, doc JSON text, version, updated_at)`
+- `job_state(job PK, state JSON text, updated_at)`
+- `decisions(id auto PK, job, at, status, body JSON text, result JSON text)`, indexed (job, at) and
+  (status, at); `at` is a double so that it round-trips exactly.
+- `fires(job, rule, at, status, recorded_at)`, primary key (job, rule, at): at most one row per fire.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Dialect = Literal["sqlite", "mysql"]
+DIALECTS: tuple[Dialect, ...] = ("sqlite", "mysql")
+Migration = tuple[int, str, dict[Dialect, list[str]]]
+
+SCHEMA_VERSION_DDL: dict[Dialect, str] = {
+    "sqlite": (
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+    ),
+    "mysql": (
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version INT NOT NULL PRIMARY KEY, name VARCHAR(200) NOT NULL, applied_at DOUBLE NOT NULL"
+        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+    ),
+}
+
+_MYSQL_TABLE = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+
+MIGRATIONS: list[Migration] = [
+    (
+        1,
+        "initial: jobs, job_state, decisions, fires",
+        {
+            "sqlite": [
+                "CREATE TABLE IF NOT EXISTS jobs ("
+                " name TEXT NOT NULL PRIMARY KEY, doc TEXT NOT NULL,"
+                " version INTEGER NOT NULL, updated_at REAL NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS job_state ("
+                " job TEXT NOT NULL PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS decisions ("
+                " id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, at REAL NOT NULL,"
+                " status TEXT NOT NULL, body TEXT NOT NULL, result TEXT NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS decisions_job_at ON decisions (job, at)",
+                "CREATE INDEX IF NOT EXISTS decisions_status_at ON decisions (status, at)",
+                "CREATE TABLE IF NOT EXISTS fires ("
+                " job TEXT NOT NULL, rule TEXT NOT NULL, at REAL NOT NULL, status TEXT NOT NULL,"
+                " recorded_at REAL NOT NULL, PRIMARY KEY (job, rule, at))",
+            ],
+            "mysql": [
+                "CREATE TABLE IF NOT EXISTS jobs ("
+                " name VARCHAR(200) NOT NULL PRIMARY KEY, doc LONGTEXT NOT NULL,"
+                f" version BIGINT NOT NULL, updated_at DOUBLE NOT NULL) {_MYSQL_TABLE}",
+                "CREATE TABLE IF NOT EXISTS job_state ("
+                " job VARCHAR(200) NOT NULL PRIMARY KEY, state LONGTEXT NOT NULL,"
+                f" updated_at DOUBLE NOT NULL) {_MYSQL_TABLE}",
+                "CREATE TABLE IF NOT EXISTS decisions ("
+                " id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, job VARCHAR(200) NOT NULL,"
+                " at DOUBLE NOT NULL, status VARCHAR(16) NOT NULL, body LONGTEXT NOT NULL,"
+                " result LONGTEXT NOT NULL,"
+                " INDEX decisions_job_at (job, at), INDEX decisions_status_at (status, at)"
+                f") {_MYSQL_TABLE}",
+                "CREATE TABLE IF NOT EXISTS fires ("
+                " job VARCHAR(200) NOT NULL, rule VARCHAR(200) NOT NULL, at DOUBLE NOT NULL,"
+                " status VARCHAR(16) NOT NULL, recorded_at DOUBLE NOT NULL,"
+                f" PRIMARY KEY (job, rule, at)) {_MYSQL_TABLE}",
+            ],
+        },
+    ),
+]
+
+
+class MigrationListError(ValueError):
+    """A migration list that cannot be applied (a programming error caught before touching the store)."""
+
+
+def check_migrations(migrations: list[Migration]) -> None:
+    """Versions are 1, 2, 3... in order, each names itself, and each has SQL for every dialect."""
+    for index, (version, name, sql) in enumerate(migrations):
+        if version != index + 1:
+            raise MigrationListError(f"migration #{index} has version {version}, expected {index + 1}")
+        if not name.strip():
+            raise MigrationListError(f"migration {version} has no name")
+        for dialect in DIALECTS:
+            statements = sql.get(dialect)
+            if not statements or not all(s.strip() for s in statements):
+                raise MigrationListError(f"migration {version} ({name}) has no {dialect} statements")
+
+
+def pending(migrations: list[Migration], current: int) -> list[Migration]:
+    """The migrations to apply on a store whose schema is at `current` (0 = empty store).
+
+    Raises MigrationListError when the store is newer than the list (it belongs to a newer oceand).
+    """
+    latest = migrations[-1][0] if migrations else 0
+    if current > latest:
+        raise MigrationListError(
+            f"the store's schema is at version {current}, newer than this oceand knows ({latest});"
+            " upgrade oceand or point it at another store"
+        )
+    return [m for m in migrations if m[0] > current]

@@ -1,0 +1,377 @@
+"""The MySQL / MariaDB store (aiomysql): a connection pool, one InnoDB transaction per call.
+
+Connections run with autocommit off, utf8mb4 and a strict sql_mode; each call takes a connection,
+runs its statements, commits, and gives the connection back. Every call is bounded by the URL's
+`timeout` (pool wait included), so a dead server yields a StoreError, never a hang.
+
+Lost connections (server restart, `KILL`, idle timeout): the pool drops connections whose socket has
+closed. If one still fails on its first use, the call is retried once on a fresh connection when the
+failure came before COMMIT was sent (nothing can have been committed then); a failure during COMMIT
+raises StoreError, and the caller's retry is the only place that can decide what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiomysql
+
+from oceand.store.base import (
+    DECISION_STATUSES,
+    FIRE_STATUSES,
+    DecisionNotFound,
+    MySQLURL,
+    StoredJob,
+    StoreError,
+    check_job,
+    check_limit,
+    check_rule,
+    check_status,
+    check_time,
+    decision_dict,
+    decision_row,
+    decode,
+    encode,
+    parse_url,
+)
+from oceand.store.migrations import MIGRATIONS, SCHEMA_VERSION_DDL, Migration, MigrationListError, pending
+
+T = TypeVar("T")
+Cursor = Any  # aiomysql.Cursor (untyped library)
+
+# Client errors that mean "this connection is gone": server gone away, lost during query, lost
+# during handshake, killed (MariaDB ER_CONNECTION_KILLED), dropped for inactivity (MySQL 8).
+_LOST_CONNECTION = {2006, 2013, 2055, 1927, 4031}
+_RETRY_TRANSACTION = {1213}  # deadlock: InnoDB rolled the transaction back, running it again is safe
+_DUPLICATE_KEY = 1062
+_SQL_MODE = "STRICT_ALL_TABLES,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
+
+
+class _Retry(Exception):
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _lost(error: BaseException) -> bool:
+    if isinstance(error, aiomysql.OperationalError | aiomysql.InternalError):
+        code = error.args[0] if error.args else None
+        return code in _LOST_CONNECTION or code in _RETRY_TRANSACTION
+    return isinstance(error, aiomysql.InterfaceError | ConnectionError)
+
+
+class MySQLStore:
+    def __init__(
+        self,
+        url: MySQLURL | str,
+        *,
+        clock: Callable[[], float] = time.time,
+        migrations: list[Migration] = MIGRATIONS,
+    ) -> None:
+        parsed = parse_url(url) if isinstance(url, str) else url
+        if not isinstance(parsed, MySQLURL):
+            raise ValueError(f"MySQLStore needs a mysql:// URL, got {parsed.redacted}")
+        self._url = parsed
+        self._clock = clock
+        self._migrations = migrations
+        self._pool: Any = None  # aiomysql.Pool
+
+    @property
+    def url(self) -> str:
+        return self._url.redacted
+
+    def _error(self, problem: object) -> StoreError:
+        return StoreError(f"store {self.url}: {problem}")
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        u = self._url
+        try:
+            async with asyncio.timeout(u.connect_timeout + u.timeout):
+                pool = await aiomysql.create_pool(
+                    minsize=1,
+                    maxsize=u.pool_size,
+                    host=u.host,
+                    port=u.port,
+                    user=u.user,
+                    password=u.password,
+                    db=u.database,
+                    unix_socket=u.unix_socket,
+                    charset="utf8mb4",
+                    autocommit=False,
+                    connect_timeout=u.connect_timeout,
+                    init_command=f"SET SESSION sql_mode = '{_SQL_MODE}'",
+                    pool_recycle=3600,
+                )
+        except TimeoutError:
+            raise self._error(f"no connection within {u.connect_timeout + u.timeout:g}s") from None
+        except (aiomysql.Error, OSError) as e:
+            raise self._error(f"cannot connect: {e}") from e
+        self._pool = pool
+        try:
+            await self._run(self._migrate, retry=False)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _migrate(self, cur: Cursor) -> None:
+        lock = f"oceand.migrate.{self._url.database}"[:64]
+        await cur.execute("SELECT GET_LOCK(%s, %s)", (lock, max(1, int(self._url.timeout))))
+        (got,) = await cur.fetchone()
+        if got != 1:
+            raise self._error(f"another process holds the migration lock {lock!r}")
+        try:
+            await cur.execute(SCHEMA_VERSION_DDL["mysql"])
+            await cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            (current,) = await cur.fetchone()
+            try:
+                todo = pending(self._migrations, int(current))
+            except MigrationListError as e:
+                raise self._error(e) from e
+            for version, name, sql in todo:
+                for statement in sql["mysql"]:
+                    await cur.execute(statement)
+                await cur.execute(
+                    "INSERT INTO schema_version (version, name, applied_at) VALUES (%s, %s, %s)",
+                    (version, name, self._clock()),
+                )
+                await cur.connection.commit()
+        finally:
+            await cur.execute("SELECT RELEASE_LOCK(%s)", (lock,))
+            await cur.fetchone()
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+            await pool.wait_closed()
+
+    async def ping(self) -> bool:
+        try:
+            await asyncio.wait_for(self._run(_select_one, retry=False), timeout=min(5.0, self._url.timeout))
+            return True
+        except Exception:
+            return False
+
+    # ------------------------------------------------------------ plumbing
+
+    async def _run(self, fn: Callable[[Cursor], Awaitable[T]], *, retry: bool = True) -> T:
+        """Run `fn` in one transaction on a pooled connection; commit; StoreError on failure."""
+        pool = self._pool
+        if pool is None:
+            raise self._error("not open")
+        try:
+            async with asyncio.timeout(self._url.timeout):
+                try:
+                    return await self._once(pool, fn)
+                except _Retry as r:
+                    if not retry:
+                        raise r.error from None
+                    try:
+                        return await self._once(pool, fn)
+                    except _Retry as again:
+                        raise again.error from None
+        except TimeoutError:
+            raise self._error(f"no answer within {self._url.timeout:g}s") from None
+        except (aiomysql.Error, OSError) as e:
+            raise self._error(e) from e
+
+    async def _once(self, pool: Any, fn: Callable[[Cursor], Awaitable[T]]) -> T:
+        async with pool.acquire() as conn:
+            try:
+                async with conn.cursor() as cur:
+                    result = await fn(cur)
+            except Exception as e:
+                if _lost(e):
+                    conn.close()  # nothing was committed: the transaction died with the connection
+                    raise _Retry(e) from e
+                try:
+                    await conn.rollback()
+                except Exception:
+                    conn.close()
+                raise
+            except BaseException:
+                conn.close()  # cancelled mid-statement: the connection's state is unknown
+                raise
+            await conn.commit()
+            return result
+
+    # ------------------------------------------------------------ jobs
+
+    async def put_job(self, name: str, doc: dict[str, Any]) -> int:
+        check_job(name)
+        text = encode(doc, "job document")
+        now = self._clock()
+
+        async def put(cur: Cursor) -> int:
+            await cur.execute(
+                "INSERT INTO jobs (name, doc, version, updated_at) VALUES (%s, %s, 1, %s)"
+                " ON DUPLICATE KEY UPDATE doc = VALUES(doc), version = version + 1,"
+                " updated_at = VALUES(updated_at)",
+                (name, text, now),
+            )
+            await cur.execute("SELECT version FROM jobs WHERE name = %s", (name,))
+            (version,) = await cur.fetchone()
+            return int(version)
+
+        return await self._run(put)
+
+    async def get_job(self, name: str) -> StoredJob | None:
+        check_job(name)
+
+        async def get(cur: Cursor) -> StoredJob | None:
+            await cur.execute("SELECT name, doc, version, updated_at FROM jobs WHERE name = %s", (name,))
+            row = await cur.fetchone()
+            return _job(row) if row else None
+
+        return await self._run(get)
+
+    async def list_jobs(self) -> list[StoredJob]:
+        async def list_(cur: Cursor) -> list[StoredJob]:
+            await cur.execute("SELECT name, doc, version, updated_at FROM jobs ORDER BY name")
+            return [_job(row) for row in await cur.fetchall()]
+
+        return await self._run(list_)
+
+    async def delete_job(self, name: str) -> bool:
+        check_job(name)
+
+        async def delete(cur: Cursor) -> bool:
+            deleted = await cur.execute("DELETE FROM jobs WHERE name = %s", (name,))
+            await cur.execute("DELETE FROM job_state WHERE job = %s", (name,))
+            return bool(deleted)
+
+        return await self._run(delete)
+
+    # ------------------------------------------------------------ state and decisions
+
+    async def load_state(self, job: str) -> dict[str, Any] | None:
+        check_job(job)
+
+        async def load(cur: Cursor) -> dict[str, Any] | None:
+            await cur.execute("SELECT state FROM job_state WHERE job = %s", (job,))
+            row = await cur.fetchone()
+            return dict(decode(row[0])) if row else None
+
+        return await self._run(load)
+
+    async def commit(self, job: str, state: dict[str, Any], decision: dict[str, Any] | None) -> int | None:
+        check_job(job)
+        state_text = encode(state, "state")
+        row = decision_row(job, decision) if decision is not None else None
+        now = self._clock()
+
+        async def write(cur: Cursor) -> int | None:
+            await cur.execute(
+                "INSERT INTO job_state (job, state, updated_at) VALUES (%s, %s, %s)"
+                " ON DUPLICATE KEY UPDATE state = VALUES(state), updated_at = VALUES(updated_at)",
+                (job, state_text, now),
+            )
+            if row is None:
+                return None
+            await cur.execute(
+                "INSERT INTO decisions (job, at, status, body, result) VALUES (%s, %s, %s, %s, %s)",
+                (job, row.at, row.status, row.body, row.result),
+            )
+            return int(cur.lastrowid)
+
+        return await self._run(write)
+
+    async def update_decision(self, decision_id: int, status: str, result: dict[str, Any]) -> None:
+        if isinstance(decision_id, bool) or not isinstance(decision_id, int):
+            raise ValueError(f"decision id must be an integer, got {decision_id!r:.80}")
+        check_status(status, DECISION_STATUSES, "status")
+        text = encode(result, "result")
+
+        async def update(cur: Cursor) -> bool:
+            await cur.execute("SELECT 1 FROM decisions WHERE id = %s FOR UPDATE", (decision_id,))
+            if await cur.fetchone() is None:
+                return False
+            await cur.execute(
+                "UPDATE decisions SET status = %s, result = %s WHERE id = %s", (status, text, decision_id)
+            )
+            return True
+
+        if not await self._run(update):
+            raise DecisionNotFound(f"decision {decision_id} does not exist")
+
+    async def decisions(self, job: str, limit: int = 50, since: float | None = None) -> list[dict[str, Any]]:
+        check_job(job)
+        check_limit(limit)
+        low = None if since is None else check_time(since, "since")
+
+        async def select(cur: Cursor) -> list[dict[str, Any]]:
+            where = "job = %s" if low is None else "job = %s AND at >= %s"
+            args: tuple[Any, ...] = (job,) if low is None else (job, low)
+            await cur.execute(
+                f"SELECT id, body, status, result FROM decisions WHERE {where}"
+                " ORDER BY at DESC, id DESC LIMIT %s",
+                (*args, limit),
+            )
+            return [decision_dict(*row) for row in await cur.fetchall()]
+
+        return await self._run(select)
+
+    async def pending_decisions(self) -> list[dict[str, Any]]:
+        async def select(cur: Cursor) -> list[dict[str, Any]]:
+            await cur.execute(
+                "SELECT id, body, status, result FROM decisions WHERE status = 'pending' ORDER BY at, id"
+            )
+            return [decision_dict(*row) for row in await cur.fetchall()]
+
+        return await self._run(select)
+
+    # ------------------------------------------------------------ schedule fires
+
+    async def claim_fire(self, job: str, rule: str, at: float, status: str) -> bool:
+        check_job(job)
+        check_rule(rule)
+        at = check_time(at, "at")
+        check_status(status, FIRE_STATUSES, "fire status")
+        now = self._clock()
+
+        async def claim(cur: Cursor) -> bool:
+            try:
+                await cur.execute(
+                    "INSERT INTO fires (job, rule, at, status, recorded_at) VALUES (%s, %s, %s, %s, %s)",
+                    (job, rule, at, status, now),
+                )
+            except aiomysql.IntegrityError as e:
+                if e.args and e.args[0] == _DUPLICATE_KEY:
+                    return False
+                raise
+            return True
+
+        return await self._run(claim)
+
+    async def fires(self, job: str, limit: int = 50) -> list[dict[str, Any]]:
+        check_job(job)
+        check_limit(limit)
+
+        async def select(cur: Cursor) -> list[dict[str, Any]]:
+            await cur.execute(
+                "SELECT rule, at, status, recorded_at FROM fires WHERE job = %s"
+                " ORDER BY at DESC, rule LIMIT %s",
+                (job, limit),
+            )
+            return [
+                {"rule": r[0], "at": float(r[1]), "status": r[2], "recorded_at": float(r[3])}
+                for r in await cur.fetchall()
+            ]
+
+        return await self._run(select)
+
+
+async def _select_one(cur: Cursor) -> None:
+    await cur.execute("SELECT 1")
+    await cur.fetchone()
+
+
+def _job(row: Any) -> StoredJob:
+    return StoredJob(name=row[0], doc=dict(decode(row[1])), version=int(row[2]), updated_at=float(row[3]))

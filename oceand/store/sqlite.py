@@ -1,0 +1,274 @@
+"""The SQLite store (aiosqlite): one connection in WAL mode, one transaction at a time.
+
+Every call holds an asyncio lock for its whole transaction, so the calls of one daemon never
+interleave; writes open with `BEGIN IMMEDIATE`, so a second process (another daemon, `sqlite3` in a
+shell) waits up to the URL's `timeout` for the write lock instead of failing at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from oceand.store.base import (
+    DECISION_STATUSES,
+    FIRE_STATUSES,
+    DecisionNotFound,
+    SQLiteURL,
+    StoredJob,
+    StoreError,
+    check_job,
+    check_limit,
+    check_rule,
+    check_status,
+    check_time,
+    decision_dict,
+    decision_row,
+    decode,
+    encode,
+    parse_url,
+)
+from oceand.store.migrations import MIGRATIONS, SCHEMA_VERSION_DDL, Migration, MigrationListError, pending
+
+
+class SQLiteStore:
+    def __init__(
+        self,
+        url: SQLiteURL | str,
+        *,
+        clock: Callable[[], float] = time.time,
+        migrations: list[Migration] = MIGRATIONS,
+    ) -> None:
+        parsed = parse_url(url) if isinstance(url, str) else url
+        if not isinstance(parsed, SQLiteURL):
+            raise ValueError(f"SQLiteStore needs a sqlite:// URL, got {parsed.redacted}")
+        self._url = parsed
+        self._clock = clock
+        self._migrations = migrations
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def url(self) -> str:
+        return self._url.redacted
+
+    def _error(self, problem: object) -> StoreError:
+        return StoreError(f"store {self.url}: {problem}")
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+        try:
+            if not self._url.memory:
+                Path(self._url.path).parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(self._url.path, timeout=self._url.timeout, isolation_level=None)
+        except (OSError, sqlite3.Error) as e:
+            raise self._error(f"cannot open the database: {e}") from e
+        self._db = db
+        try:
+            async with self._lock:
+                await db.execute("PRAGMA journal_mode=WAL")
+                await self._migrate(db)
+        except BaseException:
+            self._db = None
+            await db.close()
+            raise
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                await db.execute(SCHEMA_VERSION_DDL["sqlite"])
+                rows = list(await db.execute_fetchall("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+                for version, name, sql in pending(self._migrations, int(rows[0][0])):
+                    for statement in sql["sqlite"]:
+                        await db.execute(statement)
+                    await db.execute(
+                        "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                        (version, name, self._clock()),
+                    )
+                await db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
+                raise
+        except MigrationListError as e:
+            raise self._error(e) from e
+        except sqlite3.Error as e:
+            raise self._error(f"migration failed: {e}") from e
+
+    async def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            async with self._lock:
+                await db.close()
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(max(1.0, self._url.timeout)), self._lock:
+                db = self._db
+                if db is None:
+                    return False
+                await db.execute_fetchall("SELECT 1")
+                return True
+        except Exception:
+            return False
+
+    # ------------------------------------------------------------ plumbing
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            if self._db is None:
+                raise self._error("not open")
+            try:
+                yield self._db
+            except sqlite3.Error as e:
+                raise self._error(e) from e
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        async with self._read() as db:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+
+    # ------------------------------------------------------------ jobs
+
+    async def put_job(self, name: str, doc: dict[str, Any]) -> int:
+        check_job(name)
+        text = encode(doc, "job document")
+        async with self._write() as db:
+            rows = await db.execute_fetchall(
+                "INSERT INTO jobs (name, doc, version, updated_at) VALUES (?, ?, 1, ?)"
+                " ON CONFLICT (name) DO UPDATE SET doc = excluded.doc, version = jobs.version + 1,"
+                " updated_at = excluded.updated_at RETURNING version",
+                (name, text, self._clock()),
+            )
+            return int(next(iter(rows))[0])
+
+    async def get_job(self, name: str) -> StoredJob | None:
+        check_job(name)
+        async with self._read() as db:
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT name, doc, version, updated_at FROM jobs WHERE name = ?", (name,)
+                )
+            )
+        return _job(rows[0]) if rows else None
+
+    async def list_jobs(self) -> list[StoredJob]:
+        async with self._read() as db:
+            rows = await db.execute_fetchall("SELECT name, doc, version, updated_at FROM jobs ORDER BY name")
+        return [_job(row) for row in rows]
+
+    async def delete_job(self, name: str) -> bool:
+        check_job(name)
+        async with self._write() as db:
+            cursor = await db.execute("DELETE FROM jobs WHERE name = ?", (name,))
+            await db.execute("DELETE FROM job_state WHERE job = ?", (name,))
+            return cursor.rowcount > 0
+
+    # ------------------------------------------------------------ state and decisions
+
+    async def load_state(self, job: str) -> dict[str, Any] | None:
+        check_job(job)
+        async with self._read() as db:
+            rows = list(await db.execute_fetchall("SELECT state FROM job_state WHERE job = ?", (job,)))
+        return dict(decode(rows[0][0])) if rows else None
+
+    async def commit(self, job: str, state: dict[str, Any], decision: dict[str, Any] | None) -> int | None:
+        check_job(job)
+        state_text = encode(state, "state")
+        row = decision_row(job, decision) if decision is not None else None
+        async with self._write() as db:
+            await db.execute(
+                "INSERT INTO job_state (job, state, updated_at) VALUES (?, ?, ?) ON CONFLICT (job)"
+                " DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                (job, state_text, self._clock()),
+            )
+            if row is None:
+                return None
+            cursor = await db.execute(
+                "INSERT INTO decisions (job, at, status, body, result) VALUES (?, ?, ?, ?, ?)",
+                (job, row.at, row.status, row.body, row.result),
+            )
+            assert cursor.lastrowid is not None
+            return int(cursor.lastrowid)
+
+    async def update_decision(self, decision_id: int, status: str, result: dict[str, Any]) -> None:
+        if isinstance(decision_id, bool) or not isinstance(decision_id, int):
+            raise ValueError(f"decision id must be an integer, got {decision_id!r:.80}")
+        check_status(status, DECISION_STATUSES, "status")
+        text = encode(result, "result")
+        async with self._write() as db:
+            cursor = await db.execute(
+                "UPDATE decisions SET status = ?, result = ? WHERE id = ?", (status, text, decision_id)
+            )
+            found = cursor.rowcount > 0
+        if not found:
+            raise DecisionNotFound(f"decision {decision_id} does not exist")
+
+    async def decisions(self, job: str, limit: int = 50, since: float | None = None) -> list[dict[str, Any]]:
+        check_job(job)
+        check_limit(limit)
+        low = -float("inf") if since is None else check_time(since, "since")
+        async with self._read() as db:
+            rows = await db.execute_fetchall(
+                "SELECT id, body, status, result FROM decisions WHERE job = ? AND at >= ?"
+                " ORDER BY at DESC, id DESC LIMIT ?",
+                (job, low, limit),
+            )
+        return [decision_dict(*row) for row in rows]
+
+    async def pending_decisions(self) -> list[dict[str, Any]]:
+        async with self._read() as db:
+            rows = await db.execute_fetchall(
+                "SELECT id, body, status, result FROM decisions WHERE status = 'pending' ORDER BY at, id"
+            )
+        return [decision_dict(*row) for row in rows]
+
+    # ------------------------------------------------------------ schedule fires
+
+    async def claim_fire(self, job: str, rule: str, at: float, status: str) -> bool:
+        check_job(job)
+        check_rule(rule)
+        at = check_time(at, "at")
+        check_status(status, FIRE_STATUSES, "fire status")
+        async with self._write() as db:
+            cursor = await db.execute(
+                "INSERT INTO fires (job, rule, at, status, recorded_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (job, rule, at) DO NOTHING",
+                (job, rule, at, status, self._clock()),
+            )
+            return cursor.rowcount == 1
+
+    async def fires(self, job: str, limit: int = 50) -> list[dict[str, Any]]:
+        check_job(job)
+        check_limit(limit)
+        async with self._read() as db:
+            rows = await db.execute_fetchall(
+                "SELECT rule, at, status, recorded_at FROM fires WHERE job = ?"
+                " ORDER BY at DESC, rule LIMIT ?",
+                (job, limit),
+            )
+        return [{"rule": r[0], "at": float(r[1]), "status": r[2], "recorded_at": float(r[3])} for r in rows]
+
+
+def _job(row: Any) -> StoredJob:
+    return StoredJob(name=row[0], doc=dict(decode(row[1])), version=int(row[2]), updated_at=float(row[3]))
