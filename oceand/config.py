@@ -1,0 +1,582 @@
+"""The daemon's configuration file (PRODUCT §7, §7.1): TOML, validated once at start and on SIGHUP.
+
+`load_config(path)` reads the file with tomllib and validates it against `Config` (pydantic v2, every
+table strict: unknown keys and wrong types are errors). Every problem becomes a `ConfigError` naming
+the file and the dotted key (`conf/oceand.toml: marathon.lg.urls[0]: not an http(s) URL`), so
+`oceand check-config` and a SIGHUP reload report the same text an operator can act on.
+
+Relative paths in the file (a SQLite store, `jobs.dir`, `ca_file`) are relative to the directory of
+the config file, never to the daemon's working directory; `Config` holds them resolved.
+docs/configuration.md describes every key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import tomllib
+import types
+import typing
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, unquote, urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from policies.document import Duration
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    file: str
+    key: str  # dotted key or field path; "(file)" for the file as a whole
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.message}"
+
+
+class ConfigError(Exception):
+    """A config or job file is unusable. `problems` lists every problem found; `file`, `key` and
+    `message` are those of the first. str(e) is one `file: key: message` line per problem."""
+
+    def __init__(self, problems: list[ConfigProblem]):
+        if not problems:
+            raise ValueError("ConfigError needs at least one problem")
+        self.problems = problems
+        self.file, self.key, self.message = problems[0].file, problems[0].key, problems[0].message
+        super().__init__("\n".join(str(p) for p in problems))
+
+    @classmethod
+    def one(cls, file: str | Path, key: str, message: str) -> ConfigError:
+        return cls([ConfigProblem(str(file), key, message)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Value types
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([A-Za-z]*)\s*$")
+_SIZE_UNITS = {
+    "": 1, "B": 1,
+    "K": 1024, "k": 1024, "KiB": 1024, "M": 1024**2, "m": 1024**2, "MiB": 1024**2,
+    "G": 1024**3, "g": 1024**3, "GiB": 1024**3,
+    "KB": 1000, "kB": 1000, "MB": 1000**2, "GB": 1000**3,
+}  # fmt: skip
+MAX_BODY_LIMIT = 1024**3
+
+
+def parse_size(value: Any) -> int:
+    """A byte count: an integer, or "512KiB", "8MiB", "1GiB" (also nginx's "8m"; "8MB" = 8,000,000)."""
+    if isinstance(value, bool):
+        raise ValueError("a size is a number of bytes or a string like '8MiB' or '512KiB'")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if not m or m.group(2) not in _SIZE_UNITS:
+            raise ValueError(f"invalid size {value!r}: use a number of bytes or '8MiB', '512KiB', '1GiB'")
+        size = int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+    else:
+        raise ValueError("a size is a number of bytes or a string like '8MiB' or '512KiB'")
+    if not 1 <= size <= MAX_BODY_LIMIT:
+        raise ValueError(f"size must be from 1 byte to 1GiB, got {size} bytes")
+    return size
+
+
+def http_url(value: str, *, allow_query: bool = False) -> str:
+    """Check an http(s) URL with a host; return it without a trailing '/'."""
+    if any(c.isspace() for c in value):
+        raise ValueError(f"{value!r} is not an http(s) URL (it holds white space)")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as e:
+        raise ValueError(f"{value!r} is not an http(s) URL ({e})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{value!r}: put credentials in username/password or token, not in the URL")
+    if parts.fragment or (parts.query and not allow_query):
+        raise ValueError(f"{value!r}: a base URL may not carry a query or fragment")
+    if port == 0:
+        raise ValueError(f"{value!r}: port 0 is not a server port")
+    return value.rstrip("/") if not parts.query else value
+
+
+_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """'host:port' or '[ipv6]:port' -> (host, port); port 0 means "any free port" (tests)."""
+    if value.startswith("["):
+        m = re.fullmatch(r"\[([^\]]+)\]:(\d{1,5})", value)
+        if not m:
+            raise ValueError(f"{value!r}: write an IPv6 address as '[::1]:8080'")
+        try:
+            ipaddress.IPv6Address(m.group(1))
+        except ValueError:
+            raise ValueError(f"{value!r}: {m.group(1)!r} is not an IPv6 address") from None
+        host, port_text = m.group(1), m.group(2)
+    else:
+        host, sep, port_text = value.rpartition(":")
+        if not sep or not port_text.isdigit() or len(port_text) > 5:
+            raise ValueError(f"{value!r} is not host:port (e.g. '127.0.0.1:8080')")
+        if not host:
+            raise ValueError(f"{value!r} has no host: use '0.0.0.0:{port_text}' for every interface")
+        if ":" in host:
+            raise ValueError(f"{value!r}: write an IPv6 address in brackets, e.g. '[::1]:{port_text}'")
+        if not _HOSTNAME_RE.match(host):
+            raise ValueError(f"{value!r}: {host!r} is not a host name or IPv4 address")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"{value!r}: port {port} is out of range 0-65535")
+    return host, port
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    ctx = info.context if isinstance(info.context, dict) else {}
+    base = ctx.get("base_dir")
+    return base if isinstance(base, Path) else Path.cwd()
+
+
+def _resolve(path: str, info: ValidationInfo) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (_base_dir(info) / p).resolve()
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+Seconds = Annotated[Duration, Field(gt=0, le=3600)]
+ClusterName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+class ServerSettings(Table):
+    listen: str = "127.0.0.1:8080"
+    max_body: Size = 8 * 1024**2
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        parse_listen(v)
+        return v
+
+    @property
+    def host(self) -> str:
+        return parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return parse_listen(self.listen)[1]
+
+
+_STORE_FORMS = "use 'sqlite:///PATH' (relative to the config file), 'sqlite:////ABSOLUTE/PATH' or " + (
+    "'mysql://USER:PASSWORD@HOST:PORT/DATABASE'"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MysqlParams:
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    db: str
+
+
+class StoreSettings(Table):
+    """`url` is held resolved: a relative SQLite path becomes absolute (`sqlite:////abs/path`)."""
+
+    url: str = Field(default="sqlite:///var/oceand.db", validate_default=True)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str, info: ValidationInfo) -> str:
+        scheme, sep, rest = v.partition("://")
+        if not sep:
+            raise ValueError(f"{v!r} is not a store URL: {_STORE_FORMS}")
+        if scheme == "sqlite":
+            if not rest.startswith("/") or rest == "/":
+                raise ValueError(f"{v!r} has no database path: {_STORE_FORMS}")
+            path = rest[1:]
+            if path == ":memory:":
+                return v
+            return "sqlite:///" + str(_resolve(path, info))
+        if scheme == "mysql":
+            _mysql_params(v)
+            return v
+        raise ValueError(f"unsupported store {scheme!r}: {_STORE_FORMS}")
+
+    @property
+    def kind(self) -> Literal["sqlite", "mysql"]:
+        return "sqlite" if self.url.startswith("sqlite:") else "mysql"
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """The SQLite database file (absolute, or ':memory:'); None for MySQL."""
+        return self.url[len("sqlite:///") :] if self.kind == "sqlite" else None
+
+    def mysql(self) -> MysqlParams | None:
+        """aiomysql.connect() arguments for a MySQL store; None for SQLite."""
+        return _mysql_params(self.url) if self.kind == "mysql" else None
+
+    def display_url(self) -> str:
+        """The URL without its password, for logs and the admin API."""
+        p = self.mysql()
+        if p is None:
+            return self.url
+        return f"mysql://{quote(p.user, safe='')}@{p.host}:{p.port}/{p.db}"
+
+
+def _mysql_params(url: str) -> MysqlParams:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 3306
+    except ValueError as e:
+        raise ValueError(f"bad MySQL URL ({e}): {_STORE_FORMS}") from None
+    db = parts.path.lstrip("/")
+    if not parts.hostname or not db or "/" in db or not parts.username:
+        raise ValueError(f"a MySQL URL needs a user, a host and a database: {_STORE_FORMS}")
+    if parts.query or parts.fragment:
+        raise ValueError("a MySQL URL may not carry a query or fragment")
+    return MysqlParams(parts.hostname, port, unquote(parts.username), unquote(parts.password or ""), db)
+
+
+class MarathonSettings(Table):
+    urls: list[Annotated[str, AfterValidator(http_url)]] = Field(min_length=1, max_length=16)
+    username: str | None = Field(default=None, min_length=1)
+    password: str | None = Field(default=None, min_length=1, repr=False)
+    token: str | None = Field(default=None, min_length=1, repr=False)
+    verify_tls: bool = True
+    ca_file: str | None = None
+    timeout: Seconds = 5.0
+    connect_timeout: Seconds = 2.0
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        dup = sorted({u for u in v if v.count(u) > 1})
+        if dup:
+            raise ValueError(f"{dup[0]!r} is listed twice")
+        return v
+
+    @field_validator("username")
+    @classmethod
+    def _user(cls, v: str | None) -> str | None:
+        if v is not None and ":" in v:
+            raise ValueError("a basic-auth user name may not contain ':'")
+        return v
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return None
+        p = _resolve(v, info)
+        if not p.is_file():
+            raise ValueError(f"CA file {str(p)!r} does not exist or is not a file")
+        return str(p)
+
+    @model_validator(mode="after")
+    def _auth(self) -> MarathonSettings:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("basic auth needs both username and password")
+        if self.token is not None and self.username is not None:
+            raise ValueError("use either token (DC/OS) or username/password (basic auth), not both")
+        if self.connect_timeout > self.timeout:
+            raise ValueError(f"connect_timeout ({self.connect_timeout:g}s) > timeout ({self.timeout:g}s)")
+        return self
+
+
+class JobsSettings(Table):
+    dir: str | None = None  # held resolved (absolute)
+
+    @field_validator("dir")
+    @classmethod
+    def _dir(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return None
+        p = _resolve(v, info)
+        if not p.is_dir():
+            raise ValueError(f"directory {str(p)!r} does not exist")
+        return str(p)
+
+
+class IngestSettings(Table):
+    grace: Annotated[Duration, Field(ge=0, le=3600)] | None = None
+
+
+class LogSettings(Table):
+    level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    format: Literal["json", "text"] = "json"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+
+class NotifySettings(Table):
+    falcon_sender: str | None = None
+
+    @field_validator("falcon_sender")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return None if v is None else http_url(v, allow_query=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """One Marathon cluster as plain values, for the Marathon client."""
+
+    name: str
+    urls: tuple[str, ...]
+    username: str | None
+    password: str | None = field(repr=False)
+    token: str | None = field(repr=False)
+    verify_tls: bool
+    ca_file: str | None
+    timeout: float
+    connect_timeout: float
+
+    @property
+    def authorization(self) -> str | None:
+        """The Authorization header value: 'Basic …' or DC/OS 'token=…' (PROTOCOLS A.7), or None."""
+        import base64
+
+        if self.token is not None:
+            return f"token={self.token}"
+        if self.username is not None and self.password is not None:
+            raw = f"{self.username}:{self.password}".encode()
+            return "Basic " + base64.b64encode(raw).decode("ascii")
+        return None
+
+
+class Config(Table):
+    """The whole file. `path` is the file it came from (None for `default_config()`), `base_dir`
+    the directory relative paths were resolved against."""
+
+    dry_run: bool = False
+    timezone: str = "UTC"
+    # Tables default to {} validated like a written table, so defaults get the same path resolution.
+    server: ServerSettings = Field(default_factory=dict, validate_default=True)
+    store: StoreSettings = Field(default_factory=dict, validate_default=True)
+    marathon: dict[ClusterName, MarathonSettings] = Field(default_factory=dict)
+    jobs: JobsSettings = Field(default_factory=dict, validate_default=True)
+    ingest: IngestSettings = Field(default_factory=dict, validate_default=True)
+    log: LogSettings = Field(default_factory=dict, validate_default=True)
+    notify: NotifySettings = Field(default_factory=dict, validate_default=True)
+
+    _path: Path | None = PrivateAttr(default=None)
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    def model_post_init(self, context: Any) -> None:
+        if isinstance(context, dict):
+            if isinstance(context.get("path"), Path):
+                self._path = context["path"]
+            if isinstance(context.get("base_dir"), Path):
+                self._base_dir = context["base_dir"]
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as 'Asia/Shanghai')") from None
+        return v
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @property
+    def base_dir(self) -> Path:
+        return self._base_dir
+
+    @property
+    def jobs_dir(self) -> Path | None:
+        return None if self.jobs.dir is None else Path(self.jobs.dir)
+
+    def marathon_clusters(self) -> dict[str, ClusterSettings]:
+        return {
+            name: ClusterSettings(
+                name=name,
+                urls=tuple(m.urls),
+                username=m.username,
+                password=m.password,
+                token=m.token,
+                verify_tls=m.verify_tls,
+                ca_file=m.ca_file,
+                timeout=m.timeout,
+                connect_timeout=m.connect_timeout,
+            )
+            for name, m in self.marathon.items()
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file; raise ConfigError naming the file and every bad key."""
+    shown = str(path)
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError.one(shown, "(file)", "no such file") from None
+    except IsADirectoryError:
+        raise ConfigError.one(shown, "(file)", "is a directory, not a config file") from None
+    except OSError as e:
+        raise ConfigError.one(shown, "(file)", f"cannot read: {e.strerror or e}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError.one(shown, "(file)", f"not UTF-8 text (byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise toml_error(shown, e) from None
+    base = p.resolve().parent
+    return validate_config(data, file=shown, base_dir=base, path=p.resolve())
+
+
+def default_config() -> Config:
+    """The embedded defaults: SQLite at ./var/oceand.db, listen 127.0.0.1:8080, no Marathon."""
+    return validate_config({}, file="(defaults)", base_dir=Path.cwd(), path=None)
+
+
+def validate_config(data: dict[str, Any], *, file: str, base_dir: Path, path: Path | None) -> Config:
+    ctx = {"base_dir": base_dir, "path": path}
+    try:
+        return Config.model_validate(data, context=ctx)
+    except ValidationError as e:
+        raise ConfigError([_problem(file, err) for err in e.errors(include_url=False)]) from None
+
+
+def toml_error(file: str, e: tomllib.TOMLDecodeError) -> ConfigError:
+    """A TOML syntax error with its line and column as the key."""
+    text = str(e)
+    m = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", text)
+    if m:
+        return ConfigError.one(
+            file, f"line {m.group(1)}, column {m.group(2)}", "TOML syntax: " + text[: m.start()]
+        )
+    m = re.search(r"\s*\(at end of document\)\s*$", text)
+    if m:
+        return ConfigError.one(file, "end of file", "TOML syntax: " + text[: m.start()])
+    return ConfigError.one(file, "(file)", "TOML syntax: " + text)
+
+
+def dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if part == "[key]":
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(file)"
+
+
+_FRIENDLY = {
+    "dict_type": "expected a table",
+    "model_type": "expected a table",
+    "model_attributes_type": "expected a table",
+    "string_type": "expected a string",
+    "bool_type": "expected true or false",
+    "int_type": "expected an integer",
+    "float_type": "expected a number",
+    "list_type": "expected an array",
+    "missing": "required key is missing",
+}
+
+
+def _problem(file: str, err: Any) -> ConfigProblem:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if len(loc) == 2 and loc[0] == "marathon" and str(loc[1]) in MarathonSettings.model_fields:
+        msg = "clusters are named tables: write [marathon.NAME] (e.g. [marathon.lg]), not [marathon]"
+    elif kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), _keys_at(loc[:-1]), n=1, cutoff=0.6)
+        msg = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
+    elif loc[-1:] == ("[key]",):
+        msg = "a cluster name is 1-64 letters, digits, '_' or '-' (it is a job's target.cluster)"
+    elif kind == "literal_error":
+        msg = f"expected {err['ctx']['expected']}, got {_show(err.get('input'))}"
+    elif kind in _FRIENDLY:
+        msg = _FRIENDLY[kind]
+        if kind != "missing":
+            msg += f", got {_show(err.get('input'))}"
+    return ConfigProblem(file, dotted(loc), msg)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the table at `loc` allows (for 'did you mean')."""
+    tp: Any = Config
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            f = tp.model_fields.get(str(part))
+            if f is None:
+                return []
+            tp = f.annotation
+        elif typing.get_origin(tp) in (dict, list):
+            tp = typing.get_args(tp)[-1]
+        else:
+            return []
+    tp = _unwrap(tp)
+    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = args[0]
+        else:
+            return tp
+
+
+def changed_keys(old: Config, new: Config) -> list[str]:
+    """Dotted keys whose values differ (for a SIGHUP reload's log line); passwords are compared too."""
+    a, b = old.model_dump(), new.model_dump()
+    out: list[str] = []
+
+    def walk(x: Any, y: Any, prefix: str) -> None:
+        if isinstance(x, dict) and isinstance(y, dict):
+            for k in sorted(set(x) | set(y), key=str):
+                walk(x.get(k), y.get(k), f"{prefix}.{k}" if prefix else str(k))
+        elif x != y:
+            out.append(prefix)
+
+    walk(a, b, "")
+    return out
