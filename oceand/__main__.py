@@ -1,0 +1,5 @@
+import sys
+
+from oceand.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The HTTP surface: Falcon ingest, the admin API, OpenAPI."""

@@ -1,0 +1,193 @@
+"""The admin API (PRODUCT §5): jobs, status, decisions, manual scale, mode, clusters, health, metrics."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from aiohttp import web
+
+from oceand.api.errors import ApiError, json_response, read_json
+from oceand.keys import DAEMON, ENGINE, METRICS, STORE
+from policies.document import JOB_NAME_RE, DocumentError, dump_job, parse_job
+
+
+def _job_name(request: web.Request) -> str:
+    name = request.match_info["job"]
+    if not JOB_NAME_RE.match(name):
+        raise ApiError(
+            400,
+            "bad_job_name",
+            f"job name must be 1-200 characters of [A-Za-z0-9._-] (got {len(name)} characters)",
+        )
+    return name
+
+
+def _known_job(request: web.Request) -> str:
+    name = _job_name(request)
+    if name not in request.app[ENGINE].jobs:
+        raise ApiError(404, "job_not_found", f"no job named {name!r}")
+    return name
+
+
+def _validate(data: Any, path_name: str | None = None) -> Any:
+    if isinstance(data, dict) and path_name is not None:
+        if "job" not in data:
+            data = {**data, "job": path_name}
+        elif data["job"] != path_name:
+            raise ApiError(
+                422,
+                "invalid_document",
+                "the document's job name differs from the URL",
+                [{"path": "job", "message": f"must be {path_name!r} (the name in the URL)"}],
+            )
+    try:
+        return parse_job(data)
+    except DocumentError as e:
+        raise ApiError(
+            422, "invalid_document", f"{len(e.errors)} error(s) in the job document", e.errors
+        ) from None
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    store_ok = await request.app[STORE].ping()
+    body = {"store": store_ok, "config": daemon.config_loaded, "jobs": len(request.app[ENGINE].jobs)}
+    return json_response({"status": "ready" if store_ok else "not ready", **body}, 200 if store_ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    daemon.update_gauges()
+    return web.Response(body=request.app[METRICS].render(), content_type="text/plain", charset="utf-8")
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    out = [
+        {"job": rt.name, "mode": rt.doc.mode, "effective_mode": engine.mode(rt), "version": rt.version}
+        for rt in sorted(engine.jobs.values(), key=lambda r: r.name)
+    ]
+    return json_response({"jobs": out})
+
+
+async def create_job(request: web.Request) -> web.Response:
+    doc = _validate(await read_json(request))
+    if doc.job in request.app[ENGINE].jobs:
+        raise ApiError(409, "job_exists", f"job {doc.job!r} exists: PUT /api/v1/jobs/{doc.job} replaces it")
+    version = await request.app[DAEMON].put_job(doc)
+    return json_response({"job": dump_job(doc), "version": version}, 201)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    name = _known_job(request)
+    rt = request.app[ENGINE].jobs[name]
+    return json_response({"job": dump_job(rt.doc), "version": rt.version})
+
+
+async def put_job(request: web.Request) -> web.Response:
+    name = _job_name(request)
+    doc = _validate(await read_json(request), name)
+    existed = name in request.app[ENGINE].jobs
+    version = await request.app[DAEMON].put_job(doc)
+    return json_response({"job": dump_job(doc), "version": version}, 200 if existed else 201)
+
+
+async def delete_job(request: web.Request) -> web.Response:
+    name = _known_job(request)
+    await request.app[DAEMON].delete_job(name)
+    return web.Response(status=204)
+
+
+async def job_status(request: web.Request) -> web.Response:
+    name = _known_job(request)
+    return json_response(request.app[DAEMON].job_status(name))
+
+
+def _query_number(
+    request: web.Request, key: str, default: float | None, lo: float, hi: float
+) -> float | None:
+    raw = request.query.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = float(raw)
+    except ValueError:
+        raise ApiError(400, "bad_query", f"{key}: {raw[:40]!r} is not a number") from None
+    if not math.isfinite(v) or not lo <= v <= hi:
+        raise ApiError(400, "bad_query", f"{key}: must be between {lo:g} and {hi:g}")
+    return v
+
+
+async def decisions(request: web.Request) -> web.Response:
+    name = _known_job(request)
+    limit = _query_number(request, "limit", 50, 1, 1000)
+    since = _query_number(request, "since", None, 0, 1e12)
+    rows = await request.app[STORE].decisions(name, int(limit or 50), since)
+    fires = await request.app[STORE].fires(name, int(limit or 50))
+    return json_response({"job": name, "decisions": rows, "fires": fires})
+
+
+def _int_field(data: Any, key: str, lo: int, hi: int) -> int:
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_body", "body must be a JSON object")
+    v = data.get(key)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ApiError(
+            422, "invalid_body", f"{key}: must be an integer", [{"path": key, "message": "integer"}]
+        )
+    if not lo <= v <= hi:
+        raise ApiError(
+            422, "invalid_body", f"{key}: must be between {lo} and {hi}", [{"path": key, "message": "range"}]
+        )
+    return v
+
+
+async def scale(request: web.Request) -> web.Response:
+    name = _known_job(request)
+    data = await read_json(request)
+    instances = _int_field(data, "instances", 0, 100000)
+    reason = data.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise ApiError(422, "invalid_body", "reason: a string of at most 500 characters")
+    decision = await request.app[ENGINE].manual(name, instances, reason)
+    return json_response({"decision": decision.to_json()})
+
+
+async def set_mode(request: web.Request) -> web.Response:
+    name = _known_job(request)
+    data = await read_json(request)
+    mode = data.get("mode") if isinstance(data, dict) else None
+    if mode not in ("active", "dry-run", "paused"):
+        raise ApiError(
+            422, "invalid_body", "mode: must be 'active', 'dry-run' or 'paused'", [{"path": "mode"}]
+        )
+    rt = request.app[ENGINE].jobs[name]
+    doc = rt.doc.model_copy(update={"mode": mode})
+    version = await request.app[DAEMON].put_job(doc)
+    return json_response({"job": name, "mode": mode, "version": version})
+
+
+async def clusters(request: web.Request) -> web.Response:
+    return json_response({"clusters": request.app[DAEMON].clusters_info()})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz)
+    r.add_get("/metrics", metrics)
+    r.add_get("/api/v1/jobs", list_jobs)
+    r.add_post("/api/v1/jobs", create_job)
+    r.add_get("/api/v1/jobs/{job}", get_job)
+    r.add_put("/api/v1/jobs/{job}", put_job)
+    r.add_delete("/api/v1/jobs/{job}", delete_job)
+    r.add_get("/api/v1/jobs/{job}/status", job_status)
+    r.add_get("/api/v1/jobs/{job}/decisions", decisions)
+    r.add_post("/api/v1/jobs/{job}/scale", scale)
+    r.add_post("/api/v1/jobs/{job}/mode", set_mode)
+    r.add_get("/api/v1/clusters", clusters)

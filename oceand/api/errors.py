@@ -1,0 +1,69 @@
+"""The error shape of every API reply (PRODUCT §5): {"error": {"code", "message", "details"}}.
+
+`ApiError` carries a status and a stable code; the middleware turns it (and aiohttp's own HTTP errors)
+into that JSON. Anything unexpected is logged with its traceback and answered 500 "internal" — a bug, never
+a client's fault (every client mistake is raised as an ApiError first).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+log = logging.getLogger("oceand.api")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or []
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def error_response(status: int, code: str, message: str, details: list[Any] | None = None) -> web.Response:
+    return json_response({"error": {"code": code, "message": message, "details": details or []}}, status)
+
+
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        resp: web.StreamResponse = await handler(request)
+        return resp
+    except ApiError as e:
+        return error_response(e.status, e.code, e.message, e.details)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = _HTTP_CODES.get(e.status, "http_error")
+        message = e.reason if e.status != 413 else f"request body too large: {e.text}"
+        return error_response(e.status, code, message)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error (logged)")
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON, or a 400 naming the problem (413 past the size limit)."""
+    body = await request.read()
+    if not body.strip():
+        raise ApiError(400, "empty_body", "request body is empty")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise ApiError(400, "bad_json", f"body is not valid JSON: {e}") from None

@@ -1,0 +1,197 @@
+"""The OpenAPI 3.1 description of every route (`GET /api/v1/openapi.json`).
+
+The job document's schema comes from the pydantic model itself, so the description cannot drift from
+validation; a test checks that the router's routes and this description list the same operations.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aiohttp import web
+
+import oceand
+from oceand.api.errors import json_response
+from policies.document import JobDocument
+
+_ERR = {"$ref": "#/components/responses/Error"}
+_JOB = {
+    "name": "job",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,200}$"},
+}
+_OBJ = {"type": "object"}
+
+
+def _op(
+    summary: str, ok: str, *, body: Any = None, params: list[Any] | None = None, errors: tuple[int, ...] = ()
+) -> Any:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {ok: {"description": "OK", "content": {"application/json": {"schema": _OBJ}}}},
+    }
+    if ok == "204":
+        op["responses"][ok] = {"description": "No content"}
+    for code in errors:
+        op["responses"][str(code)] = _ERR
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+_PUSH_ITEM = {
+    "type": "object",
+    "required": ["endpoint", "metric", "timestamp", "step", "value", "counterType"],
+    "properties": {
+        "endpoint": {"type": "string"},
+        "metric": {"type": "string"},
+        "timestamp": {"type": "integer"},
+        "step": {"type": "integer", "minimum": 1},
+        "value": {"oneOf": [{"type": "number"}, {"type": "string"}]},
+        "counterType": {"enum": ["GAUGE", "COUNTER", "DERIVE"]},
+        "tags": {"type": "string"},
+    },
+}
+_ALARM_PARAMS = [
+    {
+        "name": n,
+        "in": "query",
+        "required": n in ("endpoint", "metric", "status"),
+        "schema": {"type": "string"},
+    }
+    for n in (
+        "endpoint",
+        "metric",
+        "status",
+        "step",
+        "priority",
+        "time",
+        "tpl_id",
+        "exp_id",
+        "stra_id",
+        "left_value",
+        "tags",
+    )
+]
+_DOC = {"$ref": "#/components/schemas/JobDocument"}
+
+
+@cache
+def spec() -> dict[str, Any]:
+    schema = JobDocument.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    schemas = {**defs, "JobDocument": schema}
+    lim = [
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+        {"name": "since", "in": "query", "schema": {"type": "number"}},
+    ]
+    paths: dict[str, Any] = {
+        "/healthz": {"get": _op("Liveness", "200")},
+        "/readyz": {"get": _op("Readiness: store reachable, config loaded", "200", errors=(503,))},
+        "/metrics": {
+            "get": {"summary": "Prometheus text", "responses": {"200": {"description": "text/plain"}}}
+        },
+        "/v1/push": {
+            "post": _op(
+                "Open-Falcon agent push",
+                "200",
+                body={"type": "array", "items": _PUSH_ITEM},
+                errors=(400, 413),
+            )
+        },
+        "/v1/falcon/alarm": {
+            "get": _op("Open-Falcon alarm callback", "200", params=_ALARM_PARAMS, errors=(400,)),
+            "post": _op(
+                "Open-Falcon alarm callback (form or query)", "200", params=_ALARM_PARAMS, errors=(400,)
+            ),
+        },
+        "/api/v1/jobs": {
+            "get": _op("List jobs", "200"),
+            "post": _op("Create a job", "201", body=_DOC, errors=(400, 409, 413, 422)),
+        },
+        "/api/v1/jobs/{job}": {
+            "parameters": [_JOB],
+            "get": _op("Read a job document", "200", errors=(400, 404)),
+            "put": _op("Create or replace a job document", "200", body=_DOC, errors=(400, 413, 422)),
+            "delete": _op("Delete a job", "204", errors=(400, 404)),
+        },
+        "/api/v1/jobs/{job}/status": {
+            "parameters": [_JOB],
+            "get": _op("Job status", "200", errors=(400, 404)),
+        },
+        "/api/v1/jobs/{job}/decisions": {
+            "parameters": [_JOB],
+            "get": _op("Decisions, newest first, and schedule fires", "200", params=lim, errors=(400, 404)),
+        },
+        "/api/v1/jobs/{job}/scale": {
+            "parameters": [_JOB],
+            "post": _op(
+                "Manual scale within the bounds (reason Manual)",
+                "200",
+                body={
+                    "type": "object",
+                    "required": ["instances"],
+                    "properties": {
+                        "instances": {"type": "integer", "minimum": 0},
+                        "reason": {"type": "string"},
+                    },
+                },
+                errors=(400, 404, 422),
+            ),
+        },
+        "/api/v1/jobs/{job}/mode": {
+            "parameters": [_JOB],
+            "post": _op(
+                "Change the job's mode",
+                "200",
+                body={
+                    "type": "object",
+                    "required": ["mode"],
+                    "properties": {"mode": {"enum": ["active", "dry-run", "paused"]}},
+                },
+                errors=(400, 404, 422),
+            ),
+        },
+        "/api/v1/clusters": {"get": _op("Marathon clusters, answering URL, event-stream state", "200")},
+        "/api/v1/openapi.json": {"get": _op("This description", "200")},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "oceand", "version": oceand.__version__},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "responses": {
+                "Error": {
+                    "description": "Error",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["error"],
+                                "properties": {
+                                    "error": {
+                                        "type": "object",
+                                        "required": ["code", "message", "details"],
+                                        "properties": {
+                                            "code": {"type": "string"},
+                                            "message": {"type": "string"},
+                                            "details": {"type": "array"},
+                                        },
+                                    }
+                                },
+                            }
+                        }
+                    },
+                }
+            },
+        },
+    }
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(spec())

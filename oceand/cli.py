@@ -1,0 +1,80 @@
+"""`oceand run | check-config | replay` (PRODUCT §6, §7)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from oceand.config import Config, ConfigError, default_config, load_config
+
+log = logging.getLogger("oceand")
+
+
+def _load(path: str | None) -> Config:
+    return default_config() if path is None else load_config(Path(path))
+
+
+def _check(path: str | None) -> Config:
+    from oceand.jobfiles import load_job_files
+    from oceand.store import parse_url
+
+    config = _load(path)
+    parse_url(config.store.url)
+    if config.jobs_dir is not None:
+        load_job_files(Path(config.jobs_dir))
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "replay":
+        from oceand.replay_cli import main as replay_main
+
+        return replay_main(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="oceand", description="Elastic-scaling daemon for Marathon / Open-Falcon"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run the daemon")
+    p_run.add_argument("--config", help="TOML config file (default: the embedded defaults)")
+    p_check = sub.add_parser("check-config", help="validate the config and job files, then exit")
+    p_check.add_argument("--config", help="TOML config file (default: the embedded defaults)")
+    sub.add_parser("replay", help="what-if simulation on a recorded load (oceand replay --help)")
+    args = parser.parse_args(argv)
+
+    from oceand.logs import setup_logging
+    from oceand.store import StoreConfigError
+
+    try:
+        config = _check(args.config)
+    except ConfigError as e:
+        print(f"oceand: config error: {e}", file=sys.stderr)
+        return 2
+    except StoreConfigError as e:
+        print(f"oceand: config error: {args.config or '(defaults)'}: store.url: {e}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(f"{args.config or '(embedded defaults)'}: OK")
+        return 0
+    setup_logging(config.log.level, config.log.format)
+    from oceand.daemon import run
+    from oceand.store.base import StoreError
+
+    try:
+        return asyncio.run(run(config))
+    except StoreError as e:
+        log.error("store unavailable at start: %s", e, extra={"event": "fatal"})
+        return 1
+    except OSError as e:
+        log.error("cannot start: %s", e, extra={"event": "fatal"})
+        return 1
+    except ConfigError as e:
+        log.error("config error: %s", e, extra={"event": "fatal"})
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,315 @@
+"""The daemon: one asyncio process composed of the store, the engine, the actuators and the HTTP server.
+
+Lifecycle (ARCHITECTURE property 6): `start` opens resources in order and registers their closing on an
+AsyncExitStack; root tasks run in a TaskGroup-like set of named tasks whose failures are logged; signals
+only set flags (SIGTERM/SIGINT: stop; SIGHUP: reload). `stop` finishes in-flight actuations, then closes
+in reverse order. A reload validates the new config first; a bad one is rejected and the old keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from oceand.actuation import Actuator, RecordingActuator
+from oceand.api import admin, ingest
+from oceand.api.errors import error_middleware
+from oceand.api.openapi import openapi
+from oceand.config import Config, ConfigError, load_config
+from oceand.engine import Engine
+from oceand.jobfiles import load_job_files
+from oceand.keys import DAEMON, ENGINE, METRICS, STORE
+from oceand.metrics import Metrics
+from oceand.notify import Notifier
+from oceand.store import open_store
+from oceand.store.base import Store
+from oceand.systemd import Notifier as SystemdNotifier
+from policies.document import JobDocument, dump_job
+from policies.types import Decision
+
+log = logging.getLogger("oceand")
+
+ClusterFactory = Callable[["Daemon"], Awaitable[None]]
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        actuator: Actuator | None = None,
+        store: Store | None = None,
+    ) -> None:
+        self.config = config
+        self.config_loaded = True
+        self.clock = clock
+        self.metrics = Metrics()
+        self.store = store if store is not None else open_store(config.store.url)
+        self.recording = RecordingActuator()
+        self._forced_actuator = actuator  # tests: every job goes to this actuator, live mode
+        self.clusters: dict[str, Any] = {}  # name -> ClusterRuntime (Marathon client, watcher, actuator)
+        self.lb: Any = None  # LB manager, when jobs have `lb` entries
+        self.notifier = Notifier(config.notify.falcon_sender, on_error=self._notify_error)
+        self.engine = Engine(
+            self.store,
+            self.actuator_for,
+            clock=clock,
+            dry_run=lambda: self.config.dry_run,
+            dry_reason=self.dry_reason,
+            default_tz=config.timezone,
+            grace=config.ingest.grace,
+            on_decision=self._on_decision,
+        )
+        self.stop_event = asyncio.Event()
+        self._reload_requested = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._runner: web.AppRunner | None = None
+        self._lock = asyncio.Lock()
+        self.url: str | None = None
+        self.systemd = SystemdNotifier()
+
+    # ---- wiring --------------------------------------------------------------------------------
+
+    def actuator_for(self, doc: JobDocument) -> Actuator:
+        if self._forced_actuator is not None:
+            return self._forced_actuator
+        cluster = self.clusters.get(doc.target.cluster)
+        if cluster is not None:
+            return cluster.actuator  # type: ignore[no-any-return]
+        return self.recording
+
+    def dry_reason(self, doc: JobDocument) -> str | None:
+        if self._forced_actuator is not None:
+            return None
+        if doc.target.cluster not in self.clusters:
+            return f"no Marathon cluster {doc.target.cluster!r} is configured: the job runs dry"
+        return None
+
+    async def _on_decision(self, doc: JobDocument, d: Decision) -> None:
+        for reason in d.reasons or ["None"]:
+            self.metrics.decisions.labels(reason, d.status).inc()
+        if d.status in ("applied", "failed") and "latency_ms" in d.result:
+            self.metrics.actuation.labels(doc.target.cluster).observe(float(d.result["latency_ms"]) / 1000)
+        if d.status == "failed" or (d.status == "pending" and "error" in d.result):
+            self.metrics.actuation_errors.labels(doc.target.cluster).inc()
+        self.notifier.submit(doc, d)
+
+    def _notify_error(self, kind: str) -> None:
+        self.metrics.notify_errors.labels(kind).inc()
+
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[error_middleware], client_max_size=self.config.server.max_body)
+        app[ENGINE] = self.engine
+        app[STORE] = self.store
+        app[METRICS] = self.metrics
+        app[DAEMON] = self
+        app.router.add_post("/v1/push", ingest.push)
+        app.router.add_get("/v1/falcon/alarm", ingest.alarm)
+        app.router.add_post("/v1/falcon/alarm", ingest.alarm)
+        admin.add_routes(app)
+        app.router.add_get("/api/v1/openapi.json", openapi)
+        return app
+
+    # ---- jobs ----------------------------------------------------------------------------------
+
+    async def put_job(self, doc: JobDocument) -> int:
+        async with self._lock:
+            version = await self.store.put_job(doc.job, dump_job(doc))
+            await self.engine.upsert(doc, version)
+            await self._jobs_changed()
+            return version
+
+    async def delete_job(self, name: str) -> None:
+        async with self._lock:
+            await self.store.delete_job(name)
+            await self.engine.remove(name)
+            await self._jobs_changed()
+
+    async def _jobs_changed(self) -> None:
+        for cluster in self.clusters.values():
+            cluster.sync_jobs([rt.doc for rt in self.engine.jobs.values()])
+        if self.lb is not None:
+            self.lb.sync_jobs([rt.doc for rt in self.engine.jobs.values()])
+
+    async def apply_job_files(self) -> None:
+        d = self.config.jobs_dir
+        if d is None:
+            return
+        for path, doc in load_job_files(Path(d)):
+            stored = await self.store.get_job(doc.job)
+            if stored is None or stored.doc != dump_job(doc):
+                version = await self.store.put_job(doc.job, dump_job(doc))
+                log.info("job %s applied from %s (version %d)", doc.job, path, version)
+
+    def job_status(self, name: str) -> dict[str, Any]:
+        status = self.engine.status(name)
+        if self.lb is not None:
+            status["lb"] = self.lb.status(name)
+        else:
+            status["lb"] = []
+        return status
+
+    def clusters_info(self) -> list[dict[str, Any]]:
+        return [c.info() for c in self.clusters.values()]
+
+    def update_gauges(self) -> None:
+        modes: dict[str, int] = {"active": 0, "dry-run": 0, "paused": 0}
+        for rt in self.engine.jobs.values():
+            modes[self.engine.mode(rt)] += 1
+        for m, n in modes.items():
+            self.metrics.jobs.labels(m).set(n)
+        self.metrics.series.set(len(self.engine.ingestor.windows))
+        for c in self.clusters.values():
+            self.metrics.event_stream.labels(c.name).set(1 if c.connected() else 0)
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    @staticmethod
+    def _task_done(task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("root task %s failed: %r", task.get_name(), exc, exc_info=exc)
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.apply_job_files()
+        await self._start_clusters()
+        await self.engine.load()
+        await self._jobs_changed()
+        runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.server.host, self.config.server.port, reuse_address=True)
+        await site.start()
+        self._runner = runner
+        sock = site._server.sockets[0] if site._server and site._server.sockets else None
+        if sock is not None:
+            host, port = sock.getsockname()[:2]
+            self.url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        self._spawn(self.engine.flusher(self.stop_event), "state-flusher")
+        self._spawn(self.notifier.run(self.stop_event), "notifier")
+        interval = self.systemd.watchdog_interval()
+        if interval:
+            self._spawn(self._watchdog(interval / 2), "watchdog")
+        self.systemd.ready(f"serving on {self.url}, {len(self.engine.jobs)} jobs")
+        log.info("oceand ready on %s with %d jobs", self.url, len(self.engine.jobs), extra={"event": "ready"})
+
+    async def _start_clusters(self) -> None:
+        """Marathon clusters: a client, an event-stream watcher and an actuator per configured cluster."""
+        from oceand.marathon import start_clusters  # local: keeps the daemon importable without it in tests
+
+        await start_clusters(self)
+
+    async def _watchdog(self, every: float) -> None:
+        while not self.stop_event.is_set():
+            self.systemd.watchdog()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), every)
+
+    async def stop(self) -> None:
+        self.systemd.stopping("draining")
+        log.info("oceand stopping", extra={"event": "stopping"})
+        self.stop_event.set()
+        if self._runner is not None:
+            await self._runner.shutdown()
+        await self.engine.stop()
+        for c in list(self.clusters.values()):
+            await c.close()
+        if self.lb is not None:
+            await self.lb.close()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.store.close()
+        self.systemd.close()
+        log.info("oceand stopped", extra={"event": "stopped"})
+
+    async def reload(self) -> bool:
+        """SIGHUP: validate the config file again and apply what can change without a restart."""
+        path = self.config.path
+        if path is None:
+            return False
+        self.systemd.reloading()
+        try:
+            new = load_config(path)
+            if new.jobs_dir is not None:
+                load_job_files(Path(new.jobs_dir))
+        except ConfigError as e:
+            log.error("reload rejected, the running config stays: %s", e, extra={"event": "reload_rejected"})
+            self.systemd.ready("reload rejected")
+            return False
+        if new.store.url != self.config.store.url or new.server.listen != self.config.server.listen:
+            log.warning(
+                "store.url and server.listen change only on restart", extra={"event": "reload_partial"}
+            )
+        old = self.config
+        self.config = new
+        self.engine.default_tz = new.timezone
+        if new.marathon != old.marathon:
+            for c in list(self.clusters.values()):
+                await c.close()
+            self.clusters.clear()
+            await self._start_clusters()
+        async with self._lock:
+            await self.apply_job_files()
+            for stored in await self.store.list_jobs():
+                doc = JobDocument.model_validate(stored.doc)
+                rt = self.engine.jobs.get(doc.job)
+                if rt is None or rt.version != stored.version:
+                    await self.engine.upsert(doc, stored.version)
+            await self._jobs_changed()
+        self.systemd.ready("reloaded")
+        log.info("config reloaded from %s", path, extra={"event": "reloaded"})
+        return True
+
+    async def serve_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_requested.set)
+        try:
+            while not self.stop_event.is_set():
+                waiter = asyncio.ensure_future(self._reload_requested.wait())
+                stopper = asyncio.ensure_future(self.stop_event.wait())
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                stopper.cancel()
+                if self._reload_requested.is_set() and not self.stop_event.is_set():
+                    self._reload_requested.clear()
+                    await self.reload()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+
+async def run(config: Config) -> int:
+    daemon = Daemon(config)
+    try:
+        await daemon.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await daemon.stop()
+        raise
+    try:
+        await daemon.serve_forever()
+    finally:
+        await daemon.stop()
+    return 0

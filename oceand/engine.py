@@ -1,0 +1,539 @@
+"""Per-job workers: observe -> decide (pure) -> commit -> apply -> record (ARCHITECTURE properties 2-4).
+
+Every job has one worker task. Pushes, alarms, manual scales and timers only *wake* it; the worker then
+closes due buckets, runs due schedule fires and queued events, one evaluation at a time, so a burst of
+pushes coalesces into one evaluation per closed bucket. A slow Marathon blocks only its own job.
+
+Commit order (never lose a decision, never scale twice): a decision that changes the count in active mode is
+committed as `pending` together with the job's next state in one transaction, then applied, then its
+outcome is written. After a crash, `pending` decisions are settled at start: if Marathon already has the
+count the decision meant to set it is marked applied (no second call); otherwise it is applied then.
+State changes without a decision (streak counts) are written behind in batches every `flush_interval`
+and at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from oceand.actuation import Actuator, AppView, Outcome
+from oceand.buckets import ClosedBucket, JobBuckets
+from oceand.ingest import Ingestor
+from oceand.store.base import Store, StoreError
+from policies import engine as policy
+from policies import schedule
+from policies.document import JobDocument
+from policies.types import ACTUATION_FAILED, AlarmEvent, Decision, Fire, JobState, Observation
+
+log = logging.getLogger("oceand.engine")
+
+Clock = Callable[[], float]
+Hook = Callable[[JobDocument, Decision], Awaitable[None] | None]
+
+
+@dataclass(slots=True)
+class Manual:
+    instances: int
+    reason: str
+    done: asyncio.Future[Decision]
+
+
+@dataclass(slots=True)
+class JobRuntime:
+    doc: JobDocument
+    version: int
+    buckets: JobBuckets
+    state: JobState
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    events: deque[AlarmEvent | Manual] = field(default_factory=deque)
+    task: asyncio.Task[None] | None = None
+    blocked: str | None = None  # a permanent actuation failure: no more applies until the document changes
+    last_decision: dict[str, Any] | None = None
+    evaluations: int = 0
+    retry_at: float | None = None  # a transient failure's next retry
+    retry: Decision | None = None
+
+    @property
+    def name(self) -> str:
+        return self.doc.job
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        actuator_for: Callable[[JobDocument], Actuator],
+        *,
+        clock: Clock = time.time,
+        dry_run: Callable[[], bool] = lambda: False,
+        dry_reason: Callable[[JobDocument], str | None] = lambda doc: None,
+        default_tz: str = "UTC",
+        grace: float | None = None,
+        flush_interval: float = 1.0,
+        retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0),
+        on_decision: Hook | None = None,
+    ) -> None:
+        self.store = store
+        self.actuator_for = actuator_for
+        self.clock = clock
+        self.dry_run = dry_run
+        self.dry_reason = dry_reason
+        self.default_tz = default_tz
+        self.grace = grace
+        self.flush_interval = flush_interval
+        self.retry_delays = retry_delays
+        self.on_decision = on_decision
+        self.ingestor = Ingestor()
+        self.jobs: dict[str, JobRuntime] = {}
+        self._dirty: set[str] = set()
+        self._stopping = False
+        self._inflight = 0
+        self.counters: dict[str, int] = {"evaluations": 0, "buckets": 0, "decisions": 0}
+
+    # ---- job set -------------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Start a worker for every stored job, resuming its state, then settle pending decisions."""
+        for stored in await self.store.list_jobs():
+            doc = JobDocument.model_validate(stored.doc)
+            await self.upsert(doc, stored.version)
+        for d in await self.store.pending_decisions():
+            rt = self.jobs.get(d["job"])
+            if rt is not None:
+                await self._settle_pending(rt, Decision.from_json(d))
+
+    async def upsert(self, doc: JobDocument, version: int) -> JobRuntime:
+        rt = self.jobs.get(doc.job)
+        now = self.clock()
+        if rt is not None:
+            old = rt.doc
+            rt.doc, rt.version, rt.blocked = doc, version, None
+            if (old.period, [(r.name, r.aggregate) for r in old.metric_rules()]) != (
+                doc.period,
+                [(r.name, r.aggregate) for r in doc.metric_rules()],
+            ) or old.grace_seconds() != doc.grace_seconds():
+                rt.buckets = self._new_buckets(doc, now)
+            self._reroute()
+            rt.wake.set()
+            return rt
+        state = JobState.from_json(await self.store.load_state(doc.job))
+        if state.created_at is None:
+            state.created_at = now
+            self._dirty.add(doc.job)
+        rt = JobRuntime(doc, version, self._new_buckets(doc, now), state)
+        self.jobs[doc.job] = rt
+        self._reroute()
+        rt.task = asyncio.get_running_loop().create_task(self._worker(rt), name=f"job:{doc.job}")
+        return rt
+
+    async def remove(self, name: str) -> None:
+        rt = self.jobs.pop(name, None)
+        if rt is None:
+            return
+        self._dirty.discard(name)
+        self._reroute()
+        if rt.task is not None:
+            rt.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rt.task
+
+    def _new_buckets(self, doc: JobDocument, now: float) -> JobBuckets:
+        grace = self.grace if self.grace is not None and doc.grace is None else doc.grace_seconds()
+        jb = JobBuckets(doc.job, int(doc.period), grace, [(r.name, r.aggregate) for r in doc.metric_rules()])
+        jb.start(now)
+        return jb
+
+    def _reroute(self) -> None:
+        self.ingestor.set_jobs((rt.doc, rt.buckets) for rt in self.jobs.values())
+
+    # ---- inputs --------------------------------------------------------------------------------
+
+    def push(self, items: Any) -> Any:
+        """Ingest a decoded push body; wake the jobs whose bucket became complete."""
+        res = self.ingestor.ingest(items, self.clock())
+        for name in res.completed:
+            rt = self.jobs.get(name)
+            if rt is not None:
+                rt.wake.set()
+        return res
+
+    def alarm(self, event: AlarmEvent) -> list[str]:
+        """Queue an alarm callback for every job that has alarm rules; returns their names."""
+        names = []
+        for rt in self.jobs.values():
+            if any(r.type == "alarm" for r in rt.doc.rules):
+                rt.events.append(event)
+                rt.wake.set()
+                names.append(rt.name)
+        return names
+
+    async def manual(self, name: str, instances: int, reason: str) -> Decision:
+        rt = self.jobs[name]
+        fut: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        rt.events.append(Manual(instances, reason, fut))
+        rt.wake.set()
+        return await fut
+
+    def set_expected(self, name: str, running: int | None) -> None:
+        """Marathon's running task count for the job (buckets close when that many reported)."""
+        rt = self.jobs.get(name)
+        if rt is not None and rt.buckets.expected != running:
+            rt.buckets.expected = running
+            if running is not None and rt.buckets.open:
+                rt.wake.set()
+
+    # ---- the worker ----------------------------------------------------------------------------
+
+    def mode(self, rt: JobRuntime) -> str:
+        if rt.doc.mode == "paused":
+            return "paused"
+        if rt.doc.mode == "dry-run" or self.dry_run() or self.dry_reason(rt.doc) is not None:
+            return "dry-run"
+        return "active"
+
+    def _next_wake(self, rt: JobRuntime) -> float:
+        t = rt.buckets.deadline()
+        for rule in rt.doc.rules:
+            if rule.type == "schedule":
+                nf = schedule.next_fire(rule, rt.state.fires.get(rule.name, self.clock()), self.default_tz)
+                if nf is not None:
+                    t = min(t, nf)
+        if rt.retry_at is not None:
+            t = min(t, rt.retry_at)
+        return t
+
+    async def _worker(self, rt: JobRuntime) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            wall = self._next_wake(rt)
+            delay = max(0.0, wall - self.clock())
+            handle = loop.call_later(delay, rt.wake.set)
+            try:
+                await rt.wake.wait()
+            finally:
+                handle.cancel()
+            rt.wake.clear()
+            if self._stopping:
+                break
+            try:
+                self._inflight += 1
+                await self._step(rt)
+            except asyncio.CancelledError:
+                raise
+            except StoreError as e:
+                log.warning("store unavailable for job %s: %s", rt.name, e, extra={"event": "store_error"})
+                await asyncio.sleep(1.0)
+            except Exception:
+                log.exception("worker step failed for job %s", rt.name, extra={"event": "worker_error"})
+                await asyncio.sleep(1.0)
+            finally:
+                self._inflight -= 1
+
+    async def _step(self, rt: JobRuntime) -> None:
+        now = self.clock()
+        if rt.retry is not None and rt.retry_at is not None and now >= rt.retry_at:
+            d, rt.retry, rt.retry_at = rt.retry, None, None
+            await self._apply(rt, d)
+        for closed in rt.buckets.due(now):
+            await self._evaluate_bucket(rt, closed)
+        await self._run_fires(rt, now)
+        while rt.events:
+            ev = rt.events.popleft()
+            if isinstance(ev, Manual):
+                try:
+                    ev.done.set_result(await self._manual(rt, ev))
+                except Exception as e:  # the API caller gets the error; the worker goes on
+                    if not ev.done.done():
+                        ev.done.set_exception(e)
+            else:
+                await self._alarm(rt, ev)
+
+    def _view(self, rt: JobRuntime) -> AppView:
+        view = self.actuator_for(rt.doc).view(rt.doc)
+        self.set_expected(rt.name, view.running)
+        return view
+
+    async def _evaluate_bucket(self, rt: JobRuntime, closed: ClosedBucket) -> None:
+        self.counters["buckets"] += 1
+        view = self._view(rt)
+        obs = Observation(
+            now=closed.closed_at,
+            bucket=closed.start,
+            current=view.instances,
+            ready=view.ready,
+            values=dict(closed.values),
+            reporters=closed.reporters,
+            deployment_started_at=view.deployment_started_at,
+        )
+        windows = schedule.active_windows(rt.doc, obs.now, self.default_tz)
+        decision, state = policy.evaluate(rt.doc, obs, rt.state, mode=self.mode(rt), windows=windows)
+        rt.evaluations += 1
+        self.counters["evaluations"] += 1
+        await self._decided(rt, decision, state)
+
+    async def _alarm(self, rt: JobRuntime, event: AlarmEvent) -> None:
+        view = self._view(rt)
+        now = self.clock()
+        windows = schedule.active_windows(rt.doc, now, self.default_tz)
+        decision, state = policy.on_alarm(
+            rt.doc,
+            event,
+            view.instances,
+            view.ready,
+            rt.state,
+            mode=self.mode(rt),
+            deployment_started_at=view.deployment_started_at,
+            windows=windows,
+        )
+        if decision is None:
+            return
+        await self._decided(rt, decision, state)
+
+    async def _manual(self, rt: JobRuntime, m: Manual) -> Decision:
+        view = self._view(rt)
+        now = self.clock()
+        windows = schedule.active_windows(rt.doc, now, self.default_tz)
+        decision, state = policy.on_manual(
+            rt.doc, now, view.instances, m.instances, m.reason, rt.state, mode=self.mode(rt), windows=windows
+        )
+        return await self._decided(rt, decision, state, always_store=True)
+
+    async def _run_fires(self, rt: JobRuntime, now: float) -> None:
+        if not any(r.type == "schedule" for r in rt.doc.rules):
+            return
+        created = rt.state.created_at if rt.state.created_at is not None else now
+        fires, missed = schedule.due_fires(rt.doc, rt.state.fires, now, created, self.default_tz)
+        for rule, at in missed:
+            await self.store.claim_fire(rt.name, rule, at, "missed")
+            rt.state.fires[rule] = max(at, rt.state.fires.get(rule, at))
+            self._dirty.add(rt.name)
+            log.warning(
+                "schedule %s of job %s missed its fire at %s", rule, rt.name, at, extra={"event": "misfire"}
+            )
+        for fire in fires:
+            rt.state.fires[fire.rule] = max(fire.at, rt.state.fires.get(fire.rule, fire.at))
+            self._dirty.add(rt.name)
+            if not await self.store.claim_fire(rt.name, fire.rule, fire.at, "fired"):
+                continue  # already run before a restart: at most once
+            if self.mode(rt) == "paused":
+                continue
+            await self._fire(rt, fire)
+
+    async def _fire(self, rt: JobRuntime, fire: Fire) -> None:
+        view = self._view(rt)
+        windows = schedule.active_windows(rt.doc, fire.now, self.default_tz)
+        decision, state = policy.on_fire(
+            rt.doc, fire, view.instances, rt.state, mode=self.mode(rt), windows=windows
+        )
+        await self._decided(rt, decision, state, always_store=True)
+
+    # ---- commit and apply ----------------------------------------------------------------------
+
+    @staticmethod
+    def _worth_storing(d: Decision) -> bool:
+        return (
+            d.changes
+            or bool(d.limits)
+            or any(p.desired is not None and p.desired != d.current for p in d.proposals)
+        )
+
+    async def _decided(
+        self, rt: JobRuntime, decision: Decision, state: JobState, *, always_store: bool = False
+    ) -> Decision:
+        mode = decision.mode
+        rt.state = state
+        if not (always_store or self._worth_storing(decision)):
+            self._dirty.add(rt.name)
+            return decision
+        if decision.changes and mode == "active" and rt.blocked is None:
+            decision.status = "pending"
+        elif decision.changes and mode == "active":
+            decision.status = "failed"
+            decision.result = {"error": rt.blocked, "blocked": True}
+            decision.reasons.append(ACTUATION_FAILED)
+        elif decision.changes and mode == "dry-run":
+            decision.status = "dry-run"
+            why = self.dry_reason(rt.doc)
+            if why:
+                decision.result = {"note": why}
+        elif mode == "paused":
+            decision.status = "paused"
+        else:
+            decision.status = "none"
+        decision.id = await self.store.commit(rt.name, state.to_json(), decision.to_json())
+        self._dirty.discard(rt.name)
+        self.counters["decisions"] += 1
+        if decision.status == "pending":
+            await self._apply(rt, decision)
+        else:
+            await self._after(rt, decision)
+        return decision
+
+    async def _apply(self, rt: JobRuntime, decision: Decision) -> None:
+        actuator = self.actuator_for(rt.doc)
+        started = time.monotonic()
+        try:
+            outcome = await actuator.apply(rt.doc, decision)
+        except Exception as e:  # an actuator bug must not kill the worker; record it as a failure
+            log.exception("actuator failed for job %s", rt.name)
+            outcome = Outcome("failed", {"error": f"{type(e).__name__}: {e}"})
+        outcome.result.setdefault("latency_ms", round((time.monotonic() - started) * 1000, 3))
+        attempts = int(decision.result.get("attempts", 0)) + 1
+        outcome.result["attempts"] = attempts
+        decision.result = outcome.result
+        if outcome.status == "applied":
+            decision.status = "applied"
+            rt.retry = None
+        elif outcome.permanent:
+            decision.status = "failed"
+            rt.blocked = str(outcome.result.get("error", "failed"))
+            if ACTUATION_FAILED not in decision.reasons:
+                decision.reasons.append(ACTUATION_FAILED)
+        else:
+            # transient: keep it pending and retry with backoff; a newer decision replaces it
+            delay = self.retry_delays[min(attempts - 1, len(self.retry_delays) - 1)]
+            rt.retry, rt.retry_at = decision, self.clock() + delay
+            if ACTUATION_FAILED not in decision.reasons:
+                decision.reasons.append(ACTUATION_FAILED)
+            decision.status = "pending"
+        assert decision.id is not None
+        await self.store.update_decision(decision.id, decision.status, decision.result)
+        await self._after(rt, decision)
+
+    async def _settle_pending(self, rt: JobRuntime, decision: Decision) -> None:
+        """A decision left pending by a crash: mark it applied if Marathon has its count, else apply it."""
+        try:
+            view = await self.actuator_for(rt.doc).refresh(rt.doc)
+        except Exception as e:
+            log.warning("cannot read job %s to settle decision %s: %s", rt.name, decision.id, e)
+            rt.retry, rt.retry_at = decision, self.clock() + self.retry_delays[0]
+            return
+        if view.instances == decision.desired:
+            decision.status = "applied"
+            decision.result = dict(decision.result, settled="found applied after restart")
+            assert decision.id is not None
+            await self.store.update_decision(decision.id, "applied", decision.result)
+            await self._after(rt, decision)
+        else:
+            await self._apply(rt, decision)
+
+    async def _after(self, rt: JobRuntime, decision: Decision) -> None:
+        rt.last_decision = decision.to_json()
+        log.info(
+            "decision",
+            extra={
+                "event": "decision",
+                "job": decision.job,
+                "id": decision.id,
+                "trigger": decision.trigger,
+                "current": decision.current,
+                "desired": decision.desired,
+                "reasons": decision.reasons,
+                "status": decision.status,
+            },
+        )
+        if self.on_decision is not None:
+            res = self.on_decision(rt.doc, decision)
+            if res is not None:
+                await res
+
+    # ---- background ----------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Write the states that changed without a decision (streak counts, fire history)."""
+        dirty, self._dirty = self._dirty, set()
+        for name in dirty:
+            rt = self.jobs.get(name)
+            if rt is None:
+                continue
+            try:
+                await self.store.commit(name, rt.state.to_json(), None)
+            except StoreError:
+                self._dirty.add(name)
+                raise
+
+    async def flusher(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.flush_interval)
+            try:
+                await self.flush()
+            except StoreError as e:
+                log.warning("state flush failed: %s", e, extra={"event": "store_error"})
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Finish in-flight steps (actuations), stop every worker, write the last states."""
+        self._stopping = True
+        deadline = time.monotonic() + timeout
+        while self._inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        tasks = [rt.task for rt in self.jobs.values() if rt.task is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.flush()
+
+    # ---- status --------------------------------------------------------------------------------
+
+    def status(self, name: str) -> dict[str, Any]:
+        rt = self.jobs[name]
+        now = self.clock()
+        view = self.actuator_for(rt.doc).view(rt.doc)
+        pstatus = policy.status(rt.doc, rt.state, now)
+        windows = schedule.active_windows(rt.doc, now, self.default_tz)
+        rules: dict[str, Any] = {}
+        last = rt.buckets.last
+        per_rule: Mapping[str, Any] = pstatus.get("rules", {})
+        for rule in rt.doc.rules:
+            entry: dict[str, Any] = {"type": rule.type}
+            entry.update(per_rule.get(rule.name, {}))
+            if rule.type in ("threshold", "target") and last is not None:
+                entry["last_bucket"] = last.start
+                entry["value"] = last.values.get(rule.name)
+                entry["reporters"] = last.per_rule_reporters.get(rule.name, 0)
+            if rule.type == "schedule":
+                nf = schedule.next_fire(rule, now, self.default_tz)
+                entry["next_fire"] = nf
+                entry["next_fire_local"] = _local(nf, rule.timezone or self.default_tz)
+            rules[rule.name] = entry
+        return {
+            "job": name,
+            "mode": rt.doc.mode,
+            "effective_mode": self.mode(rt),
+            "dry_run_reason": self.dry_reason(rt.doc),
+            "version": rt.version,
+            "instances": view.instances,
+            "ready": view.ready,
+            "running": view.running,
+            "deployment_in_progress": view.deployment_started_at is not None,
+            "bounds": dict(zip(("min", "max"), policy.bounds(rt.doc, windows), strict=True)),
+            "rules": rules,
+            "cooldown_left": pstatus.get("cooldown_left", {}),
+            "buckets": {
+                "period": rt.buckets.period,
+                "open": sorted(rt.buckets.open),
+                "closed_upto": rt.buckets.closed_upto,
+                "expected_reporters": rt.buckets.expected,
+                "late_samples": rt.buckets.late,
+            },
+            "windows": [{"rule": w.rule, "start": w.start, "end": w.end} for w in windows],
+            "blocked": rt.blocked,
+            "retry_at": rt.retry_at,
+            "last_decision": rt.last_decision,
+        }
+
+
+def _local(t: float | None, tz: str) -> str | None:
+    """A fire time as ISO 8601 in the schedule's time zone (what an operator reads)."""
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, ZoneInfo(tz)).isoformat()

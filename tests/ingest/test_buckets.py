@@ -1,0 +1,94 @@
+"""Period buckets (PRODUCT §3.1): alignment, last-sample-per-instance, aggregates, early and deadline close."""
+
+from __future__ import annotations
+
+import pytest
+
+from oceand.buckets import JobBuckets, aggregate
+
+T0 = 1_700_000_000  # a multiple of 10
+
+
+def make(expected: int | None = None, rules: tuple[tuple[str, str], ...] = (("cpu", "avg"),)) -> JobBuckets:
+    jb = JobBuckets("job.a", 10, 5.0, list(rules), expected=expected)
+    jb.start(T0)
+    return jb
+
+
+@pytest.mark.parametrize(
+    ("kind", "values", "want"),
+    [
+        pytest.param("avg", [1.0, 2.0, 6.0], 3.0, id="avg"),
+        pytest.param("max", [1.0, 9.0, 6.0], 9.0, id="max"),
+        pytest.param("min", [4.0, 2.0, 6.0], 2.0, id="min"),
+        pytest.param("sum", [1.0, 2.0, 6.0], 9.0, id="sum"),
+        pytest.param("p50", [1.0, 2.0, 3.0, 4.0], 2.5, id="p50 interpolates"),
+        pytest.param("p90", [float(i) for i in range(11)], 9.0, id="p90"),
+        pytest.param("p99", [0.0, 100.0], 99.0, id="p99 of two"),
+        pytest.param("avg", [], None, id="no instances is no data"),
+    ],
+)
+def test_aggregate(kind: str, values: list[float], want: float | None) -> None:
+    assert (
+        aggregate(kind, values) == pytest.approx(want)
+        if want is not None
+        else aggregate(kind, values) is None
+    )
+
+
+def test_last_sample_of_an_instance_wins_and_buckets_align() -> None:
+    jb = make()
+    jb.add(0, "h1", T0 + 1, 10.0)
+    jb.add(0, "h1", T0 + 7, 30.0)  # later sample in the same bucket replaces
+    jb.add(0, "h1", T0 + 3, 99.0)  # an older one does not
+    jb.add(0, "h2", T0 + 9, 50.0)
+    jb.add(0, "h2", T0 + 10, 70.0)  # next bucket
+    closed = jb.due(T0 + 10 + 5)
+    assert [c.start for c in closed] == [T0]
+    assert closed[0].values == {"cpu": 40.0}
+    assert closed[0].reporters == 2
+    assert not closed[0].early
+
+
+def test_closes_early_when_every_running_instance_reported() -> None:
+    jb = make(expected=2)
+    assert jb.add(0, "h1", T0 + 1, 10.0) is False
+    assert jb.add(0, "h2", T0 + 2, 20.0) is True
+    closed = jb.due(T0 + 2.001)
+    assert len(closed) == 1 and closed[0].early and closed[0].values["cpu"] == 15.0
+    # a straggler for the closed bucket is counted and dropped
+    assert jb.add(0, "h3", T0 + 4, 99.0) is False
+    assert jb.late == 1
+
+
+def test_every_metric_rule_must_hear_from_every_instance() -> None:
+    jb = make(expected=1, rules=(("cpu", "avg"), ("qps", "sum")))
+    assert jb.add(0, "h1", T0 + 1, 10.0) is False
+    assert jb.add(1, "h1", T0 + 1, 5.0) is True
+
+
+def test_unknown_expected_uses_previous_bucket_reporters() -> None:
+    jb = make(expected=None)
+    jb.add(0, "h1", T0 + 1, 1.0)
+    jb.add(0, "h2", T0 + 1, 1.0)
+    assert jb.add(0, "h1", T0 + 11, 1.0) is False  # first bucket still open: no previous count
+    jb.due(T0 + 15)  # deadline closes the first bucket with 2 reporters
+    assert jb.last_reporters == 2
+    assert jb.add(0, "h2", T0 + 12, 1.0) is True
+
+
+def test_empty_bucket_is_no_data_and_long_gaps_collapse() -> None:
+    jb = make()
+    closed = jb.due(T0 + 15)
+    assert [(c.start, c.values["cpu"]) for c in closed] == [(T0, None)]
+    closed = jb.due(T0 + 1000)  # the daemon was away: one no-data bucket, not a hundred
+    assert len(closed) == 1 and closed[0].values["cpu"] is None
+    assert jb.closed_upto == T0 + 990
+
+
+def test_closing_a_later_complete_bucket_closes_earlier_ones_first() -> None:
+    jb = make(expected=1)
+    jb.add(0, "h1", T0 + 11, 5.0)  # bucket T0+10 complete while T0 never heard from anyone
+    closed = jb.due(T0 + 12)
+    assert [c.start for c in closed] == [T0, T0 + 10]
+    assert closed[0].values["cpu"] is None and closed[1].values["cpu"] == 5.0

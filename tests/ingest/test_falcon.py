@@ -1,0 +1,254 @@
+"""Falcon push items and alarm callbacks: the transfer's rules, item by item (PROTOCOLS.md B.2, B.3)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collectors.falcon import AlarmError, parse_alarm, parse_tags
+from oceand.buckets import JobBuckets
+from oceand.ingest import Ingestor
+from policies.document import JobDocument
+
+NOW = 1_700_000_005.0
+T = 1_700_000_001
+JOB = "job.web_cop.xiaomi"
+
+
+def item(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "endpoint": "host-1",
+        "metric": "cpu.idle",
+        "timestamp": T,
+        "step": 10,
+        "value": 30,
+        "counterType": "GAUGE",
+        "tags": f"job={JOB}",
+    }
+    base.update(over)
+    return {k: v for k, v in base.items() if v is not DROP}
+
+
+DROP = object()
+
+
+def ingestor(**doc_over: Any) -> tuple[Ingestor, JobBuckets]:
+    doc = JobDocument.model_validate(
+        {
+            "job": JOB,
+            "target": {"cluster": "lg", "app": "/web"},
+            "rules": [
+                {"name": "cpu", "type": "threshold", "metric": "cpu.used", "scale_out": {"above": 80}},
+                {"name": "qps", "type": "target", "metric": "proc.qps", "target": 100, "aggregate": "sum"},
+            ],
+            **doc_over,
+        }
+    )
+    jb = JobBuckets(JOB, 10, 5.0, [(r.name, r.aggregate) for r in doc.metric_rules()])
+    jb.start(NOW)
+    ing = Ingestor()
+    ing.set_jobs([(doc, jb)])
+    return ing, jb
+
+
+@pytest.mark.parametrize(
+    ("it", "reason"),
+    [
+        pytest.param(item(metric=""), "metric", id="empty metric"),
+        pytest.param(item(metric="kernel.hostname"), "kernel.hostname", id="kernel.hostname"),
+        pytest.param(item(endpoint=""), "endpoint", id="empty endpoint"),
+        pytest.param(item(endpoint=12), "endpoint", id="endpoint not a string"),
+        pytest.param(item(counterType="GAUGES"), "counterType", id="unknown counterType"),
+        pytest.param(item(step=0), "step", id="step 0"),
+        pytest.param(item(step=-10), "step", id="negative step"),
+        pytest.param(item(step="10"), "step", id="step as a string"),
+        pytest.param(item(step=True), "step", id="step as a bool"),
+        pytest.param(item(value=""), "value", id="empty value"),
+        pytest.param(item(value="abc"), "value", id="non-numeric value"),
+        pytest.param(item(value="NaN"), "value", id="NaN string"),
+        pytest.param(item(value="inf"), "value", id="Infinity string"),
+        pytest.param(item(value=None), "value", id="null value"),
+        pytest.param(item(value=[1]), "value", id="list value"),
+        pytest.param(item(value=True), "value", id="bool value"),
+        pytest.param(item(tags=["job=x"]), "wrong type", id="tags as a list"),
+        pytest.param(item(tags=5), "tags", id="tags as a number"),
+        pytest.param(item(metric="m" * 300, tags="k=" + "v" * 300), "510", id="metric+tags over 510"),
+        pytest.param(item(endpoint=DROP), "endpoint: missing", id="missing endpoint"),
+        pytest.param(item(value=DROP), "value: missing", id="missing value"),
+        pytest.param("cpu.idle", "not an object", id="item is a string"),
+        pytest.param(None, "not an object", id="item is null"),
+    ],
+)
+def test_invalid_items_are_rejected_and_the_rest_kept(it: Any, reason: str) -> None:
+    ing, jb = ingestor()
+    res = ing.ingest([item(value=10), it, item(endpoint="host-2", value=20)], NOW)
+    assert (res.total, res.invalid) == (3, 1)
+    assert reason in res.reasons[0] and res.reasons[0].startswith("[1]")
+    closed = jb.due(NOW + 20)
+    assert closed[0].values["cpu"] == pytest.approx(85.0)  # 100 - avg(10, 20): both valid items kept
+
+
+@pytest.mark.parametrize(
+    ("it", "cpu"),
+    [
+        pytest.param(item(value="25.5"), 74.5, id="numeric string value"),
+        pytest.param(item(value=25), 75.0, id="integer value"),
+        pytest.param(item(tags=DROP), None, id="missing tags: no job tag, not routed"),
+        pytest.param(item(tags=f" job = {JOB} ,x=1"), 70.0, id="spaces in tags removed as Falcon does"),
+        pytest.param(item(tags=f"junk,job={JOB}"), 70.0, id="tag pieces without = ignored"),
+        pytest.param(item(tags="job=other"), None, id="another job's sample"),
+        pytest.param(item(metric="cpu.used", value=61), 61.0, id="cpu.used pushed directly"),
+        pytest.param(item(timestamp=0), 70.0, id="timestamp 0 replaced by now"),
+        pytest.param(item(timestamp=10 * int(NOW)), 70.0, id="future timestamp replaced by now"),
+        pytest.param(item(timestamp="x"), 70.0, id="timestamp not a number replaced by now"),
+    ],
+)
+def test_accepted_items(it: dict[str, Any], cpu: float | None) -> None:
+    ing, jb = ingestor()
+    res = ing.ingest([it], NOW)
+    assert res.invalid == 0, res.reasons
+    assert jb.due(NOW + 20)[0].values["cpu"] == (pytest.approx(cpu) if cpu is not None else None)
+
+
+def test_counter_becomes_a_rate_and_resets_are_dropped() -> None:
+    ing, jb = ingestor()
+    c = {"metric": "proc.qps", "counterType": "COUNTER"}
+    ing.ingest([item(**c, timestamp=T - 20, value=1000)], NOW)  # first sample: no rate, too old anyway
+    ing.ingest([item(**c, timestamp=T - 10, value=1500)], NOW)  # rate 50 into an old (closed) bucket
+    ing.ingest([item(**c, timestamp=T, value=2500)], NOW)  # rate 100 in this bucket
+    ing.ingest([item(**c, endpoint="host-2", timestamp=T - 10, value=100)], NOW)
+    ing.ingest([item(**c, endpoint="host-2", timestamp=T, value=50)], NOW)  # counter reset: dropped
+    closed = jb.due(NOW + 20)
+    assert closed[0].values["qps"] == pytest.approx(100.0)
+    assert closed[0].per_rule_reporters["qps"] == 1
+
+
+def test_instance_tag_tells_tasks_on_one_host_apart() -> None:
+    ing, jb = ingestor(instance_tag="container")
+    ing.ingest(
+        [
+            item(value=10, tags=f"job={JOB},container=a"),
+            item(value=30, tags=f"job={JOB},container=b"),
+            item(value=50, tags=f"job={JOB}"),  # no container tag: cannot be placed
+        ],
+        NOW,
+    )
+    closed = jb.due(NOW + 20)[0]
+    assert closed.reporters == 2 and closed.values["cpu"] == pytest.approx(80.0)
+
+
+def test_selector_on_endpoint_glob_and_tags() -> None:
+    ing, jb = ingestor(
+        rules=[
+            {
+                "name": "cpu",
+                "type": "threshold",
+                "metric": "cpu.used",
+                "scale_out": {"above": 80},
+                "selector": {"endpoint": "web-*", "tags": {"idc": "lg"}},
+            }
+        ]
+    )
+    ing.ingest(
+        [
+            item(endpoint="web-1", tags="idc=lg", value=10),
+            item(endpoint="db-1", tags="idc=lg", value=90),
+            item(endpoint="web-2", tags="idc=c3", value=90),
+        ],
+        NOW,
+    )
+    assert jb.due(NOW + 20)[0].values["cpu"] == pytest.approx(90.0)
+
+
+def test_parse_tags() -> None:
+    assert parse_tags("b=2, a = 1,c,=x,d=e=f") == {"b": "2", "a": "1", "d": "e=f"}
+    assert parse_tags("") == {}
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=8)
+    ),
+    max_leaves=20,
+)
+_field = {
+    "endpoint": st.one_of(st.text(max_size=30), _json),
+    "metric": st.one_of(st.sampled_from(["cpu.idle", "proc.qps", "cpu.used", "", "kernel.hostname"]), _json),
+    "timestamp": st.one_of(st.integers(min_value=-(2**40), max_value=2**40), _json),
+    "step": st.one_of(st.integers(min_value=-5, max_value=100), _json),
+    "value": st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.text(max_size=8), _json
+    ),
+    "counterType": st.one_of(st.sampled_from(["GAUGE", "COUNTER", "DERIVE", "gauge"]), _json),
+    "tags": st.one_of(
+        st.sampled_from([f"job={JOB}", "", f"job={JOB},container=c1"]), st.text(max_size=40), _json
+    ),
+}
+_item = st.fixed_dictionaries({}, optional=_field)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_item, _json), min_size=1, max_size=30))
+def test_any_body_is_counted_never_raises(items: list[Any]) -> None:
+    ing, jb = ingestor()
+    res = ing.ingest(items, NOW)
+    assert res.total == len(items)
+    assert 0 <= res.invalid <= res.total
+    assert len(res.reasons) == min(res.invalid, 5)
+    for closed in jb.due(NOW + 1000):
+        for v in closed.values.values():
+            assert v is None or math.isfinite(v)
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        pytest.param(
+            {"metric": "cpu.idle", "status": "PROBLEM", "stra_id": "1"}, "endpoint", id="no endpoint"
+        ),
+        pytest.param({"endpoint": "h", "status": "PROBLEM", "stra_id": "1"}, "metric", id="no metric"),
+        pytest.param(
+            {"endpoint": "h", "metric": "m", "status": "BAD", "stra_id": "1"}, "status", id="bad status"
+        ),
+        pytest.param(
+            {"endpoint": "h", "metric": "m", "status": "OK"}, "stra_id", id="neither stra_id nor exp_id"
+        ),
+        pytest.param(
+            {"endpoint": "h", "metric": "m", "status": "OK", "stra_id": "x"}, "stra_id", id="stra_id not int"
+        ),
+        pytest.param(
+            {"endpoint": "h", "metric": "m", "status": "OK", "stra_id": "1", "step": "1.5"},
+            "step",
+            id="step not int",
+        ),
+    ],
+)
+def test_bad_alarm_callbacks(params: dict[str, str], error: str) -> None:
+    with pytest.raises(AlarmError, match=error):
+        parse_alarm(params, NOW)
+
+
+def test_alarm_callback_as_falcon_sends_it() -> None:
+    ev = parse_alarm(
+        {
+            "endpoint": "app-web-01",
+            "metric": "app.qps",
+            "status": "PROBLEM",
+            "step": "1",
+            "priority": "0",
+            "time": "2023-11-14 22:13:20",
+            "tpl_id": "12",
+            "exp_id": "0",
+            "stra_id": "345",
+            "left_value": "1234.5",
+            "tags": "app:web,group:prod",
+        },
+        NOW,
+    )
+    assert (ev.stra_id, ev.exp_id, ev.status, ev.left_value) == (345, 0, "PROBLEM", 1234.5)
+    assert ev.tags == {"app": "web", "group": "prod"}
