@@ -22,7 +22,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -37,6 +37,9 @@ from pydantic import (
     model_validator,
 )
 
+from oceand.store.base import SQLiteURL, StoreConfigError, StoreURL
+from oceand.store.base import parse_url as parse_store_url
+from oceand.store.base import redact as redact_store_url
 from policies.document import Duration
 
 
@@ -191,42 +194,28 @@ class ServerSettings(Table):
         return parse_listen(self.listen)[1]
 
 
-_STORE_FORMS = "use 'sqlite:///PATH' (relative to the config file), 'sqlite:////ABSOLUTE/PATH' or " + (
-    "'mysql://USER:PASSWORD@HOST:PORT/DATABASE'"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class MysqlParams:
-    host: str
-    port: int
-    user: str
-    password: str = field(repr=False)
-    db: str
-
-
 class StoreSettings(Table):
-    """`url` is held resolved: a relative SQLite path becomes absolute (`sqlite:////abs/path`)."""
+    """`url` is held resolved: a relative SQLite path becomes absolute (`sqlite:////abs/path`).
+    The URL syntax (and its query parameters) is the store's: `oceand.store.base.parse_url`."""
 
     url: str = Field(default="sqlite:///var/oceand.db", validate_default=True)
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str, info: ValidationInfo) -> str:
-        scheme, sep, rest = v.partition("://")
-        if not sep:
-            raise ValueError(f"{v!r} is not a store URL: {_STORE_FORMS}")
-        if scheme == "sqlite":
-            if not rest.startswith("/") or rest == "/":
-                raise ValueError(f"{v!r} has no database path: {_STORE_FORMS}")
-            path = rest[1:]
-            if path == ":memory:":
-                return v
-            return "sqlite:///" + str(_resolve(path, info))
-        if scheme == "mysql":
-            _mysql_params(v)
-            return v
-        raise ValueError(f"unsupported store {scheme!r}: {_STORE_FORMS}")
+        try:
+            parsed = parse_store_url(v)
+        except StoreConfigError as e:
+            raise ValueError(str(e)) from None
+        if isinstance(parsed, SQLiteURL) and not parsed.memory and not Path(parsed.path).is_absolute():
+            _, q, query = v.partition("?")
+            path = quote(str(_resolve(parsed.path, info)), safe="/")
+            return f"sqlite:///{path}" + (f"?{query}" if q else "")
+        return v
+
+    def parsed(self) -> StoreURL:
+        """The URL as the store reads it (SQLiteURL with an absolute path, or MySQLURL)."""
+        return parse_store_url(self.url)
 
     @property
     def kind(self) -> Literal["sqlite", "mysql"]:
@@ -235,32 +224,12 @@ class StoreSettings(Table):
     @property
     def sqlite_path(self) -> str | None:
         """The SQLite database file (absolute, or ':memory:'); None for MySQL."""
-        return self.url[len("sqlite:///") :] if self.kind == "sqlite" else None
-
-    def mysql(self) -> MysqlParams | None:
-        """aiomysql.connect() arguments for a MySQL store; None for SQLite."""
-        return _mysql_params(self.url) if self.kind == "mysql" else None
+        p = self.parsed()
+        return p.path if isinstance(p, SQLiteURL) else None
 
     def display_url(self) -> str:
         """The URL without its password, for logs and the admin API."""
-        p = self.mysql()
-        if p is None:
-            return self.url
-        return f"mysql://{quote(p.user, safe='')}@{p.host}:{p.port}/{p.db}"
-
-
-def _mysql_params(url: str) -> MysqlParams:
-    try:
-        parts = urlsplit(url)
-        port = parts.port or 3306
-    except ValueError as e:
-        raise ValueError(f"bad MySQL URL ({e}): {_STORE_FORMS}") from None
-    db = parts.path.lstrip("/")
-    if not parts.hostname or not db or "/" in db or not parts.username:
-        raise ValueError(f"a MySQL URL needs a user, a host and a database: {_STORE_FORMS}")
-    if parts.query or parts.fragment:
-        raise ValueError("a MySQL URL may not carry a query or fragment")
-    return MysqlParams(parts.hostname, port, unquote(parts.username), unquote(parts.password or ""), db)
+        return redact_store_url(self.url)
 
 
 class MarathonSettings(Table):
@@ -511,6 +480,9 @@ _FRIENDLY = {
 }
 
 
+_SECRET_KEYS = ("password", "token")
+
+
 def _problem(file: str, err: Any) -> ConfigProblem:
     loc = tuple(err["loc"])
     kind = err["type"]
@@ -526,7 +498,7 @@ def _problem(file: str, err: Any) -> ConfigProblem:
         msg = f"expected {err['ctx']['expected']}, got {_show(err.get('input'))}"
     elif kind in _FRIENDLY:
         msg = _FRIENDLY[kind]
-        if kind != "missing":
+        if kind != "missing" and loc[-1] not in _SECRET_KEYS:
             msg += f", got {_show(err.get('input'))}"
     return ConfigProblem(file, dotted(loc), msg)
 
