@@ -1,0 +1,73 @@
+"""Fixtures shared by the suites: a daemon in this process on 127.0.0.1 with a temp SQLite store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from oceand.actuation import Actuator
+from oceand.config import Config, validate_config
+from oceand.daemon import Daemon
+
+
+def make_config(tmp: Path, **over: Any) -> Config:
+    data: dict[str, Any] = {"server": {"listen": "127.0.0.1:0"}, "store": {"url": "sqlite:///oceand.db"}}
+    data.update(over)
+    return validate_config(data, file=str(tmp / "oceand.toml"), base_dir=tmp, path=None)
+
+
+class Client:
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session = session
+        self.base = base
+
+    async def call(
+        self, method: str, path: str, json: Any = None, data: bytes | None = None
+    ) -> tuple[int, Any]:
+        kwargs: dict[str, Any] = {}
+        if json is not None:
+            kwargs["json"] = json
+        if data is not None:
+            kwargs["data"] = data
+            kwargs["headers"] = {"Content-Type": "application/json"}
+        async with self.session.request(method, self.base + path, **kwargs) as r:
+            body = await r.read()
+            if r.content_type == "application/json" and body:
+                import orjson
+
+                return r.status, orjson.loads(body)
+            return r.status, body.decode("utf-8", "replace")
+
+
+DaemonFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def start_daemon(tmp_path: Path) -> AsyncIterator[DaemonFactory]:
+    started: list[Daemon] = []
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def factory(
+        actuator: Actuator | None = None, clock: Callable[[], float] | None = None, **config: Any
+    ) -> tuple[Daemon, Client]:
+        kwargs: dict[str, Any] = {"actuator": actuator}
+        if clock is not None:
+            kwargs["clock"] = clock
+        d = Daemon(make_config(tmp_path, **config), **kwargs)
+        await d.start()
+        started.append(d)
+        s = aiohttp.ClientSession()
+        sessions.append(s)
+        assert d.url is not None
+        return d, Client(s, d.url)
+
+    yield factory
+    for s in sessions:
+        await s.close()
+    for d in reversed(started):
+        if not d.stop_event.is_set():
+            await d.stop()
