@@ -1,0 +1,116 @@
+"""Benchmark: one closed bucket for each of 10,000 jobs with 2 rules (threshold cpu + target qps).
+
+Measures CPU time (time.process_time) per round of `policies.engine.evaluate` over every job, against a
+baseline measured in the same run: the same loop that only builds the inputs (values dict, Observation)
+without evaluating. Prints the absolute ms per round, the baseline, their ratio and a line for
+BENCHMARKS.md. Target: <= 50 ms per round; must be <= 100 ms.
+
+    .venv/bin/python bench/evaluate.py [--jobs 10000] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from policies.document import JobDocument, parse_job
+from policies.engine import evaluate
+from policies.types import JobState, Observation
+
+PERIOD = 10
+
+
+def make_doc(i: int) -> JobDocument:
+    return parse_job(
+        {
+            "job": f"job-{i}",
+            "target": {"cluster": "lg", "app": f"/bench/app-{i}"},
+            "mode": "active",
+            "min_instances": 1,
+            "max_instances": 50,
+            "rules": [
+                {
+                    "name": "cpu",
+                    "type": "threshold",
+                    "metric": "cpu.used",
+                    "scale_out": {"above": 80, "consecutive": 3, "step": 1},
+                    "scale_in": {"below": 60, "consecutive": 3, "step": 1},
+                },
+                {"name": "qps", "type": "target", "metric": "proc.qps", "target": 500, "tolerance": 0.1},
+            ],
+            "behavior": {"scale_out": {"cooldown": "30s", "max_step": 4}, "scale_in": {"cooldown": "5m"}},
+        }
+    )
+
+
+def values_for(i: int, r: int) -> tuple[float, float]:
+    """A spread of loads: some jobs hot, some cold, most within tolerance; varies by round."""
+    cpu = 40.0 + ((i * 7 + r * 13) % 60)  # 40..99
+    qps = 300.0 + ((i * 11 + r * 17) % 500)  # 300..799
+    return cpu, qps
+
+
+def run_round(docs: list[JobDocument], states: list[JobState], counts: list[int], r: int) -> float:
+    t0 = time.process_time()
+    now = float((r + 1) * PERIOD + 1_700_000_000)
+    bucket = int(now) - PERIOD
+    for i, doc in enumerate(docs):
+        cpu, qps = values_for(i, r)
+        cur = counts[i]
+        obs = Observation(now, bucket, cur, cur, {"cpu": cpu, "qps": qps}, cur)
+        decision, states[i] = evaluate(doc, obs, states[i], mode="active")
+        counts[i] = decision.desired
+    return (time.process_time() - t0) * 1000.0
+
+
+def run_baseline(docs: list[JobDocument], counts: list[int], r: int) -> float:
+    t0 = time.process_time()
+    now = float((r + 1) * PERIOD + 1_700_000_000)
+    bucket = int(now) - PERIOD
+    sink = None
+    for i, _doc in enumerate(docs):
+        cpu, qps = values_for(i, r)
+        cur = counts[i]
+        sink = Observation(now, bucket, cur, cur, {"cpu": cpu, "qps": qps}, cur)
+    del sink
+    return (time.process_time() - t0) * 1000.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=10_000)
+    ap.add_argument("--rounds", type=int, default=7)
+    args = ap.parse_args()
+    docs = [make_doc(i) for i in range(args.jobs)]
+    states = [JobState() for _ in docs]
+    counts = [4 for _ in docs]
+    first = run_round(docs, states, counts, 0)  # includes compiling every document once
+    rounds: list[float] = []
+    bases: list[float] = []
+    for r in range(1, args.rounds + 1):
+        bases.append(run_baseline(docs, counts, r))
+        rounds.append(run_round(docs, states, counts, r))
+    ms = statistics.median(rounds)
+    base = statistics.median(bases)
+    print(f"first round (compiles {args.jobs} documents): {first:.1f} ms")
+    print(f"rounds (ms): {', '.join(f'{x:.1f}' for x in rounds)}")
+    print(f"baseline (inputs only, ms): {', '.join(f'{x:.1f}' for x in bases)}")
+    print(f"evaluate: {ms:.1f} ms per round of {args.jobs} jobs ({ms * 1000 / args.jobs:.2f} µs/job)")
+    print(f"baseline: {base:.1f} ms; ratio {ms / base:.1f}x; evaluate minus baseline {ms - base:.1f} ms")
+    verdict = (
+        "OK (target <= 50 ms)" if ms <= 50 else ("within limit (<= 100 ms)" if ms <= 100 else "TOO SLOW")
+    )
+    print(
+        f"| policies.evaluate | {args.jobs} jobs × 2 rules (threshold + target), 1 bucket each | "
+        f"{ms:.1f} ms CPU/round (median of {args.rounds}) | baseline {base:.1f} ms, ratio {ms / base:.1f}x | "
+        f"{verdict} |"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""The evaluation order after the rules have proposed (PRODUCT §3.3): combine (step 1), then the limits
+stabilization (2), flapping guard (3), max step (4), cooldown and deployment (5), bounds (6).
+
+Each limit that changes or holds the count appends a `Limit` with its reason code. Pure functions of
+plain values; `Limits.of(doc)` precomputes what they need from a job document once.
+
+Semantics, pinned down:
+- combine: scale out if any proposal is above current (the largest wins); scale in only if no metric rule
+  lacks data (reason NoData), no proposal keeps the current count, and at least one proposal is below
+  current (the largest of those wins: the smallest reduction). Proposals of None without NoData are "no
+  opinion" (an alarm OK without step_in, a one-sided threshold rule) and neither cause nor block.
+- stabilization: `recent` holds (time, combined proposal) of every evaluation within the longer window;
+  an entry counts while time > now − window. Scale-in goes no lower than the largest proposal in the
+  scale-in window (never above current); scale-out, when `scale_out.stabilization` > 0, no higher than
+  the smallest in its window (never below current).
+- flapping guard: the smallest count n in [proposed, current) at which no metric rule, given its value
+  projected to n (value × current / n), would scale out; none → the scale-in is skipped. Projection is
+  monotone in n, so this is a binary search.
+- cooldown: scale-out is held while now − last_change_at < out cooldown, scale-in while < in cooldown
+  (a change exactly at the limit passes). Then, while a deployment started less than
+  `deployment_timeout` ago is still running, any change is held (DeploymentInProgress).
+- bounds: clamp to the effective [min, max] (schedule windows included). This also moves a job that is
+  outside its bounds with no proposal at all (a window with min 3 lifts a job at 2 to 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from policies.document import JobDocument, TargetRule, ThresholdRule
+from policies.target import projected_scales_out as target_unsafe
+from policies.threshold import projected_scales_out as threshold_unsafe
+from policies.types import (
+    COOLDOWN,
+    DEPLOYMENT_IN_PROGRESS,
+    FLAPPING_GUARD,
+    MAX_INSTANCES,
+    MAX_STEP,
+    MIN_INSTANCES,
+    NO_DATA,
+    STABILIZED,
+    Limit,
+    Proposal,
+    Window,
+)
+
+MetricRule = ThresholdRule | TargetRule
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What steps 2–6 need from a job document, as plain values."""
+
+    out_cooldown: float
+    in_cooldown: float
+    out_max_step: int | None
+    in_max_step: int | None
+    out_window: float
+    in_window: float
+    deployment_timeout: float
+    min_instances: int
+    max_instances: int
+
+    @staticmethod
+    def of(doc: JobDocument) -> Limits:
+        b = doc.behavior
+        return Limits(
+            out_cooldown=b.out_cooldown(),
+            in_cooldown=b.in_cooldown(),
+            out_max_step=b.scale_out.max_step,
+            in_max_step=b.scale_in.max_step,
+            out_window=b.scale_out.stabilization,
+            in_window=b.scale_in.stabilization,
+            deployment_timeout=doc.deployment_timeout,
+            min_instances=doc.min_instances,
+            max_instances=doc.max_instances,
+        )
+
+
+def combine(proposals: Sequence[Proposal], current: int) -> int:
+    """Step 1: the combined proposal of every rule's proposal (see the module notes)."""
+    best_out: int | None = None
+    best_in: int | None = None
+    blocked = False
+    for p in proposals:
+        d = p.desired
+        if d is None:
+            if p.reason == NO_DATA:
+                blocked = True
+        elif d > current:
+            if best_out is None or d > best_out:
+                best_out = d
+        elif d < current:
+            if best_in is None or d > best_in:
+                best_in = d
+        else:
+            blocked = True
+    if best_out is not None:
+        return best_out
+    if best_in is not None and not blocked:
+        return best_in
+    return current
+
+
+def effective_bounds(lim: Limits, windows: Sequence[Window]) -> tuple[int, int]:
+    """The job's [min, max] with schedule windows applied. A window's override replaces the job's own
+    bound (stricter or looser); overlapping windows: the largest min and the largest max. If the result is
+    inverted, a window's bound beats the job's own; between two windows' bounds, min wins."""
+    lo, hi = lim.min_instances, lim.max_instances
+    lo_w = hi_w = False
+    for w in windows:
+        if w.min_instances is not None:
+            lo = w.min_instances if not lo_w else max(lo, w.min_instances)
+            lo_w = True
+        if w.max_instances is not None:
+            hi = w.max_instances if not hi_w else max(hi, w.max_instances)
+            hi_w = True
+    if lo > hi:
+        if hi_w and not lo_w:
+            lo = hi
+        else:
+            hi = lo
+    return lo, hi
+
+
+def stabilize(
+    lim: Limits, current: int, proposed: int, now: float, recent: Sequence[tuple[float, int]]
+) -> tuple[int, list[tuple[float, int]], Limit | None]:
+    """Step 2. Returns (count, the pruned history with this proposal appended, limit or None)."""
+    horizon = max(lim.in_window, lim.out_window)
+    if horizon <= 0:
+        return proposed, [], None
+    cut = now - horizon
+    hist = [e for e in recent if e[0] > cut]
+    hist.append((now, proposed))
+    if proposed < current and lim.in_window > 0:
+        cut_in = now - lim.in_window
+        top = max(c for t, c in hist if t > cut_in)
+        new = min(current, top)
+        if new != proposed:
+            detail = f"largest proposal in the last {lim.in_window:g}s was {top}"
+            return new, hist, Limit(STABILIZED, proposed, new, detail)
+    elif proposed > current and lim.out_window > 0:
+        cut_out = now - lim.out_window
+        low = min(c for t, c in hist if t > cut_out)
+        new = max(current, low)
+        if new != proposed:
+            detail = f"smallest proposal in the last {lim.out_window:g}s was {low}"
+            return new, hist, Limit(STABILIZED, proposed, new, detail)
+    return proposed, hist, None
+
+
+def _unsafe_rule(rules: Sequence[tuple[MetricRule, float]], current: int, n: int) -> tuple[str, float] | None:
+    for rule, value in rules:
+        if isinstance(rule, ThresholdRule):
+            bad, projected = threshold_unsafe(rule, value, current, n)
+        else:
+            bad, projected = target_unsafe(rule, value, current, n)
+        if bad:
+            return rule.name, projected
+    return None
+
+
+def flapping_guard(
+    current: int, proposed: int, rules: Sequence[tuple[MetricRule, float]]
+) -> tuple[int, Limit | None]:
+    """Step 3 (scale-in only): shrink the reduction until no metric rule (with its bucket value) would
+    scale out at the new count; skip the scale-in (count = current) when even current − 1 is unsafe."""
+    if proposed >= current or not rules:
+        return proposed, None
+    first = _unsafe_rule(rules, current, proposed)
+    if first is None:
+        return proposed, None
+    lo, hi = proposed + 1, current  # find the smallest safe n in [lo, hi); hi means "skip"
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _unsafe_rule(rules, current, mid) is None:
+            hi = mid
+        else:
+            lo = mid + 1
+    name, projected = first
+    detail = f"rule {name}: value projected to {proposed} instances would be {projected:.6g} (scale-out)"
+    return lo, Limit(FLAPPING_GUARD, proposed, lo, detail)
+
+
+def max_step(lim: Limits, current: int, proposed: int) -> tuple[int, Limit | None]:
+    """Step 4: at most max_step instances per action in each direction."""
+    if proposed > current and lim.out_max_step is not None and proposed - current > lim.out_max_step:
+        new = current + lim.out_max_step
+        return new, Limit(MAX_STEP, proposed, new, f"scale_out.max_step {lim.out_max_step}")
+    if proposed < current and lim.in_max_step is not None and current - proposed > lim.in_max_step:
+        new = current - lim.in_max_step
+        return new, Limit(MAX_STEP, proposed, new, f"scale_in.max_step {lim.in_max_step}")
+    return proposed, None
+
+
+def cooldown(
+    lim: Limits,
+    current: int,
+    proposed: int,
+    now: float,
+    last_change_at: float | None,
+    deployment_started_at: float | None,
+) -> tuple[int, Limit | None]:
+    """Step 5: hold a change inside its direction's cooldown, or while a deployment runs."""
+    if proposed == current:
+        return proposed, None
+    if last_change_at is not None:
+        wait = lim.out_cooldown if proposed > current else lim.in_cooldown
+        since = now - last_change_at
+        if since < wait:
+            side = "scale_out" if proposed > current else "scale_in"
+            detail = f"{side} cooldown {wait:g}s: {wait - since:.6g}s left"
+            return current, Limit(COOLDOWN, proposed, current, detail)
+    if deployment_started_at is not None and now - deployment_started_at < lim.deployment_timeout:
+        detail = (
+            f"deployment running for {now - deployment_started_at:.6g}s (timeout {lim.deployment_timeout:g}s)"
+        )
+        return current, Limit(DEPLOYMENT_IN_PROGRESS, proposed, current, detail)
+    return proposed, None
+
+
+def clamp(lo: int, hi: int, proposed: int) -> tuple[int, Limit | None]:
+    """Step 6: the effective bounds."""
+    if proposed > hi:
+        return hi, Limit(MAX_INSTANCES, proposed, hi, f"max_instances {hi}")
+    if proposed < lo:
+        return lo, Limit(MIN_INSTANCES, proposed, lo, f"min_instances {lo}")
+    return proposed, None

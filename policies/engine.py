@@ -1,0 +1,466 @@
+"""The policy engine's public entry points: one pure function per trigger (PRODUCT §3.3, §3.4).
+
+    evaluate(doc, obs, state, mode=...)            a closed bucket        -> (Decision, JobState)
+    on_alarm(doc, event, current, ready, state...)   a Falcon callback      -> (Decision | None, JobState)
+    on_fire(doc, fire, current, state, mode=...)     a schedule fire time   -> (Decision, JobState)
+    on_manual(doc, now, current, instances, ...)     an operator's request  -> (Decision, JobState)
+
+The live daemon and `oceand replay` call exactly these. Nothing here reads a clock or mutates its
+inputs: time is `obs.now` / `event.now` / `fire.now` / `now`, and every call returns a new JobState.
+
+State rules, pinned down:
+- A change (desired != current) sets last_change_at = now, count = desired and resets every threshold
+  streak. In dry-run the same is done: the daemon simulates the change, so streaks and cooldowns behave
+  as if it had been applied (a dry-run job proposes its action once per cooldown, not every bucket).
+  The next bucket then sees obs.current != state.count (nothing was applied) and resets the streaks
+  again; they are zero already, so this changes nothing.
+- A count that differs from the state's (someone scaled by hand, a deployment finished, dry-run above)
+  resets every streak, then the bucket is counted: a hot bucket right after a manual scale is streak 1.
+  It does not touch last_change_at (only oceand's own changes start a cooldown).
+- Always: last_bucket = obs.bucket (evaluate), count = the final count, `recent` pruned to the longest
+  stabilization window. In paused mode evaluate returns desired = current with reason Paused and the
+  state unchanged except last_bucket; on_alarm / on_fire return Paused too (a fire is still marked
+  handled, so it does not run when the job is resumed); on_manual acts in every mode (the operator's
+  explicit order; in dry-run it is recorded with DryRun like everything else).
+- A schedule fire and a manual scale skip steps 2–5 (no stabilization, flapping guard, max step,
+  cooldown, deployment wait); bounds apply. When they change the count it is a change like any other.
+- on_alarm has no metric view: metric rules give no opinion there, the flapping guard does not run, and
+  the alarm's proposal goes through stabilization (which remembers the metric proposals), max step,
+  cooldown, deployment and bounds.
+
+Documents are compiled once (`compile_job`, memoised per document object through a weak reference), so an
+evaluation does no pydantic work.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from policies.alarm import alarm_matches, propose_alarm
+from policies.behavior import (
+    Limits,
+    clamp,
+    combine,
+    cooldown,
+    effective_bounds,
+    flapping_guard,
+    max_step,
+    stabilize,
+)
+from policies.document import AlarmRule, JobDocument, ScheduleRule, TargetRule, ThresholdRule
+from policies.schedule import next_fire
+from policies.target import propose_target, tolerances
+from policies.threshold import propose_threshold
+from policies.types import (
+    DRY_RUN,
+    MANUAL,
+    PAUSED,
+    SCHEDULE,
+    AlarmEvent,
+    Decision,
+    Fire,
+    JobState,
+    Limit,
+    Observation,
+    Proposal,
+    Streak,
+    Trigger,
+    Window,
+)
+
+MODES = ("active", "dry-run", "paused")
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledJob:
+    """A job document's rules and limits, sorted out once."""
+
+    job: str
+    metric: tuple[ThresholdRule | TargetRule, ...]
+    # (rule, None) for a threshold rule, (rule, (tolerance_out, tolerance_in)) for a target rule
+    metric_tol: tuple[tuple[ThresholdRule | TargetRule, tuple[float, float] | None], ...]
+    alarms: tuple[AlarmRule, ...]
+    schedules: Mapping[str, ScheduleRule]
+    limits: Limits
+
+
+_COMPILED: dict[int, tuple[weakref.ref[JobDocument], CompiledJob]] = {}
+
+
+def compile_job(doc: JobDocument) -> CompiledJob:
+    """The document's CompiledJob, memoised while the document object lives (documents are frozen)."""
+    key = id(doc)
+    hit = _COMPILED.get(key)
+    if hit is not None and hit[0]() is doc:
+        return hit[1]
+    metric = tuple(r for r in doc.rules if isinstance(r, ThresholdRule | TargetRule))
+    compiled = CompiledJob(
+        job=doc.job,
+        metric=metric,
+        metric_tol=tuple((r, tolerances(r) if isinstance(r, TargetRule) else None) for r in metric),
+        alarms=tuple(r for r in doc.rules if isinstance(r, AlarmRule)),
+        schedules={r.name: r for r in doc.rules if isinstance(r, ScheduleRule)},
+        limits=Limits.of(doc),
+    )
+
+    def _forget(ref: weakref.ref[JobDocument], key: int = key) -> None:
+        entry = _COMPILED.get(key)
+        if entry is not None and entry[0] is ref:
+            del _COMPILED[key]
+
+    _COMPILED[key] = (weakref.ref(doc, _forget), compiled)
+    return compiled
+
+
+def bounds(doc: JobDocument, windows: Sequence[Window]) -> tuple[int, int]:
+    """The effective [min_instances, max_instances] now, schedule windows included."""
+    return effective_bounds(compile_job(doc).limits, windows)
+
+
+def _check(mode: str, current: int) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}: use one of {', '.join(MODES)}")
+    if current < 0:
+        raise ValueError(f"current instance count {current} is negative")
+
+
+def _reasons(proposals: Sequence[Proposal], limits: Sequence[Limit], mode: str) -> list[str]:
+    if len(proposals) == 1 and not limits and mode == "active":
+        return [proposals[0].reason]
+    out: list[str] = []
+    for p in proposals:
+        if p.reason not in out:
+            out.append(p.reason)
+    for lim in limits:
+        if lim.code not in out:
+            out.append(lim.code)
+    if mode == "dry-run":
+        out.append(DRY_RUN)
+    return out
+
+
+def _limits(
+    c: CompiledJob,
+    current: int,
+    proposed: int,
+    now: float,
+    state: JobState,
+    deployment_started_at: float | None,
+    windows: Sequence[Window],
+    guard: Sequence[tuple[ThresholdRule | TargetRule, float]] | None,
+) -> tuple[int, list[Limit], list[tuple[float, int]]]:
+    """Steps 2–6 on the combined proposal: (final count, limits that applied, stabilization history)."""
+    lim = c.limits
+    limits: list[Limit] = []
+    if lim.in_window > 0 or lim.out_window > 0:
+        d, recent, hit = stabilize(lim, current, proposed, now, state.recent)
+        if hit is not None:
+            limits.append(hit)
+    else:
+        d, recent = proposed, []
+    if d != current:
+        if guard is not None and d < current:
+            d, hit = flapping_guard(current, d, guard)
+            if hit is not None:
+                limits.append(hit)
+        d, hit = max_step(lim, current, d)
+        if hit is not None:
+            limits.append(hit)
+        d, hit = cooldown(lim, current, d, now, state.last_change_at, deployment_started_at)
+        if hit is not None:
+            limits.append(hit)
+    if windows:
+        lo, hi = effective_bounds(lim, windows)
+    else:
+        lo, hi = lim.min_instances, lim.max_instances
+    if d > hi or d < lo:
+        d, hit = clamp(lo, hi, d)
+        if hit is not None:
+            limits.append(hit)
+    return d, limits, recent
+
+
+def _next_state(
+    state: JobState,
+    current: int,
+    desired: int,
+    now: float,
+    *,
+    streaks: dict[str, Streak] | None = None,
+    recent: list[tuple[float, int]] | None = None,
+    last_bucket: int | None = None,
+    alarms: dict[str, float] | None = None,
+    fires: dict[str, float] | None = None,
+) -> JobState:
+    changed = desired != current
+    if changed or (state.count is not None and state.count != current):
+        new_streaks: dict[str, Streak] = {}
+    elif streaks is not None:
+        new_streaks = streaks
+    else:
+        new_streaks = {k: Streak(s.out, s.in_) for k, s in state.streaks.items()}
+    # positional, in JobState's field order: keyword calls cost twice as much on this hot path
+    return JobState(
+        desired,
+        now if changed else state.last_change_at,
+        state.last_bucket if last_bucket is None else last_bucket,
+        new_streaks,
+        list(state.recent) if recent is None else recent,
+        dict(state.alarms) if alarms is None else alarms,
+        dict(state.fires) if fires is None else fires,
+        now if state.created_at is None else state.created_at,
+    )
+
+
+def _decision(
+    c: CompiledJob,
+    now: float,
+    trigger: Trigger,
+    current: int,
+    desired: int,
+    bucket: int | None,
+    proposals: list[Proposal],
+    limits: list[Limit],
+    reasons: list[str],
+    mode: str,
+) -> Decision:
+    # positional, in Decision's field order (job, at, trigger, current, desired, bucket, proposals, limits,
+    # reasons, mode, status, result, id): keyword calls cost twice as much on this hot path
+    return Decision(
+        c.job, now, trigger, current, desired, bucket, proposals, limits, reasons, mode, "none", {}, None
+    )
+
+
+def _paused_state(state: JobState, **changes: Any) -> JobState:
+    d = state.to_json()
+    d.update(changes)
+    return JobState.from_json(d)
+
+
+def evaluate(
+    doc: JobDocument, obs: Observation, state: JobState, *, mode: str, windows: Sequence[Window] = ()
+) -> tuple[Decision, JobState]:
+    """One closed bucket (trigger "bucket"): every metric rule proposes, then steps 1–6 (PRODUCT §3.3).
+    Always returns a Decision; `decision.changes` tells whether it proposes a change."""
+    c = compile_job(doc)
+    current, now = obs.current, obs.now
+    _check(mode, current)
+    if mode == "paused":
+        d = _decision(c, now, "bucket", current, current, obs.bucket, [], [], [PAUSED], mode)
+        return d, _paused_state(state, last_bucket=obs.bucket)
+    # a count changed behind our back (or by our own dry-run simulation) restarts every streak first
+    old = state.streaks if state.count is None or state.count == current else {}
+    values = obs.values
+    ready = obs.ready
+    proposals: list[Proposal] = []
+    streaks: dict[str, Streak] = {}
+    for rule, tol in c.metric_tol:
+        v = values.get(rule.name)
+        if v is not None and not math.isfinite(v):
+            v = None  # NaN / inf from upstream is no data, never a decision
+        if tol is None:
+            p, streaks[rule.name] = propose_threshold(rule, v, current, old.get(rule.name))  # type: ignore[arg-type]
+        else:
+            p = propose_target(rule, v, current, ready, tol)  # type: ignore[arg-type]
+        proposals.append(p)
+    combined = combine(proposals, current)
+    guard = _guard(c, values) if combined < current else None
+    desired, limits, recent = _limits(
+        c, current, combined, now, state, obs.deployment_started_at, windows, guard
+    )
+    reasons = _reasons(proposals, limits, mode)
+    decision = _decision(c, now, "bucket", current, desired, obs.bucket, proposals, limits, reasons, mode)
+    changed = desired != current
+    return decision, JobState(
+        desired,
+        now if changed else state.last_change_at,
+        obs.bucket,
+        {} if changed else streaks,
+        recent,
+        dict(state.alarms),
+        dict(state.fires),
+        now if state.created_at is None else state.created_at,
+    )
+
+
+def _guard(
+    c: CompiledJob, values: Mapping[str, float | None]
+) -> list[tuple[ThresholdRule | TargetRule, float]]:
+    """The metric rules with a (finite) value in this bucket, for the flapping guard."""
+    out: list[tuple[ThresholdRule | TargetRule, float]] = []
+    for rule in c.metric:
+        v = values.get(rule.name)
+        if v is not None and math.isfinite(v):
+            out.append((rule, v))
+    return out
+
+
+def on_alarm(
+    doc: JobDocument,
+    event: AlarmEvent,
+    current: int,
+    ready: int,
+    state: JobState,
+    *,
+    mode: str,
+    deployment_started_at: float | None = None,
+    windows: Sequence[Window] = (),
+) -> tuple[Decision | None, JobState]:
+    """A Falcon callback (trigger "alarm"); (None, state) when no alarm rule of the job matches it.
+    `ready` is accepted for symmetry with evaluate; alarm rules do not use it."""
+    c = compile_job(doc)
+    _check(mode, current)
+    matching = [r for r in c.alarms if alarm_matches(r, event)]
+    if not matching:
+        return None, state
+    now = event.now
+    if mode == "paused":
+        return Decision(c.job, now, "alarm", current, current, reasons=[PAUSED], mode=mode), state
+    key = event.key()
+    out_cd = c.limits.out_cooldown
+    last_acted = state.alarms.get(key)
+    proposals = [propose_alarm(r, event, current, last_acted, out_cd) for r in matching]
+    combined = combine(proposals, current)
+    desired, limits, recent = _limits(c, current, combined, now, state, deployment_started_at, windows, None)
+    alarms = {k: t for k, t in state.alarms.items() if now - t < out_cd}
+    if event.status == "OK":
+        alarms.pop(key, None)
+    elif desired > current:
+        alarms[key] = now
+    decision = _decision(
+        c, now, "alarm", current, desired, None, proposals, limits, _reasons(proposals, limits, mode), mode
+    )
+    return decision, _next_state(state, current, desired, now, recent=recent, alarms=alarms)
+
+
+def on_fire(
+    doc: JobDocument, fire: Fire, current: int, state: JobState, *, mode: str, windows: Sequence[Window] = ()
+) -> tuple[Decision, JobState]:
+    """A schedule rule's fire time (trigger "schedule"): the count becomes the rule's `instances`, within
+    the bounds; steps 2–5 do not apply. Marks the fire handled (state.fires)."""
+    c = compile_job(doc)
+    _check(mode, current)
+    rule = c.schedules.get(fire.rule)
+    if rule is None:
+        raise ValueError(f"job {c.job!r} has no schedule rule {fire.rule!r}")
+    if rule.instances is None:
+        raise ValueError(f"schedule rule {fire.rule!r} holds a min/max window and sets no instances")
+    now = fire.now
+    fires = dict(state.fires)
+    fires[rule.name] = max(fire.at, fires.get(rule.name, fire.at))
+    if mode == "paused":
+        d = Decision(c.job, now, "schedule", current, current, reasons=[PAUSED], mode=mode)
+        return d, _paused_state(state, fires=fires)
+    inputs: dict[str, Any] = {"at": fire.at, "instances": rule.instances, "late": now - fire.at}
+    proposal = Proposal(rule.name, "schedule", rule.instances, SCHEDULE, inputs)
+    return _direct(c, proposal, rule.instances, current, now, state, mode, windows, "schedule", fires)
+
+
+def on_manual(
+    doc: JobDocument,
+    now: float,
+    current: int,
+    instances: int,
+    reason: str,
+    state: JobState,
+    *,
+    mode: str,
+    windows: Sequence[Window] = (),
+) -> tuple[Decision, JobState]:
+    """An operator's scale to `instances` (trigger "manual"): bounds apply, cooldowns do not."""
+    c = compile_job(doc)
+    _check(mode, current)
+    if isinstance(instances, bool) or not isinstance(instances, int) or instances < 0:
+        raise ValueError(f"instances must be a whole number >= 0, got {instances!r}")
+    proposal = Proposal("manual", "manual", instances, MANUAL, {"instances": instances, "reason": reason})
+    return _direct(c, proposal, instances, current, now, state, mode, windows, "manual", None)
+
+
+def _direct(
+    c: CompiledJob,
+    proposal: Proposal,
+    wanted: int,
+    current: int,
+    now: float,
+    state: JobState,
+    mode: str,
+    windows: Sequence[Window],
+    trigger: Trigger,
+    fires: dict[str, float] | None,
+) -> tuple[Decision, JobState]:
+    lo, hi = effective_bounds(c.limits, windows)
+    desired, hit = clamp(lo, hi, wanted)
+    limits = [hit] if hit is not None else []
+    reasons = _reasons([proposal], limits, mode)
+    decision = _decision(c, now, trigger, current, desired, None, [proposal], limits, reasons, mode)
+    return decision, _next_state(state, current, desired, now, fires=fires)
+
+
+def mark_fires(state: JobState, handled: Iterable[tuple[str, float]]) -> JobState:
+    """The state with these (rule, fire time) recorded as handled: for the fires `due_fires` reports
+    missed beyond their grace (run fires are marked by on_fire)."""
+    fires = dict(state.fires)
+    for rule, at in handled:
+        fires[rule] = max(at, fires.get(rule, at))
+    return _paused_state(state, fires=fires)
+
+
+def status(doc: JobDocument, state: JobState, now: float, *, default_tz: str = "UTC") -> dict[str, Any]:
+    """JSON-ready view of a job's policy state: per rule by name (threshold streaks, the last times an
+    alarm of an alarm rule acted, a schedule's last handled and next fire), and the cooldown left."""
+    c = compile_job(doc)
+    rules: dict[str, dict[str, Any]] = {}
+    for r in doc.rules:
+        if isinstance(r, ThresholdRule):
+            s = state.streaks.get(r.name) or Streak()
+            rules[r.name] = {
+                "type": "threshold",
+                "streak_out": s.out,
+                "streak_in": s.in_,
+                "consecutive_out": r.scale_out.consecutive if r.scale_out else None,
+                "consecutive_in": r.scale_in.consecutive if r.scale_in else None,
+            }
+        elif isinstance(r, TargetRule):
+            rules[r.name] = {"type": "target", "target": r.target}
+        elif isinstance(r, AlarmRule):
+            rules[r.name] = {"type": "alarm", "alarms": _alarm_times(r, state.alarms)}
+        else:
+            last = state.fires.get(r.name)
+            rules[r.name] = {
+                "type": "schedule",
+                "last_fire": last,
+                "next_fire": next_fire(r, now, default_tz),
+            }
+    lim = c.limits
+    since = None if state.last_change_at is None else now - state.last_change_at
+    return {
+        "job": c.job,
+        "count": state.count,
+        "last_change_at": state.last_change_at,
+        "last_bucket": state.last_bucket,
+        "rules": rules,
+        "cooldown_left": {
+            "scale_out": 0.0 if since is None else max(0.0, lim.out_cooldown - since),
+            "scale_in": 0.0 if since is None else max(0.0, lim.in_cooldown - since),
+        },
+    }
+
+
+def _alarm_times(rule: AlarmRule, alarms: Mapping[str, float]) -> dict[str, float]:
+    """Alarm keys (AlarmEvent.key(): "s{stra}/e{exp}/{endpoint}/{metric}/{tags}") this rule could have
+    matched, with the time each last changed the count. Best effort: the key does not hold every field."""
+    m = rule.match
+    out: dict[str, float] = {}
+    for key, t in alarms.items():
+        if m.stra_id is not None and not key.startswith(f"s{m.stra_id}/"):
+            continue
+        if m.exp_id is not None and f"/e{m.exp_id}/" not in key:
+            continue
+        if m.metric is not None and f"/{m.metric}/" not in key:
+            continue
+        out[key] = t
+    return out

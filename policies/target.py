@@ -1,0 +1,65 @@
+"""Target rules (PRODUCT §3.2): the Kubernetes HPA algorithm on a per-instance aggregate.
+
+    ratio   = value / target
+    within  1 − tolerance_in <= ratio <= 1 + tolerance_out  (both default to `tolerance`; edges included,
+            as HPA's |1 − ratio| <= tolerance)  → propose the current count (WithinTolerance)
+    else    desired = ceil(ready × ratio)  (ready instances; the current count when none is ready)
+
+HPA's example: 3 ready instances at 90 with target 60 → ceil(3 × 1.5) = 5.
+"""
+
+from __future__ import annotations
+
+import math
+
+from policies.document import TargetRule
+from policies.types import NO_DATA, SCALE_IN, SCALE_OUT, WITHIN_TOLERANCE, Proposal
+
+_EPS = 1e-9  # float noise: 3 × 80 / 60 must be 4, not 4.000000000000001 → 5
+
+
+def tolerances(rule: TargetRule) -> tuple[float, float]:
+    """(tolerance_out, tolerance_in) with the shared default applied."""
+    t_out = rule.tolerance if rule.tolerance_out is None else rule.tolerance_out
+    t_in = rule.tolerance if rule.tolerance_in is None else rule.tolerance_in
+    return t_out, t_in
+
+
+def _ceil(x: float) -> int:
+    return max(0, math.ceil(x - _EPS))
+
+
+def propose_target(
+    rule: TargetRule, value: float | None, current: int, ready: int, tol: tuple[float, float] | None = None
+) -> Proposal:
+    """The rule's proposal for a bucket value. `tol`: `tolerances(rule)`, when the caller has it already."""
+    if value is None:
+        return Proposal(rule.name, "target", None, NO_DATA, {"value": None, "target": rule.target})
+    target = rule.target
+    ratio = value / target
+    t_out, t_in = tolerances(rule) if tol is None else tol
+    base = ready if ready > 0 else current
+    inputs: dict[str, object] = {"value": value, "target": target, "ratio": ratio, "ready": base}
+    if 1.0 - t_in - _EPS <= ratio <= 1.0 + t_out + _EPS:
+        return Proposal(rule.name, "target", current, WITHIN_TOLERANCE, inputs)
+    desired = _ceil(base * value / target)
+    if desired > current:
+        reason = SCALE_OUT
+    elif desired < current:
+        reason = SCALE_IN
+    else:
+        reason = WITHIN_TOLERANCE  # outside the tolerance, but the formula lands on the current count
+    return Proposal(rule.name, "target", desired, reason, inputs)
+
+
+def projected_scales_out(rule: TargetRule, value: float, current: int, new: int) -> tuple[bool, float]:
+    """Flapping guard: spread the load over `new` instances (value × current / new, all of them ready):
+    would the rule then ask for more than `new`? Returns (unsafe, projected value)."""
+    if new <= 0:
+        return value > 0, (float("inf") if value > 0 else value)
+    projected = value * current / new
+    ratio = projected / rule.target
+    t_out, _ = tolerances(rule)
+    if ratio <= 1.0 + t_out + _EPS:
+        return False, projected
+    return _ceil(new * ratio) > new, projected

@@ -1,0 +1,100 @@
+"""Threshold rules (PRODUCT §3.2): streaks of consecutive closed buckets above / below a bound.
+
+Pure functions of (rule, bucket value, current count, previous streak). The engine owns the streaks'
+lifetime: it resets them after every change of the job's count (PRODUCT §3.2).
+
+Semantics, pinned down:
+- a bucket value strictly above `scale_out.above` lengthens the out streak, anything else ends it;
+  strictly below `scale_in.below` lengthens the in streak, anything else ends it; no data ends both;
+- when the out streak reaches `consecutive` the rule proposes current + step, where step is the step of
+  the largest band whose `above` the bucket's value exceeds, else the side's step (percentages of the
+  current count, rounded up, at least 1: `policies.document.step_count`); the same for scale-in with
+  `below`, never proposing fewer than 0 instances;
+- a streak keeps growing while a proposal is held back (by a cooldown or a bound), so the action comes at
+  the first bucket that allows it;
+- otherwise the rule proposes the current count (WithinTolerance). A rule without a `scale_in` side has
+  no opinion on scale-in: while it does not propose a scale-out it proposes None ("no opinion", reason
+  WithinTolerance), so it neither causes nor blocks another rule's scale-in (only a rule *with data*
+  that keeps the count, or one *without data*, blocks it).
+"""
+
+from __future__ import annotations
+
+from policies.document import Band, ThresholdRule, step_count
+from policies.types import NO_DATA, SCALE_IN, SCALE_OUT, WITHIN_TOLERANCE, Proposal, Streak
+
+_ZERO = Streak(0, 0)
+
+
+def next_streak(rule: ThresholdRule, value: float | None, streak: Streak | None) -> Streak:
+    """The rule's streaks after one more closed bucket (a new object; `streak` is not modified)."""
+    if value is None:
+        return Streak(0, 0)
+    prev = streak or _ZERO
+    so, si = rule.scale_out, rule.scale_in
+    out = prev.out + 1 if so is not None and value > so.above else 0
+    in_ = prev.in_ + 1 if si is not None and value < si.below else 0
+    return Streak(out, in_)
+
+
+def _out_band(bands: list[Band], value: float) -> tuple[float, int | str] | None:
+    """The band with the largest `above` that the value exceeds, as (above, step)."""
+    best: tuple[float, int | str] | None = None
+    for b in bands:
+        if b.above is not None and value > b.above and (best is None or b.above > best[0]):
+            best = (b.above, b.step)
+    return best
+
+
+def _in_band(bands: list[Band], value: float) -> tuple[float, int | str] | None:
+    """The band with the smallest `below` that the value is under, as (below, step)."""
+    best: tuple[float, int | str] | None = None
+    for b in bands:
+        if b.below is not None and value < b.below and (best is None or b.below < best[0]):
+            best = (b.below, b.step)
+    return best
+
+
+def propose_threshold(
+    rule: ThresholdRule, value: float | None, current: int, streak: Streak | None
+) -> tuple[Proposal, Streak]:
+    """Count this bucket into the streaks and propose a count; returns (proposal, new streak)."""
+    if value is None:
+        inputs_nd: dict[str, object] = {"value": None, "streak_out": 0, "streak_in": 0}
+        return Proposal(rule.name, "threshold", None, NO_DATA, inputs_nd), Streak(0, 0)
+    # next_streak, inlined: this is the daemon's hot path
+    prev = streak or _ZERO
+    so, si = rule.scale_out, rule.scale_in
+    st = Streak(
+        prev.out + 1 if so is not None and value > so.above else 0,
+        prev.in_ + 1 if si is not None and value < si.below else 0,
+    )
+    inputs: dict[str, object] = {"value": value, "streak_out": st.out, "streak_in": st.in_}
+    if so is not None and st.out >= so.consecutive:
+        band = _out_band(so.bands, value) if so.bands else None
+        step = band[1] if band is not None else so.step
+        n = step_count(step, current)
+        inputs.update(above=so.above, consecutive=so.consecutive, step=step, band=band[0] if band else None)
+        return Proposal(rule.name, "threshold", current + n, SCALE_OUT, inputs), st
+    if si is not None and st.in_ >= si.consecutive:
+        band = _in_band(si.bands, value) if si.bands else None
+        step = band[1] if band is not None else si.step
+        n = step_count(step, current)
+        inputs.update(below=si.below, consecutive=si.consecutive, step=step, band=band[0] if band else None)
+        return Proposal(rule.name, "threshold", max(0, current - n), SCALE_IN, inputs), st
+    desired: int | None = current if si is not None else None
+    return Proposal(rule.name, "threshold", desired, WITHIN_TOLERANCE, inputs), st
+
+
+def projected_scales_out(rule: ThresholdRule, value: float, current: int, new: int) -> tuple[bool, float]:
+    """Flapping guard (Azure's rule): would this rule's value, spread over `new` instances instead of
+    `current` (value × current / new), be above its scale-out bound? Returns (unsafe, projected value)."""
+    projected = _project(value, current, new)
+    so = rule.scale_out
+    return (so is not None and projected > so.above), projected
+
+
+def _project(value: float, current: int, new: int) -> float:
+    if new <= 0:
+        return float("inf") if value > 0 else value
+    return value * current / new
