@@ -29,7 +29,9 @@ import numpy.typing as npt
 
 from oceand.trace import FloatArray, Trace
 from policies.document import JobDocument, ScheduleRule, TargetRule, ThresholdRule
-from policies.types import JobState, Observation
+from policies.engine import evaluate, mark_fires, on_fire
+from policies.schedule import active_windows, due_fires, next_fire
+from policies.types import JobState, Observation, Window
 
 IntArray = npt.NDArray[np.int64]
 
@@ -161,16 +163,55 @@ def observe(
     return values
 
 
+class _Schedules:
+    """Schedule rules on the simulated clock. `due_fires` and `active_windows` are asked only at the
+    instants their answer can change (found with `next_fire`), which keeps schedules cheap per period."""
+
+    def __init__(self, doc: JobDocument, created_at: float):
+        self.doc, self.created_at = doc, created_at
+        self.fire_rules = [r for r in doc.rules if isinstance(r, ScheduleRule) and r.instances is not None]
+        self.window_rules = [r for r in doc.rules if isinstance(r, ScheduleRule) and r.duration is not None]
+        self._due: float | None = None  # the earliest instant a fire can be due
+        self._windows: tuple[Window, ...] = ()
+        self._windows_until = -math.inf  # the next window start or the end of an active one
+
+    def windows(self, now: float) -> tuple[Window, ...]:
+        if now >= self._windows_until:
+            self._windows = tuple(active_windows(self.doc, now))
+            starts = [next_fire(r, now) for r in self.window_rules]
+            ends = [w.end for w in self._windows]
+            self._windows_until = min([t for t in starts if t is not None] + ends, default=math.inf)
+        return self._windows
+
+    def fire(
+        self, now: float, desired: int, state: JobState, windows: tuple[Window, ...]
+    ) -> tuple[int, JobState]:
+        """Run the fires due at `now` on top of the count the bucket's evaluation decided."""
+        if self._due is None:
+            self._due = self._next_due(state)
+        if now < self._due:
+            return desired, state
+        fires, missed = due_fires(self.doc, state.fires, now, self.created_at)
+        for fire in fires:
+            decision, state = on_fire(self.doc, fire, desired, state, mode="active", windows=windows)
+            desired = decision.desired
+        if missed:  # only when a rule's misfire_grace is shorter than the lateness (< one period)
+            state = mark_fires(state, missed)
+        self._due = self._next_due(state)
+        return desired, state
+
+    def _next_due(self, state: JobState) -> float:
+        floor = self.created_at - 1e-6
+        times = [next_fire(r, max(state.fires.get(r.name, floor), floor)) for r in self.fire_rules]
+        return min((t for t in times if t is not None), default=math.inf)
+
+
 def engine_step(doc: JobDocument, created_at: float) -> Step:
-    """The per-period policy step on the shared engine, in mode "active", schedules on the simulated clock."""
-    from policies.engine import evaluate, on_fire
-
-    from policies.schedule import active_windows, due_fires
-
-    has_fires = any(isinstance(r, ScheduleRule) and r.duration is None for r in doc.rules)
-    has_windows = any(isinstance(r, ScheduleRule) and r.duration is not None for r in doc.rules)
-
-    if not has_fires and not has_windows:
+    """The per-period policy step on the shared engine: `evaluate` in mode "active", then the schedule
+    fires due at the period (`due_fires` / `on_fire`), with the schedule windows active then — all on
+    the simulated clock; fire times before `created_at` (the trace's start) never run."""
+    sched = _Schedules(doc, created_at)
+    if not sched.fire_rules and not sched.window_rules:
 
         def step(obs: Observation, state: JobState) -> tuple[int, JobState]:
             decision, state = evaluate(doc, obs, state, mode="active")
@@ -179,16 +220,11 @@ def engine_step(doc: JobDocument, created_at: float) -> Step:
         return step
 
     def step_with_schedules(obs: Observation, state: JobState) -> tuple[int, JobState]:
-        now = obs.now
-        windows = tuple(active_windows(doc, now)) if has_windows else ()
+        windows = sched.windows(obs.now) if sched.window_rules else ()
         decision, state = evaluate(doc, obs, state, mode="active", windows=windows)
-        desired = decision.desired
-        if has_fires:
-            fires, _missed = due_fires(doc, state.fires, now, created_at)
-            for fire in fires:
-                decision, state = on_fire(doc, fire, desired, state, mode="active", windows=windows)
-                desired = decision.desired
-        return desired, state
+        if not sched.fire_rules:
+            return decision.desired, state
+        return sched.fire(obs.now, decision.desired, state, windows)
 
     return step_with_schedules
 

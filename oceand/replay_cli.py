@@ -148,8 +148,16 @@ def _write_text(path: str, write: Any) -> None:
         raise UsageError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
+def _check_output_dirs(*paths: str | None) -> None:
+    """Fail before a long replay, not after it, when an output's directory does not exist."""
+    for path in paths:
+        if path and not Path(path).parent.is_dir():
+            raise UsageError(f"{path}: cannot write (no directory {str(Path(path).parent)!r})")
+
+
 def run(argv: Sequence[str]) -> ReplayResult:
     args = build_parser().parse_args(list(argv))
+    _check_output_dirs(args.timeline, args.summary, args.plot)
     doc = load_job(args.job)
     try:
         trace = load_trace(
