@@ -1,0 +1,336 @@
+"""set_instances: retries, 409 waits, force, idempotency; on a fake clock against the fake Marathon."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from actuators.marathon import AppNotFound, Locked, MarathonClient, Permanent, Transient
+from actuators.marathon_apply import Backoff, poll_deployments, set_instances
+from tests.fakes.marathon import FakeMarathon
+from tests.marathon.conftest import FakeClock, config, free_port
+
+
+@pytest.mark.parametrize(
+    ("backoff", "attempt", "rand", "delay"),
+    [
+        pytest.param(Backoff(initial=0.2, jitter=0.5), 0, 0.0, 0.2, id="first retry, no jitter drawn"),
+        pytest.param(Backoff(initial=0.2, jitter=0.5), 0, 1.0, 0.1, id="first retry, full jitter drawn"),
+        pytest.param(Backoff(initial=0.2, factor=2), 3, 0.0, 1.6, id="doubles each attempt"),
+        pytest.param(Backoff(initial=0.2, maximum=10), 20, 0.0, 10.0, id="capped"),
+        pytest.param(
+            Backoff(initial=0.2, maximum=10), 10_000, 0.0, 10.0, id="huge attempt does not overflow"
+        ),
+        pytest.param(Backoff(initial=1, jitter=0), 2, 1.0, 4.0, id="no jitter"),
+    ],
+)
+def test_backoff_delay(backoff: Backoff, attempt: int, rand: float, delay: float) -> None:
+    assert backoff.delay(attempt, lambda: rand) == pytest.approx(delay)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        pytest.param({"initial": 0}, id="zero initial"),
+        pytest.param({"factor": 0.5}, id="shrinking factor"),
+        pytest.param({"initial": 5, "maximum": 1}, id="maximum below initial"),
+        pytest.param({"jitter": 2}, id="jitter above 1"),
+    ],
+)
+def test_backoff_rejects_nonsense(kw: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="bad backoff"):
+        Backoff(**kw)
+
+
+def _puts(fake: FakeMarathon) -> list[tuple[int, str]]:
+    return [(r.status, r.query.get("force", [""])[0]) for r in fake.requests if r.method == "PUT"]
+
+
+async def test_503_twice_then_one_applied_put(
+    fake: FakeMarathon, client: MarathonClient, clock: FakeClock
+) -> None:
+    fake.add_app("/a", 1)
+    fake.fail_next(2, 503, "/v2/apps/a")
+    result = await set_instances(
+        client,
+        "/a",
+        3,
+        force=False,
+        wait_deployment=None,
+        deadline=clock() + 30,
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert [s for s, _ in _puts(fake)] == [503, 200]
+    # after the failed PUT: sleep, re-read (also 503, retried), then PUT
+    assert len(clock.sleeps) == 2 and clock.sleeps[1] > clock.sleeps[0] * 0.99
+    assert [(app, n, force) for _, app, n, force in fake.scale_requests] == [("/a", 3, False)]
+    assert result.deployment_id is not None and not result.already_applied
+
+
+async def test_lost_reply_is_applied_once(
+    fake: FakeMarathon, client: MarathonClient, clock: FakeClock
+) -> None:
+    """The PUT lands but its reply is lost: neither aiohttp (which would resend an idempotent request
+    on a dropped connection) nor the loop sends it again; the loop re-reads the app instead."""
+    fake.add_app("/a", 1)
+    fake.set_deploy_time(0)
+    fake.lose_reply_next(1, "/v2/apps/a")
+    result = await set_instances(
+        client,
+        "/a",
+        4,
+        force=False,
+        wait_deployment=None,
+        deadline=clock() + 30,
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert result.already_applied
+    assert len(fake.scale_requests) == 1
+    assert [(r.method, r.status) for r in fake.requests] == [("PUT", -1), ("GET", 200)]
+    assert fake.apps["/a"].instances == 4
+
+
+async def test_all_urls_down_until_deadline_then_back(clock: FakeClock) -> None:
+    ports = [free_port(), free_port()]
+    client = MarathonClient(config(*(f"http://127.0.0.1:{p}" for p in ports)))
+    try:
+        with pytest.raises(Transient, match="no URL answered"):
+            await set_instances(
+                client,
+                "/a",
+                2,
+                force=False,
+                wait_deployment=None,
+                deadline=clock() + 20,
+                sleep=clock.sleep,
+                clock=clock,
+            )
+        assert clock.now == pytest.approx(1020.0)  # the last sleep ends exactly at the deadline
+        assert sum(clock.sleeps) == pytest.approx(20.0)
+        assert all(0 < s <= 10 for s in clock.sleeps)
+
+        # The second master comes back while the next call is retrying.
+        fake = FakeMarathon(deploy_time=0)
+        fake.add_app("/a", 1)
+        clock.sleeps.clear()
+
+        async def revive(n: int) -> None:
+            if n == 2:
+                await fake.start(port=ports[1])
+
+        clock.on_sleep = revive
+        try:
+            result = await set_instances(
+                client,
+                "/a",
+                2,
+                force=False,
+                wait_deployment=None,
+                deadline=clock() + 60,
+                sleep=clock.sleep,
+                clock=clock,
+            )
+            assert result.url.startswith(fake.url)
+            assert len(fake.scale_requests) == 1
+            assert client.active_url == fake.url
+        finally:
+            await fake.stop()
+    finally:
+        await client.close()
+
+
+async def test_locked_waits_for_the_deployment_then_applies_once(
+    fake: FakeMarathon, client: MarathonClient, clock: FakeClock
+) -> None:
+    fake.add_app("/a", 1)
+    fake.set_deploy_time(None)
+    blocking = fake.scale_now("/a", 2)
+    waits: list[tuple[str, float]] = []
+
+    async def wait_deployment(app_id: str, timeout: float) -> None:
+        waits.append((app_id, timeout))
+        assert fake.apps["/a"].deployment == blocking
+        fake.finish_deployments()
+        while fake.apps["/a"].deployment is not None:
+            await asyncio.sleep(0)
+
+    result = await set_instances(
+        client,
+        "/a",
+        5,
+        force=False,
+        wait_deployment=wait_deployment,
+        deadline=clock() + 30,
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert waits == [("/a", 30.0)]
+    assert _puts(fake) == [(409, "false"), (200, "false")]
+    assert [(app, n, force) for _, app, n, force in fake.scale_requests] == [("/a", 5, False)]
+    assert result.deployment_id == fake.apps["/a"].deployment
+    assert clock.sleeps == []
+
+
+async def test_locked_without_a_watcher_polls_deployments(
+    fake: FakeMarathon, client: MarathonClient, clock: FakeClock
+) -> None:
+    fake.add_app("/a", 1)
+    fake.set_deploy_time(None)
+    fake.scale_now("/a", 2)
+    clock.on_sleep = lambda n: fake.finish_deployments() if n == 3 else None
+    await set_instances(
+        client,
+        "/a",
+        5,
+        force=False,
+        wait_deployment=None,
+        deadline=clock() + 30,
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert [r.path for r in fake.requests].count("/v2/deployments") >= 3
+    assert [s for s, _ in _puts(fake)] == [409, 200]
+    assert len(fake.scale_requests) == 1
+
+
+async def test_force_puts_once_with_force_true(
+    fake: FakeMarathon, client: MarathonClient, clock: FakeClock
+) -> None:
+    fake.add_app("/a", 1)
+    fake.set_deploy_time(None)
+    blocking = fake.scale_now("/a", 2)
+
+    async def never(app_id: str, timeout: float) -> None:
+        raise AssertionError("force does not wait")
+
+    result = await set_instances(
+        client,
+        "/a",
+        5,
+        force=True,
+        wait_deployment=never,
+        deadline=clock() + 30,
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert _puts(fake) == [(409, "false"), (200, "true")]
+    assert [(n, force) for _, _, n, force in fake.scale_requests] == [(5, True)]
+    assert ("deployment_failed", blocking) in [(e, d.get("id")) for e, d in fake.events_sent]
+    assert result.deployment_id == fake.apps["/a"].deployment != blocking
+
+
+async def test_locked_past_the_deadline_raises_locked(
+    fake: FakeMarathon, client: MarathonClient, clock: FakeClock
+) -> None:
+    fake.add_app("/a", 1)
+    fake.set_deploy_time(None)
+    fake.scale_now("/a", 2)
+
+    async def too_slow(app_id: str, timeout: float) -> None:
+        clock.now += timeout
+        raise TimeoutError
+
+    with pytest.raises(Locked, match="still locked at the deadline"):
+        await set_instances(
+            client,
+            "/a",
+            5,
+            force=False,
+            wait_deployment=too_slow,
+            deadline=clock() + 30,
+            sleep=clock.sleep,
+            clock=clock,
+        )
+    assert fake.scale_requests == []
+
+
+async def test_a_wait_that_returns_early_does_not_spin(
+    fake: FakeMarathon, client: MarathonClient, clock: FakeClock
+) -> None:
+    fake.add_app("/a", 1)
+    fake.set_deploy_time(None)
+    fake.scale_now("/a", 2)
+
+    async def useless(app_id: str, timeout: float) -> None:
+        return None
+
+    with pytest.raises(Locked):
+        await set_instances(
+            client,
+            "/a",
+            5,
+            force=False,
+            wait_deployment=useless,
+            deadline=clock() + 5,
+            sleep=clock.sleep,
+            clock=clock,
+        )
+    puts = len(_puts(fake))
+    assert 2 <= puts <= 12  # backoff between the tries, not hundreds of PUTs
+    assert clock.now >= 1005
+
+
+@pytest.mark.parametrize(
+    ("setup", "error", "status"),
+    [
+        pytest.param("missing", Permanent, 422, id="missing app: 422"),
+        pytest.param("auth", Permanent, 401, id="wrong credentials: 401"),
+    ],
+)
+async def test_permanent_errors_raise_at_once(
+    setup: str, error: type[Exception], status: int, clock: FakeClock
+) -> None:
+    fake = FakeMarathon(token="t" if setup == "auth" else None)
+    await fake.start()
+    fake.add_app("/a", 1)
+    client = MarathonClient(config(fake.url, token="wrong") if setup == "auth" else config(fake.url))
+    try:
+        with pytest.raises(error) as e:
+            await set_instances(
+                client,
+                "/ghost" if setup == "missing" else "/a",
+                2,
+                force=False,
+                wait_deployment=None,
+                deadline=clock() + 30,
+                sleep=clock.sleep,
+                clock=clock,
+            )
+        assert isinstance(e.value, Permanent) and e.value.status == status
+        assert len(fake.requests) == 1 and clock.sleeps == []
+    finally:
+        await client.close()
+        await fake.stop()
+
+
+async def test_app_deleted_between_retries_is_app_not_found(
+    fake: FakeMarathon, client: MarathonClient, clock: FakeClock
+) -> None:
+    fake.add_app("/a", 1)
+    fake.fail_next(1, 503, "/v2/apps/a")
+    clock.on_sleep = lambda n: fake.apps.pop("/a")
+    with pytest.raises(AppNotFound):
+        await set_instances(
+            client,
+            "/a",
+            2,
+            force=False,
+            wait_deployment=None,
+            deadline=clock() + 30,
+            sleep=clock.sleep,
+            clock=clock,
+        )
+
+
+async def test_poll_deployments_times_out(
+    fake: FakeMarathon, client: MarathonClient, clock: FakeClock
+) -> None:
+    fake.add_app("/a", 1)
+    fake.set_deploy_time(None)
+    fake.scale_now("/a", 2)
+    with pytest.raises(TimeoutError):
+        await poll_deployments(client, "/a", 3.0, interval=1.0, sleep=clock.sleep, clock=clock)
+    assert clock.sleeps == [1.0, 1.0, 1.0]
