@@ -53,6 +53,9 @@ class ReplayOptions:
     capacity: float = 100.0  # load units one ready instance serves
     startup: float = 60.0  # seconds from launch to ready
     initial: int = 1  # ready instances at t0
+    # Beyond §6 (off by default): while instances are starting, the job's last Marathon deployment is
+    # running (Observation.deployment_started_at = the last action), so the next action waits for it.
+    deployments: bool = False
 
     def check(self) -> None:
         if not (math.isfinite(self.capacity) and self.capacity > 0):
@@ -242,6 +245,8 @@ def simulate(
     cap, startup = options.capacity, options.startup
     ready = options.initial
     launched: deque[float] = deque()  # launch times of starting instances, oldest first
+    deployments = options.deployments
+    last_action: float | None = None
     state = JobState(created_at=t0)
     n = len(times)
     ready_col = [0] * n
@@ -265,11 +270,14 @@ def simulate(
             ready=ready,
             values=observe(plan, load, ready, cap),
             reporters=ready,
+            deployment_started_at=last_action if deployments and launched else None,
         )
         desired, state = decide(obs, state)
         ready_col[k] = ready
         starting_col[k] = starting
         desired_col[k] = desired
+        if desired != current:
+            last_action = t
         if desired > current:
             launched.extend([t] * (desired - current))
         elif desired < current:

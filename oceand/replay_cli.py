@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -77,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--startup", type=_duration, default=60.0, help="launch-to-ready time (default 60s)")
     p.add_argument("--initial", type=_count, default=1, help="ready instances at the start (default 1)")
+    p.add_argument(
+        "--deployments",
+        action="store_true",
+        help="model Marathon deployments: while instances are starting the next action waits for them "
+        "(PRODUCT §3.3 step 5; beyond the §6 model, off by default)",
+    )
     p.add_argument("--timeline", metavar="OUT.csv", help="write one row per period")
     p.add_argument("--summary", metavar="OUT.json", help="write the summary JSON")
     p.add_argument("--plot", metavar="OUT.png", help="write a PNG of load, capacity and actions")
@@ -89,6 +96,10 @@ def load_job(path: str) -> JobDocument:
         return load_job_file(Path(path))
     except ConfigError as e:
         raise UsageError(f"invalid job document:\n{e}") from None
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _fmt_time(t: float) -> str:
@@ -125,12 +136,14 @@ def summary_document(result: ReplayResult) -> dict[str, Any]:
         "value_column": tr.value_column,
         "rows": len(tr.times),
         "row_interval": tr.interval,
-        "start": _fmt_time(float(result.timeline.t[0])),
+        "start": _iso(float(result.timeline.t[0])),
+        "end": _iso(result.trace.end),
         "scale": tr.scale,
         "per_second": tr.per_second,
         "capacity": opt.capacity,
         "startup": opt.startup,
         "initial": opt.initial,
+        "deployments": opt.deployments,
         "period": result.period,
     }
     return out
@@ -167,7 +180,9 @@ def run(argv: Sequence[str]) -> ReplayResult:
             scale=args.scale,
             per_second=args.per_second,
         )
-        result = simulate(doc, trace, ReplayOptions(args.capacity, args.startup, args.initial))
+        result = simulate(
+            doc, trace, ReplayOptions(args.capacity, args.startup, args.initial, args.deployments)
+        )
     except (TraceError, ReplayError) as e:
         raise UsageError(str(e)) from None
     if args.timeline:

@@ -73,6 +73,15 @@ def test_step_load_startup_delay_and_third_hot_period(tmp_path: Path) -> None:
     assert tl.cpu_used.tolist() == [70.0] * 3 + [100.0] * 17
 
 
+def test_deployments_option_waits_for_starting_instances(tmp_path: Path) -> None:
+    # The same step with --deployments: after the scale-out at k5 the deployment runs until its instance
+    # is ready (k11); the held proposal keeps its streak, so the next action comes at k11, then k17.
+    rows = [(1_000_000 + 10 * k, 70.0 if k < 3 else 1000.0) for k in range(20)]
+    tl = run(tmp_path, doc([SEED_CPU]), rows, capacity=100, startup=60, initial=1, deployments=True).timeline
+    assert tl.desired.tolist() == [1] * 5 + [2] * 6 + [3] * 6 + [4] * 3
+    assert tl.ready.tolist() == [1] * 11 + [2] * 6 + [3] * 3
+
+
 def test_summary_of_the_step(tmp_path: Path) -> None:
     rows = [(1_000_000 + 10 * k, 70.0 if k < 3 else 1000.0) for k in range(20)]
     s = run(tmp_path, doc([SEED_CPU]), rows, capacity=100, startup=60, initial=1).summary()
