@@ -88,12 +88,12 @@ class JobBuckets:
             per[instance] = (ts, value)
         if prev is not None:
             return False  # an instance already counted: completion cannot change
-        return self._complete(b)
+        return self.complete(b)
 
     def _want(self) -> int:
         return self.expected if self.expected is not None else self.last_reporters
 
-    def _complete(self, b: OpenBucket) -> bool:
+    def complete(self, b: OpenBucket) -> bool:
         want = self._want()
         if want <= 0 or not self.rules:
             return False
@@ -109,7 +109,7 @@ class JobBuckets:
         # The newest complete bucket: everything up to it closes now.
         complete_upto = -1
         for start, b in self.open.items():
-            if start > complete_upto and self._complete(b):
+            if start > complete_upto and self.complete(b):
                 complete_upto = start
         p = self.period
         while True:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.falcon import check_key, check_timestamp, check_value, parse_tags
+from collectors.falcon import COUNTER_TYPES, check_key, check_timestamp, check_value, parse_tags
 from oceand.buckets import JobBuckets
 from oceand.windows import SeriesWindows
 from policies.document import JobDocument, Selector
@@ -27,11 +27,12 @@ DERIVED: dict[str, tuple[str, str]] = {
     "cpu.used": ("cpu.idle", "100-v"),
     "mem.used.percent": ("mem.memfree.percent", "100-v"),
 }
+REQUIRED = ("endpoint", "metric", "timestamp", "step", "value", "counterType")
 MAX_REASONS = 5
 MAX_ROUTES = 2_000_000  # route cache entries before it is rebuilt from scratch (unbounded series churn)
 
-_key_of = operator.itemgetter("endpoint", "metric", "tags", "counterType", "step")
-_tv_of = operator.itemgetter("timestamp", "value")
+_key_of = operator.itemgetter("endpoint", "metric", "tags")
+_rest_of = operator.itemgetter("timestamp", "value", "counterType", "step")
 
 
 @dataclass(slots=True)
@@ -45,6 +46,7 @@ class Target:
 @dataclass(slots=True)
 class Route:
     targets: list[Target]
+    ctype: str  # the counterType the route was resolved for
     counter: str | None  # "COUNTER" | "DERIVE" | None (GAUGE)
     slot: int  # series window slot, -1 when unrouted
     prev_ts: int = 0
@@ -71,9 +73,6 @@ class _Watch:
     selector: Selector
     invert: bool
     instance_tag: str | None
-
-
-_EMPTY = Route([], None, -1)
 
 
 class Ingestor:
@@ -103,14 +102,15 @@ class Ingestor:
         self._routes = {}
         self.windows.clear()
 
-    def _resolve(self, key: tuple[Any, ...]) -> Route | str:
-        endpoint, metric, tags, ctype, step = key
-        reason = check_key(endpoint, metric, tags, ctype, step)
+    def _resolve(self, key: tuple[Any, ...], ctype: str) -> Route | str:
+        endpoint, metric, tags = key
+        reason = check_key(endpoint, metric, tags, ctype, 1)
         if reason is not None:
             return reason
+        counter = ctype if ctype != "GAUGE" else None
         watches = self._by_metric.get(metric)
         if not watches:
-            return _EMPTY
+            return Route([], ctype, counter, -1)
         parsed = parse_tags(tags)
         targets: list[Target] = []
         for w in watches:
@@ -123,10 +123,7 @@ class Ingestor:
             else:
                 instance = endpoint
             targets.append(Target(self._buckets[w.job], w.rule_index, instance, w.invert))
-        if not targets:
-            return _EMPTY
-        counter = ctype if ctype != "GAUGE" else None
-        return Route(targets, counter, self.windows.allocate())
+        return Route(targets, ctype, counter, self.windows.allocate() if targets else -1)
 
     def ingest(self, items: Any, now: float) -> PushResult:
         """Validate and route a decoded push body (a list). Never raises on item content."""
@@ -137,35 +134,37 @@ class Ingestor:
             self.windows.clear()
         two_now = 2 * now
         completed = res.completed
-        windows = self.windows
+        put = self.windows.put
         for i, item in enumerate(items):
             try:
                 key = _key_of(item)
-                ts, value = _tv_of(item)
+                ts, value, ctype, step = _rest_of(item)
             except (KeyError, TypeError):
                 if type(item) is not dict:
                     res.reject(i, "item is not an object")
                     continue
-                missing = [
-                    k
-                    for k in ("endpoint", "metric", "timestamp", "step", "value", "counterType")
-                    if k not in item
-                ]
+                missing = [k for k in REQUIRED if k not in item]
                 if missing:
                     res.reject(i, f"{missing[0]}: missing")
                     continue
                 # Only `tags` is absent: treat as no tags, as Falcon's agent does for "".
-                key = (item["endpoint"], item["metric"], "", item["counterType"], item["step"])
-                ts, value = item["timestamp"], item["value"]
+                key = (item["endpoint"], item["metric"], "")
+                ts, value, ctype, step = _rest_of(item)
             try:
                 route = routes.get(key)
             except TypeError:
-                res.reject(i, "endpoint/metric/tags/counterType/step: wrong type")
+                res.reject(i, "endpoint/metric/tags: wrong type")
                 continue
-            if route is None:
-                route = routes[key] = self._resolve(key)
+            if route is None or (type(route) is not str and ctype != route.ctype):  # type: ignore[union-attr]
+                if type(ctype) is not str or ctype not in COUNTER_TYPES:
+                    res.reject(i, f"counterType: {str(ctype)[:40]!r} is not GAUGE, COUNTER or DERIVE")
+                    continue
+                route = routes[key] = self._resolve(key, ctype)
             if type(route) is str:
                 res.reject(i, route)
+                continue
+            if type(step) is not int or step <= 0:
+                res.reject(i, "step: must be an integer > 0")
                 continue
             tv = type(value)
             if tv is float and value - value == 0.0:
@@ -180,9 +179,10 @@ class Ingestor:
                 v = checked
             if type(ts) is not int or ts <= 0 or ts > two_now:
                 ts = check_timestamp(ts, now)
-            assert isinstance(route, Route)
-            if not route.targets:
+            targets = route.targets  # type: ignore[union-attr]
+            if not targets:
                 continue
+            assert isinstance(route, Route)
             if route.counter is not None:
                 prev_ts, prev_v = route.prev_ts, route.prev_value
                 if ts <= prev_ts:
@@ -194,11 +194,24 @@ class Ingestor:
                 if rate < 0:
                     continue  # counter reset / wrap (COUNTER) or negative DERIVE: Falcon drops it
                 v = rate
-            windows.put(route.slot, ts, v)
-            for t in route.targets:
+            put(route.slot, ts, v)
+            for t in targets:
                 jb = t.buckets
-                if jb.add(t.rule_index, t.instance, ts, 100.0 - v if t.invert else v):
-                    completed.add(jb.job)
+                start = ts - ts % jb.period
+                b = jb.open.get(start)
+                val = 100.0 - v if t.invert else v
+                if b is None or start < jb.closed_upto:
+                    if jb.add(t.rule_index, t.instance, ts, val):
+                        completed.add(jb.job)
+                    continue
+                per = b.values[t.rule_index]
+                prev = per.get(t.instance)
+                if prev is None:
+                    per[t.instance] = (ts, val)
+                    if jb.complete(b):
+                        completed.add(jb.job)
+                elif prev[0] <= ts:
+                    per[t.instance] = (ts, val)
         self.accepted += res.total - res.invalid
         self.rejected += res.invalid
         return res
