@@ -13,9 +13,10 @@ Semantics, pinned down:
   an entry counts while time > now − window. Scale-in goes no lower than the largest proposal in the
   scale-in window (never above current); scale-out, when `scale_out.stabilization` > 0, no higher than
   the smallest in its window (never below current).
-- flapping guard: the smallest count n in [proposed, current) at which no metric rule, given its value
-  projected to n (value × current / n), would scale out; none → the scale-in is skipped. Projection is
-  monotone in n, so this is a binary search.
+- flapping guard: the smallest count n in [max(proposed, min), current) at which no metric rule, given
+  its value projected to n (value × current / n), would scale out; none → the scale-in is skipped.
+  Projection is monotone in n, so this is a binary search. It looks no lower than the effective
+  min_instances (the count never goes there; a proposal below it is clamped in step 6, MinInstances).
 - cooldown: scale-out is held while now − last_change_at < out cooldown, scale-in while < in cooldown
   (a change exactly at the limit passes). Then, while a deployment started less than
   `deployment_timeout` ago is still running, any change is held (DeploymentInProgress).
@@ -163,16 +164,21 @@ def _unsafe_rule(rules: Sequence[tuple[MetricRule, float]], current: int, n: int
 
 
 def flapping_guard(
-    current: int, proposed: int, rules: Sequence[tuple[MetricRule, float]]
+    current: int, proposed: int, rules: Sequence[tuple[MetricRule, float]], floor: int = 0
 ) -> tuple[int, Limit | None]:
     """Step 3 (scale-in only): shrink the reduction until no metric rule (with its bucket value) would
-    scale out at the new count; skip the scale-in (count = current) when even current − 1 is unsafe."""
+    scale out at the new count; skip the scale-in (count = current) when even current − 1 is unsafe.
+    Counts below `floor` (the effective min_instances) are never reached, so the projection looks no
+    lower than it: a proposal below the floor that is safe at the floor is left for step 6 to clamp."""
     if proposed >= current or not rules:
         return proposed, None
-    first = _unsafe_rule(rules, current, proposed)
+    start = max(proposed, floor)
+    if start >= current:
+        return proposed, None
+    first = _unsafe_rule(rules, current, start)
     if first is None:
         return proposed, None
-    lo, hi = proposed + 1, current  # find the smallest safe n in [lo, hi); hi means "skip"
+    lo, hi = start + 1, current  # find the smallest safe n in [lo, hi); hi means "skip"
     while lo < hi:
         mid = (lo + hi) // 2
         if _unsafe_rule(rules, current, mid) is None:
@@ -180,7 +186,7 @@ def flapping_guard(
         else:
             lo = mid + 1
     name, projected = first
-    detail = f"rule {name}: value projected to {proposed} instances would be {projected:.6g} (scale-out)"
+    detail = f"rule {name}: value projected to {start} instances would be {projected:.6g} (scale-out)"
     return lo, Limit(FLAPPING_GUARD, proposed, lo, detail)
 
 

@@ -156,6 +156,10 @@ def _limits(
     """Steps 2–6 on the combined proposal: (final count, limits that applied, stabilization history)."""
     lim = c.limits
     limits: list[Limit] = []
+    if windows:
+        lo, hi = effective_bounds(lim, windows)
+    else:
+        lo, hi = lim.min_instances, lim.max_instances
     if lim.in_window > 0 or lim.out_window > 0:
         d, recent, hit = stabilize(lim, current, proposed, now, state.recent)
         if hit is not None:
@@ -164,7 +168,7 @@ def _limits(
         d, recent = proposed, []
     if d != current:
         if guard is not None and d < current:
-            d, hit = flapping_guard(current, d, guard)
+            d, hit = flapping_guard(current, d, guard, lo)
             if hit is not None:
                 limits.append(hit)
         d, hit = max_step(lim, current, d)
@@ -173,10 +177,6 @@ def _limits(
         d, hit = cooldown(lim, current, d, now, state.last_change_at, deployment_started_at)
         if hit is not None:
             limits.append(hit)
-    if windows:
-        lo, hi = effective_bounds(lim, windows)
-    else:
-        lo, hi = lim.min_instances, lim.max_instances
     if d > hi or d < lo:
         d, hit = clamp(lo, hi, d)
         if hit is not None:
