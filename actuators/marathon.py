@@ -465,8 +465,13 @@ class MarathonClient:
                     break
                 else:
                     raise Transient(f"{target}: more than {_MAX_REDIRECTS} redirects")
+            except aiohttp.ClientConnectorError as e:
+                msg = f"GET {target.with_query(None)}: cannot connect: {e.os_error or e}"
+                self._mark_fail(i, msg)
+                errors.append(msg)
+                continue
             except (TimeoutError, aiohttp.ClientError) as e:
-                msg = f"GET {target}: {type(e).__name__}: {e}"
+                msg = f"GET {target.with_query(None)}: {type(e).__name__}: {e}"
                 self._mark_fail(i, msg)
                 errors.append(msg)
                 continue
@@ -477,7 +482,8 @@ class MarathonClient:
             if resp.status in _ROTATE_STATUSES:
                 data = await resp.read()
                 resp.close()
-                msg = f"GET {target}: {resp.status} {_marathon_message(resp.status, resp.reason, data)[0]}"
+                text = _marathon_message(resp.status, resp.reason, data)[0]
+                msg = f"GET {target.with_query(None)}: {resp.status} {text}"
                 self._mark_fail(i, msg)
                 errors.append(msg)
                 continue
@@ -490,4 +496,4 @@ class MarathonClient:
             if redirected:
                 self._note_leader(_origin(str(target)))
             return resp, str(target)
-        raise Transient(f"marathon {self.cfg.name}: cannot open the event stream: " + "; ".join(errors))
+        raise Transient("no URL answered: " + "; ".join(errors))
