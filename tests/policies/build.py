@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,14 +20,16 @@ def cpu_rule(
     consecutive: int = 3,
     step: int | str = 1,
     name: str = "cpu",
-    **side: Any,
+    out: dict[str, Any] | None = None,
+    in_: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The seed's rule: add after `consecutive` buckets > above, remove after `consecutive` < below."""
+    """The seed's rule: add after `consecutive` buckets > above, remove after `consecutive` < below.
+    `out` / `in_`: more keys for the scale_out / scale_in side (bands...)."""
     rule: dict[str, Any] = {"name": name, "type": "threshold", "metric": "cpu.used"}
     if above is not None:
-        rule["scale_out"] = {"above": above, "consecutive": consecutive, "step": step, **side.get("out", {})}
+        rule["scale_out"] = {"above": above, "consecutive": consecutive, "step": step, **(out or {})}
     if below is not None:
-        rule["scale_in"] = {"below": below, "consecutive": consecutive, "step": step, **side.get("in", {})}
+        rule["scale_in"] = {"below": below, "consecutive": consecutive, "step": step, **(in_ or {})}
     return rule
 
 
@@ -62,7 +64,7 @@ def job(
     return parse_job(data)
 
 
-Values = float | None | dict[str, float | None]
+Values = float | None | Mapping[str, float | None]
 
 
 @dataclass
@@ -94,7 +96,7 @@ def obs(
     deployment_started_at: float | None = None,
 ) -> Observation:
     """Bucket number i (closing at T0 + (i + 1) × PERIOD)."""
-    vals = values if isinstance(values, dict) else {"cpu": values}
+    vals = values if isinstance(values, Mapping) else {"cpu": values}
     bucket = T0 + i * PERIOD
     return Observation(
         now=float(bucket + PERIOD),

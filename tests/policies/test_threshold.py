@@ -62,8 +62,8 @@ def test_proposal(
         assert before == Streak(before.out, before.in_)  # the input is not modified
 
 
-BANDS = {"out": {"bands": [{"above": 90, "step": 2}, {"above": 95, "step": "100%"}]},
-         "in": {"bands": [{"below": 30, "step": 2}, {"below": 10, "step": 3}]}}  # fmt: skip
+OUT_BANDS = {"bands": [{"above": 90, "step": 2}, {"above": 95, "step": "100%"}]}
+IN_BANDS = {"bands": [{"below": 30, "step": 2}, {"below": 10, "step": 3}]}
 
 
 @pytest.mark.parametrize(
@@ -79,7 +79,7 @@ BANDS = {"out": {"bands": [{"above": 90, "step": 2}, {"above": 95, "step": "100%
     ],
 )
 def test_bands(value: float, current: int, desired: int, band: float | None) -> None:
-    p, _ = propose_threshold(rule(consecutive=1, **BANDS), value, current, None)
+    p, _ = propose_threshold(rule(consecutive=1, out=OUT_BANDS, in_=IN_BANDS), value, current, None)
     assert p.desired == desired
     assert p.inputs["band"] == band
 
@@ -94,7 +94,9 @@ def test_bands(value: float, current: int, desired: int, band: float | None) -> 
     ],
 )
 def test_projection(value: float, current: int, new: int, unsafe: bool, projected: float) -> None:
-    assert projected_scales_out(rule(), value, current, new) == (unsafe, pytest.approx(projected))
+    bad, got = projected_scales_out(rule(), value, current, new)
+    assert bad is unsafe
+    assert got == pytest.approx(projected)
 
 
 # --- the seed's example through the engine: min 1, max 5, ±1 after 3 buckets (> 80 / < 60) ----------------
