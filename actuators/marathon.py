@@ -300,6 +300,11 @@ class MarathonClient:
                 ) as r:
                     data = await r.read()
                     status, rheaders = r.status, r.headers
+            except aiohttp.ConnectionTimeoutError:  # no connection within connect_timeout: nothing sent
+                msg = f"{method} {url}: cannot connect within {self.cfg.connect_timeout}s"
+                self._mark_fail(i, msg)
+                errors.append(msg)
+                continue
             except TimeoutError:
                 msg = f"{method} {url}: no reply within {self.cfg.timeout}s"
                 self._mark_fail(i, msg)

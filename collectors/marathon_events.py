@@ -291,7 +291,8 @@ class ClusterWatcher:
                 if opened:
                     attempt = 0
                 self._lost(error)
-                delay = min(self.backoff_max, self.backoff_initial * 2**attempt) * (0.5 + random.random() / 2)
+                base = min(self.backoff_max, self.backoff_initial * 2 ** min(attempt, 30))
+                delay = base * (0.5 + random.random() / 2)
                 attempt += 1
                 await asyncio.wait({stop_wait}, timeout=delay)
         finally:
@@ -304,14 +305,15 @@ class ClusterWatcher:
         """One connection: (whether it opened, why it ended)."""
         opened = False
         try:
-            async for event, data in self.client.events(self.event_types):
-                if event == STREAM_OPENED:
-                    await self._resync()
-                    opened = True
-                    self.connected_since = time.time()
-                    self._set_state("connected", f"via {data.get('url')}")
-                    continue
-                self._apply(event, data)
+            async with contextlib.aclosing(self.client.events(self.event_types)) as stream:
+                async for event, data in stream:
+                    if event == STREAM_OPENED:
+                        await self._resync()
+                        opened = True
+                        self.connected_since = time.time()
+                        self._set_state("connected", f"via {data.get('url')}")
+                        continue
+                    self._apply(event, data)
             return opened, "event stream ended"
         except MarathonError as e:
             return opened, str(e)

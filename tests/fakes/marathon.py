@@ -30,6 +30,7 @@ import contextlib
 import itertools
 import os
 import signal
+import ssl
 import sys
 import time
 import uuid
@@ -280,15 +281,17 @@ class FakeMarathon:
         self._proxy: aiohttp.ClientSession | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> str:
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         sockets = self._runner.addresses
-        self.url = f"http://{host}:{sockets[0][1]}"
+        self.url = f"{'https' if ssl_context else 'http'}://{host}:{sockets[0][1]}"
         return self.url
 
     async def stop(self) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
+import ssl
+import subprocess
 from typing import Any
 
 import pytest
@@ -413,3 +416,65 @@ async def test_base_url_path_prefix_is_kept(fake: FakeMarathon) -> None:
         assert fake.requests[0].raw_path == "/service/marathon/v2/apps/a"
     finally:
         await client.close()
+
+
+# ---- TLS ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+@pytest.mark.parametrize(
+    ("settings", "ok"),
+    [
+        pytest.param({}, False, id="unknown CA refused"),
+        pytest.param({"verify_tls": False}, True, id="verification off"),
+        pytest.param({"ca_file": "CERT"}, True, id="own CA file"),
+    ],
+)
+async def test_tls_settings(self_signed: tuple[str, str], settings: dict[str, Any], ok: bool) -> None:
+    cert, key = self_signed
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    fake = FakeMarathon()
+    await fake.start(ssl_context=ctx)
+    fake.add_app("/a", 1)
+    kw = {k: cert if v == "CERT" else v for k, v in settings.items()}
+    client = MarathonClient(config(fake.url, **kw))
+    try:
+        assert fake.url.startswith("https://")
+        if ok:
+            assert (await client.get_app("/a")).instances == 1
+        else:
+            with pytest.raises(Transient, match="certificate verify failed"):
+                await client.get_app("/a")
+    finally:
+        await client.close()
+        await fake.stop()

@@ -479,3 +479,21 @@ async def test_refresh_failure_leaves_the_cache(client: MarathonClient, fake: Fa
     with pytest.raises(Transient):
         await w.refresh("/a")
     assert w.app("/a") is not None and w._recording == {}
+
+
+async def test_failed_reread_closes_the_stream_and_retries(
+    fake: FakeMarathon, client: MarathonClient
+) -> None:
+    fake.add_app("/a", 2)
+    fake.fail_next(1, 500, "/v2/apps/a")  # the re-read after the first connect fails
+    w = ClusterWatcher(client, on_change=lambda _: None, backoff_initial=0.005, backoff_max=0.01)
+    w.watch("/a")
+    r = Running(w)
+    try:
+        await until(lambda: w.state == "connected")
+        assert [q.path for q in fake.requests] == ["/v2/events", "/v2/apps/a", "/v2/events", "/v2/apps/a"]
+        assert view(w, "/a").running == 2 and w.reconnects == 0
+        await until(lambda: fake.stream_count == 1)  # the first stream is closed
+        assert "500" in (w.info()["last_error"] or "")
+    finally:
+        await r.close()
