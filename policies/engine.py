@@ -246,9 +246,11 @@ def evaluate(
 ) -> tuple[Decision, JobState]:
     """One closed bucket (trigger "bucket"): every metric rule proposes, then steps 1–6 (PRODUCT §3.3).
     Always returns a Decision; `decision.changes` tells whether it proposes a change."""
-    c = compile_job(doc)
+    hit = _COMPILED.get(id(doc))  # compile_job's cache hit, inlined: this is the daemon's hot path
+    c = hit[1] if hit is not None and hit[0]() is doc else compile_job(doc)
     current, now = obs.current, obs.now
-    _check(mode, current)
+    if current < 0 or mode not in MODES:
+        _check(mode, current)
     if mode == "paused":
         d = _decision(c, now, "bucket", current, current, obs.bucket, [], [], [PAUSED], mode)
         return d, _paused_state(state, last_bucket=obs.bucket)
@@ -273,7 +275,10 @@ def evaluate(
         c, current, combined, now, state, obs.deployment_started_at, windows, guard
     )
     reasons = _reasons(proposals, limits, mode)
-    decision = _decision(c, now, "bucket", current, desired, obs.bucket, proposals, limits, reasons, mode)
+    # positional, in field order (see _decision)
+    decision = Decision(
+        c.job, now, "bucket", current, desired, obs.bucket, proposals, limits, reasons, mode, "none", {}, None
+    )
     changed = desired != current
     return decision, JobState(
         desired,

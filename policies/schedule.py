@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -101,7 +101,9 @@ def parse_start(value: str) -> datetime:
 def cron_triggers(expr: str, tz: str) -> list[CronTrigger]:
     """Triggers for a 5-field crontab expression. When both day-of-month and day-of-week are restricted
     (neither starts with '*'), crontab fires when *either* matches: that is two triggers, fired at the
-    earlier of the two."""
+    earlier of the two. A trigger that can never fire (day 30 of February) is left out; if none is
+    left, the expression is an error. (Five cron fields repeat within the 400-year Gregorian cycle, so
+    "no fire from 2000 to 9999", APScheduler's horizon, means never.)"""
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(
@@ -111,13 +113,23 @@ def cron_triggers(expr: str, tz: str) -> list[CronTrigger]:
     try:
         apdow = crontab_dow(dow)
         if not day.startswith("*") and not dow.startswith("*"):
-            return [
+            triggers = [
                 CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week="*", timezone=tz),
                 CronTrigger(minute=minute, hour=hour, day="*", month=month, day_of_week=apdow, timezone=tz),
             ]
-        return [CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=apdow, timezone=tz)]
+        else:
+            triggers = [
+                CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=apdow, timezone=tz)
+            ]
     except ValueError as e:
         raise ValueError(f"bad cron {expr!r}: {e}") from None
+    live = [t for t in triggers if t.get_next_fire_time(None, _REFERENCE) is not None]
+    if not live:
+        raise ValueError(f"bad cron {expr!r}: it never fires (no such date)")
+    return live
+
+
+_REFERENCE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def validate_schedule(rule: ScheduleRule) -> list[tuple[str, str]]:
@@ -165,7 +177,7 @@ def _next_cron(rule_cron: str, tz: str, after: float) -> float | None:
     triggers, hour_star = _cron(rule_cron, tz)
     zone = _zone(tz)
     t = after
-    for _ in range(4):  # at most a couple of repeated-hour skips in a row
+    for _ in range(3700):  # skips only second readings of one repeated hour: at most 3600 in a row
         best: datetime | None = None
         for trig in triggers:
             nx = trig.get_next_fire_time(None, datetime.fromtimestamp(t, zone))

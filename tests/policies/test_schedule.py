@@ -49,6 +49,7 @@ def sched(**kw: Any) -> ScheduleRule:
         pytest.param({"cron": "0 2 * * 5-1"}, "rules[0].cron", "runs backwards", id="backwards weekday range"),
         pytest.param({"cron": "0 2 * * funday"}, "rules[0].cron", "day of week 'funday'", id="bad weekday name"),
         pytest.param({"cron": "0 25 * * *"}, "rules[0].cron", "bad cron", id="hour 25"),
+        pytest.param({"cron": "0 0 31 2 *"}, "rules[0].cron", "never fires", id="31 February"),
         pytest.param({"start": "2016-13-01T07:00", "every": "1d"}, "rules[0].start", "bad start", id="month 13"),
         pytest.param({"start": "tomorrow", "every": "1d"}, "rules[0].start", "ISO local date-time", id="not ISO"),
         pytest.param({"start": "2016-10-01T07:00+08:00", "every": "1d"}, "rules[0].start", "UTC offset",
@@ -140,6 +141,11 @@ def test_crontab_day_of_week(field: str, expected: str) -> None:
             id="the 14th, a Saturday, fires too",
         ),
         pytest.param(
+            {"cron": "0 0 30 2 1"}, "UTC", "2024-02-01T00:00", "2024-02-13T00:00",
+            ["2024-02-05T00:00+00:00", "2024-02-12T00:00+00:00"],
+            id="30 February or a Monday: the Mondays",
+        ),
+        pytest.param(
             {"cron": "30 2 * * *", "timezone": NY}, NY, "2024-03-09T00:00", "2024-03-11T12:00",
             ["2024-03-09T02:30-05:00", "2024-03-10T03:30-04:00", "2024-03-11T02:30-04:00"],
             id="DST spring forward: 02:30 does not exist, runs once at 03:30 EDT",
@@ -153,6 +159,12 @@ def test_crontab_day_of_week(field: str, expected: str) -> None:
             {"cron": "30 1 * * *", "timezone": NY}, NY, "2024-11-02T12:00", "2024-11-04T12:00",
             ["2024-11-03T01:30-04:00", "2024-11-04T01:30-05:00"],
             id="DST fall back: 01:30 happens twice, runs once (first, EDT)",
+        ),
+        pytest.param(
+            {"cron": "*/15 1 * * *", "timezone": NY}, NY, "2024-11-03T00:30", "2024-11-04T01:00",
+            ["2024-11-03T01:00-04:00", "2024-11-03T01:15-04:00", "2024-11-03T01:30-04:00", "2024-11-03T01:45-04:00",
+             "2024-11-04T01:00-05:00"],
+            id="DST fall back: every 15 min in hour 1 runs in the first reading only",
         ),
         pytest.param(
             {"cron": "0 * * * *", "timezone": NY}, NY, "2024-11-03T00:30", "2024-11-03T02:00",
