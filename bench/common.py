@@ -31,54 +31,90 @@ def cpu_seconds(pid: int) -> float:
 
 
 class DaemonProcess:
-    """`oceand run` in a subprocess with a config of its own in a temp folder."""
+    """`oceand run` in a subprocess with a config of its own in a folder (a temp one unless given).
 
-    def __init__(self, extra_toml: str = "", env: dict[str, str] | None = None) -> None:
-        self.dir = tempfile.TemporaryDirectory(prefix="oceand-bench-")
+    `start()` again after `stop()` or `kill()` restarts it on the same folder, store and port.
+    """
+
+    def __init__(
+        self,
+        extra_toml: str = "",
+        env: dict[str, str] | None = None,
+        workdir: Path | None = None,
+        start: bool = True,
+    ) -> None:
+        self._tmp = None if workdir is not None else tempfile.TemporaryDirectory(prefix="oceand-bench-")
+        self.dir = Path(workdir) if workdir is not None else Path(self._tmp.name)  # type: ignore[union-attr]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        conf = Path(self.dir.name) / "oceand.toml"
-        conf.write_text(
+        self.env = env or {}
+        self.conf = self.dir / "oceand.toml"
+        self.log = self.dir / "daemon.log"
+        self.conf.write_text(
             f'[server]\nlisten = "127.0.0.1:{self.port}"\nmax_body = "64MiB"\n'
-            f'[store]\nurl = "sqlite:///oceand.db"\n[log]\nlevel = "warning"\n{extra_toml}'
+            f'[store]\nurl = "sqlite:///oceand.db"\n[log]\nlevel = "info"\n{extra_toml}'
         )
+        self.proc: subprocess.Popen[bytes] | None = None
+        if start:
+            self.start()
+
+    def start(self, timeout: float = 30.0) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "oceand", "run", "--config", str(conf)],
+            [sys.executable, "-m", "oceand", "run", "--config", str(self.conf)],
             cwd=ROOT,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **self.env},
             stdout=subprocess.DEVNULL,
-            stderr=open(Path(self.dir.name) / "daemon.log", "wb"),  # noqa: SIM115
+            stderr=open(self.log, "ab"),  # noqa: SIM115
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.proc.returncode}: " + self.log.read_text()[-3000:])
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=1) as r:
                     if r.status == 200:
                         return
             except OSError:
-                time.sleep(0.1)
+                time.sleep(0.05)
         self.stop()
-        raise RuntimeError("daemon did not become ready: " + (Path(self.dir.name) / "daemon.log").read_text())
+        raise RuntimeError("daemon did not become ready: " + self.log.read_text()[-3000:])
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        data = orjson.dumps(body) if body is not None else None
+    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:
+        data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
         req = urllib.request.Request(self.url + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(req, timeout=30) as r:
-            raw = r.read()
-            return orjson.loads(raw) if raw else None
+            out = r.read()
+            return orjson.loads(out) if out else None
 
     def cpu(self) -> float:
+        assert self.proc is not None
         return cpu_seconds(self.proc.pid)
 
+    def kill(self) -> None:
+        """SIGKILL: no drain, no last flush."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
     def stop(self) -> int:
-        self.proc.terminate()
-        try:
-            rc = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        self.dir.cleanup()
+        """SIGTERM and wait; returns the exit status."""
+        rc = 0
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                rc = self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                rc = self.proc.wait()
+        elif self.proc is not None:
+            rc = self.proc.returncode
+        return rc
+
+    def close(self) -> int:
+        rc = self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
         return rc
 
 

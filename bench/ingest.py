@@ -97,7 +97,7 @@ def main() -> int:
         wall = time.perf_counter() - w0
         used = d.cpu() - c0
     finally:
-        d.stop()
+        d.close()
     points = len(bodies) * POINTS
     ratio = base / used
     print(f"bodies={len(bodies)} points={points} invalid={invalid} jobs={args.jobs}")

@@ -241,6 +241,7 @@ class MarathonSettings(Table):
     ca_file: str | None = None
     timeout: Seconds = 5.0
     connect_timeout: Seconds = 2.0
+    apply_timeout: Seconds = 30.0  # one apply (409 waits, retries over the URLs) before the engine backs off
 
     @field_validator("urls")
     @classmethod
@@ -328,6 +329,7 @@ class ClusterSettings:
     ca_file: str | None
     timeout: float
     connect_timeout: float
+    apply_timeout: float = 30.0
 
     @property
     def authorization(self) -> str | None:
@@ -400,6 +402,7 @@ class Config(Table):
                 ca_file=m.ca_file,
                 timeout=m.timeout,
                 connect_timeout=m.connect_timeout,
+                apply_timeout=m.apply_timeout,
             )
             for name, m in self.marathon.items()
         }

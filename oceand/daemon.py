@@ -198,10 +198,10 @@ class Daemon:
         site = web.TCPSite(runner, self.config.server.host, self.config.server.port, reuse_address=True)
         await site.start()
         self._runner = runner
-        sock = site._server.sockets[0] if site._server and site._server.sockets else None
-        if sock is not None:
-            host, port = sock.getsockname()[:2]
+        for addr in runner.addresses:  # the bound address: port 0 in tests becomes a real port
+            host, port = addr[0], addr[1]
             self.url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+            break
         self._spawn(self.engine.flusher(self.stop_event), "state-flusher")
         self._spawn(self.notifier.run(self.stop_event), "notifier")
         interval = self.systemd.watchdog_interval()

@@ -265,6 +265,9 @@ class Engine:
     async def _evaluate_bucket(self, rt: JobRuntime, closed: ClosedBucket) -> None:
         self.counters["buckets"] += 1
         view = self._view(rt)
+        if not view.known:
+            log.debug("job %s: app state unknown, bucket %d not evaluated", rt.name, closed.start)
+            return
         obs = Observation(
             now=closed.closed_at,
             bucket=closed.start,
@@ -511,6 +514,7 @@ class Engine:
             "effective_mode": self.mode(rt),
             "dry_run_reason": self.dry_reason(rt.doc),
             "version": rt.version,
+            "app_known": view.known,
             "instances": view.instances,
             "ready": view.ready,
             "running": view.running,

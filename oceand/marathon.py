@@ -1,10 +1,168 @@
-"""Marathon clusters in the daemon: wiring of client, event-stream watcher and actuator (filled in below)."""
+"""Marathon clusters in the daemon: per configured cluster a client, an event-stream watcher and an actuator.
+
+The watcher keeps every watched app's tasks and deployments current (events are cache invalidation; it
+re-reads after every reconnect). Each change of an app tells the engine how many tasks run (so buckets
+close as soon as every running instance reported) and wakes the job's worker and the LB reconciler.
+The actuator writes absolute counts through `set_instances` (409: wait for the deployment, or force;
+5xx/timeouts: retry on the next URL with backoff; other 4xx: a permanent failure).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from actuators.marathon import AppNotFound, ClusterConfig, MarathonClient, Permanent, Transient
+from actuators.marathon_apply import set_instances
+from actuators.marathon_model import AppState
+from collectors.marathon_events import ClusterWatcher
+from oceand.actuation import AppView, Outcome
+from oceand.config import ClusterSettings
+from policies.document import JobDocument
+from policies.types import Decision
+
+if TYPE_CHECKING:
+    from oceand.daemon import Daemon
+
+log = logging.getLogger("oceand.marathon")
+
+APPLY_DEADLINE = 30.0  # seconds one apply may take (409 waits and retries) before the engine backs off
 
 
-async def start_clusters(daemon: Any) -> None:
-    if daemon.config.marathon:
-        raise NotImplementedError("Marathon clusters are not wired yet")
+class MarathonActuator:
+    def __init__(self, cluster: ClusterRuntime, apply_deadline: float = APPLY_DEADLINE) -> None:
+        self.cluster = cluster
+        self.apply_deadline = apply_deadline
+
+    def view(self, doc: JobDocument) -> AppView:
+        w = self.cluster.watcher
+        app = w.app(doc.target.app)
+        if app is None:
+            return AppView(instances=0, ready=0, running=None, known=False)
+        return _view(app, w.deployment_started_at(doc.target.app))
+
+    async def refresh(self, doc: JobDocument) -> AppView:
+        app = await self.cluster.watcher.refresh(doc.target.app)
+        return _view(app, self.cluster.watcher.deployment_started_at(doc.target.app))
+
+    async def apply(self, doc: JobDocument, decision: Decision) -> Outcome:
+        c = self.cluster
+        try:
+            res = await set_instances(
+                c.client,
+                doc.target.app,
+                decision.desired,
+                force=doc.target.force,
+                wait_deployment=c.watcher.wait_deployment,
+                deadline=time.monotonic() + self.apply_deadline,
+            )
+        except AppNotFound as e:
+            return Outcome("failed", {"error": str(e), "status": e.status, "url": e.url}, permanent=True)
+        except Permanent as e:
+            return Outcome("failed", {"error": str(e), "status": e.status, "url": e.url}, permanent=True)
+        except Transient as e:
+            return Outcome("failed", {"error": str(e), "url": e.url})
+        c.refresh_soon(doc.target.app)
+        result: dict[str, Any] = {"deployment_id": res.deployment_id, "version": res.version, "url": res.url}
+        if res.already_applied:
+            result["already_applied"] = True
+        return Outcome("applied", result)
+
+
+def _view(app: AppState, deployment_started_at: float | None) -> AppView:
+    return AppView(
+        instances=app.instances,
+        ready=app.ready,
+        running=app.running,
+        deployment_started_at=deployment_started_at if app.deployments else None,
+    )
+
+
+class ClusterRuntime:
+    def __init__(self, settings: ClusterSettings, daemon: Daemon) -> None:
+        self.name = settings.name
+        self.daemon = daemon
+        cfg = ClusterConfig(
+            name=settings.name,
+            urls=list(settings.urls),
+            username=settings.username,
+            password=settings.password,
+            token=settings.token,
+            verify_tls=settings.verify_tls,
+            ca_file=settings.ca_file,
+            timeout=settings.timeout,
+            connect_timeout=settings.connect_timeout,
+        )
+        self.client = MarathonClient(cfg)
+        self.watcher = ClusterWatcher(self.client, on_change=self._changed, clock=time.time)
+        self.actuator = MarathonActuator(self, settings.apply_timeout)
+        self.jobs_by_app: dict[str, list[str]] = {}
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self.watcher.run(self._stop), name=f"marathon:{self.name}"
+        )
+
+    def connected(self) -> bool:
+        return self.watcher.state == "connected"
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "jobs": sum(len(v) for v in self.jobs_by_app.values()),
+            **self.watcher.info(),
+        }
+
+    def sync_jobs(self, docs: list[JobDocument]) -> None:
+        by_app: dict[str, list[str]] = {}
+        for doc in docs:
+            if doc.target.cluster == self.name:
+                by_app.setdefault(doc.target.app, []).append(doc.job)
+        for app in set(self.jobs_by_app) - set(by_app):
+            self.watcher.unwatch(app)
+        for app in by_app:
+            self.watcher.watch(app)
+        self.jobs_by_app = by_app
+        for app in by_app:
+            self._changed(app)
+
+    def _changed(self, app_id: str) -> None:
+        app = self.watcher.app(app_id)
+        engine = self.daemon.engine
+        for job in self.jobs_by_app.get(app_id, ()):
+            engine.set_expected(job, app.running if app is not None else None)
+            if self.daemon.lb is not None:
+                self.daemon.lb.app_changed(job, app)
+
+    def refresh_soon(self, app_id: str) -> None:
+        async def refresh() -> None:
+            try:
+                await self.watcher.refresh(app_id)
+            except (Transient, Permanent) as e:
+                log.debug("refresh of %s after apply failed: %s", app_id, e)
+
+        t = asyncio.get_running_loop().create_task(refresh())
+        self._background.add(t)
+        t.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for t in list(self._background):
+            t.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.client.close()
+
+
+async def start_clusters(daemon: Daemon) -> None:
+    for name, settings in daemon.config.marathon_clusters().items():
+        cluster = ClusterRuntime(settings, daemon)
+        daemon.clusters[name] = cluster
+        cluster.start()

@@ -345,6 +345,12 @@ class FakeMarathon:
     def delay_next(self, n: int, seconds: float, path_prefix: str = "/v2") -> None:
         self._delay_rules.append(_Rule(n, path_prefix, seconds=seconds))
 
+    def clear_failures(self) -> None:
+        """Drop every pending fail/delay/lose rule: the fake answers normally again."""
+        self._fail_rules.clear()
+        self._delay_rules.clear()
+        self._lose_rules.clear()
+
     def lose_reply_next(self, n: int, path_prefix: str = "/v2/apps") -> None:
         """Handle the next n matching requests, then close the connection instead of replying (the
         request took effect, the client never learns)."""
@@ -786,6 +792,7 @@ class FakeMarathon:
                 None if a.get("seconds") is None else float(a["seconds"])
             ),
             "finish_deployments": self.finish_deployments,
+            "clear_failures": self.clear_failures,
             "add_app": lambda: (
                 self.add_app(str(a["id"]), int(a.get("instances", 1)), bool(a.get("health_checks"))).id
             ),
