@@ -29,8 +29,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from policies.document import JobDocument, TargetRule, ThresholdRule
+from policies.document import JobDocument
+from policies.target import TargetSpec
 from policies.target import projected_scales_out as target_unsafe
+from policies.threshold import ThresholdSpec
 from policies.threshold import projected_scales_out as threshold_unsafe
 from policies.types import (
     COOLDOWN,
@@ -46,7 +48,7 @@ from policies.types import (
     Window,
 )
 
-MetricRule = ThresholdRule | TargetRule
+MetricSpec = ThresholdSpec | TargetSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +154,9 @@ def stabilize(
     return proposed, hist, None
 
 
-def _unsafe_rule(rules: Sequence[tuple[MetricRule, float]], current: int, n: int) -> tuple[str, float] | None:
+def _unsafe_rule(rules: Sequence[tuple[MetricSpec, float]], current: int, n: int) -> tuple[str, float] | None:
     for rule, value in rules:
-        if isinstance(rule, ThresholdRule):
+        if isinstance(rule, ThresholdSpec):
             bad, projected = threshold_unsafe(rule, value, current, n)
         else:
             bad, projected = target_unsafe(rule, value, current, n)
@@ -164,7 +166,7 @@ def _unsafe_rule(rules: Sequence[tuple[MetricRule, float]], current: int, n: int
 
 
 def flapping_guard(
-    current: int, proposed: int, rules: Sequence[tuple[MetricRule, float]], floor: int = 0
+    current: int, proposed: int, rules: Sequence[tuple[MetricSpec, float]], floor: int = 0
 ) -> tuple[int, Limit | None]:
     """Step 3 (scale-in only): shrink the reduction until no metric rule (with its bucket value) would
     scale out at the new count; skip the scale-in (count = current) when even current − 1 is unsafe.

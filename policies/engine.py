@@ -53,8 +53,8 @@ from policies.behavior import (
 )
 from policies.document import AlarmRule, JobDocument, ScheduleRule, TargetRule, ThresholdRule
 from policies.schedule import next_fire
-from policies.target import propose_target, tolerances
-from policies.threshold import propose_threshold
+from policies.target import TargetSpec, propose_target
+from policies.threshold import ThresholdSpec, propose_threshold
 from policies.types import (
     DRY_RUN,
     MANUAL,
@@ -80,9 +80,7 @@ class CompiledJob:
     """A job document's rules and limits, sorted out once."""
 
     job: str
-    metric: tuple[ThresholdRule | TargetRule, ...]
-    # (rule, None) for a threshold rule, (rule, (tolerance_out, tolerance_in)) for a target rule
-    metric_tol: tuple[tuple[ThresholdRule | TargetRule, tuple[float, float] | None], ...]
+    metric: tuple[ThresholdSpec | TargetSpec, ...]
     alarms: tuple[AlarmRule, ...]
     schedules: Mapping[str, ScheduleRule]
     limits: Limits
@@ -97,11 +95,15 @@ def compile_job(doc: JobDocument) -> CompiledJob:
     hit = _COMPILED.get(key)
     if hit is not None and hit[0]() is doc:
         return hit[1]
-    metric = tuple(r for r in doc.rules if isinstance(r, ThresholdRule | TargetRule))
+    metric: list[ThresholdSpec | TargetSpec] = []
+    for r in doc.rules:
+        if isinstance(r, ThresholdRule):
+            metric.append(ThresholdSpec.of(r))
+        elif isinstance(r, TargetRule):
+            metric.append(TargetSpec.of(r))
     compiled = CompiledJob(
         job=doc.job,
-        metric=metric,
-        metric_tol=tuple((r, tolerances(r) if isinstance(r, TargetRule) else None) for r in metric),
+        metric=tuple(metric),
         alarms=tuple(r for r in doc.rules if isinstance(r, AlarmRule)),
         schedules={r.name: r for r in doc.rules if isinstance(r, ScheduleRule)},
         limits=Limits.of(doc),
@@ -151,7 +153,7 @@ def _limits(
     state: JobState,
     deployment_started_at: float | None,
     windows: Sequence[Window],
-    guard: Sequence[tuple[ThresholdRule | TargetRule, float]] | None,
+    guard: Sequence[tuple[ThresholdSpec | TargetSpec, float]] | None,
 ) -> tuple[int, list[Limit], list[tuple[float, int]]]:
     """Steps 2–6 on the combined proposal: (final count, limits that applied, stabilization history)."""
     lim = c.limits
@@ -260,14 +262,15 @@ def evaluate(
     ready = obs.ready
     proposals: list[Proposal] = []
     streaks: dict[str, Streak] = {}
-    for rule, tol in c.metric_tol:
-        v = values.get(rule.name)
+    for spec in c.metric:
+        name = spec.name
+        v = values.get(name)
         if v is not None and not math.isfinite(v):
             v = None  # NaN / inf from upstream is no data, never a decision
-        if tol is None:
-            p, streaks[rule.name] = propose_threshold(rule, v, current, old.get(rule.name))  # type: ignore[arg-type]
+        if type(spec) is ThresholdSpec:
+            p, streaks[name] = propose_threshold(spec, v, current, old.get(name))
         else:
-            p = propose_target(rule, v, current, ready, tol)  # type: ignore[arg-type]
+            p = propose_target(spec, v, current, ready)  # type: ignore[arg-type]
         proposals.append(p)
     combined = combine(proposals, current)
     guard = _guard(c, values) if combined < current else None
@@ -294,9 +297,9 @@ def evaluate(
 
 def _guard(
     c: CompiledJob, values: Mapping[str, float | None]
-) -> list[tuple[ThresholdRule | TargetRule, float]]:
+) -> list[tuple[ThresholdSpec | TargetSpec, float]]:
     """The metric rules with a (finite) value in this bucket, for the flapping guard."""
-    out: list[tuple[ThresholdRule | TargetRule, float]] = []
+    out: list[tuple[ThresholdSpec | TargetSpec, float]] = []
     for rule in c.metric:
         v = values.get(rule.name)
         if v is not None and math.isfinite(v):

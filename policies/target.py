@@ -11,6 +11,7 @@ HPA's example: 3 ready instances at 90 with target 60 → ceil(3 × 1.5) = 5.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from policies.document import TargetRule
 from policies.types import NO_DATA, SCALE_IN, SCALE_OUT, WITHIN_TOLERANCE, Proposal
@@ -25,22 +26,36 @@ def tolerances(rule: TargetRule) -> tuple[float, float]:
     return t_out, t_in
 
 
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    """A target rule as plain values (`TargetSpec.of(rule)`), the tolerance band precomputed."""
+
+    name: str
+    target: float
+    tolerance_out: float
+    tolerance_in: float
+    high: float  # ratios up to here are within tolerance (1 + tolerance_out)
+    low: float  # ratios from here are within tolerance (1 − tolerance_in)
+
+    @staticmethod
+    def of(rule: TargetRule) -> TargetSpec:
+        t_out, t_in = tolerances(rule)
+        return TargetSpec(rule.name, rule.target, t_out, t_in, 1.0 + t_out + _EPS, 1.0 - t_in - _EPS)
+
+
 def _ceil(x: float) -> int:
     return max(0, math.ceil(x - _EPS))
 
 
-def propose_target(
-    rule: TargetRule, value: float | None, current: int, ready: int, tol: tuple[float, float] | None = None
-) -> Proposal:
-    """The rule's proposal for a bucket value. `tol`: `tolerances(rule)`, when the caller has it already."""
-    if value is None:
-        return Proposal(rule.name, "target", None, NO_DATA, {"value": None, "target": rule.target})
+def propose_target(rule: TargetSpec, value: float | None, current: int, ready: int) -> Proposal:
+    """The rule's proposal for a bucket value (ready: instances ready now; the current count if none)."""
     target = rule.target
+    if value is None:
+        return Proposal(rule.name, "target", None, NO_DATA, {"value": None, "target": target})
     ratio = value / target
-    t_out, t_in = tolerances(rule) if tol is None else tol
     base = ready if ready > 0 else current
     inputs: dict[str, object] = {"value": value, "target": target, "ratio": ratio, "ready": base}
-    if 1.0 - t_in - _EPS <= ratio <= 1.0 + t_out + _EPS:
+    if rule.low <= ratio <= rule.high:
         return Proposal(rule.name, "target", current, WITHIN_TOLERANCE, inputs)
     desired = _ceil(base * value / target)
     if desired > current:
@@ -52,14 +67,13 @@ def propose_target(
     return Proposal(rule.name, "target", desired, reason, inputs)
 
 
-def projected_scales_out(rule: TargetRule, value: float, current: int, new: int) -> tuple[bool, float]:
+def projected_scales_out(rule: TargetSpec, value: float, current: int, new: int) -> tuple[bool, float]:
     """Flapping guard: spread the load over `new` instances (value × current / new, all of them ready):
     would the rule then ask for more than `new`? Returns (unsafe, projected value)."""
     if new <= 0:
         return value > 0, (float("inf") if value > 0 else value)
     projected = value * current / new
     ratio = projected / rule.target
-    t_out, _ = tolerances(rule)
-    if ratio <= 1.0 + t_out + _EPS:
+    if ratio <= rule.high:
         return False, projected
     return _ceil(new * ratio) > new, projected

@@ -20,43 +20,85 @@ Semantics, pinned down:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from policies.document import Band, ThresholdRule, step_count
 from policies.types import NO_DATA, SCALE_IN, SCALE_OUT, WITHIN_TOLERANCE, Proposal, Streak
 
 _ZERO = Streak(0, 0)
+BandStep = tuple[float, int | str]  # (edge, step)
 
 
-def next_streak(rule: ThresholdRule, value: float | None, streak: Streak | None) -> Streak:
+@dataclass(frozen=True, slots=True)
+class ThresholdSpec:
+    """A threshold rule as plain values (`ThresholdSpec.of(rule)`): what the functions below read."""
+
+    name: str
+    above: float | None  # None: no scale_out side
+    out_consecutive: int
+    out_step: int | str
+    out_bands: tuple[BandStep, ...]
+    below: float | None  # None: no scale_in side
+    in_consecutive: int
+    in_step: int | str
+    in_bands: tuple[BandStep, ...]
+
+    @staticmethod
+    def of(rule: ThresholdRule) -> ThresholdSpec:
+        so, si = rule.scale_out, rule.scale_in
+        return ThresholdSpec(
+            name=rule.name,
+            above=None if so is None else so.above,
+            out_consecutive=1 if so is None else so.consecutive,
+            out_step=1 if so is None else so.step,
+            out_bands=() if so is None else _bands(so.bands, "above"),
+            below=None if si is None else si.below,
+            in_consecutive=1 if si is None else si.consecutive,
+            in_step=1 if si is None else si.step,
+            in_bands=() if si is None else _bands(si.bands, "below"),
+        )
+
+
+def _bands(bands: list[Band], edge: str) -> tuple[BandStep, ...]:
+    out: list[BandStep] = []
+    for b in bands:
+        value = b.above if edge == "above" else b.below
+        if value is not None:
+            out.append((value, b.step))
+    return tuple(out)
+
+
+def next_streak(rule: ThresholdSpec, value: float | None, streak: Streak | None) -> Streak:
     """The rule's streaks after one more closed bucket (a new object; `streak` is not modified)."""
     if value is None:
         return Streak(0, 0)
     prev = streak or _ZERO
-    so, si = rule.scale_out, rule.scale_in
-    out = prev.out + 1 if so is not None and value > so.above else 0
-    in_ = prev.in_ + 1 if si is not None and value < si.below else 0
+    above, below = rule.above, rule.below
+    out = prev.out + 1 if above is not None and value > above else 0
+    in_ = prev.in_ + 1 if below is not None and value < below else 0
     return Streak(out, in_)
 
 
-def _out_band(bands: list[Band], value: float) -> tuple[float, int | str] | None:
-    """The band with the largest `above` that the value exceeds, as (above, step)."""
-    best: tuple[float, int | str] | None = None
+def _out_band(bands: tuple[BandStep, ...], value: float) -> BandStep | None:
+    """The band with the largest `above` that the value exceeds."""
+    best: BandStep | None = None
     for b in bands:
-        if b.above is not None and value > b.above and (best is None or b.above > best[0]):
-            best = (b.above, b.step)
+        if value > b[0] and (best is None or b[0] > best[0]):
+            best = b
     return best
 
 
-def _in_band(bands: list[Band], value: float) -> tuple[float, int | str] | None:
-    """The band with the smallest `below` that the value is under, as (below, step)."""
-    best: tuple[float, int | str] | None = None
+def _in_band(bands: tuple[BandStep, ...], value: float) -> BandStep | None:
+    """The band with the smallest `below` that the value is under."""
+    best: BandStep | None = None
     for b in bands:
-        if b.below is not None and value < b.below and (best is None or b.below < best[0]):
-            best = (b.below, b.step)
+        if value < b[0] and (best is None or b[0] < best[0]):
+            best = b
     return best
 
 
 def propose_threshold(
-    rule: ThresholdRule, value: float | None, current: int, streak: Streak | None
+    rule: ThresholdSpec, value: float | None, current: int, streak: Streak | None
 ) -> tuple[Proposal, Streak]:
     """Count this bucket into the streaks and propose a count; returns (proposal, new streak)."""
     if value is None:
@@ -64,34 +106,35 @@ def propose_threshold(
         return Proposal(rule.name, "threshold", None, NO_DATA, inputs_nd), Streak(0, 0)
     # next_streak, inlined: this is the daemon's hot path
     prev = streak or _ZERO
-    so, si = rule.scale_out, rule.scale_in
+    above, below = rule.above, rule.below
     st = Streak(
-        prev.out + 1 if so is not None and value > so.above else 0,
-        prev.in_ + 1 if si is not None and value < si.below else 0,
+        prev.out + 1 if above is not None and value > above else 0,
+        prev.in_ + 1 if below is not None and value < below else 0,
     )
     inputs: dict[str, object] = {"value": value, "streak_out": st.out, "streak_in": st.in_}
-    if so is not None and st.out >= so.consecutive:
-        band = _out_band(so.bands, value) if so.bands else None
-        step = band[1] if band is not None else so.step
+    if above is not None and st.out >= rule.out_consecutive:
+        band = _out_band(rule.out_bands, value) if rule.out_bands else None
+        step = band[1] if band is not None else rule.out_step
         n = step_count(step, current)
-        inputs.update(above=so.above, consecutive=so.consecutive, step=step, band=band[0] if band else None)
+        inputs.update(
+            above=above, consecutive=rule.out_consecutive, step=step, band=band[0] if band else None
+        )
         return Proposal(rule.name, "threshold", current + n, SCALE_OUT, inputs), st
-    if si is not None and st.in_ >= si.consecutive:
-        band = _in_band(si.bands, value) if si.bands else None
-        step = band[1] if band is not None else si.step
+    if below is not None and st.in_ >= rule.in_consecutive:
+        band = _in_band(rule.in_bands, value) if rule.in_bands else None
+        step = band[1] if band is not None else rule.in_step
         n = step_count(step, current)
-        inputs.update(below=si.below, consecutive=si.consecutive, step=step, band=band[0] if band else None)
+        inputs.update(below=below, consecutive=rule.in_consecutive, step=step, band=band[0] if band else None)
         return Proposal(rule.name, "threshold", max(0, current - n), SCALE_IN, inputs), st
-    desired: int | None = current if si is not None else None
+    desired: int | None = current if below is not None else None
     return Proposal(rule.name, "threshold", desired, WITHIN_TOLERANCE, inputs), st
 
 
-def projected_scales_out(rule: ThresholdRule, value: float, current: int, new: int) -> tuple[bool, float]:
+def projected_scales_out(rule: ThresholdSpec, value: float, current: int, new: int) -> tuple[bool, float]:
     """Flapping guard (Azure's rule): would this rule's value, spread over `new` instances instead of
     `current` (value × current / new), be above its scale-out bound? Returns (unsafe, projected value)."""
     projected = _project(value, current, new)
-    so = rule.scale_out
-    return (so is not None and projected > so.above), projected
+    return (rule.above is not None and projected > rule.above), projected
 
 
 def _project(value: float, current: int, new: int) -> float:

@@ -15,6 +15,8 @@ from policies.behavior import (
     stabilize,
 )
 from policies.document import TargetRule, ThresholdRule
+from policies.target import TargetSpec
+from policies.threshold import ThresholdSpec
 from policies.types import (
     COOLDOWN,
     DEPLOYMENT_IN_PROGRESS,
@@ -98,8 +100,8 @@ def test_stabilize(
         assert hist == []
 
 
-CPU = ThresholdRule.model_validate(cpu_rule())
-QPS = TargetRule.model_validate(qps_rule(target=100))
+CPU = ThresholdSpec.of(ThresholdRule.model_validate(cpu_rule()))
+QPS = TargetSpec.of(TargetRule.model_validate(qps_rule(target=100)))
 
 
 @pytest.mark.parametrize(
@@ -117,7 +119,7 @@ QPS = TargetRule.model_validate(qps_rule(target=100))
 def test_flapping_guard(
     current: int,
     proposed: int,
-    rules: list[tuple[ThresholdRule | TargetRule, float]],
+    rules: list[tuple[ThresholdSpec | TargetSpec, float]],
     floor: int,
     result: int,
 ) -> None:

@@ -7,13 +7,17 @@ from typing import Any
 import pytest
 
 from policies.document import TargetRule
-from policies.target import projected_scales_out, propose_target, tolerances
+from policies.target import TargetSpec, projected_scales_out, propose_target, tolerances
 from policies.types import NO_DATA, SCALE_IN, SCALE_OUT, WITHIN_TOLERANCE
 from tests.policies.build import job, qps_rule, run
 
 
 def rule(**kw: Any) -> TargetRule:
     return TargetRule.model_validate(qps_rule(**kw))
+
+
+def spec(**kw: Any) -> TargetSpec:
+    return TargetSpec.of(rule(**kw))
 
 
 @pytest.mark.parametrize(
@@ -40,10 +44,8 @@ def rule(**kw: Any) -> TargetRule:
 def test_proposal(
     kw: dict[str, Any], value: float | None, current: int, ready: int, desired: int | None, reason: str
 ) -> None:
-    r = rule(**kw)
-    p = propose_target(r, value, current, ready)
+    p = propose_target(spec(**kw), value, current, ready)
     assert (p.desired, p.reason) == (desired, reason)
-    assert propose_target(r, value, current, ready, tolerances(r)) == p
     if value is not None:
         assert p.inputs["ratio"] == pytest.approx(value / 60)
 
@@ -64,7 +66,7 @@ def test_tolerances_default_per_direction() -> None:
     ],
 )
 def test_projection(value: float, current: int, new: int, unsafe: bool) -> None:
-    assert projected_scales_out(rule(), value, current, new)[0] is unsafe
+    assert projected_scales_out(spec(), value, current, new)[0] is unsafe
 
 
 def test_hpa_through_the_engine_with_max_step() -> None:

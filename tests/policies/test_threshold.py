@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from policies.document import ThresholdRule
-from policies.threshold import next_streak, projected_scales_out, propose_threshold
+from policies.threshold import ThresholdSpec, next_streak, projected_scales_out, propose_threshold
 from policies.types import (
     MAX_INSTANCES,
     MIN_INSTANCES,
@@ -20,8 +20,8 @@ from policies.types import (
 from tests.policies.build import cpu_rule, job, run
 
 
-def rule(**kw: Any) -> ThresholdRule:
-    return ThresholdRule.model_validate(cpu_rule(**kw))
+def rule(**kw: Any) -> ThresholdSpec:
+    return ThresholdSpec.of(ThresholdRule.model_validate(cpu_rule(**kw)))
 
 
 @pytest.mark.parametrize(
