@@ -92,7 +92,7 @@ class Reconciler:
         self.lb = lb
         self.driver = driver
         self.key = balancer_key(lb)
-        self._lock = lock or asyncio.Lock()
+        self.lock = lock or asyncio.Lock()  # one per balancer (DriverFactory shares it)
         self._resolve = resolve
         self.use_ip_address = use_ip_address
         self.drains: dict[Key, float] = {}
@@ -142,7 +142,7 @@ class Reconciler:
         return out, skipped
 
     async def reconcile(self, app: AppState, now: float) -> ReconcileResult:
-        async with self._lock:
+        async with self.lock:
             self._last_reconcile = now
             desired: dict[Key, int] = {}
             skipped: list[str] = []

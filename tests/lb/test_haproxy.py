@@ -149,6 +149,21 @@ async def test_twice_concurrently_and_killed_half_way(
     assert server_name(*b3.key) in haproxy.servers_file.read_text()
 
 
+async def test_servers_with_health_checks(
+    haproxy: Haproxy, backends: list[HttpBackend], http: aiohttp.ClientSession
+) -> None:
+    d = driver(haproxy, server_options="check inter 100ms")
+    r = await Reconciler("job", lb(), d).reconcile(make_app(backends[0].key), now=1.0)
+    assert r.ok, r.error
+    assert await answers(http, haproxy) == {f"200 backend-{backends[0].port}"}
+    assert "weight 10 check inter 100ms" in haproxy.servers_file.read_text()
+
+    async def checked() -> bool:  # `enable health` made HAProxy check the added server
+        return ",L4OK," in await haproxy_command(haproxy.socket, "show stat be_app 4 -1")
+
+    await wait_until(checked, "a passed health check on the added server")
+
+
 @pytest.mark.parametrize(
     ("ops", "message"),
     [
