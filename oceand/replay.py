@@ -254,6 +254,8 @@ def simulate(
     desired_col = [0] * n
     t_list: list[float] = times.tolist()
     load_list: list[float] = loads.tolist()
+    seen_load, seen_ready = math.nan, -1
+    values: dict[str, float | None] = {}
     for k in range(n):
         t = t_list[k]
         load = load_list[k]
@@ -263,12 +265,15 @@ def simulate(
             ready += 1
         starting = len(launched)
         current = ready + starting
+        if load != seen_load or ready != seen_ready:  # a trace row holds for several periods
+            values = observe(plan, load, ready, cap)
+            seen_load, seen_ready = load, ready
         obs = Observation(
             now=t,
             bucket=int(t),
             current=current,
             ready=ready,
-            values=observe(plan, load, ready, cap),
+            values=values,  # shared between equal periods: the engine never mutates its inputs
             reporters=ready,
             deployment_started_at=last_action if deployments and launched else None,
         )
