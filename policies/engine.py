@@ -6,7 +6,9 @@
     on_manual(doc, now, current, instances, ...)     an operator's request  -> (Decision, JobState)
 
 The live daemon and `oceand replay` call exactly these. Nothing here reads a clock or mutates its
-inputs: time is `obs.now` / `event.now` / `fire.now` / `now`, and every call returns a new JobState.
+inputs: time is `obs.now` / `event.now` / `fire.now` / `now`, and each call returns the next JobState
+(a new object, except when nothing at all changed: no matching alarm rule, an alarm while paused).
+Treat states as values: never change one in place (use `mark_fires` for missed fires).
 
 State rules, pinned down:
 - A change (desired != current) sets last_change_at = now, count = desired and resets every threshold
@@ -237,7 +239,8 @@ def _decision(
     )
 
 
-def _paused_state(state: JobState, **changes: Any) -> JobState:
+def _with(state: JobState, **changes: Any) -> JobState:
+    """A copy of the state with some fields replaced (off the hot path: paused, mark_fires)."""
     d = state.to_json()
     d.update(changes)
     return JobState.from_json(d)
@@ -255,7 +258,7 @@ def evaluate(
         _check(mode, current)
     if mode == "paused":
         d = _decision(c, now, "bucket", current, current, obs.bucket, [], [], [PAUSED], mode)
-        return d, _paused_state(state, last_bucket=obs.bucket)
+        return d, _with(state, last_bucket=obs.bucket)
     # a count changed behind our back (or by our own dry-run simulation) restarts every streak first
     old = state.streaks if state.count is None or state.count == current else {}
     values = obs.values
@@ -362,7 +365,7 @@ def on_fire(
     fires[rule.name] = max(fire.at, fires.get(rule.name, fire.at))
     if mode == "paused":
         d = Decision(c.job, now, "schedule", current, current, reasons=[PAUSED], mode=mode)
-        return d, _paused_state(state, fires=fires)
+        return d, _with(state, fires=fires)
     inputs: dict[str, Any] = {"at": fire.at, "instances": rule.instances, "late": now - fire.at}
     proposal = Proposal(rule.name, "schedule", rule.instances, SCHEDULE, inputs)
     return _direct(c, proposal, rule.instances, current, now, state, mode, windows, "schedule", fires)
@@ -414,7 +417,7 @@ def mark_fires(state: JobState, handled: Iterable[tuple[str, float]]) -> JobStat
     fires = dict(state.fires)
     for rule, at in handled:
         fires[rule] = max(at, fires.get(rule, at))
-    return _paused_state(state, fires=fires)
+    return _with(state, fires=fires)
 
 
 def status(doc: JobDocument, state: JobState, now: float, *, default_tz: str = "UTC") -> dict[str, Any]:
