@@ -193,6 +193,16 @@ def parse_hostport(text: str, default_port: int | None = None) -> Key:
     return host, int(port_text)
 
 
+def parse_vip(text: str) -> Key:
+    """An LVS virtual service `ip:port` / `[ip6]:port` → (canonical IP, port), as `ipvsadm -Sn` prints
+    it. ValueError when the host is not an IP address (IPVS takes addresses, not names)."""
+    host, port = parse_hostport(text)
+    try:
+        return str(ipaddress.ip_address(host)), port
+    except ValueError:
+        raise ValueError(f"{text!r}: the virtual address must be an IP address, not a host name") from None
+
+
 def _is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)

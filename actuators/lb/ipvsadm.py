@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from actuators.lb import CommandResult, LBError, run_command
-from actuators.lb.diff import Backend, Op, format_hostport, parse_hostport
+from actuators.lb.diff import Backend, Op, format_hostport, parse_hostport, parse_vip
 
 Forward = Literal["nat", "dr", "tun"]
 FORWARD_FLAGS: dict[str, str] = {"nat": "-m", "dr": "-g", "tun": "-i"}
@@ -93,10 +93,11 @@ class IpvsadmDriver:
         timeout: float = 10.0,
         env: Mapping[str, str] | None = None,
     ):
+        self._vip_error: LBError | None = None
         try:
-            host, port = parse_hostport(vip)
-        except ValueError as e:
-            raise LBError(f"LVS vip: {e}") from None
+            host, port = parse_vip(vip)
+        except ValueError as e:  # reported by read/apply, so that the reconciler records it
+            self._vip_error, host, port = LBError(f"LVS vip: {e}"), vip, 0
         self.vip = format_hostport(host, port)
         self.flag = _PROTO_FLAGS[protocol]
         self.scheduler = scheduler
@@ -111,6 +112,8 @@ class IpvsadmDriver:
         return f"IpvsadmDriver({self.flag} {self.vip})"
 
     async def read(self) -> list[Backend]:
+        if self._vip_error is not None:
+            raise self._vip_error
         result = await self._run("-S", "-n")
         if result.returncode != 0:
             raise LBError(f"ipvsadm -S -n failed (exit {result.returncode}): {result.output}")
@@ -119,6 +122,8 @@ class IpvsadmDriver:
         return list(self._service.dests) if self._service else []
 
     async def apply(self, ops: list[Op]) -> None:
+        if self._vip_error is not None:
+            raise self._vip_error
         if not self._read_once:
             await self.read()
         if ops and self._service is None:

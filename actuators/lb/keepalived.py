@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from actuators.lb import LBError, atomic_write, read_text, restore, run_command, signal_pidfile
-from actuators.lb.diff import Backend, Op, apply_ops, parse_hostport
+from actuators.lb.diff import Backend, Op, apply_ops, parse_vip
 
 _METHODS = {"nat": "NAT", "dr": "DR", "tun": "TUN"}
 _REAL_SERVER = re.compile(r"^\s*real_server\s+(\S+)\s+(\d+)\s*\{\s*$")
@@ -136,10 +136,11 @@ class KeepalivedDriver:
         virtual_server_lines: Sequence[str] = (),
         real_server_lines: Sequence[str] = (),
     ):
+        self._vip_error: LBError | None = None
         try:
-            self.vip_host, self.vip_port = parse_hostport(vip)
-        except ValueError as e:
-            raise LBError(f"LVS vip: {e}") from None
+            self.vip_host, self.vip_port = parse_vip(vip)
+        except ValueError as e:  # reported by read/apply, so that the reconciler records it
+            self._vip_error, self.vip_host, self.vip_port = LBError(f"LVS vip: {e}"), vip, 0
         self.include_file = include_file
         self.keepalived = keepalived
         self.protocol = protocol
@@ -155,6 +156,8 @@ class KeepalivedDriver:
         return f"KeepalivedDriver({self.include_file})"
 
     async def read(self) -> list[Backend]:
+        if self._vip_error is not None:
+            raise self._vip_error
         return parse(read_text(self.include_file))
 
     def render(self, backends: Sequence[Backend]) -> str:
@@ -171,6 +174,8 @@ class KeepalivedDriver:
         )
 
     async def apply(self, ops: list[Op]) -> None:
+        if self._vip_error is not None:
+            raise self._vip_error
         if not ops and not self._pending:
             return
         async with self.keepalived.lock:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from actuators.lb import Driver, LBError
-from actuators.lb.diff import Backend, Key, Op, apply_ops, diff, format_hostport, parse_hostport
+from actuators.lb.diff import Backend, Key, Op, apply_ops, diff, format_hostport, parse_vip
 from actuators.lb.haproxy import HaproxyDriver
 from actuators.lb.ipvsadm import IpvsadmDriver
 from actuators.lb.keepalived import KeepalivedDriver, KeepalivedInstance
@@ -115,7 +115,7 @@ class Reconciler:
         vport = None
         if isinstance(self.lb, LvsLB) and self.lb.forward != "nat":
             try:
-                vport = parse_hostport(self.lb.vip)[1]
+                vport = parse_vip(self.lb.vip)[1]
             except ValueError as e:
                 raise LBError(f"LVS vip: {e}") from None
         for task in sorted(app.serving_tasks(), key=lambda t: t.id):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actuators.lb.diff import Backend, Key, Op, apply_ops, diff, format_hostport, parse_hostport
+from actuators.lb.diff import Backend, Key, Op, apply_ops, diff, format_hostport, parse_hostport, parse_vip
 
 A, B, C = ("10.0.0.1", 31001), ("10.0.0.2", 31002), ("10.0.0.3", 31003)
 NOW = 1000.0
@@ -145,6 +145,22 @@ def test_parse_hostport(text: str, default: int | None, expected: Key) -> None:
 def test_parse_hostport_errors(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_hostport(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("10.0.0.10:80", ("10.0.0.10", 80), id="ipv4"),
+        pytest.param("[fe80:0:0::1]:80", ("fe80::1", 80), id="ipv6 made canonical as ipvsadm prints it"),
+    ],
+)
+def test_parse_vip(text: str, expected: Key) -> None:
+    assert parse_vip(text) == expected
+
+
+def test_parse_vip_wants_an_address() -> None:
+    with pytest.raises(ValueError, match="must be an IP address"):
+        parse_vip("lvs.example.org:80")
 
 
 # --- properties -------------------------------------------------------------------------------

@@ -300,6 +300,27 @@ async def test_reconcile_killed_half_way_then_rerun_converges(ipvs: FakeIpvs) ->
     assert json.loads(ipvs.state.read_text())["changes"] == 5  # -A, -a R1, (hung), -a R2, -a R3
 
 
+async def test_ipv6_vip_written_any_way_matches_what_ipvsadm_prints(ipvs: FakeIpvs) -> None:
+    lb6 = lvs(vip="[fe80:0::10]:80")
+    rec = Reconciler("job", lb6, IpvsadmDriver(lb6.vip, binary=ipvs.binary, env=ipvs.env))
+    assert (await rec.reconcile(make_app(("fe80::2", 8080)), now=1.0)).ok
+    assert "-a -t [fe80::10]:80 -r [fe80::2]:8080 -m -w 100" in ipvs.run("-S", "-n").stdout
+    assert (await rec.reconcile(make_app(("fe80::2", 8080)), now=2.0)).ops == []
+
+
+@pytest.mark.parametrize("driver", ["ipvsadm", "keepalived"])
+async def test_a_vip_host_name_is_a_recorded_error(ipvs: FakeIpvs, tmp_path: Path, driver: str) -> None:
+    bad = lvs(vip="lvs.example.org:80", driver=driver)
+    d: IpvsadmDriver | KeepalivedDriver
+    if driver == "ipvsadm":
+        d = IpvsadmDriver(bad.vip, binary=ipvs.binary, env=ipvs.env)
+    else:
+        inst = KeepalivedInstance(tmp_path / "k.conf", pid_file=None)
+        d = KeepalivedDriver(bad.vip, include_file=tmp_path / "vs.conf", keepalived=inst)
+    r = await Reconciler("job", bad, d).reconcile(make_app(R1), now=1.0)
+    assert not r.ok and "must be an IP address" in (r.error or "")
+
+
 async def test_reconcile_records_failures(ipvs: FakeIpvs) -> None:
     rec = Reconciler("job", lvs(scheduler="wrr"), ipvs.driver(scheduler="bogus"))
     r = await rec.reconcile(make_app(R1), now=5.0)
