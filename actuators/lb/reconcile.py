@@ -111,6 +111,7 @@ class Reconciler:
         """The backends the job's serving tasks make, and the tasks skipped (with the reason)."""
         out: dict[Key, int] = {}
         skipped: list[str] = []
+        resolved: dict[str, str | LBError] = {}
         idx = self.lb.port_index
         vport = None
         if isinstance(self.lb, LvsLB) and self.lb.forward != "nat":
@@ -133,10 +134,14 @@ class Reconciler:
                 host = task.ip_addresses[0]
             else:
                 host = task.host
-            try:
-                address = await self._resolve(host)
-            except LBError as e:
-                skipped.append(f"task {task.id}: {e.message}")
+            if host not in resolved:  # several tasks on one agent: one lookup
+                try:
+                    resolved[host] = await self._resolve(host)
+                except LBError as e:
+                    resolved[host] = e
+            address = resolved[host]
+            if isinstance(address, LBError):
+                skipped.append(f"task {task.id}: {address.message}")
                 continue
             out[(address, port)] = self.lb.weight
         return out, skipped
