@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from policies.document import AlarmRule, step_count
 from policies.types import COOLDOWN, SCALE_IN, SCALE_OUT, WITHIN_TOLERANCE, AlarmEvent, Proposal
 
@@ -53,3 +55,19 @@ def propose_alarm(
     n = step_count(rule.step_in, current)
     inputs["step_in"] = rule.step_in
     return Proposal(rule.name, "alarm", max(0, current - n), SCALE_IN, inputs)
+
+
+def alarm_times(rule: AlarmRule, alarms: Mapping[str, float]) -> dict[str, float]:
+    """Alarm keys (AlarmEvent.key(): "s{stra}/e{exp}/{endpoint}/{metric}/{tags}") this rule could have
+    matched, with the time each last changed the count. Best effort: the key does not hold every field."""
+    m = rule.match
+    out: dict[str, float] = {}
+    for key, t in alarms.items():
+        if m.stra_id is not None and not key.startswith(f"s{m.stra_id}/"):
+            continue
+        if m.exp_id is not None and f"/e{m.exp_id}/" not in key:
+            continue
+        if m.metric is not None and f"/{m.metric}/" not in key:
+            continue
+        out[key] = t
+    return out

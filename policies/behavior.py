@@ -1,8 +1,9 @@
 """The evaluation order after the rules have proposed (PRODUCT §3.3): combine (step 1), then the limits
 stabilization (2), flapping guard (3), max step (4), cooldown and deployment (5), bounds (6).
 
-Each limit that changes or holds the count appends a `Limit` with its reason code. Pure functions of
-plain values; `Limits.of(doc)` precomputes what they need from a job document once.
+`apply_limits` runs steps 2–6 in order; each limit that changes or holds the count appends a `Limit`
+with its reason code. Pure functions of plain values; `Limits.of(doc)` precomputes what they need from
+a job document once.
 
 Semantics, pinned down:
 - combine: scale out if any proposal is above current (the largest wins); scale in only if no metric rule
@@ -43,6 +44,7 @@ from policies.types import (
     MIN_INSTANCES,
     NO_DATA,
     STABILIZED,
+    JobState,
     Limit,
     Proposal,
     Window,
@@ -236,3 +238,45 @@ def clamp(lo: int, hi: int, proposed: int) -> tuple[int, Limit | None]:
     if proposed < lo:
         return lo, Limit(MIN_INSTANCES, proposed, lo, f"min_instances {lo}")
     return proposed, None
+
+
+def apply_limits(
+    lim: Limits,
+    current: int,
+    proposed: int,
+    now: float,
+    state: JobState,
+    deployment_started_at: float | None,
+    windows: Sequence[Window],
+    guard: Sequence[tuple[MetricSpec, float]] | None,
+) -> tuple[int, list[Limit], list[tuple[float, int]]]:
+    """Steps 2–6 on the combined proposal, in order: (final count, the limits that applied, the
+    stabilization history to keep). `guard`: the metric rules with their bucket values for the flapping
+    guard (None: no metric view, as for an alarm)."""
+    limits: list[Limit] = []
+    if windows:
+        lo, hi = effective_bounds(lim, windows)
+    else:
+        lo, hi = lim.min_instances, lim.max_instances
+    if lim.in_window > 0 or lim.out_window > 0:
+        d, recent, hit = stabilize(lim, current, proposed, now, state.recent)
+        if hit is not None:
+            limits.append(hit)
+    else:
+        d, recent = proposed, []
+    if d != current:
+        if guard is not None and d < current:
+            d, hit = flapping_guard(current, d, guard, lo)
+            if hit is not None:
+                limits.append(hit)
+        d, hit = max_step(lim, current, d)
+        if hit is not None:
+            limits.append(hit)
+        d, hit = cooldown(lim, current, d, now, state.last_change_at, deployment_started_at)
+        if hit is not None:
+            limits.append(hit)
+    if d > hi or d < lo:
+        d, hit = clamp(lo, hi, d)
+        if hit is not None:
+            limits.append(hit)
+    return d, limits, recent

@@ -42,17 +42,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from policies.alarm import alarm_matches, propose_alarm
-from policies.behavior import (
-    Limits,
-    clamp,
-    combine,
-    cooldown,
-    effective_bounds,
-    flapping_guard,
-    max_step,
-    stabilize,
-)
+from policies.alarm import alarm_matches, alarm_times, propose_alarm
+from policies.behavior import Limits, apply_limits, clamp, combine, effective_bounds
 from policies.document import AlarmRule, JobDocument, ScheduleRule, TargetRule, ThresholdRule
 from policies.schedule import next_fire
 from policies.target import TargetSpec, propose_target
@@ -147,47 +138,6 @@ def _reasons(proposals: Sequence[Proposal], limits: Sequence[Limit], mode: str) 
     return out
 
 
-def _limits(
-    c: CompiledJob,
-    current: int,
-    proposed: int,
-    now: float,
-    state: JobState,
-    deployment_started_at: float | None,
-    windows: Sequence[Window],
-    guard: Sequence[tuple[ThresholdSpec | TargetSpec, float]] | None,
-) -> tuple[int, list[Limit], list[tuple[float, int]]]:
-    """Steps 2–6 on the combined proposal: (final count, limits that applied, stabilization history)."""
-    lim = c.limits
-    limits: list[Limit] = []
-    if windows:
-        lo, hi = effective_bounds(lim, windows)
-    else:
-        lo, hi = lim.min_instances, lim.max_instances
-    if lim.in_window > 0 or lim.out_window > 0:
-        d, recent, hit = stabilize(lim, current, proposed, now, state.recent)
-        if hit is not None:
-            limits.append(hit)
-    else:
-        d, recent = proposed, []
-    if d != current:
-        if guard is not None and d < current:
-            d, hit = flapping_guard(current, d, guard, lo)
-            if hit is not None:
-                limits.append(hit)
-        d, hit = max_step(lim, current, d)
-        if hit is not None:
-            limits.append(hit)
-        d, hit = cooldown(lim, current, d, now, state.last_change_at, deployment_started_at)
-        if hit is not None:
-            limits.append(hit)
-    if d > hi or d < lo:
-        d, hit = clamp(lo, hi, d)
-        if hit is not None:
-            limits.append(hit)
-    return d, limits, recent
-
-
 def _next_state(
     state: JobState,
     current: int,
@@ -277,8 +227,8 @@ def evaluate(
         proposals.append(p)
     combined = combine(proposals, current)
     guard = _guard(c, values) if combined < current else None
-    desired, limits, recent = _limits(
-        c, current, combined, now, state, obs.deployment_started_at, windows, guard
+    desired, limits, recent = apply_limits(
+        c.limits, current, combined, now, state, obs.deployment_started_at, windows, guard
     )
     reasons = _reasons(proposals, limits, mode)
     # positional, in field order (see _decision)
@@ -336,7 +286,9 @@ def on_alarm(
     last_acted = state.alarms.get(key)
     proposals = [propose_alarm(r, event, current, last_acted, out_cd) for r in matching]
     combined = combine(proposals, current)
-    desired, limits, recent = _limits(c, current, combined, now, state, deployment_started_at, windows, None)
+    desired, limits, recent = apply_limits(
+        c.limits, current, combined, now, state, deployment_started_at, windows, None
+    )
     alarms = {k: t for k, t in state.alarms.items() if now - t < out_cd}
     if event.status == "OK":
         alarms.pop(key, None)
@@ -438,7 +390,7 @@ def status(doc: JobDocument, state: JobState, now: float, *, default_tz: str = "
         elif isinstance(r, TargetRule):
             rules[r.name] = {"type": "target", "target": r.target}
         elif isinstance(r, AlarmRule):
-            rules[r.name] = {"type": "alarm", "alarms": _alarm_times(r, state.alarms)}
+            rules[r.name] = {"type": "alarm", "alarms": alarm_times(r, state.alarms)}
         else:
             last = state.fires.get(r.name)
             rules[r.name] = {
@@ -459,19 +411,3 @@ def status(doc: JobDocument, state: JobState, now: float, *, default_tz: str = "
             "scale_in": 0.0 if since is None else max(0.0, lim.in_cooldown - since),
         },
     }
-
-
-def _alarm_times(rule: AlarmRule, alarms: Mapping[str, float]) -> dict[str, float]:
-    """Alarm keys (AlarmEvent.key(): "s{stra}/e{exp}/{endpoint}/{metric}/{tags}") this rule could have
-    matched, with the time each last changed the count. Best effort: the key does not hold every field."""
-    m = rule.match
-    out: dict[str, float] = {}
-    for key, t in alarms.items():
-        if m.stra_id is not None and not key.startswith(f"s{m.stra_id}/"):
-            continue
-        if m.exp_id is not None and f"/e{m.exp_id}/" not in key:
-            continue
-        if m.metric is not None and f"/{m.metric}/" not in key:
-            continue
-        out[key] = t
-    return out
