@@ -66,6 +66,7 @@ class JobBuckets:
     open: dict[int, OpenBucket] = field(default_factory=dict)
     closed_upto: int = 0  # every bucket starting before this is closed
     last_reporters: int = 0  # distinct reporters in the last closed bucket
+    reporting: list[bool] | None = None  # per rule: had data in the last closed bucket (None: none closed)
     late: int = 0  # samples dropped because their bucket had closed
     last: ClosedBucket | None = None
 
@@ -94,10 +95,21 @@ class JobBuckets:
         return self.expected if self.expected is not None else self.last_reporters
 
     def complete(self, b: OpenBucket) -> bool:
+        """Every instance reported every rule that is reporting: a rule that had data in the last closed
+        bucket, or has some in this one, must hear from every instance; a rule whose metric nobody sends
+        does not hold the bucket open. Before the first close every rule counts."""
         want = self._want()
         if want <= 0 or not self.rules:
             return False
-        return all(len(per) >= want for per in b.values)
+        seen = self.reporting
+        full = False
+        for i, per in enumerate(b.values):
+            n = len(per)
+            if n >= want:
+                full = True
+            elif n or seen is None or seen[i]:
+                return False
+        return full
 
     def deadline(self) -> float:
         """When the oldest open bucket (or the next empty one) must close at the latest."""
@@ -120,10 +132,10 @@ class JobBuckets:
                 and start + p not in self.open
                 and now >= start + 2 * p + self.grace
             ):
-                    # A run of empty overdue buckets (the daemon was busy or asleep): one no-data close
-                    # for the last of them says the same as one per bucket.
-                    self.closed_upto = start + p
-                    continue
+                # A run of empty overdue buckets (the daemon was busy or asleep): one no-data close
+                # for the last of them says the same as one per bucket.
+                self.closed_upto = start + p
+                continue
             if start <= complete_upto or now >= start + p + self.grace:
                 early = now < start + self.period + self.grace
                 out.append(self._close(start, now, early))
@@ -143,6 +155,7 @@ class JobBuckets:
             reporters.update(per)
         self.closed_upto = start + self.period
         self.last_reporters = len(reporters)
+        self.reporting = [n > 0 for n in per_rule.values()]
         closed = ClosedBucket(start, now, values, len(reporters), per_rule, early)
         self.last = closed
         return closed

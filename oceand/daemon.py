@@ -125,20 +125,29 @@ class Daemon:
         async with self._lock:
             version = await self.store.put_job(doc.job, dump_job(doc))
             await self.engine.upsert(doc, version)
-            await self._jobs_changed()
+            self._job_changed(doc.job, doc)
             return version
 
     async def delete_job(self, name: str) -> None:
         async with self._lock:
             await self.store.delete_job(name)
             await self.engine.remove(name)
-            await self._jobs_changed()
+            self._job_changed(name, None)
 
     async def _jobs_changed(self) -> None:
+        """Tell the clusters and the LB manager the whole job set (start, reload)."""
+        docs = [rt.doc for rt in self.engine.jobs.values()]
         for cluster in self.clusters.values():
-            cluster.sync_jobs([rt.doc for rt in self.engine.jobs.values()])
+            cluster.sync_jobs(docs)
         if self.lb is not None:
-            self.lb.sync_jobs([rt.doc for rt in self.engine.jobs.values()])
+            self.lb.sync_jobs(docs)
+
+    def _job_changed(self, name: str, doc: JobDocument | None) -> None:
+        """One job was created, replaced (doc) or deleted (None)."""
+        for cluster in self.clusters.values():
+            cluster.sync_job(name, doc)
+        if self.lb is not None:
+            self.lb.sync_job(name, doc)
 
     async def apply_job_files(self) -> None:
         d = self.config.jobs_dir

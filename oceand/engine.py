@@ -122,7 +122,7 @@ class Engine:
                 [(r.name, r.aggregate) for r in doc.metric_rules()],
             ) or old.grace_seconds() != doc.grace_seconds():
                 rt.buckets = self._new_buckets(doc, now)
-            self._reroute()
+            self.ingestor.set_job(doc, rt.buckets)
             rt.wake.set()
             return rt
         state = JobState.from_json(await self.store.load_state(doc.job))
@@ -131,7 +131,7 @@ class Engine:
             self._dirty.add(doc.job)
         rt = JobRuntime(doc, version, self._new_buckets(doc, now), state)
         self.jobs[doc.job] = rt
-        self._reroute()
+        self.ingestor.set_job(doc, rt.buckets)
         rt.task = asyncio.get_running_loop().create_task(self._worker(rt), name=f"job:{doc.job}")
         return rt
 
@@ -140,7 +140,7 @@ class Engine:
         if rt is None:
             return
         self._dirty.discard(name)
-        self._reroute()
+        self.ingestor.remove_job(name)
         if rt.task is not None:
             rt.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -151,9 +151,6 @@ class Engine:
         jb = JobBuckets(doc.job, int(doc.period), grace, [(r.name, r.aggregate) for r in doc.metric_rules()])
         jb.start(now)
         return jb
-
-    def _reroute(self) -> None:
-        self.ingestor.set_jobs((rt.doc, rt.buckets) for rt in self.jobs.values())
 
     # ---- inputs --------------------------------------------------------------------------------
 

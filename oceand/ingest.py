@@ -75,32 +75,102 @@ class _Watch:
     instance_tag: str | None
 
 
+class _MetricIndex:
+    """The watches of one pushed metric, indexed by one tag pair of their selector (a dict lookup per tag
+    of a new series, not a scan of every job); selectors without tags sit in `generic`."""
+
+    __slots__ = ("by_tag", "generic")
+
+    def __init__(self) -> None:
+        self.by_tag: dict[tuple[str, str], list[_Watch]] = {}
+        self.generic: list[_Watch] = []
+
+    @staticmethod
+    def tag_of(sel: Selector) -> tuple[str, str] | None:
+        if not sel.tags:
+            return None
+        k = "job" if "job" in sel.tags else min(sel.tags)
+        return k, sel.tags[k]
+
+    def add(self, w: _Watch) -> None:
+        tag = self.tag_of(w.selector)
+        if tag is None:
+            self.generic.append(w)
+        else:
+            self.by_tag.setdefault(tag, []).append(w)
+
+    def remove(self, job: str) -> None:
+        self.generic = [w for w in self.generic if w.job != job]
+        for tag in [t for t, ws in self.by_tag.items() if any(w.job == job for w in ws)]:
+            rest = [w for w in self.by_tag[tag] if w.job != job]
+            if rest:
+                self.by_tag[tag] = rest
+            else:
+                del self.by_tag[tag]
+
+    def candidates(self, tags: dict[str, str]) -> list[_Watch]:
+        out = list(self.generic)
+        for pair in tags.items():
+            ws = self.by_tag.get(pair)
+            if ws:
+                out.extend(ws)
+        return out
+
+
 class Ingestor:
-    """Routes samples into job buckets. Rebuild with `set_jobs` whenever the set of jobs changes."""
+    """Routes samples into job buckets. `set_job` / `remove_job` as jobs come and go."""
 
     def __init__(self, windows: SeriesWindows | None = None) -> None:
         self.windows = windows if windows is not None else SeriesWindows()
-        self._by_metric: dict[str, list[_Watch]] = {}
+        self._by_metric: dict[str, _MetricIndex] = {}
+        self._metrics_of: dict[str, set[str]] = {}  # job -> pushed metrics it watches
         self._buckets: dict[str, JobBuckets] = {}
         self._routes: dict[tuple[Any, ...], Route | str] = {}
+        self._slots: dict[tuple[Any, ...], int] = {}  # series -> window slot (kept across re-routing)
         self.accepted = 0
         self.rejected = 0
 
     def set_jobs(self, jobs: Iterable[tuple[JobDocument, JobBuckets]]) -> None:
-        by_metric: dict[str, list[_Watch]] = {}
-        buckets: dict[str, JobBuckets] = {}
+        """Replace the whole job set."""
+        for name in list(self._buckets):
+            self.remove_job(name)
         for doc, jb in jobs:
-            buckets[doc.job] = jb
-            for i, rule in enumerate(doc.metric_rules()):
-                sel = doc.selector_for(rule)
-                by_metric.setdefault(rule.metric, []).append(_Watch(doc.job, i, sel, False, doc.instance_tag))
-                if rule.metric in DERIVED:
-                    src, _ = DERIVED[rule.metric]
-                    by_metric.setdefault(src, []).append(_Watch(doc.job, i, sel, True, doc.instance_tag))
-        self._by_metric = by_metric
-        self._buckets = buckets
-        self._routes = {}
-        self.windows.clear()
+            self.set_job(doc, jb)
+
+    def set_job(self, doc: JobDocument, jb: JobBuckets) -> None:
+        """Add or replace one job's routing (its rules' selectors) and bucket set."""
+        if doc.job in self._buckets:
+            self.remove_job(doc.job)
+        self._buckets[doc.job] = jb
+        metrics: set[str] = set()
+        for i, rule in enumerate(doc.metric_rules()):
+            sel = doc.selector_for(rule)
+            feeds = [(rule.metric, False)]
+            if rule.metric in DERIVED:
+                feeds.append((DERIVED[rule.metric][0], True))
+            for metric, invert in feeds:
+                self._by_metric.setdefault(metric, _MetricIndex()).add(
+                    _Watch(doc.job, i, sel, invert, doc.instance_tag)
+                )
+                metrics.add(metric)
+        self._metrics_of[doc.job] = metrics
+        self._routes = {}  # re-resolved lazily; series windows keep their slots
+
+    def remove_job(self, name: str) -> None:
+        for metric in self._metrics_of.pop(name, ()):
+            idx = self._by_metric.get(metric)
+            if idx is not None:
+                idx.remove(name)
+                if not idx.generic and not idx.by_tag:
+                    del self._by_metric[metric]
+        if self._buckets.pop(name, None) is not None:
+            self._routes = {}
+
+    def _slot(self, key: tuple[Any, ...]) -> int:
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = self.windows.allocate()
+        return slot
 
     def _resolve(self, key: tuple[Any, ...], ctype: str) -> Route | str:
         endpoint, metric, tags = key
@@ -108,12 +178,12 @@ class Ingestor:
         if reason is not None:
             return reason
         counter = ctype if ctype != "GAUGE" else None
-        watches = self._by_metric.get(metric)
-        if not watches:
+        index = self._by_metric.get(metric)
+        if index is None:
             return Route([], ctype, counter, -1)
         parsed = parse_tags(tags)
         targets: list[Target] = []
-        for w in watches:
+        for w in index.candidates(parsed):
             if not _matches(w.selector, parsed, endpoint):
                 continue
             if w.instance_tag is not None:
@@ -123,14 +193,15 @@ class Ingestor:
             else:
                 instance = endpoint
             targets.append(Target(self._buckets[w.job], w.rule_index, instance, w.invert))
-        return Route(targets, ctype, counter, self.windows.allocate() if targets else -1)
+        return Route(targets, ctype, counter, self._slot(key) if targets else -1)
 
     def ingest(self, items: Any, now: float) -> PushResult:
         """Validate and route a decoded push body (a list). Never raises on item content."""
         res = PushResult(total=len(items))
         routes = self._routes
-        if len(routes) > MAX_ROUTES:
+        if len(routes) > MAX_ROUTES:  # unbounded series churn: start the caches afresh
             routes.clear()
+            self._slots.clear()
             self.windows.clear()
         two_now = 2 * now
         completed = res.completed

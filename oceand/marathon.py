@@ -131,6 +131,21 @@ class ClusterRuntime:
         for app in by_app:
             self._changed(app)
 
+    def sync_job(self, name: str, doc: JobDocument | None) -> None:
+        """One job created, replaced or deleted: watch its app (or stop watching an app left unused)."""
+        for app, jobs in list(self.jobs_by_app.items()):
+            if name in jobs and (doc is None or doc.target.cluster != self.name or doc.target.app != app):
+                jobs.remove(name)
+                if not jobs:
+                    del self.jobs_by_app[app]
+                    self.watcher.unwatch(app)
+        if doc is not None and doc.target.cluster == self.name:
+            jobs = self.jobs_by_app.setdefault(doc.target.app, [])
+            if name not in jobs:
+                jobs.append(name)
+            self.watcher.watch(doc.target.app)
+            self._changed(doc.target.app)
+
     def _changed(self, app_id: str) -> None:
         app = self.watcher.app(app_id)
         engine = self.daemon.engine

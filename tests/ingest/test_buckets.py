@@ -92,3 +92,21 @@ def test_closing_a_later_complete_bucket_closes_earlier_ones_first() -> None:
     closed = jb.due(T0 + 12)
     assert [c.start for c in closed] == [T0, T0 + 10]
     assert closed[0].values["cpu"] is None and closed[1].values["cpu"] == 5.0
+
+
+def test_a_rule_nobody_reports_does_not_hold_the_bucket_open() -> None:
+    jb = make(expected=2, rules=(("cpu", "avg"), ("qps", "sum")))
+    jb.add(0, "h1", T0 + 1, 1.0)
+    assert jb.add(0, "h2", T0 + 1, 1.0) is False  # first bucket: every rule counts
+    jb.due(T0 + 15)  # closes at its deadline; qps had no data
+    jb.add(0, "h1", T0 + 11, 1.0)
+    assert jb.add(0, "h2", T0 + 11, 1.0) is True  # now qps (silent) does not hold it open
+
+
+def test_a_rule_that_reported_before_must_be_complete_again() -> None:
+    jb = make(expected=1, rules=(("cpu", "avg"), ("qps", "sum")))
+    jb.add(0, "h1", T0 + 1, 1.0)
+    assert jb.add(1, "h1", T0 + 1, 1.0) is True
+    jb.due(T0 + 2)
+    assert jb.add(0, "h1", T0 + 11, 1.0) is False  # qps reported last bucket: wait for it
+    assert jb.add(1, "h1", T0 + 12, 1.0) is True
