@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -25,8 +26,8 @@ import aiohttp
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import DaemonProcess, job_doc  # noqa: E402
-from tests.e2e.harness import FakeMarathonProcess, wait_for  # noqa: E402
+from bench.common import DaemonProcess, job_doc
+from tests.e2e.harness import FakeMarathonProcess, wait_for
 
 
 def pct(values: list[float], q: float) -> float:
@@ -75,10 +76,8 @@ async def loader(url: str, jobs: int, stop: asyncio.Event, sent: list[int]) -> N
                             pass
             rest = start + 10.0 - time.monotonic()
             if rest > 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), rest)
-                except TimeoutError:
-                    pass
 
 
 async def run(d: DaemonProcess, fake: FakeMarathonProcess, background: int, triggers: int) -> dict[str, Any]:
