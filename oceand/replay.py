@@ -121,9 +121,17 @@ def oracle_instances(load: FloatArray, capacity: float) -> IntArray:
     return np.maximum(1, need).astype(np.int64)
 
 
+MAX_PERIODS = 10_000_000  # ~3 years at 10 s; more is almost surely a misread trace (milliseconds?)
+
+
 def period_times(trace: Trace, period: float) -> FloatArray:
     """t_k = t0 + k × period for every t_k before the last row stops holding (at least one period)."""
     n = max(1, math.ceil((trace.end - trace.start) / period - 1e-9))
+    if n > MAX_PERIODS:
+        raise ReplayError(
+            f"{trace.path}: the trace spans {trace.end - trace.start:.0f} s = {n:,} periods of {period:g} s, "
+            f"more than {MAX_PERIODS:,}; are its Unix timestamps in milliseconds rather than seconds?"
+        )
     return trace.start + np.arange(n, dtype=np.float64) * period
 
 

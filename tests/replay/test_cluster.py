@@ -111,6 +111,12 @@ def test_period_times(rows: int, interval: float, period: int, expected: int) ->
     assert np.all(np.diff(times) == period)
 
 
+def test_a_trace_spanning_too_many_periods_is_an_error() -> None:
+    tr = trace([1.0, 2.0], interval=1_500_000_000.0)  # e.g. Unix milliseconds read as seconds
+    with pytest.raises(ReplayError, match=r"mem\.csv: the trace spans .* periods .* in milliseconds"):
+        simulate(job(), tr, step=Script(tr.start, 10, {}))
+
+
 def test_startup_delay_and_rows_follow_previous_desired() -> None:
     tr = trace([100.0] * 10)
     script = Script(tr.start, 10, {0: 3})
