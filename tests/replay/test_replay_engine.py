@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from oceand.replay import ReplayOptions, ReplayResult, simulate
 from oceand.replay_cli import main
@@ -211,3 +212,31 @@ def test_real_trace_replay_is_deterministic(tmp_path: Path) -> None:
     assert summary["actions"] > 0
     assert summary["instance_seconds"] == 10 * sum(int(r["ready"]) + int(r["starting"]) for r in rows)
     assert summary["overload_seconds"] == 10 * sum(float(r["load"]) > int(r["ready"]) * 0.5 for r in rows)
+
+
+@pytest.mark.parametrize("suffix", [pytest.param(".yaml", id="yaml"), pytest.param(".toml", id="toml")])
+def test_job_documents_in_yaml_and_toml_replay_like_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    data = json.loads(SEED.read_text())
+    job_file = tmp_path / f"job{suffix}"
+    if suffix == ".yaml":
+        job_file.write_text(yaml.safe_dump(data))
+    else:
+        rule = data["rules"][0]
+        job_file.write_text(
+            f'job = "{data["job"]}"\nperiod = "10s"\nmax_instances = 20\n'
+            f'[target]\ncluster = "lg"\napp = "{data["target"]["app"]}"\n'
+            f'[behavior.scale_out]\ncooldown = "30s"\n[behavior.scale_in]\ncooldown = "5m"\n'
+            f'[[rules]]\nname = "cpu"\ntype = "threshold"\nmetric = "cpu.used"\n'
+            f"scale_out = {{above = {rule['scale_out']['above']}, consecutive = 3, step = 1}}\n"
+            f"scale_in = {{below = {rule['scale_in']['below']}, consecutive = 3, step = 1}}\n"
+        )
+    rows = [(1_000_000 + 60 * k, 10.0 + 40.0 * (k % 7)) for k in range(60)]
+    trace = write_trace(tmp_path, rows)
+    assert main([str(trace), "--job", str(SEED), "--capacity", "50"]) == 0
+    from_json = json.loads(capsys.readouterr().out)
+    assert main([str(trace), "--job", str(job_file), "--capacity", "50"]) == 0
+    other = json.loads(capsys.readouterr().out)
+    assert from_json["actions"] > 0
+    assert other == from_json
