@@ -67,6 +67,7 @@ class JobBuckets:
     closed_upto: int = 0  # every bucket starting before this is closed
     last_reporters: int = 0  # distinct reporters in the last closed bucket
     reporting: list[bool] | None = None  # per rule: had data in the last closed bucket (None: none closed)
+    job_level: list[bool] | None = None  # per rule: one value for the whole job (alb.qps), not per instance
     late: int = 0  # samples dropped because their bucket had closed
     last: ClosedBucket | None = None
 
@@ -102,10 +103,11 @@ class JobBuckets:
         if want <= 0 or not self.rules:
             return False
         seen = self.reporting
+        job_level = self.job_level
         full = False
         for i, per in enumerate(b.values):
             n = len(per)
-            if n >= want:
+            if n >= (1 if job_level is not None and job_level[i] else want):
                 full = True
             elif n or seen is None or seen[i]:
                 return False

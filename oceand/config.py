@@ -297,6 +297,34 @@ class IngestSettings(Table):
     grace: Annotated[Duration, Field(ge=0, le=3600)] | None = None
 
 
+class LBConfig(Table):
+    """Where this host's balancers live (docs/configuration.md `[lb]`); defaults are Debian's paths."""
+
+    reconcile_interval: Seconds = 30.0
+    timeout: Seconds = 10.0
+    use_ip_address: bool = False
+    ipvsadm: str = "ipvsadm"
+    keepalived: str = "keepalived"
+    keepalived_config: str = "/etc/keepalived/keepalived.conf"
+    keepalived_include_dir: str = "/etc/keepalived/oceand"
+    keepalived_pid_file: str | None = "/run/keepalived.pid"
+    keepalived_real_server_lines: list[str] = Field(default_factory=list)
+    nginx: str = "nginx"
+    nginx_conf: str = "/etc/nginx/nginx.conf"
+    nginx_prefix: str | None = None
+    nginx_pid_file: str | None = None
+    nginx_upstream_dir: str = "/etc/nginx/oceand"
+    nginx_status_url: str | None = None
+    haproxy_socket: str = "/run/haproxy/admin.sock"
+    haproxy_servers_dir: str | None = "/etc/haproxy/oceand"
+    haproxy_server_options: str = ""
+
+    @field_validator("nginx_status_url")
+    @classmethod
+    def _status_url(cls, v: str | None) -> str | None:
+        return None if v is None else http_url(v)
+
+
 class LogSettings(Table):
     level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     format: Literal["json", "text"] = "json"
@@ -357,6 +385,7 @@ class Config(Table):
     jobs: JobsSettings = Field(default_factory=dict, validate_default=True)
     ingest: IngestSettings = Field(default_factory=dict, validate_default=True)
     log: LogSettings = Field(default_factory=dict, validate_default=True)
+    lb: LBConfig = Field(default_factory=dict, validate_default=True)
     notify: NotifySettings = Field(default_factory=dict, validate_default=True)
 
     _path: Path | None = PrivateAttr(default=None)

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from actuators.marathon_model import AppState
 from oceand.actuation import Actuator, RecordingActuator
 from oceand.api import admin, ingest
 from oceand.api.errors import error_middleware
@@ -27,6 +28,7 @@ from oceand.config import Config, ConfigError, load_config
 from oceand.engine import Engine
 from oceand.jobfiles import load_job_files
 from oceand.keys import DAEMON, ENGINE, METRICS, STORE
+from oceand.lbmanager import LBManager, lb_settings
 from oceand.metrics import Metrics
 from oceand.notify import Notifier
 from oceand.store import open_store
@@ -57,7 +59,15 @@ class Daemon:
         self.recording = RecordingActuator()
         self._forced_actuator = actuator  # tests: every job goes to this actuator, live mode
         self.clusters: dict[str, Any] = {}  # name -> ClusterRuntime (Marathon client, watcher, actuator)
-        self.lb: Any = None  # LB manager, when jobs have `lb` entries
+        self.lb = LBManager(
+            lb_settings(config.lb),
+            self._app_of,
+            lambda job, metric, ts, value: self.engine.feed(job, metric, ts, value),
+            self.metrics,
+            interval=config.lb.reconcile_interval,
+            nginx_status_url=config.lb.nginx_status_url,
+            clock=clock,
+        )
         self.notifier = Notifier(config.notify.falcon_sender, on_error=self._notify_error)
         self.engine = Engine(
             self.store,
@@ -86,6 +96,10 @@ class Daemon:
         if cluster is not None:
             return cluster.actuator  # type: ignore[no-any-return]
         return self.recording
+
+    def _app_of(self, doc: JobDocument) -> AppState | None:
+        cluster = self.clusters.get(doc.target.cluster)
+        return None if cluster is None else cluster.watcher.app(doc.target.app)
 
     def dry_reason(self, doc: JobDocument) -> str | None:
         if self._forced_actuator is not None:
@@ -139,15 +153,13 @@ class Daemon:
         docs = [rt.doc for rt in self.engine.jobs.values()]
         for cluster in self.clusters.values():
             cluster.sync_jobs(docs)
-        if self.lb is not None:
-            self.lb.sync_jobs(docs)
+        self.lb.sync_jobs(docs)
 
     def _job_changed(self, name: str, doc: JobDocument | None) -> None:
         """One job was created, replaced (doc) or deleted (None)."""
         for cluster in self.clusters.values():
             cluster.sync_job(name, doc)
-        if self.lb is not None:
-            self.lb.sync_job(name, doc)
+        self.lb.sync_job(name, doc)
 
     async def apply_job_files(self) -> None:
         d = self.config.jobs_dir
@@ -161,10 +173,7 @@ class Daemon:
 
     def job_status(self, name: str) -> dict[str, Any]:
         status = self.engine.status(name)
-        if self.lb is not None:
-            status["lb"] = self.lb.status(name)
-        else:
-            status["lb"] = []
+        status["lb"] = self.lb.status(name)
         return status
 
     def clusters_info(self) -> list[dict[str, Any]]:
@@ -240,8 +249,7 @@ class Daemon:
         await self.engine.stop()
         for c in list(self.clusters.values()):
             await c.close()
-        if self.lb is not None:
-            await self.lb.close()
+        await self.lb.close()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

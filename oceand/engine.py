@@ -37,6 +37,7 @@ from policies.types import ACTUATION_FAILED, AlarmEvent, Decision, Fire, JobStat
 log = logging.getLogger("oceand.engine")
 
 Clock = Callable[[], float]
+JOB_LEVEL_METRICS = frozenset({"alb.qps"})  # one value per job (from its balancer), not per instance
 Hook = Callable[[JobDocument, Decision], Awaitable[None] | None]
 
 
@@ -148,7 +149,9 @@ class Engine:
 
     def _new_buckets(self, doc: JobDocument, now: float) -> JobBuckets:
         grace = self.grace if self.grace is not None and doc.grace is None else doc.grace_seconds()
-        jb = JobBuckets(doc.job, int(doc.period), grace, [(r.name, r.aggregate) for r in doc.metric_rules()])
+        rules = doc.metric_rules()
+        jb = JobBuckets(doc.job, int(doc.period), grace, [(r.name, r.aggregate) for r in rules])
+        jb.job_level = [r.metric in JOB_LEVEL_METRICS for r in rules]
         jb.start(now)
         return jb
 
@@ -162,6 +165,15 @@ class Engine:
             if rt is not None:
                 rt.wake.set()
         return res
+
+    def feed(self, name: str, metric: str, ts: float, value: float) -> None:
+        """A job-level sample (e.g. alb.qps from the job's balancer) into every rule on that metric."""
+        rt = self.jobs.get(name)
+        if rt is None:
+            return
+        for i, rule in enumerate(rt.doc.metric_rules()):
+            if rule.metric == metric and rt.buckets.add(i, f"job:{metric}", int(ts), value):
+                rt.wake.set()
 
     def alarm(self, event: AlarmEvent) -> list[str]:
         """Queue an alarm callback for every job that has alarm rules; returns their names."""
@@ -265,12 +277,19 @@ class Engine:
         if not view.known:
             log.debug("job %s: app state unknown, bucket %d not evaluated", rt.name, closed.start)
             return
+        values = dict(closed.values)
+        if rt.buckets.job_level is not None:
+            # a job-level total (alb.qps) is shared by the ready instances: rules see it per instance
+            for (name, _), job_level in zip(rt.buckets.rules, rt.buckets.job_level, strict=True):
+                v = values.get(name)
+                if job_level and v is not None:
+                    values[name] = v / max(1, view.ready)
         obs = Observation(
             now=closed.closed_at,
             bucket=closed.start,
             current=view.instances,
             ready=view.ready,
-            values=dict(closed.values),
+            values=values,
             reporters=closed.reporters,
             deployment_started_at=view.deployment_started_at,
         )

@@ -151,8 +151,7 @@ class ClusterRuntime:
         engine = self.daemon.engine
         for job in self.jobs_by_app.get(app_id, ()):
             engine.set_expected(job, app.running if app is not None else None)
-            if self.daemon.lb is not None:
-                self.daemon.lb.app_changed(job, app)
+            self.daemon.lb.app_changed(job, app)
 
     def refresh_soon(self, app_id: str) -> None:
         async def refresh() -> None:
