@@ -250,9 +250,12 @@ class Daemon:
         for c in list(self.clusters.values()):
             await c.close()
         await self.lb.close()
-        for t in self._tasks:
+        # root tasks end by themselves once stop_event is set (the flusher writes its last batch)
+        _, late = await asyncio.wait(self._tasks, timeout=10) if self._tasks else (set(), set())
+        for t in late:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.engine.flush()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.store.close()

@@ -470,15 +470,16 @@ class Engine:
     async def flush(self) -> None:
         """Write the states that changed without a decision (streak counts, fire history)."""
         dirty, self._dirty = self._dirty, set()
-        for name in dirty:
-            rt = self.jobs.get(name)
-            if rt is None:
-                continue
-            try:
-                await self.store.commit(name, rt.state.to_json(), None)
-            except StoreError:
-                self._dirty.add(name)
-                raise
+        pending = list(dirty)
+        try:
+            while pending:
+                name = pending[-1]
+                rt = self.jobs.get(name)
+                if rt is not None:
+                    await self.store.commit(name, rt.state.to_json(), None)
+                pending.pop()
+        finally:
+            self._dirty.update(pending)  # not written (store error, cancelled): the next flush writes them
 
     async def flusher(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
