@@ -164,7 +164,7 @@ async def test_a_missed_fire_within_grace_runs_at_start_and_beyond_is_recorded(
     act.instances[JOB] = 2
     await d.stop()
     clock.t = at("2026-11-27T07:03:00")  # down over 07:00; grace is 5 minutes
-    d2, c2 = await start_daemon(actuator=act, clock=clock)
+    d2, _ = await start_daemon(actuator=act, clock=clock)
     await settle(d2, clock, clock.t, lambda: act.instances[JOB] == 4)
     await d2.stop()
     clock.t = at("2026-11-28T02:30:00")  # down over 02:00 by 30 minutes: beyond the grace
