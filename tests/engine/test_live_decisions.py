@@ -1,0 +1,161 @@
+"""Decisions through the live daemon (issue 3): dry-run vs active, reason codes, restart between hot buckets,
+manual scale, alarms and mode changes — the daemon in this process with a controlled clock."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from oceand.actuation import RecordingActuator
+from oceand.daemon import Daemon
+from tests.conftest import Client, DaemonFactory
+
+JOB = "job.seed_web_cop.xiaomi"
+T0 = 1_800_000_000  # a multiple of 10
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def seed(**over: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "job": JOB,
+        "target": {"cluster": "lg", "app": "/seed/web"},
+        "period": 10,
+        "min_instances": 1,
+        "max_instances": 5,
+        "rules": [
+            {
+                "name": "cpu",
+                "type": "threshold",
+                "metric": "cpu.used",
+                "scale_out": {"above": 80, "consecutive": 3, "step": 1},
+                "scale_in": {"below": 60, "consecutive": 3, "step": 1},
+            },
+            {"name": "falcon", "type": "alarm", "match": {"stra_id": 1042}, "step": 2},
+        ],
+        "behavior": {"scale_out": {"cooldown": "30s"}, "scale_in": {"cooldown": "5m"}},
+    }
+    d.update(over)
+    return d
+
+
+async def bucket(d: Daemon, c: Client, clock: Clock, k: int, cpu_used: float, hosts: int = 2) -> None:
+    """Fill bucket T0 + 10k from `hosts` instances, then let its deadline pass."""
+    ts = T0 + 10 * k
+    clock.t = ts + 1
+    items = [
+        {
+            "endpoint": f"h{i}",
+            "metric": "cpu.idle",
+            "timestamp": ts,
+            "step": 10,
+            "value": 100 - cpu_used,
+            "counterType": "GAUGE",
+            "tags": f"job={JOB}",
+        }
+        for i in range(hosts)
+    ]
+    assert (await c.call("POST", "/v1/push", items))[0] == 200
+    clock.t = ts + 16  # past end + grace
+    rt = d.engine.jobs[JOB]
+    for _ in range(100):
+        rt.wake.set()
+        await asyncio.sleep(0.005)
+        if rt.buckets.closed_upto > ts:
+            break
+    await asyncio.sleep(0.02)
+
+
+async def decisions(c: Client) -> list[dict[str, Any]]:
+    _, body = await c.call("GET", f"/api/v1/jobs/{JOB}/decisions")
+    return body["decisions"]  # type: ignore[no-any-return]
+
+
+async def test_dry_run_shows_the_decision_and_active_applies_it(start_daemon: DaemonFactory) -> None:
+    clock = Clock(T0)
+    d, c = await start_daemon(clock=clock)  # no Marathon configured: the job runs dry
+    assert (await c.call("POST", "/api/v1/jobs", seed()))[0] == 201
+    for k in range(3):
+        await bucket(d, c, clock, k, cpu_used=90)
+    got = await decisions(c)
+    assert len(got) == 1
+    assert (got[0]["current"], got[0]["desired"], got[0]["status"]) == (1, 2, "dry-run")
+    assert got[0]["reasons"] == ["ScaleOut", "DryRun"]
+    assert got[0]["proposals"][0]["inputs"]["streak_out"] == 3
+    assert "no Marathon cluster" in got[0]["result"]["note"]
+    await d.stop()
+
+    act = RecordingActuator()
+    d2, c2 = await start_daemon(actuator=act, clock=clock)
+    assert (await c2.call("POST", f"/api/v1/jobs/{JOB}/mode", {"mode": "active"}))[0] == 200
+    for k in range(10, 13):
+        await bucket(d2, c2, clock, k, cpu_used=90)
+    applied = [x for x in await decisions(c2) if x["status"] == "applied"]
+    assert [(x["current"], x["desired"], x["reasons"]) for x in applied] == [(1, 2, ["ScaleOut"])]
+    assert act.calls == [(JOB, 2)]
+
+
+async def test_restart_between_the_second_and_third_hot_bucket_still_scales_on_the_third(
+    start_daemon: DaemonFactory,
+) -> None:
+    clock = Clock(T0)
+    act = RecordingActuator()
+    d, c = await start_daemon(actuator=act, clock=clock)
+    assert (await c.call("POST", "/api/v1/jobs", seed(mode="active")))[0] == 201
+    await bucket(d, c, clock, 0, cpu_used=90)
+    await bucket(d, c, clock, 1, cpu_used=90)
+    await d.stop()
+    assert act.calls == []
+    d2, c2 = await start_daemon(actuator=act, clock=clock)
+    await bucket(d2, c2, clock, 2, cpu_used=90)
+    assert act.calls == [(JOB, 2)]
+
+
+async def test_streak_reset_by_a_cool_bucket_and_bounds(start_daemon: DaemonFactory) -> None:
+    clock = Clock(T0)
+    act = RecordingActuator()
+    d, c = await start_daemon(actuator=act, clock=clock)
+    assert (await c.call("POST", "/api/v1/jobs", seed(mode="active", min_instances=5)))[0] == 201
+    act.instances[JOB] = 5
+    for k, v in enumerate((90, 90, 79, 90, 90)):
+        await bucket(d, c, clock, k, cpu_used=v)
+    assert await decisions(c) == []  # 79 in between reset the streak: never three in a row
+    await bucket(d, c, clock, 5, cpu_used=90)
+    got = await decisions(c)
+    assert got[0]["reasons"] == ["ScaleOut", "MaxInstances"] and got[0]["desired"] == 5
+    assert act.calls == []
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    assert st["rules"]["cpu"]["value"] == 90 and st["rules"]["cpu"]["reporters"] == 2
+
+
+async def test_manual_scale_alarm_and_pause(start_daemon: DaemonFactory) -> None:
+    clock = Clock(T0)
+    act = RecordingActuator()
+    d, c = await start_daemon(actuator=act, clock=clock)
+    assert (await c.call("POST", "/api/v1/jobs", seed(mode="active")))[0] == 201
+    status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 9, "reason": "launch"})
+    assert status == 200
+    assert body["decision"]["desired"] == 5 and body["decision"]["reasons"] == ["Manual", "MaxInstances"]
+    assert act.instances[JOB] == 5
+    status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": "3"})
+    assert status == 422
+    act.instances[JOB] = 2
+    clock.t = T0 + 31  # past the scale-out cooldown that the manual change started
+    q = "endpoint=h1&metric=cpu.idle&status=PROBLEM&step=1&priority=0&time=2026-11-28+10:00:00&tpl_id=1&exp_id=0&stra_id=1042&left_value=3&tags=job:x"
+    status, body = await c.call("GET", f"/v1/falcon/alarm?{q}")
+    assert (status, body["jobs"]) == (200, [JOB])
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if act.instances[JOB] == 4:
+            break
+    assert act.instances[JOB] == 4  # current 2 + step 2
+    assert (await c.call("POST", f"/api/v1/jobs/{JOB}/mode", {"mode": "paused"}))[0] == 200
+    for k in range(10, 13):
+        await bucket(d, c, clock, k, cpu_used=99)
+    assert act.instances[JOB] == 4
