@@ -42,7 +42,9 @@ def parse_duration(value: Any) -> float:
     elif isinstance(value, str):
         m = _DURATION_RE.match(value)
         if not m:
-            raise ValueError(f"invalid duration {value!r}: use a number of seconds or '30s', '5m', '2h', '1d'")
+            raise ValueError(
+                f"invalid duration {value!r}: use a number of seconds or '30s', '5m', '2h', '1d'"
+            )
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
     else:
         raise ValueError("a duration is a number of seconds or a string like '30s', '5m', '2h', '1d'")
@@ -104,7 +106,9 @@ class Selector(Strict):
     def _tags_ok(cls, v: dict[str, str]) -> dict[str, str]:
         for k, val in v.items():
             if not k or any(c in k for c in ",= ") or any(c in val for c in ", "):
-                raise ValueError(f"tag {k!r}={val!r}: keys and values may not be empty or hold ',', '=' or spaces")
+                raise ValueError(
+                    f"tag {k!r}={val!r}: keys and values may not be empty or hold ',', '=' or spaces"
+                )
         return v
 
 
@@ -171,7 +175,11 @@ class ThresholdRule(MetricRule):
     def _sides(self) -> ThresholdRule:
         if self.scale_out is None and self.scale_in is None:
             raise ValueError("a threshold rule needs scale_out, scale_in or both")
-        if self.scale_out is not None and self.scale_in is not None and self.scale_in.below > self.scale_out.above:
+        if (
+            self.scale_out is not None
+            and self.scale_in is not None
+            and self.scale_in.below > self.scale_out.above
+        ):
             raise ValueError("scale_in.below must be <= scale_out.above (otherwise the rule flaps)")
         return self
 
@@ -296,9 +304,9 @@ class LvsLB(Strict):
     vip: str = Field(pattern=_HOSTPORT)
     protocol: Literal["tcp", "udp"] = "tcp"
     port_index: int = Field(default=0, ge=0, le=64)
-    scheduler: Literal["rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh"] = (
-        "wrr"
-    )
+    scheduler: Literal[
+        "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh"
+    ] = "wrr"
     forward: Literal["nat", "dr", "tun"] = "nat"
     weight: int = Field(default=100, ge=1, le=65535)
     drain: Duration = 30.0
