@@ -113,7 +113,8 @@ class Store(Protocol):
 
 # ---------------------------------------------------------------- URLs
 
-_PASSWORD_RE = re.compile(r"(//[^/@:?#]*:)[^@/?#]*@")
+# user:password@ up to the last '@', so that a password with an unencoded '/' or '@' is hidden too.
+_PASSWORD_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:?#]*:).*@")
 
 
 def redact(url: str) -> str:
@@ -236,7 +237,8 @@ def _parse_mysql(url: str) -> MySQLURL:
     if parts.fragment:
         raise _fail(url, "a fragment ('#...') is not allowed")
     if "@" not in parts.netloc:
-        raise _fail(url, f"no user; use {_MYSQL_FORM}")
+        hint = " (encode '/', '?', '#' and '@' in a password as %2F, %3F, %23, %40)" if "@" in url else ""
+        raise _fail(url, f"no user; use {_MYSQL_FORM}{hint}")
     try:
         port = parts.port if parts.port is not None else 3306
     except ValueError:
@@ -271,33 +273,45 @@ def _parse_mysql(url: str) -> MySQLURL:
 # ---------------------------------------------------------------- argument checks and encoding
 
 
+def show_value(value: object) -> str:
+    """repr() of a bad argument, shortened for an error message."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def check_job(name: object) -> str:
     if not isinstance(name, str) or not JOB_NAME_RE.match(name):
-        raise ValueError(f"job name must be 1-200 characters of [A-Za-z0-9._-], got {name!r:.80}")
+        raise ValueError(f"job name must be 1-200 characters of [A-Za-z0-9._-], got {show_value(name)}")
     return name
 
 
 def check_rule(name: object) -> str:
     if not isinstance(name, str) or not _RULE_NAME.match(name):
-        raise ValueError(f"rule name must be 1-64 characters of [A-Za-z0-9._-], got {name!r:.80}")
+        raise ValueError(f"rule name must be 1-64 characters of [A-Za-z0-9._-], got {show_value(name)}")
     return name
 
 
 def check_time(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number of Unix seconds, got {value!r:.80}")
+        raise ValueError(f"{what} must be a finite number of Unix seconds, got {show_value(value)}")
     return float(value)
+
+
+def check_decision_id(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"decision id must be an integer, got {show_value(value)}")
+    return value
 
 
 def check_limit(limit: object) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise ValueError(f"limit must be an integer >= 0, got {limit!r:.80}")
+        raise ValueError(f"limit must be an integer >= 0, got {show_value(limit)}")
     return limit
 
 
 def check_status(status: object, allowed: tuple[str, ...], what: str) -> str:
     if status not in allowed:
-        raise ValueError(f"{what} must be one of {', '.join(allowed)}, got {status!r:.80}")
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}, got {show_value(status)}")
     assert isinstance(status, str)
     return status
 
@@ -330,7 +344,7 @@ def decision_row(job: str, decision: object) -> DecisionRow:
     if not isinstance(decision, dict):
         raise ValueError(f"decision must be a dict (Decision.to_json()), got {type(decision).__name__}")
     if decision.get("job", job) != job:
-        raise ValueError(f"decision is for job {decision.get('job')!r:.80}, not {job!r}")
+        raise ValueError(f"decision is for job {show_value(decision.get('job'))}, not {job!r}")
     at = check_time(decision.get("at"), "decision.at")
     status = check_status(decision.get("status", "none"), DECISION_STATUSES, "decision.status")
     result = encode(decision.get("result") or {}, "decision.result")

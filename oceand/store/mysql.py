@@ -26,6 +26,7 @@ from oceand.store.base import (
     MySQLURL,
     StoredJob,
     StoreError,
+    check_decision_id,
     check_job,
     check_limit,
     check_rule,
@@ -37,7 +38,14 @@ from oceand.store.base import (
     encode,
     parse_url,
 )
-from oceand.store.migrations import MIGRATIONS, SCHEMA_VERSION_DDL, Migration, MigrationListError, pending
+from oceand.store.migrations import (
+    MIGRATIONS,
+    SCHEMA_VERSION_DDL,
+    Migration,
+    MigrationListError,
+    check_migrations,
+    pending,
+)
 
 T = TypeVar("T")
 Cursor = Any  # aiomysql.Cursor (untyped library)
@@ -76,6 +84,7 @@ class MySQLStore:
             raise ValueError(f"MySQLStore needs a mysql:// URL, got {parsed.redacted}")
         self._url = parsed
         self._clock = clock
+        check_migrations(migrations)
         self._migrations = migrations
         self._pool: Any = None  # aiomysql.Pool
 
@@ -127,6 +136,7 @@ class MySQLStore:
         if got != 1:
             raise self._error(f"another process holds the migration lock {lock!r}")
         try:
+            await cur.execute("SET SESSION sql_notes = 0")  # "table already exists" is expected here
             await cur.execute(SCHEMA_VERSION_DDL["mysql"])
             await cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
             (current,) = await cur.fetchone()
@@ -143,6 +153,7 @@ class MySQLStore:
                 )
                 await cur.connection.commit()
         finally:
+            await cur.execute("SET SESSION sql_notes = 1")
             await cur.execute("SELECT RELEASE_LOCK(%s)", (lock,))
             await cur.fetchone()
 
@@ -284,8 +295,7 @@ class MySQLStore:
         return await self._run(write)
 
     async def update_decision(self, decision_id: int, status: str, result: dict[str, Any]) -> None:
-        if isinstance(decision_id, bool) or not isinstance(decision_id, int):
-            raise ValueError(f"decision id must be an integer, got {decision_id!r:.80}")
+        check_decision_id(decision_id)
         check_status(status, DECISION_STATUSES, "status")
         text = encode(result, "result")
 

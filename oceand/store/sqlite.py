@@ -24,6 +24,7 @@ from oceand.store.base import (
     SQLiteURL,
     StoredJob,
     StoreError,
+    check_decision_id,
     check_job,
     check_limit,
     check_rule,
@@ -35,7 +36,14 @@ from oceand.store.base import (
     encode,
     parse_url,
 )
-from oceand.store.migrations import MIGRATIONS, SCHEMA_VERSION_DDL, Migration, MigrationListError, pending
+from oceand.store.migrations import (
+    MIGRATIONS,
+    SCHEMA_VERSION_DDL,
+    Migration,
+    MigrationListError,
+    check_migrations,
+    pending,
+)
 
 
 class SQLiteStore:
@@ -51,6 +59,7 @@ class SQLiteStore:
             raise ValueError(f"SQLiteStore needs a sqlite:// URL, got {parsed.redacted}")
         self._url = parsed
         self._clock = clock
+        check_migrations(migrations)
         self._migrations = migrations
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
@@ -73,19 +82,38 @@ class SQLiteStore:
             db = await aiosqlite.connect(self._url.path, timeout=self._url.timeout, isolation_level=None)
         except (OSError, sqlite3.Error) as e:
             raise self._error(f"cannot open the database: {e}") from e
-        self._db = db
         try:
             async with self._lock:
-                await db.execute("PRAGMA journal_mode=WAL")
+                await self._while_locked(db, "PRAGMA journal_mode=WAL")
                 await self._migrate(db)
-        except BaseException:
-            self._db = None
+        except BaseException as e:
             await db.close()
+            if isinstance(e, sqlite3.Error):
+                raise self._error(f"cannot open the database: {e}") from e
             raise
+        self._db = db
+
+    async def _while_locked(self, db: aiosqlite.Connection, statement: str) -> None:
+        """Run a statement that only takes a lock, retrying while the database is locked.
+
+        SQLite's busy timeout covers most waits, but not all: while another connection switches the
+        file to WAL (two daemons starting at once), `journal_mode=WAL` and `BEGIN IMMEDIATE` can fail
+        with "database is locked" at once. Retrying them is safe: they change nothing but locks.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._url.timeout
+        while True:
+            try:
+                await db.execute(statement)
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(0.01)
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:
         try:
-            await db.execute("BEGIN IMMEDIATE")
+            await self._while_locked(db, "BEGIN IMMEDIATE")
             try:
                 await db.execute(SCHEMA_VERSION_DDL["sqlite"])
                 rows = list(await db.execute_fetchall("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
@@ -139,7 +167,7 @@ class SQLiteStore:
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction: committed when the block ends, rolled back if it raises."""
         async with self._read() as db:
-            await db.execute("BEGIN IMMEDIATE")
+            await self._while_locked(db, "BEGIN IMMEDIATE")
             try:
                 yield db
             except BaseException:
@@ -212,8 +240,7 @@ class SQLiteStore:
             return int(cursor.lastrowid)
 
     async def update_decision(self, decision_id: int, status: str, result: dict[str, Any]) -> None:
-        if isinstance(decision_id, bool) or not isinstance(decision_id, int):
-            raise ValueError(f"decision id must be an integer, got {decision_id!r:.80}")
+        check_decision_id(decision_id)
         check_status(status, DECISION_STATUSES, "status")
         text = encode(result, "result")
         async with self._write() as db:
