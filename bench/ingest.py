@@ -32,7 +32,7 @@ def make_bodies(n: int, jobs: int, start: int) -> list[bytes]:
     bodies = []
     metrics = ("cpu.idle", "proc.qps", "mem.memfree.percent", "proc.delay")
     for b in range(n):
-        ts = start + b // 4
+        ts = start + (b * 20) // n  # the bodies cover 20 s of agent time from `start` (now)
         items = []
         for i in range(POINTS):
             j = rng.randrange(jobs)
@@ -78,7 +78,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=4)
     args = ap.parse_args()
 
-    bodies = make_bodies(args.bodies, args.jobs, int(time.time()) - 60)
+    bodies = make_bodies(args.bodies, args.jobs, int(time.time()))
     # baseline: orjson.loads alone on the same bodies, in this process
     t = time.process_time()
     for _ in range(3):

@@ -51,6 +51,8 @@ class Route:
     slot: int  # series window slot, -1 when unrouted
     prev_ts: int = 0
     prev_value: float = math.nan
+    reason: str | None = None  # set: the series' identity is invalid (every item of it is rejected)
+    base: int = 0  # slot * window: where the series' window starts in the flat array
 
 
 @dataclass(slots=True)
@@ -125,7 +127,7 @@ class Ingestor:
         self._by_metric: dict[str, _MetricIndex] = {}
         self._metrics_of: dict[str, set[str]] = {}  # job -> pushed metrics it watches
         self._buckets: dict[str, JobBuckets] = {}
-        self._routes: dict[tuple[Any, ...], Route | str] = {}
+        self._routes: dict[tuple[Any, ...], Route] = {}
         self._slots: dict[tuple[Any, ...], int] = {}  # series -> window slot (kept across re-routing)
         self.accepted = 0
         self.rejected = 0
@@ -172,11 +174,11 @@ class Ingestor:
             slot = self._slots[key] = self.windows.allocate()
         return slot
 
-    def _resolve(self, key: tuple[Any, ...], ctype: str) -> Route | str:
+    def _resolve(self, key: tuple[Any, ...], ctype: str) -> Route:
         endpoint, metric, tags = key
         reason = check_key(endpoint, metric, tags, ctype, 1)
         if reason is not None:
-            return reason
+            return Route([], ctype, None, -1, reason=reason)
         counter = ctype if ctype != "GAUGE" else None
         index = self._by_metric.get(metric)
         if index is None:
@@ -193,7 +195,8 @@ class Ingestor:
             else:
                 instance = endpoint
             targets.append(Target(self._buckets[w.job], w.rule_index, instance, w.invert))
-        return Route(targets, ctype, counter, self._slot(key) if targets else -1)
+        slot = self._slot(key) if targets else -1
+        return Route(targets, ctype, counter, slot, base=slot * self.windows.window)
 
     def ingest(self, items: Any, now: float) -> PushResult:
         """Validate and route a decoded push body (a list). Never raises on item content."""
@@ -205,7 +208,8 @@ class Ingestor:
             self.windows.clear()
         two_now = 2 * now
         completed = res.completed
-        put = self.windows.put
+        windows = self.windows
+        wvals, wlast, wsize, wstep = windows.values, windows.last, windows.window, windows.step
         for i, item in enumerate(items):
             try:
                 key = _key_of(item)
@@ -226,13 +230,13 @@ class Ingestor:
             except TypeError:
                 res.reject(i, "endpoint/metric/tags: wrong type")
                 continue
-            if route is None or (type(route) is not str and ctype != route.ctype):  # type: ignore[union-attr]
+            if route is None or ctype != route.ctype:
                 if type(ctype) is not str or ctype not in COUNTER_TYPES:
                     res.reject(i, f"counterType: {str(ctype)[:40]!r} is not GAUGE, COUNTER or DERIVE")
                     continue
                 route = routes[key] = self._resolve(key, ctype)
-            if type(route) is str:
-                res.reject(i, route)
+            if route.reason is not None:
+                res.reject(i, route.reason)
                 continue
             if type(step) is not int or step <= 0:
                 res.reject(i, "step: must be an integer > 0")
@@ -250,10 +254,9 @@ class Ingestor:
                 v = checked
             if type(ts) is not int or ts <= 0 or ts > two_now:
                 ts = check_timestamp(ts, now)
-            targets = route.targets  # type: ignore[union-attr]
+            targets = route.targets
             if not targets:
                 continue
-            assert isinstance(route, Route)
             if route.counter is not None:
                 prev_ts, prev_v = route.prev_ts, route.prev_value
                 if ts <= prev_ts:
@@ -265,7 +268,15 @@ class Ingestor:
                 if rate < 0:
                     continue  # counter reset / wrap (COUNTER) or negative DERIVE: Falcon drops it
                 v = rate
-            put(route.slot, ts, v)
+            # the series' window (inlined SeriesWindows.put: this loop is the hot path)
+            period = ts // wstep
+            last = wlast[route.slot]
+            if period == last:
+                wvals[route.base + period % wsize] = v
+            elif period > last:
+                windows.put(route.slot, ts, v)
+            elif last - period < wsize:
+                wvals[route.base + period % wsize] = v
             for t in targets:
                 jb = t.buckets
                 start = ts - ts % jb.period
@@ -294,7 +305,7 @@ class Ingestor:
         """(metric, tags, window slot) of every routed series that feeds `job` (status and windows)."""
         out = []
         for key, route in self._routes.items():
-            if isinstance(route, Route) and any(t.buckets.job == job for t in route.targets):
+            if any(t.buckets.job == job for t in route.targets):
                 out.append((key[1], f"{key[0]}/{key[2]}", route.slot))
         return out
 

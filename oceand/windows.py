@@ -22,8 +22,8 @@ class SeriesWindows:
         self.last = array("q")  # newest period number per series (0 = none yet)
 
     def clear(self) -> None:
-        self.values = array("d")
-        self.last = array("q")
+        del self.values[:]  # in place: the ingest loop holds these arrays
+        del self.last[:]
 
     def __len__(self) -> int:
         return len(self.last)
