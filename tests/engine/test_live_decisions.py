@@ -159,3 +159,55 @@ async def test_manual_scale_alarm_and_pause(start_daemon: DaemonFactory) -> None
     for k in range(10, 13):
         await bucket(d, c, clock, k, cpu_used=99)
     assert act.instances[JOB] == 4
+
+
+async def test_webhook_gets_applied_actions_and_a_dead_one_never_delays_scaling(
+    start_daemon: DaemonFactory, unused_tcp_port: int
+) -> None:
+    from aiohttp import web
+
+    got: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        got.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        clock = Clock(T0)
+        act = RecordingActuator()
+        d, c = await start_daemon(actuator=act, clock=clock)
+        live = seed(mode="active", notify={"webhook": f"http://127.0.0.1:{port}/hook", "group": "sre_ocean"})
+        assert (await c.call("POST", "/api/v1/jobs", live))[0] == 201
+        for k in range(3):
+            await bucket(d, c, clock, k, cpu_used=90)
+        assert act.calls == [(JOB, 2)]
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        assert got and (got[0]["job"], got[0]["from"], got[0]["to"], got[0]["reason"]) == (
+            JOB,
+            1,
+            2,
+            "ScaleOut",
+        )
+        assert got[0]["decision_id"] is not None
+
+        # a webhook nobody listens on: the next scale is not delayed by it
+        dead = seed(mode="active", notify={"webhook": f"http://127.0.0.1:{unused_tcp_port}/hook"})
+        assert (await c.call("PUT", f"/api/v1/jobs/{JOB}", dead))[0] == 200
+        clock.t = T0 + 100
+        started = asyncio.get_running_loop().time()
+        for k in range(20, 23):
+            await bucket(d, c, clock, k, cpu_used=90)
+        assert act.calls == [(JOB, 2), (JOB, 3)]
+        assert asyncio.get_running_loop().time() - started < 2.0
+    finally:
+        await runner.cleanup()
