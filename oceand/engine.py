@@ -425,7 +425,7 @@ class Engine:
                 decision.reasons.append(ACTUATION_FAILED)
             decision.status = "pending"
         assert decision.id is not None
-        await self.store.update_decision(decision.id, decision.status, decision.result)
+        await self.store.update_decision(decision.id, decision.status, decision.result, decision.reasons)
         await self._after(rt, decision)
 
     async def _settle_pending(self, rt: JobRuntime, decision: Decision) -> None:

@@ -92,7 +92,11 @@ class Store(Protocol):
         """Write the job's state and (if given) insert the decision in one transaction; return its id."""
         ...
 
-    async def update_decision(self, decision_id: int, status: str, result: dict[str, Any]) -> None: ...
+    async def update_decision(
+        self, decision_id: int, status: str, result: dict[str, Any], reasons: list[str] | None = None
+    ) -> None:
+        """Record an actuation outcome: status, result and (when given) the decision's reason codes."""
+        ...
 
     async def decisions(self, job: str, limit: int = 50, since: float | None = None) -> list[dict[str, Any]]:
         """Newest first (by `at`, then id); `since` keeps decisions with `at >= since`."""
@@ -359,3 +363,12 @@ def decision_dict(decision_id: int, body: str | bytes, status: str, result: str 
     out["result"] = decode(result)
     out["id"] = int(decision_id)
     return out
+
+
+def with_reasons(body: str | bytes, reasons: list[str]) -> str:
+    """A stored decision body with its reason codes replaced (an outcome such as ActuationFailed)."""
+    if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+        raise ValueError("reasons: a list of reason-code strings")
+    out = decode(body)
+    out["reasons"] = reasons
+    return encode(out, "decision")

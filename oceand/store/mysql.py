@@ -37,6 +37,7 @@ from oceand.store.base import (
     decode,
     encode,
     parse_url,
+    with_reasons,
 )
 from oceand.store.migrations import (
     MIGRATIONS,
@@ -294,15 +295,21 @@ class MySQLStore:
 
         return await self._run(write)
 
-    async def update_decision(self, decision_id: int, status: str, result: dict[str, Any]) -> None:
+    async def update_decision(
+        self, decision_id: int, status: str, result: dict[str, Any], reasons: list[str] | None = None
+    ) -> None:
         check_decision_id(decision_id)
         check_status(status, DECISION_STATUSES, "status")
         text = encode(result, "result")
 
         async def update(cur: Cursor) -> bool:
-            await cur.execute("SELECT 1 FROM decisions WHERE id = %s FOR UPDATE", (decision_id,))
-            if await cur.fetchone() is None:
+            await cur.execute("SELECT body FROM decisions WHERE id = %s FOR UPDATE", (decision_id,))
+            row = await cur.fetchone()
+            if row is None:
                 return False
+            if reasons is not None:
+                body = with_reasons(row[0], reasons)
+                await cur.execute("UPDATE decisions SET body = %s WHERE id = %s", (body, decision_id))
             await cur.execute(
                 "UPDATE decisions SET status = %s, result = %s WHERE id = %s", (status, text, decision_id)
             )

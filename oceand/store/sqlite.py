@@ -35,6 +35,7 @@ from oceand.store.base import (
     decode,
     encode,
     parse_url,
+    with_reasons,
 )
 from oceand.store.migrations import (
     MIGRATIONS,
@@ -239,11 +240,20 @@ class SQLiteStore:
             assert cursor.lastrowid is not None
             return int(cursor.lastrowid)
 
-    async def update_decision(self, decision_id: int, status: str, result: dict[str, Any]) -> None:
+    async def update_decision(
+        self, decision_id: int, status: str, result: dict[str, Any], reasons: list[str] | None = None
+    ) -> None:
         check_decision_id(decision_id)
         check_status(status, DECISION_STATUSES, "status")
         text = encode(result, "result")
         async with self._write() as db:
+            if reasons is not None:
+                rows = list(
+                    await db.execute_fetchall("SELECT body FROM decisions WHERE id = ?", (decision_id,))
+                )
+                if rows:
+                    body = with_reasons(rows[0][0], reasons)
+                    await db.execute("UPDATE decisions SET body = ? WHERE id = ?", (body, decision_id))
             cursor = await db.execute(
                 "UPDATE decisions SET status = ?, result = ? WHERE id = ?", (status, text, decision_id)
             )

@@ -404,3 +404,29 @@ async def test_ping_reports_open_and_closed(store: AnyStore) -> None:
     assert await store.ping() is False
     with pytest.raises(StoreError, match="not open"):
         await store.list_jobs()
+
+
+async def test_update_decision_can_record_outcome_reason_codes(store: SQLiteStore | MySQLStore) -> None:
+    d = {
+        "job": "job.reasons",
+        "at": 1_800_000_000.5,
+        "trigger": "bucket",
+        "current": 2,
+        "desired": 3,
+        "bucket": 1_800_000_000,
+        "proposals": [],
+        "limits": [],
+        "reasons": ["ScaleOut"],
+        "mode": "active",
+        "status": "pending",
+        "result": {},
+        "id": None,
+    }
+    did = await store.commit("job.reasons", {"count": 3}, d)
+    assert did is not None
+    await store.update_decision(did, "pending", {"error": "503"}, ["ScaleOut", "ActuationFailed"])
+    got = (await store.decisions("job.reasons"))[0]
+    assert got["reasons"] == ["ScaleOut", "ActuationFailed"] and got["result"] == {"error": "503"}
+    await store.update_decision(did, "applied", {"deployment_id": "x"})  # reasons left as they were
+    got = (await store.decisions("job.reasons"))[0]
+    assert got["status"] == "applied" and got["reasons"] == ["ScaleOut", "ActuationFailed"]
