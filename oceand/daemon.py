@@ -24,11 +24,12 @@ from oceand.actuation import Actuator, RecordingActuator
 from oceand.api import admin, ingest
 from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
-from oceand.config import Config, ConfigError, load_config
+from oceand.config import Config, ConfigError, changed_keys, load_config
 from oceand.engine import Engine
 from oceand.jobfiles import load_job_files
 from oceand.keys import DAEMON, ENGINE, METRICS, STORE
 from oceand.lbmanager import LBManager, lb_settings
+from oceand.logs import setup_logging
 from oceand.metrics import Metrics
 from oceand.notify import Notifier
 from oceand.store import open_store
@@ -283,6 +284,11 @@ class Daemon:
         old = self.config
         self.config = new
         self.engine.default_tz = new.timezone
+        if new.log != old.log:
+            setup_logging(new.log.level, new.log.format)
+        changed = changed_keys(old, new)
+        if changed:
+            log.info("reload changes %s", ", ".join(changed), extra={"event": "reload_changes"})
         if new.marathon != old.marathon:
             for c in list(self.clusters.values()):
                 await c.close()

@@ -1,0 +1,90 @@
+"""The daemon process's runtime contract (issue 2): systemd notify, SIGHUP reload (a bad config is
+rejected and the old one keeps running), SIGTERM drains and exits 0, bad configs exit non-zero."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import ROOT, DaemonProcess, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_notify_reload_and_term(tmp_path: Path) -> None:
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(10)
+    d = DaemonProcess(workdir=tmp_path, env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "2000000"})
+    try:
+        assert b"READY=1" in sock.recv(4096)
+        assert b"WATCHDOG=1" in sock.recv(4096)  # pinged at half the 2 s interval
+        good = d.conf.read_text()
+        assert d.request("GET", "/api/v1/jobs") == {"jobs": []}
+
+        d.conf.write_text(good + "\ndry_run = tru\n")  # a TOML error
+        assert d.proc is not None
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload rejected" in d.log.read_text(), 10, "the bad reload to be rejected")
+        assert d.request("GET", "/readyz")["status"] == "ready"  # the old config keeps running
+
+        d.conf.write_text("dry_run = true\n" + good)
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "config reloaded" in d.log.read_text(), 10, "the good reload")
+        assert "dry_run" in d.log.read_text()
+
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(30) == 0
+        seen = b""
+        while b"STOPPING=1" not in seen:
+            seen += sock.recv(4096)
+    finally:
+        d.close()
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    ("toml", "needle"),
+    [
+        pytest.param(
+            '[server]\nlisen = "127.0.0.1:1"\n',
+            "server.lisen: unknown key (did you mean 'listen'?)",
+            id="typo",
+        ),
+        pytest.param('[store]\nurl = "postgres://x"\n', "store.url", id="unsupported store"),
+        pytest.param("timezone = 'Mars/Base'\n", "timezone", id="bad time zone"),
+        pytest.param("dry_run = 1x\n[server]\n", "line 1", id="TOML syntax"),
+    ],
+)
+def test_bad_config_exits_non_zero_naming_file_and_key(tmp_path: Path, toml: str, needle: str) -> None:
+    conf = tmp_path / "bad.toml"
+    conf.write_text(toml)
+    for cmd in ("check-config", "run"):
+        p = subprocess.run(
+            [sys.executable, "-m", "oceand", cmd, "--config", str(conf)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(os.environ),
+        )
+        assert p.returncode == 2, p.stderr
+        assert str(conf) in p.stderr and needle in p.stderr, p.stderr
+
+
+def test_check_config_accepts_the_example(tmp_path: Path) -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "oceand", "check-config", "--config", "conf/oceand.toml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0 and "OK" in p.stdout, p.stderr
