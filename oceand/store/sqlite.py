@@ -79,7 +79,10 @@ class SQLiteStore:
             return
         try:
             if not self._url.memory:
-                Path(self._url.path).parent.mkdir(parents=True, exist_ok=True)
+                path = Path(self._url.path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if path.is_dir():  # caught here: aiosqlite's own failure path races the loop's close
+                    raise IsADirectoryError(f"{path} is a folder")
             db = await aiosqlite.connect(self._url.path, timeout=self._url.timeout, isolation_level=None)
         except (OSError, sqlite3.Error) as e:
             raise self._error(f"cannot open the database: {e}") from e
