@@ -15,7 +15,7 @@ import contextlib
 import os
 import signal
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -135,6 +135,37 @@ def atomic_write(path: Path, text: str) -> None:
         if isinstance(e, OSError):
             raise LBError(f"cannot write {path}: {e.strerror or e}") from None
         raise
+
+
+class CheckedFile:
+    """An include file that a server's config check must accept (nginx, keepalived).
+
+    `write` puts the new text in place atomically and runs the check; on a failed check it puts back the
+    last text that passed (or what was there before) and raises. `pending` is True while a written file
+    has not been loaded by a reload yet — also at start, since an earlier process may have written one.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pending = True
+        self.last_good: str | None = None
+
+    async def write(self, old: str | None, text: str, check: Callable[[], Awaitable[None]]) -> bool:
+        """True when the caller must reload (the file changed, or an earlier write was never loaded)."""
+        was_pending = self.pending
+        if text != old:
+            atomic_write(self.path, text)
+            self.pending = True
+        if not self.pending:
+            return False
+        try:
+            await check()
+        except LBError:
+            restore(self.path, self.last_good if self.last_good is not None else old)
+            self.pending = was_pending
+            raise
+        self.last_good = text
+        return True
 
 
 def restore(path: Path, old: str | None) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from actuators.lb import LBError, atomic_write, read_text, restore, run_command, signal_pidfile
+from actuators.lb import CheckedFile, LBError, read_text, run_command, signal_pidfile
 from actuators.lb.diff import Backend, Op, apply_ops, parse_vip
 
 _METHODS = {"nat": "NAT", "dr": "DR", "tun": "TUN"}
@@ -149,8 +149,7 @@ class KeepalivedDriver:
         self.delay_loop = delay_loop
         self.virtual_server_lines = tuple(virtual_server_lines)
         self.real_server_lines = tuple(real_server_lines)
-        self._pending = True  # a file written by an earlier process may never have been loaded
-        self._last_good: str | None = None
+        self._file = CheckedFile(include_file)
 
     def __repr__(self) -> str:
         return f"KeepalivedDriver({self.include_file})"
@@ -176,23 +175,10 @@ class KeepalivedDriver:
     async def apply(self, ops: list[Op]) -> None:
         if self._vip_error is not None:
             raise self._vip_error
-        if not ops and not self._pending:
+        if not ops and not self._file.pending:
             return
         async with self.keepalived.lock:
             old = read_text(self.include_file)
-            text = self.render(apply_ops(parse(old), ops))
-            was_pending = self._pending
-            if text != old:
-                atomic_write(self.include_file, text)
-                self._pending = True
-            if not self._pending:
-                return
-            try:
-                await self.keepalived.check()
-            except LBError:
-                restore(self.include_file, self._last_good if self._last_good is not None else old)
-                self._pending = was_pending
-                raise
-            self._last_good = text
-            self.keepalived.reload()
-            self._pending = False
+            if await self._file.write(old, self.render(apply_ops(parse(old), ops)), self.keepalived.check):
+                self.keepalived.reload()
+                self._file.pending = False

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from actuators.lb import LBError, atomic_write, read_text, restore, run_command, signal_pidfile
+from actuators.lb import CheckedFile, LBError, read_text, run_command, signal_pidfile
 from actuators.lb.diff import Backend, Op, apply_ops, parse_hostport
 
 PLACEHOLDER_MARK = "# oceand: placeholder, no backends"
@@ -157,8 +157,7 @@ class NginxDriver:
         self.nginx = nginx
         self.max_fails = max_fails
         self.fail_timeout = fail_timeout
-        self._pending = True  # a file written by an earlier process may never have been loaded
-        self._last_good: str | None = None
+        self._file = CheckedFile(include_file)
 
     def __repr__(self) -> str:
         return f"NginxDriver({self.include_file})"
@@ -167,25 +166,15 @@ class NginxDriver:
         return parse(read_text(self.include_file))
 
     async def apply(self, ops: list[Op]) -> None:
-        if not ops and not self._pending:
+        if not ops and not self._file.pending:
             return
         async with self.nginx.lock:
             old = read_text(self.include_file)
-            new = apply_ops(parse(old), ops)
-            text = render(new, max_fails=self.max_fails, fail_timeout=self.fail_timeout)
-            was_pending = self._pending
-            if text != old:
-                atomic_write(self.include_file, text)
-                self._pending = True
-            if not self._pending:
+            text = render(
+                apply_ops(parse(old), ops), max_fails=self.max_fails, fail_timeout=self.fail_timeout
+            )
+            if not await self._file.write(old, text, self.nginx.check):
                 return
-            try:
-                await self.nginx.check()
-            except LBError:
-                restore(self.include_file, self._last_good if self._last_good is not None else old)
-                self._pending = was_pending
-                raise
-            self._last_good = text
             generation = self.nginx.changed()
         await self.nginx.reload(generation)
-        self._pending = False
+        self._file.pending = False
