@@ -68,6 +68,7 @@ class Daemon:
             interval=config.lb.reconcile_interval,
             nginx_status_url=config.lb.nginx_status_url,
             clock=clock,
+            dry_run=lambda: self.config.dry_run,
         )
         self.notifier = Notifier(config.notify.falcon_sender, on_error=self._notify_error)
         self.engine = Engine(
@@ -79,6 +80,7 @@ class Daemon:
             default_tz=config.timezone,
             grace=config.ingest.grace,
             on_decision=self._on_decision,
+            on_bucket=self.metrics.buckets.inc,
         )
         self.stop_event = asyncio.Event()
         self._reload_requested = asyncio.Event()

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from oceand.actuation import Actuator, AppView, Outcome
 from oceand.buckets import ClosedBucket, JobBuckets
 from oceand.ingest import Ingestor
+from oceand.logs import log_decision
 from oceand.store.base import Store, StoreError
 from policies import engine as policy
 from policies import schedule
@@ -35,6 +36,11 @@ from policies.document import JobDocument
 from policies.types import ACTUATION_FAILED, AlarmEvent, Decision, Fire, JobState, Observation
 
 log = logging.getLogger("oceand.engine")
+
+
+class AppUnknown(Exception):
+    """The job's app state cannot be read (Marathon unreachable, app not found): nothing can be decided."""
+
 
 Clock = Callable[[], float]
 JOB_LEVEL_METRICS = frozenset({"alb.qps"})  # one value per job (from its balancer), not per instance
@@ -82,6 +88,7 @@ class Engine:
         flush_interval: float = 1.0,
         retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0),
         on_decision: Hook | None = None,
+        on_bucket: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.actuator_for = actuator_for
@@ -93,6 +100,7 @@ class Engine:
         self.flush_interval = flush_interval
         self.retry_delays = retry_delays
         self.on_decision = on_decision
+        self.on_bucket = on_bucket
         self.ingestor = Ingestor()
         self.jobs: dict[str, JobRuntime] = {}
         self._dirty: set[str] = set()
@@ -107,10 +115,19 @@ class Engine:
         for stored in await self.store.list_jobs():
             doc = JobDocument.model_validate(stored.doc)
             await self.upsert(doc, stored.version)
-        for d in await self.store.pending_decisions():
-            rt = self.jobs.get(d["job"])
-            if rt is not None:
-                await self._settle_pending(rt, Decision.from_json(d))
+        newest: dict[str, Decision] = {}
+        for d in await self.store.pending_decisions():  # oldest first
+            decision = Decision.from_json(d)
+            rt = self.jobs.get(decision.job)
+            if rt is None:
+                continue
+            older = newest.get(decision.job)
+            if older is not None:  # only the newest pending decision of a job still means anything
+                rt.retry = older
+                await self._supersede(rt, older, decision)
+            newest[decision.job] = decision
+        for decision in newest.values():
+            await self._settle_pending(self.jobs[decision.job], decision)
 
     async def upsert(self, doc: JobDocument, version: int) -> JobRuntime:
         rt = self.jobs.get(doc.job)
@@ -131,6 +148,8 @@ class Engine:
             state.created_at = now
             self._dirty.add(doc.job)
         rt = JobRuntime(doc, version, self._new_buckets(doc, now), state)
+        if state.last_bucket is not None:  # a bucket closed before a restart is not evaluated again
+            rt.buckets.closed_upto = max(rt.buckets.closed_upto, state.last_bucket + int(doc.period))
         self.jobs[doc.job] = rt
         self.ingestor.set_job(doc, rt.buckets)
         rt.task = asyncio.get_running_loop().create_task(self._worker(rt), name=f"job:{doc.job}")
@@ -271,8 +290,22 @@ class Engine:
         self.set_expected(rt.name, view.running)
         return view
 
+    async def _known_view(self, rt: JobRuntime) -> AppView | None:
+        """The app's state, read now if the cache has none; None when it cannot be known."""
+        view = self._view(rt)
+        if view.known:
+            return view
+        try:
+            view = await self.actuator_for(rt.doc).refresh(rt.doc)
+        except Exception as e:
+            log.warning("job %s: cannot read its app: %s", rt.name, e, extra={"event": "app_unknown"})
+            return None
+        return view if view.known else None
+
     async def _evaluate_bucket(self, rt: JobRuntime, closed: ClosedBucket) -> None:
         self.counters["buckets"] += 1
+        if self.on_bucket is not None:
+            self.on_bucket()
         view = self._view(rt)
         if not view.known:
             log.debug("job %s: app state unknown, bucket %d not evaluated", rt.name, closed.start)
@@ -300,7 +333,10 @@ class Engine:
         await self._decided(rt, decision, state)
 
     async def _alarm(self, rt: JobRuntime, event: AlarmEvent) -> None:
-        view = self._view(rt)
+        view = await self._known_view(rt)
+        if view is None:
+            log.warning("job %s: alarm ignored, app state unknown", rt.name, extra={"event": "alarm_skipped"})
+            return
         now = self.clock()
         windows = schedule.active_windows(rt.doc, now, self.default_tz)
         decision, state = policy.on_alarm(
@@ -318,11 +354,16 @@ class Engine:
         await self._decided(rt, decision, state)
 
     async def _manual(self, rt: JobRuntime, m: Manual) -> Decision:
-        view = self._view(rt)
+        view = await self._known_view(rt)
+        if view is None:
+            raise AppUnknown(f"the state of app {rt.doc.target.app!r} cannot be read now; try again")
         now = self.clock()
         windows = schedule.active_windows(rt.doc, now, self.default_tz)
+        mode = self.mode(rt)
+        if mode == "paused":  # pausing stops automatic scaling, not an operator's explicit scale
+            mode = "dry-run" if self.dry_run() or self.dry_reason(rt.doc) is not None else "active"
         decision, state = policy.on_manual(
-            rt.doc, now, view.instances, m.instances, m.reason, rt.state, mode=self.mode(rt), windows=windows
+            rt.doc, now, view.instances, m.instances, m.reason, rt.state, mode=mode, windows=windows
         )
         return await self._decided(rt, decision, state, always_store=True)
 
@@ -338,6 +379,8 @@ class Engine:
             log.warning(
                 "schedule %s of job %s missed its fire at %s", rule, rt.name, at, extra={"event": "misfire"}
             )
+        if fires and self.mode(rt) != "paused" and await self._known_view(rt) is None:
+            return  # not claimed: tried again at the next wake, within the misfire grace
         for fire in fires:
             rt.state.fires[fire.rule] = max(fire.at, rt.state.fires.get(fire.rule, fire.at))
             self._dirty.add(rt.name)
@@ -389,6 +432,8 @@ class Engine:
         else:
             decision.status = "none"
         decision.id = await self.store.commit(rt.name, state.to_json(), decision.to_json())
+        if decision.status == "pending" and rt.retry is not None:
+            await self._supersede(rt, rt.retry, decision)
         self._dirty.discard(rt.name)
         self.counters["decisions"] += 1
         if decision.status == "pending":
@@ -411,7 +456,7 @@ class Engine:
         decision.result = outcome.result
         if outcome.status == "applied":
             decision.status = "applied"
-            rt.retry = None
+            rt.retry, rt.retry_at = None, None
         elif outcome.permanent:
             decision.status = "failed"
             rt.blocked = str(outcome.result.get("error", "failed"))
@@ -427,6 +472,14 @@ class Engine:
         assert decision.id is not None
         await self.store.update_decision(decision.id, decision.status, decision.result, decision.reasons)
         await self._after(rt, decision)
+
+    async def _supersede(self, rt: JobRuntime, old: Decision, new: Decision) -> None:
+        """A decision still retrying is replaced by a newer one: it will never be applied."""
+        rt.retry, rt.retry_at = None, None
+        old.status = "failed"
+        old.result = dict(old.result, superseded_by=new.id)
+        assert old.id is not None
+        await self.store.update_decision(old.id, old.status, old.result, old.reasons)
 
     async def _settle_pending(self, rt: JobRuntime, decision: Decision) -> None:
         """A decision left pending by a crash: mark it applied if Marathon has its count, else apply it."""
@@ -447,19 +500,7 @@ class Engine:
 
     async def _after(self, rt: JobRuntime, decision: Decision) -> None:
         rt.last_decision = decision.to_json()
-        log.info(
-            "decision",
-            extra={
-                "event": "decision",
-                "job": decision.job,
-                "id": decision.id,
-                "trigger": decision.trigger,
-                "current": decision.current,
-                "desired": decision.desired,
-                "reasons": decision.reasons,
-                "status": decision.status,
-            },
-        )
+        log_decision(log, rt.last_decision)
         if self.on_decision is not None:
             res = self.on_decision(rt.doc, decision)
             if res is not None:

@@ -65,6 +65,7 @@ class LBManager:
         interval: float = 30.0,
         nginx_status_url: str | None = None,
         clock: Callable[[], float] = time.time,
+        dry_run: Callable[[], bool] = lambda: False,
     ) -> None:
         self.factory = DriverFactory(settings)
         self.app_of = app_of  # the job's app as the Marathon watcher knows it
@@ -73,6 +74,7 @@ class LBManager:
         self.interval = interval
         self.nginx_status_url = nginx_status_url
         self.clock = clock
+        self.dry_run = dry_run  # the daemon-wide switch: no balancer is changed while it is on
         self.docs: dict[str, JobDocument] = {}
         self.reconcilers: dict[str, list[Reconciler]] = {}
         self.stats: dict[str, list[HaproxyStats | NginxStubStatus]] = {}
@@ -151,6 +153,8 @@ class LBManager:
         app = self.app_of(doc) if doc is not None else None
         if app is None:
             return None  # the app is not known yet: never empty a balancer on missing information
+        if self.dry_run():
+            return None
         soonest: float | None = None
         for r in self.reconcilers.get(name, []):
             res = await r.reconcile(app, now)
@@ -182,11 +186,16 @@ class LBManager:
     def status(self, name: str) -> list[dict[str, Any]]:
         return [r.status() for r in self.reconcilers.get(name, [])]
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 30.0) -> None:
+        """Let passes in progress finish (SIGTERM finishes in-flight actions), then stop the loops."""
         self._stop.set()
+        for ev in self._wake.values():
+            ev.set()
         tasks = list(self._tasks.values())
-        for t in tasks:
-            t.cancel()
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            for t in late:
+                t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for samplers in self.stats.values():
             for s in samplers:

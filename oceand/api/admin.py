@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from oceand.api.errors import ApiError, json_response, read_json
+from oceand.engine import AppUnknown
 from oceand.keys import DAEMON, ENGINE, METRICS, STORE
 from policies.document import JOB_NAME_RE, DocumentError, dump_job, parse_job
 
@@ -154,7 +155,10 @@ async def scale(request: web.Request) -> web.Response:
     reason = data.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 500:
         raise ApiError(422, "invalid_body", "reason: a string of at most 500 characters")
-    decision = await request.app[ENGINE].manual(name, instances, reason)
+    try:
+        decision = await request.app[ENGINE].manual(name, instances, reason)
+    except AppUnknown as e:
+        raise ApiError(409, "app_state_unknown", str(e)) from None
     return json_response({"decision": decision.to_json()})
 
 

@@ -211,3 +211,76 @@ async def test_webhook_gets_applied_actions_and_a_dead_one_never_delays_scaling(
         assert asyncio.get_running_loop().time() - started < 2.0
     finally:
         await runner.cleanup()
+
+
+async def test_a_bucket_closed_before_a_restart_is_not_evaluated_again(start_daemon: DaemonFactory) -> None:
+    clock = Clock(T0)
+    act = RecordingActuator()
+    d, c = await start_daemon(actuator=act, clock=clock)
+    assert (await c.call("POST", "/api/v1/jobs", seed(mode="active")))[0] == 201
+    await bucket(d, c, clock, 0, cpu_used=90)  # closes at its deadline: 2 reporters known from now on
+    ts = T0 + 10
+    clock.t = ts + 1
+    items = [
+        {
+            "endpoint": f"h{i}",
+            "metric": "cpu.idle",
+            "timestamp": ts,
+            "step": 10,
+            "value": 10,
+            "counterType": "GAUGE",
+            "tags": f"job={JOB}",
+        }
+        for i in range(2)
+    ]
+    assert (await c.call("POST", "/v1/push", items))[0] == 200  # both reported: closes early
+    rt = d.engine.jobs[JOB]
+    for _ in range(100):
+        await asyncio.sleep(0.005)
+        if rt.state.last_bucket == ts:
+            break
+    assert rt.state.streaks["cpu"].out == 2
+    await d.stop()  # restart inside the same period
+    d2, c2 = await start_daemon(actuator=act, clock=clock)
+    assert d2.engine.jobs[JOB].buckets.closed_upto == ts + 10  # not reopened (it would close empty)
+    await bucket(d2, c2, clock, 2, cpu_used=90)
+    assert act.calls == [(JOB, 2)]
+
+
+class FlakyActuator(RecordingActuator):
+    """Fails its first apply as Marathon being down would (transient), then works."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def apply(self, doc: Any, decision: Any) -> Any:
+        from oceand.actuation import Outcome
+
+        if self.failures:
+            self.failures -= 1
+            return Outcome("failed", {"error": "Marathon answered 503"})
+        return await super().apply(doc, decision)
+
+
+async def test_a_retrying_decision_superseded_by_a_newer_one_is_never_applied(
+    start_daemon: DaemonFactory,
+) -> None:
+    clock = Clock(T0)
+    act = FlakyActuator()
+    d, c = await start_daemon(actuator=act, clock=clock)
+    assert (await c.call("POST", "/api/v1/jobs", seed(mode="active")))[0] == 201
+    status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 4})
+    assert (status, body["decision"]["status"]) == (200, "pending")
+    assert "ActuationFailed" in body["decision"]["reasons"]
+    status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 2})
+    assert body["decision"]["status"] == "applied"
+    rows = await decisions(c)
+    first = next(x for x in rows if x["desired"] == 4)
+    assert first["status"] == "failed" and first["result"]["superseded_by"] == body["decision"]["id"]
+    rt = d.engine.jobs[JOB]
+    assert rt.retry is None and rt.retry_at is None
+    await d.stop()
+    await start_daemon(actuator=act, clock=clock)
+    await asyncio.sleep(0.1)
+    assert act.instances[JOB] == 2 and act.calls == [(JOB, 2)]
