@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -83,12 +84,20 @@ class SQLiteStore:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if path.is_dir():  # caught here: aiosqlite's own failure path races the loop's close
                     raise IsADirectoryError(f"{path} is a folder")
-            db = await aiosqlite.connect(self._url.path, timeout=self._url.timeout, isolation_level=None)
+            connecting = aiosqlite.connect(self._url.path, timeout=self._url.timeout, isolation_level=None)
+            # aiosqlite's worker thread is not a daemon thread: a process that ends without close()
+            # (a crash) would hang at exit instead of letting systemd restart it. SQLite's own
+            # journal keeps the file consistent if the thread dies mid-transaction.
+            thread = getattr(connecting, "_thread", None)
+            if isinstance(thread, threading.Thread):
+                thread.daemon = True
+            db = await connecting
         except (OSError, sqlite3.Error) as e:
             raise self._error(f"cannot open the database: {e}") from e
         try:
             async with self._lock:
                 await self._while_locked(db, "PRAGMA journal_mode=WAL")
+                await db.execute("PRAGMA synchronous=FULL")  # a committed decision survives power loss
                 await self._migrate(db)
         except BaseException as e:
             await db.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -57,6 +59,21 @@ def _not_a_database(tmp: Path) -> Path:
 def _a_folder(tmp: Path) -> Path:
     (tmp / "oceand.db").mkdir()
     return tmp / "oceand.db"
+
+
+def test_sqlite_process_that_never_closes_its_store_still_exits(tmp_path: Path) -> None:
+    script = (
+        "import asyncio\n"
+        "from oceand.store import open_store\n"
+        "async def main():\n"
+        f"    store = open_store('sqlite:///{tmp_path}/o.db')\n"
+        "    await store.open()\n"
+        "    await store.put_job('j', {})\n"
+        "    raise SystemExit(3)  # a crash: no close()\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], timeout=10, capture_output=True)
+    assert done.returncode == 3, done.stderr
 
 
 @pytest.mark.parametrize(
