@@ -19,10 +19,8 @@ def _load(path: str | None) -> Config:
 
 def _check(path: str | None) -> Config:
     from oceand.jobfiles import load_job_files
-    from oceand.store import parse_url
 
-    config = _load(path)
-    parse_url(config.store.url)
+    config = _load(path)  # store.url is checked by the store's own parser while loading
     if config.jobs_dir is not None:
         load_job_files(Path(config.jobs_dir))
     return config
@@ -46,15 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from oceand.logs import setup_logging
-    from oceand.store import StoreConfigError
 
     try:
         config = _check(args.config)
     except ConfigError as e:
         print(f"oceand: config error: {e}", file=sys.stderr)
-        return 2
-    except StoreConfigError as e:
-        print(f"oceand: config error: {args.config or '(defaults)'}: store.url: {e}", file=sys.stderr)
         return 2
     if args.command == "check-config":
         print(f"{args.config or '(embedded defaults)'}: OK")

@@ -40,8 +40,6 @@ from policies.types import Decision
 
 log = logging.getLogger("oceand")
 
-ClusterFactory = Callable[["Daemon"], Awaitable[None]]
-
 
 class Daemon:
     def __init__(

@@ -65,7 +65,6 @@ class JobRuntime:
     task: asyncio.Task[None] | None = None
     blocked: str | None = None  # a permanent actuation failure: no more applies until the document changes
     last_decision: dict[str, Any] | None = None
-    evaluations: int = 0
     retry_at: float | None = None  # a transient failure's next retry
     retry: Decision | None = None
 
@@ -106,7 +105,6 @@ class Engine:
         self._dirty: set[str] = set()
         self._stopping = False
         self._inflight = 0
-        self.counters: dict[str, int] = {"evaluations": 0, "buckets": 0, "decisions": 0}
 
     # ---- job set -------------------------------------------------------------------------------
 
@@ -303,7 +301,6 @@ class Engine:
         return view if view.known else None
 
     async def _evaluate_bucket(self, rt: JobRuntime, closed: ClosedBucket) -> None:
-        self.counters["buckets"] += 1
         if self.on_bucket is not None:
             self.on_bucket()
         view = self._view(rt)
@@ -328,8 +325,6 @@ class Engine:
         )
         windows = schedule.active_windows(rt.doc, obs.now, self.default_tz)
         decision, state = policy.evaluate(rt.doc, obs, rt.state, mode=self.mode(rt), windows=windows)
-        rt.evaluations += 1
-        self.counters["evaluations"] += 1
         await self._decided(rt, decision, state)
 
     async def _alarm(self, rt: JobRuntime, event: AlarmEvent) -> None:
@@ -435,7 +430,6 @@ class Engine:
         if decision.status == "pending" and rt.retry is not None:
             await self._supersede(rt, rt.retry, decision)
         self._dirty.discard(rt.name)
-        self.counters["decisions"] += 1
         if decision.status == "pending":
             await self._apply(rt, decision)
         else:

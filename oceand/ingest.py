@@ -298,17 +298,6 @@ class Ingestor:
         self.rejected += res.invalid
         return res
 
-    def route_count(self) -> int:
-        return len(self._routes)
-
-    def series_of(self, job: str) -> list[tuple[str, str, int]]:
-        """(metric, tags, window slot) of every routed series that feeds `job` (status and windows)."""
-        out = []
-        for key, route in self._routes.items():
-            if any(t.buckets.job == job for t in route.targets):
-                out.append((key[1], f"{key[0]}/{key[2]}", route.slot))
-        return out
-
 
 def _matches(sel: Selector, tags: dict[str, str], endpoint: str) -> bool:
     for k, v in sel.tags.items():

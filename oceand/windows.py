@@ -57,6 +57,3 @@ class SeriesWindows:
             v = self.values[slot * w + p % w]
             out.append(None if v != v else v)
         return out
-
-    def nbytes(self) -> int:
-        return self.values.itemsize * len(self.values) + self.last.itemsize * len(self.last)
