@@ -6,7 +6,11 @@ BODIES bodies of 1,000 points each over keep-alive HTTP. The figure is the daemo
 
     ratio = points per daemon CPU-second / points per orjson.loads CPU-second   (target >= 0.5)
 
-Run: .venv/bin/python bench/ingest.py [--bodies 400] [--jobs 200]
+Each round sends fresh bodies stamped with the current time and measures orjson and the daemon back to back.
+The figure is best-of-rounds for each side, as `timeit` does (slower rounds measure the machine's other
+tenants, not the code: on a shared VM single rounds vary by ±40 %); the median round's ratio is printed too.
+
+Run: .venv/bin/python bench/ingest.py [--bodies 400] [--jobs 200] [--rounds 8]
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,8 +32,8 @@ from bench.common import DaemonProcess, job_doc
 POINTS = 1000
 
 
-def make_bodies(n: int, jobs: int, start: int) -> list[bytes]:
-    rng = random.Random(7)
+def make_bodies(n: int, jobs: int, start: int, seed: int = 7) -> list[bytes]:
+    rng = random.Random(seed)
     bodies = []
     metrics = ("cpu.idle", "proc.qps", "mem.memfree.percent", "proc.delay")
     for b in range(n):
@@ -76,34 +81,49 @@ def main() -> int:
     ap.add_argument("--bodies", type=int, default=400)
     ap.add_argument("--jobs", type=int, default=200)
     ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=8)
     args = ap.parse_args()
 
-    bodies = make_bodies(args.bodies, args.jobs, int(time.time()))
-    # baseline: orjson.loads alone on the same bodies, in this process
-    t = time.process_time()
-    for _ in range(3):
-        for b in bodies:
-            orjson.loads(b)
-    base = (time.process_time() - t) / 3
-
     d = DaemonProcess()
+    base_s: list[float] = []  # CPU-s per point, per round
+    daemon_s: list[float] = []
     try:
         for j in range(args.jobs):
             d.request("POST", "/api/v1/jobs", job_doc(f"job.bench{j:05d}.svc", f"/bench/a{j}"))
-        asyncio.run(post_all(d.url, bodies[:20], 2))  # warm the route cache and the connection path
-        c0 = d.cpu()
-        w0 = time.perf_counter()
-        invalid = asyncio.run(post_all(d.url, bodies, args.concurrency))
-        wall = time.perf_counter() - w0
-        used = d.cpu() - c0
+        warm = make_bodies(20, args.jobs, int(time.time()), seed=0)
+        asyncio.run(post_all(d.url, warm, 2))  # warm the route cache and the connection path
+        for r in range(args.rounds):
+            # each round: fresh bodies stamped now, the baseline and the daemon measured back to back
+            bodies = make_bodies(args.bodies, args.jobs, int(time.time()), seed=r + 1)
+            points = len(bodies) * POINTS
+            t = time.process_time()
+            for _ in range(3):
+                for b in bodies:
+                    orjson.loads(b)
+            base = (time.process_time() - t) / 3
+            c0 = d.cpu()
+            w0 = time.perf_counter()
+            invalid = asyncio.run(post_all(d.url, bodies, args.concurrency))
+            wall = time.perf_counter() - w0
+            used = d.cpu() - c0
+            assert invalid == 0, f"{invalid} points rejected"
+            base_s.append(base / points)
+            daemon_s.append(used / points)
+            print(
+                f"round {r + 1}: orjson.loads {points / base:,.0f} points/CPU-s; daemon {points / used:,.0f} "
+                f"points/CPU-s (wall {wall:.2f} s); ratio {base / used:.2f}"
+            )
     finally:
         d.close()
-    points = len(bodies) * POINTS
-    ratio = base / used
-    print(f"bodies={len(bodies)} points={points} invalid={invalid} jobs={args.jobs}")
-    print(f"orjson.loads alone: {base:.3f} CPU-s  ({points / base:,.0f} points/CPU-s)")
-    print(f"daemon:             {used:.3f} CPU-s  ({points / used:,.0f} points/CPU-s), wall {wall:.2f} s")
-    print(f"ingest ratio: {ratio:.2f}  (target >= 0.5, issue floor 0.3)")
+    best = min(base_s) / min(daemon_s)
+    median = statistics.median(b / u for b, u in zip(base_s, daemon_s, strict=True))
+    print(f"jobs={args.jobs} bodies/round={args.bodies} points/body={POINTS} rounds={args.rounds}")
+    print(
+        f"orjson.loads best {1 / min(base_s):,.0f} points/CPU-s; daemon best {1 / min(daemon_s):,.0f} points/CPU-s"
+    )
+    print(
+        f"ingest ratio: {best:.2f} best of rounds, {median:.2f} median round  (target >= 0.5, issue floor 0.3)"
+    )
     return 0
 
 

@@ -54,7 +54,7 @@ def check_key(endpoint: Any, metric: Any, tags: Any, counter_type: Any, step: An
         return "endpoint: empty or not a string"
     if not isinstance(tags, str):
         return "tags: not a string"
-    if counter_type not in COUNTER_TYPES:
+    if not isinstance(counter_type, str) or counter_type not in COUNTER_TYPES:
         return f"counterType: {str(counter_type)[:40]!r} is not GAUGE, COUNTER or DERIVE"
     if isinstance(step, bool) or not isinstance(step, int) or step <= 0:
         return "step: must be an integer > 0"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -334,6 +335,9 @@ async def run(config: Config) -> int:
         with contextlib.suppress(Exception):
             await daemon.stop()
         raise
+    # What is alive once serving (modules, config, job documents, routes) lives as long as the process:
+    # keep it out of the collector's view, so a full collection walks only what came later.
+    gc.freeze()
     try:
         await daemon.serve_forever()
     finally:

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from oceand.actuation import Actuator, AppView, Outcome
 from oceand.buckets import ClosedBucket, JobBuckets
-from oceand.ingest import Ingestor
+from oceand.ingest import Ingestor, PushResult
 from oceand.logs import log_decision
 from oceand.store.base import Store, StoreError
 from policies import engine as policy
@@ -174,9 +174,11 @@ class Engine:
 
     # ---- inputs --------------------------------------------------------------------------------
 
-    def push(self, items: Any) -> Any:
-        """Ingest a decoded push body; wake the jobs whose bucket became complete."""
-        res = self.ingestor.ingest(items, self.clock())
+    def push(self, items: list[Any], typed: bool = False) -> PushResult:
+        """Ingest a decoded push body (`typed`: FalconItems from `decode_items`, else any JSON list); wake
+        the jobs whose bucket became complete."""
+        now = self.clock()
+        res = self.ingestor.ingest_items(items, now) if typed else self.ingestor.ingest(items, now)
         for name in res.completed:
             rt = self.jobs.get(name)
             if rt is not None:

@@ -1,9 +1,16 @@
-"""The ingest hot path: a parsed Falcon push body -> validated samples -> job buckets (PRODUCT §2.1, §3.1).
+"""The ingest hot path: a Falcon push body -> validated samples -> job buckets (PRODUCT §2.1, §3.1).
 
-A sample's identity (endpoint, metric, tags, counterType, step) is validated and routed once, then cached:
-the next sample of the same series costs a dictionary lookup, a value check and one bucket append per job
-that watches it (ARCHITECTURE property 5). Routing uses each rule's selector (default tag job=<name>);
-`cpu.used` and `mem.used.percent` are derived from `cpu.idle` and `mem.memfree.percent`.
+Two ways in, one routing. The usual body (every item of the agent's shape) is decoded by msgspec straight
+into FalconItems whose fields were type- and range-checked in C (`decode_items`); any other body is decoded
+by orjson and checked item by item with transfer's rules (`Ingestor.ingest`), and its valid items become
+FalconItems too. Both then go through `_route`:
+
+- items whose metric no job watches leave in C-level passes (map/compress), touching no per-series state;
+- a series' identity (endpoint, metric, tags) is routed once and cached: the next sample of it costs one
+  dictionary lookup (in a C-level pass), its window write and one bucket write per job that watches it
+  (ARCHITECTURE property 5). Routing uses each rule's selector (default tag job=<name>);
+  `cpu.used` and `mem.used.percent` are derived from `cpu.idle` and `mem.memfree.percent`.
+
 COUNTER and DERIVE series become per-second rates from consecutive samples, as Falcon stores them.
 Every routed series also keeps a window of its last WINDOW bucket values (oceand.windows).
 """
@@ -15,9 +22,13 @@ import math
 import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import compress, count
+from typing import Annotated, Any, Literal
 
-from collectors.falcon import COUNTER_TYPES, check_key, check_timestamp, check_value, parse_tags
+import msgspec
+
+from collectors.falcon import MAX_METRIC_TAGS_LEN as MAX_LEN
+from collectors.falcon import check_key, check_timestamp, check_value, parse_tags
 from oceand.buckets import JobBuckets
 from oceand.windows import SeriesWindows
 from policies.document import JobDocument, Selector
@@ -31,8 +42,39 @@ REQUIRED = ("endpoint", "metric", "timestamp", "step", "value", "counterType")
 MAX_REASONS = 5
 MAX_ROUTES = 2_000_000  # route cache entries before it is rebuilt from scratch (unbounded series churn)
 
-_key_of = operator.itemgetter("endpoint", "metric", "tags")
-_rest_of = operator.itemgetter("timestamp", "value", "counterType", "step")
+_key_of = operator.attrgetter("endpoint", "metric", "tags")
+_metric_of = operator.attrgetter("metric")
+NEVER_ROUTED = ("kernel.hostname",)  # metrics check_key refuses: their items must meet their route
+
+
+# The fast decoder takes metric names up to METRIC_MAX characters and tags up to the rest of transfer's
+# metric+tags limit, so every item it returns meets that limit; an item past either bound takes the
+# tolerant path, which applies the limit to the sum exactly.
+METRIC_MAX = 128
+
+
+class FalconItem(msgspec.Struct, gc=False):
+    """One push item with every field of the right type (msgspec checks them in C while decoding)."""
+
+    endpoint: Annotated[str, msgspec.Meta(min_length=1)]
+    metric: Annotated[str, msgspec.Meta(min_length=1, max_length=METRIC_MAX)]
+    timestamp: int
+    step: Annotated[int, msgspec.Meta(gt=0)]
+    value: float  # msgspec refuses NaN, Infinity and numbers out of float range
+    counterType: Literal["GAUGE", "COUNTER", "DERIVE"]
+    tags: Annotated[str, msgspec.Meta(max_length=MAX_LEN - METRIC_MAX)] = ""
+
+
+_decoder = msgspec.json.Decoder(list[FalconItem])
+
+
+def decode_items(body: bytes) -> list[FalconItem] | None:
+    """A push body whose every item has the usual shape, decoded straight into FalconItems; None for
+    anything else (bad JSON, another shape, one odd item), which takes the tolerant path."""
+    try:
+        return _decoder.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError):  # the latter: invalid UTF-8 in a string
+        return None
 
 
 @dataclass(slots=True)
@@ -43,7 +85,10 @@ class Target:
     invert: bool  # value -> 100 - value
 
 
-@dataclass(slots=True)
+UNROUTED = False  # the route of a valid series no job watches (falsy: the hot loop skips it in C)
+
+
+@dataclass(slots=True, eq=False)
 class Route:
     targets: list[Target]
     ctype: str  # the counterType the route was resolved for
@@ -125,9 +170,10 @@ class Ingestor:
     def __init__(self, windows: SeriesWindows | None = None) -> None:
         self.windows = windows if windows is not None else SeriesWindows()
         self._by_metric: dict[str, _MetricIndex] = {}
+        self._watched: set[str] = set(NEVER_ROUTED)  # pushed metrics some job watches, and refused ones
         self._metrics_of: dict[str, set[str]] = {}  # job -> pushed metrics it watches
         self._buckets: dict[str, JobBuckets] = {}
-        self._routes: dict[tuple[Any, ...], Route] = {}
+        self._routes: dict[tuple[Any, ...], Route | bool] = {}
         self._slots: dict[tuple[Any, ...], int] = {}  # series -> window slot (kept across re-routing)
         self.accepted = 0
         self.rejected = 0
@@ -156,6 +202,7 @@ class Ingestor:
                 )
                 metrics.add(metric)
         self._metrics_of[doc.job] = metrics
+        self._watched = {*self._by_metric, *NEVER_ROUTED}
         self._routes = {}  # re-resolved lazily; series windows keep their slots
 
     def remove_job(self, name: str) -> None:
@@ -165,6 +212,7 @@ class Ingestor:
                 idx.remove(name)
                 if not idx.generic and not idx.by_tag:
                     del self._by_metric[metric]
+        self._watched = {*self._by_metric, *NEVER_ROUTED}
         if self._buckets.pop(name, None) is not None:
             self._routes = {}
 
@@ -174,7 +222,8 @@ class Ingestor:
             slot = self._slots[key] = self.windows.allocate()
         return slot
 
-    def _resolve(self, key: tuple[Any, ...], ctype: str) -> Route:
+    def _resolve(self, key: tuple[Any, ...], ctype: str) -> Route | bool:
+        """The series' route: its targets, or why it is invalid; UNROUTED when no job watches it."""
         endpoint, metric, tags = key
         reason = check_key(endpoint, metric, tags, ctype, 1)
         if reason is not None:
@@ -182,7 +231,7 @@ class Ingestor:
         counter = ctype if ctype != "GAUGE" else None
         index = self._by_metric.get(metric)
         if index is None:
-            return Route([], ctype, counter, -1)
+            return UNROUTED
         parsed = parse_tags(tags)
         targets: list[Target] = []
         for w in index.candidates(parsed):
@@ -195,68 +244,102 @@ class Ingestor:
             else:
                 instance = endpoint
             targets.append(Target(self._buckets[w.job], w.rule_index, instance, w.invert))
-        slot = self._slot(key) if targets else -1
+        if not targets:
+            return UNROUTED
+        slot = self._slot(key)
         return Route(targets, ctype, counter, slot, base=slot * self.windows.window)
 
-    def ingest(self, items: Any, now: float) -> PushResult:
-        """Validate and route a decoded push body (a list). Never raises on item content."""
+    def ingest(self, items: list[Any], now: float) -> PushResult:
+        """Validate and route a decoded push body of any shape (a list). Never raises on item content.
+
+        The tolerant path: each item is checked on its own (transfer's rules), rejects are counted with their
+        index, and the valid items go through the same routing as a typed body (`ingest_items`)."""
         res = PushResult(total=len(items))
+        typed: list[FalconItem] = []
+        index: list[int] = []
+        inow = int(now)
+        for i, item in enumerate(items):
+            if type(item) is not dict:
+                res.reject(i, "item is not an object")
+                continue
+            missing = [k for k in REQUIRED if k not in item]
+            if missing:
+                res.reject(i, f"{missing[0]}: missing")
+                continue
+            endpoint, metric, ctype, step = (
+                item["endpoint"],
+                item["metric"],
+                item["counterType"],
+                item["step"],
+            )
+            tags = item.get("tags", "")  # absent: no tags, as Falcon's agent does for ""
+            reason = check_key(endpoint, metric, tags, ctype, step)
+            if reason is not None:
+                res.reject(i, reason)
+                continue
+            value = check_value(item["value"])
+            if value is None:
+                res.reject(i, f"value: {str(item['value'])[:40]!r} is not a finite number")
+                continue
+            ts = check_timestamp(item["timestamp"], now)
+            typed.append(FalconItem(endpoint, metric, ts if ts > 0 else inow, step, value, ctype, tags))
+            index.append(i)
+        self._route(typed, now, res, index)
+        return res
+
+    def ingest_items(self, items: list[FalconItem], now: float) -> PushResult:
+        """Route a body `decode_items` decoded: every field already has its type and range."""
+        res = PushResult(total=len(items))
+        self._route(items, now, res, None)
+        return res
+
+    def _route(self, items: list[FalconItem], now: float, res: PushResult, index: list[int] | None) -> None:
+        """The hot loop: per item one route lookup, the window write and one bucket write per target.
+
+        Lookups run as C-level map() passes over the whole body; an item of a series no job watches (most
+        of what agents push) never reaches the Python loop: its route is the falsy UNROUTED, which
+        compress() skips."""
         routes = self._routes
         if len(routes) > MAX_ROUTES:  # unbounded series churn: start the caches afresh
             routes.clear()
             self._slots.clear()
             self.windows.clear()
+        # Most of what agents push is a metric no job watches: such an item needs no route, only the checks
+        # its identity must pass, and the decoder made them all (types, ranges, non-empty names, lengths
+        # within transfer's metric+tags limit; `ingest` checks its items one by one). So it leaves here, in
+        # C-level passes that touch no per-series state; metrics check_key refuses are kept for their route.
+        pick = list(map(self._watched.__contains__, map(_metric_of, items)))
+        if not all(pick):
+            index = list(compress(range(len(items)) if index is None else index, pick))
+            items = list(compress(items, pick))
+        keys = list(map(_key_of, items))
+        try:
+            found: list[Route | bool] = list(map(routes.__getitem__, keys))
+        except KeyError:  # series seen for the first time: resolve (and cache) their routes, then again
+            for key, item in zip(keys, items, strict=True):
+                if key not in routes:
+                    routes[key] = self._resolve(key, item.counterType)
+            found = list(map(routes.__getitem__, keys))
         two_now = 2 * now
+        inow = int(now)
         completed = res.completed
         windows = self.windows
         wvals, wlast, wsize, wstep = windows.values, windows.last, windows.window, windows.step
-        for i, item in enumerate(items):
-            try:
-                key = _key_of(item)
-                ts, value, ctype, step = _rest_of(item)
-            except (KeyError, TypeError):
-                if type(item) is not dict:
-                    res.reject(i, "item is not an object")
+        route: Route
+        for i, item, route in compress(zip(count(), items, found), found):  # type: ignore[assignment]
+            if item.counterType != route.ctype:
+                key = keys[i]
+                route = routes[key] = self._resolve(key, item.counterType)  # type: ignore[assignment]
+                if not route:
                     continue
-                missing = [k for k in REQUIRED if k not in item]
-                if missing:
-                    res.reject(i, f"{missing[0]}: missing")
-                    continue
-                # Only `tags` is absent: treat as no tags, as Falcon's agent does for "".
-                key = (item["endpoint"], item["metric"], "")
-                ts, value, ctype, step = _rest_of(item)
-            try:
-                route = routes.get(key)
-            except TypeError:
-                res.reject(i, "endpoint/metric/tags: wrong type")
-                continue
-            if route is None or ctype != route.ctype:
-                if type(ctype) is not str or ctype not in COUNTER_TYPES:
-                    res.reject(i, f"counterType: {str(ctype)[:40]!r} is not GAUGE, COUNTER or DERIVE")
-                    continue
-                route = routes[key] = self._resolve(key, ctype)
-            if route.reason is not None:
-                res.reject(i, route.reason)
-                continue
-            if type(step) is not int or step <= 0:
-                res.reject(i, "step: must be an integer > 0")
-                continue
-            tv = type(value)
-            if tv is float and value - value == 0.0:
-                v = value
-            elif tv is int:
-                v = float(value)
-            else:
-                checked = check_value(value)
-                if checked is None:
-                    res.reject(i, f"value: {str(value)[:40]!r} is not a finite number")
-                    continue
-                v = checked
-            if type(ts) is not int or ts <= 0 or ts > two_now:
-                ts = check_timestamp(ts, now)
             targets = route.targets
             if not targets:
+                res.reject(i if index is None else index[i], route.reason or "")
                 continue
+            v = item.value
+            ts = item.timestamp
+            if ts > two_now or ts <= 0:
+                ts = inow  # transfer's rule for a timestamp it cannot use
             if route.counter is not None:
                 prev_ts, prev_v = route.prev_ts, route.prev_value
                 if ts <= prev_ts:
@@ -268,15 +351,17 @@ class Ingestor:
                 if rate < 0:
                     continue  # counter reset / wrap (COUNTER) or negative DERIVE: Falcon drops it
                 v = rate
-            # the series' window (inlined SeriesWindows.put: this loop is the hot path)
+            # the series' window (SeriesWindows.put inlined for the usual cases: this loop is the hot path)
             period = ts // wstep
-            last = wlast[route.slot]
+            slot = route.slot
+            last = wlast[slot]
             if period == last:
                 wvals[route.base + period % wsize] = v
-            elif period > last:
-                windows.put(route.slot, ts, v)
-            elif last - period < wsize:
+            elif period == last + 1 and last:  # the next period: the usual case, one sample per step
+                wlast[slot] = period
                 wvals[route.base + period % wsize] = v
+            elif period > last or last - period < wsize:
+                windows.put(slot, ts, v)  # a gap to clear, the first sample, or an older period
             for t in targets:
                 jb = t.buckets
                 start = ts - ts % jb.period
@@ -296,7 +381,6 @@ class Ingestor:
                     per[t.instance] = (ts, val)
         self.accepted += res.total - res.invalid
         self.rejected += res.invalid
-        return res
 
 
 def _matches(sel: Selector, tags: dict[str, str], endpoint: str) -> bool:

@@ -162,6 +162,9 @@ async def test_job_crud_roundtrip(start_daemon: DaemonFactory) -> None:
         pytest.param("POST", "/v1/push", b"[{]", 400, "bad_json", None, id="push: malformed"),
         pytest.param("POST", "/v1/push", b"[Infinity]", 400, "bad_json", None, id="push: Infinity literal"),
         pytest.param(
+            "POST", "/v1/push", b'[{"endpoint": "\xff"}]', 400, "bad_json", None, id="push: bad UTF-8"
+        ),
+        pytest.param(
             "GET", "/v1/falcon/alarm?endpoint=h", None, 400, "bad_alarm", None, id="alarm: missing params"
         ),
     ],

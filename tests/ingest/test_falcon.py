@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collectors.falcon import AlarmError, parse_alarm, parse_tags
 from oceand.buckets import JobBuckets
-from oceand.ingest import Ingestor
+from oceand.ingest import Ingestor, PushResult, decode_items
 from policies.document import JobDocument
 
 NOW = 1_700_000_005.0
@@ -34,6 +35,21 @@ def item(**over: Any) -> dict[str, Any]:
 
 
 DROP = object()
+
+
+def push(ing: Ingestor, items: list[Any], now: float = NOW) -> PushResult:
+    """The push endpoint's way in: the body as bytes, decoded by the fast decoder when every item has the
+    usual shape, by orjson and checked item by item otherwise."""
+    body = orjson.dumps(items)
+    fast = decode_items(body)
+    return ing.ingest_items(fast, now) if fast else ing.ingest(orjson.loads(body), now)
+
+
+def tolerant(ing: Ingestor, items: list[Any], now: float = NOW) -> PushResult:
+    return ing.ingest(items, now)
+
+
+WAYS = [pytest.param(push, id="body"), pytest.param(tolerant, id="items")]
 
 
 def ingestor(**doc_over: Any) -> tuple[Ingestor, JobBuckets]:
@@ -74,18 +90,21 @@ def ingestor(**doc_over: Any) -> tuple[Ingestor, JobBuckets]:
         pytest.param(item(value=None), "value", id="null value"),
         pytest.param(item(value=[1]), "value", id="list value"),
         pytest.param(item(value=True), "value", id="bool value"),
-        pytest.param(item(tags=["job=x"]), "wrong type", id="tags as a list"),
+        pytest.param(item(tags=["job=x"]), "tags: not a string", id="tags as a list"),
         pytest.param(item(tags=5), "tags", id="tags as a number"),
         pytest.param(item(metric="m" * 300, tags="k=" + "v" * 300), "510", id="metric+tags over 510"),
+        pytest.param(item(metric="m" * 100, tags="k=" + "v" * 409), "510", id="metric+tags 511"),
+        pytest.param(item(metric="m" * 10, tags=f"job={JOB}," + "v" * 600), "510", id="tags of 600"),
         pytest.param(item(endpoint=DROP), "endpoint: missing", id="missing endpoint"),
         pytest.param(item(value=DROP), "value: missing", id="missing value"),
         pytest.param("cpu.idle", "not an object", id="item is a string"),
         pytest.param(None, "not an object", id="item is null"),
     ],
 )
-def test_invalid_items_are_rejected_and_the_rest_kept(it: Any, reason: str) -> None:
+@pytest.mark.parametrize("way", WAYS)
+def test_invalid_items_are_rejected_and_the_rest_kept(it: Any, reason: str, way: Any) -> None:
     ing, jb = ingestor()
-    res = ing.ingest([item(value=10), it, item(endpoint="host-2", value=20)], NOW)
+    res = way(ing, [item(value=10), it, item(endpoint="host-2", value=20)])
     assert (res.total, res.invalid) == (3, 1)
     assert reason in res.reasons[0] and res.reasons[0].startswith("[1]")
     closed = jb.due(NOW + 20)
@@ -105,11 +124,15 @@ def test_invalid_items_are_rejected_and_the_rest_kept(it: Any, reason: str) -> N
         pytest.param(item(timestamp=0), 70.0, id="timestamp 0 replaced by now"),
         pytest.param(item(timestamp=10 * int(NOW)), 70.0, id="future timestamp replaced by now"),
         pytest.param(item(timestamp="x"), 70.0, id="timestamp not a number replaced by now"),
+        pytest.param(item(timestamp=T + 0.7), 70.0, id="fractional timestamp"),
+        pytest.param(item(tags=f"job={JOB}," + "k=" * 150), 70.0, id="metric+tags of 310"),
+        pytest.param(item(tags=f"job={JOB},ünï=çødé"), 70.0, id="unicode in tags"),
     ],
 )
-def test_accepted_items(it: dict[str, Any], cpu: float | None) -> None:
+@pytest.mark.parametrize("way", WAYS)
+def test_accepted_items(it: dict[str, Any], cpu: float | None, way: Any) -> None:
     ing, jb = ingestor()
-    res = ing.ingest([it], NOW)
+    res = way(ing, [it])
     assert res.invalid == 0, res.reasons
     assert jb.due(NOW + 20)[0].values["cpu"] == (pytest.approx(cpu) if cpu is not None else None)
 
@@ -203,6 +226,47 @@ def test_any_body_is_counted_never_raises(items: list[Any]) -> None:
     for closed in jb.due(NOW + 1000):
         for v in closed.values.values():
             assert v is None or math.isfinite(v)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_item, _item, _json), min_size=1, max_size=30))
+def test_the_fast_decoder_and_the_tolerant_path_agree(items: list[Any]) -> None:
+    """Whatever the body, the push endpoint's two ways through give the same counts, reasons and buckets."""
+    try:
+        body = orjson.dumps(items)
+    except TypeError:  # integers past 64 bits: no client can send those as JSON numbers here
+        return
+    a_ing, a_jb = ingestor()
+    b_ing, b_jb = ingestor()
+    fast = decode_items(body)
+    a = a_ing.ingest_items(fast, NOW) if fast else a_ing.ingest(orjson.loads(body), NOW)
+    b = b_ing.ingest(orjson.loads(body), NOW)
+    assert (a.total, a.invalid, a.reasons, a.completed) == (b.total, b.invalid, b.reasons, b.completed)
+    assert a_jb.due(NOW + 1000) == b_jb.due(NOW + 1000)
+
+
+@pytest.mark.parametrize(
+    ("body", "fast"),
+    [
+        pytest.param(orjson.dumps([item(), item(value=1.5)]), True, id="agent body"),
+        pytest.param(orjson.dumps([item(tags=DROP)]), True, id="no tags"),
+        pytest.param(orjson.dumps([item(metric="kernel.hostname")]), True, id="refused metric: by its route"),
+        pytest.param(orjson.dumps([item(), item(value="1")]), False, id="one numeric string value"),
+        pytest.param(orjson.dumps([item(timestamp=1.5)]), False, id="fractional timestamp"),
+        pytest.param(orjson.dumps([item(endpoint="")]), False, id="empty endpoint"),
+        pytest.param(orjson.dumps([item(step=0)]), False, id="step 0"),
+        pytest.param(orjson.dumps([item(counterType="gauge")]), False, id="lower-case counterType"),
+        pytest.param(orjson.dumps([item(metric="m" * 129)]), False, id="metric past the fast bound"),
+        pytest.param(orjson.dumps([item(value=True)]), False, id="bool value"),
+        pytest.param(b'[{"value": 1e400}]', False, id="number out of range"),
+        pytest.param(b"[NaN]", False, id="NaN literal"),
+        pytest.param(b'[{"endpoint": "\xff"}]', False, id="invalid UTF-8"),
+        pytest.param(b'{"a": 1}', False, id="an object"),
+        pytest.param(b"", False, id="empty"),
+    ],
+)
+def test_which_bodies_the_fast_decoder_takes(body: bytes, fast: bool) -> None:
+    assert (decode_items(body) is not None) == fast
 
 
 @pytest.mark.parametrize(
