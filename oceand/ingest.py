@@ -90,7 +90,7 @@ UNROUTED = False  # the route of a valid series no job watches (falsy: the hot l
 
 @dataclass(slots=True, eq=False)
 class Route:
-    targets: list[Target]
+    targets: list[Target]  # empty: the series' identity is invalid (`reason`)
     ctype: str  # the counterType the route was resolved for
     counter: str | None  # "COUNTER" | "DERIVE" | None (GAUGE)
     slot: int  # series window slot, -1 when unrouted
@@ -98,6 +98,19 @@ class Route:
     prev_value: float = math.nan
     reason: str | None = None  # set: the series' identity is invalid (every item of it is rejected)
     base: int = 0  # slot * window: where the series' window starts in the flat array
+    # the first target's fields, read by the hot loop without a trip through the list (most series feed
+    # one rule of one job); `more` holds the other targets
+    jb: JobBuckets | None = None
+    rule: int = 0
+    instance: str = ""
+    invert: bool = False
+    more: tuple[Target, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.targets:
+            t = self.targets[0]
+            self.jb, self.rule, self.instance, self.invert = t.buckets, t.rule_index, t.instance, t.invert
+            self.more = tuple(self.targets[1:])
 
 
 @dataclass(slots=True)
@@ -332,8 +345,8 @@ class Ingestor:
                 route = routes[key] = self._resolve(key, item.counterType)  # type: ignore[assignment]
                 if not route:
                     continue
-            targets = route.targets
-            if not targets:
+            jb = route.jb
+            if jb is None:
                 res.reject(i if index is None else index[i], route.reason or "")
                 continue
             v = item.value
@@ -362,23 +375,25 @@ class Ingestor:
                 wvals[route.base + period % wsize] = v
             elif period > last or last - period < wsize:
                 windows.put(slot, ts, v)  # a gap to clear, the first sample, or an older period
-            for t in targets:
-                jb = t.buckets
-                start = ts - ts % jb.period
-                b = jb.open.get(start)
-                val = 100.0 - v if t.invert else v
-                if b is None or start < jb.closed_upto:
-                    if jb.add(t.rule_index, t.instance, ts, val):
-                        completed.add(jb.job)
-                    continue
-                per = b.values[t.rule_index]
-                prev = per.get(t.instance)
+            # the bucket write (JobBuckets.add inlined for the first target, the usual only one)
+            start = ts - ts % jb.period
+            val = 100.0 - v if route.invert else v
+            b = jb.open.get(start)
+            if b is None or start < jb.closed_upto:
+                if jb.add(route.rule, route.instance, ts, val):
+                    completed.add(jb.job)
+            else:
+                per = b.values[route.rule]
+                prev = per.get(route.instance)
                 if prev is None:
-                    per[t.instance] = (ts, val)
+                    per[route.instance] = (ts, val)
                     if jb.complete(b):
                         completed.add(jb.job)
                 elif prev[0] <= ts:
-                    per[t.instance] = (ts, val)
+                    per[route.instance] = (ts, val)
+            for t in route.more:
+                if t.buckets.add(t.rule_index, t.instance, ts, 100.0 - v if t.invert else v):
+                    completed.add(t.buckets.job)
         self.accepted += res.total - res.invalid
         self.rejected += res.invalid
 

@@ -187,6 +187,35 @@ def test_selector_on_endpoint_glob_and_tags() -> None:
     assert jb.due(NOW + 20)[0].values["cpu"] == pytest.approx(90.0)
 
 
+@pytest.mark.parametrize("way", WAYS)
+def test_one_series_feeds_every_rule_and_job_that_watches_it(way: Any) -> None:
+    """cpu.idle feeds a cpu.used rule (inverted) and a cpu.idle rule of one job, and another job's rule."""
+    rules = [
+        {"name": "used", "type": "threshold", "metric": "cpu.used", "scale_out": {"above": 80}},
+        {"name": "idle", "type": "threshold", "metric": "cpu.idle", "scale_out": {"above": 80}},
+    ]
+    docs = [
+        JobDocument.model_validate({"job": JOB, "target": {"cluster": "lg", "app": "/web"}, "rules": rules}),
+        JobDocument.model_validate(
+            {
+                "job": "job.other",
+                "target": {"cluster": "lg", "app": "/other"},
+                "rules": [{**rules[1], "selector": {"tags": {"idc": "lg"}}}],
+            }
+        ),
+    ]
+    jbs = [JobBuckets(d.job, 10, 5.0, [(r.name, r.aggregate) for r in d.metric_rules()]) for d in docs]
+    for jb in jbs:
+        jb.start(NOW)
+    ing = Ingestor()
+    ing.set_jobs(zip(docs, jbs, strict=True))
+    res = way(ing, [item(value=30, tags=f"job={JOB},idc=lg"), item(endpoint="host-2", value=50)])
+    assert res.invalid == 0
+    mine, other = (jb.due(NOW + 20)[0] for jb in jbs)
+    assert mine.values == {"used": pytest.approx(60.0), "idle": pytest.approx(40.0)}
+    assert other.values == {"idle": pytest.approx(30.0)}
+
+
 def test_parse_tags() -> None:
     assert parse_tags("b=2, a = 1,c,=x,d=e=f") == {"b": "2", "a": "1", "d": "e=f"}
     assert parse_tags("") == {}
