@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -181,6 +183,12 @@ def main() -> int:
                 lambda: d.request("GET", "/api/v1/clusters")["clusters"][0]["state"] == "connected", 30, "SSE"
             )
             res = asyncio.run(run(d, fake, args.background, args.triggers))
+        except Exception:
+            d.stop()
+            kept = Path(tempfile.gettempdir()) / f"oceand-reaction-failure-{os.getpid()}.log"
+            shutil.copyfile(d.log, kept)
+            print(f"benchmark failed: the daemon's log is kept in {kept}", file=sys.stderr)
+            raise
         finally:
             d.close()
             fake.stop()
