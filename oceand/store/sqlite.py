@@ -50,7 +50,7 @@ from oceand.store.migrations import (
     pending,
 )
 
-GROUP_MAX = 200  # commits per group transaction: bounds how long a commit waits for the one before
+GROUP_MAX = 50  # commits per group transaction: bounds how long a commit waits for the one before
 
 
 @dataclass(slots=True)
