@@ -56,7 +56,7 @@ GROUP_MAX = 50  # commits per group transaction: bounds how long a commit waits 
 @dataclass(slots=True)
 class _Commit:
     job: str
-    state: str
+    state: str | None  # None: a newer commit of the job, queued after this one, writes the state
     row: DecisionRow | None
     done: asyncio.Future[int | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -82,6 +82,7 @@ class SQLiteStore:
         self._lock = asyncio.Lock()
         self._urgent: list[_Commit] = []  # group commit queues (see commit)
         self._queued: list[_Commit] = []
+        self._waiting: dict[str, _Commit] = {}  # job -> its newest commit not yet being written
         self._writer: asyncio.Future[None] | None = None
 
     @property
@@ -265,6 +266,12 @@ class SQLiteStore:
         item = _Commit(
             job, encode(state, "state"), decision_row(job, decision) if decision is not None else None
         )
+        # Pending decisions jump the queue, so an older commit of the same job may be written after this
+        # one: it must not write its (older) state then.
+        older = self._waiting.get(job)
+        if older is not None:
+            older.state = None
+        self._waiting[job] = item
         (self._urgent if item.row is not None and item.row.status == "pending" else self._queued).append(item)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write_queued())
@@ -277,6 +284,9 @@ class SQLiteStore:
             room = GROUP_MAX - len(batch)
             batch += self._queued[:room]
             del self._queued[:room]
+            for item in batch:
+                if self._waiting.get(item.job) is item:
+                    del self._waiting[item.job]
             try:
                 ids = await self._commit_many(batch)
             except StoreError:
@@ -299,11 +309,12 @@ class SQLiteStore:
         now = self._clock()
         async with self._write() as db:
             for item in batch:
-                await db.execute(
-                    "INSERT INTO job_state (job, state, updated_at) VALUES (?, ?, ?) ON CONFLICT (job)"
-                    " DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-                    (item.job, item.state, now),
-                )
+                if item.state is not None:
+                    await db.execute(
+                        "INSERT INTO job_state (job, state, updated_at) VALUES (?, ?, ?) ON CONFLICT (job)"
+                        " DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                        (item.job, item.state, now),
+                    )
                 row = item.row
                 if row is None:
                     ids.append(None)

@@ -110,3 +110,16 @@ async def test_a_cancelled_caller_does_not_take_its_write_back(tmp_path: Path) -
     await again.open()
     assert await again.load_state("j") == {"v": 1}  # written: the caller may retry, never half of it
     await again.close()
+
+
+async def test_a_pending_decision_jumping_the_queue_does_not_let_an_older_state_win(tmp_path: Path) -> None:
+    """The flusher's state-only commit of a job is queued, then the job's pending decision with a newer
+    state: the decision is written first (it jumps the queue), and the older state is not written after."""
+    store = _store(tmp_path)
+    await store.open()
+    crowd = [store.commit(f"dry{k}", {}, decision(f"dry{k}", status="dry-run")) for k in range(2 * GROUP_MAX)]
+    older = store.commit("j", {"streak": 1}, None)
+    newer = store.commit("j", {"streak": 2}, decision("j", status="pending"))
+    await asyncio.gather(*crowd, older, newer)
+    assert await store.load_state("j") == {"streak": 2}
+    await store.close()
