@@ -289,12 +289,18 @@ class SQLiteStore:
                     del self._waiting[item.job]
             try:
                 ids = await self._commit_many(batch)
-            except StoreError:
-                # one bad row must not fail the others: write each on its own
-                for item in batch:
-                    try:
-                        item.done.set_result((await self._commit_many([item]))[0])
-                    except StoreError as e:
+            except StoreError as e:
+                if len(batch) > 1 and isinstance(e.__cause__, sqlite3.IntegrityError):
+                    # a row was refused: it must not fail the others, so write each on its own
+                    for item in batch:
+                        try:
+                            item.done.set_result((await self._commit_many([item]))[0])
+                        except StoreError as one:
+                            item.done.set_exception(one)
+                else:
+                    # the database itself failed (locked past the timeout, I/O, closed): every commit of
+                    # the group gets that error once, instead of waiting out the timeout one by one
+                    for item in batch:
                         item.done.set_exception(e)
                 continue
             except BaseException as e:  # cancelled (shutdown) or a bug: no caller waits forever

@@ -4,6 +4,7 @@ to be applied go first, one bad row fails only its own commit, and close() write
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,24 @@ async def test_one_bad_row_fails_only_its_own_commit(tmp_path: Path) -> None:
     assert isinstance(results[0], int) and isinstance(results[2], int)
     assert await store.load_state("bad") is None  # its state went with its failed transaction
     assert await store.load_state("good2") == {"v": 3}
+    await store.close()
+
+
+async def test_a_locked_database_fails_the_whole_group_in_one_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "oceand.db"
+    store = SQLiteStore(f"sqlite:///{path}?timeout=0.3", clock=lambda: 1_700_000_000.0)
+    await store.open()
+    async with aiosqlite.connect(path, isolation_level=None) as other:
+        await other.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(store.commit(f"j{k}", {}, decision(f"j{k}")) for k in range(10)), return_exceptions=True
+        )
+        took = time.monotonic() - started
+        await other.execute("ROLLBACK")
+    assert all(isinstance(r, StoreError) and "locked" in str(r) for r in results)
+    assert took < 10 * 0.3  # not one timeout per commit
+    assert await store.commit("j0", {"v": 1}, None) is None  # and the store goes on once the lock is gone
     await store.close()
 
 
