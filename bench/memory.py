@@ -60,7 +60,7 @@ def main() -> int:
         ]
         ing.ingest(items, ts + 1.0)
         del items
-        for jb in (t.buckets for r in ing._routes.values() if r for t in r.targets):  # type: ignore[union-attr]
+        for jb in (jb for r in ing._routes.values() if r for jb in r.buckets()):  # type: ignore[union-attr]
             jb.due(ts + 16)
     gc.collect()
     used = tracemalloc.get_traced_memory()[0] - before

@@ -90,27 +90,37 @@ UNROUTED = False  # the route of a valid series no job watches (falsy: the hot l
 
 @dataclass(slots=True, eq=False)
 class Route:
-    targets: list[Target]  # empty: the series' identity is invalid (`reason`)
+    """A series' route. Its first target's fields sit in the route itself, read by the hot loop without a
+    trip through a list (most series feed one rule of one job); `more` holds the other targets. A route
+    whose `jb` is None refuses the series: its identity is invalid (`reason`)."""
+
+    jb: JobBuckets | None
+    rule: int
+    instance: str
+    invert: bool
+    more: tuple[Target, ...]
     ctype: str  # the counterType the route was resolved for
     counter: str | None  # "COUNTER" | "DERIVE" | None (GAUGE)
-    slot: int  # series window slot, -1 when unrouted
+    slot: int  # series window slot, -1 for a refused series
     prev_ts: int = 0
     prev_value: float = math.nan
-    reason: str | None = None  # set: the series' identity is invalid (every item of it is rejected)
+    reason: str | None = None
     base: int = 0  # slot * window: where the series' window starts in the flat array
-    # the first target's fields, read by the hot loop without a trip through the list (most series feed
-    # one rule of one job); `more` holds the other targets
-    jb: JobBuckets | None = None
-    rule: int = 0
-    instance: str = ""
-    invert: bool = False
-    more: tuple[Target, ...] = ()
 
-    def __post_init__(self) -> None:
-        if self.targets:
-            t = self.targets[0]
-            self.jb, self.rule, self.instance, self.invert = t.buckets, t.rule_index, t.instance, t.invert
-            self.more = tuple(self.targets[1:])
+    @classmethod
+    def to(cls, targets: list[Target], ctype: str, counter: str | None, slot: int, base: int) -> Route:
+        t = targets[0]
+        return cls(
+            t.buckets, t.rule_index, t.instance, t.invert, tuple(targets[1:]), ctype, counter, slot, base=base
+        )
+
+    @classmethod
+    def refused(cls, ctype: str, reason: str) -> Route:
+        return cls(None, 0, "", False, (), ctype, None, -1, reason=reason)
+
+    def buckets(self) -> list[JobBuckets]:
+        """The bucket sets the series feeds."""
+        return [self.jb, *(t.buckets for t in self.more)] if self.jb is not None else []
 
 
 @dataclass(slots=True)
@@ -236,11 +246,11 @@ class Ingestor:
         return slot
 
     def _resolve(self, key: tuple[Any, ...], ctype: str) -> Route | bool:
-        """The series' route: its targets, or why it is invalid; UNROUTED when no job watches it."""
+        """The series' route to its targets, or its refusal; UNROUTED when no job watches it."""
         endpoint, metric, tags = key
         reason = check_key(endpoint, metric, tags, ctype, 1)
         if reason is not None:
-            return Route([], ctype, None, -1, reason=reason)
+            return Route.refused(ctype, reason)
         counter = ctype if ctype != "GAUGE" else None
         index = self._by_metric.get(metric)
         if index is None:
@@ -260,7 +270,7 @@ class Ingestor:
         if not targets:
             return UNROUTED
         slot = self._slot(key)
-        return Route(targets, ctype, counter, slot, base=slot * self.windows.window)
+        return Route.to(targets, ctype, counter, slot, slot * self.windows.window)
 
     def ingest(self, items: list[Any], now: float) -> PushResult:
         """Validate and route a decoded push body of any shape (a list). Never raises on item content.
