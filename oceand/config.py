@@ -19,7 +19,7 @@ import tomllib
 import types
 import typing
 import zoneinfo
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from actuators.marathon import ClusterConfig
 from oceand.store.base import SQLiteURL, StoreConfigError, StoreURL
 from oceand.store.base import parse_url as parse_store_url
 from oceand.store.base import redact as redact_store_url
@@ -346,30 +347,10 @@ class NotifySettings(Table):
 
 @dataclass(frozen=True, slots=True)
 class ClusterSettings:
-    """One Marathon cluster as plain values, for the Marathon client."""
+    """One Marathon cluster: the Marathon client's settings, and how long one apply may take."""
 
-    name: str
-    urls: tuple[str, ...]
-    username: str | None
-    password: str | None = field(repr=False)
-    token: str | None = field(repr=False)
-    verify_tls: bool
-    ca_file: str | None
-    timeout: float
-    connect_timeout: float
+    client: ClusterConfig
     apply_timeout: float = 30.0
-
-    @property
-    def authorization(self) -> str | None:
-        """The Authorization header value: 'Basic …' or DC/OS 'token=…' (PROTOCOLS A.7), or None."""
-        import base64
-
-        if self.token is not None:
-            return f"token={self.token}"
-        if self.username is not None and self.password is not None:
-            raw = f"{self.username}:{self.password}".encode()
-            return "Basic " + base64.b64encode(raw).decode("ascii")
-        return None
 
 
 class Config(Table):
@@ -422,16 +403,18 @@ class Config(Table):
     def marathon_clusters(self) -> dict[str, ClusterSettings]:
         return {
             name: ClusterSettings(
-                name=name,
-                urls=tuple(m.urls),
-                username=m.username,
-                password=m.password,
-                token=m.token,
-                verify_tls=m.verify_tls,
-                ca_file=m.ca_file,
-                timeout=m.timeout,
-                connect_timeout=m.connect_timeout,
-                apply_timeout=m.apply_timeout,
+                ClusterConfig(
+                    name=name,
+                    urls=tuple(m.urls),
+                    username=m.username,
+                    password=m.password,
+                    token=m.token,
+                    verify_tls=m.verify_tls,
+                    ca_file=m.ca_file,
+                    timeout=m.timeout,
+                    connect_timeout=m.connect_timeout,
+                ),
+                m.apply_timeout,
             )
             for name, m in self.marathon.items()
         }

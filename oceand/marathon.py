@@ -14,7 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from actuators.marathon import AppNotFound, ClusterConfig, MarathonClient, Permanent, Transient
+from actuators.marathon import AppNotFound, MarathonClient, Permanent, Transient
 from actuators.marathon_apply import set_instances
 from actuators.marathon_model import AppState
 from collectors.marathon_events import ClusterWatcher
@@ -82,20 +82,9 @@ def _view(app: AppState, deployment_started_at: float | None) -> AppView:
 
 class ClusterRuntime:
     def __init__(self, settings: ClusterSettings, daemon: Daemon) -> None:
-        self.name = settings.name
+        self.name = settings.client.name
         self.daemon = daemon
-        cfg = ClusterConfig(
-            name=settings.name,
-            urls=list(settings.urls),
-            username=settings.username,
-            password=settings.password,
-            token=settings.token,
-            verify_tls=settings.verify_tls,
-            ca_file=settings.ca_file,
-            timeout=settings.timeout,
-            connect_timeout=settings.connect_timeout,
-        )
-        self.client = MarathonClient(cfg)
+        self.client = MarathonClient(settings.client)
         self.watcher = ClusterWatcher(self.client, on_change=self._changed, clock=time.time)
         self.actuator = MarathonActuator(self, settings.apply_timeout)
         self.jobs_by_app: dict[str, list[str]] = {}

@@ -143,10 +143,10 @@ def test_sqlite_forms(tmp_path: Path, url: str, path: str) -> None:
 
 def test_marathon_clusters_are_plain_values(full: Config) -> None:
     clusters = full.marathon_clusters()
-    lg, hy = clusters["lg"], clusters["hy"]
+    lg, hy = clusters["lg"].client, clusters["hy"].client
     assert lg.urls == ("http://10.0.0.1:8080", "http://10.0.0.2:8080")
-    assert lg.authorization == "Basic b2NlYW46c2VjcmV0"  # base64("ocean:secret")
-    assert hy.authorization == "token=eyJ0"  # DC/OS scheme, not Bearer (PROTOCOLS A.7)
+    assert lg.authorization() == "Basic b2NlYW46c2VjcmV0"  # base64("ocean:secret")
+    assert hy.authorization() == "token=eyJ0"  # DC/OS scheme, not Bearer (PROTOCOLS A.7)
     assert (lg.verify_tls, lg.timeout, lg.connect_timeout) == (False, 3.0, 1.0)
     assert "secret" not in repr(lg) and "eyJ0" not in repr(hy)
 
