@@ -157,6 +157,10 @@ async def test_job_crud_roundtrip(start_daemon: DaemonFactory) -> None:
             "GET", "/api/v1/jobs/nope/status", None, 404, "job_not_found", None, id="status of unknown job"
         ),
         pytest.param("GET", "/api/v1/jobs/a/b", None, 404, "not_found", None, id="slash in URL name"),
+        pytest.param(
+            "GET", "/api/v1/jobs/web%0A", None, 400, "bad_job_name", None, id="trailing newline in URL name"
+        ),
+        pytest.param("DELETE", "/api/v1/jobs/web%00", None, 400, "bad_job_name", None, id="NUL in URL name"),
         pytest.param("POST", "/v1/push", b"", 400, "empty_body", None, id="push: empty"),
         pytest.param("POST", "/v1/push", b"[]", 400, "empty_body", None, id="push: empty array"),
         pytest.param("POST", "/v1/push", b'{"metric": 1}', 400, "not_an_array", None, id="push: an object"),
