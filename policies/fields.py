@@ -18,7 +18,7 @@ from pydantic import BaseModel
 def did_you_mean(root: type[BaseModel], loc: Sequence[int | str]) -> str:
     """' (did you mean 'x'?)' for the unknown key at `loc` (its last part) when a close one is allowed there,
     else ''."""
-    if not loc:
+    if not loc or len(str(loc[-1])) > 100:  # no key is that long; difflib's time grows with it
         return ""
     close = difflib.get_close_matches(str(loc[-1]), allowed_keys(root, loc[:-1]), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -282,3 +282,16 @@ def test_json_schema_states_the_bounds() -> None:
         assert t["additionalProperties"]["maxLength"] == MAX_MATCH_CHARS
     for field in ("metric", "endpoint"):
         assert f'"maxLength": {MAX_MATCH_CHARS}' in json.dumps(defs["AlarmMatch"]["properties"][field])
+
+
+def test_only_the_first_unknown_fields_get_a_suggestion() -> None:
+    data = base(**{f"min_instancez{i}": 1 for i in range(25)})  # each is close to min_instances
+    messages = [e["message"] for e in errors_of(data)]
+    assert len(messages) == 25
+    assert messages[:20] == ["unknown field (did you mean 'min_instances'?)"] * 20
+    assert messages[20:] == ["unknown field"] * 5
+
+
+def test_a_very_long_unknown_field_gets_no_suggestion() -> None:
+    (err,) = errors_of(base(**{"min_instances" + "s" * 200: 1}))
+    assert err["message"] == "unknown field"
