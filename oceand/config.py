@@ -12,12 +12,9 @@ docs/configuration.md describes every key.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 import tomllib
-import types
-import typing
 import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +39,7 @@ from oceand.store.base import SQLiteURL, StoreConfigError, StoreURL
 from oceand.store.base import parse_url as parse_store_url
 from oceand.store.base import redact as redact_store_url
 from policies.document import Duration
+from policies.fields import did_you_mean
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,8 +503,7 @@ def _problem(file: str, err: Any) -> ConfigProblem:
     if len(loc) == 2 and loc[0] == "marathon" and str(loc[1]) in MarathonSettings.model_fields:
         msg = "clusters are named tables: write [marathon.NAME] (e.g. [marathon.lg]), not [marathon]"
     elif kind == "extra_forbidden":
-        close = difflib.get_close_matches(str(loc[-1]), _keys_at(loc[:-1]), n=1, cutoff=0.6)
-        msg = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
+        msg = "unknown key" + did_you_mean(Config, loc)
     elif loc[-1:] == ("[key]",):
         msg = "a cluster name is 1-64 letters, digits, '_' or '-' (it is a job's target.cluster)"
     elif kind == "literal_error":
@@ -521,36 +518,6 @@ def _problem(file: str, err: Any) -> ConfigProblem:
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
-    """The keys the table at `loc` allows (for 'did you mean')."""
-    tp: Any = Config
-    for part in loc:
-        tp = _unwrap(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            f = tp.model_fields.get(str(part))
-            if f is None:
-                return []
-            tp = f.annotation
-        elif typing.get_origin(tp) in (dict, list):
-            tp = typing.get_args(tp)[-1]
-        else:
-            return []
-    tp = _unwrap(tp)
-    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
-
-
-def _unwrap(tp: Any) -> Any:
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            tp = args[0]
-        else:
-            return tp
 
 
 def changed_keys(old: Config, new: Config) -> list[str]:

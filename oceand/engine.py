@@ -228,6 +228,12 @@ class Engine:
             return "dry-run"
         return "active"
 
+    def dry_run_reason(self, doc: JobDocument) -> str | None:
+        """Why the job runs dry whatever its mode says (None when nothing forces it)."""
+        if self.dry_run():
+            return "dry_run = true in the daemon's configuration: nothing is applied"
+        return self.dry_reason(doc)
+
     def _next_wake(self, rt: JobRuntime) -> float:
         t = rt.buckets.deadline()
         for rule in rt.doc.rules:
@@ -566,7 +572,7 @@ class Engine:
             "job": name,
             "mode": rt.doc.mode,
             "effective_mode": self.mode(rt),
-            "dry_run_reason": self.dry_reason(rt.doc),
+            "dry_run_reason": self.dry_run_reason(rt.doc),
             "version": rt.version,
             "app_known": view.known,
             "instances": view.instances,

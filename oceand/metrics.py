@@ -51,6 +51,12 @@ class Metrics:
         self.notify_errors = Counter(
             "oceand_notify_errors_total", "Failed notifications", ["kind"], registry=r
         )
+        self.documents_rejected = Counter(
+            "oceand_job_documents_rejected_total",
+            "Job documents refused at a document bound (job_name, schedule_every, string_length, tag_count)",
+            ["bound"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -12,19 +12,32 @@ import math
 import re
 import zoneinfo
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-JOB_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+from policies.fields import did_you_mean
+
+# Job names. A new document's name starts with a letter, digit or '_' and goes on with letters, digits,
+# '.', '_' and '-' (at most 200 characters): never '.', '..', a hidden file name or an option-like '-x',
+# never a '/', a NUL or a newline, so it is safe as a URL path segment and as a file name (docs/policy.md).
+JOB_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$"
+# Any name a store may hold: the grammar of earlier versions, which also let '.', '..', '.x' and '-x'
+# through. Jobs stored under such names still load and can be read and deleted; none can be created.
+STORED_JOB_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,200}$"
+JOB_NAME_RE = re.compile(STORED_JOB_NAME_PATTERN.removesuffix("$") + r"\Z")  # \Z: no trailing newline
+_NEW_JOB_NAME_RE = re.compile(JOB_NAME_PATTERN.removesuffix("$") + r"\Z")
 RULE_NAME_RE = r"^[A-Za-z0-9._-]{1,64}$"
 # Marathon strings.PathId: absolute path of segments [a-z0-9.-], not starting/ending with '-'.
 APP_ID_RE = r"^(/[a-z0-9]([a-z0-9.-]*[a-z0-9])?)+$"
@@ -54,6 +67,67 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+# Bounds on what one document may hold (docs/policy.md, "Bounds"). Input beyond them is refused with the
+# field's path; a document stored by an earlier version is still read (see `parse_job`).
+MIN_EVERY = 1.0  # seconds between a schedule's fires, at least
+MAX_MATCH_CHARS = 255  # characters in an alarm match string, a match or selector tag key or value
+MAX_TAGS = 32  # tags in an alarm match or a selector
+
+_INPUT = {"input": True}  # the validation context of `parse_job`: a document given now, not one stored
+
+
+def _is_input(info: ValidationInfo) -> bool:
+    return isinstance(info.context, dict) and bool(info.context.get("input"))
+
+
+def _shorten(text: str, n: int = 40) -> str:
+    r = repr(text)
+    return r if len(r) <= n else r[: n - 4] + "...'"
+
+
+def _bound(name: str, message: str) -> PydanticCustomError:
+    """An error at one of the document bounds; `parse_job` lists `name` in DocumentError.bounds."""
+    return PydanticCustomError(f"bound_{name}", message.replace("{", "{{").replace("}", "}}"))
+
+
+def _cap_string(v: str, info: ValidationInfo) -> str:
+    if len(v) > MAX_MATCH_CHARS and _is_input(info):
+        raise _bound("string_length", f"at most {MAX_MATCH_CHARS} characters (got {len(v)})")
+    return v
+
+
+MatchString = Annotated[
+    str, AfterValidator(_cap_string), Field(json_schema_extra={"maxLength": MAX_MATCH_CHARS})
+]
+
+
+def _cap_tags(v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+    if not _is_input(info):
+        return v
+    if len(v) > MAX_TAGS:
+        raise _bound("tag_count", f"{len(v)} tags: at most {MAX_TAGS}")
+    for k, val in v.items():
+        for what, text in (("key", k), ("value", val)):
+            if len(text) > MAX_MATCH_CHARS:
+                raise _bound(
+                    "string_length",
+                    f"tag {what} {_shorten(text)} has {len(text)} characters: at most {MAX_MATCH_CHARS}",
+                )
+    return v
+
+
+Tags = Annotated[
+    dict[str, str],
+    AfterValidator(_cap_tags),
+    Field(
+        json_schema_extra={
+            "maxProperties": MAX_TAGS,
+            "propertyNames": {"minLength": 1, "maxLength": MAX_MATCH_CHARS},
+            "additionalProperties": {"type": "string", "maxLength": MAX_MATCH_CHARS},
+        }
+    ),
+]
 Aggregate = Literal["avg", "max", "min", "sum", "p50", "p90", "p99"]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -98,7 +172,7 @@ class Target(Strict):
 class Selector(Strict):
     """Which samples feed a rule. Default: the tag job=<job name>."""
 
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: Tags = Field(default_factory=dict)
     endpoint: str | None = Field(default=None, min_length=1, max_length=255)
 
     @field_validator("tags")
@@ -195,9 +269,9 @@ class TargetRule(MetricRule):
 class AlarmMatch(Strict):
     stra_id: int | None = Field(default=None, ge=1)
     exp_id: int | None = Field(default=None, ge=1)
-    metric: str | None = Field(default=None, min_length=1)
-    tags: dict[str, str] = Field(default_factory=dict)
-    endpoint: str | None = None
+    metric: MatchString | None = Field(default=None, min_length=1)
+    tags: Tags = Field(default_factory=dict)
+    endpoint: MatchString | None = None
 
     @model_validator(mode="after")
     def _something(self) -> AlarmMatch:
@@ -216,7 +290,7 @@ class AlarmRule(RuleBase):
 class ScheduleRule(RuleBase):
     type: Literal["schedule"]
     start: str | None = None
-    every: Duration | None = None
+    every: Duration | None = Field(default=None, json_schema_extra={"minimum": MIN_EVERY})
     cron: str | None = None
     timezone: str | None = None
     instances: int | None = Field(default=None, ge=0, le=100000)
@@ -224,6 +298,18 @@ class ScheduleRule(RuleBase):
     min_instances: int | None = Field(default=None, ge=0, le=100000)
     max_instances: int | None = Field(default=None, ge=0, le=100000)
     misfire_grace: Duration = 300.0
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if v is None or v >= MIN_EVERY:
+            return v
+        if _is_input(info):
+            raise _bound(
+                "schedule_every",
+                f"every must be at least {MIN_EVERY:g}s (got {v:g}s): fires come at most once a second",
+            )
+        return MIN_EVERY if v > 0 else v  # stored by an earlier version: fires at most once a second
 
     @field_validator("timezone")
     @classmethod
@@ -278,9 +364,17 @@ class Behavior(Strict):
     scale_out: SideBehavior = SideBehavior()
     scale_in: SideBehavior = SideBehavior()
 
-    # Defaults an operator expects when the document is silent (docs/policy.md):
-    DEFAULT_OUT_COOLDOWN: float = 30.0
-    DEFAULT_IN_COOLDOWN: float = 300.0
+    # Defaults an operator expects when the document is silent (docs/policy.md); constants, not fields.
+    DEFAULT_OUT_COOLDOWN: ClassVar[float] = 30.0
+    DEFAULT_IN_COOLDOWN: ClassVar[float] = 300.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_constants(cls, data: Any, info: ValidationInfo) -> Any:
+        # Earlier versions showed these constants as fields and so stored them in every document.
+        if isinstance(data, dict) and not _is_input(info) and _CONSTANTS.intersection(data):
+            data = {k: v for k, v in data.items() if k not in _CONSTANTS}
+        return data
 
     def out_cooldown(self) -> float:
         c = self.scale_out.cooldown
@@ -289,6 +383,9 @@ class Behavior(Strict):
     def in_cooldown(self) -> float:
         c = self.scale_in.cooldown
         return self.DEFAULT_IN_COOLDOWN if c is None else c
+
+
+_CONSTANTS = frozenset({"DEFAULT_OUT_COOLDOWN", "DEFAULT_IN_COOLDOWN"})
 
 
 class Notify(Strict):
@@ -337,7 +434,7 @@ Mode = Literal["active", "dry-run", "paused"]
 
 
 class JobDocument(Strict):
-    job: str = Field(pattern=JOB_NAME_RE.pattern)
+    job: str = Field(json_schema_extra={"pattern": JOB_NAME_PATTERN, "minLength": 1, "maxLength": 200})
     target: Target
     mode: Mode = "dry-run"
     period: Duration = 10.0
@@ -350,6 +447,21 @@ class JobDocument(Strict):
     behavior: Behavior = Behavior()
     notify: Notify = Notify()
     lb: list[LoadBalancer] = Field(default_factory=list, max_length=16)
+
+    @field_validator("job")
+    @classmethod
+    def _job(cls, v: str, info: ValidationInfo) -> str:
+        if not JOB_NAME_RE.match(v):
+            raise ValueError(
+                f"a job name is 1-200 characters of [A-Za-z0-9._-] (got {_shorten(v)}, {len(v)} characters)"
+            )
+        if _is_input(info) and not _NEW_JOB_NAME_RE.match(v):
+            raise _bound(
+                "job_name",
+                f"a job name starts with a letter, digit or '_' (got {_shorten(v)}): it is used as a URL "
+                "path segment and a file name, where '.', '..', '.x' and '-x' mean something else",
+            )
+        return v
 
     @field_validator("period")
     @classmethod
@@ -380,10 +492,12 @@ class JobDocument(Strict):
 
 
 class DocumentError(ValueError):
-    """A job document failed validation; `errors` lists {"path", "message"} for every problem."""
+    """A job document failed validation; `errors` lists {"path", "message"} for every problem, `bounds`
+    the document bounds it went past (`job_name`, `schedule_every`, `string_length`, `tag_count`)."""
 
-    def __init__(self, errors: list[dict[str, str]]):
+    def __init__(self, errors: list[dict[str, str]], bounds: list[str] | None = None):
         self.errors = errors
+        self.bounds = bounds or []
         super().__init__("; ".join(f"{e['path']}: {e['message']}" for e in errors))
 
 
@@ -403,25 +517,41 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out or "(document)"
 
 
+_MAX_SUGGESTIONS = 20  # unknown fields of one document that get a "did you mean"
 _UNION_TAGS = ("threshold", "target", "alarm", "schedule", "lvs", "nginx", "haproxy")
 
 
 def parse_job(data: Mapping[str, Any] | Any) -> JobDocument:
-    """Validate a job document; raise DocumentError listing every error with its field path."""
+    """Validate a job document given now (the admin API, job files, replay); raise DocumentError listing
+    every error with its field path.
+
+    A document stored by an earlier version is read with `JobDocument.model_validate(data)` instead, which
+    also takes what earlier versions stored and `parse_job` refuses: the behavior constants (dropped),
+    job names of the old grammar, strings and tags past the bounds, and a schedule `every` under 1 s (read
+    as 1 s)."""
     if not isinstance(data, Mapping):
         raise DocumentError([{"path": "(document)", "message": "a job document is a JSON object"}])
     try:
-        doc = JobDocument.model_validate(dict(data))
+        doc = JobDocument.model_validate(dict(data), context=_INPUT)
     except ValidationError as e:
         errors = []
+        bounds = []
+        suggest = _MAX_SUGGESTIONS  # "did you mean" costs ~0.2 ms a field: not for thousands of them
         for err in e.errors(include_url=False):
-            msg = err["msg"]
-            if msg.startswith("Value error, "):
-                msg = msg[len("Value error, ") :]
+            loc = tuple(err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"].startswith("bound_"):
+                bounds.append(err["type"].removeprefix("bound_"))
             if err["type"] == "extra_forbidden":
-                msg = "unknown field"
-            errors.append({"path": _path(tuple(err["loc"])), "message": msg})
-        raise DocumentError(errors) from None
+                msg = "unknown field" + (did_you_mean(JobDocument, loc) if suggest > 0 else "")
+                suggest -= 1
+                if loc[:1] == ("behavior",) and loc[-1] in _CONSTANTS:
+                    msg += (
+                        ": a constant that earlier versions showed in every job; delete it "
+                        "(behavior.scale_out.cooldown and behavior.scale_in.cooldown set the cooldowns)"
+                    )
+            errors.append({"path": _path(loc), "message": msg})
+        raise DocumentError(errors, bounds) from None
     from policies.schedule import validate_schedule  # local import: schedule imports this module
 
     errors = []

@@ -10,7 +10,7 @@ from aiohttp import web
 from oceand.api.errors import ApiError, json_response, read_json
 from oceand.engine import AppUnknown
 from oceand.keys import DAEMON, ENGINE, METRICS, STORE
-from policies.document import JOB_NAME_RE, DocumentError, dump_job, parse_job
+from policies.document import JOB_NAME_RE, DocumentError, JobDocument, dump_job, parse_job
 
 
 def _job_name(request: web.Request) -> str:
@@ -31,7 +31,7 @@ def _known_job(request: web.Request) -> str:
     return name
 
 
-def _validate(data: Any, path_name: str | None = None) -> Any:
+def _validate(request: web.Request, data: Any, path_name: str | None = None) -> Any:
     if isinstance(data, dict) and path_name is not None:
         if "job" not in data:
             data = {**data, "job": path_name}
@@ -45,6 +45,8 @@ def _validate(data: Any, path_name: str | None = None) -> Any:
     try:
         return parse_job(data)
     except DocumentError as e:
+        for bound in e.bounds:
+            request.app[METRICS].documents_rejected.labels(bound).inc()
         raise ApiError(
             422, "invalid_document", f"{len(e.errors)} error(s) in the job document", e.errors
         ) from None
@@ -76,8 +78,18 @@ async def list_jobs(request: web.Request) -> web.Response:
     return json_response({"jobs": out})
 
 
+async def _put(request: web.Request, doc: JobDocument) -> int:
+    """Store `doc` as the job's next version; a document identical to the job's present one changes
+    nothing (same version; the job's buckets, state and any block go on)."""
+    rt = request.app[ENGINE].jobs.get(doc.job)
+    if rt is not None and rt.doc == doc:
+        return rt.version
+    version: int = await request.app[DAEMON].put_job(doc)
+    return version
+
+
 async def create_job(request: web.Request) -> web.Response:
-    doc = _validate(await read_json(request))
+    doc = _validate(request, await read_json(request))
     if doc.job in request.app[ENGINE].jobs:
         raise ApiError(409, "job_exists", f"job {doc.job!r} exists: PUT /api/v1/jobs/{doc.job} replaces it")
     version = await request.app[DAEMON].put_job(doc)
@@ -92,9 +104,9 @@ async def get_job(request: web.Request) -> web.Response:
 
 async def put_job(request: web.Request) -> web.Response:
     name = _job_name(request)
-    doc = _validate(await read_json(request), name)
+    doc = _validate(request, await read_json(request), name)
     existed = name in request.app[ENGINE].jobs
-    version = await request.app[DAEMON].put_job(doc)
+    version = await _put(request, doc)
     return json_response({"job": dump_job(doc), "version": version}, 200 if existed else 201)
 
 
@@ -170,10 +182,18 @@ async def set_mode(request: web.Request) -> web.Response:
         raise ApiError(
             422, "invalid_body", "mode: must be 'active', 'dry-run' or 'paused'", [{"path": "mode"}]
         )
-    rt = request.app[ENGINE].jobs[name]
-    doc = rt.doc.model_copy(update={"mode": mode})
-    version = await request.app[DAEMON].put_job(doc)
-    return json_response({"job": name, "mode": mode, "version": version})
+    engine = request.app[ENGINE]
+    version = await _put(request, engine.jobs[name].doc.model_copy(update={"mode": mode}))
+    rt = engine.jobs[name]
+    return json_response(
+        {
+            "job": name,
+            "mode": mode,
+            "effective_mode": engine.mode(rt),
+            "dry_run_reason": engine.dry_run_reason(rt.doc),
+            "version": version,
+        }
+    )
 
 
 async def clusters(request: web.Request) -> web.Response:

@@ -52,7 +52,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             raise
         code = _HTTP_CODES.get(e.status, "http_error")
         message = e.reason if e.status != 413 else f"request body too large: {e.text}"
-        return error_response(e.status, code, message)
+        resp = error_response(e.status, code, message)
+        if "Allow" in e.headers:  # a 405 names the methods the route has (RFC 9110 §15.5.6)
+            resp.headers["Allow"] = e.headers["Allow"]
+        return resp
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal error (logged)")

@@ -13,24 +13,48 @@ from aiohttp import web
 
 import oceand
 from oceand.api.errors import json_response
-from policies.document import JobDocument
+from policies.document import STORED_JOB_NAME_PATTERN, JobDocument
 
 _ERR = {"$ref": "#/components/responses/Error"}
 _JOB = {
     "name": "job",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,200}$"},
+    "description": "A job's name. New jobs follow JobDocument.job's pattern; this wider one also reaches "
+    "jobs stored by earlier versions (e.g. named '.x'), to read or delete them.",
+    "schema": {"type": "string", "pattern": STORED_JOB_NAME_PATTERN},
 }
 _OBJ = {"type": "object"}
+_MODES = ["active", "dry-run", "paused"]
+_MODE_REPLY = {
+    "type": "object",
+    "required": ["job", "mode", "effective_mode", "dry_run_reason", "version"],
+    "properties": {
+        "job": {"type": "string"},
+        "mode": {"enum": _MODES, "description": "the mode asked for, now in the document"},
+        "effective_mode": {"enum": _MODES, "description": "the mode the job runs in"},
+        "dry_run_reason": {
+            "type": ["string", "null"],
+            "description": "what makes the job run dry whatever its mode says (the daemon-wide dry_run, "
+            "a target cluster without a [marathon.<name>] table); null when nothing does",
+        },
+        "version": {"type": "integer", "description": "unchanged when the job already had that mode"},
+    },
+}
 
 
 def _op(
-    summary: str, ok: str, *, body: Any = None, params: list[Any] | None = None, errors: tuple[int, ...] = ()
+    summary: str,
+    ok: str,
+    *,
+    body: Any = None,
+    params: list[Any] | None = None,
+    errors: tuple[int, ...] = (),
+    reply: Any = _OBJ,
 ) -> Any:
     op: dict[str, Any] = {
         "summary": summary,
-        "responses": {ok: {"description": "OK", "content": {"application/json": {"schema": _OBJ}}}},
+        "responses": {ok: {"description": "OK", "content": {"application/json": {"schema": reply}}}},
     }
     if ok == "204":
         op["responses"][ok] = {"description": "No content"}
@@ -116,7 +140,12 @@ def spec() -> dict[str, Any]:
         "/api/v1/jobs/{job}": {
             "parameters": [_JOB],
             "get": _op("Read a job document", "200", errors=(400, 404)),
-            "put": _op("Create or replace a job document", "200", body=_DOC, errors=(400, 413, 422)),
+            "put": _op(
+                "Create or replace a job document (an identical document keeps its version)",
+                "200",
+                body=_DOC,
+                errors=(400, 413, 422),
+            ),
             "delete": _op("Delete a job", "204", errors=(400, 404)),
         },
         "/api/v1/jobs/{job}/status": {
@@ -146,14 +175,11 @@ def spec() -> dict[str, Any]:
         "/api/v1/jobs/{job}/mode": {
             "parameters": [_JOB],
             "post": _op(
-                "Change the job's mode",
+                "Change the job's mode; the reply says the mode the job runs in and why",
                 "200",
-                body={
-                    "type": "object",
-                    "required": ["mode"],
-                    "properties": {"mode": {"enum": ["active", "dry-run", "paused"]}},
-                },
+                body={"type": "object", "required": ["mode"], "properties": {"mode": {"enum": _MODES}}},
                 errors=(400, 404, 422),
+                reply=_MODE_REPLY,
             ),
         },
         "/api/v1/clusters": {"get": _op("Marathon clusters, answering URL, event-stream state", "200")},

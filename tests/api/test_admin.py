@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from oceand.actuation import RecordingActuator
 from tests.conftest import DaemonFactory
 
 JOB = "job.ocean-monitor-job_service.ocean-monitor-job_cluster.production-lg_pdl.ocean_owt.inf_cop.xiaomi"
@@ -156,6 +157,10 @@ async def test_job_crud_roundtrip(start_daemon: DaemonFactory) -> None:
             "GET", "/api/v1/jobs/nope/status", None, 404, "job_not_found", None, id="status of unknown job"
         ),
         pytest.param("GET", "/api/v1/jobs/a/b", None, 404, "not_found", None, id="slash in URL name"),
+        pytest.param(
+            "GET", "/api/v1/jobs/web%0A", None, 400, "bad_job_name", None, id="trailing newline in URL name"
+        ),
+        pytest.param("DELETE", "/api/v1/jobs/web%00", None, 400, "bad_job_name", None, id="NUL in URL name"),
         pytest.param("POST", "/v1/push", b"", 400, "empty_body", None, id="push: empty"),
         pytest.param("POST", "/v1/push", b"[]", 400, "empty_body", None, id="push: empty array"),
         pytest.param("POST", "/v1/push", b'{"metric": 1}', 400, "not_an_array", None, id="push: an object"),
@@ -290,3 +295,191 @@ async def test_openapi_matches_the_routes(start_daemon: DaemonFactory) -> None:
     }
     assert described == routed
     assert "JobDocument" in spec["components"]["schemas"]
+
+
+# --- issue 18 (document bounds) and issue 11 (what a new user tripped over) ------------------------------
+
+
+def _schedule(every: Any) -> dict[str, Any]:
+    return {"name": "s", "type": "schedule", "start": "2024-01-01T00:00:00", "every": every, "instances": 2}
+
+
+@pytest.mark.parametrize(
+    ("payload", "path", "bound"),
+    [
+        pytest.param(doc(rules=[_schedule(0.01)]), "rules[0].every", "schedule_every", id="every 0.01 s"),
+        pytest.param(doc(name="."), "job", "job_name", id="job ."),
+        pytest.param(doc(name=".."), "job", "job_name", id="job .."),
+        pytest.param(doc(name="-x"), "job", "job_name", id="job -x"),
+        pytest.param(
+            doc(rules=[{"name": "a", "type": "alarm", "match": {"metric": "m" * 300}}]),
+            "rules[0].match.metric",
+            "string_length",
+            id="long alarm match metric",
+        ),
+        pytest.param(
+            doc(rules=[{"name": "a", "type": "alarm", "match": {"metric": "m", "tags": {"k": "v" * 300}}}]),
+            "rules[0].match.tags",
+            "string_length",
+            id="long alarm match tag",
+        ),
+        pytest.param(
+            doc(rules=[{**doc()["rules"][0], "selector": {"tags": {f"k{i}": "v" for i in range(100)}}}]),
+            "rules[0].selector.tags",
+            "tag_count",
+            id="100 selector tags",
+        ),
+        pytest.param(
+            doc(behavior={"DEFAULT_IN_COOLDOWN": -5}),
+            "behavior.DEFAULT_IN_COOLDOWN",
+            None,
+            id="behavior constant",
+        ),
+    ],
+)
+async def test_document_bounds_are_422_naming_the_field_and_counted(
+    start_daemon: DaemonFactory, payload: dict[str, Any], path: str, bound: str | None
+) -> None:
+    _, c = await start_daemon()
+    status, body = await c.call("POST", "/api/v1/jobs", payload)
+    assert status == 422, body
+    assert [d["path"] for d in body["error"]["details"]] == [path]
+    status, body = await c.call("GET", "/api/v1/jobs")
+    assert body["jobs"] == []
+    _, text = await c.call("GET", "/metrics")
+    if bound is not None:
+        assert f'oceand_job_documents_rejected_total{{bound="{bound}"}} 1.0' in text
+    else:
+        assert "oceand_job_documents_rejected_total{" not in text
+
+
+async def test_job_responses_show_no_behavior_constants(start_daemon: DaemonFactory) -> None:
+    _, c = await start_daemon()
+    for status, body in (
+        await c.call("POST", "/api/v1/jobs", doc()),
+        await c.call("GET", f"/api/v1/jobs/{JOB}"),
+        await c.call("PUT", f"/api/v1/jobs/{JOB}", doc(max_instances=6)),
+    ):
+        assert status in (200, 201)
+        assert set(body["job"]["behavior"]) == {"scale_out", "scale_in"}, body["job"]["behavior"]
+
+
+async def test_unknown_job_field_suggests_the_closest(start_daemon: DaemonFactory) -> None:
+    _, c = await start_daemon()
+    status, body = await c.call("POST", "/api/v1/jobs", doc(max_instance=3))
+    assert status == 422
+    assert body["error"]["details"] == [
+        {"path": "max_instance", "message": "unknown field (did you mean 'max_instances'?)"}
+    ]
+
+
+async def test_mode_reply_says_the_effective_mode_and_why(start_daemon: DaemonFactory) -> None:
+    _, c = await start_daemon()  # no [marathon.lg]: the job cannot be active
+    assert (await c.call("POST", "/api/v1/jobs", doc()))[0] == 201
+    status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/mode", {"mode": "active"})
+    assert status == 200, body
+    assert (body["mode"], body["effective_mode"]) == ("active", "dry-run")
+    assert "no Marathon cluster 'lg'" in body["dry_run_reason"]
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    assert {k: st[k] for k in ("mode", "effective_mode", "dry_run_reason")} == {
+        k: body[k] for k in ("mode", "effective_mode", "dry_run_reason")
+    }
+    status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/mode", {"mode": "paused"})
+    assert (status, body["mode"], body["effective_mode"]) == (200, "paused", "paused")
+
+
+async def test_mode_reply_names_the_daemon_wide_dry_run(start_daemon: DaemonFactory) -> None:
+    _, c = await start_daemon(actuator=RecordingActuator(), dry_run=True)
+    assert (await c.call("POST", "/api/v1/jobs", doc()))[0] == 201
+    status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/mode", {"mode": "active"})
+    assert (status, body["mode"], body["effective_mode"]) == (200, "active", "dry-run")
+    assert "dry_run" in body["dry_run_reason"]
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    assert st["dry_run_reason"] == body["dry_run_reason"]
+
+
+async def test_mode_reply_when_nothing_forces_dry_run(start_daemon: DaemonFactory) -> None:
+    _, c = await start_daemon(actuator=RecordingActuator())
+    assert (await c.call("POST", "/api/v1/jobs", doc()))[0] == 201
+    status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/mode", {"mode": "active"})
+    assert status == 200, body
+    assert (body["mode"], body["effective_mode"], body["dry_run_reason"]) == ("active", "active", None)
+
+
+async def test_identical_put_keeps_the_version_and_the_state(start_daemon: DaemonFactory) -> None:
+    d, c = await start_daemon()
+    assert (await c.call("POST", "/api/v1/jobs", doc()))[0] == 201
+    rt = d.engine.jobs[JOB]
+    buckets, state = rt.buckets, rt.state
+    rt.blocked = "HTTP 403: forbidden"  # a permanent failure: only a changed document clears it
+    same = doc(mode="dry-run", period="10s", behavior={"scale_in": {}})  # defaults written out
+    status, body = await c.call("PUT", f"/api/v1/jobs/{JOB}", same)
+    assert (status, body["version"]) == (200, 1)
+    status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/mode", {"mode": "dry-run"})
+    assert (status, body["version"]) == (200, 1)
+    assert d.engine.jobs[JOB] is rt and rt.buckets is buckets and rt.state is state
+    assert rt.blocked == "HTTP 403: forbidden"
+    assert (await d.store.get_job(JOB)).version == 1
+    status, body = await c.call("PUT", f"/api/v1/jobs/{JOB}", doc(max_instances=6))
+    assert (status, body["version"]) == (200, 2)
+    assert rt.blocked is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        pytest.param("PATCH", "/api/v1/jobs", {"GET", "HEAD", "POST"}, id="jobs"),
+        pytest.param("POST", f"/api/v1/jobs/{JOB}", {"GET", "HEAD", "PUT", "DELETE"}, id="one job"),
+        pytest.param("PUT", f"/api/v1/jobs/{JOB}/status", {"GET", "HEAD"}, id="status"),
+        pytest.param("DELETE", f"/api/v1/jobs/{JOB}/decisions", {"GET", "HEAD"}, id="decisions"),
+        pytest.param("GET", f"/api/v1/jobs/{JOB}/scale", {"POST"}, id="scale"),
+        pytest.param("GET", f"/api/v1/jobs/{JOB}/mode", {"POST"}, id="mode"),
+        pytest.param("GET", "/v1/push", {"POST"}, id="push"),
+        pytest.param("PUT", "/v1/falcon/alarm", {"GET", "HEAD", "POST"}, id="alarm"),
+        pytest.param("POST", "/healthz", {"GET", "HEAD"}, id="healthz"),
+        pytest.param("POST", "/api/v1/openapi.json", {"GET", "HEAD"}, id="openapi"),
+    ],
+)
+async def test_405_names_the_allowed_methods(
+    start_daemon: DaemonFactory, method: str, path: str, allow: set[str]
+) -> None:
+    _, c = await start_daemon()
+    async with c.session.request(method, c.base + path) as r:
+        assert r.status == 405
+        assert {m.strip() for m in r.headers["Allow"].split(",")} == allow
+        body = orjson.loads(await r.read())
+    assert body["error"]["code"] == "method_not_allowed"
+
+
+async def test_openapi_states_the_document_bounds(start_daemon: DaemonFactory) -> None:
+    _, c = await start_daemon()
+    _, spec = await c.call("GET", "/api/v1/openapi.json")
+    schemas = spec["components"]["schemas"]
+    assert schemas["ScheduleRule"]["properties"]["every"]["minimum"] == 1
+    assert set(schemas["Behavior"]["properties"]) == {"scale_out", "scale_in"}
+    assert schemas["AlarmMatch"]["properties"]["tags"]["maxProperties"] == 32
+    assert schemas["JobDocument"]["properties"]["job"]["pattern"] == "^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$"
+    job_param = spec["paths"]["/api/v1/jobs/{job}"]["parameters"][0]["schema"]
+    assert job_param["pattern"] == "^[A-Za-z0-9._-]{1,200}$"  # also reaches jobs stored by earlier versions
+    mode_reply = spec["paths"]["/api/v1/jobs/{job}/mode"]["post"]["responses"]["200"]
+    props = mode_reply["content"]["application/json"]["schema"]["properties"]
+    assert {"mode", "effective_mode", "dry_run_reason", "version"} <= set(props)
+
+
+async def test_a_job_stored_by_an_earlier_version_still_loads(start_daemon: DaemonFactory) -> None:
+    d, _ = await start_daemon()
+    old = doc()
+    old["behavior"] = {
+        "scale_out": {"stabilization": 0.0},
+        "scale_in": {"stabilization": 0.0},
+        "DEFAULT_OUT_COOLDOWN": 30.0,
+        "DEFAULT_IN_COOLDOWN": 300.0,
+    }  # what every earlier version stored
+    await d.store.put_job(JOB, old)
+    await d.store.put_job("..", doc(name=".."))
+    await d.stop()
+    _, c = await start_daemon()
+    status, body = await c.call("GET", f"/api/v1/jobs/{JOB}")
+    assert status == 200 and set(body["job"]["behavior"]) == {"scale_out", "scale_in"}
+    _, body = await c.call("GET", "/api/v1/jobs")
+    assert [j["job"] for j in body["jobs"]] == ["..", JOB]
