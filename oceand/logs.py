@@ -62,6 +62,8 @@ def _redact(v: Any, depth: int = 0) -> Any:
     """Strings redacted, also inside lists, tuples and dicts (a few levels deep)."""
     if isinstance(v, str):
         return redact_text(v)
+    if isinstance(v, int | float | None):
+        return v
     if depth < 4:
         if isinstance(v, list | tuple):
             return [_redact(x, depth + 1) for x in v]
@@ -87,6 +89,8 @@ def _escape_char(m: re.Match[str]) -> str:
 
 def escape_controls(text: str) -> str:
     """`text` with every control character written as an escape (`\\n`, `\\x1b`, `\\x85`, `\\u2028`)."""
+    if text.isprintable():  # the usual case, one C-level pass: no control character in it
+        return text
     return _CONTROL.sub(_escape_char, text)
 
 
@@ -96,6 +100,8 @@ def _json(value: Any) -> str:
         text = orjson.dumps(value, default=str, option=_OPTS).decode("utf-8")
     except TypeError:  # orjson.JSONEncodeError: "str is not valid UTF-8: surrogates not allowed"
         text = orjson.dumps(_valid_utf8(value), default=str, option=_OPTS).decode("utf-8")
+    if text.isascii() and "\x7f" not in text:
+        return text
     return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
 
@@ -149,8 +155,11 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+_QUOTE = re.compile('[\\s"=\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]')
+
+
 def _text_value(v: Any) -> str:
-    if isinstance(v, str) and v and not any(c.isspace() or c in '"=' for c in v) and not _CONTROL.search(v):
+    if isinstance(v, str) and v and not _QUOTE.search(v):
         return v
     return _json(v)
 
