@@ -15,6 +15,14 @@ request cannot have been applied (connection refused, 502, 503); after a timeout
 raises Transient, and the apply loop re-reads the app before it sends again.
 
 App ids go into paths as they are (PROTOCOLS A.1): `/prod/web` → `/v2/apps/prod/web`, never `%2F`.
+
+Credentials (basic auth or a DC/OS token) go only to the origins (scheme, host, port) of the configured
+URLs. The event stream follows a standby's redirect to the leader (PROTOCOLS A.6) with them only when
+the leader is one of those origins and the redirect chain never left them; otherwise it follows
+without `Authorization` and a 401/403 says why. REST calls are proxied by standbys, not redirected;
+should one be redirected, aiohttp (3.14, `ClientSession._request`) drops `Authorization` when the
+origin changes. Error texts and URL states are redacted (`policies.redact`): a `Location` or an
+aiohttp error may carry credentials or tokens.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from yarl import URL
 
 from actuators.marathon_model import AppState
 from policies.document import APP_ID_RE
+from policies.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +101,8 @@ class ClusterConfig:
 
 class MarathonError(Exception):
     def __init__(self, message: str, *, url: str | None = None) -> None:
-        super().__init__(message)
-        self.url = url
+        super().__init__(redact_text(message))
+        self.url = None if url is None else redact_url(url)
 
 
 class Transient(MarathonError):
@@ -112,7 +121,7 @@ class Permanent(MarathonError):
     def __init__(self, status: int, message: str, *, url: str | None = None, details: Any = None) -> None:
         super().__init__(f"Marathon answered {status}: {message}" if status else message, url=url)
         self.status = status
-        self.message = message
+        self.message = redact_text(message)
         self.details = details
 
 
@@ -246,7 +255,7 @@ class MarathonClient:
     def _note_leader(self, leader: str) -> None:
         if "://" not in leader:
             leader = f"{URL(self.active_url).scheme}://{leader}"
-        self._leader = leader.rstrip("/")
+        self._leader = redact_url(leader.rstrip("/"))
         try:
             origin = _origin(self._leader)
         except ValueError:
@@ -256,6 +265,7 @@ class MarathonClient:
                 self._active = j
 
     def _mark_fail(self, i: int, error: str) -> None:
+        error = redact_text(error)
         s = self._states[i]
         if s.ok is not False:
             log.warning("marathon %s: %s failed: %s", self.cfg.name, s.url, error)
@@ -421,6 +431,7 @@ class MarathonClient:
         from collectors.marathon_events import SSEParser  # the parser is the collector's; imported late
 
         resp, url = await self._open_stream(event_types)
+        url = redact_url(url)
         try:
             yield STREAM_OPENED, {"url": url}
             parser = SSEParser()
@@ -447,25 +458,34 @@ class MarathonClient:
             resp.close()
 
     async def _open_stream(self, event_types: Sequence[str]) -> tuple[aiohttp.ClientResponse, str]:
-        headers = {**self._auth_headers, "Accept": "text/event-stream"}
         timeout = aiohttp.ClientTimeout(total=None, connect=self.cfg.connect_timeout, sock_read=None)
+        configured = {_origin(st.url) for st in self._states}
         errors: list[str] = []
         for i in self._order():
             target = URL(self._states[i].url + "/v2/events", encoded=True).with_query(
                 [("event_type", t) for t in event_types]
             )
-            redirected = False
+            headers = {**self._auth_headers, "Accept": "text/event-stream"}
+            redirected, left = False, None  # left: the first origin outside the configured URLs
             try:
                 for _ in range(_MAX_REDIRECTS + 1):
                     resp = await self._get_session().get(
                         target, headers=headers, timeout=timeout, ssl=self._ssl, allow_redirects=False
                     )
                     if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
-                        nxt = target.join(URL(resp.headers["Location"]))
+                        location = resp.headers["Location"]
                         resp.close()
+                        try:
+                            nxt = target.join(URL(location))
+                            origin = _origin(str(nxt))
+                        except ValueError:
+                            raise Transient(f"{target}: redirect to an invalid URL {location!r}") from None
                         if target.scheme == "https" and nxt.scheme != "https":
                             raise Permanent(0, f"{target}: refusing a redirect from https to {nxt}")
-                        target, redirected = nxt, True  # standby → leader (PROTOCOLS A.6), with credentials
+                        if left is None and origin not in configured:
+                            left = origin  # from here on no credentials, also back at a configured URL
+                            headers.pop("Authorization", None)
+                        target, redirected = nxt, True  # standby → leader (PROTOCOLS A.6)
                         continue
                     break
                 else:
@@ -495,6 +515,15 @@ class MarathonClient:
             if resp.status != 200:
                 data = await resp.read()
                 resp.close()
+                if left is not None and self._auth_headers and resp.status in (401, 403):
+                    text = _marathon_message(resp.status, resp.reason, data)[0]
+                    raise Permanent(
+                        resp.status,
+                        f"{text} (the event stream was redirected to {left}, which is not one of the "
+                        f"configured urls of marathon {self.cfg.name}: credentials go only to those; "
+                        "list every Marathon master in urls)",
+                        url=str(target),
+                    )
                 self._raise_for(resp.status, resp.reason, data, str(target))
                 raise Transient(f"GET {target}: unexpected {resp.status} for the event stream")
             self._mark_ok(i, resp.headers)

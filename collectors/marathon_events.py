@@ -21,6 +21,7 @@ from typing import Any
 
 from actuators.marathon import STREAM_OPENED, AppNotFound, MarathonClient, MarathonError, Transient
 from actuators.marathon_model import RUNNING, TERMINAL_STATES, AppState, Task
+from policies.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +312,7 @@ class ClusterWatcher:
                         await self._resync()
                         opened = True
                         self.connected_since = time.time()
-                        self._set_state("connected", f"via {data.get('url')}")
+                        self._set_state("connected", f"via {redact_text(str(data.get('url')))}")
                         continue
                     self._apply(event, data)
             return opened, "event stream ended"
@@ -353,6 +354,7 @@ class ClusterWatcher:
             self._signal(app_id)  # deployment waits switch between events and polling
 
     def _lost(self, error: str) -> None:
+        error = redact_text(error)  # shown in GET /api/v1/clusters and logged: no URL credentials or tokens
         self.last_error = error
         was_connected = self.state == "connected"
         if was_connected:

@@ -40,6 +40,7 @@ from oceand.store.base import parse_url as parse_store_url
 from oceand.store.base import redact as redact_store_url
 from policies.document import Duration
 from policies.fields import did_you_mean
+from policies.redact import redact_text, redact_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,9 @@ class ConfigProblem:
     file: str
     key: str  # dotted key or field path; "(file)" for the file as a whole
     message: str
+
+    def __post_init__(self) -> None:  # no URL credentials or tokens in any config error (policies.redact)
+        object.__setattr__(self, "message", redact_text(self.message))
 
     def __str__(self) -> str:
         return f"{self.file}: {self.key}: {self.message}"
@@ -101,22 +105,23 @@ def parse_size(value: Any) -> int:
 
 
 def http_url(value: str, *, allow_query: bool = False) -> str:
-    """Check an http(s) URL with a host; return it without a trailing '/'."""
+    """Check an http(s) URL with a host; return it without a trailing '/'. Errors show it redacted."""
+    shown = redact_url(value)
     if any(c.isspace() for c in value):
-        raise ValueError(f"{value!r} is not an http(s) URL (it holds white space)")
+        raise ValueError(f"{shown!r} is not an http(s) URL (it holds white space)")
     try:
         parts = urlsplit(value)
         port = parts.port
     except ValueError as e:
-        raise ValueError(f"{value!r} is not an http(s) URL ({e})") from None
+        raise ValueError(f"{shown!r} is not an http(s) URL ({redact_text(str(e))})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http(s) URL")
+        raise ValueError(f"{shown!r} is not an http(s) URL")
     if parts.username is not None or parts.password is not None:
-        raise ValueError(f"{value!r}: put credentials in username/password or token, not in the URL")
+        raise ValueError(f"{shown!r}: put credentials in username/password or token, not in the URL")
     if parts.fragment or (parts.query and not allow_query):
-        raise ValueError(f"{value!r}: a base URL may not carry a query or fragment")
+        raise ValueError(f"{shown!r}: a base URL may not carry a query or fragment")
     if port == 0:
-        raise ValueError(f"{value!r}: port 0 is not a server port")
+        raise ValueError(f"{shown!r}: port 0 is not a server port")
     return value.rstrip("/") if not parts.query else value
 
 
@@ -516,7 +521,7 @@ def _problem(file: str, err: Any) -> ConfigProblem:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    text = redact_text(repr(value))  # before cutting: a cut URL could lose its "@"
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -6,18 +6,29 @@ passed as `extra={"event": "...", ...}`, and `exc` with the traceback when there
     {"ts":"2024-05-01T08:00:00.123Z","level":"info","logger":"oceand.engine","msg":"...","event":"..."}
 
 `log_decision` writes exactly one line per decision (event "decision").
+
+No input can forge a line or leak a secret through a log record, whoever wrote the call:
+- every string (the message, field values, the traceback) goes through `policies.redact.redact_text`
+  (URL userinfo and secret-looking query parameters become `***`);
+- text format: control characters (C0, DEL, C1, U+2028/U+2029, lone surrogates) in the message and
+  in field values are written as escapes (`\\n`, `\\x1b`, `\\u2028`); a traceback follows on lines
+  indented by two spaces, so only a record's first line starts at column 0;
+- JSON format: orjson escapes C0; DEL, C1 and U+2028/U+2029 are escaped too (`\\u0085`), and a string
+  that is not valid UTF-8 (lone surrogates) is written with backslash escapes instead of losing the line.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
 import orjson
 
+from policies.redact import redact_text
 from policies.types import Decision
 
 LEVELS = {
@@ -44,7 +55,64 @@ def _ts(created: float) -> str:
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+    return {k: _redact(v) for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+
+
+def _redact(v: Any, depth: int = 0) -> Any:
+    """Strings redacted, also inside lists, tuples and dicts (a few levels deep)."""
+    if isinstance(v, str):
+        return redact_text(v)
+    if isinstance(v, int | float | None):
+        return v
+    if depth < 4:
+        if isinstance(v, list | tuple):
+            return [_redact(x, depth + 1) for x in v]
+        if isinstance(v, dict):
+            return {k: _redact(x, depth + 1) for k, x in v.items()}
+    return v
+
+
+# Written as escapes: C0, DEL, C1, the Unicode line/paragraph separators, and lone surrogates (text).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# What orjson leaves raw although a terminal or a line-splitting reader may act on it.
+_JSON_RAW = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    c = m.group(0)
+    named = _NAMED.get(c)
+    if named is not None:
+        return named
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character written as an escape (`\\n`, `\\x1b`, `\\x85`, `\\u2028`)."""
+    if text.isprintable():  # the usual case, one C-level pass: no control character in it
+        return text
+    return _CONTROL.sub(_escape_char, text)
+
+
+def _json(value: Any) -> str:
+    """orjson, with DEL/C1/U+2028/U+2029 escaped, and strings orjson refuses (lone surrogates) repaired."""
+    try:
+        text = orjson.dumps(value, default=str, option=_OPTS).decode("utf-8")
+    except TypeError:  # orjson.JSONEncodeError: "str is not valid UTF-8: surrogates not allowed"
+        text = orjson.dumps(_valid_utf8(value), default=str, option=_OPTS).decode("utf-8")
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
+def _valid_utf8(v: Any) -> Any:
+    if isinstance(v, str):
+        return v.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(v, list | tuple):
+        return [_valid_utf8(x) for x in v]
+    if isinstance(v, dict):
+        return {_valid_utf8(k): _valid_utf8(x) for k, x in v.items()}
+    return v
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,36 +121,47 @@ class JsonFormatter(logging.Formatter):
             "ts": _ts(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact_text(record.getMessage()),
         }
         for k, v in _extras(record).items():
             line.setdefault(k, v)
         if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
+            line["exc"] = redact_text(self.formatException(record.exc_info))
         elif record.exc_text:
-            line["exc"] = record.exc_text
+            line["exc"] = redact_text(record.exc_text)
         if record.stack_info:
-            line["stack"] = record.stack_info
-        return orjson.dumps(line, default=str, option=_OPTS).decode("utf-8")
+            line["stack"] = redact_text(record.stack_info)
+        return _json(line)
 
 
 class TextFormatter(logging.Formatter):
-    """`ts LEVEL logger: msg key=value ...`, values JSON-quoted when they hold spaces or quotes."""
+    """`ts LEVEL logger: msg key=value ...`, values JSON-quoted when they hold spaces, quotes or control
+    characters; the message with control characters escaped; a traceback on lines indented by two spaces."""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [_ts(record.created), record.levelname, f"{record.name}:", record.getMessage()]
+        msg = escape_controls(redact_text(record.getMessage()))
+        parts = [
+            _ts(record.created),
+            escape_controls(record.levelname),
+            f"{escape_controls(record.name)}:",
+            msg,
+        ]
         for k, v in _extras(record).items():
-            parts.append(f"{k}={_text_value(v)}")
+            parts.append(f"{escape_controls(str(k))}={_text_value(v)}")
         text = " ".join(parts)
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+        exc = self.formatException(record.exc_info) if record.exc_info else record.exc_text
+        if exc:
+            text += "".join("\n  " + escape_controls(line) for line in redact_text(exc).splitlines())
         return text
 
 
+_QUOTE = re.compile('[\\s"=\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]')
+
+
 def _text_value(v: Any) -> str:
-    if isinstance(v, str) and v and not any(c.isspace() or c in '"=' for c in v):
+    if isinstance(v, str) and v and not _QUOTE.search(v):
         return v
-    return orjson.dumps(v, default=str, option=_OPTS).decode("utf-8")
+    return _json(v)
 
 
 class _OceandHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -4,6 +4,9 @@ Sending never delays scaling: `submit` only puts the message on a bounded queue 
 when it is full, and counted); one background task posts them with a short timeout. The notify group goes
 to Falcon's sender API when `[notify] falcon_sender` is configured (Ocean sent through Falcon's UIC
 groups); without it the group is only logged.
+
+A webhook never follows a redirect: a 3xx is a failed notification (logged as `notify_failed`, counted
+in `oceand_notify_errors_total`). Logged URLs and errors are redacted (`policies.redact`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import aiohttp
 import orjson
 
 from policies.document import JobDocument
+from policies.redact import redact_text, redact_url
 from policies.types import Decision
 
 log = logging.getLogger("oceand.notify")
@@ -93,20 +97,41 @@ class Notifier:
                         f.cancel()
                     continue
                 kind, url, body = self._queue.popleft()
-                try:
-                    async with session.post(
-                        url, data=orjson.dumps(body), headers={"Content-Type": "application/json"}
-                    ) as resp:
-                        if resp.status >= 400:
-                            raise aiohttp.ClientResponseError(
-                                resp.request_info, (), status=resp.status, message=resp.reason or ""
-                            )
+                error = await self._post(session, url, body)
+                if error is None:
                     self.sent += 1
-                except (TimeoutError, aiohttp.ClientError, OSError) as e:
-                    log.warning("notification to %s failed: %s", url, e, extra={"event": "notify_failed"})
-                    if self.on_error is not None:
-                        with contextlib.suppress(Exception):
-                            self.on_error(kind)
+                    continue
+                log.warning(
+                    "notification (%s) of job %s to %s failed: %s",
+                    kind,
+                    body.get("job"),
+                    redact_url(url),
+                    redact_text(error),
+                    extra={"event": "notify_failed", "job": body.get("job"), "kind": kind},
+                )
+                if self.on_error is not None:
+                    with contextlib.suppress(Exception):
+                        self.on_error(kind)
+
+    @staticmethod
+    async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> str | None:
+        """POST once; None when it was taken (2xx), else why not. A redirect is never followed: it could
+        carry the URL's credentials, or the message itself, to another service (the daemon's own API)."""
+        try:
+            async with session.post(
+                url,
+                data=orjson.dumps(body),
+                headers={"Content-Type": "application/json"},
+                allow_redirects=False,
+            ) as resp:
+                if 300 <= resp.status < 400:
+                    where = resp.headers.get("Location", "(none)")
+                    return f"answered {resp.status} {resp.reason or ''}; redirect to {where} not followed"
+                if resp.status >= 400 or resp.status < 200:
+                    return f"answered {resp.status} {resp.reason or ''}".rstrip()
+            return None
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            return str(e) or type(e).__name__
 
 
 def _text(msg: dict[str, Any]) -> str:

@@ -8,9 +8,10 @@ from typing import Any
 from aiohttp import web
 
 from oceand.api.errors import ApiError, json_response, read_json
-from oceand.engine import AppUnknown
+from oceand.engine import AppUnknown, JobRuntime
 from oceand.keys import DAEMON, ENGINE, METRICS, STORE
 from policies.document import JOB_NAME_RE, DocumentError, JobDocument, dump_job, parse_job
+from policies.redact import public_job, restore_webhook
 
 
 def _job_name(request: web.Request) -> str:
@@ -50,6 +51,29 @@ def _validate(request: web.Request, data: Any, path_name: str | None = None) -> 
         raise ApiError(
             422, "invalid_document", f"{len(e.errors)} error(s) in the job document", e.errors
         ) from None
+
+
+def _shown(doc: JobDocument) -> dict[str, Any]:
+    """A job document as the API returns it: the webhook's credentials and tokens are `***`."""
+    return public_job(dump_job(doc))
+
+
+def _keep_webhook(doc: JobDocument, current: JobRuntime | None) -> JobDocument:
+    """A webhook sent back exactly as GET showed it (redacted) keeps the stored secret; a `***` placeholder
+    anywhere else is refused (docs/policy.md). `current` is the job's runtime, or None for a new job."""
+    stored = current.doc.notify.webhook if current is not None else None
+    try:
+        webhook = restore_webhook(doc.notify.webhook, stored)
+    except ValueError as e:
+        raise ApiError(
+            422,
+            "invalid_document",
+            "1 error(s) in the job document",
+            [{"path": "notify.webhook", "message": str(e)}],
+        ) from None
+    if webhook == doc.notify.webhook:
+        return doc
+    return doc.model_copy(update={"notify": doc.notify.model_copy(update={"webhook": webhook})})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -92,22 +116,24 @@ async def create_job(request: web.Request) -> web.Response:
     doc = _validate(request, await read_json(request))
     if doc.job in request.app[ENGINE].jobs:
         raise ApiError(409, "job_exists", f"job {doc.job!r} exists: PUT /api/v1/jobs/{doc.job} replaces it")
+    doc = _keep_webhook(doc, None)
     version = await request.app[DAEMON].put_job(doc)
-    return json_response({"job": dump_job(doc), "version": version}, 201)
+    return json_response({"job": _shown(doc), "version": version}, 201)
 
 
 async def get_job(request: web.Request) -> web.Response:
     name = _known_job(request)
     rt = request.app[ENGINE].jobs[name]
-    return json_response({"job": dump_job(rt.doc), "version": rt.version})
+    return json_response({"job": _shown(rt.doc), "version": rt.version})
 
 
 async def put_job(request: web.Request) -> web.Response:
     name = _job_name(request)
     doc = _validate(request, await read_json(request), name)
     existed = name in request.app[ENGINE].jobs
+    doc = _keep_webhook(doc, request.app[ENGINE].jobs.get(name))
     version = await _put(request, doc)
-    return json_response({"job": dump_job(doc), "version": version}, 200 if existed else 201)
+    return json_response({"job": _shown(doc), "version": version}, 200 if existed else 201)
 
 
 async def delete_job(request: web.Request) -> web.Response:

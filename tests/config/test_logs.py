@@ -1,4 +1,4 @@
-"""oceand.logs: JSON lines / text, extras, one line per decision."""
+"""oceand.logs: JSON lines / text, extras, one line per decision; no forged lines, no secrets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ import orjson
 import pytest
 
 from oceand.logs import log_decision, setup_logging
+from oceand.notify import Notifier
+from policies.document import parse_job
 from policies.types import Decision, Limit, Proposal
+
+SECRET = "s3cr3t-Pa55"
 
 
 @pytest.fixture
@@ -141,3 +145,106 @@ def test_one_line_per_decision(stream: io.StringIO, decision: Any, level: str, e
         assert line[key] == value
     assert line["msg"].startswith("decision web: 2 -> 3 (ScaleOut,")
     assert "proposals" not in line
+
+
+# ---- control characters never forge a line; URLs are redacted (issue 18 item 6) --------------------------------------------
+
+
+FORGED = "2026-12-02T06:00:00.000Z INFO oceand.engine: decision web: 1 -> 9 (ScaleOut) applied event=decision"
+
+
+def test_text_log_newline_in_notify_group_cannot_forge_a_line(stream: io.StringIO) -> None:
+    setup_logging("info", "text", stream)
+    doc = parse_job(
+        {
+            "job": "web",
+            "target": {"cluster": "lg", "app": "/web"},
+            "min_instances": 1,
+            "max_instances": 5,
+            "notify": {"group": "sre\n" + FORGED},
+        }
+    )
+    d = Decision(job="web", at=1.0, trigger="bucket", current=1, desired=2, status="applied")
+    Notifier().submit(doc, d)  # no falcon_sender: the group message is only logged
+    out = stream.getvalue()
+    assert out.count("\n") == 1, out
+    assert "\\n" + FORGED.split(" ")[0] in out
+    assert not any(line.startswith(FORGED[:10]) for line in out.splitlines()[1:])
+
+
+CONTROLS = [
+    pytest.param("a\nb", "a\\nb", id="LF"),
+    pytest.param("a\rb", "a\\rb", id="CR"),
+    pytest.param("a\r\nb", "a\\r\\nb", id="CRLF"),
+    pytest.param("a\tb", "a\\tb", id="TAB"),
+    pytest.param("a\x1b[31mred", "a\\x1b[31mred", id="ESC (terminal colour)"),
+    pytest.param("a\x00b\x07", "a\\x00b\\x07", id="NUL and BEL"),
+    pytest.param("a\x7fb", "a\\x7fb", id="DEL"),
+    pytest.param("a\x85b\x9b", "a\\x85b\\x9b", id="C1: NEL and CSI"),
+    pytest.param("a\u2028b\u2029", "a\\u2028b\\u2029", id="Unicode line and paragraph separators"),
+    pytest.param("plain text, ünïcode ok", "plain text, ünïcode ok", id="nothing to escape"),
+]
+
+
+@pytest.mark.parametrize(("raw", "shown"), CONTROLS)
+def test_text_log_escapes_control_characters_in_the_message(
+    stream: io.StringIO, raw: str, shown: str
+) -> None:
+    setup_logging("info", "text", stream)
+    logging.getLogger("t").info("x %s y", raw)
+    out = stream.getvalue()
+    assert out.endswith(f" INFO t: x {shown} y\n"), repr(out)
+
+
+@pytest.mark.parametrize(("raw", "shown"), CONTROLS)
+def test_text_log_escapes_control_characters_in_field_values(
+    stream: io.StringIO, raw: str, shown: str
+) -> None:
+    setup_logging("info", "text", stream)
+    logging.getLogger("t").info("m", extra={"group": raw, "items": [raw]})
+    (line,) = stream.getvalue().splitlines()
+    assert line.count("\n") == 0 and not any(c in line for c in "\x1b\x85\x9b\u2028\x00\x7f")
+    value = line.split(" group=", 1)[1].split(" items=")[0]
+    assert orjson.loads(value) == raw  # quoted (JSON) as soon as it holds a space or a control character
+
+
+def test_text_log_traceback_lines_are_indented(stream: io.StringIO) -> None:
+    setup_logging("info", "text", stream)
+    try:
+        raise ValueError("boom\n" + FORGED)
+    except ValueError:
+        logging.getLogger("t").exception("failed")
+    first, *rest = stream.getvalue().splitlines()
+    assert first.endswith(" ERROR t: failed") and rest
+    assert all(line.startswith("  ") for line in rest), rest
+
+
+@pytest.mark.parametrize(("raw", "shown"), CONTROLS)
+def test_json_log_stays_one_valid_line(stream: io.StringIO, raw: str, shown: str) -> None:
+    setup_logging("info", "json", stream)
+    logging.getLogger("t").info("x %s", raw, extra={"group": raw, "items": {"k": [raw]}})
+    (line,) = stream.getvalue().splitlines()
+    obj = orjson.loads(line)
+    assert (obj["msg"], obj["group"], obj["items"]) == ("x " + raw, raw, {"k": [raw]})
+    assert not any(c in line for c in "\x85\x9b\u2028\u2029\x7f")
+
+
+def test_json_log_survives_lone_surrogates(stream: io.StringIO) -> None:
+    setup_logging("info", "json", stream)
+    logging.getLogger("t").info("x %s", "\ud800", extra={"group": "a\udcffb"})
+    (line,) = stream.getvalue().splitlines()
+    obj = orjson.loads(line)
+    assert obj["msg"].startswith("x ") and obj["group"].startswith("a")
+
+
+def test_logs_redact_urls_whatever_the_call_site(stream: io.StringIO) -> None:
+    setup_logging("info", "json", stream)
+    logging.getLogger("t").warning(
+        "GET %s failed",
+        f"http://u:{SECRET}@h/x?token={SECRET}",
+        extra={"url": f"https://h/?api_key={SECRET}"},
+    )
+    (line,) = stream.getvalue().splitlines()
+    assert SECRET not in line
+    obj = orjson.loads(line)
+    assert obj["msg"] == "GET http://***@h/x?token=*** failed" and obj["url"] == "https://h/?api_key=***"

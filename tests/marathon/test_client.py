@@ -339,11 +339,13 @@ async def test_events_silent_stream_times_out(fake: FakeMarathon) -> None:
 
 
 async def test_events_follow_the_standby_redirect_with_credentials() -> None:
+    """The leader is a configured URL: credentials go with the redirect (tests/marathon/test_redirects.py
+    shows a leader outside the configured URLs gets none)."""
     leader = FakeMarathon(username="u", password="p")
     await leader.start()
     standby = FakeMarathon(username="u", password="p", standby=True, leader_url=leader.url)
     await standby.start()
-    client = MarathonClient(config(standby.url, username="u", password="p"))
+    client = MarathonClient(config(standby.url, leader.url, username="u", password="p"))
     try:
         stream = client.events(["event_stream_attached"])
         event, data = await anext(stream)

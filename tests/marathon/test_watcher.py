@@ -144,7 +144,7 @@ async def test_standby_redirect_is_followed() -> None:
     standby = FakeMarathon(username="u", password="p", standby=True, leader_url=leader.url)
     await standby.start()
     leader.add_app("/a", 1)
-    client = MarathonClient(config(standby.url, username="u", password="p"))
+    client = MarathonClient(config(standby.url, leader.url, username="u", password="p"))
     w = ClusterWatcher(client, on_change=lambda _: None, backoff_initial=0.005)
     w.watch("/a")
     r = Running(w)
@@ -152,7 +152,7 @@ async def test_standby_redirect_is_followed() -> None:
         await until(lambda: w.state == "connected")
         assert w.info()["leader"] == leader.url
         assert leader.stream_count == 1 and standby.stream_count == 0
-        await client.scale("/a", 2)  # proxied by the standby
+        await client.scale("/a", 2)  # straight to the leader, which the redirect named
         await until(lambda: w.app("/a") is not None and view(w, "/a").running == 2)
     finally:
         await r.close()
