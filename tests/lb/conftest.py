@@ -8,6 +8,7 @@ anything they started) whether the test passed or not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -229,9 +230,20 @@ class Haproxy:
         self.procs.append(new)
         old.wait(5)
 
+    def check(self) -> subprocess.CompletedProcess[str]:
+        """`haproxy -c` on the config files as they are now (what a reload would load)."""
+        return subprocess.run(
+            [HAPROXY or "haproxy", "-c", "-f", str(self.main_cfg), "-f", str(self.servers_file)],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
 
-@pytest.fixture
-def haproxy(tmp_path: Path) -> Iterator[Haproxy]:
+
+@contextlib.contextmanager
+def running_haproxy(tmp_path: Path, servers_text: str | None = None) -> Iterator[Haproxy]:
+    """A real HAProxy whose backend `be_app` is in its own file (`servers_text`, default: oceand's
+    new section without servers), started with `-f main.cfg -f that file`."""
     if HAPROXY is None:
         pytest.skip("haproxy is not installed (apt-get install -y haproxy)")
     sock = tmp_path / "admin.sock"
@@ -253,7 +265,7 @@ frontend fe
     )
     servers_file = tmp_path / "oceand" / "be_app.cfg"
     servers_file.parent.mkdir()
-    servers_file.write_text(render_backend("be_app", []))
+    servers_file.write_text(render_backend("be_app", []) if servers_text is None else servers_text)
     proc = subprocess.Popen(
         [HAPROXY, "-db", "-f", str(main_cfg), "-f", str(servers_file)], stderr=subprocess.DEVNULL
     )
@@ -264,3 +276,9 @@ frontend fe
     finally:
         for p in h.procs:
             _stop(p, signal.SIGTERM)
+
+
+@pytest.fixture
+def haproxy(tmp_path: Path) -> Iterator[Haproxy]:
+    with running_haproxy(tmp_path) as h:
+        yield h
