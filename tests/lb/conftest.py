@@ -152,8 +152,19 @@ class Nginx:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def check(self) -> subprocess.CompletedProcess[str]:
+        """`nginx -t` on the config files as they are now."""
+        return subprocess.run(
+            [self.binary, "-t", "-q", "-p", str(self.prefix), "-c", str(self.conf)],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
 
-def nginx_conf(prefix: Path, port: int, upstream_file: Path) -> str:
+
+def nginx_conf(prefix: Path, port: int, upstream_file: Path, upstream_block: str | None = None) -> str:
+    """nginx.conf; `upstream_block` is the body of `upstream app { … }` ({include} names the file)."""
+    body = (upstream_block or " include {include}; ").format(include=upstream_file)
     return f"""
 worker_processes 1;
 daemon off;
@@ -167,7 +178,7 @@ http {{
     fastcgi_temp_path {prefix}/tmp/fastcgi;
     uwsgi_temp_path {prefix}/tmp/uwsgi;
     scgi_temp_path {prefix}/tmp/scgi;
-    upstream app {{ include {upstream_file}; }}
+    upstream app {{{body}}}
     server {{
         listen 127.0.0.1:{port};
         location = /nginx_status {{ stub_status; }}
@@ -177,8 +188,12 @@ http {{
 """
 
 
-@pytest.fixture
-def nginx(tmp_path: Path) -> Iterator[Nginx]:
+@contextlib.contextmanager
+def running_nginx(
+    tmp_path: Path, *, upstream_block: str | None = None, upstream_text: str | None = None
+) -> Iterator[Nginx]:
+    """A real nginx whose upstream `app` is `upstream_block` (default: only the include) and whose
+    include file starts as `upstream_text` (default: oceand's placeholder)."""
     if NGINX is None:
         pytest.skip("nginx is not installed (apt-get install -y nginx)")
     prefix = tmp_path / "nginx"
@@ -186,16 +201,22 @@ def nginx(tmp_path: Path) -> Iterator[Nginx]:
         (prefix / d).mkdir(parents=True)
     os.chmod(tmp_path, 0o755)
     upstream_file = prefix / "upstreams" / "app.upstream"
-    upstream_file.write_text(render_upstream([]))
+    upstream_file.write_text(render_upstream([]) if upstream_text is None else upstream_text)
     port = free_port()
     conf = prefix / "nginx.conf"
-    conf.write_text(nginx_conf(prefix, port, upstream_file))
+    conf.write_text(nginx_conf(prefix, port, upstream_file, upstream_block))
     proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(conf)], stderr=subprocess.DEVNULL)
     try:
         _wait_port(port, proc, prefix / "logs" / "error.log")
         yield Nginx(prefix, conf, upstream_file, port, proc, NGINX)
     finally:
         _stop(proc, signal.SIGQUIT)
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[Nginx]:
+    with running_nginx(tmp_path) as n:
+        yield n
 
 
 @dataclass
