@@ -624,3 +624,13 @@ def test_keepalived_parked_block_comes_back_as_it_was() -> None:
     parked = kmerge(text, [])
     assert parse(parked) == []
     assert kmerge(parked, [Backend(*R1, 5)]) == text
+
+
+async def test_ipvsadm_keeps_the_services_other_options_when_it_fixes_the_scheduler(ipvs: FakeIpvs) -> None:
+    """`ipvsadm -E` sets every option of the service; oceand passes back the ones it does not own."""
+    assert ipvs.run("-A", "-t", VIP, "-s", "rr", "-p", "120").returncode == 0
+    rec = Reconciler("job", lvs(scheduler="wrr"), ipvs.driver(scheduler="wrr"))
+    assert (await rec.reconcile(make_app(R1), now=1.0)).ok
+    saved = ipvs.run("-S", "-n").stdout.splitlines()
+    assert saved[0] == f"-A -t {VIP} -s wrr -p 120"
+    assert ipvs.table() == [("10.0.1.1", 31001, 100)]
