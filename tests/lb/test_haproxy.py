@@ -329,6 +329,12 @@ async def test_the_operators_backend_lines_and_servers_survive_adds_drains_and_r
         assert f"    server sorry 127.0.0.1:{sorry.port} backup check\n    server {first} " in text
         assert await answers(http, h) == {f"200 backend-{b1.port}", f"200 backend-{b2.port}"}
 
+        async def http_checked() -> bool:  # the added servers run the backend's `option httpchk`
+            rows = (await haproxy_command(h.socket, "show stat be_app 4 -1")).splitlines()
+            ok = {r.split(",")[1] for r in rows if ",L7OK," in r}
+            return {server_name(*b1.key), server_name(*b2.key)} <= ok
+
+        await wait_until(http_checked, "HTTP health checks (L7OK) on the added servers")
         h.reload()  # the merged file is what a new HAProxy process loads; the runtime API works on it
 
         async def reloaded() -> bool:
