@@ -143,6 +143,22 @@ def _words(line: str) -> list[str]:
     return line.split("#", 1)[0].split()
 
 
+def _header(backend: str) -> list[str]:
+    return [
+        f"# HAProxy backend {backend}. oceand rewrites only its own `server t_...` lines in it; every",
+        "# other line is yours and is kept as it is. Load it after the main config:",
+        "# haproxy -f haproxy.cfg -f <this file or its folder>",
+    ]
+
+
+def _legacy_header(backend: str) -> str:
+    """The header earlier versions wrote (they rewrote the whole file); `merge_backend` updates it."""
+    return (
+        f"# Managed by oceand: HAProxy backend {backend} and its servers. Rewritten on every change.\n"
+        "# Load it after the main config: haproxy -f haproxy.cfg -f <this file or its folder>\n"
+    )
+
+
 def render_backend(
     backend: str,
     servers: Sequence[Backend],
@@ -152,9 +168,7 @@ def render_backend(
 ) -> str:
     """A new backend section with its servers (when the file or the section does not exist yet)."""
     lines = [
-        f"# HAProxy backend {backend}. oceand rewrites only its own `server t_...` lines in it; every",
-        "# other line is yours and is kept as it is. Load it after the main config:",
-        "# haproxy -f haproxy.cfg -f <this file or its folder>",
+        *_header(backend),
         f"backend {backend}",
         *(f"    {ln}" for ln in backend_lines),
     ]
@@ -174,7 +188,8 @@ def merge_backend(
     by `servers`; every other line stays as it was. The new lines go where the first owned server line
     was, else after the section's last `server` line, else after its last setting. A file without
     the section gets a new one at its end (`render_backend`)."""
-    lines = split_lines(text or "")
+    text = (text or "").replace(_legacy_header(backend), "".join(f"{ln}\n" for ln in _header(backend)))
+    lines = split_lines(text)
     start = next(
         (i for i, ln in enumerate(lines) if _words(ln)[:2] in (["backend", backend], ["listen", backend])),
         None,

@@ -90,10 +90,7 @@ def render(
     real_server_lines: Sequence[str] = (),
 ) -> str:
     """A new include file: a header comment and the whole block (parked when there are no backends)."""
-    head = (
-        f"# LVS virtual server {vip_host} {vip_port} {protocol}. oceand writes its real_server blocks and"
-        " lvs_sched, lvs_method, protocol; every other line is kept as it is.\n"
-    )
+    head = _header(vip_host, vip_port, protocol)
     settings = _settings(protocol, scheduler, forward)
     lines = [
         f"virtual_server {vip_host} {vip_port} {{\n",
@@ -104,6 +101,19 @@ def render(
         "}\n",
     ]
     return head + "".join(lines if backends else _park(lines))
+
+
+def _header(vip_host: str, vip_port: int, protocol: str) -> str:
+    return (
+        f"# LVS virtual server {vip_host} {vip_port} {protocol}. oceand writes its real_server blocks and"
+        " lvs_sched, lvs_method, protocol; every other line is kept as it is.\n"
+    )
+
+
+# The header earlier versions wrote (they rewrote the whole file); `merge` updates it.
+_LEGACY_HEADER = re.compile(
+    r"^# Managed by oceand: LVS virtual server (\S+) (\d+) (\w+)\. Rewritten on every change\.\n", re.M
+)
 
 
 def _settings(protocol: str, scheduler: str, forward: str) -> dict[str, str]:
@@ -161,7 +171,8 @@ def merge(
     every other line kept. The real servers go where the first one was, else before the block's
     closing brace; a missing setting is added after the `virtual_server` line. No block in `text`:
     `fresh()`. No backends: the block is parked (see the module doc)."""
-    lines = [ln.removeprefix(PARKED) for ln in split_lines(text or "") if ln != PARKED_NOTE]
+    text = _LEGACY_HEADER.sub(lambda m: _header(m[1], int(m[2]), m[3]), text or "")
+    lines = [ln.removeprefix(PARKED) for ln in split_lines(text) if ln != PARKED_NOTE]
     start = next((i for i, ln in enumerate(lines) if _code(ln).split()[:1] == ["virtual_server"]), None)
     if start is None:
         return fresh()

@@ -31,6 +31,9 @@ from actuators.lb import CheckedFile, LBError, read_text, run_command, signal_pi
 from actuators.lb.diff import Backend, Op, apply_ops, parse_hostport
 
 PLACEHOLDER_MARK = "# oceand: placeholder, no backends"
+HEADER = "# oceand writes the server lines of this upstream; every other line is kept as it is."
+# What earlier versions wrote (they rewrote the whole file); `merge` updates it.
+LEGACY_HEADER = "# Managed by oceand: the servers of one upstream. Rewritten on every change."
 _SERVER = re.compile(r"^\s*server\s+(\S+)((?:\s+[^\s;]+)*)\s*;\s*(#.*)?$")
 
 
@@ -114,7 +117,7 @@ def _nginx_message(output: str) -> str:
 
 def render(backends: Sequence[Backend], *, max_fails: int = 2, fail_timeout: str = "5s") -> str:
     """A new include file: a header comment and the server lines."""
-    lines = ["# oceand writes the server lines of this upstream; every other line is kept as it is."]
+    lines = [HEADER]
     for b in sorted(backends, key=lambda b: b.key):
         down = " down" if b.state != "active" else ""
         lines.append(
@@ -142,7 +145,7 @@ def merge(
     kept: list[str] = []
     at: int | None = None
     indent = ""
-    for line in split_lines(text):
+    for line in split_lines(text.replace(LEGACY_HEADER, HEADER)):
         if _is_server(line):
             if at is None:
                 at, indent = len(kept), line[: len(line) - len(line.lstrip())]

@@ -416,3 +416,12 @@ async def test_read_reports_only_owned_servers(tmp_path: Path) -> None:
         assert (
             "    server mine 127.0.0.1:9 weight 3\n    server t_127_0_0_1_10 " in h.servers_file.read_text()
         )
+
+
+def test_merge_backend_updates_the_header_of_earlier_versions() -> None:
+    old = (
+        "# Managed by oceand: HAProxy backend be and its servers. Rewritten on every change.\n"
+        "# Load it after the main config: haproxy -f haproxy.cfg -f <this file or its folder>\n"
+        f"backend be\n    balance roundrobin\n    {T1_LINE}\n"
+    )
+    assert merge_backend(old, "be", [T1]) == render_backend("be", [T1])

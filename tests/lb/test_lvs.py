@@ -634,3 +634,16 @@ async def test_ipvsadm_keeps_the_services_other_options_when_it_fixes_the_schedu
     saved = ipvs.run("-S", "-n").stdout.splitlines()
     assert saved[0] == f"-A -t {VIP} -s wrr -p 120"
     assert ipvs.table() == [("10.0.1.1", 31001, 100)]
+
+
+def test_keepalived_merge_updates_the_header_of_earlier_versions(tmp_path: Path) -> None:
+    driver, _ = keepalived_setup(tmp_path, None)
+    new = driver.render([Backend(*R1, 5)])
+    old = new.replace(
+        new.splitlines()[0],
+        "# Managed by oceand: LVS virtual server 10.0.0.10 80 tcp. Rewritten on every change.",
+    )
+    assert old != new
+    assert (
+        merge(old, [Backend(*R1, 5)], protocol="tcp", scheduler="wrr", forward="nat", fresh=lambda: "") == new
+    )

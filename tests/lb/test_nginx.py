@@ -387,3 +387,8 @@ async def test_the_operators_upstream_lines_survive_adds_drains_and_removals(
 def test_merge_upstream_file(text: str | None, backends: list[Backend], expected: str) -> None:
     assert merge(text, backends) == expected
     assert parse(expected) == backends
+
+
+def test_merge_updates_the_header_of_earlier_versions() -> None:
+    old = "# Managed by oceand: the servers of one upstream. Rewritten on every change.\nserver 10.0.0.1:1 weight=2;\n"
+    assert merge(old, [Backend("10.0.0.1", 1, 2)]) == render([Backend("10.0.0.1", 1, 2)])
