@@ -139,6 +139,17 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     pytest.fail(f"server did not listen on 127.0.0.1:{port}")
 
 
+def _wait_socket(path: Path, proc: subprocess.Popen[bytes]) -> None:
+    """HAProxy renames its runtime socket into place after it binds the frontends."""
+    for _ in range(250):
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}")
+        if path.is_socket():
+            return
+        time.sleep(0.02)  # polling a starting process for readiness
+    pytest.fail(f"no socket at {path}")
+
+
 @dataclass
 class Nginx:
     prefix: Path
@@ -293,6 +304,7 @@ frontend fe
     h = Haproxy(tmp_path, main_cfg, servers_file, sock, port, [proc])
     try:
         _wait_port(port, proc, tmp_path / "none")
+        _wait_socket(sock, proc)
         yield h
     finally:
         for p in h.procs:

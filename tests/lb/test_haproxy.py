@@ -291,6 +291,7 @@ backend be_app
     option httpchk GET /health
     http-check expect status 200
     timeout server 7s
+    option http-server-close
     default-server inter 100ms fall 2 rise 1
 
     # my own sorry server: oceand must leave it alone
