@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -33,6 +34,7 @@ __all__ = [
     "restore",
     "run_command",
     "signal_pidfile",
+    "split_lines",
 ]
 
 
@@ -112,6 +114,13 @@ def read_text(path: Path) -> str | None:
         return None
     except OSError as e:
         raise LBError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of `text`, each with its `\n` (the last one may lack it). Only `\n` ends a line, so
+    joining them gives back `text` byte for byte (`str.splitlines` also splits at form feeds and
+    other separators)."""
+    return re.findall(r"[^\n]*\n|[^\n]+\Z", text)
 
 
 def atomic_write(path: Path, text: str) -> None:

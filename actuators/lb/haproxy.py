@@ -10,12 +10,19 @@ One command per connection; the reply is read until HAProxy closes. read: `show 
   reconcile retries).
 Server names come from the address: `t_10_0_0_11_31001`.
 
-Runtime changes are lost on reload, so after every change the driver also writes the backend section
-with the same servers to `servers_file` (draining servers with weight 0, those in maintenance
-`disabled`). The operator defines the backend only there and loads it after the main config:
-`haproxy -f /etc/haproxy/haproxy.cfg -f /etc/haproxy/oceand/` (a folder loads every *.cfg in it). The
-section's other lines (`balance roundrobin`, timeouts, …) come from `backend_lines`; HAProxy needs a
-dynamic balance algorithm (not static-rr) to add servers at run time.
+Runtime changes are lost on reload, so after every change the driver also writes the servers to
+`servers_file` (draining servers with weight 0, those in maintenance `disabled`). The operator defines
+the backend there and loads it after the main config: `haproxy -f /etc/haproxy/haproxy.cfg -f
+/etc/haproxy/oceand/` (a folder loads every *.cfg in it).
+
+The driver owns only the servers it names (`t_…`, see `owns`): `read` reports only those, so the diff
+never drains or deletes a server the operator wrote, and the file is rewritten by `merge_backend`,
+which replaces the driver's `server t_…` lines of the backend section and keeps every other line of
+the file (mode, balance, options, timeouts, default-server, the operator's own servers, comments,
+blank lines, other sections) byte for byte. Only a missing file or section is rendered from
+`backend_lines`. HAProxy needs a dynamic balance algorithm (not static-rr) to add servers at run time,
+and it does not apply a backend's `default-server` line to servers added at run time (only after a
+reload): options those servers need at once go in `server_options`.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from actuators.lb import LBError, atomic_write, read_text
+from actuators.lb import LBError, atomic_write, read_text, split_lines
 from actuators.lb.diff import Backend, Op, State
 
 MAINT_BITS = 0x01 | 0x02 | 0x04 | 0x20  # forced, inherited, config, resolution maintenance
@@ -92,6 +99,66 @@ def parse_servers_state(text: str, backend: str) -> list[Backend]:
     return out
 
 
+OWNED_PREFIX = "t_"
+# Keywords that open a section of an HAProxy config file: a backend section ends at the next one.
+SECTIONS = frozenset(
+    [
+        "global",
+        "defaults",
+        "frontend",
+        "backend",
+        "listen",
+        "peers",
+        "resolvers",
+        "userlist",
+        "mailers",
+        "program",
+        "http-errors",
+        "ring",
+        "cache",
+        "fcgi-app",
+        "log-forward",
+        "crt-store",
+        "traces",
+        "acme",
+    ]
+)
+
+
+def owns(name: str) -> bool:
+    """Whether a server belongs to oceand: the names it gives (`server_name`) start with `t_`."""
+    return name.startswith(OWNED_PREFIX)
+
+
+def server_line(b: Backend, server_options: str = "") -> str:
+    """One `server` line (without indentation) as the driver writes it."""
+    name = b.name or server_name(b.host, b.port)
+    weight = 0 if b.state == "draining" else b.weight
+    disabled = " disabled" if b.state == "maint" else ""
+    opts = f" {server_options}" if server_options else ""
+    return f"server {name} {b.address} weight {weight}{disabled}{opts}"
+
+
+def _words(line: str) -> list[str]:
+    return line.split("#", 1)[0].split()
+
+
+def _header(backend: str) -> list[str]:
+    return [
+        f"# HAProxy backend {backend}. oceand rewrites only its own `server t_...` lines in it; every",
+        "# other line is yours and is kept as it is. Load it after the main config:",
+        "# haproxy -f haproxy.cfg -f <this file or its folder>",
+    ]
+
+
+def _legacy_header(backend: str) -> str:
+    """The header earlier versions wrote (they rewrote the whole file); `merge_backend` updates it."""
+    return (
+        f"# Managed by oceand: HAProxy backend {backend} and its servers. Rewritten on every change.\n"
+        "# Load it after the main config: haproxy -f haproxy.cfg -f <this file or its folder>\n"
+    )
+
+
 def render_backend(
     backend: str,
     servers: Sequence[Backend],
@@ -99,20 +166,74 @@ def render_backend(
     backend_lines: Sequence[str] = ("balance roundrobin",),
     server_options: str = "",
 ) -> str:
-    """The backend section with its servers, for the config file HAProxy loads after a reload."""
-    opts = f" {server_options}" if server_options else ""
+    """A new backend section with its servers (when the file or the section does not exist yet)."""
     lines = [
-        f"# Managed by oceand: HAProxy backend {backend} and its servers. Rewritten on every change.",
-        "# Load it after the main config: haproxy -f haproxy.cfg -f <this file or its folder>",
+        *_header(backend),
         f"backend {backend}",
         *(f"    {ln}" for ln in backend_lines),
     ]
-    for b in sorted(servers, key=lambda b: (b.key, b.name or "")):
-        name = b.name or server_name(b.host, b.port)
-        weight = 0 if b.state == "draining" else b.weight
-        disabled = " disabled" if b.state == "maint" else ""
-        lines.append(f"    server {name} {b.address} weight {weight}{disabled}{opts}")
+    lines += [f"    {server_line(b, server_options)}" for b in _sorted(servers)]
     return "\n".join(lines) + "\n"
+
+
+def merge_backend(
+    text: str | None,
+    backend: str,
+    servers: Sequence[Backend],
+    *,
+    backend_lines: Sequence[str] = ("balance roundrobin",),
+    server_options: str = "",
+) -> str:
+    """`text` (a config file) with the owned server lines of section `backend` (or `listen`) replaced
+    by `servers`; every other line stays as it was. The new lines go where the first owned server line
+    was, else after the section's last `server` line, else after its last setting. A file without
+    the section gets a new one at its end (`render_backend`)."""
+    text = (text or "").replace(_legacy_header(backend), "".join(f"{ln}\n" for ln in _header(backend)))
+    lines = split_lines(text)
+    start = next(
+        (i for i, ln in enumerate(lines) if _words(ln)[:2] in (["backend", backend], ["listen", backend])),
+        None,
+    )
+    if start is None:
+        fresh = render_backend(backend, servers, backend_lines=backend_lines, server_options=server_options)
+        if not lines:
+            return fresh
+        head = "".join(lines)
+        return head + ("" if head.endswith("\n") else "\n") + "\n" + fresh
+    end = next(
+        (i for i in range(start + 1, len(lines)) if _words(lines[i])[:1] and _words(lines[i])[0] in SECTIONS),
+        len(lines),
+    )
+    body = lines[start + 1 : end]
+    kept: list[str] = []
+    at: int | None = None
+    last_server: int | None = None
+    last_setting: int | None = None
+    indent: str | None = None
+    for ln in body:
+        w = _words(ln)
+        if len(w) >= 2 and w[0] == "server" and owns(w[1]):
+            if at is None:
+                at = len(kept)
+            indent = indent or ln[: len(ln) - len(ln.lstrip())]
+            continue
+        kept.append(ln)
+        if w:
+            last_setting = len(kept)
+            if w[0] in ("server", "server-template"):
+                last_server = len(kept)
+            if indent is None:
+                indent = ln[: len(ln) - len(ln.lstrip())]
+    if at is None:
+        at = last_server if last_server is not None else last_setting if last_setting is not None else 0
+    if at > 0 and not kept[at - 1].endswith("\n"):
+        kept[at - 1] += "\n"
+    new = [f"{indent or '    '}{server_line(b, server_options)}\n" for b in _sorted(servers)]
+    return "".join(lines[: start + 1] + kept[:at] + new + kept[at:] + lines[end:])
+
+
+def _sorted(servers: Sequence[Backend]) -> list[Backend]:
+    return sorted(servers, key=lambda b: (b.key, b.name or ""))
 
 
 class HaproxyDriver:
@@ -142,7 +263,10 @@ class HaproxyDriver:
         return f"HaproxyDriver({self.socket_path} {self.backend})"
 
     async def read(self) -> list[Backend]:
-        return parse_servers_state(await self._cmd(f"show servers state {self.backend}"), self.backend)
+        """The backend's servers that oceand owns (`owns`); the operator's other servers are not reported,
+        so they are never drained or deleted."""
+        servers = parse_servers_state(await self._cmd(f"show servers state {self.backend}"), self.backend)
+        return [b for b in servers if b.name is None or owns(b.name)]
 
     async def apply(self, ops: list[Op]) -> None:
         errors: list[str] = []
@@ -154,10 +278,15 @@ class HaproxyDriver:
         if self.servers_file is not None and (ops or not self._file_synced):
             self._file_synced = False
             servers = await self.read()
-            text = render_backend(
-                self.backend, servers, backend_lines=self.backend_lines, server_options=self.server_options
+            old = read_text(self.servers_file)
+            text = merge_backend(
+                old,
+                self.backend,
+                servers,
+                backend_lines=self.backend_lines,
+                server_options=self.server_options,
             )
-            if read_text(self.servers_file) != text:
+            if old != text:
                 atomic_write(self.servers_file, text)
             self._file_synced = True
         if errors:

@@ -2,7 +2,8 @@
 
 read: `ipvsadm -S -n`, the lines of one virtual service (`-A -t|-u vip -s sched`, `-a … -r rs -m|-g|-i
 -w W`); a real server of weight 0 is draining (quiescent). apply: `-A` (service missing), `-E`
-(scheduler differs), `-a` / `-e` / `-d` with the forward method. ipvsadm's commands are not
+(scheduler differs; -E resets what it is not given, so the service's other saved options such as
+`-p` persistence are passed back), `-a` / `-e` / `-d` with the forward method. ipvsadm's commands are not
 idempotent, so its own refusals are success when the wanted state then holds:
 "Service already exists" on -A, "Destination already exists" on -a (then -e sets the weight),
 "No such destination" on -e (then -a) and on -d.
@@ -34,6 +35,7 @@ class Service:
     address: str  # host:port as ipvsadm prints it
     scheduler: str
     dests: list[Backend] = field(default_factory=list)
+    options: tuple[str, ...] = ()  # the service's other options as saved (-p 300, -M …), in order
     forward: dict[tuple[str, int], str] = field(default_factory=dict)  # key -> -m/-g/-i
 
 
@@ -52,7 +54,7 @@ def parse_save(text: str) -> dict[tuple[str, str], Service]:
             raise LBError(f"ipvsadm -S line {n}: cannot read {line!r}")
         key = (svc_flag, opts[svc_flag])
         if words[0] == "-A":
-            services[key] = Service(svc_flag, opts[svc_flag], opts.get("-s", "wlc"))
+            services[key] = Service(svc_flag, opts[svc_flag], opts.get("-s", "wlc"), options=_others(words))
             continue
         svc = services.get(key)
         if svc is None or "-r" not in opts:
@@ -79,6 +81,19 @@ def _options(words: list[str]) -> dict[str, str]:
             out[w] = ""
             i += 1
     return out
+
+
+def _others(words: list[str]) -> tuple[str, ...]:
+    """The words of a saved `-A` line other than -A, the service and the scheduler (with their values)."""
+    out: list[str] = []
+    i = 1
+    while i < len(words):
+        if words[i] in ("-t", "-u", "-f", "-s"):
+            i += 2
+        else:
+            out.append(words[i])
+            i += 1
+    return tuple(out)
 
 
 class IpvsadmDriver:
@@ -129,7 +144,8 @@ class IpvsadmDriver:
         if ops and self._service is None:
             await self._ensure_service()
         elif self._service is not None and self._service.scheduler != self.scheduler:
-            await self._must("-E", self.flag, self.vip, "-s", self.scheduler)
+            # -E sets every option of the service: pass back the ones oceand does not own (-p, -M, …)
+            await self._must("-E", self.flag, self.vip, "-s", self.scheduler, *self._service.options)
             self._service.scheduler = self.scheduler
         for op in ops:
             await self._apply_one(op)

@@ -8,6 +8,11 @@ file in the same folder, renames it over the old one, runs `nginx -t -q -c <conf
 back, leaves nginx running on its old config and raises LBError with nginx's message. Old workers finish
 their in-flight requests after a reload; a `down` server gets no new ones.
 
+The driver owns the `server` lines of the include file and nothing else: `merge` replaces them (where
+the first one was, else at the end) and keeps every other line as it was, so the operator may keep
+directives of the upstream (`zone`, `least_conn`, `keepalive`, …) and comments in the file as well as
+around the `include` in nginx.conf, which the driver never touches.
+
 nginx refuses an upstream without servers, so an empty set renders one placeholder server marked `down`
 (`read` does not report it). Reloads are debounced per nginx (at most one per `min_reload_interval`)
 and coalesced: one reload serves every include file written before it started.
@@ -22,10 +27,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from actuators.lb import CheckedFile, LBError, read_text, run_command, signal_pidfile
+from actuators.lb import CheckedFile, LBError, read_text, run_command, signal_pidfile, split_lines
 from actuators.lb.diff import Backend, Op, apply_ops, parse_hostport
 
 PLACEHOLDER_MARK = "# oceand: placeholder, no backends"
+HEADER = "# oceand writes the server lines of this upstream; every other line is kept as it is."
+# What earlier versions wrote (they rewrote the whole file); `merge` updates it.
+LEGACY_HEADER = "# Managed by oceand: the servers of one upstream. Rewritten on every change."
 _SERVER = re.compile(r"^\s*server\s+(\S+)((?:\s+[^\s;]+)*)\s*;\s*(#.*)?$")
 
 
@@ -108,7 +116,8 @@ def _nginx_message(output: str) -> str:
 
 
 def render(backends: Sequence[Backend], *, max_fails: int = 2, fail_timeout: str = "5s") -> str:
-    lines = ["# Managed by oceand: the servers of one upstream. Rewritten on every change."]
+    """A new include file: a header comment and the server lines."""
+    lines = [HEADER]
     for b in sorted(backends, key=lambda b: b.key):
         down = " down" if b.state != "active" else ""
         lines.append(
@@ -119,11 +128,43 @@ def render(backends: Sequence[Backend], *, max_fails: int = 2, fail_timeout: str
     return "\n".join(lines) + "\n"
 
 
+def _is_server(line: str) -> bool:
+    words = line.split("#", 1)[0].split()
+    return bool(words) and words[0] == "server"
+
+
+def merge(
+    text: str | None, backends: Sequence[Backend], *, max_fails: int = 2, fail_timeout: str = "5s"
+) -> str:
+    """`text` (the include file, None: none yet) with its server lines replaced by `backends`; every
+    other line stays as it was. The new lines go where the first server line was (with its
+    indentation), else at the end."""
+    fresh = render(backends, max_fails=max_fails, fail_timeout=fail_timeout)
+    if text is None:
+        return fresh
+    kept: list[str] = []
+    at: int | None = None
+    indent = ""
+    for line in split_lines(text.replace(LEGACY_HEADER, HEADER)):
+        if _is_server(line):
+            if at is None:
+                at, indent = len(kept), line[: len(line) - len(line.lstrip())]
+            continue
+        kept.append(line)
+    if at is None:
+        at = len(kept)
+    if at > 0 and not kept[at - 1].endswith("\n"):
+        kept[at - 1] += "\n"
+    new = [indent + line for line in split_lines(fresh)[1:]]  # without the header comment
+    return "".join(kept[:at] + new + kept[at:])
+
+
 def parse(text: str | None) -> list[Backend]:
-    """The servers of an upstream include file (`down` → draining). LBError on a line it cannot read."""
+    """The servers of an upstream include file (`down` → draining); other lines are the operator's.
+    LBError on a server line it cannot read."""
     backends: list[Backend] = []
     for n, line in enumerate((text or "").splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#") or PLACEHOLDER_MARK in line:
+        if not _is_server(line) or PLACEHOLDER_MARK in line:
             continue
         m = _SERVER.match(line)
         if not m:
@@ -170,8 +211,8 @@ class NginxDriver:
             return
         async with self.nginx.lock:
             old = read_text(self.include_file)
-            text = render(
-                apply_ops(parse(old), ops), max_fails=self.max_fails, fail_timeout=self.fail_timeout
+            text = merge(
+                old, apply_ops(parse(old), ops), max_fails=self.max_fails, fail_timeout=self.fail_timeout
             )
             if not await self._file.write(old, text, self.nginx.check):
                 return

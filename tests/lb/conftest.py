@@ -8,6 +8,7 @@ anything they started) whether the test passed or not.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -138,6 +139,17 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     pytest.fail(f"server did not listen on 127.0.0.1:{port}")
 
 
+def _wait_socket(path: Path, proc: subprocess.Popen[bytes]) -> None:
+    """HAProxy renames its runtime socket into place after it binds the frontends."""
+    for _ in range(250):
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}")
+        if path.is_socket():
+            return
+        time.sleep(0.02)  # polling a starting process for readiness
+    pytest.fail(f"no socket at {path}")
+
+
 @dataclass
 class Nginx:
     prefix: Path
@@ -151,8 +163,19 @@ class Nginx:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def check(self) -> subprocess.CompletedProcess[str]:
+        """`nginx -t` on the config files as they are now."""
+        return subprocess.run(
+            [self.binary, "-t", "-q", "-p", str(self.prefix), "-c", str(self.conf)],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
 
-def nginx_conf(prefix: Path, port: int, upstream_file: Path) -> str:
+
+def nginx_conf(prefix: Path, port: int, upstream_file: Path, upstream_block: str | None = None) -> str:
+    """nginx.conf; `upstream_block` is the body of `upstream app { … }` ({include} names the file)."""
+    body = (upstream_block or " include {include}; ").format(include=upstream_file)
     return f"""
 worker_processes 1;
 daemon off;
@@ -166,7 +189,7 @@ http {{
     fastcgi_temp_path {prefix}/tmp/fastcgi;
     uwsgi_temp_path {prefix}/tmp/uwsgi;
     scgi_temp_path {prefix}/tmp/scgi;
-    upstream app {{ include {upstream_file}; }}
+    upstream app {{{body}}}
     server {{
         listen 127.0.0.1:{port};
         location = /nginx_status {{ stub_status; }}
@@ -176,8 +199,12 @@ http {{
 """
 
 
-@pytest.fixture
-def nginx(tmp_path: Path) -> Iterator[Nginx]:
+@contextlib.contextmanager
+def running_nginx(
+    tmp_path: Path, *, upstream_block: str | None = None, upstream_text: str | None = None
+) -> Iterator[Nginx]:
+    """A real nginx whose upstream `app` is `upstream_block` (default: only the include) and whose
+    include file starts as `upstream_text` (default: oceand's placeholder)."""
     if NGINX is None:
         pytest.skip("nginx is not installed (apt-get install -y nginx)")
     prefix = tmp_path / "nginx"
@@ -185,16 +212,22 @@ def nginx(tmp_path: Path) -> Iterator[Nginx]:
         (prefix / d).mkdir(parents=True)
     os.chmod(tmp_path, 0o755)
     upstream_file = prefix / "upstreams" / "app.upstream"
-    upstream_file.write_text(render_upstream([]))
+    upstream_file.write_text(render_upstream([]) if upstream_text is None else upstream_text)
     port = free_port()
     conf = prefix / "nginx.conf"
-    conf.write_text(nginx_conf(prefix, port, upstream_file))
+    conf.write_text(nginx_conf(prefix, port, upstream_file, upstream_block))
     proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(conf)], stderr=subprocess.DEVNULL)
     try:
         _wait_port(port, proc, prefix / "logs" / "error.log")
         yield Nginx(prefix, conf, upstream_file, port, proc, NGINX)
     finally:
         _stop(proc, signal.SIGQUIT)
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[Nginx]:
+    with running_nginx(tmp_path) as n:
+        yield n
 
 
 @dataclass
@@ -229,9 +262,20 @@ class Haproxy:
         self.procs.append(new)
         old.wait(5)
 
+    def check(self) -> subprocess.CompletedProcess[str]:
+        """`haproxy -c` on the config files as they are now (what a reload would load)."""
+        return subprocess.run(
+            [HAPROXY or "haproxy", "-c", "-f", str(self.main_cfg), "-f", str(self.servers_file)],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
 
-@pytest.fixture
-def haproxy(tmp_path: Path) -> Iterator[Haproxy]:
+
+@contextlib.contextmanager
+def running_haproxy(tmp_path: Path, servers_text: str | None = None) -> Iterator[Haproxy]:
+    """A real HAProxy whose backend `be_app` is in its own file (`servers_text`, default: oceand's
+    new section without servers), started with `-f main.cfg -f that file`."""
     if HAPROXY is None:
         pytest.skip("haproxy is not installed (apt-get install -y haproxy)")
     sock = tmp_path / "admin.sock"
@@ -253,14 +297,21 @@ frontend fe
     )
     servers_file = tmp_path / "oceand" / "be_app.cfg"
     servers_file.parent.mkdir()
-    servers_file.write_text(render_backend("be_app", []))
+    servers_file.write_text(render_backend("be_app", []) if servers_text is None else servers_text)
     proc = subprocess.Popen(
         [HAPROXY, "-db", "-f", str(main_cfg), "-f", str(servers_file)], stderr=subprocess.DEVNULL
     )
     h = Haproxy(tmp_path, main_cfg, servers_file, sock, port, [proc])
     try:
         _wait_port(port, proc, tmp_path / "none")
+        _wait_socket(sock, proc)
         yield h
     finally:
         for p in h.procs:
             _stop(p, signal.SIGTERM)
+
+
+@pytest.fixture
+def haproxy(tmp_path: Path) -> Iterator[Haproxy]:
+    with running_haproxy(tmp_path) as h:
+        yield h

@@ -8,11 +8,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from actuators.lb import LBError
+from actuators.lb import LBError, split_lines
 from actuators.lb.diff import Backend, Op
 from actuators.lb.haproxy import (
     HaproxyDriver,
     haproxy_command,
+    merge_backend,
     parse_servers_state,
     render_backend,
     server_name,
@@ -20,7 +21,7 @@ from actuators.lb.haproxy import (
 from actuators.lb.reconcile import Reconciler
 from collectors.albstats import HaproxyStats, parse_show_stat
 from policies.document import HaproxyLB
-from tests.lb.conftest import Haproxy, HttpBackend, make_app, wait_until
+from tests.lb.conftest import Haproxy, HttpBackend, make_app, running_haproxy, wait_until
 
 
 def driver(h: Haproxy, **kw: object) -> HaproxyDriver:
@@ -272,10 +273,156 @@ def test_render_backend() -> None:
         backend_lines=("balance leastconn",),
         server_options="check inter 2s",
     )
-    assert text.splitlines()[2:] == [
+    assert [ln for ln in text.splitlines() if not ln.startswith("#")] == [
         "backend be",
         "    balance leastconn",
         "    server s1 10.0.0.1:1 weight 7 disabled check inter 2s",
         "    server t_10_0_0_2_2 10.0.0.2:2 weight 0 check inter 2s",
         "    server t___1_3 [::1]:3 weight 1 check inter 2s",
     ]
+
+
+def operator_backend(sorry_port: int) -> str:
+    """A backend as an operator writes it: settings oceand knows nothing of, and a server of their own."""
+    return f"""# be_app: written by the operator
+backend be_app
+    mode http
+    balance leastconn
+    option httpchk GET /health
+    http-check expect status 200
+    timeout server 7s
+    option http-server-close
+    default-server inter 100ms fall 2 rise 1
+
+    # my own sorry server: oceand must leave it alone
+    server sorry 127.0.0.1:{sorry_port} backup check
+
+    retries 2
+"""
+
+
+def without_owned(text: str) -> str:
+    return "".join(ln for ln in split_lines(text) if not ln.lstrip().startswith("server t_"))
+
+
+async def test_the_operators_backend_lines_and_servers_survive_adds_drains_and_removals(
+    tmp_path: Path, backends: list[HttpBackend], http: aiohttp.ClientSession
+) -> None:
+    b1, b2, sorry = backends
+    original = operator_backend(sorry.port)
+    with running_haproxy(tmp_path, original) as h:
+        rec = Reconciler("job", lb(drain=10), driver(h, server_options="check"))
+
+        async def step(app_backends: list[HttpBackend], now: float, ops: list[str]) -> str:
+            r = await rec.reconcile(make_app(*(b.key for b in app_backends)), now=now)
+            assert r.ok, r.error
+            assert sorted(str(op) for op in r.ops) == sorted(ops)
+            text = h.servers_file.read_text()
+            assert without_owned(text) == original  # every other line, byte for byte
+            checked = h.check()
+            assert checked.returncode == 0, checked.stdout + checked.stderr
+            return text
+
+        text = await step(
+            [b1, b2], 1.0, [f"add 127.0.0.1:{b1.port} weight=10", f"add 127.0.0.1:{b2.port} weight=10"]
+        )
+        first = server_name("127.0.0.1", min(b1.port, b2.port))  # the servers go after the operator's
+        assert f"    server sorry 127.0.0.1:{sorry.port} backup check\n    server {first} " in text
+        assert await answers(http, h) == {f"200 backend-{b1.port}", f"200 backend-{b2.port}"}
+
+        async def http_checked() -> bool:  # the added servers run the backend's `option httpchk`
+            rows = (await haproxy_command(h.socket, "show stat be_app 4 -1")).splitlines()
+            ok = {r.split(",")[1] for r in rows if ",L7OK," in r}
+            return {server_name(*b1.key), server_name(*b2.key)} <= ok
+
+        await wait_until(http_checked, "HTTP health checks (L7OK) on the added servers")
+        h.reload()  # the merged file is what a new HAProxy process loads; the runtime API works on it
+
+        async def reloaded() -> bool:
+            try:
+                return await answers(http, h, 6) == {f"200 backend-{b1.port}", f"200 backend-{b2.port}"}
+            except aiohttp.ClientError:
+                return False
+
+        await wait_until(reloaded, "the reloaded HAProxy to serve b1 and b2")
+        await step([b2], 2.0, [f"drain 127.0.0.1:{b1.port}"])
+        await step([b2], 12.0, [f"delete 127.0.0.1:{b1.port}"])
+        await step([], 13.0, [f"drain 127.0.0.1:{b2.port}"])
+        text = await step([], 23.0, [f"delete 127.0.0.1:{b2.port}"])
+        assert text == original
+
+        state = parse_servers_state(await haproxy_command(h.socket, "show servers state be_app"), "be_app")
+        assert state == [Backend("127.0.0.1", sorry.port, 1, "active", "sorry")]  # never drained
+        assert await answers(http, h) == {f"200 backend-{sorry.port}"}  # the backup serves
+        assert await driver(h).read() == []
+
+
+SECTION = "backend be\n    balance leastconn\n    timeout server 5s\n"
+T1 = Backend("10.0.0.1", 1, 5, "active", "t_10_0_0_1_1")
+T2 = Backend("10.0.0.2", 2, 5, "draining")
+T1_LINE = "server t_10_0_0_1_1 10.0.0.1:1 weight 5"
+T2_LINE = "server t_10_0_0_2_2 10.0.0.2:2 weight 0"
+
+
+@pytest.mark.parametrize(
+    ("text", "servers", "expected"),
+    [
+        pytest.param(SECTION, [T1], SECTION + f"    {T1_LINE}\n", id="no servers: after the last setting"),
+        pytest.param(
+            SECTION + "\n# next: the frontend\n\nfrontend fe\n    bind :80\n",
+            [T1, T2],
+            SECTION + f"    {T1_LINE}\n    {T2_LINE}\n\n# next: the frontend\n\nfrontend fe\n    bind :80\n",
+            id="before trailing comments; the next section untouched",
+        ),
+        pytest.param(
+            "backend be\n    server mine 10.9.9.9:80 backup\n    # comment\n    option httpchk\n",
+            [T1],
+            f"backend be\n    server mine 10.9.9.9:80 backup\n    {T1_LINE}\n    # comment\n    option httpchk\n",
+            id="after the operator's last server",
+        ),
+        pytest.param(
+            f"backend be\n\tmode http\n\t{T2_LINE} check\n\tserver mine 10.9.9.9:80\n\t{T1_LINE}\n\tretries 3\n",
+            [T1],
+            f"backend be\n\tmode http\n\t{T1_LINE}\n\tserver mine 10.9.9.9:80\n\tretries 3\n",
+            id="owned lines replaced where the first one was, indentation kept",
+        ),
+        pytest.param("backend be\n    mode http", [T1], f"backend be\n    mode http\n    {T1_LINE}\n", id="no final newline"),
+        pytest.param("listen be\n    bind :80\n", [T1], f"listen be\n    bind :80\n    {T1_LINE}\n", id="listen section"),
+        pytest.param(
+            "backend be_other\n    mode tcp\n" + SECTION + "backend be2\n    mode tcp\n",
+            [T1],
+            "backend be_other\n    mode tcp\n" + SECTION + f"    {T1_LINE}\nbackend be2\n    mode tcp\n",
+            id="only its own section",
+        ),
+        pytest.param(SECTION + f"    {T1_LINE}\n", [], SECTION, id="last server removed"),
+    ],
+)  # fmt: skip
+def test_merge_backend(text: str, servers: list[Backend], expected: str) -> None:
+    assert merge_backend(text, "be", servers) == expected
+
+
+def test_merge_backend_without_the_section_adds_it() -> None:
+    assert merge_backend(None, "be", [T1]) == render_backend("be", [T1])
+    other = "# the operator's file\nbackend be_other\n    mode tcp"
+    assert merge_backend(other, "be", [T1]) == other + "\n\n" + render_backend("be", [T1])
+
+
+async def test_read_reports_only_owned_servers(tmp_path: Path) -> None:
+    with running_haproxy(
+        tmp_path, "backend be_app\n    balance roundrobin\n    server mine 127.0.0.1:9 weight 3\n"
+    ) as h:
+        assert await driver(h).read() == []
+        await driver(h).apply([Op("add", "127.0.0.1", 10, 4)])
+        assert await driver(h).read() == [Backend("127.0.0.1", 10, 4, "active", "t_127_0_0_1_10")]
+        assert (
+            "    server mine 127.0.0.1:9 weight 3\n    server t_127_0_0_1_10 " in h.servers_file.read_text()
+        )
+
+
+def test_merge_backend_updates_the_header_of_earlier_versions() -> None:
+    old = (
+        "# Managed by oceand: HAProxy backend be and its servers. Rewritten on every change.\n"
+        "# Load it after the main config: haproxy -f haproxy.cfg -f <this file or its folder>\n"
+        f"backend be\n    balance roundrobin\n    {T1_LINE}\n"
+    )
+    assert merge_backend(old, "be", [T1]) == render_backend("be", [T1])

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from actuators.lb import LBError, run_command
+from actuators.lb import LBError, run_command, split_lines
 from actuators.lb.diff import Backend, Op
 from actuators.lb.ipvsadm import IpvsadmDriver, parse_save
-from actuators.lb.keepalived import KeepalivedDriver, KeepalivedInstance, parse
+from actuators.lb.keepalived import PARKED, PARKED_NOTE, KeepalivedDriver, KeepalivedInstance, merge, parse
 from actuators.lb.reconcile import Reconciler
 from policies.document import LvsLB
 from tests.lb.conftest import FAKES, KEEPALIVED, make_app, wait_until
@@ -486,3 +486,164 @@ async def test_keepalived_not_running_is_reported(tmp_path: Path) -> None:
 )
 def test_keepalived_parse(text: str | None, expected: list[Backend]) -> None:
     assert parse(text) == expected
+
+
+OPERATOR_VIRTUAL_SERVER = """# VIP 10.0.0.10:80, written by the operator
+virtual_server 10.0.0.10 80 {
+    delay_loop 10
+    lb_algo rr
+    lvs_method NAT
+    protocol TCP
+
+    # sessions stick for a minute; a sorry server when nothing is up
+    persistence_timeout 60
+    sorry_server 10.0.9.9 80
+}
+"""
+
+
+def operator_lines(text: str) -> str:
+    """The file without oceand's parts: parked lines put back, real_server blocks and the lines that
+    come from the job document (scheduler, method, protocol) left out."""
+    out: list[str] = []
+    depth = 0
+    for line in text.replace(PARKED_NOTE, "").splitlines():
+        line = line.removeprefix(PARKED)
+        words = line.split("#", 1)[0].split()
+        if (
+            depth == 1
+            and words[:1]
+            and words[0] in ("lb_algo", "lvs_sched", "lvs_method", "lb_kind", "protocol")
+        ):
+            continue
+        if depth >= 2 or (depth == 1 and words[:1] == ["real_server"]):
+            depth += line.count("{") - line.count("}")
+            continue
+        depth += line.count("{") - line.count("}")
+        out.append(line)
+    return "\n".join(out)
+
+
+@needs_keepalived
+async def test_the_operators_virtual_server_lines_survive_adds_drains_and_removals(
+    tmp_path: Path, hupper: Hupper
+) -> None:
+    driver, include = keepalived_setup(tmp_path, hupper, scheduler="wlc")
+    include.parent.mkdir()
+    include.write_text(OPERATOR_VIRTUAL_SERVER)
+    rec = Reconciler("job", lvs(driver="keepalived", scheduler="wlc", drain=10), driver)
+    steps: list[tuple[list[tuple[str, int]], float, list[str]]] = [
+        ([R1, R2], 1.0, ["add 10.0.1.1:31001 weight=100", "add 10.0.1.2:31002 weight=100"]),
+        ([R1], 2.0, ["drain 10.0.1.2:31002"]),
+        ([R1], 12.0, ["delete 10.0.1.2:31002"]),
+        ([], 13.0, ["drain 10.0.1.1:31001"]),
+        ([], 23.0, ["delete 10.0.1.1:31001"]),  # no real server left: the block is parked
+        ([R3], 24.0, ["add 10.0.1.3:31003 weight=100"]),  # and comes back
+    ]
+    for backends, now, ops in steps:
+        r = await rec.reconcile(make_app(*backends), now=now)
+        assert r.ok, r.error  # keepalived -t accepted the file
+        assert [str(op) for op in r.ops] == ops
+        text = include.read_text()
+        assert operator_lines(text) == operator_lines(OPERATOR_VIRTUAL_SERVER)
+        assert "    lb_algo wlc\n" in text  # the job's scheduler, in the operator's keyword
+        assert sorted(await driver.read(), key=lambda b: b.key) == [
+            Backend(*b.key, b.weight if b.state == "active" else 0, b.state) for b in r.backends
+        ]
+    text = include.read_text()
+    assert (
+        "    sorry_server 10.0.9.9 80\n    real_server 10.0.1.3 31003 {\n        weight 100\n    }\n}\n"
+        in text
+    )
+
+
+@needs_keepalived
+async def test_keepalived_drains_and_deletes_the_last_real_server(tmp_path: Path, hupper: Hupper) -> None:
+    """All real servers at weight 0 make `keepalived -t` warn (quorum 1 > total weight 0) and exit 5;
+    the driver accepts exactly that warning, so a job scaled to zero still drains and empties its VIP."""
+    driver, _ = keepalived_setup(tmp_path, hupper)
+    rec = Reconciler("job", lvs(driver="keepalived", drain=10), driver)
+    assert (await rec.reconcile(make_app(R1), now=1.0)).ok
+    r = await rec.reconcile(make_app(), now=2.0)
+    assert r.ok, r.error
+    assert [str(op) for op in r.ops] == ["drain 10.0.1.1:31001"]
+    assert await driver.read() == [Backend(*R1, 0, "draining")]
+    r = await rec.reconcile(make_app(), now=12.0)
+    assert r.ok and [str(op) for op in r.ops] == ["delete 10.0.1.1:31001"]
+    assert await driver.read() == []
+
+
+def kmerge(text: str | None, backends: list[Backend]) -> str:
+    return merge(text, backends, protocol="tcp", scheduler="wlc", forward="nat", fresh=lambda: "FRESH\n")
+
+
+RS1 = "    real_server 10.0.1.1 31001 {\n        weight 5\n    }\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "backends", "expected"),
+    [
+        pytest.param(
+            "# mine\nvirtual_server 10.0.0.10 80 {\n    lb_algo rr\n    persistence_timeout 9\n}\n# after\n",
+            [Backend(*R1, 5)],
+            "# mine\nvirtual_server 10.0.0.10 80 {\n    lvs_method NAT\n    protocol TCP\n    lb_algo wlc\n"
+            "    persistence_timeout 9\n" + RS1 + "}\n# after\n",
+            id="settings replaced in place or added; real servers before the closing brace",
+        ),
+        pytest.param(
+            "virtual_server 10.0.0.10 80 {\n  lvs_sched wlc\n  lvs_method NAT\n  protocol TCP\n"
+            "  real_server 10.0.1.2 31002 {\n    weight 1\n    TCP_CHECK {\n      connect_timeout 3\n    }\n  }\n"
+            "  # between\n  real_server 10.0.1.3 31003 { weight 2 }\n  quorum 1\n}",
+            [Backend(*R1, 5)],
+            "virtual_server 10.0.0.10 80 {\n  lvs_sched wlc\n  lvs_method NAT\n  protocol TCP\n" + RS1
+            + "  # between\n  quorum 1\n}\n",
+            id="real_server blocks replaced where the first was, nested and one-line ones too",
+        ),
+        pytest.param(
+            "virtual_server 10.0.0.10 80 {\n    lvs_sched wlc\n    lvs_method NAT\n    protocol TCP\n" + RS1 + "}\n",
+            [],
+            PARKED_NOTE + "".join(PARKED + ln for ln in split_lines(
+                "virtual_server 10.0.0.10 80 {\n    lvs_sched wlc\n    lvs_method NAT\n    protocol TCP\n}\n"
+            )),
+            id="no backends: the block is parked",
+        ),
+        pytest.param("# only a comment\n", [Backend(*R1, 5)], "FRESH\n", id="no block: a new file"),
+    ],
+)  # fmt: skip
+def test_keepalived_merge(text: str, backends: list[Backend], expected: str) -> None:
+    assert kmerge(text, backends) == expected
+    assert expected == "FRESH\n" or parse(expected) == [Backend(b.host, b.port, b.weight) for b in backends]
+
+
+def test_keepalived_parked_block_comes_back_as_it_was() -> None:
+    text = (
+        "virtual_server 10.0.0.10 80 {\n    lvs_sched wlc\n    lvs_method NAT\n    protocol TCP\n    # note\n"
+        + RS1
+        + "}\n"
+    )
+    parked = kmerge(text, [])
+    assert parse(parked) == []
+    assert kmerge(parked, [Backend(*R1, 5)]) == text
+
+
+async def test_ipvsadm_keeps_the_services_other_options_when_it_fixes_the_scheduler(ipvs: FakeIpvs) -> None:
+    """`ipvsadm -E` sets every option of the service; oceand passes back the ones it does not own."""
+    assert ipvs.run("-A", "-t", VIP, "-s", "rr", "-p", "120").returncode == 0
+    rec = Reconciler("job", lvs(scheduler="wrr"), ipvs.driver(scheduler="wrr"))
+    assert (await rec.reconcile(make_app(R1), now=1.0)).ok
+    saved = ipvs.run("-S", "-n").stdout.splitlines()
+    assert saved[0] == f"-A -t {VIP} -s wrr -p 120"
+    assert ipvs.table() == [("10.0.1.1", 31001, 100)]
+
+
+def test_keepalived_merge_updates_the_header_of_earlier_versions(tmp_path: Path) -> None:
+    driver, _ = keepalived_setup(tmp_path, None)
+    new = driver.render([Backend(*R1, 5)])
+    old = new.replace(
+        new.splitlines()[0],
+        "# Managed by oceand: LVS virtual server 10.0.0.10 80 tcp. Rewritten on every change.",
+    )
+    assert old != new
+    assert (
+        merge(old, [Backend(*R1, 5)], protocol="tcp", scheduler="wrr", forward="nat", fresh=lambda: "") == new
+    )

@@ -10,13 +10,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from actuators.lb import LBError
+from actuators.lb import LBError, split_lines
 from actuators.lb.diff import Backend, Op
-from actuators.lb.nginx import NginxDriver, NginxInstance, parse, render
+from actuators.lb.nginx import PLACEHOLDER_MARK, NginxDriver, NginxInstance, merge, parse, render
 from actuators.lb.reconcile import Reconciler
 from collectors.albstats import NginxStubStatus, parse_stub_status
 from policies.document import NginxLB
-from tests.lb.conftest import HttpBackend, Nginx, make_app, wait_until
+from tests.lb.conftest import HttpBackend, Nginx, make_app, running_nginx, wait_until
 
 
 def setup(nginx: Nginx, *, binary: str | None = None, **kw: object) -> tuple[NginxDriver, NginxInstance]:
@@ -290,3 +290,105 @@ def test_parse_stub_status(text: str, expected: float) -> None:
 def test_parse_stub_status_rejects_other_pages() -> None:
     with pytest.raises(ValueError, match="not an nginx stub_status page"):
         parse_stub_status("<html>hello</html>")
+
+
+OPERATOR_UPSTREAM_FILE = """# app: the operator's lines; oceand writes only the server lines
+zone app_zone 64k;
+least_conn;
+
+server 127.0.0.1:1 down;  # oceand: placeholder, no backends
+
+keepalive 16;
+keepalive_timeout 30s;
+"""
+
+OPERATOR_UPSTREAM_BLOCK = """
+        zone app_zone 64k;
+        least_conn;  # before keepalive, as nginx wants
+        include {include};
+        keepalive 16;
+        keepalive_requests 1000;
+    """
+
+
+def without_servers(text: str) -> str:
+    return "".join(ln for ln in split_lines(text) if not ln.lstrip().startswith("server "))
+
+
+@pytest.mark.parametrize(
+    ("upstream_block", "upstream_text"),
+    [
+        pytest.param(None, OPERATOR_UPSTREAM_FILE, id="directives in the include file"),
+        pytest.param(OPERATOR_UPSTREAM_BLOCK, None, id="directives in nginx.conf around the include"),
+    ],
+)
+async def test_the_operators_upstream_lines_survive_adds_drains_and_removals(
+    tmp_path: Path,
+    backends: list[HttpBackend],
+    http: aiohttp.ClientSession,
+    upstream_block: str | None,
+    upstream_text: str | None,
+) -> None:
+    b1, b2, _ = backends
+    with running_nginx(tmp_path, upstream_block=upstream_block, upstream_text=upstream_text) as ngx:
+        conf, original = ngx.conf.read_text(), ngx.upstream_file.read_text()
+        rec = Reconciler("job", lb(drain=10), setup(ngx)[0])
+
+        async def step(app_backends: list[HttpBackend], now: float, ops: list[str]) -> str:
+            r = await rec.reconcile(make_app(*(b.key for b in app_backends)), now=now)
+            assert r.ok, r.error
+            assert sorted(str(op) for op in r.ops) == sorted(ops)
+            text = ngx.upstream_file.read_text()
+            assert without_servers(text) == without_servers(original)  # every other line, in place
+            assert ngx.conf.read_text() == conf
+            checked = ngx.check()
+            assert checked.returncode == 0, checked.stderr
+            return text
+
+        text = await step(
+            [b1, b2], 1.0, [f"add 127.0.0.1:{b1.port} weight=1", f"add 127.0.0.1:{b2.port} weight=1"]
+        )
+        await wait_until(serves_only(http, ngx, b1, b2), "nginx to serve b1 and b2")
+        if upstream_text is not None:  # the servers are where the placeholder was
+            first = min(b1.port, b2.port)
+            assert f"least_conn;\n\nserver 127.0.0.1:{first} weight=1" in text
+            assert "fail_timeout=5s;\n\nkeepalive 16;\n" in text
+        await step([b2], 2.0, [f"drain 127.0.0.1:{b1.port}"])
+        await wait_until(serves_only(http, ngx, b2), "nginx to serve b2 only")
+        await step([b2], 12.0, [f"delete 127.0.0.1:{b1.port}"])
+        await step([], 13.0, [f"drain 127.0.0.1:{b2.port}"])
+        assert await step([], 23.0, [f"delete 127.0.0.1:{b2.port}"]) == original  # the placeholder is back
+
+
+@pytest.mark.parametrize(
+    ("text", "backends", "expected"),
+    [
+        pytest.param(
+            "keepalive 8;\nserver 10.0.0.9:80 weight=1;\n# note\nserver 10.0.0.8:80 down;\nleast_conn;\n",
+            [Backend("10.0.0.1", 1, 2)],
+            "keepalive 8;\nserver 10.0.0.1:1 weight=2 max_fails=2 fail_timeout=5s;\n# note\nleast_conn;\n",
+            id="server lines replaced where the first one was",
+        ),
+        pytest.param(
+            "\tzone z 64k;\n\tserver 10.0.0.9:80;",
+            [Backend("10.0.0.1", 1, 2, "draining")],
+            "\tzone z 64k;\n\tserver 10.0.0.1:1 weight=2 max_fails=2 fail_timeout=5s down;\n",
+            id="indentation kept, no final newline",
+        ),
+        pytest.param(
+            "zone z 64k;\n",
+            [],
+            "zone z 64k;\nserver 127.0.0.1:1 down;  " + PLACEHOLDER_MARK + "\n",
+            id="no servers: the placeholder at the end",
+        ),
+        pytest.param(None, [Backend("10.0.0.1", 1, 2)], render([Backend("10.0.0.1", 1, 2)]), id="no file yet"),
+    ],
+)  # fmt: skip
+def test_merge_upstream_file(text: str | None, backends: list[Backend], expected: str) -> None:
+    assert merge(text, backends) == expected
+    assert parse(expected) == backends
+
+
+def test_merge_updates_the_header_of_earlier_versions() -> None:
+    old = "# Managed by oceand: the servers of one upstream. Rewritten on every change.\nserver 10.0.0.1:1 weight=2;\n"
+    assert merge(old, [Backend("10.0.0.1", 1, 2)]) == render([Backend("10.0.0.1", 1, 2)])

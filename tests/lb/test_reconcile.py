@@ -160,3 +160,44 @@ def test_factory_builds_and_shares(tmp_path: Path) -> None:
     r1 = f.reconciler("job1", NginxLB(type="nginx", upstream="a"))
     r2 = f.reconciler("job2", NginxLB(type="nginx", upstream="a"))
     assert r1.lock is r2.lock  # one lock per balancer
+
+
+def marathon_app(health_checks: list[dict[str, object]], **task: object) -> AppState:
+    """GET /v2/apps/{id} with one task on agent-1 (PROTOCOLS.md A.3, A.4)."""
+    t = {"id": "web.1", "appId": "/web", "host": "agent-1", "ports": [31001], "state": "TASK_RUNNING"} | task
+    return AppState.from_marathon({"id": "/web", "instances": 1, "healthChecks": health_checks, "tasks": [t]})
+
+
+HTTP_CHECK = {"protocol": "HTTP", "path": "/health", "portIndex": 0}
+TCP_CHECK = {"protocol": "TCP", "portIndex": 0}
+ALIVE = {"alive": True, "consecutiveFailures": 0, "instanceId": "web.1"}
+DEAD = {"alive": False, "consecutiveFailures": 3, "instanceId": "web.1"}
+
+
+@pytest.mark.parametrize(
+    ("health_checks", "task", "ready"),
+    [
+        pytest.param([], {}, True, id="no health checks: running counts"),
+        pytest.param([], {"healthCheckResults": []}, True, id="no health checks, empty results: running counts"),
+        pytest.param([], {"state": "TASK_STAGING"}, False, id="no health checks: staging does not count"),
+        pytest.param([], {"state": "TASK_STARTING"}, False, id="no health checks: starting does not count"),
+        pytest.param([], {"state": "TASK_KILLING"}, False, id="no health checks: killing does not count"),
+        pytest.param([], {"state": "TASK_UNREACHABLE"}, False, id="no health checks: unreachable does not count"),
+        pytest.param([HTTP_CHECK], {}, False, id="health checks, no result yet: does not count"),
+        pytest.param([HTTP_CHECK], {"healthCheckResults": []}, False, id="health checks, empty results: does not count"),
+        pytest.param([HTTP_CHECK], {"healthCheckResults": [ALIVE]}, True, id="health checks, alive: counts"),
+        pytest.param([HTTP_CHECK], {"healthCheckResults": [DEAD]}, False, id="health checks, dead: does not count"),
+        pytest.param([HTTP_CHECK, TCP_CHECK], {"healthCheckResults": [ALIVE, ALIVE]}, True, id="two checks, both alive: counts"),
+        pytest.param([HTTP_CHECK, TCP_CHECK], {"healthCheckResults": [ALIVE, DEAD]}, False, id="two checks, one dead: does not count"),
+        pytest.param([HTTP_CHECK], {"state": "TASK_KILLING", "healthCheckResults": [ALIVE]}, False, id="health checks, alive but killing: does not count"),
+        pytest.param([HTTP_CHECK], {"state": "TASK_STAGING", "healthCheckResults": [ALIVE]}, False, id="health checks, alive but staging: does not count"),
+    ],
+)  # fmt: skip
+async def test_which_tasks_are_backends(
+    health_checks: list[dict[str, object]], task: dict[str, object], ready: bool
+) -> None:
+    """The rule docs/policy.md states: a task is a backend when it is TASK_RUNNING and, if the app
+    defines health checks, it has health results and all of them are alive."""
+    rec = Reconciler("job", NGINX, MemoryDriver(), resolve=fake_resolve)
+    got, skipped = await rec.desired(marathon_app(health_checks, **task))
+    assert got == ({("10.0.0.1", 31001): 3} if ready else {}) and skipped == []
