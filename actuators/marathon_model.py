@@ -61,6 +61,7 @@ class AppState:
     deployments: list[str] = field(default_factory=list)  # running deployment ids
     has_health_checks: bool = False
     version: str | None = None
+    health_checks: int = 0  # how many health checks the app defines (events name none of them)
 
     @property
     def running(self) -> int:
@@ -84,4 +85,5 @@ class AppState:
             deployments=[str(d["id"]) for d in app.get("deployments") or [] if "id" in d],
             has_health_checks=bool(app.get("healthChecks")),
             version=app.get("version"),
+            health_checks=len(app.get("healthChecks") or []),
         )

@@ -459,6 +459,13 @@ class ClusterWatcher:
         st = self._apps.get(app_id)
         if st is None:
             return set()
+        if event == "health_status_changed_event" and value is True and st.health_checks > 1:
+            # The event is about one of the app's health checks and does not say which: one alive check
+            # says nothing of the others (a task failing its HTTP check would come back as soon as its
+            # TCP check passed). Read the task's results per check from Marathon instead.
+            if any(_matches_instance(t.id, iid) and t.healthy is not True for t in st.tasks.values()):
+                self._spawn(self._quiet_refresh(app_id))
+            return set()
         hit = False
         for task in st.tasks.values():
             if _matches_instance(task.id, iid) and task.healthy != value:

@@ -497,3 +497,40 @@ async def test_failed_reread_closes_the_stream_and_retries(
         assert "500" in (w.info()["last_error"] or "")
     finally:
         await r.close()
+
+
+@pytest.mark.parametrize(
+    ("checks", "marathon_says", "healthy"),
+    [
+        pytest.param(1, None, True, id="one check: its alive event is the task's health"),
+        pytest.param(2, False, False, id="two checks: one alive, Marathon still reports a failing one"),
+        pytest.param(2, True, True, id="two checks: Marathon reports both alive"),
+    ],
+)
+async def test_an_alive_event_of_one_check_among_several_is_checked_with_marathon(
+    checks: int, marathon_says: bool | None, healthy: bool
+) -> None:
+    """health_status_changed_event names no check: with several, one alive check must not make a task
+    that fails another one healthy (it would join the balancers while its HTTP check still fails)."""
+    stub = _StubClient()
+    w = ClusterWatcher(cast(MarathonClient, stub), on_change=lambda app_id: None)
+    w.watch("/a")
+    st = _app()
+    st.health_checks, st.tasks["a.instance-1.1"].healthy = checks, False
+    w._store("/a", st)
+    fresh = _app()
+    fresh.health_checks, fresh.tasks["a.instance-1.1"].healthy = checks, marathon_says
+    stub.reply = asyncio.get_running_loop().create_future()
+    stub.reply.set_result(fresh)
+    w._apply("health_status_changed_event", {"appId": "/a", "instanceId": "a.instance-1", "alive": True})
+    if checks > 1:
+        assert view(w, "/a").tasks["a.instance-1.1"].healthy is False  # not from the event alone
+        assert w._background, "the watcher asks Marathon for the results per check"
+        await asyncio.gather(*w._background)
+    assert view(w, "/a").tasks["a.instance-1.1"].healthy is healthy
+
+
+def test_the_app_model_counts_health_checks() -> None:
+    app = {"id": "/a", "instances": 1, "healthChecks": [{"protocol": "HTTP"}, {"protocol": "TCP"}]}
+    assert AppState.from_marathon(app).health_checks == 2
+    assert AppState.from_marathon({"id": "/a"}).health_checks == 0
