@@ -51,6 +51,17 @@ class Metrics:
         self.notify_errors = Counter(
             "oceand_notify_errors_total", "Failed notifications", ["kind"], registry=r
         )
+        self.http_connections = Gauge("oceand_http_connections", "Open HTTP connections", registry=r)
+        self.http_refused = Counter(
+            "oceand_http_connections_refused_total",
+            "HTTP connections refused (503) at server.max_connections",
+            registry=r,
+        )
+        self.http_header_timeouts = Counter(
+            "oceand_http_header_timeouts_total",
+            "HTTP connections closed for no complete request head within server.header_timeout",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
