@@ -81,6 +81,7 @@ class Daemon:
             grace=config.ingest.grace,
             on_decision=self._on_decision,
             on_bucket=self.metrics.buckets.inc,
+            on_alarm_dropped=lambda reason: self.metrics.alarms_dropped.labels(reason).inc(),
         )
         self.stop_event = asyncio.Event()
         self._reload_requested = asyncio.Event()

@@ -17,6 +17,13 @@ class Metrics:
         self.alarms = Counter(
             "oceand_alarm_callbacks_total", "Falcon alarm callbacks, by result", ["result"], registry=r
         )
+        self.alarms_dropped = Counter(
+            "oceand_alarm_events_dropped_total",
+            "Queued alarms not evaluated: replaced by a newer alarm for the same job and rule (coalesced), "
+            "or the job's app could not be read (app_unknown)",
+            ["reason"],
+            registry=r,
+        )
         self.buckets = Counter("oceand_buckets_evaluated_total", "Closed buckets evaluated", registry=r)
         self.decisions = Counter(
             "oceand_decisions_total",
