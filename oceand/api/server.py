@@ -129,7 +129,11 @@ class _Guarded(asyncio.Protocol):
 
     def _expired(self) -> None:
         self.timer = None
-        if self.inner is not None and not self.busy:
+        # aiohttp waits on `_waiter` for the next message exactly while no complete request head is there
+        # (its own keep-alive check reads it too); otherwise a response is still being handled or written
+        # (pipelined bytes armed the timer) and aiohttp's keep-alive timer takes over after it.
+        waiting = getattr(self.inner, "_waiter", None)
+        if self.inner is not None and not self.busy and waiting is not None and not waiting.done():
             self.guard.metrics.http_header_timeouts.inc()
             log.info(
                 "closing a connection that sent no complete request head within %gs",
