@@ -182,6 +182,9 @@ class Table(BaseModel):
 class ServerSettings(Table):
     listen: str = "127.0.0.1:8080"
     max_body: Size = 8 * 1024**2
+    header_timeout: Seconds = 10.0  # a request head must be complete this long after its first byte
+    keepalive_timeout: Seconds = 30.0  # an idle keep-alive connection is closed after this
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 4096
 
     @field_validator("listen")
     @classmethod

@@ -25,6 +25,7 @@ from oceand.actuation import Actuator, RecordingActuator
 from oceand.api import admin, ingest
 from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
+from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.config import Config, ConfigError, changed_keys, load_config
 from oceand.engine import Engine
 from oceand.jobfiles import load_job_files
@@ -80,6 +81,7 @@ class Daemon:
             grace=config.ingest.grace,
             on_decision=self._on_decision,
             on_bucket=self.metrics.buckets.inc,
+            on_alarm_dropped=lambda reason: self.metrics.alarms_dropped.labels(reason).inc(),
         )
         self.stop_event = asyncio.Event()
         self._reload_requested = asyncio.Event()
@@ -123,7 +125,10 @@ class Daemon:
         self.metrics.notify_errors.labels(kind).inc()
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[error_middleware], client_max_size=self.config.server.max_body)
+        self.guard = ConnectionGuard(self.config.server, self.metrics)  # header timeout, connection cap
+        app = web.Application(
+            middlewares=[self.guard.middleware, error_middleware], client_max_size=self.config.server.max_body
+        )
         app[ENGINE] = self.engine
         app[STORE] = self.store
         app[METRICS] = self.metrics
@@ -213,9 +218,9 @@ class Daemon:
         await self._start_clusters()
         await self.engine.load()
         await self._jobs_changed()
-        runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        runner = web.AppRunner(self.build_app(), **runner_options(self.config.server))
         await runner.setup()
-        site = web.TCPSite(runner, self.config.server.host, self.config.server.port, reuse_address=True)
+        site = GuardedSite(runner, self.config.server.host, self.config.server.port, self.guard)
         await site.start()
         self._runner = runner
         for addr in runner.addresses:  # the bound address: port 0 in tests becomes a real port

@@ -32,7 +32,8 @@ from oceand.logs import log_decision
 from oceand.store.base import Store, StoreError
 from policies import engine as policy
 from policies import schedule
-from policies.document import JobDocument
+from policies.alarm import alarm_matches
+from policies.document import AlarmRule, JobDocument
 from policies.types import ACTUATION_FAILED, AlarmEvent, Decision, Fire, JobState, Observation
 
 log = logging.getLogger("oceand.engine")
@@ -45,6 +46,7 @@ class AppUnknown(Exception):
 Clock = Callable[[], float]
 JOB_LEVEL_METRICS = frozenset({"alb.qps"})  # one value per job (from its balancer), not per instance
 Hook = Callable[[JobDocument, Decision], Awaitable[None] | None]
+UNKNOWN_APP_TTL = 10.0  # seconds alarms do not ask Marathon again for an app that could not be read
 
 
 @dataclass(slots=True)
@@ -61,7 +63,8 @@ class JobRuntime:
     buckets: JobBuckets
     state: JobState
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    events: deque[AlarmEvent | Manual] = field(default_factory=deque)
+    events: deque[Manual] = field(default_factory=deque)  # manual scales: each waits on its API request
+    alarms: dict[str, AlarmEvent] = field(default_factory=dict)  # alarm rule -> its newest queued alarm
     task: asyncio.Task[None] | None = None
     blocked: str | None = None  # a permanent actuation failure: no more applies until the document changes
     last_decision: dict[str, Any] | None = None
@@ -88,6 +91,7 @@ class Engine:
         retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0),
         on_decision: Hook | None = None,
         on_bucket: Callable[[], None] | None = None,
+        on_alarm_dropped: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.actuator_for = actuator_for
@@ -100,6 +104,9 @@ class Engine:
         self.retry_delays = retry_delays
         self.on_decision = on_decision
         self.on_bucket = on_bucket
+        self.on_alarm_dropped = on_alarm_dropped
+        self.unknown_app_ttl = UNKNOWN_APP_TTL
+        self._unknown_apps: dict[tuple[str, str], float] = {}  # (cluster, app) -> not read again before
         self.ingestor = Ingestor()
         self.jobs: dict[str, JobRuntime] = {}
         self._dirty: set[str] = set()
@@ -195,14 +202,27 @@ class Engine:
                 rt.wake.set()
 
     def alarm(self, event: AlarmEvent) -> list[str]:
-        """Queue an alarm callback for every job that has alarm rules; returns their names."""
+        """Queue an alarm callback for every job with a matching alarm rule; returns their names.
+
+        A job queues one alarm per rule (the first of its alarm rules that matches): a newer alarm for the
+        same rule replaces the queued one (counted, "coalesced"), so a flood never grows the queue."""
         names = []
         for rt in self.jobs.values():
-            if any(r.type == "alarm" for r in rt.doc.rules):
-                rt.events.append(event)
-                rt.wake.set()
-                names.append(rt.name)
+            rule = next(
+                (r.name for r in rt.doc.rules if isinstance(r, AlarmRule) and alarm_matches(r, event)), None
+            )
+            if rule is None:
+                continue
+            if rt.alarms.pop(rule, None) is not None:
+                self._alarm_dropped("coalesced")
+            rt.alarms[rule] = event
+            rt.wake.set()
+            names.append(rt.name)
         return names
+
+    def _alarm_dropped(self, reason: str) -> None:
+        if self.on_alarm_dropped is not None:
+            self.on_alarm_dropped(reason)
 
     async def manual(self, name: str, instances: int, reason: str) -> Decision:
         rt = self.jobs[name]
@@ -280,16 +300,16 @@ class Engine:
         for closed in rt.buckets.due(now):
             await self._evaluate_bucket(rt, closed)
         await self._run_fires(rt, now)
-        while rt.events:
-            ev = rt.events.popleft()
-            if isinstance(ev, Manual):
+        while rt.events or rt.alarms:
+            if rt.events:  # a manual scale never waits behind queued alarms
+                ev = rt.events.popleft()
                 try:
                     ev.done.set_result(await self._manual(rt, ev))
                 except Exception as e:  # the API caller gets the error; the worker goes on
                     if not ev.done.done():
                         ev.done.set_exception(e)
             else:
-                await self._alarm(rt, ev)
+                await self._alarm(rt, rt.alarms.pop(next(iter(rt.alarms))))
 
     def _view(self, rt: JobRuntime) -> AppView:
         view = self.actuator_for(rt.doc).view(rt.doc)
@@ -336,10 +356,28 @@ class Engine:
         await self._decided(rt, decision, state)
 
     async def _alarm(self, rt: JobRuntime, event: AlarmEvent) -> None:
-        view = await self._known_view(rt)
-        if view is None:
-            log.warning("job %s: alarm ignored, app state unknown", rt.name, extra={"event": "alarm_skipped"})
-            return
+        view = self._view(rt)
+        if not view.known:
+            # negative cache: an app that could not be read is not asked for again for unknown_app_ttl
+            # seconds, so an alarm flood costs at most one Marathon GET per app per TTL
+            key, now = (rt.doc.target.cluster, rt.doc.target.app), self.clock()
+            until = self._unknown_apps.get(key)
+            if until is not None and now < until <= now + self.unknown_app_ttl:
+                self._alarm_dropped("app_unknown")
+                return
+            known = await self._known_view(rt)
+            if known is None:
+                self._unknown_apps[key] = self.clock() + self.unknown_app_ttl
+                self._alarm_dropped("app_unknown")
+                log.warning(
+                    "job %s: alarm ignored, app state unknown (not read again for %gs)",
+                    rt.name,
+                    self.unknown_app_ttl,
+                    extra={"event": "alarm_skipped"},
+                )
+                return
+            self._unknown_apps.pop(key, None)
+            view = known
         now = self.clock()
         windows = schedule.active_windows(rt.doc, now, self.default_tz)
         decision, state = policy.on_alarm(
@@ -357,9 +395,10 @@ class Engine:
         await self._decided(rt, decision, state)
 
     async def _manual(self, rt: JobRuntime, m: Manual) -> Decision:
-        view = await self._known_view(rt)
+        view = await self._known_view(rt)  # read now, whatever the alarms' negative cache holds
         if view is None:
             raise AppUnknown(f"the state of app {rt.doc.target.app!r} cannot be read now; try again")
+        self._unknown_apps.pop((rt.doc.target.cluster, rt.doc.target.app), None)
         now = self.clock()
         windows = schedule.active_windows(rt.doc, now, self.default_tz)
         mode = self.mode(rt)

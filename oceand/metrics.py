@@ -17,6 +17,13 @@ class Metrics:
         self.alarms = Counter(
             "oceand_alarm_callbacks_total", "Falcon alarm callbacks, by result", ["result"], registry=r
         )
+        self.alarms_dropped = Counter(
+            "oceand_alarm_events_dropped_total",
+            "Queued alarms not evaluated: replaced by a newer alarm for the same job and rule (coalesced), "
+            "or the job's app could not be read (app_unknown)",
+            ["reason"],
+            registry=r,
+        )
         self.buckets = Counter("oceand_buckets_evaluated_total", "Closed buckets evaluated", registry=r)
         self.decisions = Counter(
             "oceand_decisions_total",
@@ -55,6 +62,17 @@ class Metrics:
             "oceand_job_documents_rejected_total",
             "Job documents refused at a document bound (job_name, schedule_every, string_length, tag_count)",
             ["bound"],
+            registry=r,
+        )
+        self.http_connections = Gauge("oceand_http_connections", "Open HTTP connections", registry=r)
+        self.http_refused = Counter(
+            "oceand_http_connections_refused_total",
+            "HTTP connections refused (503) at server.max_connections",
+            registry=r,
+        )
+        self.http_header_timeouts = Counter(
+            "oceand_http_header_timeouts_total",
+            "HTTP connections closed for no complete request head within server.header_timeout",
             registry=r,
         )
 
