@@ -64,6 +64,11 @@ def _redact_params(text: str) -> str:
     return "".join(out) if changed else text
 
 
+def redact_query(query: str) -> str:
+    """A URL's query string (`a=1&token=x`) with the value of every secret-looking parameter as `***`."""
+    return _redact_params(query)
+
+
 def _split_params(text: str) -> list[tuple[str, str]]:
     parts = re.split(r"([&;])", text)
     pairs = [("", parts[0])]

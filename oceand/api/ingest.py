@@ -19,6 +19,7 @@ from collectors.falcon import AlarmError, alarm_params, parse_alarm, parse_alarm
 from oceand.api.errors import ApiError, json_response
 from oceand.ingest import PushResult, decode_items
 from oceand.keys import ENGINE, METRICS
+from policies.redact import redact_query
 
 log = logging.getLogger("oceand.ingest")
 
@@ -84,7 +85,9 @@ async def alarm(request: web.Request) -> web.Response:
     except AlarmError as e:
         metrics.alarms.labels("rejected").inc()
         log.warning(
-            "bad alarm callback: %s", e, extra={"event": "alarm_rejected", "query": request.query_string}
+            "bad alarm callback: %s",
+            e,
+            extra={"event": "alarm_rejected", "query": redact_query(request.query_string)},
         )
         raise ApiError(e.status, e.code, str(e)) from None
     jobs = engine.alarm(event)

@@ -289,3 +289,15 @@ async def test_any_push_gets_an_answer_below_500(
     await r.read()
     assert r.status < 500
     no_errors(logs.take())
+
+
+async def test_a_rejected_callback_logs_its_query_without_the_token(
+    client: TestClient[object, object], logs: Records
+) -> None:
+    """A Falcon callback URL is free text and may carry the ingest token (PRODUCT §10): never logged."""
+    r = await client.get(f"{ALARM}?token=s3cr3t-value&status=OK&status=OK")
+    assert r.status == 400
+    rejected = [r for r in logs.take() if getattr(r, "event", None) == "alarm_rejected"]
+    assert len(rejected) == 1
+    query = rejected[0].query  # type: ignore[attr-defined]
+    assert "s3cr3t-value" not in query and "token=***" in query
