@@ -128,9 +128,12 @@ def spec() -> dict[str, Any]:
             )
         },
         "/v1/falcon/alarm": {
-            "get": _op("Open-Falcon alarm callback", "200", params=_ALARM_PARAMS, errors=(400,)),
+            "get": _op("Open-Falcon alarm callback", "200", params=_ALARM_PARAMS, errors=(400, 413, 415)),
             "post": _op(
-                "Open-Falcon alarm callback (form or query)", "200", params=_ALARM_PARAMS, errors=(400,)
+                "Open-Falcon alarm callback (form or query)",
+                "200",
+                params=_ALARM_PARAMS,
+                errors=(400, 413, 415),
             ),
         },
         "/api/v1/jobs": {
