@@ -51,6 +51,15 @@ class Metrics:
         self.notify_errors = Counter(
             "oceand_notify_errors_total", "Failed notifications", ["kind"], registry=r
         )
+        self.store_writable = Gauge(
+            "oceand_store_writable", "1 while store writes succeed, 0 since one failed", registry=r
+        )
+        self.store_writable.set(1)
+        self.store_write_failures = Counter(
+            "oceand_store_write_failures_total",
+            "Store write transactions that failed (probes included)",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,8 +1,17 @@
-"""The SQLite store (aiosqlite): one connection in WAL mode, one transaction at a time.
+"""The SQLite store (aiosqlite): one connection with a rollback journal, one transaction at a time.
 
 Every call holds an asyncio lock for its whole transaction, so the calls of one daemon never
 interleave; writes open with `BEGIN IMMEDIATE`, so a second process (another daemon, `sqlite3` in a
 shell) waits up to the URL's `timeout` for the write lock instead of failing at once.
+
+Why not WAL: in WAL mode every connection maps the `-shm` file into memory and writes to it. When
+that file can no longer be written (the filesystem remounted read-only after a disk error, the file
+made immutable) the kernel answers the write to the mapped page with SIGBUS, and the process dies
+without a word. A rollback journal (`journal_mode=DELETE`) uses read() and write() only, so the same
+failure is an ordinary I/O error: the write fails, the daemon says so (`WriteHealth`), stays up and
+recovers when the disk does. Memory-mapped reads are off (`mmap_size=0`) for the same reason. Other
+processes can still read and write the file; a reader holding a transaction open delays commits
+(up to `timeout`), which WAL would not.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from oceand.store.base import (
     SQLiteURL,
     StoredJob,
     StoreError,
+    WriteHealth,
     check_decision_id,
     check_job,
     check_limit,
@@ -51,6 +61,7 @@ from oceand.store.migrations import (
 )
 
 GROUP_MAX = 50  # commits per group transaction: bounds how long a commit waits for the one before
+PROBE_JOB = ""  # the job_state key probe_write writes and deletes: never a job's name (1-200 chars)
 
 
 @dataclass(slots=True)
@@ -84,10 +95,15 @@ class SQLiteStore:
         self._queued: list[_Commit] = []
         self._waiting: dict[str, _Commit] = {}  # job -> its newest commit not yet being written
         self._writer: asyncio.Future[None] | None = None
+        self._health = WriteHealth(self._url.redacted)
 
     @property
     def url(self) -> str:
         return self._url.redacted
+
+    @property
+    def health(self) -> WriteHealth:
+        return self._health
 
     def _error(self, problem: object) -> StoreError:
         return StoreError(f"store {self.url}: {problem}")
@@ -115,7 +131,8 @@ class SQLiteStore:
             raise self._error(f"cannot open the database: {e}") from e
         try:
             async with self._lock:
-                await self._while_locked(db, "PRAGMA journal_mode=WAL")
+                await db.execute("PRAGMA mmap_size=0")  # read(), never a mapped page (see the module doc)
+                await self._while_locked(db, "PRAGMA journal_mode=DELETE")  # no -shm to map (module doc)
                 await db.execute("PRAGMA synchronous=FULL")  # a committed decision survives power loss
                 await self._migrate(db)
         except BaseException as e:
@@ -200,16 +217,38 @@ class SQLiteStore:
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: committed when the block ends, rolled back if it raises."""
-        async with self._read() as db:
-            await self._while_locked(db, "BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                if db.in_transaction:
-                    await db.execute("ROLLBACK")
-                raise
-            await db.execute("COMMIT")
+        """One write transaction: committed when the block ends, rolled back if it raises.
+
+        Its outcome goes to `health`: a refused row (IntegrityError) says nothing about the store."""
+        try:
+            async with self._read() as db:
+                await self._while_locked(db, "BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    await db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:  # a failed COMMIT (I/O error) can leave it open, too
+                        with contextlib.suppress(sqlite3.Error):
+                            await db.execute("ROLLBACK")
+                    raise
+        except StoreError as e:
+            if not isinstance(e.__cause__, sqlite3.IntegrityError):
+                self.health.failed(e)
+            raise
+        self.health.ok()
+
+    async def probe_write(self) -> bool:
+        try:
+            async with self._write() as db:
+                await db.execute(
+                    "INSERT INTO job_state (job, state, updated_at) VALUES (?, '{}', ?)"
+                    " ON CONFLICT (job) DO UPDATE SET updated_at = excluded.updated_at",
+                    (PROBE_JOB, self._clock()),
+                )
+                await db.execute("DELETE FROM job_state WHERE job = ?", (PROBE_JOB,))
+            return True
+        except Exception:
+            return False
 
     # ------------------------------------------------------------ jobs
 
