@@ -258,7 +258,8 @@ class Engine:
             except asyncio.CancelledError:
                 raise
             except StoreError as e:
-                log.warning("store unavailable for job %s: %s", rt.name, e, extra={"event": "store_error"})
+                level = logging.WARNING if self.store.health.writable else logging.DEBUG  # else logged once
+                log.log(level, "store unavailable for job %s: %s", rt.name, e, extra={"event": "store_error"})
                 await asyncio.sleep(1.0)
             except Exception:
                 log.exception("worker step failed for job %s", rt.name, extra={"event": "worker_error"})
@@ -379,9 +380,12 @@ class Engine:
         if fires and self.mode(rt) != "paused" and await self._known_view(rt) is None:
             return  # not claimed: tried again at the next wake, within the misfire grace
         for fire in fires:
+            claimed = await self.store.claim_fire(
+                rt.name, fire.rule, fire.at, "fired"
+            )  # StoreError: due again
             rt.state.fires[fire.rule] = max(fire.at, rt.state.fires.get(fire.rule, fire.at))
             self._dirty.add(rt.name)
-            if not await self.store.claim_fire(rt.name, fire.rule, fire.at, "fired"):
+            if not claimed:
                 continue  # already run before a restart: at most once
             if self.mode(rt) == "paused":
                 continue
@@ -409,8 +413,8 @@ class Engine:
         self, rt: JobRuntime, decision: Decision, state: JobState, *, always_store: bool = False
     ) -> Decision:
         mode = decision.mode
-        rt.state = state
         if not (always_store or self._worth_storing(decision)):
+            rt.state = state
             self._dirty.add(rt.name)
             return decision
         if decision.changes and mode == "active" and rt.blocked is None:
@@ -428,7 +432,25 @@ class Engine:
             decision.status = "paused"
         else:
             decision.status = "none"
-        decision.id = await self.store.commit(rt.name, state.to_json(), decision.to_json())
+        try:
+            decision.id = await self.store.commit(rt.name, state.to_json(), decision.to_json())
+        except StoreError as e:
+            # Not recorded, so never applied. A change leaves the job's state as it was (streaks, count,
+            # cooldown), so the job decides again at its next bucket, alarm or fire once writes succeed.
+            if not decision.changes:
+                rt.state = state
+                self._dirty.add(rt.name)
+            log.warning(
+                "job %s: decision %d -> %d (%s) not recorded, so not applied: %s",
+                rt.name,
+                decision.current,
+                decision.desired,
+                ",".join(decision.reasons),
+                e,
+                extra={"event": "decision_not_recorded", "job": rt.name, "trigger": decision.trigger},
+            )
+            raise
+        rt.state = state
         if decision.status == "pending" and rt.retry is not None:
             await self._supersede(rt, rt.retry, decision)
         self._dirty.discard(rt.name)
@@ -525,7 +547,8 @@ class Engine:
             try:
                 await self.flush()
             except StoreError as e:
-                log.warning("state flush failed: %s", e, extra={"event": "store_error"})
+                level = logging.WARNING if self.store.health.writable else logging.DEBUG  # else logged once
+                log.log(level, "state flush failed: %s", e, extra={"event": "store_error"})
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Finish in-flight steps (actuations), stop every worker, write the last states."""

@@ -185,13 +185,14 @@ class MySQLStore:
     ) -> T:
         """Run `fn` in one transaction on a pooled connection; commit; StoreError on failure.
 
-        A write's outcome goes to `health` (a refused row, IntegrityError, says nothing about the store)."""
+        A write's outcome goes to `health` (a refused row, IntegrityError or DataError, says nothing
+        about the store)."""
         if not write:
             return await self._transaction(fn, retry)
         try:
             result = await self._transaction(fn, retry)
         except StoreError as e:
-            if not isinstance(e.__cause__, aiomysql.IntegrityError):
+            if not isinstance(e.__cause__, aiomysql.IntegrityError | aiomysql.DataError):
                 self._health.failed(e)
             raise
         self._health.ok()
