@@ -213,6 +213,7 @@ def redact(url: str) -> str:
 class SQLiteURL:
     path: str  # a file path, or ":memory:"
     timeout: float = 5.0  # seconds to wait for another process's write lock
+    journal: str = "delete"  # "delete" (rollback journal) or "wal": see oceand/store/sqlite.py
 
     @property
     def memory(self) -> bool:
@@ -244,6 +245,7 @@ class MySQLURL:
 
 StoreURL = SQLiteURL | MySQLURL
 
+SQLITE_JOURNALS = ("delete", "wal")
 _SQLITE_FORMS = "sqlite:////absolute/path.db, sqlite:///relative/path.db or sqlite://:memory:"
 _MYSQL_FORM = "mysql://user[:password]@host[:port]/database"
 _MYSQL_DB_RE = re.compile(r"^[A-Za-z0-9_$]{1,64}$")
@@ -297,10 +299,13 @@ def _parse_sqlite(url: str) -> SQLiteURL:
     rest, _, query = url[len("sqlite://") :].partition("?")
     if "#" in rest or "#" in query:
         raise _fail(url, "a fragment ('#...') is not allowed")
-    params = _params(url, query, {"timeout": "seconds"})
+    params = _params(url, query, {"timeout": "seconds", "journal": "delete|wal"})
     timeout = _number(url, "timeout", params["timeout"], 0, 3600) if "timeout" in params else 5.0
+    journal = params.get("journal", "delete")
+    if journal not in SQLITE_JOURNALS:
+        raise _fail(url, f"parameter journal={journal!r} must be one of {', '.join(SQLITE_JOURNALS)}")
     if rest == ":memory:":
-        return SQLiteURL(":memory:", timeout)
+        return SQLiteURL(":memory:", timeout, journal)
     if not rest.startswith("/"):
         raise _fail(url, f"a SQLite URL has no host part; use {_SQLITE_FORMS}")
     path = unquote(rest[1:])
@@ -308,7 +313,7 @@ def _parse_sqlite(url: str) -> SQLiteURL:
         raise _fail(url, f"no database file name; use {_SQLITE_FORMS}")
     if "\x00" in path:
         raise _fail(url, "the path contains a NUL character")
-    return SQLiteURL(path, timeout)
+    return SQLiteURL(path, timeout, journal)
 
 
 _MYSQL_PARAMS = {

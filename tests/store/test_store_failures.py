@@ -35,6 +35,19 @@ async def test_sqlite_creates_parent_folders_and_uses_a_rollback_journal(tmp_pat
         assert list(await db.execute_fetchall("PRAGMA journal_mode")) == [("delete",)]
 
 
+async def test_sqlite_wal_journal_when_the_url_asks_for_it(tmp_path: Path) -> None:
+    path = tmp_path / "oceand.db"
+    store = open_store(f"sqlite:///{path}?journal=wal")
+    await store.open()
+    try:
+        assert await store.put_job("j", {}) == 1
+        assert path.with_name("oceand.db-shm").exists()
+    finally:
+        await store.close()
+    async with aiosqlite.connect(path) as db:
+        assert list(await db.execute_fetchall("PRAGMA journal_mode")) == [("wal",)]
+
+
 async def test_sqlite_store_left_in_wal_mode_by_an_older_oceand_is_converted(tmp_path: Path) -> None:
     path = tmp_path / "oceand.db"
     async with aiosqlite.connect(path) as db:
