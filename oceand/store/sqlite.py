@@ -140,6 +140,7 @@ class SQLiteStore:
                 await self._while_locked(db, f"PRAGMA journal_mode={self._url.journal.upper()}")
                 await db.execute("PRAGMA synchronous=FULL")  # a committed decision survives power loss
                 await self._migrate(db)
+                await self._check_writable(db)
         except BaseException as e:
             await db.close()
             if isinstance(e, sqlite3.Error):
@@ -187,6 +188,31 @@ class SQLiteStore:
             raise self._error(e) from e
         except sqlite3.Error as e:
             raise self._error(f"migration failed: {e}") from e
+
+    async def _check_writable(self, db: aiosqlite.Connection) -> None:
+        """A probe write at open. SQLite opens a file it cannot open for writing read-only, without a
+        word, and such a connection never writes again even once the file could be: refuse to start
+        (StoreError) rather than run on it."""
+        try:
+            await self._while_locked(db, "BEGIN IMMEDIATE")
+            try:
+                await self._probe_rows(db)
+                await db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        await db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise self._error(f"the database cannot be written: {e}") from e
+
+    async def _probe_rows(self, db: aiosqlite.Connection) -> None:
+        await db.execute(
+            "INSERT INTO job_state (job, state, updated_at) VALUES (?, '{}', ?)"
+            " ON CONFLICT (job) DO UPDATE SET updated_at = excluded.updated_at",
+            (PROBE_JOB, self._clock()),
+        )
+        await db.execute("DELETE FROM job_state WHERE job = ?", (PROBE_JOB,))
 
     async def close(self) -> None:
         if self._writer is not None and not self._writer.done():
@@ -245,12 +271,7 @@ class SQLiteStore:
     async def probe_write(self) -> bool:
         try:
             async with self._write() as db:
-                await db.execute(
-                    "INSERT INTO job_state (job, state, updated_at) VALUES (?, '{}', ?)"
-                    " ON CONFLICT (job) DO UPDATE SET updated_at = excluded.updated_at",
-                    (PROBE_JOB, self._clock()),
-                )
-                await db.execute("DELETE FROM job_state WHERE job = ?", (PROBE_JOB,))
+                await self._probe_rows(db)
             return True
         except Exception:
             return False

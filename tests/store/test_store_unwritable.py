@@ -220,6 +220,30 @@ async def test_a_refused_row_is_not_a_store_failure(tmp_path: Path) -> None:
         await store.close()
 
 
+@pytest.mark.parametrize("journal", ["delete", "wal"])
+async def test_sqlite_store_that_cannot_be_written_at_open_refuses_to_open(
+    tmp_path: Path, immutable: list[Path], journal: str
+) -> None:
+    """SQLite would open the file read-only, and that connection would never write again."""
+    url = f"sqlite:///{tmp_path}/oceand.db?journal={journal}"
+    store = SQLiteStore(url)
+    await store.open()
+    await store.close()
+    paths = _freeze(immutable, tmp_path / "oceand.db")
+    again = SQLiteStore(url)
+    with pytest.raises(
+        StoreError, match="the database cannot be written: attempt to write a readonly database"
+    ):
+        await again.open()
+    assert await again.ping() is False
+    _thaw(paths)
+    await again.open()
+    try:
+        assert await again.put_job("j", {}) == 1
+    finally:
+        await again.close()
+
+
 # ---------------------------------------------------------------- WriteHealth: logging and counting
 
 
