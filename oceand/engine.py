@@ -413,8 +413,8 @@ class Engine:
         self, rt: JobRuntime, decision: Decision, state: JobState, *, always_store: bool = False
     ) -> Decision:
         mode = decision.mode
+        previous, rt.state = rt.state, state
         if not (always_store or self._worth_storing(decision)):
-            rt.state = state
             self._dirty.add(rt.name)
             return decision
         if decision.changes and mode == "active" and rt.blocked is None:
@@ -437,9 +437,9 @@ class Engine:
         except StoreError as e:
             # Not recorded, so never applied. A change leaves the job's state as it was (streaks, count,
             # cooldown), so the job decides again at its next bucket, alarm or fire once writes succeed.
-            if not decision.changes:
-                rt.state = state
-                self._dirty.add(rt.name)
+            if decision.changes and rt.state is state:
+                rt.state = previous
+            self._dirty.add(rt.name)  # the state in memory is written behind once the store takes it
             log.warning(
                 "job %s: decision %d -> %d (%s) not recorded, so not applied: %s",
                 rt.name,
@@ -450,7 +450,6 @@ class Engine:
                 extra={"event": "decision_not_recorded", "job": rt.name, "trigger": decision.trigger},
             )
             raise
-        rt.state = state
         if decision.status == "pending" and rt.retry is not None:
             await self._supersede(rt, rt.retry, decision)
         self._dirty.discard(rt.name)
