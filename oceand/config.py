@@ -206,6 +206,7 @@ class StoreSettings(Table):
     The URL syntax (and its query parameters) is the store's: `oceand.store.base.parse_url`."""
 
     url: str = Field(default="sqlite:///var/oceand.db", validate_default=True)
+    probe_interval: Annotated[Duration, Field(ge=0.1, le=3600)] = 5.0  # a test write this often
 
     @field_validator("url")
     @classmethod

@@ -57,6 +57,7 @@ class Daemon:
         self.clock = clock
         self.metrics = Metrics()
         self.store = store if store is not None else open_store(config.store.url)
+        self.store.health.on_failure = self.metrics.store_write_failures.inc
         self.recording = RecordingActuator()
         self._forced_actuator = actuator  # tests: every job goes to this actuator, live mode
         self.clusters: dict[str, Any] = {}  # name -> ClusterRuntime (Marathon client, watcher, actuator)
@@ -195,6 +196,35 @@ class Daemon:
         self.metrics.series.set(len(self.engine.ingestor.windows))
         for c in self.clusters.values():
             self.metrics.event_stream.labels(c.name).set(1 if c.connected() else 0)
+        self.metrics.store_writable.set(1 if self.store.health.writable else 0)
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """/readyz: the store answers a query and its writes succeed (see `_probe_store`)."""
+        answers = await self.store.ping()
+        health = self.store.health
+        self.metrics.store_writable.set(1 if health.writable else 0)
+        ready = answers and health.writable
+        body: dict[str, Any] = {
+            "status": "ready" if ready else "not ready",
+            "store": answers,
+            "store_writable": health.writable,
+            "config": self.config_loaded,
+            "jobs": len(self.engine.jobs),
+        }
+        if not answers:
+            body["reason"] = f"store {self.store.url} does not answer"
+        elif not health.writable:
+            body["reason"] = health.reason()
+        return ready, body
+
+    async def _probe_store(self) -> None:
+        """A test write every `store.probe_interval`: an idle daemon notices a store it cannot write,
+        and an unwritable one is marked writable again without waiting for real work."""
+        while not self.stop_event.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), self.config.store.probe_interval)
+            if not self.stop_event.is_set():
+                await self.store.probe_write()  # never raises; the outcome goes to store.health
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -229,6 +259,7 @@ class Daemon:
             break
         self._spawn(self.engine.flusher(self.stop_event), "state-flusher")
         self._spawn(self.notifier.run(self.stop_event), "notifier")
+        self._spawn(self._probe_store(), "store-probe")
         interval = self.systemd.watchdog_interval()
         if interval:
             self._spawn(self._watchdog(interval / 2), "watchdog")

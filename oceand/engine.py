@@ -284,7 +284,8 @@ class Engine:
             except asyncio.CancelledError:
                 raise
             except StoreError as e:
-                log.warning("store unavailable for job %s: %s", rt.name, e, extra={"event": "store_error"})
+                level = logging.WARNING if self.store.health.writable else logging.DEBUG  # else logged once
+                log.log(level, "store unavailable for job %s: %s", rt.name, e, extra={"event": "store_error"})
                 await asyncio.sleep(1.0)
             except Exception:
                 log.exception("worker step failed for job %s", rt.name, extra={"event": "worker_error"})
@@ -424,9 +425,12 @@ class Engine:
         if fires and self.mode(rt) != "paused" and await self._known_view(rt) is None:
             return  # not claimed: tried again at the next wake, within the misfire grace
         for fire in fires:
+            claimed = await self.store.claim_fire(
+                rt.name, fire.rule, fire.at, "fired"
+            )  # StoreError: due again
             rt.state.fires[fire.rule] = max(fire.at, rt.state.fires.get(fire.rule, fire.at))
             self._dirty.add(rt.name)
-            if not await self.store.claim_fire(rt.name, fire.rule, fire.at, "fired"):
+            if not claimed:
                 continue  # already run before a restart: at most once
             if self.mode(rt) == "paused":
                 continue
@@ -454,7 +458,7 @@ class Engine:
         self, rt: JobRuntime, decision: Decision, state: JobState, *, always_store: bool = False
     ) -> Decision:
         mode = decision.mode
-        rt.state = state
+        previous, rt.state = rt.state, state
         if not (always_store or self._worth_storing(decision)):
             self._dirty.add(rt.name)
             return decision
@@ -473,7 +477,24 @@ class Engine:
             decision.status = "paused"
         else:
             decision.status = "none"
-        decision.id = await self.store.commit(rt.name, state.to_json(), decision.to_json())
+        try:
+            decision.id = await self.store.commit(rt.name, state.to_json(), decision.to_json())
+        except StoreError as e:
+            # Not recorded, so never applied. A change leaves the job's state as it was (streaks, count,
+            # cooldown), so the job decides again at its next bucket, alarm or fire once writes succeed.
+            if decision.changes and rt.state is state:
+                rt.state = previous
+            self._dirty.add(rt.name)  # the state in memory is written behind once the store takes it
+            log.warning(
+                "job %s: decision %d -> %d (%s) not recorded, so not applied: %s",
+                rt.name,
+                decision.current,
+                decision.desired,
+                ",".join(decision.reasons),
+                e,
+                extra={"event": "decision_not_recorded", "job": rt.name, "trigger": decision.trigger},
+            )
+            raise
         if decision.status == "pending" and rt.retry is not None:
             await self._supersede(rt, rt.retry, decision)
         self._dirty.discard(rt.name)
@@ -570,7 +591,8 @@ class Engine:
             try:
                 await self.flush()
             except StoreError as e:
-                log.warning("state flush failed: %s", e, extra={"event": "store_error"})
+                level = logging.WARNING if self.store.health.writable else logging.DEBUG  # else logged once
+                log.log(level, "state flush failed: %s", e, extra={"event": "store_error"})
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Finish in-flight steps (actuations), stop every worker, write the last states."""

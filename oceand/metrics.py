@@ -75,6 +75,15 @@ class Metrics:
             "HTTP connections closed for no complete request head within server.header_timeout",
             registry=r,
         )
+        self.store_writable = Gauge(
+            "oceand_store_writable", "1 while store writes succeed, 0 since one failed", registry=r
+        )
+        self.store_writable.set(1)
+        self.store_write_failures = Counter(
+            "oceand_store_write_failures_total",
+            "Store write transactions that failed (probes included)",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

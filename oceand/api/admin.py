@@ -81,10 +81,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    store_ok = await request.app[STORE].ping()
-    body = {"store": store_ok, "config": daemon.config_loaded, "jobs": len(request.app[ENGINE].jobs)}
-    return json_response({"status": "ready" if store_ok else "not ready", **body}, 200 if store_ok else 503)
+    ready, body = await request.app[DAEMON].readiness()
+    return json_response(body, 200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from oceand.store.base import StoreError
+
 log = logging.getLogger("oceand.api")
 
 
@@ -47,6 +49,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return resp
     except ApiError as e:
         return error_response(e.status, e.code, e.message, e.details)
+    except StoreError as e:  # logged once by the store's WriteHealth, not once per request
+        return error_response(503, "store_unavailable", str(e))
     except web.HTTPException as e:
         if e.status < 400:
             raise

@@ -115,7 +115,7 @@ def spec() -> dict[str, Any]:
     ]
     paths: dict[str, Any] = {
         "/healthz": {"get": _op("Liveness", "200")},
-        "/readyz": {"get": _op("Readiness: store reachable, config loaded", "200", errors=(503,))},
+        "/readyz": {"get": _op("Readiness: store answers and writes, config loaded", "200", errors=(503,))},
         "/metrics": {
             "get": {"summary": "Prometheus text", "responses": {"200": {"description": "text/plain"}}}
         },

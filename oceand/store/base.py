@@ -17,9 +17,11 @@ Values cross the interface as plain JSON-ready dicts; the store encodes them wit
 
 from __future__ import annotations
 
+import logging
 import math
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, get_args
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -32,6 +34,78 @@ from policies.types import ApplyStatus
 DECISION_STATUSES: tuple[str, ...] = get_args(ApplyStatus)
 FIRE_STATUSES = ("fired", "missed")
 _RULE_NAME = re.compile(RULE_NAME_RE)
+
+
+log = logging.getLogger("oceand.store")
+
+REPEAT_LOG_EVERY = 60.0  # seconds between "still failing" lines while the store stays unwritable
+
+
+class WriteHealth:
+    """Whether the store's writes succeed, from the outcome of every write (and of `probe_write`).
+
+    A store that becomes unwritable logs one error (event `store_unwritable`) on the transition and
+    then at most one reminder a minute; the first write that succeeds again logs `store_writable`.
+    `on_failure` (the daemon's metric) is called once per failed write. Never raises.
+    """
+
+    def __init__(self, url: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.url = url
+        self.writable = True
+        self.failures = 0  # failed writes since the process started
+        self.last_error: str | None = None
+        self.since: float | None = None  # when the store became unwritable (clock time)
+        self.failed_in_row = 0
+        self.on_failure: Callable[[], None] | None = None
+        self._clock = clock
+        self._logged = 0.0
+
+    def ok(self) -> None:
+        if self.writable:
+            return
+        lasted = self._clock() - (self.since or self._clock())
+        log.warning(
+            "store %s is writable again after %d failed writes in %.1fs",
+            self.url,
+            self.failed_in_row,
+            lasted,
+            extra={
+                "event": "store_writable",
+                "failed_writes": self.failed_in_row,
+                "seconds": round(lasted, 3),
+            },
+        )
+        self.writable, self.since, self.failed_in_row, self.last_error = True, None, 0, None
+
+    def failed(self, error: object) -> None:
+        self.failures += 1
+        self.failed_in_row += 1
+        self.last_error = str(error)
+        if self.on_failure is not None:
+            self.on_failure()
+        now = self._clock()
+        if self.writable:
+            self.writable, self.since, self._logged = False, now, now
+            log.error(
+                "store writes fail, /readyz answers 503 until one succeeds: %s",
+                error,
+                extra={"event": "store_unwritable"},
+            )
+        elif now - self._logged >= REPEAT_LOG_EVERY:
+            self._logged = now
+            log.error(
+                "store writes still fail (%d failed writes in %.0fs): %s",
+                self.failed_in_row,
+                now - (self.since or now),
+                error,
+                extra={"event": "store_still_unwritable", "failed_writes": self.failed_in_row},
+            )
+
+    def reason(self) -> str | None:
+        """Why /readyz fails, or None while writes succeed."""
+        if self.writable:
+            return None
+        return f"store writes fail ({self.failed_in_row} in a row): {self.last_error}"
 
 
 class StoreError(Exception):
@@ -70,6 +144,15 @@ class Store(Protocol):
 
     async def ping(self) -> bool:
         """True when the store answers a trivial query; never raises."""
+        ...
+
+    @property
+    def health(self) -> WriteHealth:
+        """Whether writes succeed (every write reports its outcome here)."""
+        ...
+
+    async def probe_write(self) -> bool:
+        """Write and delete a row (a real write to disk); True if it committed. Never raises."""
         ...
 
     async def put_job(self, name: str, doc: dict[str, Any]) -> int:
@@ -130,6 +213,7 @@ def redact(url: str) -> str:
 class SQLiteURL:
     path: str  # a file path, or ":memory:"
     timeout: float = 5.0  # seconds to wait for another process's write lock
+    journal: str = "delete"  # "delete" (rollback journal) or "wal": see oceand/store/sqlite.py
 
     @property
     def memory(self) -> bool:
@@ -161,6 +245,7 @@ class MySQLURL:
 
 StoreURL = SQLiteURL | MySQLURL
 
+SQLITE_JOURNALS = ("delete", "wal")
 _SQLITE_FORMS = "sqlite:////absolute/path.db, sqlite:///relative/path.db or sqlite://:memory:"
 _MYSQL_FORM = "mysql://user[:password]@host[:port]/database"
 _MYSQL_DB_RE = re.compile(r"^[A-Za-z0-9_$]{1,64}$")
@@ -214,10 +299,13 @@ def _parse_sqlite(url: str) -> SQLiteURL:
     rest, _, query = url[len("sqlite://") :].partition("?")
     if "#" in rest or "#" in query:
         raise _fail(url, "a fragment ('#...') is not allowed")
-    params = _params(url, query, {"timeout": "seconds"})
+    params = _params(url, query, {"timeout": "seconds", "journal": "delete|wal"})
     timeout = _number(url, "timeout", params["timeout"], 0, 3600) if "timeout" in params else 5.0
+    journal = params.get("journal", "delete")
+    if journal not in SQLITE_JOURNALS:
+        raise _fail(url, f"parameter journal={journal!r} must be one of {', '.join(SQLITE_JOURNALS)}")
     if rest == ":memory:":
-        return SQLiteURL(":memory:", timeout)
+        return SQLiteURL(":memory:", timeout, journal)
     if not rest.startswith("/"):
         raise _fail(url, f"a SQLite URL has no host part; use {_SQLITE_FORMS}")
     path = unquote(rest[1:])
@@ -225,7 +313,7 @@ def _parse_sqlite(url: str) -> SQLiteURL:
         raise _fail(url, f"no database file name; use {_SQLITE_FORMS}")
     if "\x00" in path:
         raise _fail(url, "the path contains a NUL character")
-    return SQLiteURL(path, timeout)
+    return SQLiteURL(path, timeout, journal)
 
 
 _MYSQL_PARAMS = {

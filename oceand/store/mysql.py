@@ -26,6 +26,7 @@ from oceand.store.base import (
     MySQLURL,
     StoredJob,
     StoreError,
+    WriteHealth,
     check_decision_id,
     check_job,
     check_limit,
@@ -56,6 +57,7 @@ Cursor = Any  # aiomysql.Cursor (untyped library)
 _LOST_CONNECTION = {2006, 2013, 2055, 1927, 4031}
 _RETRY_TRANSACTION = {1213}  # deadlock: InnoDB rolled the transaction back, running it again is safe
 _DUPLICATE_KEY = 1062
+PROBE_JOB = ""  # the job_state key probe_write writes and deletes: never a job's name (1-200 chars)
 _SQL_MODE = "STRICT_ALL_TABLES,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
 
 
@@ -88,10 +90,15 @@ class MySQLStore:
         check_migrations(migrations)
         self._migrations = migrations
         self._pool: Any = None  # aiomysql.Pool
+        self._health = WriteHealth(self._url.redacted)
 
     @property
     def url(self) -> str:
         return self._url.redacted
+
+    @property
+    def health(self) -> WriteHealth:
+        return self._health
 
     def _error(self, problem: object) -> StoreError:
         return StoreError(f"store {self.url}: {problem}")
@@ -173,8 +180,40 @@ class MySQLStore:
 
     # ------------------------------------------------------------ plumbing
 
-    async def _run(self, fn: Callable[[Cursor], Awaitable[T]], *, retry: bool = True) -> T:
-        """Run `fn` in one transaction on a pooled connection; commit; StoreError on failure."""
+    async def _run(
+        self, fn: Callable[[Cursor], Awaitable[T]], *, retry: bool = True, write: bool = False
+    ) -> T:
+        """Run `fn` in one transaction on a pooled connection; commit; StoreError on failure.
+
+        A write's outcome goes to `health` (a refused row, IntegrityError or DataError, says nothing
+        about the store)."""
+        if not write:
+            return await self._transaction(fn, retry)
+        try:
+            result = await self._transaction(fn, retry)
+        except StoreError as e:
+            if not isinstance(e.__cause__, aiomysql.IntegrityError | aiomysql.DataError):
+                self._health.failed(e)
+            raise
+        self._health.ok()
+        return result
+
+    async def probe_write(self) -> bool:
+        async def probe(cur: Cursor) -> None:
+            await cur.execute(
+                "INSERT INTO job_state (job, state, updated_at) VALUES (%s, '{}', %s)"
+                " ON DUPLICATE KEY UPDATE updated_at = VALUES(updated_at)",
+                (PROBE_JOB, self._clock()),
+            )
+            await cur.execute("DELETE FROM job_state WHERE job = %s", (PROBE_JOB,))
+
+        try:
+            await self._run(probe, write=True)
+            return True
+        except Exception:
+            return False
+
+    async def _transaction(self, fn: Callable[[Cursor], Awaitable[T]], retry: bool) -> T:
         pool = self._pool
         if pool is None:
             raise self._error("not open")
@@ -232,7 +271,7 @@ class MySQLStore:
             (version,) = await cur.fetchone()
             return int(version)
 
-        return await self._run(put)
+        return await self._run(put, write=True)
 
     async def get_job(self, name: str) -> StoredJob | None:
         check_job(name)
@@ -259,7 +298,7 @@ class MySQLStore:
             await cur.execute("DELETE FROM job_state WHERE job = %s", (name,))
             return bool(deleted)
 
-        return await self._run(delete)
+        return await self._run(delete, write=True)
 
     # ------------------------------------------------------------ state and decisions
 
@@ -293,7 +332,7 @@ class MySQLStore:
             )
             return int(cur.lastrowid)
 
-        return await self._run(write)
+        return await self._run(write, write=True)
 
     async def update_decision(
         self, decision_id: int, status: str, result: dict[str, Any], reasons: list[str] | None = None
@@ -315,7 +354,7 @@ class MySQLStore:
             )
             return True
 
-        if not await self._run(update):
+        if not await self._run(update, write=True):
             raise DecisionNotFound(f"decision {decision_id} does not exist")
 
     async def decisions(self, job: str, limit: int = 50, since: float | None = None) -> list[dict[str, Any]]:
@@ -365,7 +404,7 @@ class MySQLStore:
                 raise
             return True
 
-        return await self._run(claim)
+        return await self._run(claim, write=True)
 
     async def fires(self, job: str, limit: int = 50) -> list[dict[str, Any]]:
         check_job(job)

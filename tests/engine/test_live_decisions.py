@@ -69,7 +69,10 @@ async def bucket(d: Daemon, c: Client, clock: Clock, k: int, cpu_used: float, ho
         await asyncio.sleep(0.005)
         if rt.buckets.closed_upto > ts:
             break
-    await asyncio.sleep(0.02)
+    for _ in range(200):  # the step that closed it (commit, apply, record) has ended; bounded wait
+        await asyncio.sleep(0.01)
+        if d.engine._inflight == 0:
+            break
 
 
 async def decisions(c: Client) -> list[dict[str, Any]]:

@@ -21,16 +21,47 @@ from tests.store.conftest import MYSQL_HOST, MYSQL_PORT, MYSQL_USER, Backend
 # ---------------------------------------------------------------- SQLite
 
 
-async def test_sqlite_creates_parent_folders_and_uses_wal(tmp_path: Path) -> None:
+async def test_sqlite_creates_parent_folders_and_uses_a_rollback_journal(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "oceand.db"
     store = open_store(f"sqlite:///{path}")
     await store.open()
     try:
         assert await store.put_job("j", {"x": 1}) == 1
+        # no shared-memory file to map: an unwritable disk is an I/O error, not SIGBUS
+        assert sorted(p.name for p in path.parent.iterdir()) == ["oceand.db"]
+    finally:
+        await store.close()
+    async with aiosqlite.connect(path) as db:
+        assert list(await db.execute_fetchall("PRAGMA journal_mode")) == [("delete",)]
+
+
+async def test_sqlite_wal_journal_when_the_url_asks_for_it(tmp_path: Path) -> None:
+    path = tmp_path / "oceand.db"
+    store = open_store(f"sqlite:///{path}?journal=wal")
+    await store.open()
+    try:
+        assert await store.put_job("j", {}) == 1
+        assert path.with_name("oceand.db-shm").exists()
     finally:
         await store.close()
     async with aiosqlite.connect(path) as db:
         assert list(await db.execute_fetchall("PRAGMA journal_mode")) == [("wal",)]
+
+
+async def test_sqlite_store_left_in_wal_mode_by_an_older_oceand_is_converted(tmp_path: Path) -> None:
+    path = tmp_path / "oceand.db"
+    async with aiosqlite.connect(path) as db:
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("CREATE TABLE t (x)")
+    store = open_store(f"sqlite:///{path}")
+    await store.open()
+    try:
+        assert await store.put_job("j", {}) == 1
+        assert not path.with_name("oceand.db-shm").exists()
+    finally:
+        await store.close()
+    async with aiosqlite.connect(path) as db:
+        assert list(await db.execute_fetchall("PRAGMA journal_mode")) == [("delete",)]
 
 
 async def test_sqlite_in_memory_store_works_and_ends_with_close() -> None:

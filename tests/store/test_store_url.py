@@ -32,6 +32,11 @@ from oceand.store import (
             "sqlite:////tmp/o.db?timeout=0.5", SQLiteURL("/tmp/o.db", timeout=0.5), id="busy timeout"
         ),
         pytest.param(
+            "sqlite:////tmp/o.db?journal=wal&timeout=2",
+            SQLiteURL("/tmp/o.db", timeout=2, journal="wal"),
+            id="WAL journal chosen",
+        ),
+        pytest.param(
             "mysql://oceand:secret@127.0.0.1:3306/oceand",
             MySQLURL(host="127.0.0.1", user="oceand", password="secret", database="oceand"),
             id="mysql full",
@@ -90,6 +95,11 @@ def test_good_urls(url: str, expected: Any) -> None:
             "sqlite:////tmp/o.db?timeout=soon", "is not a number of seconds", id="sqlite bad timeout"
         ),
         pytest.param("sqlite:////tmp/o.db?timeout=-1", "out of range", id="sqlite negative timeout"),
+        pytest.param(
+            "sqlite:////tmp/o.db?journal=memory",
+            "journal='memory' must be one of delete, wal",
+            id="sqlite journal",
+        ),
         pytest.param(
             "sqlite:////tmp/o.db?timeout=1&timeout=2", "given twice", id="sqlite repeated parameter"
         ),
