@@ -43,9 +43,10 @@ def live() -> Iterator[Live]:
 class Ctl:
     """`oceanctl ARGS` with OCEAND_URL pointing at the daemon and no config file of the user's."""
 
-    def __init__(self, url: str, home: Path) -> None:
+    def __init__(self, daemon: DaemonProcess, home: Path) -> None:
+        self.daemon = daemon
         self.env = {
-            "OCEAND_URL": url,
+            "OCEAND_URL": daemon.url,
             "OCEAND_TOKEN": None,
             "OCEANCTL_CONFIG": None,
             "XDG_CONFIG_HOME": str(home),
@@ -69,7 +70,7 @@ class Ctl:
 
 @pytest.fixture
 def ctl(live: Live, tmp_path: Path) -> Ctl:
-    return Ctl(live.daemon.url, tmp_path)
+    return Ctl(live.daemon, tmp_path)
 
 
 def job_doc(name: str, app: str = "/ocean/web", **over: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import yaml
 
 from bench.common import free_port
 from tests.cli.conftest import Ctl, Live, job_doc, write_yaml
-from tests.e2e.harness import ROOT
+from tests.e2e.harness import ROOT, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +32,7 @@ def test_a_job_from_create_to_delete(ctl: Ctl, live: Live, tmp_path: Path) -> No
     assert r.exit_code == 0, r.output
     assert f"+job: {WEB}" in r.stdout and "+max_instances: 5" in r.stdout
     assert r.stdout.rstrip().endswith(f"{WEB}: created (version 1)")
+    wait_for(lambda: live.daemon.request("GET", f"/api/v1/jobs/{WEB}/status")["app_known"], 10, "the app")
 
     r = ctl("apply", "-f", str(f))  # the same file again: nothing to ask, nothing written
     assert (r.exit_code, r.stdout) == (0, f"{WEB}: unchanged (version 1)\n")
