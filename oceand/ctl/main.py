@@ -263,11 +263,11 @@ def read_document(path: str) -> dict[str, Any]:
     return data
 
 
-def shown(doc: dict[str, Any]) -> dict[str, Any]:
-    """The document as the daemon would store and show it (defaults filled in, webhook secrets `***`), so
-    the diff has only real changes; a document the daemon would refuse is shown as written."""
+def stored(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document as the daemon would store it (defaults filled in), so a diff has only real changes;
+    a document the daemon would refuse is kept as written (the daemon names its errors)."""
     try:
-        return public_job(dump_job(parse_job(doc)))
+        return dump_job(parse_job(doc))
     except DocumentError:
         return doc
 
@@ -323,8 +323,11 @@ def apply(ctx: click.Context, path: str, yes: bool, output: str) -> None:
         raise CtlError(VALIDATION, f"{path}: the document has no 'job' (the job's name)")
     c = client(ctx)
     live, version = live_document(c, name)
-    lines = diff(live, shown(doc), name)
-    if live is not None and not lines:
+    new = stored(doc)
+    shown = public_job(new)  # webhook secrets as `***`, as the live document shows them
+    lines = diff(live, shown, name)
+    secret = shown != new  # the file carries a webhook secret: the live one cannot be compared with it
+    if live is not None and not lines and not secret:
         emit(
             {"job": live, "version": version},
             output,
@@ -332,10 +335,15 @@ def apply(ctx: click.Context, path: str, yes: bool, output: str) -> None:
         )
         return
     print_diff(lines, err=output != "table")
+    if secret:
+        click.echo(
+            "notify.webhook holds a secret: it is sent as written (the daemon shows no secret to compare)",
+            err=True,
+        )
     if not yes and not click.confirm(f"{'Replace' if live is not None else 'Create'} job {name}?", err=True):
         raise click.Abort
     reply = c.call("PUT", Client.job_path(name), doc)
-    verb = "replaced" if live is not None else "created"
+    verb = "created" if live is None else "unchanged" if reply["version"] == version else "replaced"
     emit(reply, output, lambda con: con.print(f"{name}: {verb} (version {reply['version']})"))
 
 
@@ -385,7 +393,7 @@ def edit(ctx: click.Context, job: str) -> None:
         except (yaml.YAMLError, ValueError) as e:
             errors = [f"not valid YAML: {e}".replace("\n", " ")]
         else:
-            if shown(doc) == original:
+            if stored(doc) == original:  # a changed webhook secret differs here, though `***` in GET
                 click.echo(f"{job}: no changes")
                 return
             try:
@@ -455,7 +463,8 @@ def status(ctx: click.Context, job: str, output: str) -> None:
             t = table("RULE", "TYPE", "VALUE", "DETAIL")
             for name, r in st["rules"].items():
                 value = r.get("value")
-                detail = {k: v for k, v in r.items() if k not in ("type", "value", "last_bucket")}
+                hidden = {"type", "value", "last_bucket", "next_fire"}  # next_fire_local says it for people
+                detail = {k: v for k, v in r.items() if k not in hidden}
                 t.add_row(name, r["type"], "-" if value is None else f"{value:g}", _inline(detail))
             con.print()
             con.print(t)

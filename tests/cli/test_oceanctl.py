@@ -169,6 +169,8 @@ elif step == "yaml":   # not YAML at all
     text = text + "\\n  : [unclosed\\n"
 elif step == "empty":
     text = ""
+elif step == "token":  # a new secret typed over the redacted one
+    text = text.replace("token=***", "token=ccc")
 path.write_text(text)
 """
 
@@ -433,5 +435,31 @@ def test_the_console_script_and_shell_completion(live: Live) -> None:
             env={**env, "_OCEANCTL_COMPLETE": "bash_complete", "COMP_WORDS": "oceanctl pa", "COMP_CWORD": "1"}
         )
         assert p.stdout.splitlines() == ["plain,pause"]
+    finally:
+        live.daemon.request("DELETE", f"/api/v1/jobs/{name}")
+
+
+def test_a_changed_webhook_secret_is_sent_though_the_diff_cannot_show_it(
+    ctl: Ctl, live: Live, tmp_path: Path
+) -> None:
+    name = "job.hook_cop.c"
+    hook = "http://hooks.example/notify?token={}"
+    f = write_yaml(
+        tmp_path / "hook.yaml", job_doc(name, "/ocean/docs", notify={"webhook": hook.format("aaa")})
+    )
+    try:
+        assert ctl("apply", "-f", str(f), "--yes").exit_code == 0
+        r = ctl("apply", "-f", str(f), "--yes")  # the same secret: sent (it cannot be compared), same version
+        assert r.exit_code == 0 and "notify.webhook holds a secret" in r.stderr, r.output
+        assert r.stdout.rstrip().endswith(f"{name}: unchanged (version 1)")
+
+        write_yaml(f, job_doc(name, "/ocean/docs", notify={"webhook": hook.format("bbb")}))
+        r = ctl("apply", "-f", str(f), "--yes")  # a new secret: no diff line, but written
+        assert r.exit_code == 0 and r.stdout.rstrip().endswith(f"{name}: replaced (version 2)"), r.output
+        assert "token=***" in ctl("get", name).stdout and "bbb" not in ctl("get", name).stdout
+
+        env, _ = editor(tmp_path, "token")  # edit: the secret typed over the *** is a change
+        r = ctl("edit", name, env=env)
+        assert (r.exit_code, r.stdout) == (0, f"{name}: replaced (version 3)\n"), r.output
     finally:
         live.daemon.request("DELETE", f"/api/v1/jobs/{name}")
