@@ -34,8 +34,6 @@ from oceand.ctl.client import (
     CtlError,
     resolve,
 )
-from policies.document import DocumentError, dump_job, parse_job
-from policies.redact import public_job
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -266,6 +264,8 @@ def read_document(path: str) -> dict[str, Any]:
 def stored(doc: dict[str, Any]) -> dict[str, Any]:
     """The document as the daemon would store it (defaults filled in), so a diff has only real changes;
     a document the daemon would refuse is kept as written (the daemon names its errors)."""
+    from policies.document import DocumentError, dump_job, parse_job  # here: 0.3 s of pydantic models
+
     try:
         return dump_job(parse_job(doc))
     except DocumentError:
@@ -323,6 +323,8 @@ def apply(ctx: click.Context, path: str, yes: bool, output: str) -> None:
         raise CtlError(VALIDATION, f"{path}: the document has no 'job' (the job's name)")
     c = client(ctx)
     live, version = live_document(c, name)
+    from policies.redact import public_job
+
     new = stored(doc)
     shown = public_job(new)  # webhook secrets as `***`, as the live document shows them
     lines = diff(live, shown, name)
@@ -441,10 +443,11 @@ def status(ctx: click.Context, job: str, output: str) -> None:
         if st.get("dry_run_reason"):
             head.add_row("dry run because", st["dry_run_reason"])
         head.add_row("version", str(st["version"]))
+        counts = ", ".join(f"{k} {st[k]}" for k in ("running", "ready") if st.get(k) is not None)
         inst = (
             "unknown"
             if not st.get("app_known")
-            else f"{st['instances']} (running {st['running']}, ready {st['ready']})"
+            else f"{st['instances']}" + (f" ({counts})" if counts else "")
         )
         head.add_row(
             "instances", inst + (", deployment in progress" if st.get("deployment_in_progress") else "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -312,6 +313,8 @@ def test_scale_an_app_marathon_does_not_have_is_a_server_side_failure(ctl: Ctl, 
     try:
         r = ctl("scale", name, "2")
         assert r.exit_code == 5 and "oceanctl: " in r.stderr, r.output
+        status = [line.split() for line in ctl("status", name).stdout.splitlines()]
+        assert ["instances", "unknown"] in status
     finally:
         live.daemon.request("DELETE", f"/api/v1/jobs/{name}")
 
@@ -461,5 +464,39 @@ def test_a_changed_webhook_secret_is_sent_though_the_diff_cannot_show_it(
         env, _ = editor(tmp_path, "token")  # edit: the secret typed over the *** is a change
         r = ctl("edit", name, env=env)
         assert (r.exit_code, r.stdout) == (0, f"{name}: replaced (version 3)\n"), r.output
+    finally:
+        live.daemon.request("DELETE", f"/api/v1/jobs/{name}")
+
+
+def test_status_says_why_a_job_runs_dry_and_when_a_schedule_fires(ctl: Ctl, live: Live) -> None:
+    name = "job.elsewhere_cop.c"
+    doc = job_doc(name, "/ocean/docs", target={"cluster": "nowhere", "app": "/ocean/docs"})
+    doc["rules"] = [
+        {
+            "name": "morning",
+            "type": "schedule",
+            "cron": "0 7 * * *",
+            "timezone": "Asia/Shanghai",
+            "instances": 2,
+        }
+    ]
+    live.daemon.request("PUT", f"/api/v1/jobs/{name}", doc)
+    try:
+        r = ctl("status", name)
+        assert r.exit_code == 0, r.output
+        rows = {
+            line.split("  ", 1)[0]: line.split("  ", 1)[1].strip() for line in r.stdout.splitlines() if line
+        }
+        assert rows["mode"] == "dry-run (set: active)"
+        assert "nowhere" in rows["dry run because"]
+        assert rows["instances"] == "1 (ready 1)"  # the dry actuator's count: no Marathon to ask
+        morning = rows["morning"].split()
+        assert morning[:2] == ["schedule", "-"]
+        assert re.search(r'next_fire_local="\d{4}-\d\d-\d\dT07:00:00\+08:00"', rows["morning"]), rows[
+            "morning"
+        ]
+        assert "next_fire=" not in rows["morning"]
+        r = ctl("scale", name, "2")  # a manual scale of a job that runs dry: decided, not applied
+        assert r.exit_code == 0 and r.stdout.rstrip().endswith(": dry-run"), r.output
     finally:
         live.daemon.request("DELETE", f"/api/v1/jobs/{name}")
