@@ -317,6 +317,10 @@ def live_document(c: Client, job: str) -> tuple[dict[str, Any] | None, int | Non
 @click.pass_context
 def apply(ctx: click.Context, path: str, yes: bool, output: str) -> None:
     """Create or replace a job from a file: prints the diff against the live document and asks first."""
+    if path == "-" and not yes:
+        raise click.UsageError(
+            "-f - reads the document from stdin, which cannot answer the question: add --yes"
+        )
     doc = read_document(path)
     name = doc.get("job")
     if not isinstance(name, str) or not name:

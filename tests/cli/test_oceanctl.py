@@ -121,6 +121,16 @@ def test_apply_reads_json_yaml_and_toml(ctl: Ctl, live: Live, tmp_path: Path, su
     ctl("delete", name)
 
 
+def test_apply_reads_stdin_with_yes(ctl: Ctl, live: Live) -> None:
+    name = "job.stdin_cop.c"
+    text = json.dumps(job_doc(name, "/ocean/docs"))
+    r = ctl("apply", "-f", "-", input=text)
+    assert r.exit_code == 1 and "add --yes" in r.stderr
+    r = ctl("apply", "-f", "-", "--yes", input=text)
+    assert r.exit_code == 0 and r.stdout.rstrip().endswith(f"{name}: created (version 1)"), r.output
+    live.daemon.request("DELETE", f"/api/v1/jobs/{name}")
+
+
 def test_jobs_ls_filters_by_tree_parts_and_prints_json_and_yaml(ctl: Ctl, live: Live) -> None:
     names = {
         "a": "job.a_service.s_cluster.lg_pdl.ocean_owt.inf_cop.xiaomi",
