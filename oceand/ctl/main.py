@@ -7,6 +7,7 @@ store or the daemon's internals. Exit codes: 0 ok, 1 usage (or a question answer
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
@@ -142,7 +143,8 @@ def client(ctx: click.Context) -> Client:
 def _complete_jobs(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     try:
         root = ctx.find_root()
-        c = Client(resolve(root.params.get("url"), root.params.get("config")))
+        settings = resolve(root.params.get("url"), root.params.get("config"))
+        c = Client(dataclasses.replace(settings, timeout=min(settings.timeout, 2.0)))  # a shell waits on it
         names = [j["job"] for j in c.call("GET", "/api/v1/jobs")["jobs"]]
     except Exception:  # completion must never print a traceback into the shell
         return []
