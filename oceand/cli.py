@@ -26,6 +26,15 @@ def _check(path: str | None) -> Config:
     return config
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("oceand")
+    except PackageNotFoundError:  # a checkout on sys.path without an install
+        return "(not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "replay":
@@ -33,15 +42,39 @@ def main(argv: list[str] | None = None) -> int:
 
         return replay_main(argv[1:])
     parser = argparse.ArgumentParser(
-        prog="oceand", description="Elastic-scaling daemon for Marathon / Open-Falcon"
+        prog="oceand",
+        description="Elastic-scaling daemon for Marathon / Open-Falcon (docs/operations.md). "
+        "Operators' commands over the admin API are in `oceanctl` (docs/cli.md).",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="run the daemon")
-    p_run.add_argument("--config", help="TOML config file (default: the embedded defaults)")
-    p_check = sub.add_parser("check-config", help="validate the config and job files, then exit")
-    p_check.add_argument("--config", help="TOML config file (default: the embedded defaults)")
-    sub.add_parser("replay", help="what-if simulation on a recorded load (oceand replay --help)")
+    parser.add_argument("--version", action="version", version=f"oceand {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p_run = sub.add_parser(
+        "run",
+        help="run the daemon",
+        description="Run the daemon in the foreground (as systemd does): load the config and the job "
+        "files, serve the admin and ingest APIs, scale. SIGHUP reloads the config, SIGTERM drains and "
+        "exits 0. Exit status 2: config error; 1: the store or a listener could not start.",
+    )
+    p_run.add_argument("--config", metavar="FILE", help="TOML config file (default: the embedded defaults)")
+    p_check = sub.add_parser(
+        "check-config",
+        help="validate the config and job files, then exit",
+        description="Validate a config file and the job files under its jobs_dir, then exit: 0 and "
+        "'FILE: OK' when both are good, 2 with the file and key of the first error otherwise. "
+        "Without a file, checks the embedded defaults.",
+    )
+    p_check.add_argument("file", nargs="?", metavar="FILE", help="TOML config file")
+    p_check.add_argument("--config", metavar="FILE", help="the same as FILE (the older spelling)")
+    sub.add_parser(
+        "replay",
+        help="what-if simulation on a recorded load (oceand replay --help)",
+        description="What-if simulation of a job document on a recorded load (oceand replay --help).",
+    )
     args = parser.parse_args(argv)
+    if args.command == "check-config" and args.file is not None:
+        if args.config is not None and args.config != args.file:
+            parser.error("check-config: give the config file either as FILE or --config, not both")
+        args.config = args.file
 
     from oceand.logs import setup_logging
 

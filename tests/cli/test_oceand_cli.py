@@ -1,0 +1,68 @@
+"""`oceand` as people type it (issue 15): --version, check-config FILE positional, a description in every
+subcommand's help."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from oceand.cli import main
+from tests.e2e.harness import ROOT
+
+EXAMPLE = str(ROOT / "conf" / "oceand.toml")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        rc = main(list(argv))
+    except SystemExit as e:
+        rc = e.code if isinstance(e.code, int) else 1
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "--version")
+    assert (rc, out) == (0, f"oceand {version('oceand')}\n")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["check-config", EXAMPLE], id="positional"),
+        pytest.param(["check-config", "--config", EXAMPLE], id="--config"),
+    ],
+)
+def test_check_config_takes_the_file_either_way(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    rc, out, err = run(capsys, *argv)
+    assert (rc, out) == (0, f"{EXAMPLE}: OK\n"), err
+
+
+def test_check_config_positional_names_a_bad_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[server]\nlisen = "127.0.0.1:1"\n')
+    rc, _, err = run(capsys, "check-config", str(bad))
+    assert rc == 2 and str(bad) in err and "server.lisen" in err
+
+
+def test_check_config_refuses_two_files(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run(capsys, "check-config", EXAMPLE, "--config", "other.toml")
+    assert rc == 2 and "either as FILE or --config" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "description"),
+    [
+        pytest.param(["run", "--help"], "Run the daemon in the foreground", id="run"),
+        pytest.param(["check-config", "--help"], "Validate a config file", id="check-config"),
+        pytest.param(["replay", "--help"], "What-if", id="replay"),
+        pytest.param(["--help"], "Elastic-scaling daemon", id="top"),
+    ],
+)
+def test_every_help_has_a_description(
+    capsys: pytest.CaptureFixture[str], argv: list[str], description: str
+) -> None:
+    rc, out, _ = run(capsys, *argv)
+    assert rc == 0 and description in out, out
