@@ -199,6 +199,9 @@ class Connection(asyncio.Protocol):
             reason,
             extra={"event": "listener_closed"},
         )
+        if self.transport.get_write_buffer_size() > MAX_REPLY_BACKLOG:
+            self.transport.abort()  # the peer reads nothing: do not wait for our replies to drain
+            return
         self.transport.write(self.goodbye(reason))
         self.transport.close()
 

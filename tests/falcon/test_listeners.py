@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -324,3 +325,27 @@ async def test_a_line_never_finished_is_closed_when_idle(setup: Setup) -> None:
 async def test_no_listener_unless_configured(start_daemon: DaemonFactory) -> None:
     d, _ = await start_daemon()
     assert d.listeners.by_name == {}
+
+
+async def test_a_client_that_never_reads_is_not_read_either_and_is_closed_when_idle(setup: Setup) -> None:
+    env = await setup()
+    ln = env.ln("rpc")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(ln.address)
+    sock.setblocking(False)
+    _, writer = await asyncio.open_connection(sock=sock)
+    conn = await until(lambda: next(iter(ln.conns), None), "the connection")
+    assert conn.transport is not None
+    conn.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    ping = RpcClient(None, None).request("Transfer.Ping", {})[1]  # type: ignore[arg-type]
+    writer.write(ping * 200_000)  # 9.6 MB of calls whose replies are never read
+    await until(lambda: not conn.transport.is_reading(), "the server to stop reading", timeout=30)
+    backlog = conn.transport.get_write_buffer_size()
+    assert backlog < 2 * 1024 * 1024  # the high-water mark plus the replies of one read
+    assert 0 < await env.event("rpc", "ping") < 200_000  # the rest waits in the socket, unread
+    env.idle_now = IDLE + 1
+    assert ln.sweep() == 1
+    await until(lambda: not ln.conns, "the connection aborted")
+    assert await env.event("rpc", "closed_idle") == 1
+    writer.transport.abort()
