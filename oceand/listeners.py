@@ -7,7 +7,8 @@ Both hand their items to `Engine.push`, the entry point of `POST /v1/push`: the 
 and sample counters (`oceand_samples_total`, and per listener `oceand_listener_samples_total`).
 
 Bounds: at most `listen_max_connections` open connections per listener (one more is refused with a reason
-line and closed); a connection that completes no request/line for `listen_idle_timeout` is closed; at
+line and closed); a connection that completes no request/line for `listen_idle_timeout` is closed (one
+that holds no partial request only while the listener is more than half full: see `Listener.sweep`); at
 most `rpc_max_frame` / `tsdb_max_line` bytes are buffered per connection (an RPC stream that goes past it
 is closed; an overlong put line is skipped up to its newline); a client that does not read its replies
 stops being read (transport flow control), so nothing grows without bound. Every refusal and close is
@@ -97,10 +98,15 @@ class Listener:
         self.events.labels(self.name, event).inc(n)
 
     def sweep(self, now: float | None = None) -> int:
-        """Close the connections that completed no request for `listen_idle_timeout`; how many."""
+        """Close the connections that completed no request for `listen_idle_timeout`; how many.
+
+        A connection holding part of a request is closed then; one holding nothing only while the listener
+        holds more than half its `listen_max_connections`: transfer keeps a pool of idle connections, and
+        its tsdb backend never reads, so a batch it writes on a connection we closed is lost unseen."""
         now = self.clock() if now is None else now
         limit = self.settings.listen_idle_timeout
-        idle = [c for c in self.conns if now - c.last > limit]
+        crowded = len(self.conns) > self.settings.listen_max_connections // 2
+        idle = [c for c in self.conns if now - c.last > limit and (crowded or c.pending())]
         for c in idle:
             c.close("idle", f"no complete request for {limit:g} s")
         return len(idle)
@@ -184,6 +190,10 @@ class Connection(asyncio.Protocol):
     def handle(self, data: bytes) -> None:
         raise NotImplementedError
 
+    def pending(self) -> bool:
+        """Part of a request is buffered."""
+        raise NotImplementedError
+
     def goodbye(self, reason: str) -> bytes:
         raise NotImplementedError
 
@@ -215,6 +225,9 @@ class RpcConnection(Connection):
 
     def goodbye(self, reason: str) -> bytes:
         return encode_reply(b"null", error=reason)
+
+    def pending(self) -> bool:
+        return len(self.frames) > 0
 
     def handle(self, data: bytes) -> None:
         frames = self.frames.feed(data)
@@ -275,6 +288,9 @@ class TsdbConnection(Connection):
 
     def goodbye(self, reason: str) -> bytes:
         return f"error: {reason}\n".encode()
+
+    def pending(self) -> bool:
+        return bool(self.buf) or self.skipping
 
     def handle(self, data: bytes) -> None:
         ln = self.listener

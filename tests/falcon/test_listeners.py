@@ -349,3 +349,25 @@ async def test_a_client_that_never_reads_is_not_read_either_and_is_closed_when_i
     await until(lambda: not ln.conns, "the connection aborted")
     assert await env.event("rpc", "closed_idle") == 1
     writer.transport.abort()
+
+
+async def test_an_idle_connection_holding_nothing_is_kept_while_the_listener_has_room(setup: Setup) -> None:
+    """transfer's pools keep idle connections, and its tsdb backend never reads: closing one loses the
+    batch transfer writes next on it. So a clean idle connection stays until the listener is half full."""
+    env = await setup(listen_max_connections=4)
+    pooled = await env.tsdb()
+    await pooled.put([("h1", "cpu.idle", T, 10.0, {"job": JOB})])
+    await until(lambda: "h1" in env.bucket(), "h1")
+    partial = await env.tsdb()
+    await partial.send_raw(b"put cpu.idle")
+    await until(lambda: any(c.pending() for c in env.ln("tsdb").conns), "the partial line buffered")
+    env.idle_now = 10 * IDLE
+    assert env.ln("tsdb").sweep() == 1  # the partial line only: 2 of 4 is not more than half
+    await pooled.put([("h2", "cpu.idle", T, 10.0, {"job": JOB})])
+    await until(lambda: "h2" in env.bucket(), "h2 on the pooled connection, hours later")
+    crowd = [await env.tsdb() for _ in range(2)]
+    await until(lambda: len(env.ln("tsdb").conns) == 3, "3 open")
+    env.idle_now = 20 * IDLE
+    assert env.ln("tsdb").sweep() == 3  # 3 of 4 is more than half: every idle one goes
+    for cl in [pooled, partial, *crowd]:
+        await cl.close()
