@@ -23,7 +23,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+import msgspec
 
 from collectors.falcon_rpc import (
     PING,
@@ -39,7 +41,7 @@ from collectors.falcon_rpc import (
 )
 from collectors.opentsdb import LineError, parse_put
 from oceand.config import IngestSettings, parse_listen
-from oceand.ingest import PushResult, decode_items
+from oceand.ingest import FalconItem, PushResult, decode_items
 from oceand.metrics import Metrics
 
 log = logging.getLogger("oceand.listeners")
@@ -48,6 +50,18 @@ MAX_REPLY_BACKLOG = (
     64 * 1024
 )  # put-line error replies are skipped while this much is unsent (transfer never reads)
 MAX_LINE_REPLIES = 5  # error reply lines per read, at most
+
+
+class UpdateCall(msgspec.Struct):
+    """The usual frame, `Transfer.Update` with every item of the agent's shape, decoded in one pass straight
+    into FalconItems (anything else goes through collectors.falcon_rpc's envelope and the tolerant path)."""
+
+    method: Literal["Transfer.Update"]
+    params: tuple[list[FalconItem]]
+    id: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_update_call = msgspec.json.Decoder(UpdateCall)
 
 
 class Pusher(Protocol):
@@ -245,6 +259,15 @@ class RpcConnection(Connection):
 
     def serve(self, frame: bytes) -> bytes:
         ln = self.listener
+        started = time.perf_counter()
+        try:
+            call = _update_call.decode(frame)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return self.serve_any(frame, started)
+        return self.updated(bytes(call.id), ln.engine.push(call.params[0], typed=True), started)
+
+    def serve_any(self, frame: bytes, started: float) -> bytes:
+        ln = self.listener
         try:
             req = decode_request(frame)
         except RpcError as e:
@@ -258,7 +281,6 @@ class RpcConnection(Connection):
         if req.method == PING:
             ln.event("ping")
             return encode_reply(rid, PING_RESULT)
-        started = time.perf_counter()
         params = bytes(req.params)
         inner = update_list(params)
         typed = decode_items(inner) if inner is not None else None
@@ -271,6 +293,10 @@ class RpcConnection(Connection):
                 ln.event(e.code)
                 return encode_reply(rid, error=str(e))
             res = ln.engine.push(items)
+        return self.updated(rid, res, started)
+
+    def updated(self, rid: bytes, res: PushResult, started: float) -> bytes:
+        ln = self.listener
         ln.event("update")
         ln.pushed(res)
         latency = round((time.perf_counter() - started) * 1000)
