@@ -371,3 +371,15 @@ async def test_an_idle_connection_holding_nothing_is_kept_while_the_listener_has
     assert env.ln("tsdb").sweep() == 3  # 3 of 4 is more than half: every idle one goes
     for cl in [pooled, partial, *crowd]:
         await cl.close()
+
+
+async def test_stop_closes_open_connections_with_a_reason(setup: Setup) -> None:
+    env = await setup()
+    rpc, tsdb = await env.rpc(), await env.tsdb()
+    assert (await rpc.update(hosts(1)))["Total"] == 1
+    await until(lambda: len(env.ln("tsdb").conns) == 1, "the tsdb connection")
+    await env.d.stop()
+    assert b"the daemon is stopping" in await rpc.closed()
+    assert b"error: the daemon is stopping" in await tsdb.reader.read()
+    with pytest.raises(OSError):
+        await env.rpc()
