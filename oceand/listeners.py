@@ -343,7 +343,7 @@ class TsdbConnection(Connection):
             self._reply(errors)
             return
         self.last = ln.clock()
-        items: list[Any] = []
+        items: list[dict[str, Any]] = []
         for line in lines:
             if len(line) > max_line:
                 ln.event("line_too_long")
@@ -361,7 +361,7 @@ class TsdbConnection(Connection):
             ln.event("put", len(items))
             res = ln.engine.push(items)
             ln.pushed(res)
-            errors.extend(f"put: {r}" for r in res.reasons)
+            errors.extend(_named(r, items) for r in res.reasons)
         self._reply(errors)
 
     def _reply(self, errors: list[str]) -> None:
@@ -369,6 +369,15 @@ class TsdbConnection(Connection):
         if not errors or t is None or t.get_write_buffer_size() > MAX_REPLY_BACKLOG:
             return
         t.write("".join(f"error: {e}\n" for e in errors[:MAX_LINE_REPLIES]).encode())
+
+
+def _named(reason: str, items: list[dict[str, Any]]) -> str:
+    """A push result's "[i] reason" for a put line: the line's metric and endpoint instead of the index."""
+    index, sep, text = reason[1:].partition("] ")
+    if reason[:1] == "[" and sep and index.isdigit() and int(index) < len(items):
+        it = items[int(index)]
+        return f"put {it['metric'][:100]} endpoint={it['endpoint'][:100]}: {text}"
+    return f"put: {reason}"
 
 
 class Listeners:

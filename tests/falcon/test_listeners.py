@@ -286,8 +286,11 @@ async def test_item_rules_apply_to_put_lines(setup: Setup) -> None:
     cl = await env.tsdb()
     long_metric = "m" * 600  # past transfer's metric+tags limit: the item rules refuse it
     await cl.send_raw(f"put {long_metric} {T} 1 endpoint=h1\n".encode())
-    assert b"metric+tags" in await cl.line()
-    assert await env.metric("oceand_listener_samples_total", listener="tsdb", result="rejected") == 1
+    assert (await cl.line()).startswith(b"error: put mmmm")
+    await cl.send_raw(f"put cpu.idle {T} 1 endpoint=h1\nput {long_metric} {T} 1 endpoint=h2\n".encode())
+    line = await cl.line()
+    assert line.endswith(b" endpoint=h2: metric+tags: longer than 510 characters\n"), line
+    assert await env.metric("oceand_listener_samples_total", listener="tsdb", result="rejected") == 2
     await cl.close()
 
 
