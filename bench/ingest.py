@@ -10,7 +10,12 @@ Each round sends fresh bodies stamped with the current time and measures orjson 
 The figure is best-of-rounds for each side, as `timeit` does (slower rounds measure the machine's other
 tenants, not the code: on a shared VM single rounds vary by ±40 %); the median round's ratio is printed too.
 
-Run: .venv/bin/python bench/ingest.py [--bodies 400] [--jobs 200] [--rounds 8]
+`--path rpc` sends the same items as falcon-plus transfer's `transfer` backend does (PRODUCT §9): one
+`Transfer.Update` call per 1,000 items over Go's net/rpc JSON codec to `[ingest] rpc_listen`, each
+connection waiting for its reply before the next call (tests/fakes/transfer.py); the baseline is the same
+`orjson.loads` of the items.
+
+Run: .venv/bin/python bench/ingest.py [--bodies 400] [--jobs 200] [--rounds 8] [--path http|rpc]
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import aiohttp
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import DaemonProcess, job_doc
+from bench.common import DaemonProcess, free_port, job_doc
+from collectors.falcon_rpc import encode_request
 
 POINTS = 1000
 
@@ -76,25 +82,61 @@ async def post_all(url: str, bodies: list[bytes], concurrency: int) -> int:
     return invalid
 
 
+def to_frames(bodies: list[bytes]) -> list[bytes]:
+    """The bodies' items as transfer's `Transfer.Update` calls (MetricValue fields in Go's struct order)."""
+    order = ("endpoint", "metric", "value", "step", "counterType", "tags", "timestamp")
+    return [
+        encode_request("Transfer.Update", [{k: it[k] for k in order} for it in orjson.loads(b)], i)
+        for i, b in enumerate(bodies)
+    ]
+
+
+async def call_all(port: int, frames: list[bytes], concurrency: int) -> int:
+    invalid = 0
+    queue = list(reversed(frames))
+
+    async def worker() -> None:
+        nonlocal invalid
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=16 * 1024 * 1024)
+        while queue:
+            writer.write(queue.pop())
+            reply = orjson.loads(await reader.readline())
+            assert reply["error"] is None, reply
+            invalid += reply["result"]["Invalid"]
+        writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return invalid
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bodies", type=int, default=400)
     ap.add_argument("--jobs", type=int, default=200)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--path", choices=("http", "rpc"), default="http")
     args = ap.parse_args()
 
-    d = DaemonProcess()
+    rpc_port = free_port()
+    d = DaemonProcess(f'[ingest]\nrpc_listen = "127.0.0.1:{rpc_port}"\n' if args.path == "rpc" else "")
+
+    def send(bodies: list[bytes], concurrency: int) -> int:
+        if args.path == "rpc":
+            return asyncio.run(call_all(rpc_port, to_frames(bodies), concurrency))
+        return asyncio.run(post_all(d.url, bodies, concurrency))
+
     base_s: list[float] = []  # CPU-s per point, per round
     daemon_s: list[float] = []
     try:
         for j in range(args.jobs):
             d.request("POST", "/api/v1/jobs", job_doc(f"job.bench{j:05d}.svc", f"/bench/a{j}"))
         warm = make_bodies(20, args.jobs, int(time.time()), seed=0)
-        asyncio.run(post_all(d.url, warm, 2))  # warm the route cache and the connection path
+        send(warm, 2)  # warm the route cache and the connection path
         for r in range(args.rounds):
             # each round: fresh bodies stamped now, the baseline and the daemon measured back to back
             bodies = make_bodies(args.bodies, args.jobs, int(time.time()), seed=r + 1)
+            frames = to_frames(bodies) if args.path == "rpc" else []
             points = len(bodies) * POINTS
             t = time.process_time()
             for _ in range(3):
@@ -103,7 +145,10 @@ def main() -> int:
             base = (time.process_time() - t) / 3
             c0 = d.cpu()
             w0 = time.perf_counter()
-            invalid = asyncio.run(post_all(d.url, bodies, args.concurrency))
+            if args.path == "rpc":
+                invalid = asyncio.run(call_all(rpc_port, frames, args.concurrency))
+            else:
+                invalid = asyncio.run(post_all(d.url, bodies, args.concurrency))
             wall = time.perf_counter() - w0
             used = d.cpu() - c0
             assert invalid == 0, f"{invalid} points rejected"
@@ -117,7 +162,9 @@ def main() -> int:
         d.close()
     best = min(base_s) / min(daemon_s)
     median = statistics.median(b / u for b, u in zip(base_s, daemon_s, strict=True))
-    print(f"jobs={args.jobs} bodies/round={args.bodies} points/body={POINTS} rounds={args.rounds}")
+    print(
+        f"path={args.path} jobs={args.jobs} bodies/round={args.bodies} points/body={POINTS} rounds={args.rounds}"
+    )
     print(
         f"orjson.loads best {1 / min(base_s):,.0f} points/CPU-s; daemon best {1 / min(daemon_s):,.0f} points/CPU-s"
     )

@@ -303,6 +303,23 @@ class JobsSettings(Table):
 
 class IngestSettings(Table):
     grace: Annotated[Duration, Field(ge=0, le=3600)] | None = None
+    # Falcon transfer's backends as inputs (docs/falcon.md): off unless a listen address is given
+    rpc_listen: str | None = None
+    tsdb_listen: str | None = None
+    listen_max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1024
+    listen_idle_timeout: Annotated[Duration, Field(gt=0, le=86400)] = 300.0
+    rpc_max_frame: Annotated[Size, Field(ge=1024, le=1024**3)] = 8 * 1024**2
+    tsdb_max_line: Annotated[Size, Field(ge=256, le=16 * 1024**2)] = 64 * 1024
+    tsdb_counters: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        default_factory=list, max_length=10_000
+    )
+
+    @field_validator("rpc_listen", "tsdb_listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_listen(v)
+        return v
 
 
 class LBConfig(Table):

@@ -31,6 +31,7 @@ from oceand.engine import Engine
 from oceand.jobfiles import load_job_files
 from oceand.keys import DAEMON, ENGINE, METRICS, STORE
 from oceand.lbmanager import LBManager, lb_settings
+from oceand.listeners import Listeners
 from oceand.logs import setup_logging
 from oceand.metrics import Metrics
 from oceand.notify import Notifier
@@ -84,6 +85,9 @@ class Daemon:
             on_bucket=self.metrics.buckets.inc,
             on_alarm_dropped=lambda reason: self.metrics.alarms_dropped.labels(reason).inc(),
         )
+        self.listeners = Listeners(
+            config.ingest, self.engine, self.metrics
+        )  # [ingest] rpc_listen, tsdb_listen
         self.stop_event = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -257,6 +261,8 @@ class Daemon:
             host, port = addr[0], addr[1]
             self.url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
             break
+        await self.listeners.start()
+        self._spawn(self.listeners.run(self.stop_event), "listeners-idle-sweep")
         self._spawn(self.engine.flusher(self.stop_event), "state-flusher")
         self._spawn(self.notifier.run(self.stop_event), "notifier")
         self._spawn(self._probe_store(), "store-probe")
@@ -284,6 +290,7 @@ class Daemon:
         self.stop_event.set()
         if self._runner is not None:
             await self._runner.shutdown()
+        await self.listeners.close()
         await self.engine.stop()
         for c in list(self.clusters.values()):
             await c.close()

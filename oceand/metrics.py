@@ -84,6 +84,25 @@ class Metrics:
             "Store write transactions that failed (probes included)",
             registry=r,
         )
+        # the Falcon transfer listeners ([ingest] rpc_listen / tsdb_listen; docs/falcon.md)
+        self.listener_connections = Gauge(
+            "oceand_listener_connections",
+            "Open connections, by listener (rpc, tsdb)",
+            ["listener"],
+            registry=r,
+        )
+        self.listener_events = Counter(
+            "oceand_listener_events_total",
+            "Listener connections and requests (RPC calls, put lines), by listener and what became of them",
+            ["listener", "event"],
+            registry=r,
+        )
+        self.listener_samples = Counter(
+            "oceand_listener_samples_total",
+            "Samples received on a listener, by listener and result (also in oceand_samples_total)",
+            ["listener", "result"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
