@@ -99,7 +99,7 @@ class RequestRecord:
             "query": self.query,
             "body": self.body.decode("utf-8", "replace"),
             "status": self.status,
-            "oceand": {k: v for k, v in self.headers.items() if k.lower().startswith("x-oceand-")},
+            "oceand": {str(k): v for k, v in self.headers.items() if k.lower().startswith("x-oceand-")},
         }
 
 
