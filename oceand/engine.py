@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from actuators.marathon import MarathonError, Permanent
 from actuators.marathon_apply import Attempt, AttemptLog
 from oceand.actuation import Actuator, AppView, Outcome
 from oceand.buckets import ClosedBucket, JobBuckets
@@ -486,18 +487,23 @@ class Engine:
         applied; a count other than the one it was decided on makes it stale, and it is not sent."""
         assert decision.id is not None
         actuator = self.actuator_for(rt.doc)
-        attempts = self._logs.get(decision.id) or await self._load_attempts(rt.name, decision.id)
-        self._logs[decision.id] = attempts
+        attempts = self._logs.get(decision.id)
         started = time.monotonic()
         stale = False
         self._applying[rt.name] = decision
         try:
+            if attempts is None:
+                attempts = self._logs[decision.id] = await self._load_attempts(rt.name, decision.id)
             if rt.unsettled:
                 await self._settle_older(rt, actuator)
                 reread = True
             outcome, stale = await self._settle_and_send(rt, actuator, decision, attempts, reread)
-        except StoreError as e:  # the attempt could not be recorded: nothing was sent
-            outcome = Outcome("failed", {"error": f"not sent, the attempt could not be recorded: {e}"})
+        except StoreError as e:  # nothing is sent before its attempt is on disk: retried
+            outcome = Outcome("failed", {"error": f"store: {e}"})
+        except Permanent as e:  # the app is gone or refused while settling or re-reading
+            outcome = Outcome("failed", {"error": str(e), "status": e.status}, permanent=True)
+        except MarathonError as e:  # Marathon cannot be read now: retried
+            outcome = Outcome("failed", {"error": str(e)})
         except Exception as e:  # an actuator bug must not kill the worker; record it as a failure
             log.exception("actuator failed for job %s", rt.name)
             outcome = Outcome("failed", {"error": f"{type(e).__name__}: {e}"})
@@ -506,7 +512,7 @@ class Engine:
         outcome.result.setdefault("latency_ms", round((time.monotonic() - started) * 1000, 3))
         tries = int(decision.result.get("tries", 0)) + 1
         outcome.result["tries"] = tries
-        outcome.result["attempts"] = len(attempts.attempts)  # writes sent for this decision, ever
+        outcome.result["attempts"] = len(attempts.attempts) if attempts else 0  # writes of this decision
         decision.result = outcome.result
         if outcome.status == "applied":
             decision.status = "applied"

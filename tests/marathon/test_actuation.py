@@ -215,3 +215,26 @@ async def test_a_decision_applied_19s_after_it_was_taken_reads_the_app_first(
         assert note in body["decision"]["result"]
     samples = d.metrics.render().decode()
     assert 'oceand_stale_decisions_total{result="reread"} 1.0' in samples
+
+
+async def test_a_newer_decision_waits_for_the_unknown_write_it_supersedes(
+    start_daemon: DaemonFactory, fake: FakeMarathon
+) -> None:
+    """Decision A's PUT times out (it lands 1.5 s later); decision B, taken on the old count before A's
+    retry, supersedes A. B is not sent before A's write is settled: it landed, so A is applied, and B,
+    decided on a count the app no longer has, is not sent."""
+    fake.set_put_delay(1.5)
+    d, c = await start_daemon(marathon=marathon(fake.url))
+    await ready(d, c)
+    _, a = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
+    assert a["decision"]["status"] == "pending" and a["decision"]["result"]["unknown"]
+    _, b = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 5})
+    assert b["decision"]["current"] == 2
+    assert b["decision"]["status"] == "failed" and "stale" in b["decision"]["result"], b["decision"]
+    first = await decision(c, a["decision"]["id"])
+    assert first["status"] == "applied" and first["result"]["landed"] == "lastScalingAt"
+    assert first["result"]["superseded_by"] == b["decision"]["id"]
+    assert [n for _, _, n in puts(fake)] == [3]
+    assert fake.apps[APP].instances == 3
+    samples = d.metrics.render().decode()
+    assert 'oceand_actuation_settles_total{outcome="landed"} 1.0' in samples
