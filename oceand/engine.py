@@ -517,10 +517,8 @@ class Engine:
         if outcome.status == "applied":
             decision.status = "applied"
             rt.retry, rt.retry_at = None, None
-        elif stale:
-            decision.status = (
-                "failed"  # superseded by what the app has become; the next decision starts there
-            )
+        elif stale:  # superseded by what the app has become; the next decision starts from there
+            decision.status = "failed"
             rt.retry, rt.retry_at = None, None
         elif outcome.permanent:
             decision.status = "failed"
