@@ -79,12 +79,9 @@ class RecordingActuator:
     async def apply(
         self, doc: JobDocument, decision: Decision, attempts: AttemptLog | None = None
     ) -> Outcome:
-        if attempts is not None:
-            sent = await attempts.begin(decision.desired, 0.0, 0.0)
+        """An in-memory write cannot be half done, so it is not recorded as an attempt."""
         self.calls.append((doc.job, decision.desired))
         self.instances[doc.job] = decision.desired
-        if attempts is not None:
-            await attempts.resolve([sent], APPLIED)
         return Outcome("applied", {"actuator": "recording", "instances": decision.desired})
 
     async def settle(self, doc: JobDocument, attempts: AttemptLog) -> Settled:
