@@ -106,7 +106,15 @@ class MarathonError(Exception):
 
 
 class Transient(MarathonError):
-    """Worth retrying: the cluster may answer later or on another URL."""
+    """Worth retrying: the cluster may answer later or on another URL.
+
+    `maybe_applied`: a write whose outcome is unknown (no reply within the timeout, the connection
+    dropped after the request went out, a 500 or 504): Marathon may have taken it, so it must not be
+    sent again before the app has been re-read (actuators/marathon_apply.py `settle`)."""
+
+    def __init__(self, message: str, *, url: str | None = None, maybe_applied: bool = False) -> None:
+        super().__init__(message, url=url)
+        self.maybe_applied = maybe_applied
 
 
 class Locked(Transient):
@@ -135,6 +143,8 @@ class ScaleResult:
     version: str | None
     url: str  # the Marathon URL that took the request
     already_applied: bool = False  # the app already had the count: no PUT was sent (apply loop)
+    landed: str | None = None  # an earlier PUT of unknown outcome was found applied: the evidence
+    observed: int | None = None  # the app's count when an earlier PUT was found applied
 
 
 @dataclass
@@ -288,10 +298,11 @@ class MarathonClient:
         params: list[tuple[str, str]] | None = None,
         body: bytes | None = None,
         idempotent: bool = True,
+        extra_headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes, CIMultiDictProxy[str], str]:
         """(status, body, headers, url) of the first URL that answers with something other than a
         rotate-worthy failure; raises Transient when none did."""
-        headers = dict(self._auth_headers)
+        headers = {**(extra_headers or {}), **self._auth_headers}
         if body is not None:
             headers["Content-Type"] = "application/json"
         errors: list[str] = []
@@ -319,7 +330,7 @@ class MarathonClient:
                 msg = f"{method} {url}: no reply within {self.cfg.timeout}s"
                 self._mark_fail(i, msg)
                 if not idempotent:
-                    raise Transient(msg, url=url) from None
+                    raise Transient(msg, url=url, maybe_applied=True) from None
                 errors.append(msg)
                 continue
             except aiohttp.ClientConnectorError as e:  # nothing was sent: safe to try the next URL
@@ -331,7 +342,7 @@ class MarathonClient:
                 msg = f"{method} {url}: {type(e).__name__}: {e}"
                 self._mark_fail(i, msg)
                 if not idempotent:
-                    raise Transient(msg, url=url) from e
+                    raise Transient(msg, url=url, maybe_applied=True) from e
                 errors.append(msg)
                 continue
             if status in _ROTATE_STATUSES:
@@ -339,7 +350,7 @@ class MarathonClient:
                 msg = f"{method} {url}: {status} {text}"
                 self._mark_fail(i, msg)
                 if not idempotent and status not in _NOT_APPLIED_STATUSES:
-                    raise Transient(msg, url=url)
+                    raise Transient(msg, url=url, maybe_applied=True)
                 errors.append(msg)
                 continue
             self._mark_ok(i, rheaders)
@@ -395,16 +406,27 @@ class MarathonClient:
         except (KeyError, TypeError, ValueError) as e:
             raise Transient(f"{url}: unexpected apps reply: {type(e).__name__}: {e}", url=url) from e
 
-    async def scale(self, app_id: str, instances: int, *, force: bool = False) -> ScaleResult:
-        """PUT `{"instances": N}` (an absolute count; never creates an app: PROTOCOLS A.2)."""
+    async def scale(
+        self, app_id: str, instances: int, *, force: bool = False, headers: dict[str, str] | None = None
+    ) -> ScaleResult:
+        """PUT `{"instances": N}` (an absolute count; never creates an app: PROTOCOLS A.2). `headers`
+        go along (`X-Oceand-Decision`, `X-Oceand-Attempt`: which decision's which attempt this is, for
+        Marathon's access log)."""
         if not isinstance(instances, int) or isinstance(instances, bool) or instances < 0:
             raise Permanent(0, f"instances must be an integer >= 0, not {instances!r}")
         path = app_path(app_id)
         params = [("force", "true" if force else "false")]
         body = orjson.dumps({"instances": instances})
-        status, data, headers, url = await self._call("PUT", path, params=params, body=body, idempotent=False)
-        self._raise_for(status, None, data, url)
-        dep: str | None = headers.get("Marathon-Deployment-Id")
+        status, data, rheaders, url = await self._call(
+            "PUT", path, params=params, body=body, idempotent=False, extra_headers=headers
+        )
+        try:
+            self._raise_for(status, None, data, url)
+        except Locked:
+            raise
+        except Transient as e:  # a 500 (or other 5xx that got through): Marathon may have taken it
+            raise Transient(str(e), url=url, maybe_applied=True) from e
+        dep: str | None = rheaders.get("Marathon-Deployment-Id")
         version: str | None = None
         try:
             obj = orjson.loads(data)

@@ -10,6 +10,26 @@
 Idempotency: before every retry the app is read again; when its `instances` already equals the target
 (an earlier PUT did land, e.g. its reply was lost) no second PUT is sent and the result says
 `already_applied`. Time comes in through `clock` and `sleep`, so tests run on a fake clock.
+
+One write per decision (issue 18): every PUT is an `Attempt`, recorded through the decision's
+`AttemptLog` (durably, by the engine) *before* it is sent. A PUT whose outcome is unknown (no reply in
+time, the connection dropped, a 500/504, the daemon killed or stopped mid-call) stays `pending`, and
+nothing is sent again until `settle` has decided whether it landed:
+
+- it reads GET /v2/deployments, then the app (its `deployments` and `versionInfo.lastScalingAt`);
+- the attempt landed when `lastScalingAt` >= the earliest unknown attempt's `sent_at` − `skew`, or a
+  deployment of the app started then or later (a deployment the app shows that the earlier
+  deployments read did not list started after that read, so after the PUT), or the app already has the
+  attempt's count;
+- with no such evidence it polls until the last unknown attempt's `deadline` (when the client stopped
+  waiting for the reply) + `grace` has passed, then takes the attempts as not landed (`abandoned`), and
+  only then may a new PUT go out.
+
+`sent_at` is the daemon's wall clock, `lastScalingAt` Marathon's: `skew` is the clock difference
+allowed between them. Erring either way is bounded: a Marathon clock behind ours by more than `skew`
+hides a landed PUT only until the instance count shows it; a clock ahead takes a foreign scale within
+`skew` before ours as ours, and the decision is settled as applied with the count observed (not sent).
+A Marathon that takes a PUT more than `grace` after the client gave up on it can still see it twice.
 """
 
 from __future__ import annotations
@@ -17,12 +37,175 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
-from actuators.marathon import Locked, MarathonClient, ScaleResult, Transient
+from actuators.marathon import Locked, MarathonClient, Permanent, ScaleResult, Transient
+from actuators.marathon_model import AppState, parse_time
 
 WaitDeployment = Callable[[str, float], Awaitable[None]]
+PENDING, APPLIED, FAILED, ABANDONED = "pending", "applied", "failed", "abandoned"
+ATTEMPT_STATUSES = (PENDING, APPLIED, FAILED, ABANDONED)
+SKEW = 2.0  # seconds: daemon clock vs Marathon's, when comparing lastScalingAt with sent_at
+GRACE = 5.0  # seconds after a PUT's reply deadline during which Marathon may still take it
+POLL = 0.25  # seconds between reads while settling
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One PUT of one decision, recorded before it is sent (the same shape as HA.md's intent row)."""
+
+    n: int  # 1, 2, ... within the decision
+    to_count: int
+    sent_at: float  # wall clock, taken before the record is written: the PUT cannot land earlier
+    deadline: float  # wall clock: the client stops waiting for the reply by then
+    baseline: float | None = None  # the app's lastScalingAt as known before the PUT (Marathon's clock)
+    status: str = PENDING  # pending (outcome unknown), applied, failed (not taken), abandoned
+    detail: dict[str, Any] = field(default_factory=dict)  # deployment_id, version, error, evidence...
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attempt": self.n,
+            "to_count": self.to_count,
+            "sent_at": self.sent_at,
+            "deadline": self.deadline,
+            "baseline": self.baseline,
+            "status": self.status,
+            "detail": self.detail,
+        }
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> Attempt:
+        return Attempt(
+            int(d["attempt"]),
+            int(d["to_count"]),
+            float(d["sent_at"]),
+            float(d["deadline"]),
+            None if d.get("baseline") is None else float(d["baseline"]),
+            str(d.get("status", PENDING)),
+            dict(d.get("detail") or {}),
+        )
+
+
+Record = Callable[[Attempt], Awaitable[None]]
+
+
+class AttemptLog:
+    """The attempts of one decision. `record` writes an attempt durably (insert or update); without
+    one the log lives in memory only. `decision` (the decision id) goes into the PUT's headers."""
+
+    def __init__(
+        self, attempts: Iterable[Attempt] = (), record: Record | None = None, decision: int | None = None
+    ) -> None:
+        self.attempts = sorted(attempts, key=lambda a: a.n)
+        self.record = record
+        self.decision = decision
+
+    def unresolved(self) -> list[Attempt]:
+        return [a for a in self.attempts if a.status == PENDING]
+
+    async def begin(
+        self, to_count: int, sent_at: float, deadline: float, baseline: float | None = None
+    ) -> Attempt:
+        """Record a new attempt (pending) before its PUT; the PUT must not go out if this raises."""
+        a = Attempt(self.attempts[-1].n + 1 if self.attempts else 1, to_count, sent_at, deadline, baseline)
+        if self.record is not None:
+            await self.record(a)
+        self.attempts.append(a)
+        return a
+
+    async def resolve(self, attempts: list[Attempt], status: str, **detail: Any) -> None:
+        for a in attempts:
+            a.status = status
+            a.detail.update(detail)
+            if self.record is not None:
+                await self.record(a)
+
+    def headers(self, a: Attempt) -> dict[str, str]:
+        h = {"X-Oceand-Attempt": str(a.n)}
+        if self.decision is not None:
+            h["X-Oceand-Decision"] = str(self.decision)
+        return h
+
+
+def landing_evidence(
+    app: AppState, deployments: list[dict[str, Any]], attempts: list[Attempt], skew: float
+) -> str | None:
+    """Why one of `attempts` (PUTs of unknown outcome, sent before `deployments` and then `app` were
+    read) must be taken as landed; None when nothing shows it did. A scaling counts when Marathon
+    stamped it no earlier than the first attempt's `sent_at` − `skew` and after every scaling known
+    before the attempts (their `baseline`, Marathon's own clock: an earlier decision's write that
+    landed just before is not mistaken for this one)."""
+    since = min(a.sent_at for a in attempts) - skew
+    baselines = [a.baseline for a in attempts]
+    base = None if None in baselines else min(b for b in baselines if b is not None)
+
+    def after_send(t: float | None) -> bool:
+        return t is not None and t >= since and (base is None or t > base)
+
+    if after_send(app.last_scaling_at):
+        return "lastScalingAt"
+    listed: dict[str, float | None] = {}
+    for d in deployments:
+        if app.id in (d.get("affectedApps") or []):
+            listed[str(d.get("id"))] = parse_time(d.get("version"))
+    for dep_id in app.deployments:
+        if dep_id not in listed:
+            return "deployment"  # started after the deployments read, which came after the PUT
+    if any(after_send(version) for version in listed.values()):
+        return "deployment"
+    if app.instances == attempts[-1].to_count:
+        return "instances"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Landing:
+    landed: bool
+    evidence: str | None
+    app: AppState
+
+
+async def settle(
+    client: MarathonClient,
+    app_id: str,
+    log: AttemptLog,
+    *,
+    skew: float = SKEW,
+    grace: float = GRACE,
+    poll: float = POLL,
+    deadline: float | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+) -> Landing | None:
+    """Decide whether the log's unknown attempts landed (see the module docstring) and record it;
+    None when there are none. Raises Transient (maybe_applied) when `deadline` (a `clock()` reading)
+    comes before the answer: the attempts stay pending for the next try."""
+    pending = log.unresolved()
+    if not pending:
+        return None
+    window_end = max(a.deadline for a in pending) + grace
+    while True:
+        deployments = await client.deployments()
+        app = await client.get_app(app_id)
+        evidence = landing_evidence(app, deployments, pending, skew)
+        if evidence is not None:
+            await log.resolve(pending, APPLIED, evidence=evidence, observed=app.instances)
+            return Landing(True, evidence, app)
+        left = window_end - wall()
+        if left <= 0:
+            await log.resolve(pending, ABANDONED, observed=app.instances)
+            return Landing(False, None, app)
+        step = min(poll, left)
+        if deadline is not None and clock() + step > deadline:
+            raise Transient(
+                f"{app_id}: whether attempt {pending[-1].n} landed is not known before the apply"
+                f" deadline (it is until {left:.1f}s from now); settled on the next try",
+                maybe_applied=True,
+            )
+        await sleep(step)
 
 
 @dataclass(frozen=True)
@@ -81,13 +264,41 @@ async def set_instances(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
     rand: Callable[[], float] = random.random,
+    log: AttemptLog | None = None,
+    skew: float = SKEW,
+    grace: float = GRACE,
+    poll: float = POLL,
+    wall: Callable[[], float] = time.time,
+    baseline: float | None = None,
 ) -> ScaleResult:
-    """PUT `{"instances": instances}` until it is taken; `deadline` is a `clock()` reading."""
+    """PUT `{"instances": instances}` until it is taken; `deadline` is a `clock()` reading. Every PUT
+    is recorded in `log` first; unknown attempts (earlier ones in `log` too) are settled before any
+    other PUT goes out. `baseline`: the app's `lastScalingAt` as known before this apply (Unix
+    seconds), so that a scaling already known is never taken for one of these PUTs."""
+    log = log if log is not None else AttemptLog()
     attempt = 0  # transient failures so far (drives the backoff)
     locked_in_a_row = 0
     forced = False
     recheck = False
     while True:
+        if log.unresolved():
+            try:
+                landing = await settle(
+                    client, app_id, log, skew=skew, grace=grace, poll=poll, deadline=deadline,
+                    sleep=sleep, clock=clock, wall=wall,
+                )  # fmt: skip
+            except Transient as e:
+                if e.maybe_applied:
+                    raise  # the apply deadline came first: the attempts stay pending
+                attempt = await _pause(e, attempt, deadline, backoff, sleep, clock, rand)
+                continue
+            assert landing is not None
+            if landing.landed:
+                app = landing.app
+                dep = app.deployments[0] if app.deployments else None
+                return ScaleResult(dep, app.version, client.active_url, True, landing.evidence, app.instances)
+            recheck = False  # settle has just read the app: it does not have the count
+            baseline = landing.app.last_scaling_at
         if recheck:
             try:
                 app = await client.get_app(app_id)
@@ -98,9 +309,12 @@ async def set_instances(
                 dep = app.deployments[0] if app.deployments else None
                 return ScaleResult(dep, app.version, client.active_url, already_applied=True)
         recheck = True
+        sent_at = wall()
+        sent = await log.begin(instances, sent_at, sent_at + write_window(client), baseline)
         try:
-            return await client.scale(app_id, instances, force=forced)
+            result = await client.scale(app_id, instances, force=forced, headers=log.headers(sent))
         except Locked as e:
+            await log.resolve([sent], FAILED, error=str(e))
             locked_in_a_row += 1
             if force and not forced:
                 forced = True  # PUT again at once with force=true, cancelling the deployment in the way
@@ -119,8 +333,25 @@ async def set_instances(
             except TimeoutError:
                 raise Locked(f"{e} (still locked at the deadline)", e.deployments, url=e.url) from e
         except Transient as e:
+            if e.maybe_applied:
+                sent.deadline = min(sent.deadline, wall())  # the client has stopped waiting for it
+            else:
+                await log.resolve([sent], FAILED, error=str(e))
             locked_in_a_row = 0
             attempt = await _pause(e, attempt, deadline, backoff, sleep, clock, rand)
+        except Permanent as e:
+            await log.resolve([sent], FAILED, error=str(e))
+            raise
+        else:
+            await log.resolve([sent], APPLIED, deployment_id=result.deployment_id, version=result.version)
+            return result
+
+
+def write_window(client: MarathonClient) -> float:
+    """Seconds after a PUT is sent by which the client has stopped waiting for its reply: `timeout`
+    per URL (a PUT moves on to the next URL only after a reply or failure that proves it was not taken
+    there, which can itself take up to `timeout`)."""
+    return client.cfg.timeout * len(client.cfg.urls)
 
 
 async def _pause(

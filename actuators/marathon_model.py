@@ -7,6 +7,7 @@ and the load-balancer reconciler (desired backends). Pure data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 RUNNING = "TASK_RUNNING"
@@ -62,6 +63,7 @@ class AppState:
     has_health_checks: bool = False
     version: str | None = None
     health_checks: int = 0  # how many health checks the app defines (events name none of them)
+    last_scaling_at: float | None = None  # versionInfo.lastScalingAt, Unix seconds (Marathon's clock)
 
     @property
     def running(self) -> int:
@@ -86,4 +88,17 @@ class AppState:
             has_health_checks=bool(app.get("healthChecks")),
             version=app.get("version"),
             health_checks=len(app.get("healthChecks") or []),
+            last_scaling_at=parse_time((app.get("versionInfo") or {}).get("lastScalingAt")),
         )
+
+
+def parse_time(value: Any) -> float | None:
+    """Marathon's ISO 8601 timestamps (`2015-09-25T15:13:48.343Z`) as Unix seconds; None if absent or
+    unreadable (a missing time is never evidence of anything)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return t.timestamp() if t.tzinfo is not None else None

@@ -1,7 +1,9 @@
 """Where decisions go: the actuator seam between the engine and Marathon (or a recording stand-in).
 
 `view` answers from memory what the engine needs to build an observation (instance count, ready
-instances, a running deployment); `apply` writes an absolute count and says how it went. The recording
+instances, a running deployment); `apply` writes an absolute count and says how it went, recording each
+write in the decision's `AttemptLog` before it is sent; `settle` decides whether a decision's writes of
+unknown outcome (a crash, a timeout, a stop mid-call) landed, before anything is sent again. The recording
 actuator keeps a simulated app per job: it serves tests, and any job whose Marathon cluster is not
 configured (such jobs run dry, see docs/operations.md).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from actuators.marathon_apply import ABANDONED, APPLIED, Attempt, AttemptLog
 from policies.document import JobDocument
 from policies.types import Decision
 
@@ -33,10 +36,28 @@ class Outcome:
     )
 
 
+@dataclass(slots=True)
+class Settled:
+    """What `settle` found: whether a write of unknown outcome landed, why, and the app's count."""
+
+    landed: bool
+    evidence: str | None
+    instances: int
+
+
 class Actuator(Protocol):
     def view(self, doc: JobDocument) -> AppView: ...
 
-    async def apply(self, doc: JobDocument, decision: Decision) -> Outcome: ...
+    async def apply(
+        self, doc: JobDocument, decision: Decision, attempts: AttemptLog | None = None
+    ) -> Outcome:
+        """Write `decision.desired`; every write is recorded in `attempts` before it is sent."""
+        ...
+
+    async def settle(self, doc: JobDocument, attempts: AttemptLog) -> Settled:
+        """Decide (and record in `attempts`) whether its unresolved writes landed; raises like `refresh`
+        when the app cannot be read."""
+        ...
 
     async def refresh(self, doc: JobDocument) -> AppView: ...
 
@@ -55,7 +76,18 @@ class RecordingActuator:
     async def refresh(self, doc: JobDocument) -> AppView:
         return self.view(doc)
 
-    async def apply(self, doc: JobDocument, decision: Decision) -> Outcome:
+    async def apply(
+        self, doc: JobDocument, decision: Decision, attempts: AttemptLog | None = None
+    ) -> Outcome:
+        """An in-memory write cannot be half done, so it is not recorded as an attempt."""
         self.calls.append((doc.job, decision.desired))
         self.instances[doc.job] = decision.desired
         return Outcome("applied", {"actuator": "recording", "instances": decision.desired})
+
+    async def settle(self, doc: JobDocument, attempts: AttemptLog) -> Settled:
+        """An in-memory write cannot be half done: a pending attempt landed iff the count shows it."""
+        pending: list[Attempt] = attempts.unresolved()
+        n = self.view(doc).instances
+        landed = bool(pending) and n == pending[-1].to_count
+        await attempts.resolve(pending, APPLIED if landed else ABANDONED, observed=n)
+        return Settled(landed, "instances" if landed else None, n)

@@ -250,6 +250,10 @@ class MarathonSettings(Table):
     timeout: Seconds = 5.0
     connect_timeout: Seconds = 2.0
     apply_timeout: Seconds = 30.0  # one apply (409 waits, retries over the URLs) before the engine backs off
+    clock_skew: Annotated[Duration, Field(ge=0, le=600)] = 2.0  # ours vs Marathon's, for lastScalingAt
+    settle_grace: Annotated[Duration, Field(ge=0, le=3600)] = (
+        5.0  # a PUT may land this long after its timeout
+    )
 
     @field_validator("urls")
     @classmethod
@@ -375,6 +379,8 @@ class ClusterSettings:
 
     client: ClusterConfig
     apply_timeout: float = 30.0
+    clock_skew: float = 2.0
+    settle_grace: float = 5.0
 
 
 class Config(Table):
@@ -383,6 +389,8 @@ class Config(Table):
 
     dry_run: bool = False
     timezone: str = "UTC"
+    stop_timeout: Annotated[Duration, Field(gt=0, le=3600)] = 20.0  # SIGTERM to exit, at most
+    decision_stale_after: Annotated[Duration, Field(gt=0, le=3600)] = 5.0  # re-read the app before applying
     # Tables default to {} validated like a written table, so defaults get the same path resolution.
     server: ServerSettings = Field(default_factory=dict, validate_default=True)
     store: StoreSettings = Field(default_factory=dict, validate_default=True)
@@ -439,6 +447,8 @@ class Config(Table):
                     connect_timeout=m.connect_timeout,
                 ),
                 m.apply_timeout,
+                m.clock_skew,
+                m.settle_grace,
             )
             for name, m in self.marathon.items()
         }

@@ -84,6 +84,8 @@ class Daemon:
             on_decision=self._on_decision,
             on_bucket=self.metrics.buckets.inc,
             on_alarm_dropped=lambda reason: self.metrics.alarms_dropped.labels(reason).inc(),
+            stale_after=config.decision_stale_after,
+            on_actuation=self._on_actuation,
         )
         self.listeners = Listeners(
             config.ingest, self.engine, self.metrics
@@ -125,6 +127,12 @@ class Daemon:
         if d.status == "failed" or (d.status == "pending" and "error" in d.result):
             self.metrics.actuation_errors.labels(doc.target.cluster).inc()
         self.notifier.submit(doc, d)
+
+    def _on_actuation(self, what: str) -> None:
+        if what in ("landed", "not_landed"):
+            self.metrics.settles.labels(what).inc()
+        else:
+            self.metrics.stale.labels("dropped" if what == "stale_dropped" else "reread").inc()
 
     def _notify_error(self, kind: str) -> None:
         self.metrics.notify_errors.labels(kind).inc()
@@ -285,25 +293,45 @@ class Daemon:
                 await asyncio.wait_for(self.stop_event.wait(), every)
 
     async def stop(self) -> None:
+        """Stop within `stop_timeout` (default 20 s, under systemd's 60 s), whatever is queued or in
+        flight: each phase gets a share of the budget and is cut off when it runs out (see
+        docs/operations.md "Signals and lifecycle")."""
+        loop = asyncio.get_running_loop()
+        budget = self.config.stop_timeout
+        deadline = loop.time() + budget
+
+        def left(share: float = 1.0) -> float:
+            """Seconds for the next phase: `share` of the budget, never past the deadline."""
+            return max(0.0, min(deadline - loop.time(), share * budget))
+
+        async def bounded(what: str, aw: Awaitable[Any], seconds: float) -> None:
+            try:
+                async with asyncio.timeout(max(0.05, seconds)):
+                    await aw
+            except TimeoutError:
+                log.warning("stopping: %s cut off after %.1fs", what, seconds, extra={"event": "stop_cut"})
+
         self.systemd.stopping("draining")
         log.info("oceand stopping", extra={"event": "stopping"})
         self.stop_event.set()
         if self._runner is not None:
-            await self._runner.shutdown()
-        await self.listeners.close()
-        await self.engine.stop()
+            await bounded("the API's shutdown hooks", self._runner.shutdown(), left(0.05))
+        await bounded("the Falcon listeners", self.listeners.close(), left(0.05))
+        # in-flight applies get up to half the budget; a write cut off is settled at the next start
+        await self.engine.stop(timeout=left(0.5))
         for c in list(self.clusters.values()):
-            await c.close()
-        await self.lb.close()
+            await bounded(f"closing Marathon cluster {c.name}", c.close(), left(0.1))
+        await bounded("the LB loops", self.lb.close(timeout=left(0.15)), left(0.2))
         # root tasks end by themselves once stop_event is set (the flusher writes its last batch)
-        _, late = await asyncio.wait(self._tasks, timeout=10) if self._tasks else (set(), set())
+        _, late = await asyncio.wait(self._tasks, timeout=left(0.1)) if self._tasks else (set(), set())
         for t in late:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.engine.flush()
+        await bounded("writing the last states", self.engine.flush(), left(0.1))
         if self._runner is not None:
-            await self._runner.cleanup()
-        await self.store.close()
+            self._runner._shutdown_timeout = left(0.05)  # requests still open are not waited for longer
+            await bounded("closing the API", self._runner.cleanup(), left(0.1))
+        await bounded("closing the store", self.store.close(), left())
         self.systemd.close()
         log.info("oceand stopped", extra={"event": "stopped"})
 
@@ -328,6 +356,7 @@ class Daemon:
         old = self.config
         self.config = new
         self.engine.default_tz = new.timezone
+        self.engine.stale_after = new.decision_stale_after
         if new.log != old.log:
             setup_logging(new.log.level, new.log.format)
         changed = changed_keys(old, new)

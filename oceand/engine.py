@@ -6,8 +6,12 @@ pushes coalesces into one evaluation per closed bucket. A slow Marathon blocks o
 
 Commit order (never lose a decision, never scale twice): a decision that changes the count in active mode is
 committed as `pending` together with the job's next state in one transaction, then applied, then its
-outcome is written. After a crash, `pending` decisions are settled at start: if Marathon already has the
-count the decision meant to set it is marked applied (no second call); otherwise it is applied then.
+outcome is written. Each write the apply sends is recorded first (an attempt, `pending` until its outcome is
+known). A write of unknown outcome (a crash, a timeout, a stop mid-call, a reload) is settled before the job
+sends anything again: landed (the app's deployments or `lastScalingAt` show it) means applied, not resent.
+After a crash, `pending` decisions are retried at once by their workers, which settle them that way and
+re-read the app before sending; a decision older than `stale_after` is re-read too, and is not sent when the
+app's count moved away from the one it was decided on.
 State changes without a decision (streak counts) are written behind in batches every `flush_interval`
 and at shutdown.
 """
@@ -25,6 +29,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from actuators.marathon import MarathonError, Permanent
+from actuators.marathon_apply import Attempt, AttemptLog
 from oceand.actuation import Actuator, AppView, Outcome
 from oceand.buckets import ClosedBucket, JobBuckets
 from oceand.ingest import Ingestor, PushResult
@@ -41,6 +47,10 @@ log = logging.getLogger("oceand.engine")
 
 class AppUnknown(Exception):
     """The job's app state cannot be read (Marathon unreachable, app not found): nothing can be decided."""
+
+
+class Stopping(AppUnknown):
+    """The daemon stopped before a queued or running manual scale was done."""
 
 
 Clock = Callable[[], float]
@@ -70,6 +80,8 @@ class JobRuntime:
     last_decision: dict[str, Any] | None = None
     retry_at: float | None = None  # a transient failure's next retry
     retry: Decision | None = None
+    # superseded decisions whose last write's outcome is unknown: settled before the job sends again
+    unsettled: list[tuple[Decision, AttemptLog]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -92,6 +104,8 @@ class Engine:
         on_decision: Hook | None = None,
         on_bucket: Callable[[], None] | None = None,
         on_alarm_dropped: Callable[[str], None] | None = None,
+        stale_after: float = 5.0,
+        on_actuation: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.actuator_for = actuator_for
@@ -107,6 +121,10 @@ class Engine:
         self.on_alarm_dropped = on_alarm_dropped
         self.unknown_app_ttl = UNKNOWN_APP_TTL
         self._unknown_apps: dict[tuple[str, str], float] = {}  # (cluster, app) -> not read again before
+        self.stale_after = stale_after  # a decision applied later than this after it was taken is re-read
+        self.on_actuation = on_actuation  # counts settle / stale outcomes (metrics)
+        self._logs: dict[int, AttemptLog] = {}  # pending decision id -> its writes
+        self._applying: dict[str, Decision] = {}  # job -> the decision its worker is applying now
         self.ingestor = Ingestor()
         self.jobs: dict[str, JobRuntime] = {}
         self._dirty: set[str] = set()
@@ -126,13 +144,14 @@ class Engine:
             rt = self.jobs.get(decision.job)
             if rt is None:
                 continue
+            assert decision.id is not None
+            self._logs[decision.id] = await self._load_attempts(rt.name, decision.id)
             older = newest.get(decision.job)
             if older is not None:  # only the newest pending decision of a job still means anything
-                rt.retry = older
                 await self._supersede(rt, older, decision)
             newest[decision.job] = decision
         for decision in newest.values():
-            await self._settle_pending(self.jobs[decision.job], decision)
+            self._settle_pending(self.jobs[decision.job], decision)
 
     async def upsert(self, doc: JobDocument, version: int) -> JobRuntime:
         rt = self.jobs.get(doc.job)
@@ -297,11 +316,11 @@ class Engine:
         now = self.clock()
         if rt.retry is not None and rt.retry_at is not None and now >= rt.retry_at:
             d, rt.retry, rt.retry_at = rt.retry, None, None
-            await self._apply(rt, d)
+            await self._apply(rt, d, reread=True)
         for closed in rt.buckets.due(now):
             await self._evaluate_bucket(rt, closed)
         await self._run_fires(rt, now)
-        while rt.events or rt.alarms:
+        while (rt.events or rt.alarms) and not self._stopping:
             if rt.events:  # a manual scale never waits behind queued alarms
                 ev = rt.events.popleft()
                 try:
@@ -309,6 +328,10 @@ class Engine:
                 except Exception as e:  # the API caller gets the error; the worker goes on
                     if not ev.done.done():
                         ev.done.set_exception(e)
+                except asyncio.CancelledError:  # stopped mid-way: the caller must not wait forever
+                    if not ev.done.done():
+                        ev.done.set_exception(Stopping("the daemon stopped before the scale finished"))
+                    raise
             else:
                 await self._alarm(rt, rt.alarms.pop(next(iter(rt.alarms))))
 
@@ -478,7 +501,7 @@ class Engine:
         else:
             decision.status = "none"
         try:
-            decision.id = await self.store.commit(rt.name, state.to_json(), decision.to_json())
+            decision.id = did = await self.store.commit(rt.name, state.to_json(), decision.to_json())
         except StoreError as e:
             # Not recorded, so never applied. A change leaves the job's state as it was (streaks, count,
             # cooldown), so the job decides again at its next bucket, alarm or fire once writes succeed.
@@ -495,8 +518,10 @@ class Engine:
                 extra={"event": "decision_not_recorded", "job": rt.name, "trigger": decision.trigger},
             )
             raise
-        if decision.status == "pending" and rt.retry is not None:
-            await self._supersede(rt, rt.retry, decision)
+        if decision.status == "pending" and did is not None:
+            self._logs[did] = self._attempt_log(rt.name, did)
+            if rt.retry is not None:
+                await self._supersede(rt, rt.retry, decision)
         self._dirty.discard(rt.name)
         if decision.status == "pending":
             await self._apply(rt, decision)
@@ -504,20 +529,62 @@ class Engine:
             await self._after(rt, decision)
         return decision
 
-    async def _apply(self, rt: JobRuntime, decision: Decision) -> None:
+    def _attempt_log(self, job: str, decision_id: int, attempts: list[Attempt] | None = None) -> AttemptLog:
+        async def record(a: Attempt) -> None:
+            await self.store.record_attempt(decision_id, job, a.to_json())
+
+        return AttemptLog(attempts or (), record, decision_id)
+
+    async def _load_attempts(self, job: str, decision_id: int) -> AttemptLog:
+        stored = await self.store.attempts(decision_id)
+        return self._attempt_log(job, decision_id, [Attempt.from_json(a) for a in stored])
+
+    def _count(self, what: str) -> None:
+        if self.on_actuation is not None:
+            self.on_actuation(what)
+
+    async def _apply(self, rt: JobRuntime, decision: Decision, *, reread: bool = False) -> None:
+        """Send a pending decision's count; every write is recorded (an attempt) before it goes out.
+
+        Before anything is sent: writes of unknown outcome of this job are settled (one that landed
+        settles its decision as applied and is never sent again), and the app is read again when
+        `reread` (a retry, a restart), when such a write was found, or when the decision is older than
+        `stale_after` (taken while the store stalled, say): a count that already matches settles it as
+        applied; a count other than the one it was decided on makes it stale, and it is not sent."""
+        assert decision.id is not None
         actuator = self.actuator_for(rt.doc)
+        attempts = self._logs.get(decision.id)
         started = time.monotonic()
+        stale = False
+        self._applying[rt.name] = decision
         try:
-            outcome = await actuator.apply(rt.doc, decision)
+            if attempts is None:
+                attempts = self._logs[decision.id] = await self._load_attempts(rt.name, decision.id)
+            if rt.unsettled:
+                await self._settle_older(rt, actuator)
+                reread = True
+            outcome, stale = await self._settle_and_send(rt, actuator, decision, attempts, reread)
+        except StoreError as e:  # nothing is sent before its attempt is on disk: retried
+            outcome = Outcome("failed", {"error": f"store: {e}"})
+        except Permanent as e:  # the app is gone or refused while settling or re-reading
+            outcome = Outcome("failed", {"error": str(e), "status": e.status}, permanent=True)
+        except MarathonError as e:  # Marathon cannot be read now: retried
+            outcome = Outcome("failed", {"error": str(e)})
         except Exception as e:  # an actuator bug must not kill the worker; record it as a failure
             log.exception("actuator failed for job %s", rt.name)
             outcome = Outcome("failed", {"error": f"{type(e).__name__}: {e}"})
+        finally:
+            self._applying.pop(rt.name, None)
         outcome.result.setdefault("latency_ms", round((time.monotonic() - started) * 1000, 3))
-        attempts = int(decision.result.get("attempts", 0)) + 1
-        outcome.result["attempts"] = attempts
+        tries = int(decision.result.get("tries", 0)) + 1
+        outcome.result["tries"] = tries
+        outcome.result["attempts"] = len(attempts.attempts) if attempts else 0  # writes of this decision
         decision.result = outcome.result
         if outcome.status == "applied":
             decision.status = "applied"
+            rt.retry, rt.retry_at = None, None
+        elif stale:  # superseded by what the app has become; the next decision starts from there
+            decision.status = "failed"
             rt.retry, rt.retry_at = None, None
         elif outcome.permanent:
             decision.status = "failed"
@@ -526,39 +593,90 @@ class Engine:
                 decision.reasons.append(ACTUATION_FAILED)
         else:
             # transient: keep it pending and retry with backoff; a newer decision replaces it
-            delay = self.retry_delays[min(attempts - 1, len(self.retry_delays) - 1)]
+            delay = self.retry_delays[min(tries - 1, len(self.retry_delays) - 1)]
             rt.retry, rt.retry_at = decision, self.clock() + delay
             if ACTUATION_FAILED not in decision.reasons:
                 decision.reasons.append(ACTUATION_FAILED)
             decision.status = "pending"
-        assert decision.id is not None
+        if decision.status != "pending":
+            self._logs.pop(decision.id, None)
         await self.store.update_decision(decision.id, decision.status, decision.result, decision.reasons)
         await self._after(rt, decision)
 
+    async def _settle_and_send(
+        self, rt: JobRuntime, actuator: Actuator, decision: Decision, attempts: AttemptLog, reread: bool
+    ) -> tuple[Outcome, bool]:
+        """(outcome, stale): the checks of `_apply`, then the send."""
+        if attempts.unresolved():
+            settled = await actuator.settle(rt.doc, attempts)
+            self._count("landed" if settled.landed else "not_landed")
+            if settled.landed:
+                note = f"an earlier write of this decision landed ({settled.evidence}); not sent again"
+                return Outcome(
+                    "applied", {"settled": note, "landed": settled.evidence, "observed": settled.instances}
+                ), False
+            reread = True
+        age = self.clock() - decision.at
+        if reread or age > self.stale_after:
+            if not reread:
+                self._count("stale")
+            view = await actuator.refresh(rt.doc)
+            if view.instances == decision.desired:
+                note = "the app already has the count"
+                return Outcome("applied", {"settled": note, "already_applied": True}), False
+            if view.instances != decision.current:
+                self._count("stale_dropped")
+                note = (
+                    f"not sent: decided {age:.1f}s ago on {decision.current} instances,"
+                    f" the app has {view.instances} now"
+                )
+                return Outcome("failed", {"stale": note, "observed": view.instances}), True
+        return await actuator.apply(rt.doc, decision, attempts), False
+
+    async def _settle_older(self, rt: JobRuntime, actuator: Actuator) -> None:
+        """Settle the writes of unknown outcome that superseded decisions of this job left. One that
+        landed makes its decision applied; the decision at hand is then re-read before it is sent.
+        Raises (a transient failure for the decision at hand) when the app cannot be read."""
+        while rt.unsettled:
+            old, attempts = rt.unsettled[0]
+            settled = await actuator.settle(rt.doc, attempts)
+            self._count("landed" if settled.landed else "not_landed")
+            rt.unsettled.pop(0)
+            if settled.landed:
+                old.status = "applied"
+                old.result = dict(
+                    old.result,
+                    settled=f"a write of this decision landed ({settled.evidence}) after it was superseded",
+                    landed=settled.evidence,
+                    observed=settled.instances,
+                )
+                assert old.id is not None
+                await self.store.update_decision(old.id, old.status, old.result)
+                log.info(
+                    "job %s: superseded decision %s was applied after all (%s)",
+                    rt.name,
+                    old.id,
+                    settled.evidence,
+                    extra={"event": "settled_landed"},
+                )
+
     async def _supersede(self, rt: JobRuntime, old: Decision, new: Decision) -> None:
-        """A decision still retrying is replaced by a newer one: it will never be applied."""
+        """A decision still retrying is replaced by a newer one: it will never be sent again. A write of
+        it whose outcome is unknown is settled before the job sends anything (`_settle_older`)."""
         rt.retry, rt.retry_at = None, None
         old.status = "failed"
         old.result = dict(old.result, superseded_by=new.id)
         assert old.id is not None
+        attempts = self._logs.pop(old.id, None)
+        if attempts is not None and attempts.unresolved():
+            rt.unsettled.append((old, attempts))
         await self.store.update_decision(old.id, old.status, old.result, old.reasons)
 
-    async def _settle_pending(self, rt: JobRuntime, decision: Decision) -> None:
-        """A decision left pending by a crash: mark it applied if Marathon has its count, else apply it."""
-        try:
-            view = await self.actuator_for(rt.doc).refresh(rt.doc)
-        except Exception as e:
-            log.warning("cannot read job %s to settle decision %s: %s", rt.name, decision.id, e)
-            rt.retry, rt.retry_at = decision, self.clock() + self.retry_delays[0]
-            return
-        if view.instances == decision.desired:
-            decision.status = "applied"
-            decision.result = dict(decision.result, settled="found applied after restart")
-            assert decision.id is not None
-            await self.store.update_decision(decision.id, "applied", decision.result)
-            await self._after(rt, decision)
-        else:
-            await self._apply(rt, decision)
+    def _settle_pending(self, rt: JobRuntime, decision: Decision) -> None:
+        """A decision left pending by a crash or a stop: its worker retries it at once, settling its
+        writes of unknown outcome and re-reading the app before anything is sent (`_apply`)."""
+        rt.retry, rt.retry_at = decision, self.clock()
+        rt.wake.set()
 
     async def _after(self, rt: JobRuntime, decision: Decision) -> None:
         rt.last_decision = decision.to_json()
@@ -594,17 +712,52 @@ class Engine:
                 level = logging.WARNING if self.store.health.writable else logging.DEBUG  # else logged once
                 log.log(level, "state flush failed: %s", e, extra={"event": "store_error"})
 
-    async def stop(self, timeout: float = 30.0) -> None:
-        """Finish in-flight steps (actuations), stop every worker, write the last states."""
+    async def stop(self, timeout: float = 30.0) -> int:
+        """Stop within `timeout` seconds; returns the number of queued events dropped.
+
+        Queued alarms and manual scales are dropped at once (counted and logged; a waiting manual scale
+        gets an error). Steps in flight (an apply, a Marathon call) get until the deadline to finish,
+        then are cancelled: a write cut off that way keeps its attempt `pending` (recorded before it was
+        sent) and is settled at the next start. The last states are written within what is left."""
         self._stopping = True
-        deadline = time.monotonic() + timeout
-        while self._inflight and time.monotonic() < deadline:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        dropped = 0
+        for rt in self.jobs.values():
+            dropped += len(rt.events) + len(rt.alarms)
+            for ev in rt.events:
+                if not ev.done.done():
+                    ev.done.set_exception(Stopping("the daemon is stopping; the scale was not applied"))
+            rt.events.clear()
+            rt.alarms.clear()
+            rt.wake.set()
+        if dropped:
+            log.warning(
+                "stopping: dropped %d queued alarm and manual-scale events",
+                dropped,
+                extra={"event": "shutdown_dropped", "dropped": dropped},
+            )
+        while self._inflight and loop.time() < deadline:
             await asyncio.sleep(0.01)
+        for name, d in self._applying.items():
+            log.warning(
+                "stopping: job %s: decision %s still being applied; its write is settled at the next start",
+                name,
+                d.id,
+                extra={"event": "actuation_unknown", "job": name, "decision": d.id},
+            )
         tasks = [rt.task for rt in self.jobs.values() if rt.task is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.flush()
+        try:
+            async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                await self.flush()
+        except TimeoutError:
+            log.warning(
+                "stopping: the last states were not all written in time", extra={"event": "store_error"}
+            )
+        return dropped
 
     # ---- status --------------------------------------------------------------------------------
 

@@ -15,10 +15,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from actuators.marathon import AppNotFound, MarathonClient, Permanent, Transient
-from actuators.marathon_apply import set_instances
-from actuators.marathon_model import AppState
+from actuators.marathon_apply import AttemptLog, set_instances, settle
+from actuators.marathon_model import AppState, parse_time
 from collectors.marathon_events import ClusterWatcher
-from oceand.actuation import AppView, Outcome
+from oceand.actuation import AppView, Outcome, Settled
 from oceand.config import ClusterSettings
 from policies.document import JobDocument
 from policies.types import Decision
@@ -32,9 +32,25 @@ APPLY_DEADLINE = 30.0  # seconds one apply may take (409 waits and retries) befo
 
 
 class MarathonActuator:
-    def __init__(self, cluster: ClusterRuntime, apply_deadline: float = APPLY_DEADLINE) -> None:
+    def __init__(
+        self,
+        cluster: ClusterRuntime,
+        apply_deadline: float = APPLY_DEADLINE,
+        clock_skew: float = 2.0,
+        settle_grace: float = 5.0,
+    ) -> None:
         self.cluster = cluster
         self.apply_deadline = apply_deadline
+        self.clock_skew = clock_skew
+        self.settle_grace = settle_grace
+        self._scaled_at: dict[str, float] = {}  # app -> lastScalingAt of the newest write seen to land
+
+    def _baseline(self, app_id: str) -> float | None:
+        """The newest `lastScalingAt` of the app known now: the watcher's copy or the newest write of
+        ours seen to land, whichever is later."""
+        app = self.cluster.watcher.app(app_id)
+        known = [t for t in (app.last_scaling_at if app else None, self._scaled_at.get(app_id)) if t]
+        return max(known) if known else None
 
     def view(self, doc: JobDocument) -> AppView:
         w = self.cluster.watcher
@@ -47,8 +63,29 @@ class MarathonActuator:
         app = await self.cluster.watcher.refresh(doc.target.app)
         return _view(app, self.cluster.watcher.deployment_started_at(doc.target.app))
 
-    async def apply(self, doc: JobDocument, decision: Decision) -> Outcome:
+    async def settle(self, doc: JobDocument, attempts: AttemptLog) -> Settled:
+        """Whether the unresolved attempts landed (GET /v2/deployments and the app; may wait out their
+        landing window, bounded by `apply_deadline`)."""
+        landing = await settle(
+            self.cluster.client,
+            doc.target.app,
+            attempts,
+            skew=self.clock_skew,
+            grace=self.settle_grace,
+            deadline=time.monotonic() + self.apply_deadline,
+        )
+        if landing is None:
+            return Settled(False, None, self.view(doc).instances)
+        if landing.landed:
+            self._landed(doc.target.app, landing.app.last_scaling_at)
+            self.cluster.refresh_soon(doc.target.app)
+        return Settled(landing.landed, landing.evidence, landing.app.instances)
+
+    async def apply(
+        self, doc: JobDocument, decision: Decision, attempts: AttemptLog | None = None
+    ) -> Outcome:
         c = self.cluster
+        result: dict[str, Any]
         try:
             res = await set_instances(
                 c.client,
@@ -57,18 +94,32 @@ class MarathonActuator:
                 force=doc.target.force,
                 wait_deployment=c.watcher.wait_deployment,
                 deadline=time.monotonic() + self.apply_deadline,
+                log=attempts,
+                skew=self.clock_skew,
+                grace=self.settle_grace,
+                baseline=self._baseline(doc.target.app),
             )
         except AppNotFound as e:
             return Outcome("failed", {"error": str(e), "status": e.status, "url": e.url}, permanent=True)
         except Permanent as e:
             return Outcome("failed", {"error": str(e), "status": e.status, "url": e.url}, permanent=True)
         except Transient as e:
-            return Outcome("failed", {"error": str(e), "url": e.url})
+            result = {"error": str(e), "url": e.url}
+            if e.maybe_applied:
+                result["unknown"] = True  # may have landed: settled before anything is sent again
+            return Outcome("failed", result)
+        self._landed(doc.target.app, parse_time(res.version))
         c.refresh_soon(doc.target.app)
-        result: dict[str, Any] = {"deployment_id": res.deployment_id, "version": res.version, "url": res.url}
+        result = {"deployment_id": res.deployment_id, "version": res.version, "url": res.url}
         if res.already_applied:
             result["already_applied"] = True
+        if res.landed is not None:
+            result.update(landed=res.landed, observed=res.observed)
         return Outcome("applied", result)
+
+    def _landed(self, app_id: str, scaled_at: float | None) -> None:
+        if scaled_at is not None and scaled_at > self._scaled_at.get(app_id, 0.0):
+            self._scaled_at[app_id] = scaled_at
 
 
 def _view(app: AppState, deployment_started_at: float | None) -> AppView:
@@ -86,7 +137,9 @@ class ClusterRuntime:
         self.daemon = daemon
         self.client = MarathonClient(settings.client)
         self.watcher = ClusterWatcher(self.client, on_change=self._changed, clock=time.time)
-        self.actuator = MarathonActuator(self, settings.apply_timeout)
+        self.actuator = MarathonActuator(
+            self, settings.apply_timeout, settings.clock_skew, settings.settle_grace
+        )
         self.jobs_by_app: dict[str, list[str]] = {}
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

@@ -41,6 +41,20 @@ class Metrics:
         self.actuation_errors = Counter(
             "oceand_actuation_errors_total", "Failed applies, by target cluster", ["cluster"], registry=r
         )
+        self.settles = Counter(
+            "oceand_actuation_settles_total",
+            "Marathon writes of unknown outcome settled before anything is sent again, by outcome"
+            " (landed: not resent; not_landed: the landing window passed without a sign of it)",
+            ["outcome"],
+            registry=r,
+        )
+        self.stale = Counter(
+            "oceand_stale_decisions_total",
+            "Decisions older than decision_stale_after when applied, re-read first, by result"
+            " (reread: the app was read again; dropped: its count had moved, not sent)",
+            ["result"],
+            registry=r,
+        )
         self.event_stream = Gauge(
             "oceand_event_stream_connected",
             "Marathon event stream connected (1) or not (0)",

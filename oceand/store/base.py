@@ -33,6 +33,7 @@ from policies.types import ApplyStatus
 
 DECISION_STATUSES: tuple[str, ...] = get_args(ApplyStatus)
 FIRE_STATUSES = ("fired", "missed")
+ATTEMPT_STATUSES = ("pending", "applied", "failed", "abandoned")
 _RULE_NAME = re.compile(RULE_NAME_RE)
 
 
@@ -191,6 +192,15 @@ class Store(Protocol):
 
     async def claim_fire(self, job: str, rule: str, at: float, status: str) -> bool:
         """Record a schedule fire; False if (job, rule, at) was already recorded."""
+        ...
+
+    async def record_attempt(self, decision_id: int, job: str, attempt: dict[str, Any]) -> None:
+        """Insert or update one write of a decision (`Attempt.to_json()`: attempt, to_count, sent_at,
+        deadline, status, detail), durably before returning: it precedes the write it describes."""
+        ...
+
+    async def attempts(self, decision_id: int) -> list[dict[str, Any]]:
+        """The decision's recorded writes, in attempt order (the shape `record_attempt` takes)."""
         ...
 
     async def fires(self, job: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -420,6 +430,77 @@ def encode(value: object, what: str) -> str:
 
 def decode(text: str | bytes) -> Any:
     return orjson.loads(text)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    decision_id: int
+    attempt: int
+    job: str
+    to_count: int
+    sent_at: float
+    deadline: float
+    baseline: float | None
+    status: str
+    detail: str  # JSON text
+
+    def values(self, updated_at: float) -> tuple[Any, ...]:
+        return (
+            self.decision_id,
+            self.attempt,
+            self.job,
+            self.to_count,
+            self.sent_at,
+            self.deadline,
+            self.baseline,
+            self.status,
+            self.detail,
+            updated_at,
+        )
+
+
+ATTEMPT_COLUMNS = (
+    "decision_id, attempt, job, to_count, sent_at, deadline, baseline, status, detail, updated_at"
+)
+ATTEMPT_SELECT = (
+    "SELECT attempt, to_count, sent_at, deadline, baseline, status, detail FROM actuation_attempts"
+)
+
+
+def attempt_row(decision_id: object, job: object, attempt: object) -> AttemptRow:
+    """Check an attempt record (ValueError naming the bad field) and split it into columns."""
+    decision = check_decision_id(decision_id)
+    name = check_job(job)
+    if not isinstance(attempt, dict):
+        raise ValueError(f"attempt must be a dict (Attempt.to_json()), got {type(attempt).__name__}")
+    for key in ("attempt", "to_count"):
+        value = attempt.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "attempt" else 0):
+            raise ValueError(f"attempt.{key} must be an integer >= {1 if key == 'attempt' else 0}")
+    return AttemptRow(
+        decision,
+        attempt["attempt"],
+        name,
+        attempt["to_count"],
+        check_time(attempt.get("sent_at"), "attempt.sent_at"),
+        check_time(attempt.get("deadline"), "attempt.deadline"),
+        None if attempt.get("baseline") is None else check_time(attempt["baseline"], "attempt.baseline"),
+        check_status(attempt.get("status", "pending"), ATTEMPT_STATUSES, "attempt.status"),
+        encode(attempt.get("detail") or {}, "attempt.detail"),
+    )
+
+
+def attempt_dict(row: Any) -> dict[str, Any]:
+    """A row of ATTEMPT_SELECT as `record_attempt` took it."""
+    return {
+        "attempt": int(row[0]),
+        "to_count": int(row[1]),
+        "sent_at": float(row[2]),
+        "deadline": float(row[3]),
+        "baseline": None if row[4] is None else float(row[4]),
+        "status": str(row[5]),
+        "detail": decode(row[6]),
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,11 @@ Tables (both dialects):
 - `decisions(id auto PK, job, at, status, body JSON text, result JSON text)`, indexed (job, at) and
   (status, at); `at` is a double so that it round-trips exactly.
 - `fires(job, rule, at, status, recorded_at)`, primary key (job, rule, at): at most one row per fire.
+- `actuation_attempts(decision_id, attempt, job, to_count, sent_at, deadline, baseline, status, detail
+  JSON text, updated_at)`, primary key (decision_id, attempt), indexed by status: one row per write (PUT) of a
+  decision, inserted `pending` before the write is sent (docs/operations.md "Commit order"). It is the
+  single-daemon form of HA.md's `actuation_intent`: `sent_at` is its `created_at`, the statuses are
+  the same (pending, applied, failed, abandoned), `detail` holds deployment id, version and error.
 """
 
 from __future__ import annotations
@@ -77,6 +82,28 @@ MIGRATIONS: list[Migration] = [
                 " job VARCHAR(200) NOT NULL, rule VARCHAR(200) NOT NULL, at DOUBLE NOT NULL,"
                 " status VARCHAR(16) NOT NULL, recorded_at DOUBLE NOT NULL,"
                 f" PRIMARY KEY (job, rule, at)) {_MYSQL_TABLE}",
+            ],
+        },
+    ),
+    (
+        2,
+        "actuation_attempts: each write of a decision, recorded before it is sent",
+        {
+            "sqlite": [
+                "CREATE TABLE IF NOT EXISTS actuation_attempts ("
+                " decision_id INTEGER NOT NULL, attempt INTEGER NOT NULL, job TEXT NOT NULL,"
+                " to_count INTEGER NOT NULL, sent_at REAL NOT NULL, deadline REAL NOT NULL,"
+                " baseline REAL, status TEXT NOT NULL, detail TEXT NOT NULL, updated_at REAL NOT NULL,"
+                " PRIMARY KEY (decision_id, attempt))",
+                "CREATE INDEX IF NOT EXISTS actuation_attempts_status ON actuation_attempts (status)",
+            ],
+            "mysql": [
+                "CREATE TABLE IF NOT EXISTS actuation_attempts ("
+                " decision_id BIGINT NOT NULL, attempt INT NOT NULL, job VARCHAR(200) NOT NULL,"
+                " to_count INT NOT NULL, sent_at DOUBLE NOT NULL, deadline DOUBLE NOT NULL,"
+                " baseline DOUBLE NULL, status VARCHAR(16) NOT NULL, detail LONGTEXT NOT NULL, updated_at DOUBLE NOT NULL,"
+                " PRIMARY KEY (decision_id, attempt), INDEX actuation_attempts_status (status)"
+                f") {_MYSQL_TABLE}",
             ],
         },
     ),

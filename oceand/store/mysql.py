@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 import aiomysql
 
 from oceand.store.base import (
+    ATTEMPT_COLUMNS,
+    ATTEMPT_SELECT,
     DECISION_STATUSES,
     FIRE_STATUSES,
     DecisionNotFound,
@@ -27,6 +29,8 @@ from oceand.store.base import (
     StoredJob,
     StoreError,
     WriteHealth,
+    attempt_dict,
+    attempt_row,
     check_decision_id,
     check_job,
     check_limit,
@@ -420,6 +424,35 @@ class MySQLStore:
                 {"rule": r[0], "at": float(r[1]), "status": r[2], "recorded_at": float(r[3])}
                 for r in await cur.fetchall()
             ]
+
+        return await self._run(select)
+
+    # ------------------------------------------------------------ actuation attempts
+
+    async def record_attempt(self, decision_id: int, job: str, attempt: dict[str, Any]) -> None:
+        row = attempt_row(decision_id, job, attempt)
+        now = self._clock()
+
+        async def write(cur: Cursor) -> None:
+            await cur.execute(
+                f"INSERT INTO actuation_attempts ({ATTEMPT_COLUMNS})"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON DUPLICATE KEY UPDATE status = VALUES(status), deadline = VALUES(deadline),"
+                " detail = VALUES(detail), updated_at = VALUES(updated_at)",
+                row.values(now),
+            )
+
+        await self._run(write)
+
+    async def attempts(self, decision_id: int) -> list[dict[str, Any]]:
+        check_decision_id(decision_id)
+
+        async def select(cur: Cursor) -> list[dict[str, Any]]:
+            await cur.execute(
+                f"{ATTEMPT_SELECT} WHERE decision_id = %s ORDER BY attempt",
+                (decision_id,),
+            )
+            return [attempt_dict(r) for r in await cur.fetchall()]
 
         return await self._run(select)
 

@@ -35,6 +35,8 @@ from typing import Any
 import aiosqlite
 
 from oceand.store.base import (
+    ATTEMPT_COLUMNS,
+    ATTEMPT_SELECT,
     DECISION_STATUSES,
     FIRE_STATUSES,
     DecisionNotFound,
@@ -43,6 +45,8 @@ from oceand.store.base import (
     StoredJob,
     StoreError,
     WriteHealth,
+    attempt_dict,
+    attempt_row,
     check_decision_id,
     check_job,
     check_limit,
@@ -463,6 +467,27 @@ class SQLiteStore:
                 (job, limit),
             )
         return [{"rule": r[0], "at": float(r[1]), "status": r[2], "recorded_at": float(r[3])} for r in rows]
+
+    # ------------------------------------------------------------ actuation attempts
+
+    async def record_attempt(self, decision_id: int, job: str, attempt: dict[str, Any]) -> None:
+        row = attempt_row(decision_id, job, attempt)
+        async with self._write() as db:  # its own transaction, on disk before the write goes out
+            await db.execute(
+                f"INSERT INTO actuation_attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (decision_id, attempt) DO UPDATE SET status = excluded.status,"
+                " deadline = excluded.deadline, detail = excluded.detail, updated_at = excluded.updated_at",
+                row.values(self._clock()),
+            )
+
+    async def attempts(self, decision_id: int) -> list[dict[str, Any]]:
+        check_decision_id(decision_id)
+        async with self._read() as db:
+            rows = await db.execute_fetchall(
+                f"{ATTEMPT_SELECT} WHERE decision_id = ? ORDER BY attempt",
+                (decision_id,),
+            )
+        return [attempt_dict(r) for r in rows]
 
 
 def _job(row: Any) -> StoredJob:

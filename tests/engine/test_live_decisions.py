@@ -257,13 +257,13 @@ class FlakyActuator(RecordingActuator):
         super().__init__()
         self.failures = 1
 
-    async def apply(self, doc: Any, decision: Any) -> Any:
+    async def apply(self, doc: Any, decision: Any, attempts: Any = None) -> Any:
         from oceand.actuation import Outcome
 
         if self.failures:
             self.failures -= 1
             return Outcome("failed", {"error": "Marathon answered 503"})
-        return await super().apply(doc, decision)
+        return await super().apply(doc, decision, attempts)
 
 
 async def test_a_retrying_decision_superseded_by_a_newer_one_is_never_applied(

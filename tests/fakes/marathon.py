@@ -4,8 +4,11 @@ Endpoints: GET/PUT/PATCH /v2/apps/{id} (wrapped `{"app": …}` with tasks, deplo
 lists a group), GET /v2/apps (list, `embed=apps.tasks`), GET /v2/apps/{id}/tasks, GET /v2/deployments,
 DELETE /v2/deployments/{id}, GET /v2/leader, GET /v2/info and the SSE stream GET /v2/events.
 
-Behaviour that a scaler meets: a scale PUT starts a deployment that takes `deploy_time` seconds (or is held
-until `finish_deployments()` when the time is None); new tasks go TASK_STAGING → TASK_RUNNING and, when
+Behaviour that a scaler meets: slow PUTs (`set_put_delay`: slow to land, or landed with a late reply),
+failing, delayed and reply-losing requests (`fail_next`, `delay_next`, `lose_reply_next`); a scale PUT
+sets `versionInfo.lastScalingAt` and starts a deployment (listed in the app's `deployments` and in GET
+/v2/deployments with its `version`) that takes `deploy_time` seconds (or is held until
+`finish_deployments()` when the time is None); new tasks go TASK_STAGING → TASK_RUNNING and, when
 the app has health checks, healthy `health_delay` later; scale-in kills the youngest tasks first; a second
 PUT while a deployment runs answers 409 with Marathon's exact text unless `force=true` (which cancels the
 running one, reported as `deployment_failed`); a PUT of `{"instances": N}` to a missing app answers 422
@@ -96,6 +99,7 @@ class RequestRecord:
             "query": self.query,
             "body": self.body.decode("utf-8", "replace"),
             "status": self.status,
+            "oceand": {str(k): v for k, v in self.headers.items() if k.lower().startswith("x-oceand-")},
         }
 
 
@@ -274,6 +278,8 @@ class FakeMarathon:
         self._delay_rules: list[_Rule] = []
         self._lose_rules: list[_Rule] = []
         self._fail_deployments = 0
+        self.put_delay = 0.0  # every app PUT/PATCH takes this long (set_put_delay)
+        self.put_delay_after = False
         self._seq = itertools.count(1)
         self._ports = itertools.count(31000)
         self._background: set[asyncio.Task[None]] = set()
@@ -344,6 +350,12 @@ class FakeMarathon:
 
     def delay_next(self, n: int, seconds: float, path_prefix: str = "/v2") -> None:
         self._delay_rules.append(_Rule(n, path_prefix, seconds=seconds))
+
+    def set_put_delay(self, seconds: float, after: bool = False) -> None:
+        """Every PUT/PATCH of an app takes `seconds`. By default Marathon is slow to take it: the write
+        lands when the delay ends, whether or not the client still waits (aiohttp does not cancel a
+        handler whose client went away). `after=True`: it lands at once and only the reply is late."""
+        self.put_delay, self.put_delay_after = seconds, after
 
     def clear_failures(self) -> None:
         """Drop every pending fail/delay/lose rule: the fake answers normally again."""
@@ -573,7 +585,16 @@ class FakeMarathon:
             return denied
         if self.standby:
             return await self._as_standby(request, rec.body)
+        slow = (
+            self.put_delay
+            if request.method in ("PUT", "PATCH") and request.path.startswith("/v2/apps/")
+            else 0
+        )
+        if slow and not self.put_delay_after:
+            await asyncio.sleep(slow)
         resp = await self._route(request, rec.body)
+        if slow and self.put_delay_after:
+            await asyncio.sleep(slow)
         if not resp.prepared:
             resp.headers["X-Marathon-Leader"] = self.url
         return resp
@@ -791,6 +812,7 @@ class FakeMarathon:
             "deploy_time": lambda: self.set_deploy_time(
                 None if a.get("seconds") is None else float(a["seconds"])
             ),
+            "put_delay": lambda: self.set_put_delay(float(a["seconds"]), bool(a.get("after", False))),
             "finish_deployments": self.finish_deployments,
             "clear_failures": self.clear_failures,
             "add_app": lambda: (

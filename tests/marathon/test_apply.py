@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC, datetime
 
 import pytest
 
 from actuators.marathon import AppNotFound, Locked, MarathonClient, Permanent, Transient
-from actuators.marathon_apply import Backoff, poll_deployments, set_instances
+from actuators.marathon_apply import (
+    Attempt,
+    AttemptLog,
+    Backoff,
+    landing_evidence,
+    poll_deployments,
+    set_instances,
+)
+from actuators.marathon_model import AppState, parse_time
 from tests.fakes.marathon import FakeMarathon
 from tests.marathon.conftest import FakeClock, config, free_port
 
@@ -87,9 +97,13 @@ async def test_lost_reply_is_applied_once(
         sleep=clock.sleep,
         clock=clock,
     )
-    assert result.already_applied
+    assert result.already_applied and result.landed == "lastScalingAt"
     assert len(fake.scale_requests) == 1
-    assert [(r.method, r.status) for r in fake.requests] == [("PUT", -1), ("GET", 200)]
+    assert [(r.method, r.path, r.status) for r in fake.requests] == [
+        ("PUT", "/v2/apps/a", -1),
+        ("GET", "/v2/deployments", 200),
+        ("GET", "/v2/apps/a", 200),
+    ]
     assert fake.apps["/a"].instances == 4
 
 
@@ -334,3 +348,144 @@ async def test_poll_deployments_times_out(
     with pytest.raises(TimeoutError):
         await poll_deployments(client, "/a", 3.0, interval=1.0, sleep=clock.sleep, clock=clock)
     assert clock.sleeps == [1.0, 1.0, 1.0]
+
+
+# ---- one write per decision: attempts recorded before the PUT, settled before any other --------------
+
+T = 1_800_000_000.0  # the daemon's wall clock at the first PUT
+
+
+def _app(instances: int = 2, scaled: float | None = T - 3600, deployments: tuple[str, ...] = ()) -> AppState:
+    return AppState("/a", instances, deployments=list(deployments), last_scaling_at=scaled)
+
+
+def _dep(dep_id: str, version: float) -> dict[str, object]:
+    iso = datetime.fromtimestamp(version, UTC).isoformat().replace("+00:00", "Z")
+    return {"id": dep_id, "version": iso, "affectedApps": ["/a"]}
+
+
+def _tried(baseline: float | None = T - 3600, to: int = 3) -> list[Attempt]:
+    return [Attempt(1, to, T, T + 5, baseline)]
+
+
+@pytest.mark.parametrize(
+    ("app", "deployments", "attempts", "evidence"),
+    [
+        pytest.param(_app(), [], _tried(), None, id="nothing changed since long before"),
+        pytest.param(_app(scaled=T + 0.2), [], _tried(), "lastScalingAt", id="scaled after the send"),
+        pytest.param(_app(scaled=T - 1.5), [], _tried(), "lastScalingAt", id="within the clock skew"),
+        pytest.param(_app(scaled=T - 2.5), [], _tried(), None, id="before the skew allowance"),
+        pytest.param(
+            _app(scaled=T - 0.5), [], _tried(baseline=T - 0.5), None, id="the scaling known before the send"
+        ),
+        pytest.param(
+            _app(scaled=T - 0.5), [], _tried(baseline=None), "lastScalingAt", id="no baseline: skew only"
+        ),
+        pytest.param(
+            _app(deployments=("d1",)), [_dep("d1", T + 0.1)], _tried(), "deployment", id="new deployment"
+        ),
+        pytest.param(
+            _app(deployments=("d0",)), [_dep("d0", T - 60)], _tried(), None, id="older foreign deployment"
+        ),
+        pytest.param(
+            _app(deployments=("d2",)), [], _tried(), "deployment", id="deployment started after the read"
+        ),
+        pytest.param(_app(instances=3), [], _tried(), "instances", id="the app has the count"),
+        pytest.param(
+            _app(scaled=None),
+            [_dep("x", T + 1) | {"affectedApps": ["/b"]}],
+            _tried(),
+            None,
+            id="another app's deployment",
+        ),
+    ],
+)
+def test_landing_evidence(
+    app: AppState, deployments: list[dict[str, object]], attempts: list[Attempt], evidence: str | None
+) -> None:
+    assert landing_evidence(app, deployments, attempts, skew=2.0) == evidence
+
+
+def _known(fake: FakeMarathon, app_id: str = "/a") -> float | None:
+    """The app's lastScalingAt as the daemon knows it before it sends (the watcher's copy)."""
+    return parse_time(fake.apps[app_id].to_json()["versionInfo"]["lastScalingAt"])
+
+
+async def test_every_put_is_recorded_before_it_is_sent(fake: FakeMarathon, client: MarathonClient) -> None:
+    fake.add_app("/a", 1)
+    fake.fail_next(1, 503, "/v2/apps/a")
+    seen: list[tuple[int, str, int]] = []
+
+    async def record(a: Attempt) -> None:
+        seen.append((a.n, a.status, len(fake.scale_requests) + len(fake.requests)))
+
+    log = AttemptLog(record=record, decision=7)
+    await set_instances(
+        client, "/a", 3, force=False, wait_deployment=None, deadline=time.monotonic() + 10, log=log
+    )
+    # attempt 1 recorded before any request, failed for sure (503: not taken), attempt 2 applied
+    assert [(n, st) for n, st, _ in seen] == [(1, "pending"), (1, "failed"), (2, "pending"), (2, "applied")]
+    assert seen[0][2] == 0
+    heads = [
+        (r.headers["X-Oceand-Decision"], r.headers["X-Oceand-Attempt"])
+        for r in fake.requests
+        if r.method == "PUT"
+    ]
+    assert heads == [("7", "1"), ("7", "2")]
+
+
+async def test_a_put_that_times_out_and_lands_late_is_not_sent_again(fake: FakeMarathon) -> None:
+    """Marathon takes the PUT 1 s after it arrives; the client gives up at 0.5 s. The retry waits for
+    the write to show in lastScalingAt instead of sending it again."""
+    fake.add_app("/a", 1)
+    fake.set_put_delay(1.0)
+    client = MarathonClient(config(fake.url, timeout=0.5))
+    try:
+        log = AttemptLog()
+        result = await set_instances(
+            client, "/a", 3, force=False, wait_deployment=None, deadline=time.monotonic() + 10,
+            log=log, grace=2.0, poll=0.05, baseline=_known(fake),
+        )  # fmt: skip
+    finally:
+        await client.close()
+    assert result.already_applied and result.landed in ("lastScalingAt", "deployment")
+    assert len(fake.scale_requests) == 1
+    assert [(a.n, a.status) for a in log.attempts] == [(1, "applied")]
+
+
+async def test_a_put_that_never_lands_is_sent_again_once_its_window_passed(fake: FakeMarathon) -> None:
+    """A 500 (Marathon may or may not have taken it) and no sign of the write: the second PUT goes out
+    only after the first one's reply + grace, and the first attempt is recorded as abandoned."""
+    fake.add_app("/a", 1)
+    fake.fail_next(1, 500, "/v2/apps/a")  # the PUT, not taken
+    client = MarathonClient(config(fake.url, timeout=0.3))
+    try:
+        log = AttemptLog()
+        result = await set_instances(
+            client, "/a", 3, force=False, wait_deployment=None, deadline=time.monotonic() + 10,
+            log=log, grace=0.5, poll=0.05, baseline=_known(fake),
+        )  # fmt: skip
+    finally:
+        await client.close()
+    assert not result.already_applied
+    first, second = log.attempts
+    assert (first.status, second.status) == ("abandoned", "applied")
+    assert second.sent_at >= first.deadline + 0.5
+    assert len(fake.scale_requests) == 1
+
+
+async def test_settling_past_the_apply_deadline_leaves_the_attempt_pending(fake: FakeMarathon) -> None:
+    fake.add_app("/a", 1)
+    client = MarathonClient(config(fake.url))
+    try:
+        now = time.time()
+        log = AttemptLog([Attempt(1, 3, now, now + 5, _known(fake))])
+        with pytest.raises(Transient, match="not known before the apply deadline") as e:
+            await set_instances(
+                client, "/a", 3 - 1, force=False, wait_deployment=None, deadline=time.monotonic() + 0.2,
+                log=log, poll=0.05,
+            )  # fmt: skip
+        assert e.value.maybe_applied
+    finally:
+        await client.close()
+    assert [a.status for a in log.attempts] == ["pending"] and fake.scale_requests == []

@@ -276,6 +276,32 @@ async def test_failure_and_delay_knobs(fake: FakeMarathon, http: aiohttp.ClientS
 
 
 @pytest.mark.parametrize(
+    "after", [pytest.param(False, id="slow to land"), pytest.param(True, id="slow reply")]
+)
+async def test_slow_put_lands_even_when_the_client_is_gone(
+    fake: FakeMarathon, http: aiohttp.ClientSession, after: bool
+) -> None:
+    """A slow PUT: the client gives up (as a killed daemon would); the write lands all the same, with
+    lastScalingAt, a deployment in GET /v2/deployments and the app's `deployments` (RAML)."""
+    fake.add_app("/a", 1)
+    fake.set_deploy_time(None)  # hold the deployment so that it can be seen
+    fake.set_put_delay(0.3, after=after)
+    with pytest.raises(TimeoutError):
+        await call(
+            http, "PUT", fake.url + "/v2/apps/a", json={"instances": 3},
+            headers={"X-Oceand-Decision": "9"}, timeout=aiohttp.ClientTimeout(total=0.05),
+        )  # fmt: skip
+    assert fake.apps["/a"].instances == (3 if after else 1)
+    await until(lambda: fake.apps["/a"].instances == 3, 2)
+    _, body, _ = await call(http, "GET", fake.url + "/v2/apps/a")
+    _, deps, _ = await call(http, "GET", fake.url + "/v2/deployments")
+    assert body["app"]["versionInfo"]["lastScalingAt"] == deps[0]["version"]
+    assert body["app"]["deployments"] == [{"id": deps[0]["id"]}] and deps[0]["affectedApps"] == ["/a"]
+    _, log, _ = await call(http, "GET", fake.url + "/_fake/requests")
+    assert log[0]["oceand"] == {"X-Oceand-Decision": "9"}
+
+
+@pytest.mark.parametrize(
     ("spec", "parsed"),
     [
         pytest.param("/a:2", ("/a", 2, False), id="count"),
