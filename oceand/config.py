@@ -38,6 +38,7 @@ from pydantic import (
 )
 
 from actuators.marathon import ClusterConfig
+from oceand.ingest import IngestLimits
 from oceand.store.base import SQLiteURL, StoreConfigError, StoreURL
 from oceand.store.base import parse_url as parse_store_url
 from oceand.store.base import redact as redact_store_url
@@ -296,6 +297,11 @@ class JobsSettings(Table):
 
 class IngestSettings(Table):
     grace: Annotated[Duration, Field(ge=0, le=3600)] | None = None
+    max_ahead: Annotated[Duration, Field(ge=0, le=86400)] | None = None
+    max_age: Annotated[Duration, Field(gt=0, le=7 * 86400)] | None = None
+
+    def limits(self) -> IngestLimits:
+        return IngestLimits(max_ahead=self.max_ahead, max_age=self.max_age)
 
 
 class LBConfig(Table):

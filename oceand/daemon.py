@@ -78,6 +78,7 @@ class Daemon:
             dry_reason=self.dry_reason,
             default_tz=config.timezone,
             grace=config.ingest.grace,
+            limits=config.ingest.limits(),
             on_decision=self._on_decision,
             on_bucket=self.metrics.buckets.inc,
         )

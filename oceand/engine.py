@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from oceand.actuation import Actuator, AppView, Outcome
 from oceand.buckets import ClosedBucket, JobBuckets
-from oceand.ingest import Ingestor, PushResult
+from oceand.ingest import IngestLimits, Ingestor, PushResult
 from oceand.logs import log_decision
 from oceand.store.base import Store, StoreError
 from policies import engine as policy
@@ -88,6 +88,7 @@ class Engine:
         retry_delays: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0),
         on_decision: Hook | None = None,
         on_bucket: Callable[[], None] | None = None,
+        limits: IngestLimits | None = None,
     ) -> None:
         self.store = store
         self.actuator_for = actuator_for
@@ -100,7 +101,8 @@ class Engine:
         self.retry_delays = retry_delays
         self.on_decision = on_decision
         self.on_bucket = on_bucket
-        self.ingestor = Ingestor()
+        self.limits = limits if limits is not None else IngestLimits()
+        self.ingestor = Ingestor(limits=self.limits)
         self.jobs: dict[str, JobRuntime] = {}
         self._dirty: set[str] = set()
         self._stopping = False
@@ -147,7 +149,16 @@ class Engine:
             self._dirty.add(doc.job)
         rt = JobRuntime(doc, version, self._new_buckets(doc, now), state)
         if state.last_bucket is not None:  # a bucket closed before a restart is not evaluated again
-            rt.buckets.closed_upto = max(rt.buckets.closed_upto, state.last_bucket + int(doc.period))
+            if state.last_bucket <= rt.buckets.closed_upto:
+                rt.buckets.closed_upto = max(rt.buckets.closed_upto, state.last_bucket + int(doc.period))
+            else:  # closed ahead of the clock by an earlier version (a future-stamped sample): not a freeze
+                log.warning(
+                    "job %s: its last closed bucket %d is ahead of the clock; buckets start at %d",
+                    doc.job,
+                    state.last_bucket,
+                    rt.buckets.closed_upto,
+                    extra={"event": "future_bucket_clamped"},
+                )
         self.jobs[doc.job] = rt
         self.ingestor.set_job(doc, rt.buckets)
         rt.task = asyncio.get_running_loop().create_task(self._worker(rt), name=f"job:{doc.job}")
@@ -169,6 +180,10 @@ class Engine:
         rules = doc.metric_rules()
         jb = JobBuckets(doc.job, int(doc.period), grace, [(r.name, r.aggregate) for r in rules])
         jb.job_level = [r.metric in JOB_LEVEL_METRICS for r in rules]
+        if self.limits.max_ahead is not None:
+            jb.max_ahead = self.limits.max_ahead
+        if self.limits.max_age is not None:
+            jb.max_age = self.limits.max_age
         jb.start(now)
         return jb
 
@@ -582,6 +597,7 @@ class Engine:
                 "closed_upto": rt.buckets.closed_upto,
                 "expected_reporters": rt.buckets.expected,
                 "late_samples": rt.buckets.late,
+                "overflow_samples": rt.buckets.overflow,
             },
             "windows": [{"rule": w.rule, "start": w.start, "end": w.end} for w in windows],
             "blocked": rt.blocked,

@@ -77,6 +77,14 @@ def decode_items(body: bytes) -> list[FalconItem] | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    """The ingest bounds (`[ingest]` in the config file, docs/configuration.md)."""
+
+    max_ahead: float | None = None  # seconds a timestamp may be ahead of the clock; None: one job period
+    max_age: float | None = None  # seconds a timestamp may be behind the clock; None: the job's window
+
+
 @dataclass(slots=True)
 class Target:
     buckets: JobBuckets
@@ -106,12 +114,24 @@ class Route:
     prev_value: float = math.nan
     reason: str | None = None
     base: int = 0  # slot * window: where the series' window starts in the flat array
+    ahead: float = 0.0  # the timestamps accepted, around the daemon's clock: the loosest of the targets' jobs
+    age: float = 0.0
 
     @classmethod
     def to(cls, targets: list[Target], ctype: str, counter: str | None, slot: int, base: int) -> Route:
         t = targets[0]
         return cls(
-            t.buckets, t.rule_index, t.instance, t.invert, tuple(targets[1:]), ctype, counter, slot, base=base
+            t.buckets,
+            t.rule_index,
+            t.instance,
+            t.invert,
+            tuple(targets[1:]),
+            ctype,
+            counter,
+            slot,
+            base=base,
+            ahead=max(x.buckets.max_ahead for x in targets),
+            age=max(x.buckets.max_age for x in targets),
         )
 
     @classmethod
@@ -129,6 +149,8 @@ class PushResult:
     invalid: int = 0
     reasons: list[str] = field(default_factory=list)
     completed: set[str] = field(default_factory=set)  # jobs whose bucket became complete
+    too_new: int = 0  # rejected: stamped further ahead of the daemon's clock than the job accepts
+    too_old: int = 0  # rejected: stamped further back than the job's window
 
     def reject(self, index: int, reason: str) -> None:
         self.invalid += 1
@@ -190,7 +212,8 @@ class _MetricIndex:
 class Ingestor:
     """Routes samples into job buckets. `set_job` / `remove_job` as jobs come and go."""
 
-    def __init__(self, windows: SeriesWindows | None = None) -> None:
+    def __init__(self, windows: SeriesWindows | None = None, limits: IngestLimits | None = None) -> None:
+        self.limits = limits if limits is not None else IngestLimits()
         self.windows = windows if windows is not None else SeriesWindows()
         self._by_metric: dict[str, _MetricIndex] = {}
         self._watched: set[str] = set(NEVER_ROUTED)  # pushed metrics some job watches, and refused ones
@@ -363,6 +386,9 @@ class Ingestor:
             ts = item.timestamp
             if ts > two_now or ts <= 0:
                 ts = inow  # transfer's rule for a timestamp it cannot use
+            elif ts - now > route.ahead or now - ts > route.age:
+                _reject_timestamp(res, i if index is None else index[i], ts, now, route)
+                continue
             if route.counter is not None:
                 prev_ts, prev_v = route.prev_ts, route.prev_value
                 if ts <= prev_ts:
@@ -406,6 +432,20 @@ class Ingestor:
                     completed.add(t.buckets.job)
         self.accepted += res.total - res.invalid
         self.rejected += res.invalid
+
+
+def _reject_timestamp(res: PushResult, index: int, ts: int, now: float, route: Route) -> None:
+    if ts > now:
+        res.too_new += 1
+        res.reject(
+            index,
+            f"timestamp: {ts} is {ts - now:.0f} s ahead of the daemon's clock (at most {route.ahead:g} s)",
+        )
+    else:
+        res.too_old += 1
+        res.reject(
+            index, f"timestamp: {ts} is {now - ts:.0f} s old (at most {route.age:g} s: the job's window)"
+        )
 
 
 def _matches(sel: Selector, tags: dict[str, str], endpoint: str) -> bool:

@@ -48,6 +48,12 @@ class Metrics:
         )
         self.jobs = Gauge("oceand_jobs", "Jobs, by effective mode", ["mode"], registry=r)
         self.series = Gauge("oceand_series", "Routed series with a window", registry=r)
+        self.ingest_rejected = Counter(
+            "oceand_ingest_rejected_total",
+            "Push items rejected by an ingest bound (timestamp window, series caps), by bound",
+            ["bound"],
+            registry=r,
+        )
         self.notify_errors = Counter(
             "oceand_notify_errors_total", "Failed notifications", ["kind"], registry=r
         )

@@ -51,6 +51,10 @@ def _reply(request: web.Request, res: PushResult, started: float) -> web.Respons
     metrics.samples.labels("accepted").inc(valid)
     if res.invalid:
         metrics.samples.labels("rejected").inc(res.invalid)
+        if res.too_new:
+            metrics.ingest_rejected.labels("timestamp_future").inc(res.too_new)
+        if res.too_old:
+            metrics.ingest_rejected.labels("timestamp_old").inc(res.too_old)
     metrics.pushes.labels("200").inc()
     return json_response(
         {

@@ -52,8 +52,8 @@ def tolerant(ing: Ingestor, items: list[Any], now: float = NOW) -> PushResult:
 WAYS = [pytest.param(push, id="body"), pytest.param(tolerant, id="items")]
 
 
-def ingestor(**doc_over: Any) -> tuple[Ingestor, JobBuckets]:
-    doc = JobDocument.model_validate(
+def job_doc(**doc_over: Any) -> JobDocument:
+    return JobDocument.model_validate(
         {
             "job": JOB,
             "target": {"cluster": "lg", "app": "/web"},
@@ -64,7 +64,11 @@ def ingestor(**doc_over: Any) -> tuple[Ingestor, JobBuckets]:
             **doc_over,
         }
     )
-    jb = JobBuckets(JOB, 10, 5.0, [(r.name, r.aggregate) for r in doc.metric_rules()])
+
+
+def ingestor(**doc_over: Any) -> tuple[Ingestor, JobBuckets]:
+    doc = job_doc(**doc_over)
+    jb = JobBuckets(JOB, int(doc.period), 5.0, [(r.name, r.aggregate) for r in doc.metric_rules()])
     jb.start(NOW)
     ing = Ingestor()
     ing.set_jobs([(doc, jb)])
@@ -345,3 +349,61 @@ def test_alarm_callback_as_falcon_sends_it() -> None:
     )
     assert (ev.stra_id, ev.exp_id, ev.status, ev.left_value) == (345, 0, "PROBLEM", 1234.5)
     assert ev.tags == {"app": "web", "group": "prod"}
+
+
+# ---- the timestamp window (issue 18 item 1) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ts", "reason"),
+    [
+        pytest.param(2 * int(NOW) - 100, "ahead", id="just under 2 x now"),
+        pytest.param(int(NOW) + 1_000_000, "ahead", id="11.6 days ahead"),
+        pytest.param(int(NOW) + 20, "ahead", id="two periods ahead"),
+        pytest.param(int(NOW) - 601, "old", id="older than the job's window"),
+    ],
+)
+@pytest.mark.parametrize("way", WAYS)
+def test_timestamps_outside_the_window_are_rejected_item_by_item(ts: int, reason: str, way: Any) -> None:
+    ing, jb = ingestor()
+    res = way(ing, [item(value=10), item(endpoint="host-2", timestamp=ts, value=20)])
+    assert (res.total, res.invalid) == (2, 1)
+    assert res.reasons[0].startswith("[1] timestamp:") and reason in res.reasons[0], res.reasons
+    assert (res.too_new, res.too_old) == ((1, 0) if reason == "ahead" else (0, 1))
+    assert list(jb.open) == [T - T % 10]  # nothing opened for the rejected item
+    assert jb.due(NOW + 20)[0].values["cpu"] == pytest.approx(90.0)
+
+
+@pytest.mark.parametrize(
+    ("ts", "bucket"),
+    [
+        pytest.param(int(NOW) + 10, T - T % 10 + 10, id="one period ahead: the next bucket"),
+        pytest.param(int(NOW) - 600, int(NOW) - 600, id="as old as the window: counted late"),
+        pytest.param(1000 * int(NOW), T - T % 10, id="milliseconds: replaced by now as transfer does"),
+    ],
+)
+def test_timestamps_inside_the_window_are_kept(ts: int, bucket: int) -> None:
+    ing, jb = ingestor()
+    res = push(ing, [item(timestamp=ts)])
+    assert res.invalid == 0
+    assert list(jb.open) == ([bucket] if bucket >= jb.closed_upto else []) and jb.late == (
+        bucket < jb.closed_upto
+    )
+
+
+def test_a_future_counter_sample_does_not_stop_the_series_rates() -> None:
+    ing, jb = ingestor()
+    c = {"metric": "proc.qps", "counterType": "COUNTER"}
+    ing.ingest([item(**c, timestamp=T - 10, value=1000)], NOW)
+    assert ing.ingest([item(**c, timestamp=T + 1_000_000, value=0)], NOW).invalid == 1
+    ing.ingest([item(**c, timestamp=T, value=1500)], NOW)
+    assert jb.due(NOW + 20)[0].values["qps"] == pytest.approx(50.0)
+
+
+def test_the_window_is_the_jobs_own() -> None:
+    ing, jb = ingestor(period=60)
+    assert (jb.max_ahead, jb.max_age) == (60.0, 3600.0)  # one period ahead, a window of 60 periods back
+    jb.max_ahead, jb.max_age = 100.0, 50.0
+    ing.set_job(job_doc(period=60), jb)  # routes resolved afresh see the job's bounds
+    res = push(ing, [item(timestamp=int(NOW) + 90), item(timestamp=int(NOW) - 60)])
+    assert res.invalid == 1 and "old" in res.reasons[0]
