@@ -299,9 +299,13 @@ class IngestSettings(Table):
     grace: Annotated[Duration, Field(ge=0, le=3600)] | None = None
     max_ahead: Annotated[Duration, Field(ge=0, le=86400)] | None = None
     max_age: Annotated[Duration, Field(gt=0, le=7 * 86400)] | None = None
+    max_series_per_job: Annotated[int, Field(ge=1, le=10_000_000)] = 20_000
+    max_series: Annotated[int, Field(ge=1, le=100_000_000)] = 500_000
+    series_expiry: Annotated[Duration, Field(ge=60, le=30 * 86400)] | None = None
+    max_unrouted: Annotated[int, Field(ge=1, le=100_000_000)] = 200_000
 
     def limits(self) -> IngestLimits:
-        return IngestLimits(max_ahead=self.max_ahead, max_age=self.max_age)
+        return IngestLimits(**self.model_dump(exclude={"grace"}))
 
 
 class LBConfig(Table):

@@ -79,6 +79,7 @@ class Daemon:
             default_tz=config.timezone,
             grace=config.ingest.grace,
             limits=config.ingest.limits(),
+            on_series_expired=self.metrics.series_expired.inc,
             on_decision=self._on_decision,
             on_bucket=self.metrics.buckets.inc,
         )

@@ -89,6 +89,8 @@ class Engine:
         on_decision: Hook | None = None,
         on_bucket: Callable[[], None] | None = None,
         limits: IngestLimits | None = None,
+        on_series_expired: Callable[[int], None] | None = None,
+        sweep_interval: float = 60.0,
     ) -> None:
         self.store = store
         self.actuator_for = actuator_for
@@ -103,6 +105,8 @@ class Engine:
         self.on_bucket = on_bucket
         self.limits = limits if limits is not None else IngestLimits()
         self.ingestor = Ingestor(limits=self.limits)
+        self.on_series_expired = on_series_expired
+        self.sweep_interval = sweep_interval
         self.jobs: dict[str, JobRuntime] = {}
         self._dirty: set[str] = set()
         self._stopping = False
@@ -189,11 +193,26 @@ class Engine:
 
     # ---- inputs --------------------------------------------------------------------------------
 
-    def push(self, items: list[Any], typed: bool = False) -> PushResult:
-        """Ingest a decoded push body (`typed`: FalconItems from `decode_items`, else any JSON list); wake
-        the jobs whose bucket became complete."""
+    def push(
+        self,
+        items: list[Any],
+        typed: bool = False,
+        res: PushResult | None = None,
+        offset: int = 0,
+        index: list[int] | None = None,
+    ) -> PushResult:
+        """Ingest a decoded push body (`typed`: FalconItems from `decode_items`, else any JSON list), or a
+        slice of one (adding to the body's `res`, from position `offset`; `index`: FalconItems already
+        checked by `Ingestor.check`, at these positions); wake the jobs whose bucket became complete."""
         now = self.clock()
-        res = self.ingestor.ingest_items(items, now) if typed else self.ingestor.ingest(items, now)
+        ing = self.ingestor
+        if index is not None:
+            res = res if res is not None else PushResult()
+            ing.route(items, now, res, index)
+        elif typed:
+            res = ing.ingest_items(items, now, res, offset)
+        else:
+            res = ing.ingest(items, now, res, offset)
         for name in res.completed:
             rt = self.jobs.get(name)
             if rt is not None:
@@ -534,6 +553,7 @@ class Engine:
             self._dirty.update(pending)  # not written (store error, cancelled): the next flush writes them
 
     async def flusher(self, stop: asyncio.Event) -> None:
+        sweep_at = time.monotonic() + self.sweep_interval
         while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.flush_interval)
@@ -541,6 +561,24 @@ class Engine:
                 await self.flush()
             except StoreError as e:
                 log.warning("state flush failed: %s", e, extra={"event": "store_error"})
+            if time.monotonic() >= sweep_at:
+                sweep_at = time.monotonic() + self.sweep_interval
+                await self.expire_series()
+
+    async def expire_series(self, chunk: int = 20_000) -> int:
+        """Drop the routed series not seen for a while (Ingestor.expire), `chunk` series at a time with the
+        event loop running in between; returns how many."""
+        now = self.clock()
+        keys = self.ingestor.series_keys()
+        n = 0
+        for i in range(0, len(keys), chunk):
+            n += self.ingestor.expire(now, keys[i : i + chunk])
+            await asyncio.sleep(0)
+        if n:
+            log.info("%d series not seen for a while expired", n, extra={"event": "series_expired"})
+            if self.on_series_expired is not None:
+                self.on_series_expired(n)
+        return n
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Finish in-flight steps (actuations), stop every worker, write the last states."""

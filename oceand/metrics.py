@@ -48,6 +48,22 @@ class Metrics:
         )
         self.jobs = Gauge("oceand_jobs", "Jobs, by effective mode", ["mode"], registry=r)
         self.series = Gauge("oceand_series", "Routed series with a window", registry=r)
+        self.push_large = Counter(
+            "oceand_push_large_bodies_total",
+            "Push bodies over 256 KiB handled in slices, by path (fast, tolerant; whole: decoded in one go)",
+            ["path"],
+            registry=r,
+        )
+        self.series_expired = Counter(
+            "oceand_series_expired_total",
+            "Routed series dropped after not being seen for a while",
+            registry=r,
+        )
+        self.route_cache_purges = Counter(
+            "oceand_route_cache_purges_total",
+            "Times the cache of series that route nowhere reached [ingest] max_unrouted and was emptied",
+            registry=r,
+        )
         self.ingest_rejected = Counter(
             "oceand_ingest_rejected_total",
             "Push items rejected by an ingest bound (timestamp window, series caps), by bound",

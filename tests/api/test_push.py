@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from itertools import pairwise
+from types import SimpleNamespace
 from typing import Any
+
+import orjson
+import pytest
 
 from oceand.actuation import RecordingActuator
 from tests.conftest import DaemonFactory
@@ -63,3 +68,147 @@ async def test_an_old_item_is_rejected_with_its_reason(start_daemon: DaemonFacto
     ]
     _, text = await c.call("GET", "/metrics")
     assert 'oceand_ingest_rejected_total{bound="timestamp_old"} 1.0' in text
+
+
+# ---- large bodies: decoded and routed in slices (issue 18 item 4) ------------------------------------------
+
+
+class Ticker:
+    """A coroutine that counts its turns on the event loop."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self.turns += 1
+            await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(orjson.dumps(items(T0, 50, hosts=6000)), id="agent items (fast decoder)"),
+        pytest.param(b"[" + b",".join([b"{}"] * 100_000) + b"]", id="empty objects (tolerant path)"),
+    ],
+)
+async def test_other_coroutines_run_while_a_large_body_is_processed(
+    start_daemon: DaemonFactory, monkeypatch: pytest.MonkeyPatch, body: bytes
+) -> None:
+    import oceand.api.ingest as api
+
+    clock = Clock(T0 + 1)
+    d, c = await start_daemon(clock=clock)
+    assert (await c.call("POST", "/api/v1/jobs", seed()))[0] == 201
+    ticker = Ticker()
+    seen: dict[str, list[int]] = {"decode": [], "route": []}
+    decode, loads, route = api.decode_items, orjson.loads, d.engine.push
+
+    def spy_decode(piece: bytes) -> Any:
+        out = decode(piece)
+        if out is not None:  # a piece decoded (the tolerant path tries the first piece, then decodes again)
+            seen["decode"].append(ticker.turns)
+        return out
+
+    def spy_loads(piece: bytes) -> Any:
+        seen["decode"].append(ticker.turns)
+        return loads(piece)
+
+    def spy_route(*args: Any, **kwargs: Any) -> Any:
+        seen["route"].append(ticker.turns)
+        return route(*args, **kwargs)
+
+    monkeypatch.setattr(api, "decode_items", spy_decode)
+    monkeypatch.setattr(
+        api, "orjson", SimpleNamespace(loads=spy_loads, JSONDecodeError=orjson.JSONDecodeError)
+    )
+    check = d.engine.ingestor.check
+
+    def spy_check(*args: Any, **kwargs: Any) -> Any:
+        seen["route"].append(ticker.turns)
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(d.engine, "push", spy_route)
+    monkeypatch.setattr(d.engine.ingestor, "check", spy_check)
+    status, reply = await c.call("POST", "/v1/push", data=body)
+    ticker.task.cancel()
+    assert status == 200 and reply["data"]["Total"] == body.count(b"{")
+    for step, turns in seen.items():  # the ticker ran between any two pieces decoded, any two slices handled
+        assert len(turns) > 1, step
+        assert all(a < b for a, b in pairwise(turns)), (step, turns)
+
+
+@pytest.mark.parametrize("whole", [pytest.param(True, id="in one go"), pytest.param(False, id="in slices")])
+@pytest.mark.parametrize("tolerant", [pytest.param(True, id="tolerant"), pytest.param(False, id="fast")])
+async def test_a_large_body_gets_the_reply_it_would_get_in_one_go(
+    start_daemon: DaemonFactory, monkeypatch: pytest.MonkeyPatch, whole: bool, tolerant: bool
+) -> None:
+    import oceand.api.ingest as api
+
+    if whole:
+        monkeypatch.setattr(api, "SLICE_BYTES", 1 << 30)
+    clock = Clock(T0 + 1)
+    d, c = await start_daemon(clock=clock)
+    assert (await c.call("POST", "/api/v1/jobs", seed()))[0] == 201
+    body = items(T0, 50, hosts=6000)
+    body[2500]["timestamp"] = T0 + 100
+    body[5999]["timestamp"] = T0 - 1000
+    if tolerant:
+        body[4100]["value"] = "abc"
+    status, reply = await c.call("POST", "/v1/push", body)
+    assert status == 200
+    assert (reply["data"]["Total"], reply["data"]["Invalid"]) == (6000, 3 if tolerant else 2)
+    assert [e.split(":")[0] for e in reply["data"]["Errors"]] == (
+        ["[2500] timestamp", "[4100] value", "[5999] timestamp"]
+        if tolerant
+        else ["[2500] timestamp", "[5999] timestamp"]
+    )
+    open_bucket = d.engine.jobs[JOB].buckets.open[T0]
+    assert len(open_bucket.values[0]) == 6000 - (3 if tolerant else 2)
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "error"),
+    [
+        pytest.param(b"[" + b",".join([b"{}"] * 100_000), 400, "bad_json", id="truncated array"),
+        pytest.param(b"[" + b",".join([b"{}"] * 100_000) + b"]x", 400, "bad_json", id="trailing garbage"),
+        pytest.param(b'{"a": [' + b",".join([b"{}"] * 100_000) + b"]}", 400, "not_an_array", id="an object"),
+        pytest.param(b'"' + b"a," * 200_000 + b'"', 400, "not_an_array", id="a string"),
+        pytest.param(b"[[" + b",".join([b"{}"] * 100_000) + b"]]", 200, None, id="one nested array"),
+        pytest.param(b"[" + b",".join([b"1"] * 200_000) + b"]", 200, None, id="numbers"),
+    ],
+)
+async def test_large_bodies_that_are_not_agent_items(
+    start_daemon: DaemonFactory, body: bytes, code: int, error: str | None
+) -> None:
+    _, c = await start_daemon()
+    status, reply = await c.call("POST", "/v1/push", data=body)
+    assert status == code, reply
+    if error is not None:
+        assert reply["error"]["code"] == error
+    else:
+        assert (
+            reply["data"]["Invalid"] == reply["data"]["Total"] == (1 if body.startswith(b"[[") else 200_000)
+        )
+
+
+# ---- series bounds (issue 18 item 4) -----------------------------------------------------------------------
+
+
+async def test_series_caps_and_expiry_through_the_daemon(start_daemon: DaemonFactory) -> None:
+    clock = Clock(T0 + 1)
+    d, c = await start_daemon(clock=clock, ingest={"max_series_per_job": 2, "series_expiry": "10m"})
+    assert (await c.call("POST", "/api/v1/jobs", seed()))[0] == 201
+    status, body = await c.call("POST", "/v1/push", items(T0, 50, hosts=3))
+    assert (status, body["data"]["Invalid"]) == (200, 1)
+    assert body["data"]["Errors"] == [
+        f"[2] series: job {JOB} is at its limit of 2 series ([ingest] max_series_per_job)"
+    ]
+    clock.t = T0 + 1 + 600 + 10
+    assert await d.engine.expire_series() == 2
+    _, text = await c.call("GET", "/metrics")
+    assert 'oceand_ingest_rejected_total{bound="series_per_job"} 1.0' in text
+    assert "oceand_series_expired_total 2.0" in text and "oceand_series 0.0" in text
+    status, body = await c.call("POST", "/v1/push", items(int(clock.t), 50, hosts=3)[2:])
+    assert (status, body["data"]["Invalid"]) == (200, 0)  # room again

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from collectors.falcon import AlarmError, parse_alarm, parse_tags
 from oceand.buckets import JobBuckets
-from oceand.ingest import Ingestor, PushResult, decode_items
+from oceand.ingest import Ingestor, PushResult, decode_items, split_body
 from policies.document import JobDocument
 
 NOW = 1_700_000_005.0
@@ -407,3 +407,59 @@ def test_the_window_is_the_jobs_own() -> None:
     ing.set_job(job_doc(period=60), jb)  # routes resolved afresh see the job's bounds
     res = push(ing, [item(timestamp=int(NOW) + 90), item(timestamp=int(NOW) - 60)])
     assert res.invalid == 1 and "old" in res.reasons[0]
+
+
+# ---- large bodies in pieces (issue 18 item 4) --------------------------------------------------------------
+
+_tricky = st.sampled_from(["},{", '"},{"', "1,2", '"a", 1', "],[", "} , {", '\\"},{\\"', "[{},{}]"])
+_piece_value = st.one_of(_json, _item, st.lists(_tricky | _json, max_size=3), _tricky)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(_piece_value, min_size=1, max_size=30),
+    st.integers(min_value=1, max_value=60),
+    st.sampled_from([b"", b" ", b"\n  "]),
+)
+def test_a_body_cut_in_pieces_decodes_to_the_same_items_or_not_at_all(
+    items: list[Any], size: int, space: bytes
+) -> None:
+    """Whenever every piece decodes, the pieces' items put end to end are the body's, for orjson and for
+    the fast decoder: a cut inside a string or a nested value always makes its piece invalid."""
+    try:
+        body = orjson.dumps(items)
+    except TypeError:  # integers past 64 bits
+        return
+    if space:  # white space around the commas and brackets, as other JSON writers put it
+        body = body.replace(b",", space + b"," + space).replace(b"[", b"[" + space)
+    pieces = split_body(body, size)
+    try:
+        parts = [orjson.loads(p) for p in pieces]
+    except orjson.JSONDecodeError:
+        parts = None
+    if parts is not None:
+        assert [x for p in parts for x in p] == orjson.loads(body)
+    typed = [decode_items(p) for p in pieces]
+    if all(typed):
+        assert [x for p in typed for x in p or []] == decode_items(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "pieces"),
+    [
+        pytest.param(b'[{"a":1},{"b":2},{"c":3}]', [b'[{"a":1}]', b'[{"b":2}]', b'[{"c":3}]'], id="items"),
+        pytest.param(b'[{"a":"},{"},{"b":2}]', [b'[{"a":"}]', b'[{"}]', b'[{"b":2}]'], id="cut in a string"),
+        pytest.param(b"[[1,2],[3]]", [b"[[1]", b"[2]]", b"[[3]]"], id="cut in a nested array"),
+        pytest.param(b"[1 , 2]", [b"[1 ]", b"[ 2]"], id="white space"),
+        pytest.param(b'["abc"]', [b'["abc"]'], id="nowhere to cut"),
+    ],
+)
+def test_split_body(body: bytes, pieces: list[bytes]) -> None:
+    assert split_body(body, 1) == pieces
+
+
+def test_an_agent_body_is_cut_between_its_items() -> None:
+    body = orjson.dumps([item(value=v) for v in range(1000)])
+    pieces = split_body(body, 10_000)
+    assert len(pieces) == len(body) // 10_000 + 1
+    assert [x for p in pieces for x in decode_items(p) or []] == decode_items(body)
