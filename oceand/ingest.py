@@ -75,7 +75,7 @@ class FalconItem(msgspec.Struct, gc=False):
 _decoder = msgspec.json.Decoder(list[FalconItem])
 
 SLICE_BYTES = 256 * 1024  # a larger body is decoded piece by piece, each piece about this size
-SLICE_ITEMS = 2048  # items routed between two turns of the event loop
+SLICE_ITEMS = 1024  # items routed between two turns of the event loop
 # Where a JSON array body may be cut: a comma between two objects (items of an agent body; a comma between
 # two members of an object is followed by a key, never by '{'), else any comma between two values.
 _CUT_OBJECTS = re.compile(rb"}\s*,\s*{")
@@ -671,9 +671,7 @@ def _reject_timestamp(res: PushResult, index: int, ts: int, now: float, route: R
         )
     else:
         res.too_old += 1
-        res.reject(
-            index, f"timestamp: {ts} is {now - ts:.0f} s old (at most {route.age:g} s: the job's window)"
-        )
+        res.reject(index, f"timestamp: {ts} is {now - ts:.0f} s old (at most {route.age:g} s)")
 
 
 def _matches(sel: Selector, tags: dict[str, str], endpoint: str) -> bool:

@@ -128,7 +128,11 @@ def _check_json(metrics: Metrics, body: bytes) -> None:
     if head == b"{":
         _check_items(metrics, {})
     if head != b"[":
-        _check_items(metrics, orjson.loads(body))  # a string, a number, null: nothing large to build
+        try:
+            scalar = orjson.loads(body)  # a string, a number, null: nothing large to build
+        except orjson.JSONDecodeError as e:  # a number out of range
+            raise _bad_json(metrics, e) from None
+        _check_items(metrics, scalar)
 
 
 async def _check_slices(
