@@ -636,6 +636,8 @@ class Engine:
                 "expected_reporters": rt.buckets.expected,
                 "late_samples": rt.buckets.late,
                 "overflow_samples": rt.buckets.overflow,
+                "series": self.ingestor.series_of(name),
+                "series_limit": self.limits.max_series_per_job,
             },
             "windows": [{"rule": w.rule, "start": w.start, "end": w.end} for w in windows],
             "blocked": rt.blocked,

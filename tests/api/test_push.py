@@ -205,6 +205,8 @@ async def test_series_caps_and_expiry_through_the_daemon(start_daemon: DaemonFac
     assert body["data"]["Errors"] == [
         f"[2] series: job {JOB} is at its limit of 2 series ([ingest] max_series_per_job)"
     ]
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    assert (st["buckets"]["series"], st["buckets"]["series_limit"]) == (2, 2)  # the status says so
     clock.t = T0 + 1 + 600 + 10
     assert await d.engine.expire_series() == 2
     _, text = await c.call("GET", "/metrics")
