@@ -54,6 +54,11 @@ class Metrics:
             ["path"],
             registry=r,
         )
+        self.bucket_overflow = Gauge(
+            "oceand_bucket_overflow_samples",
+            "Samples dropped because their job already had 256 open buckets (sum over jobs since start)",
+            registry=r,
+        )
         self.series_expired = Counter(
             "oceand_series_expired_total",
             "Routed series dropped after not being seen for a while",

@@ -214,3 +214,15 @@ async def test_series_caps_and_expiry_through_the_daemon(start_daemon: DaemonFac
     assert "oceand_series_expired_total 2.0" in text and "oceand_series 0.0" in text
     status, body = await c.call("POST", "/v1/push", items(int(clock.t), 50, hosts=3)[2:])
     assert (status, body["data"]["Invalid"]) == (200, 0)  # room again
+
+
+async def test_open_buckets_beyond_the_bound_are_counted(start_daemon: DaemonFactory) -> None:
+    clock = Clock(T0 + 1)
+    d, c = await start_daemon(clock=clock, ingest={"max_ahead": "1d"})
+    assert (await c.call("POST", "/api/v1/jobs", seed()))[0] == 201
+    body = [x for k in range(300) for x in items(T0 + 10 * k, 50)]
+    status, reply = await c.call("POST", "/v1/push", body)
+    assert (status, reply["data"]["Invalid"]) == (200, 0)
+    assert len(d.engine.jobs[JOB].buckets.open) == 256
+    _, text = await c.call("GET", "/metrics")
+    assert "oceand_bucket_overflow_samples 44.0" in text
