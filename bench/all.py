@@ -29,6 +29,14 @@ BENCHES: list[tuple[str, str, list[str], list[str], str, str]] = [
         "p99 <= 50 ms",
     ),
     ("memory", "memory.py", [], ["--jobs", "200"], "per series", "<= 2 KiB per series"),
+    (
+        "hostile ingest",
+        "hostile_ingest.py",
+        [],
+        ["--pushes", "1"],
+        "hostile ingest:",
+        "/healthz p99 < 100 ms",
+    ),
     ("replay", "replay.py", [], ["--repeat", "1"], "2 rules: threshold", ">= 100,000 periods/s"),
 ]
 

@@ -119,7 +119,10 @@ def main() -> int:
     args = ap.parse_args()
 
     rpc_port = free_port()
-    d = DaemonProcess(f'[ingest]\nrpc_listen = "127.0.0.1:{rpc_port}"\n' if args.path == "rpc" else "")
+    # The bodies cover 20 s of agent time from now, sent faster than that: let the daemon take samples
+    # up to 30 s ahead of its clock (the default is one period, 10 s).
+    conf = '[ingest]\nmax_ahead = "30s"\n'
+    d = DaemonProcess(conf + (f'rpc_listen = "127.0.0.1:{rpc_port}"\n' if args.path == "rpc" else ""))
 
     def send(bodies: list[bytes], concurrency: int) -> int:
         if args.path == "rpc":

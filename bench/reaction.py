@@ -3,7 +3,8 @@
 Processes: the daemon (`oceand run`), the fake Marathon (`python -m tests.fakes.marathon`) and this client.
 BACKGROUND jobs (dry-run, no Marathon cluster: they are evaluated but not applied) receive samples all
 along from a loader; TRIGGERS jobs (active, cluster "lg", 2 instances each) are driven one after the other
-through three hot buckets. The reaction time of one trigger is the time from sending the third push to the
+through three hot buckets (the first two for every trigger at once, the third one trigger after the other, all
+in the daemon's real time). The reaction time of one trigger is the time from sending its third push to the
 fake Marathon receiving the PUT, both read on CLOCK_MONOTONIC (shared by processes on Linux).
 Baseline in the same run: the round trip of `GET /healthz` on the same daemon under the same load.
 
@@ -108,27 +109,40 @@ async def run(d: DaemonProcess, fake: FakeMarathonProcess, background: int, trig
         async with s.post(d.url + "/v1/push", data=orjson.dumps(warm)) as r:
             await r.read()
         await asyncio.sleep(now - now % 10 + 10 + 5 + 0.5 - time.time())
+        # Three hot buckets per trigger job, in the daemon's real time (a bucket closes early once its
+        # period has begun and every instance reported; the daemon takes no sample stamped further ahead
+        # than a period): the first two for every trigger at once, the third one trigger after the other,
+        # each timed from its push to the PUT. The third bucket must close before its deadline (15 s).
+        b1 = int(time.time()) // 10 * 10 + 10
+
+        def hot(i: int, ts: int) -> list[dict[str, Any]]:
+            return [
+                {
+                    "endpoint": f"t{i}-{inst}",
+                    "metric": "cpu.idle",
+                    "timestamp": ts,
+                    "step": 10,
+                    "value": 5.0,
+                    "counterType": "GAUGE",
+                    "tags": f"job=job.trig{i:04d}",
+                }
+                for inst in range(2)
+            ]
+
+        for ts in (b1, b1 + 10):
+            await asyncio.sleep(max(0.0, ts + 0.2 - time.time()))
+            body = orjson.dumps([x for i in range(triggers) for x in hot(i, ts)])
+            async with s.post(d.url + "/v1/push", data=body) as r:
+                await r.read()
+        await asyncio.sleep(max(0.0, b1 + 20 + 0.2 - time.time()))
         for i in range(triggers):
             job = f"job.trig{i:04d}"
-            t0 = int(time.time()) + 30
-            for b in range(3):
-                body = orjson.dumps(
-                    [
-                        {
-                            "endpoint": f"t{i}-{inst}",
-                            "metric": "cpu.idle",
-                            "timestamp": t0 + 10 * b,
-                            "step": 10,
-                            "value": 5.0,
-                            "counterType": "GAUGE",
-                            "tags": f"job={job}",
-                        }
-                        for inst in range(2)
-                    ]
-                )
-                sent_at = time.monotonic()
-                async with s.post(d.url + "/v1/push", data=body) as r:
-                    await r.read()
+            if time.time() > b1 + 20 + 14:
+                raise RuntimeError(f"the third bucket's deadline passed before trigger {job}")
+            body = orjson.dumps(hot(i, b1 + 20))
+            sent_at = time.monotonic()
+            async with s.post(d.url + "/v1/push", data=body) as r:
+                await r.read()
             app = f"/r/t{i}"
             for _ in range(500):
                 got = [x for x in fake.control("GET", "scale_requests") if x["app"] == app]

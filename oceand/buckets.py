@@ -7,6 +7,12 @@ instances as the job has running tasks (known from Marathon; before that, as man
 previous closed bucket), or at bucket end + grace, whichever comes first. Buckets close in order: closing a
 bucket closes every earlier open one first. Samples for a closed bucket are counted and dropped.
 
+The daemon's clock decides what closes, never the data: a complete bucket closes early only once its period
+has begun (start <= now), so samples stamped in the future wait in their bucket and cannot close every bucket
+up to them or move the bucket clock ahead. A job holds at most MAX_OPEN open buckets (samples for another
+one are counted in `overflow` and dropped), and a run of empty buckets closes as one no-data bucket, so no
+input closes more than 2 x MAX_OPEN + 1 buckets at once.
+
 The clock is an argument: `add` and `due` take the time, so tests and replay control it.
 """
 
@@ -16,6 +22,8 @@ import math
 from dataclasses import dataclass, field
 
 AGGREGATES = ("avg", "max", "min", "sum", "p50", "p90", "p99")
+MAX_OPEN = 256  # open buckets per job (the ingest timestamp window keeps the usual count near 62)
+WINDOW_PERIODS = 60  # a job's window: how far back (in periods) a sample's timestamp may be by default
 
 
 def aggregate(kind: str, values: list[float]) -> float | None:
@@ -69,7 +77,18 @@ class JobBuckets:
     reporting: list[bool] | None = None  # per rule: had data in the last closed bucket (None: none closed)
     job_level: list[bool] | None = None  # per rule: one value for the whole job (alb.qps), not per instance
     late: int = 0  # samples dropped because their bucket had closed
+    overflow: int = 0  # samples dropped because the job had MAX_OPEN open buckets
     last: ClosedBucket | None = None
+    # the timestamps ingest accepts for this job, around the daemon's clock (seconds); < 0: the defaults,
+    # one period ahead and a window of WINDOW_PERIODS periods back
+    max_ahead: float = -1.0
+    max_age: float = -1.0
+
+    def __post_init__(self) -> None:
+        if self.max_ahead < 0:
+            self.max_ahead = float(self.period)
+        if self.max_age < 0:
+            self.max_age = float(WINDOW_PERIODS * self.period)
 
     def start(self, now: float) -> None:
         """Begin with the bucket that contains `now` (earlier buckets are considered closed)."""
@@ -83,6 +102,9 @@ class JobBuckets:
             return False
         b = self.open.get(start)
         if b is None:
+            if len(self.open) >= MAX_OPEN:
+                self.overflow += 1
+                return False
             b = self.open[start] = OpenBucket(start, [{} for _ in self.rules])
         per = b.values[rule_index]
         prev = per.get(instance)
@@ -114,28 +136,32 @@ class JobBuckets:
         return full
 
     def deadline(self) -> float:
-        """When the oldest open bucket (or the next empty one) must close at the latest."""
-        return self.closed_upto + self.period + self.grace
+        """When the oldest open bucket (or the next empty one) must close at the latest, or, sooner, when a
+        bucket already complete (its samples stamped ahead of the daemon's clock) begins."""
+        t = self.closed_upto + self.period + self.grace
+        for start, b in self.open.items():
+            if start < t and self.complete(b):
+                t = start
+        return t
 
     def due(self, now: float) -> list[ClosedBucket]:
         """Close every bucket that is complete or past its deadline, oldest first (empty: no data)."""
         out: list[ClosedBucket] = []
-        # The newest complete bucket: everything up to it closes now.
+        # The newest complete bucket that has begun: everything up to it closes now.
         complete_upto = -1
         for start, b in self.open.items():
-            if start > complete_upto and self.complete(b):
+            if complete_upto < start <= now and self.complete(b):
                 complete_upto = start
         p = self.period
         while True:
             start = self.closed_upto
             if (
-                start > complete_upto
-                and start not in self.open
+                start not in self.open
                 and start + p not in self.open
-                and now >= start + 2 * p + self.grace
+                and (start + p <= complete_upto or now >= start + 2 * p + self.grace)
             ):
-                # A run of empty overdue buckets (the daemon was busy or asleep): one no-data close
-                # for the last of them says the same as one per bucket.
+                # A run of empty buckets that close now (the daemon was busy or asleep, or a complete
+                # bucket follows): one no-data close for the last of them says the same as one per bucket.
                 self.closed_upto = start + p
                 continue
             if start <= complete_upto or now >= start + p + self.grace:

@@ -12,6 +12,7 @@ docs/configuration.md describes every key.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import tomllib
@@ -35,6 +36,7 @@ from pydantic import (
 )
 
 from actuators.marathon import ClusterConfig
+from oceand.ingest import IngestLimits
 from oceand.store.base import SQLiteURL, StoreConfigError, StoreURL
 from oceand.store.base import parse_url as parse_store_url
 from oceand.store.base import redact as redact_store_url
@@ -307,6 +309,16 @@ class JobsSettings(Table):
 
 class IngestSettings(Table):
     grace: Annotated[Duration, Field(ge=0, le=3600)] | None = None
+    max_ahead: Annotated[Duration, Field(ge=0, le=86400)] | None = None
+    max_age: Annotated[Duration, Field(gt=0, le=7 * 86400)] | None = None
+    max_series_per_job: Annotated[int, Field(ge=1, le=10_000_000)] = 20_000
+    max_series: Annotated[int, Field(ge=1, le=100_000_000)] = 500_000
+    series_expiry: Annotated[Duration, Field(ge=60, le=30 * 86400)] | None = None
+    max_unrouted: Annotated[int, Field(ge=1, le=100_000_000)] = 200_000
+
+    def limits(self) -> IngestLimits:
+        return IngestLimits(**self.model_dump(include={f.name for f in dataclasses.fields(IngestLimits)}))
+
     # Falcon transfer's backends as inputs (docs/falcon.md): off unless a listen address is given
     rpc_listen: str | None = None
     tsdb_listen: str | None = None

@@ -81,6 +81,8 @@ class Daemon:
             dry_reason=self.dry_reason,
             default_tz=config.timezone,
             grace=config.ingest.grace,
+            limits=config.ingest.limits(),
+            on_series_expired=self.metrics.series_expired.inc,
             on_decision=self._on_decision,
             on_bucket=self.metrics.buckets.inc,
             on_alarm_dropped=lambda reason: self.metrics.alarms_dropped.labels(reason).inc(),
@@ -206,6 +208,7 @@ class Daemon:
         for m, n in modes.items():
             self.metrics.jobs.labels(m).set(n)
         self.metrics.series.set(len(self.engine.ingestor.windows))
+        self.metrics.bucket_overflow.set(sum(rt.buckets.overflow for rt in self.engine.jobs.values()))
         for c in self.clusters.values():
             self.metrics.event_stream.labels(c.name).set(1 if c.connected() else 0)
         self.metrics.store_writable.set(1 if self.store.health.writable else 0)

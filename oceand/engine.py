@@ -33,7 +33,7 @@ from actuators.marathon import MarathonError, Permanent
 from actuators.marathon_apply import Attempt, AttemptLog
 from oceand.actuation import Actuator, AppView, Outcome
 from oceand.buckets import ClosedBucket, JobBuckets
-from oceand.ingest import Ingestor, PushResult
+from oceand.ingest import IngestLimits, Ingestor, PushResult
 from oceand.logs import log_decision
 from oceand.store.base import Store, StoreError
 from policies import engine as policy
@@ -106,6 +106,9 @@ class Engine:
         on_alarm_dropped: Callable[[str], None] | None = None,
         stale_after: float = 5.0,
         on_actuation: Callable[[str], None] | None = None,
+        limits: IngestLimits | None = None,
+        on_series_expired: Callable[[int], None] | None = None,
+        sweep_interval: float = 60.0,
     ) -> None:
         self.store = store
         self.actuator_for = actuator_for
@@ -125,7 +128,10 @@ class Engine:
         self.on_actuation = on_actuation  # counts settle / stale outcomes (metrics)
         self._logs: dict[int, AttemptLog] = {}  # pending decision id -> its writes
         self._applying: dict[str, Decision] = {}  # job -> the decision its worker is applying now
-        self.ingestor = Ingestor()
+        self.limits = limits if limits is not None else IngestLimits()
+        self.ingestor = Ingestor(limits=self.limits)
+        self.on_series_expired = on_series_expired
+        self.sweep_interval = sweep_interval
         self.jobs: dict[str, JobRuntime] = {}
         self._dirty: set[str] = set()
         self._stopping = False
@@ -173,7 +179,16 @@ class Engine:
             self._dirty.add(doc.job)
         rt = JobRuntime(doc, version, self._new_buckets(doc, now), state)
         if state.last_bucket is not None:  # a bucket closed before a restart is not evaluated again
-            rt.buckets.closed_upto = max(rt.buckets.closed_upto, state.last_bucket + int(doc.period))
+            if state.last_bucket <= rt.buckets.closed_upto:
+                rt.buckets.closed_upto = max(rt.buckets.closed_upto, state.last_bucket + int(doc.period))
+            else:  # closed ahead of the clock by an earlier version (a future-stamped sample): not a freeze
+                log.warning(
+                    "job %s: its last closed bucket %d is ahead of the clock; buckets start at %d",
+                    doc.job,
+                    state.last_bucket,
+                    rt.buckets.closed_upto,
+                    extra={"event": "future_bucket_clamped"},
+                )
         self.jobs[doc.job] = rt
         self.ingestor.set_job(doc, rt.buckets)
         rt.task = asyncio.get_running_loop().create_task(self._worker(rt), name=f"job:{doc.job}")
@@ -195,16 +210,35 @@ class Engine:
         rules = doc.metric_rules()
         jb = JobBuckets(doc.job, int(doc.period), grace, [(r.name, r.aggregate) for r in rules])
         jb.job_level = [r.metric in JOB_LEVEL_METRICS for r in rules]
+        if self.limits.max_ahead is not None:
+            jb.max_ahead = self.limits.max_ahead
+        if self.limits.max_age is not None:
+            jb.max_age = self.limits.max_age
         jb.start(now)
         return jb
 
     # ---- inputs --------------------------------------------------------------------------------
 
-    def push(self, items: list[Any], typed: bool = False) -> PushResult:
-        """Ingest a decoded push body (`typed`: FalconItems from `decode_items`, else any JSON list); wake
-        the jobs whose bucket became complete."""
+    def push(
+        self,
+        items: list[Any],
+        typed: bool = False,
+        res: PushResult | None = None,
+        offset: int = 0,
+        index: list[int] | None = None,
+    ) -> PushResult:
+        """Ingest a decoded push body (`typed`: FalconItems from `decode_items`, else any JSON list), or a
+        slice of one (adding to the body's `res`, from position `offset`; `index`: FalconItems already
+        checked by `Ingestor.check`, at these positions); wake the jobs whose bucket became complete."""
         now = self.clock()
-        res = self.ingestor.ingest_items(items, now) if typed else self.ingestor.ingest(items, now)
+        ing = self.ingestor
+        if index is not None:
+            res = res if res is not None else PushResult()
+            ing.route(items, now, res, index)
+        elif typed:
+            res = ing.ingest_items(items, now, res, offset)
+        else:
+            res = ing.ingest(items, now, res, offset)
         for name in res.completed:
             rt = self.jobs.get(name)
             if rt is not None:
@@ -703,6 +737,7 @@ class Engine:
             self._dirty.update(pending)  # not written (store error, cancelled): the next flush writes them
 
     async def flusher(self, stop: asyncio.Event) -> None:
+        sweep_at = time.monotonic() + self.sweep_interval
         while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.flush_interval)
@@ -711,6 +746,24 @@ class Engine:
             except StoreError as e:
                 level = logging.WARNING if self.store.health.writable else logging.DEBUG  # else logged once
                 log.log(level, "state flush failed: %s", e, extra={"event": "store_error"})
+            if time.monotonic() >= sweep_at:
+                sweep_at = time.monotonic() + self.sweep_interval
+                await self.expire_series()
+
+    async def expire_series(self, chunk: int = 20_000) -> int:
+        """Drop the routed series not seen for a while (Ingestor.expire), `chunk` series at a time with the
+        event loop running in between; returns how many."""
+        now = self.clock()
+        keys = self.ingestor.series_keys()
+        n = 0
+        for i in range(0, len(keys), chunk):
+            n += self.ingestor.expire(now, keys[i : i + chunk])
+            await asyncio.sleep(0)
+        if n:
+            log.info("%d series not seen for a while expired", n, extra={"event": "series_expired"})
+            if self.on_series_expired is not None:
+                self.on_series_expired(n)
+        return n
 
     async def stop(self, timeout: float = 30.0) -> int:
         """Stop within `timeout` seconds; returns the number of queued events dropped.
@@ -802,6 +855,9 @@ class Engine:
                 "closed_upto": rt.buckets.closed_upto,
                 "expected_reporters": rt.buckets.expected,
                 "late_samples": rt.buckets.late,
+                "overflow_samples": rt.buckets.overflow,
+                "series": self.ingestor.series_of(name),
+                "series_limit": self.limits.max_series_per_job,
             },
             "windows": [{"rule": w.rule, "start": w.start, "end": w.end} for w in windows],
             "blocked": rt.blocked,

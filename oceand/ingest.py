@@ -13,23 +13,30 @@ FalconItems too. Both then go through `_route`:
 
 COUNTER and DERIVE series become per-second rates from consecutive samples, as Falcon stores them.
 Every routed series also keeps a window of its last WINDOW bucket values (oceand.windows).
+
+A body larger than SLICE_BYTES is not decoded or routed in one go (an 8 MiB body held the event loop for
+seconds): `split_body` cuts it into pieces at item boundaries, and the caller decodes and routes them one
+by one, letting the loop run between (`ingest` and `ingest_items` add to one PushResult, with the items'
+positions in the whole body).
 """
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import math
 import operator
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import compress, count
+from itertools import compress, count, pairwise
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from collectors.falcon import MAX_METRIC_TAGS_LEN as MAX_LEN
 from collectors.falcon import check_key, check_timestamp, check_value, parse_tags
-from oceand.buckets import JobBuckets
+from oceand.buckets import WINDOW_PERIODS, JobBuckets
 from oceand.windows import SeriesWindows
 from policies.document import JobDocument, Selector
 
@@ -40,7 +47,7 @@ DERIVED: dict[str, tuple[str, str]] = {
 }
 REQUIRED = ("endpoint", "metric", "timestamp", "step", "value", "counterType")
 MAX_REASONS = 5
-MAX_ROUTES = 2_000_000  # route cache entries before it is rebuilt from scratch (unbounded series churn)
+EXPIRY_WINDOWS = 3  # a series not seen for this many windows of its jobs expires (default)
 
 _key_of = operator.attrgetter("endpoint", "metric", "tags")
 _metric_of = operator.attrgetter("metric")
@@ -67,6 +74,42 @@ class FalconItem(msgspec.Struct, gc=False):
 
 _decoder = msgspec.json.Decoder(list[FalconItem])
 
+SLICE_BYTES = 256 * 1024  # a larger body is decoded piece by piece, each piece about this size
+SLICE_ITEMS = 1024  # items routed between two turns of the event loop
+# Where a JSON array body may be cut: a comma between two objects (items of an agent body; a comma between
+# two members of an object is followed by a key, never by '{'), else any comma between two values.
+_CUT_OBJECTS = re.compile(rb"}\s*,\s*{")
+_CUT = re.compile(rb'[}\]"0-9el]\s*,\s*[{\["0-9tfn-]')
+
+
+def split_body(body: bytes, size: int = SLICE_BYTES) -> list[bytes]:
+    """A JSON array body cut at commas into pieces of about `size` bytes, each made an array of its own
+    (`[a,b,c,d]` -> `[a,b]`, `[c,d]`); the body itself when it has no place to cut.
+
+    A cut between two top-level items gives pieces whose items, in order, are the body's. A cut anywhere
+    else makes a piece invalid JSON: inside a string, the piece ends in an unterminated string; inside a
+    nested value, it ends with a container open. Every piece holds at least one value (a cut is between
+    two values). So when every piece decodes, the body decodes to the pieces' items put end to end; when
+    one does not, the body must be decoded whole."""
+    cuts: list[int] = []
+    pos = size
+    objects = True  # objects left to cut between
+    while pos < len(body):
+        m = _CUT_OBJECTS.search(body, pos) if objects else None
+        if m is None:
+            objects = False
+            m = _CUT.search(body, pos)
+        if m is None:
+            break
+        cuts.append(body.index(b",", m.start()))
+        pos = cuts[-1] + size
+    if not cuts:
+        return [body]
+    pieces = [body[: cuts[0]] + b"]"]
+    pieces.extend(b"[" + body[a + 1 : b] + b"]" for a, b in pairwise(cuts))
+    pieces.append(b"[" + body[cuts[-1] + 1 :])
+    return pieces
+
 
 def decode_items(body: bytes) -> list[FalconItem] | None:
     """A push body whose every item has the usual shape, decoded straight into FalconItems; None for
@@ -75,6 +118,26 @@ def decode_items(body: bytes) -> list[FalconItem] | None:
         return _decoder.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError):  # the latter: invalid UTF-8 in a string
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    """The ingest bounds (`[ingest]` in the config file, docs/configuration.md)."""
+
+    max_ahead: float | None = None  # seconds a timestamp may be ahead of the clock; None: one job period
+    max_age: float | None = None  # seconds a timestamp may be behind the clock; None: the job's window
+    max_series_per_job: int = 20_000  # routed series counted for one job
+    max_series: int = 500_000  # routed series in total (each holds a window: about 1.3 KiB)
+    series_expiry: float | None = None  # a series not seen for this long expires; None: 3 job windows
+    max_unrouted: int = 200_000  # cached series that route nowhere, before that cache is emptied
+
+
+@dataclass(frozen=True, slots=True)
+class _Owners:
+    """The jobs a routed series is counted for, and how long it lives unseen (shared by many series)."""
+
+    jobs: frozenset[str]
+    ttl: float
 
 
 @dataclass(slots=True)
@@ -105,18 +168,31 @@ class Route:
     prev_ts: int = 0
     prev_value: float = math.nan
     reason: str | None = None
+    limit: str | None = None  # the bound that refused the series (series_per_job, series_total)
     base: int = 0  # slot * window: where the series' window starts in the flat array
+    ahead: float = 0.0  # the timestamps accepted, around the daemon's clock: the loosest of the targets' jobs
+    age: float = 0.0
 
     @classmethod
     def to(cls, targets: list[Target], ctype: str, counter: str | None, slot: int, base: int) -> Route:
         t = targets[0]
         return cls(
-            t.buckets, t.rule_index, t.instance, t.invert, tuple(targets[1:]), ctype, counter, slot, base=base
+            t.buckets,
+            t.rule_index,
+            t.instance,
+            t.invert,
+            tuple(targets[1:]),
+            ctype,
+            counter,
+            slot,
+            base=base,
+            ahead=max(x.buckets.max_ahead for x in targets),
+            age=max(x.buckets.max_age for x in targets),
         )
 
     @classmethod
-    def refused(cls, ctype: str, reason: str) -> Route:
-        return cls(None, 0, "", False, (), ctype, None, -1, reason=reason)
+    def refused(cls, ctype: str, reason: str, limit: str | None = None) -> Route:
+        return cls(None, 0, "", False, (), ctype, None, -1, reason=reason, limit=limit)
 
     def buckets(self) -> list[JobBuckets]:
         """The bucket sets the series feeds."""
@@ -129,11 +205,26 @@ class PushResult:
     invalid: int = 0
     reasons: list[str] = field(default_factory=list)
     completed: set[str] = field(default_factory=set)  # jobs whose bucket became complete
+    too_new: int = 0  # rejected: stamped further ahead of the daemon's clock than the job accepts
+    too_old: int = 0  # rejected: stamped further back than the job's window
+    limited: dict[str, int] = field(default_factory=dict)  # rejected by a series cap, by bound
+    purged: bool = False  # the cache of series that route nowhere reached its bound and was emptied
+
+    _at: list[int] = field(default_factory=list)  # the positions of `reasons`
 
     def reject(self, index: int, reason: str) -> None:
+        """Count a rejected item; `reasons` keeps those of the first MAX_REASONS rejected positions, so a
+        body gets the same reasons whichever order its items were checked in (whole or in slices)."""
         self.invalid += 1
-        if len(self.reasons) < MAX_REASONS:
-            self.reasons.append(f"[{index}] {reason}")
+        at = self._at
+        if len(at) == MAX_REASONS:
+            if index > at[-1]:
+                return
+            at.pop()
+            self.reasons.pop()
+        k = bisect.bisect(at, index)
+        at.insert(k, index)
+        self.reasons.insert(k, f"[{index}] {reason}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +281,8 @@ class _MetricIndex:
 class Ingestor:
     """Routes samples into job buckets. `set_job` / `remove_job` as jobs come and go."""
 
-    def __init__(self, windows: SeriesWindows | None = None) -> None:
+    def __init__(self, windows: SeriesWindows | None = None, limits: IngestLimits | None = None) -> None:
+        self.limits = limits if limits is not None else IngestLimits()
         self.windows = windows if windows is not None else SeriesWindows()
         self._by_metric: dict[str, _MetricIndex] = {}
         self._watched: set[str] = set(NEVER_ROUTED)  # pushed metrics some job watches, and refused ones
@@ -198,8 +290,33 @@ class Ingestor:
         self._buckets: dict[str, JobBuckets] = {}
         self._routes: dict[tuple[Any, ...], Route | bool] = {}
         self._slots: dict[tuple[Any, ...], int] = {}  # series -> window slot (kept across re-routing)
+        self._keys: list[tuple[Any, ...]] = []  # window slot -> series
+        self._owners: list[_Owners] = []  # window slot -> the jobs the series is counted for
+        self._owner_cache: dict[frozenset[str], _Owners] = {}
+        self._per_job: dict[str, int] = {}  # routed series counted for each job
+        self._negatives = 0  # route cache entries of series that route nowhere (or are refused)
+        self._limited: set[tuple[Any, ...]] = set()  # series refused by a cap: asked again after expiry
         self.accepted = 0
         self.rejected = 0
+        self.expired = 0  # series expired since start
+        self.purges = 0  # times the cache of series that route nowhere was emptied
+
+    @property
+    def series(self) -> int:
+        """Routed series (each with a window)."""
+        return len(self._slots)
+
+    def series_of(self, job: str) -> int:
+        return self._per_job.get(job, 0)
+
+    def series_keys(self) -> list[tuple[Any, ...]]:
+        return list(self._slots)
+
+    def _reset_routes(self) -> None:
+        self._routes = {}  # re-resolved lazily; series windows keep their slots
+        self._negatives = 0
+        self._limited.clear()
+        self._owner_cache = {}
 
     def set_jobs(self, jobs: Iterable[tuple[JobDocument, JobBuckets]]) -> None:
         """Replace the whole job set."""
@@ -226,7 +343,7 @@ class Ingestor:
                 metrics.add(metric)
         self._metrics_of[doc.job] = metrics
         self._watched = {*self._by_metric, *NEVER_ROUTED}
-        self._routes = {}  # re-resolved lazily; series windows keep their slots
+        self._reset_routes()
 
     def remove_job(self, name: str) -> None:
         for metric in self._metrics_of.pop(name, ()):
@@ -237,15 +354,116 @@ class Ingestor:
                     del self._by_metric[metric]
         self._watched = {*self._by_metric, *NEVER_ROUTED}
         if self._buckets.pop(name, None) is not None:
-            self._routes = {}
+            self._reset_routes()
 
-    def _slot(self, key: tuple[Any, ...]) -> int:
+    def _owner(self, jobs: frozenset[str]) -> _Owners:
+        o = self._owner_cache.get(jobs)
+        if o is None:
+            ttl = self.limits.series_expiry
+            if ttl is None:
+                period = max((self._buckets[j].period for j in jobs if j in self._buckets), default=10)
+                ttl = float(EXPIRY_WINDOWS * WINDOW_PERIODS * period)
+            o = self._owner_cache[jobs] = _Owners(jobs, ttl)
+        return o
+
+    def _count(self, jobs: frozenset[str], step: int) -> None:
+        for j in jobs:
+            n = self._per_job.get(j, 0) + step
+            if n > 0:
+                self._per_job[j] = n
+            else:
+                self._per_job.pop(j, None)
+
+    def _admit(
+        self, key: tuple[Any, ...], targets: list[Target], ctype: str, now: float
+    ) -> tuple[int, list[Target]] | Route:
+        """The series' window slot and the targets the series caps let it feed, or its refusal."""
+        limits = self.limits
         slot = self._slots.get(key)
+        have = self._owners[slot].jobs if slot is not None else frozenset()
+        jobs = frozenset(t.buckets.job for t in targets)
+        if jobs == have:
+            return slot, targets  # type: ignore[return-value]
+        cap = limits.max_series_per_job
+        full = {j for j in jobs - have if self._per_job.get(j, 0) >= cap}
+        if full:
+            targets = [t for t in targets if t.buckets.job not in full]
+        if not targets:
+            self._limited.add(key)
+            return Route.refused(
+                ctype,
+                f"series: job {min(full)} is at its limit of {cap} series ([ingest] max_series_per_job)",
+                "series_per_job",
+            )
+        if slot is None and len(self._slots) >= limits.max_series:
+            self._limited.add(key)
+            return Route.refused(
+                ctype,
+                f"series: the daemon is at its limit of {limits.max_series} series ([ingest] max_series)",
+                "series_total",
+            )
+        jobs = frozenset(t.buckets.job for t in targets)
+        owners = self._owner(jobs)
         if slot is None:
-            slot = self._slots[key] = self.windows.allocate()
-        return slot
+            slot = self._slots[key] = self.windows.allocate(int(now) // self.windows.step)
+            self._keys.append(key)
+            self._owners.append(owners)
+        else:
+            self._owners[slot] = owners
+        self._count(have - jobs, -1)
+        self._count(jobs - have, 1)
+        return slot, targets
 
-    def _resolve(self, key: tuple[Any, ...], ctype: str) -> Route | bool:
+    def expire(self, now: float, keys: Iterable[tuple[Any, ...]] | None = None) -> int:
+        """Drop the series (of `keys`, default all) not seen for their time to live: their route, window
+        and counts; the last window moves into a freed slot, so the arrays shrink. Returns how many."""
+        slots, last, step, owners = self._slots, self.windows.last, self.windows.step, self._owners
+        n = 0
+        for key in list(slots) if keys is None else keys:
+            slot = slots.get(key)
+            if slot is None or (last[slot] + 1) * step + owners[slot].ttl > now:
+                continue
+            self._drop(key, slot)
+            n += 1
+        if n:
+            self.expired += n
+            for key in self._limited:  # refused by a cap: there may be room now
+                if self._routes.pop(key, None) is not None:
+                    self._negatives -= 1
+            self._limited.clear()
+        return n
+
+    def _drop(self, key: tuple[Any, ...], slot: int) -> None:
+        route = self._routes.pop(key, None)
+        if route is not None and (type(route) is not Route or route.jb is None):
+            self._negatives -= 1
+        self._count(self._owners[slot].jobs, -1)
+        moved = self.windows.remove(slot)
+        if moved != slot:  # the last series now lives in the freed slot
+            mkey = self._keys[moved]
+            self._keys[slot] = mkey
+            self._owners[slot] = self._owners[moved]
+            self._slots[mkey] = slot
+            r = self._routes.get(mkey)
+            if type(r) is Route and r.slot == moved:
+                r.slot = slot
+                r.base = slot * self.windows.window
+        self._keys.pop()
+        self._owners.pop()
+        del self._slots[key]
+
+    def _purge_negatives(self, res: PushResult) -> None:
+        """Empty the cache of series that route nowhere (in place: the hot loop holds the dict); routed
+        series keep their routes."""
+        routes = self._routes
+        for key in [k for k, r in routes.items() if type(r) is not Route or r.jb is None]:
+            del routes[key]
+        self._negatives = 0
+        self._limited.clear()
+        self.purges += 1
+        res.purged = True
+
+    def _resolve(self, key: tuple[Any, ...], ctype: str, now: float) -> Route | bool:
         """The series' route to its targets, or its refusal; UNROUTED when no job watches it."""
         endpoint, metric, tags = key
         reason = check_key(endpoint, metric, tags, ctype, 1)
@@ -269,19 +487,37 @@ class Ingestor:
             targets.append(Target(self._buckets[w.job], w.rule_index, instance, w.invert))
         if not targets:
             return UNROUTED
-        slot = self._slot(key)
+        admitted = self._admit(key, targets, ctype, now)
+        if isinstance(admitted, Route):
+            return admitted
+        slot, targets = admitted
         return Route.to(targets, ctype, counter, slot, slot * self.windows.window)
 
-    def ingest(self, items: list[Any], now: float) -> PushResult:
+    def ingest(
+        self, items: list[Any], now: float, res: PushResult | None = None, offset: int = 0
+    ) -> PushResult:
         """Validate and route a decoded push body of any shape (a list). Never raises on item content.
 
-        The tolerant path: each item is checked on its own (transfer's rules), rejects are counted with their
-        index, and the valid items go through the same routing as a typed body (`ingest_items`)."""
-        res = PushResult(total=len(items))
+        The tolerant path: each item is checked on its own (transfer's rules, `check`), rejects are counted
+        with their index, and the valid items go through the same routing as a typed body (`route`). A
+        slice of a larger body adds to that body's `res`; `offset` is the slice's first position in it."""
+        if res is None:
+            res = PushResult()
+        typed, index = self.check(items, now, res, offset)
+        self.route(typed, now, res, index)
+        return res
+
+    def check(
+        self, items: list[Any], now: float, res: PushResult, offset: int = 0
+    ) -> tuple[list[FalconItem], list[int]]:
+        """The tolerant path's checks: the valid items as FalconItems with their positions in the body;
+        the others rejected in `res`. Touches no routing state."""
+        res.total += len(items)
+        invalid = res.invalid
         typed: list[FalconItem] = []
         index: list[int] = []
         inow = int(now)
-        for i, item in enumerate(items):
+        for i, item in enumerate(items, offset):
             if type(item) is not dict:
                 res.reject(i, "item is not an object")
                 continue
@@ -307,26 +543,37 @@ class Ingestor:
             ts = check_timestamp(item["timestamp"], now)
             typed.append(FalconItem(endpoint, metric, ts if ts > 0 else inow, step, value, ctype, tags))
             index.append(i)
-        self._route(typed, now, res, index)
-        return res
+        self.rejected += res.invalid - invalid
+        return typed, index
 
-    def ingest_items(self, items: list[FalconItem], now: float) -> PushResult:
+    def ingest_items(
+        self, items: list[FalconItem], now: float, res: PushResult | None = None, offset: int = 0
+    ) -> PushResult:
         """Route a body `decode_items` decoded: every field already has its type and range."""
-        res = PushResult(total=len(items))
-        self._route(items, now, res, None)
+        if res is None:
+            res = PushResult()
+        res.total += len(items)
+        self.route(items, now, res, range(offset, offset + len(items)) if offset else None)
         return res
 
-    def _route(self, items: list[FalconItem], now: float, res: PushResult, index: list[int] | None) -> None:
+    def route(
+        self, items: list[FalconItem], now: float, res: PushResult, index: Sequence[int] | None
+    ) -> None:
+        """Route checked items; `index`: their positions in the body (None: 0, 1, ...)."""
+        invalid = res.invalid
+        self._route(items, now, res, index)
+        self.accepted += len(items) - (res.invalid - invalid)
+        self.rejected += res.invalid - invalid
+
+    def _route(
+        self, items: list[FalconItem], now: float, res: PushResult, index: Sequence[int] | None
+    ) -> None:
         """The hot loop: per item one route lookup, the window write and one bucket write per target.
 
         Lookups run as C-level map() passes over the whole body; an item of a series no job watches (most
         of what agents push) never reaches the Python loop: its route is the falsy UNROUTED, which
         compress() skips."""
         routes = self._routes
-        if len(routes) > MAX_ROUTES:  # unbounded series churn: start the caches afresh
-            routes.clear()
-            self._slots.clear()
-            self.windows.clear()
         # Most of what agents push is a metric no job watches: such an item needs no route, only the checks
         # its identity must pass, and the decoder made them all (types, ranges, non-empty names, lengths
         # within transfer's metric+tags limit; `ingest` checks its items one by one). So it leaves here, in
@@ -341,8 +588,12 @@ class Ingestor:
         except KeyError:  # series seen for the first time: resolve (and cache) their routes, then again
             for key, item in zip(keys, items, strict=True):
                 if key not in routes:
-                    routes[key] = self._resolve(key, item.counterType)
+                    r = routes[key] = self._resolve(key, item.counterType, now)
+                    if type(r) is not Route or r.jb is None:
+                        self._negatives += 1
             found = list(map(routes.__getitem__, keys))
+            if self._negatives > self.limits.max_unrouted:
+                self._purge_negatives(res)
         two_now = 2 * now
         inow = int(now)
         completed = res.completed
@@ -352,17 +603,22 @@ class Ingestor:
         for i, item, route in compress(zip(count(), items, found), found):  # type: ignore[assignment]
             if item.counterType != route.ctype:
                 key = keys[i]
-                route = routes[key] = self._resolve(key, item.counterType)  # type: ignore[assignment]
+                route = routes[key] = self._resolve(key, item.counterType, now)  # type: ignore[assignment]
                 if not route:
                     continue
             jb = route.jb
             if jb is None:
                 res.reject(i if index is None else index[i], route.reason or "")
+                if route.limit is not None:
+                    res.limited[route.limit] = res.limited.get(route.limit, 0) + 1
                 continue
             v = item.value
             ts = item.timestamp
             if ts > two_now or ts <= 0:
                 ts = inow  # transfer's rule for a timestamp it cannot use
+            elif ts - now > route.ahead or now - ts > route.age:
+                _reject_timestamp(res, i if index is None else index[i], ts, now, route)
+                continue
             if route.counter is not None:
                 prev_ts, prev_v = route.prev_ts, route.prev_value
                 if ts <= prev_ts:
@@ -404,8 +660,18 @@ class Ingestor:
             for t in route.more:
                 if t.buckets.add(t.rule_index, t.instance, ts, 100.0 - v if t.invert else v):
                     completed.add(t.buckets.job)
-        self.accepted += res.total - res.invalid
-        self.rejected += res.invalid
+
+
+def _reject_timestamp(res: PushResult, index: int, ts: int, now: float, route: Route) -> None:
+    if ts > now:
+        res.too_new += 1
+        res.reject(
+            index,
+            f"timestamp: {ts} is {ts - now:.0f} s ahead of the daemon's clock (at most {route.ahead:g} s)",
+        )
+    else:
+        res.too_old += 1
+        res.reject(index, f"timestamp: {ts} is {now - ts:.0f} s old (at most {route.age:g} s)")
 
 
 def _matches(sel: Selector, tags: dict[str, str], endpoint: str) -> bool:

@@ -69,6 +69,33 @@ class Metrics:
         )
         self.jobs = Gauge("oceand_jobs", "Jobs, by effective mode", ["mode"], registry=r)
         self.series = Gauge("oceand_series", "Routed series with a window", registry=r)
+        self.push_large = Counter(
+            "oceand_push_large_bodies_total",
+            "Push bodies over 256 KiB handled in slices, by path (fast, tolerant; whole: decoded in one go)",
+            ["path"],
+            registry=r,
+        )
+        self.bucket_overflow = Gauge(
+            "oceand_bucket_overflow_samples",
+            "Samples dropped because their job already had 256 open buckets (sum over jobs since start)",
+            registry=r,
+        )
+        self.series_expired = Counter(
+            "oceand_series_expired_total",
+            "Routed series dropped after not being seen for a while",
+            registry=r,
+        )
+        self.route_cache_purges = Counter(
+            "oceand_route_cache_purges_total",
+            "Times the cache of series that route nowhere reached [ingest] max_unrouted and was emptied",
+            registry=r,
+        )
+        self.ingest_rejected = Counter(
+            "oceand_ingest_rejected_total",
+            "Push items rejected by an ingest bound (timestamp window, series caps), by bound",
+            ["bound"],
+            registry=r,
+        )
         self.notify_errors = Counter(
             "oceand_notify_errors_total", "Failed notifications", ["kind"], registry=r
         )

@@ -28,10 +28,23 @@ class SeriesWindows:
     def __len__(self) -> int:
         return len(self.last)
 
-    def allocate(self) -> int:
+    def allocate(self, period: int = 0) -> int:
+        """A new run; `period`: the newest period it starts at (0: none yet)."""
         self.values.extend([_NAN] * self.window)
-        self.last.append(0)
+        self.last.append(period)
         return len(self.last) - 1
+
+    def remove(self, slot: int) -> int:
+        """Free a run: the last run moves into it and the arrays shrink by one run. Returns the slot the
+        moved run had (the new len(self)), or `slot` itself when it was the last."""
+        w = self.window
+        end = len(self.last) - 1
+        if slot != end:
+            self.values[slot * w : slot * w + w] = self.values[end * w :]
+            self.last[slot] = self.last[end]
+        del self.values[end * w :]
+        del self.last[end:]
+        return end
 
     def put(self, slot: int, ts: int, value: float) -> None:
         w = self.window

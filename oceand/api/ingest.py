@@ -3,22 +3,28 @@
 The push reply has the transfer's `/api/push` shape (PROTOCOLS.md B.2) plus the first rejection reasons:
 `{"msg": "success", "data": {"Message": "ok", "Total": n, "Invalid": k, "Latency": ms, "Errors": [...]}}`.
 A body that is not a JSON array, is empty or too large gets 400/413; invalid items are dropped one by one
-and the rest of the body is kept.
+and the rest of the body is kept. A body over SLICE_BYTES is decoded and routed in slices, the event loop
+running between them (`/healthz` answers during an 8 MiB push).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from typing import Any
 
+import msgspec
 import orjson
 from aiohttp import ClientPayloadError, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from collectors.falcon import AlarmError, alarm_params, parse_alarm, parse_alarm_body
 from oceand.api.errors import ApiError, json_response
-from oceand.ingest import PushResult, decode_items
+from oceand.engine import Engine
+from oceand.ingest import SLICE_BYTES, SLICE_ITEMS, FalconItem, PushResult, decode_items, split_body
 from oceand.keys import ENGINE, METRICS
+from oceand.metrics import Metrics
 from policies.redact import redact_query
 
 log = logging.getLogger("oceand.ingest")
@@ -28,14 +34,25 @@ async def push(request: web.Request) -> web.Response:
     started = time.perf_counter()
     metrics = request.app[METRICS]
     body = await request.read()
+    if len(body) > SLICE_BYTES:
+        return await _push_large(request, body, started)
     fast = decode_items(body)  # the usual body, decoded and type-checked in one pass
     if fast:
         return _reply(request, request.app[ENGINE].push(fast, typed=True), started)
     try:
         items = orjson.loads(body) if body else None
     except orjson.JSONDecodeError as e:
-        metrics.pushes.labels("400").inc()
-        raise ApiError(400, "bad_json", f"connot decode body: {e}") from None  # [sic]: Falcon agent's text
+        raise _bad_json(metrics, e) from None
+    return _reply(request, request.app[ENGINE].push(_check_items(metrics, items)), started)
+
+
+def _bad_json(metrics: Metrics, e: Exception) -> ApiError:
+    metrics.pushes.labels("400").inc()
+    return ApiError(400, "bad_json", f"connot decode body: {e}")  # [sic]: Falcon agent's text
+
+
+def _check_items(metrics: Metrics, items: Any) -> list[Any]:
+    """A decoded body that is a non-empty list, or the 400 that says what it is instead."""
     if items is None or (isinstance(items, list) and not items):
         metrics.pushes.labels("400").inc()
         raise ApiError(400, "empty_body", "body is blank: expected a non-empty JSON array of metric items")
@@ -44,7 +61,108 @@ async def push(request: web.Request) -> web.Response:
         raise ApiError(
             400, "not_an_array", f"body must be a JSON array of metric items, not {type(items).__name__}"
         )
-    return _reply(request, request.app[ENGINE].push(items), started)
+    return items
+
+
+async def _push_large(request: web.Request, body: bytes, started: float) -> web.Response:
+    """A body over SLICE_BYTES, decoded, checked and routed in slices with the event loop running in
+    between; the reply is the one the body would get in one go. The body is cut at item boundaries
+    (`split_body`): when every piece is a typed agent body, the fast decoder's items are routed. Otherwise
+    the tolerant path decodes the pieces with orjson and checks each piece's items as it goes (only the
+    valid ones are kept, as FalconItems the garbage collector does not track), then routes them; nothing
+    is routed before the whole body has decoded. The body is decoded whole (one blocking call) only when
+    a cut fell inside a value."""
+    metrics = request.app[METRICS]
+    engine = request.app[ENGINE]
+    pieces = split_body(body)
+    typed: list[list[FalconItem]] = []
+    for piece in pieces:
+        fast = decode_items(piece)
+        if not fast:
+            break
+        typed.append(fast)
+        await asyncio.sleep(0)
+    else:
+        metrics.push_large.labels("fast").inc()
+        res = PushResult()
+        offset = 0
+        for items in typed:
+            for i in range(0, len(items), SLICE_ITEMS):
+                engine.push(items[i : i + SLICE_ITEMS], typed=True, res=res, offset=offset + i)
+                await asyncio.sleep(0)
+            offset += len(items)
+        return _reply(request, res, started)
+    del typed
+    _check_json(metrics, body)
+    res = PushResult()
+    checked: list[tuple[list[FalconItem], list[int]]] = []
+    offset = 0
+    if len(pieces) > 1:
+        for piece in pieces:
+            try:
+                part = orjson.loads(piece)
+            except orjson.JSONDecodeError:
+                break  # a cut inside a value: decode the body whole
+            offset = await _check_slices(engine, part, res, offset, checked)
+        else:
+            metrics.push_large.labels("tolerant").inc()
+            return await _route_checked(request, engine, res, checked, started)
+        res, checked, offset = PushResult(), [], 0
+    metrics.push_large.labels("whole").inc()
+    try:
+        everything = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise _bad_json(metrics, e) from None
+    await _check_slices(engine, _check_items(metrics, everything), res, 0, checked)
+    return await _route_checked(request, engine, res, checked, started)
+
+
+def _check_json(metrics: Metrics, body: bytes) -> None:
+    """The 400 a large body gets when it is not JSON (one quick pass that builds nothing), so that an
+    invalid body fails before most of it was built. orjson also refuses invalid UTF-8, which msgspec's
+    check lets through in strings."""
+    try:
+        msgspec.json.decode(body, type=msgspec.Raw)
+        body.decode("utf-8")
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        raise _bad_json(metrics, e) from None
+    head = body.lstrip()[:1]
+    if head == b"{":
+        _check_items(metrics, {})
+    if head != b"[":
+        try:
+            scalar = orjson.loads(body)  # a string, a number, null: nothing large to build
+        except orjson.JSONDecodeError as e:  # a number out of range
+            raise _bad_json(metrics, e) from None
+        _check_items(metrics, scalar)
+
+
+async def _check_slices(
+    engine: Engine,
+    items: list[Any],
+    res: PushResult,
+    offset: int,
+    out: list[tuple[list[FalconItem], list[int]]],
+) -> int:
+    now = engine.clock()
+    for i in range(0, len(items), SLICE_ITEMS):
+        out.append(engine.ingestor.check(items[i : i + SLICE_ITEMS], now, res, offset + i))
+        await asyncio.sleep(0)
+    return offset + len(items)
+
+
+async def _route_checked(
+    request: web.Request,
+    engine: Engine,
+    res: PushResult,
+    checked: list[tuple[list[FalconItem], list[int]]],
+    started: float,
+) -> web.Response:
+    for typed, index in checked:
+        if typed:
+            engine.push(typed, res=res, index=index)
+            await asyncio.sleep(0)
+    return _reply(request, res, started)
 
 
 def _reply(request: web.Request, res: PushResult, started: float) -> web.Response:
@@ -53,6 +171,14 @@ def _reply(request: web.Request, res: PushResult, started: float) -> web.Respons
     metrics.samples.labels("accepted").inc(valid)
     if res.invalid:
         metrics.samples.labels("rejected").inc(res.invalid)
+        if res.too_new:
+            metrics.ingest_rejected.labels("timestamp_future").inc(res.too_new)
+        if res.too_old:
+            metrics.ingest_rejected.labels("timestamp_old").inc(res.too_old)
+        for bound, n in res.limited.items():
+            metrics.ingest_rejected.labels(bound).inc(n)
+    if res.purged:
+        metrics.route_cache_purges.inc()
     metrics.pushes.labels("200").inc()
     return json_response(
         {

@@ -18,6 +18,7 @@ from oceand.config import (
     parse_listen,
     parse_size,
 )
+from oceand.ingest import IngestLimits
 
 FULL = """
 dry_run = true
@@ -42,6 +43,12 @@ ca_file = "ca.pem"
 dir = "jobs"
 [ingest]
 grace = "2s"
+max_ahead = "30s"
+max_age = "1h"
+max_series_per_job = 100
+max_series = 1000
+series_expiry = "10m"
+max_unrouted = 50
 [log]
 level = "DEBUG"
 format = "text"
@@ -94,6 +101,11 @@ def full(tmp_path: Path) -> Config:
         pytest.param(lambda c: Path(c.marathon["hy"].ca_file).name, "ca.pem", id="ca_file"),
         pytest.param(lambda c: c.marathon["hy"].timeout, 5.0, id="timeout default"),
         pytest.param(lambda c: c.ingest.grace, 2.0, id="ingest.grace"),
+        pytest.param(
+            lambda c: c.ingest.limits(),
+            IngestLimits(30.0, 3600.0, 100, 1000, 600.0, 50),
+            id="ingest limits",
+        ),
         pytest.param(lambda c: (c.log.level, c.log.format), ("debug", "text"), id="log level lowercased"),
         pytest.param(
             lambda c: c.notify.falcon_sender, "http://127.0.0.1:6066/api?x=1", id="notify.falcon_sender"
@@ -292,6 +304,17 @@ ERRORS = [
         id="connect_timeout over timeout",
     ),
     pytest.param('[ingest]\ngrace = "-1s"\n', "ingest.grace", "invalid duration", id="negative grace"),
+    pytest.param('[ingest]\nmax_ahead = "2d"\n', "ingest.max_ahead", "less than or equal", id="max_ahead"),
+    pytest.param("[ingest]\nmax_age = 0\n", "ingest.max_age", "greater than 0", id="max_age 0"),
+    pytest.param(
+        "[ingest]\nmax_series_per_job = 0\n", "ingest.max_series_per_job", "greater than or equal", id="cap 0"
+    ),
+    pytest.param(
+        '[ingest]\nmax_series = "many"\n', "ingest.max_series", "expected an integer", id="cap text"
+    ),
+    pytest.param(
+        '[ingest]\nseries_expiry = "10s"\n', "ingest.series_expiry", "greater than", id="expiry 10s"
+    ),
     pytest.param('[server]\nmax_body = "8XB"\n', "server.max_body", "invalid size '8XB'", id="bad size unit"),
     pytest.param("[server]\nmax_body = 0\n", "server.max_body", "from 1 byte to 1GiB", id="zero size"),
     pytest.param(

@@ -1,7 +1,8 @@
 """The live loop end to end (issue 4): the real daemon process, the fake Marathon process, on 127.0.0.1.
 
-Pushes carry timestamps a few seconds ahead, so every bucket closes early (every running instance
-reported) and the tests never wait for a deadline.
+Jobs have a 1 s period and every running instance reports each bucket as soon as its second begins, so
+every bucket closes early (the daemon's clock decides what closes: a bucket stamped ahead waits for its
+second) and the tests never wait for a deadline.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class Loop:
         self.tmp = tmp
         self.fake = FakeMarathonProcess(tmp, apps, deploy_time=deploy_time)
         self.daemon = DaemonProcess(self.toml([self.fake.url]), workdir=tmp)
-        self.t = int(time.time()) + 3  # next bucket to fill
+        self.t = int(time.time())  # next bucket to fill (or a later one)
 
     @staticmethod
     def toml(urls: list[str]) -> str:
@@ -61,8 +62,11 @@ class Loop:
         return int(st["running"] or 0) if st["app_known"] else -1
 
     def buckets(self, n: int, cpu_idle: float, instances: int) -> None:
-        """Fill n buckets from `instances` endpoints (all running tasks report: each closes at once)."""
+        """Fill n buckets from `instances` endpoints, each once its second has begun (all running tasks
+        report: each closes at once). After a pause the next bucket is the current one."""
         for _ in range(n):
+            self.t = max(self.t, int(time.time()))
+            time.sleep(max(0.0, self.t + 0.05 - time.time()))
             push(self.daemon, [sample(JOB, f"h{i}", self.t, value=cpu_idle) for i in range(instances)])
             self.t += 1
 

@@ -247,6 +247,7 @@ async def test_a_bucket_closed_before_a_restart_is_not_evaluated_again(start_dae
     d2, c2 = await start_daemon(actuator=act, clock=clock)
     assert d2.engine.jobs[JOB].buckets.closed_upto == ts + 10  # not reopened (it would close empty)
     await bucket(d2, c2, clock, 2, cpu_used=90)
+    await applied(act)
     assert act.calls == [(JOB, 2)]
 
 
@@ -287,3 +288,32 @@ async def test_a_retrying_decision_superseded_by_a_newer_one_is_never_applied(
     await start_daemon(actuator=act, clock=clock)
     await asyncio.sleep(0.1)
     assert act.instances[JOB] == 2 and act.calls == [(JOB, 2)]
+
+
+async def test_a_stored_future_bucket_does_not_freeze_the_job_after_a_restart(
+    start_daemon: DaemonFactory,
+) -> None:
+    """A state written by an earlier version after a future-stamped push (last bucket ~11.6 days ahead) is
+    clamped on load: the job's buckets start at the daemon's clock again."""
+    clock = Clock(T0 + 1)
+    act = RecordingActuator()
+    d, c = await start_daemon(actuator=act, clock=clock)
+    assert (await c.call("POST", "/api/v1/jobs", seed(mode="active")))[0] == 201
+    d.engine.jobs[JOB].state.last_bucket = T0 + 1_000_000
+    d.engine._dirty.add(JOB)
+    await d.stop()  # writes the state
+    d2, c2 = await start_daemon(actuator=act, clock=clock)
+    rt = d2.engine.jobs[JOB]
+    assert rt.buckets.closed_upto == T0  # the current bucket is open
+    for k in range(3):
+        await bucket(d2, c2, clock, k, cpu_used=90)
+    await applied(act)
+    assert rt.buckets.late == 0 and act.calls == [(JOB, 2)]
+
+
+async def applied(act: RecordingActuator) -> None:
+    """Until a decision reached the actuator (it is committed first: on a loaded host that takes a while)."""
+    for _ in range(500):
+        if act.calls:
+            return
+        await asyncio.sleep(0.01)

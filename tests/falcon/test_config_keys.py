@@ -58,3 +58,10 @@ def test_bad_values_name_the_key(keys: dict[str, Any], key: str, text: str) -> N
         ingest(**keys)
     msg = str(e.value)
     assert msg.startswith("oceand.toml: ") and key in msg and text in msg, msg
+
+
+def test_listener_keys_and_ingest_limits_live_together() -> None:
+    """The ingest limits the engine gets are the bound keys only, whatever listener keys sit beside them."""
+    s = ingest(rpc_listen="127.0.0.1:8433", tsdb_counters=["net.if.in.bytes"], max_series=5, max_ahead="30s")
+    limits = s.limits()
+    assert (limits.max_series, limits.max_ahead) == (5, 30.0)

@@ -33,7 +33,14 @@ class Falcon:
         doc["rules"][0]["selector"] = {"endpoint": "web-*"}
         self.daemon.request("POST", "/api/v1/jobs", doc)
         wait_for(lambda: self.running() == 2, 10, "the daemon to see 2 running tasks")
-        self.t = int(time.time()) + 3
+        self.t = int(time.time())  # next bucket to fill
+
+    def next_bucket(self) -> int:
+        """The next 1 s bucket, once its second has begun: the daemon takes no sample ahead of its clock
+        by more than a period, and closes a complete bucket only once its period has begun."""
+        self.t = max(self.t + 1, int(time.time()))
+        time.sleep(max(0.0, self.t + 0.05 - time.time()))
+        return self.t
 
     def running(self) -> int:
         st = self.daemon.request("GET", f"/api/v1/jobs/{JOB}/status")
@@ -54,11 +61,11 @@ def falcon(tmp_path: Path) -> Iterator[Falcon]:
 async def test_agents_over_transfer_rpc_scale_the_job(falcon: Falcon) -> None:
     cl = await RpcClient.connect("127.0.0.1", falcon.rpc_port)
     for _ in range(3):  # cpu.used 90 from both tasks, three buckets
-        items = [agent_item(f"web-{i}", "cpu.idle", falcon.t, 10.0) for i in range(2)]
-        items.append(agent_item("db-1", "cpu.idle", falcon.t, 10.0))  # another host's: no job takes it
+        t = falcon.next_bucket()
+        items = [agent_item(f"web-{i}", "cpu.idle", t, 10.0) for i in range(2)]
+        items.append(agent_item("db-1", "cpu.idle", t, 10.0))  # another host's: no job takes it
         reply = await cl.update(items)
         assert (reply["Total"], reply["Invalid"]) == (3, 0)
-        falcon.t += 1
     wait_for(lambda: falcon.fake.scales() == [3], 10, "one PUT instances=3")
     await cl.close()
 
@@ -66,8 +73,8 @@ async def test_agents_over_transfer_rpc_scale_the_job(falcon: Falcon) -> None:
 async def test_transfer_put_lines_scale_the_job(falcon: Falcon) -> None:
     cl = await TsdbClient.connect("127.0.0.1", falcon.tsdb_port)
     for _ in range(3):
-        await cl.put([(f"web-{i}", "cpu.idle", falcon.t, 10.0, {}) for i in range(2)])
-        falcon.t += 1
+        t = falcon.next_bucket()
+        await cl.put([(f"web-{i}", "cpu.idle", t, 10.0, {}) for i in range(2)])
     wait_for(lambda: falcon.fake.scales() == [3], 10, "one PUT instances=3")
     with urllib.request.urlopen(falcon.daemon.url + "/metrics", timeout=10) as r:
         text = r.read().decode()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from oceand.buckets import JobBuckets, aggregate
+from oceand.buckets import MAX_OPEN, JobBuckets, aggregate
 
 T0 = 1_700_000_000  # a multiple of 10
 
@@ -122,3 +122,62 @@ def test_series_window_keeps_the_last_periods_and_blanks_gaps() -> None:
     w.put(slot, T0 + 40, 5.0)  # T0+20 and T0+30 had no sample
     w.put(slot, T0 - 100, 9.0)  # older than the window: ignored
     assert w.series(slot) == [2.0, None, None, 5.0]
+
+
+# ---- hostile timestamps (issue 18 item 1): the daemon's clock decides what closes --------------------------
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        pytest.param(T0 + 1_000_000, id="11.6 days ahead: 100,000 buckets"),
+        pytest.param(2 * T0 - 100, id="2 x now: 170 million buckets, MemoryError"),
+    ],
+)
+def test_a_complete_bucket_far_in_the_future_does_not_close_every_bucket_up_to_it(ts: int) -> None:
+    """One sample stamped ahead used to close every empty bucket up to it at once."""
+    jb = make(expected=1)
+    assert jb.add(0, "h1", ts - ts % 10, 1.0) is True
+    closed = jb.due(T0 + 1)
+    assert closed == []
+    assert jb.closed_upto <= T0 + 10  # the bucket clock did not jump with the data
+
+
+def test_a_future_sample_does_not_freeze_the_job() -> None:
+    """After a future-stamped complete bucket, the next real sample is not "late": scaling goes on."""
+    jb = make(expected=1)
+    jb.add(0, "h1", T0 + 1_000_000, 1.0)
+    jb.due(T0 + 1)
+    assert jb.add(0, "h1", T0 + 11, 5.0) is True
+    assert jb.late == 0
+    closed = jb.due(T0 + 12)
+    assert [(c.start, c.values["cpu"]) for c in closed] == [(T0, None), (T0 + 10, 5.0)]
+
+
+def test_complete_future_buckets_wait_for_the_clock() -> None:
+    """Three future buckets made complete at once used to close at once: three hot buckets, a scale-out."""
+    jb = make(expected=1)
+    for k in (1, 2, 3):
+        assert jb.add(0, "h1", T0 + 10 * k, 0.0) is True
+    assert jb.due(T0 + 1) == []
+    assert jb.deadline() == T0 + 10  # the worker wakes when the first of them begins
+    assert [c.start for c in jb.due(T0 + 10)] == [T0, T0 + 10]
+    assert [c.start for c in jb.due(T0 + 20)] == [T0 + 20]
+
+
+def test_a_worker_late_by_a_long_time_closes_a_bounded_number_of_buckets() -> None:
+    """Empty buckets before a complete one collapse into one no-data close, as they do at a deadline."""
+    jb = make(expected=1)
+    jb.add(0, "h1", T0 + 1_000_000, 1.0)
+    closed = jb.due(T0 + 1_000_001)
+    assert len(closed) <= 3
+    assert closed[-1].start == T0 + 1_000_000 and closed[-1].values["cpu"] == 1.0
+    assert all(c.values["cpu"] is None for c in closed[:-1])
+
+
+def test_open_buckets_are_bounded() -> None:
+    jb = make()
+    for k in range(MAX_OPEN + 50):
+        jb.add(0, "h1", T0 + 10 * k, 1.0)
+    assert len(jb.open) == MAX_OPEN
+    assert jb.overflow == 50

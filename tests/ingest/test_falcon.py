@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from collectors.falcon import AlarmError, parse_alarm, parse_tags
 from oceand.buckets import JobBuckets
-from oceand.ingest import Ingestor, PushResult, decode_items
+from oceand.ingest import Ingestor, PushResult, decode_items, split_body
 from policies.document import JobDocument
 
 NOW = 1_700_000_005.0
@@ -52,8 +52,8 @@ def tolerant(ing: Ingestor, items: list[Any], now: float = NOW) -> PushResult:
 WAYS = [pytest.param(push, id="body"), pytest.param(tolerant, id="items")]
 
 
-def ingestor(**doc_over: Any) -> tuple[Ingestor, JobBuckets]:
-    doc = JobDocument.model_validate(
+def job_doc(**doc_over: Any) -> JobDocument:
+    return JobDocument.model_validate(
         {
             "job": JOB,
             "target": {"cluster": "lg", "app": "/web"},
@@ -64,7 +64,11 @@ def ingestor(**doc_over: Any) -> tuple[Ingestor, JobBuckets]:
             **doc_over,
         }
     )
-    jb = JobBuckets(JOB, 10, 5.0, [(r.name, r.aggregate) for r in doc.metric_rules()])
+
+
+def ingestor(**doc_over: Any) -> tuple[Ingestor, JobBuckets]:
+    doc = job_doc(**doc_over)
+    jb = JobBuckets(JOB, int(doc.period), 5.0, [(r.name, r.aggregate) for r in doc.metric_rules()])
     jb.start(NOW)
     ing = Ingestor()
     ing.set_jobs([(doc, jb)])
@@ -345,3 +349,117 @@ def test_alarm_callback_as_falcon_sends_it() -> None:
     )
     assert (ev.stra_id, ev.exp_id, ev.status, ev.left_value) == (345, 0, "PROBLEM", 1234.5)
     assert ev.tags == {"app": "web", "group": "prod"}
+
+
+# ---- the timestamp window (issue 18 item 1) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ts", "reason"),
+    [
+        pytest.param(2 * int(NOW) - 100, "ahead", id="just under 2 x now"),
+        pytest.param(int(NOW) + 1_000_000, "ahead", id="11.6 days ahead"),
+        pytest.param(int(NOW) + 20, "ahead", id="two periods ahead"),
+        pytest.param(int(NOW) - 601, "old", id="older than the job's window"),
+    ],
+)
+@pytest.mark.parametrize("way", WAYS)
+def test_timestamps_outside_the_window_are_rejected_item_by_item(ts: int, reason: str, way: Any) -> None:
+    ing, jb = ingestor()
+    res = way(ing, [item(value=10), item(endpoint="host-2", timestamp=ts, value=20)])
+    assert (res.total, res.invalid) == (2, 1)
+    assert res.reasons[0].startswith("[1] timestamp:") and reason in res.reasons[0], res.reasons
+    assert (res.too_new, res.too_old) == ((1, 0) if reason == "ahead" else (0, 1))
+    assert list(jb.open) == [T - T % 10]  # nothing opened for the rejected item
+    assert jb.due(NOW + 20)[0].values["cpu"] == pytest.approx(90.0)
+
+
+@pytest.mark.parametrize(
+    ("ts", "bucket"),
+    [
+        pytest.param(int(NOW) + 10, T - T % 10 + 10, id="one period ahead: the next bucket"),
+        pytest.param(int(NOW) - 600, int(NOW) - 600, id="as old as the window: counted late"),
+        pytest.param(1000 * int(NOW), T - T % 10, id="milliseconds: replaced by now as transfer does"),
+    ],
+)
+def test_timestamps_inside_the_window_are_kept(ts: int, bucket: int) -> None:
+    ing, jb = ingestor()
+    res = push(ing, [item(timestamp=ts)])
+    assert res.invalid == 0
+    assert list(jb.open) == ([bucket] if bucket >= jb.closed_upto else []) and jb.late == (
+        bucket < jb.closed_upto
+    )
+
+
+def test_a_future_counter_sample_does_not_stop_the_series_rates() -> None:
+    ing, jb = ingestor()
+    c = {"metric": "proc.qps", "counterType": "COUNTER"}
+    ing.ingest([item(**c, timestamp=T - 10, value=1000)], NOW)
+    assert ing.ingest([item(**c, timestamp=T + 1_000_000, value=0)], NOW).invalid == 1
+    ing.ingest([item(**c, timestamp=T, value=1500)], NOW)
+    assert jb.due(NOW + 20)[0].values["qps"] == pytest.approx(50.0)
+
+
+def test_the_window_is_the_jobs_own() -> None:
+    ing, jb = ingestor(period=60)
+    assert (jb.max_ahead, jb.max_age) == (60.0, 3600.0)  # one period ahead, a window of 60 periods back
+    jb.max_ahead, jb.max_age = 100.0, 50.0
+    ing.set_job(job_doc(period=60), jb)  # routes resolved afresh see the job's bounds
+    res = push(ing, [item(timestamp=int(NOW) + 90), item(timestamp=int(NOW) - 60)])
+    assert res.invalid == 1 and "old" in res.reasons[0]
+
+
+# ---- large bodies in pieces (issue 18 item 4) --------------------------------------------------------------
+
+_tricky = st.sampled_from(["},{", '"},{"', "1,2", '"a", 1', "],[", "} , {", '\\"},{\\"', "[{},{}]"])
+_piece_value = st.one_of(_json, _item, st.lists(_tricky | _json, max_size=3), _tricky)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(_piece_value, min_size=1, max_size=30),
+    st.integers(min_value=1, max_value=60),
+    st.sampled_from([b"", b" ", b"\n  "]),
+)
+def test_a_body_cut_in_pieces_decodes_to_the_same_items_or_not_at_all(
+    items: list[Any], size: int, space: bytes
+) -> None:
+    """Whenever every piece decodes, the pieces' items put end to end are the body's, for orjson and for
+    the fast decoder: a cut inside a string or a nested value always makes its piece invalid."""
+    try:
+        body = orjson.dumps(items)
+    except TypeError:  # integers past 64 bits
+        return
+    if space:  # white space around the commas and brackets, as other JSON writers put it
+        body = body.replace(b",", space + b"," + space).replace(b"[", b"[" + space)
+    pieces = split_body(body, size)
+    try:
+        parts = [orjson.loads(p) for p in pieces]
+    except orjson.JSONDecodeError:
+        parts = None
+    if parts is not None:
+        assert [x for p in parts for x in p] == orjson.loads(body)
+    typed = [decode_items(p) for p in pieces]
+    if all(typed):
+        assert [x for p in typed for x in p or []] == decode_items(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "pieces"),
+    [
+        pytest.param(b'[{"a":1},{"b":2},{"c":3}]', [b'[{"a":1}]', b'[{"b":2}]', b'[{"c":3}]'], id="items"),
+        pytest.param(b'[{"a":"},{"},{"b":2}]', [b'[{"a":"}]', b'[{"}]', b'[{"b":2}]'], id="cut in a string"),
+        pytest.param(b"[[1,2],[3]]", [b"[[1]", b"[2]]", b"[[3]]"], id="cut in a nested array"),
+        pytest.param(b"[1 , 2]", [b"[1 ]", b"[ 2]"], id="white space"),
+        pytest.param(b'["abc"]', [b'["abc"]'], id="nowhere to cut"),
+    ],
+)
+def test_split_body(body: bytes, pieces: list[bytes]) -> None:
+    assert split_body(body, 1) == pieces
+
+
+def test_an_agent_body_is_cut_between_its_items() -> None:
+    body = orjson.dumps([item(value=v) for v in range(1000)])
+    pieces = split_body(body, 10_000)
+    assert len(pieces) == len(body) // 10_000 + 1
+    assert [x for p in pieces for x in decode_items(p) or []] == decode_items(body)
