@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         from oceand.replay_cli import main as replay_main
 
         return replay_main(argv[1:])
+    if argv and argv[0] == "token":
+        from oceand.token_cli import main as token_main
+
+        return token_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="oceand", description="Elastic-scaling daemon for Marathon / Open-Falcon"
     )
@@ -41,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     p_check = sub.add_parser("check-config", help="validate the config and job files, then exit")
     p_check.add_argument("--config", help="TOML config file (default: the embedded defaults)")
     sub.add_parser("replay", help="what-if simulation on a recorded load (oceand replay --help)")
+    sub.add_parser("token", help="create, list, rotate or delete access tokens (oceand token --help)")
     args = parser.parse_args(argv)
 
     from oceand.logs import setup_logging

@@ -304,6 +304,26 @@ class IngestSettings(Table):
     grace: Annotated[Duration, Field(ge=0, le=3600)] | None = None
 
 
+class AuthSettings(Table):
+    """Bearer tokens on the admin API (oceand.auth, docs/security.md)."""
+
+    enabled: bool = False
+    grace: Annotated[Duration, Field(ge=0, le=7 * 86400)] = (
+        3600.0  # a rotated token's old secret works this long
+    )
+    refresh: Annotated[Duration, Field(gt=0, le=300)] = 5.0  # tokens are re-read from the store this often
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen host reaches only this machine (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
 class LBConfig(Table):
     """Where this host's balancers live (docs/configuration.md `[lb]`); defaults are Debian's paths."""
 
@@ -374,6 +394,7 @@ class Config(Table):
     log: LogSettings = Field(default_factory=dict, validate_default=True)
     lb: LBConfig = Field(default_factory=dict, validate_default=True)
     notify: NotifySettings = Field(default_factory=dict, validate_default=True)
+    auth: AuthSettings = Field(default_factory=dict, validate_default=True)
 
     _path: Path | None = PrivateAttr(default=None)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
@@ -460,9 +481,28 @@ def default_config() -> Config:
 def validate_config(data: dict[str, Any], *, file: str, base_dir: Path, path: Path | None) -> Config:
     ctx = {"base_dir": base_dir, "path": path}
     try:
-        return Config.model_validate(data, context=ctx)
+        config = Config.model_validate(data, context=ctx)
     except ValidationError as e:
         raise ConfigError([_problem(file, err) for err in e.errors(include_url=False)]) from None
+    problems = access_problems(config, file)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def access_problems(config: Config, file: str) -> list[ConfigProblem]:
+    """The refusals of PRODUCT §10: an admin listener beyond loopback needs `[auth] enabled`."""
+    out = []
+    if not config.auth.enabled and not is_loopback(config.server.host):
+        out.append(
+            ConfigProblem(
+                file,
+                "auth.enabled",
+                f"server.listen {config.server.listen!r} is reachable beyond this host: set "
+                "[auth] enabled = true (and create a token: oceand token create) or listen on 127.0.0.1",
+            )
+        )
+    return out
 
 
 def toml_error(file: str, e: tomllib.TOMLDecodeError) -> ConfigError:

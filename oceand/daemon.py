@@ -23,9 +23,12 @@ from aiohttp import web
 from actuators.marathon_model import AppState
 from oceand.actuation import Actuator, RecordingActuator
 from oceand.api import admin, ingest
+from oceand.api.auth import AUTHORITY, auth_middleware
+from oceand.api.auth import add_routes as add_auth_routes
 from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
+from oceand.auth import Authority
 from oceand.config import Config, ConfigError, changed_keys, load_config
 from oceand.engine import Engine
 from oceand.jobfiles import load_job_files
@@ -83,6 +86,7 @@ class Daemon:
             on_bucket=self.metrics.buckets.inc,
             on_alarm_dropped=lambda reason: self.metrics.alarms_dropped.labels(reason).inc(),
         )
+        self.authority = Authority(self.store, clock, config.auth.refresh, config.auth.grace)
         self.stop_event = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -127,17 +131,20 @@ class Daemon:
     def build_app(self) -> web.Application:
         self.guard = ConnectionGuard(self.config.server, self.metrics)  # header timeout, connection cap
         app = web.Application(
-            middlewares=[self.guard.middleware, error_middleware], client_max_size=self.config.server.max_body
+            middlewares=[self.guard.middleware, error_middleware, auth_middleware],
+            client_max_size=self.config.server.max_body,
         )
         app[ENGINE] = self.engine
         app[STORE] = self.store
         app[METRICS] = self.metrics
         app[DAEMON] = self
+        app[AUTHORITY] = self.authority
         app.router.add_post("/v1/push", ingest.push)
         app.router.add_get("/v1/falcon/alarm", ingest.alarm)
         app.router.add_post("/v1/falcon/alarm", ingest.alarm)
         admin.add_routes(app)
         app.router.add_get("/api/v1/openapi.json", openapi)
+        add_auth_routes(app)
         return app
 
     # ---- jobs ----------------------------------------------------------------------------------
@@ -290,6 +297,7 @@ class Daemon:
         old = self.config
         self.config = new
         self.engine.default_tz = new.timezone
+        self.authority.refresh, self.authority.grace = new.auth.refresh, new.auth.grace
         if new.log != old.log:
             setup_logging(new.log.level, new.log.format)
         changed = changed_keys(old, new)

@@ -47,6 +47,8 @@ level = "DEBUG"
 format = "text"
 [notify]
 falcon_sender = "http://127.0.0.1:6066/api?x=1"
+[auth]
+enabled = true
 """
 
 
