@@ -17,6 +17,7 @@ import re
 import tomllib
 import zoneinfo
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
@@ -200,6 +201,10 @@ class ServerSettings(Table):
     def port(self) -> int:
         return parse_listen(self.listen)[1]
 
+    @property
+    def address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
 
 class StoreSettings(Table):
     """`url` is held resolved: a relative SQLite path becomes absolute (`sqlite:////abs/path`).
@@ -302,6 +307,42 @@ class JobsSettings(Table):
 
 class IngestSettings(Table):
     grace: Annotated[Duration, Field(ge=0, le=3600)] | None = None
+    # access (PRODUCT §10, docs/security.md): a listener of its own, who may send
+    listen: str | None = None  # None: push and alarm callbacks stay on server.listen
+    allow: list[str] = Field(default_factory=list, max_length=1024)  # sender CIDRs
+    token: str | None = Field(default=None, min_length=16, max_length=512, repr=False)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_listen(v)
+        return v
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr[:60]!r} is not an IP address or CIDR (e.g. '10.0.0.0/8')") from None
+        return v
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: str | None) -> str | None:
+        if v is not None and (any(c.isspace() for c in v) or not v.isprintable()):
+            raise ValueError("the ingest token may not hold white space or control characters")
+        return v
+
+    @cached_property
+    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(c, strict=False) for c in self.allow]
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return None if self.listen is None else parse_listen(self.listen)
 
 
 class AuthSettings(Table):
@@ -501,6 +542,23 @@ def access_problems(config: Config, file: str) -> list[ConfigProblem]:
                 f"server.listen {config.server.listen!r} is reachable beyond this host: set "
                 "[auth] enabled = true (and create a token: oceand token create) or listen on 127.0.0.1",
             )
+        )
+    ingest = config.ingest
+    listen = ingest.listen or config.server.listen
+    if not ingest.allow and ingest.token is None and not is_loopback(parse_listen(listen)[0]):
+        which = "ingest.listen" if ingest.listen else "server.listen (which carries ingest)"
+        out.append(
+            ConfigProblem(
+                file,
+                "ingest.allow",
+                f"{which} {listen!r} is reachable beyond this host: set [ingest] allow (the Falcon "
+                "senders' CIDRs) and/or [ingest] token, or listen on 127.0.0.1",
+            )
+        )
+    address = ingest.address
+    if address is not None and address[1] != 0 and address == config.server.address:
+        out.append(
+            ConfigProblem(file, "ingest.listen", "is server.listen: leave it out to share that listener")
         )
     return out
 

@@ -91,6 +91,8 @@ class Daemon:
         self._reload_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
+        self._ingest_runner: web.AppRunner | None = None
+        self.ingest_url: str | None = None
         self._lock = asyncio.Lock()
         self.url: str | None = None
         self.systemd = SystemdNotifier()
@@ -129,7 +131,31 @@ class Daemon:
         self.metrics.notify_errors.labels(kind).inc()
 
     def build_app(self) -> web.Application:
-        self.guard = ConnectionGuard(self.config.server, self.metrics)  # header timeout, connection cap
+        """The admin listener's app; it carries ingest too unless [ingest] listen gives ingest its own."""
+        app = self._app()
+        if self.config.ingest.listen is None:
+            self._add_ingest_routes(app)
+        admin.add_routes(app)
+        app.router.add_get("/api/v1/openapi.json", openapi)
+        add_auth_routes(app)
+        return app
+
+    def build_ingest_app(self) -> web.Application:
+        """[ingest] listen's app: push, alarm callbacks and /healthz."""
+        app = self._app()
+        self._add_ingest_routes(app)
+        app.router.add_get("/healthz", admin.healthz)
+        return app
+
+    @staticmethod
+    def _add_ingest_routes(app: web.Application) -> None:
+        app.router.add_post("/v1/push", ingest.push)
+        app.router.add_get("/v1/falcon/alarm", ingest.alarm)
+        app.router.add_post("/v1/falcon/alarm", ingest.alarm)
+
+    def _app(self) -> web.Application:
+        if not hasattr(self, "guard"):  # one guard for every listener: header timeout, connection cap
+            self.guard = ConnectionGuard(self.config.server, self.metrics)
         app = web.Application(
             middlewares=[self.guard.middleware, error_middleware, auth_middleware],
             client_max_size=self.config.server.max_body,
@@ -139,12 +165,6 @@ class Daemon:
         app[METRICS] = self.metrics
         app[DAEMON] = self
         app[AUTHORITY] = self.authority
-        app.router.add_post("/v1/push", ingest.push)
-        app.router.add_get("/v1/falcon/alarm", ingest.alarm)
-        app.router.add_post("/v1/falcon/alarm", ingest.alarm)
-        admin.add_routes(app)
-        app.router.add_get("/api/v1/openapi.json", openapi)
-        add_auth_routes(app)
         return app
 
     # ---- jobs ----------------------------------------------------------------------------------
@@ -230,10 +250,13 @@ class Daemon:
         site = GuardedSite(runner, self.config.server.host, self.config.server.port, self.guard)
         await site.start()
         self._runner = runner
-        for addr in runner.addresses:  # the bound address: port 0 in tests becomes a real port
-            host, port = addr[0], addr[1]
-            self.url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
-            break
+        self.url = _url(runner)
+        if self.config.ingest.address is not None:
+            self._ingest_runner = web.AppRunner(self.build_ingest_app(), **runner_options(self.config.server))
+            await self._ingest_runner.setup()
+            host, port = self.config.ingest.address
+            await GuardedSite(self._ingest_runner, host, port, self.guard).start()
+            self.ingest_url = _url(self._ingest_runner)
         self._spawn(self.engine.flusher(self.stop_event), "state-flusher")
         self._spawn(self.notifier.run(self.stop_event), "notifier")
         interval = self.systemd.watchdog_interval()
@@ -258,8 +281,9 @@ class Daemon:
         self.systemd.stopping("draining")
         log.info("oceand stopping", extra={"event": "stopping"})
         self.stop_event.set()
-        if self._runner is not None:
-            await self._runner.shutdown()
+        for r in (self._runner, self._ingest_runner):
+            if r is not None:
+                await r.shutdown()
         await self.engine.stop()
         for c in list(self.clusters.values()):
             await c.close()
@@ -270,8 +294,9 @@ class Daemon:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.engine.flush()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for r in (self._runner, self._ingest_runner):
+            if r is not None:
+                await r.cleanup()
         await self.store.close()
         self.systemd.close()
         log.info("oceand stopped", extra={"event": "stopped"})
@@ -290,9 +315,14 @@ class Daemon:
             log.error("reload rejected, the running config stays: %s", e, extra={"event": "reload_rejected"})
             self.systemd.ready("reload rejected")
             return False
-        if new.store.url != self.config.store.url or new.server.listen != self.config.server.listen:
+        if (new.store.url, new.server.listen, new.ingest.listen) != (
+            self.config.store.url,
+            self.config.server.listen,
+            self.config.ingest.listen,
+        ):
             log.warning(
-                "store.url and server.listen change only on restart", extra={"event": "reload_partial"}
+                "store.url, server.listen and ingest.listen change only on restart",
+                extra={"event": "reload_partial"},
             )
         old = self.config
         self.config = new
@@ -338,6 +368,14 @@ class Daemon:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+
+
+def _url(runner: web.AppRunner) -> str | None:
+    """The bound address of a runner's site (port 0 in tests becomes a real port)."""
+    for addr in runner.addresses:
+        host, port = addr[0], addr[1]
+        return f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    return None
 
 
 async def run(config: Config) -> int:

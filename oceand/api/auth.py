@@ -14,6 +14,8 @@ bodies say which.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 from typing import Any
 
@@ -150,7 +152,11 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
     if not known:
         log.error("route %s %s has no scope in ROUTE_SCOPES: refused", request.method, request.path)
         return error_response(500, "internal", "this route has no access rule (a bug, logged)")
-    if scope is PUBLIC or scope == "ingest":  # the ingest guard (not a bearer token) protects ingest
+    if scope == "ingest":
+        denied = await _ingest_guard(request)
+        if denied is not None:
+            return denied
+    if scope is PUBLIC or scope == "ingest":
         resp = await handler(request)
         return resp
     if request.app[DAEMON].config.auth.enabled:
@@ -178,6 +184,52 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
             require_job(request, job)
     resp = await handler(request)
     return resp
+
+
+def _in_allow(request: web.Request, networks: list[Any]) -> bool:
+    try:
+        addr = ipaddress.ip_address((request.remote or "").split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr.version == n.version and addr in n for n in networks)
+
+
+async def _ingest_guard(request: web.Request) -> web.Response | None:
+    """None when the sender may push / call back; otherwise the refusal.
+
+    Open when neither `[ingest] allow` nor `[ingest] token` is set (the config allows that only on a
+    loopback listener). Otherwise any one of: the sender's address is in `allow`; `?token=` or a bearer
+    token equals `[ingest] token` (constant-time); a bearer token of the store with the `ingest` scope.
+    The token is never logged: the alarm handler logs its query through policies.redact.
+    """
+    settings = request.app[DAEMON].config.ingest
+    if not settings.allow and settings.token is None:
+        return None
+    if settings.allow and _in_allow(request, settings.networks):
+        return None
+    bearer = _bearer(request)
+    presented = [t for t in (request.query.get("token"), bearer) if t]
+    if settings.token is not None:
+        expected = settings.token.encode()
+        if any(hmac.compare_digest(t.encode(), expected) for t in presented):
+            return None
+    if bearer:
+        try:
+            if (await request.app[AUTHORITY].authenticate(bearer)).has("ingest"):
+                return None
+        except Unauthorized:
+            pass
+    if not presented and settings.token is None:
+        request.app[METRICS].auth_denied.labels("ingest_not_allowed").inc()
+        return error_response(403, "ingest_not_allowed", f"sender {request.remote} is not in [ingest] allow")
+    return _unauthorized(
+        request,
+        "ingest_denied",
+        "ingest needs a sender in [ingest] allow, the ingest token (?token= or a bearer token), "
+        "or a token with the ingest scope",
+    )
 
 
 # ---- token and audit routes ----------------------------------------------------------------------

@@ -131,7 +131,7 @@ def test_glob_rules(glob: str, job: str, expected: bool) -> None:
     ],
 )
 def test_admin_beyond_loopback_needs_auth(tmp_path: Path, listen: str, auth: bool, refused: bool) -> None:
-    data = {"server": {"listen": listen}, "auth": {"enabled": auth}}
+    data = {"server": {"listen": listen}, "auth": {"enabled": auth}, "ingest": {"allow": ["10.0.0.0/8"]}}
     if not refused:
         validate_config(data, file="oceand.toml", base_dir=tmp_path, path=None)
         return

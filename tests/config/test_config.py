@@ -42,6 +42,7 @@ ca_file = "ca.pem"
 dir = "jobs"
 [ingest]
 grace = "2s"
+allow = ["10.0.0.0/8"]
 [log]
 level = "DEBUG"
 format = "text"
