@@ -28,7 +28,7 @@ from oceand.api.auth import add_routes as add_auth_routes
 from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
-from oceand.auth import Authority
+from oceand.auth import Authority, audit
 from oceand.config import Config, ConfigError, changed_keys, load_config
 from oceand.engine import Engine
 from oceand.jobfiles import load_job_files
@@ -204,6 +204,11 @@ class Daemon:
             if stored is None or stored.doc != dump_job(doc):
                 version = await self.store.put_job(doc.job, dump_job(doc))
                 log.info("job %s applied from %s (version %d)", doc.job, path, version)
+                before = None if stored is None else stored.version
+                action = "job.create" if stored is None else "job.replace"
+                await audit(
+                    self.store, self.clock(), "local", f"file:{path}"[:200], action, doc.job, before, version
+                )
 
     def job_status(self, name: str) -> dict[str, Any]:
         status = self.engine.status(name)

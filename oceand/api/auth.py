@@ -240,6 +240,13 @@ def _token_error(e: TokenError) -> ApiError:
     return ApiError(e.status, e.code, e.message, details)
 
 
+def _with_secret(body: dict[str, Any], secret: str, status: int) -> web.Response:
+    """A reply that shows a secret once: no cache may keep it."""
+    resp = json_response({**body, "secret": secret}, status)
+    resp.headers[hdrs.CACHE_CONTROL] = "no-store"
+    return resp
+
+
 def _token_name(request: web.Request) -> str:
     try:
         return check_name(request.match_info["name"])
@@ -272,8 +279,7 @@ async def create_token(request: web.Request) -> web.Response:
     except TokenError as e:
         raise _token_error(e) from None
     await record(request, "token.create", detail={"token": name, "scopes": list(scopes), "jobs": list(jobs)})
-    body = token.public(request.app[DAEMON].clock())
-    return json_response({**body, "secret": secret}, 201)
+    return _with_secret(token.public(request.app[DAEMON].clock()), secret, 201)
 
 
 async def delete_token(request: web.Request) -> web.Response:
@@ -303,8 +309,7 @@ async def rotate_token(request: web.Request) -> web.Response:
     except TokenError as e:
         raise _token_error(e) from None
     await record(request, "token.rotate", detail={"token": name, "old_secret_valid_until": token.old_until})
-    body = token.public(request.app[DAEMON].clock())
-    return json_response({**body, "secret": secret})
+    return _with_secret(token.public(request.app[DAEMON].clock()), secret, 200)
 
 
 def add_routes(app: web.Application) -> None:

@@ -357,3 +357,62 @@ async def test_every_change_is_audited_once(
     assert body["entries"] == []
     assert (await api("GET", "/api/v1/audit?limit=0", root))[0] == 400
     assert (await api("GET", "/api/v1/audit?job=a/b", root))[0] == 400
+
+
+async def test_job_files_applied_at_start_are_audited(start_daemon: DaemonFactory, tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "web.json").write_bytes(orjson.dumps(doc(MINE)))
+    d, c = await start_daemon(jobs={"dir": str(jobs)})
+    status, body = await c.call("GET", "/api/v1/audit")
+    assert status == 200
+    [e] = body["entries"]
+    assert (e["actor"], e["action"], e["job"], e["before_version"], e["after_version"]) == (
+        "local",
+        "job.create",
+        MINE,
+        None,
+        1,
+    )
+    assert e["source"] == f"file:{jobs / 'web.json'}"
+    await d.stop()
+    _, c2 = await start_daemon(jobs={"dir": str(jobs)})  # unchanged file: nothing new
+    assert len((await c2.call("GET", "/api/v1/audit"))[1]["entries"]) == 1
+
+
+async def test_secrets_are_never_logged_nor_cached(
+    start_daemon: DaemonFactory,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG")
+    api, root = await with_root(start_daemon, session, tmp_path, capsys)
+    secrets = [root]
+    base = api.base
+    async with session.post(
+        f"{base}/api/v1/tokens",
+        json={"name": "t", "scopes": ["read"]},
+        headers={"Authorization": f"Bearer {root}"},
+    ) as r:
+        assert r.status == 201 and r.headers["Cache-Control"] == "no-store"
+        secrets.append((await r.json())["secret"])
+    async with session.post(
+        f"{base}/api/v1/tokens/t/rotate", headers={"Authorization": f"Bearer {root}"}
+    ) as r:
+        assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
+        secrets.append((await r.json())["secret"])
+    for s in secrets:
+        await api("GET", f"/api/v1/jobs/{MINE}", s)
+        await api("GET", "/api/v1/audit", s + "x")
+    _, audit_body = await api("GET", "/api/v1/audit", root)
+    _, tokens_body = await api("GET", "/api/v1/tokens", root)
+    logged = "\n".join(r.getMessage() + str(r.__dict__) for r in caplog.records)
+    assert "audit: token.rotate" in logged
+    for s in secrets:
+        assert s not in logged and s not in str(audit_body) and s not in str(tokens_body)
+        # oceand's own lines never show a hash either (aiosqlite's DEBUG lines echo SQL parameters)
+        ours = [r for r in caplog.records if r.name.startswith("oceand")]
+        assert not [r.getMessage() for r in ours if hash_secret(s) in r.getMessage() + str(r.__dict__)]
+        assert hash_secret(s) not in str(tokens_body)

@@ -206,3 +206,28 @@ async def test_route_by_credential(
                     await f.restore()
         assert wrong == []
         assert rows == len(ROUTES) * len(CREDENTIALS)
+
+
+async def test_openapi_states_each_operations_scope(start_daemon: DaemonFactory) -> None:
+    _, c = await start_daemon()
+    status, spec = await c.call("GET", "/api/v1/openapi.json")
+    assert status == 200
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
+    assert schemes["ingestToken"] | {"in": "query", "name": "token"} == schemes["ingestToken"]
+    described = {}
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            if method == "parameters":
+                continue
+            described[(method.upper(), path)] = (op["x-oceand-scope"], op["security"], set(op["responses"]))
+    assert set(described) == set(ROUTES)
+    for key, (scope, security, responses) in described.items():
+        want = ROUTES[key].scope
+        if want == OPEN:
+            assert (scope, security) == (None, []), key
+        elif want == INGEST:
+            assert scope == "ingest" and {"ingestToken": []} in security and {} in security, key
+        else:
+            assert (scope, security) == (want, [{"bearer": [want]}]), key
+            assert {"401", "403"} <= responses, key
