@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from oceand.store.base import Store
+from oceand.store.base import Store, StoreError
 
 log = logging.getLogger("oceand.audit")
 
@@ -223,13 +223,31 @@ class Authority:
     refresh: float = 5.0
     grace: float = 3600.0
     _tokens: dict[str, Token] = field(default_factory=dict)
-    _loaded_at: float = -1e18
+    _loaded_at: float | None = None  # monotonic time of the last read; None: never read
     _monotonic: Callable[[], float] = time.monotonic
 
     async def load(self) -> None:
         rows = await self.store.list_tokens()
         self._tokens = {r["name"]: Token.from_record(r["name"], r["record"]) for r in rows}
         self._loaded_at = self._monotonic()
+
+    async def _reload_if_older(self, age: float) -> None:
+        """Read the tokens again when the last read is older than `age`. If the store fails, the tokens
+        of the last read stay in force (an outage of the store does not lock everyone out; a token
+        revoked meanwhile on another daemon works until the store answers again); with no read yet,
+        the StoreError is raised."""
+        now = self._monotonic()
+        if self._loaded_at is not None and now - self._loaded_at < age:
+            return
+        try:
+            await self.load()
+        except StoreError as e:
+            if self._loaded_at is None:
+                raise
+            self._loaded_at = now  # next try after `age` again, not on every request
+            logging.getLogger("oceand.auth").warning(
+                "tokens not re-read, the last ones stay in force: %s", e, extra={"event": "tokens_stale"}
+            )
 
     async def tokens(self) -> list[Token]:
         await self.load()
@@ -247,12 +265,10 @@ class Authority:
         return found
 
     async def authenticate(self, secret: str) -> Principal:
-        now_m = self._monotonic()
-        if now_m - self._loaded_at >= self.refresh:
-            await self.load()
+        await self._reload_if_older(self.refresh)
         found = self._match(secret)
-        if found is None and now_m - self._loaded_at >= 1.0:  # made elsewhere a moment ago?
-            await self.load()
+        if found is None:  # made elsewhere a moment ago? (one read a second at most)
+            await self._reload_if_older(1.0)
             found = self._match(secret)
         if found is None:
             raise Unauthorized("the bearer token is not valid (unknown, revoked or mistyped)")

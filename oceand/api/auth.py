@@ -38,6 +38,7 @@ from oceand.auth import (
     check_scopes,
 )
 from oceand.keys import DAEMON, METRICS, STORE
+from oceand.store.base import StoreError
 
 log = logging.getLogger("oceand.api")
 
@@ -95,7 +96,7 @@ def require_job(request: web.Request, job: str) -> None:
         raise ApiError(
             403,
             "job_outside_token",
-            f"job {job!r} is outside token {p.name!r}'s jobs ({', '.join(p.jobs)})",
+            f"job {job[:200]!r} is outside token {p.name!r}'s jobs ({', '.join(p.jobs)})",
         )
 
 
@@ -171,6 +172,11 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
             p = await request.app[AUTHORITY].authenticate(secret)
         except Unauthorized as e:
             return _unauthorized(request, "bad_token", str(e))
+        except StoreError:
+            log.warning("cannot check a token: the store is unavailable", extra={"event": "auth_unavailable"})
+            raise ApiError(
+                503, "store_unavailable", "cannot check the token: the store is unavailable"
+            ) from None
         if not p.has(scope):
             request.app[METRICS].auth_denied.labels("missing_scope").inc()
             raise ApiError(
@@ -219,7 +225,7 @@ async def _ingest_guard(request: web.Request) -> web.Response | None:
         try:
             if (await request.app[AUTHORITY].authenticate(bearer)).has("ingest"):
                 return None
-        except Unauthorized:
+        except (Unauthorized, StoreError):  # the store down: the other ways in still work
             pass
     if not presented and settings.token is None:
         request.app[METRICS].auth_denied.labels("ingest_not_allowed").inc()

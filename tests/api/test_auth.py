@@ -416,3 +416,22 @@ async def test_secrets_are_never_logged_nor_cached(
         ours = [r for r in caplog.records if r.name.startswith("oceand")]
         assert not [r.getMessage() for r in ours if hash_secret(s) in r.getMessage() + str(r.__dict__)]
         assert hash_secret(s) not in str(tokens_body)
+
+
+async def test_a_store_outage_keeps_the_last_tokens_and_never_answers_5xx_unexplained(
+    start_daemon: DaemonFactory,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = await host_token(tmp_path, "--name", "root", "--scope", "admin", capsys=capsys)
+    d, api = await secured(start_daemon, session)
+    assert (await api("GET", "/api/v1/clusters", root))[0] == 200  # tokens read once
+    d.authority.refresh = 0.0  # every request re-reads: each one meets the outage
+    await d.store.close()
+    assert (await api("GET", "/api/v1/clusters", root))[0] == 200  # the last tokens stay in force
+    assert (await api("GET", "/api/v1/clusters", "ocd_unknown"))[0] == 401
+    d2, api2 = await secured(start_daemon, session)  # another daemon, its store down before any read
+    await d2.store.close()
+    status, body = await api2("GET", "/api/v1/clusters", root)
+    assert status == 503 and body["error"]["code"] == "store_unavailable"
