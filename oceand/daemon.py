@@ -87,6 +87,7 @@ class Daemon:
             on_alarm_dropped=lambda reason: self.metrics.alarms_dropped.labels(reason).inc(),
         )
         self.authority = Authority(self.store, clock, config.auth.refresh, config.auth.grace)
+        self.guard = ConnectionGuard(config.server, self.metrics)  # every listener: header timeout, cap
         self.stop_event = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -154,8 +155,6 @@ class Daemon:
         app.router.add_post("/v1/falcon/alarm", ingest.alarm)
 
     def _app(self) -> web.Application:
-        if not hasattr(self, "guard"):  # one guard for every listener: header timeout, connection cap
-            self.guard = ConnectionGuard(self.config.server, self.metrics)
         app = web.Application(
             middlewares=[self.guard.middleware, error_middleware, auth_middleware],
             client_max_size=self.config.server.max_body,
@@ -268,7 +267,14 @@ class Daemon:
         if interval:
             self._spawn(self._watchdog(interval / 2), "watchdog")
         self.systemd.ready(f"serving on {self.url}, {len(self.engine.jobs)} jobs")
-        log.info("oceand ready on %s with %d jobs", self.url, len(self.engine.jobs), extra={"event": "ready"})
+        ingest_on = f" (ingest on {self.ingest_url})" if self.ingest_url else ""
+        log.info(
+            "oceand ready on %s%s with %d jobs",
+            self.url,
+            ingest_on,
+            len(self.engine.jobs),
+            extra={"event": "ready"},
+        )
 
     async def _start_clusters(self) -> None:
         """Marathon clusters: a client, an event-stream watcher and an actuator per configured cluster."""
