@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         from oceand.replay_cli import main as replay_main
 
         return replay_main(argv[1:])
+    if argv and argv[0] == "token":
+        from oceand.token_cli import main as token_main
+
+        return token_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="oceand",
         description="Elastic-scaling daemon for Marathon / Open-Falcon (docs/operations.md). "
@@ -69,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         "replay",
         help="what-if simulation on a recorded load (oceand replay --help)",
         description="What-if simulation of a job document on a recorded load (oceand replay --help).",
+    )
+    sub.add_parser(
+        "token",
+        help="create, list, rotate or delete access tokens (oceand token --help)",
+        description="Create, list, rotate or delete the admin API's access tokens on the host (docs/security.md).",
     )
     args = parser.parse_args(argv)
     if args.command == "check-config" and args.file is not None:

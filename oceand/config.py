@@ -18,6 +18,7 @@ import re
 import tomllib
 import zoneinfo
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
@@ -202,6 +203,10 @@ class ServerSettings(Table):
     def port(self) -> int:
         return parse_listen(self.listen)[1]
 
+    @property
+    def address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
 
 class StoreSettings(Table):
     """`url` is held resolved: a relative SQLite path becomes absolute (`sqlite:////abs/path`).
@@ -330,12 +335,62 @@ class IngestSettings(Table):
         default_factory=list, max_length=10_000
     )
 
-    @field_validator("rpc_listen", "tsdb_listen")
+    # access (PRODUCT §10, docs/security.md): a listener of its own, who may send
+    listen: str | None = None  # None: push and alarm callbacks stay on server.listen
+    allow: list[str] = Field(default_factory=list, max_length=1024)  # sender CIDRs
+    token: str | None = Field(default=None, min_length=16, max_length=512, repr=False)
+
+    @field_validator("rpc_listen", "tsdb_listen", "listen")
     @classmethod
     def _listen(cls, v: str | None) -> str | None:
         if v is not None:
             parse_listen(v)
         return v
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr[:60]!r} is not an IP address or CIDR (e.g. '10.0.0.0/8')") from None
+        return v
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: str | None) -> str | None:
+        if v is not None and (any(c.isspace() for c in v) or not v.isprintable()):
+            raise ValueError("the ingest token may not hold white space or control characters")
+        return v
+
+    @cached_property
+    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(c, strict=False) for c in self.allow]
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return None if self.listen is None else parse_listen(self.listen)
+
+
+class AuthSettings(Table):
+    """Bearer tokens on the admin API (oceand.auth, docs/security.md)."""
+
+    enabled: bool = False
+    grace: Annotated[Duration, Field(ge=0, le=7 * 86400)] = (
+        3600.0  # a rotated token's old secret works this long
+    )
+    refresh: Annotated[Duration, Field(gt=0, le=300)] = 5.0  # tokens are re-read from the store this often
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen host reaches only this machine (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
 
 
 class LBConfig(Table):
@@ -412,6 +467,7 @@ class Config(Table):
     log: LogSettings = Field(default_factory=dict, validate_default=True)
     lb: LBConfig = Field(default_factory=dict, validate_default=True)
     notify: NotifySettings = Field(default_factory=dict, validate_default=True)
+    auth: AuthSettings = Field(default_factory=dict, validate_default=True)
 
     _path: Path | None = PrivateAttr(default=None)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
@@ -500,9 +556,45 @@ def default_config() -> Config:
 def validate_config(data: dict[str, Any], *, file: str, base_dir: Path, path: Path | None) -> Config:
     ctx = {"base_dir": base_dir, "path": path}
     try:
-        return Config.model_validate(data, context=ctx)
+        config = Config.model_validate(data, context=ctx)
     except ValidationError as e:
         raise ConfigError([_problem(file, err) for err in e.errors(include_url=False)]) from None
+    problems = access_problems(config, file)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def access_problems(config: Config, file: str) -> list[ConfigProblem]:
+    """The refusals of PRODUCT §10: an admin listener beyond loopback needs `[auth] enabled`."""
+    out = []
+    if not config.auth.enabled and not is_loopback(config.server.host):
+        out.append(
+            ConfigProblem(
+                file,
+                "auth.enabled",
+                f"server.listen {config.server.listen!r} is reachable beyond this host: set "
+                "[auth] enabled = true (and create a token: oceand token create) or listen on 127.0.0.1",
+            )
+        )
+    ingest = config.ingest
+    listen = ingest.listen or config.server.listen
+    if not ingest.allow and ingest.token is None and not is_loopback(parse_listen(listen)[0]):
+        which = "ingest.listen" if ingest.listen else "server.listen (which carries ingest)"
+        out.append(
+            ConfigProblem(
+                file,
+                "ingest.allow",
+                f"{which} {listen!r} is reachable beyond this host: set [ingest] allow (the Falcon "
+                "senders' CIDRs) and/or [ingest] token, or listen on 127.0.0.1",
+            )
+        )
+    address = ingest.address
+    if address is not None and address[1] != 0 and address == config.server.address:
+        out.append(
+            ConfigProblem(file, "ingest.listen", "is server.listen: leave it out to share that listener")
+        )
+    return out
 
 
 def toml_error(file: str, e: tomllib.TOMLDecodeError) -> ConfigError:

@@ -23,9 +23,12 @@ from aiohttp import web
 from actuators.marathon_model import AppState
 from oceand.actuation import Actuator, RecordingActuator
 from oceand.api import admin, ingest
+from oceand.api.auth import AUTHORITY, auth_middleware
+from oceand.api.auth import add_routes as add_auth_routes
 from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
+from oceand.auth import Authority, audit
 from oceand.config import Config, ConfigError, changed_keys, load_config
 from oceand.engine import Engine
 from oceand.jobfiles import load_job_files
@@ -92,10 +95,14 @@ class Daemon:
         self.listeners = Listeners(
             config.ingest, self.engine, self.metrics
         )  # [ingest] rpc_listen, tsdb_listen
+        self.authority = Authority(self.store, clock, config.auth.refresh, config.auth.grace)
+        self.guard = ConnectionGuard(config.server, self.metrics)  # every listener: header timeout, cap
         self.stop_event = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
+        self._ingest_runner: web.AppRunner | None = None
+        self.ingest_url: str | None = None
         self._lock = asyncio.Lock()
         self.url: str | None = None
         self.systemd = SystemdNotifier()
@@ -140,19 +147,38 @@ class Daemon:
         self.metrics.notify_errors.labels(kind).inc()
 
     def build_app(self) -> web.Application:
-        self.guard = ConnectionGuard(self.config.server, self.metrics)  # header timeout, connection cap
+        """The admin listener's app; it carries ingest too unless [ingest] listen gives ingest its own."""
+        app = self._app()
+        if self.config.ingest.listen is None:
+            self._add_ingest_routes(app)
+        admin.add_routes(app)
+        app.router.add_get("/api/v1/openapi.json", openapi)
+        add_auth_routes(app)
+        return app
+
+    def build_ingest_app(self) -> web.Application:
+        """[ingest] listen's app: push, alarm callbacks and /healthz."""
+        app = self._app()
+        self._add_ingest_routes(app)
+        app.router.add_get("/healthz", admin.healthz)
+        return app
+
+    @staticmethod
+    def _add_ingest_routes(app: web.Application) -> None:
+        app.router.add_post("/v1/push", ingest.push)
+        app.router.add_get("/v1/falcon/alarm", ingest.alarm)
+        app.router.add_post("/v1/falcon/alarm", ingest.alarm)
+
+    def _app(self) -> web.Application:
         app = web.Application(
-            middlewares=[self.guard.middleware, error_middleware], client_max_size=self.config.server.max_body
+            middlewares=[self.guard.middleware, error_middleware, auth_middleware],
+            client_max_size=self.config.server.max_body,
         )
         app[ENGINE] = self.engine
         app[STORE] = self.store
         app[METRICS] = self.metrics
         app[DAEMON] = self
-        app.router.add_post("/v1/push", ingest.push)
-        app.router.add_get("/v1/falcon/alarm", ingest.alarm)
-        app.router.add_post("/v1/falcon/alarm", ingest.alarm)
-        admin.add_routes(app)
-        app.router.add_get("/api/v1/openapi.json", openapi)
+        app[AUTHORITY] = self.authority
         return app
 
     # ---- jobs ----------------------------------------------------------------------------------
@@ -192,6 +218,11 @@ class Daemon:
             if stored is None or stored.doc != dump_job(doc):
                 version = await self.store.put_job(doc.job, dump_job(doc))
                 log.info("job %s applied from %s (version %d)", doc.job, path, version)
+                before = None if stored is None else stored.version
+                action = "job.create" if stored is None else "job.replace"
+                await audit(
+                    self.store, self.clock(), "local", f"file:{path}"[:200], action, doc.job, before, version
+                )
 
     def job_status(self, name: str) -> dict[str, Any]:
         status = self.engine.status(name)
@@ -268,10 +299,13 @@ class Daemon:
         site = GuardedSite(runner, self.config.server.host, self.config.server.port, self.guard)
         await site.start()
         self._runner = runner
-        for addr in runner.addresses:  # the bound address: port 0 in tests becomes a real port
-            host, port = addr[0], addr[1]
-            self.url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
-            break
+        self.url = _url(runner)
+        if self.config.ingest.address is not None:
+            self._ingest_runner = web.AppRunner(self.build_ingest_app(), **runner_options(self.config.server))
+            await self._ingest_runner.setup()
+            host, port = self.config.ingest.address
+            await GuardedSite(self._ingest_runner, host, port, self.guard).start()
+            self.ingest_url = _url(self._ingest_runner)
         await self.listeners.start()
         self._spawn(self.listeners.run(self.stop_event), "listeners-idle-sweep")
         self._spawn(self.engine.flusher(self.stop_event), "state-flusher")
@@ -281,7 +315,14 @@ class Daemon:
         if interval:
             self._spawn(self._watchdog(interval / 2), "watchdog")
         self.systemd.ready(f"serving on {self.url}, {len(self.engine.jobs)} jobs")
-        log.info("oceand ready on %s with %d jobs", self.url, len(self.engine.jobs), extra={"event": "ready"})
+        ingest_on = f" (ingest on {self.ingest_url})" if self.ingest_url else ""
+        log.info(
+            "oceand ready on %s%s with %d jobs",
+            self.url,
+            ingest_on,
+            len(self.engine.jobs),
+            extra={"event": "ready"},
+        )
 
     async def _start_clusters(self) -> None:
         """Marathon clusters: a client, an event-stream watcher and an actuator per configured cluster."""
@@ -317,8 +358,9 @@ class Daemon:
         self.systemd.stopping("draining")
         log.info("oceand stopping", extra={"event": "stopping"})
         self.stop_event.set()
-        if self._runner is not None:
-            await bounded("the API's shutdown hooks", self._runner.shutdown(), left(0.05))
+        for r in (self._runner, self._ingest_runner):
+            if r is not None:
+                await bounded("the API's shutdown hooks", r.shutdown(), left(0.05))
         await bounded("the Falcon listeners", self.listeners.close(), left(0.05))
         # in-flight applies get up to half the budget; a write cut off is settled at the next start
         await self.engine.stop(timeout=left(0.5))
@@ -331,9 +373,10 @@ class Daemon:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await bounded("writing the last states", self.engine.flush(), left(0.1))
-        if self._runner is not None:
-            self._runner._shutdown_timeout = left(0.05)  # requests still open are not waited for longer
-            await bounded("closing the API", self._runner.cleanup(), left(0.1))
+        for r in (self._runner, self._ingest_runner):
+            if r is not None:
+                r._shutdown_timeout = left(0.05)  # requests still open are not waited for longer
+                await bounded("closing the API", r.cleanup(), left(0.1))
         await bounded("closing the store", self.store.close(), left())
         self.systemd.close()
         log.info("oceand stopped", extra={"event": "stopped"})
@@ -352,14 +395,20 @@ class Daemon:
             log.error("reload rejected, the running config stays: %s", e, extra={"event": "reload_rejected"})
             self.systemd.ready("reload rejected")
             return False
-        if new.store.url != self.config.store.url or new.server.listen != self.config.server.listen:
+        if (new.store.url, new.server.listen, new.ingest.listen) != (
+            self.config.store.url,
+            self.config.server.listen,
+            self.config.ingest.listen,
+        ):
             log.warning(
-                "store.url and server.listen change only on restart", extra={"event": "reload_partial"}
+                "store.url, server.listen and ingest.listen change only on restart",
+                extra={"event": "reload_partial"},
             )
         old = self.config
         self.config = new
         self.engine.default_tz = new.timezone
         self.engine.stale_after = new.decision_stale_after
+        self.authority.refresh, self.authority.grace = new.auth.refresh, new.auth.grace
         if new.log != old.log:
             setup_logging(new.log.level, new.log.format)
         changed = changed_keys(old, new)
@@ -400,6 +449,14 @@ class Daemon:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+
+
+def _url(runner: web.AppRunner) -> str | None:
+    """The bound address of a runner's site (port 0 in tests becomes a real port)."""
+    for addr in runner.addresses:
+        host, port = addr[0], addr[1]
+        return f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    return None
 
 
 async def run(config: Config) -> int:

@@ -24,6 +24,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.auth_denied = Counter(
+            "oceand_auth_denied_total",
+            "Requests refused by access control (401/403), by reason",
+            ["reason"],
+            registry=r,
+        )
         self.buckets = Counter("oceand_buckets_evaluated_total", "Closed buckets evaluated", registry=r)
         self.decisions = Counter(
             "oceand_decisions_total",

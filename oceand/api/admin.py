@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from oceand.api.auth import principal, record, require_job
 from oceand.api.errors import ApiError, json_response, read_json
 from oceand.engine import AppUnknown, JobRuntime
 from oceand.keys import DAEMON, ENGINE, METRICS, STORE
@@ -93,9 +94,11 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def list_jobs(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
+    who = principal(request)
     out = [
         {"job": rt.name, "mode": rt.doc.mode, "effective_mode": engine.mode(rt), "version": rt.version}
         for rt in sorted(engine.jobs.values(), key=lambda r: r.name)
+        if who.may_touch(rt.name)
     ]
     return json_response({"jobs": out})
 
@@ -112,10 +115,12 @@ async def _put(request: web.Request, doc: JobDocument) -> int:
 
 async def create_job(request: web.Request) -> web.Response:
     doc = _validate(request, await read_json(request))
+    require_job(request, doc.job)
     if doc.job in request.app[ENGINE].jobs:
         raise ApiError(409, "job_exists", f"job {doc.job!r} exists: PUT /api/v1/jobs/{doc.job} replaces it")
     doc = _keep_webhook(doc, None)
     version = await request.app[DAEMON].put_job(doc)
+    await record(request, "job.create", doc.job, None, version)
     return json_response({"job": _shown(doc), "version": version}, 201)
 
 
@@ -128,15 +133,21 @@ async def get_job(request: web.Request) -> web.Response:
 async def put_job(request: web.Request) -> web.Response:
     name = _job_name(request)
     doc = _validate(request, await read_json(request), name)
-    existed = name in request.app[ENGINE].jobs
-    doc = _keep_webhook(doc, request.app[ENGINE].jobs.get(name))
+    current = request.app[ENGINE].jobs.get(name)
+    before = None if current is None else current.version
+    doc = _keep_webhook(doc, current)
     version = await _put(request, doc)
+    if version != before:
+        await record(request, "job.replace" if current is not None else "job.create", name, before, version)
+    existed = current is not None
     return json_response({"job": _shown(doc), "version": version}, 200 if existed else 201)
 
 
 async def delete_job(request: web.Request) -> web.Response:
     name = _known_job(request)
+    before = request.app[ENGINE].jobs[name].version
     await request.app[DAEMON].delete_job(name)
+    await record(request, "job.delete", name, before, None)
     return web.Response(status=204)
 
 
@@ -195,6 +206,9 @@ async def scale(request: web.Request) -> web.Response:
         decision = await request.app[ENGINE].manual(name, instances, reason)
     except AppUnknown as e:
         raise ApiError(409, "app_state_unknown", str(e)) from None
+    version = request.app[ENGINE].jobs[name].version
+    detail = {"instances": instances, "reason": reason, "status": decision.status}
+    await record(request, "job.scale", name, version, version, detail)
     return json_response({"decision": decision.to_json()})
 
 
@@ -207,7 +221,10 @@ async def set_mode(request: web.Request) -> web.Response:
             422, "invalid_body", "mode: must be 'active', 'dry-run' or 'paused'", [{"path": "mode"}]
         )
     engine = request.app[ENGINE]
+    before = engine.jobs[name].version
     version = await _put(request, engine.jobs[name].doc.model_copy(update={"mode": mode}))
+    if version != before:
+        await record(request, "job.mode", name, before, version, {"mode": mode})
     rt = engine.jobs[name]
     return json_response(
         {
@@ -218,6 +235,16 @@ async def set_mode(request: web.Request) -> web.Response:
             "version": version,
         }
     )
+
+
+async def audit_log(request: web.Request) -> web.Response:
+    job = request.query.get("job") or None
+    if job is not None and not JOB_NAME_RE.match(job):
+        raise ApiError(400, "bad_query", "job: 1-200 characters of [A-Za-z0-9._-]")
+    since = _query_number(request, "since", None, 0, 1e12)
+    limit = _query_number(request, "limit", 100, 1, 1000)
+    entries = await request.app[STORE].audit(job, since, int(limit or 100))
+    return json_response({"entries": entries})
 
 
 async def clusters(request: web.Request) -> web.Response:
@@ -239,3 +266,4 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v1/jobs/{job}/scale", scale)
     r.add_post("/api/v1/jobs/{job}/mode", set_mode)
     r.add_get("/api/v1/clusters", clusters)
+    r.add_get("/api/v1/audit", audit_log)

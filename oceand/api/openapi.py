@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 import oceand
+from oceand.api.auth import ROUTE_SCOPES
 from oceand.api.errors import json_response
 from policies.document import STORED_JOB_NAME_PATTERN, JobDocument
 
@@ -102,6 +103,51 @@ _ALARM_PARAMS = [
     )
 ]
 _DOC = {"$ref": "#/components/schemas/JobDocument"}
+_TOKEN_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+}
+_DURATION = {
+    "oneOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"},
+    ],
+    "description": "seconds, or '30s', '10m', '2h', '90d'",
+}
+_SCOPES = ["read", "write", "operate", "admin", "ingest"]
+_TOKEN = {
+    "type": "object",
+    "required": ["name", "scopes", "jobs", "created_at", "expires_at", "expired", "rotated_at"],
+    "properties": {
+        "name": {"type": "string"},
+        "scopes": {"type": "array", "items": {"enum": _SCOPES}},
+        "jobs": {"type": "array", "items": {"type": "string"}, "description": "job-name globs"},
+        "created_at": {"type": "number"},
+        "expires_at": {"type": ["number", "null"]},
+        "expired": {"type": "boolean"},
+        "rotated_at": {"type": ["number", "null"]},
+        "old_secret_valid_until": {"type": ["number", "null"]},
+        "secret": {"type": "string", "description": "only in the replies of create and rotate: shown once"},
+    },
+}
+_SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An oceand token (`oceand token create`, POST /api/v1/tokens). Each operation's "
+        "`x-oceand-scope` names the scope it needs (admin includes every scope); operations on a job "
+        "also need the job's name to match one of the token's job globs. Checked when [auth] enabled.",
+    },
+    "ingestToken": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "[ingest] token, in the query (a Falcon callback URL) or as a bearer token; "
+        "or the sender's address is in [ingest] allow; or a token with the ingest scope.",
+    },
+}
 
 
 @cache
@@ -187,13 +233,74 @@ def spec() -> dict[str, Any]:
         },
         "/api/v1/clusters": {"get": _op("Marathon clusters, answering URL, event-stream state", "200")},
         "/api/v1/openapi.json": {"get": _op("This description", "200")},
+        "/api/v1/tokens": {
+            "get": _op(
+                "List tokens (never their secrets)",
+                "200",
+                reply={"type": "object", "properties": {"tokens": {"type": "array", "items": _TOKEN}}},
+            ),
+            "post": _op(
+                "Create a token; the reply holds its secret, shown once",
+                "201",
+                body={
+                    "type": "object",
+                    "required": ["name", "scopes"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+                        "scopes": {"type": "array", "minItems": 1, "items": {"enum": _SCOPES}},
+                        "jobs": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": 64,
+                            "items": {"type": "string", "pattern": "^[A-Za-z0-9._*?-]{1,200}$"},
+                            "description": "job-name globs (* any run, ? one character); default ['*']",
+                        },
+                        "expires": _DURATION,
+                    },
+                },
+                errors=(400, 409, 413, 422),
+                reply=_TOKEN,
+            ),
+        },
+        "/api/v1/tokens/{name}": {
+            "parameters": [_TOKEN_NAME],
+            "delete": _op("Revoke a token", "204", errors=(400, 404)),
+        },
+        "/api/v1/tokens/{name}/rotate": {
+            "parameters": [_TOKEN_NAME],
+            "post": _op(
+                "New secret (shown once); the old one keeps working for grace (default [auth] grace)",
+                "200",
+                errors=(400, 404, 422),
+                reply=_TOKEN,
+            ),
+        },
+        "/api/v1/audit": {
+            "get": _op(
+                "Audit entries, newest first",
+                "200",
+                params=[
+                    {"name": "job", "in": "query", "schema": {"type": "string"}},
+                    {"name": "since", "in": "query", "schema": {"type": "number", "minimum": 0}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                ],
+                errors=(400,),
+            )
+        },
     }
+    _secure(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "oceand", "version": oceand.__version__},
         "paths": paths,
         "components": {
             "schemas": schemas,
+            "securitySchemes": _SECURITY_SCHEMES,
             "responses": {
                 "Error": {
                     "description": "Error",
@@ -220,6 +327,24 @@ def spec() -> dict[str, Any]:
             },
         },
     }
+
+
+def _secure(paths: dict[str, Any]) -> None:
+    """Each operation's security and scope, from the one table the middleware enforces (ROUTE_SCOPES)."""
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            if method == "parameters":
+                continue
+            scope = ROUTE_SCOPES[(method.upper(), path)]
+            op["x-oceand-scope"] = scope
+            if scope is None:
+                op["security"] = []
+            elif scope == "ingest":
+                op["security"] = [{}, {"ingestToken": []}, {"bearer": ["ingest"]}]
+            else:
+                op["security"] = [{"bearer": [scope]}]
+                op["responses"].setdefault("401", _ERR)
+                op["responses"].setdefault("403", _ERR)
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -35,6 +35,7 @@ DECISION_STATUSES: tuple[str, ...] = get_args(ApplyStatus)
 FIRE_STATUSES = ("fired", "missed")
 ATTEMPT_STATUSES = ("pending", "applied", "failed", "abandoned")
 _RULE_NAME = re.compile(RULE_NAME_RE)
+_TOKEN_NAME = re.compile(r"\A[A-Za-z0-9._-]{1,64}\Z")
 
 
 log = logging.getLogger("oceand.store")
@@ -205,6 +206,33 @@ class Store(Protocol):
 
     async def fires(self, job: str, limit: int = 50) -> list[dict[str, Any]]:
         """Newest first: {"rule", "at", "status", "recorded_at"}."""
+        ...
+
+    # access tokens and the audit trail (oceand.auth): a token's record is a JSON-ready dict
+
+    async def list_tokens(self) -> list[dict[str, Any]]:
+        """Every token as {"name", "record"}, ordered by name."""
+        ...
+
+    async def create_token(self, name: str, record: dict[str, Any]) -> bool:
+        """Insert a token; False (nothing written) if one with that name exists."""
+        ...
+
+    async def update_token(self, name: str, record: dict[str, Any]) -> bool:
+        """Replace a token's record; False if there is no such token."""
+        ...
+
+    async def delete_token(self, name: str) -> bool: ...
+
+    async def add_audit(self, entry: dict[str, Any]) -> int:
+        """Insert an audit entry ({"time", "actor", "source", "action", "job", "before_version",
+        "after_version", "detail"}); return its id."""
+        ...
+
+    async def audit(
+        self, job: str | None = None, since: float | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Audit entries, newest first; `job` keeps that job's, `since` those with time >= since."""
         ...
 
 
@@ -532,6 +560,75 @@ def decision_dict(decision_id: int, body: str | bytes, status: str, result: str 
     out["result"] = decode(result)
     out["id"] = int(decision_id)
     return out
+
+
+def check_token_name(name: object) -> str:
+    if not isinstance(name, str) or not _TOKEN_NAME.match(name):
+        raise ValueError(f"token name must be 1-64 characters of [A-Za-z0-9._-], got {show_value(name)}")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    at: float
+    actor: str
+    source: str
+    action: str
+    job: str | None
+    before: int | None
+    after: int | None
+    detail: str
+
+    def values(self) -> tuple[Any, ...]:
+        return (self.at, self.actor, self.source, self.action, self.job, self.before, self.after, self.detail)
+
+
+AUDIT_COLUMNS = "at, actor, source, action, job, before_version, after_version, detail"
+
+
+def _opt_int(value: object, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer or None, got {show_value(value)}")
+    return value
+
+
+def audit_row(entry: object) -> AuditRow:
+    if not isinstance(entry, dict):
+        raise ValueError(f"audit entry must be a dict, got {type(entry).__name__}")
+    texts = {}
+    for key, limit in (("actor", 64), ("source", 200), ("action", 64)):
+        v = entry.get(key)
+        if not isinstance(v, str) or not 1 <= len(v) <= limit:
+            raise ValueError(f"audit {key} must be a string of 1-{limit} characters, got {show_value(v)}")
+        texts[key] = v
+    job = entry.get("job")
+    return AuditRow(
+        at=check_time(entry.get("time"), "audit time"),
+        actor=texts["actor"],
+        source=texts["source"],
+        action=texts["action"],
+        job=None if job is None else check_job(job),
+        before=_opt_int(entry.get("before_version"), "before_version"),
+        after=_opt_int(entry.get("after_version"), "after_version"),
+        detail=encode(entry.get("detail") or {}, "audit detail"),
+    )
+
+
+def audit_dict(row: Any) -> dict[str, Any]:
+    """A row of `SELECT id, {AUDIT_COLUMNS}` as the API shows it."""
+    return {
+        "id": int(row[0]),
+        "time": float(row[1]),
+        "actor": row[2],
+        "source": row[3],
+        "action": row[4],
+        "job": row[5],
+        "before_version": None if row[6] is None else int(row[6]),
+        "after_version": None if row[7] is None else int(row[7]),
+        "detail": decode(row[8]),
+    }
 
 
 def with_reasons(body: str | bytes, reasons: list[str]) -> str:

@@ -21,6 +21,9 @@ Tables (both dialects):
   decision, inserted `pending` before the write is sent (docs/operations.md "Commit order"). It is the
   single-daemon form of HA.md's `actuation_intent`: `sent_at` is its `created_at`, the statuses are
   the same (pending, applied, failed, abandoned), `detail` holds deployment id, version and error.
+- `tokens(name PK, record JSON text, updated_at)`: access tokens (oceand.auth; hashes, never secrets).
+- `audit(id auto PK, at, actor, source, action, job NULL, before_version NULL, after_version NULL,
+  detail JSON text)`, indexed (job, at) and (at).
 """
 
 from __future__ import annotations
@@ -103,6 +106,34 @@ MIGRATIONS: list[Migration] = [
                 " to_count INT NOT NULL, sent_at DOUBLE NOT NULL, deadline DOUBLE NOT NULL,"
                 " baseline DOUBLE NULL, status VARCHAR(16) NOT NULL, detail LONGTEXT NOT NULL, updated_at DOUBLE NOT NULL,"
                 " PRIMARY KEY (decision_id, attempt), INDEX actuation_attempts_status (status)"
+                f") {_MYSQL_TABLE}",
+            ],
+        },
+    ),
+    (
+        3,
+        "access: tokens, audit",
+        {
+            "sqlite": [
+                "CREATE TABLE IF NOT EXISTS tokens ("
+                " name TEXT NOT NULL PRIMARY KEY, record TEXT NOT NULL, updated_at REAL NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS audit ("
+                " id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL,"
+                " source TEXT NOT NULL, action TEXT NOT NULL, job TEXT,"
+                " before_version INTEGER, after_version INTEGER, detail TEXT NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS audit_job_at ON audit (job, at)",
+                "CREATE INDEX IF NOT EXISTS audit_at ON audit (at)",
+            ],
+            "mysql": [
+                "CREATE TABLE IF NOT EXISTS tokens ("
+                " name VARCHAR(64) NOT NULL PRIMARY KEY, record TEXT NOT NULL,"
+                f" updated_at DOUBLE NOT NULL) {_MYSQL_TABLE}",
+                "CREATE TABLE IF NOT EXISTS audit ("
+                " id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, at DOUBLE NOT NULL,"
+                " actor VARCHAR(64) NOT NULL, source VARCHAR(200) NOT NULL, action VARCHAR(64) NOT NULL,"
+                " job VARCHAR(200) NULL, before_version BIGINT NULL, after_version BIGINT NULL,"
+                " detail TEXT NOT NULL,"
+                " INDEX audit_job_at (job, at), INDEX audit_at (at)"
                 f") {_MYSQL_TABLE}",
             ],
         },

@@ -22,6 +22,7 @@ import aiomysql
 from oceand.store.base import (
     ATTEMPT_COLUMNS,
     ATTEMPT_SELECT,
+    AUDIT_COLUMNS,
     DECISION_STATUSES,
     FIRE_STATUSES,
     DecisionNotFound,
@@ -31,12 +32,15 @@ from oceand.store.base import (
     WriteHealth,
     attempt_dict,
     attempt_row,
+    audit_dict,
+    audit_row,
     check_decision_id,
     check_job,
     check_limit,
     check_rule,
     check_status,
     check_time,
+    check_token_name,
     decision_dict,
     decision_row,
     decode,
@@ -453,6 +457,91 @@ class MySQLStore:
                 (decision_id,),
             )
             return [attempt_dict(r) for r in await cur.fetchall()]
+
+        return await self._run(select)
+
+    # ------------------------------------------------------------ tokens and audit
+
+    async def list_tokens(self) -> list[dict[str, Any]]:
+        async def select(cur: Cursor) -> list[dict[str, Any]]:
+            await cur.execute("SELECT name, record FROM tokens ORDER BY name")
+            return [{"name": r[0], "record": dict(decode(r[1]))} for r in await cur.fetchall()]
+
+        return await self._run(select)
+
+    async def create_token(self, name: str, record: dict[str, Any]) -> bool:
+        check_token_name(name)
+        text = encode(record, "token record")
+        now = self._clock()
+
+        async def insert(cur: Cursor) -> bool:
+            try:
+                await cur.execute(
+                    "INSERT INTO tokens (name, record, updated_at) VALUES (%s, %s, %s)", (name, text, now)
+                )
+            except aiomysql.IntegrityError as e:
+                if e.args and e.args[0] == _DUPLICATE_KEY:
+                    return False
+                raise
+            return True
+
+        return await self._run(insert)
+
+    async def update_token(self, name: str, record: dict[str, Any]) -> bool:
+        check_token_name(name)
+        text = encode(record, "token record")
+        now = self._clock()
+
+        async def update(cur: Cursor) -> bool:
+            await cur.execute("SELECT 1 FROM tokens WHERE name = %s FOR UPDATE", (name,))
+            if await cur.fetchone() is None:
+                return False
+            await cur.execute(
+                "UPDATE tokens SET record = %s, updated_at = %s WHERE name = %s", (text, now, name)
+            )
+            return True
+
+        return await self._run(update)
+
+    async def delete_token(self, name: str) -> bool:
+        check_token_name(name)
+
+        async def delete(cur: Cursor) -> bool:
+            return bool(await cur.execute("DELETE FROM tokens WHERE name = %s", (name,)))
+
+        return await self._run(delete)
+
+    async def add_audit(self, entry: dict[str, Any]) -> int:
+        row = audit_row(entry)
+
+        async def insert(cur: Cursor) -> int:
+            await cur.execute(
+                f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", row.values()
+            )
+            return int(cur.lastrowid)
+
+        return await self._run(insert)
+
+    async def audit(
+        self, job: str | None = None, since: float | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        check_limit(limit)
+        where: list[str] = ["1 = 1"]
+        args: list[Any] = []
+        if since is not None:
+            where.append("at >= %s")
+            args.append(check_time(since, "since"))
+        if job is not None:
+            where.append("job = %s")
+            args.append(check_job(job))
+
+        async def select(cur: Cursor) -> list[dict[str, Any]]:
+            await cur.execute(
+                f"SELECT id, {AUDIT_COLUMNS} FROM audit WHERE {' AND '.join(where)}"
+                " ORDER BY at DESC, id DESC LIMIT %s",
+                (*args, limit),
+            )
+            return [audit_dict(r) for r in await cur.fetchall()]
 
         return await self._run(select)
 

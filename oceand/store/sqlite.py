@@ -37,6 +37,7 @@ import aiosqlite
 from oceand.store.base import (
     ATTEMPT_COLUMNS,
     ATTEMPT_SELECT,
+    AUDIT_COLUMNS,
     DECISION_STATUSES,
     FIRE_STATUSES,
     DecisionNotFound,
@@ -47,12 +48,15 @@ from oceand.store.base import (
     WriteHealth,
     attempt_dict,
     attempt_row,
+    audit_dict,
+    audit_row,
     check_decision_id,
     check_job,
     check_limit,
     check_rule,
     check_status,
     check_time,
+    check_token_name,
     decision_dict,
     decision_row,
     decode,
@@ -488,6 +492,64 @@ class SQLiteStore:
                 (decision_id,),
             )
         return [attempt_dict(r) for r in rows]
+
+    # ------------------------------------------------------------ tokens and audit
+
+    async def list_tokens(self) -> list[dict[str, Any]]:
+        async with self._read() as db:
+            rows = await db.execute_fetchall("SELECT name, record FROM tokens ORDER BY name")
+        return [{"name": r[0], "record": dict(decode(r[1]))} for r in rows]
+
+    async def create_token(self, name: str, record: dict[str, Any]) -> bool:
+        check_token_name(name)
+        text = encode(record, "token record")
+        async with self._write() as db:
+            cursor = await db.execute(
+                "INSERT INTO tokens (name, record, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, text, self._clock()),
+            )
+            return cursor.rowcount == 1
+
+    async def update_token(self, name: str, record: dict[str, Any]) -> bool:
+        check_token_name(name)
+        text = encode(record, "token record")
+        async with self._write() as db:
+            cursor = await db.execute(
+                "UPDATE tokens SET record = ?, updated_at = ? WHERE name = ?", (text, self._clock(), name)
+            )
+            return cursor.rowcount > 0
+
+    async def delete_token(self, name: str) -> bool:
+        check_token_name(name)
+        async with self._write() as db:
+            cursor = await db.execute("DELETE FROM tokens WHERE name = ?", (name,))
+            return cursor.rowcount > 0
+
+    async def add_audit(self, entry: dict[str, Any]) -> int:
+        row = audit_row(entry)
+        async with self._write() as db:
+            cursor = await db.execute(
+                f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row.values()
+            )
+            assert cursor.lastrowid is not None
+            return int(cursor.lastrowid)
+
+    async def audit(
+        self, job: str | None = None, since: float | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        check_limit(limit)
+        where = ["at >= ?"]
+        args: list[Any] = [-float("inf") if since is None else check_time(since, "since")]
+        if job is not None:
+            where.append("job = ?")
+            args.append(check_job(job))
+        async with self._read() as db:
+            rows = await db.execute_fetchall(
+                f"SELECT id, {AUDIT_COLUMNS} FROM audit WHERE {' AND '.join(where)}"
+                " ORDER BY at DESC, id DESC LIMIT ?",
+                (*args, limit),
+            )
+        return [audit_dict(r) for r in rows]
 
 
 def _job(row: Any) -> StoredJob:

@@ -49,11 +49,14 @@ max_series_per_job = 100
 max_series = 1000
 series_expiry = "10m"
 max_unrouted = 50
+allow = ["10.0.0.0/8"]
 [log]
 level = "DEBUG"
 format = "text"
 [notify]
 falcon_sender = "http://127.0.0.1:6066/api?x=1"
+[auth]
+enabled = true
 """
 
 
