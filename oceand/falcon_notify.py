@@ -364,7 +364,7 @@ class FalconGroups:
     async def _resolve(self, session: aiohttp.ClientSession, stop: asyncio.Event) -> None:
         while (item := await self.groups.get(stop)) is not None:
             group, msg = item
-            await until_stopped(self._resolve_one(session, group, msg), stop)
+            await self._guarded(until_stopped(self._resolve_one(session, group, msg), stop), "falcon_api")
 
     async def _resolve_one(self, session: aiohttp.ClientSession, group: str, msg: dict[str, Any]) -> None:
         members: dict[str, Member] = {}
@@ -391,7 +391,17 @@ class FalconGroups:
     async def _send(self, session: aiohttp.ClientSession, channel: str, stop: asyncio.Event) -> None:
         lane = self.channels[channel]
         while (post := await lane.get(stop)) is not None:
-            await until_stopped(self._send_one(session, channel, post), stop)
+            await self._guarded(until_stopped(self._send_one(session, channel, post), stop), channel)
+
+    async def _guarded(self, work: Awaitable[Any], kind: str) -> None:
+        """A bug in one message costs that message (logged with its traceback, counted), not the task."""
+        try:
+            await work
+        except Exception:
+            self._on_event("error", kind)
+            log.exception(
+                "notification (%s) failed inside oceand", kind, extra={"event": "notify_internal_error"}
+            )
 
     async def _send_one(self, session: aiohttp.ClientSession, channel: str, post: Post) -> None:
         url = self._url(channel)

@@ -263,6 +263,14 @@ async def test_a_hanging_sender_delays_neither_the_next_scale_nor_other_channels
     contents = [r.form["content"][0] for r in falcon.to("/sms")]
     assert [s.split("][")[3] for s in contents] == ["1->2", "5->6", "6->7"]
 
+    # and a sender hanging at shutdown does not hold the stop: the notifier ends by itself, uncancelled
+    falcon.release.clear()
+    await scale(c, 8)
+    await until(lambda: falcon.arrived.count("/sms") == 4, "another sms to the hanging sender")
+    (task,) = [t for t in d._tasks if t.get_name() == "notifier"]
+    await d.stop()
+    assert task.done() and not task.cancelled() and task.exception() is None
+
 
 async def test_failures_and_retries_show_in_metrics(start_daemon: DaemonFactory, falcon: FalconFake) -> None:
     falcon.fail["/sms"] = 100
