@@ -23,6 +23,7 @@ counted as an error of its channel. The API token never reaches a log line or an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -36,11 +37,12 @@ import aiohttp
 import orjson
 
 from oceand.config import NotifySettings
-from policies.redact import redact_text, redact_url
+from policies.redact import REDACTED, redact_text, redact_url
 
 log = logging.getLogger("oceand.notify")
 
 CHANNELS = ("sms", "mail", "im")
+MAX_ANSWER = 4 * 1024**2  # bytes read of an answer (a team of ~20k members); more is an error
 OnEvent = Callable[[str, str], None]  # (event, kind): sent / retry / dropped / error, or team_<result>
 
 T = TypeVar("T")
@@ -180,7 +182,9 @@ async def until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
         stopper.cancel()
         if not task.done():
             task.cancel()
-    if task.cancelled() or not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
         return None
     return task.result()
 
@@ -198,12 +202,26 @@ def _answer(status: int, reason: str | None) -> str:
     return f"answered {status} {reason or ''}".rstrip()
 
 
+async def _read(resp: aiohttp.ClientResponse) -> bytes:
+    """The answer's body, or its first MAX_ANSWER + 1 bytes when it is longer (never all of it)."""
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_ANSWER:
+            break
+    return bytes(body[: MAX_ANSWER + 1])
+
+
 async def request(
     session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
 ) -> Outcome:  # one try, never following a redirect
     try:
         async with session.request(method, url, allow_redirects=False, **kwargs) as resp:
-            body = await resp.read()
+            body = await _read(resp)
+            if len(body) > MAX_ANSWER:
+                return Outcome(
+                    False, False, f"{_answer(resp.status, resp.reason)} with more than {MAX_ANSWER} bytes"
+                )
             if 200 <= resp.status < 300:
                 return Outcome(True, False, body=body)
             error = _answer(resp.status, resp.reason)
@@ -284,8 +302,10 @@ class Teams:
             self._on_event,
             self._sleep,
         )
-        if not out.ok:
-            raise TeamLookupError(f"GET {redact_url(url)} {out.error}")
+        if not out.ok:  # the token out of whatever the answer echoed
+            raise TeamLookupError(
+                f"GET {redact_url(url)} {_without(out.error, self.settings.falcon_api_token)}"
+            )
         try:
             data = orjson.loads(out.body)
             users = data["users"]
@@ -303,6 +323,10 @@ class Teams:
             ]
         except (orjson.JSONDecodeError, KeyError, TypeError) as e:
             raise TeamLookupError(f"GET {redact_url(url)}: not a falcon-plus team answer ({e})") from None
+
+
+def _without(text: str, secret: str | None) -> str:
+    return text.replace(secret, REDACTED) if secret else text
 
 
 async def with_retries(

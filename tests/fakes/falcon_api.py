@@ -73,6 +73,7 @@ class FalconFake:
     arrived: list[str] = field(default_factory=list)  # sender paths, when a request arrives
     fail: dict[str, int] = field(default_factory=dict)  # path -> how many more requests answer 500
     hang: set[str] = field(default_factory=set)  # paths whose requests wait for `release`
+    team_answer: tuple[int, bytes] | None = None  # not falcon-plus: a broken or hostile API's answer
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -123,6 +124,8 @@ class FalconFake:
         header = request.headers.get("Apitoken", "")
         name = request.match_info["team_name"]
         self.team_lookups.append((name, header))
+        if self.team_answer is not None:
+            return web.Response(status=self.team_answer[0], body=self.team_answer[1])
         error = self._session_error(header)
         if error is not None:
             return web.json_response({"error": error}, status=401)

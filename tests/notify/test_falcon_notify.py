@@ -289,3 +289,37 @@ async def test_failures_and_retries_show_in_metrics(start_daemon: DaemonFactory,
 
     await until(lambda: counts() == (1.0, 1.0), "one sms error after one retry")
     assert falcon.arrived.count("/sms") == 2
+
+
+BAD_ANSWERS = [
+    pytest.param(
+        401,
+        b'{"error": "bad Apitoken: {\\"name\\":\\"oceand\\",\\"sig\\":\\"%s\\"}"}',
+        "401",
+        id="echoes the token",
+    ),
+    pytest.param(
+        200, b'{"users": [' + b'{"name": "x"},' * 400_000 + b"{}]}", "more than 4194304 bytes", id="5 MB team"
+    ),
+    pytest.param(200, b"<html>proxy error</html>", "not a falcon-plus team answer", id="not JSON"),
+    pytest.param(200, b'{"users": {"name": "x"}}', "not a falcon-plus team answer", id="users not a list"),
+]
+
+
+@pytest.mark.parametrize(("status", "body", "said"), BAD_ANSWERS)
+async def test_a_bad_team_answer_is_one_counted_failure_without_the_token(
+    falcon: FalconFake, caplog: pytest.LogCaptureFixture, status: int, body: bytes, said: str
+) -> None:
+    secret = "tok-9c1e5d0b"
+    falcon.team_answer = (status, body.replace(b"%s", secret.encode()))
+    run = Run(settings(falcon, falcon_api_token=secret))
+    try:
+        with caplog.at_level(logging.WARNING, logger="oceand.notify"):
+            run.submit(2, 1)
+            await until(lambda: run.errors, "the failure")
+    finally:
+        await run.close()
+    assert run.errors == ["falcon_api"] and falcon.arrived == [] and len(falcon.team_lookups) == 1
+    (record,) = [r for r in caplog.records if getattr(r, "event", "") == "notify_failed"]
+    assert said in record.getMessage()
+    assert secret not in record.getMessage()
