@@ -238,6 +238,11 @@ async def request(
 # ---- the team directory -------------------------------------------------------------------------
 
 
+def apitoken(name: str, sig: str) -> str:
+    """The falcon-plus API's `Apitoken` header: `{"name":..,"sig":..}` as Go's json.Marshal writes it."""
+    return orjson.dumps({"name": name, "sig": sig}).decode()
+
+
 class TeamLookupError(Exception):
     pass
 
@@ -264,8 +269,7 @@ class Teams:
         self._cache: dict[str, tuple[float, list[Member]]] = {}
 
     def header(self) -> str:
-        s = self.settings
-        return orjson.dumps({"name": s.falcon_api_user, "sig": s.falcon_api_token or ""}).decode()
+        return apitoken(self.settings.falcon_api_user, self.settings.falcon_api_token or "")
 
     async def members(self, session: aiohttp.ClientSession, team: str) -> list[Member]:
         now = self._monotonic()

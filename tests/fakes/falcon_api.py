@@ -14,6 +14,13 @@
   `Content-Type: application/x-www-form-urlencoded`, fields `tos` + `content` (sms, im) and `tos` +
   `subject` + `content` (mail), `tos` being the addresses joined with `,` (`redi/msg_writer.go`). Every
   request is recorded; a path can be told to fail (500) a number of times, or to hang until released.
+- `POST /api/v1/graph/history` (`graph_routes.go`, `QueryGraphDrawData` in `graph_controller.go`, the
+  graph's `Graph.Query` in `modules/graph/api/graph.go`): same auth; `hostnames`, `counters`,
+  `consol_fun`, `start_time`, `end_time` required (gin `binding:"required"`: 400 `{"error": ...}`);
+  one `GraphQueryResponse` per hostname x counter, `step` 0 meaning "look it up" (a series the graph
+  DB does not know is then skipped); a series the graph does not know answers `dstype` "", `step` 0,
+  `Values` []; values are the stored points in [start, end], `null` for NaN; a series marked `timeout`
+  answers `null` (`fetchData`'s error is dropped and its nil response appended).
 """
 
 from __future__ import annotations
@@ -74,6 +81,13 @@ class FalconFake:
     fail: dict[str, int] = field(default_factory=dict)  # path -> how many more requests answer 500
     hang: set[str] = field(default_factory=set)  # paths whose requests wait for `release`
     team_answer: tuple[int, bytes] | None = None  # not falcon-plus: a broken or hostile API's answer
+    # (endpoint, counter) -> (dstype, step, [(timestamp, value or None)]); `timeout` holds series that
+    # time out in the graph
+    graphs: dict[tuple[str, str], tuple[str, int, list[tuple[int, float | None]]]] = field(
+        default_factory=dict
+    )
+    timeout: set[tuple[str, str]] = field(default_factory=set)
+    history_queries: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -83,6 +97,7 @@ class FalconFake:
     async def start(self) -> FalconFake:
         app = web.Application()
         app.router.add_get("/api/v1/team/name/{team_name}", self._team)
+        app.router.add_post("/api/v1/graph/history", self._history)
         for path in ("/sms", "/mail", "/wechat"):
             app.router.add_post(path, self._sender)
         self._runner = web.AppRunner(app, access_log=None)
@@ -141,6 +156,48 @@ class FalconFake:
             "creator_name": "",
         }
         return web.json_response(body)
+
+    async def _history(self, request: web.Request) -> web.Response:
+        error = self._session_error(request.headers.get("Apitoken", ""))
+        if error is not None:
+            return web.json_response({"error": error}, status=401)
+        try:
+            q = await request.json()
+        except ValueError as e:
+            return web.json_response({"error": str(e)}, status=400)
+        self.history_queries.append(q)
+        fields = {"hostnames": "HostNames", "counters": "Counters", "consol_fun": "ConsolFun"}
+        fields |= {"start_time": "StartTime", "end_time": "EndTime"}
+        for key, go in fields.items():
+            if not q.get(key):
+                msg = f"Key: 'APIQueryGraphDrawData.{go}' Error:Field validation for '{go}' failed on the 'required' tag"
+                return web.json_response({"error": msg}, status=400)
+        out: list[dict[str, Any] | None] = []
+        for host in q["hostnames"]:
+            for counter in q["counters"]:
+                known = self.graphs.get((host, counter))
+                if not q.get("step") and known is None:
+                    continue  # getCounterStep: "empty result"
+                if (host, counter) in self.timeout:
+                    out.append(None)
+                    continue
+                resp: dict[str, Any] = {
+                    "endpoint": host,
+                    "counter": counter,
+                    "dstype": "",
+                    "step": 0,
+                    "Values": [],
+                }
+                if known is not None:
+                    dstype, step, points = known
+                    values = [
+                        {"timestamp": t, "value": v}
+                        for t, v in points
+                        if q["start_time"] <= t <= q["end_time"]
+                    ]
+                    resp |= {"dstype": dstype, "step": step, "Values": values}
+                out.append(resp)
+        return web.json_response(out)
 
     # ---- the sender endpoints -----------------------------------------------------------------------
 
