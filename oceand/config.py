@@ -432,12 +432,62 @@ class LogSettings(Table):
 
 
 class NotifySettings(Table):
-    falcon_sender: str | None = None
+    """Jobs' `notify.group` through Falcon (docs/falcon.md "Notifications"): the group is a falcon-plus
+    team, its members come from the falcon-plus API, the messages go to Falcon's sender endpoints."""
 
-    @field_validator("falcon_sender")
+    falcon_api: str | None = None  # falcon-plus API base URL (modules/api, e.g. http://falcon-api:8080)
+    falcon_api_user: str = Field(default="oceand", min_length=1, max_length=64)  # Apitoken "name"
+    falcon_api_token: str | None = Field(default=None, min_length=1, max_length=1024, repr=False)  # "sig"
+    sms: str | None = None  # the sender endpoints falcon-plus's alarm posts to (its api.sms / mail / im)
+    mail: str | None = None
+    im: str | None = None
+    team_cache_ttl: Annotated[Duration, Field(ge=0, le=86400)] = 300.0
+    timeout: Seconds = 5.0  # one request to the API or a sender
+    attempts: Annotated[int, Field(ge=1, le=10)] = 3  # per message and channel, the first one included
+    backoff: Annotated[Duration, Field(ge=0, le=300)] = 1.0  # before the 2nd attempt; doubles after
+    queue: Annotated[int, Field(ge=1, le=100_000)] = 1000  # waiting messages per channel
+    sms_max_chars: Annotated[int, Field(ge=60, le=1000)] = 160
+    falcon_sender: str | None = None  # removed: refused with a pointer to the keys above
+
+    @field_validator("falcon_api")
+    @classmethod
+    def _api(cls, v: str | None) -> str | None:
+        return None if v is None else http_url(v)
+
+    @field_validator("sms", "mail", "im")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
         return None if v is None else http_url(v, allow_query=True)
+
+    @field_validator("falcon_sender")
+    @classmethod
+    def _removed(cls, v: str | None) -> str | None:
+        if v is not None:
+            raise ValueError(
+                "removed: Falcon's sender takes form posts, one URL per channel: set [notify] sms, mail "
+                "and/or im (falcon-plus alarm's api.sms/mail/im), and falcon_api + falcon_api_token for "
+                "the team members (docs/falcon.md)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _together(self) -> NotifySettings:
+        senders = [k for k in ("sms", "mail", "im") if getattr(self, k) is not None]
+        if senders and self.falcon_api is None:
+            raise ValueError(f"{senders[0]} needs falcon_api: the team members' addresses come from it")
+        if self.falcon_api is not None and not senders:
+            raise ValueError("falcon_api is set but none of sms, mail, im: nothing would be sent")
+        if self.falcon_api is not None and self.falcon_api_token is None:
+            raise ValueError(
+                "falcon_api needs falcon_api_token (the API's default_token, or a user session sig "
+                "with falcon_api_user)"
+            )
+        return self
+
+    @property
+    def falcon(self) -> bool:
+        """Whether notify groups are delivered through Falcon."""
+        return self.falcon_api is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -650,7 +700,7 @@ def _problem(file: str, err: Any) -> ConfigProblem:
         msg = f"expected {err['ctx']['expected']}, got {_show(err.get('input'))}"
     elif kind in _FRIENDLY:
         msg = _FRIENDLY[kind]
-        if kind != "missing" and loc[-1] not in _SECRET_KEYS:
+        if kind != "missing" and not str(loc[-1]).endswith(_SECRET_KEYS):  # falcon_api_token too
             msg += f", got {_show(err.get('input'))}"
     return ConfigProblem(file, dotted(loc), msg)
 

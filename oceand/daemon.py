@@ -75,7 +75,7 @@ class Daemon:
             clock=clock,
             dry_run=lambda: self.config.dry_run,
         )
-        self.notifier = Notifier(config.notify.falcon_sender, on_error=self._notify_error)
+        self.notifier = Notifier(config.notify, on_error=self._notify_error, on_event=self._notify_event)
         self.engine = Engine(
             self.store,
             self.actuator_for,
@@ -145,6 +145,14 @@ class Daemon:
 
     def _notify_error(self, kind: str) -> None:
         self.metrics.notify_errors.labels(kind).inc()
+
+    def _notify_event(self, event: str, kind: str) -> None:
+        m = self.metrics
+        counters = {"sent": m.notify_sent, "retry": m.notify_retries, "dropped": m.notify_dropped}
+        if event.startswith("team_"):
+            m.notify_team_lookups.labels(event.removeprefix("team_")).inc()
+        elif event in counters:
+            counters[event].labels(kind).inc()
 
     def build_app(self) -> web.Application:
         """The admin listener's app; it carries ingest too unless [ingest] listen gives ingest its own."""

@@ -105,6 +105,30 @@ class Metrics:
         self.notify_errors = Counter(
             "oceand_notify_errors_total", "Failed notifications", ["kind"], registry=r
         )
+        # notify.group through Falcon (docs/falcon.md "Notifications"); kind: webhook, group, falcon_api,
+        # sms, mail, im
+        self.notify_sent = Counter(
+            "oceand_notify_sent_total", "Notifications taken by their endpoint, by kind", ["kind"], registry=r
+        )
+        self.notify_retries = Counter(
+            "oceand_notify_retries_total",
+            "Notification requests tried again (up to notify.attempts), by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.notify_dropped = Counter(
+            "oceand_notify_dropped_total",
+            "Notifications dropped from a full queue (notify.queue; the oldest goes), by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.notify_team_lookups = Counter(
+            "oceand_notify_team_lookups_total",
+            "falcon-plus team lookups for notify.group: cached, fetched, stale (lookup failed, last "
+            "answer used), failed",
+            ["result"],
+            registry=r,
+        )
         self.documents_rejected = Counter(
             "oceand_job_documents_rejected_total",
             "Job documents refused at a document bound (job_name, schedule_every, string_length, tag_count)",

@@ -1,9 +1,10 @@
 """Notifications for applied and failed actions (PRODUCT §4.3): a job's webhook and its notify group.
 
 Sending never delays scaling: `submit` only puts the message on a bounded queue (the oldest is dropped
-when it is full, and counted); one background task posts them with a short timeout. The notify group goes
-to Falcon's sender API when `[notify] falcon_sender` is configured (Ocean sent through Falcon's UIC
-groups); without it the group is only logged.
+when it is full, and counted); background tasks post them with a short timeout. The notify group is a
+falcon-plus team delivered through Falcon's sender endpoints when `[notify] falcon_api` is configured
+(`oceand.falcon_notify`: team members from the falcon-plus API, SMS / mail / IM as falcon-plus's alarm
+posts them, each channel with its own queue and task); without it the group is only logged.
 
 A webhook never follows a redirect: a 3xx is a failed notification (logged as `notify_failed`, counted
 in `oceand_notify_errors_total`). Logged URLs and errors are redacted (`policies.redact`).
@@ -14,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import orjson
 
+from oceand.config import NotifySettings
+from oceand.falcon_notify import Env, FalconGroups, OnEvent
 from policies.document import JobDocument
 from policies.redact import redact_text, redact_url
 from policies.types import Decision
@@ -50,41 +54,64 @@ def message(doc: JobDocument, d: Decision) -> dict[str, Any]:
 class Notifier:
     def __init__(
         self,
-        falcon_sender: str | None = None,
+        settings: NotifySettings | None = None,
         *,
         maxlen: int = 1000,
         timeout: float = 3.0,
         on_error: Callable[[str], None] | None = None,
+        on_event: OnEvent | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
-        self.falcon_sender = falcon_sender
+        """`on_error(kind)` after a failed notification (kind: webhook, falcon_api, sms, mail, im);
+        `on_event(event, kind)` for the rest (sent, retry, dropped, team_cached/fetched/stale/failed)."""
         self.timeout = timeout
         self.on_error = on_error
+        self.on_event = on_event
         self._queue: deque[tuple[str, str, dict[str, Any]]] = deque(maxlen=maxlen)
         self._wake = asyncio.Event()
         self.dropped = 0
         self.sent = 0
+        self.falcon: FalconGroups | None = None
+        if settings is not None and settings.falcon:
+            self.falcon = FalconGroups(Env(settings, self._event, monotonic, sleep))
+
+    def _event(self, event: str, kind: str) -> None:
+        if event == "dropped":
+            self.dropped += 1
+        elif event == "sent":
+            self.sent += 1
+        callback = self.on_error if event == "error" else None
+        with contextlib.suppress(Exception):
+            if callback is not None:
+                callback(kind)
+            elif self.on_event is not None:
+                self.on_event(event, kind)
 
     def submit(self, doc: JobDocument, d: Decision) -> None:
         if d.status not in NOTIFY_STATUSES:
             return
         msg = message(doc, d)
-        targets: list[tuple[str, str]] = []
-        if doc.notify.webhook:
-            targets.append(("webhook", doc.notify.webhook))
         if doc.notify.group:
-            if self.falcon_sender:
-                targets.append(("group", self.falcon_sender))
+            if self.falcon is not None:
+                self.falcon.submit(doc.notify.group, msg)
             else:
                 log.info("notify group %s: %s", doc.notify.group, msg, extra={"event": "notify_group"})
-        for kind, url in targets:
+        if doc.notify.webhook:
             if len(self._queue) == self._queue.maxlen:
-                self.dropped += 1
-            body = msg if kind == "webhook" else {"group": doc.notify.group, "content": _text(msg), **msg}
-            self._queue.append((kind, url, body))
-        if targets:
+                self._event("dropped", "webhook")
+            self._queue.append(("webhook", doc.notify.webhook, msg))
             self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Post until `stop`: the webhooks here, the Falcon groups in their own tasks (a hanging sender
+        delays neither the webhooks nor the other channels)."""
+        if self.falcon is None:
+            await self._run_webhooks(stop)
+            return
+        await asyncio.gather(self._run_webhooks(stop), self.falcon.run(stop))
+
+    async def _run_webhooks(self, stop: asyncio.Event) -> None:
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while not stop.is_set():
@@ -99,7 +126,7 @@ class Notifier:
                 kind, url, body = self._queue.popleft()
                 error = await self._post(session, url, body)
                 if error is None:
-                    self.sent += 1
+                    self._event("sent", kind)
                     continue
                 log.warning(
                     "notification (%s) of job %s to %s failed: %s",
@@ -109,9 +136,7 @@ class Notifier:
                     redact_text(error),
                     extra={"event": "notify_failed", "job": body.get("job"), "kind": kind},
                 )
-                if self.on_error is not None:
-                    with contextlib.suppress(Exception):
-                        self.on_error(kind)
+                self._event("error", kind)
 
     @staticmethod
     async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> str | None:
@@ -132,7 +157,3 @@ class Notifier:
             return None
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             return str(e) or type(e).__name__
-
-
-def _text(msg: dict[str, Any]) -> str:
-    return f"[oceand] {msg['job']}: {msg['from']} -> {msg['to']} ({msg['reason']}, {msg['status']})"

@@ -54,7 +54,9 @@ allow = ["10.0.0.0/8"]
 level = "DEBUG"
 format = "text"
 [notify]
-falcon_sender = "http://127.0.0.1:6066/api?x=1"
+falcon_api = "http://127.0.0.1:8080"
+falcon_api_token = "t"
+sms = "http://127.0.0.1:10086/sms?x=1"
 [auth]
 enabled = true
 """
@@ -110,9 +112,7 @@ def full(tmp_path: Path) -> Config:
             id="ingest limits",
         ),
         pytest.param(lambda c: (c.log.level, c.log.format), ("debug", "text"), id="log level lowercased"),
-        pytest.param(
-            lambda c: c.notify.falcon_sender, "http://127.0.0.1:6066/api?x=1", id="notify.falcon_sender"
-        ),
+        pytest.param(lambda c: c.notify.sms, "http://127.0.0.1:10086/sms?x=1", id="notify.sms"),
     ],
 )
 def test_full_config_keys(full: Config, get: Callable[[Config], Any], expected: Any) -> None:
@@ -175,7 +175,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert d.store.sqlite_path == str(tmp_path.resolve() / "var" / "oceand.db")
     assert d.marathon == {} and d.marathon_clusters() == {}
     assert d.jobs_dir is None and d.ingest.grace is None
-    assert (d.log.level, d.log.format, d.notify.falcon_sender) == ("info", "json", None)
+    assert (d.log.level, d.log.format, d.notify.falcon_api) == ("info", "json", None)
     # an empty file means the same as no file
     empty = load_config(write(tmp_path, ""))
     assert empty.model_dump() == d.model_dump()
@@ -292,9 +292,7 @@ ERRORS = [
     pytest.param(
         '[marathon.lg]\nusername = "a"\n', "marathon.lg.urls", "required key is missing", id="urls missing"
     ),
-    pytest.param(
-        '[notify]\nfalcon_sender = "sender:6066"\n', "notify.falcon_sender", "not an http(s) URL", id="sender"
-    ),
+    pytest.param('[notify]\nsms = "sender:6066"\n', "notify.sms", "not an http(s) URL", id="sender"),
     # durations and sizes
     pytest.param(
         MARATHON + 'timeout = "5x"\n', "marathon.lg.timeout", "invalid duration '5x'", id="bad duration"

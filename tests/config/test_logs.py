@@ -165,7 +165,7 @@ def test_text_log_newline_in_notify_group_cannot_forge_a_line(stream: io.StringI
         }
     )
     d = Decision(job="web", at=1.0, trigger="bucket", current=1, desired=2, status="applied")
-    Notifier().submit(doc, d)  # no falcon_sender: the group message is only logged
+    Notifier().submit(doc, d)  # no [notify] falcon_api: the group message is only logged
     out = stream.getvalue()
     assert out.count("\n") == 1, out
     assert "\\n" + FORGED.split(" ")[0] in out

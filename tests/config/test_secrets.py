@@ -44,16 +44,16 @@ LEAKY = [
         id="urls as a string (type error echoes the input)",
     ),
     pytest.param(
-        f'[notify]\nfalcon_sender = "http://ocean:{SECRET}@sender:6066/api"\n',
-        "notify.falcon_sender",
+        f'[notify]\nsms = "http://ocean:{SECRET}@sender:6066/api"\n',
+        "notify.sms",
         "credentials",
-        id="falcon_sender user:pass@",
+        id="notify.sms user:pass@",
     ),
     pytest.param(
-        f'[notify]\nfalcon_sender = "http://sender:6066/api?access_token={SECRET}#frag"\n',
-        "notify.falcon_sender",
+        f'[notify]\nmail = "http://sender:6066/api?access_token={SECRET}#frag"\n',
+        "notify.mail",
         "fragment",
-        id="falcon_sender token query",
+        id="notify.mail token query",
     ),
     pytest.param(
         f'[lb]\nnginx_status_url = "http://u:{SECRET}@127.0.0.1/status"\n',

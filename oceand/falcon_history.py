@@ -1,0 +1,129 @@
+"""Falcon graph history for a warm start (PRODUCT §9; PROTOCOLS.md B.4) — the client half, not wired yet.
+
+`POST {api}/api/v1/graph/history` (falcon-plus `modules/api/app/controller/graph/graph_controller.go`
+`QueryGraphDrawData`, behind the same `Apitoken` auth as the team endpoint) with `hostnames`,
+`counters`, `consol_fun`, `start_time`, `end_time` and `step`. The answer is a JSON array of
+`GraphQueryResponse` (`common/model/graph.go`): `endpoint`, `counter`, `dstype`, `step` and `Values`
+(capital V) of `{timestamp, value}`, value `null` for NaN/Inf. What the API does on a graph error is
+kept in mind: an element may be `null` (a timed-out query), or an empty response (`"endpoint":""`,
+`"Values":null`); a series the graph does not know has `dstype` `""` and no values. Each is skipped.
+
+`bucket_values` turns the series into the per-period job values the live buckets would have produced
+(oceand/buckets.py): per endpoint the last value in each period, then the rule's aggregate over the
+endpoints that reported. Feeding them to the policy so the streaks are known at start needs an engine
+hook (a replay of past observations that never acts); that part belongs to the engine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from oceand.buckets import aggregate
+from oceand.falcon_notify import Outcome, apitoken, request
+from policies.redact import REDACTED, redact_url
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    endpoint: str
+    counter: str
+    step: int
+    points: list[tuple[int, float]]  # (timestamp, value), nulls left out
+
+
+class HistoryError(Exception):
+    pass
+
+
+def counter(metric: str, tags: dict[str, str]) -> str:
+    """The graph's counter name: `metric`, or `metric/k1=v1,k2=v2` with the keys sorted (B.2)."""
+    if not tags:
+        return metric
+    return metric + "/" + ",".join(f"{k}={tags[k]}" for k in sorted(tags))
+
+
+def history_body(
+    hostnames: list[str], counters: list[str], start: int, end: int, step: int = 0, cf: str = "AVERAGE"
+) -> dict[str, Any]:
+    """`APIQueryGraphDrawData`; `step` 0 lets the API look it up per series (unknown ones are skipped).
+    Every field but `step` is `binding:"required"`: a zero `start` or an empty list is a 400."""
+    return {
+        "hostnames": hostnames,
+        "counters": counters,
+        "consol_fun": cf,
+        "start_time": start,
+        "end_time": end,
+        "step": step,
+    }
+
+
+def parse_history(body: bytes) -> list[Series]:
+    """The API's answer, without the nulls, the empty responses and the unknown series."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise HistoryError(f"not JSON: {e}") from None
+    if not isinstance(data, list):
+        raise HistoryError("not a JSON array of graph responses")
+    out: list[Series] = []
+    for item in data:
+        if not isinstance(item, dict) or not item.get("endpoint") or not item.get("dstype"):
+            continue
+        values = item.get("Values") or []
+        points: list[tuple[int, float]] = []
+        for v in values if isinstance(values, list) else []:
+            if not isinstance(v, dict):
+                continue
+            ts, value = v.get("timestamp"), v.get("value")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not isinstance(ts, int):
+                continue
+            if math.isfinite(value):
+                points.append((ts, float(value)))
+        step = item.get("step")
+        out.append(
+            Series(
+                str(item["endpoint"]),
+                str(item.get("counter", "")),
+                step if isinstance(step, int) else 0,
+                points,
+            )
+        )
+    return out
+
+
+def bucket_values(
+    series: list[Series], period: int, agg: str, start: int, end: int
+) -> list[tuple[int, float | None, int]]:
+    """(bucket start, aggregate, reporters) for every period-aligned bucket in [start, end): per
+    endpoint its last value in the bucket, then `agg` over the endpoints (None: nobody reported)."""
+    first = start - start % period
+    last: dict[int, dict[str, tuple[int, float]]] = {}
+    for s in series:
+        for ts, value in s.points:
+            if start <= ts < end:
+                b = last.setdefault(ts - ts % period, {})
+                prev = b.get(s.endpoint)
+                if prev is None or prev[0] <= ts:
+                    b[s.endpoint] = (ts, value)
+    out: list[tuple[int, float | None, int]] = []
+    for b_start in range(first, end, period):
+        per = last.get(b_start, {})
+        out.append((b_start, aggregate(agg, [v for _, v in per.values()]), len(per)))
+    return out
+
+
+async def fetch_history(
+    session: aiohttp.ClientSession, api: str, user: str, token: str, body: dict[str, Any]
+) -> list[Series]:
+    """One history query (one try: a warm start that fails starts cold)."""
+    url = f"{api}/api/v1/graph/history"
+    out: Outcome = await request(session, "POST", url, json=body, headers={"Apitoken": apitoken(user, token)})
+    if not out.ok:
+        error = out.error.replace(token, REDACTED) if token else out.error
+        raise HistoryError(f"POST {redact_url(url)} {error}")
+    return parse_history(out.body)
