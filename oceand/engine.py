@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -45,6 +48,10 @@ class AppUnknown(Exception):
 Clock = Callable[[], float]
 JOB_LEVEL_METRICS = frozenset({"alb.qps"})  # one value per job (from its balancer), not per instance
 Hook = Callable[[JobDocument, Decision], Awaitable[None] | None]
+# Due jobs woken per event-loop iteration: thousands of jobs whose buckets share a deadline are woken in
+# slices, so the loop serves requests (/healthz, pushes) between them instead of stalling for all of them.
+WAKE_BATCH = 64
+FLUSH_CHUNK = 500  # states written behind handed to the store at once (it groups them into transactions)
 
 
 @dataclass(slots=True)
@@ -67,6 +74,7 @@ class JobRuntime:
     last_decision: dict[str, Any] | None = None
     retry_at: float | None = None  # a transient failure's next retry
     retry: Decision | None = None
+    wake_at: float = math.inf  # the worker's timer (Engine._timers): when it is to be woken next
 
     @property
     def name(self) -> str:
@@ -105,6 +113,12 @@ class Engine:
         self._dirty: set[str] = set()
         self._stopping = False
         self._inflight = 0
+        # One timer for every job (instead of a loop timer per job): a heap of (wall time, seq, job), an
+        # entry valid while its time is the job's `wake_at`; one loop handle armed for the earliest.
+        self._timers: list[tuple[float, int, JobRuntime]] = []
+        self._timer_seq = itertools.count()
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = math.inf
 
     # ---- job set -------------------------------------------------------------------------------
 
@@ -239,16 +253,51 @@ class Engine:
             t = min(t, rt.retry_at)
         return t
 
-    async def _worker(self, rt: JobRuntime) -> None:
+    def _wake_at(self, rt: JobRuntime, wall: float) -> None:
+        """Set the job's timer: its worker is woken at `wall` (clock time), unless woken before."""
+        if wall == rt.wake_at:
+            return  # already there (woken early by a push: the timer still stands)
+        rt.wake_at = wall
+        heapq.heappush(self._timers, (wall, next(self._timer_seq), rt))
+        if len(self._timers) > 2 * len(self.jobs) + 64:  # entries left behind by changed times
+            self._timers = [
+                e for e in self._timers if e[2].wake_at == e[0] and self.jobs.get(e[2].name) is e[2]
+            ]
+            heapq.heapify(self._timers)
+        if wall < self._timer_at:
+            self._arm(wall)
+
+    def _arm(self, wall: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = wall
         loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(0.0, wall - self.clock()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        """Wake the jobs whose time has come, at most WAKE_BATCH now and the rest in later loop iterations."""
+        self._timer, self._timer_at = None, math.inf
+        if self._stopping:
+            return
+        timers, now, woken = self._timers, self.clock(), 0
+        while timers and timers[0][0] <= now:
+            if woken >= WAKE_BATCH:  # the rest after the loop has run these (and polled its sockets)
+                self._timer_at = -math.inf
+                self._timer = asyncio.get_running_loop().call_soon(self._on_timer)
+                return
+            wall, _, rt = heapq.heappop(timers)
+            if rt.wake_at != wall or self.jobs.get(rt.name) is not rt:
+                continue  # replaced by a later time, or the job was removed
+            rt.wake_at = math.inf
+            rt.wake.set()
+            woken += 1
+        if timers:
+            self._arm(timers[0][0])
+
+    async def _worker(self, rt: JobRuntime) -> None:
         while not self._stopping:
-            wall = self._next_wake(rt)
-            delay = max(0.0, wall - self.clock())
-            handle = loop.call_later(delay, rt.wake.set)
-            try:
-                await rt.wake.wait()
-            finally:
-                handle.cancel()
+            self._wake_at(rt, self._next_wake(rt))
+            await rt.wake.wait()
             rt.wake.clear()
             if self._stopping:
                 break
@@ -409,9 +458,10 @@ class Engine:
         self, rt: JobRuntime, decision: Decision, state: JobState, *, always_store: bool = False
     ) -> Decision:
         mode = decision.mode
-        rt.state = state
+        old, rt.state = rt.state, state
         if not (always_store or self._worth_storing(decision)):
-            self._dirty.add(rt.name)
+            if self._worth_flushing(rt, old, state):
+                self._dirty.add(rt.name)
             return decision
         if decision.changes and mode == "active" and rt.blocked is None:
             decision.status = "pending"
@@ -505,18 +555,55 @@ class Engine:
     # ---- background ----------------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Write the states that changed without a decision (streak counts, fire history)."""
+        """Write the states that changed without a decision (streak counts, fire history).
+
+        FLUSH_CHUNK commits at a time go to the store together, so its group commit writes many states
+        per transaction (SQLite) or per pooled connection (MySQL) instead of one after the other."""
         dirty, self._dirty = self._dirty, set()
         pending = list(dirty)
         try:
             while pending:
-                name = pending[-1]
-                rt = self.jobs.get(name)
-                if rt is not None:
-                    await self.store.commit(name, rt.state.to_json(), None)
-                pending.pop()
+                chunk = pending[-FLUSH_CHUNK:]
+                results = await asyncio.gather(*(self._write_state(n) for n in chunk), return_exceptions=True)
+                del pending[-len(chunk) :]
+                failed = [(n, r) for n, r in zip(chunk, results, strict=True) if isinstance(r, BaseException)]
+                if failed:
+                    pending += [n for n, _ in failed]
+                    raise failed[0][1]
         finally:
             self._dirty.update(pending)  # not written (store error, cancelled): the next flush writes them
+
+    async def _write_state(self, name: str) -> None:
+        rt = self.jobs.get(name)
+        if rt is not None:
+            await self.store.commit(name, rt.state.to_json(), None)
+
+    def _worth_flushing(self, rt: JobRuntime, old: JobState, new: JobState) -> bool:
+        """Whether a state changed without a decision must be written behind. Not when only `last_bucket`
+        moved and a restart would skip that bucket anyway (it starts with the bucket containing its
+        clock): an idle job whose empty buckets close every period then writes nothing."""
+        if (
+            new.count,
+            new.last_change_at,
+            new.streaks,
+            new.recent,
+            new.alarms,
+            new.fires,
+            new.created_at,
+        ) != (
+            old.count,
+            old.last_change_at,
+            old.streaks,
+            old.recent,
+            old.alarms,
+            old.fires,
+            old.created_at,
+        ):
+            return True
+        if new.last_bucket is None or new.last_bucket == old.last_bucket:
+            return False
+        now, period = int(self.clock()), int(rt.doc.period)
+        return new.last_bucket + period > now - now % period
 
     async def flusher(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -530,6 +617,8 @@ class Engine:
     async def stop(self, timeout: float = 30.0) -> None:
         """Finish in-flight steps (actuations), stop every worker, write the last states."""
         self._stopping = True
+        if self._timer is not None:
+            self._timer.cancel()
         deadline = time.monotonic() + timeout
         while self._inflight and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
