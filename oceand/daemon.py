@@ -81,6 +81,7 @@ class Daemon:
             on_decision=self._on_decision,
             on_bucket=self.metrics.buckets.inc,
         )
+        self.engine.on_deferred = self.metrics.timer_deferred.inc
         self.stop_event = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []

@@ -3,6 +3,8 @@
 Every job has one worker task. Pushes, alarms, manual scales and timers only *wake* it; the worker then
 closes due buckets, runs due schedule fires and queued events, one evaluation at a time, so a burst of
 pushes coalesces into one evaluation per closed bucket. A slow Marathon blocks only its own job.
+One timer (a heap) serves every job and wakes due jobs in slices; an idle job (its last evaluation was of
+an empty bucket and changed nothing) has its next empty buckets closed by the timer, without a wake.
 
 Commit order (never lose a decision, never scale twice): a decision that changes the count in active mode is
 committed as `pending` together with the job's next state in one transaction, then applied, then its
@@ -51,6 +53,10 @@ Hook = Callable[[JobDocument, Decision], Awaitable[None] | None]
 # Due jobs woken per event-loop iteration: thousands of jobs whose buckets share a deadline are woken in
 # slices, so the loop serves requests (/healthz, pushes) between them instead of stalling for all of them.
 WAKE_BATCH = 64
+# Idle jobs' empty buckets closed by the timer itself per loop iteration (see Engine._idle_close), and
+# the time that may take (seconds): a request waits for a few such slices at most.
+TICK_BATCH = 64
+TICK_SLICE = 0.001
 FLUSH_CHUNK = 500  # states written behind handed to the store at once (it groups them into transactions)
 
 
@@ -75,6 +81,7 @@ class JobRuntime:
     retry_at: float | None = None  # a transient failure's next retry
     retry: Decision | None = None
     wake_at: float = math.inf  # the worker's timer (Engine._timers): when it is to be woken next
+    idle: tuple[JobDocument, str] | None = None  # (document, mode) of an idle job (Engine._idle_key)
 
     @property
     def name(self) -> str:
@@ -119,6 +126,7 @@ class Engine:
         self._timer_seq = itertools.count()
         self._timer: asyncio.Handle | None = None
         self._timer_at = math.inf
+        self.on_deferred: Callable[[], None] | None = None  # a timer slice left due jobs for the next one
 
     # ---- job set -------------------------------------------------------------------------------
 
@@ -275,24 +283,81 @@ class Engine:
         self._timer = loop.call_later(max(0.0, wall - self.clock()), self._on_timer)
 
     def _on_timer(self) -> None:
-        """Wake the jobs whose time has come, at most WAKE_BATCH now and the rest in later loop iterations."""
-        self._timer, self._timer_at = None, math.inf
+        """Run the timers whose time has come: an idle job's empty bucket closes here (_idle_close), any
+        other job's worker is woken. At most WAKE_BATCH wakes and TICK_BATCH closes (or TICK_SLICE seconds of
+        them) now, the rest in later loop iterations, after the loop has run these workers and polled its
+        sockets."""
+        self._timer, self._timer_at = None, -math.inf  # no arming while this runs: it arms once, at the end
         if self._stopping:
             return
-        timers, now, woken = self._timers, self.clock(), 0
-        while timers and timers[0][0] <= now:
-            if woken >= WAKE_BATCH:  # the rest after the loop has run these (and polled its sockets)
-                self._timer_at = -math.inf
-                self._timer = asyncio.get_running_loop().call_soon(self._on_timer)
-                return
-            wall, _, rt = heapq.heappop(timers)
-            if rt.wake_at != wall or self.jobs.get(rt.name) is not rt:
-                continue  # replaced by a later time, or the job was removed
-            rt.wake_at = math.inf
-            rt.wake.set()
-            woken += 1
-        if timers:
-            self._arm(timers[0][0])
+        timers, now, woken, ticked = self._timers, self.clock(), 0, 0
+        end = time.perf_counter() + TICK_SLICE
+        try:
+            while timers and timers[0][0] <= now:
+                if woken >= WAKE_BATCH or ticked >= TICK_BATCH or (ticked and time.perf_counter() > end):
+                    self._timer = asyncio.get_running_loop().call_soon(self._on_timer)
+                    if self.on_deferred is not None:
+                        self.on_deferred()
+                    return
+                wall, _, rt = heapq.heappop(timers)
+                if rt.wake_at != wall or self.jobs.get(rt.name) is not rt:
+                    continue  # replaced by a later time, or the job was removed
+                rt.wake_at = math.inf
+                if rt.idle is not None and self._idle_close(rt, now):
+                    ticked += 1
+                else:
+                    rt.wake.set()
+                    woken += 1
+        finally:
+            if self._timer is None:  # not continued in the next iteration (also after an error): arm
+                self._timer_at = math.inf
+                if timers:
+                    self._arm(timers[0][0])
+
+    def _idle_key(self, rt: JobRuntime, before: JobState, last_decision: dict[str, Any] | None) -> Any:
+        """After a step: (document, mode) when the job is idle, else None. Idle: the step evaluated an
+        empty bucket (no samples at all), stored no decision and changed no state but its last bucket; no
+        data waits in a newer bucket, no event or retry is queued, and no schedule rule makes the bounds
+        depend on the time. Evaluating the next empty bucket would then give the same result again (no
+        data proposes nothing, so neither stabilization, cooldowns nor the clock come into play), as long
+        as the document, the mode and the app's instance count stay the same."""
+        b, state = rt.buckets, rt.state
+        last = b.last
+        if (
+            last is None
+            or last.reporters
+            or b.open
+            or rt.events
+            or rt.retry_at is not None
+            or state is before
+            or state.last_bucket != last.start
+            or rt.last_decision is not last_decision
+            or not _same_state(before, state)
+            or any(r.type == "schedule" for r in rt.doc.rules)
+        ):
+            return None
+        return (rt.doc, self.mode(rt))
+
+    def _idle_close(self, rt: JobRuntime, now: float) -> bool:
+        """An idle job's due empty bucket, closed without waking its worker: it would evaluate to what the
+        last one did (see _idle_key), so only the bucket closes and the state's last bucket moves. False
+        (the worker is woken instead) when anything changed: samples arrived, an event or retry is queued,
+        the document, the mode or the instance count is different."""
+        b = rt.buckets
+        try:
+            if not (b.open or rt.events or rt.retry_at is not None):
+                view = self._view(rt)  # as an evaluation would: also passes Marathon's running count on
+                if view.known and view.instances == rt.state.count and rt.idle == (rt.doc, self.mode(rt)):
+                    for closed in b.due(now):
+                        if self.on_bucket is not None:
+                            self.on_bucket()
+                        rt.state.last_bucket = closed.start
+                    self._wake_at(rt, b.deadline())  # = _next_wake: no schedule, no retry
+                    return True
+        except Exception:
+            log.exception("idle close failed for job %s", rt.name, extra={"event": "worker_error"})
+        rt.idle = None
+        return False
 
     async def _worker(self, rt: JobRuntime) -> None:
         while not self._stopping:
@@ -301,9 +366,12 @@ class Engine:
             rt.wake.clear()
             if self._stopping:
                 break
+            rt.idle = None
+            before, last_decision = rt.state, rt.last_decision
             try:
                 self._inflight += 1
                 await self._step(rt)
+                rt.idle = self._idle_key(rt, before, last_decision)
             except asyncio.CancelledError:
                 raise
             except StoreError as e:
@@ -582,23 +650,7 @@ class Engine:
         """Whether a state changed without a decision must be written behind. Not when only `last_bucket`
         moved and a restart would skip that bucket anyway (it starts with the bucket containing its
         clock): an idle job whose empty buckets close every period then writes nothing."""
-        if (
-            new.count,
-            new.last_change_at,
-            new.streaks,
-            new.recent,
-            new.alarms,
-            new.fires,
-            new.created_at,
-        ) != (
-            old.count,
-            old.last_change_at,
-            old.streaks,
-            old.recent,
-            old.alarms,
-            old.fires,
-            old.created_at,
-        ):
+        if not _same_state(old, new):
             return True
         if new.last_bucket is None or new.last_bucket == old.last_bucket:
             return False
@@ -677,6 +729,19 @@ class Engine:
             "retry_at": rt.retry_at,
             "last_decision": rt.last_decision,
         }
+
+
+def _same_state(a: JobState, b: JobState) -> bool:
+    """Equal but for `last_bucket`."""
+    return (a.count, a.last_change_at, a.streaks, a.recent, a.alarms, a.fires, a.created_at) == (
+        b.count,
+        b.last_change_at,
+        b.streaks,
+        b.recent,
+        b.alarms,
+        b.fires,
+        b.created_at,
+    )
 
 
 def _local(t: float | None, tz: str) -> str | None:

@@ -129,7 +129,9 @@ async def test_states_written_behind_go_to_the_store_together_and_failed_ones_st
 
 async def test_jobs_due_at_the_same_moment_are_woken_in_slices(start_daemon: DaemonFactory) -> None:
     """400 jobs with a 1 s period share every bucket deadline: their closes are spread over several loop
-    iterations (the loop polls its sockets between them), none before its deadline."""
+    iterations (the loop polls its sockets between them), none before its deadline. The first two rounds
+    wake the workers (the streaks start, then the same again); from the third on the jobs are idle and the
+    timer closes their empty buckets itself, also in slices."""
     d, _ = await start_daemon()  # the real clock: the jobs' timers fire by themselves
     n = 400
     closes: list[int] = []  # the loop iteration of every bucket close
@@ -139,22 +141,107 @@ async def test_jobs_due_at_the_same_moment_are_woken_in_slices(start_daemon: Dae
     def tick() -> None:
         nonlocal iteration
         iteration += 1
-        if len(closes) < n:
+        if len(closes) < 3 * n:
             loop.call_soon(tick)
 
     for i in range(n):
         await d.engine.upsert(parse_job(doc(f"job.idle{i:03d}", period=1)), 1)
     d.engine.on_bucket = lambda: closes.append(iteration)
     loop.call_soon(tick)
-    for _ in range(600):
-        if len(closes) >= n:
+    for _ in range(1000):
+        if len(closes) >= 3 * n:
             break
         await asyncio.sleep(0.01)
-    assert len(closes) >= n
-    per_iteration: dict[int, int] = {}
-    for it in closes[:n]:
-        per_iteration[it] = per_iteration.get(it, 0) + 1
-    assert max(per_iteration.values()) < n, "every job woke in the same loop iteration"
-    assert max(per_iteration.values()) <= engine_mod.WAKE_BATCH
+    assert len(closes) >= 3 * n
+    for r, limit in enumerate((engine_mod.WAKE_BATCH, engine_mod.WAKE_BATCH, engine_mod.TICK_BATCH)):
+        per_iteration: dict[int, int] = {}
+        for it in closes[r * n : (r + 1) * n]:
+            per_iteration[it] = per_iteration.get(it, 0) + 1
+        assert max(per_iteration.values()) < n, f"round {r + 1}: every job in the same loop iteration"
+        assert max(per_iteration.values()) <= limit
+    assert all(not rt.wake.is_set() and rt.idle is not None for rt in d.engine.jobs.values())
+    assert d.metrics.timer_deferred._value.get() >= 2 * (n // engine_mod.WAKE_BATCH)
     last = [rt.buckets.last for rt in d.engine.jobs.values()]
     assert all(b is not None and not b.early for b in last)  # none closed before its deadline
+
+
+async def run_timers(d: Daemon, clock: Clock, t: float) -> None:
+    """The clock reaches `t` and the engine's timer fires (as the event loop would call it then); wait
+    until every woken worker is done."""
+    clock.t = t
+    d.engine._on_timer()
+    for _ in range(400):
+        await asyncio.sleep(0.005)
+        woken = any(rt.wake.is_set() for rt in d.engine.jobs.values())
+        if d.engine._timer_at > t and d.engine._inflight == 0 and not woken:
+            return
+    raise AssertionError("the workers did not settle")
+
+
+async def test_an_idle_job_closes_its_empty_buckets_without_waking_its_worker(
+    start_daemon: DaemonFactory,
+) -> None:
+    clock = Clock(T0 + 1)
+    d, c = await start_daemon(clock=clock)  # no Marathon: the job runs dry at min_instances (1)
+    assert (await c.call("POST", "/api/v1/jobs", doc()))[0] == 201
+    rt = d.engine.jobs[JOB]
+    steps: list[float] = []
+    real_step = d.engine._step
+
+    async def step(job: Any) -> None:
+        steps.append(clock.t)
+        await real_step(job)
+
+    d.engine._step = step  # type: ignore[method-assign]
+    commits = count_commits(d)
+    # bucket T0 closes at T0 + 15: the streaks start (a state change), T0 + 10 evaluates to the same again
+    await run_timers(d, clock, T0 + 15)
+    await run_timers(d, clock, T0 + 25)
+    assert steps == [T0 + 15, T0 + 25]
+    for k in range(3, 8):  # buckets T0 + 20 ... T0 + 60 close on time, empty, without a worker step
+        await run_timers(d, clock, T0 + 10 * k + 5)
+        assert rt.buckets.closed_upto == T0 + 10 * k
+        assert rt.state.last_bucket == T0 + 10 * (k - 1)
+    assert steps == [T0 + 15, T0 + 25]
+    assert d.metrics.buckets._value.get() == 7
+    await d.engine.flush()
+    assert commits == [JOB]  # the first close's streaks; nothing after
+
+    # samples arrive: the worker evaluates their bucket at its deadline (no instance count from Marathon:
+    # one reporter is complete only from the next bucket on)
+    items = [
+        {
+            "endpoint": "h0",
+            "metric": "cpu.idle",
+            "timestamp": T0 + 70,
+            "step": 10,
+            "value": 10.0,
+            "counterType": "GAUGE",
+            "tags": f"job={JOB}",
+        }
+    ]
+    clock.t = T0 + 71
+    assert (await c.call("POST", "/v1/push", items))[0] == 200
+    await run_timers(d, clock, T0 + 85)
+    assert steps == [T0 + 15, T0 + 25, T0 + 85]
+    assert rt.state.last_bucket == T0 + 70 and rt.state.streaks["cpu"].out == 1
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    assert st["rules"]["cpu"]["value"] == 90 and st["rules"]["cpu"]["reporters"] == 1
+
+    # idle again after one empty bucket ends the streak (a state change) and one more evaluates the same
+    for t in (95, 105, 115, 125):
+        await run_timers(d, clock, T0 + t)
+    assert steps[-2:] == [T0 + 95, T0 + 105]
+    assert rt.state.last_bucket == T0 + 110 and rt.state.streaks["cpu"].out == 0
+
+    # the app's count changed (here: the stand-in app of a dry job): the next bucket is evaluated
+    d.recording.instances[JOB] = 3
+    await run_timers(d, clock, T0 + 135)
+    assert steps[-1] == T0 + 135 and rt.state.count == 3
+
+    # so is it after a new version of the document (paused: the state stays, buckets still close)
+    assert (await c.call("PUT", f"/api/v1/jobs/{JOB}", doc(mode="paused")))[0] == 200
+    await run_timers(d, clock, T0 + 145)
+    assert steps[-1] == T0 + 145
+    await run_timers(d, clock, T0 + 155)
+    assert steps[-1] == T0 + 145 and rt.buckets.closed_upto == T0 + 150
