@@ -372,6 +372,11 @@ class Engine:
                 self._inflight += 1
                 await self._step(rt)
                 rt.idle = self._idle_key(rt, before, last_decision)
+                b = rt.buckets
+                if b.open and any(b.complete(o) for o in b.open.values()):
+                    # complete only now: closing an earlier bucket taught how many instances report (its
+                    # samples came before that close), so no push will wake the worker for it
+                    rt.wake.set()
             except asyncio.CancelledError:
                 raise
             except StoreError as e:

@@ -245,3 +245,35 @@ async def test_an_idle_job_closes_its_empty_buckets_without_waking_its_worker(
     assert steps[-1] == T0 + 145
     await run_timers(d, clock, T0 + 155)
     assert steps[-1] == T0 + 145 and rt.buckets.closed_upto == T0 + 150
+
+
+async def test_a_bucket_that_became_complete_by_an_earlier_close_closes_at_once(
+    start_daemon: DaemonFactory,
+) -> None:
+    """Both instances report bucket T0 + 10 before bucket T0 closed: until T0 closed nobody knew that two
+    instances report (no Marathon count), so the push did not complete it; the close of T0 does."""
+    clock = Clock(T0 + 1)
+    d, c = await start_daemon(clock=clock)
+    assert (await c.call("POST", "/api/v1/jobs", doc()))[0] == 201
+    rt = d.engine.jobs[JOB]
+
+    def items(ts: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "endpoint": f"h{i}",
+                "metric": "cpu.idle",
+                "timestamp": ts,
+                "step": 10,
+                "value": 50.0,
+                "counterType": "GAUGE",
+                "tags": f"job={JOB}",
+            }
+            for i in range(2)
+        ]
+
+    assert (await c.call("POST", "/v1/push", items(T0)))[0] == 200
+    clock.t = T0 + 12
+    assert (await c.call("POST", "/v1/push", items(T0 + 10)))[0] == 200
+    await run_timers(d, clock, T0 + 15)  # bucket T0's deadline
+    assert rt.buckets.closed_upto == T0 + 20, "bucket T0 + 10 waits for its deadline"
+    assert rt.buckets.last is not None and rt.buckets.last.start == T0 + 10 and rt.buckets.last.early
