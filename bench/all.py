@@ -38,6 +38,14 @@ BENCHES: list[tuple[str, str, list[str], list[str], str, str]] = [
         "/healthz p99 < 100 ms",
     ),
     ("replay", "replay.py", [], ["--repeat", "1"], "2 rules: threshold", ">= 100,000 periods/s"),
+    (
+        "idle",
+        "idle.py",
+        [],
+        ["--jobs", "2000", "--seconds", "15", "--settle", "15"],
+        "idle:",
+        "< 5 % of a core, /healthz p99 < 100 ms (issue 18)",
+    ),
 ]
 
 

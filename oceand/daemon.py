@@ -97,6 +97,7 @@ class Daemon:
         )  # [ingest] rpc_listen, tsdb_listen
         self.authority = Authority(self.store, clock, config.auth.refresh, config.auth.grace)
         self.guard = ConnectionGuard(config.server, self.metrics)  # every listener: header timeout, cap
+        self.engine.on_deferred = self.metrics.timer_deferred.inc
         self.stop_event = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []

@@ -3,6 +3,8 @@
 Every job has one worker task. Pushes, alarms, manual scales and timers only *wake* it; the worker then
 closes due buckets, runs due schedule fires and queued events, one evaluation at a time, so a burst of
 pushes coalesces into one evaluation per closed bucket. A slow Marathon blocks only its own job.
+One timer (a heap) serves every job and wakes due jobs in slices; an idle job (its last evaluation was of
+an empty bucket and changed nothing) has its next empty buckets closed by the timer, without a wake.
 
 Commit order (never lose a decision, never scale twice): a decision that changes the count in active mode is
 committed as `pending` together with the job's next state in one transaction, then applied, then its
@@ -20,7 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -57,6 +62,14 @@ Clock = Callable[[], float]
 JOB_LEVEL_METRICS = frozenset({"alb.qps"})  # one value per job (from its balancer), not per instance
 Hook = Callable[[JobDocument, Decision], Awaitable[None] | None]
 UNKNOWN_APP_TTL = 10.0  # seconds alarms do not ask Marathon again for an app that could not be read
+# Due jobs woken per event-loop iteration: thousands of jobs whose buckets share a deadline are woken in
+# slices, so the loop serves requests (/healthz, pushes) between them instead of stalling for all of them.
+WAKE_BATCH = 64
+# Idle jobs' empty buckets closed by the timer itself per loop iteration (see Engine._idle_close), and
+# the time that may take (seconds): a request waits for a few such slices at most.
+TICK_BATCH = 64
+TICK_SLICE = 0.001
+FLUSH_CHUNK = 500  # states written behind handed to the store at once (it groups them into transactions)
 
 
 @dataclass(slots=True)
@@ -82,6 +95,8 @@ class JobRuntime:
     retry: Decision | None = None
     # superseded decisions whose last write's outcome is unknown: settled before the job sends again
     unsettled: list[tuple[Decision, AttemptLog]] = field(default_factory=list)
+    wake_at: float = math.inf  # the worker's timer (Engine._timers): when it is to be woken next
+    idle: tuple[JobDocument, str] | None = None  # (document, mode) of an idle job (Engine._idle_key)
 
     @property
     def name(self) -> str:
@@ -136,6 +151,13 @@ class Engine:
         self._dirty: set[str] = set()
         self._stopping = False
         self._inflight = 0
+        # One timer for every job (instead of a loop timer per job): a heap of (wall time, seq, job), an
+        # entry valid while its time is the job's `wake_at`; one loop handle armed for the earliest.
+        self._timers: list[tuple[float, int, JobRuntime]] = []
+        self._timer_seq = itertools.count()
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = math.inf
+        self.on_deferred: Callable[[], None] | None = None  # a timer slice left due jobs for the next one
 
     # ---- job set -------------------------------------------------------------------------------
 
@@ -318,22 +340,122 @@ class Engine:
             t = min(t, rt.retry_at)
         return t
 
-    async def _worker(self, rt: JobRuntime) -> None:
+    def _wake_at(self, rt: JobRuntime, wall: float) -> None:
+        """Set the job's timer: its worker is woken at `wall` (clock time), unless woken before."""
+        if wall == rt.wake_at:
+            return  # already there (woken early by a push: the timer still stands)
+        rt.wake_at = wall
+        heapq.heappush(self._timers, (wall, next(self._timer_seq), rt))
+        if len(self._timers) > 2 * len(self.jobs) + 64:  # entries left behind by changed times
+            self._timers = [
+                e for e in self._timers if e[2].wake_at == e[0] and self.jobs.get(e[2].name) is e[2]
+            ]
+            heapq.heapify(self._timers)
+        if wall < self._timer_at:
+            self._arm(wall)
+
+    def _arm(self, wall: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = wall
         loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(0.0, wall - self.clock()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        """Run the timers whose time has come: an idle job's empty bucket closes here (_idle_close), any
+        other job's worker is woken. At most WAKE_BATCH wakes and TICK_BATCH closes (or TICK_SLICE seconds of
+        them) now, the rest in later loop iterations, after the loop has run these workers and polled its
+        sockets."""
+        self._timer, self._timer_at = None, -math.inf  # no arming while this runs: it arms once, at the end
+        if self._stopping:
+            return
+        timers, now, woken, ticked = self._timers, self.clock(), 0, 0
+        end = time.perf_counter() + TICK_SLICE
+        try:
+            while timers and timers[0][0] <= now:
+                if woken >= WAKE_BATCH or ticked >= TICK_BATCH or (ticked and time.perf_counter() > end):
+                    self._timer = asyncio.get_running_loop().call_soon(self._on_timer)
+                    if self.on_deferred is not None:
+                        self.on_deferred()
+                    return
+                wall, _, rt = heapq.heappop(timers)
+                if rt.wake_at != wall or self.jobs.get(rt.name) is not rt:
+                    continue  # replaced by a later time, or the job was removed
+                rt.wake_at = math.inf
+                if rt.idle is not None and self._idle_close(rt, now):
+                    ticked += 1
+                else:
+                    rt.wake.set()
+                    woken += 1
+        finally:
+            if self._timer is None:  # not continued in the next iteration (also after an error): arm
+                self._timer_at = math.inf
+                if timers:
+                    self._arm(timers[0][0])
+
+    def _idle_key(self, rt: JobRuntime, before: JobState, last_decision: dict[str, Any] | None) -> Any:
+        """After a step: (document, mode) when the job is idle, else None. Idle: the step evaluated an
+        empty bucket (no samples at all), stored no decision and changed no state but its last bucket; no
+        data waits in a newer bucket, no event or retry is queued, and no schedule rule makes the bounds
+        depend on the time. Evaluating the next empty bucket would then give the same result again (no
+        data proposes nothing, so neither stabilization, cooldowns nor the clock come into play), as long
+        as the document, the mode and the app's instance count stay the same."""
+        b, state = rt.buckets, rt.state
+        last = b.last
+        if (
+            last is None
+            or last.reporters
+            or b.open
+            or rt.events
+            or rt.retry_at is not None
+            or state is before
+            or state.last_bucket != last.start
+            or rt.last_decision is not last_decision
+            or not _same_state(before, state)
+            or any(r.type == "schedule" for r in rt.doc.rules)
+        ):
+            return None
+        return (rt.doc, self.mode(rt))
+
+    def _idle_close(self, rt: JobRuntime, now: float) -> bool:
+        """An idle job's due empty bucket, closed without waking its worker: it would evaluate to what the
+        last one did (see _idle_key), so only the bucket closes and the state's last bucket moves. False
+        (the worker is woken instead) when anything changed: samples arrived, an event or retry is queued,
+        the document, the mode or the instance count is different."""
+        b = rt.buckets
+        try:
+            if not (b.open or rt.events or rt.retry_at is not None):
+                view = self._view(rt)  # as an evaluation would: also passes Marathon's running count on
+                if view.known and view.instances == rt.state.count and rt.idle == (rt.doc, self.mode(rt)):
+                    for closed in b.due(now):
+                        if self.on_bucket is not None:
+                            self.on_bucket()
+                        rt.state.last_bucket = closed.start
+                    self._wake_at(rt, b.deadline())  # = _next_wake: no schedule, no retry
+                    return True
+        except Exception:
+            log.exception("idle close failed for job %s", rt.name, extra={"event": "worker_error"})
+        rt.idle = None
+        return False
+
+    async def _worker(self, rt: JobRuntime) -> None:
         while not self._stopping:
-            wall = self._next_wake(rt)
-            delay = max(0.0, wall - self.clock())
-            handle = loop.call_later(delay, rt.wake.set)
-            try:
-                await rt.wake.wait()
-            finally:
-                handle.cancel()
+            self._wake_at(rt, self._next_wake(rt))
+            await rt.wake.wait()
             rt.wake.clear()
             if self._stopping:
                 break
+            rt.idle = None
+            before, last_decision = rt.state, rt.last_decision
             try:
                 self._inflight += 1
                 await self._step(rt)
+                rt.idle = self._idle_key(rt, before, last_decision)
+                b = rt.buckets
+                if b.open and any(b.complete(o) for o in b.open.values()):
+                    # complete only now: closing an earlier bucket taught how many instances report (its
+                    # samples came before that close), so no push will wake the worker for it
+                    rt.wake.set()
             except asyncio.CancelledError:
                 raise
             except StoreError as e:
@@ -517,7 +639,8 @@ class Engine:
         mode = decision.mode
         previous, rt.state = rt.state, state
         if not (always_store or self._worth_storing(decision)):
-            self._dirty.add(rt.name)
+            if self._worth_flushing(rt, previous, state):
+                self._dirty.add(rt.name)
             return decision
         if decision.changes and mode == "active" and rt.blocked is None:
             decision.status = "pending"
@@ -723,18 +846,39 @@ class Engine:
     # ---- background ----------------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Write the states that changed without a decision (streak counts, fire history)."""
+        """Write the states that changed without a decision (streak counts, fire history).
+
+        FLUSH_CHUNK commits at a time go to the store together, so its group commit writes many states
+        per transaction (SQLite) or per pooled connection (MySQL) instead of one after the other."""
         dirty, self._dirty = self._dirty, set()
         pending = list(dirty)
         try:
             while pending:
-                name = pending[-1]
-                rt = self.jobs.get(name)
-                if rt is not None:
-                    await self.store.commit(name, rt.state.to_json(), None)
-                pending.pop()
+                chunk = pending[-FLUSH_CHUNK:]
+                results = await asyncio.gather(*(self._write_state(n) for n in chunk), return_exceptions=True)
+                del pending[-len(chunk) :]
+                failed = [(n, r) for n, r in zip(chunk, results, strict=True) if isinstance(r, BaseException)]
+                if failed:
+                    pending += [n for n, _ in failed]
+                    raise failed[0][1]
         finally:
             self._dirty.update(pending)  # not written (store error, cancelled): the next flush writes them
+
+    async def _write_state(self, name: str) -> None:
+        rt = self.jobs.get(name)
+        if rt is not None:
+            await self.store.commit(name, rt.state.to_json(), None)
+
+    def _worth_flushing(self, rt: JobRuntime, old: JobState, new: JobState) -> bool:
+        """Whether a state changed without a decision must be written behind. Not when only `last_bucket`
+        moved and a restart would skip that bucket anyway (it starts with the bucket containing its
+        clock): an idle job whose empty buckets close every period then writes nothing."""
+        if not _same_state(old, new):
+            return True
+        if new.last_bucket is None or new.last_bucket == old.last_bucket:
+            return False
+        now, period = int(self.clock()), int(rt.doc.period)
+        return new.last_bucket + period > now - now % period
 
     async def flusher(self, stop: asyncio.Event) -> None:
         sweep_at = time.monotonic() + self.sweep_interval
@@ -773,6 +917,8 @@ class Engine:
         then are cancelled: a write cut off that way keeps its attempt `pending` (recorded before it was
         sent) and is settled at the next start. The last states are written within what is left."""
         self._stopping = True
+        if self._timer is not None:
+            self._timer.cancel()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         dropped = 0
@@ -864,6 +1010,19 @@ class Engine:
             "retry_at": rt.retry_at,
             "last_decision": rt.last_decision,
         }
+
+
+def _same_state(a: JobState, b: JobState) -> bool:
+    """Equal but for `last_bucket`."""
+    return (a.count, a.last_change_at, a.streaks, a.recent, a.alarms, a.fires, a.created_at) == (
+        b.count,
+        b.last_change_at,
+        b.streaks,
+        b.recent,
+        b.alarms,
+        b.fires,
+        b.created_at,
+    )
 
 
 def _local(t: float | None, tz: str) -> str | None:

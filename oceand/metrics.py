@@ -31,6 +31,11 @@ class Metrics:
             registry=r,
         )
         self.buckets = Counter("oceand_buckets_evaluated_total", "Closed buckets evaluated", registry=r)
+        self.timer_deferred = Counter(
+            "oceand_timer_deferred_total",
+            "Times the engine's timer left due jobs for the next event-loop iteration (too many due at once)",
+            registry=r,
+        )
         self.decisions = Counter(
             "oceand_decisions_total",
             "Stored decisions, by reason code and status",
