@@ -27,6 +27,7 @@ from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.config import Config, ConfigError, changed_keys, load_config
+from oceand.console import add_routes as add_console_routes
 from oceand.engine import Engine
 from oceand.jobfiles import load_job_files
 from oceand.keys import DAEMON, ENGINE, METRICS, STORE
@@ -143,6 +144,7 @@ class Daemon:
         app.router.add_post("/v1/falcon/alarm", ingest.alarm)
         admin.add_routes(app)
         app.router.add_get("/api/v1/openapi.json", openapi)
+        add_console_routes(app)  # the web console at /ui/ (PRODUCT §12)
         return app
 
     # ---- jobs ----------------------------------------------------------------------------------
