@@ -112,6 +112,7 @@ def test_the_console_end_to_end(browser: Any, live: Live) -> None:
     assert "f-out_consecutive-err" in consecutive.get_attribute("aria-describedby")
     assert d.switch_to.active_element == consecutive  # focus goes to the first bad field
     assert text_of(d, "#f-out_above-err") == ""
+    assert text_of(d, "#form-errors") == "1 处错误，见各字段旁的说明"
     assert live.daemon.request("GET", f"/api/v1/jobs/{WEB}")["version"] == 1
     screenshot(d, "job-error", docs=True)
 

@@ -260,8 +260,10 @@ export async function renderJob(container, name, onAuth) {
         }
       }
       formErrors.replaceChildren(
-        h("p", {}, t("errors", details.length)),
-        other.length ? h("ul", { "aria-label": t("other_errors") }, other.map((m) => h("li", {}, m))) : null,
+        ...nodes(
+          h("p", {}, t("errors", details.length)),
+          other.length ? h("ul", { "aria-label": t("other_errors") }, other.map((m) => h("li", {}, m))) : null,
+        ),
       );
       if (first) first.focus();
     }
