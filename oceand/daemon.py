@@ -21,13 +21,13 @@ from typing import Any
 from aiohttp import web
 
 from actuators.marathon_model import AppState
+from oceand import console
 from oceand.actuation import Actuator, RecordingActuator
 from oceand.api import admin, ingest
 from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.config import Config, ConfigError, changed_keys, load_config
-from oceand.console import add_routes as add_console_routes
 from oceand.engine import Engine
 from oceand.jobfiles import load_job_files
 from oceand.keys import DAEMON, ENGINE, METRICS, STORE
@@ -133,7 +133,8 @@ class Daemon:
     def build_app(self) -> web.Application:
         self.guard = ConnectionGuard(self.config.server, self.metrics)  # header timeout, connection cap
         app = web.Application(
-            middlewares=[self.guard.middleware, error_middleware], client_max_size=self.config.server.max_body
+            middlewares=[self.guard.middleware, error_middleware, console.cross_site_guard],
+            client_max_size=self.config.server.max_body,
         )
         app[ENGINE] = self.engine
         app[STORE] = self.store
@@ -144,7 +145,7 @@ class Daemon:
         app.router.add_post("/v1/falcon/alarm", ingest.alarm)
         admin.add_routes(app)
         app.router.add_get("/api/v1/openapi.json", openapi)
-        add_console_routes(app)  # the web console at /ui/ (PRODUCT §12)
+        console.add_routes(app)  # the web console at /ui/ (PRODUCT §12)
         return app
 
     # ---- jobs ----------------------------------------------------------------------------------
