@@ -170,6 +170,11 @@ def test_the_console_end_to_end(browser: Any, live: Live) -> None:
     assert d.execute_script("return document.documentElement.lang") == "en"
     screenshot(d, "job-en")
 
+    # back on the list: read again, the saved version shows
+    d.find_element(By.ID, "back").click()
+    row = wait(d).until(EC.visibility_of_element_located((By.XPATH, f'//tr[td/a[text()="{WEB}"]]')))
+    assert row.find_elements(By.TAG_NAME, "td")[-1].text == "3"
+
 
 def test_tree_rule_is_oceanctls(browser: Any, live: Live) -> None:
     """static/tree.js against the same table as oceanctl's tree_parts (tests/console/test_tree_names.py)."""

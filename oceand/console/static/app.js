@@ -84,13 +84,14 @@ function showLogin() {
       class: "login",
       onsubmit: async (e) => {
         e.preventDefault();
+        err.textContent = "";
         setToken(input.value.trim());
         try {
           await api("GET", "/api/v1/jobs");
         } catch (x) {
           if (x instanceof ApiError && (x.status === 401 || x.status === 403)) {
             setToken("");
-            err.textContent = x.status === 401 ? t("token_needed") : t("token_forbidden") + x.message;
+            err.textContent = x.status === 401 ? t("token_refused") : t("token_forbidden") + x.message;
             chrome();
             return;
           }
@@ -124,6 +125,7 @@ async function route() {
     if (path === "/login") showLogin();
     else if (path.startsWith("/job/")) {
       const name = decodeURIComponent(path.slice(5));
+      jobsCache = null; // back on the list, it is read again (versions and modes may have changed)
       main.replaceChildren(h("p", {}, t("loading")));
       stop = await renderJob(main, name, needAuth);
       main.focus();

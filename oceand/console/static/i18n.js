@@ -12,6 +12,7 @@ const LABELS = {
     "The admin API token (Bearer). Kept only in this tab's session. Leave empty when auth is off.",
   ],
   token_needed: ["需要令牌：管理接口回答 401。", "A token is needed: the admin API answered 401."],
+  token_refused: ["令牌被拒绝（401）。", "The token was refused (401)."],
   token_forbidden: ["令牌权限不足（403）：", "The token is not allowed (403): "],
   signed_in: ["已登录", "Signed in"],
   no_token: ["未登录（认证关闭时无需登录）", "No token (none needed while auth is off)"],

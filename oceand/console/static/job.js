@@ -112,7 +112,7 @@ export async function renderJob(container, name, onAuth) {
         { class: "row side", role: "group", "aria-labelledby": "out-title" },
         h("h3", { id: "out-title" }, t("scale_out")),
         field("out_consecutive", t("consecutive"), values.out_consecutive, num),
-        field("out_above", t("above"), values.out_above, { ...num, help: t("side_off") }),
+        field("out_above", t("above"), values.out_above, num),
         field("out_step", t("step"), values.out_step, num),
       ),
       h(
@@ -120,9 +120,10 @@ export async function renderJob(container, name, onAuth) {
         { class: "row side", role: "group", "aria-labelledby": "in-title" },
         h("h3", { id: "in-title" }, t("scale_in")),
         field("in_consecutive", t("consecutive"), values.in_consecutive, num),
-        field("in_below", t("below"), values.in_below, { ...num, help: t("side_off") }),
+        field("in_below", t("below"), values.in_below, num),
         field("in_step", t("step"), values.in_step, num),
       ),
+      h("p", { class: "help" }, t("side_off")),
       h("div", { class: "row" }, field("notify_group", t("notify_group"), values.notify_group, { size: 20 })),
     );
 
@@ -144,7 +145,7 @@ export async function renderJob(container, name, onAuth) {
                       id,
                       value: row[f],
                       type: "text",
-                      size: f === "start" ? 16 : f === "name" || f === "timezone" ? 12 : 6,
+                      size: f === "start" ? 18 : f === "name" || f === "timezone" ? 12 : 6,
                       autocomplete: "off",
                       placeholder: f === "start" ? "2026-01-01T07:00" : f === "every" ? "1d" : undefined,
                       "aria-describedby": `${id}-err`,
@@ -394,7 +395,10 @@ export async function renderJob(container, name, onAuth) {
       renderTimeline(d);
     } catch (e) {
       if (e instanceof ApiError && (e.status === 401 || e.status === 403)) return onAuth(e);
-      statusBox.prepend(h("p", { class: "warn" }, `${t("error")}: ${e.message}`));
+      const warn = h("p", { class: "warn", id: "poll-error" }, `${t("error")}: ${e.message}`);
+      const old = document.getElementById("poll-error");
+      if (old) old.replaceWith(warn);
+      else statusBox.prepend(warn);
     }
   }
 
@@ -420,6 +424,8 @@ export async function renderJob(container, name, onAuth) {
     ),
   );
   await poll();
-  const timer = setInterval(poll, POLL_MS);
+  const timer = setInterval(() => {
+    if (!document.hidden) poll(); // a tab in the background asks nothing
+  }, POLL_MS);
   return () => clearInterval(timer);
 }
