@@ -6,6 +6,7 @@ the language switch; keyboard use; the tree-name rule shared with oceanctl; 10,0
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.console.conftest import WEB, Live, screenshot
+from tests.e2e.harness import push, sample, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -152,12 +154,25 @@ def test_the_console_end_to_end(browser: Any, live: Live) -> None:
         ("evening", 43200.0, 1),
     ]
 
-    # a manual scale through the API shows up in the decision timeline (the page polls)
+    # two hot buckets (cpu.used 95 > 85, twice: the saved rule) scale out; then a manual scale through the
+    # API; both show up in the decision timeline (the page polls), newest first, with their reasons
+    t = int(time.time()) + 2
+    for k in range(2):
+        push(live.daemon, [sample(WEB, f"h{i}", t + k, value=5) for i in range(2)])  # cpu.idle 5
+    wait_for(lambda: live.fake.scales("/ocean/web") == [3], 10, "the scale-out to 3")
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "st-instances"), "3"))
     live.daemon.request("POST", f"/api/v1/jobs/{WEB}/scale", {"instances": 4, "reason": "load test"})
-    item = wait(d).until(EC.visibility_of_element_located((By.CSS_SELECTOR, "ol.timeline li.decision")))
-    assert "2 → 4" in item.text and "Manual" in [
-        c.text for c in item.find_elements(By.CSS_SELECTOR, "code.reason")
+    wait(d).until(lambda _: len(d.find_elements(By.CSS_SELECTOR, "ol.timeline li.decision")) == 2)
+    manual, scale_out = d.find_elements(By.CSS_SELECTOR, "ol.timeline li.decision")
+    reasons = [
+        [c.text for c in li.find_elements(By.CSS_SELECTOR, "code.reason")] for li in (manual, scale_out)
     ]
+    assert reasons[0] == ["Manual"] and "3 → 4" in manual.text
+    assert reasons[1][0] == "ScaleOut" and "2 → 3" in scale_out.text and "applied" in scale_out.text
+    assert "cpu: ScaleOut → 3 (当前值 95)" in scale_out.text, (
+        scale_out.text
+    )  # the rule's proposal and its value
+    assert "qps: NoData" in scale_out.text and "null" not in scale_out.text
     wait(d).until(EC.text_to_be_present_in_element((By.ID, "st-instances"), "4"))
     screenshot(d, "job", docs=True)
 

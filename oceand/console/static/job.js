@@ -374,7 +374,7 @@ export async function renderJob(container, name, onAuth) {
               "ul",
               { class: "details" },
               (x.proposals || []).map((p) =>
-                h("li", {}, `${p.rule}: ${p.reason}${p.desired !== null ? ` → ${p.desired}` : ""}${p.inputs && p.inputs.value !== undefined ? ` (${t("value")} ${p.inputs.value})` : ""}`),
+                h("li", {}, `${p.rule}: ${p.reason}${p.desired !== null ? ` → ${p.desired}` : ""}${p.inputs && p.inputs.value !== undefined && p.inputs.value !== null ? ` (${t("value")} ${p.inputs.value})` : ""}`),
               ),
               (x.limits || []).map((l) => h("li", {}, `${l.code}: ${l.before} → ${l.after}${l.detail ? ` (${l.detail})` : ""}`)),
               x.result && x.result.error ? h("li", { class: "warn" }, String(x.result.error)) : null,
