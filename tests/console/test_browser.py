@@ -74,8 +74,15 @@ def test_the_console_end_to_end(browser: Any, live: Live) -> None:
         "(1)",  # acme
         "(4)",  # xiaomi
     ]
-    node(d, "xiaomi").click()
-    node(d, "xiaomi/inf").click()
+    # with the keyboard: Enter opens a node and the focus stays on it, Tab goes on to its children
+    node(d, "xiaomi").send_keys(Keys.ENTER)
+    node(d, "xiaomi/inf")
+    assert d.switch_to.active_element.get_attribute("data-node") == "xiaomi"
+    assert d.switch_to.active_element.get_attribute("aria-expanded") == "true"
+    d.switch_to.active_element.send_keys(Keys.TAB)
+    assert d.switch_to.active_element.get_attribute("data-node") == "xiaomi/ecom"
+    d.switch_to.active_element.send_keys(Keys.TAB)
+    d.switch_to.active_element.send_keys(Keys.ENTER)
     node(d, "xiaomi/inf/ocean").click()
     wait(d).until(lambda _: len(d.find_elements(By.CSS_SELECTOR, "a.job-link")) == 2)
     assert (

@@ -62,10 +62,21 @@ async function showJobs(params) {
     main.replaceChildren(h("p", {}, t("loading")));
     jobsCache = (await api("GET", "/api/v1/jobs")).jobs;
   }
+  const active = document.activeElement || {};
+  const focused = active.dataset ? active.dataset.node : undefined;
+  const focusedId = active.id && active.id !== "main" ? active.id : undefined;
   renderJobs(main, jobsCache, state, (next, opts = {}) => {
     refocus = opts.keepFocus || null;
     location.hash = jobsHash(next);
   });
+  if (focused !== undefined) {
+    // a tree node chosen with the keyboard keeps the focus across the re-render
+    const again = main.querySelector(`button[data-node="${CSS.escape(focused)}"]`);
+    if (again) again.focus();
+  } else if (focusedId) {
+    const again = document.getElementById(focusedId); // the pager's buttons
+    if (again && !again.disabled) again.focus();
+  }
   if (refocus) {
     const el = document.getElementById(refocus);
     el.focus();

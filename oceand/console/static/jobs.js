@@ -23,7 +23,7 @@ export function renderJobs(container, jobs, state, onState) {
     const items = [...node.children.values()].sort((a, b) => a.value.localeCompare(b.value));
     return h(
       "ul",
-      { class: depth === 0 ? "tree" : "subtree", role: depth === 0 ? "tree" : "group" },
+      { class: depth === 0 ? "tree" : "subtree" },
       items.map((child) => {
         const here = { ...trail, [child.key]: child.value };
         const selected = LEVELS.every((l) => here[l] === path[l]);
@@ -31,13 +31,14 @@ export function renderJobs(container, jobs, state, onState) {
         const label = child.value || t("none");
         return h(
           "li",
-          { role: "treeitem", "aria-expanded": depth < 2 ? String(open) : undefined, "aria-level": depth + 1 },
+          {},
           h(
             "button",
             {
               type: "button",
               class: "node" + (selected ? " selected" : ""),
               "aria-current": selected ? "true" : undefined,
+              "aria-expanded": depth < 2 ? String(open) : undefined, // company and owt nodes open below
               "data-node": LEVELS.slice(0, depth + 1).map((l) => here[l]).join("/"),
               title: `${t(child.key)}: ${label}`,
               onclick: () => select(here),
