@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from actuators.marathon_model import AppState
+from oceand import console
 from oceand.actuation import Actuator, RecordingActuator
 from oceand.api import admin, ingest
 from oceand.api.auth import AUTHORITY, auth_middleware
@@ -163,6 +164,7 @@ class Daemon:
         admin.add_routes(app)
         app.router.add_get("/api/v1/openapi.json", openapi)
         add_auth_routes(app)
+        console.add_routes(app)  # the web console at /ui/ (PRODUCT §12)
         return app
 
     def build_ingest_app(self) -> web.Application:
@@ -180,7 +182,7 @@ class Daemon:
 
     def _app(self) -> web.Application:
         app = web.Application(
-            middlewares=[self.guard.middleware, error_middleware, auth_middleware],
+            middlewares=[self.guard.middleware, error_middleware, console.cross_site_guard, auth_middleware],
             client_max_size=self.config.server.max_body,
         )
         app[ENGINE] = self.engine

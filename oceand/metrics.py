@@ -146,6 +146,11 @@ class Metrics:
             "HTTP connections refused (503) at server.max_connections",
             registry=r,
         )
+        self.http_cross_site_refused = Counter(
+            "oceand_http_cross_site_refused_total",
+            "Writes refused (403 cross_origin) because a browser sent them from a page of another site",
+            registry=r,
+        )
         self.http_header_timeouts = Counter(
             "oceand_http_header_timeouts_total",
             "HTTP connections closed for no complete request head within server.header_timeout",

@@ -50,6 +50,11 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/api/v1/openapi.json"): PUBLIC,
+    # the web console's static files (no data in them: the login page must load without a token; what
+    # it shows comes from the API with the token the user gives)
+    ("GET", "/ui"): PUBLIC,
+    ("GET", "/ui/"): PUBLIC,
+    ("GET", "/ui/{name}"): PUBLIC,
     ("GET", "/metrics"): "read",
     ("POST", "/v1/push"): "ingest",
     ("GET", "/v1/falcon/alarm"): "ingest",
