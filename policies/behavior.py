@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from policies.document import JobDocument
+from policies.document import JobDocument, TargetRule
 from policies.target import TargetSpec
 from policies.target import projected_scales_out as target_unsafe
 from policies.threshold import ThresholdSpec
@@ -66,20 +66,23 @@ class Limits:
     deployment_timeout: float
     min_instances: int
     max_instances: int
+    in_window_default: bool = False  # in_window is the default of a job with a target/predictive rule
 
     @staticmethod
     def of(doc: JobDocument) -> Limits:
         b = doc.behavior
+        sizing = any(isinstance(r, TargetRule) for r in doc.rules)
         return Limits(
             out_cooldown=b.out_cooldown(),
             in_cooldown=b.in_cooldown(),
             out_max_step=b.scale_out.max_step,
             in_max_step=b.scale_in.max_step,
-            out_window=b.scale_out.stabilization,
-            in_window=b.scale_in.stabilization,
+            out_window=b.out_stabilization(),
+            in_window=b.in_stabilization(sizing),
             deployment_timeout=doc.deployment_timeout,
             min_instances=doc.min_instances,
             max_instances=doc.max_instances,
+            in_window_default=b.scale_in.stabilization is None and sizing,
         )
 
 
@@ -145,6 +148,10 @@ def stabilize(
         new = min(current, top)
         if new != proposed:
             detail = f"largest proposal in the last {lim.in_window:g}s was {top}"
+            if lim.in_window_default:
+                detail += (
+                    " (scale_in.stabilization: the default 5m of a job with a target or predictive rule)"
+                )
             return new, hist, Limit(STABILIZED, proposed, new, detail)
     elif proposed > current and lim.out_window > 0:
         cut_out = now - lim.out_window

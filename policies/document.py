@@ -357,7 +357,8 @@ Rule = Annotated[ThresholdRule | TargetRule | AlarmRule | ScheduleRule, Field(di
 class SideBehavior(Strict):
     cooldown: Duration | None = None
     max_step: int | None = Field(default=None, ge=1, le=100000)
-    stabilization: Duration = 0.0
+    # None: the default (`Behavior.in_stabilization` / `out_stabilization`), which depends on the rules
+    stabilization: Duration | None = None
 
 
 class Behavior(Strict):
@@ -367,6 +368,9 @@ class Behavior(Strict):
     # Defaults an operator expects when the document is silent (docs/policy.md); constants, not fields.
     DEFAULT_OUT_COOLDOWN: ClassVar[float] = 30.0
     DEFAULT_IN_COOLDOWN: ClassVar[float] = 300.0
+    # Scale-in stabilization of a job with a target or predictive rule (Kubernetes HPA's default): such a
+    # rule proposes ceil(load / target) every bucket, so without a window one quiet bucket drops the job.
+    DEFAULT_IN_STABILIZATION: ClassVar[float] = 300.0
 
     @model_validator(mode="before")
     @classmethod
@@ -383,6 +387,18 @@ class Behavior(Strict):
     def in_cooldown(self) -> float:
         c = self.scale_in.cooldown
         return self.DEFAULT_IN_COOLDOWN if c is None else c
+
+    def in_stabilization(self, sizing_rules: bool) -> float:
+        """The scale-in window: the document's, else 5 min when the job has a target or predictive rule
+        (`sizing_rules`), else 0."""
+        w = self.scale_in.stabilization
+        if w is not None:
+            return w
+        return self.DEFAULT_IN_STABILIZATION if sizing_rules else 0.0
+
+    def out_stabilization(self) -> float:
+        w = self.scale_out.stabilization
+        return 0.0 if w is None else w
 
 
 _CONSTANTS = frozenset({"DEFAULT_OUT_COOLDOWN", "DEFAULT_IN_COOLDOWN"})
