@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from policies.document import JobDocument, TargetRule
+from policies.document import JobDocument, PredictiveRule, TargetRule
 from policies.target import TargetSpec
 from policies.target import projected_scales_out as target_unsafe
 from policies.threshold import ThresholdSpec
@@ -71,7 +71,7 @@ class Limits:
     @staticmethod
     def of(doc: JobDocument) -> Limits:
         b = doc.behavior
-        sizing = any(isinstance(r, TargetRule) for r in doc.rules)
+        sizing = any(isinstance(r, TargetRule | PredictiveRule) for r in doc.rules)
         return Limits(
             out_cooldown=b.out_cooldown(),
             in_cooldown=b.in_cooldown(),

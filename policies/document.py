@@ -266,6 +266,39 @@ class TargetRule(MetricRule):
     tolerance_in: FiniteFloat | None = Field(default=None, ge=0, lt=1)
 
 
+class PredictiveRule(MetricRule):
+    """PRODUCT §14: forecast the load from the rule's own history and scale ahead of it by the start-up
+    time (policies/predictive.py has the method)."""
+
+    type: Literal["predictive"]
+    target: FiniteFloat = Field(gt=0, description="the load one instance should carry (per-instance units)")
+    tolerance: FiniteFloat = Field(
+        default=0.1, ge=0, lt=1, description="scale-in only below (1 - tolerance) x the current capacity"
+    )
+    startup: Duration | None = Field(
+        default=None,
+        description="the lead: how far ahead to forecast (launch to healthy); default the app's start-up "
+        "time as the daemon knows it, else 60s",
+        json_schema_extra={"maximum": 86400},
+    )
+    season: Literal["auto", "1d", "7d", "off"] = Field(
+        default="auto", description="the cycle to follow: detected (auto), daily, weekly, or none"
+    )
+    quantile: FiniteFloat = Field(
+        default=0.9,
+        gt=0,
+        lt=1,
+        description="the margin is this quantile of the rule's recent forecast errors",
+    )
+
+    @field_validator("startup")
+    @classmethod
+    def _startup(cls, v: float | None) -> float | None:
+        if v is not None and v > 86400:
+            raise ValueError("startup must be at most 1d")
+        return v
+
+
 class AlarmMatch(Strict):
     stra_id: int | None = Field(default=None, ge=1)
     exp_id: int | None = Field(default=None, ge=1)
@@ -351,7 +384,9 @@ class ScheduleRule(RuleBase):
         return self
 
 
-Rule = Annotated[ThresholdRule | TargetRule | AlarmRule | ScheduleRule, Field(discriminator="type")]
+Rule = Annotated[
+    ThresholdRule | TargetRule | PredictiveRule | AlarmRule | ScheduleRule, Field(discriminator="type")
+]
 
 
 class SideBehavior(Strict):
@@ -500,8 +535,8 @@ class JobDocument(Strict):
     def grace_seconds(self) -> float:
         return self.period / 2 if self.grace is None else self.grace
 
-    def metric_rules(self) -> list[ThresholdRule | TargetRule]:
-        return [r for r in self.rules if isinstance(r, ThresholdRule | TargetRule)]
+    def metric_rules(self) -> list[ThresholdRule | TargetRule | PredictiveRule]:
+        return [r for r in self.rules if isinstance(r, ThresholdRule | TargetRule | PredictiveRule)]
 
     def selector_for(self, rule: MetricRule) -> Selector:
         return rule.selector if rule.selector is not None else Selector(tags={"job": self.job})
@@ -534,7 +569,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
 
 
 _MAX_SUGGESTIONS = 20  # unknown fields of one document that get a "did you mean"
-_UNION_TAGS = ("threshold", "target", "alarm", "schedule", "lvs", "nginx", "haproxy")
+_UNION_TAGS = ("threshold", "target", "predictive", "alarm", "schedule", "lvs", "nginx", "haproxy")
 
 
 def parse_job(data: Mapping[str, Any] | Any) -> JobDocument:
