@@ -10,7 +10,8 @@ Semantics, pinned down:
   lacks data (reason NoData), no proposal keeps the current count, and at least one proposal is below
   current (the largest of those wins: the smallest reduction). Proposals of None without NoData are "no
   opinion" (an alarm OK without step_in, a one-sided threshold rule) and neither cause nor block.
-- stabilization: `recent` holds (time, combined proposal) of every evaluation within the longer window;
+- stabilization: `recent` holds (time, combined proposal) of every evaluation within the longer window,
+  in time order, a run of equal proposals kept as its latest (the same answers with a short list);
   an entry counts while time > now − window. Scale-in goes no lower than the largest proposal in the
   scale-in window (never above current); scale-out, when `scale_out.stabilization` > 0, no higher than
   the smallest in its window (never below current).
@@ -140,8 +141,18 @@ def stabilize(
     if horizon <= 0:
         return proposed, [], None
     cut = now - horizon
-    hist = [e for e in recent if e[0] > cut]
-    hist.append((now, proposed))
+    # entries are in time order (each evaluation appends at its `now`): drop the expired ones at the front
+    i, n = 0, len(recent)
+    while i < n and recent[i][0] <= cut:
+        i += 1
+    hist = list(recent[i:]) if i else list(recent)
+    if hist and hist[-1][1] == proposed:
+        hist[-1] = (
+            now,
+            proposed,
+        )  # a repeat only moves the latest time of that count: same answers, short list
+    else:
+        hist.append((now, proposed))
     if proposed < current and lim.in_window > 0:
         cut_in = now - lim.in_window
         top = max(c for t, c in hist if t > cut_in)

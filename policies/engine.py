@@ -417,7 +417,7 @@ def status(doc: JobDocument, state: JobState, now: float, *, default_tz: str = "
                 "level": ps.level,
                 "margin": ps.margin,
                 "season": ps.season,
-                "checked_forecasts": len(ps.errors),
+                "checked_forecasts": ps.checked,
                 "history_slots": len(ps.ring),
             }
         elif isinstance(r, AlarmRule):

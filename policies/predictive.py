@@ -49,6 +49,7 @@ HISTORY_SLOTS = 192  # slots of history a rule keeps: 2 days of 15 minutes, or 8
 DETECT_MIN_CORRELATION = 0.3
 MIN_ERRORS = 8  # checked forecasts before the rule trusts its margin (until then: a target rule)
 MAX_ERRORS = 256  # recent errors kept for the margin
+ERROR_BATCH = 16  # new errors are added (and the margin recomputed) this many at a time
 MAX_PENDING = 64  # forecasts waiting for their time
 DEFAULT_LEAD = 60.0  # seconds, when neither the rule nor the daemon knows the start-up time
 _EPS = 1e-9
@@ -143,43 +144,65 @@ def _close_slots(spec: PredictiveSpec, st: PredictiveState, s: int) -> tuple[tup
 
 def forecast(spec: PredictiveSpec, st: PredictiveState, now: float, lead: float) -> float:
     """The load forecast for now + lead from the state after this bucket (≥ 0): the recent level plus
-    the larger of the recent trend over the lead and, with a cycle, the change the load made one cycle
-    ago between the slot of now and the slot of now + lead."""
-    if st.season > 0 and st.slot is not None:
-        ahead = _slot_value(st.ring, st.slot, math.floor((now + lead - st.season) / spec.slot))
-        back = _slot_value(st.ring, st.slot, math.floor((now - st.season) / spec.slot))
+    the recent trend over the lead; with a cycle, the recent level plus the rise the load made one cycle
+    ago between the slot of now and the slot of now + lead (when the history reaches back that far)."""
+    return _forecast(spec, st.level, st.trend, st.season, st.ring, st.slot, now, lead)
+
+
+def _forecast(
+    spec: PredictiveSpec,
+    level: float,
+    trend: float,
+    season: float,
+    ring: tuple[float, ...],
+    slot: int | None,
+    now: float,
+    lead: float,
+) -> float:
+    if season > 0 and slot is not None:
+        ahead = _slot_value(ring, slot, math.floor((now + lead - season) / spec.slot))
+        back = _slot_value(ring, slot, math.floor((now - season) / spec.slot))
         if not (math.isnan(ahead) or math.isnan(back)):
-            return max(0.0, st.level + max(0.0, ahead - back))
-    return max(0.0, st.level + st.trend * lead)
+            rise = ahead - back
+            return level + rise if rise > 0 else max(0.0, level)
+    f = level + trend * lead
+    return f if f > 0 else 0.0
 
 
 def observe(
     spec: PredictiveSpec, st: PredictiveState, load: float, now: float, lead: float
-) -> PredictiveState:
-    """The state after one bucket's load (the forecast it makes for now + lead is in `pending`)."""
+) -> tuple[PredictiveState, float]:
+    """The state after one bucket's load and the forecast for now + lead (also put in `pending` to be
+    checked when its time comes, at most every lead / 16 and at most MAX_PENDING at a time)."""
     # 1. forecasts that came due are checked against this load
     pending, errors, fresh, margin = st.pending, st.errors, st.fresh, st.margin
     if pending and pending[0][0] <= now:
         k = 0
-        new_errors = list(errors)
         while k < len(pending) and pending[k][0] <= now:
-            new_errors.append(load - pending[k][1])
+            fresh = (*fresh, load - pending[k][1])
             k += 1
         pending = pending[k:]
-        errors = tuple(new_errors[-MAX_ERRORS:])
-        fresh += k
-        if fresh >= max(1, len(errors) // 16):
-            margin, fresh = max(0.0, quantile(errors, spec.quantile)), 0
+        # the fresh errors join the kept ones in batches of ERROR_BATCH (copying the kept ones once a
+        # batch, not once a bucket); early on, every time, so that the margin learns fast
+        if len(fresh) >= ERROR_BATCH or len(errors) < 4 * ERROR_BATCH:
+            errors = (*errors, *fresh)
+            if len(errors) > MAX_ERRORS:
+                errors = errors[len(errors) - MAX_ERRORS :]
+            fresh = ()
+            margin = max(0.0, quantile(errors, spec.quantile))
     # 2. level and trend
-    if st.t is None or now <= st.t:
-        level, trend = (load, 0.0) if st.t is None else (st.level, st.trend)
+    t = st.t
+    if t is None:
+        level, trend = load, 0.0
+    elif now <= t:
+        level, trend = st.level, st.trend
     else:
-        dt = now - st.t
-        a = 1.0 - math.exp(-dt / max(_EPS, lead / 4))
+        dt = now - t
+        a = 1.0 - math.exp(-4.0 * dt / lead) if lead > 0 else 1.0
         level = st.level + a * (load - st.level)
-        b = 1.0 - math.exp(-dt / max(_EPS, lead))
+        b = 1.0 - math.exp(-dt / lead) if lead > 0 else 1.0
         trend = st.trend + b * ((level - st.level) / dt - st.trend)
-    # 3. the history of 15-minute means
+    # 3. the history of slot means
     slot, acc, n, ring, season = st.slot, st.acc, st.n, st.ring, st.season
     if spec.slots:
         s = math.floor(now / spec.slot)
@@ -190,28 +213,13 @@ def observe(
         elif s > slot:
             ring, season = _close_slots(spec, st, s)
             slot, acc, n = s, load, 1
-    nxt = PredictiveState(
-        now, level, trend, slot, acc, n, ring, season, pending, st.last_pending, errors, margin, fresh
-    )
-    # 4. this bucket's forecast waits for its time (at most every lead / 16, at most MAX_PENDING)
-    if len(pending) < MAX_PENDING and (st.last_pending is None or now - st.last_pending >= lead / 16):
-        f = forecast(spec, nxt, now, lead)
-        nxt = PredictiveState(
-            now,
-            level,
-            trend,
-            slot,
-            acc,
-            n,
-            ring,
-            season,
-            (*pending, (now + lead, f)),
-            now,
-            errors,
-            margin,
-            fresh,
-        )
-    return nxt
+    f = _forecast(spec, level, trend, season, ring, slot, now, lead)
+    last = st.last_pending
+    if len(pending) < MAX_PENDING and (last is None or now - last >= lead / 16):
+        pending, last = (*pending, (now + lead, f)), now
+    return PredictiveState(
+        now, level, trend, slot, acc, n, ring, season, pending, last, errors, margin, fresh
+    ), f
 
 
 def propose_predictive(
@@ -230,19 +238,22 @@ def propose_predictive(
         return Proposal(spec.name, "predictive", None, NO_DATA, {"value": None, "target": spec.target}), st
     lead_s = spec.startup if spec.startup is not None else (lead if lead is not None else DEFAULT_LEAD)
     load = value if spec.is_sum else value * max(1, ready)
-    nxt = observe(spec, st, load, now, lead_s)
-    floor = propose_target(spec.fallback, value, current, ready)
-    if len(nxt.errors) < MIN_ERRORS:
+    nxt, f = observe(spec, st, load, now, lead_s)
+    if nxt.checked < MIN_ERRORS:
+        floor = propose_target(spec.fallback, value, current, ready)
         floor.kind = "predictive"
         floor.inputs["mode"] = "target"
-        floor.inputs["checked"] = len(nxt.errors)
+        floor.inputs["checked"] = nxt.checked
         return floor, nxt
-    f = forecast(spec, nxt, now, lead_s)
-    need = (f + nxt.margin) / spec.target
-    predicted = max(0, math.ceil(need - _EPS))
-    desired = predicted
-    if floor.desired is not None and floor.desired > desired:
-        desired = floor.desired
+    # the target rule's proposal (policies.target.propose_target, inlined: only its count is needed)
+    fb = spec.fallback
+    ratio = value / fb.target
+    if fb.low <= ratio <= fb.high:
+        floor_count = current
+    else:
+        floor_count = max(0, math.ceil((ready if ready > 0 else current) * ratio - _EPS))
+    predicted = max(0, math.ceil((f + nxt.margin) / spec.target - _EPS))
+    desired = predicted if predicted > floor_count else floor_count
     if desired > current:
         reason = SCALE_OUT
     elif desired < current:
@@ -258,7 +269,7 @@ def propose_predictive(
         "margin": nxt.margin,
         "season": nxt.season,
         "predicted": predicted,
-        "target_proposal": floor.desired,
+        "target_proposal": floor_count,
         "mode": "forecast",
     }
     return Proposal(spec.name, "predictive", desired, reason, inputs), nxt

@@ -151,7 +151,7 @@ class Streak:
     in_: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen (its __init__ would cost twice as much): never changed once built
 class PredictiveState:
     """What one predictive rule remembers between buckets (policies/predictive.py; JSON round-trippable)."""
 
@@ -165,9 +165,14 @@ class PredictiveState:
     season: float = 0.0  # the cycle followed now, seconds (0: none)
     pending: tuple[tuple[float, float], ...] = ()  # (due time, forecast), oldest first
     last_pending: float | None = None  # when the last forecast was put in `pending`
-    errors: tuple[float, ...] = ()  # recent (actual − forecast), oldest first
-    margin: float = 0.0  # quantile of `errors`, recomputed every few new errors
-    fresh: int = 0  # errors added since `margin` was computed
+    errors: tuple[float, ...] = ()  # recent (actual − forecast), oldest first, up to the fresh ones
+    margin: float = 0.0  # quantile of the errors when it was last computed
+    fresh: tuple[float, ...] = ()  # errors since then (< 16), oldest first: they join `errors` in a batch
+
+    @property
+    def checked(self) -> int:
+        """How many recent forecasts have been checked against the load (the errors kept)."""
+        return len(self.errors) + len(self.fresh)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -183,7 +188,7 @@ class PredictiveState:
             "last_pending": self.last_pending,
             "errors": list(self.errors),
             "margin": self.margin,
-            "fresh": self.fresh,
+            "fresh": list(self.fresh),
         }
 
     @staticmethod
@@ -201,7 +206,7 @@ class PredictiveState:
             last_pending=d.get("last_pending"),
             errors=tuple(float(x) for x in d.get("errors", [])),
             margin=float(d.get("margin", 0.0)),
-            fresh=int(d.get("fresh", 0)),
+            fresh=tuple(float(x) for x in d.get("fresh", [])),
         )
 
 
