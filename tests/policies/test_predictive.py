@@ -13,9 +13,11 @@ from policies.engine import evaluate, status
 from policies.predictive import (
     DEFAULT_LEAD,
     HISTORY_SLOTS,
+    LEVEL_TIME,
     MAX_ERRORS,
     MAX_PENDING,
     MIN_ERRORS,
+    TREND_WEIGHT,
     PredictiveSpec,
     forecast,
     quantile,
@@ -98,8 +100,10 @@ def test_it_forecasts_a_ramp_one_lead_ahead_once_it_has_checked_forecasts() -> N
     late = decisions[-1].proposals[0]
     assert late.inputs["mode"] == "forecast" and late.reason == SCALE_OUT
     assert late.inputs["lead"] == 60.0
-    # the level lags the load by about lead / 4 of the slope; the trend adds the lead's worth
-    assert ramp[-1] + 30 <= late.inputs["forecast"] <= ramp[-1] + 70
+    # the level lags the load by LEVEL_TIME leads of the slope (1 a second); the trend adds TREND_WEIGHT leads
+    lag, ahead = LEVEL_TIME * 60, TREND_WEIGHT * 60
+    assert late.inputs["forecast"] == pytest.approx(ramp[-1] - lag + ahead, abs=10)
+    assert late.inputs["forecast"] > ramp[-1] - lag + ahead / 2  # the trend is in it
     assert late.desired >= late.inputs["target_proposal"]
 
 
