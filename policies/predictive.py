@@ -210,6 +210,8 @@ def observe(
     slot, acc, n, ring, season = st.slot, st.acc, st.n, st.ring, st.season
     if spec.slots:
         s = math.floor(now / spec.slot)
+        if slot is not None and t is not None and math.floor(t / spec.slot) != slot:
+            slot, ring, season = None, (), 0.0  # kept at another slot size (the document's season changed)
         if slot is None:
             slot, acc, n = s, load, 1
         elif s == slot:
@@ -217,6 +219,8 @@ def observe(
         elif s > slot:
             ring, season = _close_slots(spec, st, s)
             slot, acc, n = s, load, 1
+    elif slot is not None:
+        slot, acc, n, ring, season = None, 0.0, 0, (), 0.0  # season "off" now: no history
     f = _forecast(spec, level, trend, season, ring, slot, now, lead)
     last = st.last_pending
     if len(pending) < MAX_PENDING and (last is None or now - last >= lead / 16):

@@ -168,3 +168,28 @@ def test_forecast_never_negative() -> None:
     from policies.types import PredictiveState
 
     assert forecast(spec, PredictiveState(t=0.0, level=5.0, trend=-1.0), 0.0, 60.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("season", "ring_after", "season_after"),
+    [
+        pytest.param("7d", 2, 604800.0, id="15-minute history, now hourly: starts again"),
+        pytest.param("off", 0, 0.0, id="now off: no history, no cycle"),
+        pytest.param("auto", 97, 86400.0, id="same slot size: kept"),
+    ],
+)
+def test_changing_the_season_of_a_rule_with_history(
+    season: str, ring_after: int, season_after: float
+) -> None:
+    """The state outlives a document change (same rule name): a history of another slot size is dropped."""
+    daily = [300 + 200 * math.sin(2 * math.pi * k / 8640) for k in range(8640 * 2 + 360)]  # 2 days + 1 h
+    _, st = feed(job([pred(season="1d")], max_instances=100), daily)
+    assert len(st.predictive["p"].ring) == 192 and st.predictive["p"].season == 86400.0
+    later = [300.0] * 720  # 2 more hours
+    _, st2 = feed(job([pred(season=season)], max_instances=100), later, st, first=len(daily))
+    ps = st2.predictive["p"]
+    assert ps.season == season_after
+    if ring_after == 97:
+        assert len(ps.ring) == 192  # kept, still rolling
+    else:
+        assert len(ps.ring) <= ring_after  # the 2 hours since the change, at most
