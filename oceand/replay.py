@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from oceand.trace import FloatArray, Trace
-from policies.document import JobDocument, ScheduleRule, TargetRule, ThresholdRule
+from policies.document import JobDocument, PredictiveRule, ScheduleRule, TargetRule, ThresholdRule
 from policies.engine import evaluate, mark_fires, on_fire
 from policies.schedule import active_windows, due_fires, next_fire
 from policies.types import JobState, Observation, Window
@@ -146,7 +146,7 @@ def metric_plan(doc: JobDocument) -> list[tuple[str, int, bool]]:
     return [
         (r.name, _metric_kind(r.metric), r.aggregate == "sum")
         for r in doc.rules
-        if isinstance(r, ThresholdRule | TargetRule)
+        if isinstance(r, ThresholdRule | TargetRule | PredictiveRule)
     ]
 
 
@@ -284,6 +284,7 @@ def simulate(
             values=values,  # shared between equal periods: the engine never mutates its inputs
             reporters=ready,
             deployment_started_at=last_action if deployments and launched else None,
+            startup=startup,  # what the live daemon learns from Marathon: the simulated start-up time
         )
         desired, state = decide(obs, state)
         ready_col[k] = ready

@@ -40,6 +40,13 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _positive_duration(text: str) -> float:
+    seconds = _duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a duration > 0")
+    return seconds
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -74,6 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--per-second", action="store_true", help="divide each value by the trace's row interval in seconds"
     )
     p.add_argument(
+        "--bin",
+        type=_positive_duration,
+        metavar="D",
+        help="the trace is a per-event log (one row per request): the load of each bin of D is its number "
+        "of rows (or the sum of --value-column)",
+    )
+    p.add_argument(
+        "--interval",
+        type=_positive_duration,
+        metavar="D",
+        help="the rows have no timestamp: replay them D apart (from 1970-01-01T00:00Z)",
+    )
+    p.add_argument(
         "--capacity", type=_positive_float, default=100.0, help="load one ready instance serves (default 100)"
     )
     p.add_argument("--startup", type=_duration, default=60.0, help="launch-to-ready time (default 60s)")
@@ -102,16 +122,19 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _fmt_time(t: float) -> str:
-    return str(int(t)) if t == int(t) else f"{t:.3f}"
+def _num(x: float) -> str:
+    """A float with full precision (repr: it reads back as the same float); whole numbers as integers."""
+    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
 
 
 def write_timeline(result: ReplayResult, out: TextIO) -> None:
-    """CSV `t,load,ready,starting,desired,cpu_used,unserved`; t in Unix seconds, fixed decimals."""
+    """CSV `t,load,ready,starting,desired,cpu_used,unserved`; t in Unix seconds, every number with full
+    precision (a float's repr, a whole number without decimals), so sums of the timeline equal the
+    summary's."""
     tl = result.timeline
     out.write("t,load,ready,starting,desired,cpu_used,unserved\n")
     out.writelines(
-        f"{_fmt_time(t)},{load:.4f},{r},{s},{d},{cpu:.2f},{u:.4f}\n"
+        f"{_num(t)},{_num(load)},{r},{s},{d},{_num(cpu)},{_num(u)}\n"
         for t, load, r, s, d, cpu, u in zip(
             tl.t.tolist(),
             tl.load.tolist(),
@@ -123,6 +146,26 @@ def write_timeline(result: ReplayResult, out: TextIO) -> None:
             strict=True,
         )
     )
+
+
+def trace_warnings(result: ReplayResult) -> list[str]:
+    """What the replay could not take into account as given (printed on stderr, listed in the summary)."""
+    tr, period = result.trace, result.period
+    out: list[str] = []
+    if tr.interval < period:
+        what = {"bins": "bins", "evenly spaced rows": "rows"}.get(tr.shape, "rows")
+        hint = (
+            f"use --bin {period:g}s"
+            if tr.shape == "bins"
+            else f"for a log with one row per event use --bin {period:g}s; otherwise aggregate the trace to "
+            f"the period first"
+        )
+        out.append(
+            f"{tr.path}: the trace's {what} are {tr.interval:g} s apart, finer than the job's period of "
+            f"{period:g} s: each period sees only the value in force at its start, not the "
+            f"{what} in between ({hint})"
+        )
+    return out
 
 
 def summary_document(result: ReplayResult) -> dict[str, Any]:
@@ -140,12 +183,15 @@ def summary_document(result: ReplayResult) -> dict[str, Any]:
         "end": _iso(result.trace.end),
         "scale": tr.scale,
         "per_second": tr.per_second,
+        "shape": tr.shape,
+        "source_rows": tr.source_rows,
         "capacity": opt.capacity,
         "startup": opt.startup,
         "initial": opt.initial,
         "deployments": opt.deployments,
         "period": result.period,
     }
+    out["warnings"] = trace_warnings(result)
     return out
 
 
@@ -179,12 +225,16 @@ def run(argv: Sequence[str]) -> ReplayResult:
             value_column=args.value_column,
             scale=args.scale,
             per_second=args.per_second,
+            bin=args.bin,
+            interval=args.interval,
         )
         result = simulate(
             doc, trace, ReplayOptions(args.capacity, args.startup, args.initial, args.deployments)
         )
     except (TraceError, ReplayError) as e:
         raise UsageError(str(e)) from None
+    for warning in trace_warnings(result):
+        print(f"warning: {warning}", file=sys.stderr)
     if args.timeline:
         _write_text(args.timeline, lambda f: write_timeline(result, f))
     if args.summary:

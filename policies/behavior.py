@@ -10,7 +10,8 @@ Semantics, pinned down:
   lacks data (reason NoData), no proposal keeps the current count, and at least one proposal is below
   current (the largest of those wins: the smallest reduction). Proposals of None without NoData are "no
   opinion" (an alarm OK without step_in, a one-sided threshold rule) and neither cause nor block.
-- stabilization: `recent` holds (time, combined proposal) of every evaluation within the longer window;
+- stabilization: `recent` holds (time, combined proposal) of every evaluation within the longer window,
+  in time order, a run of equal proposals kept as its latest (the same answers with a short list);
   an entry counts while time > now − window. Scale-in goes no lower than the largest proposal in the
   scale-in window (never above current); scale-out, when `scale_out.stabilization` > 0, no higher than
   the smallest in its window (never below current).
@@ -30,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from policies.document import JobDocument
+from policies.document import JobDocument, PredictiveRule, TargetRule
 from policies.target import TargetSpec
 from policies.target import projected_scales_out as target_unsafe
 from policies.threshold import ThresholdSpec
@@ -66,20 +67,23 @@ class Limits:
     deployment_timeout: float
     min_instances: int
     max_instances: int
+    in_window_default: bool = False  # in_window is the default of a job with a target/predictive rule
 
     @staticmethod
     def of(doc: JobDocument) -> Limits:
         b = doc.behavior
+        sizing = any(isinstance(r, TargetRule | PredictiveRule) for r in doc.rules)
         return Limits(
             out_cooldown=b.out_cooldown(),
             in_cooldown=b.in_cooldown(),
             out_max_step=b.scale_out.max_step,
             in_max_step=b.scale_in.max_step,
-            out_window=b.scale_out.stabilization,
-            in_window=b.scale_in.stabilization,
+            out_window=b.out_stabilization(),
+            in_window=b.in_stabilization(sizing),
             deployment_timeout=doc.deployment_timeout,
             min_instances=doc.min_instances,
             max_instances=doc.max_instances,
+            in_window_default=b.scale_in.stabilization is None and sizing,
         )
 
 
@@ -137,14 +141,28 @@ def stabilize(
     if horizon <= 0:
         return proposed, [], None
     cut = now - horizon
-    hist = [e for e in recent if e[0] > cut]
-    hist.append((now, proposed))
+    # entries are in time order (each evaluation appends at its `now`): drop the expired ones at the front
+    i, n = 0, len(recent)
+    while i < n and recent[i][0] <= cut:
+        i += 1
+    hist = list(recent[i:]) if i else list(recent)
+    if hist and hist[-1][1] == proposed:
+        hist[-1] = (
+            now,
+            proposed,
+        )  # a repeat only moves the latest time of that count: same answers, short list
+    else:
+        hist.append((now, proposed))
     if proposed < current and lim.in_window > 0:
         cut_in = now - lim.in_window
         top = max(c for t, c in hist if t > cut_in)
         new = min(current, top)
         if new != proposed:
             detail = f"largest proposal in the last {lim.in_window:g}s was {top}"
+            if lim.in_window_default:
+                detail += (
+                    " (scale_in.stabilization: the default 5m of a job with a target or predictive rule)"
+                )
             return new, hist, Limit(STABILIZED, proposed, new, detail)
     elif proposed > current and lim.out_window > 0:
         cut_out = now - lim.out_window

@@ -266,6 +266,39 @@ class TargetRule(MetricRule):
     tolerance_in: FiniteFloat | None = Field(default=None, ge=0, lt=1)
 
 
+class PredictiveRule(MetricRule):
+    """PRODUCT §14: forecast the load from the rule's own history and scale ahead of it by the start-up
+    time (policies/predictive.py has the method)."""
+
+    type: Literal["predictive"]
+    target: FiniteFloat = Field(gt=0, description="the load one instance should carry (per-instance units)")
+    tolerance: FiniteFloat = Field(
+        default=0.1, ge=0, lt=1, description="scale-in only below (1 - tolerance) x the current capacity"
+    )
+    startup: Duration | None = Field(
+        default=None,
+        description="the lead: how far ahead to forecast (launch to healthy); default the app's start-up "
+        "time as the daemon knows it, else 60s",
+        json_schema_extra={"maximum": 86400},
+    )
+    season: Literal["auto", "1d", "7d", "off"] = Field(
+        default="auto", description="the cycle to follow: detected (auto), daily, weekly, or none"
+    )
+    quantile: FiniteFloat = Field(
+        default=0.9,
+        gt=0,
+        lt=1,
+        description="the margin is this quantile of the rule's recent forecast errors",
+    )
+
+    @field_validator("startup")
+    @classmethod
+    def _startup(cls, v: float | None) -> float | None:
+        if v is not None and v > 86400:
+            raise ValueError("startup must be at most 1d")
+        return v
+
+
 class AlarmMatch(Strict):
     stra_id: int | None = Field(default=None, ge=1)
     exp_id: int | None = Field(default=None, ge=1)
@@ -351,13 +384,16 @@ class ScheduleRule(RuleBase):
         return self
 
 
-Rule = Annotated[ThresholdRule | TargetRule | AlarmRule | ScheduleRule, Field(discriminator="type")]
+Rule = Annotated[
+    ThresholdRule | TargetRule | PredictiveRule | AlarmRule | ScheduleRule, Field(discriminator="type")
+]
 
 
 class SideBehavior(Strict):
     cooldown: Duration | None = None
     max_step: int | None = Field(default=None, ge=1, le=100000)
-    stabilization: Duration = 0.0
+    # None: the default (`Behavior.in_stabilization` / `out_stabilization`), which depends on the rules
+    stabilization: Duration | None = None
 
 
 class Behavior(Strict):
@@ -367,6 +403,9 @@ class Behavior(Strict):
     # Defaults an operator expects when the document is silent (docs/policy.md); constants, not fields.
     DEFAULT_OUT_COOLDOWN: ClassVar[float] = 30.0
     DEFAULT_IN_COOLDOWN: ClassVar[float] = 300.0
+    # Scale-in stabilization of a job with a target or predictive rule (Kubernetes HPA's default): such a
+    # rule proposes ceil(load / target) every bucket, so without a window one quiet bucket drops the job.
+    DEFAULT_IN_STABILIZATION: ClassVar[float] = 300.0
 
     @model_validator(mode="before")
     @classmethod
@@ -383,6 +422,18 @@ class Behavior(Strict):
     def in_cooldown(self) -> float:
         c = self.scale_in.cooldown
         return self.DEFAULT_IN_COOLDOWN if c is None else c
+
+    def in_stabilization(self, sizing_rules: bool) -> float:
+        """The scale-in window: the document's, else 5 min when the job has a target or predictive rule
+        (`sizing_rules`), else 0."""
+        w = self.scale_in.stabilization
+        if w is not None:
+            return w
+        return self.DEFAULT_IN_STABILIZATION if sizing_rules else 0.0
+
+    def out_stabilization(self) -> float:
+        w = self.scale_out.stabilization
+        return 0.0 if w is None else w
 
 
 _CONSTANTS = frozenset({"DEFAULT_OUT_COOLDOWN", "DEFAULT_IN_COOLDOWN"})
@@ -484,8 +535,8 @@ class JobDocument(Strict):
     def grace_seconds(self) -> float:
         return self.period / 2 if self.grace is None else self.grace
 
-    def metric_rules(self) -> list[ThresholdRule | TargetRule]:
-        return [r for r in self.rules if isinstance(r, ThresholdRule | TargetRule)]
+    def metric_rules(self) -> list[ThresholdRule | TargetRule | PredictiveRule]:
+        return [r for r in self.rules if isinstance(r, ThresholdRule | TargetRule | PredictiveRule)]
 
     def selector_for(self, rule: MetricRule) -> Selector:
         return rule.selector if rule.selector is not None else Selector(tags={"job": self.job})
@@ -518,7 +569,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
 
 
 _MAX_SUGGESTIONS = 20  # unknown fields of one document that get a "did you mean"
-_UNION_TAGS = ("threshold", "target", "alarm", "schedule", "lvs", "nginx", "haproxy")
+_UNION_TAGS = ("threshold", "target", "predictive", "alarm", "schedule", "lvs", "nginx", "haproxy")
 
 
 def parse_job(data: Mapping[str, Any] | Any) -> JobDocument:

@@ -44,7 +44,8 @@ from typing import Any
 
 from policies.alarm import alarm_matches, alarm_times, propose_alarm
 from policies.behavior import Limits, apply_limits, clamp, combine, effective_bounds
-from policies.document import AlarmRule, JobDocument, ScheduleRule, TargetRule, ThresholdRule
+from policies.document import AlarmRule, JobDocument, PredictiveRule, ScheduleRule, TargetRule, ThresholdRule
+from policies.predictive import PredictiveSpec, propose_predictive
 from policies.schedule import next_fire
 from policies.target import TargetSpec, propose_target
 from policies.threshold import ThresholdSpec, propose_threshold
@@ -59,6 +60,7 @@ from policies.types import (
     JobState,
     Limit,
     Observation,
+    PredictiveState,
     Proposal,
     Streak,
     Trigger,
@@ -73,7 +75,7 @@ class CompiledJob:
     """A job document's rules and limits, sorted out once."""
 
     job: str
-    metric: tuple[ThresholdSpec | TargetSpec, ...]
+    metric: tuple[ThresholdSpec | TargetSpec | PredictiveSpec, ...]
     alarms: tuple[AlarmRule, ...]
     schedules: Mapping[str, ScheduleRule]
     limits: Limits
@@ -88,12 +90,14 @@ def compile_job(doc: JobDocument) -> CompiledJob:
     hit = _COMPILED.get(key)
     if hit is not None and hit[0]() is doc:
         return hit[1]
-    metric: list[ThresholdSpec | TargetSpec] = []
+    metric: list[ThresholdSpec | TargetSpec | PredictiveSpec] = []
     for r in doc.rules:
         if isinstance(r, ThresholdRule):
             metric.append(ThresholdSpec.of(r))
         elif isinstance(r, TargetRule):
             metric.append(TargetSpec.of(r))
+        elif isinstance(r, PredictiveRule):
+            metric.append(PredictiveSpec.of(r))
     compiled = CompiledJob(
         job=doc.job,
         metric=tuple(metric),
@@ -167,6 +171,7 @@ def _next_state(
         dict(state.alarms) if alarms is None else alarms,
         dict(state.fires) if fires is None else fires,
         now if state.created_at is None else state.created_at,
+        dict(state.predictive) if state.predictive else {},
     )
 
 
@@ -215,6 +220,7 @@ def evaluate(
     ready = obs.ready
     proposals: list[Proposal] = []
     streaks: dict[str, Streak] = {}
+    predictive: dict[str, PredictiveState] | None = None
     for spec in c.metric:
         name = spec.name
         v = values.get(name)
@@ -222,8 +228,20 @@ def evaluate(
             v = None  # NaN / inf from upstream is no data, never a decision
         if type(spec) is ThresholdSpec:
             p, streaks[name] = propose_threshold(spec, v, current, old.get(name))
+        elif type(spec) is TargetSpec:
+            p = propose_target(spec, v, current, ready)
         else:
-            p = propose_target(spec, v, current, ready)  # type: ignore[arg-type]
+            if predictive is None:
+                predictive = {}
+            p, predictive[name] = propose_predictive(
+                spec,  # type: ignore[arg-type]
+                v,
+                current,
+                ready,
+                now,
+                obs.startup,
+                state.predictive.get(name),
+            )
         proposals.append(p)
     combined = combine(proposals, current)
     guard = _guard(c, values) if combined < current else None
@@ -245,18 +263,20 @@ def evaluate(
         dict(state.alarms),
         dict(state.fires),
         now if state.created_at is None else state.created_at,
+        predictive if predictive is not None else {},
     )
 
 
 def _guard(
     c: CompiledJob, values: Mapping[str, float | None]
 ) -> list[tuple[ThresholdSpec | TargetSpec, float]]:
-    """The metric rules with a (finite) value in this bucket, for the flapping guard."""
+    """The metric rules with a (finite) value in this bucket, for the flapping guard (a predictive rule
+    as the target rule it never goes below)."""
     out: list[tuple[ThresholdSpec | TargetSpec, float]] = []
     for rule in c.metric:
         v = values.get(rule.name)
         if v is not None and math.isfinite(v):
-            out.append((rule, v))
+            out.append((rule.fallback if isinstance(rule, PredictiveSpec) else rule, v))
     return out
 
 
@@ -389,6 +409,17 @@ def status(doc: JobDocument, state: JobState, now: float, *, default_tz: str = "
             }
         elif isinstance(r, TargetRule):
             rules[r.name] = {"type": "target", "target": r.target}
+        elif isinstance(r, PredictiveRule):
+            ps = state.predictive.get(r.name) or PredictiveState()
+            rules[r.name] = {
+                "type": "predictive",
+                "target": r.target,
+                "level": ps.level,
+                "margin": ps.margin,
+                "season": ps.season,
+                "checked_forecasts": ps.checked,
+                "history_slots": len(ps.ring),
+            }
         elif isinstance(r, AlarmRule):
             rules[r.name] = {"type": "alarm", "alarms": alarm_times(r, state.alarms)}
         else:

@@ -6,6 +6,7 @@ The live daemon and `oceand replay` build the same inputs and call the same func
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -45,6 +46,7 @@ class Observation:
     values: dict[str, float | None]  # metric rule name -> job aggregate for the bucket; None = no data
     reporters: int = 0  # distinct instances that reported in this bucket
     deployment_started_at: float | None = None  # set while the job's last deployment still runs
+    startup: float | None = None  # the app's launch-to-healthy time, when known (predictive rules' lead)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,65 @@ class Streak:
     in_: int = 0
 
 
+@dataclass(slots=True)  # not frozen (its __init__ would cost twice as much): never changed once built
+class PredictiveState:
+    """What one predictive rule remembers between buckets (policies/predictive.py; JSON round-trippable)."""
+
+    t: float | None = None  # time of the last bucket with data
+    level: float = 0.0
+    trend: float = 0.0  # load units per second
+    slot: int | None = None  # absolute index floor(t / SLOT) of the slot being filled
+    acc: float = 0.0  # sum of the loads seen in that slot
+    n: int = 0  # and their number
+    ring: tuple[float, ...] = ()  # means of the completed slots up to slot - 1, oldest first (NaN: no data)
+    season: float = 0.0  # the cycle followed now, seconds (0: none)
+    pending: tuple[tuple[float, float], ...] = ()  # (due time, forecast), oldest first
+    last_pending: float | None = None  # when the last forecast was put in `pending`
+    errors: tuple[float, ...] = ()  # recent (actual − forecast), oldest first, up to the fresh ones
+    margin: float = 0.0  # quantile of the errors when it was last computed
+    fresh: tuple[float, ...] = ()  # errors since then (< 16), oldest first: they join `errors` in a batch
+
+    @property
+    def checked(self) -> int:
+        """How many recent forecasts have been checked against the load (the errors kept)."""
+        return len(self.errors) + len(self.fresh)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "t": self.t,
+            "level": self.level,
+            "trend": self.trend,
+            "slot": self.slot,
+            "acc": self.acc,
+            "n": self.n,
+            "ring": [None if math.isnan(x) else x for x in self.ring],
+            "season": self.season,
+            "pending": [[d, f] for d, f in self.pending],
+            "last_pending": self.last_pending,
+            "errors": list(self.errors),
+            "margin": self.margin,
+            "fresh": list(self.fresh),
+        }
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> PredictiveState:
+        return PredictiveState(
+            t=d.get("t"),
+            level=float(d.get("level", 0.0)),
+            trend=float(d.get("trend", 0.0)),
+            slot=d.get("slot"),
+            acc=float(d.get("acc", 0.0)),
+            n=int(d.get("n", 0)),
+            ring=tuple(math.nan if x is None else float(x) for x in d.get("ring", [])),
+            season=float(d.get("season", 0.0)),
+            pending=tuple((float(a), float(b)) for a, b in d.get("pending", [])),
+            last_pending=d.get("last_pending"),
+            errors=tuple(float(x) for x in d.get("errors", [])),
+            margin=float(d.get("margin", 0.0)),
+            fresh=tuple(float(x) for x in d.get("fresh", [])),
+        )
+
+
 @dataclass(slots=True)
 class JobState:
     """Everything a job's evaluation remembers between evaluations. Persisted with each decision."""
@@ -161,9 +222,10 @@ class JobState:
     alarms: dict[str, float] = field(default_factory=dict)  # alarm key -> time it last acted
     fires: dict[str, float] = field(default_factory=dict)  # schedule rule -> last fire time handled
     created_at: float | None = None  # first time the job was seen (fires before it are not run)
+    predictive: dict[str, PredictiveState] = field(default_factory=dict)  # predictive rule -> its state
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "count": self.count,
             "last_change_at": self.last_change_at,
             "last_bucket": self.last_bucket,
@@ -173,6 +235,9 @@ class JobState:
             "fires": dict(self.fires),
             "created_at": self.created_at,
         }
+        if self.predictive:
+            out["predictive"] = {k: v.to_json() for k, v in self.predictive.items()}
+        return out
 
     @staticmethod
     def from_json(d: dict[str, Any] | None) -> JobState:
@@ -187,4 +252,5 @@ class JobState:
             alarms={k: float(v) for k, v in d.get("alarms", {}).items()},
             fires={k: float(v) for k, v in d.get("fires", {}).items()},
             created_at=d.get("created_at"),
+            predictive={k: PredictiveState.from_json(v) for k, v in d.get("predictive", {}).items()},
         )

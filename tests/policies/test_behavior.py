@@ -69,6 +69,22 @@ def limits(**kw: float | int | None) -> Limits:
 
 
 @pytest.mark.parametrize(
+    ("recent", "proposed", "kept"),
+    [
+        pytest.param([(50, 5), (60, 3)], 3, [(50, 5), (100, 3)], id="a repeat moves the latest time of its count"),
+        pytest.param([(50, 5), (60, 3)], 4, [(50, 5), (60, 3), (100, 4)], id="another count is appended"),
+        pytest.param([(30, 9), (50, 5)], 5, [(100, 5)], id="expired entries leave from the front"),
+    ],
+)  # fmt: skip
+def test_stabilize_keeps_a_short_history(
+    recent: list[tuple[float, int]], proposed: int, kept: list[tuple[float, int]]
+) -> None:
+    """Equal proposals in a row are kept as the latest one: every window's max and min stay the same."""
+    _, hist, _ = stabilize(limits(in_window=60), 5, proposed, 100, recent)
+    assert hist == kept
+
+
+@pytest.mark.parametrize(
     ("kw", "current", "proposed", "now", "recent", "result", "code"),
     [
         pytest.param({"in_window": 60}, 5, 3, 100, [(50, 5)], 5, STABILIZED, id="5 proposed 50 s ago holds 3 at 5"),

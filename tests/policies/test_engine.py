@@ -128,8 +128,9 @@ def test_stabilization_over_a_window() -> None:
     assert r.desired == [5, 5, 5, 5, 5, 5, 3]
     assert r.codes[1:6] == [[STABILIZED]] * 5
     assert r.decisions[1].proposals[0].desired == 3
-    assert [c for _, c in r.states[5].recent] == [5, 3, 3, 3, 3, 3]
-    assert [c for _, c in r.states[6].recent] == [3] * 6  # the 5 of bucket 0 pruned
+    # a run of equal proposals is kept as its latest time: the same answers, a short list
+    assert r.states[5].recent == [(at(0), 5), (at(5), 3)]
+    assert r.states[6].recent == [(at(6), 3)]  # the 5 of bucket 0 pruned
 
 
 def test_scale_out_stabilization_is_symmetric() -> None:

@@ -81,3 +81,51 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     for option in ("--job", "--time-column", "--value-column", "--scale", "--per-second", "--capacity",
                    "--startup", "--initial", "--timeline", "--summary", "--plot"):  # fmt: skip
         assert option in out
+
+
+# --- the traces people have (issue 17) ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "opts", "warned"),
+    [
+        pytest.param("t,v\n0,1\n1,2\n2,3\n", [], True, id="1 s rows, 10 s period: warned"),
+        pytest.param("t,v\n0,1\n10,2\n20,3\n", [], False, id="10 s rows: no warning"),
+        pytest.param("t\n0\n1\n2\n30\n", ["--bin", "5s"], True, id="5 s bins: warned"),
+        pytest.param("t\n0\n1\n2\n30\n", ["--bin", "10s"], False, id="10 s bins: no warning"),
+        pytest.param("v\n1\n2\n", ["--interval", "1s"], True, id="--interval 1s: warned"),
+    ],
+)
+def test_a_trace_finer_than_the_period_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, opts: list[str], warned: bool
+) -> None:
+    trace = tmp_path / "fine.csv"
+    trace.write_text(text)
+    out = tmp_path / "s.json"
+    assert main([str(trace), "--job", str(SEED), "--summary", str(out), *opts]) == 0
+    err = capsys.readouterr().err
+    warnings = json.loads(out.read_text())["warnings"]
+    assert ("warning: " in err) == warned == bool(warnings)
+    if warned:
+        assert "finer than the job's period of 10 s" in err and "--bin 10s" in err
+
+
+def test_bin_and_interval_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "requests.csv"
+    log.write_text("time,method\n" + "".join(f"{100 + i // 3},GET\n" for i in range(90)))  # 3 a second
+    out = tmp_path / "s.json"
+    assert main([str(log), "--job", str(SEED), "--bin", "10s", "--per-second", "--summary", str(out)]) == 0
+    s = json.loads(out.read_text())
+    assert s["inputs"]["shape"] == "bins" and s["inputs"]["source_rows"] == 90
+    assert s["load_total"] == pytest.approx(9.0)  # 90 events over 4 bins of 10 s: Σ rates = 90 / 10
+    plain = tmp_path / "plain.csv"
+    plain.write_text("requests\n" + "10\n" * 12)
+    assert main([str(plain), "--job", str(SEED), "--interval", "5m", "--summary", str(out)]) == 0
+    s = json.loads(out.read_text())
+    assert (s["periods"], s["inputs"]["row_interval"], s["inputs"]["start"]) == (
+        360,
+        300.0,
+        "1970-01-01T00:00:00Z",
+    )
+    assert main([str(log), "--job", str(SEED)]) == 2
+    assert "value 'GET' is not a number (column 'method'" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -205,3 +206,74 @@ def test_not_utf8(tmp_path: Path) -> None:
     p.write_bytes(b"t,v\n100,1\n110,\xe9\n")
     with pytest.raises(TraceError, match=r"latin1\.csv: not UTF-8 text"):
         load_trace(p)
+
+
+# --- the traces people have (issue 17): per-event logs, rows without timestamps -----------------------------
+
+REQUEST_LOG = (
+    "time,method,path,status\n"
+    "2020-01-01T00:00:01Z,GET,/a,200\n"
+    "2020-01-01T00:00:01Z,GET,/b,200\n"  # same second: fine in an event log
+    "2020-01-01T00:00:09.5Z,POST,/c,500\n"
+    "2020-01-01T00:00:03Z,GET,/d,200\n"  # out of order: fine too
+    "2020-01-01T00:00:31Z,GET,/e,200\n"  # 00:00:20-30 has no request: 0
+)
+T_2020 = 1_577_836_800.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "times", "values"),
+    [
+        pytest.param({"bin": 10.0}, [0, 10, 20, 30], [4, 0, 0, 1], id="rows counted per 10 s bin"),
+        pytest.param({"bin": 10.0, "per_second": True}, [0, 10, 20, 30], [0.4, 0, 0, 0.1], id="per second"),
+        pytest.param({"bin": 60.0}, [0, 60], [5, 0], id="one minute: at least 2 bins"),
+        pytest.param({"bin": 10.0, "value_column": "status"}, [0, 10, 20, 30], [1100, 0, 0, 200],
+                     id="a named value column is summed per bin"),
+    ],
+)  # fmt: skip
+def test_per_event_log_is_counted_per_bin(
+    tmp_path: Path, kwargs: dict[str, Any], times: list[float], values: list[float]
+) -> None:
+    tr = load_trace(write(tmp_path, REQUEST_LOG), **kwargs)
+    assert (tr.times - T_2020).tolist() == times  # bins aligned to multiples of the bin since the epoch
+    assert tr.values.tolist() == pytest.approx(values)
+    assert (tr.interval, tr.shape, tr.source_rows) == (kwargs["bin"], "bins", 5)
+
+
+def test_rows_without_timestamps_are_evenly_spaced(tmp_path: Path) -> None:
+    tr = load_trace(write(tmp_path, "requests\n10\n20\n5\n"), interval=300.0)
+    assert tr.times.tolist() == [0.0, 300.0, 600.0]
+    assert tr.values.tolist() == [10.0, 20.0, 5.0]
+    assert (tr.interval, tr.end, tr.value_column, tr.shape) == (
+        300.0,
+        900.0,
+        "requests",
+        "evenly spaced rows",
+    )
+    tr2 = load_trace(write(tmp_path, "n,requests\n1,10\n2,20\n"), interval=60.0, per_second=True)
+    assert tr2.values.tolist() == pytest.approx([10 / 60, 20 / 60])  # column 1 by default
+
+
+@pytest.mark.parametrize(
+    ("text", "kwargs", "message"),
+    [
+        pytest.param(REQUEST_LOG, {}, r"line 2: value 'GET' is not a number \(column 'method': the value column "
+                     r"must hold the load; choose it with --value-column, or count the rows per bin with --bin",
+                     id="a request log without --bin names the column and the way out"),
+        pytest.param("t,v\n100,1\n100,1\n", {}, r"line 3: timestamp .100. duplicates .*count the rows per bin with --bin 10s", id="duplicates hint --bin"),
+        pytest.param(REQUEST_LOG, {"bin": 10.0, "value_column": "path"}, r"line 2: value '/a' is not a number",
+                     id="--bin with a non-numeric value column"),
+        pytest.param(REQUEST_LOG, {"bin": 10.0, "interval": 10.0}, r"use one of them", id="--bin and --interval"),
+        pytest.param("v\n1\n2\n", {"interval": 10.0, "time_column": "v"}, r"takes no --time-column",
+                     id="--interval has no time column"),
+        pytest.param("v\n1\n", {"interval": 10.0}, r"1 data row\(s\)", id="--interval: 2 rows at least"),
+        pytest.param("v\n1\nmany\n", {"interval": 10.0}, r"line 3: value 'many' is not a number",
+                     id="--interval: non-numeric value"),
+        pytest.param("t\n", {"bin": 10.0}, r"0 data rows; a per-event log needs at least 1 event", id="no events"),
+        pytest.param("t\n1\n1000000000000\n", {"bin": 1.0}, r"milliseconds", id="millisecond timestamps"),
+        pytest.param(REQUEST_LOG, {"bin": 0.0}, r"--bin must be a duration > 0", id="zero bin"),
+    ],
+)  # fmt: skip
+def test_trace_shape_errors(tmp_path: Path, text: str, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(TraceError, match=message):
+        load_trace(write(tmp_path, text), **kwargs)

@@ -1,0 +1,270 @@
+"""Scaling quality on the shared traces (issue 17, PRODUCT §14): unserved load at the cost of HPA's defaults.
+
+For every trace in ../shared/traces/ (options as in docs/replay.md: capacity so that the typical load
+needs a few instances, period 10 s, 1–20 instances, start-up 60 s, 1 instance at the start):
+
+- **HPA default**: a target rule on `cpu.used` = 70 with HPA's behavior — tolerance 0.1, scale-in
+  stabilization 5 min, no cooldowns, a sync every period. Its cost (instance-seconds) is the budget.
+- each **family** is swept over its target; for each target the replay gives (cost, unserved). The
+  family's unserved *at HPA's cost* is read off its cost/unserved Pareto frontier (geometric between
+  the two frontier points around the budget; the cheapest point's unserved if every point costs more, the
+  dearest's if every point costs less):
+    - `hpa-qps`: HPA tuned on the load metric — the same behavior on `proc.qps`;
+    - `target-cpu`, `target-qps`: oceand's target rule with its defaults (cooldowns 30 s / 5 min, the
+      5-minute scale-in stabilization default);
+    - `predictive`: oceand's predictive rule on `proc.qps` with its defaults.
+- "unserved" is the load left unserved below `max_instances` × capacity (what some policy within the
+  bounds could have served: the spikes above it are the same for every policy and would pull every
+  ratio towards 1);
+- prints, per trace, each family's unserved at the budget divided by HPA default's, and the geometric
+  mean over the traces. `--frontier` also prints every sweep point.
+
+    .venv/bin/python bench/quality.py [--traces DIR] [--only nasa,elb] [--days 14] [--frontier] [--json OUT]
+
+Each trace is replayed over its first 14 days (`--days`): 121,000 periods of 10 s, some 25 replays per
+trace, about 10 minutes for the five traces on a 2-CPU machine.
+
+A second part, `--eval-cost`, measures the predictive rule's evaluation cost: 10,000 jobs with one
+predictive rule each, one bucket each, against PRODUCT §8's 50 ms of CPU per round (measured for
+2 rules); the baseline is the same round with one target rule per job, in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+from oceand.replay import ReplayOptions, simulate  # noqa: E402
+from oceand.trace import Trace, load_trace  # noqa: E402
+from policies.document import JobDocument, parse_job  # noqa: E402
+from policies.engine import evaluate  # noqa: E402
+from policies.types import JobState, Observation  # noqa: E402
+
+TRACE_DIRS = (ROOT.parent / "shared" / "traces", Path("/work/shared/traces"))
+
+
+@dataclass(frozen=True)
+class TraceCase:
+    key: str
+    file: str
+    capacity: float
+    per_second: bool
+
+
+CASES = (
+    TraceCase("nasa", "nasa_http_aug95_per_min.csv", 0.5, True),
+    TraceCase("elb", "nab_elb_request_count_8c0756.csv", 0.1, True),
+    TraceCase("amzn", "nab_Twitter_volume_AMZN.csv", 0.05, True),
+    TraceCase("fb", "nab_Twitter_volume_FB.csv", 0.02, True),
+    TraceCase("cpu", "nab_cpu_utilization_asg_misconfiguration.csv", 25.0, False),
+)
+STARTUP, PERIOD, MAX_INSTANCES = 60.0, "10s", 20
+HPA_BEHAVIOR = {"scale_out": {"cooldown": 0}, "scale_in": {"cooldown": 0, "stabilization": "5m"}}
+CPU_TARGETS = (50, 60, 70, 80, 90)
+LOAD_FRACTIONS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # proc.qps targets as a fraction of the capacity
+# the predictive rule adds its margin on top of the target: its sweep reaches higher to cover HPA's cost
+PREDICTIVE_FRACTIONS = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.7, 2.0)
+
+
+def job(rule: dict[str, Any], behavior: dict[str, Any] | None = None) -> JobDocument:
+    doc: dict[str, Any] = {
+        "job": "quality",
+        "target": {"cluster": "lg", "app": "/quality"},
+        "mode": "active",
+        "period": PERIOD,
+        "min_instances": 1,
+        "max_instances": MAX_INSTANCES,
+        "rules": [rule],
+    }
+    if behavior is not None:
+        doc["behavior"] = behavior
+    return parse_job(doc)
+
+
+def target(metric: str, value: float) -> dict[str, Any]:
+    return {"name": "r", "type": "target", "metric": metric, "target": value, "tolerance": 0.1}
+
+
+def predictive(value: float) -> dict[str, Any]:
+    return {"name": "r", "type": "predictive", "metric": "proc.qps", "target": value}
+
+
+def run(doc: JobDocument, trace: Trace, capacity: float) -> tuple[float, float, float]:
+    """(instance-seconds, servable unserved load, total load) of one replay. Servable: the unserved
+    load below `max_instances` × capacity — what a policy within the bounds could have served (the
+    tweet traces' spikes of 30–70× the mean go far above it, and that part is the same for every policy)."""
+    r = simulate(doc, trace, ReplayOptions(capacity=capacity, startup=STARTUP, initial=1))
+    s, tl = r.summary(), r.timeline
+    servable = np.minimum(tl.load, MAX_INSTANCES * capacity) - tl.ready * capacity
+    return float(s["instance_seconds"]), float(np.maximum(0.0, servable).sum()), float(s["load_total"])
+
+
+def frontier(points: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """The Pareto-efficient (cost, unserved, target) points, by cost."""
+    out: list[tuple[float, float, float]] = []
+    for p in sorted(points):
+        if not out or p[1] < out[-1][1]:
+            out.append(p)
+    return out
+
+
+def at_cost(points: list[tuple[float, float, float]], budget: float) -> float:
+    """Unserved on the frontier at `budget` (see the module notes): geometric between the two frontier
+    points around it (unserved falls about exponentially with cost: a straight line would overstate it)."""
+    front = frontier(points)
+    if budget <= front[0][0]:
+        return front[0][1]
+    if budget >= front[-1][0]:
+        return front[-1][1]
+    for (c0, u0, _), (c1, u1, _) in itertools.pairwise(front):
+        if c0 <= budget <= c1:
+            w = (budget - c0) / (c1 - c0)
+            if u0 > 0 and u1 > 0:
+                return math.exp(math.log(u0) + (math.log(u1) - math.log(u0)) * w)
+            return u0 + (u1 - u0) * w
+    return front[-1][1]
+
+
+def families(capacity: float) -> dict[str, list[tuple[float, JobDocument]]]:
+    qps = [(f, f * capacity) for f in LOAD_FRACTIONS]
+    return {
+        "hpa-qps": [(f, job(target("proc.qps", v), HPA_BEHAVIOR)) for f, v in qps],
+        "target-cpu": [(float(t), job(target("cpu.used", t))) for t in CPU_TARGETS],
+        "target-qps": [(f, job(target("proc.qps", v))) for f, v in qps],
+        "predictive": [(f, job(predictive(f * capacity))) for f in PREDICTIVE_FRACTIONS],
+    }
+
+
+def first_days(trace: Trace, days: float) -> Trace:
+    """The trace's first `days` days (the sweeps replay every trace some 25 times)."""
+    keep = trace.times < trace.start + days * 86400.0
+    return dataclasses.replace(trace, times=trace.times[keep], values=trace.values[keep])
+
+
+def find(name: str, dirs: tuple[Path, ...]) -> Path | None:
+    return next((d / name for d in dirs if (d / name).is_file()), None)
+
+
+def quality(args: argparse.Namespace) -> dict[str, Any]:
+    dirs = (Path(args.traces),) if args.traces else TRACE_DIRS
+    only = set(args.only.split(",")) if args.only else None
+    report: dict[str, Any] = {}
+    names = ["hpa-qps", "target-cpu", "target-qps", "predictive"]
+    print(f"{'trace':6} {'HPA default':>24}  " + "  ".join(f"{n:>11}" for n in names))
+    for case in CASES:
+        if only and case.key not in only:
+            continue
+        path = find(case.file, dirs)
+        if path is None:
+            print(f"{case.key}: {case.file} not found, skipped")
+            continue
+        trace = first_days(load_trace(path, per_second=case.per_second), args.days)
+        hpa_cost, hpa_unserved, total = run(job(target("cpu.used", 70), HPA_BEHAVIOR), trace, case.capacity)
+        row: dict[str, Any] = {"hpa_default": {"cost": hpa_cost, "unserved": hpa_unserved, "load": total}}
+        for name, sweep in families(case.capacity).items():
+            pts = []
+            for knob, doc in sweep:
+                cost, unserved, _ = run(doc, trace, case.capacity)
+                pts.append((cost, unserved, knob))
+            u = at_cost(pts, hpa_cost)
+            row[name] = {"unserved_at_hpa_cost": u, "ratio": u / hpa_unserved if hpa_unserved else math.nan,
+                         "points": pts}  # fmt: skip
+            if args.frontier:
+                for c, un, k in pts:
+                    print(
+                        f"   {name:11} knob {k:<5g} cost {c / hpa_cost:6.3f}x HPA  unserved {un / hpa_unserved:7.3f}x HPA"
+                    )
+        report[case.key] = row
+        hpa = f"{hpa_unserved / total:.3%} unserved"
+        print(
+            f"{case.key:6} {hpa:>24}  " + "  ".join(f"{row[n]['ratio']:>10.3f}x" for n in names), flush=True
+        )
+    if report:
+        gm = {n: math.exp(sum(math.log(max(1e-9, r[n]["ratio"])) for r in report.values()) / len(report))
+              for n in names}  # fmt: skip
+        print(f"{'geomean':6} {'1':>24}  " + "  ".join(f"{gm[n]:>10.3f}x" for n in names))
+        worst = {n: max(r[n]["ratio"] / r["hpa-qps"]["ratio"] for r in report.values()) for n in names}
+        print(f"{'worst/hpa-qps':6} {'':>17}  " + "  ".join(f"{worst[n]:>10.3f}x" for n in names))
+        report["geomean"] = gm
+    return report
+
+
+def eval_cost(jobs: int = 10_000, rounds: int = 20, warm: int = 400) -> None:
+    """CPU per round of `jobs` jobs with one predictive (vs. one target) rule, one bucket each, from
+    states in their steady state: 1,000 distinct job states warmed up over `warm` buckets (full error
+    window, margin refreshed every 16 errors), each shared by 10 jobs (states are values)."""
+    results = {}
+    distinct = 1_000
+    for name, rule in (("target", target("proc.qps", 50)), ("predictive", predictive(50))):
+        doc = job(rule)  # one document object: compiled once, as the daemon does
+        states = [JobState() for _ in range(distinct)]
+
+        def value(i: int, r: int) -> float:
+            return 40.0 + (i % 7) + 3 * math.sin(r / 5 + i)
+
+        for r in range(warm):
+            t = 1_700_000_000.0 + 10 * r
+            for i in range(distinct):
+                _, states[i] = evaluate(doc, Observation(t, int(t), 4, 4, {"r": value(i, r)}, 4), states[i], mode="active")  # fmt: skip
+        all_states = [states[i % distinct] for i in range(jobs)]
+        best = math.inf
+        for r in range(warm, warm + rounds):
+            t = 1_700_000_000.0 + 10 * r
+            obs = [Observation(t, int(t), 4, 4, {"r": value(i % distinct, r)}, 4) for i in range(jobs)]
+            c0 = time.process_time()
+            for i in range(jobs):
+                _, all_states[i] = evaluate(doc, obs[i], all_states[i], mode="active")
+            best = min(best, time.process_time() - c0)
+        results[name] = best
+        print(f"{name:10} {jobs} jobs x 1 rule: {best * 1000:7.1f} ms CPU per round (best of {rounds})")
+    nasa = find(CASES[0].file, TRACE_DIRS)
+    if nasa is not None:
+        trace = load_trace(nasa, per_second=True)
+        for name, rule in (("target", target("proc.qps", 0.35)), ("predictive", predictive(0.35))):
+            doc = job(rule)
+            c0 = time.process_time()
+            r = simulate(doc, trace, ReplayOptions(capacity=0.5, startup=STARTUP, initial=1))
+            cpu = time.process_time() - c0
+            n = len(r.timeline.t)
+            print(
+                f"replay, NASA trace, 1 {name} rule: {n} periods in {cpu:.2f} s CPU = {n / cpu:,.0f} periods/s"
+            )
+    print(f"predictive / target = {results['predictive'] / results['target']:.2f}; "
+          f"PRODUCT §8 budget 50 ms per round: {'PASS' if results['predictive'] <= 0.05 else 'FAIL'}")  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--traces", help="folder of the traces (default ../shared/traces)")
+    p.add_argument("--only", help="comma-separated trace keys: " + ",".join(c.key for c in CASES))
+    p.add_argument("--frontier", action="store_true", help="print every sweep point")
+    p.add_argument(
+        "--days", type=float, default=14.0, help="replay each trace's first DAYS days (default 14)"
+    )
+    p.add_argument("--json", help="write the figures as JSON")
+    p.add_argument("--eval-cost", action="store_true", help="measure the evaluation cost instead")
+    args = p.parse_args()
+    if args.eval_cost:
+        eval_cost()
+        return
+    report = quality(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

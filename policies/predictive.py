@@ -1,0 +1,283 @@
+"""Predictive rules (PRODUCT §14): forecast the load one start-up time ahead and size the job for it.
+
+Every closed bucket, with load = per-instance value × ready instances (the value itself for `sum`):
+
+    forecast = level + ½ trend × lead                        no cycle in the history
+             = level + max(0, s[slot(now + lead − P)] − s[slot(now − P)])
+                                                      with a cycle of period P (1 d or 7 d)
+    margin   = the `quantile` of the rule's own recent errors at that lead (actual − forecast), ≥ 0
+    proposal = max(ceil((forecast + margin) / target),  what a target rule with the same target and
+                                                        tolerance proposes for this bucket)
+
+- `lead` is the rule's `startup`, else the start-up time the daemon knows for the app
+  (`Observation.startup`: replay passes its `--startup`), else `DEFAULT_LEAD` (60 s).
+- `level` follows the load with an exponential average of time constant lead / 2; `trend` is the
+  average slope of the level over the last lead, and half of it counts (`TREND_WEIGHT`: the whole
+  trend chases noise on the shared traces and loses about 10 % more load at the same cost). `s` is
+  the rule's history of slot means (15 minutes; 1 hour for `season: "7d"`). The seasonal term adds the rise the load made one cycle ago between the
+  slot of now and the slot of now + lead, so a load that rises at the same time every day is served
+  one lead before it arrives (exactly for a rise at a slot boundary, up to one slot early within a slot).
+- `season` "auto" follows a daily cycle when the correlation of the history with itself one day earlier
+  is ≥ 0.3 (checked at the end of every slot; two days of history needed); "1d" / "7d" follow that cycle
+  as soon as the history reaches back one cycle; "off" keeps no history. A weekly cycle is not detected
+  from the rule's own window (8 days of 15-minute slots would be too big a state): set `"7d"`.
+- Until `MIN_ERRORS` forecasts have been checked against the load they forecast, the rule acts as a
+  target rule (its proposal is the target proposal; inputs say `"mode": "target"`).
+- Never below the target proposal, so the rule keeps what a target rule would keep: the forecast only
+  adds instances ahead of the load, and a scale-in needs both the forecast and the load now to be below
+  the current count (then steps 2–6 of §3.3, with the job's 5-minute scale-in window).
+
+The rule's state is a `PredictiveState` value, bounded: at most `HISTORY_SLOTS` slot means, at most
+`MAX_PENDING` forecasts waiting for their time and `MAX_ERRORS` errors. Pure: time arrives as `now`,
+nothing is mutated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from policies.document import PredictiveRule, TargetRule
+from policies.target import TargetSpec, propose_target
+from policies.types import NO_DATA, SCALE_IN, SCALE_OUT, WITHIN_TOLERANCE, PredictiveState, Proposal
+
+DAY, WEEK = 86400.0, 7 * 86400.0
+SEASONS = {"1d": DAY, "7d": WEEK}
+HISTORY_SLOTS = 192  # slots of history a rule keeps: 2 days of 15 minutes, or 8 days of 1 hour for "7d"
+DETECT_MIN_CORRELATION = 0.3
+MIN_ERRORS = 8  # checked forecasts before the rule trusts its margin (until then: a target rule)
+MAX_ERRORS = 256  # recent errors kept for the margin
+ERROR_BATCH = 16  # new errors are added (and the margin recomputed) this many at a time
+MAX_PENDING = 64  # forecasts waiting for their time
+LEVEL_TIME = 0.5  # the level's time constant, in leads (tuned on ../shared/traces: 0.25–1 within 2 %)
+TREND_TIME = 1.0  # the trend's time constant, in leads
+TREND_WEIGHT = 0.5  # how much of trend × lead the forecast adds (tuned on ../shared/traces: 1 loses 10 %)
+DEFAULT_LEAD = 60.0  # seconds, when neither the rule nor the daemon knows the start-up time
+_EPS = 1e-9
+
+
+def slot_seconds(season: str) -> float:
+    """History resolution: 15 minutes (a day is 96 slots), 1 hour for a weekly cycle."""
+    return 3600.0 if season == "7d" else 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class PredictiveSpec:
+    """A predictive rule as plain values (`PredictiveSpec.of(rule)`)."""
+
+    name: str
+    target: float
+    startup: float | None
+    season: str  # auto | 1d | 7d | off
+    quantile: float
+    is_sum: bool  # the aggregate is `sum`: the value is the load already
+    fallback: TargetSpec  # the target rule it acts as without history, and never goes below
+    slot: float  # seconds per history slot
+    slots: int  # history slots kept (0: no history, season off)
+
+    @staticmethod
+    def of(rule: PredictiveRule) -> PredictiveSpec:
+        as_target = TargetRule(
+            name=rule.name, type="target", metric=rule.metric, target=rule.target, tolerance=rule.tolerance
+        )
+        return PredictiveSpec(
+            rule.name,
+            rule.target,
+            rule.startup,
+            rule.season,
+            rule.quantile,
+            rule.aggregate == "sum",
+            TargetSpec.of(as_target),
+            slot_seconds(rule.season),
+            0 if rule.season == "off" else HISTORY_SLOTS,
+        )
+
+
+EMPTY = PredictiveState()
+
+
+def quantile(values: tuple[float, ...], q: float) -> float:
+    """The q-quantile with linear interpolation (numpy's default), in pure Python for small inputs."""
+    s = sorted(values)
+    pos = q * (len(s) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def daily_correlation(ring: tuple[float, ...], slot: float) -> float:
+    """Correlation of the history with itself one day earlier (0 with less than two days of history)."""
+    lag = int(DAY / slot)
+    if len(ring) < 2 * lag:
+        return 0.0
+    arr = np.asarray(ring, dtype=np.float64)
+    a, b = arr[lag:], arr[:-lag]
+    ok = ~(np.isnan(a) | np.isnan(b))
+    if np.count_nonzero(ok) < lag // 2:
+        return 0.0
+    a, b = a[ok], b[ok]
+    sa, sb = a.std(), b.std()
+    if sa <= 0 or sb <= 0:
+        return 0.0
+    return float(((a - a.mean()) * (b - b.mean())).mean() / (sa * sb))
+
+
+def _slot_value(ring: tuple[float, ...], slot: int, j: int) -> float:
+    """The mean of absolute slot j (NaN when not in the history); ring[-1] is slot - 1."""
+    i = len(ring) - (slot - j)
+    return ring[i] if 0 <= i < len(ring) else math.nan
+
+
+def _close_slots(spec: PredictiveSpec, st: PredictiveState, s: int) -> tuple[tuple[float, ...], float]:
+    """The history once the slot being filled (and any empty ones before s) are complete; the season."""
+    assert st.slot is not None
+    missing = s - st.slot - 1
+    if missing >= spec.slots:
+        ring: tuple[float, ...] = ()
+    else:
+        ring = (*st.ring, st.acc / st.n if st.n else math.nan, *([math.nan] * missing))
+        if len(ring) > spec.slots:
+            ring = ring[len(ring) - spec.slots :]
+    if spec.season != "auto":
+        return ring, SEASONS.get(spec.season, 0.0)
+    return ring, DAY if daily_correlation(ring, spec.slot) >= DETECT_MIN_CORRELATION else 0.0
+
+
+def forecast(spec: PredictiveSpec, st: PredictiveState, now: float, lead: float) -> float:
+    """The load forecast for now + lead from the state after this bucket (≥ 0): the recent level plus
+    the recent trend over the lead; with a cycle, the recent level plus the rise the load made one cycle
+    ago between the slot of now and the slot of now + lead (when the history reaches back that far)."""
+    return _forecast(spec, st.level, st.trend, st.season, st.ring, st.slot, now, lead)
+
+
+def _forecast(
+    spec: PredictiveSpec,
+    level: float,
+    trend: float,
+    season: float,
+    ring: tuple[float, ...],
+    slot: int | None,
+    now: float,
+    lead: float,
+) -> float:
+    if season > 0 and slot is not None:
+        ahead = _slot_value(ring, slot, math.floor((now + lead - season) / spec.slot))
+        back = _slot_value(ring, slot, math.floor((now - season) / spec.slot))
+        if not (math.isnan(ahead) or math.isnan(back)):
+            rise = ahead - back
+            return level + rise if rise > 0 else max(0.0, level)
+    f = level + TREND_WEIGHT * trend * lead
+    return f if f > 0 else 0.0
+
+
+def observe(
+    spec: PredictiveSpec, st: PredictiveState, load: float, now: float, lead: float
+) -> tuple[PredictiveState, float]:
+    """The state after one bucket's load and the forecast for now + lead (also put in `pending` to be
+    checked when its time comes, at most every lead / 16 and at most MAX_PENDING at a time)."""
+    # 1. forecasts that came due are checked against this load
+    pending, errors, fresh, margin = st.pending, st.errors, st.fresh, st.margin
+    if pending and pending[0][0] <= now:
+        k = 0
+        while k < len(pending) and pending[k][0] <= now:
+            fresh = (*fresh, load - pending[k][1])
+            k += 1
+        pending = pending[k:]
+        # the fresh errors join the kept ones in batches of ERROR_BATCH (copying the kept ones once a
+        # batch, not once a bucket); early on, every time, so that the margin learns fast
+        if len(fresh) >= ERROR_BATCH or len(errors) < 4 * ERROR_BATCH:
+            errors = (*errors, *fresh)
+            if len(errors) > MAX_ERRORS:
+                errors = errors[len(errors) - MAX_ERRORS :]
+            fresh = ()
+            margin = max(0.0, quantile(errors, spec.quantile))
+    # 2. level and trend
+    t = st.t
+    if t is None:
+        level, trend = load, 0.0
+    elif now <= t:
+        level, trend = st.level, st.trend
+    else:
+        dt = now - t
+        a = 1.0 - math.exp(-dt / (LEVEL_TIME * lead)) if lead > 0 else 1.0
+        level = st.level + a * (load - st.level)
+        b = 1.0 - math.exp(-dt / (TREND_TIME * lead)) if lead > 0 else 1.0
+        trend = st.trend + b * ((level - st.level) / dt - st.trend)
+    # 3. the history of slot means
+    slot, acc, n, ring, season = st.slot, st.acc, st.n, st.ring, st.season
+    if spec.slots:
+        s = math.floor(now / spec.slot)
+        if slot is not None and t is not None and math.floor(t / spec.slot) != slot:
+            slot, ring, season = None, (), 0.0  # kept at another slot size (the document's season changed)
+        if slot is None:
+            slot, acc, n = s, load, 1
+        elif s == slot:
+            acc, n = acc + load, n + 1
+        elif s > slot:
+            ring, season = _close_slots(spec, st, s)
+            slot, acc, n = s, load, 1
+    elif slot is not None:
+        slot, acc, n, ring, season = None, 0.0, 0, (), 0.0  # season "off" now: no history
+    f = _forecast(spec, level, trend, season, ring, slot, now, lead)
+    last = st.last_pending
+    if len(pending) < MAX_PENDING and (last is None or now - last >= lead / 16):
+        pending, last = (*pending, (now + lead, f)), now
+    return PredictiveState(
+        now, level, trend, slot, acc, n, ring, season, pending, last, errors, margin, fresh
+    ), f
+
+
+def propose_predictive(
+    spec: PredictiveSpec,
+    value: float | None,
+    current: int,
+    ready: int,
+    now: float,
+    lead: float | None,
+    st: PredictiveState | None,
+) -> tuple[Proposal, PredictiveState]:
+    """The rule's proposal for a bucket value and its next state. `lead`: the start-up time the daemon
+    knows for the app (None: unknown); the rule's own `startup` comes first, then `DEFAULT_LEAD`."""
+    st = st if st is not None else EMPTY
+    if value is None:
+        return Proposal(spec.name, "predictive", None, NO_DATA, {"value": None, "target": spec.target}), st
+    lead_s = spec.startup if spec.startup is not None else (lead if lead is not None else DEFAULT_LEAD)
+    load = value if spec.is_sum else value * max(1, ready)
+    nxt, f = observe(spec, st, load, now, lead_s)
+    if nxt.checked < MIN_ERRORS:
+        floor = propose_target(spec.fallback, value, current, ready)
+        floor.kind = "predictive"
+        floor.inputs["mode"] = "target"
+        floor.inputs["checked"] = nxt.checked
+        return floor, nxt
+    # the target rule's proposal (policies.target.propose_target, inlined: only its count is needed)
+    fb = spec.fallback
+    ratio = value / fb.target
+    if fb.low <= ratio <= fb.high:
+        floor_count = current
+    else:
+        floor_count = max(0, math.ceil((ready if ready > 0 else current) * ratio - _EPS))
+    predicted = max(0, math.ceil((f + nxt.margin) / spec.target - _EPS))
+    desired = predicted if predicted > floor_count else floor_count
+    if desired > current:
+        reason = SCALE_OUT
+    elif desired < current:
+        reason = SCALE_IN
+    else:
+        reason = WITHIN_TOLERANCE
+    inputs: dict[str, Any] = {
+        "value": value,
+        "target": spec.target,
+        "load": load,
+        "lead": lead_s,
+        "forecast": f,
+        "margin": nxt.margin,
+        "season": nxt.season,
+        "predicted": predicted,
+        "target_proposal": floor_count,
+        "mode": "forecast",
+    }
+    return Proposal(spec.name, "predictive", desired, reason, inputs), nxt

@@ -1,0 +1,195 @@
+"""Predictive rules (PRODUCT §14) in the policy engine: the document, the state, the no-history case."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from policies.document import DocumentError, JobDocument, parse_job
+from policies.engine import evaluate, status
+from policies.predictive import (
+    DEFAULT_LEAD,
+    HISTORY_SLOTS,
+    LEVEL_TIME,
+    MAX_ERRORS,
+    MAX_PENDING,
+    MIN_ERRORS,
+    TREND_WEIGHT,
+    PredictiveSpec,
+    forecast,
+    quantile,
+)
+from policies.types import SCALE_OUT, JobState, Observation
+from tests.policies.build import job, qps_rule, run
+
+
+def pred(**kw: Any) -> dict[str, Any]:
+    return {"name": "p", "type": "predictive", "metric": "proc.qps", "target": 60, **kw}
+
+
+def doc_with(rule: dict[str, Any]) -> dict[str, Any]:
+    return {"job": "web", "target": {"cluster": "lg", "app": "/ocean/web"}, "rules": [rule]}
+
+
+@pytest.mark.parametrize(
+    ("rule", "path"),
+    [
+        pytest.param(pred(target=0), "rules[0].target", id="target must be > 0"),
+        pytest.param(pred(quantile=1), "rules[0].quantile", id="quantile < 1"),
+        pytest.param(pred(quantile=0), "rules[0].quantile", id="quantile > 0"),
+        pytest.param(pred(season="2d"), "rules[0].season", id="season: auto, 1d, 7d or off"),
+        pytest.param(pred(startup="2d"), "rules[0].startup", id="startup at most 1d"),
+        pytest.param(pred(startup="soon"), "rules[0].startup", id="startup is a duration"),
+        pytest.param(pred(horizon="1h"), "rules[0].horizon", id="unknown field"),
+        pytest.param(
+            {k: v for k, v in pred().items() if k != "target"}, "rules[0].target", id="target required"
+        ),
+    ],
+)
+def test_refused(rule: dict[str, Any], path: str) -> None:
+    with pytest.raises(DocumentError) as e:
+        parse_job(doc_with(rule))
+    assert [err["path"] for err in e.value.errors] == [path]
+
+
+def test_accepted_with_defaults() -> None:
+    d = parse_job(doc_with(pred(startup="90s", season="1d")))
+    (r,) = d.rules
+    assert (r.type, r.startup, r.season, r.quantile, r.tolerance) == ("predictive", 90.0, "1d", 0.9, 0.1)  # type: ignore[union-attr]
+    assert d.metric_rules() == [r]  # the live daemon aggregates its metric like any metric rule's
+    schema = JobDocument.model_json_schema()
+    assert "PredictiveRule" in schema["$defs"]
+
+
+def test_without_history_it_is_a_target_rule() -> None:
+    p_doc = job([pred()], max_instances=20)
+    t_doc = job([qps_rule(target=60, name="p")], max_instances=20)
+    values = [{"p": v} for v in (60, 90, 30, 200, 61, 10, None, 120)]
+    rp = run(p_doc, values, 4)
+    rt = run(t_doc, values, 4)
+    assert rp.desired == rt.desired
+    assert [d.reasons for d in rp.decisions] == [d.reasons for d in rt.decisions]
+    assert all(d.proposals[0].inputs.get("mode") in ("target", None) for d in rp.decisions)
+    assert rp.decisions[1].proposals[0].kind == "predictive"
+
+
+def obs(k: int, current: int, value: float | None, startup: float | None = None) -> Observation:
+    t = 1_700_000_000.0 + 10 * k
+    return Observation(t, int(t), current, current, {"p": value}, current, None, startup)
+
+
+def feed(doc: JobDocument, loads: list[float], state: JobState | None = None, first: int = 0, **kw: Any) -> tuple[list[Any], JobState]:  # fmt: skip
+    """Evaluate a load per 10-s bucket at a fixed count of 4 (load = per-instance value × 4)."""
+    st = state or JobState()
+    out = []
+    for k, load in enumerate(loads):
+        d, st = evaluate(doc, obs(first + k, 4, load / 4, **kw), st, mode="active")
+        out.append(d)
+    return out, st
+
+
+def test_it_forecasts_a_ramp_one_lead_ahead_once_it_has_checked_forecasts() -> None:
+    doc = job([pred(startup="60s", season="off")], max_instances=100)
+    ramp = [100.0 + 10 * k for k in range(60)]  # +1 load unit a second
+    decisions, _ = feed(doc, ramp)
+    early = decisions[MIN_ERRORS - 2].proposals[0]
+    assert early.inputs["mode"] == "target"
+    late = decisions[-1].proposals[0]
+    assert late.inputs["mode"] == "forecast" and late.reason == SCALE_OUT
+    assert late.inputs["lead"] == 60.0
+    # the level lags the load by LEVEL_TIME leads of the slope (1 a second); the trend adds TREND_WEIGHT leads
+    lag, ahead = LEVEL_TIME * 60, TREND_WEIGHT * 60
+    assert late.inputs["forecast"] == pytest.approx(ramp[-1] - lag + ahead, abs=10)
+    assert late.inputs["forecast"] > ramp[-1] - lag + ahead / 2  # the trend is in it
+    assert late.desired >= late.inputs["target_proposal"]
+
+
+@pytest.mark.parametrize(
+    ("rule_startup", "obs_startup", "lead"),
+    [
+        pytest.param(None, None, DEFAULT_LEAD, id="nothing known: 60 s"),
+        pytest.param(None, 120.0, 120.0, id="the daemon's start-up time"),
+        pytest.param("30s", 120.0, 30.0, id="the rule's startup overrides"),
+    ],
+)
+def test_lead(rule_startup: str | None, obs_startup: float | None, lead: float) -> None:
+    kw = {} if rule_startup is None else {"startup": rule_startup}
+    doc = job([pred(**kw)], max_instances=100)
+    decisions, _ = feed(doc, [400.0] * 40, startup=obs_startup)
+    assert decisions[-1].proposals[0].inputs["lead"] == lead
+
+
+def test_state_is_a_bounded_json_value_and_a_restart_changes_nothing() -> None:
+    doc = job([pred(startup="60s", season="1d")], max_instances=100)
+    loads = [300 + 200 * math.sin(k / 500) + (k * 7919 % 13) for k in range(22_000)]  # 2.5 days of 10 s
+    _, st = feed(doc, loads[:20_000])
+    ps = st.predictive["p"]
+    assert len(ps.ring) == HISTORY_SLOTS and len(ps.errors) <= MAX_ERRORS and len(ps.pending) <= MAX_PENDING
+    assert ps.season == 86400.0
+    text = json.dumps(st.to_json())
+    assert len(text) < 16_000
+    restored = JobState.from_json(json.loads(text))
+    a, _ = feed(doc, loads[20_000:], st, first=20_000)
+    b, _ = feed(doc, loads[20_000:], restored, first=20_000)
+    assert [d.to_json() for d in a] == [d.to_json() for d in b]
+    view = status(doc, st, 1_700_200_000.0)["rules"]["p"]
+    assert view["type"] == "predictive" and view["history_slots"] == HISTORY_SLOTS
+
+
+def test_the_state_is_not_modified_in_place() -> None:
+    doc = job([pred(startup="60s")], max_instances=100)
+    _, st = feed(doc, [100.0] * 30)
+    before = json.dumps(st.to_json())
+    feed(doc, [500.0] * 5, st, first=30)
+    assert json.dumps(st.to_json()) == before
+
+
+def test_no_data_keeps_the_state_and_blocks_scale_in() -> None:
+    doc = job([pred()], max_instances=100)
+    _, st = feed(doc, [100.0] * 30)
+    d, st2 = evaluate(doc, obs(30, 4, None), st, mode="active")
+    assert (d.desired, d.reasons) == (4, ["NoData"])
+    assert st2.predictive["p"] == st.predictive["p"]
+
+
+def test_quantile_matches_numpy() -> None:
+    import numpy as np
+
+    xs = (3.0, -1.0, 7.5, 2.0, 2.0, 10.0, 0.5)
+    for q in (0.1, 0.5, 0.9, 0.99):
+        assert quantile(xs, q) == pytest.approx(float(np.quantile(xs, q)))
+
+
+def test_forecast_never_negative() -> None:
+    spec = PredictiveSpec.of(parse_job(doc_with(pred(season="off"))).rules[0])  # type: ignore[arg-type]
+    from policies.types import PredictiveState
+
+    assert forecast(spec, PredictiveState(t=0.0, level=5.0, trend=-1.0), 0.0, 60.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("season", "ring_after", "season_after"),
+    [
+        pytest.param("7d", 2, 604800.0, id="15-minute history, now hourly: starts again"),
+        pytest.param("off", 0, 0.0, id="now off: no history, no cycle"),
+        pytest.param("auto", 97, 86400.0, id="same slot size: kept"),
+    ],
+)
+def test_changing_the_season_of_a_rule_with_history(
+    season: str, ring_after: int, season_after: float
+) -> None:
+    """The state outlives a document change (same rule name): a history of another slot size is dropped."""
+    daily = [300 + 200 * math.sin(2 * math.pi * k / 8640) for k in range(8640 * 2 + 360)]  # 2 days + 1 h
+    _, st = feed(job([pred(season="1d")], max_instances=100), daily)
+    assert len(st.predictive["p"].ring) == 192 and st.predictive["p"].season == 86400.0
+    later = [300.0] * 720  # 2 more hours
+    _, st2 = feed(job([pred(season=season)], max_instances=100), later, st, first=len(daily))
+    ps = st2.predictive["p"]
+    assert ps.season == season_after
+    if ring_after == 97:
+        assert len(ps.ring) == 192  # kept, still rolling
+    else:
+        assert len(ps.ring) <= ring_after  # the 2 hours since the change, at most
