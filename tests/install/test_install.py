@@ -193,3 +193,81 @@ def test_install_again_keeps_the_operators_config(root: Path) -> None:
     assert conf.read_text() == mine
     assert "kept" in p.stdout
     assert under(root, f"{PREFIX}/bin/oceand").is_file()
+
+
+NAMESPACE_SCRIPT = r"""
+for d in etc opt var; do
+    mount -t overlay overlay -o "lowerdir=/$d,upperdir=$T/up/$d,workdir=$T/work/$d" "/$d"
+done
+$INSTALL
+echo "owners: $(stat -c '%U:%G:%a' /etc/oceand /etc/oceand/oceand.toml /var/lib/oceand | tr '\n' ' ')"
+# the operator's edit: a port nobody else on this machine uses
+sed -i "s/^listen = \"127.0.0.1:8080\"/listen = \"127.0.0.1:$PORT\"/" /etc/oceand/oceand.toml
+$CHECK
+# what systemd does with the installed unit: User=/Group=, WorkingDirectory=, ExecStart=
+unit=/etc/systemd/system/oceand.service
+user=$(sed -n 's/^User=//p' $unit); group=$(sed -n 's/^Group=//p' $unit)
+cd "$(sed -n 's/^WorkingDirectory=//p' $unit)"
+setpriv --reuid "$user" --regid "$group" --init-groups --inh-caps=-all $(sed -n 's/^ExecStart=//p' $unit) \
+    2>"$T/daemon.log" &
+pid=$!
+for _ in $(seq 300); do
+    curl -sf "http://127.0.0.1:$PORT/readyz" >"$T/readyz" && break
+    sleep 0.2
+done
+kill -TERM $pid && wait $pid && echo "daemon exit: 0"
+echo "store: $(stat -c '%U' /var/lib/oceand/oceand.db)"
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the real install needs root (useradd, chown)")
+@pytest.mark.skipif(
+    shutil.which("curl") is None or shutil.which("unshare") is None, reason="needs curl, unshare"
+)
+def test_the_docs_as_root_in_a_private_mount_namespace(tmp_path: Path) -> None:
+    """The docs' lines exactly (no --root), with /etc, /opt and /var overlaid in a mount namespace so that
+    the host is untouched: the user oceand is created, the files the daemon reads are root:oceand, the
+    store is oceand's, and the installed unit's ExecStart run as its User= serves."""
+    for d in ("up", "work"):
+        for sub in ("etc", "opt", "var"):
+            (tmp_path / d / sub).mkdir(parents=True)
+    lines = doc_block().splitlines()
+    (install,) = [ln.split("#")[0] for ln in lines if "scripts/install" in ln]
+    (check,) = [ln.split("&&")[0] for ln in lines if "check-config" in ln]
+    strip = lambda line: shlex.join(shlex.split(line)[1:])  # noqa: E731 - root here: no sudo
+    env = {
+        "PATH": os.environ["PATH"],
+        "T": str(tmp_path),
+        "PORT": str(free_port()),
+        "INSTALL": str(ROOT / strip(install)),
+        "CHECK": strip(check),
+    }
+    passwd = Path("/etc/passwd").read_text()
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no mount namespace here: {probe.stderr.strip()}")
+    p = subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "bash",
+            "-euo",
+            "pipefail",
+            "-c",
+            NAMESPACE_SCRIPT,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    log = (tmp_path / "daemon.log").read_text() if (tmp_path / "daemon.log").exists() else ""
+    assert p.returncode == 0, p.stdout + p.stderr + log
+    assert "created system user oceand" in p.stdout
+    assert "owners: root:oceand:750 root:oceand:640 oceand:oceand:750 " in p.stdout
+    assert "/etc/oceand/oceand.toml: OK" in p.stdout
+    assert json.loads((tmp_path / "readyz").read_text())["status"] == "ready"
+    assert "daemon exit: 0" in p.stdout and "store: oceand" in p.stdout
+    assert Path("/etc/passwd").read_text() == passwd  # the host's own files are untouched
