@@ -64,7 +64,7 @@ def unit_settings() -> dict[str, list[str]]:
         pytest.param("Type", "notify", id="Type=notify"),
         pytest.param("NotifyAccess", "main", id="NotifyAccess"),
         pytest.param(
-            "ExecStart", "/opt/oceand/.venv/bin/oceand run --config /etc/oceand/oceand.toml", id="ExecStart"
+            "ExecStart", "/opt/oceand/bin/oceand run --config /etc/oceand/oceand.toml", id="ExecStart"
         ),
         pytest.param("ExecReload", "/bin/kill -HUP $MAINPID", id="ExecReload"),
         pytest.param("WatchdogSec", "30", id="WatchdogSec"),
@@ -85,9 +85,9 @@ def test_unit_settings(key: str, value: str) -> None:
 def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     # verify checks that ExecStart's program exists; point it at one that does, change nothing else.
     text = UNIT.read_text()
-    assert text.count("/opt/oceand/.venv/bin/oceand") == 1
+    assert text.count("/opt/oceand/bin/oceand") == 1
     copy = tmp_path / "oceand.service"
-    copy.write_text(text.replace("/opt/oceand/.venv/bin/oceand", sys.executable))
+    copy.write_text(text.replace("/opt/oceand/bin/oceand", sys.executable))
     proc = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", str(copy)], capture_output=True, text=True, timeout=60
     )
@@ -99,7 +99,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 def test_verify_catches_a_bad_unit(tmp_path: Path) -> None:
     """The check above can fail: a misspelt key is reported."""
     copy = tmp_path / "oceand.service"
-    text = UNIT.read_text().replace("/opt/oceand/.venv/bin/oceand", sys.executable)
+    text = UNIT.read_text().replace("/opt/oceand/bin/oceand", sys.executable)
     copy.write_text(re.sub(r"^WatchdogSec=", "WatchdogSek=", text, flags=re.M))
     proc = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", str(copy)], capture_output=True, text=True, timeout=60
