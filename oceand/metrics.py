@@ -91,6 +91,14 @@ class Metrics:
             "Samples dropped because their job already had 256 open buckets (sum over jobs since start)",
             registry=r,
         )
+        self.history_rows = Counter(
+            "oceand_history_rows_written_total", "History rows written to the store (issue 16)", registry=r
+        )
+        self.history_dropped = Counter(
+            "oceand_history_rows_dropped_total",
+            "History rows dropped because [history] max_buffer rows were waiting for the store",
+            registry=r,
+        )
         self.series_expired = Counter(
             "oceand_series_expired_total",
             "Routed series dropped after not being seen for a while",

@@ -180,6 +180,18 @@ async def decisions(request: web.Request) -> web.Response:
     return json_response({"job": name, "decisions": rows, "fires": fires})
 
 
+async def history(request: web.Request) -> web.Response:
+    """The job's recorded history (PRODUCT §13), oldest first: since <= t < until, at most `limit` rows."""
+    name = _known_job(request)
+    since = _query_number(request, "since", None, 0, 1e12)
+    until = _query_number(request, "until", None, 0, 1e12)
+    if since is not None and until is not None and until <= since:
+        raise ApiError(400, "bad_query", "until: must be after since")
+    limit = int(_query_number(request, "limit", 1000, 1, 100_000) or 1000)
+    rows = await request.app[STORE].history(name, since, until, limit)
+    return json_response({"job": name, "rows": rows})
+
+
 def _int_field(data: Any, key: str, lo: int, hi: int) -> int:
     if not isinstance(data, dict):
         raise ApiError(400, "bad_body", "body must be a JSON object")
@@ -263,6 +275,7 @@ def add_routes(app: web.Application) -> None:
     r.add_delete("/api/v1/jobs/{job}", delete_job)
     r.add_get("/api/v1/jobs/{job}/status", job_status)
     r.add_get("/api/v1/jobs/{job}/decisions", decisions)
+    r.add_get("/api/v1/jobs/{job}/history", history)
     r.add_post("/api/v1/jobs/{job}/scale", scale)
     r.add_post("/api/v1/jobs/{job}/mode", set_mode)
     r.add_get("/api/v1/clusters", clusters)

@@ -205,6 +205,24 @@ def spec() -> dict[str, Any]:
             "parameters": [_JOB],
             "get": _op("Decisions, newest first, and schedule fires", "200", params=lim, errors=(400, 404)),
         },
+        "/api/v1/jobs/{job}/history": {
+            "parameters": [_JOB],
+            "get": _op(
+                "Recorded history, oldest first: per period (1-minute roll-ups after [history] rollup_after)"
+                " each rule's value, the ready / running / desired counts and the decision id",
+                "200",
+                params=[
+                    {"name": "since", "in": "query", "schema": {"type": "number"}},
+                    {"name": "until", "in": "query", "schema": {"type": "number"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 100000},
+                    },
+                ],
+                errors=(400, 404),
+            ),
+        },
         "/api/v1/jobs/{job}/scale": {
             "parameters": [_JOB],
             "post": _op(

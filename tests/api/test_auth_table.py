@@ -76,6 +76,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("DELETE", "/api/v1/jobs/{job}"): Route("write", 204, _job(), changes=True),
     ("GET", "/api/v1/jobs/{job}/status"): Route("read", 200, _job("/status")),
     ("GET", "/api/v1/jobs/{job}/decisions"): Route("read", 200, _job("/decisions")),
+    ("GET", "/api/v1/jobs/{job}/history"): Route("read", 200, _job("/history")),
     ("POST", "/api/v1/jobs/{job}/scale"): Route("operate", 200, _job("/scale"), lambda job: {"instances": 2}),
     ("POST", "/api/v1/jobs/{job}/mode"): Route(
         "operate", 200, _job("/mode"), lambda job: {"mode": "paused"}, changes=True
