@@ -18,7 +18,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
+from oceand.replay import ReplayOptions, simulate
 from oceand.store import Store, StoreError
+from oceand.trace import Trace
+from policies.document import JobDocument
 
 log = logging.getLogger("oceand.history")
 
@@ -121,3 +126,101 @@ class HistoryRecorder:
                     await self.prune()
             except StoreError as e:
                 log.warning("history write failed: %s", e, extra={"event": "store_error"})
+
+
+# ---------------------------------------------------------------- preview (PRODUCT §13)
+
+LOAD_METRICS = ("cpu.used", "proc.qps", "alb.qps")  # recorded per instance: load = value × ready
+MAX_PREVIEW_RANGE = 31 * 86400.0  # seconds of history one preview may read
+MAX_PREVIEW_ROWS = 500_000  # history rows one preview may read (31 d at period ~5 s)
+
+
+class PreviewError(ValueError):
+    """A preview that cannot run: `code` for the API, the message names the problem."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def load_rule(recorded: JobDocument, rule: str | None) -> str:
+    """The rule of the recorded document whose values give the load: `rule`, or the first threshold
+    rule on cpu.used / proc.qps / alb.qps."""
+    names = {r.name: r for r in recorded.rules}
+    if rule is not None:
+        r = names.get(rule)
+        if r is None or getattr(r, "metric", None) not in LOAD_METRICS:
+            raise PreviewError(
+                "bad_rule", f"rule: {rule!r} is not a rule of the job on one of {', '.join(LOAD_METRICS)}"
+            )
+        return rule
+    for r in recorded.rules:
+        if getattr(r, "metric", None) in LOAD_METRICS:
+            return r.name
+    raise PreviewError("bad_rule", f"the job has no rule on {', '.join(LOAD_METRICS)} to take the load from")
+
+
+def history_trace(job: str, rows: list[dict[str, Any]], rule: str) -> Trace:
+    """The recorded load as a replay trace: at each row, the rule's per-instance value × ready."""
+    kept = [r for r in rows if rule in r["values"]]
+    if not kept:
+        raise PreviewError("no_history", f"job {job!r} has no recorded value of rule {rule!r} in that range")
+    times = np.asarray([r["t"] for r in kept], dtype=np.float64)
+    values = np.asarray([r["values"][rule] * max(1, r["ready"]) for r in kept], dtype=np.float64)
+    interval = float(np.median(np.diff(times))) if len(times) > 1 else float(kept[0].get("step") or 0) or 10.0
+    return Trace(f"history:{job}", times, values, interval, "t", rule)
+
+
+def _direction(before: int, after: int) -> str:
+    return "out" if after > before else "in" if after < before else "none"
+
+
+def preview(
+    doc: JobDocument, job: str, rows: list[dict[str, Any]], rule: str, options: ReplayOptions
+) -> dict[str, Any]:
+    """The §6 simulator on the recorded load; the periods where `doc` would have acted differently
+    from what happened (the recorded desired count moved one way, the preview another, or not)."""
+    trace = history_trace(job, rows, rule)
+    result = simulate(doc, trace, options)
+    tl = result.timeline
+    recorded: dict[float, tuple[int, int]] = {}  # t -> (desired before, desired after)
+    previous: int | None = None
+    for r in rows:
+        before = r["ready"] if previous is None else previous
+        recorded[float(r["t"])] = (before, r["desired"])
+        previous = r["desired"]
+    timeline: list[dict[str, Any]] = []
+    differences: list[dict[str, Any]] = []
+    for k in range(len(tl.t)):
+        t = float(tl.t[k])
+        current = int(tl.ready[k] + tl.starting[k])
+        row = {
+            "t": t,
+            "load": float(tl.load[k]),
+            "ready": int(tl.ready[k]),
+            "starting": int(tl.starting[k]),
+            "desired": int(tl.desired[k]),
+            "cpu_used": float(tl.cpu_used[k]),
+            "unserved": float(tl.unserved[k]),
+        }
+        timeline.append(row)
+        if t in recorded:
+            before, after = recorded[t]
+            happened, would = _direction(before, after), _direction(current, int(tl.desired[k]))
+            if happened != would:
+                differences.append(
+                    {
+                        "t": t,
+                        "happened": happened,
+                        "recorded_desired": after,
+                        "preview": would,
+                        "preview_desired": int(tl.desired[k]),
+                    }
+                )
+    return {
+        "job": job,
+        "rule": rule,
+        "summary": result.summary(),
+        "timeline": timeline,
+        "differences": differences,
+    }

@@ -223,6 +223,28 @@ def spec() -> dict[str, Any]:
                 errors=(400, 404),
             ),
         },
+        "/api/v1/jobs/{job}/preview": {
+            "parameters": [_JOB],
+            "post": _op(
+                "What another document would have done on the job's recorded load (the replay simulator):"
+                " summary, timeline, and the periods where it acts differently from what happened",
+                "200",
+                body={
+                    "type": "object",
+                    "required": ["job", "since", "until"],
+                    "properties": {
+                        "job": {"$ref": "#/components/schemas/JobDocument"},
+                        "since": {"type": "number"},
+                        "until": {"type": "number"},
+                        "rule": {"type": "string"},
+                        "capacity": {"type": "number"},
+                        "startup": {"type": "number"},
+                        "initial": {"type": "integer"},
+                    },
+                },
+                errors=(400, 404, 422),
+            ),
+        },
         "/api/v1/jobs/{job}/scale": {
             "parameters": [_JOB],
             "post": _op(
