@@ -5,12 +5,15 @@ preview of a stricter document shows the scale-out it would not have made, at th
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
 
 from oceand.actuation import RecordingActuator
 from oceand.replay import ReplayOptions, simulate
+from oceand.replay_cli import main as replay_main
 from oceand.trace import load_trace
 from policies.document import parse_job
 from tests.conftest import Client, DaemonFactory
@@ -95,3 +98,24 @@ async def test_preview_numbers_equal_replay_on_the_same_load_as_csv(
     _, got = await c.call("POST", f"/api/v1/jobs/{JOB}/preview", body)
     assert got["summary"] == pytest.approx(replayed.summary())
     assert [r["desired"] for r in got["timeline"]] == replayed.timeline.desired.tolist()
+
+
+async def test_oceand_replay_job_history_goes_through_the_admin_api(
+    start_daemon: DaemonFactory, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d, _, _ = await _run_live(start_daemon)
+    job_file = tmp_path / "new.json"
+    job_file.write_text(json.dumps(stricter()))
+    out = tmp_path / "summary.json"
+    argv = ["--job-history", JOB, "--job", str(job_file), "--since", str(T0), "--until", str(T0 + 150)]
+    argv += ["--url", d.url, "--startup", "0s", "--summary", str(out), "--timeline", str(tmp_path / "t.csv")]
+    assert await asyncio.to_thread(replay_main, argv) == 0
+    got = json.loads(out.read_text())
+    assert got["scale_outs"] == 2 and [x["t"] for x in got["differences"]] == [T0 + 110]
+    assert (tmp_path / "t.csv").read_text().splitlines()[
+        0
+    ] == "t,load,ready,starting,desired,cpu_used,unserved"
+    # a range with no history: the daemon's 422, exit 2, the reason on stderr
+    bad = [*argv[:4], "--since", str(T0 - 10_000), "--until", str(T0 - 5_000), "--url", d.url]
+    assert await asyncio.to_thread(replay_main, bad) == 2
+    assert "no recorded history" in capsys.readouterr().err
