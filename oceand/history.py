@@ -55,7 +55,7 @@ class HistoryRecorder:
         self.clock = clock
         self.on_dropped = on_dropped
         self.on_written = on_written
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[tuple[Any, ...]] = []
         self.dropped = 0
 
     def record(
@@ -68,23 +68,13 @@ class HistoryRecorder:
         desired: int,
         decision: int | None,
     ) -> None:
-        """Buffer one evaluated period (rules without a value that period are left out)."""
+        """Buffer one evaluated period; `values` is kept as is (the caller does not change it after)."""
         if len(self._rows) >= self.max_buffer:
             self.dropped += 1
             if self.on_dropped is not None:
                 self.on_dropped(1)
             return
-        self._rows.append(
-            {
-                "job": job,
-                "t": float(t),
-                "values": {k: float(v) for k, v in values.items() if v is not None},
-                "ready": ready,
-                "running": ready if running is None else running,
-                "desired": desired,
-                "decision": decision,
-            }
-        )
+        self._rows.append((job, t, values, ready, running, desired, decision))  # a dict at write time
 
     @property
     def buffered(self) -> int:
@@ -95,7 +85,7 @@ class HistoryRecorder:
         written = 0
         while self._rows:
             chunk = self._rows[: self.batch]
-            await self.store.add_history(chunk)
+            await self.store.add_history([_row(*r) for r in chunk])
             del self._rows[: len(chunk)]
             written += len(chunk)
             if self.on_written is not None:
@@ -126,6 +116,27 @@ class HistoryRecorder:
                     await self.prune()
             except StoreError as e:
                 log.warning("history write failed: %s", e, extra={"event": "store_error"})
+
+
+def _row(
+    job: str,
+    t: float,
+    values: Mapping[str, float | None],
+    ready: int,
+    running: int | None,
+    desired: int,
+    decision: int | None,
+) -> dict[str, Any]:
+    """A buffered period as the store takes it: rules without a value that period are left out."""
+    return {
+        "job": job,
+        "t": float(t),
+        "values": {k: float(v) for k, v in values.items() if v is not None},
+        "ready": ready,
+        "running": ready if running is None else running,
+        "desired": desired,
+        "decision": decision,
+    }
 
 
 # ---------------------------------------------------------------- preview (PRODUCT §13)
