@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -85,7 +86,20 @@ class HistoryRecorder:
         written = 0
         while self._rows:
             chunk = self._rows[: self.batch]
-            await self.store.add_history([_row(*r) for r in chunk])
+            try:
+                await self.store.add_history([_row(*r) for r in chunk])
+            except ValueError as e:  # a row the store refuses (a bug): drop the batch, never block history
+                log.error(
+                    "history: %d rows refused and dropped: %s",
+                    len(chunk),
+                    e,
+                    extra={"event": "history_dropped"},
+                )
+                del self._rows[: len(chunk)]
+                self.dropped += len(chunk)
+                if self.on_dropped is not None:
+                    self.on_dropped(len(chunk))
+                continue
             del self._rows[: len(chunk)]
             written += len(chunk)
             if self.on_written is not None:
@@ -131,7 +145,7 @@ def _row(
     return {
         "job": job,
         "t": float(t),
-        "values": {k: float(v) for k, v in values.items() if v is not None},
+        "values": {k: float(v) for k, v in values.items() if v is not None and math.isfinite(v)},
         "ready": ready,
         "running": ready if running is None else running,
         "desired": desired,

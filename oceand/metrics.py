@@ -99,6 +99,12 @@ class Metrics:
             "History rows dropped because [history] max_buffer rows were waiting for the store",
             registry=r,
         )
+        self.previews_refused = Counter(
+            "oceand_previews_refused_total",
+            "History previews refused at a bound (range_too_long, range_too_large)",
+            ["reason"],
+            registry=r,
+        )
         self.series_expired = Counter(
             "oceand_series_expired_total",
             "Routed series dropped after not being seen for a while",

@@ -219,6 +219,7 @@ async def preview(request: web.Request) -> web.Response:
     if until <= since:
         raise ApiError(422, "invalid_body", "until: must be after since", [{"path": "until"}])
     if until - since > MAX_PREVIEW_RANGE:
+        request.app[METRICS].previews_refused.labels("range_too_long").inc()
         raise ApiError(
             422,
             "range_too_long",
@@ -230,6 +231,7 @@ async def preview(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_body", "rule: must be a rule name", [{"path": "rule"}])
     rows = await request.app[STORE].history(name, since, until, MAX_PREVIEW_ROWS + 1)
     if len(rows) > MAX_PREVIEW_ROWS:
+        request.app[METRICS].previews_refused.labels("range_too_large").inc()
         raise ApiError(
             422, "range_too_large", f"more than {MAX_PREVIEW_ROWS:,} history rows in the range; narrow it"
         )

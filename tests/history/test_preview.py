@@ -76,10 +76,12 @@ async def test_a_stricter_document_scales_out_less_at_the_right_period(start_dae
 async def test_bad_preview_input_is_a_clear_422(
     start_daemon: DaemonFactory, change: dict[str, Any], code: str
 ) -> None:
-    _, c, _ = await _run_live(start_daemon)
+    d, c, _ = await _run_live(start_daemon)
     body = {"job": stricter(), "since": T0, "until": T0 + 150, **change}
     status, got = await c.call("POST", f"/api/v1/jobs/{JOB}/preview", body)
     assert (status, got["error"]["code"]) == (422, code), got
+    refused = d.metrics.previews_refused.labels("range_too_long")._value.get()
+    assert refused == (1 if code == "range_too_long" else 0)
 
 
 async def test_preview_numbers_equal_replay_on_the_same_load_as_csv(

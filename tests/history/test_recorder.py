@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from oceand.history import HistoryRecorder
-from oceand.store import SQLiteStore
+from oceand.store import SQLiteStore, StoreError
 
 T0 = 1_700_000_040.0
 
@@ -40,3 +42,32 @@ async def test_buffer_is_bounded_written_in_batches_then_rolled_up_and_pruned(tm
     _, pruned = await rec.prune()
     assert pruned == 20
     await store.close()
+
+
+class _Failing:
+    """A store whose history writes fail with `error` while `failing`."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error, self.failing, self.rows = error, True, []  # type: ignore[var-annotated]
+
+    async def add_history(self, rows: list[dict[str, object]]) -> int:
+        if self.failing:
+            raise self.error
+        self.rows += rows
+        return len(rows)
+
+
+async def test_rows_wait_while_the_store_is_down_and_a_refused_batch_is_dropped_and_counted() -> None:
+    store = _Failing(StoreError("down"))
+    dropped: list[int] = []
+    rec = HistoryRecorder(store, batch=2, on_dropped=dropped.append)  # type: ignore[arg-type]
+    for i in range(3):
+        rec.record("web", T0 + 10 * i, {"cpu": 1.0, "nan": float("nan")}, 1, 1, 1, None)
+    with pytest.raises(StoreError):
+        await rec.flush()
+    assert rec.buffered == 3  # kept for the next flush
+    store.failing = False
+    assert await rec.flush() == 3 and [r["values"] for r in store.rows] == [{"cpu": 1.0}] * 3
+    store.error, store.failing = ValueError("bad row"), True
+    rec.record("web", T0, {"cpu": 1.0}, 1, 1, 1, None)
+    assert await rec.flush() == 0 and rec.buffered == 0 and dropped == [1]
