@@ -431,6 +431,18 @@ class LogSettings(Table):
         return v.lower() if isinstance(v, str) else v
 
 
+class HistorySettings(Table):
+    """Recorded history per job (docs/operations.md "History")."""
+
+    enabled: bool = True
+    retention: Annotated[Duration, Field(ge=3600, le=366 * 86400)] = 8 * 86400.0  # rows older are pruned
+    rollup_after: Annotated[Duration, Field(ge=600, le=366 * 86400)] = 86400.0  # then 1-minute roll-ups
+    flush_interval: Annotated[Duration, Field(gt=0, le=300)] = 5.0  # buffered rows are written this often
+    max_buffer: Annotated[int, Field(ge=1000, le=10_000_000)] = 200_000  # rows waiting; more are dropped
+    batch: Annotated[int, Field(ge=100, le=100_000)] = 5000  # rows per write / roll-up / prune transaction
+    prune_interval: Annotated[Duration, Field(ge=1, le=86400)] = 60.0  # roll-up and prune this often
+
+
 class NotifySettings(Table):
     """Jobs' `notify.group` through Falcon (docs/falcon.md "Notifications"): the group is a falcon-plus
     team, its members come from the falcon-plus API, the messages go to Falcon's sender endpoints."""
@@ -518,6 +530,7 @@ class Config(Table):
     lb: LBConfig = Field(default_factory=dict, validate_default=True)
     notify: NotifySettings = Field(default_factory=dict, validate_default=True)
     auth: AuthSettings = Field(default_factory=dict, validate_default=True)
+    history: HistorySettings = Field(default_factory=dict, validate_default=True)
 
     _path: Path | None = PrivateAttr(default=None)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

@@ -32,6 +32,7 @@ from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.auth import Authority, audit
 from oceand.config import Config, ConfigError, changed_keys, load_config
 from oceand.engine import Engine
+from oceand.history import HistoryRecorder
 from oceand.jobfiles import load_job_files
 from oceand.keys import DAEMON, ENGINE, METRICS, STORE
 from oceand.lbmanager import LBManager, lb_settings
@@ -99,6 +100,20 @@ class Daemon:
         self.authority = Authority(self.store, clock, config.auth.refresh, config.auth.grace)
         self.guard = ConnectionGuard(config.server, self.metrics)  # every listener: header timeout, cap
         self.engine.on_deferred = self.metrics.timer_deferred.inc
+        h = config.history
+        self.history = HistoryRecorder(
+            self.store,
+            retention=h.retention,
+            rollup_after=h.rollup_after,
+            flush_interval=h.flush_interval,
+            max_buffer=h.max_buffer,
+            batch=h.batch,
+            prune_interval=h.prune_interval,
+            clock=clock,
+            on_dropped=self.metrics.history_dropped.inc,
+            on_written=self.metrics.history_rows.inc,
+        )
+        self.engine.history = self.history if h.enabled else None
         self.stop_event = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -320,6 +335,7 @@ class Daemon:
         await self.listeners.start()
         self._spawn(self.listeners.run(self.stop_event), "listeners-idle-sweep")
         self._spawn(self.engine.flusher(self.stop_event), "state-flusher")
+        self._spawn(self.history.run(self.stop_event), "history-writer")
         self._spawn(self.notifier.run(self.stop_event), "notifier")
         self._spawn(self._probe_store(), "store-probe")
         interval = self.systemd.watchdog_interval()

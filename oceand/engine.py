@@ -38,6 +38,7 @@ from actuators.marathon import MarathonError, Permanent
 from actuators.marathon_apply import Attempt, AttemptLog
 from oceand.actuation import Actuator, AppView, Outcome
 from oceand.buckets import ClosedBucket, JobBuckets
+from oceand.history import HistoryRecorder
 from oceand.ingest import IngestLimits, Ingestor, PushResult
 from oceand.logs import log_decision
 from oceand.store.base import Store, StoreError
@@ -158,6 +159,7 @@ class Engine:
         self._timer: asyncio.Handle | None = None
         self._timer_at = math.inf
         self.on_deferred: Callable[[], None] | None = None  # a timer slice left due jobs for the next one
+        self.history: HistoryRecorder | None = None  # each evaluated bucket is recorded (oceand/history.py)
 
     # ---- job set -------------------------------------------------------------------------------
 
@@ -534,6 +536,10 @@ class Engine:
         windows = schedule.active_windows(rt.doc, obs.now, self.default_tz)
         decision, state = policy.evaluate(rt.doc, obs, rt.state, mode=self.mode(rt), windows=windows)
         await self._decided(rt, decision, state)
+        if self.history is not None:
+            self.history.record(
+                rt.name, closed.start, values, view.ready, view.running, decision.desired, decision.id
+            )
 
     async def _alarm(self, rt: JobRuntime, event: AlarmEvent) -> None:
         view = self._view(rt)

@@ -91,6 +91,20 @@ class Metrics:
             "Samples dropped because their job already had 256 open buckets (sum over jobs since start)",
             registry=r,
         )
+        self.history_rows = Counter(
+            "oceand_history_rows_written_total", "History rows written to the store (issue 16)", registry=r
+        )
+        self.history_dropped = Counter(
+            "oceand_history_rows_dropped_total",
+            "History rows dropped because [history] max_buffer rows were waiting for the store",
+            registry=r,
+        )
+        self.previews_refused = Counter(
+            "oceand_previews_refused_total",
+            "History previews refused at a bound (range_too_long, range_too_large)",
+            ["reason"],
+            registry=r,
+        )
         self.series_expired = Counter(
             "oceand_series_expired_total",
             "Routed series dropped after not being seen for a while",

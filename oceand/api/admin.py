@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -10,7 +11,10 @@ from aiohttp import web
 from oceand.api.auth import principal, record, require_job
 from oceand.api.errors import ApiError, json_response, read_json
 from oceand.engine import AppUnknown, JobRuntime
+from oceand.history import MAX_PREVIEW_RANGE, MAX_PREVIEW_ROWS, PreviewError, load_rule
+from oceand.history import preview as history_preview
 from oceand.keys import DAEMON, ENGINE, METRICS, STORE
+from oceand.replay import ReplayOptions
 from policies.document import JOB_NAME_RE, DocumentError, JobDocument, dump_job, parse_job
 from policies.redact import public_job, restore_webhook
 
@@ -180,6 +184,74 @@ async def decisions(request: web.Request) -> web.Response:
     return json_response({"job": name, "decisions": rows, "fires": fires})
 
 
+async def history(request: web.Request) -> web.Response:
+    """The job's recorded history (PRODUCT §13), oldest first: since <= t < until, at most `limit` rows."""
+    name = _known_job(request)
+    since = _query_number(request, "since", None, 0, 1e12)
+    until = _query_number(request, "until", None, 0, 1e12)
+    if since is not None and until is not None and until <= since:
+        raise ApiError(400, "bad_query", "until: must be after since")
+    limit = int(_query_number(request, "limit", 1000, 1, 100_000) or 1000)
+    rows = await request.app[STORE].history(name, since, until, limit)
+    return json_response({"job": name, "rows": rows})
+
+
+def _body_number(data: dict[str, Any], key: str, default: float | None, lo: float, hi: float) -> float:
+    v = data.get(key, default)
+    if v is None:
+        raise ApiError(422, "invalid_body", f"{key}: required", [{"path": key, "message": "required"}])
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not lo <= v <= hi:
+        raise ApiError(
+            422, "invalid_body", f"{key}: must be a number between {lo:g} and {hi:g}", [{"path": key}]
+        )
+    return float(v)
+
+
+async def preview(request: web.Request) -> web.Response:
+    """The §6 simulator on the job's recorded load with another document (PRODUCT §13)."""
+    name = _known_job(request)
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_body", "body must be a JSON object")
+    doc = _validate(request, data.get("job"), name)
+    since = _body_number(data, "since", None, 0, 1e12)
+    until = _body_number(data, "until", None, 0, 1e12)
+    if until <= since:
+        raise ApiError(422, "invalid_body", "until: must be after since", [{"path": "until"}])
+    if until - since > MAX_PREVIEW_RANGE:
+        request.app[METRICS].previews_refused.labels("range_too_long").inc()
+        raise ApiError(
+            422,
+            "range_too_long",
+            f"the range spans {until - since:.0f} s; a preview reads at most {MAX_PREVIEW_RANGE:.0f} s"
+            " (31 d) of history",
+        )
+    rule = data.get("rule")
+    if rule is not None and not isinstance(rule, str):
+        raise ApiError(422, "invalid_body", "rule: must be a rule name", [{"path": "rule"}])
+    rows = await request.app[STORE].history(name, since, until, MAX_PREVIEW_ROWS + 1)
+    if len(rows) > MAX_PREVIEW_ROWS:
+        request.app[METRICS].previews_refused.labels("range_too_large").inc()
+        raise ApiError(
+            422, "range_too_large", f"more than {MAX_PREVIEW_ROWS:,} history rows in the range; narrow it"
+        )
+    if not rows:
+        raise ApiError(
+            422, "no_history", f"job {name!r} has no recorded history between {since:g} and {until:g}"
+        )
+    options = ReplayOptions(
+        capacity=_body_number(data, "capacity", 100.0, 1e-9, 1e12),
+        startup=_body_number(data, "startup", 60.0, 0, 86400),
+        initial=int(_body_number(data, "initial", rows[0]["ready"], 0, 100_000)),
+    )
+    try:
+        used = load_rule(request.app[ENGINE].jobs[name].doc, rule)
+        result = await asyncio.to_thread(history_preview, doc, name, rows, used, options)
+    except PreviewError as e:
+        raise ApiError(422, e.code, str(e)) from None
+    return json_response(result)
+
+
 def _int_field(data: Any, key: str, lo: int, hi: int) -> int:
     if not isinstance(data, dict):
         raise ApiError(400, "bad_body", "body must be a JSON object")
@@ -263,6 +335,8 @@ def add_routes(app: web.Application) -> None:
     r.add_delete("/api/v1/jobs/{job}", delete_job)
     r.add_get("/api/v1/jobs/{job}/status", job_status)
     r.add_get("/api/v1/jobs/{job}/decisions", decisions)
+    r.add_get("/api/v1/jobs/{job}/history", history)
+    r.add_post("/api/v1/jobs/{job}/preview", preview)
     r.add_post("/api/v1/jobs/{job}/scale", scale)
     r.add_post("/api/v1/jobs/{job}/mode", set_mode)
     r.add_get("/api/v1/clusters", clusters)

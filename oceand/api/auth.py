@@ -66,6 +66,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("DELETE", "/api/v1/jobs/{job}"): "write",
     ("GET", "/api/v1/jobs/{job}/status"): "read",
     ("GET", "/api/v1/jobs/{job}/decisions"): "read",
+    ("GET", "/api/v1/jobs/{job}/history"): "read",
+    ("POST", "/api/v1/jobs/{job}/preview"): "read",
     ("POST", "/api/v1/jobs/{job}/scale"): "operate",
     ("POST", "/api/v1/jobs/{job}/mode"): "operate",
     ("GET", "/api/v1/clusters"): "read",

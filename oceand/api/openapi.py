@@ -205,6 +205,46 @@ def spec() -> dict[str, Any]:
             "parameters": [_JOB],
             "get": _op("Decisions, newest first, and schedule fires", "200", params=lim, errors=(400, 404)),
         },
+        "/api/v1/jobs/{job}/history": {
+            "parameters": [_JOB],
+            "get": _op(
+                "Recorded history, oldest first: per period (1-minute roll-ups after [history] rollup_after)"
+                " each rule's value, the ready / running / desired counts and the decision id",
+                "200",
+                params=[
+                    {"name": "since", "in": "query", "schema": {"type": "number"}},
+                    {"name": "until", "in": "query", "schema": {"type": "number"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 100000},
+                    },
+                ],
+                errors=(400, 404),
+            ),
+        },
+        "/api/v1/jobs/{job}/preview": {
+            "parameters": [_JOB],
+            "post": _op(
+                "What another document would have done on the job's recorded load (the replay simulator):"
+                " summary, timeline, and the periods where it acts differently from what happened",
+                "200",
+                body={
+                    "type": "object",
+                    "required": ["job", "since", "until"],
+                    "properties": {
+                        "job": {"$ref": "#/components/schemas/JobDocument"},
+                        "since": {"type": "number"},
+                        "until": {"type": "number"},
+                        "rule": {"type": "string"},
+                        "capacity": {"type": "number"},
+                        "startup": {"type": "number"},
+                        "initial": {"type": "integer"},
+                    },
+                },
+                errors=(400, 404, 422),
+            ),
+        },
         "/api/v1/jobs/{job}/scale": {
             "parameters": [_JOB],
             "post": _op(

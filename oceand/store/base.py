@@ -235,6 +235,26 @@ class Store(Protocol):
         """Audit entries, newest first; `job` keeps that job's, `since` those with time >= since."""
         ...
 
+    async def add_history(self, rows: list[dict[str, Any]]) -> int:
+        """Insert (or replace, same job and t) history rows ({"job", "t", "values", "ready", "running",
+        "desired", "decision"}) in one transaction; return how many."""
+        ...
+
+    async def history(
+        self, job: str, since: float | None = None, until: float | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """A job's history rows with since <= t < until, oldest first, at most `limit`."""
+        ...
+
+    async def rollup_history(self, before: float, limit: int) -> int:
+        """Roll up to `limit` per-period rows older than `before` into 1-minute rows (values averaged,
+        the counts and decision of the minute's last row); return how many per-period rows went."""
+        ...
+
+    async def prune_history(self, before: float, limit: int) -> int:
+        """Delete up to `limit` history rows older than `before`; return how many."""
+        ...
+
 
 # ---------------------------------------------------------------- URLs
 
@@ -458,6 +478,89 @@ def encode(value: object, what: str) -> str:
 
 def decode(text: str | bytes) -> Any:
     return orjson.loads(text)
+
+
+# ---------------------------------------------------------------- history
+
+HISTORY_COLUMNS = "job, t, step, vals, ready, running, desired, decision"
+ROLLUP_STEP = 60  # seconds of one rolled-up history row
+
+
+def _count(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"history {what} must be an integer >= 0, got {show_value(value)}")
+    return value
+
+
+def history_row(row: object, step: int = 0) -> tuple[Any, ...]:
+    """The column values of one history row dict; ValueError naming a bad field."""
+    if not isinstance(row, dict):
+        raise ValueError(f"history row must be a dict, got {type(row).__name__}")
+    values = row.get("values")
+    if not isinstance(values, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values.values()
+    ):
+        raise ValueError(f"history values must map rule names to finite numbers, got {show_value(values)}")
+    for rule in values:
+        check_rule(rule)
+    decision = row.get("decision")
+    return (
+        check_job(row.get("job")),
+        check_time(row.get("t"), "history t"),
+        step,
+        encode(values, "history values"),
+        _count(row.get("ready"), "ready"),
+        _count(row.get("running"), "running"),
+        _count(row.get("desired"), "desired"),
+        None if decision is None else check_decision_id(decision),
+    )
+
+
+def history_dict(row: Any) -> dict[str, Any]:
+    """A history row dict from a `SELECT t, step, vals, ready, running, desired, decision` row."""
+    return {
+        "t": float(row[0]),
+        "step": int(row[1]),
+        "values": decode(row[2]),
+        "ready": int(row[3]),
+        "running": int(row[4]),
+        "desired": int(row[5]),
+        "decision": None if row[6] is None else int(row[6]),
+    }
+
+
+def rollup(rows: list[Any], complete: bool) -> tuple[list[tuple[Any, ...]], list[tuple[str, float]]]:
+    """Roll per-period rows (`SELECT job, t, vals, ready, running, desired, decision`, ordered by job
+    and t) into 1-minute rows: each rule's mean, the counts and decision of the minute's last row (or
+    its last decision). Returns (rows to insert, (job, t) keys to delete). Unless `complete`, the last
+    minute may be cut off by the batch limit and is left for the next batch."""
+    groups: dict[tuple[str, float], list[Any]] = {}
+    for r in rows:
+        t = float(r[1])
+        groups.setdefault((r[0], t - t % ROLLUP_STEP), []).append(r)
+    if not complete and len(groups) > 1 and rows:
+        last = rows[-1]
+        t = float(last[1])
+        groups.pop((last[0], t - t % ROLLUP_STEP), None)
+    out: list[tuple[Any, ...]] = []
+    gone: list[tuple[str, float]] = []
+    for (job, minute), members in groups.items():
+        sums: dict[str, list[float]] = {}
+        decision = None
+        for m in members:
+            for rule, v in decode(m[2]).items():
+                acc = sums.setdefault(rule, [0.0, 0])
+                acc[0] += v
+                acc[1] += 1
+            if m[6] is not None:
+                decision = int(m[6])
+            gone.append((job, float(m[1])))
+        last = members[-1]
+        values = {rule: total / n for rule, (total, n) in sums.items()}
+        out.append(
+            (job, minute, ROLLUP_STEP, encode(values, "history values"), last[3], last[4], last[5], decision)
+        )
+    return out, gone
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,9 @@ Tables (both dialects):
 - `tokens(name PK, record JSON text, updated_at)`: access tokens (oceand.auth; hashes, never secrets).
 - `audit(id auto PK, at, actor, source, action, job NULL, before_version NULL, after_version NULL,
   detail JSON text)`, indexed (job, at) and (at).
+- `history(job, t, step, vals JSON text, ready, running, desired, decision NULL)`, primary key (job, t),
+  indexed (step, t): one row per evaluated bucket (`step` 0) or per 1-minute roll-up (`step` 60) of a
+  job (oceand/history.py).
 """
 
 from __future__ import annotations
@@ -134,6 +137,26 @@ MIGRATIONS: list[Migration] = [
                 " job VARCHAR(200) NULL, before_version BIGINT NULL, after_version BIGINT NULL,"
                 " detail TEXT NOT NULL,"
                 " INDEX audit_job_at (job, at), INDEX audit_at (at)"
+                f") {_MYSQL_TABLE}",
+            ],
+        },
+    ),
+    (
+        4,
+        "history: per-job bucket values and counts, per period then rolled up",
+        {
+            "sqlite": [
+                "CREATE TABLE IF NOT EXISTS history ("
+                " job TEXT NOT NULL, t REAL NOT NULL, step INTEGER NOT NULL, vals TEXT NOT NULL,"
+                " ready INTEGER NOT NULL, running INTEGER NOT NULL, desired INTEGER NOT NULL,"
+                " decision INTEGER, PRIMARY KEY (job, t))",
+                "CREATE INDEX IF NOT EXISTS history_step_t ON history (step, t)",
+            ],
+            "mysql": [
+                "CREATE TABLE IF NOT EXISTS history ("
+                " job VARCHAR(200) NOT NULL, t DOUBLE NOT NULL, step INT NOT NULL, vals TEXT NOT NULL,"
+                " ready INT NOT NULL, running INT NOT NULL, desired INT NOT NULL, decision BIGINT NULL,"
+                " PRIMARY KEY (job, t), INDEX history_step_t (step, t)"
                 f") {_MYSQL_TABLE}",
             ],
         },

@@ -25,6 +25,7 @@ from oceand.store.base import (
     AUDIT_COLUMNS,
     DECISION_STATUSES,
     FIRE_STATUSES,
+    HISTORY_COLUMNS,
     DecisionNotFound,
     MySQLURL,
     StoredJob,
@@ -45,7 +46,10 @@ from oceand.store.base import (
     decision_row,
     decode,
     encode,
+    history_dict,
+    history_row,
     parse_url,
+    rollup,
     with_reasons,
 )
 from oceand.store.migrations import (
@@ -544,6 +548,81 @@ class MySQLStore:
             return [audit_dict(r) for r in await cur.fetchall()]
 
         return await self._run(select)
+
+    async def add_history(self, rows: list[dict[str, Any]]) -> int:
+        values = [history_row(r) for r in rows]
+        if not values:
+            return 0
+
+        async def insert(cur: Cursor) -> None:
+            await cur.executemany(
+                f"REPLACE INTO history ({HISTORY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", values
+            )
+
+        await self._run(insert, write=True)
+        return len(values)
+
+    async def history(
+        self, job: str, since: float | None = None, until: float | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        check_job(job)
+        check_limit(limit)
+        where: list[str] = ["job = %s"]
+        args: list[Any] = [job]
+        if since is not None:
+            where.append("t >= %s")
+            args.append(check_time(since, "since"))
+        if until is not None:
+            where.append("t < %s")
+            args.append(check_time(until, "until"))
+
+        async def select(cur: Cursor) -> list[dict[str, Any]]:
+            await cur.execute(
+                "SELECT t, step, vals, ready, running, desired, decision FROM history"
+                f" WHERE {' AND '.join(where)} ORDER BY t LIMIT %s",
+                (*args, limit),
+            )
+            return [history_dict(r) for r in await cur.fetchall()]
+
+        return await self._run(select)
+
+    async def rollup_history(self, before: float, limit: int) -> int:
+        check_time(before, "before")
+        check_limit(limit)
+
+        async def roll(cur: Cursor) -> int:
+            await cur.execute(
+                "SELECT job, t, vals, ready, running, desired, decision FROM history"
+                " WHERE step = 0 AND t < %s ORDER BY job, t LIMIT %s FOR UPDATE",
+                (before, limit),
+            )
+            rows = list(await cur.fetchall())
+            out, gone = rollup(rows, complete=len(rows) < limit)
+            if gone:
+                await cur.executemany("DELETE FROM history WHERE job = %s AND t = %s", gone)
+            if out:
+                await cur.executemany(
+                    f"REPLACE INTO history ({HISTORY_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", out
+                )
+            return len(gone)
+
+        return await self._run(roll, write=True)
+
+    async def prune_history(self, before: float, limit: int) -> int:
+        check_time(before, "before")
+        check_limit(limit)
+
+        async def prune(cur: Cursor) -> int:
+            n = 0
+            for step in (0, 60):
+                if n < limit:
+                    await cur.execute(
+                        "DELETE FROM history WHERE step = %s AND t < %s LIMIT %s", (step, before, limit - n)
+                    )
+                    n += cur.rowcount
+            return n
+
+        return await self._run(prune, write=True)
 
 
 async def _select_one(cur: Cursor) -> None:

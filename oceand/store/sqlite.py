@@ -40,6 +40,7 @@ from oceand.store.base import (
     AUDIT_COLUMNS,
     DECISION_STATUSES,
     FIRE_STATUSES,
+    HISTORY_COLUMNS,
     DecisionNotFound,
     DecisionRow,
     SQLiteURL,
@@ -61,7 +62,10 @@ from oceand.store.base import (
     decision_row,
     decode,
     encode,
+    history_dict,
+    history_row,
     parse_url,
+    rollup,
     with_reasons,
 )
 from oceand.store.migrations import (
@@ -550,6 +554,62 @@ class SQLiteStore:
                 (*args, limit),
             )
         return [audit_dict(r) for r in rows]
+
+    # ------------------------------------------------------------ history
+
+    async def add_history(self, rows: list[dict[str, Any]]) -> int:
+        values = [history_row(r) for r in rows]
+        if not values:
+            return 0
+        async with self._write() as db:
+            await db.executemany(
+                f"INSERT OR REPLACE INTO history ({HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values
+            )
+        return len(values)
+
+    async def history(
+        self, job: str, since: float | None = None, until: float | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        check_job(job)
+        check_limit(limit)
+        low = -float("inf") if since is None else check_time(since, "since")
+        high = float("inf") if until is None else check_time(until, "until")
+        async with self._read() as db:
+            rows = await db.execute_fetchall(
+                "SELECT t, step, vals, ready, running, desired, decision FROM history"
+                " WHERE job = ? AND t >= ? AND t < ? ORDER BY t LIMIT ?",
+                (job, low, high, limit),
+            )
+        return [history_dict(r) for r in rows]
+
+    async def rollup_history(self, before: float, limit: int) -> int:
+        check_time(before, "before")
+        check_limit(limit)
+        async with self._write() as db:
+            rows = list(
+                await db.execute_fetchall(
+                    "SELECT job, t, vals, ready, running, desired, decision FROM history"
+                    " WHERE step = 0 AND t < ? ORDER BY job, t LIMIT ?",
+                    (before, limit),
+                )
+            )
+            out, gone = rollup(rows, complete=len(rows) < limit)
+            await db.executemany("DELETE FROM history WHERE job = ? AND t = ?", gone)
+            await db.executemany(
+                f"INSERT OR REPLACE INTO history ({HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", out
+            )
+        return len(gone)
+
+    async def prune_history(self, before: float, limit: int) -> int:
+        check_time(before, "before")
+        check_limit(limit)
+        async with self._write() as db:
+            cursor = await db.execute(
+                "DELETE FROM history WHERE rowid IN (SELECT rowid FROM history WHERE step IN (0, 60)"
+                " AND t < ? LIMIT ?)",
+                (before, limit),
+            )
+            return cursor.rowcount
 
 
 def _job(row: Any) -> StoredJob:

@@ -76,6 +76,11 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("DELETE", "/api/v1/jobs/{job}"): Route("write", 204, _job(), changes=True),
     ("GET", "/api/v1/jobs/{job}/status"): Route("read", 200, _job("/status")),
     ("GET", "/api/v1/jobs/{job}/decisions"): Route("read", 200, _job("/decisions")),
+    ("GET", "/api/v1/jobs/{job}/history"): Route("read", 200, _job("/history")),
+    # granted, the fixture job has no history yet: 422 no_history (a refusal would be 401/403)
+    ("POST", "/api/v1/jobs/{job}/preview"): Route(
+        "read", 422, _job("/preview"), lambda job: {"job": doc(job), "since": 0, "until": 10}
+    ),
     ("POST", "/api/v1/jobs/{job}/scale"): Route("operate", 200, _job("/scale"), lambda job: {"instances": 2}),
     ("POST", "/api/v1/jobs/{job}/mode"): Route(
         "operate", 200, _job("/mode"), lambda job: {"mode": "paused"}, changes=True
