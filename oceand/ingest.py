@@ -27,9 +27,10 @@ import fnmatch
 import math
 import operator
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import compress, count, pairwise
+from itertools import chain, compress, count, islice, pairwise
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -209,6 +210,7 @@ class PushResult:
     too_old: int = 0  # rejected: stamped further back than the job's window
     limited: dict[str, int] = field(default_factory=dict)  # rejected by a series cap, by bound
     purged: bool = False  # the cache of series that route nowhere reached its bound and was emptied
+    unmatched: int = 0  # valid items whose series no job takes (neither accepted nor rejected)
 
     _at: list[int] = field(default_factory=list)  # the positions of `reasons`
 
@@ -225,6 +227,63 @@ class PushResult:
         k = bisect.bisect(at, index)
         at.insert(k, index)
         self.reasons.insert(k, f"[{index}] {reason}")
+
+
+UNMATCHED_KEEP = 100  # unmatched series listed by GET /api/v1/ingest/unmatched
+UNMATCHED_PER_PUSH = 16  # unmatched items a push adds to that list, at most (bounds its per-push cost)
+
+
+class UnmatchedSeries:
+    """The latest series no job takes: a ring of `keep` series keys, deduplicated, newest last.
+
+    Filled from a sample of each push (at most UNMATCHED_PER_PUSH items, from a start that turns from push
+    to push, so every series of a large push turns up): `count` is how many of a series' samples were
+    noted, not all it sent (the exact total is `oceand_samples_total{result="unmatched"}`)."""
+
+    __slots__ = ("keep", "series", "total", "turn")
+
+    def __init__(self, keep: int = UNMATCHED_KEEP) -> None:
+        self.keep = keep
+        self.series: OrderedDict[tuple[str, str, str], list[Any]] = OrderedDict()  # key -> [seen, n, ctype]
+        self.turn = 0
+        self.total = 0  # unmatched samples since start
+
+    def note(self, items: list[FalconItem], mask: Sequence[Any], now: float) -> None:
+        """Note some of the `items` whose `mask` entry is falsy."""
+        n = len(items)
+        s = self.turn % n
+        self.turn += UNMATCHED_PER_PUSH
+        misses = chain(
+            compress(items[s:], map(operator.not_, mask[s:])),
+            compress(items[:s], map(operator.not_, mask[:s])),
+        )
+        series = self.series
+        for it in islice(misses, UNMATCHED_PER_PUSH):
+            key = (it.endpoint, it.metric, it.tags)
+            e = series.get(key)
+            if e is None:
+                series[key] = [now, 1, it.counterType]
+                if len(series) > self.keep:
+                    series.popitem(last=False)
+            else:
+                e[0] = now
+                e[1] += 1
+                e[2] = it.counterType
+                series.move_to_end(key)
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Newest first."""
+        return [
+            {
+                "endpoint": k[0],
+                "metric": k[1],
+                "tags": k[2],
+                "counterType": e[2],
+                "last_seen": e[0],
+                "count": e[1],
+            }
+            for k, e in reversed(self.series.items())
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +359,7 @@ class Ingestor:
         self.rejected = 0
         self.expired = 0  # series expired since start
         self.purges = 0  # times the cache of series that route nowhere was emptied
+        self.unmatched = UnmatchedSeries()
 
     @property
     def series(self) -> int:
@@ -561,9 +621,17 @@ class Ingestor:
     ) -> None:
         """Route checked items; `index`: their positions in the body (None: 0, 1, ...)."""
         invalid = res.invalid
+        unmatched = res.unmatched
         self._route(items, now, res, index)
-        self.accepted += len(items) - (res.invalid - invalid)
+        self.accepted += len(items) - (res.invalid - invalid) - (res.unmatched - unmatched)
         self.rejected += res.invalid - invalid
+
+    def _unmatched(self, res: PushResult, items: list[FalconItem], mask: list[Any], now: float) -> None:
+        """Count the items whose `mask` entry is falsy as unmatched, and note some in the list."""
+        n = mask.count(False)
+        res.unmatched += n
+        self.unmatched.total += n
+        self.unmatched.note(items, mask, now)
 
     def _route(
         self, items: list[FalconItem], now: float, res: PushResult, index: Sequence[int] | None
@@ -580,6 +648,7 @@ class Ingestor:
         # C-level passes that touch no per-series state; metrics check_key refuses are kept for their route.
         pick = list(map(self._watched.__contains__, map(_metric_of, items)))
         if not all(pick):
+            self._unmatched(res, items, pick, now)
             index = list(compress(range(len(items)) if index is None else index, pick))
             items = list(compress(items, pick))
         keys = list(map(_key_of, items))
@@ -594,6 +663,8 @@ class Ingestor:
             found = list(map(routes.__getitem__, keys))
             if self._negatives > self.limits.max_unrouted:
                 self._purge_negatives(res)
+        if not all(found):
+            self._unmatched(res, items, found, now)
         two_now = 2 * now
         inow = int(now)
         completed = res.completed
@@ -605,6 +676,7 @@ class Ingestor:
                 key = keys[i]
                 route = routes[key] = self._resolve(key, item.counterType, now)  # type: ignore[assignment]
                 if not route:
+                    self._unmatched(res, [item], [False], now)
                     continue
             jb = route.jb
             if jb is None:

@@ -226,3 +226,37 @@ async def test_open_buckets_beyond_the_bound_are_counted(start_daemon: DaemonFac
     assert len(d.engine.jobs[JOB].buckets.open) == 256
     _, text = await c.call("GET", "/metrics")
     assert "oceand_bucket_overflow_samples 44.0" in text
+
+
+async def test_items_no_job_takes_are_counted_unmatched_and_listed(start_daemon: DaemonFactory) -> None:
+    """A push for a job that does not exist used to answer ok and be counted as accepted (issue 12)."""
+    clock = Clock(T0)
+    _d, c = await start_daemon(clock=clock)
+    assert (await c.call("POST", "/api/v1/jobs", seed(mode="active")))[0] == 201
+    other = [{**x, "tags": "job=job.nosuch"} for x in items(T0, 50, hosts=2)]  # a watched metric, no job
+    unwatched = [{**items(T0, 50)[0], "metric": "disk.io.util", "endpoint": "h9"}]
+    status, body = await c.call("POST", "/v1/push", [*items(T0, 50), *other, *unwatched])
+    assert status == 200
+    data = body["data"]
+    assert (data["Message"], data["Total"], data["Invalid"], data["Unmatched"]) == ("ok", 4, 0, 3)
+    _, text = await c.call("GET", "/metrics")
+    assert 'oceand_samples_total{result="accepted"} 1.0' in text
+    assert 'oceand_samples_total{result="unmatched"} 3.0' in text
+    status, listed = await c.call("GET", "/api/v1/ingest/unmatched")
+    assert status == 200 and listed["unmatched_samples"] == 3
+    got = {(s["endpoint"], s["metric"], s["tags"], s["count"], s["last_seen"]) for s in listed["series"]}
+    assert got == {
+        ("h0", "cpu.idle", "job=job.nosuch", 1, T0),
+        ("h1", "cpu.idle", "job=job.nosuch", 1, T0),
+        ("h9", "disk.io.util", f"job={JOB}", 1, T0),
+    }
+    clock.t = T0 + 10
+    await c.call("POST", "/v1/push", [{**other[1], "timestamp": T0 + 10}])
+    _, listed = await c.call("GET", "/api/v1/ingest/unmatched")
+    newest = listed["series"][0]
+    assert (newest["endpoint"], newest["count"], newest["last_seen"], len(listed["series"])) == (
+        "h1",
+        2,
+        T0 + 10,
+        3,
+    )

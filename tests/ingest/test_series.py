@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from oceand.buckets import JobBuckets
-from oceand.ingest import IngestLimits, Ingestor, PushResult
+from oceand.ingest import UNMATCHED_KEEP, IngestLimits, Ingestor, PushResult
 from oceand.windows import WINDOW
 from policies.document import JobDocument
 
@@ -130,3 +130,38 @@ def test_series_that_route_nowhere_are_cached_within_a_bound() -> None:
     assert len(ing._routes) <= 5 + 50
     assert ing.series == 5  # the routed series kept their routes and windows
     assert all(ing._routes[(f"host-{i}", "cpu.idle", "job=job.a")] for i in range(5))
+
+
+@pytest.mark.parametrize(
+    ("pushed", "unmatched"),
+    [
+        pytest.param(items("job.a", range(3)), 0, id="all-taken"),
+        pytest.param(items("job.other", range(3)), 3, id="watched-metric-no-job"),
+        pytest.param(items("job.a", range(3), metric="disk.io.util"), 3, id="metric-no-job-watches"),
+        pytest.param([*items("job.a", range(2)), *items("job.b", range(2))], 2, id="mixed"),
+    ],
+)
+def test_items_no_job_takes_are_counted_unmatched(pushed: list[dict[str, Any]], unmatched: int) -> None:
+    ing = ingestor()
+    res = ing.ingest(pushed, NOW)
+    assert (res.total, res.invalid, res.unmatched) == (len(pushed), 0, unmatched)
+    assert (ing.accepted, ing.unmatched.total) == (len(pushed) - unmatched, unmatched)
+    typed = ing.ingest_items(ing.check(pushed, NOW, PushResult())[0], NOW + 1)  # the typed path: the same
+    assert typed.unmatched == unmatched and ing.unmatched.total == 2 * unmatched
+
+
+def test_the_unmatched_list_is_bounded_and_turns_through_a_large_push() -> None:
+    ing = ingestor()
+    pushed = items("job.other", range(1000))
+    for k in range(70):  # 70 pushes × 16 noted items, turning through the push: the list keeps 100 series
+        ing.ingest(pushed, NOW + k)
+    listed = ing.unmatched.listing()
+    assert len(listed) == UNMATCHED_KEEP and ing.unmatched.total == 70_000
+    assert len({x["endpoint"] for x in listed}) == UNMATCHED_KEEP  # deduplicated by series
+    assert listed[0]["last_seen"] == NOW + 69  # newest first
+    one = ingestor()
+    for k in range(3):
+        one.ingest(items("job.other", range(1)), NOW + k)
+    assert [(x["endpoint"], x["count"], x["last_seen"]) for x in one.unmatched.listing()] == [
+        ("host-0", 3, NOW + 2)
+    ]
