@@ -260,3 +260,25 @@ async def test_items_no_job_takes_are_counted_unmatched_and_listed(start_daemon:
         T0 + 10,
         3,
     )
+
+
+async def test_a_rule_without_samples_for_3_periods_says_so_in_the_status(
+    start_daemon: DaemonFactory,
+) -> None:
+    clock = Clock(T0)
+    d, c = await start_daemon(clock=clock)
+    assert (await c.call("POST", "/api/v1/jobs", seed(mode="active")))[0] == 201
+    clock.t = T0 + 29
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    assert st["rules"]["cpu"]["no_data_since"] is None and st["rules"]["cpu"]["no_data_reason"] is None
+    clock.t = T0 + 30  # never a sample: the selector matches nothing
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    cpu = st["rules"]["cpu"]
+    assert cpu["no_data_since"] == T0 and "no series has matched" in cpu["no_data_reason"]
+    await bucket(d, c, clock, 3, cpu_used=50, hosts=1)  # data in bucket T0 + 30
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    assert st["rules"]["cpu"]["no_data_since"] is None
+    clock.t = T0 + 70  # the series stopped 3 periods ago
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    cpu = st["rules"]["cpu"]
+    assert cpu["no_data_since"] == T0 + 40 and "have sent no sample since" in cpu["no_data_reason"]
