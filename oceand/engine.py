@@ -314,6 +314,10 @@ class Engine:
             if running is not None and rt.buckets.open:
                 rt.wake.set()
 
+    def set_tasks(self, name: str, endpoints: frozenset[str]) -> None:
+        """The host names and IPs of the job's current Marathon tasks (`"tasks": true` selectors)."""
+        self.ingestor.set_tasks(name, endpoints)
+
     # ---- the worker ----------------------------------------------------------------------------
 
     def mode(self, rt: JobRuntime) -> str:

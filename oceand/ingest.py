@@ -360,6 +360,10 @@ class Ingestor:
         self.expired = 0  # series expired since start
         self.purges = 0  # times the cache of series that route nowhere was emptied
         self.unmatched = UnmatchedSeries()
+        self._tasks: dict[str, frozenset[str]] = {}  # job -> its Marathon tasks' host names and IPs
+        self._task_metrics: dict[str, set[str]] = {}  # job -> pushed metrics its `tasks` selectors watch
+        self._task_watched: dict[str, int] = {}  # metric -> how many jobs' `tasks` selectors watch it
+        self._by_endpoint: dict[str, set[tuple[Any, ...]]] = {}  # cached keys of those metrics, by endpoint
 
     @property
     def series(self) -> int:
@@ -374,6 +378,7 @@ class Ingestor:
 
     def _reset_routes(self) -> None:
         self._routes = {}  # re-resolved lazily; series windows keep their slots
+        self._by_endpoint = {}
         self._negatives = 0
         self._limited.clear()
         self._owner_cache = {}
@@ -388,9 +393,10 @@ class Ingestor:
     def set_job(self, doc: JobDocument, jb: JobBuckets) -> None:
         """Add or replace one job's routing (its rules' selectors) and bucket set."""
         if doc.job in self._buckets:
-            self.remove_job(doc.job)
+            self._unwatch(doc.job)
         self._buckets[doc.job] = jb
         metrics: set[str] = set()
+        task_metrics: set[str] = set()
         for i, rule in enumerate(doc.metric_rules()):
             sel = doc.selector_for(rule)
             feeds = [(rule.metric, False)]
@@ -401,11 +407,26 @@ class Ingestor:
                     _Watch(doc.job, i, sel, invert, doc.instance_tag)
                 )
                 metrics.add(metric)
+                if sel.tasks:
+                    task_metrics.add(metric)
         self._metrics_of[doc.job] = metrics
+        if task_metrics:
+            self._task_metrics[doc.job] = task_metrics
+            for m in task_metrics:
+                self._task_watched[m] = self._task_watched.get(m, 0) + 1
         self._watched = {*self._by_metric, *NEVER_ROUTED}
         self._reset_routes()
 
     def remove_job(self, name: str) -> None:
+        self._tasks.pop(name, None)
+        self._unwatch(name)
+
+    def _unwatch(self, name: str) -> None:
+        for m in self._task_metrics.pop(name, ()):
+            if self._task_watched[m] > 1:
+                self._task_watched[m] -= 1
+            else:
+                del self._task_watched[m]
         for metric in self._metrics_of.pop(name, ()):
             idx = self._by_metric.get(metric)
             if idx is not None:
@@ -415,6 +436,40 @@ class Ingestor:
         self._watched = {*self._by_metric, *NEVER_ROUTED}
         if self._buckets.pop(name, None) is not None:
             self._reset_routes()
+
+    def set_tasks(self, job: str, endpoints: frozenset[str]) -> None:
+        """The host names and IPs of the job's current Marathon tasks (for `"tasks": true` selectors).
+
+        Only the cached routes of the endpoints that came or went, on the metrics the job's `tasks`
+        selectors watch, are dropped (and resolved again on their next sample): a cost of the change, not
+        of the number of series."""
+        old = self._tasks.get(job, frozenset())
+        if endpoints == old:
+            return
+        if endpoints:
+            self._tasks[job] = endpoints
+        else:
+            self._tasks.pop(job, None)
+        metrics = self._task_metrics.get(job)
+        if not metrics:
+            return
+        routes = self._routes
+        for e in old ^ endpoints:
+            keys = self._by_endpoint.get(e)
+            if not keys:
+                continue
+            for key in [k for k in keys if k[1] in metrics]:
+                keys.discard(key)
+                route = routes.pop(key, None)
+                if route is not None and (type(route) is not Route or route.jb is None):
+                    self._negatives -= 1
+            if not keys:
+                del self._by_endpoint[e]
+
+    def _index_endpoint(self, key: tuple[Any, ...]) -> None:
+        """Keep a cached key of a metric some `tasks` selector watches findable by its endpoint."""
+        if key[1] in self._task_watched:
+            self._by_endpoint.setdefault(key[0], set()).add(key)
 
     def _owner(self, jobs: frozenset[str]) -> _Owners:
         o = self._owner_cache.get(jobs)
@@ -495,6 +550,11 @@ class Ingestor:
 
     def _drop(self, key: tuple[Any, ...], slot: int) -> None:
         route = self._routes.pop(key, None)
+        keys = self._by_endpoint.get(key[0])
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_endpoint[key[0]]
         if route is not None and (type(route) is not Route or route.jb is None):
             self._negatives -= 1
         self._count(self._owners[slot].jobs, -1)
@@ -518,6 +578,9 @@ class Ingestor:
         routes = self._routes
         for key in [k for k, r in routes.items() if type(r) is not Route or r.jb is None]:
             del routes[key]
+        self._by_endpoint = {}
+        for key in routes:
+            self._index_endpoint(key)
         self._negatives = 0
         self._limited.clear()
         self.purges += 1
@@ -535,8 +598,12 @@ class Ingestor:
             return UNROUTED
         parsed = parse_tags(tags)
         targets: list[Target] = []
+        if self._task_watched:
+            self._index_endpoint(key)
         for w in index.candidates(parsed):
             if not _matches(w.selector, parsed, endpoint):
+                continue
+            if w.selector.tasks and endpoint not in self._tasks.get(w.job, ()):
                 continue
             if w.instance_tag is not None:
                 instance = parsed.get(w.instance_tag)

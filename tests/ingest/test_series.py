@@ -16,12 +16,14 @@ NOW = 1_700_000_005.0
 T = 1_700_000_001
 
 
-def doc(job: str) -> JobDocument:
+def doc(job: str, **rule: Any) -> JobDocument:
     return JobDocument.model_validate(
         {
             "job": job,
             "target": {"cluster": "lg", "app": "/" + job},
-            "rules": [{"name": "cpu", "type": "threshold", "metric": "cpu.used", "scale_out": {"above": 80}}],
+            "rules": [
+                {"name": "cpu", "type": "threshold", "metric": "cpu.used", "scale_out": {"above": 80}, **rule}
+            ],
         }
     )
 
@@ -165,3 +167,57 @@ def test_the_unmatched_list_is_bounded_and_turns_through_a_large_push() -> None:
     assert [(x["endpoint"], x["count"], x["last_seen"]) for x in one.unmatched.listing()] == [
         ("host-0", 3, NOW + 2)
     ]
+
+
+def tasks_ingestor() -> Ingestor:
+    ing = Ingestor()
+    d = doc("job.a", selector={"tasks": True})
+    jb = JobBuckets("job.a", 10, 5.0, [("cpu", "avg")])
+    jb.start(NOW)
+    ing.set_jobs([(d, jb), (doc("job.b"), JobBuckets("job.b", 10, 5.0, [("cpu", "avg")]))])
+    return ing
+
+
+def agent(endpoints: list[str], ts: int = T) -> list[dict[str, Any]]:
+    return [
+        {**x, "endpoint": e, "tags": ""}
+        for e, x in zip(endpoints, items("-", range(len(endpoints)), ts), strict=True)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tasks", "then", "taken"),
+    [
+        pytest.param(set(), None, [], id="no-tasks-known"),
+        pytest.param({"web-1", "10.0.0.1"}, None, ["web-1", "10.0.0.1"], id="host-and-ip"),
+        pytest.param({"web-1"}, {"web-1", "web-2"}, ["web-1", "web-2"], id="task-added"),
+        pytest.param({"web-1", "web-2"}, {"web-2"}, ["web-2"], id="task-gone"),
+        pytest.param({"web-1"}, set(), [], id="app-gone"),
+    ],
+)
+def test_tasks_selector_takes_the_endpoints_of_the_jobs_tasks(
+    tasks: set[str], then: set[str] | None, taken: list[str]
+) -> None:
+    ing = tasks_ingestor()
+    every = ["web-1", "web-2", "10.0.0.1", "db-1"]
+    ing.set_tasks("job.a", frozenset(tasks))
+    ing.ingest(agent(every), NOW)  # routes cached before the change
+    if then is not None:
+        ing.set_tasks("job.a", frozenset(then))
+    jb = ing._buckets["job.a"]
+    jb.open.clear()
+    res = ing.ingest(agent(every, T + 10), NOW + 10)
+    assert res.unmatched == len(every) - len(taken)
+    got = sorted(jb.open[T + 10 - (T + 10) % 10].values[0]) if jb.open else []
+    assert got == sorted(taken)
+
+
+def test_a_task_change_drops_only_the_routes_of_the_endpoints_that_changed() -> None:
+    ing = tasks_ingestor()
+    ing.set_tasks("job.a", frozenset({"web-1", "web-2"}))
+    ing.ingest(agent([f"h{i}" for i in range(1000)] + ["web-1", "web-2"]), NOW)
+    assert len(ing._routes) == 1002
+    ing.set_tasks("job.a", frozenset({"web-2", "web-3"}))
+    assert len(ing._routes) == 1001 and ("web-1", "cpu.idle", "") not in ing._routes
+    ing.remove_job("job.a")
+    assert ing._tasks == {} and ing._task_watched == {}
