@@ -231,31 +231,38 @@ class PushResult:
 
 UNMATCHED_KEEP = 100  # unmatched series listed by GET /api/v1/ingest/unmatched
 UNMATCHED_PER_PUSH = 16  # unmatched items a push adds to that list, at most (bounds its per-push cost)
+UNMATCHED_EVERY = 0.1  # seconds between two pushes that add to it (bounds its cost per second)
 
 
 class UnmatchedSeries:
     """The latest series no job takes: a ring of `keep` series keys, deduplicated, newest last.
 
-    Filled from a sample of each push (at most UNMATCHED_PER_PUSH items, from a start that turns from push
-    to push, so every series of a large push turns up): `count` is how many of a series' samples were
-    noted, not all it sent (the exact total is `oceand_samples_total{result="unmatched"}`)."""
+    Filled from a sample of the pushes (at most UNMATCHED_PER_PUSH items of a push, from a start that
+    turns from push to push, so every series of a large push turns up; at most one push per
+    UNMATCHED_EVERY seconds, the slices of one body counting as one): `count` is how many of a series'
+    samples were noted, not all it sent (the exact total is `oceand_samples_total{result="unmatched"}`)."""
 
-    __slots__ = ("keep", "series", "total", "turn")
+    __slots__ = ("keep", "noted_at", "series", "total", "turn")
 
     def __init__(self, keep: int = UNMATCHED_KEEP) -> None:
         self.keep = keep
         self.series: OrderedDict[tuple[str, str, str], list[Any]] = OrderedDict()  # key -> [seen, n, ctype]
         self.turn = 0
         self.total = 0  # unmatched samples since start
+        self.noted_at = -math.inf  # the clock of the last push noted
 
     def note(self, items: list[FalconItem], mask: Sequence[Any], now: float) -> None:
-        """Note some of the `items` whose `mask` entry is falsy."""
+        """Note some of the `items` whose `mask` entry is falsy (unless a push was noted just before)."""
+        if now != self.noted_at:
+            if now - self.noted_at < UNMATCHED_EVERY:
+                return
+            self.noted_at = now
         n = len(items)
         s = self.turn % n
         self.turn += UNMATCHED_PER_PUSH
-        misses = chain(
-            compress(items[s:], map(operator.not_, mask[s:])),
-            compress(items[:s], map(operator.not_, mask[:s])),
+        misses = chain(  # lazily: only the items up to the last one noted are visited
+            compress(islice(items, s, None), map(operator.not_, islice(mask, s, None))),
+            compress(islice(items, s), map(operator.not_, islice(mask, s))),
         )
         series = self.series
         for it in islice(misses, UNMATCHED_PER_PUSH):

@@ -102,5 +102,9 @@ async def test_agent_metrics_of_the_jobs_tasks_scale_it_without_tags(tmp_path: P
         await cl.close()
         listed = falcon.daemon.request("GET", "/api/v1/ingest/unmatched")
         assert {s["endpoint"] for s in listed["series"]} == {"10.9.9.9"}
+        with urllib.request.urlopen(falcon.daemon.url + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+        assert 'oceand_listener_samples_total{listener="rpc",result="accepted"} 6.0' in text
+        assert 'oceand_listener_samples_total{listener="rpc",result="unmatched"} 3.0' in text
     finally:
         falcon.close()

@@ -221,3 +221,11 @@ def test_a_task_change_drops_only_the_routes_of_the_endpoints_that_changed() -> 
     assert len(ing._routes) == 1001 and ("web-1", "cpu.idle", "") not in ing._routes
     ing.remove_job("job.a")
     assert ing._tasks == {} and ing._task_watched == {}
+
+
+def test_the_unmatched_list_takes_one_push_per_tenth_of_a_second_and_counts_all() -> None:
+    ing = ingestor()
+    for t in (NOW, NOW + 0.05, NOW + 0.25):
+        ing.ingest(items("job.other", range(1)), t)
+    listed = ing.unmatched.listing()
+    assert [(x["count"], x["last_seen"]) for x in listed] == [(2, NOW + 0.25)] and ing.unmatched.total == 3
