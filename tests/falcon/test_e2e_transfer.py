@@ -2,7 +2,8 @@
 process; what a falcon-agent / transfer sends makes the job scale.
 
 The samples are agent-shaped: falcon-agent's own `cpu.idle`, endpoint = the task's host, no tags; the job's
-rule selects them by endpoint (`"selector": {"endpoint": "web-*"}`). Timestamps are a few seconds ahead so
+rule selects them by endpoint (`"selector": {"endpoint": "web-*"}`), or by the job's Marathon tasks
+(`"selector": {"tasks": true}`: the fake gives each task its own host). Timestamps are a few seconds ahead so
 every bucket closes as soon as both running tasks reported (as in tests/e2e/test_marathon_loop.py).
 """
 
