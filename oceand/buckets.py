@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 AGGREGATES = ("avg", "max", "min", "sum", "p50", "p90", "p99")
 MAX_OPEN = 256  # open buckets per job (the ingest timestamp window keeps the usual count near 62)
+NO_DATA_PERIODS = 3  # a rule without a sample for this many periods says so in the job's status
 WINDOW_PERIODS = 60  # a job's window: how far back (in periods) a sample's timestamp may be by default
 
 
@@ -83,6 +84,8 @@ class JobBuckets:
     # one period ahead and a window of WINDOW_PERIODS periods back
     max_ahead: float = -1.0
     max_age: float = -1.0
+    started: int = 0  # the start of the first bucket (`start`)
+    data_upto: dict[str, int] = field(default_factory=dict)  # rule -> end of its last closed bucket with data
 
     def __post_init__(self) -> None:
         if self.max_ahead < 0:
@@ -92,7 +95,7 @@ class JobBuckets:
 
     def start(self, now: float) -> None:
         """Begin with the bucket that contains `now` (earlier buckets are considered closed)."""
-        self.closed_upto = int(now) - int(now) % self.period
+        self.closed_upto = self.started = int(now) - int(now) % self.period
 
     def add(self, rule_index: int, instance: str, ts: int, value: float) -> bool:
         """Record a sample; True when its bucket just became complete (every instance reported)."""
@@ -134,6 +137,12 @@ class JobBuckets:
             elif n or seen is None or seen[i]:
                 return False
         return full
+
+    def silent_since(self, rule: str, now: float) -> int | None:
+        """When the rule's data stopped (the end of its last closed bucket with a sample, or the start), if
+        that is NO_DATA_PERIODS periods or more before `now`; else None."""
+        since = self.data_upto.get(rule, self.started)
+        return since if now - since >= NO_DATA_PERIODS * self.period else None
 
     def deadline(self) -> float:
         """When the oldest open bucket (or the next empty one) must close at the latest, or, sooner, when a
@@ -182,6 +191,9 @@ class JobBuckets:
             per_rule[name] = len(per)
             reporters.update(per)
         self.closed_upto = start + self.period
+        for name, n in per_rule.items():
+            if n:
+                self.data_upto[name] = self.closed_upto
         self.last_reporters = len(reporters)
         self.reporting = [n > 0 for n in per_rule.values()]
         closed = ClosedBucket(start, now, values, len(reporters), per_rule, early)

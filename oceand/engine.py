@@ -316,6 +316,10 @@ class Engine:
             if running is not None and rt.buckets.open:
                 rt.wake.set()
 
+    def set_tasks(self, name: str, endpoints: frozenset[str]) -> None:
+        """The host names and IPs of the job's current Marathon tasks (`"tasks": true` selectors)."""
+        self.ingestor.set_tasks(name, endpoints)
+
     # ---- the worker ----------------------------------------------------------------------------
 
     def mode(self, rt: JobRuntime) -> str:
@@ -982,6 +986,8 @@ class Engine:
                 entry["last_bucket"] = last.start
                 entry["value"] = last.values.get(rule.name)
                 entry["reporters"] = last.per_rule_reporters.get(rule.name, 0)
+            if rule.type in ("threshold", "target"):
+                entry.update(_no_data(rt.buckets, rule.name, now))
             if rule.type == "schedule":
                 nf = schedule.next_fire(rule, now, self.default_tz)
                 entry["next_fire"] = nf
@@ -1029,6 +1035,25 @@ def _same_state(a: JobState, b: JobState) -> bool:
         b.fires,
         b.created_at,
     )
+
+
+def _no_data(jb: JobBuckets, rule: str, now: float) -> dict[str, Any]:
+    """`no_data_since` and a reason the operator can act on, when the rule has had no sample for
+    NO_DATA_PERIODS periods (PRODUCT §9)."""
+    since = jb.silent_since(rule, now)
+    if since is None:
+        return {"no_data_since": None, "no_data_reason": None}
+    if rule in jb.data_upto:
+        why = (
+            "series matched the rule's selector but have sent no sample since then: the agents stopped, "
+            "or their endpoint or tags changed (GET /api/v1/ingest/unmatched lists what arrives unmatched)"
+        )
+    else:
+        why = (
+            "no series has matched the rule's metric and selector since the job started: compare them "
+            "with what arrives (GET /api/v1/ingest/unmatched)"
+        )
+    return {"no_data_since": since, "no_data_reason": why}
 
 
 def _local(t: float | None, tz: str) -> str | None:

@@ -27,9 +27,10 @@ import fnmatch
 import math
 import operator
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import compress, count, pairwise
+from itertools import chain, compress, count, islice, pairwise
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -209,6 +210,7 @@ class PushResult:
     too_old: int = 0  # rejected: stamped further back than the job's window
     limited: dict[str, int] = field(default_factory=dict)  # rejected by a series cap, by bound
     purged: bool = False  # the cache of series that route nowhere reached its bound and was emptied
+    unmatched: int = 0  # valid items whose series no job takes (neither accepted nor rejected)
 
     _at: list[int] = field(default_factory=list)  # the positions of `reasons`
 
@@ -225,6 +227,70 @@ class PushResult:
         k = bisect.bisect(at, index)
         at.insert(k, index)
         self.reasons.insert(k, f"[{index}] {reason}")
+
+
+UNMATCHED_KEEP = 100  # unmatched series listed by GET /api/v1/ingest/unmatched
+UNMATCHED_PER_PUSH = 16  # unmatched items a push adds to that list, at most (bounds its per-push cost)
+UNMATCHED_EVERY = 0.1  # seconds between two pushes that add to it (bounds its cost per second)
+
+
+class UnmatchedSeries:
+    """The latest series no job takes: a ring of `keep` series keys, deduplicated, newest last.
+
+    Filled from a sample of the pushes (at most UNMATCHED_PER_PUSH items of a push, from a start that
+    turns from push to push, so every series of a large push turns up; at most one push per
+    UNMATCHED_EVERY seconds, the slices of one body counting as one): `count` is how many of a series'
+    samples were noted, not all it sent (the exact total is `oceand_samples_total{result="unmatched"}`)."""
+
+    __slots__ = ("keep", "noted_at", "series", "total", "turn")
+
+    def __init__(self, keep: int = UNMATCHED_KEEP) -> None:
+        self.keep = keep
+        self.series: OrderedDict[tuple[str, str, str], list[Any]] = OrderedDict()  # key -> [seen, n, ctype]
+        self.turn = 0
+        self.total = 0  # unmatched samples since start
+        self.noted_at = -math.inf  # the clock of the last push noted
+
+    def note(self, items: list[FalconItem], mask: Sequence[Any], now: float) -> None:
+        """Note some of the `items` whose `mask` entry is falsy (unless a push was noted just before)."""
+        if now != self.noted_at:
+            if now - self.noted_at < UNMATCHED_EVERY:
+                return
+            self.noted_at = now
+        n = len(items)
+        s = self.turn % n
+        self.turn += UNMATCHED_PER_PUSH
+        misses = chain(  # lazily: only the items up to the last one noted are visited
+            compress(islice(items, s, None), map(operator.not_, islice(mask, s, None))),
+            compress(islice(items, s), map(operator.not_, islice(mask, s))),
+        )
+        series = self.series
+        for it in islice(misses, UNMATCHED_PER_PUSH):
+            key = (it.endpoint, it.metric, it.tags)
+            e = series.get(key)
+            if e is None:
+                series[key] = [now, 1, it.counterType]
+                if len(series) > self.keep:
+                    series.popitem(last=False)
+            else:
+                e[0] = now
+                e[1] += 1
+                e[2] = it.counterType
+                series.move_to_end(key)
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Newest first."""
+        return [
+            {
+                "endpoint": k[0],
+                "metric": k[1],
+                "tags": k[2],
+                "counterType": e[2],
+                "last_seen": e[0],
+                "count": e[1],
+            }
+            for k, e in reversed(self.series.items())
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +366,11 @@ class Ingestor:
         self.rejected = 0
         self.expired = 0  # series expired since start
         self.purges = 0  # times the cache of series that route nowhere was emptied
+        self.unmatched = UnmatchedSeries()
+        self._tasks: dict[str, frozenset[str]] = {}  # job -> its Marathon tasks' host names and IPs
+        self._task_metrics: dict[str, set[str]] = {}  # job -> pushed metrics its `tasks` selectors watch
+        self._task_watched: dict[str, int] = {}  # metric -> how many jobs' `tasks` selectors watch it
+        self._by_endpoint: dict[str, set[tuple[Any, ...]]] = {}  # cached keys of those metrics, by endpoint
 
     @property
     def series(self) -> int:
@@ -314,6 +385,7 @@ class Ingestor:
 
     def _reset_routes(self) -> None:
         self._routes = {}  # re-resolved lazily; series windows keep their slots
+        self._by_endpoint = {}
         self._negatives = 0
         self._limited.clear()
         self._owner_cache = {}
@@ -328,9 +400,10 @@ class Ingestor:
     def set_job(self, doc: JobDocument, jb: JobBuckets) -> None:
         """Add or replace one job's routing (its rules' selectors) and bucket set."""
         if doc.job in self._buckets:
-            self.remove_job(doc.job)
+            self._unwatch(doc.job)
         self._buckets[doc.job] = jb
         metrics: set[str] = set()
+        task_metrics: set[str] = set()
         for i, rule in enumerate(doc.metric_rules()):
             sel = doc.selector_for(rule)
             feeds = [(rule.metric, False)]
@@ -341,11 +414,26 @@ class Ingestor:
                     _Watch(doc.job, i, sel, invert, doc.instance_tag)
                 )
                 metrics.add(metric)
+                if sel.tasks:
+                    task_metrics.add(metric)
         self._metrics_of[doc.job] = metrics
+        if task_metrics:
+            self._task_metrics[doc.job] = task_metrics
+            for m in task_metrics:
+                self._task_watched[m] = self._task_watched.get(m, 0) + 1
         self._watched = {*self._by_metric, *NEVER_ROUTED}
         self._reset_routes()
 
     def remove_job(self, name: str) -> None:
+        self._tasks.pop(name, None)
+        self._unwatch(name)
+
+    def _unwatch(self, name: str) -> None:
+        for m in self._task_metrics.pop(name, ()):
+            if self._task_watched[m] > 1:
+                self._task_watched[m] -= 1
+            else:
+                del self._task_watched[m]
         for metric in self._metrics_of.pop(name, ()):
             idx = self._by_metric.get(metric)
             if idx is not None:
@@ -355,6 +443,40 @@ class Ingestor:
         self._watched = {*self._by_metric, *NEVER_ROUTED}
         if self._buckets.pop(name, None) is not None:
             self._reset_routes()
+
+    def set_tasks(self, job: str, endpoints: frozenset[str]) -> None:
+        """The host names and IPs of the job's current Marathon tasks (for `"tasks": true` selectors).
+
+        Only the cached routes of the endpoints that came or went, on the metrics the job's `tasks`
+        selectors watch, are dropped (and resolved again on their next sample): a cost of the change, not
+        of the number of series."""
+        old = self._tasks.get(job, frozenset())
+        if endpoints == old:
+            return
+        if endpoints:
+            self._tasks[job] = endpoints
+        else:
+            self._tasks.pop(job, None)
+        metrics = self._task_metrics.get(job)
+        if not metrics:
+            return
+        routes = self._routes
+        for e in old ^ endpoints:
+            keys = self._by_endpoint.get(e)
+            if not keys:
+                continue
+            for key in [k for k in keys if k[1] in metrics]:
+                keys.discard(key)
+                route = routes.pop(key, None)
+                if route is not None and (type(route) is not Route or route.jb is None):
+                    self._negatives -= 1
+            if not keys:
+                del self._by_endpoint[e]
+
+    def _index_endpoint(self, key: tuple[Any, ...]) -> None:
+        """Keep a cached key of a metric some `tasks` selector watches findable by its endpoint."""
+        if key[1] in self._task_watched:
+            self._by_endpoint.setdefault(key[0], set()).add(key)
 
     def _owner(self, jobs: frozenset[str]) -> _Owners:
         o = self._owner_cache.get(jobs)
@@ -435,6 +557,11 @@ class Ingestor:
 
     def _drop(self, key: tuple[Any, ...], slot: int) -> None:
         route = self._routes.pop(key, None)
+        keys = self._by_endpoint.get(key[0])
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_endpoint[key[0]]
         if route is not None and (type(route) is not Route or route.jb is None):
             self._negatives -= 1
         self._count(self._owners[slot].jobs, -1)
@@ -458,6 +585,9 @@ class Ingestor:
         routes = self._routes
         for key in [k for k, r in routes.items() if type(r) is not Route or r.jb is None]:
             del routes[key]
+        self._by_endpoint = {}
+        for key in routes:
+            self._index_endpoint(key)
         self._negatives = 0
         self._limited.clear()
         self.purges += 1
@@ -475,8 +605,12 @@ class Ingestor:
             return UNROUTED
         parsed = parse_tags(tags)
         targets: list[Target] = []
+        if self._task_watched:
+            self._index_endpoint(key)
         for w in index.candidates(parsed):
             if not _matches(w.selector, parsed, endpoint):
+                continue
+            if w.selector.tasks and endpoint not in self._tasks.get(w.job, ()):
                 continue
             if w.instance_tag is not None:
                 instance = parsed.get(w.instance_tag)
@@ -561,9 +695,17 @@ class Ingestor:
     ) -> None:
         """Route checked items; `index`: their positions in the body (None: 0, 1, ...)."""
         invalid = res.invalid
+        unmatched = res.unmatched
         self._route(items, now, res, index)
-        self.accepted += len(items) - (res.invalid - invalid)
+        self.accepted += len(items) - (res.invalid - invalid) - (res.unmatched - unmatched)
         self.rejected += res.invalid - invalid
+
+    def _unmatched(self, res: PushResult, items: list[FalconItem], mask: list[Any], now: float) -> None:
+        """Count the items whose `mask` entry is falsy as unmatched, and note some in the list."""
+        n = mask.count(False)
+        res.unmatched += n
+        self.unmatched.total += n
+        self.unmatched.note(items, mask, now)
 
     def _route(
         self, items: list[FalconItem], now: float, res: PushResult, index: Sequence[int] | None
@@ -580,6 +722,7 @@ class Ingestor:
         # C-level passes that touch no per-series state; metrics check_key refuses are kept for their route.
         pick = list(map(self._watched.__contains__, map(_metric_of, items)))
         if not all(pick):
+            self._unmatched(res, items, pick, now)
             index = list(compress(range(len(items)) if index is None else index, pick))
             items = list(compress(items, pick))
         keys = list(map(_key_of, items))
@@ -594,6 +737,8 @@ class Ingestor:
             found = list(map(routes.__getitem__, keys))
             if self._negatives > self.limits.max_unrouted:
                 self._purge_negatives(res)
+        if not all(found):
+            self._unmatched(res, items, found, now)
         two_now = 2 * now
         inow = int(now)
         completed = res.completed
@@ -605,6 +750,7 @@ class Ingestor:
                 key = keys[i]
                 route = routes[key] = self._resolve(key, item.counterType, now)  # type: ignore[assignment]
                 if not route:
+                    self._unmatched(res, [item], [False], now)
                     continue
             jb = route.jb
             if jb is None:

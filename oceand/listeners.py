@@ -126,9 +126,12 @@ class Listener:
         return len(idle)
 
     def pushed(self, res: PushResult) -> None:
-        valid = res.total - res.invalid
+        valid = res.total - res.invalid - res.unmatched
         self.metrics.samples.labels("accepted").inc(valid)
         self.metrics.listener_samples.labels(self.name, "accepted").inc(valid)
+        if res.unmatched:
+            self.metrics.samples.labels("unmatched").inc(res.unmatched)
+            self.metrics.listener_samples.labels(self.name, "unmatched").inc(res.unmatched)
         if res.invalid:
             self.metrics.samples.labels("rejected").inc(res.invalid)
             self.metrics.listener_samples.labels(self.name, "rejected").inc(res.invalid)

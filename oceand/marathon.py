@@ -131,6 +131,18 @@ def _view(app: AppState, deployment_started_at: float | None) -> AppView:
     )
 
 
+def _task_endpoints(app: AppState | None) -> frozenset[str]:
+    """The endpoints a falcon-agent in one of the app's tasks reports as: the task's host, its IPs."""
+    if app is None:
+        return frozenset()
+    out: set[str] = set()
+    for t in app.tasks.values():
+        if t.host:
+            out.add(t.host)
+        out.update(a for a in t.ip_addresses if a)
+    return frozenset(out)
+
+
 class ClusterRuntime:
     def __init__(self, settings: ClusterSettings, daemon: Daemon) -> None:
         self.name = settings.client.name
@@ -191,8 +203,10 @@ class ClusterRuntime:
     def _changed(self, app_id: str) -> None:
         app = self.watcher.app(app_id)
         engine = self.daemon.engine
+        tasks = _task_endpoints(app)
         for job in self.jobs_by_app.get(app_id, ()):
             engine.set_expected(job, app.running if app is not None else None)
+            engine.set_tasks(job, tasks)
             self.daemon.lb.app_changed(job, app)
 
     def refresh_soon(self, app_id: str) -> None:

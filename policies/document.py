@@ -174,6 +174,11 @@ class Selector(Strict):
 
     tags: Tags = Field(default_factory=dict)
     endpoint: str | None = Field(default=None, min_length=1, max_length=255)
+    tasks: bool = Field(
+        default=False,
+        description="Match samples whose endpoint is the host name or an IP address of one of the job's "
+        "current Marathon tasks (falcon-agent's own metrics, which carry no job tag)",
+    )
 
     @field_validator("tags")
     @classmethod

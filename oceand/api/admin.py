@@ -323,6 +323,12 @@ async def clusters(request: web.Request) -> web.Response:
     return json_response({"clusters": request.app[DAEMON].clusters_info()})
 
 
+async def unmatched(request: web.Request) -> web.Response:
+    """The latest series no job takes (PRODUCT §9): "my job sees no data" in one call."""
+    seen = request.app[ENGINE].ingestor.unmatched
+    return json_response({"unmatched_samples": seen.total, "series": seen.listing()})
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/healthz", healthz)
@@ -340,4 +346,5 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v1/jobs/{job}/scale", scale)
     r.add_post("/api/v1/jobs/{job}/mode", set_mode)
     r.add_get("/api/v1/clusters", clusters)
+    r.add_get("/api/v1/ingest/unmatched", unmatched)
     r.add_get("/api/v1/audit", audit_log)

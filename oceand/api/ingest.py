@@ -167,8 +167,9 @@ async def _route_checked(
 
 def _reply(request: web.Request, res: PushResult, started: float) -> web.Response:
     metrics = request.app[METRICS]
-    valid = res.total - res.invalid
-    metrics.samples.labels("accepted").inc(valid)
+    metrics.samples.labels("accepted").inc(res.total - res.invalid - res.unmatched)
+    if res.unmatched:
+        metrics.samples.labels("unmatched").inc(res.unmatched)
     if res.invalid:
         metrics.samples.labels("rejected").inc(res.invalid)
         if res.too_new:
@@ -187,6 +188,7 @@ def _reply(request: web.Request, res: PushResult, started: float) -> web.Respons
                 "Message": "ok",
                 "Total": res.total,
                 "Invalid": res.invalid,
+                "Unmatched": res.unmatched,
                 "Latency": round((time.perf_counter() - started) * 1000),
                 "Errors": res.reasons,
             },

@@ -272,6 +272,33 @@ def spec() -> dict[str, Any]:
             ),
         },
         "/api/v1/clusters": {"get": _op("Marathon clusters, answering URL, event-stream state", "200")},
+        "/api/v1/ingest/unmatched": {
+            "get": _op(
+                "The latest series (up to 100, newest first) whose samples no job takes, and the total of "
+                "such samples since start; `count` is the samples of a series noted (a sample of each push)",
+                "200",
+                reply={
+                    "type": "object",
+                    "properties": {
+                        "unmatched_samples": {"type": "integer"},
+                        "series": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "endpoint": {"type": "string"},
+                                    "metric": {"type": "string"},
+                                    "tags": {"type": "string"},
+                                    "counterType": {"type": "string"},
+                                    "last_seen": {"type": "number"},
+                                    "count": {"type": "integer"},
+                                },
+                            },
+                        },
+                    },
+                },
+            )
+        },
         "/api/v1/openapi.json": {"get": _op("This description", "200")},
         "/api/v1/tokens": {
             "get": _op(

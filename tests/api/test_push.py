@@ -226,3 +226,59 @@ async def test_open_buckets_beyond_the_bound_are_counted(start_daemon: DaemonFac
     assert len(d.engine.jobs[JOB].buckets.open) == 256
     _, text = await c.call("GET", "/metrics")
     assert "oceand_bucket_overflow_samples 44.0" in text
+
+
+async def test_items_no_job_takes_are_counted_unmatched_and_listed(start_daemon: DaemonFactory) -> None:
+    """A push for a job that does not exist used to answer ok and be counted as accepted (issue 12)."""
+    clock = Clock(T0)
+    _d, c = await start_daemon(clock=clock)
+    assert (await c.call("POST", "/api/v1/jobs", seed(mode="active")))[0] == 201
+    other = [{**x, "tags": "job=job.nosuch"} for x in items(T0, 50, hosts=2)]  # a watched metric, no job
+    unwatched = [{**items(T0, 50)[0], "metric": "disk.io.util", "endpoint": "h9"}]
+    status, body = await c.call("POST", "/v1/push", [*items(T0, 50), *other, *unwatched])
+    assert status == 200
+    data = body["data"]
+    assert (data["Message"], data["Total"], data["Invalid"], data["Unmatched"]) == ("ok", 4, 0, 3)
+    _, text = await c.call("GET", "/metrics")
+    assert 'oceand_samples_total{result="accepted"} 1.0' in text
+    assert 'oceand_samples_total{result="unmatched"} 3.0' in text
+    status, listed = await c.call("GET", "/api/v1/ingest/unmatched")
+    assert status == 200 and listed["unmatched_samples"] == 3
+    got = {(s["endpoint"], s["metric"], s["tags"], s["count"], s["last_seen"]) for s in listed["series"]}
+    assert got == {
+        ("h0", "cpu.idle", "job=job.nosuch", 1, T0),
+        ("h1", "cpu.idle", "job=job.nosuch", 1, T0),
+        ("h9", "disk.io.util", f"job={JOB}", 1, T0),
+    }
+    clock.t = T0 + 10
+    await c.call("POST", "/v1/push", [{**other[1], "timestamp": T0 + 10}])
+    _, listed = await c.call("GET", "/api/v1/ingest/unmatched")
+    newest = listed["series"][0]
+    assert (newest["endpoint"], newest["count"], newest["last_seen"], len(listed["series"])) == (
+        "h1",
+        2,
+        T0 + 10,
+        3,
+    )
+
+
+async def test_a_rule_without_samples_for_3_periods_says_so_in_the_status(
+    start_daemon: DaemonFactory,
+) -> None:
+    clock = Clock(T0)
+    d, c = await start_daemon(clock=clock)
+    assert (await c.call("POST", "/api/v1/jobs", seed(mode="active")))[0] == 201
+    clock.t = T0 + 29
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    assert st["rules"]["cpu"]["no_data_since"] is None and st["rules"]["cpu"]["no_data_reason"] is None
+    clock.t = T0 + 30  # never a sample: the selector matches nothing
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    cpu = st["rules"]["cpu"]
+    assert cpu["no_data_since"] == T0 and "no series has matched" in cpu["no_data_reason"]
+    await bucket(d, c, clock, 3, cpu_used=50, hosts=1)  # data in bucket T0 + 30
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    assert st["rules"]["cpu"]["no_data_since"] is None
+    clock.t = T0 + 70  # the series stopped 3 periods ago
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    cpu = st["rules"]["cpu"]
+    assert cpu["no_data_since"] == T0 + 40 and "have sent no sample since" in cpu["no_data_reason"]

@@ -20,13 +20,19 @@ __all__ = ["DaemonProcess", "FakeMarathonProcess", "push", "sample", "wait_for"]
 
 class FakeMarathonProcess:
     def __init__(
-        self, workdir: Path, apps: list[str], port: int | None = None, deploy_time: float = 0.05
+        self,
+        workdir: Path,
+        apps: list[str],
+        port: int | None = None,
+        deploy_time: float = 0.05,
+        task_host: str = "127.0.0.1",
     ) -> None:
         self.workdir = workdir
         self.apps = apps
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.deploy_time = deploy_time
+        self.task_host = task_host
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -46,6 +52,8 @@ class FakeMarathonProcess:
                 str(self.deploy_time),
                 "--heartbeat",
                 "1",
+                "--task-host",
+                self.task_host,
                 "--apps",
                 *self.apps,
             ],

@@ -406,9 +406,9 @@ class FakeMarathon:
 
     def _new_task(self, app: FakeApp) -> FakeTask:
         tid = f"{app.id.strip('/').replace('/', '_')}.instance-{uuid.uuid4()}.1"
-        t = FakeTask(
-            tid, app.id, app.task_host, list(app.port_allocator()), next(self._seq), version=app.version
-        )
+        seq = next(self._seq)
+        host = app.task_host.format(n=seq)  # "{n}" in the host: one host per task
+        t = FakeTask(tid, app.id, host, list(app.port_allocator()), seq, version=app.version)
         app.tasks[tid] = t
         return t
 
@@ -851,7 +851,7 @@ async def _serve(ns: argparse.Namespace) -> None:
     )
     for spec in ns.apps:
         app_id, n, hc = parse_app_spec(spec)
-        fake.add_app(app_id, n, health_checks=hc)
+        fake.add_app(app_id, n, health_checks=hc, task_host=ns.task_host)
     url = await fake.start(ns.host, ns.port)
     if ns.ready_file:
         tmp = ns.ready_file + ".tmp"
@@ -872,6 +872,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--apps", nargs="*", default=[], help="/id[:instances[:hc]] ...")
+    p.add_argument("--task-host", default="127.0.0.1", help="the tasks' host; \"{n}\": the task's number")
     p.add_argument("--ready-file")
     p.add_argument("--username")
     p.add_argument("--password")

@@ -181,3 +181,23 @@ def test_open_buckets_are_bounded() -> None:
         jb.add(0, "h1", T0 + 10 * k, 1.0)
     assert len(jb.open) == MAX_OPEN
     assert jb.overflow == 50
+
+
+@pytest.mark.parametrize(
+    ("sent", "now", "want"),
+    [
+        pytest.param([], T0 + 29, None, id="never-within-3-periods"),
+        pytest.param([], T0 + 30, T0, id="never-for-3-periods"),
+        pytest.param([T0 + 1], T0 + 39, None, id="stopped-within-3-periods"),
+        pytest.param([T0 + 1], T0 + 40, T0 + 10, id="stopped-for-3-periods"),
+        pytest.param([T0 + 1, T0 + 41], T0 + 79, None, id="came-back"),
+        pytest.param([T0 + 1, T0 + 41], T0 + 80, T0 + 50, id="came-back-and-stopped"),
+    ],
+)
+def test_a_rule_without_samples_for_3_periods_is_silent(sent: list[int], now: int, want: int | None) -> None:
+    jb = make(rules=(("cpu", "avg"), ("mem", "avg")))
+    for ts in sent:
+        jb.add(0, "h1", ts, 1.0)
+    jb.due(now)
+    assert jb.silent_since("cpu", now) == want
+    assert jb.silent_since("mem", now) == (T0 if now >= T0 + 30 else None)  # nobody sends mem

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from oceand.buckets import JobBuckets
-from oceand.ingest import IngestLimits, Ingestor, PushResult
+from oceand.ingest import UNMATCHED_KEEP, IngestLimits, Ingestor, PushResult
 from oceand.windows import WINDOW
 from policies.document import JobDocument
 
@@ -16,12 +16,14 @@ NOW = 1_700_000_005.0
 T = 1_700_000_001
 
 
-def doc(job: str) -> JobDocument:
+def doc(job: str, **rule: Any) -> JobDocument:
     return JobDocument.model_validate(
         {
             "job": job,
             "target": {"cluster": "lg", "app": "/" + job},
-            "rules": [{"name": "cpu", "type": "threshold", "metric": "cpu.used", "scale_out": {"above": 80}}],
+            "rules": [
+                {"name": "cpu", "type": "threshold", "metric": "cpu.used", "scale_out": {"above": 80}, **rule}
+            ],
         }
     )
 
@@ -130,3 +132,100 @@ def test_series_that_route_nowhere_are_cached_within_a_bound() -> None:
     assert len(ing._routes) <= 5 + 50
     assert ing.series == 5  # the routed series kept their routes and windows
     assert all(ing._routes[(f"host-{i}", "cpu.idle", "job=job.a")] for i in range(5))
+
+
+@pytest.mark.parametrize(
+    ("pushed", "unmatched"),
+    [
+        pytest.param(items("job.a", range(3)), 0, id="all-taken"),
+        pytest.param(items("job.other", range(3)), 3, id="watched-metric-no-job"),
+        pytest.param(items("job.a", range(3), metric="disk.io.util"), 3, id="metric-no-job-watches"),
+        pytest.param([*items("job.a", range(2)), *items("job.b", range(2))], 2, id="mixed"),
+    ],
+)
+def test_items_no_job_takes_are_counted_unmatched(pushed: list[dict[str, Any]], unmatched: int) -> None:
+    ing = ingestor()
+    res = ing.ingest(pushed, NOW)
+    assert (res.total, res.invalid, res.unmatched) == (len(pushed), 0, unmatched)
+    assert (ing.accepted, ing.unmatched.total) == (len(pushed) - unmatched, unmatched)
+    typed = ing.ingest_items(ing.check(pushed, NOW, PushResult())[0], NOW + 1)  # the typed path: the same
+    assert typed.unmatched == unmatched and ing.unmatched.total == 2 * unmatched
+
+
+def test_the_unmatched_list_is_bounded_and_turns_through_a_large_push() -> None:
+    ing = ingestor()
+    pushed = items("job.other", range(1000))
+    for k in range(70):  # 70 pushes × 16 noted items, turning through the push: the list keeps 100 series
+        ing.ingest(pushed, NOW + k)
+    listed = ing.unmatched.listing()
+    assert len(listed) == UNMATCHED_KEEP and ing.unmatched.total == 70_000
+    assert len({x["endpoint"] for x in listed}) == UNMATCHED_KEEP  # deduplicated by series
+    assert listed[0]["last_seen"] == NOW + 69  # newest first
+    one = ingestor()
+    for k in range(3):
+        one.ingest(items("job.other", range(1)), NOW + k)
+    assert [(x["endpoint"], x["count"], x["last_seen"]) for x in one.unmatched.listing()] == [
+        ("host-0", 3, NOW + 2)
+    ]
+
+
+def tasks_ingestor() -> Ingestor:
+    ing = Ingestor()
+    d = doc("job.a", selector={"tasks": True})
+    jb = JobBuckets("job.a", 10, 5.0, [("cpu", "avg")])
+    jb.start(NOW)
+    ing.set_jobs([(d, jb), (doc("job.b"), JobBuckets("job.b", 10, 5.0, [("cpu", "avg")]))])
+    return ing
+
+
+def agent(endpoints: list[str], ts: int = T) -> list[dict[str, Any]]:
+    return [
+        {**x, "endpoint": e, "tags": ""}
+        for e, x in zip(endpoints, items("-", range(len(endpoints)), ts), strict=True)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tasks", "then", "taken"),
+    [
+        pytest.param(set(), None, [], id="no-tasks-known"),
+        pytest.param({"web-1", "10.0.0.1"}, None, ["web-1", "10.0.0.1"], id="host-and-ip"),
+        pytest.param({"web-1"}, {"web-1", "web-2"}, ["web-1", "web-2"], id="task-added"),
+        pytest.param({"web-1", "web-2"}, {"web-2"}, ["web-2"], id="task-gone"),
+        pytest.param({"web-1"}, set(), [], id="app-gone"),
+    ],
+)
+def test_tasks_selector_takes_the_endpoints_of_the_jobs_tasks(
+    tasks: set[str], then: set[str] | None, taken: list[str]
+) -> None:
+    ing = tasks_ingestor()
+    every = ["web-1", "web-2", "10.0.0.1", "db-1"]
+    ing.set_tasks("job.a", frozenset(tasks))
+    ing.ingest(agent(every), NOW)  # routes cached before the change
+    if then is not None:
+        ing.set_tasks("job.a", frozenset(then))
+    jb = ing._buckets["job.a"]
+    jb.open.clear()
+    res = ing.ingest(agent(every, T + 10), NOW + 10)
+    assert res.unmatched == len(every) - len(taken)
+    got = sorted(jb.open[T + 10 - (T + 10) % 10].values[0]) if jb.open else []
+    assert got == sorted(taken)
+
+
+def test_a_task_change_drops_only_the_routes_of_the_endpoints_that_changed() -> None:
+    ing = tasks_ingestor()
+    ing.set_tasks("job.a", frozenset({"web-1", "web-2"}))
+    ing.ingest(agent([f"h{i}" for i in range(1000)] + ["web-1", "web-2"]), NOW)
+    assert len(ing._routes) == 1002
+    ing.set_tasks("job.a", frozenset({"web-2", "web-3"}))
+    assert len(ing._routes) == 1001 and ("web-1", "cpu.idle", "") not in ing._routes
+    ing.remove_job("job.a")
+    assert ing._tasks == {} and ing._task_watched == {}
+
+
+def test_the_unmatched_list_takes_one_push_per_tenth_of_a_second_and_counts_all() -> None:
+    ing = ingestor()
+    for t in (NOW, NOW + 0.05, NOW + 0.25):
+        ing.ingest(items("job.other", range(1)), t)
+    listed = ing.unmatched.listing()
+    assert [(x["count"], x["last_seen"]) for x in listed] == [(2, NOW + 0.25)] and ing.unmatched.total == 3
