@@ -1,9 +1,8 @@
-"""The ingest hot path: a Falcon push body -> validated samples -> job buckets (PRODUCT §2.1, §3.1).
+"""The ingest routing: typed Falcon items -> job buckets (PRODUCT §2.1, §3.1).
 
-Two ways in, one routing. The usual body (every item of the agent's shape) is decoded by msgspec straight
-into FalconItems whose fields were type- and range-checked in C (`decode_items`); any other body is decoded
-by orjson and checked item by item with transfer's rules (`Ingestor.ingest`), and its valid items become
-FalconItems too. Both then go through `_route`:
+Parsing is not here: collectors.falcon_items turns a body into FalconItems, by the fast decoder
+(`decode_items`) or the tolerant item-by-item checks (`check_items`, which `Ingestor.check` / `ingest`
+call with the body's PushResult). Both kinds of items go through the same `_route`:
 
 - items whose metric no job watches leave in C-level passes (map/compress), touching no per-series state;
 - a series' identity (endpoint, metric, tags) is routed once and cached: the next sample of it costs one
@@ -14,10 +13,9 @@ FalconItems too. Both then go through `_route`:
 COUNTER and DERIVE series become per-second rates from consecutive samples, as Falcon stores them.
 Every routed series also keeps a window of its last WINDOW bucket values (oceand.windows).
 
-A body larger than SLICE_BYTES is not decoded or routed in one go (an 8 MiB body held the event loop for
-seconds): `split_body` cuts it into pieces at item boundaries, and the caller decodes and routes them one
-by one, letting the loop run between (`ingest` and `ingest_items` add to one PushResult, with the items'
-positions in the whole body).
+A body larger than collectors.falcon_items.SLICE_BYTES is not decoded or routed in one go: the caller cuts
+it (`split_body`), decodes and routes the pieces one by one, SLICE_ITEMS items at a time, letting the loop
+run between (`ingest` and `ingest_items` add to one PushResult, with the items' positions in the body).
 """
 
 from __future__ import annotations
@@ -26,16 +24,13 @@ import bisect
 import fnmatch
 import math
 import operator
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import compress, count, pairwise
-from typing import Annotated, Any, Literal
+from itertools import compress, count
+from typing import Any
 
-import msgspec
-
-from collectors.falcon import MAX_METRIC_TAGS_LEN as MAX_LEN
-from collectors.falcon import check_key, check_timestamp, check_value, parse_tags
+from collectors.falcon import check_key, parse_tags
+from collectors.falcon_items import FalconItem, check_items
 from oceand.buckets import WINDOW_PERIODS, JobBuckets
 from oceand.windows import SeriesWindows
 from policies.document import JobDocument, Selector
@@ -45,7 +40,6 @@ DERIVED: dict[str, tuple[str, str]] = {
     "cpu.used": ("cpu.idle", "100-v"),
     "mem.used.percent": ("mem.memfree.percent", "100-v"),
 }
-REQUIRED = ("endpoint", "metric", "timestamp", "step", "value", "counterType")
 MAX_REASONS = 5
 EXPIRY_WINDOWS = 3  # a series not seen for this many windows of its jobs expires (default)
 
@@ -54,70 +48,7 @@ _metric_of = operator.attrgetter("metric")
 NEVER_ROUTED = ("kernel.hostname",)  # metrics check_key refuses: their items must meet their route
 
 
-# The fast decoder takes metric names up to METRIC_MAX characters and tags up to the rest of transfer's
-# metric+tags limit, so every item it returns meets that limit; an item past either bound takes the
-# tolerant path, which applies the limit to the sum exactly.
-METRIC_MAX = 128
-
-
-class FalconItem(msgspec.Struct, gc=False):
-    """One push item with every field of the right type (msgspec checks them in C while decoding)."""
-
-    endpoint: Annotated[str, msgspec.Meta(min_length=1)]
-    metric: Annotated[str, msgspec.Meta(min_length=1, max_length=METRIC_MAX)]
-    timestamp: int
-    step: Annotated[int, msgspec.Meta(gt=0)]
-    value: float  # msgspec refuses NaN, Infinity and numbers out of float range
-    counterType: Literal["GAUGE", "COUNTER", "DERIVE"]
-    tags: Annotated[str, msgspec.Meta(max_length=MAX_LEN - METRIC_MAX)] = ""
-
-
-_decoder = msgspec.json.Decoder(list[FalconItem])
-
-SLICE_BYTES = 256 * 1024  # a larger body is decoded piece by piece, each piece about this size
 SLICE_ITEMS = 1024  # items routed between two turns of the event loop
-# Where a JSON array body may be cut: a comma between two objects (items of an agent body; a comma between
-# two members of an object is followed by a key, never by '{'), else any comma between two values.
-_CUT_OBJECTS = re.compile(rb"}\s*,\s*{")
-_CUT = re.compile(rb'[}\]"0-9el]\s*,\s*[{\["0-9tfn-]')
-
-
-def split_body(body: bytes, size: int = SLICE_BYTES) -> list[bytes]:
-    """A JSON array body cut at commas into pieces of about `size` bytes, each made an array of its own
-    (`[a,b,c,d]` -> `[a,b]`, `[c,d]`); the body itself when it has no place to cut.
-
-    A cut between two top-level items gives pieces whose items, in order, are the body's. A cut anywhere
-    else makes a piece invalid JSON: inside a string, the piece ends in an unterminated string; inside a
-    nested value, it ends with a container open. Every piece holds at least one value (a cut is between
-    two values). So when every piece decodes, the body decodes to the pieces' items put end to end; when
-    one does not, the body must be decoded whole."""
-    cuts: list[int] = []
-    pos = size
-    objects = True  # objects left to cut between
-    while pos < len(body):
-        m = _CUT_OBJECTS.search(body, pos) if objects else None
-        if m is None:
-            objects = False
-            m = _CUT.search(body, pos)
-        if m is None:
-            break
-        cuts.append(body.index(b",", m.start()))
-        pos = cuts[-1] + size
-    if not cuts:
-        return [body]
-    pieces = [body[: cuts[0]] + b"]"]
-    pieces.extend(b"[" + body[a + 1 : b] + b"]" for a, b in pairwise(cuts))
-    pieces.append(b"[" + body[cuts[-1] + 1 :])
-    return pieces
-
-
-def decode_items(body: bytes) -> list[FalconItem] | None:
-    """A push body whose every item has the usual shape, decoded straight into FalconItems; None for
-    anything else (bad JSON, another shape, one odd item), which takes the tolerant path."""
-    try:
-        return _decoder.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):  # the latter: invalid UTF-8 in a string
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,35 +445,7 @@ class Ingestor:
         the others rejected in `res`. Touches no routing state."""
         res.total += len(items)
         invalid = res.invalid
-        typed: list[FalconItem] = []
-        index: list[int] = []
-        inow = int(now)
-        for i, item in enumerate(items, offset):
-            if type(item) is not dict:
-                res.reject(i, "item is not an object")
-                continue
-            missing = [k for k in REQUIRED if k not in item]
-            if missing:
-                res.reject(i, f"{missing[0]}: missing")
-                continue
-            endpoint, metric, ctype, step = (
-                item["endpoint"],
-                item["metric"],
-                item["counterType"],
-                item["step"],
-            )
-            tags = item.get("tags", "")  # absent: no tags, as Falcon's agent does for ""
-            reason = check_key(endpoint, metric, tags, ctype, step)
-            if reason is not None:
-                res.reject(i, reason)
-                continue
-            value = check_value(item["value"])
-            if value is None:
-                res.reject(i, f"value: {str(item['value'])[:40]!r} is not a finite number")
-                continue
-            ts = check_timestamp(item["timestamp"], now)
-            typed.append(FalconItem(endpoint, metric, ts if ts > 0 else inow, step, value, ctype, tags))
-            index.append(i)
+        typed, index = check_items(items, now, res.reject, offset)
         self.rejected += res.invalid - invalid
         return typed, index
 
