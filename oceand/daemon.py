@@ -249,7 +249,7 @@ class Daemon:
             modes[self.engine.mode(rt)] += 1
         for m, n in modes.items():
             self.metrics.jobs.labels(m).set(n)
-        self.metrics.series.set(len(self.engine.ingestor.windows))
+        self.metrics.series.set(self.engine.ingestor.series)
         self.metrics.bucket_overflow.set(sum(rt.buckets.overflow for rt in self.engine.jobs.values()))
         for c in self.clusters.values():
             self.metrics.event_stream.labels(c.name).set(1 if c.connected() else 0)

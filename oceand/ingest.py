@@ -6,12 +6,13 @@ call with the body's PushResult). Both kinds of items go through the same `_rout
 
 - items whose metric no job watches leave in C-level passes (map/compress), touching no per-series state;
 - a series' identity (endpoint, metric, tags) is routed once and cached: the next sample of it costs one
-  dictionary lookup (in a C-level pass), its window write and one bucket write per job that watches it
+  dictionary lookup (in a C-level pass), its last-seen write and one bucket write per job that watches it
   (ARCHITECTURE property 5). Routing uses each rule's selector (default tag job=<name>);
   `cpu.used` and `mem.used.percent` are derived from `cpu.idle` and `mem.memfree.percent`.
 
 COUNTER and DERIVE series become per-second rates from consecutive samples, as Falcon stores them.
-Every routed series also keeps a window of its last WINDOW bucket values (oceand.windows).
+Every routed series has a slot that holds when it was last seen (its newest sample's period), which is
+all its expiry needs; its values live only in its jobs' buckets.
 
 A body larger than collectors.falcon_items.SLICE_BYTES is not decoded or routed in one go: the caller cuts
 it (`split_body`), decodes and routes the pieces one by one, SLICE_ITEMS items at a time, letting the loop
@@ -24,6 +25,7 @@ import bisect
 import fnmatch
 import math
 import operator
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, count
@@ -32,7 +34,6 @@ from typing import Any
 from collectors.falcon import check_key, parse_tags
 from collectors.falcon_items import FalconItem, check_items
 from oceand.buckets import WINDOW_PERIODS, JobBuckets
-from oceand.windows import SeriesWindows
 from policies.document import JobDocument, Selector
 
 # rule metric -> (pushed metric, transform) pairs that feed it, besides the metric itself
@@ -46,6 +47,7 @@ EXPIRY_WINDOWS = 3  # a series not seen for this many windows of its jobs expire
 _key_of = operator.attrgetter("endpoint", "metric", "tags")
 _metric_of = operator.attrgetter("metric")
 NEVER_ROUTED = ("kernel.hostname",)  # metrics check_key refuses: their items must meet their route
+SEEN_STEP = 10  # seconds: a series' last-seen time is kept to this resolution (its period number)
 
 
 SLICE_ITEMS = 1024  # items routed between two turns of the event loop
@@ -58,7 +60,7 @@ class IngestLimits:
     max_ahead: float | None = None  # seconds a timestamp may be ahead of the clock; None: one job period
     max_age: float | None = None  # seconds a timestamp may be behind the clock; None: the job's window
     max_series_per_job: int = 20_000  # routed series counted for one job
-    max_series: int = 500_000  # routed series in total (each holds a window: about 1.3 KiB)
+    max_series: int = 500_000  # routed series in total
     series_expiry: float | None = None  # a series not seen for this long expires; None: 3 job windows
     max_unrouted: int = 200_000  # cached series that route nowhere, before that cache is emptied
 
@@ -95,17 +97,16 @@ class Route:
     more: tuple[Target, ...]
     ctype: str  # the counterType the route was resolved for
     counter: str | None  # "COUNTER" | "DERIVE" | None (GAUGE)
-    slot: int  # series window slot, -1 for a refused series
+    slot: int  # series slot (its last-seen period), -1 for a refused series
     prev_ts: int = 0
     prev_value: float = math.nan
     reason: str | None = None
     limit: str | None = None  # the bound that refused the series (series_per_job, series_total)
-    base: int = 0  # slot * window: where the series' window starts in the flat array
     ahead: float = 0.0  # the timestamps accepted, around the daemon's clock: the loosest of the targets' jobs
     age: float = 0.0
 
     @classmethod
-    def to(cls, targets: list[Target], ctype: str, counter: str | None, slot: int, base: int) -> Route:
+    def to(cls, targets: list[Target], ctype: str, counter: str | None, slot: int) -> Route:
         t = targets[0]
         return cls(
             t.buckets,
@@ -116,7 +117,6 @@ class Route:
             ctype,
             counter,
             slot,
-            base=base,
             ahead=max(x.buckets.max_ahead for x in targets),
             age=max(x.buckets.max_age for x in targets),
         )
@@ -212,17 +212,17 @@ class _MetricIndex:
 class Ingestor:
     """Routes samples into job buckets. `set_job` / `remove_job` as jobs come and go."""
 
-    def __init__(self, windows: SeriesWindows | None = None, limits: IngestLimits | None = None) -> None:
+    def __init__(self, limits: IngestLimits | None = None) -> None:
         self.limits = limits if limits is not None else IngestLimits()
-        self.windows = windows if windows is not None else SeriesWindows()
+        self._seen = array("q")  # slot -> the newest period (timestamp // SEEN_STEP) the series was seen in
         self._by_metric: dict[str, _MetricIndex] = {}
         self._watched: set[str] = set(NEVER_ROUTED)  # pushed metrics some job watches, and refused ones
         self._metrics_of: dict[str, set[str]] = {}  # job -> pushed metrics it watches
         self._buckets: dict[str, JobBuckets] = {}
         self._routes: dict[tuple[Any, ...], Route | bool] = {}
-        self._slots: dict[tuple[Any, ...], int] = {}  # series -> window slot (kept across re-routing)
-        self._keys: list[tuple[Any, ...]] = []  # window slot -> series
-        self._owners: list[_Owners] = []  # window slot -> the jobs the series is counted for
+        self._slots: dict[tuple[Any, ...], int] = {}  # series -> slot (kept across re-routing)
+        self._keys: list[tuple[Any, ...]] = []  # slot -> series
+        self._owners: list[_Owners] = []  # slot -> the jobs the series is counted for
         self._owner_cache: dict[frozenset[str], _Owners] = {}
         self._per_job: dict[str, int] = {}  # routed series counted for each job
         self._negatives = 0  # route cache entries of series that route nowhere (or are refused)
@@ -234,7 +234,7 @@ class Ingestor:
 
     @property
     def series(self) -> int:
-        """Routed series (each with a window)."""
+        """Routed series (each with a slot)."""
         return len(self._slots)
 
     def series_of(self, job: str) -> int:
@@ -244,7 +244,7 @@ class Ingestor:
         return list(self._slots)
 
     def _reset_routes(self) -> None:
-        self._routes = {}  # re-resolved lazily; series windows keep their slots
+        self._routes = {}  # re-resolved lazily; series keep their slots
         self._negatives = 0
         self._limited.clear()
         self._owner_cache = {}
@@ -308,7 +308,7 @@ class Ingestor:
     def _admit(
         self, key: tuple[Any, ...], targets: list[Target], ctype: str, now: float
     ) -> tuple[int, list[Target]] | Route:
-        """The series' window slot and the targets the series caps let it feed, or its refusal."""
+        """The series' slot and the targets the series caps let it feed, or its refusal."""
         limits = self.limits
         slot = self._slots.get(key)
         have = self._owners[slot].jobs if slot is not None else frozenset()
@@ -336,7 +336,8 @@ class Ingestor:
         jobs = frozenset(t.buckets.job for t in targets)
         owners = self._owner(jobs)
         if slot is None:
-            slot = self._slots[key] = self.windows.allocate(int(now) // self.windows.step)
+            slot = self._slots[key] = len(self._seen)
+            self._seen.append(int(now) // SEEN_STEP)
             self._keys.append(key)
             self._owners.append(owners)
         else:
@@ -346,9 +347,9 @@ class Ingestor:
         return slot, targets
 
     def expire(self, now: float, keys: Iterable[tuple[Any, ...]] | None = None) -> int:
-        """Drop the series (of `keys`, default all) not seen for their time to live: their route, window
-        and counts; the last window moves into a freed slot, so the arrays shrink. Returns how many."""
-        slots, last, step, owners = self._slots, self.windows.last, self.windows.step, self._owners
+        """Drop the series (of `keys`, default all) not seen for their time to live: their route, slot
+        and counts; the last slot moves into a freed one, so the arrays shrink. Returns how many."""
+        slots, last, step, owners = self._slots, self._seen, SEEN_STEP, self._owners
         n = 0
         for key in list(slots) if keys is None else keys:
             slot = slots.get(key)
@@ -369,7 +370,10 @@ class Ingestor:
         if route is not None and (type(route) is not Route or route.jb is None):
             self._negatives -= 1
         self._count(self._owners[slot].jobs, -1)
-        moved = self.windows.remove(slot)
+        seen = self._seen
+        moved = len(seen) - 1
+        seen[slot] = seen[moved]
+        del seen[moved]
         if moved != slot:  # the last series now lives in the freed slot
             mkey = self._keys[moved]
             self._keys[slot] = mkey
@@ -378,7 +382,6 @@ class Ingestor:
             r = self._routes.get(mkey)
             if type(r) is Route and r.slot == moved:
                 r.slot = slot
-                r.base = slot * self.windows.window
         self._keys.pop()
         self._owners.pop()
         del self._slots[key]
@@ -422,7 +425,7 @@ class Ingestor:
         if isinstance(admitted, Route):
             return admitted
         slot, targets = admitted
-        return Route.to(targets, ctype, counter, slot, slot * self.windows.window)
+        return Route.to(targets, ctype, counter, slot)
 
     def ingest(
         self, items: list[Any], now: float, res: PushResult | None = None, offset: int = 0
@@ -471,7 +474,7 @@ class Ingestor:
     def _route(
         self, items: list[FalconItem], now: float, res: PushResult, index: Sequence[int] | None
     ) -> None:
-        """The hot loop: per item one route lookup, the window write and one bucket write per target.
+        """The hot loop: per item one route lookup, the last-seen write and one bucket write per target.
 
         Lookups run as C-level map() passes over the whole body; an item of a series no job watches (most
         of what agents push) never reaches the Python loop: its route is the falsy UNROUTED, which
@@ -500,8 +503,7 @@ class Ingestor:
         two_now = 2 * now
         inow = int(now)
         completed = res.completed
-        windows = self.windows
-        wvals, wlast, wsize, wstep = windows.values, windows.last, windows.window, windows.step
+        seen = self._seen
         route: Route
         for i, item, route in compress(zip(count(), items, found), found):  # type: ignore[assignment]
             if item.counterType != route.ctype:
@@ -533,17 +535,9 @@ class Ingestor:
                 if rate < 0:
                     continue  # counter reset / wrap (COUNTER) or negative DERIVE: Falcon drops it
                 v = rate
-            # the series' window (SeriesWindows.put inlined for the usual cases: this loop is the hot path)
-            period = ts // wstep
-            slot = route.slot
-            last = wlast[slot]
-            if period == last:
-                wvals[route.base + period % wsize] = v
-            elif period == last + 1 and last:  # the next period: the usual case, one sample per step
-                wlast[slot] = period
-                wvals[route.base + period % wsize] = v
-            elif period > last or last - period < wsize:
-                windows.put(slot, ts, v)  # a gap to clear, the first sample, or an older period
+            period = ts // SEEN_STEP  # when the series was last seen: all its expiry needs
+            if period > seen[route.slot]:
+                seen[route.slot] = period
             # the bucket write (JobBuckets.add inlined for the first target, the usual only one)
             start = ts - ts % jb.period
             val = 100.0 - v if route.invert else v
