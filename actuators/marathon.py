@@ -43,6 +43,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from actuators.marathon_model import AppState
+from actuators.marathon_sse import SSEParser
 from policies.document import APP_ID_RE
 from policies.redact import redact_text, redact_url
 
@@ -450,8 +451,6 @@ class MarathonClient:
     ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         """The SSE stream as (event type, data). First yields (STREAM_OPENED, {"url": …}); raises
         Transient when the stream cannot be opened, closes, or stays silent past events_idle_timeout."""
-        from collectors.marathon_events import SSEParser  # the parser is the collector's; imported late
-
         resp, url = await self._open_stream(event_types)
         url = redact_url(url)
         try:

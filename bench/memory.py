@@ -21,8 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import job_doc
 from oceand.buckets import JobBuckets
 from oceand.ingest import Ingestor
-from oceand.windows import WINDOW
 from policies.document import JobDocument
+
+WINDOW = 60  # the baseline: one list of a 60-bucket window of floats per series
 
 
 def main() -> int:
@@ -64,7 +65,7 @@ def main() -> int:
             jb.due(ts + 16)
     gc.collect()
     used = tracemalloc.get_traced_memory()[0] - before
-    series = len(ing.windows)
+    series = ing.series
 
     naive_before = tracemalloc.get_traced_memory()[0]
     naive = [[float(k) + 0.5 for k in range(WINDOW)] for _ in range(series)]
@@ -74,7 +75,7 @@ def main() -> int:
 
     per = used / series
     print(f"jobs={args.jobs} instances={args.instances} routed series={series} window={WINDOW}")
-    print(f"ingest structures (routes, windows, open buckets, job routing): {used / 2**20:.1f} MiB")
+    print(f"ingest structures (routes, series slots, open buckets, job routing): {used / 2**20:.1f} MiB")
     print(f"baseline: one list of {WINDOW} floats per series: {naive_used / series:.0f} B/series")
     print(
         f"per series: {per:.0f} B = {per / 1024:.2f} KiB  (ratio to baseline {per / (naive_used / series):.2f}; target <= 2 KiB)"

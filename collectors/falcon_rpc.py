@@ -17,10 +17,12 @@ Everything here is pure: bytes in, frames / requests / items / reply bytes out.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 import orjson
+
+from collectors.falcon_items import FalconItem, decode_items
 
 UPDATE: Final = "Transfer.Update"
 PING: Final = "Transfer.Ping"
@@ -50,6 +52,26 @@ class Request(msgspec.Struct):
 
 
 _request = msgspec.json.Decoder(Request)
+
+
+class UpdateCall(msgspec.Struct):
+    """The usual frame, `Transfer.Update` with every item of the agent's shape, decoded in one pass straight
+    into FalconItems (anything else goes through `decode_request` and the tolerant path)."""
+
+    method: Literal["Transfer.Update"]
+    params: tuple[list[FalconItem]]
+    id: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_update_call = msgspec.json.Decoder(UpdateCall)
+
+
+def decode_update(frame: bytes) -> UpdateCall | None:
+    """The usual frame as an UpdateCall; None for any other frame (`decode_request` reads it)."""
+    try:
+        return _update_call.decode(frame)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
 
 
 class FrameBuffer:
@@ -161,6 +183,13 @@ def update_list(params: bytes) -> bytes | None:
         return None
     inner = p[1:-1].strip()
     return inner if inner[:1] == b"[" else None
+
+
+def update_typed(params: bytes) -> list[FalconItem] | None:
+    """`Transfer.Update`'s params as FalconItems when every item has the agent's shape (the fast decoder);
+    None (or an empty list) otherwise: `update_items` reads them for the tolerant path."""
+    inner = update_list(params)
+    return decode_items(inner) if inner is not None else None
 
 
 def update_items(params: bytes) -> list[Any]:

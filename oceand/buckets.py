@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 AGGREGATES = ("avg", "max", "min", "sum", "p50", "p90", "p99")
 MAX_OPEN = 256  # open buckets per job (the ingest timestamp window keeps the usual count near 62)
 NO_DATA_PERIODS = 3  # a rule without a sample for this many periods says so in the job's status
+ALB_QPS = "alb.qps"  # the rule metric fed by the job's own balancer (PRODUCT §2.3): its one definition
+JOB_LEVEL_METRICS = frozenset({ALB_QPS})  # one value per job (from its balancer), not per instance
 WINDOW_PERIODS = 60  # a job's window: how far back (in periods) a sample's timestamp may be by default
 
 

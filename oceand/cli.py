@@ -38,6 +38,10 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "replay":
+        if any(a == "--job-history" or a.startswith("--job-history=") for a in argv[1:]):
+            from oceand.history_cli import main as history_main  # a job's recorded history as the trace
+
+            return history_main(argv[1:])
         from oceand.replay_cli import main as replay_main
 
         return replay_main(argv[1:])

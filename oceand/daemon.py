@@ -38,6 +38,7 @@ from oceand.keys import DAEMON, ENGINE, METRICS, STORE
 from oceand.lbmanager import LBManager, lb_settings
 from oceand.listeners import Listeners
 from oceand.logs import setup_logging
+from oceand.marathon import ClusterRuntime, start_clusters, task_endpoints
 from oceand.metrics import Metrics
 from oceand.notify import Notifier
 from oceand.store import open_store
@@ -66,7 +67,7 @@ class Daemon:
         self.store.health.on_failure = self.metrics.store_write_failures.inc
         self.recording = RecordingActuator()
         self._forced_actuator = actuator  # tests: every job goes to this actuator, live mode
-        self.clusters: dict[str, Any] = {}  # name -> ClusterRuntime (Marathon client, watcher, actuator)
+        self.clusters: dict[str, ClusterRuntime] = {}  # name -> Marathon client, watcher, actuator
         self.lb = LBManager(
             lb_settings(config.lb),
             self._app_of,
@@ -131,7 +132,7 @@ class Daemon:
             return self._forced_actuator
         cluster = self.clusters.get(doc.target.cluster)
         if cluster is not None:
-            return cluster.actuator  # type: ignore[no-any-return]
+            return cluster.actuator
         return self.recording
 
     def _app_of(self, doc: JobDocument) -> AppState | None:
@@ -264,7 +265,7 @@ class Daemon:
             modes[self.engine.mode(rt)] += 1
         for m, n in modes.items():
             self.metrics.jobs.labels(m).set(n)
-        self.metrics.series.set(len(self.engine.ingestor.windows))
+        self.metrics.series.set(self.engine.ingestor.series)
         self.metrics.bucket_overflow.set(sum(rt.buckets.overflow for rt in self.engine.jobs.values()))
         for c in self.clusters.values():
             self.metrics.event_stream.labels(c.name).set(1 if c.connected() else 0)
@@ -353,9 +354,13 @@ class Daemon:
 
     async def _start_clusters(self) -> None:
         """Marathon clusters: a client, an event-stream watcher and an actuator per configured cluster."""
-        from oceand.marathon import start_clusters  # local: keeps the daemon importable without it in tests
+        start_clusters(self.clusters, self.config.marathon_clusters(), self._app_changed)
 
-        await start_clusters(self)
+    def _app_changed(self, job: str, app: AppState | None) -> None:
+        """A watched app changed (or is gone): the job's expected instances and its balancers follow."""
+        self.engine.set_expected(job, app.running if app is not None else None)
+        self.engine.set_tasks(job, task_endpoints(app))  # for selectors with "tasks": true
+        self.lb.app_changed(job, app)
 
     async def _watchdog(self, every: float) -> None:
         while not self.stop_event.is_set():

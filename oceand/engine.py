@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo
 from actuators.marathon import MarathonError, Permanent
 from actuators.marathon_apply import Attempt, AttemptLog
 from oceand.actuation import Actuator, AppView, Outcome
-from oceand.buckets import ClosedBucket, JobBuckets
+from oceand.buckets import JOB_LEVEL_METRICS, ClosedBucket, JobBuckets
 from oceand.history import HistoryRecorder
 from oceand.ingest import IngestLimits, Ingestor, PushResult
 from oceand.logs import log_decision
@@ -60,7 +60,6 @@ class Stopping(AppUnknown):
 
 
 Clock = Callable[[], float]
-JOB_LEVEL_METRICS = frozenset({"alb.qps"})  # one value per job (from its balancer), not per instance
 Hook = Callable[[JobDocument, Decision], Awaitable[None] | None]
 UNKNOWN_APP_TTL = 10.0  # seconds alarms do not ask Marathon again for an app that could not be read
 # Due jobs woken per event-loop iteration: thousands of jobs whose buckets share a deadline are woken in

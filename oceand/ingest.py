@@ -1,23 +1,22 @@
-"""The ingest hot path: a Falcon push body -> validated samples -> job buckets (PRODUCT §2.1, §3.1).
+"""The ingest routing: typed Falcon items -> job buckets (PRODUCT §2.1, §3.1).
 
-Two ways in, one routing. The usual body (every item of the agent's shape) is decoded by msgspec straight
-into FalconItems whose fields were type- and range-checked in C (`decode_items`); any other body is decoded
-by orjson and checked item by item with transfer's rules (`Ingestor.ingest`), and its valid items become
-FalconItems too. Both then go through `_route`:
+Parsing is not here: collectors.falcon_items turns a body into FalconItems, by the fast decoder
+(`decode_items`) or the tolerant item-by-item checks (`check_items`, which `Ingestor.check` / `ingest`
+call with the body's PushResult). Both kinds of items go through the same `_route`:
 
 - items whose metric no job watches leave in C-level passes (map/compress), touching no per-series state;
 - a series' identity (endpoint, metric, tags) is routed once and cached: the next sample of it costs one
-  dictionary lookup (in a C-level pass), its window write and one bucket write per job that watches it
+  dictionary lookup (in a C-level pass), its last-seen write and one bucket write per job that watches it
   (ARCHITECTURE property 5). Routing uses each rule's selector (default tag job=<name>);
   `cpu.used` and `mem.used.percent` are derived from `cpu.idle` and `mem.memfree.percent`.
 
 COUNTER and DERIVE series become per-second rates from consecutive samples, as Falcon stores them.
-Every routed series also keeps a window of its last WINDOW bucket values (oceand.windows).
+Every routed series has a slot that holds when it was last seen (its newest sample's period), which is
+all its expiry needs; its values live only in its jobs' buckets.
 
-A body larger than SLICE_BYTES is not decoded or routed in one go (an 8 MiB body held the event loop for
-seconds): `split_body` cuts it into pieces at item boundaries, and the caller decodes and routes them one
-by one, letting the loop run between (`ingest` and `ingest_items` add to one PushResult, with the items'
-positions in the whole body).
+A body larger than collectors.falcon_items.SLICE_BYTES is not decoded or routed in one go: the caller cuts
+it (`split_body`), decodes and routes the pieces one by one, SLICE_ITEMS items at a time, letting the loop
+run between (`ingest` and `ingest_items` add to one PushResult, with the items' positions in the body).
 """
 
 from __future__ import annotations
@@ -26,19 +25,16 @@ import bisect
 import fnmatch
 import math
 import operator
-import re
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, compress, count, islice, pairwise
-from typing import Annotated, Any, Literal
+from itertools import chain, compress, count, islice
+from typing import Any
 
-import msgspec
-
-from collectors.falcon import MAX_METRIC_TAGS_LEN as MAX_LEN
-from collectors.falcon import check_key, check_timestamp, check_value, parse_tags
+from collectors.falcon import check_key, parse_tags
+from collectors.falcon_items import FalconItem, check_items
 from oceand.buckets import WINDOW_PERIODS, JobBuckets
-from oceand.windows import SeriesWindows
 from policies.document import JobDocument, Selector
 
 # rule metric -> (pushed metric, transform) pairs that feed it, besides the metric itself
@@ -46,79 +42,16 @@ DERIVED: dict[str, tuple[str, str]] = {
     "cpu.used": ("cpu.idle", "100-v"),
     "mem.used.percent": ("mem.memfree.percent", "100-v"),
 }
-REQUIRED = ("endpoint", "metric", "timestamp", "step", "value", "counterType")
 MAX_REASONS = 5
 EXPIRY_WINDOWS = 3  # a series not seen for this many windows of its jobs expires (default)
 
 _key_of = operator.attrgetter("endpoint", "metric", "tags")
 _metric_of = operator.attrgetter("metric")
 NEVER_ROUTED = ("kernel.hostname",)  # metrics check_key refuses: their items must meet their route
+SEEN_STEP = 10  # seconds: a series' last-seen time is kept to this resolution (its period number)
 
 
-# The fast decoder takes metric names up to METRIC_MAX characters and tags up to the rest of transfer's
-# metric+tags limit, so every item it returns meets that limit; an item past either bound takes the
-# tolerant path, which applies the limit to the sum exactly.
-METRIC_MAX = 128
-
-
-class FalconItem(msgspec.Struct, gc=False):
-    """One push item with every field of the right type (msgspec checks them in C while decoding)."""
-
-    endpoint: Annotated[str, msgspec.Meta(min_length=1)]
-    metric: Annotated[str, msgspec.Meta(min_length=1, max_length=METRIC_MAX)]
-    timestamp: int
-    step: Annotated[int, msgspec.Meta(gt=0)]
-    value: float  # msgspec refuses NaN, Infinity and numbers out of float range
-    counterType: Literal["GAUGE", "COUNTER", "DERIVE"]
-    tags: Annotated[str, msgspec.Meta(max_length=MAX_LEN - METRIC_MAX)] = ""
-
-
-_decoder = msgspec.json.Decoder(list[FalconItem])
-
-SLICE_BYTES = 256 * 1024  # a larger body is decoded piece by piece, each piece about this size
 SLICE_ITEMS = 1024  # items routed between two turns of the event loop
-# Where a JSON array body may be cut: a comma between two objects (items of an agent body; a comma between
-# two members of an object is followed by a key, never by '{'), else any comma between two values.
-_CUT_OBJECTS = re.compile(rb"}\s*,\s*{")
-_CUT = re.compile(rb'[}\]"0-9el]\s*,\s*[{\["0-9tfn-]')
-
-
-def split_body(body: bytes, size: int = SLICE_BYTES) -> list[bytes]:
-    """A JSON array body cut at commas into pieces of about `size` bytes, each made an array of its own
-    (`[a,b,c,d]` -> `[a,b]`, `[c,d]`); the body itself when it has no place to cut.
-
-    A cut between two top-level items gives pieces whose items, in order, are the body's. A cut anywhere
-    else makes a piece invalid JSON: inside a string, the piece ends in an unterminated string; inside a
-    nested value, it ends with a container open. Every piece holds at least one value (a cut is between
-    two values). So when every piece decodes, the body decodes to the pieces' items put end to end; when
-    one does not, the body must be decoded whole."""
-    cuts: list[int] = []
-    pos = size
-    objects = True  # objects left to cut between
-    while pos < len(body):
-        m = _CUT_OBJECTS.search(body, pos) if objects else None
-        if m is None:
-            objects = False
-            m = _CUT.search(body, pos)
-        if m is None:
-            break
-        cuts.append(body.index(b",", m.start()))
-        pos = cuts[-1] + size
-    if not cuts:
-        return [body]
-    pieces = [body[: cuts[0]] + b"]"]
-    pieces.extend(b"[" + body[a + 1 : b] + b"]" for a, b in pairwise(cuts))
-    pieces.append(b"[" + body[cuts[-1] + 1 :])
-    return pieces
-
-
-def decode_items(body: bytes) -> list[FalconItem] | None:
-    """A push body whose every item has the usual shape, decoded straight into FalconItems; None for
-    anything else (bad JSON, another shape, one odd item), which takes the tolerant path."""
-    try:
-        return _decoder.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):  # the latter: invalid UTF-8 in a string
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +61,7 @@ class IngestLimits:
     max_ahead: float | None = None  # seconds a timestamp may be ahead of the clock; None: one job period
     max_age: float | None = None  # seconds a timestamp may be behind the clock; None: the job's window
     max_series_per_job: int = 20_000  # routed series counted for one job
-    max_series: int = 500_000  # routed series in total (each holds a window: about 1.3 KiB)
+    max_series: int = 500_000  # routed series in total
     series_expiry: float | None = None  # a series not seen for this long expires; None: 3 job windows
     max_unrouted: int = 200_000  # cached series that route nowhere, before that cache is emptied
 
@@ -165,17 +98,16 @@ class Route:
     more: tuple[Target, ...]
     ctype: str  # the counterType the route was resolved for
     counter: str | None  # "COUNTER" | "DERIVE" | None (GAUGE)
-    slot: int  # series window slot, -1 for a refused series
+    slot: int  # series slot (its last-seen period), -1 for a refused series
     prev_ts: int = 0
     prev_value: float = math.nan
     reason: str | None = None
     limit: str | None = None  # the bound that refused the series (series_per_job, series_total)
-    base: int = 0  # slot * window: where the series' window starts in the flat array
     ahead: float = 0.0  # the timestamps accepted, around the daemon's clock: the loosest of the targets' jobs
     age: float = 0.0
 
     @classmethod
-    def to(cls, targets: list[Target], ctype: str, counter: str | None, slot: int, base: int) -> Route:
+    def to(cls, targets: list[Target], ctype: str, counter: str | None, slot: int) -> Route:
         t = targets[0]
         return cls(
             t.buckets,
@@ -186,7 +118,6 @@ class Route:
             ctype,
             counter,
             slot,
-            base=base,
             ahead=max(x.buckets.max_ahead for x in targets),
             age=max(x.buckets.max_age for x in targets),
         )
@@ -347,17 +278,17 @@ class _MetricIndex:
 class Ingestor:
     """Routes samples into job buckets. `set_job` / `remove_job` as jobs come and go."""
 
-    def __init__(self, windows: SeriesWindows | None = None, limits: IngestLimits | None = None) -> None:
+    def __init__(self, limits: IngestLimits | None = None) -> None:
         self.limits = limits if limits is not None else IngestLimits()
-        self.windows = windows if windows is not None else SeriesWindows()
+        self._seen = array("q")  # slot -> the newest period (timestamp // SEEN_STEP) the series was seen in
         self._by_metric: dict[str, _MetricIndex] = {}
         self._watched: set[str] = set(NEVER_ROUTED)  # pushed metrics some job watches, and refused ones
         self._metrics_of: dict[str, set[str]] = {}  # job -> pushed metrics it watches
         self._buckets: dict[str, JobBuckets] = {}
         self._routes: dict[tuple[Any, ...], Route | bool] = {}
-        self._slots: dict[tuple[Any, ...], int] = {}  # series -> window slot (kept across re-routing)
-        self._keys: list[tuple[Any, ...]] = []  # window slot -> series
-        self._owners: list[_Owners] = []  # window slot -> the jobs the series is counted for
+        self._slots: dict[tuple[Any, ...], int] = {}  # series -> slot (kept across re-routing)
+        self._keys: list[tuple[Any, ...]] = []  # slot -> series
+        self._owners: list[_Owners] = []  # slot -> the jobs the series is counted for
         self._owner_cache: dict[frozenset[str], _Owners] = {}
         self._per_job: dict[str, int] = {}  # routed series counted for each job
         self._negatives = 0  # route cache entries of series that route nowhere (or are refused)
@@ -374,7 +305,7 @@ class Ingestor:
 
     @property
     def series(self) -> int:
-        """Routed series (each with a window)."""
+        """Routed series (each with a slot)."""
         return len(self._slots)
 
     def series_of(self, job: str) -> int:
@@ -384,7 +315,7 @@ class Ingestor:
         return list(self._slots)
 
     def _reset_routes(self) -> None:
-        self._routes = {}  # re-resolved lazily; series windows keep their slots
+        self._routes = {}  # re-resolved lazily; series keep their slots
         self._by_endpoint = {}
         self._negatives = 0
         self._limited.clear()
@@ -499,7 +430,7 @@ class Ingestor:
     def _admit(
         self, key: tuple[Any, ...], targets: list[Target], ctype: str, now: float
     ) -> tuple[int, list[Target]] | Route:
-        """The series' window slot and the targets the series caps let it feed, or its refusal."""
+        """The series' slot and the targets the series caps let it feed, or its refusal."""
         limits = self.limits
         slot = self._slots.get(key)
         have = self._owners[slot].jobs if slot is not None else frozenset()
@@ -527,7 +458,8 @@ class Ingestor:
         jobs = frozenset(t.buckets.job for t in targets)
         owners = self._owner(jobs)
         if slot is None:
-            slot = self._slots[key] = self.windows.allocate(int(now) // self.windows.step)
+            slot = self._slots[key] = len(self._seen)
+            self._seen.append(int(now) // SEEN_STEP)
             self._keys.append(key)
             self._owners.append(owners)
         else:
@@ -537,9 +469,9 @@ class Ingestor:
         return slot, targets
 
     def expire(self, now: float, keys: Iterable[tuple[Any, ...]] | None = None) -> int:
-        """Drop the series (of `keys`, default all) not seen for their time to live: their route, window
-        and counts; the last window moves into a freed slot, so the arrays shrink. Returns how many."""
-        slots, last, step, owners = self._slots, self.windows.last, self.windows.step, self._owners
+        """Drop the series (of `keys`, default all) not seen for their time to live: their route, slot
+        and counts; the last slot moves into a freed one, so the arrays shrink. Returns how many."""
+        slots, last, step, owners = self._slots, self._seen, SEEN_STEP, self._owners
         n = 0
         for key in list(slots) if keys is None else keys:
             slot = slots.get(key)
@@ -565,7 +497,10 @@ class Ingestor:
         if route is not None and (type(route) is not Route or route.jb is None):
             self._negatives -= 1
         self._count(self._owners[slot].jobs, -1)
-        moved = self.windows.remove(slot)
+        seen = self._seen
+        moved = len(seen) - 1
+        seen[slot] = seen[moved]
+        del seen[moved]
         if moved != slot:  # the last series now lives in the freed slot
             mkey = self._keys[moved]
             self._keys[slot] = mkey
@@ -574,7 +509,6 @@ class Ingestor:
             r = self._routes.get(mkey)
             if type(r) is Route and r.slot == moved:
                 r.slot = slot
-                r.base = slot * self.windows.window
         self._keys.pop()
         self._owners.pop()
         del self._slots[key]
@@ -625,7 +559,7 @@ class Ingestor:
         if isinstance(admitted, Route):
             return admitted
         slot, targets = admitted
-        return Route.to(targets, ctype, counter, slot, slot * self.windows.window)
+        return Route.to(targets, ctype, counter, slot)
 
     def ingest(
         self, items: list[Any], now: float, res: PushResult | None = None, offset: int = 0
@@ -648,35 +582,7 @@ class Ingestor:
         the others rejected in `res`. Touches no routing state."""
         res.total += len(items)
         invalid = res.invalid
-        typed: list[FalconItem] = []
-        index: list[int] = []
-        inow = int(now)
-        for i, item in enumerate(items, offset):
-            if type(item) is not dict:
-                res.reject(i, "item is not an object")
-                continue
-            missing = [k for k in REQUIRED if k not in item]
-            if missing:
-                res.reject(i, f"{missing[0]}: missing")
-                continue
-            endpoint, metric, ctype, step = (
-                item["endpoint"],
-                item["metric"],
-                item["counterType"],
-                item["step"],
-            )
-            tags = item.get("tags", "")  # absent: no tags, as Falcon's agent does for ""
-            reason = check_key(endpoint, metric, tags, ctype, step)
-            if reason is not None:
-                res.reject(i, reason)
-                continue
-            value = check_value(item["value"])
-            if value is None:
-                res.reject(i, f"value: {str(item['value'])[:40]!r} is not a finite number")
-                continue
-            ts = check_timestamp(item["timestamp"], now)
-            typed.append(FalconItem(endpoint, metric, ts if ts > 0 else inow, step, value, ctype, tags))
-            index.append(i)
+        typed, index = check_items(items, now, res.reject, offset)
         self.rejected += res.invalid - invalid
         return typed, index
 
@@ -710,7 +616,7 @@ class Ingestor:
     def _route(
         self, items: list[FalconItem], now: float, res: PushResult, index: Sequence[int] | None
     ) -> None:
-        """The hot loop: per item one route lookup, the window write and one bucket write per target.
+        """The hot loop: per item one route lookup, the last-seen write and one bucket write per target.
 
         Lookups run as C-level map() passes over the whole body; an item of a series no job watches (most
         of what agents push) never reaches the Python loop: its route is the falsy UNROUTED, which
@@ -742,8 +648,7 @@ class Ingestor:
         two_now = 2 * now
         inow = int(now)
         completed = res.completed
-        windows = self.windows
-        wvals, wlast, wsize, wstep = windows.values, windows.last, windows.window, windows.step
+        seen = self._seen
         route: Route
         for i, item, route in compress(zip(count(), items, found), found):  # type: ignore[assignment]
             if item.counterType != route.ctype:
@@ -776,17 +681,9 @@ class Ingestor:
                 if rate < 0:
                     continue  # counter reset / wrap (COUNTER) or negative DERIVE: Falcon drops it
                 v = rate
-            # the series' window (SeriesWindows.put inlined for the usual cases: this loop is the hot path)
-            period = ts // wstep
-            slot = route.slot
-            last = wlast[slot]
-            if period == last:
-                wvals[route.base + period % wsize] = v
-            elif period == last + 1 and last:  # the next period: the usual case, one sample per step
-                wlast[slot] = period
-                wvals[route.base + period % wsize] = v
-            elif period > last or last - period < wsize:
-                windows.put(slot, ts, v)  # a gap to clear, the first sample, or an older period
+            period = ts // SEEN_STEP  # when the series was last seen: all its expiry needs
+            if period > seen[route.slot]:
+                seen[route.slot] = period
             # the bucket write (JobBuckets.add inlined for the first target, the usual only one)
             start = ts - ts % jb.period
             val = 100.0 - v if route.invert else v

@@ -20,16 +20,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from actuators.lb.albstats import HaproxyStats, NginxStubStatus
 from actuators.lb.reconcile import DriverFactory, LBSettings, Reconciler
 from actuators.marathon_model import AppState
-from collectors.albstats import HaproxyStats, NginxStubStatus
+from oceand.buckets import ALB_QPS as ALB_METRIC
 from oceand.config import LBConfig
 from oceand.metrics import Metrics
 from policies.document import HaproxyLB, JobDocument, NginxLB
 
 log = logging.getLogger("oceand.lb")
-
-ALB_METRIC = "alb.qps"
 
 
 def lb_settings(c: LBConfig) -> LBSettings:

@@ -23,9 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
-
-import msgspec
+from typing import Any, Protocol
 
 from collectors.falcon_rpc import (
     PING,
@@ -33,15 +31,16 @@ from collectors.falcon_rpc import (
     FrameBuffer,
     RpcError,
     decode_request,
+    decode_update,
     encode_reply,
     method_error,
     transfer_response,
     update_items,
-    update_list,
+    update_typed,
 )
 from collectors.opentsdb import LineError, parse_put
 from oceand.config import IngestSettings, parse_listen
-from oceand.ingest import FalconItem, PushResult, decode_items
+from oceand.ingest import PushResult
 from oceand.metrics import Metrics
 
 log = logging.getLogger("oceand.listeners")
@@ -50,18 +49,6 @@ MAX_REPLY_BACKLOG = (
     64 * 1024
 )  # put-line error replies are skipped while this much is unsent (transfer never reads)
 MAX_LINE_REPLIES = 5  # error reply lines per read, at most
-
-
-class UpdateCall(msgspec.Struct):
-    """The usual frame, `Transfer.Update` with every item of the agent's shape, decoded in one pass straight
-    into FalconItems (anything else goes through collectors.falcon_rpc's envelope and the tolerant path)."""
-
-    method: Literal["Transfer.Update"]
-    params: tuple[list[FalconItem]]
-    id: msgspec.Raw = msgspec.Raw(b"null")
-
-
-_update_call = msgspec.json.Decoder(UpdateCall)
 
 
 class Pusher(Protocol):
@@ -263,9 +250,8 @@ class RpcConnection(Connection):
     def serve(self, frame: bytes) -> bytes:
         ln = self.listener
         started = time.perf_counter()
-        try:
-            call = _update_call.decode(frame)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        call = decode_update(frame)
+        if call is None:
             return self.serve_any(frame, started)
         return self.updated(bytes(call.id), ln.engine.push(call.params[0], typed=True), started)
 
@@ -285,8 +271,7 @@ class RpcConnection(Connection):
             ln.event("ping")
             return encode_reply(rid, PING_RESULT)
         params = bytes(req.params)
-        inner = update_list(params)
-        typed = decode_items(inner) if inner is not None else None
+        typed = update_typed(params)
         if typed:
             res = ln.engine.push(typed, typed=True)
         else:

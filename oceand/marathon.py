@@ -12,19 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from actuators.marathon import AppNotFound, MarathonClient, Permanent, Transient
 from actuators.marathon_apply import AttemptLog, set_instances, settle
+from actuators.marathon_events import ClusterWatcher
 from actuators.marathon_model import AppState, parse_time
-from collectors.marathon_events import ClusterWatcher
 from oceand.actuation import AppView, Outcome, Settled
 from oceand.config import ClusterSettings
 from policies.document import JobDocument
 from policies.types import Decision
-
-if TYPE_CHECKING:
-    from oceand.daemon import Daemon
 
 log = logging.getLogger("oceand.marathon")
 
@@ -131,7 +129,7 @@ def _view(app: AppState, deployment_started_at: float | None) -> AppView:
     )
 
 
-def _task_endpoints(app: AppState | None) -> frozenset[str]:
+def task_endpoints(app: AppState | None) -> frozenset[str]:
     """The endpoints a falcon-agent in one of the app's tasks reports as: the task's host, its IPs."""
     if app is None:
         return frozenset()
@@ -143,10 +141,16 @@ def _task_endpoints(app: AppState | None) -> frozenset[str]:
     return frozenset(out)
 
 
+AppChanged = Callable[[str, AppState | None], None]  # (job, its app's state, None: gone) -> None
+
+
 class ClusterRuntime:
-    def __init__(self, settings: ClusterSettings, daemon: Daemon) -> None:
+    """One Marathon cluster: client, event-stream watcher and actuator. What its apps do reaches the rest
+    of the daemon through `on_app` (called per job watching the app), not through the daemon itself."""
+
+    def __init__(self, settings: ClusterSettings, on_app: AppChanged) -> None:
         self.name = settings.client.name
-        self.daemon = daemon
+        self.on_app = on_app
         self.client = MarathonClient(settings.client)
         self.watcher = ClusterWatcher(self.client, on_change=self._changed, clock=time.time)
         self.actuator = MarathonActuator(
@@ -202,12 +206,8 @@ class ClusterRuntime:
 
     def _changed(self, app_id: str) -> None:
         app = self.watcher.app(app_id)
-        engine = self.daemon.engine
-        tasks = _task_endpoints(app)
         for job in self.jobs_by_app.get(app_id, ()):
-            engine.set_expected(job, app.running if app is not None else None)
-            engine.set_tasks(job, tasks)
-            self.daemon.lb.app_changed(job, app)
+            self.on_app(job, app)
 
     def refresh_soon(self, app_id: str) -> None:
         async def refresh() -> None:
@@ -231,8 +231,11 @@ class ClusterRuntime:
         await self.client.close()
 
 
-async def start_clusters(daemon: Daemon) -> None:
-    for name, settings in daemon.config.marathon_clusters().items():
-        cluster = ClusterRuntime(settings, daemon)
-        daemon.clusters[name] = cluster
+def start_clusters(
+    clusters: dict[str, ClusterRuntime], settings: dict[str, ClusterSettings], on_app: AppChanged
+) -> None:
+    """A runtime per configured cluster, added to `clusters` and started."""
+    for name, s in settings.items():
+        cluster = ClusterRuntime(s, on_app)
+        clusters[name] = cluster
         cluster.start()

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from oceand.buckets import ALB_QPS
 from oceand.trace import FloatArray, Trace
 from policies.document import JobDocument, PredictiveRule, ScheduleRule, TargetRule, ThresholdRule
 from policies.engine import evaluate, mark_fires, on_fire
@@ -39,7 +40,7 @@ IntArray = npt.NDArray[np.int64]
 Step = Callable[[Observation, JobState], tuple[int, JobState]]
 
 PER_INSTANCE_METRICS = ("cpu.used", "proc.qps", "proc.delay")
-JOB_METRICS = ("alb.qps",)
+JOB_METRICS = (ALB_QPS,)
 BASE_DELAY_MS = 10.0
 MAX_DELAY_MS = 200.0
 

@@ -254,10 +254,6 @@ def run(argv: Sequence[str]) -> ReplayResult:
 
 def main(argv: list[str]) -> int:
     """Entry point of `oceand replay` (argv without the program and subcommand names)."""
-    if any(a == "--job-history" or a.startswith("--job-history=") for a in argv):
-        from oceand.history_cli import main as history_main  # the recorded history as the trace
-
-        return history_main(argv)
     try:
         run(argv)
     except UsageError as e:

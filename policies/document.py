@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from policies.crontab import validate_schedule
 from policies.fields import did_you_mean
 
 # Job names. A new document's name starts with a letter, digit or '_' and goes on with letters, digits,
@@ -362,7 +363,7 @@ class ScheduleRule(RuleBase):
 
     @model_validator(mode="after")
     def _form(self) -> ScheduleRule:
-        # Fire-time syntax (cron fields, start format) is checked by policies.schedule.validate_schedule,
+        # Fire-time syntax (cron fields, start format) is checked by policies.crontab.validate_schedule,
         # called from JobDocument below so that errors carry this rule's path.
         if (self.cron is None) == (self.start is None or self.every is None):
             if self.cron is not None:
@@ -608,8 +609,6 @@ def parse_job(data: Mapping[str, Any] | Any) -> JobDocument:
                     )
             errors.append({"path": _path(loc), "message": msg})
         raise DocumentError(errors, bounds) from None
-    from policies.schedule import validate_schedule  # local import: schedule imports this module
-
     errors = []
     for i, rule in enumerate(doc.rules):
         if isinstance(rule, ScheduleRule):

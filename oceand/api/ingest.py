@@ -20,9 +20,10 @@ from aiohttp import ClientPayloadError, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from collectors.falcon import AlarmError, alarm_params, parse_alarm, parse_alarm_body
+from collectors.falcon_items import SLICE_BYTES, FalconItem, decode_items, split_body
 from oceand.api.errors import ApiError, json_response
 from oceand.engine import Engine
-from oceand.ingest import SLICE_BYTES, SLICE_ITEMS, FalconItem, PushResult, decode_items, split_body
+from oceand.ingest import SLICE_ITEMS, PushResult
 from oceand.keys import ENGINE, METRICS
 from oceand.metrics import Metrics
 from policies.redact import redact_query

@@ -66,3 +66,23 @@ def test_every_help_has_a_description(
 ) -> None:
     rc, out, _ = run(capsys, *argv)
     assert rc == 0 and description in out, out
+
+
+def test_replay_with_job_history_asks_the_daemon(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`oceand replay --job-history JOB` takes the trace from a daemon's recorded history (issue 16): with
+    no daemon listening it says so and exits 1 (a CSV replay would have asked for a trace file instead)."""
+    job = tmp_path / "job.json"
+    job.write_text((ROOT / "conf" / "jobs" / "seed-threshold.json").read_text())
+    argv = [
+        "replay",
+        "--job-history",
+        "job.x",
+        "--job",
+        str(job),
+        "--since",
+        "1h",
+        "--url",
+        "http://127.0.0.1:9",
+    ]
+    assert main(argv) == 1
+    assert "127.0.0.1:9" in capsys.readouterr().err

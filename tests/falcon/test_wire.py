@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from collectors.falcon_items import decode_items
 from collectors.falcon_rpc import (
     FrameBuffer,
     RpcError,
@@ -20,7 +21,6 @@ from collectors.falcon_rpc import (
     update_list,
 )
 from collectors.opentsdb import MAX_TAGS, LineError, parse_put, put_line
-from oceand.ingest import decode_items
 from tests.fakes.transfer import RpcClient, agent_item, transfer_item
 
 T = 1_700_000_000

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from oceand.actuation import RecordingActuator
+from oceand.history_cli import main as replay_main
 from oceand.replay import ReplayOptions, simulate
-from oceand.replay_cli import main as replay_main
 from oceand.trace import load_trace
 from policies.document import parse_job
 from tests.conftest import Client, DaemonFactory

@@ -112,18 +112,6 @@ def test_a_rule_that_reported_before_must_be_complete_again() -> None:
     assert jb.add(1, "h1", T0 + 12, 1.0) is True
 
 
-def test_series_window_keeps_the_last_periods_and_blanks_gaps() -> None:
-    from oceand.windows import SeriesWindows
-
-    w = SeriesWindows(window=4, step=10)
-    slot = w.allocate()
-    w.put(slot, T0, 1.0)
-    w.put(slot, T0 + 10, 2.0)
-    w.put(slot, T0 + 40, 5.0)  # T0+20 and T0+30 had no sample
-    w.put(slot, T0 - 100, 9.0)  # older than the window: ignored
-    assert w.series(slot) == [2.0, None, None, 5.0]
-
-
 # ---- hostile timestamps (issue 18 item 1): the daemon's clock decides what closes --------------------------
 
 

@@ -11,8 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collectors.falcon import AlarmError, parse_alarm, parse_tags
+from collectors.falcon_items import check_items, decode_items, split_body
+from collectors.falcon_rpc import decode_update, update_typed
 from oceand.buckets import JobBuckets
-from oceand.ingest import Ingestor, PushResult, decode_items, split_body
+from oceand.ingest import Ingestor, PushResult
 from policies.document import JobDocument
 
 NOW = 1_700_000_005.0
@@ -463,3 +465,35 @@ def test_an_agent_body_is_cut_between_its_items() -> None:
     pieces = split_body(body, 10_000)
     assert len(pieces) == len(body) // 10_000 + 1
     assert [x for p in pieces for x in decode_items(p) or []] == decode_items(body)
+
+
+# ---- the parser alone (collectors.falcon_items): bytes -> items, no routing ------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_item, _item, _json), min_size=1, max_size=30))
+def test_the_parsers_two_paths_give_the_same_items(items: list[Any]) -> None:
+    """Any listener can call the pure parser: the fast decoder's items, when it takes the body, are exactly
+    the tolerant checks' items (positions 0, 1, ... and no rejects); any body the fast decoder refuses is
+    parsed by the tolerant checks alone."""
+    try:
+        body = orjson.dumps(items)
+    except TypeError:  # integers past 64 bits
+        return
+    rejects: list[tuple[int, str]] = []
+    checked, index = check_items(orjson.loads(body), NOW, lambda i, r: rejects.append((i, r)))
+    assert sorted([*index, *(i for i, _ in rejects)]) == list(range(len(items)))
+    fast = decode_items(body)
+    if fast is not None:
+        ok = [i for i, x in enumerate(fast) if x.metric != "kernel.hostname"]  # refused by its route
+        assert [fast[i] for i in ok] == [x for x in checked if x.metric != "kernel.hostname"]
+        assert [i for i, _ in rejects] == [i for i, x in enumerate(fast) if x.metric == "kernel.hostname"]
+
+
+def test_a_transfer_update_frame_decodes_to_the_same_items_as_the_push_body() -> None:
+    body = orjson.dumps([item(), item(endpoint="host-2", value=1.5)])
+    frame = b'{"method":"Transfer.Update","params":[' + body + b'],"id":3}\n'
+    call = decode_update(frame)
+    assert call is not None and bytes(call.id) == b"3"
+    assert call.params[0] == decode_items(body) == update_typed(b"[" + body + b"]")
+    assert decode_update(b'{"method":"Transfer.Ping","params":[null],"id":1}') is None

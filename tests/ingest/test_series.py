@@ -9,7 +9,6 @@ import pytest
 
 from oceand.buckets import JobBuckets
 from oceand.ingest import UNMATCHED_KEEP, IngestLimits, Ingestor, PushResult
-from oceand.windows import WINDOW
 from policies.document import JobDocument
 
 NOW = 1_700_000_005.0
@@ -59,8 +58,7 @@ def sizes(ing: Ingestor) -> dict[str, int]:
     return {
         "routes": len(ing._routes),
         "slots": len(ing._slots),
-        "windows": len(ing.windows),
-        "window values": len(ing.windows.values) // WINDOW,
+        "last seen": len(ing._seen),
     }
 
 
@@ -90,18 +88,27 @@ def test_series_not_seen_for_a_while_expire_and_their_memory_comes_back() -> Non
     ing.ingest(items("job.a", range(100)), NOW)
     later = NOW + 3 * 600 + 20  # three windows of the job (60 periods of 10 s) and a bit
     ing.ingest(items("job.a", range(100, 110), ts=int(later)), later)
-    assert sizes(ing) == {"routes": 110, "slots": 110, "windows": 110, "window values": 110}
+    assert sizes(ing) == {"routes": 110, "slots": 110, "last seen": 110}
     assert ing.expire(later) == 100
-    assert sizes(ing) == {"routes": 10, "slots": 10, "windows": 10, "window values": 10}
+    assert sizes(ing) == {"routes": 10, "slots": 10, "last seen": 10}
     assert ing.series == 10 and ing.series_of("job.a") == 10
-    # the series that stayed kept their windows (moved to the freed slots)
+    # the series that stayed kept their last-seen time (moved to the freed slots)
     for i in range(100, 110):
         slot = ing._slots[(f"host-{i}", "cpu.idle", "job=job.a")]
-        assert ing.windows.series(slot)[-1] == float(i)
+        assert ing._seen[slot] == int(later) // 10
     # and go on being written where they now are
     ing.ingest(items("job.a", range(100, 110), ts=int(later) + 10), later + 10)
     slot = ing._slots[("host-105", "cpu.idle", "job=job.a")]
-    assert ing.windows.series(slot)[-2:] == [105.0, 105.0]
+    assert ing._seen[slot] == int(later) // 10 + 1
+    assert ing.expire(later + 1800) == 0 and ing.expire(later + 1830) == 10
+
+
+def test_a_routed_series_holds_no_values_of_its_own() -> None:
+    """Series windows nothing read are gone: a series costs its route, its slot and one last-seen number."""
+    ing = ingestor()
+    ing.ingest(items("job.a", range(100)), NOW)
+    assert not hasattr(ing, "windows")
+    assert len(ing._seen) == ing.series == 100 and ing._seen.itemsize == 8
 
 
 def test_a_series_refused_by_the_cap_is_taken_once_there_is_room() -> None:

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from actuators.lb import LBError, split_lines
+from actuators.lb.albstats import HaproxyStats, parse_show_stat
 from actuators.lb.diff import Backend, Op
 from actuators.lb.haproxy import (
     HaproxyDriver,
@@ -19,7 +20,6 @@ from actuators.lb.haproxy import (
     server_name,
 )
 from actuators.lb.reconcile import Reconciler
-from collectors.albstats import HaproxyStats, parse_show_stat
 from policies.document import HaproxyLB
 from tests.lb.conftest import Haproxy, HttpBackend, make_app, running_haproxy, wait_until
 

@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 
 from actuators.lb import LBError, split_lines
+from actuators.lb.albstats import NginxStubStatus, parse_stub_status
 from actuators.lb.diff import Backend, Op
 from actuators.lb.nginx import PLACEHOLDER_MARK, NginxDriver, NginxInstance, merge, parse, render
 from actuators.lb.reconcile import Reconciler
-from collectors.albstats import NginxStubStatus, parse_stub_status
 from policies.document import NginxLB
 from tests.lb.conftest import HttpBackend, Nginx, make_app, running_nginx, wait_until
 

@@ -8,15 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from policies.crontab import crontab_dow, validate_schedule
 from policies.document import DocumentError, ScheduleRule
-from policies.schedule import (
-    active_windows,
-    crontab_dow,
-    due_fires,
-    fires_between,
-    next_fire,
-    validate_schedule,
-)
+from policies.schedule import active_windows, due_fires, fires_between, next_fire
 from policies.types import Fire
 from tests.policies.build import job
 

@@ -1,4 +1,5 @@
-"""L7 balancer request rates for the metric `alb.qps` (PRODUCT §2.3).
+"""L7 balancer request rates for the metric `alb.qps` (PRODUCT §2.3), read through the balancer adapter's
+own channels (the HAProxy runtime API client of actuators.lb.haproxy; nginx's stub_status).
 
 - `HaproxyStats`: `show stat <backend> 2 -1` over the runtime socket (CSV); the BACKEND row's
   `req_tot` (HTTP mode; `stot`, sessions, in TCP mode).
