@@ -307,16 +307,17 @@ class Daemon:
         await self._jobs_changed()
         runner = web.AppRunner(self.build_app(), **runner_options(self.config.server))
         await runner.setup()
-        site = GuardedSite(runner, self.config.server.host, self.config.server.port, self.guard)
-        await site.start()
+        server = self.config.server
+        await GuardedSite(runner, server.host, server.port, self.guard, server.ssl_context()).start()
         self._runner = runner
-        self.url = _url(runner)
+        self.url = _url(runner, https=server.tls_cert is not None)
         if self.config.ingest.address is not None:
             self._ingest_runner = web.AppRunner(self.build_ingest_app(), **runner_options(self.config.server))
             await self._ingest_runner.setup()
             host, port = self.config.ingest.address
-            await GuardedSite(self._ingest_runner, host, port, self.guard).start()
-            self.ingest_url = _url(self._ingest_runner)
+            tls = self.config.ingest.ssl_context()
+            await GuardedSite(self._ingest_runner, host, port, self.guard, tls).start()
+            self.ingest_url = _url(self._ingest_runner, https=tls is not None)
         await self.listeners.start()
         self._spawn(self.listeners.run(self.stop_event), "listeners-idle-sweep")
         self._spawn(self.engine.flusher(self.stop_event), "state-flusher")
@@ -462,11 +463,11 @@ class Daemon:
                 loop.remove_signal_handler(sig)
 
 
-def _url(runner: web.AppRunner) -> str | None:
+def _url(runner: web.AppRunner, https: bool = False) -> str | None:
     """The bound address of a runner's site (port 0 in tests becomes a real port)."""
     for addr in runner.addresses:
         host, port = addr[0], addr[1]
-        return f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        return f"{'https' if https else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
     return None
 
 
