@@ -464,6 +464,22 @@ class NotifySettings(Table):
     queue: Annotated[int, Field(ge=1, le=100_000)] = 1000  # waiting messages per channel
     sms_max_chars: Annotated[int, Field(ge=60, le=1000)] = 160
     falcon_sender: str | None = None  # removed: refused with a pointer to the keys above
+    # webhook destinations (docs/security.md): host names and CIDRs; loopback, link-local and the
+    # daemon's own listeners only when a CIDR lists them
+    allow: list[str] = Field(default_factory=list, max_length=1024)
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                if not _HOSTNAME_RE.match(entry) or entry.replace(".", "").isdigit():
+                    raise ValueError(
+                        f"{entry[:60]!r} is neither a host name nor an IP address or CIDR (e.g. '10.0.0.0/8')"
+                    ) from None
+        return v
 
     @field_validator("falcon_api")
     @classmethod

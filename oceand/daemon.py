@@ -150,7 +150,12 @@ class Daemon:
 
     def _notify_event(self, event: str, kind: str) -> None:
         m = self.metrics
-        counters = {"sent": m.notify_sent, "retry": m.notify_retries, "dropped": m.notify_dropped}
+        counters = {
+            "sent": m.notify_sent,
+            "retry": m.notify_retries,
+            "dropped": m.notify_dropped,
+            "refused": m.notify_refused,
+        }
         if event.startswith("team_"):
             m.notify_team_lookups.labels(event.removeprefix("team_")).inc()
         elif event in counters:
@@ -318,6 +323,9 @@ class Daemon:
             tls = self.config.ingest.ssl_context()
             await GuardedSite(self._ingest_runner, host, port, self.guard, tls).start()
             self.ingest_url = _url(self._ingest_runner, https=tls is not None)
+        for r in (self._runner, self._ingest_runner):
+            for addr in r.addresses if r is not None else ():
+                self.notifier.destinations.listener(addr[0], addr[1])  # webhooks never go there
         await self.listeners.start()
         self._spawn(self.listeners.run(self.stop_event), "listeners-idle-sweep")
         self._spawn(self.engine.flusher(self.stop_event), "state-flusher")

@@ -121,6 +121,12 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.notify_refused = Counter(
+            "oceand_notify_refused_total",
+            "Webhooks refused by [notify] allow (loopback, link-local, own listener, or not listed), by kind",
+            ["kind"],
+            registry=r,
+        )
         self.notify_dropped = Counter(
             "oceand_notify_dropped_total",
             "Notifications dropped from a full queue (notify.queue; the oldest goes), by kind",
