@@ -362,3 +362,36 @@ async def audit(
         extra={"event": "audit", **{k: v for k, v in entry.items() if k != "time"}},
     )
     return entry
+
+
+class WriteLimiter:
+    """Per-key token buckets for admin writes (`[auth] write_rate` per second, `write_burst` at once).
+
+    A key is a token name, or the source address when auth is off. `take` returns 0 when the write may
+    go, else the seconds until it may. A clock that steps back refills nothing. At most `max_keys`
+    buckets are kept: past that, the full ones (idle long enough to have refilled) are forgotten, and if
+    none is full the oldest is."""
+
+    def __init__(self, max_keys: int = 10_000) -> None:
+        self.max_keys = max_keys
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+
+    def take(self, key: str, now: float, rate: float, burst: int) -> float:
+        tokens, at = self._buckets.pop(key, (float(burst), now))
+        tokens = min(float(burst), tokens + max(0.0, now - at) * rate)
+        at = max(at, now)
+        if tokens >= 1.0:
+            self._store(key, (tokens - 1.0, at), now, rate, burst)
+            return 0.0
+        self._store(key, (tokens, at), now, rate, burst)
+        return (1.0 - tokens) / rate
+
+    def _store(self, key: str, bucket: tuple[float, float], now: float, rate: float, burst: int) -> None:
+        if len(self._buckets) >= self.max_keys:
+            full = [k for k, (t, at) in self._buckets.items() if t + max(0.0, now - at) * rate >= burst]
+            for k in full or [next(iter(self._buckets))]:
+                del self._buckets[k]
+        self._buckets[key] = bucket  # re-inserted last: dict order is least recently used first
+
+    def __len__(self) -> int:
+        return len(self._buckets)

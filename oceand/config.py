@@ -397,6 +397,8 @@ class AuthSettings(Table):
         3600.0  # a rotated token's old secret works this long
     )
     refresh: Annotated[Duration, Field(gt=0, le=300)] = 5.0  # tokens are re-read from the store this often
+    write_rate: Annotated[float, Field(gt=0, le=100_000)] = 10.0  # admin writes per second per token
+    write_burst: Annotated[int, Field(ge=1, le=1_000_000)] = 100  # admin writes at once per token
 
 
 def is_loopback(host: str) -> bool:

@@ -24,12 +24,12 @@ from actuators.marathon_model import AppState
 from oceand import console
 from oceand.actuation import Actuator, RecordingActuator
 from oceand.api import admin, ingest
-from oceand.api.auth import AUTHORITY, auth_middleware
+from oceand.api.auth import AUTHORITY, LIMITER, auth_middleware
 from oceand.api.auth import add_routes as add_auth_routes
 from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
-from oceand.auth import Authority, audit
+from oceand.auth import Authority, WriteLimiter, audit
 from oceand.config import Config, ConfigError, changed_keys, load_config
 from oceand.engine import Engine
 from oceand.jobfiles import load_job_files
@@ -97,6 +97,7 @@ class Daemon:
             config.ingest, self.engine, self.metrics
         )  # [ingest] rpc_listen, tsdb_listen
         self.authority = Authority(self.store, clock, config.auth.refresh, config.auth.grace)
+        self.write_limiter = WriteLimiter()  # [auth] write_rate / write_burst, shared by the listeners
         self.guard = ConnectionGuard(config.server, self.metrics)  # every listener: header timeout, cap
         self.engine.on_deferred = self.metrics.timer_deferred.inc
         self.stop_event = asyncio.Event()
@@ -195,6 +196,7 @@ class Daemon:
         app[METRICS] = self.metrics
         app[DAEMON] = self
         app[AUTHORITY] = self.authority
+        app[LIMITER] = self.write_limiter
         return app
 
     # ---- jobs ----------------------------------------------------------------------------------

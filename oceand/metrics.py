@@ -24,6 +24,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.auth_rate_limited = Counter(
+            "oceand_auth_rate_limited_total",
+            "Admin writes answered 429 by [auth] write_rate / write_burst (per token, or source address)",
+            registry=r,
+        )
         self.auth_denied = Counter(
             "oceand_auth_denied_total",
             "Requests refused by access control (401/403), by reason",
