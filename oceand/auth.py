@@ -22,6 +22,7 @@ auth is off and for the host CLI).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -222,6 +223,7 @@ class Authority:
     clock: Callable[[], float] = time.time
     refresh: float = 5.0
     grace: float = 3600.0
+    max_tokens: int = 1000
     _tokens: dict[str, Token] = field(default_factory=dict)
     _loaded_at: float | None = None  # monotonic time of the last read; None: never read
     _monotonic: Callable[[], float] = time.monotonic
@@ -283,6 +285,13 @@ class Authority:
     async def create(
         self, name: str, scopes: tuple[str, ...], jobs: tuple[str, ...], expires: float | None
     ) -> tuple[Token, str]:
+        await self.load()
+        if len(self._tokens) >= self.max_tokens and name not in self._tokens:
+            raise TokenError(
+                409,
+                "too_many_tokens",
+                f"{len(self._tokens)} tokens exist, the most [auth] max_tokens allows: delete unused ones",
+            )
         now = self.clock()
         secret = new_secret()
         token = Token(
@@ -362,6 +371,18 @@ async def audit(
         extra={"event": "audit", **{k: v for k, v in entry.items() if k != "time"}},
     )
     return entry
+
+
+async def prune_audit(store: Store, before: float, batch: int = 1000) -> int:
+    """Delete the audit entries older than `before`, `batch` at a time (each its own short transaction,
+    the event loop free in between); return how many went."""
+    total = 0
+    while True:
+        n = await store.prune_audit(before, batch)
+        total += n
+        if n < batch:
+            return total
+        await asyncio.sleep(0)
 
 
 class WriteLimiter:

@@ -399,6 +399,8 @@ class AuthSettings(Table):
     refresh: Annotated[Duration, Field(gt=0, le=300)] = 5.0  # tokens are re-read from the store this often
     write_rate: Annotated[float, Field(gt=0, le=100_000)] = 10.0  # admin writes per second per token
     write_burst: Annotated[int, Field(ge=1, le=1_000_000)] = 100  # admin writes at once per token
+    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] = 1000  # tokens in the store, at most
+    audit_retention: Annotated[Duration, Field(ge=86400, le=100 * 365 * 86400)] = 90 * 86400.0
 
 
 def is_loopback(host: str) -> bool:

@@ -29,7 +29,7 @@ from oceand.api.auth import add_routes as add_auth_routes
 from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
-from oceand.auth import Authority, WriteLimiter, audit
+from oceand.auth import Authority, WriteLimiter, audit, prune_audit
 from oceand.config import Config, ConfigError, changed_keys, load_config
 from oceand.engine import Engine
 from oceand.jobfiles import load_job_files
@@ -40,12 +40,13 @@ from oceand.logs import setup_logging
 from oceand.metrics import Metrics
 from oceand.notify import Notifier
 from oceand.store import open_store
-from oceand.store.base import Store
+from oceand.store.base import Store, StoreError
 from oceand.systemd import Notifier as SystemdNotifier
 from policies.document import JobDocument, dump_job
 from policies.types import Decision
 
 log = logging.getLogger("oceand")
+AUDIT_PRUNE_INTERVAL = 3600.0  # seconds between prunings of the audit trail ([auth] audit_retention)
 
 
 class Daemon:
@@ -96,7 +97,9 @@ class Daemon:
         self.listeners = Listeners(
             config.ingest, self.engine, self.metrics
         )  # [ingest] rpc_listen, tsdb_listen
-        self.authority = Authority(self.store, clock, config.auth.refresh, config.auth.grace)
+        self.authority = Authority(
+            self.store, clock, config.auth.refresh, config.auth.grace, config.auth.max_tokens
+        )
         self.write_limiter = WriteLimiter()  # [auth] write_rate / write_burst, shared by the listeners
         self.guard = ConnectionGuard(config.server, self.metrics)  # every listener: header timeout, cap
         self.engine.on_deferred = self.metrics.timer_deferred.inc
@@ -290,6 +293,28 @@ class Daemon:
             if not self.stop_event.is_set():
                 await self.store.probe_write()  # never raises; the outcome goes to store.health
 
+    async def prune_audit(self) -> int:
+        """Delete audit entries older than `[auth] audit_retention` (never raises: a store error is logged)."""
+        try:
+            n = await prune_audit(self.store, self.clock() - self.config.auth.audit_retention)
+        except StoreError as e:
+            log.warning("audit entries not pruned: %s", e, extra={"event": "audit_prune_failed"})
+            return 0
+        self.metrics.audit_pruned.inc(n)
+        if n:
+            log.info(
+                "pruned %d audit entries older than [auth] audit_retention",
+                n,
+                extra={"event": "audit_pruned"},
+            )
+        return n
+
+    async def _prune_audit_hourly(self) -> None:
+        while not self.stop_event.is_set():
+            await self.prune_audit()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), AUDIT_PRUNE_INTERVAL)
+
     # ---- lifecycle -----------------------------------------------------------------------------
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
@@ -333,6 +358,7 @@ class Daemon:
         self._spawn(self.engine.flusher(self.stop_event), "state-flusher")
         self._spawn(self.notifier.run(self.stop_event), "notifier")
         self._spawn(self._probe_store(), "store-probe")
+        self._spawn(self._prune_audit_hourly(), "audit-prune")
         interval = self.systemd.watchdog_interval()
         if interval:
             self._spawn(self._watchdog(interval / 2), "watchdog")

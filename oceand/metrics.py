@@ -24,6 +24,16 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.auth_tokens_refused = Counter(
+            "oceand_auth_tokens_refused_total",
+            "Token creations refused because [auth] max_tokens tokens exist",
+            registry=r,
+        )
+        self.audit_pruned = Counter(
+            "oceand_audit_pruned_total",
+            "Audit entries deleted for being older than [auth] audit_retention",
+            registry=r,
+        )
         self.auth_rate_limited = Counter(
             "oceand_auth_rate_limited_total",
             "Admin writes answered 429 by [auth] write_rate / write_burst (per token, or source address)",

@@ -319,6 +319,8 @@ async def create_token(request: web.Request) -> web.Response:
             raise TokenError(422, "invalid_body", "expires: must be more than 0 seconds", "expires")
         token, secret = await request.app[AUTHORITY].create(name, scopes, jobs, seconds)
     except TokenError as e:
+        if e.code == "too_many_tokens":
+            request.app[METRICS].auth_tokens_refused.inc()
         raise _token_error(e) from None
     await record(request, "token.create", detail={"token": name, "scopes": list(scopes), "jobs": list(jobs)})
     return _with_secret(token.public(request.app[DAEMON].clock()), secret, 201)

@@ -235,6 +235,10 @@ class Store(Protocol):
         """Audit entries, newest first; `job` keeps that job's, `since` those with time >= since."""
         ...
 
+    async def prune_audit(self, before: float, limit: int) -> int:
+        """Delete at most `limit` of the oldest audit entries with time < `before`; return how many."""
+        ...
+
 
 # ---------------------------------------------------------------- URLs
 
