@@ -457,6 +457,7 @@ class Daemon:
         self.engine.default_tz = new.timezone
         self.engine.stale_after = new.decision_stale_after
         self.authority.refresh, self.authority.grace = new.auth.refresh, new.auth.grace
+        self.authority.max_tokens = new.auth.max_tokens  # write_rate/burst, audit_retention: read per use
         if new.log != old.log:
             setup_logging(new.log.level, new.log.format)
         changed = changed_keys(old, new)
