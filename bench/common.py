@@ -52,6 +52,8 @@ class DaemonProcess:
         self.log = self.dir / "daemon.log"
         self.conf.write_text(
             f'[server]\nlisten = "127.0.0.1:{self.port}"\nmax_body = "64MiB"\n'
+            # benches create thousands of jobs at once: no admin write rate limit ([auth] write_burst)
+            f"[auth]\nwrite_burst = 1000000\n"
             f'[store]\nurl = "sqlite:///oceand.db"\n[log]\nlevel = "info"\n{extra_toml}'
         )
         self.proc: subprocess.Popen[bytes] | None = None

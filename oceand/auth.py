@@ -22,6 +22,7 @@ auth is off and for the host CLI).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -222,6 +223,7 @@ class Authority:
     clock: Callable[[], float] = time.time
     refresh: float = 5.0
     grace: float = 3600.0
+    max_tokens: int = 1000
     _tokens: dict[str, Token] = field(default_factory=dict)
     _loaded_at: float | None = None  # monotonic time of the last read; None: never read
     _monotonic: Callable[[], float] = time.monotonic
@@ -283,6 +285,13 @@ class Authority:
     async def create(
         self, name: str, scopes: tuple[str, ...], jobs: tuple[str, ...], expires: float | None
     ) -> tuple[Token, str]:
+        await self.load()
+        if len(self._tokens) >= self.max_tokens and name not in self._tokens:
+            raise TokenError(
+                409,
+                "too_many_tokens",
+                f"{len(self._tokens)} tokens exist, the most [auth] max_tokens allows: delete unused ones",
+            )
         now = self.clock()
         secret = new_secret()
         token = Token(
@@ -362,3 +371,48 @@ async def audit(
         extra={"event": "audit", **{k: v for k, v in entry.items() if k != "time"}},
     )
     return entry
+
+
+async def prune_audit(store: Store, before: float, batch: int = 1000) -> int:
+    """Delete the audit entries older than `before`, `batch` at a time (each its own short transaction,
+    the event loop free in between); return how many went."""
+    total = 0
+    while True:
+        n = await store.prune_audit(before, batch)
+        total += n
+        if n < batch:
+            return total
+        await asyncio.sleep(0)
+
+
+class WriteLimiter:
+    """Per-key token buckets for admin writes (`[auth] write_rate` per second, `write_burst` at once).
+
+    A key is a token name, or the source address when auth is off. `take` returns 0 when the write may
+    go, else the seconds until it may. A clock that steps back refills nothing. At most `max_keys`
+    buckets are kept: past that, the full ones (idle long enough to have refilled) are forgotten, and if
+    none is full the oldest is."""
+
+    def __init__(self, max_keys: int = 10_000) -> None:
+        self.max_keys = max_keys
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+
+    def take(self, key: str, now: float, rate: float, burst: int) -> float:
+        tokens, at = self._buckets.pop(key, (float(burst), now))
+        tokens = min(float(burst), tokens + max(0.0, now - at) * rate)
+        at = max(at, now)
+        if tokens >= 1.0:
+            self._store(key, (tokens - 1.0, at), now, rate, burst)
+            return 0.0
+        self._store(key, (tokens, at), now, rate, burst)
+        return (1.0 - tokens) / rate
+
+    def _store(self, key: str, bucket: tuple[float, float], now: float, rate: float, burst: int) -> None:
+        if len(self._buckets) >= self.max_keys:
+            full = [k for k, (t, at) in self._buckets.items() if t + max(0.0, now - at) * rate >= burst]
+            for k in full or [next(iter(self._buckets))]:
+                del self._buckets[k]
+        self._buckets[key] = bucket  # re-inserted last: dict order is least recently used first
+
+    def __len__(self) -> int:
+        return len(self._buckets)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import ssl
 import tomllib
 import zoneinfo
 from dataclasses import dataclass
@@ -182,7 +183,22 @@ class Table(BaseModel):
 # Tables
 
 
-class ServerSettings(Table):
+class TLSFiles(Table):
+    """`tls_cert` / `tls_key` of a listener: PEM files; with them it speaks HTTPS (docs/security.md)."""
+
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @field_validator("tls_cert", "tls_key")
+    @classmethod
+    def _tls_path(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else str(_resolve(v, info))
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return tls_context(self.tls_cert, self.tls_key)
+
+
+class ServerSettings(TLSFiles):
     listen: str = "127.0.0.1:8080"
     max_body: Size = 8 * 1024**2
     header_timeout: Seconds = 10.0  # a request head must be complete this long after its first byte
@@ -312,7 +328,7 @@ class JobsSettings(Table):
         return str(p)
 
 
-class IngestSettings(Table):
+class IngestSettings(TLSFiles):
     grace: Annotated[Duration, Field(ge=0, le=3600)] | None = None
     max_ahead: Annotated[Duration, Field(ge=0, le=86400)] | None = None
     max_age: Annotated[Duration, Field(gt=0, le=7 * 86400)] | None = None
@@ -381,6 +397,10 @@ class AuthSettings(Table):
         3600.0  # a rotated token's old secret works this long
     )
     refresh: Annotated[Duration, Field(gt=0, le=300)] = 5.0  # tokens are re-read from the store this often
+    write_rate: Annotated[float, Field(gt=0, le=100_000)] = 10.0  # admin writes per second per token
+    write_burst: Annotated[int, Field(ge=1, le=1_000_000)] = 100  # admin writes at once per token
+    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] = 1000  # tokens in the store, at most
+    audit_retention: Annotated[Duration, Field(ge=86400, le=100 * 365 * 86400)] = 90 * 86400.0
 
 
 def is_loopback(host: str) -> bool:
@@ -460,6 +480,22 @@ class NotifySettings(Table):
     queue: Annotated[int, Field(ge=1, le=100_000)] = 1000  # waiting messages per channel
     sms_max_chars: Annotated[int, Field(ge=60, le=1000)] = 160
     falcon_sender: str | None = None  # removed: refused with a pointer to the keys above
+    # webhook destinations (docs/security.md): host names and CIDRs; loopback, link-local and the
+    # daemon's own listeners only when a CIDR lists them
+    allow: list[str] = Field(default_factory=list, max_length=1024)
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                if not _HOSTNAME_RE.match(entry) or entry.replace(".", "").isdigit():
+                    raise ValueError(
+                        f"{entry[:60]!r} is neither a host name nor an IP address or CIDR (e.g. '10.0.0.0/8')"
+                    ) from None
+        return v
 
     @field_validator("falcon_api")
     @classmethod
@@ -622,7 +658,7 @@ def validate_config(data: dict[str, Any], *, file: str, base_dir: Path, path: Pa
         config = Config.model_validate(data, context=ctx)
     except ValidationError as e:
         raise ConfigError([_problem(file, err) for err in e.errors(include_url=False)]) from None
-    problems = access_problems(config, file)
+    problems = access_problems(config, file) + tls_problems(config, file)
     if problems:
         raise ConfigError(problems)
     return config
@@ -656,6 +692,66 @@ def access_problems(config: Config, file: str) -> list[ConfigProblem]:
     if address is not None and address[1] != 0 and address == config.server.address:
         out.append(
             ConfigProblem(file, "ingest.listen", "is server.listen: leave it out to share that listener")
+        )
+    return out
+
+
+class TLSFileError(ValueError):
+    """A TLS certificate or key that cannot be used; `which` is "cert" or "key"."""
+
+    def __init__(self, which: str, message: str) -> None:
+        super().__init__(message)
+        self.which = which
+
+
+def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """A server SSLContext from PEM files (None without them), or TLSFileError naming the bad file.
+    The messages name files and OpenSSL's reason, never the files' contents."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise TLSFileError("cert" if cert is None else "key", "tls_cert and tls_key go together: set both")
+    for which, path in (("cert", cert), ("key", key)):
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+        except OSError as e:
+            raise TLSFileError(which, f"cannot read {path!r}: {e.strerror or type(e).__name__}") from None
+    try:
+        ssl.create_default_context(cafile=cert)  # parses the certificates alone
+    except (ssl.SSLError, ValueError) as e:
+        raise TLSFileError("cert", f"{cert!r} is not a PEM certificate ({_ssl_reason(e)})") from None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert, key, password=lambda: b"")  # an encrypted key fails, never prompts
+    except (ssl.SSLError, ValueError) as e:
+        reason = _ssl_reason(e)
+        if "KEY_VALUES_MISMATCH" in reason.upper() or "mismatch" in reason:
+            raise TLSFileError("key", f"{key!r} is not the private key of {cert!r}") from None
+        raise TLSFileError("key", f"{key!r} is not an unencrypted PEM private key ({reason})") from None
+    return ctx
+
+
+def _ssl_reason(e: Exception) -> str:
+    return redact_text(str(getattr(e, "reason", None) or e))[:200]
+
+
+def tls_problems(config: Config, file: str) -> list[ConfigProblem]:
+    """Each listener's TLS files load into an SSLContext (so `oceand check-config` catches them)."""
+    out = []
+    for table, settings in (("server", config.server), ("ingest", config.ingest)):
+        try:
+            settings.ssl_context()
+        except TLSFileError as e:
+            out.append(ConfigProblem(file, f"{table}.tls_{e.which}", str(e)))
+    if config.ingest.tls_cert is not None and config.ingest.listen is None:
+        out.append(
+            ConfigProblem(
+                file,
+                "ingest.tls_cert",
+                "needs [ingest] listen: without it ingest shares server.listen (use [server] tls_cert)",
+            )
         )
     return out
 

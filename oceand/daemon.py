@@ -24,12 +24,12 @@ from actuators.marathon_model import AppState
 from oceand import console
 from oceand.actuation import Actuator, RecordingActuator
 from oceand.api import admin, ingest
-from oceand.api.auth import AUTHORITY, auth_middleware
+from oceand.api.auth import AUTHORITY, LIMITER, auth_middleware
 from oceand.api.auth import add_routes as add_auth_routes
 from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
-from oceand.auth import Authority, audit
+from oceand.auth import Authority, WriteLimiter, audit, prune_audit
 from oceand.config import Config, ConfigError, changed_keys, load_config
 from oceand.engine import Engine
 from oceand.history import HistoryRecorder
@@ -42,12 +42,13 @@ from oceand.marathon import ClusterRuntime, start_clusters, task_endpoints
 from oceand.metrics import Metrics
 from oceand.notify import Notifier
 from oceand.store import open_store
-from oceand.store.base import Store
+from oceand.store.base import Store, StoreError
 from oceand.systemd import Notifier as SystemdNotifier
 from policies.document import JobDocument, dump_job
 from policies.types import Decision
 
 log = logging.getLogger("oceand")
+AUDIT_PRUNE_INTERVAL = 3600.0  # seconds between prunings of the audit trail ([auth] audit_retention)
 
 
 class Daemon:
@@ -98,7 +99,10 @@ class Daemon:
         self.listeners = Listeners(
             config.ingest, self.engine, self.metrics
         )  # [ingest] rpc_listen, tsdb_listen
-        self.authority = Authority(self.store, clock, config.auth.refresh, config.auth.grace)
+        self.authority = Authority(
+            self.store, clock, config.auth.refresh, config.auth.grace, config.auth.max_tokens
+        )
+        self.write_limiter = WriteLimiter()  # [auth] write_rate / write_burst, shared by the listeners
         self.guard = ConnectionGuard(config.server, self.metrics)  # every listener: header timeout, cap
         self.engine.on_deferred = self.metrics.timer_deferred.inc
         h = config.history
@@ -166,7 +170,12 @@ class Daemon:
 
     def _notify_event(self, event: str, kind: str) -> None:
         m = self.metrics
-        counters = {"sent": m.notify_sent, "retry": m.notify_retries, "dropped": m.notify_dropped}
+        counters = {
+            "sent": m.notify_sent,
+            "retry": m.notify_retries,
+            "dropped": m.notify_dropped,
+            "refused": m.notify_refused,
+        }
         if event.startswith("team_"):
             m.notify_team_lookups.labels(event.removeprefix("team_")).inc()
         elif event in counters:
@@ -206,6 +215,7 @@ class Daemon:
         app[METRICS] = self.metrics
         app[DAEMON] = self
         app[AUTHORITY] = self.authority
+        app[LIMITER] = self.write_limiter
         return app
 
     # ---- jobs ----------------------------------------------------------------------------------
@@ -299,6 +309,28 @@ class Daemon:
             if not self.stop_event.is_set():
                 await self.store.probe_write()  # never raises; the outcome goes to store.health
 
+    async def prune_audit(self) -> int:
+        """Delete audit entries older than `[auth] audit_retention` (never raises: a store error is logged)."""
+        try:
+            n = await prune_audit(self.store, self.clock() - self.config.auth.audit_retention)
+        except StoreError as e:
+            log.warning("audit entries not pruned: %s", e, extra={"event": "audit_prune_failed"})
+            return 0
+        self.metrics.audit_pruned.inc(n)
+        if n:
+            log.info(
+                "pruned %d audit entries older than [auth] audit_retention",
+                n,
+                extra={"event": "audit_pruned"},
+            )
+        return n
+
+    async def _prune_audit_hourly(self) -> None:
+        while not self.stop_event.is_set():
+            await self.prune_audit()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), AUDIT_PRUNE_INTERVAL)
+
     # ---- lifecycle -----------------------------------------------------------------------------
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
@@ -323,22 +355,27 @@ class Daemon:
         await self._jobs_changed()
         runner = web.AppRunner(self.build_app(), **runner_options(self.config.server))
         await runner.setup()
-        site = GuardedSite(runner, self.config.server.host, self.config.server.port, self.guard)
-        await site.start()
+        server = self.config.server
+        await GuardedSite(runner, server.host, server.port, self.guard, server.ssl_context()).start()
         self._runner = runner
-        self.url = _url(runner)
+        self.url = _url(runner, https=server.tls_cert is not None)
         if self.config.ingest.address is not None:
             self._ingest_runner = web.AppRunner(self.build_ingest_app(), **runner_options(self.config.server))
             await self._ingest_runner.setup()
             host, port = self.config.ingest.address
-            await GuardedSite(self._ingest_runner, host, port, self.guard).start()
-            self.ingest_url = _url(self._ingest_runner)
+            tls = self.config.ingest.ssl_context()
+            await GuardedSite(self._ingest_runner, host, port, self.guard, tls).start()
+            self.ingest_url = _url(self._ingest_runner, https=tls is not None)
+        for r in (self._runner, self._ingest_runner):
+            for addr in r.addresses if r is not None else ():
+                self.notifier.destinations.listener(addr[0], addr[1])  # webhooks never go there
         await self.listeners.start()
         self._spawn(self.listeners.run(self.stop_event), "listeners-idle-sweep")
         self._spawn(self.engine.flusher(self.stop_event), "state-flusher")
         self._spawn(self.history.run(self.stop_event), "history-writer")
         self._spawn(self.notifier.run(self.stop_event), "notifier")
         self._spawn(self._probe_store(), "store-probe")
+        self._spawn(self._prune_audit_hourly(), "audit-prune")
         interval = self.systemd.watchdog_interval()
         if interval:
             self._spawn(self._watchdog(interval / 2), "watchdog")
@@ -441,6 +478,7 @@ class Daemon:
         self.engine.default_tz = new.timezone
         self.engine.stale_after = new.decision_stale_after
         self.authority.refresh, self.authority.grace = new.auth.refresh, new.auth.grace
+        self.authority.max_tokens = new.auth.max_tokens  # write_rate/burst, audit_retention: read per use
         if new.log != old.log:
             setup_logging(new.log.level, new.log.format)
         changed = changed_keys(old, new)
@@ -483,11 +521,11 @@ class Daemon:
                 loop.remove_signal_handler(sig)
 
 
-def _url(runner: web.AppRunner) -> str | None:
+def _url(runner: web.AppRunner, https: bool = False) -> str | None:
     """The bound address of a runner's site (port 0 in tests becomes a real port)."""
     for addr in runner.addresses:
         host, port = addr[0], addr[1]
-        return f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        return f"{'https' if https else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
     return None
 
 

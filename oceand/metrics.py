@@ -24,6 +24,21 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.auth_tokens_refused = Counter(
+            "oceand_auth_tokens_refused_total",
+            "Token creations refused because [auth] max_tokens tokens exist",
+            registry=r,
+        )
+        self.audit_pruned = Counter(
+            "oceand_audit_pruned_total",
+            "Audit entries deleted for being older than [auth] audit_retention",
+            registry=r,
+        )
+        self.auth_rate_limited = Counter(
+            "oceand_auth_rate_limited_total",
+            "Admin writes answered 429 by [auth] write_rate / write_burst (per token, or source address)",
+            registry=r,
+        )
         self.auth_denied = Counter(
             "oceand_auth_denied_total",
             "Requests refused by access control (401/403), by reason",
@@ -132,6 +147,12 @@ class Metrics:
         self.notify_retries = Counter(
             "oceand_notify_retries_total",
             "Notification requests tried again (up to notify.attempts), by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.notify_refused = Counter(
+            "oceand_notify_refused_total",
+            "Webhooks refused by [notify] allow (loopback, link-local, own listener, or not listed), by kind",
             ["kind"],
             registry=r,
         )

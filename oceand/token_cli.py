@@ -60,7 +60,7 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
     store = open_store(config.store.url)
     await store.open()
     try:
-        authority = Authority(store, grace=config.auth.grace)
+        authority = Authority(store, grace=config.auth.grace, max_tokens=config.auth.max_tokens)
         now = authority.clock()
         if args.action == "list":
             for t in await authority.tokens():

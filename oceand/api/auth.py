@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import math
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -31,6 +32,7 @@ from oceand.auth import (
     Principal,
     TokenError,
     Unauthorized,
+    WriteLimiter,
     audit,
     check_duration,
     check_globs,
@@ -43,6 +45,8 @@ from oceand.store.base import StoreError
 log = logging.getLogger("oceand.api")
 
 AUTHORITY: web.AppKey[Authority] = web.AppKey("authority")
+LIMITER: web.AppKey[WriteLimiter] = web.AppKey("write_limiter")
+WRITE_SCOPES = frozenset({"write", "operate", "admin"})
 _PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 
 PUBLIC = None
@@ -196,7 +200,34 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
         job = request.match_info.get("job")
         if job is not None:
             require_job(request, job)
+    if scope in WRITE_SCOPES and request.method not in (hdrs.METH_GET, hdrs.METH_HEAD):
+        limited = _rate_limited(request)
+        if limited is not None:
+            return limited
     resp = await handler(request)
+    return resp
+
+
+def _rate_limited(request: web.Request) -> web.Response | None:
+    """None when this write may go; else 429 with Retry-After (whole seconds, rounded up). Keyed by the
+    token, or by the source address when auth is off (every request is then `local`)."""
+    daemon = request.app[DAEMON]
+    settings = daemon.config.auth
+    p = principal(request)
+    key = f"token:{p.name}" if settings.enabled else f"source:{source(request)}"
+    wait = request.app[LIMITER].take(key, daemon.clock(), settings.write_rate, settings.write_burst)
+    if wait <= 0:
+        return None
+    request.app[METRICS].auth_rate_limited.inc()
+    who = f"token {p.name!r}" if settings.enabled else f"source {source(request)}"
+    retry = max(1, math.ceil(wait))
+    resp = error_response(
+        429,
+        "rate_limited",
+        f"{who} made more than {settings.write_burst} writes at a rate above {settings.write_rate:g}/s "
+        f"([auth] write_rate, write_burst): retry in {retry}s",
+    )
+    resp.headers[hdrs.RETRY_AFTER] = str(retry)
     return resp
 
 
@@ -291,6 +322,8 @@ async def create_token(request: web.Request) -> web.Response:
             raise TokenError(422, "invalid_body", "expires: must be more than 0 seconds", "expires")
         token, secret = await request.app[AUTHORITY].create(name, scopes, jobs, seconds)
     except TokenError as e:
+        if e.code == "too_many_tokens":
+            request.app[METRICS].auth_tokens_refused.inc()
         raise _token_error(e) from None
     await record(request, "token.create", detail={"token": name, "scopes": list(scopes), "jobs": list(jobs)})
     return _with_secret(token.public(request.app[DAEMON].clock()), secret, 201)

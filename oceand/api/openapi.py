@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 import oceand
-from oceand.api.auth import ROUTE_SCOPES
+from oceand.api.auth import ROUTE_SCOPES, WRITE_SCOPES
 from oceand.api.errors import json_response
 from policies.document import STORED_JOB_NAME_PATTERN, JobDocument
 
@@ -361,7 +361,7 @@ def spec() -> dict[str, Any]:
         },
     }
     _secure(paths)
-    return {
+    out: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "oceand", "version": oceand.__version__},
         "paths": paths,
@@ -369,6 +369,16 @@ def spec() -> dict[str, Any]:
             "schemas": schemas,
             "securitySchemes": _SECURITY_SCHEMES,
             "responses": {
+                "RateLimited": {
+                    "description": "Too many writes for this token ([auth] write_rate / write_burst)",
+                    "headers": {
+                        "Retry-After": {
+                            "description": "whole seconds until a write may go again",
+                            "schema": {"type": "integer", "minimum": 1},
+                        }
+                    },
+                    "content": "ERROR_CONTENT",
+                },
                 "Error": {
                     "description": "Error",
                     "content": {
@@ -390,10 +400,13 @@ def spec() -> dict[str, Any]:
                             }
                         }
                     },
-                }
+                },
             },
         },
     }
+    responses = out["components"]["responses"]
+    responses["RateLimited"]["content"] = responses["Error"]["content"]
+    return out
 
 
 def _secure(paths: dict[str, Any]) -> None:
@@ -412,6 +425,8 @@ def _secure(paths: dict[str, Any]) -> None:
                 op["security"] = [{"bearer": [scope]}]
                 op["responses"].setdefault("401", _ERR)
                 op["responses"].setdefault("403", _ERR)
+                if scope in WRITE_SCOPES and method != "get":  # [auth] write_rate / write_burst
+                    op["responses"].setdefault("429", {"$ref": "#/components/responses/RateLimited"})
 
 
 async def openapi(request: web.Request) -> web.Response:

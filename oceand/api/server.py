@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -172,10 +173,19 @@ class _Guarded(asyncio.Protocol):
 
 
 class GuardedSite(web.TCPSite):
-    """A TCP site whose connections go through a ConnectionGuard."""
+    """A TCP site whose connections go through a ConnectionGuard; HTTPS with `ssl_context`. The TLS
+    handshake must end within the header timeout; a failed one (plain HTTP on the TLS port) closes the
+    connection without a log line above debug (asyncio's)."""
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard) -> None:
-        super().__init__(runner, host, port, reuse_address=True)
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        guard: ConnectionGuard,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(runner, host, port, reuse_address=True, ssl_context=ssl_context)
         self.guard = guard
 
     async def start(self) -> None:
@@ -183,6 +193,11 @@ class GuardedSite(web.TCPSite):
         server = self._runner.server
         assert server is not None
         self._server = await asyncio.get_running_loop().create_server(
-            self.guard.factory(server), self._host, self._port, reuse_address=True
+            self.guard.factory(server),
+            self._host,
+            self._port,
+            reuse_address=True,
+            ssl=self._ssl_context,
+            ssl_handshake_timeout=self.guard.header_timeout if self._ssl_context is not None else None,
         )
         self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port

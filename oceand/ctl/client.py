@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import tomllib
 import urllib.error
 import urllib.parse
@@ -70,11 +71,16 @@ def config_path() -> Path:
     return Path(base) / "oceanctl" / "config.toml"
 
 
-_KEYS: dict[str, tuple[type, ...]] = {"url": (str,), "token": (str,), "timeout": (int, float)}
+_KEYS: dict[str, tuple[type, ...]] = {
+    "url": (str,),
+    "token": (str,),
+    "timeout": (int, float),
+    "cacert": (str,),
+}
 
 
 def load_settings(path: Path, explicit: bool) -> dict[str, Any]:
-    """The config file's keys (url, token, timeout); {} when the default file does not exist."""
+    """The config file's keys (url, token, timeout, cacert); {} when the default file does not exist."""
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -99,11 +105,13 @@ class Settings:
     url: str
     token: str | None
     timeout: float
+    cacert: str | None = None  # CA file that signs an https daemon's certificate (else the system's)
 
 
-def resolve(url: str | None, config: str | None) -> Settings:
+def resolve(url: str | None, config: str | None, cacert: str | None = None) -> Settings:
     """--url, else $OCEAND_URL, else the file's `url`, else http://127.0.0.1:8080; the token from
-    $OCEAND_TOKEN, else the file's `token` (never a command-line flag: it would show in `ps`)."""
+    $OCEAND_TOKEN, else the file's `token` (never a command-line flag: it would show in `ps`); the CA
+    file from --cacert, else $OCEAND_CACERT, else the file's `cacert`."""
     path = Path(config) if config else config_path()
     file = load_settings(path, explicit=bool(config or os.environ.get("OCEANCTL_CONFIG")))
     base = url or os.environ.get("OCEAND_URL") or file.get("url") or DEFAULT_URL
@@ -111,12 +119,21 @@ def resolve(url: str | None, config: str | None) -> Settings:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise CtlError(USAGE, f"daemon URL {base!r}: must be http(s)://host:port")
     token = os.environ.get("OCEAND_TOKEN") or file.get("token") or None
-    return Settings(base.rstrip("/"), token, float(file.get("timeout", 30)))
+    ca = cacert or os.environ.get("OCEAND_CACERT") or file.get("cacert") or None
+    if ca is not None and not os.path.isfile(ca):
+        raise CtlError(USAGE, f"CA file {ca!r}: not found")
+    return Settings(base.rstrip("/"), token, float(file.get("timeout", 30)), ca)
 
 
 class Client:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.tls: ssl.SSLContext | None = None
+        if settings.cacert is not None and settings.url.startswith("https:"):
+            try:
+                self.tls = ssl.create_default_context(cafile=settings.cacert)
+            except (ssl.SSLError, OSError) as e:
+                raise CtlError(USAGE, f"CA file {settings.cacert!r}: not usable ({e})") from None
 
     def call(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
         """The reply's JSON (None for an empty reply), or ApiFailure / CtlError(SERVER)."""
@@ -131,7 +148,7 @@ class Client:
         if self.settings.token:
             req.add_header("Authorization", f"Bearer {self.settings.token}")
         try:
-            with urllib.request.urlopen(req, timeout=self.settings.timeout) as r:
+            with urllib.request.urlopen(req, timeout=self.settings.timeout, context=self.tls) as r:
                 raw = r.read()
         except urllib.error.HTTPError as e:
             raise self._failure(e.code, e.read()) from None

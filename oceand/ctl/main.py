@@ -137,13 +137,13 @@ class Ctl(click.Group):
 
 def client(ctx: click.Context) -> Client:
     obj = ctx.find_root().obj or {}
-    return Client(resolve(obj.get("url"), obj.get("config")))
+    return Client(resolve(obj.get("url"), obj.get("config"), obj.get("cacert")))
 
 
 def _complete_jobs(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     try:
         root = ctx.find_root()
-        settings = resolve(root.params.get("url"), root.params.get("config"))
+        settings = resolve(root.params.get("url"), root.params.get("config"), root.params.get("cacert"))
         c = Client(dataclasses.replace(settings, timeout=min(settings.timeout, 2.0)))  # a shell waits on it
         names = [j["job"] for j in c.call("GET", "/api/v1/jobs")["jobs"]]
     except Exception:  # completion must never print a traceback into the shell
@@ -164,15 +164,20 @@ def job_argument(f: F) -> F:
     metavar="FILE",
     help="oceanctl's config file [env OCEANCTL_CONFIG; default ~/.config/oceanctl/config.toml].",
 )
+@click.option(
+    "--cacert",
+    metavar="FILE",
+    help="CA file for an https daemon's certificate [env OCEAND_CACERT; config `cacert`].",
+)
 @click.version_option(package_name="oceand", prog_name="oceanctl")
 @click.pass_context
-def cli(ctx: click.Context, url: str | None, config: str | None) -> None:
+def cli(ctx: click.Context, url: str | None, config: str | None, cacert: str | None) -> None:
     """Operate oceand jobs over its admin API.
 
     The token (sent as `Authorization: Bearer`) comes from $OCEAND_TOKEN or the config file's `token`.
     Exit codes: 0 ok, 1 usage or answered no, 2 not found, 3 validation, 4 auth, 5 server or connection.
     """
-    ctx.obj = {"url": url, "config": config}
+    ctx.obj = {"url": url, "config": config, "cacert": cacert}
 
 
 # ---- jobs ls -----------------------------------------------------------------------------------------

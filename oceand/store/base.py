@@ -255,6 +255,10 @@ class Store(Protocol):
         """Delete up to `limit` history rows older than `before`; return how many."""
         ...
 
+    async def prune_audit(self, before: float, limit: int) -> int:
+        """Delete at most `limit` of the oldest audit entries with time < `before`; return how many."""
+        ...
+
 
 # ---------------------------------------------------------------- URLs
 

@@ -624,6 +624,15 @@ class MySQLStore:
 
         return await self._run(prune, write=True)
 
+    async def prune_audit(self, before: float, limit: int) -> int:
+        check_limit(limit)
+        at = check_time(before, "before")
+
+        async def delete(cur: Cursor) -> int:
+            return int(await cur.execute("DELETE FROM audit WHERE at < %s ORDER BY at LIMIT %s", (at, limit)))
+
+        return await self._run(delete)
+
 
 async def _select_one(cur: Cursor) -> None:
     await cur.execute("SELECT 1")

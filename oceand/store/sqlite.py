@@ -611,6 +611,15 @@ class SQLiteStore:
             )
             return cursor.rowcount
 
+    async def prune_audit(self, before: float, limit: int) -> int:
+        check_limit(limit)
+        async with self._write() as db:
+            cursor = await db.execute(
+                "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ? ORDER BY at LIMIT ?)",
+                (check_time(before, "before"), limit),
+            )
+            return max(0, cursor.rowcount)
+
 
 def _job(row: Any) -> StoredJob:
     return StoredJob(name=row[0], doc=dict(decode(row[1])), version=int(row[2]), updated_at=float(row[3]))

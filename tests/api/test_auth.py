@@ -71,9 +71,9 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def secured(
-    start_daemon: DaemonFactory, session: aiohttp.ClientSession, clock: Clock | None = None
+    start_daemon: DaemonFactory, session: aiohttp.ClientSession, clock: Clock | None = None, **auth: Any
 ) -> tuple[Daemon, Api]:
-    d, _ = await start_daemon(clock=clock or Clock(), auth={"enabled": True})
+    d, _ = await start_daemon(clock=clock or Clock(), auth={"enabled": True, **auth})
     assert d.url is not None
     return d, Api(session, d.url)
 
@@ -84,10 +84,11 @@ async def with_root(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     clock: Clock | None = None,
+    **auth: Any,
 ) -> tuple[Api, str]:
     """A daemon with auth on, and the secret of an admin token `root` made on the host before it started."""
     root = await host_token(tmp_path, "--name", "root", "--scope", "admin", capsys=capsys)
-    _, api = await secured(start_daemon, session, clock)
+    _, api = await secured(start_daemon, session, clock, **auth)
     return api, root
 
 

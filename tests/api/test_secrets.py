@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from oceand.config import NotifySettings
 from oceand.notify import Notifier
 from policies.document import parse_job
 from policies.types import Decision
@@ -154,7 +155,7 @@ async def _send(notifier: Notifier, webhook: str, done: Callable[[], bool]) -> N
 
 
 async def test_webhook_does_not_follow_a_redirect(start_daemon: DaemonFactory, hooks: Hooks) -> None:
-    d, _ = await start_daemon()
+    d, _ = await start_daemon(notify={"allow": ["127.0.0.1"]})
     with_creds = hooks.urls[0].replace("http://", f"http://hook:{SECRET}@")
     d.notifier.submit(_job(with_creds + "/redirect"), _decision())
     failed = 'oceand_notify_errors_total{kind="webhook"} 1.0'
@@ -165,7 +166,7 @@ async def test_webhook_does_not_follow_a_redirect(start_daemon: DaemonFactory, h
 
 async def test_notify_failed_log_is_redacted(hooks: Hooks, caplog: pytest.LogCaptureFixture) -> None:
     errors: list[str] = []
-    notifier = Notifier(on_error=errors.append)
+    notifier = Notifier(NotifySettings.model_validate({"allow": ["127.0.0.1"]}), on_error=errors.append)
     base = hooks.urls[0].replace("http://", f"http://hook:{SECRET}@")
     with caplog.at_level(logging.WARNING, logger="oceand.notify"):
         await _send(notifier, f"{base}/fail?token={SECRET}", lambda: bool(errors))

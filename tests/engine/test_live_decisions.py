@@ -185,7 +185,7 @@ async def test_webhook_gets_applied_actions_and_a_dead_one_never_delays_scaling(
     try:
         clock = Clock(T0)
         act = RecordingActuator()
-        d, c = await start_daemon(actuator=act, clock=clock)
+        d, c = await start_daemon(actuator=act, clock=clock, notify={"allow": ["127.0.0.1"]})
         live = seed(mode="active", notify={"webhook": f"http://127.0.0.1:{port}/hook", "group": "sre_ocean"})
         assert (await c.call("POST", "/api/v1/jobs", live))[0] == 201
         for k in range(3):
