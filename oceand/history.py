@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from oceand.buckets import ALB_QPS
 from oceand.replay import ReplayOptions, simulate
 from oceand.store import Store, StoreError
 from oceand.trace import Trace
@@ -155,7 +156,7 @@ def _row(
 
 # ---------------------------------------------------------------- preview (PRODUCT §13)
 
-LOAD_METRICS = ("cpu.used", "proc.qps", "alb.qps")  # recorded per instance: load = value × ready
+LOAD_METRICS = ("cpu.used", "proc.qps", ALB_QPS)  # recorded per instance: load = value × ready
 MAX_PREVIEW_RANGE = 31 * 86400.0  # seconds of history one preview may read
 MAX_PREVIEW_ROWS = 500_000  # history rows one preview may read (31 d at period ~5 s)
 
