@@ -17,7 +17,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.console.conftest import WEB, Live, screenshot
-from tests.e2e.harness import push, sample, wait_for
+from tests.e2e.harness import push, sample, until_second, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -165,8 +165,9 @@ def test_the_console_end_to_end(browser: Any, live: Live) -> None:
     # API; both show up in the decision timeline (the page polls), newest first, with their reasons
     t = int(time.time()) + 1
     for k in range(2):  # each bucket once its second has begun: the daemon takes nothing stamped ahead
-        time.sleep(max(0.0, t + k + 0.05 - time.time()))
-        push(live.daemon, [sample(WEB, f"h{i}", t + k, value=5) for i in range(2)])  # cpu.idle 5
+        push(
+            live.daemon, [sample(WEB, f"h{i}", until_second(t + k), value=5) for i in range(2)]
+        )  # cpu.idle 5
     wait_for(lambda: live.fake.scales("/ocean/web") == [3], 10, "the scale-out to 3")
     wait(d).until(EC.text_to_be_present_in_element((By.ID, "st-instances"), "3"))
     live.daemon.request("POST", f"/api/v1/jobs/{WEB}/scale", {"instances": 4, "reason": "load test"})

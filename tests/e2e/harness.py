@@ -84,6 +84,14 @@ class FakeMarathonProcess:
         return self.control("GET", "apps")[app_id]  # type: ignore[no-any-return]
 
 
+def until_second(t: int) -> int:
+    """Wait until the wall-clock second `t` has begun (and 50 ms more), then return `t`: the daemon takes
+    no sample stamped more than a period ahead and closes a complete bucket only once its period began,
+    so a test pushing 1 s buckets pushes each once its second is here."""
+    time.sleep(max(0.0, t + 0.05 - time.time()))
+    return t
+
+
 def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.harness import DaemonProcess, FakeMarathonProcess, wait_for
+from tests.marathon.test_actuation import job_doc
 
 pytestmark = pytest.mark.slow
 
@@ -35,18 +36,6 @@ PUT_DELAY = 2.5  # longer than a restart takes here, so the PUT is still in flig
 KILL_WITHIN = 1.5
 JOB = "job.chaos_web.xiaomi"
 APP = "/chaos/web"
-
-
-def job_doc() -> dict[str, Any]:
-    return {
-        "job": JOB,
-        "target": {"cluster": "lg", "app": APP},
-        "mode": "active",
-        "period": 10,
-        "min_instances": 1,
-        "max_instances": 10,
-        "rules": [{"name": "cpu", "type": "threshold", "metric": "cpu.used", "scale_out": {"above": 80}}],
-    }
 
 
 def mariadb_database() -> Iterator[str | None]:
@@ -93,7 +82,7 @@ def chaos(workdir: Path, store_url: str, seed: int) -> None:
     d.conf.write_text(d.conf.read_text().replace('"sqlite:///oceand.db"', f'"{store_url}"'))
     try:
         d.start()
-        d.request("POST", "/api/v1/jobs", job_doc())
+        d.request("POST", "/api/v1/jobs", job_doc(JOB, APP))
         wait_for(lambda: d.request("GET", f"/api/v1/jobs/{JOB}/status")["app_known"], 10, "the app")
         kills: list[float] = []
         for run in range(RUNS):

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import DaemonProcess, FakeMarathonProcess, push, sample, wait_for
+from tests.e2e.harness import DaemonProcess, FakeMarathonProcess, push, sample, until_second, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -65,8 +65,7 @@ class Loop:
         """Fill n buckets from `instances` endpoints, each once its second has begun (all running tasks
         report: each closes at once). After a pause the next bucket is the current one."""
         for _ in range(n):
-            self.t = max(self.t, int(time.time()))
-            time.sleep(max(0.0, self.t + 0.05 - time.time()))
+            self.t = until_second(max(self.t, int(time.time())))
             push(self.daemon, [sample(JOB, f"h{i}", self.t, value=cpu_idle) for i in range(instances)])
             self.t += 1
 

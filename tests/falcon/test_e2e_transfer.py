@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from bench.common import free_port
-from tests.e2e.harness import DaemonProcess, FakeMarathonProcess, wait_for
+from tests.e2e.harness import DaemonProcess, FakeMarathonProcess, until_second, wait_for
 from tests.e2e.test_marathon_loop import APP, JOB, Loop, job_doc
 from tests.fakes.transfer import RpcClient, TsdbClient, agent_item
 
@@ -42,8 +42,7 @@ class Falcon:
     def next_bucket(self) -> int:
         """The next 1 s bucket, once its second has begun: the daemon takes no sample ahead of its clock
         by more than a period, and closes a complete bucket only once its period has begun."""
-        self.t = max(self.t + 1, int(time.time()))
-        time.sleep(max(0.0, self.t + 0.05 - time.time()))
+        self.t = until_second(max(self.t + 1, int(time.time())))
         return self.t
 
     def running(self) -> int:

@@ -24,10 +24,11 @@ JOB = "job.settle_web.xiaomi"
 APP = "/settle/web"
 
 
-def job_doc() -> dict[str, Any]:
+def job_doc(job: str = JOB, app: str = APP) -> dict[str, Any]:
+    """A job that acts (active) on `app` of cluster lg; the actuation tests and the chaos test share it."""
     return {
-        "job": JOB,
-        "target": {"cluster": "lg", "app": APP},
+        "job": job,
+        "target": {"cluster": "lg", "app": app},
         "mode": "active",
         "period": 10,
         "min_instances": 1,
