@@ -207,6 +207,7 @@ class MarathonClient:
         self.cfg = cfg
         self._session = session
         self._own_session = session is None
+        self._closed = False  # close() was called: no new session (a reconfigured cluster's old client)
         self._states = [_UrlState(u) for u in cfg.urls]
         self._active = 0
         self._leader: str | None = None
@@ -223,6 +224,7 @@ class MarathonClient:
         self._auth_headers = {"Authorization": auth} if auth else {}
 
     async def close(self) -> None:
+        self._closed = True
         if self._own_session and self._session is not None:
             await self._session.close()
         self._session = None
@@ -285,6 +287,12 @@ class MarathonClient:
             self._active = (i + 1) % len(self._states)
 
     def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            # a call still running on a client whose cluster was closed (reload, stop) must not open a
+            # session nobody closes: it fails as a retry, which goes to the cluster's new client
+            raise Transient(
+                f"marathon {self.cfg.name}: the client was closed (cluster reconfigured or stopping)"
+            )
         if self._session is None:
             self._session = aiohttp.ClientSession()
             self._own_session = True

@@ -480,3 +480,15 @@ async def test_tls_settings(self_signed: tuple[str, str], settings: dict[str, An
     finally:
         await client.close()
         await fake.stop()
+
+
+async def test_a_closed_client_opens_no_new_session(fake: FakeMarathon) -> None:
+    """A call still running on the client of a cluster a reload closed must not open a session that
+    nobody closes (it leaked one per reload): it fails as Transient, and the retry uses the new client."""
+    fake.add_app("/a", 1)
+    c = MarathonClient(config(fake.url))
+    assert (await c.get_app("/a")).instances == 1
+    await c.close()
+    with pytest.raises(Transient, match="closed"):
+        await c.get_app("/a")
+    assert c._session is None
