@@ -32,7 +32,7 @@ from oceand.buckets import ALB_QPS
 from oceand.trace import FloatArray, Trace
 from policies import engine as policy
 from policies.document import JobDocument, PredictiveRule, ScheduleRule, TargetRule, ThresholdRule
-from policies.types import FireTime, JobState, Observation
+from policies.types import Decision, FireTime, JobState, Observation
 
 IntArray = npt.NDArray[np.int64]
 
@@ -175,22 +175,29 @@ def observe(
     return values
 
 
-def engine_step(doc: JobDocument, created_at: float | None = None) -> Step:
+def engine_step(
+    doc: JobDocument, created_at: float | None = None, *, decisions: list[Decision] | None = None
+) -> Step:
     """The per-period policy step on the shared engine, in mode "active" on the simulated clock: the
     closed bucket (`step` with the Observation), then the schedule fires due at the period on top of that
     decision (`step` with a FireTime, until none is left), each with the schedule windows in force then.
     Fire times before the state's `created_at` (the trace's start, set by `simulate`) never run.
-    `created_at` is accepted for callers of the earlier signature; the state carries it."""
+    `created_at` is accepted for callers of the earlier signature; the state carries it. `decisions`:
+    a list that gets every decision, in order (to compare replay with the live daemon)."""
     fires = any(isinstance(r, ScheduleRule) and r.instances is not None for r in doc.rules)
 
     def decide(obs: Observation, state: JobState) -> tuple[int, JobState]:
         now = obs.now
         decision, state = policy.step(doc, state, obs, now, mode="active")
+        if decisions is not None:
+            decisions.append(decision)
         desired = decision.desired
         while fires:
             fired, state = policy.step(doc, state, FireTime(desired), now, mode="active")
             if fired is None:
                 break
+            if decisions is not None:
+                decisions.append(fired)
             desired = fired.desired
         return desired, state
 
