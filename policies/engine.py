@@ -57,6 +57,7 @@ import math
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from math import isfinite
 from typing import Any, overload
 
 from policies.alarm import alarm_matches, alarm_times, propose_alarm
@@ -158,7 +159,14 @@ def compile_job(doc: JobDocument) -> CompiledJob:
 
 @overload
 def step(
-    doc: JobDocument, state: JobState, event: Observation, now: float, *, mode: str, default_tz: str = "UTC"
+    doc: JobDocument,
+    state: JobState,
+    event: Observation,
+    now: float,
+    *,
+    mode: str,
+    default_tz: str = "UTC",
+    windows: Sequence[Window] | None = None,
 ) -> tuple[Decision, JobState]: ...
 
 
@@ -171,26 +179,109 @@ def step(
     *,
     mode: str,
     default_tz: str = "UTC",
+    windows: Sequence[Window] | None = None,
 ) -> tuple[Decision | None, JobState]: ...
 
 
 def step(
-    doc: JobDocument, state: JobState, event: Event, now: float, *, mode: str, default_tz: str = "UTC"
+    doc: JobDocument,
+    state: JobState,
+    event: Event,
+    now: float,
+    *,
+    mode: str,
+    default_tz: str = "UTC",
+    windows: Sequence[Window] | None = None,
 ) -> tuple[Decision | None, JobState]:
     """One event of a job at time `now` (see the module notes): (decision or None, next state).
-    `default_tz`: the daemon's time zone, for schedule rules without their own."""
+    `default_tz`: the daemon's time zone, for schedule rules without their own. `windows`: the schedule
+    windows in force, when the caller sets them (the per-trigger functions' tests); None, as the daemon
+    and replay call it: the step finds them."""
     hit = _COMPILED.get(id(doc))  # compile_job's cache hit, inlined: a closed bucket is the hot path
     c = hit[1] if hit is not None and hit[0]() is doc else compile_job(doc)
-    if type(event) is Observation:
-        if event.now != now:
-            raise ValueError(
-                f"a closed bucket is evaluated at its own time: obs.now {event.now} != now {now}"
-            )
+    if type(event) is not Observation:
+        return _event(c, doc, state, event, now, mode, default_tz, windows)
+    # A closed bucket (trigger "bucket"), inline: this is the daemon's hot path. Every metric rule
+    # proposes, then steps 1–6 (PRODUCT §3.3); always a Decision.
+    obs = event
+    if obs.now != now:
+        raise ValueError(f"a closed bucket is evaluated at its own time: obs.now {obs.now} != now {now}")
+    if windows is None:
         windows = _windows(c, doc, now, default_tz) if c.window_rules else ()
-        return _evaluate(c, event, state, mode, windows)
+    current = obs.current
+    if current < 0 or mode not in MODES:
+        _check(mode, current)
+    if mode == "paused":
+        d = _decision(c, now, "bucket", current, current, obs.bucket, [], [], [PAUSED], mode)
+        return d, _with(state, last_bucket=obs.bucket)
+    # a count changed behind our back (or by our own dry-run simulation) restarts every streak first
+    old = state.streaks if state.count is None or state.count == current else {}
+    values = obs.values
+    ready = obs.ready
+    proposals: list[Proposal] = []
+    streaks: dict[str, Streak] = {}
+    predictive: dict[str, PredictiveState] | None = None
+    for spec in c.metric:
+        name = spec.name
+        v = values.get(name)
+        if v is not None and not isfinite(v):
+            v = None  # NaN / inf from upstream is no data, never a decision
+        if type(spec) is ThresholdSpec:
+            p, streaks[name] = propose_threshold(spec, v, current, old.get(name))
+        elif type(spec) is TargetSpec:
+            p = propose_target(spec, v, current, ready)
+        else:
+            if predictive is None:
+                predictive = {}
+            p, predictive[name] = propose_predictive(
+                spec,  # type: ignore[arg-type]
+                v,
+                current,
+                ready,
+                now,
+                obs.startup,
+                state.predictive.get(name),
+            )
+        proposals.append(p)
+    combined = combine(proposals, current)
+    guard = _guard(c, values) if combined < current else None
+    desired, limits, recent = apply_limits(
+        c.limits, current, combined, now, state, obs.deployment_started_at, windows, guard
+    )
+    reasons = _reasons(proposals, limits, mode)
+    # positional, in field order (see _decision)
+    decision = Decision(
+        c.job, now, "bucket", current, desired, obs.bucket, proposals, limits, reasons, mode, "none", {}, None
+    )
+    changed = desired != current
+    return decision, JobState(
+        desired,
+        now if changed else state.last_change_at,
+        obs.bucket,
+        {} if changed else streaks,
+        recent,
+        dict(state.alarms),
+        dict(state.fires),
+        now if state.created_at is None else state.created_at,
+        predictive if predictive is not None else {},
+    )
+
+
+def _event(
+    c: CompiledJob,
+    doc: JobDocument,
+    state: JobState,
+    event: Event,
+    now: float,
+    mode: str,
+    tz: str,
+    windows: Sequence[Window] | None,
+) -> tuple[Decision | None, JobState]:
+    """`step` for a fire time, an alarm callback or a manual scale."""
     if isinstance(event, FireTime):
-        return _fire_time(c, doc, state, event, now, mode, default_tz)
-    windows = _windows(c, doc, now, default_tz) if c.window_rules else ()
+        return _fire_time(c, doc, state, event, now, mode, tz, windows)
+    if windows is None:
+        windows = _windows(c, doc, now, tz) if c.window_rules else ()
     if isinstance(event, AlarmCall):
         return on_alarm(
             doc,
@@ -210,7 +301,14 @@ def step(
 
 
 def _fire_time(
-    c: CompiledJob, doc: JobDocument, state: JobState, ev: FireTime, now: float, mode: str, tz: str
+    c: CompiledJob,
+    doc: JobDocument,
+    state: JobState,
+    ev: FireTime,
+    now: float,
+    mode: str,
+    tz: str,
+    windows: Sequence[Window] | None,
 ) -> tuple[Decision | None, JobState]:
     if not c.fire_rules:
         return None, state
@@ -229,7 +327,8 @@ def _fire_time(
         state = mark_fires(state, handled)
     if run is None or ev.current is None:
         return None, state
-    windows = _windows(c, doc, now, tz) if c.window_rules else ()
+    if windows is None:
+        windows = _windows(c, doc, now, tz) if c.window_rules else ()
     return on_fire(doc, run, ev.current, state, mode=mode, windows=windows)
 
 
@@ -383,71 +482,7 @@ def evaluate(
 ) -> tuple[Decision, JobState]:
     """One closed bucket (trigger "bucket"): every metric rule proposes, then steps 1–6 (PRODUCT §3.3).
     Always returns a Decision; `decision.changes` tells whether it proposes a change."""
-    hit = _COMPILED.get(id(doc))  # compile_job's cache hit, inlined
-    c = hit[1] if hit is not None and hit[0]() is doc else compile_job(doc)
-    return _evaluate(c, obs, state, mode, windows)
-
-
-def _evaluate(
-    c: CompiledJob, obs: Observation, state: JobState, mode: str, windows: Sequence[Window]
-) -> tuple[Decision, JobState]:
-    current, now = obs.current, obs.now
-    if current < 0 or mode not in MODES:
-        _check(mode, current)
-    if mode == "paused":
-        d = _decision(c, now, "bucket", current, current, obs.bucket, [], [], [PAUSED], mode)
-        return d, _with(state, last_bucket=obs.bucket)
-    # a count changed behind our back (or by our own dry-run simulation) restarts every streak first
-    old = state.streaks if state.count is None or state.count == current else {}
-    values = obs.values
-    ready = obs.ready
-    proposals: list[Proposal] = []
-    streaks: dict[str, Streak] = {}
-    predictive: dict[str, PredictiveState] | None = None
-    for spec in c.metric:
-        name = spec.name
-        v = values.get(name)
-        if v is not None and not math.isfinite(v):
-            v = None  # NaN / inf from upstream is no data, never a decision
-        if type(spec) is ThresholdSpec:
-            p, streaks[name] = propose_threshold(spec, v, current, old.get(name))
-        elif type(spec) is TargetSpec:
-            p = propose_target(spec, v, current, ready)
-        else:
-            if predictive is None:
-                predictive = {}
-            p, predictive[name] = propose_predictive(
-                spec,  # type: ignore[arg-type]
-                v,
-                current,
-                ready,
-                now,
-                obs.startup,
-                state.predictive.get(name),
-            )
-        proposals.append(p)
-    combined = combine(proposals, current)
-    guard = _guard(c, values) if combined < current else None
-    desired, limits, recent = apply_limits(
-        c.limits, current, combined, now, state, obs.deployment_started_at, windows, guard
-    )
-    reasons = _reasons(proposals, limits, mode)
-    # positional, in field order (see _decision)
-    decision = Decision(
-        c.job, now, "bucket", current, desired, obs.bucket, proposals, limits, reasons, mode, "none", {}, None
-    )
-    changed = desired != current
-    return decision, JobState(
-        desired,
-        now if changed else state.last_change_at,
-        obs.bucket,
-        {} if changed else streaks,
-        recent,
-        dict(state.alarms),
-        dict(state.fires),
-        now if state.created_at is None else state.created_at,
-        predictive if predictive is not None else {},
-    )
+    return step(doc, state, obs, obs.now, mode=mode, windows=windows)
 
 
 def _guard(
