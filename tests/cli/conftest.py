@@ -3,8 +3,6 @@ tests, and `Ctl`: oceanctl's command group run in this process against it (its e
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,7 +16,15 @@ from click.testing import CliRunner, Result
 
 from bench.common import job_doc as bench_job_doc
 from oceand.ctl.main import cli
-from tests.e2e.harness import ROOT, DaemonProcess, FakeMarathonProcess, push, sample, until_second, wait_for
+from tests.e2e.harness import (
+    DaemonProcess,
+    FakeMarathonProcess,
+    daemon_with_auth,
+    push,
+    sample,
+    until_second,
+    wait_for,
+)
 
 APPS = ["/ocean/web:1", "/ocean/api:2", "/ocean/docs:1"]
 HISTORY_TOML = '[history]\nflush_interval = "0.2s"\n'  # recorded periods readable at once
@@ -98,25 +104,12 @@ class Secured:
     root: str
 
 
-ROOT_TOKEN = ("--name", "root", "--scope", "admin")
-
-
 @pytest.fixture(scope="module")
 def secured() -> Iterator[Secured]:
     with tempfile.TemporaryDirectory(prefix="oceanctl-auth-") as tmp:
-        daemon = DaemonProcess(workdir=Path(tmp), start=False)
-        daemon.conf.write_text(daemon.conf.read_text().replace("[auth]\n", "[auth]\nenabled = true\n", 1))
-        made = subprocess.run(
-            [*(sys.executable, "-m", "oceand", "token", "create", "--config", str(daemon.conf)), *ROOT_TOKEN],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=60,
-            check=True,
-        )
-        daemon.start()
+        daemon, root = daemon_with_auth(Path(tmp))
         try:
-            yield Secured(daemon, made.stdout.strip().splitlines()[-1])
+            yield Secured(daemon, root)
         finally:
             daemon.close()
 
