@@ -538,7 +538,10 @@ export async function renderJob(container, name, onAuth) {
             range = Number(e.target.value);
             previewTimeline = null;
             previewBox.replaceChildren();
-            loadHistory();
+            loadHistory().catch((x) => {
+              if (x instanceof ApiError && (x.status === 401 || x.status === 403)) return onAuth(x);
+              charts.replaceChildren(h("p", { class: "warn", role: "alert" }, `${t("error")}: ${x.message}`));
+            });
           },
         },
         RANGES.map(([label, sec]) => h("option", { value: String(sec), selected: sec === range }, label)),
