@@ -247,6 +247,15 @@ def test_the_console_end_to_end(browser: Any, live: Live) -> None:
     )
     assert live.daemon.request("GET", f"/api/v1/jobs/{WEB}")["version"] == 5
     screenshot(d, "preview", docs=True)
+    # its settings: a capacity the API refuses names itself; a startup of 0s gives the same difference
+    d.find_element(By.CSS_SELECTOR, "details.preview-options summary").click()
+    d.find_element(By.ID, "p-capacity").send_keys("lots")
+    d.find_element(By.ID, "preview-button").click()
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "preview-error"), "capacity: must be a number"))
+    d.find_element(By.ID, "p-capacity").clear()
+    d.find_element(By.ID, "p-startup").send_keys("0s")
+    assert preview_first_difference(d, above="99")[1:] == ["扩容", "3", "不变", "2"]
+    d.find_element(By.ID, "p-startup").clear()
     # a bad value: the preview refuses it and the message sits next to the field, as on save
     consecutive = d.find_element(By.ID, "f-out_consecutive")
     consecutive.clear()

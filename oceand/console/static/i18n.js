@@ -139,6 +139,10 @@ const LABELS = {
   dir_in: ["缩容", "in"],
   dir_none: ["不变", "none"],
   first_n: ["只列出前 {0} 个", "Only the first {0} are listed"],
+  preview_options: ["预览参数", "Preview settings"],
+  capacity: ["每实例容量", "Capacity per instance"],
+  capacity_help: ["一个就绪实例能承担的负载（规则的值 × 实例数），默认 100", "Load one ready instance serves (rule value × instances), default 100"],
+  startup: ["启动时间", "Startup time"],
   preview_help: [
     "预览不保存任何东西；满意后点“保存”。",
     "A preview saves nothing; Save when it looks right.",

@@ -13,7 +13,9 @@ import {
   duration,
   fieldFor,
   scheduleRows,
+  seconds,
   thresholdIndexes,
+  typed,
 } from "./editor.js";
 import { t } from "./i18n.js";
 import { treeParts } from "./tree.js";
@@ -230,6 +232,17 @@ export async function renderJob(container, name, onAuth) {
         h("button", { type: "button", id: "preview-button", onclick: () => runPreview(form, formErrors) }, t("preview")),
         saved,
       ),
+      h(
+        "details",
+        { class: "preview-options" },
+        h("summary", {}, t("preview_options")),
+        h(
+          "div",
+          { class: "row" },
+          h("div", { class: "field" }, h("label", { for: "p-capacity" }, t("capacity")), h("input", { id: "p-capacity", type: "text", inputmode: "decimal", size: 8, placeholder: "100", autocomplete: "off", "aria-describedby": "p-capacity-help" }), h("span", { class: "help", id: "p-capacity-help" }, t("capacity_help"))),
+          h("div", { class: "field" }, h("label", { for: "p-startup" }, t("startup")), h("input", { id: "p-startup", type: "text", size: 8, placeholder: "60s", autocomplete: "off" })),
+        ),
+      ),
       formErrors,
     );
     editor.replaceChildren(form);
@@ -309,7 +322,12 @@ export async function renderJob(container, name, onAuth) {
     const now = Date.now() / 1000;
     previewBox.replaceChildren(h("p", { class: "muted" }, t("previewing")));
     try {
-      const r = await api("POST", `${jobPath(name)}/preview`, { job: built.doc, since: now - range, until: now });
+      const body = { job: built.doc, since: now - range, until: now };
+      const capacity = typed(form.querySelector("#p-capacity").value, "number");
+      const startup = seconds(form.querySelector("#p-startup").value);
+      if (capacity !== undefined) body.capacity = capacity;
+      if (startup !== undefined) body.startup = startup;
+      const r = await api("POST", `${jobPath(name)}/preview`, body);
       previewTimeline = r.timeline;
       renderPreview(r);
       renderHistory();
