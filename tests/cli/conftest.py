@@ -90,6 +90,11 @@ def job_doc(name: str, app: str = "/ocean/web", **over: Any) -> dict[str, Any]:
     return bench_job_doc(name, app, **{"mode": "active", "max_instances": 5, **over})
 
 
+def read_yaml(text: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(text)
+    return doc
+
+
 def write_yaml(path: Path, doc: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
