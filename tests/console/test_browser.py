@@ -277,11 +277,17 @@ def test_the_console_end_to_end(browser: Any, live: Live) -> None:
     screenshot(d, "job-en", docs=True)
     assert preview_first_difference(d, above="99")[1:] == ["out", "3", "none", "2"]
     screenshot(d, "preview-en", docs=True)
+    # saved after the preview: the previewed document is the job now; the preview is gone
+    d.find_element(By.ID, "save").click()
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "save-result"), "Saved (version 6)"))
+    assert live.daemon.request("GET", f"/api/v1/jobs/{WEB}")["job"]["rules"][0]["scale_out"]["above"] == 99
+    assert not d.find_elements(By.ID, "preview-differences")
+    assert not d.find_elements(By.CSS_SELECTOR, "svg.chart polyline.preview")
 
     # back on the list: read again, the saved version shows
     d.find_element(By.ID, "back").click()
     row = wait(d).until(EC.visibility_of_element_located((By.XPATH, f'//tr[td/a[text()="{WEB}"]]')))
-    assert row.find_elements(By.TAG_NAME, "td")[-1].text == "5"
+    assert row.find_elements(By.TAG_NAME, "td")[-1].text == "6"
     d.get(live.daemon.url + "/ui/#/?cop=xiaomi&owt=inf&pdl=ocean")
     wait(d).until(lambda _: len(d.find_elements(By.CSS_SELECTOR, "a.job-link")) == 2)
     screenshot(d, "tree-en", docs=True)

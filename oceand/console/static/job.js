@@ -263,6 +263,9 @@ export async function renderJob(container, name, onAuth) {
       renderEditor(stored.version === before ? t("unchanged", stored.version) : t("saved", stored.version));
       renderLb(null);
       renderOperate();
+      previewTimeline = null; // a preview was of an edit that is now saved (or dropped)
+      previewBox.replaceChildren();
+      renderHistory();
     } catch (e) {
       button.disabled = false;
       saved.textContent = "";
