@@ -171,22 +171,21 @@ def test_the_console_end_to_end(browser: Any, live: Live) -> None:
         ("evening", 43200.0, 1),
     ]
 
-    # two hot buckets (cpu.used 95 > 85, twice: the saved rule) scale out; then a manual scale from the
-    # page; both show up in the decision timeline (the page polls), newest first, with their reasons
+    # three ordinary buckets (cpu.used 65-75: neither side's threshold), then two hot ones (cpu.used 95 >
+    # 85, twice: the saved rule) scale out; then a manual scale from the page; both decisions show up in
+    # the timeline (the page polls), newest first, with their reasons
     t = int(time.time()) + 1
-    for k in range(2):  # each bucket once its second has begun: the daemon takes nothing stamped ahead
-        push(
-            live.daemon, [sample(WEB, f"h{i}", until_second(t + k), value=5) for i in range(2)]
-        )  # cpu.idle 5
+    for k, idle in enumerate([35, 30, 25, 5, 5]):  # each bucket once its second has begun: the daemon
+        push(live.daemon, [sample(WEB, f"h{i}", until_second(t + k), value=idle) for i in range(2)])
     wait_for(lambda: live.fake.scales("/ocean/web") == [3], 10, "the scale-out to 3")
     wait(d).until(EC.text_to_be_present_in_element((By.ID, "st-instances"), "3"))
 
-    # the history chart: the rule's recorded values (the two hot buckets) against the instances
+    # the history chart: the rule's recorded values (three ordinary buckets, two hot) against the instances
     chart = wait(d, 15).until(
         lambda _: [
             c
             for c in d.find_elements(By.CSS_SELECTOR, 'svg.chart[data-rule="cpu"]')
-            if len(c.find_element(By.CSS_SELECTOR, "polyline.value").get_attribute("points").split()) >= 2
+            if len(c.find_element(By.CSS_SELECTOR, "polyline.value").get_attribute("points").split()) >= 5
         ]
     )[0]
     assert chart.find_element(By.TAG_NAME, "title").get_attribute("textContent") == "规则 cpu 的值与实例数"
@@ -194,7 +193,8 @@ def test_the_console_end_to_end(browser: Any, live: Live) -> None:
         float(p.split(",")[1])
         for p in chart.find_element(By.CSS_SELECTOR, "polyline.value").get_attribute("points").split()
     ]
-    assert max(ys) - min(ys) < 1  # 95 and 95: a flat line at the top of a 0..100 axis
+    top, bottom = 10, 156  # the plot's y for 100 and 0 (static/chart.js: 180 high, 10 above, 24 below)
+    assert [round(100 * (bottom - y) / (bottom - top)) for y in ys] == [65, 70, 75, 95, 95]
     assert [t.text for t in chart.find_elements(By.CSS_SELECTOR, "text.value-axis")] == ["0", "50", "100"]
     assert chart.find_element(By.CSS_SELECTOR, "polyline.ready").get_attribute("points")
     assert chart.find_element(By.CSS_SELECTOR, "polyline.desired").get_attribute("points")
@@ -230,12 +230,6 @@ def test_the_console_end_to_end(browser: Any, live: Live) -> None:
     assert stored["job"]["rules"][0]["scale_out"]["above"] == 85  # a mode change keeps the saved rule
     wait(d).until(lambda _: d.find_element(By.CSS_SELECTOR, 'svg.chart[data-rule="cpu"]'))
     screenshot(d, "job", docs=True)
-    d.find_element(By.ID, "scale-n").send_keys("many")
-    d.find_element(By.ID, "scale-submit").click()
-    wait(d).until(
-        EC.text_to_be_present_in_element((By.ID, "operate-result"), "instances: must be an integer")
-    )
-    assert "error" in d.find_element(By.ID, "operate-result").get_attribute("class")
 
     # preview before save: a stricter threshold replayed on the recorded load; nothing is saved
     first = preview_first_difference(d, above="99")
@@ -247,6 +241,13 @@ def test_the_console_end_to_end(browser: Any, live: Live) -> None:
     )
     assert live.daemon.request("GET", f"/api/v1/jobs/{WEB}")["version"] == 5
     screenshot(d, "preview", docs=True)
+    # a manual scale the API refuses: its message under the form
+    d.find_element(By.ID, "scale-n").send_keys("many")
+    d.find_element(By.ID, "scale-submit").click()
+    wait(d).until(
+        EC.text_to_be_present_in_element((By.ID, "operate-result"), "instances: must be an integer")
+    )
+    assert "error" in d.find_element(By.ID, "operate-result").get_attribute("class")
     # its settings: a capacity the API refuses names itself; a startup of 0s gives the same difference
     d.find_element(By.CSS_SELECTOR, "details.preview-options summary").click()
     d.find_element(By.ID, "p-capacity").send_keys("lots")
