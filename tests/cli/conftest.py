@@ -26,7 +26,7 @@ from tests.e2e.harness import (
     wait_for,
 )
 
-APPS = ["/ocean/web:1", "/ocean/api:2", "/ocean/docs:1"]
+APPS = ["/ocean/web:1", "/ocean/api:2", "/ocean/docs:1", "/ocean/preview:2"]  # preview: docs/cli.md
 HISTORY_TOML = '[history]\nflush_interval = "0.2s"\n'  # recorded periods readable at once
 
 

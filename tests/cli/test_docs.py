@@ -94,16 +94,16 @@ def test_the_session_in_docs_cli_md_is_real(
 def test_the_preview_session_in_docs_cli_md_is_real(
     ctl: Ctl, live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The job of api.yaml, really run on four pushed 1 s buckets, then the block's lines."""
+    """The job of preview-live.yaml, really run on four pushed 1 s buckets, then the block's lines."""
     doc = DOC.read_text()
-    api = read_yaml(dict(FILE.findall(doc))["api.yaml"])
+    api = read_yaml(dict(FILE.findall(doc))["preview-live.yaml"])
     live.daemon.request("PUT", f"/api/v1/jobs/{api['job']}", api)
     try:
         wait_for(
             lambda: live.daemon.request("GET", f"/api/v1/jobs/{api['job']}/status")["app_known"], 10, "app"
         )
         record_history(live.daemon, api["job"], [50.0, 95.0, 95.0, 95.0])
-        wait_for(lambda: 3 in live.fake.scales("/ocean/api"), 10, "the scale-out to 3")
+        wait_for(lambda: 3 in live.fake.scales("/ocean/preview"), 10, "the scale-out to 3")
         replay_session(ctl, tmp_path, "preview", monkeypatch)
     finally:
         live.daemon.request("DELETE", f"/api/v1/jobs/{api['job']}")
