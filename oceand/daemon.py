@@ -20,9 +20,15 @@ from typing import Any
 
 from aiohttp import web
 
-from actuators.marathon_model import AppState
+from actuators.marathon import (
+    Actuator,
+    AppState,
+    ClusterRuntime,
+    RecordingActuator,
+    start_clusters,
+    task_endpoints,
+)
 from oceand import console
-from oceand.actuation import Actuator, RecordingActuator
 from oceand.api import admin, ingest
 from oceand.api.auth import AUTHORITY, LIMITER, auth_middleware
 from oceand.api.auth import add_routes as add_auth_routes
@@ -38,7 +44,6 @@ from oceand.keys import DAEMON, ENGINE, METRICS, STORE
 from oceand.lbmanager import LBManager, lb_settings
 from oceand.listeners import Listeners
 from oceand.logs import setup_logging
-from oceand.marathon import ClusterRuntime, start_clusters, task_endpoints
 from oceand.metrics import Metrics
 from oceand.notify import Notifier
 from oceand.store import open_store

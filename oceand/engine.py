@@ -34,9 +34,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from actuators.marathon import MarathonError, Permanent
-from actuators.marathon_apply import Attempt, AttemptLog
-from oceand.actuation import Actuator, AppView, Outcome
+from actuators.marathon import Actuator, AppView, Attempt, AttemptLog, MarathonError, Outcome, Permanent
 from oceand.buckets import JOB_LEVEL_METRICS, ClosedBucket, JobBuckets
 from oceand.history import HistoryRecorder
 from oceand.ingest import IngestLimits, Ingestor, PushResult

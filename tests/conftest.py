@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from oceand.actuation import Actuator
+from actuators.marathon import Actuator
 from oceand.config import Config, validate_config
 from oceand.daemon import Daemon
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from oceand.actuation import RecordingActuator
+from actuators.marathon import RecordingActuator
 from oceand.daemon import Daemon
 from tests.conftest import Client, DaemonFactory
 
@@ -259,7 +259,7 @@ class FlakyActuator(RecordingActuator):
         self.failures = 1
 
     async def apply(self, doc: Any, decision: Any, attempts: Any = None) -> Any:
-        from oceand.actuation import Outcome
+        from actuators.marathon import Outcome
 
         if self.failures:
             self.failures -= 1

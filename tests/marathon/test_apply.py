@@ -8,16 +8,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from actuators.marathon import AppNotFound, Locked, MarathonClient, Permanent, Transient
-from actuators.marathon_apply import (
+from actuators.marathon import (
+    AppNotFound,
     Attempt,
     AttemptLog,
-    Backoff,
-    landing_evidence,
-    poll_deployments,
+    Locked,
+    MarathonClient,
+    Permanent,
+    Transient,
     set_instances,
 )
-from actuators.marathon_model import AppState, parse_time
+from actuators.marathon.apply import Backoff, landing_evidence, poll_deployments
+from actuators.marathon.model import AppState, parse_time
 from tests.fakes.marathon import FakeMarathon
 from tests.marathon.conftest import FakeClock, config, free_port
 

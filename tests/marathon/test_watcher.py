@@ -10,8 +10,8 @@ from typing import Any, cast
 import pytest
 
 from actuators.marathon import MarathonClient, Transient
-from actuators.marathon_events import ClusterWatcher
-from actuators.marathon_model import AppState, Task
+from actuators.marathon.model import AppState, Task
+from actuators.marathon.watcher import ClusterWatcher
 from tests.fakes.marathon import FakeMarathon
 from tests.marathon.conftest import config, dead_url, until
 
@@ -207,14 +207,14 @@ async def test_wait_deployment_of_a_missing_app_returns(client: MarathonClient) 
 async def test_failing_cluster_logs_once_and_keeps_trying(caplog: pytest.LogCaptureFixture) -> None:
     client = MarathonClient(config(dead_url()))
     w = ClusterWatcher(client, on_change=lambda _: None, backoff_initial=0.001, backoff_max=0.002)
-    caplog.set_level(logging.INFO, logger="actuators.marathon_events")
+    caplog.set_level(logging.INFO, logger="actuators.marathon.watcher")
     r = Running(w)
     try:
         await until(lambda: client.url_state()[0]["ok"] is False)
         await asyncio.sleep(0.05)
         assert w.state == "connecting" and w.reconnects == 0
         assert "cannot connect" in (w.info()["last_error"] or "")
-        msgs = [rec.getMessage() for rec in caplog.records if rec.name == "actuators.marathon_events"]
+        msgs = [rec.getMessage() for rec in caplog.records if rec.name == "actuators.marathon.watcher"]
         assert len(msgs) == 1 and "cannot open the event stream" in msgs[0]
     finally:
         await r.close()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from oceand.actuation import RecordingActuator
+from actuators.marathon import RecordingActuator
 from oceand.config import NotifySettings
 from oceand.notify import Notifier
 from policies.document import parse_job
