@@ -43,6 +43,7 @@ from oceand.store.base import Store, StoreError
 from policies import engine as policy
 from policies import schedule
 from policies.alarm import alarm_matches
+from policies.backoff import Backoff
 from policies.document import AlarmRule, JobDocument
 from policies.types import ACTUATION_FAILED, AlarmEvent, Decision, Fire, JobState, Observation
 
@@ -131,7 +132,7 @@ class Engine:
         self.default_tz = default_tz
         self.grace = grace
         self.flush_interval = flush_interval
-        self.retry_delays = retry_delays
+        self.retry_backoff = Backoff(steps=retry_delays, jitter=0)
         self.on_decision = on_decision
         self.on_bucket = on_bucket
         self.on_alarm_dropped = on_alarm_dropped
@@ -757,7 +758,7 @@ class Engine:
                 decision.reasons.append(ACTUATION_FAILED)
         else:
             # transient: keep it pending and retry with backoff; a newer decision replaces it
-            delay = self.retry_delays[min(tries - 1, len(self.retry_delays) - 1)]
+            delay = self.retry_backoff.delay(tries - 1)
             rt.retry, rt.retry_at = decision, self.clock() + delay
             if ACTUATION_FAILED not in decision.reasons:
                 decision.reasons.append(ACTUATION_FAILED)

@@ -47,6 +47,7 @@ from actuators.marathon.client import MarathonClient, ScaleResult
 from actuators.marathon.errors import AppNotFound, Locked, Permanent, Transient
 from actuators.marathon.model import AppState, parse_time
 from actuators.marathon.watcher import ClusterWatcher
+from policies.backoff import Backoff
 from policies.document import JobDocument
 from policies.types import Decision
 
@@ -54,6 +55,7 @@ WaitDeployment = Callable[[str, float], Awaitable[None]]
 SKEW = 2.0  # seconds: daemon clock vs Marathon's, when comparing lastScalingAt with sent_at
 GRACE = 5.0  # seconds after a PUT's reply deadline during which Marathon may still take it
 POLL = 0.25  # seconds between reads while settling
+APPLY_BACKOFF = Backoff(initial=0.2, factor=2.0, maximum=10.0, jitter=0.5)  # between tries of one write
 
 
 def landing_evidence(
@@ -135,27 +137,6 @@ async def settle(
         await sleep(step)
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Delay before retry `attempt` (0-based): initial × factor^attempt, capped at `maximum`, then
-    scaled by a random factor in [1 − jitter, 1] ("equal jitter" for jitter 0.5)."""
-
-    initial: float = 0.2
-    factor: float = 2.0
-    maximum: float = 10.0
-    jitter: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.initial <= 0 or self.factor < 1 or self.maximum < self.initial or not 0 <= self.jitter <= 1:
-            raise ValueError(
-                f"bad backoff {self}: want initial > 0, factor >= 1, maximum >= initial, 0 <= jitter <= 1"
-            )
-
-    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
-        base = min(self.maximum, self.initial * self.factor ** min(attempt, 64))
-        return base * (1.0 - self.jitter * rand())
-
-
 async def poll_deployments(
     client: MarathonClient,
     app_id: str,
@@ -187,7 +168,7 @@ async def set_instances(
     force: bool,
     wait_deployment: WaitDeployment | None,
     deadline: float,
-    backoff: Backoff = Backoff(),  # frozen: one shared default is safe
+    backoff: Backoff = APPLY_BACKOFF,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
     rand: Callable[[], float] = random.random,

@@ -21,6 +21,7 @@ from typing import Any
 from actuators.marathon.client import STREAM_OPENED, MarathonClient
 from actuators.marathon.errors import AppNotFound, MarathonError, Transient
 from actuators.marathon.model import RUNNING, TERMINAL_STATES, AppState, Task
+from policies.backoff import Backoff
 from policies.redact import redact_text
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,7 @@ class ClusterWatcher:
     ) -> None:
         self.client = client
         self.on_change = on_change
-        self.backoff_max = backoff_max
-        self.backoff_initial = backoff_initial
+        self.backoff = Backoff(initial=backoff_initial, factor=2.0, maximum=backoff_max, jitter=0.5)
         self.event_types = tuple(event_types)
         self.list_threshold = list_threshold  # re-read with one GET /v2/apps above this many watched apps
         self.poll_interval = poll_interval  # deployment waits poll this often while disconnected
@@ -228,8 +228,7 @@ class ClusterWatcher:
                 if opened:
                     attempt = 0
                 self._lost(error)
-                base = min(self.backoff_max, self.backoff_initial * 2 ** min(attempt, 30))
-                delay = base * (0.5 + random.random() / 2)
+                delay = self.backoff.delay(attempt, random.random)
                 attempt += 1
                 await asyncio.wait({stop_wait}, timeout=delay)
         finally:
