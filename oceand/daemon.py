@@ -353,7 +353,9 @@ class Daemon:
     async def stop(self) -> None:
         """Stop within `stop_timeout` (default 20 s, under systemd's 60 s), whatever is queued or in
         flight: the runtime unwinds what `start` registered, each step within its share of the budget
-        (see docs/operations.md "Signals and lifecycle")."""
+        (see docs/operations.md "Signals and lifecycle"). Once: a second call returns at once."""
+        if self.runtime.stopped:
+            return
         self.systemd.stopping("draining")
         log.info("oceand stopping", extra={"event": "stopping"})
         await self.runtime.stop()

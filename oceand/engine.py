@@ -96,6 +96,7 @@ class JobRuntime:
     unsettled: list[tuple[Decision, AttemptLog]] = field(default_factory=list)
     wake_at: float = math.inf  # the worker's timer (Engine._timers): when it is to be woken next
     idle: tuple[JobDocument, str] | None = None  # (document, mode) of an idle job (Engine._idle_key)
+    steps: int = 0  # whole worker steps run: what a test waits on to see that a step found nothing to do
 
     @property
     def name(self) -> str:
@@ -471,6 +472,7 @@ class Engine:
                 await asyncio.sleep(1.0)
             finally:
                 self._inflight -= 1
+                rt.steps += 1
 
     async def _step(self, rt: JobRuntime) -> None:
         now = self.clock()

@@ -98,6 +98,11 @@ class Runtime:
             return share * self.budget()
         return max(0.0, min(self._deadline - loop.time(), share * self.budget()))
 
+    @property
+    def stopped(self) -> bool:
+        """`stop` has begun (it runs once)."""
+        return self._stopped
+
     async def stop(self) -> None:
         """Set `stopping`, then unwind the stack within the budget. Once only; later calls return."""
         if self._stopped:

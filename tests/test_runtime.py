@@ -49,29 +49,35 @@ async def test_a_failing_step_is_logged_and_the_others_still_run(caplog: pytest.
     ]
 
 
+@pytest.mark.looptime
 async def test_a_hanging_step_is_cut_at_its_share_and_the_later_steps_run(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    rt = Runtime(budget=lambda: 1.0)
-    done: list[str] = []
-    given: list[float] = []
+    """On the loop's fake clock (looptime): the default 20 s budget, a step that never ends."""
+    loop = asyncio.get_running_loop()
+    rt = Runtime(budget=lambda: 20.0)
+    given: list[tuple[str, float, float]] = []  # (step, seconds given, loop time it began)
 
-    async def store(seconds: float) -> None:
-        given.append(seconds)
-        done.append("store")
+    def step(name: str, hang: bool) -> Callable[[float], Awaitable[None]]:
+        async def run(seconds: float) -> None:
+            given.append((name, seconds, loop.time()))
+            if hang:
+                await asyncio.Event().wait()
 
-    async def hangs(seconds: float) -> None:
-        given.append(seconds)
-        await asyncio.Event().wait()
+        return run
 
-    rt.on_stop("store", store)
-    rt.on_stop("hangs", hangs, share=0.1)
+    rt.on_stop("store", step("store", hang=False))
+    rt.on_stop("the LB loops", step("the LB loops", hang=True), share=0.6)
+    rt.on_stop("the listeners", step("the listeners", hang=True), share=0.6)
     await rt.stop()
-    assert done == ["store"]
-    assert given[0] == pytest.approx(0.1, abs=0.01)
-    assert 0 < given[1] <= 0.9 + 0.01  # never past the deadline
+    assert [(name, round(s, 6), round(t, 6)) for name, s, t in given] == [
+        ("the listeners", 12.0, 0.0),
+        ("the LB loops", 8.0, 12.0),  # 0.6 of the budget, but only 8 s are left
+        ("store", 0.0, 20.0),  # past the deadline: runs with nothing left (cut at the 0.05 s floor)
+    ]
     assert [r.getMessage() for r in caplog.records if getattr(r, "event", "") == "stop_cut"] == [
-        "stopping: hangs cut off after 0.1s"
+        "stopping: the listeners cut off after 12.0s",
+        "stopping: the LB loops cut off after 8.0s",
     ]
 
 
@@ -102,12 +108,15 @@ async def test_root_tasks_end_with_stopping_and_a_failure_cancels_nothing_else(
     assert any("root task fails failed" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.looptime
 async def test_a_root_task_that_ignores_stopping_is_cancelled_at_its_share() -> None:
-    rt = Runtime(budget=lambda: 1.0)
+    loop = asyncio.get_running_loop()
+    rt = Runtime(budget=lambda: 20.0)
     await rt.start_tasks(share=0.1)
     stuck = rt.spawn(asyncio.Event().wait(), "stuck")
     await rt.stop()
     assert stuck.cancelled()
+    assert loop.time() == pytest.approx(2.0)  # 0.1 of the budget, on the fake clock
     assert rt.failures == []
 
 
