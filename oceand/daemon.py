@@ -16,7 +16,6 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -37,18 +36,17 @@ from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.auth import Authority, WriteLimiter, prune_audit
-from oceand.config import Config, ConfigError, changed_keys, load_config
+from oceand.config import Config
 from oceand.engine import Engine
 from oceand.health import Health
 from oceand.history import HistoryRecorder
-from oceand.jobfiles import load_job_files
 from oceand.jobs import JobsService
 from oceand.keys import DAEMON, ENGINE, HEALTH, JOBS, METRICS, STORE
 from oceand.lbmanager import LBManager, lb_settings
 from oceand.listeners import Listeners
-from oceand.logs import setup_logging
 from oceand.metrics import Metrics
 from oceand.notify import Notifier
+from oceand.reload import reload as reload_config
 from oceand.runtime import Runtime
 from oceand.store import open_store
 from oceand.store.base import Store, StoreError
@@ -363,48 +361,14 @@ class Daemon:
         log.info("oceand stopped", extra={"event": "stopped"})
 
     async def reload(self) -> bool:
-        """SIGHUP: validate the config file again and apply what can change without a restart."""
-        path = self.config.path
-        if path is None:
-            return False
-        self.systemd.reloading()
-        try:
-            new = load_config(path)
-            if new.jobs_dir is not None:
-                load_job_files(Path(new.jobs_dir))
-        except ConfigError as e:
-            log.error("reload rejected, the running config stays: %s", e, extra={"event": "reload_rejected"})
-            self.systemd.ready("reload rejected")
-            return False
-        if (new.store.url, new.server.listen, new.ingest.listen) != (
-            self.config.store.url,
-            self.config.server.listen,
-            self.config.ingest.listen,
-        ):
-            log.warning(
-                "store.url, server.listen and ingest.listen change only on restart",
-                extra={"event": "reload_partial"},
-            )
-        old = self.config
-        self.config = new
-        self.engine.default_tz = new.timezone
-        self.engine.stale_after = new.decision_stale_after
-        self.authority.refresh, self.authority.grace = new.auth.refresh, new.auth.grace
-        self.authority.max_tokens = new.auth.max_tokens  # write_rate/burst, audit_retention: read per use
-        if new.log != old.log:
-            setup_logging(new.log.level, new.log.format)
-        changed = changed_keys(old, new)
-        if changed:
-            log.info("reload changes %s", ", ".join(changed), extra={"event": "reload_changes"})
-        if new.marathon != old.marathon:
-            for c in list(self.clusters.values()):
-                await c.close()
-            self.clusters.clear()
-            await self._start_clusters()
-        await self.jobs.reload(new.jobs_dir)
-        self.systemd.ready("reloaded")
-        log.info("config reloaded from %s", path, extra={"event": "reloaded"})
-        return True
+        """SIGHUP (oceand/reload.py): the config file again; what can change without a restart."""
+        return await reload_config(self)
+
+    async def restart_clusters(self) -> None:
+        for c in list(self.clusters.values()):
+            await c.close()
+        self.clusters.clear()
+        await self._start_clusters()
 
     async def serve_forever(self) -> None:
         """Until SIGTERM or SIGINT; SIGHUP reloads."""
