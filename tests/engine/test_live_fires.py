@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from oceand.actuation import RecordingActuator
+from actuators.marathon import RecordingActuator
 from tests.conftest import DaemonFactory
 from tests.engine.test_live_decisions import Clock
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from oceand.actuation import RecordingActuator
+from actuators.marathon import RecordingActuator
 from oceand.daemon import Daemon
 from oceand.replay import ReplayOptions, engine_step, metric_plan, observe, simulate
 from oceand.trace import load_trace
