@@ -229,11 +229,9 @@ _COOLDOWN_TEXT: dict[tuple[bool, float], str] = {}
 def _cooldown_text(out: bool, wait: float) -> str:
     """The detail's start ('scale_out cooldown 30s: '): the same few per fleet, formatted once (a
     float's :g format is most of a held decision's cost)."""
-    text = _COOLDOWN_TEXT.get((out, wait))
-    if text is None:
-        if len(_COOLDOWN_TEXT) >= 4096:
-            _COOLDOWN_TEXT.clear()
-        text = _COOLDOWN_TEXT[(out, wait)] = f"{'scale_out' if out else 'scale_in'} cooldown {wait:g}s: "
+    if len(_COOLDOWN_TEXT) >= 4096:
+        _COOLDOWN_TEXT.clear()
+    text = _COOLDOWN_TEXT[(out, wait)] = f"{'scale_out' if out else 'scale_in'} cooldown {wait:g}s: "
     return text
 
 
@@ -253,7 +251,10 @@ def cooldown(
         wait = lim.out_cooldown if out else lim.in_cooldown
         since = now - last_change_at
         if since < wait:
-            detail = _cooldown_text(out, wait) + f"{wait - since:.6g}s left"
+            text = _COOLDOWN_TEXT.get((out, wait))
+            if text is None:
+                text = _cooldown_text(out, wait)
+            detail = text + f"{wait - since:.6g}s left"
             return current, Limit(COOLDOWN, proposed, current, detail)
     if deployment_started_at is not None and now - deployment_started_at < lim.deployment_timeout:
         detail = (

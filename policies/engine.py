@@ -260,8 +260,8 @@ def step(
         obs.bucket,
         {} if changed else streaks,
         recent,
-        dict(state.alarms),
-        dict(state.fires),
+        dict(state.alarms) if state.alarms else {},  # a new dict either way (states are values)
+        dict(state.fires) if state.fires else {},
         now if state.created_at is None else state.created_at,
         predictive if predictive is not None else {},
     )
