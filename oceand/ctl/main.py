@@ -35,6 +35,7 @@ from oceand.ctl.client import (
     CtlError,
     resolve,
 )
+from policies.tree import tree_parts
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,23 +88,6 @@ def table(*columns: str) -> Table:
     for c in columns:
         t.add_column(c, overflow="fold")
     return t
-
-
-# ---- Ocean tree names --------------------------------------------------------------------------------
-
-TREE_KEYS = ("job", "service", "cluster", "pdl", "owt", "cop")
-_TREE_SPLIT = re.compile(r"_(?=(?:" + "|".join(TREE_KEYS) + r")\.)")
-
-
-def tree_parts(name: str) -> dict[str, str]:
-    """`job.web_service.api_cluster.lg_pdl.ocean_owt.inf_cop.xiaomi` -> {"job": "web", ..., "cop": "xiaomi"};
-    a name that is no tree name gives {}."""
-    parts: dict[str, str] = {}
-    for piece in _TREE_SPLIT.split(name):
-        key, dot, value = piece.partition(".")
-        if dot and key in TREE_KEYS and value:
-            parts.setdefault(key, value)
-    return parts
 
 
 # ---- the command group -------------------------------------------------------------------------------
