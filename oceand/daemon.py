@@ -24,6 +24,7 @@ from actuators.marathon_model import AppState
 from oceand import console
 from oceand.actuation import Actuator, RecordingActuator
 from oceand.api import admin, ingest
+from oceand.api import templates as templates_api
 from oceand.api.auth import AUTHORITY, LIMITER, auth_middleware
 from oceand.api.auth import add_routes as add_auth_routes
 from oceand.api.errors import error_middleware
@@ -44,6 +45,7 @@ from oceand.notify import Notifier
 from oceand.store import open_store
 from oceand.store.base import Store, StoreError
 from oceand.systemd import Notifier as SystemdNotifier
+from oceand.templates import Composed, Templates
 from policies.document import JobDocument, dump_job
 from policies.types import Decision
 
@@ -126,6 +128,7 @@ class Daemon:
         self._ingest_runner: web.AppRunner | None = None
         self.ingest_url: str | None = None
         self._lock = asyncio.Lock()
+        self.templates = Templates(self.store, self._lock, self._written)  # every write of jobs
         self.url: str | None = None
         self.systemd = SystemdNotifier()
 
@@ -187,6 +190,7 @@ class Daemon:
         if self.config.ingest.listen is None:
             self._add_ingest_routes(app)
         admin.add_routes(app)
+        templates_api.add_routes(app)
         app.router.add_get("/api/v1/openapi.json", openapi)
         add_auth_routes(app)
         console.add_routes(app)  # the web console at /ui/ (PRODUCT §12)
@@ -220,12 +224,14 @@ class Daemon:
 
     # ---- jobs ----------------------------------------------------------------------------------
 
-    async def put_job(self, doc: JobDocument) -> int:
-        async with self._lock:
-            version = await self.store.put_job(doc.job, dump_job(doc))
-            await self.engine.upsert(doc, version)
-            self._job_changed(doc.job, doc)
-            return version
+    async def put_job(self, doc: JobDocument, composed: Composed | None = None) -> int:
+        """Store `doc` as the job's next version, with the template it names (`composed`) or none."""
+        return await self.templates.put_job(doc, composed)
+
+    async def _written(self, doc: JobDocument, version: int) -> None:
+        """A job's new version is stored (under the job lock): the engine and the actuators take it."""
+        await self.engine.upsert(doc, version)
+        self._job_changed(doc.job, doc)
 
     async def delete_job(self, name: str) -> None:
         async with self._lock:

@@ -10,11 +10,13 @@ from aiohttp import web
 
 from oceand.api.auth import principal, record, require_job
 from oceand.api.errors import ApiError, json_response, read_json
+from oceand.api.templates import engine_view, keep_webhook, refusals, templates
 from oceand.engine import AppUnknown, JobRuntime
 from oceand.history import MAX_PREVIEW_RANGE, MAX_PREVIEW_ROWS, PreviewError, load_rule
 from oceand.history import preview as history_preview
 from oceand.keys import DAEMON, ENGINE, METRICS, STORE
 from oceand.replay import ReplayOptions
+from oceand.templates import SELECT_KEYS, Composed, check_selector, matches
 from policies.document import JOB_NAME_RE, DocumentError, JobDocument, dump_job, parse_job
 from policies.redact import public_job, restore_webhook
 
@@ -58,6 +60,29 @@ def _validate(request: web.Request, data: Any, path_name: str | None = None) -> 
         ) from None
 
 
+async def _resolve(
+    request: web.Request, data: Any, path_name: str | None = None
+) -> tuple[JobDocument, Composed]:
+    """A job document as given: plain, or naming a template (laid over it, PRODUCT §13); validated."""
+    if not isinstance(data, dict) or "template" not in data:
+        return _validate(request, data, path_name), Composed(data)
+    if path_name is not None and "job" not in data:
+        data = {**data, "job": path_name}
+    name = data.get("job")
+    link = await templates(request).link(name) if isinstance(name, str) and JOB_NAME_RE.match(name) else None
+    data = keep_webhook(data, link.own if link is not None else None, "document")
+    composed = await templates(request).compose(data)
+    return _validate(request, composed.data, path_name), composed
+
+
+async def _with_template(request: web.Request, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """`body` with the template the job names and its own document, when it names one."""
+    link = await templates(request).link(name)
+    if link is None:
+        return {**body, "template": None}
+    return {**body, "template": link.template, "own": public_job(link.own)}
+
+
 def _shown(doc: JobDocument) -> dict[str, Any]:
     """A job document as the API returns it: the webhook's credentials and tokens are `***`."""
     return public_job(dump_job(doc))
@@ -96,55 +121,89 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=request.app[METRICS].render(), content_type="text/plain", charset="utf-8")
 
 
+@refusals
 async def list_jobs(request: web.Request) -> web.Response:
+    """Every job the token covers; `?cop=&owt=&pdl=&service=&cluster=&job=` keep those whose Ocean tree
+    name has those parts, `?name=` those matching a glob (PRODUCT §13, product lines)."""
     engine = request.app[ENGINE]
     who = principal(request)
+    given = {k: v for k in SELECT_KEYS if (v := request.query.get(k))}
+    select = check_selector(given, "query") if given else {}
+    links = {link.job: link.template for link in await templates(request).store.job_links()}
     out = [
-        {"job": rt.name, "mode": rt.doc.mode, "effective_mode": engine.mode(rt), "version": rt.version}
+        {
+            "job": rt.name,
+            "mode": rt.doc.mode,
+            "effective_mode": engine.mode(rt),
+            "version": rt.version,
+            "template": links.get(rt.name),
+        }
         for rt in sorted(engine.jobs.values(), key=lambda r: r.name)
-        if who.may_touch(rt.name)
+        if who.may_touch(rt.name) and matches(rt.name, select)
     ]
     return json_response({"jobs": out})
 
 
-async def _put(request: web.Request, doc: JobDocument) -> int:
-    """Store `doc` as the job's next version; a document identical to the job's present one changes
-    nothing (same version; the job's buckets, state and any block go on)."""
+async def _put(request: web.Request, doc: JobDocument, composed: Composed) -> int:
+    """Store `doc` as the job's next version; a document identical to the job's present one, naming the
+    same template with the same own fields (or none), changes nothing (same version; the job's buckets,
+    state and any block go on)."""
     rt = request.app[ENGINE].jobs.get(doc.job)
     if rt is not None and rt.doc == doc:
-        return rt.version
-    version: int = await request.app[DAEMON].put_job(doc)
+        link = await templates(request).link(doc.job)
+        if (link is None and composed.template is None) or (
+            link is not None and (link.template, link.own) == (composed.template, composed.own)
+        ):
+            return rt.version
+    version: int = await request.app[DAEMON].put_job(doc, composed)
     return version
 
 
+def _reply(doc: JobDocument, version: int, composed: Composed) -> dict[str, Any]:
+    body: dict[str, Any] = {"job": _shown(doc), "version": version, "template": composed.template}
+    if composed.own is not None:
+        body["own"] = public_job(composed.own)
+    return body
+
+
+@refusals
 async def create_job(request: web.Request) -> web.Response:
-    doc = _validate(request, await read_json(request))
+    doc, composed = await _resolve(request, await read_json(request))
     require_job(request, doc.job)
     if doc.job in request.app[ENGINE].jobs:
         raise ApiError(409, "job_exists", f"job {doc.job!r} exists: PUT /api/v1/jobs/{doc.job} replaces it")
     doc = _keep_webhook(doc, None)
-    version = await request.app[DAEMON].put_job(doc)
-    await record(request, "job.create", doc.job, None, version)
-    return json_response({"job": _shown(doc), "version": version}, 201)
+    version = await request.app[DAEMON].put_job(doc, composed)
+    await record(request, "job.create", doc.job, None, version, _template_detail(composed))
+    return json_response(_reply(doc, version, composed), 201)
 
 
+def _template_detail(composed: Composed) -> dict[str, Any] | None:
+    if composed.template is None:
+        return None
+    return {"template": composed.template, "template_version": composed.based_on[composed.template]}
+
+
+@refusals
 async def get_job(request: web.Request) -> web.Response:
     name = _known_job(request)
     rt = request.app[ENGINE].jobs[name]
-    return json_response({"job": _shown(rt.doc), "version": rt.version})
+    return json_response(await _with_template(request, name, {"job": _shown(rt.doc), "version": rt.version}))
 
 
+@refusals
 async def put_job(request: web.Request) -> web.Response:
     name = _job_name(request)
-    doc = _validate(request, await read_json(request), name)
+    doc, composed = await _resolve(request, await read_json(request), name)
     current = request.app[ENGINE].jobs.get(name)
     before = None if current is None else current.version
     doc = _keep_webhook(doc, current)
-    version = await _put(request, doc)
+    version = await _put(request, doc, composed)
     if version != before:
-        await record(request, "job.replace" if current is not None else "job.create", name, before, version)
+        action = "job.replace" if current is not None else "job.create"
+        await record(request, action, name, before, version, _template_detail(composed))
     existed = current is not None
-    return json_response({"job": _shown(doc), "version": version}, 200 if existed else 201)
+    return json_response(_reply(doc, version, composed), 200 if existed else 201)
 
 
 async def delete_job(request: web.Request) -> web.Response:
@@ -155,9 +214,13 @@ async def delete_job(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@refusals
 async def job_status(request: web.Request) -> web.Response:
+    """The job's status with its effective document, and the template and own fields it names."""
     name = _known_job(request)
-    return json_response(request.app[DAEMON].job_status(name))
+    status = request.app[DAEMON].job_status(name)
+    status["document"] = _shown(request.app[ENGINE].jobs[name].doc)
+    return json_response(await _with_template(request, name, status))
 
 
 def _query_number(
@@ -284,6 +347,7 @@ async def scale(request: web.Request) -> web.Response:
     return json_response({"decision": decision.to_json()})
 
 
+@refusals
 async def set_mode(request: web.Request) -> web.Response:
     name = _known_job(request)
     data = await read_json(request)
@@ -293,8 +357,13 @@ async def set_mode(request: web.Request) -> web.Response:
             422, "invalid_body", "mode: must be 'active', 'dry-run' or 'paused'", [{"path": "mode"}]
         )
     engine = request.app[ENGINE]
-    before = engine.jobs[name].version
-    version = await _put(request, engine.jobs[name].doc.model_copy(update={"mode": mode}))
+
+    def pick(names: list[str]) -> list[str]:
+        if name not in names:  # deleted meanwhile
+            raise ApiError(404, "job_not_found", f"no job named {name!r}")
+        return [name]
+
+    before, version = (await templates(request).set_modes(engine_view(request), pick, mode))[name]
     if version != before:
         await record(request, "job.mode", name, before, version, {"mode": mode})
     rt = engine.jobs[name]

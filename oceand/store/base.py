@@ -298,6 +298,11 @@ class Store(Protocol):
         read) no longer holds, or a job names a template that does not exist."""
         ...
 
+    async def rename_template(self, name: str, to: str) -> int | None:
+        """The renamed template's version (None: no such template); TemplateConflict if jobs name it
+        (template_in_use) or `to` exists (template_exists)."""
+        ...
+
     async def delete_template(self, name: str) -> bool:
         """False if there is no such template; TemplateConflict (template_in_use) if jobs name it."""
         ...

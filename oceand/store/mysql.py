@@ -340,6 +340,10 @@ class MySQLStore:
             lambda cur: tpl.write_jobs(_Tx(cur), now, jobs, template, based_on), write=True
         )
 
+    async def rename_template(self, name: str, to: str) -> int | None:
+        now = self._clock()
+        return await self._run(lambda cur: tpl.rename_template(_Tx(cur), now, name, to), write=True)
+
     async def delete_template(self, name: str) -> bool:
         return await self._run(lambda cur: tpl.delete_template(_Tx(cur), name), write=True)
 

@@ -353,6 +353,10 @@ class SQLiteStore:
         async with self._write() as db:
             return await tpl.write_jobs(_Tx(db), self._clock(), jobs, template, based_on)
 
+    async def rename_template(self, name: str, to: str) -> int | None:
+        async with self._write() as db:
+            return await tpl.rename_template(_Tx(db), self._clock(), name, to)
+
     async def delete_template(self, name: str) -> bool:
         async with self._write() as db:
             return await tpl.delete_template(_Tx(db), name)

@@ -164,3 +164,26 @@ async def delete_template(tx: Tx, name: str) -> bool:
 
 async def unlink_job(tx: Tx, job: str) -> None:
     await tx.run("DELETE FROM job_templates WHERE job = ?", (job,))
+
+
+async def rename_template(tx: Tx, now: float, name: str, to: str) -> int | None:
+    """Rename a template (its version goes up by one); None if there is none; TemplateConflict if jobs
+    name it (template_in_use: they would name a template that is gone) or `to` exists (template_exists)."""
+    check_template_name(name)
+    check_template_name(to)
+    rows = await tx.rows("SELECT job FROM job_templates WHERE template = ? ORDER BY job" + tx.lock, (name,))
+    if rows:
+        jobs = [r[0] for r in rows]
+        raise TemplateConflict(
+            "template_in_use", f"template {name!r} is used by {len(jobs)} job(s): it cannot be renamed", jobs
+        )
+    if await tx.rows("SELECT version FROM templates WHERE name = ?" + tx.lock, (to,)):
+        raise TemplateConflict("template_exists", f"a template named {to!r} exists")
+    rows = await tx.rows("SELECT version FROM templates WHERE name = ?" + tx.lock, (name,))
+    if not rows:
+        return None
+    version = int(rows[0][0]) + 1
+    await tx.run(
+        "UPDATE templates SET name = ?, version = ?, updated_at = ? WHERE name = ?", (to, version, now, name)
+    )
+    return version

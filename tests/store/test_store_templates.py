@@ -94,3 +94,17 @@ async def test_changed_inputs_write_nothing(store: AnyStore, write: dict[str, An
     a = await store.get_job("a")
     assert a is not None and a.version == 1 and "max_instances" not in a.doc
     assert await store.get_job("new") is None
+
+
+async def test_rename(store: AnyStore) -> None:
+    await store.write_jobs([job("a")], TemplateWrite("web", TEMPLATE))
+    await store.write_jobs([], TemplateWrite("free", TEMPLATE))
+    with pytest.raises(TemplateConflict) as e:
+        await store.rename_template("web", "web2")
+    assert (e.value.code, e.value.jobs) == ("template_in_use", ["a"])
+    with pytest.raises(TemplateConflict) as e:
+        await store.rename_template("free", "web")
+    assert e.value.code == "template_exists"
+    assert await store.rename_template("free", "spare") == 2
+    assert [t.name for t in await store.list_templates()] == ["spare", "web"]
+    assert await store.rename_template("nothing", "x") is None
