@@ -31,10 +31,10 @@ from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.auth import Authority, WriteLimiter, audit, prune_audit
-from oceand.config import Config, ConfigError, changed_keys, load_config
+from oceand.config import Config, ConfigError, ConfigProblem, changed_keys, load_config
 from oceand.engine import Engine
 from oceand.history import HistoryRecorder
-from oceand.jobfiles import load_job_files
+from oceand.jobfiles import load_job_files, load_job_tree
 from oceand.keys import DAEMON, ENGINE, METRICS, STORE
 from oceand.lbmanager import LBManager, lb_settings
 from oceand.listeners import Listeners
@@ -45,7 +45,7 @@ from oceand.notify import Notifier
 from oceand.store import open_store
 from oceand.store.base import Store, StoreError
 from oceand.systemd import Notifier as SystemdNotifier
-from oceand.templates import Composed, Templates
+from oceand.templates import Composed, Refused, Templates
 from policies.document import JobDocument, dump_job
 from policies.types import Decision
 
@@ -253,19 +253,73 @@ class Daemon:
         self.lb.sync_job(name, doc)
 
     async def apply_job_files(self) -> None:
+        """Write what `jobs.dir` holds and the store does not: templates first (each re-validates and
+        rewrites the jobs naming it, API jobs too), then the jobs. The caller holds the job lock or
+        runs before the engine loads; the engine takes the new versions from the store. A template that
+        would break a job is a ConfigError naming the file and the jobs."""
         d = self.config.jobs_dir
         if d is None:
             return
-        for path, doc in load_job_files(Path(d)):
-            stored = await self.store.get_job(doc.job)
-            if stored is None or stored.doc != dump_job(doc):
-                version = await self.store.put_job(doc.job, dump_job(doc))
-                log.info("job %s applied from %s (version %d)", doc.job, path, version)
-                before = None if stored is None else stored.version
-                action = "job.create" if stored is None else "job.replace"
+        tree = load_job_tree(Path(d))
+        for t in tree.templates:
+            source = f"file:{t.path}"[:200]
+            try:
+                plan, version, versions = await self.templates.put_locked(t.name, t.doc, dry_run=False)
+            except Refused as e:
+                problems = [ConfigProblem(str(t.path), "(template)", e.message)]
+                problems += [
+                    ConfigProblem(str(t.path), f"{x['job']}: {x['path']}", x["message"]) for x in e.details
+                ]
+                raise ConfigError(problems) from None
+            if plan.noop:
+                continue
+            log.info("template %s applied from %s (version %s)", t.name, t.path, version)
+            action = "template.create" if plan.before is None else "template.replace"
+            detail = {"template": t.name, "version": version}
+            await audit(self.store, self.clock(), "local", source, action, None, None, None, detail)
+            for c in plan.jobs:
+                detail = {"template": t.name, "template_version": version, "changes": c.public()["changes"]}
                 await audit(
-                    self.store, self.clock(), "local", f"file:{path}"[:200], action, doc.job, before, version
+                    self.store,
+                    self.clock(),
+                    "local",
+                    source,
+                    "job.template",
+                    c.job,
+                    c.version,
+                    versions[c.job],
+                    detail,
                 )
+        links = {link.job: link for link in await self.store.job_links()}
+        for f in tree.jobs:
+            doc = f.doc
+            stored = await self.store.get_job(doc.job)
+            link = links.get(doc.job)
+            same_link = (
+                (link.template, link.own) == (f.template, f.own) if link is not None else f.template is None
+            )
+            if stored is not None and stored.doc == dump_job(doc) and same_link:
+                continue
+            composed = Composed(None, f.template, f.own)
+            try:
+                version = await self.templates.put_job_locked(doc, composed)
+            except Refused as e:
+                raise ConfigError.one(f.path, "template", e.message) from None
+            log.info("job %s applied from %s (version %d)", doc.job, f.path, version)
+            before = None if stored is None else stored.version
+            action = "job.create" if stored is None else "job.replace"
+            named = {"template": f.template} if f.template is not None else None
+            await audit(
+                self.store,
+                self.clock(),
+                "local",
+                f"file:{f.path}"[:200],
+                action,
+                doc.job,
+                before,
+                version,
+                named,
+            )
 
     def job_status(self, name: str) -> dict[str, Any]:
         status = self.engine.status(name)
@@ -496,7 +550,10 @@ class Daemon:
             self.clusters.clear()
             await self._start_clusters()
         async with self._lock:
-            await self.apply_job_files()
+            try:
+                await self.apply_job_files()
+            except ConfigError as e:  # a template file that would break jobs: nothing of it written
+                log.error("job files not applied: %s", e, extra={"event": "reload_rejected"})
             for stored in await self.store.list_jobs():
                 doc = JobDocument.model_validate(stored.doc)
                 rt = self.engine.jobs.get(doc.job)

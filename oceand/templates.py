@@ -189,21 +189,23 @@ class Templates:
                 f"no template named {name!r} (PUT /api/v1/templates/{name} creates it)",
                 [{"path": "template", "message": "no such template"}],
             )
-        job = data.get("job")
-        effective = compose(job, data, stored.doc) if isinstance(job, str) else {**stored.doc, **data}
-        return Composed(effective, name, dict(data), {name: stored.version})
+        return Composed(compose(data, stored.doc), name, dict(data), {name: stored.version})
 
     async def put_job(self, doc: JobDocument, composed: Composed | None = None) -> int:
         """Store `doc` (and its link to a template, or none) as the job's next version."""
-        c = composed if composed is not None else Composed(None)
         async with self.lock:
-            try:
-                versions, _ = await self.store.write_jobs([c.write(doc)], based_on=c.based_on)
-            except TemplateConflict as e:
-                raise _refused_conflict(e) from None
-            version = versions[doc.job]
+            version = await self.put_job_locked(doc, composed)
             await self._apply(doc, version)
             return version
+
+    async def put_job_locked(self, doc: JobDocument, composed: Composed | None = None) -> int:
+        """`put_job` for a caller that holds the lock and tells the engine itself (job files)."""
+        c = composed if composed is not None else Composed(None)
+        try:
+            versions, _ = await self.store.write_jobs([c.write(doc)], based_on=c.based_on)
+        except TemplateConflict as e:
+            raise _refused_conflict(e) from None
+        return versions[doc.job]
 
     async def link(self, job: str) -> JobLink | None:
         links = await self.store.job_links(job=job)
@@ -274,7 +276,7 @@ class Templates:
         for link in links:
             stored = await self.store.get_job(link.job)
             try:
-                new = parse_job(compose(link.job, link.own, doc))
+                new = parse_job(compose({**link.own, "job": link.job}, doc))
             except DocumentError as e:
                 broken[link.job] = e.errors
                 continue
@@ -305,18 +307,26 @@ class Templates:
         `dry_run` nothing is written (the version is the present one, None for a new template)."""
         self.name(name)
         async with self.lock:
-            plan = await self._plan(name, data)
-            if dry_run or plan.noop:
-                return plan, plan.before.version if plan.before is not None else None, {}
-            template = TemplateWrite(name, plan.doc, plan.dependents)
-            writes = [JobWrite(c.job, dump_job(c.doc), name, c.own) for c in plan.jobs]
-            try:
-                versions, version = await self.store.write_jobs(writes, template)
-            except TemplateConflict as e:
-                raise _refused_conflict(e) from None
+            plan, version, versions = await self.put_locked(name, data, dry_run)
             for c in plan.jobs:
-                await self._apply(c.doc, versions[c.job])
+                if c.job in versions:
+                    await self._apply(c.doc, versions[c.job])
             return plan, version, versions
+
+    async def put_locked(
+        self, name: str, data: Any, dry_run: bool
+    ) -> tuple[TemplatePlan, int | None, dict[str, int]]:
+        """`put` for a caller that holds the lock and tells the engine itself (job files)."""
+        plan = await self._plan(name, data)
+        if dry_run or plan.noop:
+            return plan, plan.before.version if plan.before is not None else None, {}
+        template = TemplateWrite(name, plan.doc, plan.dependents)
+        writes = [JobWrite(c.job, dump_job(c.doc), name, c.own) for c in plan.jobs]
+        try:
+            versions, version = await self.store.write_jobs(writes, template)
+        except TemplateConflict as e:
+            raise _refused_conflict(e) from None
+        return plan, version, versions
 
     async def delete(self, name: str) -> int:
         """Delete a template; its last version. Refused: 404 none, 409 jobs name it (listed)."""

@@ -86,11 +86,13 @@ def check_template(data: Any) -> dict[str, Any]:
     return data
 
 
-def compose(job: str, own: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
-    """The effective document (unvalidated) of job `job` whose own fields are `own` on `template`."""
-    patch = {k: v for k, v in own.items() if k != "template"}
-    merged = merge_patch(template, patch)
-    return {"job": job, **{k: v for k, v in merged.items() if k != "job"}}
+def compose(own: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
+    """The effective document (unvalidated) of a job whose own fields are `own` (with its `job` name and
+    the `template` it names) on `template`: `merge_patch(template, own)` without the `template` key."""
+    merged = merge_patch(template, {k: v for k, v in own.items() if k != "template"})
+    if "job" in merged:
+        merged = {"job": merged.pop("job"), **merged}
+    return dict(merged)
 
 
 def diff(before: Any, after: Any, path: str = "") -> list[dict[str, Any]]:

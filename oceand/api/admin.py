@@ -270,13 +270,15 @@ def _body_number(data: dict[str, Any], key: str, default: float | None, lo: floa
     return float(v)
 
 
+@refusals
 async def preview(request: web.Request) -> web.Response:
-    """The §6 simulator on the job's recorded load with another document (PRODUCT §13)."""
+    """The §6 simulator on the job's recorded load with another document (PRODUCT §13); a document that
+    names a template is laid over it first, as a PUT of it would be."""
     name = _known_job(request)
     data = await read_json(request)
     if not isinstance(data, dict):
         raise ApiError(400, "bad_body", "body must be a JSON object")
-    doc = _validate(request, data.get("job"), name)
+    doc, _ = await _resolve(request, data.get("job"), name)
     since = _body_number(data, "since", None, 0, 1e12)
     until = _body_number(data, "until", None, 0, 1e12)
     if until <= since:

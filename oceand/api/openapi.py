@@ -304,7 +304,7 @@ def spec() -> dict[str, Any]:
                     "type": "object",
                     "required": ["job", "since", "until"],
                     "properties": {
-                        "job": {"$ref": "#/components/schemas/JobDocument"},
+                        "job": _JOB_BODY,
                         "since": {"type": "number"},
                         "until": {"type": "number"},
                         "rule": {"type": "string"},

@@ -121,3 +121,21 @@ async def test_oceand_replay_job_history_goes_through_the_admin_api(
     bad = [*argv[:4], "--since", str(T0 - 10_000), "--until", str(T0 - 5_000), "--url", d.url]
     assert await asyncio.to_thread(replay_main, bad) == 2
     assert "no recorded history" in capsys.readouterr().err
+
+
+async def test_preview_of_a_document_naming_a_template_equals_its_effective_document(
+    start_daemon: DaemonFactory,
+) -> None:
+    """A product line's change tried on one job's load: the document names the template (PRODUCT §13)."""
+    _, c, _ = await _run_live(start_daemon)
+    shared = {k: v for k, v in stricter().items() if k not in ("job", "target")}
+    assert (await c.call("PUT", "/api/v1/templates/web-default", shared))[0] == 201
+    window = {"since": T0, "until": T0 + 10 * len(LOAD), "startup": 0}
+    own = {"template": "web-default", "target": seed()["target"]}
+    status, named = await c.call("POST", f"/api/v1/jobs/{JOB}/preview", {"job": own, **window})
+    assert status == 200, named
+    _, effective = await c.call("POST", f"/api/v1/jobs/{JOB}/preview", {"job": stricter(), **window})
+    assert named == effective and named["summary"]["scale_outs"] == 2
+    own["template"] = "nothing"
+    status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/preview", {"job": own, **window})
+    assert (status, body["error"]["code"]) == (422, "template_not_found")

@@ -100,7 +100,7 @@ def test_check_template_takes_a_partial_document() -> None:
     ],
 )
 def test_compose(own: dict[str, Any], expect: dict[str, Any]) -> None:
-    assert compose("job.web_pdl.ocean", own, TEMPLATE) == {
+    assert compose({"job": "job.web_pdl.ocean", **own}, TEMPLATE) == {
         "job": "job.web_pdl.ocean",
         "target": TARGET,
         **expect,
