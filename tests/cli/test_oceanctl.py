@@ -155,7 +155,15 @@ def test_jobs_ls_filters_by_tree_parts_and_prints_json_and_yaml(ctl: Ctl, live: 
             assert got == {names[k] for k in want}, args
         r = ctl("jobs", "ls", "--pdl", "miui", "-o", "yaml")
         assert yaml.safe_load(r.stdout) == {
-            "jobs": [{"job": names["b"], "mode": "active", "effective_mode": "active", "version": 1}]
+            "jobs": [
+                {
+                    "job": names["b"],
+                    "mode": "active",
+                    "effective_mode": "active",
+                    "version": 1,
+                    "template": None,
+                }
+            ]
         }
         assert ctl("jobs", "ls", "--pdl", "none").stdout == "no jobs match\n"
     finally:
