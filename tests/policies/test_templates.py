@@ -127,3 +127,23 @@ def test_compose(own: dict[str, Any], expect: dict[str, Any]) -> None:
 )
 def test_diff(before: dict[str, Any], after: dict[str, Any], changes: list[dict[str, Any]]) -> None:
     assert diff(before, after) == changes
+
+
+def test_the_product_line_example_in_docs_templates_md_is_valid() -> None:
+    """docs/templates.md's template and jobs: the template passes its checks, each job's effective
+    document validates, and the docs job falls back to the document default when it nulls a field."""
+    import json
+    import re
+    from pathlib import Path
+
+    from policies.document import parse_job
+
+    text = (Path(__file__).parents[2] / "docs" / "templates.md").read_text()
+    bodies = re.findall(r"curl -X PUT \S+/api/v1/(templates|jobs)/(\S+) -d '(.*?)'\n", text, re.S)
+    assert [kind for kind, _, _ in bodies] == ["templates", "jobs", "jobs"]
+    template = check_template(json.loads(bodies[0][2]))
+    docs = [parse_job(compose({"job": name, **json.loads(body)}, template)) for _, name, body in bodies[1:]]
+    assert [(d.min_instances, d.max_instances, d.rules[0].name) for d in docs] == [
+        (2, 40, "cpu"),
+        (1, 20, "cpu"),
+    ]
