@@ -77,12 +77,12 @@ def load_job_files(directory: Path) -> list[tuple[Path, JobDocument]]:
 def load_job_tree(directory: Path) -> JobTree:
     """The templates of `directory/templates/` and the job files of `directory`, validated (job files
     that name a template laid over it); ConfigError listing every problem of every file."""
-    paths = _listing(directory, directory)
+    paths = _listing(directory)
     problems: list[ConfigProblem] = []
     templates: dict[str, TemplateFile] = {}
     folder = directory / TEMPLATES_DIR
     if folder.is_dir():
-        for path in _listing(folder, folder):
+        for path in _listing(folder):
             try:
                 templates[path.stem] = _load_template_file(path)
             except ConfigError as e:
@@ -109,15 +109,15 @@ def load_job_tree(directory: Path) -> JobTree:
     return JobTree(sorted(templates.values(), key=lambda t: t.name), loaded)
 
 
-def _listing(directory: Path, shown: Path) -> list[Path]:
+def _listing(directory: Path) -> list[Path]:
     try:
         return job_file_paths(directory)
     except FileNotFoundError:
-        raise ConfigError.one(shown, "(directory)", "no such directory") from None
+        raise ConfigError.one(directory, "(directory)", "no such directory") from None
     except NotADirectoryError:
-        raise ConfigError.one(shown, "(directory)", "not a directory") from None
+        raise ConfigError.one(directory, "(directory)", "not a directory") from None
     except OSError as e:
-        raise ConfigError.one(shown, "(directory)", f"cannot list: {e.strerror or e}") from None
+        raise ConfigError.one(directory, "(directory)", f"cannot list: {e.strerror or e}") from None
 
 
 def _load_template_file(path: Path) -> TemplateFile:

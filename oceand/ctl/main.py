@@ -207,16 +207,20 @@ _MODE_STYLE = {"active": "green", "dry-run": "yellow", "paused": "red"}
 # ---- get / apply / edit / delete ---------------------------------------------------------------------
 
 
+def document_output_option(what: str) -> Callable[[F], F]:
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Choice(["yaml", "json"]),
+        default="yaml",
+        show_default=True,
+        help=f"yaml: the {what}; json: the API's reply.",
+    )
+
+
 @cli.command()
 @job_argument
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["yaml", "json"]),
-    default="yaml",
-    show_default=True,
-    help="yaml: the document (its version as a comment); json: the API's reply.",
-)
+@document_output_option("document (its version as a comment)")
 @click.pass_context
 def get(ctx: click.Context, job: str, output: str) -> None:
     """Print a job's document (webhook secrets show as ***)."""
@@ -673,14 +677,7 @@ def templates_ls(ctx: click.Context, output: str) -> None:
 
 @templates.command("get")
 @click.argument("name")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["yaml", "json"]),
-    default="yaml",
-    show_default=True,
-    help="yaml: the template (version and jobs as comments); json: the API's reply.",
-)
+@document_output_option("template (its version and jobs as comments)")
 @click.pass_context
 def templates_get(ctx: click.Context, name: str, output: str) -> None:
     """Print a template (webhook secrets show as ***) and the jobs that name it."""

@@ -8,18 +8,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import Client, DaemonFactory
+from tests.policies.test_templates import RULE
 
 PDL = "_pdl.ocean_owt.inf_cop.xiaomi"
 JOBS = [f"job.{name}_service.web{PDL}" for name in ("api", "front", "search")]
 OTHER = "job.web_pdl.other_owt.inf_cop.xiaomi"
-RULE: dict[str, Any] = {
-    "name": "cpu",
-    "type": "threshold",
-    "metric": "cpu.used",
-    "aggregate": "avg",
-    "scale_out": {"above": 80, "consecutive": 3, "step": 1},
-    "scale_in": {"below": 60, "consecutive": 3, "step": 1},
-}
 TEMPLATE: dict[str, Any] = {"mode": "active", "min_instances": 2, "max_instances": 8, "rules": [RULE]}
 
 
