@@ -14,6 +14,7 @@ import pytest
 from oceand.actuation import RecordingActuator
 from oceand.history_cli import main as replay_main
 from oceand.replay import ReplayOptions, simulate
+from oceand.replay_cli import main as replay_cli_main
 from oceand.trace import load_trace
 from policies.document import parse_job
 from tests.conftest import Client, DaemonFactory
@@ -183,16 +184,29 @@ async def test_a_product_line_job_on_the_fake_marathon_previews_and_replays_alik
         assert got["differences"] == [
             {"t": T0 + 110, "happened": "out", "recorded_desired": 4, "preview": "none", "preview_desired": 3}
         ]
-        _, hist = await c.call("GET", f"/api/v1/jobs/{JOB}/history")
+        # the same load exported as CSV through `oceand replay` (the command, its summary and timeline)
         csv = tmp_path / "load.csv"
         csv.write_text(
-            "t,load\n" + "".join(f"{r['t']:.0f},{r['values']['cpu'] * r['ready']}\n" for r in hist["rows"])
+            "t,load\n" + "".join(f"{r['t']:.0f},{r['values']['cpu'] * r['ready']}\n" for r in rows)
         )
-        replayed = simulate(
-            parse_job(stricter()), load_trace(csv), ReplayOptions(capacity=100, startup=0, initial=1)
-        )
-        assert got["summary"] == pytest.approx(replayed.summary())
-        assert [r["desired"] for r in got["timeline"]] == replayed.timeline.desired.tolist()
+        (tmp_path / "stricter.json").write_text(json.dumps(stricter()))
+        argv = [str(csv), "--job", str(tmp_path / "stricter.json"), "--startup", "0s", "--capacity", "100"]
+        argv += [
+            "--initial",
+            "1",
+            "--summary",
+            str(tmp_path / "s.json"),
+            "--timeline",
+            str(tmp_path / "t.csv"),
+        ]
+        assert await asyncio.to_thread(replay_cli_main, argv) == 0
+        replayed = json.loads((tmp_path / "s.json").read_text())
+        assert got["summary"] == pytest.approx({k: replayed[k] for k in got["summary"]})
+        timeline = (tmp_path / "t.csv").read_text().splitlines()
+        column = timeline[0].split(",").index("desired")
+        assert [r["desired"] for r in got["timeline"]] == [
+            int(line.split(",")[column]) for line in timeline[1:]
+        ]
     finally:
         await fake.stop()
 
