@@ -264,13 +264,17 @@ class Templates:
         except TemplateError as e:
             raise refused_template(e) from None
 
-    async def _plan(self, name: str, data: Any) -> TemplatePlan:
+    async def _plan(
+        self, name: str, data: Any, allow: Callable[[frozenset[str]], None] | None = None
+    ) -> TemplatePlan:
+        links = await self.store.job_links(name)
+        if allow is not None:  # before anything about those jobs is said
+            allow(frozenset(link.job for link in links))
         try:
             doc = check_template(data)
         except TemplateError as e:
             raise refused_template(e) from None
         before = await self.store.get_template(name)
-        links = await self.store.job_links(name)
         changes: list[JobChange] = []
         broken: dict[str, list[dict[str, str]]] = {}
         for link in links:
@@ -301,23 +305,32 @@ class Templates:
         return TemplatePlan(name, doc, before, frozenset(link.job for link in links), changes)
 
     async def put(
-        self, name: str, data: Any, dry_run: bool
+        self,
+        name: str,
+        data: Any,
+        dry_run: bool,
+        allow: Callable[[frozenset[str]], None] | None = None,
     ) -> tuple[TemplatePlan, int | None, dict[str, int]]:
         """Create or replace a template: (the plan, the template's version, {job: new version}). With
-        `dry_run` nothing is written (the version is the present one, None for a new template)."""
+        `dry_run` nothing is written (the version is the present one, None for a new template). `allow`
+        is given the jobs naming the template, under the lock, and may raise to refuse."""
         self.name(name)
         async with self.lock:
-            plan, version, versions = await self.put_locked(name, data, dry_run)
+            plan, version, versions = await self.put_locked(name, data, dry_run, allow)
             for c in plan.jobs:
                 if c.job in versions:
                     await self._apply(c.doc, versions[c.job])
             return plan, version, versions
 
     async def put_locked(
-        self, name: str, data: Any, dry_run: bool
+        self,
+        name: str,
+        data: Any,
+        dry_run: bool,
+        allow: Callable[[frozenset[str]], None] | None = None,
     ) -> tuple[TemplatePlan, int | None, dict[str, int]]:
         """`put` for a caller that holds the lock and tells the engine itself (job files)."""
-        plan = await self._plan(name, data)
+        plan = await self._plan(name, data, allow)
         if dry_run or plan.noop:
             return plan, plan.before.version if plan.before is not None else None, {}
         template = TemplateWrite(name, plan.doc, plan.dependents)

@@ -111,8 +111,7 @@ async def put_template(request: web.Request) -> web.Response:
     data = await read_json(request)
     before = await t.store.get_template(name)
     data = keep_webhook(data, before.doc if before is not None else None, "template")
-    _require_jobs(request, [link.job for link in await t.store.job_links(name)])
-    plan, version, versions = await t.put(name, data, dry_run)
+    plan, version, versions = await t.put(name, data, dry_run, lambda jobs: _require_jobs(request, jobs))
     changed = not dry_run and not plan.noop
     if changed:
         action = "template.replace" if plan.before is not None else "template.create"

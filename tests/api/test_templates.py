@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
+from tests.api.test_auth import with_root
 from tests.conftest import Client, DaemonFactory
 from tests.policies.test_templates import RULE
 
@@ -330,3 +333,29 @@ async def test_webhook_secret_of_a_template_is_shown_redacted_and_kept(start_dae
     assert (status, body["version"]) == (200, 1)
     status, body = await c.call("PUT", f"/api/v1/jobs/{JOBS[0]}", own(JOBS[0]))
     assert status == 201 and "pw" not in str(body)
+
+
+async def test_a_token_must_cover_every_job_a_template_change_writes(
+    start_daemon: DaemonFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A template change is a change to the jobs naming it: a token limited to one product line cannot
+    make it when a job of another line names the template, and learns nothing about that job's errors."""
+    async with aiohttp.ClientSession() as session:
+        api, root = await with_root(start_daemon, session, tmp_path, capsys)
+        status, body = await api(
+            "POST", "/api/v1/tokens", root, {"name": "line", "scopes": ["write"], "jobs": [f"*{PDL}"]}
+        )
+        assert status == 201, body
+        line = body["secret"]
+        assert (await api("PUT", "/api/v1/templates/web-default", root, TEMPLATE))[0] == 201
+        assert (await api("PUT", f"/api/v1/jobs/{JOBS[0]}", root, own(JOBS[0])))[0] == 201
+        status, body = await api("PUT", "/api/v1/templates/web-default?dry_run=true", line, stricter())
+        assert status == 200, body  # every job naming it is the token's
+        assert (await api("PUT", f"/api/v1/jobs/{OTHER}", root, own(OTHER)))[0] == 201
+        for query in ("?dry_run=true", ""):
+            broken = {**TEMPLATE, "max_instances": 1}  # would break both jobs: still only a 403
+            status, body = await api("PUT", f"/api/v1/templates/web-default{query}", line, broken)
+            assert (status, body["error"]["code"]) == (403, "job_outside_token"), body
+            assert OTHER in body["error"]["message"] and "min_instances" not in str(body)
+        _, got = await api("GET", "/api/v1/templates/web-default", root)
+        assert got["version"] == 1
