@@ -89,16 +89,18 @@ class TemplatePlan:
 
 
 def _public_changes(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A diff as the API shows it: a webhook's credentials as `***`."""
-    out = []
-    for c in changes:
-        if c["path"].startswith("notify"):
-            c = {
-                k: (public_job({"notify": {"webhook": v}})["notify"]["webhook"] if isinstance(v, str) else v)
-                for k, v in c.items()
-            }
-        out.append(c)
-    return out
+    """A diff as the API and the audit trail show it: a webhook's credentials as `***`."""
+
+    def shown(path: str, value: Any) -> Any:
+        if path == "notify.webhook" and isinstance(value, str):
+            return public_job({"notify": {"webhook": value}})["notify"]["webhook"]
+        if path == "notify" and isinstance(value, dict):
+            return public_job({"notify": value})["notify"]
+        if path == "(document)" and isinstance(value, dict):
+            return public_job(value)
+        return value
+
+    return [{k: shown(c["path"], v) if k != "path" else v for k, v in c.items()} for c in changes]
 
 
 def refused_document(e: DocumentError, what: str = "the job document") -> Refused:

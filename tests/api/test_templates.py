@@ -359,3 +359,38 @@ async def test_a_token_must_cover_every_job_a_template_change_writes(
             assert OTHER in body["error"]["message"] and "min_instances" not in str(body)
         _, got = await api("GET", "/api/v1/templates/web-default", root)
         assert got["version"] == 1
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        pytest.param({}, {"webhook": "http://u:s3cretNEW@127.0.0.1:9/h"}, id="notify added"),
+        pytest.param(
+            {"group": "g"},
+            {"group": "g", "webhook": "http://127.0.0.1:9/h?token=s3cretNEW"},
+            id="webhook added",
+        ),
+        pytest.param(
+            {"webhook": "http://u:s3cretOLD@127.0.0.1:9/h"},
+            {"webhook": "http://u:s3cretNEW@127.0.0.1:9/h"},
+            id="changed",
+        ),
+    ],
+)
+async def test_a_change_list_shows_no_webhook_secret(
+    start_daemon: DaemonFactory, before: dict[str, Any], after: dict[str, Any]
+) -> None:
+    d, c = await start_daemon()
+    first = {**TEMPLATE, "notify": before} if before else TEMPLATE
+    assert (await c.call("PUT", "/api/v1/templates/web-default", first))[0] == 201
+    assert (await c.call("PUT", f"/api/v1/jobs/{JOBS[0]}", own(JOBS[0])))[0] == 201
+    for query in ("?dry_run=true", ""):
+        status, body = await c.call(
+            "PUT", f"/api/v1/templates/web-default{query}", {**TEMPLATE, "notify": after}
+        )
+        assert status == 200 and len(body["jobs"]) == 1, body
+        assert "s3cret" not in str(body), body
+    entries = await audit(c, "job.template")
+    assert len(entries) == 1 and "s3cret" not in str(entries)
+    stored = await d.store.get_job(JOBS[0])
+    assert stored is not None and stored.doc["notify"]["webhook"] == after["webhook"]  # the real one is kept
