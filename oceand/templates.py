@@ -269,7 +269,7 @@ class Templates:
     async def _plan(
         self, name: str, data: Any, allow: Callable[[frozenset[str]], None] | None = None
     ) -> TemplatePlan:
-        links = await self.store.job_links(name)
+        links = await self.store.job_links(name, with_docs=True)
         if allow is not None:  # before anything about those jobs is said
             allow(frozenset(link.job for link in links))
         try:
@@ -280,17 +280,14 @@ class Templates:
         changes: list[JobChange] = []
         broken: dict[str, list[dict[str, str]]] = {}
         for link in links:
-            stored = await self.store.get_job(link.job)
             try:
                 new = parse_job(compose({**link.own, "job": link.job}, doc))
             except DocumentError as e:
                 broken[link.job] = e.errors
                 continue
-            old = stored.doc if stored is not None else {}
-            delta = diff(old, dump_job(new))
+            delta = diff(link.doc or {}, dump_job(new))
             if delta:
-                version = stored.version if stored is not None else None
-                changes.append(JobChange(link.job, version, new, link.own, delta))
+                changes.append(JobChange(link.job, link.version, new, link.own, delta))
         if broken:
             jobs = sorted(broken)
             shown = ", ".join(jobs[:MAX_BROKEN_SHOWN]) + (" ..." if len(jobs) > MAX_BROKEN_SHOWN else "")

@@ -156,6 +156,8 @@ class JobLink:
     job: str
     template: str
     own: dict[str, Any]
+    doc: dict[str, Any] | None = None  # the job's stored effective document (`job_links(with_docs=True)`)
+    version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,9 +283,11 @@ class Store(Protocol):
         """Every template, ordered by name."""
         ...
 
-    async def job_links(self, template: str | None = None, job: str | None = None) -> list[JobLink]:
+    async def job_links(
+        self, template: str | None = None, job: str | None = None, with_docs: bool = False
+    ) -> list[JobLink]:
         """The template and own fields of every job that names a template (or of those naming
-        `template`, or of `job`), ordered by job."""
+        `template`, or of `job`), ordered by job; `with_docs`: with each job's document and version."""
         ...
 
     async def write_jobs(

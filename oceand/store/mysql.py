@@ -326,8 +326,10 @@ class MySQLStore:
     async def list_templates(self) -> list[StoredTemplate]:
         return await self._run(lambda cur: tpl.list_templates(_Tx(cur)))
 
-    async def job_links(self, template: str | None = None, job: str | None = None) -> list[JobLink]:
-        return await self._run(lambda cur: tpl.job_links(_Tx(cur), template, job))
+    async def job_links(
+        self, template: str | None = None, job: str | None = None, with_docs: bool = False
+    ) -> list[JobLink]:
+        return await self._run(lambda cur: tpl.job_links(_Tx(cur), template, job, with_docs))
 
     async def write_jobs(
         self,
@@ -678,6 +680,10 @@ class _Tx:
     """oceand/store/templates.py's view of a transaction on the cursor (`?` placeholders become `%s`)."""
 
     lock = " FOR UPDATE"
+    upsert_link = (
+        "INSERT INTO job_templates (job, template, own, updated_at) VALUES (?, ?, ?, ?) ON DUPLICATE KEY"
+        " UPDATE template = VALUES(template), own = VALUES(own), updated_at = VALUES(updated_at)"
+    )
 
     def __init__(self, cur: Cursor) -> None:
         self._cur = cur

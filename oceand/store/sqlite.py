@@ -340,9 +340,11 @@ class SQLiteStore:
         async with self._read() as db:
             return await tpl.list_templates(_Tx(db))
 
-    async def job_links(self, template: str | None = None, job: str | None = None) -> list[JobLink]:
+    async def job_links(
+        self, template: str | None = None, job: str | None = None, with_docs: bool = False
+    ) -> list[JobLink]:
         async with self._read() as db:
-            return await tpl.job_links(_Tx(db), template, job)
+            return await tpl.job_links(_Tx(db), template, job, with_docs)
 
     async def write_jobs(
         self,
@@ -662,6 +664,10 @@ class _Tx:
     """oceand/store/templates.py's view of a transaction on the connection."""
 
     lock = ""  # BEGIN IMMEDIATE holds the database's write lock already
+    upsert_link = (
+        "INSERT INTO job_templates (job, template, own, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (job)"
+        " DO UPDATE SET template = excluded.template, own = excluded.own, updated_at = excluded.updated_at"
+    )
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db

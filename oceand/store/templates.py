@@ -28,6 +28,7 @@ class Tx(Protocol):
     transaction may write (" FOR UPDATE" on MySQL, "" on SQLite, whose write lock covers the file)."""
 
     lock: str
+    upsert_link: str  # insert or replace a job_templates row: (job, template, own, updated_at)
 
     async def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
 
@@ -58,16 +59,31 @@ async def list_templates(tx: Tx) -> list[StoredTemplate]:
     return [_template(r) for r in rows]
 
 
-async def job_links(tx: Tx, template: str | None = None, job: str | None = None) -> list[JobLink]:
-    """The links of every job (or of the jobs naming `template`, or of `job`), by job name."""
-    sql = "SELECT job, template, own FROM job_templates"
+async def job_links(
+    tx: Tx, template: str | None = None, job: str | None = None, with_docs: bool = False
+) -> list[JobLink]:
+    """The links of every job (or of the jobs naming `template`, or of `job`), by job name; `with_docs`:
+    with each job's stored (effective) document and version, in the same query."""
+    cols = "jt.job, jt.template, jt.own" + (", j.doc, j.version" if with_docs else "")
+    sql = f"SELECT {cols} FROM job_templates jt" + (
+        " LEFT JOIN jobs j ON j.name = jt.job" if with_docs else ""
+    )
     args: tuple[str, ...] = ()
     if template is not None:
-        sql, args = sql + " WHERE template = ?", (check_template_name(template),)
+        sql, args = sql + " WHERE jt.template = ?", (check_template_name(template),)
     elif job is not None:
-        sql, args = sql + " WHERE job = ?", (check_job(job),)
-    rows = await tx.rows(sql + " ORDER BY job", args)
-    return [JobLink(job=r[0], template=r[1], own=dict(decode(r[2]))) for r in rows]
+        sql, args = sql + " WHERE jt.job = ?", (check_job(job),)
+    rows = await tx.rows(sql + " ORDER BY jt.job", args)
+    return [
+        JobLink(
+            job=r[0],
+            template=r[1],
+            own=dict(decode(r[2])),
+            doc=dict(decode(r[3])) if with_docs and r[3] is not None else None,
+            version=int(r[4]) if with_docs and r[4] is not None else None,
+        )
+        for r in rows
+    ]
 
 
 async def _put_template(tx: Tx, now: float, name: str, doc: dict[str, Any]) -> int:
@@ -100,13 +116,11 @@ async def _put_job(tx: Tx, now: float, w: JobWrite) -> int:
         await tx.run(
             "INSERT INTO jobs (name, doc, version, updated_at) VALUES (?, ?, 1, ?)", (w.name, text, now)
         )
-    await tx.run("DELETE FROM job_templates WHERE job = ?", (w.name,))
-    if w.template is not None:
+    if w.template is None:
+        await tx.run("DELETE FROM job_templates WHERE job = ?", (w.name,))
+    else:
         own = encode(w.own if w.own is not None else {}, "job's own document")
-        await tx.run(
-            "INSERT INTO job_templates (job, template, own, updated_at) VALUES (?, ?, ?, ?)",
-            (w.name, w.template, own, now),
-        )
+        await tx.run(tx.upsert_link, (w.name, w.template, own, now))
     return version
 
 

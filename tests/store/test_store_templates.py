@@ -108,3 +108,16 @@ async def test_rename(store: AnyStore) -> None:
     assert await store.rename_template("free", "spare") == 2
     assert [t.name for t in await store.list_templates()] == ["spare", "web"]
     assert await store.rename_template("nothing", "x") is None
+
+
+async def test_links_with_docs_and_a_job_moving_to_another_template(store: AnyStore) -> None:
+    await store.write_jobs([job("a", max_instances=2)], TemplateWrite("web", TEMPLATE))
+    await store.write_jobs([], TemplateWrite("other", TEMPLATE))
+    [link] = await store.job_links("web", with_docs=True)
+    assert (link.job, link.version, link.doc) == ("a", 1, {"job": "a", "max_instances": 2})
+    assert (await store.job_links("web"))[0].doc is None  # not read unless asked
+    versions, _ = await store.write_jobs([job("a", template="other")], based_on={"other": 1})
+    assert versions == {"a": 2}
+    assert await store.job_links("web") == []
+    [moved] = await store.job_links("other", with_docs=True)
+    assert (moved.job, moved.template, moved.own["template"], moved.version) == ("a", "other", "other", 2)
