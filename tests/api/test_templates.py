@@ -144,6 +144,12 @@ async def test_a_job_written_without_its_template_becomes_plain(start_daemon: Da
     )
     assert (status, body["version"]) == (200, 2)
     assert (body["job"]["max_instances"], body["job"]["min_instances"]) == (3, 1)  # 1: the document default
+    created = f"job.new_service.web{PDL}"  # POST takes the same document, its name inside
+    status, body = await c.call("POST", "/api/v1/jobs", {"job": created, **own(created)})
+    assert (status, body["template"], body["job"]["max_instances"]) == (201, "web-default", 8), body
+    [entry] = [e for e in await audit(c, "job.create") if e["job"] == created]
+    assert entry["detail"] == {"template": "web-default", "template_version": 1}
+    assert (await c.call("DELETE", f"/api/v1/jobs/{created}"))[0] == 204
     status, _ = await c.call("DELETE", f"/api/v1/jobs/{JOBS[2]}")
     _, t = await c.call("GET", "/api/v1/templates")
     assert t["templates"] == [
