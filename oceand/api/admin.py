@@ -10,11 +10,12 @@ from aiohttp import web
 
 from oceand.api.auth import principal, record, require_job
 from oceand.api.errors import ApiError, json_response, read_json
-from oceand.api.templates import engine_view, keep_webhook, refusals, templates
-from oceand.engine import AppUnknown, JobRuntime
+from oceand.api.templates import keep_webhook, refusals, templates
+from oceand.engine import AppUnknown
 from oceand.history import MAX_PREVIEW_RANGE, MAX_PREVIEW_ROWS, PreviewError, load_rule
 from oceand.history import preview as history_preview
-from oceand.keys import DAEMON, ENGINE, METRICS, STORE
+from oceand.jobs import Job, JobExists
+from oceand.keys import ENGINE, HEALTH, JOBS, METRICS, STORE
 from oceand.replay import ReplayOptions
 from oceand.templates import SELECT_KEYS, Composed, check_selector, matches
 from policies.document import JOB_NAME_RE, DocumentError, JobDocument, dump_job, parse_job
@@ -32,11 +33,12 @@ def _job_name(request: web.Request) -> str:
     return name
 
 
-def _known_job(request: web.Request) -> str:
+def _known_job(request: web.Request) -> Job:
     name = _job_name(request)
-    if name not in request.app[ENGINE].jobs:
+    job = request.app[JOBS].get(name)
+    if job is None:
         raise ApiError(404, "job_not_found", f"no job named {name!r}")
-    return name
+    return job
 
 
 def _validate(request: web.Request, data: Any, path_name: str | None = None) -> Any:
@@ -83,14 +85,27 @@ async def _with_template(request: web.Request, name: str, body: dict[str, Any]) 
     return {**body, "template": link.template, "own": public_job(link.own)}
 
 
+def _reply(doc: JobDocument, version: int, composed: Composed) -> dict[str, Any]:
+    body: dict[str, Any] = {"job": _shown(doc), "version": version, "template": composed.template}
+    if composed.own is not None:
+        body["own"] = public_job(composed.own)
+    return body
+
+
+def _template_detail(composed: Composed) -> dict[str, Any] | None:
+    if composed.template is None:
+        return None
+    return {"template": composed.template, "template_version": composed.based_on[composed.template]}
+
+
 def _shown(doc: JobDocument) -> dict[str, Any]:
     """A job document as the API returns it: the webhook's credentials and tokens are `***`."""
     return public_job(dump_job(doc))
 
 
-def _keep_webhook(doc: JobDocument, current: JobRuntime | None) -> JobDocument:
+def _keep_webhook(doc: JobDocument, current: Job | None) -> JobDocument:
     """A webhook sent back exactly as GET showed it (redacted) keeps the stored secret; a `***` placeholder
-    anywhere else is refused (docs/policy.md). `current` is the job's runtime, or None for a new job."""
+    anywhere else is refused (docs/policy.md). `current` is the job as it is, or None for a new job."""
     stored = current.doc.notify.webhook if current is not None else None
     try:
         webhook = restore_webhook(doc.notify.webhook, stored)
@@ -111,13 +126,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready, body = await request.app[DAEMON].readiness()
+    ready, body = await request.app[HEALTH].readiness()
     return json_response(body, 200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    daemon.update_gauges()
+    request.app[HEALTH].update_gauges()
     return web.Response(body=request.app[METRICS].render(), content_type="text/plain", charset="utf-8")
 
 
@@ -125,80 +139,55 @@ async def metrics(request: web.Request) -> web.Response:
 async def list_jobs(request: web.Request) -> web.Response:
     """Every job the token covers; `?cop=&owt=&pdl=&service=&cluster=&job=` keep those whose Ocean tree
     name has those parts, `?name=` those matching a glob (PRODUCT §13, product lines)."""
-    engine = request.app[ENGINE]
     who = principal(request)
     given = {k: v for k in SELECT_KEYS if (v := request.query.get(k))}
     select = check_selector(given, "query") if given else {}
     links = {link.job: link.template for link in await templates(request).store.job_links()}
     out = [
         {
-            "job": rt.name,
-            "mode": rt.doc.mode,
-            "effective_mode": engine.mode(rt),
-            "version": rt.version,
-            "template": links.get(rt.name),
+            "job": j.name,
+            "mode": j.doc.mode,
+            "effective_mode": j.effective_mode,
+            "version": j.version,
+            "template": links.get(j.name),
         }
-        for rt in sorted(engine.jobs.values(), key=lambda r: r.name)
-        if who.may_touch(rt.name) and matches(rt.name, select)
+        for j in request.app[JOBS].list()
+        if who.may_touch(j.name) and matches(j.name, select)
     ]
     return json_response({"jobs": out})
-
-
-async def _put(request: web.Request, doc: JobDocument, composed: Composed) -> int:
-    """Store `doc` as the job's next version; a document identical to the job's present one, naming the
-    same template with the same own fields (or none), changes nothing (same version; the job's buckets,
-    state and any block go on)."""
-    rt = request.app[ENGINE].jobs.get(doc.job)
-    if rt is not None and rt.doc == doc:
-        link = await templates(request).link(doc.job)
-        if (link is None and composed.template is None) or (
-            link is not None and (link.template, link.own) == (composed.template, composed.own)
-        ):
-            return rt.version
-    version: int = await request.app[DAEMON].put_job(doc, composed)
-    return version
-
-
-def _reply(doc: JobDocument, version: int, composed: Composed) -> dict[str, Any]:
-    body: dict[str, Any] = {"job": _shown(doc), "version": version, "template": composed.template}
-    if composed.own is not None:
-        body["own"] = public_job(composed.own)
-    return body
 
 
 @refusals
 async def create_job(request: web.Request) -> web.Response:
     doc, composed = await _resolve(request, await read_json(request))
     require_job(request, doc.job)
-    if doc.job in request.app[ENGINE].jobs:
-        raise ApiError(409, "job_exists", f"job {doc.job!r} exists: PUT /api/v1/jobs/{doc.job} replaces it")
     doc = _keep_webhook(doc, None)
-    version = await request.app[DAEMON].put_job(doc, composed)
+    try:
+        version = await request.app[JOBS].create(doc, composed)
+    except JobExists:
+        raise ApiError(
+            409, "job_exists", f"job {doc.job!r} exists: PUT /api/v1/jobs/{doc.job} replaces it"
+        ) from None
     await record(request, "job.create", doc.job, None, version, _template_detail(composed))
     return json_response(_reply(doc, version, composed), 201)
 
 
-def _template_detail(composed: Composed) -> dict[str, Any] | None:
-    if composed.template is None:
-        return None
-    return {"template": composed.template, "template_version": composed.based_on[composed.template]}
-
-
 @refusals
 async def get_job(request: web.Request) -> web.Response:
-    name = _known_job(request)
-    rt = request.app[ENGINE].jobs[name]
-    return json_response(await _with_template(request, name, {"job": _shown(rt.doc), "version": rt.version}))
+    job = _known_job(request)
+    return json_response(
+        await _with_template(request, job.name, {"job": _shown(job.doc), "version": job.version})
+    )
 
 
 @refusals
 async def put_job(request: web.Request) -> web.Response:
     name = _job_name(request)
     doc, composed = await _resolve(request, await read_json(request), name)
-    current = request.app[ENGINE].jobs.get(name)
+    current = request.app[JOBS].get(name)
     before = None if current is None else current.version
     doc = _keep_webhook(doc, current)
-    version = await _put(request, doc, composed)
+    version = await request.app[JOBS].replace(doc, composed)
     if version != before:
         action = "job.replace" if current is not None else "job.create"
         await record(request, action, name, before, version, _template_detail(composed))
@@ -207,20 +196,19 @@ async def put_job(request: web.Request) -> web.Response:
 
 
 async def delete_job(request: web.Request) -> web.Response:
-    name = _known_job(request)
-    before = request.app[ENGINE].jobs[name].version
-    await request.app[DAEMON].delete_job(name)
-    await record(request, "job.delete", name, before, None)
+    job = _known_job(request)
+    await request.app[JOBS].delete(job.name)
+    await record(request, "job.delete", job.name, job.version, None)
     return web.Response(status=204)
 
 
 @refusals
 async def job_status(request: web.Request) -> web.Response:
     """The job's status with its effective document, and the template and own fields it names."""
-    name = _known_job(request)
-    status = request.app[DAEMON].job_status(name)
-    status["document"] = _shown(request.app[ENGINE].jobs[name].doc)
-    return json_response(await _with_template(request, name, status))
+    job = _known_job(request)
+    status = request.app[JOBS].status(job.name)
+    status["document"] = _shown(job.doc)
+    return json_response(await _with_template(request, job.name, status))
 
 
 def _query_number(
@@ -239,7 +227,7 @@ def _query_number(
 
 
 async def decisions(request: web.Request) -> web.Response:
-    name = _known_job(request)
+    name = _known_job(request).name
     limit = _query_number(request, "limit", 50, 1, 1000)
     since = _query_number(request, "since", None, 0, 1e12)
     rows = await request.app[STORE].decisions(name, int(limit or 50), since)
@@ -249,7 +237,7 @@ async def decisions(request: web.Request) -> web.Response:
 
 async def history(request: web.Request) -> web.Response:
     """The job's recorded history (PRODUCT §13), oldest first: since <= t < until, at most `limit` rows."""
-    name = _known_job(request)
+    name = _known_job(request).name
     since = _query_number(request, "since", None, 0, 1e12)
     until = _query_number(request, "until", None, 0, 1e12)
     if since is not None and until is not None and until <= since:
@@ -274,7 +262,8 @@ def _body_number(data: dict[str, Any], key: str, default: float | None, lo: floa
 async def preview(request: web.Request) -> web.Response:
     """The §6 simulator on the job's recorded load with another document (PRODUCT §13); a document that
     names a template is laid over it first, as a PUT of it would be."""
-    name = _known_job(request)
+    job = _known_job(request)
+    name = job.name
     data = await read_json(request)
     if not isinstance(data, dict):
         raise ApiError(400, "bad_body", "body must be a JSON object")
@@ -310,7 +299,7 @@ async def preview(request: web.Request) -> web.Response:
         initial=int(_body_number(data, "initial", rows[0]["ready"], 0, 100_000)),
     )
     try:
-        used = load_rule(request.app[ENGINE].jobs[name].doc, rule)
+        used = load_rule(job.doc, rule)
         result = await asyncio.to_thread(history_preview, doc, name, rows, used, options)
     except PreviewError as e:
         raise ApiError(422, e.code, str(e)) from None
@@ -333,17 +322,17 @@ def _int_field(data: Any, key: str, lo: int, hi: int) -> int:
 
 
 async def scale(request: web.Request) -> web.Response:
-    name = _known_job(request)
+    name = _known_job(request).name
     data = await read_json(request)
     instances = _int_field(data, "instances", 0, 100000)
     reason = data.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 500:
         raise ApiError(422, "invalid_body", "reason: a string of at most 500 characters")
     try:
-        decision = await request.app[ENGINE].manual(name, instances, reason)
+        decision = await request.app[JOBS].scale(name, instances, reason)
     except AppUnknown as e:
         raise ApiError(409, "app_state_unknown", str(e)) from None
-    version = request.app[ENGINE].jobs[name].version
+    version = _known_job(request).version
     detail = {"instances": instances, "reason": reason, "status": decision.status}
     await record(request, "job.scale", name, version, version, detail)
     return json_response({"decision": decision.to_json()})
@@ -351,30 +340,28 @@ async def scale(request: web.Request) -> web.Response:
 
 @refusals
 async def set_mode(request: web.Request) -> web.Response:
-    name = _known_job(request)
+    name = _known_job(request).name
     data = await read_json(request)
     mode = data.get("mode") if isinstance(data, dict) else None
     if mode not in ("active", "dry-run", "paused"):
         raise ApiError(
             422, "invalid_body", "mode: must be 'active', 'dry-run' or 'paused'", [{"path": "mode"}]
         )
-    engine = request.app[ENGINE]
-
-    def pick(names: list[str]) -> list[str]:
-        if name not in names:  # deleted meanwhile
-            raise ApiError(404, "job_not_found", f"no job named {name!r}")
-        return [name]
-
-    before, version = (await templates(request).set_modes(engine_view(request), pick, mode))[name]
+    jobs = request.app[JOBS]
+    before = _known_job(request).version
+    try:
+        version = await jobs.set_mode(name, mode)
+    except KeyError:
+        raise ApiError(404, "job_not_found", f"no job named {name!r}") from None
     if version != before:
         await record(request, "job.mode", name, before, version, {"mode": mode})
-    rt = engine.jobs[name]
+    job = _known_job(request)
     return json_response(
         {
             "job": name,
             "mode": mode,
-            "effective_mode": engine.mode(rt),
-            "dry_run_reason": engine.dry_run_reason(rt.doc),
+            "effective_mode": job.effective_mode,
+            "dry_run_reason": job.dry_run_reason,
             "version": version,
         }
     )
@@ -391,7 +378,7 @@ async def audit_log(request: web.Request) -> web.Response:
 
 
 async def clusters(request: web.Request) -> web.Response:
-    return json_response({"clusters": request.app[DAEMON].clusters_info()})
+    return json_response({"clusters": request.app[HEALTH].clusters_info()})
 
 
 async def unmatched(request: web.Request) -> web.Response:

@@ -18,9 +18,8 @@ from aiohttp import web
 
 from oceand.api.auth import record, require_job
 from oceand.api.errors import ApiError, json_response, read_json
-from oceand.keys import DAEMON, ENGINE
+from oceand.keys import JOBS
 from oceand.templates import Refused, Templates, check_selector, matches
-from policies.document import JobDocument
 from policies.redact import public_job, restore_webhook
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -41,7 +40,7 @@ def refusals(handler: Handler) -> Handler:
 
 
 def templates(request: web.Request) -> Templates:
-    t: Templates = request.app[DAEMON].templates
+    t: Templates = request.app[JOBS].templates
     return t
 
 
@@ -63,11 +62,6 @@ def keep_webhook(data: Any, stored: dict[str, Any] | None, where: str) -> Any:
             [{"path": "notify.webhook", "message": str(e)}],
         ) from None
     return {**data, "notify": {**data["notify"], "webhook": kept}}
-
-
-def engine_view(request: web.Request) -> Callable[[], dict[str, tuple[JobDocument, int]]]:
-    engine = request.app[ENGINE]
-    return lambda: {name: (rt.doc, rt.version) for name, rt in engine.jobs.items()}
 
 
 def _dry_run(request: web.Request) -> bool:
@@ -175,7 +169,7 @@ async def set_modes(request: web.Request) -> web.Response:
             require_job(request, name)
         return chosen
 
-    result = await templates(request).set_modes(engine_view(request), pick, mode)
+    result = await templates(request).set_modes(request.app[JOBS].view, pick, mode)
     jobs = []
     for name, (before, after) in result.items():
         if after != before:

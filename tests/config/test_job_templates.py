@@ -102,8 +102,8 @@ async def test_daemon_applies_template_files_and_their_changes(
     assert (t["version"], t["jobs"]) == (1, [api, front])
     # the template file changes: on reload both jobs follow, audited from the file
     (d_jobs / "templates" / "web-default.yaml").write_text(TEMPLATE_YAML.replace("above: 80", "above: 90"))
-    async with d._lock:
-        await d.apply_job_files()
+    async with d.jobs._lock:
+        await d.jobs.apply_files(d.config.jobs_dir)
     for job in (api, front):
         stored = await d.store.get_job(job)
         assert stored is not None and stored.version == 2
@@ -116,8 +116,8 @@ async def test_daemon_applies_template_files_and_their_changes(
         "web-default.yaml",
     ) in sources
     # applied again unchanged: nothing new
-    async with d._lock:
-        await d.apply_job_files()
+    async with d.jobs._lock:
+        await d.jobs.apply_files(d.config.jobs_dir)
     assert (await d.store.get_job(api)).version == 2  # type: ignore[union-attr]
 
 
@@ -131,8 +131,8 @@ async def test_a_template_file_that_breaks_an_api_job_is_refused_whole(
     assert (await c.call("PUT", f"/api/v1/jobs/{extra}", own))[0] == 201
     (d_jobs / "templates" / "web-default.yaml").write_text(TEMPLATE_YAML + "min_instances: 5\n")
     with pytest.raises(ConfigError) as e:
-        async with d._lock:
-            await d.apply_job_files()
+        async with d.jobs._lock:
+            await d.jobs.apply_files(d.config.jobs_dir)
     assert "web-default.yaml" in str(e.value) and extra in str(e.value), str(e.value)
     _, t = await c.call("GET", "/api/v1/templates/web-default")
     assert t["version"] == 1
