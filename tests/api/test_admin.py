@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from oceand.actuation import RecordingActuator
+from policies.types import ActuationState
 from tests.conftest import DaemonFactory
 
 JOB = "job.ocean-monitor-job_service.ocean-monitor-job_cluster.production-lg_pdl.ocean_owt.inf_cop.xiaomi"
@@ -413,7 +414,8 @@ async def test_identical_put_keeps_the_version_and_the_state(start_daemon: Daemo
     assert (await c.call("POST", "/api/v1/jobs", doc()))[0] == 201
     rt = d.engine.jobs[JOB]
     buckets, state = rt.buckets, rt.state
-    rt.blocked = "HTTP 403: forbidden"  # a permanent failure: only a changed document clears it
+    # a permanent failure: only a changed document clears it
+    rt.actuation = ActuationState(blocked="HTTP 403: forbidden", blocked_version=1)
     same = doc(mode="dry-run", period="10s", behavior={"scale_in": {}})  # defaults written out
     status, body = await c.call("PUT", f"/api/v1/jobs/{JOB}", same)
     assert (status, body["version"]) == (200, 1)
