@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from oceand.actuation import RecordingActuator
-from policies.types import ActuationState
+from oceand.api.openapi import spec as openapi_spec
+from policies.types import ActuationOutcome, ActuationState, Decision
 from tests.conftest import DaemonFactory
 
 JOB = "job.ocean-monitor-job_service.ocean-monitor-job_cluster.production-lg_pdl.ocean_owt.inf_cop.xiaomi"
@@ -298,6 +299,15 @@ async def test_openapi_matches_the_routes(start_daemon: DaemonFactory) -> None:
     }
     assert described == routed
     assert "JobDocument" in spec["components"]["schemas"]
+
+
+def test_openapi_decision_schemas_name_every_field_of_the_model() -> None:
+    """The Decision and ActuationOutcome schemas list exactly what the API view holds (issue 11)."""
+    schemas = openapi_spec()["components"]["schemas"]
+    outcome = ActuationOutcome("applied")
+    view = outcome.view(Decision("j", 1.0, "manual", 1, 2).to_json())
+    assert set(schemas["Decision"]["properties"]) == set(view)
+    assert set(schemas["ActuationOutcome"]["properties"]) == set(view["outcome"])
 
 
 # --- issue 18 (document bounds) and issue 11 (what a new user tripped over) ------------------------------
