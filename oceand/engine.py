@@ -880,7 +880,7 @@ class Engine:
         it whose outcome is unknown is settled before the job sends anything (`_settle_older`)."""
         assert old.id is not None
         rt.retry = None
-        if rt.actuation.retry is not None:
+        if rt.actuation.retry == old.id:
             rt.actuation = replace(rt.actuation, retry=None, retry_at=None)
         prev = self._outcomes.pop(old.id, ActuationOutcome("pending"))
         outcome = replace(prev, status="superseded", superseded_by=new.id, retry_at=None)
