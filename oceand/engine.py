@@ -8,14 +8,18 @@ an empty bucket and changed nothing) has its next empty buckets closed by the ti
 
 Commit order (never lose a decision, never scale twice): a decision that changes the count in active mode is
 committed with a `pending` outcome together with the job's next state in one transaction, then applied,
-then its outcome is replaced (the decision itself is never changed: `ActuationOutcome` is its own record).
+then its outcome is replaced (the decision itself never changes: its `ActuationOutcome` is a record of its
+own). Each write the apply sends is recorded first (an attempt, `pending` until its outcome is known). A
+write of unknown outcome (a crash, a timeout, a stop mid-call, a reload) is settled before the job sends
+anything again: landed (the app's deployments or `lastScalingAt` show it) means applied, not resent.
 A retry waiting after a transient failure and a block left by a permanent one are the job's
-`ActuationState`, written with the outcome and the job's state in one transaction, so a restart keeps them. Each write the apply sends is recorded first (an attempt, `pending` until its outcome is
-known). A write of unknown outcome (a crash, a timeout, a stop mid-call, a reload) is settled before the job
-sends anything again: landed (the app's deployments or `lastScalingAt` show it) means applied, not resent.
-After a crash, `pending` decisions are retried at once by their workers, which settle them that way and
-re-read the app before sending; a decision older than `stale_after` is re-read too, and is not sent when the
-app's count moved away from the one it was decided on.
+`ActuationState`, written with the outcome and the job's state in one transaction, so a restart keeps
+them. After a crash, `pending` decisions are retried by their workers (at the retry time the state kept,
+else at once), which settle them that way and re-read the app before sending; a decision older than
+`stale_after` is re-read too, and is not sent when the app's count moved away from the one it was
+decided on.
+The outcome code (`_decided` to `_record`) is the seam where a fenced multi-daemon intent would wrap the
+apply: `_first_outcome`, `_apply` (one round: settle, send, outcome), `_supersede`, `_settle_older`.
 State changes without a decision (streak counts) are written behind in batches every `flush_interval`
 and at shutdown.
 """

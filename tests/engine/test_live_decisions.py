@@ -284,6 +284,11 @@ async def test_a_retrying_decision_superseded_by_a_newer_one_is_never_applied(
     rows = await decisions(c)
     first = next(x for x in rows if x["desired"] == 4)
     assert first["status"] == "failed" and first["result"]["superseded_by"] == body["decision"]["id"]
+    assert (first["outcome"]["status"], first["outcome"]["superseded_by"]) == (
+        "superseded",
+        body["decision"]["id"],
+    )
+    assert first["reasons"] == ["Manual"] and first["outcome"]["reason"] == "ActuationFailed"
     rt = d.engine.jobs[JOB]
     assert rt.retry is None and rt.retry_at is None
     await d.stop()
