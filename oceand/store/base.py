@@ -697,7 +697,7 @@ DECISION_SELECT = (
     " LEFT JOIN actuation_outcomes o ON o.decision_id = d.id"
 )
 PENDING_WHERE = "o.status = 'pending' OR (o.decision_id IS NULL AND d.status = 'pending')"
-OUTCOME_UPSERT_VALUES = "(decision_id, job, status, outcome, updated_at)"
+OUTCOME_COLUMNS = "(decision_id, job, status, outcome, updated_at)"
 
 
 def decision_dict(

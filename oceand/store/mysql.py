@@ -26,7 +26,7 @@ from oceand.store.base import (
     DECISION_SELECT,
     FIRE_STATUSES,
     HISTORY_COLUMNS,
-    OUTCOME_UPSERT_VALUES,
+    OUTCOME_COLUMNS,
     PENDING_WHERE,
     DecisionNotFound,
     MySQLURL,
@@ -352,7 +352,7 @@ class MySQLStore:
             )
             did = int(cur.lastrowid)
             await cur.execute(
-                f"INSERT INTO actuation_outcomes {OUTCOME_UPSERT_VALUES} VALUES (%s, %s, %s, %s, %s)",
+                f"INSERT INTO actuation_outcomes {OUTCOME_COLUMNS} VALUES (%s, %s, %s, %s, %s)",
                 (did, job, row.outcome.status, row.outcome.text, now),
             )
             return did
@@ -373,7 +373,7 @@ class MySQLStore:
             if await cur.fetchone() is None:
                 return False
             await cur.execute(
-                f"INSERT INTO actuation_outcomes {OUTCOME_UPSERT_VALUES} VALUES (%s, %s, %s, %s, %s)"
+                f"INSERT INTO actuation_outcomes {OUTCOME_COLUMNS} VALUES (%s, %s, %s, %s, %s)"
                 " ON DUPLICATE KEY UPDATE status = VALUES(status), outcome = VALUES(outcome),"
                 " updated_at = VALUES(updated_at)",
                 (decision_id, job, out.status, out.text, now),

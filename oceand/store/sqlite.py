@@ -41,7 +41,7 @@ from oceand.store.base import (
     DECISION_SELECT,
     FIRE_STATUSES,
     HISTORY_COLUMNS,
-    OUTCOME_UPSERT_VALUES,
+    OUTCOME_COLUMNS,
     PENDING_WHERE,
     DecisionNotFound,
     DecisionRow,
@@ -425,7 +425,7 @@ class SQLiteStore:
                         ids.append(DecisionNotFound(f"decision {did} of job {item.job!r} does not exist"))
                         continue
                     await db.execute(
-                        f"INSERT INTO actuation_outcomes {OUTCOME_UPSERT_VALUES} VALUES (?, ?, ?, ?, ?)"
+                        f"INSERT INTO actuation_outcomes {OUTCOME_COLUMNS} VALUES (?, ?, ?, ?, ?)"
                         " ON CONFLICT (decision_id) DO UPDATE SET status = excluded.status,"
                         " outcome = excluded.outcome, updated_at = excluded.updated_at",
                         (did, item.job, out.status, out.text, now),
@@ -447,7 +447,7 @@ class SQLiteStore:
                 assert cursor.lastrowid is not None
                 did = int(cursor.lastrowid)
                 await db.execute(
-                    f"INSERT INTO actuation_outcomes {OUTCOME_UPSERT_VALUES} VALUES (?, ?, ?, ?, ?)",
+                    f"INSERT INTO actuation_outcomes {OUTCOME_COLUMNS} VALUES (?, ?, ?, ?, ?)",
                     (did, item.job, row.outcome.status, row.outcome.text, now),
                 )
                 ids.append(did)
