@@ -1,24 +1,25 @@
 """Decisions are immutable; what became of them is an outcome of their own, and a job's pending retry and
 its block are part of its persisted state (issue 11): a new Engine on the same store still retries the
 decision at the time the old one set, with its tries counted on, and still refuses to apply for a job
-blocked by a permanent failure until its document changes. The engine with a real SQLite store, a
-controlled clock and an in-memory actuator."""
+blocked by a permanent failure until its document changes. The engine on a real store (SQLite, and
+MariaDB at 127.0.0.1:3306 when it answers), a controlled clock and an in-memory actuator."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 
 from oceand.actuation import Outcome, RecordingActuator
 from oceand.engine import Engine
-from oceand.store import SQLiteStore
+from oceand.store import MySQLStore, SQLiteStore
 from policies.document import JobDocument, parse_job
 from policies.types import ACTUATION_FAILED, ActuationOutcome, Decision
+from tests.store.conftest import Backend
+
+AnyStore = SQLiteStore | MySQLStore
 
 JOB = "job.outcome_web_cop.xiaomi"
 T0 = 1_800_000_000.0
@@ -68,17 +69,17 @@ REFUSED = Outcome("failed", {"error": "Marathon answered 403: forbidden", "statu
 
 
 class Daemon:
-    """Engines one after the other on one SQLite file: each `start` is a restart."""
+    """Engines one after the other on one store (SQLite file, MariaDB database): each `start` is a restart."""
 
-    def __init__(self, path: Path, act: Scripted, clock: Clock) -> None:
-        self.url = f"sqlite:///{path}"
+    def __init__(self, backend: Backend, act: Scripted, clock: Clock) -> None:
+        self.backend = backend
         self.act, self.clock = act, clock
         self.engine: Engine | None = None
-        self.store: SQLiteStore | None = None
+        self.store: AnyStore | None = None
 
     async def start(self) -> Engine:
         await self.stop()
-        self.store = SQLiteStore(self.url, clock=self.clock)
+        self.store = self.backend.make()
         await self.store.open()
         self.engine = Engine(self.store, lambda d: self.act, clock=self.clock, retry_delays=(RETRY,))
         await self.engine.load()
@@ -91,6 +92,15 @@ class Daemon:
             await self.store.close()
         self.engine = self.store = None
 
+    async def put_job(self, body: dict[str, Any]) -> int:
+        """Store a job document while no engine runs (another daemon, an operator)."""
+        store = self.backend.make()
+        await store.open()
+        try:
+            return await store.put_job(JOB, body)
+        finally:
+            await store.close()
+
     async def rows(self) -> list[dict[str, Any]]:
         """The job's decisions as the API shows them (status and result derived from the outcome)."""
         assert self.store is not None
@@ -98,23 +108,17 @@ class Daemon:
 
     async def bodies(self) -> list[tuple[Any, ...]]:
         """The decisions table as stored (id, status, body, result): a committed row never changes."""
-        async with aiosqlite.connect(self.url[len("sqlite:///") :]) as db:
-            return [
-                tuple(r) for r in await db.execute_fetchall("SELECT id, status, body, result FROM decisions")
-            ]
+        return await self.backend.sql("SELECT id, status, body, result FROM decisions ORDER BY id")
 
 
 @pytest.fixture
-async def run(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+async def run(backend: Backend) -> AsyncIterator[Callable[..., Any]]:
     made: list[Daemon] = []
 
     async def make(*script: Outcome | None) -> Daemon:
-        d = Daemon(tmp_path / "oceand.db", Scripted(*script), Clock(T0))
+        d = Daemon(backend, Scripted(*script), Clock(T0))
         made.append(d)
-        store = SQLiteStore(d.url)
-        await store.open()
-        await store.put_job(JOB, doc())
-        await store.close()
+        await d.put_job(doc())
         await d.start()
         return d
 
@@ -200,10 +204,7 @@ async def test_a_block_is_dropped_when_the_document_changed_while_the_daemon_was
     assert d.engine is not None
     await d.engine.manual(JOB, 4, "launch")
     await d.stop()
-    store = SQLiteStore(d.url)
-    await store.open()
-    assert await store.put_job(JOB, doc(max_instances=7)) == 2  # edited by another daemon, say
-    await store.close()
+    assert await d.put_job(doc(max_instances=7)) == 2  # edited by another daemon, say
     engine = await d.start()
     assert engine.jobs[JOB].blocked is None
     _, outcome = await engine.manual(JOB, 5, "again")
