@@ -129,9 +129,10 @@ class Decision(NamedTuple):
     current: int
     desired: int  # the final count after every limit
     bucket: int | None = None
-    proposals: Sequence[Proposal] = ()
-    limits: Sequence[Limit] = ()
-    reasons: Sequence[str] = ()  # every reason code that applied, in order
+    # read-only (Sequence): the empty defaults are shared by every decision built without them
+    proposals: Sequence[Proposal] = []
+    limits: Sequence[Limit] = []
+    reasons: Sequence[str] = []  # every reason code that applied, in order
     mode: str = "dry-run"
     id: int | None = None  # store id, set when committed
 

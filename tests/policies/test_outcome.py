@@ -38,6 +38,12 @@ def test_no_field_of_a_decision_can_be_assigned(name: str) -> None:
     assert Decision.from_json(DECISION.to_json()) == DECISION
 
 
+def test_a_decision_built_with_its_defaults_round_trips_and_leaves_the_defaults_empty() -> None:
+    paused = Decision("web", 1.0, "alarm", 2, 2, reasons=["Paused"], mode="paused")
+    assert Decision.from_json(paused.to_json()) == paused and paused.proposals == []
+    assert Decision._field_defaults["proposals"] == Decision._field_defaults["limits"] == []
+
+
 def test_a_decision_has_no_outcome_fields_and_its_id_is_given_by_a_copy() -> None:
     assert not {"status", "result", "outcome"} & set(Decision._fields)
     stored = DECISION._replace(id=18)
