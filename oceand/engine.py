@@ -139,6 +139,13 @@ class JobRuntime:
         """When the decision waiting after a transient failure is tried again."""
         return self.actuation.retry_at if self.retry is not None else None
 
+    @retry_at.setter
+    def retry_at(self, at: float | None) -> None:
+        """Set after `retry` (`rt.retry, rt.retry_at = decision, t`; None, None clears): the persisted
+        `actuation` follows."""
+        retry = self.retry.id if self.retry is not None and at is not None else None
+        self.actuation = replace(self.actuation, retry=retry, retry_at=None if retry is None else at)
+
 
 class Engine:
     def __init__(

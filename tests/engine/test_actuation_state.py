@@ -228,3 +228,14 @@ async def test_a_superseded_retry_is_its_outcome_and_the_restart_does_not_retry_
     engine = await d.start()
     assert engine.jobs[JOB].retry is None and engine.jobs[JOB].retry_at is None
     assert d.act.tried == [4, 2]
+
+
+async def test_setting_a_jobs_retry_sets_its_persisted_actuation_state(run: Callable[..., Any]) -> None:
+    d = await run(TRANSIENT)
+    assert d.engine is not None
+    decision, _ = await d.engine.manual(JOB, 4, "launch")
+    rt = d.engine.jobs[JOB]
+    rt.retry, rt.retry_at = None, None  # as code that drops a job's retry writes it
+    assert (rt.actuation.retry, rt.actuation.retry_at, rt.retry_at) == (None, None, None)
+    rt.retry, rt.retry_at = decision, T0 + 99
+    assert (rt.actuation.retry, rt.actuation.retry_at, rt.retry_at) == (decision.id, T0 + 99, T0 + 99)
