@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from oceand.actuation import Outcome, RecordingActuator
 
+from actuators.marathon import Outcome, RecordingActuator
 from oceand.engine import Engine
 from oceand.store import MySQLStore, SQLiteStore
 from policies.document import JobDocument, parse_job
