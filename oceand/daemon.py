@@ -30,6 +30,7 @@ from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.auth import Authority, WriteLimiter, audit, prune_audit
+from oceand.cluster.hotstate import HotState
 from oceand.config import Config, ConfigError, changed_keys, load_config
 from oceand.engine import Engine
 from oceand.history import HistoryRecorder
@@ -49,6 +50,17 @@ from policies.types import Decision
 
 log = logging.getLogger("oceand")
 AUDIT_PRUNE_INTERVAL = 3600.0  # seconds between prunings of the audit trail ([auth] audit_retention)
+
+
+CLUSTER_NAME = "oceand"  # the Redis key prefix's cluster; [cluster] name once the cluster config is there
+
+
+def hot_state(config: Config, metrics: Metrics) -> HotState | None:
+    """The Redis hot state and wake-ups (issue 14, docs/redis.md) when `[redis] url` is set."""
+    r = config.redis
+    if r.url is None:
+        return None
+    return HotState(r.url, CLUSTER_NAME, socket_timeout=r.socket_timeout, metrics=metrics)
 
 
 class Daemon:
@@ -80,6 +92,7 @@ class Daemon:
             dry_run=lambda: self.config.dry_run,
         )
         self.notifier = Notifier(config.notify, on_error=self._notify_error, on_event=self._notify_event)
+        self.hotstate = hot_state(config, self.metrics)
         self.engine = Engine(
             self.store,
             self.actuator_for,
@@ -294,6 +307,8 @@ class Daemon:
             "config": self.config_loaded,
             "jobs": len(self.engine.jobs),
         }
+        if self.hotstate is not None:  # "ok" or "degraded" (with redis_reason): never a reason for 503
+            body.update(self.hotstate.status())
         if not answers:
             body["reason"] = f"store {self.store.url} does not answer"
         elif not health.writable:
@@ -349,6 +364,8 @@ class Daemon:
 
     async def start(self) -> None:
         await self.store.open()
+        if self.hotstate is not None:
+            await self.hotstate.start()  # never fails: a Redis that does not answer starts degraded
         await self.apply_job_files()
         await self._start_clusters()
         await self.engine.load()
@@ -433,6 +450,8 @@ class Daemon:
         await bounded("the Falcon listeners", self.listeners.close(), left(0.05))
         # in-flight applies get up to half the budget; a write cut off is settled at the next start
         await self.engine.stop(timeout=left(0.5))
+        if self.hotstate is not None:
+            await bounded("closing Redis", self.hotstate.close(), left(0.05))
         for c in list(self.clusters.values()):
             await bounded(f"closing Marathon cluster {c.name}", c.close(), left(0.1))
         await bounded("the LB loops", self.lb.close(timeout=left(0.15)), left(0.2))
@@ -473,6 +492,8 @@ class Daemon:
                 "store.url, server.listen and ingest.listen change only on restart",
                 extra={"event": "reload_partial"},
             )
+        if new.redis != self.config.redis:
+            log.warning("[redis] changes only on restart", extra={"event": "reload_partial"})
         old = self.config
         self.config = new
         self.engine.default_tz = new.timezone
