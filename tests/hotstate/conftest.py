@@ -2,8 +2,8 @@
 
 - `shared_redis`: the shared Redis on 127.0.0.1:6379 under a cluster name of this test's own
   (`ha-redis-<pid>-<n>`); its keys are deleted after the test. Skips when that Redis does not answer.
-- `own_redis`: a redis-server of the test's own on a free port (`--save '' --appendonly no`), which the
-  test may stop and start again on the same port.
+- `own_redis`: a redis-server of the test's own on a free port (`--save '' --appendonly no`, DEBUG allowed
+  from localhost), which the test may stop and start again on the same port.
 - `wait_for`: poll a condition until it holds (fails after a deadline); waits for something to happen,
   never for nothing to happen.
 """
@@ -61,6 +61,8 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.workdir),
+                "--enable-debug-command",
+                "local",  # DEBUG SLEEP: a stalled Redis
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -82,8 +84,8 @@ class RedisServer:
             self.proc.wait()
             self.proc = None
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=1)
+    def client(self, timeout: float = 1.0) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=timeout)
 
 
 @pytest.fixture

@@ -4,9 +4,14 @@ noticed by the probe. Without `[redis]` /readyz has no Redis entry."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from oceand.config import load_config
 from oceand.daemon import Daemon
 from tests.conftest import DaemonFactory
 
@@ -56,3 +61,24 @@ async def test_without_redis_readyz_has_no_redis_entry(start_daemon: DaemonFacto
     assert d.hotstate is None
     status, body = await c.call("GET", "/readyz")
     assert status == 200 and "redis" not in body
+
+
+async def test_a_reload_keeps_the_running_redis_and_says_so(
+    tmp_path: Path, own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    conf = tmp_path / "oceand.toml"
+    base = '[server]\nlisten = "127.0.0.1:0"\n[store]\nurl = "sqlite:///oceand.db"\n[redis]\n'
+    conf.write_text(base + f'url = "{own_redis.url}"\n')
+    d = Daemon(load_config(conf))
+    await d.start()
+    try:
+        hot = d.hotstate
+        conf.write_text(base + 'url = "redis://127.0.0.1:1/0"\n')
+        with caplog.at_level(logging.WARNING, logger="oceand"):
+            assert await d.reload()
+        assert d.hotstate is hot and hot is not None and hot.url == own_redis.url
+        assert [r.getMessage() for r in caplog.records if getattr(r, "event", "") == "reload_partial"] == [
+            "[redis] changes only on restart"
+        ]
+    finally:
+        await d.stop()

@@ -79,6 +79,32 @@ async def test_a_quick_restart_is_noticed_and_the_lost_state_sent_again(
     assert own_redis.client().hget("oceand:{c1:s1}:st:web", "epoch") == b"1"
 
 
+@pytest.mark.parametrize(
+    "stall",
+    [
+        pytest.param(("DEBUG", "SLEEP", "1.5"), id="DEBUG SLEEP (everything stalls)"),
+        pytest.param(("CLIENT", "PAUSE", "1500", "WRITE"), id="CLIENT PAUSE WRITE (writes stall)"),
+    ],
+)
+async def test_a_stalled_redis_times_out_within_the_budget_and_recovers(
+    own_redis: RedisServer, closing: list[object], wait_for: Callable[..., Any], stall: tuple[str, ...]
+) -> None:
+    h = await started(
+        HotState(own_redis.url, "c1", socket_timeout=0.2, metrics=Metrics(), probe_interval=0.05), closing
+    )
+    await wait_for(lambda: h.status() == {"redis": "ok"}, "redis ok")
+    staller = asyncio.create_task(asyncio.to_thread(own_redis.client(timeout=10).execute_command, *stall))
+    await asyncio.sleep(0.1)  # the stall command reaches Redis first
+    assert await h.write_state(1, 1, "web", 60, S1) == "error"
+    assert writes(h, "error") == 1
+    await staller  # DEBUG SLEEP: slept; CLIENT PAUSE: answered at once, the pause lasts
+    own_redis.client().execute_command("CLIENT", "UNPAUSE")
+    await wait_for(lambda: h.up, "the probe gets an answer after the stall")
+    assert await h.write_state(1, 1, "web", 120, {**S1, "count": 9}) == "ok"
+    snap = await h.read_state(1, "web")
+    assert snap is not None and snap.state["count"] == 9
+
+
 async def test_starting_without_redis_is_degraded_not_failed(
     own_redis: RedisServer, closing: list[object], wait_for: Callable[..., Any]
 ) -> None:
