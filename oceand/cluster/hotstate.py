@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -153,6 +153,18 @@ class HotStateError(Exception):
     """A Redis call failed or did not answer within socket_timeout (its outcome is unknown)."""
 
 
+@dataclass(frozen=True, slots=True)
+class StateWrite:
+    """One snapshot to write: the job's shard, this daemon's lease epoch of it, the bucket the state
+    was evaluated at (None: never evaluated) and the state (orjson-serialisable)."""
+
+    shard: int
+    epoch: int
+    job: str
+    bucket_ts: int | None
+    state: dict[str, Any]
+
+
 @dataclass(slots=True)
 class _Written:
     epoch: int
@@ -265,6 +277,36 @@ class HotState:
             self.metrics.hotstate_writes.labels(result).inc()
         return result
 
+    def _not_needed(self, w: StateWrite, comparable: bytes, now: float) -> WriteResult | None:
+        """`unchanged` or `skipped` when the write need not or cannot be sent, else None."""
+        last = self._written.get(w.job)
+        if (
+            last is not None
+            and last.epoch == w.epoch
+            and last.comparable == comparable
+            and now - last.at < self.state_ttl / 2
+        ):
+            return "unchanged"
+        return None if self.up else "skipped"
+
+    def _args(self, w: StateWrite) -> tuple[list[str], list[bytes | str | int]]:
+        ts = "" if w.bucket_ts is None else str(int(w.bucket_ts))
+        keys = [state_key(self.cluster, w.shard, w.job)]
+        return keys, [w.epoch, ts, orjson.dumps(w.state), int(self.state_ttl * 1000)]
+
+    def _stored(self, w: StateWrite, comparable: bytes, now: float, reply: Any) -> WriteResult:
+        if reply != 1:
+            self._written.pop(w.job, None)
+            log.info(
+                "job %s: hot-state write of epoch %d refused, a newer owner wrote it",
+                w.job,
+                w.epoch,
+                extra={"event": "hotstate_fenced", "job": w.job},
+            )
+            return "fenced"
+        self._written[w.job] = _Written(w.epoch, comparable, now)
+        return "ok"
+
     async def write_state(
         self, shard: int, epoch: int, job: str, bucket_ts: int | None, state: dict[str, Any]
     ) -> WriteResult:
@@ -276,37 +318,49 @@ class HotState:
           and that write is younger than half the TTL, so nothing was sent.
         - `skipped`: Redis is degraded, so nothing was sent.
         - `error`: the call failed or timed out."""
-        comparable = _comparable(state)
-        last = self._written.get(job)
+        w = StateWrite(shard, epoch, job, bucket_ts, state)
+        comparable, now = _comparable(state), self.mono()
+        result = self._not_needed(w, comparable, now)
+        if result is None:
+            keys, args = self._args(w)
+            try:
+                reply = await self._call(self._script(keys=keys, args=args))
+            except HotStateError as e:
+                log.debug("job %s: hot state not written: %s", job, e)
+                reply, result = None, "error"
+            if result is None:
+                result = self._stored(w, comparable, now, reply)
+        return self._count_write(result)
+
+    async def write_states(self, writes: Sequence[StateWrite]) -> list[WriteResult]:
+        """Several fenced writes in one round trip (a pipeline of EVALSHA, not a transaction: each is
+        fenced on its own), results in the same order as `write_state`'s. A daemon closing many jobs'
+        buckets at once spends far less client CPU per write this way (bench/hotstate.py)."""
         now = self.mono()
-        if (
-            last is not None
-            and last.epoch == epoch
-            and last.comparable == comparable
-            and now - last.at < self.state_ttl / 2
-        ):
-            return self._count_write("unchanged")
-        if not self.up:
-            return self._count_write("skipped")
-        blob = orjson.dumps(state)
-        ts = "" if bucket_ts is None else str(int(bucket_ts))
-        args: list[bytes | str | int] = [epoch, ts, blob, int(self.state_ttl * 1000)]
-        try:
-            stored = await self._call(self._script(keys=[state_key(self.cluster, shard, job)], args=args))
-        except HotStateError as e:
-            log.debug("job %s: hot state not written: %s", job, e)
-            return self._count_write("error")
-        if stored != 1:
-            self._written.pop(job, None)
-            log.info(
-                "job %s: hot-state write of epoch %d refused, a newer owner wrote it",
-                job,
-                epoch,
-                extra={"event": "hotstate_fenced", "job": job},
-            )
-            return self._count_write("fenced")
-        self._written[job] = _Written(epoch, comparable, now)
-        return self._count_write("ok")
+        comparables = [_comparable(w.state) for w in writes]
+        results: list[WriteResult | None] = [
+            self._not_needed(w, c, now) for w, c in zip(writes, comparables, strict=True)
+        ]
+        todo = [i for i, r in enumerate(results) if r is None]
+        if todo:
+            pipe = self.client.pipeline(transaction=False)
+            for i in todo:
+                keys, args = self._args(writes[i])
+                await self._script(keys=keys, args=args, client=pipe)
+            try:
+                replies = await self._call(pipe.execute())
+            except HotStateError as e:
+                log.debug("%d hot states not written: %s", len(todo), e)
+                replies = None
+            for n, i in enumerate(todo):
+                results[i] = (
+                    "error" if replies is None else self._stored(writes[i], comparables[i], now, replies[n])
+                )
+        done: list[WriteResult] = []
+        for r in results:
+            assert r is not None  # every write was judged above or sent
+            done.append(self._count_write(r))
+        return done
 
     def forget(self, jobs: Iterable[str]) -> None:
         """Jobs no longer written by this daemon (shard released or lost, job removed)."""

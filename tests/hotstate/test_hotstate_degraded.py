@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from oceand.cluster.hotstate import Event, HotState
+from oceand.cluster.hotstate import Event, HotState, StateWrite
 from oceand.metrics import Metrics
 
 from .conftest import RedisServer
@@ -49,7 +49,8 @@ async def test_redis_killed_mid_run_degrades_and_recovers(
     assert await h.write_handoff(1, 1, []) is False
     assert await h.take_handoff(1, 2) == []
     assert await h.publish(Event("joined", member="x")) is False
-    assert writes(h, "error") == 1 and writes(h, "skipped") == 1
+    assert await h.write_states([StateWrite(1, 1, "web", 240, {**S1, "count": 6})]) == ["skipped"]
+    assert writes(h, "error") == 1 and writes(h, "skipped") == 2
     assert h.metrics is not None and h.metrics.registry.get_sample_value("oceand_redis_up") == 0
 
     own_redis.start()  # empty: no persistence
@@ -225,5 +226,9 @@ async def test_one_try_per_call(closing: list[object], drop: bool) -> None:
         assert h.status()["redis"] == "degraded"
         assert not await h.probe()  # also one try
         assert hole.commands == ["EVALSHA", "INFO"]
+        h.up = True
+        batch = [StateWrite(1, 1, "a", 60, S1), StateWrite(2, 1, "b", 60, S1)]
+        assert await h.write_states(batch) == ["error", "error"]
+        assert hole.commands == ["EVALSHA", "INFO", "SCRIPT"]  # SCRIPT EXISTS before the pipeline: once
     finally:
         server.close()

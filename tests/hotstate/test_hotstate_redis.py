@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 
-from oceand.cluster.hotstate import HotState, Snapshot, handoff_key, state_key
+from oceand.cluster.hotstate import HotState, Snapshot, StateWrite, handoff_key, state_key
 from oceand.metrics import Metrics
 
 from .conftest import SHARED_URL
@@ -184,3 +184,30 @@ async def test_handoff_expires(
         assert await hot.take_handoff(9, 2) == []
     finally:
         await short.close()
+
+
+async def test_batched_writes_are_fenced_one_by_one(hot: HotState, cluster_name: str) -> None:
+    """One pipeline, each write fenced on its own: results in order, the stored snapshots as if written
+    one at a time."""
+    other = HotState(SHARED_URL, cluster_name)
+    try:
+        assert await other.probe()
+        assert await other.write_state(2, 9, "taken", 60, S1) == "ok"  # a newer owner's
+        assert await hot.write_state(1, 5, "same", 60, S1) == "ok"
+        got = await hot.write_states(
+            [
+                StateWrite(1, 5, "new", 120, S2),
+                StateWrite(2, 5, "taken", 120, S2),
+                StateWrite(1, 5, "same", 120, {**S1, "last_bucket": 120}),
+                StateWrite(1, 6, "new2", None, S1),
+            ]
+        )
+        assert got == ["ok", "fenced", "unchanged", "ok"]
+        assert await hot.read_state(1, "new") == Snapshot(5, 120, S2)
+        assert await hot.read_state(2, "taken") == Snapshot(9, 60, S1)
+        assert await hot.read_state(1, "new2") == Snapshot(6, None, S1)
+        assert (writes(hot, "ok"), writes(hot, "fenced"), writes(hot, "unchanged")) == (3, 1, 1)
+        assert await hot.write_states([StateWrite(1, 5, "new", 120, S2)]) == ["unchanged"]
+        assert await hot.write_states([]) == []
+    finally:
+        await other.close()
