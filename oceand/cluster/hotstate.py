@@ -228,7 +228,7 @@ class HotState:
     def _set_up(self, up: bool, reason: str | None = None) -> None:
         if up != self.up:
             if up:
-                log.info("redis %s answers again", self._where(), extra={"event": "redis_up"})
+                log.info("redis %s answers", self._where(), extra={"event": "redis_up"})
             else:
                 log.warning(
                     "redis %s degraded (hot-state writes skipped): %s",
