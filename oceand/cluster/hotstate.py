@@ -19,8 +19,10 @@ The hash tag (the first `{...}` in a key is all that Redis Cluster hashes) holds
 shard. A shard's keys therefore share a slot, and different shards spread over the slots. HA.md's
 `oceand:{<c>}:st:{s<shard>}:<job>` would have put every key of a cluster in one slot.
 
-Every call is bounded by `socket_timeout` (0.5 s) and runs with 0 retries. redis-py 8 retries a
-timed-out call 3 times by default, so one call could otherwise hang for several timeouts.
+Every call is bounded by `socket_timeout` (0.5 s) and runs with 0 retries, set explicitly. redis-py
+8.1's defaults differ by constructor: a `Redis(host=...)` connection retries a failed call 10 times with
+exponential backoff, while `Redis.from_url` happens to give 0. The explicit Retry(NoBackoff(), 0) keeps
+one call from hanging for several timeouts whichever way the client is built.
 """
 
 from __future__ import annotations

@@ -212,7 +212,8 @@ class Stalled:
 )
 async def test_one_try_per_call(closing: list[object], drop: bool) -> None:
     """No retries: a write to a Redis that stalls or drops the connection is sent once and answered
-    `error` within the timeout (redis-py 8 by default reconnects and resends up to 3 times)."""
+    `error` within the timeout. With retries (redis-py 8.1's `Redis(host=...)` default is 10) the
+    dropped connection would be reopened and the write sent again."""
     hole = Stalled(drop)
     server = await asyncio.start_server(hole.handle, "127.0.0.1", 0, family=socket.AF_INET)
     port = server.sockets[0].getsockname()[1]
