@@ -37,6 +37,7 @@ from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.auth import Authority, WriteLimiter, prune_audit
+from oceand.cluster.hotstate import HotState
 from oceand.config import Config
 from oceand.engine import Engine
 from oceand.health import Health
@@ -57,6 +58,15 @@ from policies.types import ActuationOutcome, Decision
 
 log = logging.getLogger("oceand")
 AUDIT_PRUNE_INTERVAL = 3600.0  # seconds between prunings of the audit trail ([auth] audit_retention)
+CLUSTER_NAME = "oceand"  # the Redis key prefix's cluster; [cluster] name once the cluster config is there
+
+
+def hot_state(config: Config, metrics: Metrics) -> HotState | None:
+    """The Redis hot state and wake-ups (issue 14, docs/redis.md) when `[redis] url` is set."""
+    r = config.redis
+    if r.url is None:
+        return None
+    return HotState(r.url, CLUSTER_NAME, socket_timeout=r.socket_timeout, metrics=metrics)
 
 
 class Daemon:
@@ -88,6 +98,7 @@ class Daemon:
             dry_run=lambda: self.config.dry_run,
         )
         self.notifier = Notifier(config.notify, on_error=self._notify_error, on_event=self._notify_event)
+        self.hotstate = hot_state(config, self.metrics)
         self.engine = Engine(
             self.store,
             self.actuator_for,
@@ -129,6 +140,7 @@ class Daemon:
         self.engine.history = self.history if h.enabled else None
         self.jobs = JobsService(self.store, self.engine, self.clusters, self.lb, clock)
         self.health = Health(self.store, self.engine, self.metrics, self.clusters, lambda: self.config_loaded)
+        self.health.hotstate = self.hotstate
         self.runtime = Runtime(budget=lambda: self.config.stop_timeout)
         self.stop_event = self.runtime.stopping
         self._runners: list[web.AppRunner] = []
@@ -259,6 +271,9 @@ class Daemon:
         rt = self.runtime
         await self.store.open()
         rt.on_stop("closing the store", lambda _: self.store.close())
+        if (hot := self.hotstate) is not None:
+            await hot.start()  # never fails: a Redis that does not answer starts degraded
+            rt.on_stop("closing Redis", lambda _: hot.close(), 0.05)
         await self.jobs.apply_files(self.config.jobs_dir)
         server = self.config.server
         self._runners.append(web.AppRunner(self.build_app(), **runner_options(server)))

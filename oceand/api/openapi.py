@@ -272,7 +272,13 @@ def spec() -> dict[str, Any]:
     ]
     paths: dict[str, Any] = {
         "/healthz": {"get": _op("Liveness", "200")},
-        "/readyz": {"get": _op("Readiness: store answers and writes, config loaded", "200", errors=(503,))},
+        "/readyz": {
+            "get": _op(
+                "Readiness: store answers and writes, config loaded (Redis, when set: ok or degraded, never 503)",
+                "200",
+                errors=(503,),
+            )
+        },
         "/metrics": {
             "get": {"summary": "Prometheus text", "responses": {"200": {"description": "text/plain"}}}
         },
