@@ -38,6 +38,7 @@ from pydantic import (
 )
 
 from actuators.marathon import ClusterConfig
+from oceand.cluster.lease import LeaseSettings
 from oceand.ingest import IngestLimits
 from oceand.store.base import SQLiteURL, StoreConfigError, StoreURL
 from oceand.store.base import parse_url as parse_store_url
@@ -573,6 +574,22 @@ class ClusterModeSettings(Table):
         if host in ("0.0.0.0", "::", ""):
             raise ValueError("must be an address the other daemons can reach, not a wildcard")
         return v
+
+    def lease_settings(self) -> LeaseSettings:
+        return LeaseSettings(
+            name=self.name,
+            shards=self.shards,
+            lease_ttl=self.lease_ttl,
+            renew_interval=self.renew_interval,
+            stop_acting_after=self.stop_acting_after,
+            acquire_poll=self.acquire_poll,
+            intent_margin=self.intent_margin,
+            actuation_budget=self.actuation_budget,
+            takeover_grace=self.takeover_grace,
+            release_rate=self.release_rate,
+            member_min_age=self.member_min_age,
+            store_timeout=self.store_timeout,
+        )
 
 
 class RedisSettings(Table):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from oceand.cluster.lease import LeaseSettings
 from oceand.config import ConfigError, load_config
 
 MYSQL = '[store]\nurl = "mysql://root@127.0.0.1:3306/oceand"\n'
@@ -31,6 +32,7 @@ def test_the_design_defaults(tmp_path: Path) -> None:
     assert (c.lease_ttl, c.renew_interval, c.stop_acting_after, c.acquire_poll) == (3.0, 1.0, 2.0, 0.5)
     assert (c.intent_margin, c.actuation_budget, c.takeover_grace) == (1.0, 2.0, 3.0)
     assert (c.release_rate, c.member_min_age, c.store_timeout) == (64, 2.0, 0.8)
+    assert c.lease_settings() == LeaseSettings()  # the loop's defaults are the config's
 
 
 def test_every_key(tmp_path: Path) -> None:
