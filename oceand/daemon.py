@@ -30,6 +30,9 @@ from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.auth import Authority, WriteLimiter, audit, prune_audit
+from oceand.cluster.ids import instance_id
+from oceand.cluster.lease import Coordinator, LeaseManager
+from oceand.cluster.ownership import Ownership
 from oceand.config import Config, ConfigError, changed_keys, load_config
 from oceand.engine import Engine
 from oceand.history import HistoryRecorder
@@ -42,7 +45,7 @@ from oceand.marathon import ClusterRuntime, start_clusters, task_endpoints
 from oceand.metrics import Metrics
 from oceand.notify import Notifier
 from oceand.store import open_store
-from oceand.store.base import Store, StoreError
+from oceand.store.base import MySQLURL, Store, StoreError
 from oceand.systemd import Notifier as SystemdNotifier
 from policies.document import JobDocument, dump_job
 from policies.types import Decision
@@ -80,6 +83,21 @@ class Daemon:
             dry_run=lambda: self.config.dry_run,
         )
         self.notifier = Notifier(config.notify, on_error=self._notify_error, on_event=self._notify_event)
+        self.leases: LeaseManager | None = None  # [cluster] enabled: shard leases in the MySQL store
+        ownership: Ownership | None = None
+        if config.cluster.enabled:
+            url = config.store.parsed()
+            assert isinstance(url, MySQLURL)  # config.cluster_problems refuses anything else
+            c = config.cluster
+            assert c.advertise is not None
+            self.leases = LeaseManager(
+                Coordinator(url, c.store_timeout),
+                c.lease_settings(),
+                instance_id=instance_id(),
+                stable_id=c.advertise,
+                metrics=self.metrics,
+            )
+            ownership = Ownership(self.leases, self.store, metrics=self.metrics)
         self.engine = Engine(
             self.store,
             self.actuator_for,
@@ -95,7 +113,10 @@ class Daemon:
             on_alarm_dropped=lambda reason: self.metrics.alarms_dropped.labels(reason).inc(),
             stale_after=config.decision_stale_after,
             on_actuation=self._on_actuation,
+            ownership=ownership,
         )
+        if self.leases is not None:
+            self.leases.drain = self.engine.drain_shard
         self.listeners = Listeners(
             config.ingest, self.engine, self.metrics
         )  # [ingest] rpc_listen, tsdb_listen
@@ -351,6 +372,9 @@ class Daemon:
         await self.store.open()
         await self.apply_job_files()
         await self._start_clusters()
+        if self.leases is not None:
+            await self.leases.coord.open()
+            await self.leases.start()
         await self.engine.load()
         await self._jobs_changed()
         runner = web.AppRunner(self.build_app(), **runner_options(self.config.server))
@@ -433,6 +457,9 @@ class Daemon:
         await bounded("the Falcon listeners", self.listeners.close(), left(0.05))
         # in-flight applies get up to half the budget; a write cut off is settled at the next start
         await self.engine.stop(timeout=left(0.5))
+        if self.leases is not None:  # released after the last write: successors take over at once
+            await bounded("releasing the shard leases", self.leases.stop(), left(0.1))
+            await bounded("closing the cluster store", self.leases.coord.close(), left(0.05))
         for c in list(self.clusters.values()):
             await bounded(f"closing Marathon cluster {c.name}", c.close(), left(0.1))
         await bounded("the LB loops", self.lb.close(timeout=left(0.15)), left(0.2))

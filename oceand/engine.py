@@ -35,9 +35,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from actuators.marathon import MarathonError, Permanent
-from actuators.marathon_apply import Attempt, AttemptLog
+from actuators.marathon_apply import PENDING, Attempt, AttemptLog
 from oceand.actuation import Actuator, AppView, Outcome
 from oceand.buckets import JOB_LEVEL_METRICS, ClosedBucket, JobBuckets
+from oceand.cluster.intent import TAKEOVER_GAP, bucket_label
+from oceand.cluster.lease import DuplicateDecision, Held
+from oceand.cluster.ownership import Ownership
 from oceand.history import HistoryRecorder
 from oceand.ingest import IngestLimits, Ingestor, PushResult
 from oceand.logs import log_decision
@@ -97,6 +100,7 @@ class JobRuntime:
     unsettled: list[tuple[Decision, AttemptLog]] = field(default_factory=list)
     wake_at: float = math.inf  # the worker's timer (Engine._timers): when it is to be woken next
     idle: tuple[JobDocument, str] | None = None  # (document, mode) of an idle job (Engine._idle_key)
+    reload: bool = False  # cluster: state and pending writes are read again before the job acts (takeover)
 
     @property
     def name(self) -> str:
@@ -124,6 +128,7 @@ class Engine:
         limits: IngestLimits | None = None,
         on_series_expired: Callable[[int], None] | None = None,
         sweep_interval: float = 60.0,
+        ownership: Ownership | None = None,
     ) -> None:
         self.store = store
         self.actuator_for = actuator_for
@@ -159,6 +164,10 @@ class Engine:
         self._timer_at = math.inf
         self.on_deferred: Callable[[], None] | None = None  # a timer slice left due jobs for the next one
         self.history: HistoryRecorder | None = None  # each evaluated bucket is recorded (oceand/history.py)
+        # Several daemons (oceand/cluster): a job acts only while its shard is held here; None = alone
+        self.ownership = ownership
+        if ownership is not None:
+            ownership.on_acquired = self._shard_acquired
 
     # ---- job set -------------------------------------------------------------------------------
 
@@ -174,7 +183,7 @@ class Engine:
             if rt is None:
                 continue
             assert decision.id is not None
-            self._logs[decision.id] = await self._load_attempts(rt.name, decision.id)
+            self._logs[decision.id] = await self._load_attempts(rt.name, decision.id, _key(decision))
             older = newest.get(decision.job)
             if older is not None:  # only the newest pending decision of a job still means anything
                 await self._supersede(rt, older, decision)
@@ -200,7 +209,7 @@ class Engine:
         if state.created_at is None:
             state.created_at = now
             self._dirty.add(doc.job)
-        rt = JobRuntime(doc, version, self._new_buckets(doc, now), state)
+        rt = JobRuntime(doc, version, self._new_buckets(doc, now), state, reload=self.ownership is not None)
         if state.last_bucket is not None:  # a bucket closed before a restart is not evaluated again
             if state.last_bucket <= rt.buckets.closed_upto:
                 rt.buckets.closed_upto = max(rt.buckets.closed_upto, state.last_bucket + int(doc.period))
@@ -475,6 +484,8 @@ class Engine:
 
     async def _step(self, rt: JobRuntime) -> None:
         now = self.clock()
+        if self.ownership is not None and not await self._owned(rt, now):
+            return
         if rt.retry is not None and rt.retry_at is not None and now >= rt.retry_at:
             d, rt.retry, rt.retry_at = rt.retry, None, None
             await self._apply(rt, d, reread=True)
@@ -516,6 +527,12 @@ class Engine:
     async def _evaluate_bucket(self, rt: JobRuntime, closed: ClosedBucket) -> None:
         if self.on_bucket is not None:
             self.on_bucket()
+        if self.ownership is not None and (
+            bucket_label(closed.start, self.ownership.acquired_at(rt.name)) == TAKEOVER_GAP
+        ):  # began before this daemon owned the job: its samples are partial; streaks neither end nor grow
+            rt.state.last_bucket = closed.start
+            self._dirty.add(rt.name)
+            return
         view = self._view(rt)
         if not view.known:
             log.debug("job %s: app state unknown, bucket %d not evaluated", rt.name, closed.start)
@@ -632,6 +649,72 @@ class Engine:
         )
         await self._decided(rt, decision, state, always_store=True)
 
+    # ---- several daemons (oceand/cluster) ------------------------------------------------------
+
+    async def _owned(self, rt: JobRuntime, now: float) -> bool:
+        """Cluster mode: whether the job acts in this step. A job this daemon may not act on (its shard
+        is held elsewhere, or not renewed in time here) closes its due buckets unevaluated, drops queued
+        alarms and manual scales, and leaves its pending writes to the owner; once owned again it reads
+        its state and pending writes from the store before anything else (`_take_over`)."""
+        assert self.ownership is not None
+        reason = self.ownership.gate(rt.name)
+        if reason is not None:
+            rt.reload = True
+            rt.buckets.due(now)
+            rt.retry, rt.retry_at, rt.unsettled = None, None, []
+            for _ in rt.alarms:
+                self._alarm_dropped(reason)
+            rt.alarms.clear()
+            while rt.events:
+                ev = rt.events.popleft()
+                if not ev.done.done():
+                    ev.done.set_exception(
+                        AppUnknown(f"job {rt.name} is not acted on by this daemon ({reason})")
+                    )
+            return False
+        if rt.reload:
+            await self._take_over(rt)
+        return True
+
+    async def drain_shard(self, shard: int) -> None:
+        """Wait until no job of `shard` is applying a decision (its shard is draining: no new intents)."""
+        assert self.ownership is not None
+        own = self.ownership
+        while any(own.shard(name) == shard for name in self._applying):
+            await asyncio.sleep(0.01)
+
+    def _shard_acquired(self, shard: int, held: Held) -> None:
+        assert self.ownership is not None
+        for rt in self.jobs.values():
+            if self.ownership.shard(rt.name) == shard:
+                rt.reload = True
+                rt.wake.set()
+
+    async def _take_over(self, rt: JobRuntime) -> None:
+        """HA.md §6.7, from the MySQL store: the job's last committed state (the former owner's), and its
+        pending decisions, retried at once by `_apply`, which settles their writes of unknown outcome
+        (landed: adopted, not resent; no sign of it past the write's deadline + grace: abandoned) and
+        re-reads the app before sending anything."""
+        state = JobState.from_json(await self.store.load_state(rt.name))
+        if state.created_at is None:
+            state.created_at = rt.state.created_at
+        rt.state = state
+        if state.last_bucket is not None:
+            rt.buckets.closed_upto = max(rt.buckets.closed_upto, state.last_bucket + int(rt.doc.period))
+        newest: Decision | None = None
+        for d in await self.store.pending_decisions():  # oldest first
+            if d.get("job") != rt.name:
+                continue
+            decision = Decision.from_json(d)
+            assert decision.id is not None
+            self._logs[decision.id] = await self._load_attempts(rt.name, decision.id, _key(decision))
+            if newest is not None:
+                await self._supersede(rt, newest, decision)
+            newest = decision
+        rt.reload = False
+        if newest is not None:
+            self._settle_pending(rt, newest)
+
     # ---- commit and apply ----------------------------------------------------------------------
 
     @staticmethod
@@ -685,7 +768,7 @@ class Engine:
             )
             raise
         if decision.status == "pending" and did is not None:
-            self._logs[did] = self._attempt_log(rt.name, did)
+            self._logs[did] = self._attempt_log(rt.name, did, key=_key(decision))
             if rt.retry is not None:
                 await self._supersede(rt, rt.retry, decision)
         self._dirty.discard(rt.name)
@@ -695,15 +778,23 @@ class Engine:
             await self._after(rt, decision)
         return decision
 
-    def _attempt_log(self, job: str, decision_id: int, attempts: list[Attempt] | None = None) -> AttemptLog:
+    def _attempt_log(
+        self, job: str, decision_id: int, attempts: list[Attempt] | None = None, *, key: str = ""
+    ) -> AttemptLog:
+        own = self.ownership
+
         async def record(a: Attempt) -> None:
+            if own is not None and a.status == PENDING:  # a new write: its intent, fenced by the lease epoch
+                log_.epoch = await own.begin_attempt(decision_id, job, key, a.to_json(), self.clock())
+                return
             await self.store.record_attempt(decision_id, job, a.to_json())
 
-        return AttemptLog(attempts or (), record, decision_id)
+        log_ = AttemptLog(attempts or (), record, decision_id)
+        return log_
 
-    async def _load_attempts(self, job: str, decision_id: int) -> AttemptLog:
+    async def _load_attempts(self, job: str, decision_id: int, key: str) -> AttemptLog:
         stored = await self.store.attempts(decision_id)
-        return self._attempt_log(job, decision_id, [Attempt.from_json(a) for a in stored])
+        return self._attempt_log(job, decision_id, [Attempt.from_json(a) for a in stored], key=key)
 
     def _count(self, what: str) -> None:
         if self.on_actuation is not None:
@@ -725,12 +816,16 @@ class Engine:
         self._applying[rt.name] = decision
         try:
             if attempts is None:
-                attempts = self._logs[decision.id] = await self._load_attempts(rt.name, decision.id)
+                attempts = self._logs[decision.id] = await self._load_attempts(
+                    rt.name, decision.id, _key(decision)
+                )
             if rt.unsettled:
                 await self._settle_older(rt, actuator)
                 reread = True
             outcome, stale = await self._settle_and_send(rt, actuator, decision, attempts, reread)
-        except StoreError as e:  # nothing is sent before its attempt is on disk: retried
+        except DuplicateDecision as e:  # cluster: this decision's write was recorded (and sent) before
+            outcome, stale = Outcome("failed", {"duplicate": str(e)}), True
+        except StoreError as e:  # nothing is sent before its attempt is on disk (or fenced): retried
             outcome = Outcome("failed", {"error": f"store: {e}"})
         except Permanent as e:  # the app is gone or refused while settling or re-reading
             outcome = Outcome("failed", {"error": str(e), "status": e.status}, permanent=True)
@@ -1020,7 +1115,17 @@ class Engine:
             "blocked": rt.blocked,
             "retry_at": rt.retry_at,
             "last_decision": rt.last_decision,
+            "cluster": None if self.ownership is None else self.ownership.describe(name),
         }
+
+
+def _key(d: Decision) -> str:
+    """The decision key of its writes (cluster mode: unique per job and attempt). A bucket's decision
+    has the same key on every daemon (`b:<bucket>`); the others are keyed by their decision id: schedule
+    fires are claimed once in the store (`fires`), alarms and manual scales will reach the owner only."""
+    if d.trigger == "bucket" and d.bucket is not None:
+        return f"b:{d.bucket}"
+    return f"{d.trigger[0]}:{d.id}"
 
 
 def _same_state(a: JobState, b: JobState) -> bool:
