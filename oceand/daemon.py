@@ -287,6 +287,38 @@ class Daemon:
         status["lb"] = self.lb.status(name)
         return status
 
+    def cluster_info(self) -> dict[str, Any]:
+        """GET /api/v1/cluster: {"enabled": false} for a daemon alone."""
+        if self.leases is None:
+            return {"enabled": False}
+        leases, view = self.leases, self.leases.view
+        held: dict[str, int] = {}
+        rows = []
+        for shard, (owner, epoch, valid) in enumerate(view.leases):
+            if shard in leases.held:  # this daemon's own, as of its last renewal
+                owner, epoch, valid = leases.me, leases.held[shard].epoch, True
+            rows.append({"shard": shard, "owner": owner, "epoch": epoch, "valid": valid})
+            if owner is not None and valid:
+                held[owner] = held.get(owner, 0) + 1
+        members = [
+            {
+                "instance_id": m.instance_id,
+                "stable_id": m.stable_id,
+                "addr": m.addr,
+                "shards_held": held.get(m.instance_id, 0),
+            }
+            for m in view.members
+        ]
+        return {
+            "enabled": True,
+            "name": leases.s.name,
+            "shards": leases.s.shards,
+            "this_daemon": leases.me,
+            "members": members,
+            "unowned": sum(1 for r in rows if r["owner"] is None or not r["valid"]),
+            "leases": rows,
+        }
+
     def clusters_info(self) -> list[dict[str, Any]]:
         return [c.info() for c in self.clusters.values()]
 

@@ -323,6 +323,11 @@ async def clusters(request: web.Request) -> web.Response:
     return json_response({"clusters": request.app[DAEMON].clusters_info()})
 
 
+async def cluster(request: web.Request) -> web.Response:
+    """Several daemons (docs/cluster.md): members, shards per member and lease epochs as last polled."""
+    return json_response(request.app[DAEMON].cluster_info())
+
+
 async def unmatched(request: web.Request) -> web.Response:
     """The latest series no job takes (PRODUCT §9): "my job sees no data" in one call."""
     seen = request.app[ENGINE].ingestor.unmatched
@@ -346,5 +351,6 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v1/jobs/{job}/scale", scale)
     r.add_post("/api/v1/jobs/{job}/mode", set_mode)
     r.add_get("/api/v1/clusters", clusters)
+    r.add_get("/api/v1/cluster", cluster)
     r.add_get("/api/v1/ingest/unmatched", unmatched)
     r.add_get("/api/v1/audit", audit_log)

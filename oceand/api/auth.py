@@ -75,6 +75,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/v1/jobs/{job}/scale"): "operate",
     ("POST", "/api/v1/jobs/{job}/mode"): "operate",
     ("GET", "/api/v1/clusters"): "read",
+    ("GET", "/api/v1/cluster"): "read",
     ("GET", "/api/v1/ingest/unmatched"): "read",
     ("GET", "/api/v1/tokens"): "admin",
     ("POST", "/api/v1/tokens"): "admin",

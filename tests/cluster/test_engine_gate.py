@@ -210,3 +210,29 @@ async def test_a_takeover_adopts_a_write_that_landed_instead_of_sending_it_again
     assert await decision_status() == "applied"
     assert [p["instances"] for p in puts(cluster.fake)] == ["3"]  # one PUT for the decision
     assert cluster.fake.apps[APP].instances == 3
+
+
+async def test_get_cluster_lists_members_shards_and_epochs(cluster: Cluster) -> None:
+    a, ca = await cluster.start()
+    b, _ = await cluster.start()
+    assert a.leases is not None and b.leases is not None
+    await until(lambda: len(a.leases.held) + len(b.leases.held) == 16 and a.leases.held and b.leases.held, 10)
+    await a.leases.poll_once()  # a fresh view of B's leases
+    status, body = await ca.call("GET", "/api/v1/cluster")
+    assert status == 200
+    assert (body["enabled"], body["name"], body["shards"], body["this_daemon"]) == (
+        True,
+        "gate",
+        16,
+        a.leases.me,
+    )
+    members = {m["instance_id"]: m["shards_held"] for m in body["members"]}
+    assert members == {a.leases.me: len(a.leases.held), b.leases.me: len(b.leases.held)}
+    assert body["unowned"] == 0
+    mine = {r["shard"]: r["epoch"] for r in body["leases"] if r["owner"] == a.leases.me}
+    assert mine == {s: h.epoch for s, h in a.leases.held.items()}
+
+
+async def test_get_cluster_alone(start_daemon: Any) -> None:
+    _, c = await start_daemon()
+    assert await c.call("GET", "/api/v1/cluster") == (200, {"enabled": False})
