@@ -69,6 +69,9 @@ Cursor = Any  # aiomysql.Cursor (untyped library)
 _LOST_CONNECTION = {2006, 2013, 2055, 1927, 4031}
 _RETRY_TRANSACTION = {1213}  # deadlock: InnoDB rolled the transaction back, running it again is safe
 _DUPLICATE_KEY = 1062
+# Migrations (DDL: index builds on tables of any size) are bounded by this, not by the URL's per-call
+# `timeout`: a call timeout of 0.5 s must not keep a daemon from ever opening its store.
+MIGRATE_TIMEOUT = 300.0
 PROBE_JOB = ""  # the job_state key probe_write writes and deletes: never a job's name (1-200 chars)
 _SQL_MODE = "STRICT_ALL_TABLES,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
 
@@ -144,7 +147,7 @@ class MySQLStore:
             raise self._error(f"cannot connect: {e}") from e
         self._pool = pool
         try:
-            await self._run(self._migrate, retry=False)
+            await self._run(self._migrate, retry=False, timeout=max(self._url.timeout, MIGRATE_TIMEOUT))
         except BaseException:
             await self.close()
             raise
@@ -193,16 +196,21 @@ class MySQLStore:
     # ------------------------------------------------------------ plumbing
 
     async def _run(
-        self, fn: Callable[[Cursor], Awaitable[T]], *, retry: bool = True, write: bool = False
+        self,
+        fn: Callable[[Cursor], Awaitable[T]],
+        *,
+        retry: bool = True,
+        write: bool = False,
+        timeout: float | None = None,
     ) -> T:
         """Run `fn` in one transaction on a pooled connection; commit; StoreError on failure.
 
         A write's outcome goes to `health` (a refused row, IntegrityError or DataError, says nothing
         about the store)."""
         if not write:
-            return await self._transaction(fn, retry)
+            return await self._transaction(fn, retry, timeout)
         try:
-            result = await self._transaction(fn, retry)
+            result = await self._transaction(fn, retry, timeout)
         except StoreError as e:
             if not isinstance(e.__cause__, aiomysql.IntegrityError | aiomysql.DataError):
                 self._health.failed(e)
@@ -225,12 +233,15 @@ class MySQLStore:
         except Exception:
             return False
 
-    async def _transaction(self, fn: Callable[[Cursor], Awaitable[T]], retry: bool) -> T:
+    async def _transaction(
+        self, fn: Callable[[Cursor], Awaitable[T]], retry: bool, timeout: float | None = None
+    ) -> T:
         pool = self._pool
         if pool is None:
             raise self._error("not open")
+        bound = self._url.timeout if timeout is None else timeout
         try:
-            async with asyncio.timeout(self._url.timeout):
+            async with asyncio.timeout(bound):
                 try:
                     return await self._once(pool, fn)
                 except _Retry as r:
@@ -241,7 +252,7 @@ class MySQLStore:
                     except _Retry as again:
                         raise again.error from None
         except TimeoutError:
-            raise self._error(f"no answer within {self._url.timeout:g}s") from None
+            raise self._error(f"no answer within {bound:g}s") from None
         except (aiomysql.Error, OSError) as e:
             raise self._error(e) from e
 
