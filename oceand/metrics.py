@@ -242,12 +242,6 @@ class Metrics:
             ["direction"],
             registry=r,
         )
-        self.takeover = Histogram(
-            "oceand_takeover_seconds",
-            "From acquiring a shard to its jobs reloaded and ready (state and pending writes read)",
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=r,
-        )
         self.intent_fenced = Counter(
             "oceand_intent_fenced_total",
             "Intent inserts refused by the database: the lease was lost or within intent_margin of its end",
@@ -258,12 +252,6 @@ class Metrics:
             "Intents not sent after their insert, by reason (budget: the local clock passed "
             "actuation_budget before the write)",
             ["reason"],
-            registry=r,
-        )
-        self.reconcile = Counter(
-            "oceand_reconcile_total",
-            "Pending writes of a former owner reconciled after a takeover, by result (adopt, abandon)",
-            ["result"],
             registry=r,
         )
 
