@@ -35,12 +35,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from actuators.marathon import MarathonError, Permanent
-from actuators.marathon_apply import PENDING, Attempt, AttemptLog
+from actuators.marathon_apply import ABANDONED, PENDING, Attempt, AttemptLog
 from oceand.actuation import Actuator, AppView, Outcome
 from oceand.buckets import JOB_LEVEL_METRICS, ClosedBucket, JobBuckets
 from oceand.cluster.intent import TAKEOVER_GAP, bucket_label
 from oceand.cluster.lease import DuplicateDecision, Held
-from oceand.cluster.ownership import Ownership
+from oceand.cluster.ownership import OverBudget, Ownership
 from oceand.history import HistoryRecorder
 from oceand.ingest import IngestLimits, Ingestor, PushResult
 from oceand.logs import log_decision
@@ -785,7 +785,12 @@ class Engine:
 
         async def record(a: Attempt) -> None:
             if own is not None and a.status == PENDING:  # a new write: its intent, fenced by the lease epoch
-                log_.epoch = await own.begin_attempt(decision_id, job, key, a.to_json(), self.clock())
+                try:
+                    log_.epoch = await own.begin_attempt(decision_id, job, key, a.to_json(), self.clock())
+                except OverBudget:  # recorded, then abandoned unsent: the next write is the next attempt
+                    a.status = ABANDONED
+                    log_.attempts.append(a)
+                    raise
                 return
             await self.store.record_attempt(decision_id, job, a.to_json())
 

@@ -236,3 +236,38 @@ async def test_get_cluster_lists_members_shards_and_epochs(cluster: Cluster) -> 
 async def test_get_cluster_alone(start_daemon: Any) -> None:
     _, c = await start_daemon()
     assert await c.call("GET", "/api/v1/cluster") == (200, {"enabled": False})
+
+
+async def test_a_write_not_sent_within_the_budget_of_its_intent_is_abandoned(cluster: Cluster) -> None:
+    """The intent insert took longer than actuation_budget (a stall between the insert and the write):
+    the attempt is marked abandoned and nothing is sent; the retry is the next attempt, and is sent."""
+    d, c = await cluster.start()
+    await until(lambda: owns(d), 5)
+    await add_job(d, c)
+    assert d.leases is not None
+    real = d.leases.fenced_attempt
+    calls = 0
+
+    async def slow_once(*args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        await real(*args)
+        if calls == 1:
+            await asyncio.sleep(1.0)  # = actuation_budget: past it by the time the write would go
+
+    d.leases.fenced_attempt = slow_once  # type: ignore[method-assign]
+    status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
+    assert status == 200 and body["decision"]["status"] == "pending", body
+    assert "actuation_budget" in body["decision"]["result"]["error"]
+    assert puts(cluster.fake) == []
+    did = body["decision"]["id"]
+    await until(lambda: len(puts(cluster.fake)) == 1, 10)  # the retry
+    assert [(p["X-Oceand-Attempt"], p["instances"]) for p in puts(cluster.fake)] == [("2", "3")]
+    await until(lambda: d.engine.jobs[JOB].retry is None, 5)
+    rows = await sql(
+        cluster.db,
+        "SELECT attempt, status FROM actuation_attempts WHERE decision_id = %s ORDER BY attempt",
+        (did,),
+    )
+    assert rows == [(1, "abandoned"), (2, "applied")]
+    assert d.metrics.intent_abandoned.labels("budget")._value.get() == 1
