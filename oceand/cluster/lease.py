@@ -42,12 +42,12 @@ from oceand.cluster.ids import shard_of
 from oceand.cluster.intent import may_act
 from oceand.metrics import Metrics
 from oceand.store.base import AttemptRow, MySQLURL, StoreError
+from oceand.store.mysql import create_pool
 
 log = logging.getLogger("oceand.cluster")
 T = TypeVar("T")
 Cursor = Any  # aiomysql.Cursor (untyped library)
 _DUPLICATE_KEY = 1062
-_SQL_MODE = "STRICT_ALL_TABLES,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
 
 
 class ClusterError(Exception):
@@ -126,23 +126,12 @@ class Coordinator:
         u = self.url
         try:
             async with asyncio.timeout(u.connect_timeout + self.timeout):
-                self._pool = await aiomysql.create_pool(
-                    minsize=1,
-                    maxsize=self.pool_size,
-                    host=u.host,
-                    port=u.port,
-                    user=u.user,
-                    password=u.password,
-                    db=u.database,
-                    unix_socket=u.unix_socket,
-                    charset="utf8mb4",
+                self._pool = await create_pool(
+                    u,
+                    self.pool_size,
                     autocommit=True,
-                    connect_timeout=u.connect_timeout,
-                    init_command=(
-                        f"SET SESSION sql_mode = '{_SQL_MODE}', innodb_lock_wait_timeout = 1,"
-                        " wait_timeout = 30, time_zone = '+00:00'"
-                    ),
-                    pool_recycle=600,
+                    session=", innodb_lock_wait_timeout = 1, wait_timeout = 30, time_zone = '+00:00'",
+                    recycle=600,
                 )
         except TimeoutError:
             raise CoordError(f"cluster store {u.redacted}: no connection in time") from None
