@@ -38,7 +38,7 @@ from actuators.marathon import MarathonError, Permanent
 from actuators.marathon_apply import ABANDONED, PENDING, Attempt, AttemptLog
 from oceand.actuation import Actuator, AppView, Outcome
 from oceand.buckets import JOB_LEVEL_METRICS, ClosedBucket, JobBuckets
-from oceand.cluster.intent import TAKEOVER_GAP, bucket_label
+from oceand.cluster.intent import TAKEOVER_GAP, WAIT, ForeignIntent, bucket_label, takeover_verdict
 from oceand.cluster.lease import DuplicateDecision, Held
 from oceand.cluster.ownership import OverBudget, Ownership
 from oceand.history import HistoryRecorder
@@ -101,6 +101,7 @@ class JobRuntime:
     wake_at: float = math.inf  # the worker's timer (Engine._timers): when it is to be woken next
     idle: tuple[JobDocument, str] | None = None  # (document, mode) of an idle job (Engine._idle_key)
     reload: bool = False  # cluster: state and pending writes are read again before the job acts (takeover)
+    quiet_until: float | None = None  # cluster: nothing is decided before (a former owner's write pending)
 
     @property
     def name(self) -> str:
@@ -486,6 +487,12 @@ class Engine:
         now = self.clock()
         if self.ownership is not None and not await self._owned(rt, now):
             return
+        if rt.quiet_until is not None:  # cluster: a former owner's write may still land; nothing decided
+            if now < rt.quiet_until:
+                for closed in rt.buckets.due(now):  # takeover gaps: streaks neither end nor grow
+                    rt.state.last_bucket = closed.start
+                return
+            rt.quiet_until = None
         if rt.retry is not None and rt.retry_at is not None and now >= rt.retry_at:
             d, rt.retry, rt.retry_at = rt.retry, None, None
             await self._apply(rt, d, reread=True)
@@ -659,7 +666,7 @@ class Engine:
         assert self.ownership is not None
         reason = self.ownership.gate(rt.name)
         if reason is not None:
-            rt.reload = True
+            rt.reload, rt.quiet_until = True, None
             rt.buckets.due(now)
             rt.retry, rt.retry_at, rt.unsettled = None, None, []
             for _ in rt.alarms:
@@ -695,6 +702,8 @@ class Engine:
         pending decisions, retried at once by `_apply`, which settles their writes of unknown outcome
         (landed: adopted, not resent; no sign of it past the write's deadline + grace: abandoned) and
         re-reads the app before sending anything."""
+        own = self.ownership
+        assert own is not None
         state = JobState.from_json(await self.store.load_state(rt.name))
         if state.created_at is None:
             state.created_at = rt.state.created_at
@@ -714,6 +723,18 @@ class Engine:
         rt.reload = False
         if newest is not None:
             self._settle_pending(rt, newest)
+            assert newest.id is not None
+            unknown = self._logs[newest.id].unresolved()  # writes of an older epoch: the former owner's
+            if unknown:  # the quiet period first: the former owner may still be sending (HA.md §6.7)
+                last = max(unknown, key=lambda a: a.deadline)
+                wait = takeover_verdict(
+                    ForeignIntent(last.to_count, last.sent_at, last.deadline),
+                    None,
+                    self.clock(),
+                    own.takeover_grace,
+                )
+                if wait.action == WAIT and wait.until is not None and wait.until > self.clock():
+                    rt.retry_at = rt.quiet_until = wait.until
 
     # ---- commit and apply ----------------------------------------------------------------------
 
@@ -975,6 +996,8 @@ class Engine:
 
     async def _write_state(self, name: str) -> None:
         rt = self.jobs.get(name)
+        if self.ownership is not None and self.ownership.gate(name) is not None:
+            return  # cluster: a job owned elsewhere now is the owner's to write (never an older state)
         if rt is not None:
             await self.store.commit(name, rt.state.to_json(), None)
 

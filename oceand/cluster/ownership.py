@@ -55,6 +55,10 @@ class Ownership:
         if self.on_acquired is not None:
             self.on_acquired(shard, held)
 
+    @property
+    def takeover_grace(self) -> float:
+        return self.leases.s.takeover_grace
+
     def shard(self, job: str) -> int:
         return self.leases.shard_of(job)
 

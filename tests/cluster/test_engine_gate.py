@@ -179,8 +179,9 @@ async def test_a_job_owned_by_another_daemon_is_not_acted_on_here(cluster: Clust
 
 async def test_a_takeover_adopts_a_write_that_landed_instead_of_sending_it_again(cluster: Cluster) -> None:
     """The owner's PUT lands late (its reply lost); the owner then stops (its lease lapses, like a
-    SIGSTOP). The new owner takes the shard with a higher epoch, finds the decision pending and its
-    write in Marathon: applied, not sent again. One PUT for the decision."""
+    SIGSTOP). The new owner takes the shard with a higher epoch, waits out the quiet period
+    (takeover_grace after the write's deadline), finds the decision pending and its write in Marathon:
+    applied, not sent again. One PUT for the decision."""
     cluster.fake.set_put_delay(1.5)
     a, ca = await cluster.start()
     await until(lambda: owns(a), 5)
@@ -194,7 +195,7 @@ async def test_a_takeover_adopts_a_write_that_landed_instead_of_sending_it_again
         t.cancel()
     a.leases.held.clear()
     cluster.fake.set_put_delay(0)
-    b, cb = await cluster.start()
+    b, cb = await cluster.start(takeover_grace="3s")
     await until(lambda: owns(b), 10)
     assert b.leases is not None
     new_epoch = b.leases.held[b.leases.shard_of(JOB)].epoch
@@ -204,10 +205,15 @@ async def test_a_takeover_adopts_a_write_that_landed_instead_of_sending_it_again
         _, got = await cb.call("GET", f"/api/v1/jobs/{JOB}/decisions")
         return str(next(x for x in got["decisions"] if x["id"] == did)["status"])
 
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(15):
         while await decision_status() == "pending":
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
+    resolved = time.time()
     assert await decision_status() == "applied"
+    ((deadline,),) = await sql(
+        cluster.db, "SELECT deadline FROM actuation_attempts WHERE decision_id = %s", (did,)
+    )
+    assert resolved >= float(deadline) + 3.0  # the quiet period: not reconciled before deadline + grace
     assert [p["instances"] for p in puts(cluster.fake)] == ["3"]  # one PUT for the decision
     assert cluster.fake.apps[APP].instances == 3
 
@@ -271,3 +277,21 @@ async def test_a_write_not_sent_within_the_budget_of_its_intent_is_abandoned(clu
     )
     assert rows == [(1, "abandoned"), (2, "applied")]
     assert d.metrics.intent_abandoned.labels("budget")._value.get() == 1
+
+
+async def test_a_daemon_that_lost_a_job_does_not_write_its_state_over_the_owners(cluster: Cluster) -> None:
+    d, c = await cluster.start()
+    await until(lambda: owns(d), 5)
+    await add_job(d, c)
+    await d.engine.flush()
+    ((stored,),) = await sql(cluster.db, "SELECT state FROM job_state WHERE job = %s", (JOB,))
+    assert d.leases is not None
+    for t in d.leases._tasks:
+        t.cancel()
+    d.leases.held.clear()  # lost (another daemon owns it now)
+    rt = d.engine.jobs[JOB]
+    rt.state.streaks.clear()
+    rt.state.count = 9  # what this daemon believed before it lost the job
+    d.engine._dirty.add(JOB)
+    await d.engine.flush()
+    assert await sql(cluster.db, "SELECT state FROM job_state WHERE job = %s", (JOB,)) == [(stored,)]
