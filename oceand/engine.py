@@ -699,9 +699,11 @@ class Engine:
 
     async def _take_over(self, rt: JobRuntime) -> None:
         """HA.md §6.7, from the MySQL store: the job's last committed state (the former owner's), and its
-        pending decisions, retried at once by `_apply`, which settles their writes of unknown outcome
+        newest pending decision, retried by `_apply`, which settles its writes of unknown outcome
         (landed: adopted, not resent; no sign of it past the write's deadline + grace: abandoned) and
-        re-reads the app before sending anything."""
+        re-reads the app before sending anything. With such writes, the retry and every decision of the
+        job wait for the quiet period (`quiet_until`: the last write's deadline + takeover_grace; the
+        deadline is the former owner's wall clock, so this assumes the daemons' clocks roughly agree)."""
         own = self.ownership
         assert own is not None
         state = JobState.from_json(await self.store.load_state(rt.name))

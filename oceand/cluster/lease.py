@@ -423,45 +423,61 @@ class LeaseManager:
         p = assign.plan(self.stable_id, self.held, desired, leases, owner_of, budget)
         if p.release:
             await self.release(p.release)
-        for s in p.acquire:
-            if self._stopping:
-                break
-            await self.acquire(s)
+        if p.acquire and not self._stopping:
+            await self.acquire_many(p.acquire)
         return p
 
     async def acquire(self, shard: int) -> Held | None:
-        """Take a free or expired lease (never a valid one): epoch + 1 (at least the database clock in ms,
-        so the epoch keeps growing even after a failover that lost the last bump). None when not taken."""
-        t0 = self.mono()
+        """Take one free or expired lease; None when not taken (see `acquire_many`)."""
+        return (await self.acquire_many([shard])).get(shard)
 
-        async def go(cur: Cursor) -> tuple[int, float] | None:
+    async def acquire_many(self, shards: list[int]) -> dict[int, Held]:
+        """Take the free or expired leases among `shards` (never a valid one) in one statement: each taken
+        shard's epoch becomes epoch + 1, and at least the database clock in ms, so epochs keep growing
+        even after a failover that lost the last bump. The rows this statement took are told apart by
+        their new `expires_at` (`@t` + TTL, `@t` being this statement's NOW(6)), read on the same
+        connection. Returns the shards taken."""
+        shards = [s for s in shards if s not in self.held]
+        if not shards:
+            return {}
+        t0 = self.mono()
+        marks = ",".join(["%s"] * len(shards))
+        ttl = _us(self.s.lease_ttl)
+
+        async def go(cur: Cursor) -> list[tuple[Any, ...]]:
+            await cur.execute("SET @t = NOW(6)")
             await cur.execute(
                 "UPDATE shard_lease SET owner = %s,"
-                " epoch = LAST_INSERT_ID(GREATEST(epoch + 1, FLOOR(UNIX_TIMESTAMP(NOW(6)) * 1000))),"
-                " expires_at = NOW(6) + INTERVAL %s MICROSECOND"
-                " WHERE shard = %s AND (owner IS NULL OR expires_at < NOW(6))",
-                (self.me, _us(self.s.lease_ttl), shard),
+                " epoch = GREATEST(epoch + 1, FLOOR(UNIX_TIMESTAMP(@t) * 1000)),"
+                " expires_at = @t + INTERVAL %s MICROSECOND"
+                f" WHERE shard IN ({marks}) AND (owner IS NULL OR expires_at < @t)",
+                (self.me, ttl, *shards),
             )
-            if cur.rowcount != 1:
-                return None
-            await cur.execute("SELECT LAST_INSERT_ID(), UNIX_TIMESTAMP(NOW(6))")  # the same connection
-            epoch, now = await cur.fetchone()
-            return int(epoch), float(now)
+            if cur.rowcount == 0:
+                return []
+            await cur.execute(
+                "SELECT shard, epoch, UNIX_TIMESTAMP(@t) FROM shard_lease"
+                f" WHERE owner = %s AND shard IN ({marks}) AND expires_at = @t + INTERVAL %s MICROSECOND",
+                (self.me, *shards, ttl),
+            )
+            return [tuple(r) for r in await cur.fetchall()]
 
-        got = await self.coord.run(go)
-        if got is None:
-            return None
-        h = Held(got[0], t0 + self.s.stop_acting_after, got[1])
-        self.held[shard] = h
-        log.info(
-            "shard %d acquired, epoch %d", shard, h.epoch, extra={"event": "lease_acquired", "shard": shard}
-        )
-        if self.metrics is not None:
-            self.metrics.handoff_shards.labels("acquired").inc()
-            self.metrics.shards_held.set(len(self.held))
-        for cb in self.on_acquired:
-            cb(shard, h)
-        return h
+        rows = await self.coord.run(go)
+        taken: dict[int, Held] = {}
+        for shard, epoch, now in rows:
+            h = Held(int(epoch), t0 + self.s.stop_acting_after, float(now))
+            self.held[int(shard)] = taken[int(shard)] = h
+        if taken:
+            log.info(
+                "%d shards acquired", len(taken), extra={"event": "lease_acquired", "shards": sorted(taken)}
+            )
+            if self.metrics is not None:
+                self.metrics.handoff_shards.labels("acquired").inc(len(taken))
+                self.metrics.shards_held.set(len(self.held))
+            for shard, h in taken.items():
+                for cb in self.on_acquired:
+                    cb(shard, h)
+        return taken
 
     async def release(self, shards: Iterable[int]) -> int:
         """Revoke (HA.md §4.4 step 2): mark each shard draining (no new intents), wait for its in-flight
@@ -473,24 +489,25 @@ class LeaseManager:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.s.actuation_budget):
                     await asyncio.gather(*(self.drain(s) for s in shards))
-        done = 0
-        for s in shards:
-            h = self.held.pop(s, None)
-            if h is None:
-                continue
-            try:
-                done += await self.coord.execute(
-                    "UPDATE shard_lease SET owner = NULL, expires_at = NOW(6)"
-                    " WHERE shard = %s AND epoch = %s AND owner = %s",
-                    (s, h.epoch, self.me),
-                )
-            finally:
-                if self.metrics is not None:
-                    self.metrics.handoff_shards.labels("released").inc()
-                    self.metrics.shards_held.set(len(self.held))
+        pairs = [(s, self.held.pop(s).epoch) for s in shards if s in self.held]
+        if not pairs:
+            return 0
+        args: list[Any] = [self.me]
+        for s, e in pairs:
+            args += [s, e]
+        try:
+            return await self.coord.execute(
+                "UPDATE shard_lease SET owner = NULL, expires_at = NOW(6)"
+                f" WHERE owner = %s AND (shard, epoch) IN ({','.join(['(%s,%s)'] * len(pairs))})",
+                args,
+            )
+        finally:  # not acted on any more, whether the statement got through or not (the TTL frees them)
+            if self.metrics is not None:
+                self.metrics.handoff_shards.labels("released").inc(len(pairs))
+                self.metrics.shards_held.set(len(self.held))
+            for s, _ in pairs:
                 for cb in self.on_lost:
                     cb(s, "released")
-        return done
 
     # ---- the fenced intent ---------------------------------------------------------------------
 

@@ -22,13 +22,12 @@ from typing import Any
 import orjson
 import pytest
 
+from bench.ha_failover import APP, JOB, cluster_daemon, owner, status_of
 from tests.e2e.harness import DaemonProcess, FakeMarathonProcess, wait_for
 from tests.marathon.test_actuation import job_doc
 
 pytestmark = [pytest.mark.slow, pytest.mark.mysql]
 
-JOB = "job.ha_web.xiaomi"
-APP = "/ha/web"
 RUNS = 3
 PUT_DELAY = 2.0  # the PUT lands this long after it arrives: still in flight when its sender dies
 TAKEOVER_BOUND = 5.0
@@ -50,35 +49,6 @@ def database() -> Iterator[str]:
         drop_mysql_database(name)
 
 
-def daemon(workdir: Path, store: str, fake: FakeMarathonProcess, jobs: Path) -> DaemonProcess:
-    workdir.mkdir()
-    d = DaemonProcess(
-        f'[marathon.lg]\nurls = ["{fake.url}"]\ntimeout = "1s"\nconnect_timeout = "0.5s"\n'
-        'settle_grace = "1s"\nclock_skew = "0.5s"\n'
-        f'[jobs]\ndir = "{jobs}"\n',
-        workdir=workdir,
-        start=False,
-    )
-    text = d.conf.read_text().replace('"sqlite:///oceand.db"', f'"{store}"')
-    d.conf.write_text(text + f'[cluster]\nenabled = true\nname = "e2e"\nadvertise = "127.0.0.1:{d.port}"\n')
-    return d
-
-
-def status(d: DaemonProcess) -> dict[str, Any] | None:
-    try:
-        return d.request("GET", f"/api/v1/jobs/{JOB}/status")  # type: ignore[no-any-return]
-    except (OSError, urllib.error.URLError):
-        return None
-
-
-def owner(ds: list[DaemonProcess]) -> DaemonProcess | None:
-    for d in ds:
-        s = status(d)
-        if s is not None and s["cluster"]["this_daemon"]:
-            return d
-    return None
-
-
 def decisions(d: DaemonProcess) -> list[dict[str, Any]]:
     return d.request("GET", f"/api/v1/jobs/{JOB}/decisions?limit=200")["decisions"]  # type: ignore[no-any-return]
 
@@ -95,7 +65,7 @@ def test_kill_9_of_the_owner_hands_the_job_over_within_5s_with_one_put_per_decis
     jobs.mkdir()
     (jobs / "ha.json").write_bytes(orjson.dumps(job_doc(JOB, APP)))
     fake = FakeMarathonProcess(tmp_path, [f"{APP}:2"])
-    ds = [daemon(tmp_path / f"d{i}", database, fake, jobs) for i in range(3)]
+    ds = [cluster_daemon(tmp_path / f"d{i}", database, fake.url, jobs) for i in range(3)]
     takeovers: list[float] = []
     try:
         for d in ds:
@@ -107,7 +77,7 @@ def test_kill_9_of_the_owner_hands_the_job_over_within_5s_with_one_put_per_decis
         )
         for run in range(RUNS):
             own = wait_for(lambda: owner(ds), 20, "an owner of the job")
-            wait_for(lambda o=own: status(o)["app_known"], 10, "the app known to the owner")  # type: ignore[index]
+            wait_for(lambda o=own: status_of(o)["app_known"], 10, "the app known to the owner")  # type: ignore[index]
             fake.control("POST", "put_delay", {"seconds": PUT_DELAY})
             target = 3 if fake.app(APP)["instances"] == 2 else 2
             before = len([r for r in fake.control("GET", "requests") if r["method"] == "PUT"])
