@@ -259,3 +259,19 @@ async def test_the_loops_renew_and_a_stop_releases(make: Make, migrated: MySQLUR
     rows = await sql(migrated, "SELECT COUNT(*) FROM shard_lease WHERE owner IS NOT NULL")
     assert rows == [(0,)]
     assert await sql(migrated, "SELECT COUNT(*) FROM daemon") == [(0,)]
+
+
+async def test_a_batch_acquire_takes_only_the_free_and_expired(make: Make, migrated: MySQLURL) -> None:
+    (a,) = await started(make, "A")
+    await a.release([0, 1])  # free
+    await sql(
+        migrated, "UPDATE shard_lease SET expires_at = NOW(6) - INTERVAL 1 SECOND WHERE shard = 2"
+    )  # expired
+    old = {s: a.held[s].epoch for s in (2, 3)}
+    b = await make("B")
+    taken = await b.acquire_many([0, 1, 2, 3])  # 3 is A's, valid
+    assert sorted(taken) == [0, 1, 2] and sorted(b.held) == [0, 1, 2]
+    assert taken[2].epoch > old[2]
+    rows = await sql(migrated, "SELECT shard, owner, epoch FROM shard_lease WHERE shard < 4 ORDER BY shard")
+    assert rows == [(s, b.me, taken[s].epoch) for s in (0, 1, 2)] + [(3, a.me, old[3])]
+    assert await b.acquire_many([0, 1, 2, 3]) == {}  # held already, or valid elsewhere
