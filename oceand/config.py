@@ -37,7 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-from actuators.marathon import ClusterConfig
+from actuators.marathon import ClusterConfig, ClusterSettings
 from oceand.cluster.lease import LeaseSettings
 from oceand.ingest import IngestLimits
 from oceand.store.base import SQLiteURL, StoreConfigError, StoreURL
@@ -608,16 +608,6 @@ class RedisSettings(Table):
         if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
             raise ValueError(f"{_show(v)} is not a redis://, rediss:// or unix:// URL")
         return v
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterSettings:
-    """One Marathon cluster: the Marathon client's settings, and how long one apply may take."""
-
-    client: ClusterConfig
-    apply_timeout: float = 30.0
-    clock_skew: float = 2.0
-    settle_grace: float = 5.0
 
 
 class Config(Table):

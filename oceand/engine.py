@@ -34,9 +34,17 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from actuators.marathon import MarathonError, Permanent
-from actuators.marathon_apply import ABANDONED, PENDING, Attempt, AttemptLog
-from oceand.actuation import Actuator, AppView, Outcome
+from actuators.marathon import (
+    ABANDONED,
+    PENDING,
+    Actuator,
+    AppView,
+    Attempt,
+    AttemptLog,
+    MarathonError,
+    Outcome,
+    Permanent,
+)
 from oceand.buckets import JOB_LEVEL_METRICS, ClosedBucket, JobBuckets
 from oceand.cluster.intent import TAKEOVER_GAP, WAIT, ForeignIntent, bucket_label, takeover_verdict
 from oceand.cluster.lease import DuplicateDecision, Held
@@ -48,6 +56,7 @@ from oceand.store.base import Store, StoreError
 from policies import engine as policy
 from policies import schedule
 from policies.alarm import alarm_matches
+from policies.backoff import Backoff
 from policies.document import AlarmRule, JobDocument
 from policies.types import ACTUATION_FAILED, AlarmEvent, Decision, Fire, JobState, Observation
 
@@ -100,6 +109,7 @@ class JobRuntime:
     unsettled: list[tuple[Decision, AttemptLog]] = field(default_factory=list)
     wake_at: float = math.inf  # the worker's timer (Engine._timers): when it is to be woken next
     idle: tuple[JobDocument, str] | None = None  # (document, mode) of an idle job (Engine._idle_key)
+    steps: int = 0  # whole worker steps run: what a test waits on to see that a step found nothing to do
     reload: bool = False  # cluster: state and pending writes are read again before the job acts (takeover)
     quiet_until: float | None = None  # cluster: nothing is decided before (a former owner's write pending)
 
@@ -139,7 +149,7 @@ class Engine:
         self.default_tz = default_tz
         self.grace = grace
         self.flush_interval = flush_interval
-        self.retry_delays = retry_delays
+        self.retry_backoff = Backoff(steps=retry_delays, jitter=0)
         self.on_decision = on_decision
         self.on_bucket = on_bucket
         self.on_alarm_dropped = on_alarm_dropped
@@ -482,6 +492,7 @@ class Engine:
                 await asyncio.sleep(1.0)
             finally:
                 self._inflight -= 1
+                rt.steps += 1
 
     async def _step(self, rt: JobRuntime) -> None:
         now = self.clock()
@@ -882,7 +893,7 @@ class Engine:
                 decision.reasons.append(ACTUATION_FAILED)
         else:
             # transient: keep it pending and retry with backoff; a newer decision replaces it
-            delay = self.retry_delays[min(tries - 1, len(self.retry_delays) - 1)]
+            delay = self.retry_backoff.delay(tries - 1)
             rt.retry, rt.retry_at = decision, self.clock() + delay
             if ACTUATION_FAILED not in decision.reasons:
                 decision.reasons.append(ACTUATION_FAILED)

@@ -232,6 +232,37 @@ class LeaseManager:
             return (owner if valid else None), epoch
         return None, 0
 
+    def describe(self) -> dict[str, Any]:
+        """GET /api/v1/cluster: members with the shards each holds, every shard's lease as last read
+        (this daemon's own as of its last renewal), and how many are unowned."""
+        view = self.view
+        held: dict[str, int] = {}
+        rows = []
+        for shard, (owner, epoch, valid) in enumerate(view.leases):
+            if shard in self.held:
+                owner, epoch, valid = self.me, self.held[shard].epoch, True
+            rows.append({"shard": shard, "owner": owner, "epoch": epoch, "valid": valid})
+            if owner is not None and valid:
+                held[owner] = held.get(owner, 0) + 1
+        members = [
+            {
+                "instance_id": m.instance_id,
+                "stable_id": m.stable_id,
+                "addr": m.addr,
+                "shards_held": held.get(m.instance_id, 0),
+            }
+            for m in view.members
+        ]
+        return {
+            "enabled": True,
+            "name": self.s.name,
+            "shards": self.s.shards,
+            "this_daemon": self.me,
+            "members": members,
+            "unowned": sum(1 for r in rows if r["owner"] is None or not r["valid"]),
+            "leases": rows,
+        }
+
     # ---- start and stop ------------------------------------------------------------------------
 
     async def start(self, *, loops: bool = True) -> None:

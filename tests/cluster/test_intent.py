@@ -40,9 +40,9 @@ def test_final_statuses_never_move(status: str, event: Event) -> None:
 
 
 def test_the_intent_statuses_are_the_attempt_statuses() -> None:
-    from actuators import marathon_apply
+    from actuators.marathon import ABANDONED, APPLIED, FAILED, PENDING
 
-    assert it.STATUSES == marathon_apply.ATTEMPT_STATUSES
+    assert it.STATUSES == (PENDING, APPLIED, FAILED, ABANDONED)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import dataclasses
 import aiomysql
 import pytest
 
-from actuators.marathon_apply import Attempt
+from actuators.marathon import Attempt
 from oceand.cluster.assign import desired_owners
 from oceand.cluster.lease import ClusterError, CoordError, DuplicateDecision, Fenced, LeaseManager
 from oceand.metrics import Metrics
