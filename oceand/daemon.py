@@ -55,7 +55,7 @@ from oceand.store import open_store
 from oceand.store.base import MySQLURL, Store, StoreError
 from oceand.systemd import Notifier as SystemdNotifier
 from policies.document import JobDocument
-from policies.types import Decision
+from policies.types import ActuationOutcome, Decision
 
 log = logging.getLogger("oceand")
 AUDIT_PRUNE_INTERVAL = 3600.0  # seconds between prunings of the audit trail ([auth] audit_retention)
@@ -177,14 +177,15 @@ class Daemon:
             return f"no Marathon cluster {doc.target.cluster!r} is configured: the job runs dry"
         return None
 
-    async def _on_decision(self, doc: JobDocument, d: Decision) -> None:
-        for reason in d.reasons or ["None"]:
-            self.metrics.decisions.labels(reason, d.status).inc()
-        if d.status in ("applied", "failed") and "latency_ms" in d.result:
-            self.metrics.actuation.labels(doc.target.cluster).observe(float(d.result["latency_ms"]) / 1000)
-        if d.status == "failed" or (d.status == "pending" and "error" in d.result):
+    async def _on_decision(self, doc: JobDocument, d: Decision, outcome: ActuationOutcome) -> None:
+        status = outcome.api_status
+        for reason in [*d.reasons, *filter(None, [outcome.reason])] or ["None"]:
+            self.metrics.decisions.labels(reason, status).inc()
+        if status in ("applied", "failed") and outcome.latency_ms is not None:
+            self.metrics.actuation.labels(doc.target.cluster).observe(outcome.latency_ms / 1000)
+        if status == "failed" or (status == "pending" and outcome.error is not None):
             self.metrics.actuation_errors.labels(doc.target.cluster).inc()
-        self.notifier.submit(doc, d)
+        self.notifier.submit(doc, d, outcome)
 
     def _on_actuation(self, what: str) -> None:
         if what in ("landed", "not_landed"):

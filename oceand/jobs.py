@@ -18,12 +18,11 @@ from typing import Any
 
 from actuators.marathon import ClusterRuntime
 from oceand.auth import audit
-from oceand.engine import Engine, JobRuntime
+from oceand.engine import Decided, Engine, JobRuntime
 from oceand.jobfiles import load_job_files
 from oceand.lbmanager import LBManager
 from oceand.store.base import Store
 from policies.document import JobDocument, dump_job
-from policies.types import Decision
 
 log = logging.getLogger("oceand")
 
@@ -114,7 +113,7 @@ class JobsService:
             await self.engine.remove(name)
             self._changed(name, None)
 
-    async def scale(self, name: str, instances: int, reason: str) -> Decision:
+    async def scale(self, name: str, instances: int, reason: str) -> Decided:
         """A manual scale (PRODUCT §5): decided and applied like any decision. AppUnknown when the app
         cannot be read."""
         return await self.engine.manual(name, instances, reason)

@@ -18,6 +18,7 @@ from oceand.keys import ENGINE, HEALTH, JOBS, LEASES, METRICS, STORE
 from oceand.replay import ReplayOptions
 from policies.document import JOB_NAME_RE, DocumentError, JobDocument, dump_job, parse_job
 from policies.redact import public_job, restore_webhook
+from policies.types import ActuationOutcome
 
 
 def _job_name(request: web.Request) -> str:
@@ -170,7 +171,10 @@ async def decisions(request: web.Request) -> web.Response:
     name = _known_job(request).name
     limit = _query_number(request, "limit", 50, 1, 1000)
     since = _query_number(request, "since", None, 0, 1e12)
-    rows = await request.app[STORE].decisions(name, int(limit or 50), since)
+    rows = [
+        ActuationOutcome.from_json(d["outcome"]).view(d)
+        for d in await request.app[STORE].decisions(name, int(limit or 50), since)
+    ]
     fires = await request.app[STORE].fires(name, int(limit or 50))
     return json_response({"job": name, "decisions": rows, "fires": fires})
 
@@ -267,13 +271,13 @@ async def scale(request: web.Request) -> web.Response:
     if not isinstance(reason, str) or len(reason) > 500:
         raise ApiError(422, "invalid_body", "reason: a string of at most 500 characters")
     try:
-        decision = await request.app[JOBS].scale(name, instances, reason)
+        decided = await request.app[JOBS].scale(name, instances, reason)
     except AppUnknown as e:
         raise ApiError(409, "app_state_unknown", str(e)) from None
     version = _known_job(request).version
-    detail = {"instances": instances, "reason": reason, "status": decision.status}
+    detail = {"instances": instances, "reason": reason, "status": decided.outcome.api_status}
     await record(request, "job.scale", name, version, version, detail)
-    return json_response({"decision": decision.to_json()})
+    return json_response({"decision": decided.view()})
 
 
 async def set_mode(request: web.Request) -> web.Response:

@@ -7,7 +7,7 @@ validation; a test checks that the router's routes and this description list the
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, get_args
 
 from aiohttp import web
 
@@ -15,6 +15,7 @@ import oceand
 from oceand.api.auth import ROUTE_SCOPES, WRITE_SCOPES
 from oceand.api.errors import json_response
 from policies.document import STORED_JOB_NAME_PATTERN, JobDocument
+from policies.types import ACTUATION_FAILED, ApplyStatus, OutcomeStatus
 
 _ERR = {"$ref": "#/components/responses/Error"}
 _JOB = {
@@ -150,11 +151,61 @@ _SECURITY_SCHEMES = {
 }
 
 
+_NULLABLE_STR = {"type": ["string", "null"]}
+# What became of a decision (policies.types.ActuationOutcome): a record of its own, beside the decision.
+_OUTCOME = {
+    "type": "object",
+    "required": ["status", "attempts", "tries", "detail", "reason"],
+    "properties": {
+        "status": {"enum": list(get_args(OutcomeStatus))},
+        "deployment_id": {**_NULLABLE_STR, "description": "Marathon's deployment of the write that landed"},
+        "version": {**_NULLABLE_STR, "description": "the app version Marathon answered with"},
+        "latency_ms": {"type": ["number", "null"], "description": "the last apply round"},
+        "error": {**_NULLABLE_STR, "description": "the last failure (kept while a retry is pending)"},
+        "attempts": {"type": "integer", "description": "writes (PUTs) of this decision"},
+        "tries": {"type": "integer", "description": "apply rounds: the first and each retry"},
+        "retry_at": {"type": ["number", "null"], "description": "pending: when it is tried again"},
+        "superseded_by": {"type": ["integer", "null"], "description": "the newer decision that replaced it"},
+        "detail": {
+            "type": "object",
+            "description": "url, unknown, landed, settled, stale, note, blocked ...",
+        },
+        "reason": {
+            "enum": [ACTUATION_FAILED, None],
+            "description": "ActuationFailed when an error is recorded",
+        },
+    },
+}
+# A decision as the API shows it: what the policy decided (never changed once made), `status` and
+# `result` derived from its outcome (the fields this API has always had), and the outcome itself.
+_DECISION = {
+    "type": "object",
+    "required": ["job", "at", "trigger", "current", "desired", "reasons", "status", "result", "outcome"],
+    "properties": {
+        "job": {"type": "string"},
+        "at": {"type": "number"},
+        "trigger": {"enum": ["bucket", "alarm", "schedule", "manual"]},
+        "current": {"type": "integer"},
+        "desired": {"type": "integer"},
+        "bucket": {"type": ["integer", "null"]},
+        "proposals": {"type": "array", "items": _OBJ},
+        "limits": {"type": "array", "items": _OBJ},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+        "mode": {"type": "string"},
+        "id": {"type": ["integer", "null"]},
+        "status": {"enum": list(get_args(ApplyStatus)), "description": "the outcome's (superseded: failed)"},
+        "result": {"type": "object", "description": "the outcome's fields and detail, flat"},
+        "outcome": {"$ref": "#/components/schemas/ActuationOutcome"},
+    },
+}
+_DECISION_REF = {"$ref": "#/components/schemas/Decision"}
+
+
 @cache
 def spec() -> dict[str, Any]:
     schema = JobDocument.model_json_schema(ref_template="#/components/schemas/{model}")
     defs = schema.pop("$defs", {})
-    schemas = {**defs, "JobDocument": schema}
+    schemas = {**defs, "JobDocument": schema, "Decision": _DECISION, "ActuationOutcome": _OUTCOME}
     lim = [
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
         {"name": "since", "in": "query", "schema": {"type": "number"}},
@@ -199,11 +250,45 @@ def spec() -> dict[str, Any]:
         },
         "/api/v1/jobs/{job}/status": {
             "parameters": [_JOB],
-            "get": _op("Job status", "200", errors=(400, 404)),
+            "get": _op(
+                "Job status",
+                "200",
+                errors=(400, 404),
+                reply={
+                    "type": "object",
+                    "properties": {
+                        "blocked": {
+                            **_NULLABLE_STR,
+                            "description": "Marathon refused a write: nothing is applied until the document"
+                            " changes (kept across a restart)",
+                        },
+                        "retry_at": {
+                            "type": ["number", "null"],
+                            "description": "a decision waiting after a transient failure is tried again then"
+                            " (kept across a restart)",
+                        },
+                        "last_decision": {"oneOf": [_DECISION_REF, {"type": "null"}]},
+                    },
+                },
+            ),
         },
         "/api/v1/jobs/{job}/decisions": {
             "parameters": [_JOB],
-            "get": _op("Decisions, newest first, and schedule fires", "200", params=lim, errors=(400, 404)),
+            "get": _op(
+                "Decisions, newest first, each with its outcome, and schedule fires",
+                "200",
+                params=lim,
+                errors=(400, 404),
+                reply={
+                    "type": "object",
+                    "required": ["job", "decisions", "fires"],
+                    "properties": {
+                        "job": {"type": "string"},
+                        "decisions": {"type": "array", "items": _DECISION_REF},
+                        "fires": {"type": "array", "items": _OBJ},
+                    },
+                },
+            ),
         },
         "/api/v1/jobs/{job}/history": {
             "parameters": [_JOB],
@@ -248,8 +333,9 @@ def spec() -> dict[str, Any]:
         "/api/v1/jobs/{job}/scale": {
             "parameters": [_JOB],
             "post": _op(
-                "Manual scale within the bounds (reason Manual)",
+                "Manual scale within the bounds (reason Manual); answers once the apply round is done",
                 "200",
+                reply={"type": "object", "required": ["decision"], "properties": {"decision": _DECISION_REF}},
                 body={
                     "type": "object",
                     "required": ["instances"],

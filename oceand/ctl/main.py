@@ -472,6 +472,8 @@ def status(ctx: click.Context, job: str, output: str) -> None:
                 head.add_row(f"cooldown {direction}", f"{left:g}s")
         if st.get("blocked"):
             head.add_row("blocked", Text(str(st["blocked"]), style="red"))
+        if st.get("retry_at"):
+            head.add_row("retry at", when(st["retry_at"]))
         last = st.get("last_decision")
         if last:
             head.add_row("last decision", _decision_line(last))
@@ -495,12 +497,22 @@ def _inline(d: dict[str, Any]) -> str:
     )
 
 
+def reasons_of(d: dict[str, Any]) -> list[str]:
+    """A decision's reason codes, then its outcome's (`ActuationFailed`, once) — as one list."""
+    out = [str(r) for r in d.get("reasons") or []]
+    outcome = d.get("outcome")
+    extra = outcome.get("reason") if isinstance(outcome, dict) else None
+    if extra and extra not in out:
+        out.append(str(extra))
+    return out
+
+
 def _decision_line(d: dict[str, Any]) -> str:
     if not isinstance(d, dict):
         return str(d)
     text = f"{d.get('current')} -> {d.get('desired')}"
-    if d.get("reasons"):
-        text += f" ({', '.join(d['reasons'])})"
+    if reasons_of(d):
+        text += f" ({', '.join(reasons_of(d))})"
     if d.get("at"):
         text += f" at {when(d['at'])}"
     return text
@@ -553,7 +565,7 @@ def decisions(ctx: click.Context, job: str, limit: int, since: str | None, outpu
                 str(d.get("trigger")),
                 count,
                 str(d.get("status")),
-                ", ".join(d.get("reasons") or []),
+                ", ".join(reasons_of(d)),
             )
         con.print(t)
 

@@ -23,9 +23,11 @@ from oceand.store.base import (
     ATTEMPT_COLUMNS,
     ATTEMPT_SELECT,
     AUDIT_COLUMNS,
-    DECISION_STATUSES,
+    DECISION_SELECT,
     FIRE_STATUSES,
     HISTORY_COLUMNS,
+    OUTCOME_COLUMNS,
+    PENDING_WHERE,
     DecisionNotFound,
     MySQLURL,
     StoredJob,
@@ -48,9 +50,9 @@ from oceand.store.base import (
     encode,
     history_dict,
     history_row,
+    outcome_row,
     parse_url,
     rollup,
-    with_reasons,
 )
 from oceand.store.migrations import (
     MIGRATIONS,
@@ -341,10 +343,16 @@ class MySQLStore:
 
         return await self._run(load)
 
-    async def commit(self, job: str, state: dict[str, Any], decision: dict[str, Any] | None) -> int | None:
+    async def commit(
+        self,
+        job: str,
+        state: dict[str, Any],
+        decision: dict[str, Any] | None = None,
+        outcome: dict[str, Any] | None = None,
+    ) -> int | None:
         check_job(job)
         state_text = encode(state, "state")
-        row = decision_row(job, decision) if decision is not None else None
+        row = decision_row(job, decision, outcome) if decision is not None else None
         now = self._clock()
 
         async def write(cur: Cursor) -> int | None:
@@ -356,35 +364,47 @@ class MySQLStore:
             if row is None:
                 return None
             await cur.execute(
-                "INSERT INTO decisions (job, at, status, body, result) VALUES (%s, %s, %s, %s, %s)",
-                (job, row.at, row.status, row.body, row.result),
+                "INSERT INTO decisions (job, at, status, body, result) VALUES (%s, %s, %s, %s, '{}')",
+                (job, row.at, row.status, row.body),
             )
-            return int(cur.lastrowid)
+            did = int(cur.lastrowid)
+            await cur.execute(
+                f"INSERT INTO actuation_outcomes {OUTCOME_COLUMNS} VALUES (%s, %s, %s, %s, %s)",
+                (did, job, row.outcome.status, row.outcome.text, now),
+            )
+            return did
 
         return await self._run(write, write=True)
 
-    async def update_decision(
-        self, decision_id: int, status: str, result: dict[str, Any], reasons: list[str] | None = None
+    async def record_outcome(
+        self, decision_id: int, job: str, outcome: dict[str, Any], state: dict[str, Any] | None = None
     ) -> None:
         check_decision_id(decision_id)
-        check_status(status, DECISION_STATUSES, "status")
-        text = encode(result, "result")
+        check_job(job)
+        out = outcome_row(outcome)
+        state_text = None if state is None else encode(state, "state")
+        now = self._clock()
 
-        async def update(cur: Cursor) -> bool:
-            await cur.execute("SELECT body FROM decisions WHERE id = %s FOR UPDATE", (decision_id,))
-            row = await cur.fetchone()
-            if row is None:
+        async def write(cur: Cursor) -> bool:
+            await cur.execute("SELECT 1 FROM decisions WHERE id = %s AND job = %s", (decision_id, job))
+            if await cur.fetchone() is None:
                 return False
-            if reasons is not None:
-                body = with_reasons(row[0], reasons)
-                await cur.execute("UPDATE decisions SET body = %s WHERE id = %s", (body, decision_id))
             await cur.execute(
-                "UPDATE decisions SET status = %s, result = %s WHERE id = %s", (status, text, decision_id)
+                f"INSERT INTO actuation_outcomes {OUTCOME_COLUMNS} VALUES (%s, %s, %s, %s, %s)"
+                " ON DUPLICATE KEY UPDATE status = VALUES(status), outcome = VALUES(outcome),"
+                " updated_at = VALUES(updated_at)",
+                (decision_id, job, out.status, out.text, now),
             )
+            if state_text is not None:
+                await cur.execute(
+                    "INSERT INTO job_state (job, state, updated_at) VALUES (%s, %s, %s)"
+                    " ON DUPLICATE KEY UPDATE state = VALUES(state), updated_at = VALUES(updated_at)",
+                    (job, state_text, now),
+                )
             return True
 
-        if not await self._run(update, write=True):
-            raise DecisionNotFound(f"decision {decision_id} does not exist")
+        if not await self._run(write, write=True):
+            raise DecisionNotFound(f"decision {decision_id} of job {job!r} does not exist")
 
     async def decisions(self, job: str, limit: int = 50, since: float | None = None) -> list[dict[str, Any]]:
         check_job(job)
@@ -392,12 +412,10 @@ class MySQLStore:
         low = None if since is None else check_time(since, "since")
 
         async def select(cur: Cursor) -> list[dict[str, Any]]:
-            where = "job = %s" if low is None else "job = %s AND at >= %s"
+            where = "d.job = %s" if low is None else "d.job = %s AND d.at >= %s"
             args: tuple[Any, ...] = (job,) if low is None else (job, low)
             await cur.execute(
-                f"SELECT id, body, status, result FROM decisions WHERE {where}"
-                " ORDER BY at DESC, id DESC LIMIT %s",
-                (*args, limit),
+                f"{DECISION_SELECT} WHERE {where} ORDER BY d.at DESC, d.id DESC LIMIT %s", (*args, limit)
             )
             return [decision_dict(*row) for row in await cur.fetchall()]
 
@@ -405,9 +423,7 @@ class MySQLStore:
 
     async def pending_decisions(self) -> list[dict[str, Any]]:
         async def select(cur: Cursor) -> list[dict[str, Any]]:
-            await cur.execute(
-                "SELECT id, body, status, result FROM decisions WHERE status = 'pending' ORDER BY at, id"
-            )
+            await cur.execute(f"{DECISION_SELECT} WHERE {PENDING_WHERE} ORDER BY d.at, d.id")
             return [decision_dict(*row) for row in await cur.fetchall()]
 
         return await self._run(select)
