@@ -502,6 +502,49 @@ def spec() -> dict[str, Any]:
             )
         },
         "/api/v1/clusters": {"get": _op("Marathon clusters, answering URL, event-stream state", "200")},
+        "/api/v1/cluster": {
+            "get": _op(
+                "Several daemons (docs/cluster.md): whether this daemon is in a cluster, the live members "
+                "with the shards each holds, and every shard's lease (owner instance id, epoch, valid) as "
+                "this daemon last read them",
+                "200",
+                reply={
+                    "type": "object",
+                    "required": ["enabled"],
+                    "properties": {
+                        "enabled": {"type": "boolean"},
+                        "name": {"type": "string"},
+                        "shards": {"type": "integer"},
+                        "this_daemon": {"type": "string"},
+                        "members": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "instance_id": {"type": "string"},
+                                    "stable_id": {"type": "string"},
+                                    "addr": {"type": "string"},
+                                    "shards_held": {"type": "integer"},
+                                },
+                            },
+                        },
+                        "unowned": {"type": "integer"},
+                        "leases": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "shard": {"type": "integer"},
+                                    "owner": {"type": ["string", "null"]},
+                                    "epoch": {"type": "integer"},
+                                    "valid": {"type": "boolean"},
+                                },
+                            },
+                        },
+                    },
+                },
+            )
+        },
         "/api/v1/ingest/unmatched": {
             "get": _op(
                 "The latest series (up to 100, newest first) whose samples no job takes, and the total of "
