@@ -30,18 +30,23 @@ from actuators.marathon import (
 )
 from oceand import console
 from oceand.api import admin, ingest
+from oceand.api import templates as templates_api
 from oceand.api.auth import AUTHORITY, LIMITER, auth_middleware
 from oceand.api.auth import add_routes as add_auth_routes
 from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.auth import Authority, WriteLimiter, prune_audit
+from oceand.cluster.hotstate import HotState
+from oceand.cluster.ids import instance_id
+from oceand.cluster.lease import Coordinator, LeaseManager
+from oceand.cluster.ownership import Ownership
 from oceand.config import Config
 from oceand.engine import Engine
 from oceand.health import Health
 from oceand.history import HistoryRecorder
 from oceand.jobs import JobsService
-from oceand.keys import DAEMON, ENGINE, HEALTH, JOBS, METRICS, STORE
+from oceand.keys import DAEMON, ENGINE, HEALTH, JOBS, LEASES, METRICS, STORE
 from oceand.lbmanager import LBManager, lb_settings
 from oceand.listeners import Listeners
 from oceand.metrics import Metrics
@@ -49,13 +54,22 @@ from oceand.notify import Notifier
 from oceand.reload import reload as reload_config
 from oceand.runtime import Runtime
 from oceand.store import open_store
-from oceand.store.base import Store, StoreError
+from oceand.store.base import MySQLURL, Store, StoreError
 from oceand.systemd import Notifier as SystemdNotifier
 from policies.document import JobDocument
-from policies.types import Decision
+from policies.types import ActuationOutcome, Decision
 
 log = logging.getLogger("oceand")
 AUDIT_PRUNE_INTERVAL = 3600.0  # seconds between prunings of the audit trail ([auth] audit_retention)
+
+
+def hot_state(config: Config, metrics: Metrics) -> HotState | None:
+    """The Redis hot state and wake-ups (issue 14, docs/redis.md) when `[redis] url` is set; its keys are
+    prefixed with the `[cluster] name`."""
+    r = config.redis
+    if r.url is None:
+        return None
+    return HotState(r.url, config.cluster.name, socket_timeout=r.socket_timeout, metrics=metrics)
 
 
 class Daemon:
@@ -87,6 +101,22 @@ class Daemon:
             dry_run=lambda: self.config.dry_run,
         )
         self.notifier = Notifier(config.notify, on_error=self._notify_error, on_event=self._notify_event)
+        self.hotstate = hot_state(config, self.metrics)
+        self.leases: LeaseManager | None = None  # [cluster] enabled: shard leases in the MySQL store
+        ownership: Ownership | None = None
+        if config.cluster.enabled:
+            url = config.store.parsed()
+            assert isinstance(url, MySQLURL)  # config.cluster_problems refuses anything else
+            c = config.cluster
+            assert c.advertise is not None
+            self.leases = LeaseManager(
+                Coordinator(url, c.store_timeout),
+                c.lease_settings(),
+                instance_id=instance_id(),
+                stable_id=c.advertise,
+                metrics=self.metrics,
+            )
+            ownership = Ownership(self.leases, self.store, metrics=self.metrics)
         self.engine = Engine(
             self.store,
             self.actuator_for,
@@ -102,7 +132,10 @@ class Daemon:
             on_alarm_dropped=lambda reason: self.metrics.alarms_dropped.labels(reason).inc(),
             stale_after=config.decision_stale_after,
             on_actuation=self._on_actuation,
+            ownership=ownership,
         )
+        if self.leases is not None:
+            self.leases.drain = self.engine.drain_shard
         self.listeners = Listeners(
             config.ingest, self.engine, self.metrics
         )  # [ingest] rpc_listen, tsdb_listen
@@ -128,6 +161,7 @@ class Daemon:
         self.engine.history = self.history if h.enabled else None
         self.jobs = JobsService(self.store, self.engine, self.clusters, self.lb, clock)
         self.health = Health(self.store, self.engine, self.metrics, self.clusters, lambda: self.config_loaded)
+        self.health.hotstate = self.hotstate
         self.runtime = Runtime(budget=lambda: self.config.stop_timeout)
         self.stop_event = self.runtime.stopping
         self._runners: list[web.AppRunner] = []
@@ -156,14 +190,15 @@ class Daemon:
             return f"no Marathon cluster {doc.target.cluster!r} is configured: the job runs dry"
         return None
 
-    async def _on_decision(self, doc: JobDocument, d: Decision) -> None:
-        for reason in d.reasons or ["None"]:
-            self.metrics.decisions.labels(reason, d.status).inc()
-        if d.status in ("applied", "failed") and "latency_ms" in d.result:
-            self.metrics.actuation.labels(doc.target.cluster).observe(float(d.result["latency_ms"]) / 1000)
-        if d.status == "failed" or (d.status == "pending" and "error" in d.result):
+    async def _on_decision(self, doc: JobDocument, d: Decision, outcome: ActuationOutcome) -> None:
+        status = outcome.api_status
+        for reason in [*d.reasons, *filter(None, [outcome.reason])] or ["None"]:
+            self.metrics.decisions.labels(reason, status).inc()
+        if status in ("applied", "failed") and outcome.latency_ms is not None:
+            self.metrics.actuation.labels(doc.target.cluster).observe(outcome.latency_ms / 1000)
+        if status == "failed" or (status == "pending" and outcome.error is not None):
             self.metrics.actuation_errors.labels(doc.target.cluster).inc()
-        self.notifier.submit(doc, d)
+        self.notifier.submit(doc, d, outcome)
 
     def _on_actuation(self, what: str) -> None:
         if what in ("landed", "not_landed"):
@@ -193,6 +228,7 @@ class Daemon:
         if self.config.ingest.listen is None:
             self._add_ingest_routes(app)
         admin.add_routes(app)
+        templates_api.add_routes(app)
         app.router.add_get("/api/v1/openapi.json", openapi)
         add_auth_routes(app)
         console.add_routes(app)  # the web console at /ui/ (PRODUCT §12)
@@ -220,6 +256,7 @@ class Daemon:
         app[STORE] = self.store
         app[METRICS] = self.metrics
         app[DAEMON] = self
+        app[LEASES] = self.leases
         app[JOBS] = self.jobs
         app[HEALTH] = self.health
         app[AUTHORITY] = self.authority
@@ -256,6 +293,9 @@ class Daemon:
         rt = self.runtime
         await self.store.open()
         rt.on_stop("closing the store", lambda _: self.store.close())
+        if (hot := self.hotstate) is not None:
+            await hot.start()  # never fails: a Redis that does not answer starts degraded
+            rt.on_stop("closing Redis", lambda _: hot.close(), 0.05)
         await self.jobs.apply_files(self.config.jobs_dir)
         server = self.config.server
         self._runners.append(web.AppRunner(self.build_app(), **runner_options(server)))
@@ -269,6 +309,12 @@ class Daemon:
         rt.on_stop("the LB loops", lambda s: self.lb.close(timeout=0.75 * s), 0.2)
         await self._start_clusters()
         rt.on_stop("closing the Marathon clusters", self._close_clusters, 0.3)
+        if self.leases is not None:  # released after the in-flight applies: successors take over at once
+            leases = self.leases
+            await leases.coord.open()
+            rt.on_stop("closing the cluster store", lambda _: leases.coord.close(), 0.05)
+            await leases.start()
+            rt.on_stop("releasing the shard leases", lambda _: leases.stop(), 0.1)
         await self.engine.load()
         # in-flight applies get up to half the budget; a write cut off is settled at the next start
         rt.on_stop("the in-flight applies", lambda s: self.engine.stop(timeout=s), 0.5, cut=False)
