@@ -10,7 +10,8 @@ Every closed bucket, with load = per-instance value × ready instances (the valu
                                                         tolerance proposes for this bucket)
 
 - `lead` is the rule's `startup`, else the start-up time the daemon knows for the app
-  (`Observation.startup`: replay passes its `--startup`), else `DEFAULT_LEAD` (60 s).
+  (`Observation.startup`: live, the p90 of launch → healthy of the app's recent tasks learned from
+  Marathon by actuators/marathon_startup.py; replay passes its `--startup`), else `DEFAULT_LEAD` (60 s).
 - `level` follows the load with an exponential average of time constant lead / 2; `trend` is the
   average slope of the level over the last lead, and half of it counts (`TREND_WEIGHT`: the whole
   trend chases noise on the shared traces and loses about 10 % more load at the same cost). `s` is
@@ -57,6 +58,16 @@ TREND_TIME = 1.0  # the trend's time constant, in leads
 TREND_WEIGHT = 0.5  # how much of trend × lead the forecast adds (tuned on ../shared/traces: 1 loses 10 %)
 DEFAULT_LEAD = 60.0  # seconds, when neither the rule nor the daemon knows the start-up time
 _EPS = 1e-9
+
+
+def lead_for(startup: float | None, known: float | None) -> tuple[float, str]:
+    """The lead and where it comes from: the rule's `startup` ("document"), else the start-up time the
+    daemon learned for the app ("marathon"; replay: its `--startup`), else `DEFAULT_LEAD` ("default")."""
+    if startup is not None:
+        return startup, "document"
+    if known is not None:
+        return known, "marathon"
+    return DEFAULT_LEAD, "default"
 
 
 def slot_seconds(season: str) -> float:
@@ -244,7 +255,7 @@ def propose_predictive(
     st = st if st is not None else EMPTY
     if value is None:
         return Proposal(spec.name, "predictive", None, NO_DATA, {"value": None, "target": spec.target}), st
-    lead_s = spec.startup if spec.startup is not None else (lead if lead is not None else DEFAULT_LEAD)
+    lead_s = lead_for(spec.startup, lead)[0]
     load = value if spec.is_sum else value * max(1, ready)
     nxt, f = observe(spec, st, load, now, lead_s)
     if nxt.checked < MIN_ERRORS:
@@ -252,6 +263,7 @@ def propose_predictive(
         floor.kind = "predictive"
         floor.inputs["mode"] = "target"
         floor.inputs["checked"] = nxt.checked
+        floor.inputs["lead"] = lead_s
         return floor, nxt
     # the target rule's proposal (policies.target.propose_target, inlined: only its count is needed)
     fb = spec.fallback
