@@ -48,6 +48,7 @@ from policies.alarm import alarm_matches
 from policies.document import AlarmRule, JobDocument, PredictiveRule
 from policies.predictive import lead_for
 from policies.types import ACTUATION_FAILED, AlarmEvent, Decision, Fire, JobState, Observation
+from policies.warnings import document_warnings
 
 log = logging.getLogger("oceand.engine")
 
@@ -1009,6 +1010,7 @@ class Engine:
             "running": view.running,
             "deployment_in_progress": view.deployment_started_at is not None,
             "startup": view.startup,
+            "warnings": document_warnings(rt.doc),
             "bounds": dict(zip(("min", "max"), policy.bounds(rt.doc, windows), strict=True)),
             "rules": rules,
             "cooldown_left": pstatus.get("cooldown_left", {}),

@@ -17,6 +17,7 @@ from oceand.keys import DAEMON, ENGINE, METRICS, STORE
 from oceand.replay import ReplayOptions
 from policies.document import JOB_NAME_RE, DocumentError, JobDocument, dump_job, parse_job
 from policies.redact import public_job, restore_webhook
+from policies.warnings import document_warnings
 
 
 def _job_name(request: web.Request) -> str:
@@ -125,13 +126,15 @@ async def create_job(request: web.Request) -> web.Response:
     doc = _keep_webhook(doc, None)
     version = await request.app[DAEMON].put_job(doc)
     await record(request, "job.create", doc.job, None, version)
-    return json_response({"job": _shown(doc), "version": version}, 201)
+    return json_response({"job": _shown(doc), "version": version, "warnings": document_warnings(doc)}, 201)
 
 
 async def get_job(request: web.Request) -> web.Response:
     name = _known_job(request)
     rt = request.app[ENGINE].jobs[name]
-    return json_response({"job": _shown(rt.doc), "version": rt.version})
+    return json_response(
+        {"job": _shown(rt.doc), "version": rt.version, "warnings": document_warnings(rt.doc)}
+    )
 
 
 async def put_job(request: web.Request) -> web.Response:
@@ -144,7 +147,8 @@ async def put_job(request: web.Request) -> web.Response:
     if version != before:
         await record(request, "job.replace" if current is not None else "job.create", name, before, version)
     existed = current is not None
-    return json_response({"job": _shown(doc), "version": version}, 200 if existed else 201)
+    reply = {"job": _shown(doc), "version": version, "warnings": document_warnings(doc)}
+    return json_response(reply, 200 if existed else 201)
 
 
 async def delete_job(request: web.Request) -> web.Response:

@@ -103,6 +103,48 @@ _ALARM_PARAMS = [
     )
 ]
 _DOC = {"$ref": "#/components/schemas/JobDocument"}
+_WARNINGS = {
+    "type": "array",
+    "description": "what in the document cannot work as written (policies/warnings.py); the document is "
+    "stored all the same",
+    "items": {
+        "type": "object",
+        "required": ["path", "code", "message"],
+        "properties": {
+            "path": {"type": "string", "description": "the field, e.g. rules[0].target"},
+            "code": {
+                "enum": [
+                    "never_scales_out",
+                    "never_scales_in",
+                    "unreachable_band",
+                    "inverse_metric",
+                    "capped_load",
+                    "fixed_count",
+                ]
+            },
+            "message": {"type": "string"},
+        },
+    },
+}
+_JOB_REPLY = {
+    "type": "object",
+    "required": ["job", "version", "warnings"],
+    "properties": {"job": _DOC, "version": {"type": "integer"}, "warnings": _WARNINGS},
+}
+_STATUS_REPLY = {
+    "type": "object",
+    "required": ["job", "warnings", "startup"],
+    "properties": {
+        "job": {"type": "string"},
+        "warnings": _WARNINGS,
+        "startup": {
+            "type": ["number", "null"],
+            "description": "the app's start-up time learned from Marathon (launch to healthy, p90 of its "
+            "recent tasks, seconds); null while not known. Each predictive rule shows its `lead` and "
+            "`lead_from` (document, marathon or default)",
+        },
+    },
+}
 _TOKEN_NAME = {
     "name": "name",
     "in": "path",
@@ -184,22 +226,23 @@ def spec() -> dict[str, Any]:
         },
         "/api/v1/jobs": {
             "get": _op("List jobs", "200"),
-            "post": _op("Create a job", "201", body=_DOC, errors=(400, 409, 413, 422)),
+            "post": _op("Create a job", "201", body=_DOC, errors=(400, 409, 413, 422), reply=_JOB_REPLY),
         },
         "/api/v1/jobs/{job}": {
             "parameters": [_JOB],
-            "get": _op("Read a job document", "200", errors=(400, 404)),
+            "get": _op("Read a job document", "200", errors=(400, 404), reply=_JOB_REPLY),
             "put": _op(
                 "Create or replace a job document (an identical document keeps its version)",
                 "200",
                 body=_DOC,
                 errors=(400, 413, 422),
+                reply=_JOB_REPLY,
             ),
             "delete": _op("Delete a job", "204", errors=(400, 404)),
         },
         "/api/v1/jobs/{job}/status": {
             "parameters": [_JOB],
-            "get": _op("Job status", "200", errors=(400, 404)),
+            "get": _op("Job status", "200", errors=(400, 404), reply=_STATUS_REPLY),
         },
         "/api/v1/jobs/{job}/decisions": {
             "parameters": [_JOB],
