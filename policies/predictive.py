@@ -175,70 +175,63 @@ def _forecast(
     lead: float,
 ) -> float:
     if season > 0 and slot is not None:
-        ahead = _slot_value(ring, slot, math.floor((now + lead - season) / spec.slot))
-        back = _slot_value(ring, slot, math.floor((now - season) / spec.slot))
-        if not (math.isnan(ahead) or math.isnan(back)):
-            rise = ahead - back
-            return level + rise if rise > 0 else max(0.0, level)
+        # _slot_value of the slots of now + lead − season and now − season, inlined (every bucket)
+        size, m = spec.slot, len(ring)
+        i = m - slot + math.floor((now + lead - season) / size)
+        k = m - slot + math.floor((now - season) / size)
+        if 0 <= i < m and 0 <= k < m:
+            ahead, back = ring[i], ring[k]
+            if ahead == ahead and back == back:  # neither is NaN (a slot without data)
+                rise = ahead - back
+                if rise > 0:
+                    return level + rise
+                return level if level > 0 else 0.0
     f = level + TREND_WEIGHT * trend * lead
     return f if f > 0 else 0.0
 
 
-def observe(
-    spec: PredictiveSpec, st: PredictiveState, load: float, now: float, lead: float
-) -> tuple[PredictiveState, float]:
-    """The state after one bucket's load and the forecast for now + lead (also put in `pending` to be
-    checked when its time comes, at most every lead / 16 and at most MAX_PENDING at a time)."""
-    # 1. forecasts that came due are checked against this load
-    pending, errors, fresh, margin = st.pending, st.errors, st.fresh, st.margin
-    if pending and pending[0][0] <= now:
-        k = 0
-        while k < len(pending) and pending[k][0] <= now:
-            fresh = (*fresh, load - pending[k][1])
-            k += 1
-        pending = pending[k:]
-        # the fresh errors join the kept ones in batches of ERROR_BATCH (copying the kept ones once a
-        # batch, not once a bucket); early on, every time, so that the margin learns fast
-        if len(fresh) >= ERROR_BATCH or len(errors) < 4 * ERROR_BATCH:
-            errors = (*errors, *fresh)
-            if len(errors) > MAX_ERRORS:
-                errors = errors[len(errors) - MAX_ERRORS :]
-            fresh = ()
-            margin = max(0.0, quantile(errors, spec.quantile))
-    # 2. level and trend
-    t = st.t
-    if t is None:
-        level, trend = load, 0.0
-    elif now <= t:
-        level, trend = st.level, st.trend
-    else:
-        dt = now - t
-        a = 1.0 - math.exp(-dt / (LEVEL_TIME * lead)) if lead > 0 else 1.0
-        level = st.level + a * (load - st.level)
-        b = 1.0 - math.exp(-dt / (TREND_TIME * lead)) if lead > 0 else 1.0
-        trend = st.trend + b * ((level - st.level) / dt - st.trend)
-    # 3. the history of slot means
-    slot, acc, n, ring, season = st.slot, st.acc, st.n, st.ring, st.season
-    if spec.slots:
-        s = math.floor(now / spec.slot)
-        if slot is not None and t is not None and math.floor(t / spec.slot) != slot:
-            slot, ring, season = None, (), 0.0  # kept at another slot size (the document's season changed)
-        if slot is None:
-            slot, acc, n = s, load, 1
-        elif s == slot:
-            acc, n = acc + load, n + 1
-        elif s > slot:
-            ring, season = _close_slots(spec, st, s)
-            slot, acc, n = s, load, 1
-    elif slot is not None:
-        slot, acc, n, ring, season = None, 0.0, 0, (), 0.0  # season "off" now: no history
-    f = _forecast(spec, level, trend, season, ring, slot, now, lead)
-    last = st.last_pending
-    if len(pending) < MAX_PENDING and (last is None or now - last >= lead / 16):
-        pending, last = (*pending, (now + lead, f)), now
-    return PredictiveState(
-        now, level, trend, slot, acc, n, ring, season, pending, last, errors, margin, fresh
-    ), f
+def _check_due(
+    spec: PredictiveSpec,
+    pending: tuple[tuple[float, float], ...],
+    errors: tuple[float, ...],
+    fresh: tuple[float, ...],
+    margin: float,
+    load: float,
+    now: float,
+) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], tuple[float, ...], float]:
+    """The forecasts that came due are checked against this load: their errors join `fresh`, and the fresh
+    errors join the kept ones in batches of ERROR_BATCH (copying the kept ones and sorting them for the
+    margin once a batch, not once a bucket); early on, every time, so that the margin learns fast."""
+    k = 0
+    while k < len(pending) and pending[k][0] <= now:
+        fresh = (*fresh, load - pending[k][1])
+        k += 1
+    pending = pending[k:]
+    if len(fresh) >= ERROR_BATCH or len(errors) < 4 * ERROR_BATCH:
+        errors = (*errors, *fresh)
+        if len(errors) > MAX_ERRORS:
+            errors = errors[len(errors) - MAX_ERRORS :]
+        fresh = ()
+        margin = max(0.0, quantile(errors, spec.quantile))
+    return pending, errors, fresh, margin
+
+
+_COEFFICIENTS: dict[tuple[float, float], tuple[float, float]] = {}
+
+
+def _coefficients(dt: float, lead: float) -> tuple[float, float]:
+    """The level's and the trend's smoothing weights for a step of dt at this lead (memoized: a job's
+    buckets are one period apart, so a handful of (dt, lead) pairs recur; bounded)."""
+    hit = _COEFFICIENTS.get((dt, lead))
+    if hit is None:
+        if lead > 0:
+            hit = (1.0 - math.exp(-dt / (LEVEL_TIME * lead)), 1.0 - math.exp(-dt / (TREND_TIME * lead)))
+        else:
+            hit = (1.0, 1.0)
+        if len(_COEFFICIENTS) >= 4096:
+            _COEFFICIENTS.clear()
+        _COEFFICIENTS[(dt, lead)] = hit
+    return hit
 
 
 def propose_predictive(
@@ -251,28 +244,98 @@ def propose_predictive(
     st: PredictiveState | None,
 ) -> tuple[Proposal, PredictiveState]:
     """The rule's proposal for a bucket value and its next state. `lead`: the start-up time the daemon
-    knows for the app (None: unknown); the rule's own `startup` comes first, then `DEFAULT_LEAD`."""
-    st = st if st is not None else EMPTY
+    knows for the app (None: unknown); the rule's own `startup` comes first, then `DEFAULT_LEAD`.
+
+    The hot path of every bucket of every predictive rule (issue 17's cost: 10,000 jobs within PRODUCT
+    §8's evaluation budget): one function on locals; the rare work — checking a batch of errors, closing
+    a history slot, a cycle's forecast — in helpers."""
+    if st is None:
+        st = EMPTY
     if value is None:
         return Proposal(spec.name, "predictive", None, NO_DATA, {"value": None, "target": spec.target}), st
-    lead_s = lead_for(spec.startup, lead)[0]
-    load = value if spec.is_sum else value * max(1, ready)
-    nxt, f = observe(spec, st, load, now, lead_s)
-    if nxt.checked < MIN_ERRORS:
+    if spec.startup is not None:
+        lead = spec.startup
+    elif lead is None:
+        lead = DEFAULT_LEAD
+    load = value if spec.is_sum else value * (ready if ready > 1 else 1)
+    # 1. forecasts that came due are checked against this load
+    pending, errors, fresh, margin = st.pending, st.errors, st.fresh, st.margin
+    if pending and pending[0][0] <= now:
+        if (
+            (len(pending) > 1 and pending[1][0] <= now)
+            or len(fresh) + 1 >= ERROR_BATCH
+            or len(errors) < 4 * ERROR_BATCH
+        ):
+            pending, errors, fresh, margin = _check_due(spec, pending, errors, fresh, margin, load, now)
+        else:  # one forecast came due, and its error waits for the batch (the common case)
+            fresh = (*fresh, load - pending[0][1])
+            pending = pending[1:]
+    # 2. level and trend
+    t = st.t
+    if t is None:
+        level, trend = load, 0.0
+    elif now <= t:
+        level, trend = st.level, st.trend
+    else:
+        dt = now - t
+        coefficients = _COEFFICIENTS.get((dt, lead))
+        a, b = coefficients if coefficients is not None else _coefficients(dt, lead)
+        old = st.level
+        level = old + a * (load - old)
+        trend = st.trend + b * ((level - old) / dt - st.trend)
+    # 3. the history of slot means
+    slot, ring, season = st.slot, st.ring, st.season
+    if spec.slots:
+        size = spec.slot
+        s = math.floor(now / size)
+        if s == slot:  # the slot being filled (the common case)
+            acc, n = st.acc + load, st.n + 1
+        else:
+            if slot is not None and t is not None and math.floor(t / size) != slot:
+                slot, ring, season = None, (), 0.0  # kept at another slot size (the season changed)
+            if slot is None:
+                slot, acc, n = s, load, 1
+            elif s > slot:
+                ring, season = _close_slots(spec, st, s)
+                slot, acc, n = s, load, 1
+            else:
+                acc, n = st.acc, st.n
+    elif slot is not None:
+        slot, acc, n, ring, season = None, 0.0, 0, (), 0.0  # season "off" now: no history
+    else:
+        acc, n = st.acc, st.n
+    # 4. the forecast for now + lead, kept to be checked when its time comes (every lead / 16 at most)
+    if season > 0:
+        f = _forecast(spec, level, trend, season, ring, slot, now, lead)
+    else:
+        f = level + TREND_WEIGHT * trend * lead
+        if f < 0:
+            f = 0.0
+    last = st.last_pending
+    if (last is None or now - last >= lead / 16) and len(pending) < MAX_PENDING:
+        pending, last = (*pending, (now + lead, f)), now
+    nxt = PredictiveState(now, level, trend, slot, acc, n, ring, season, pending, last, errors, margin, fresh)
+    checked = len(errors) + len(fresh)
+    if checked < MIN_ERRORS:
         floor = propose_target(spec.fallback, value, current, ready)
         floor.kind = "predictive"
         floor.inputs["mode"] = "target"
-        floor.inputs["checked"] = nxt.checked
-        floor.inputs["lead"] = lead_s
+        floor.inputs["checked"] = checked
+        floor.inputs["lead"] = lead
         return floor, nxt
-    # the target rule's proposal (policies.target.propose_target, inlined: only its count is needed)
+    # 5. the proposal: the forecast's count, never below the target rule's (propose_target, inlined:
+    # only its count is needed)
     fb = spec.fallback
     ratio = value / fb.target
     if fb.low <= ratio <= fb.high:
         floor_count = current
     else:
-        floor_count = max(0, math.ceil((ready if ready > 0 else current) * ratio - _EPS))
-    predicted = max(0, math.ceil((f + nxt.margin) / spec.target - _EPS))
+        floor_count = math.ceil((ready if ready > 0 else current) * ratio - _EPS)
+        if floor_count < 0:
+            floor_count = 0
+    predicted = math.ceil((f + margin) / spec.target - _EPS)
+    if predicted < 0:
+        predicted = 0
     desired = predicted if predicted > floor_count else floor_count
     if desired > current:
         reason = SCALE_OUT
@@ -284,10 +347,10 @@ def propose_predictive(
         "value": value,
         "target": spec.target,
         "load": load,
-        "lead": lead_s,
+        "lead": lead,
         "forecast": f,
-        "margin": nxt.margin,
-        "season": nxt.season,
+        "margin": margin,
+        "season": season,
         "predicted": predicted,
         "target_proposal": floor_count,
         "mode": "forecast",
