@@ -46,6 +46,7 @@ from oceand.store.base import Store, StoreError
 from oceand.systemd import Notifier as SystemdNotifier
 from policies.document import JobDocument, dump_job
 from policies.types import Decision
+from policies.warnings import document_warnings
 
 log = logging.getLogger("oceand")
 AUDIT_PRUNE_INTERVAL = 3600.0  # seconds between prunings of the audit trail ([auth] audit_retention)
@@ -251,6 +252,8 @@ class Daemon:
         if d is None:
             return
         for path, doc in load_job_files(Path(d)):
+            for w in document_warnings(doc):
+                log.warning("job %s (%s): %s", doc.job, path, w["message"], extra={"event": "job_warning"})
             stored = await self.store.get_job(doc.job)
             if stored is None or stored.doc != dump_job(doc):
                 version = await self.store.put_job(doc.job, dump_job(doc))
