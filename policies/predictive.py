@@ -36,6 +36,8 @@ nothing is mutated.
 from __future__ import annotations
 
 import math
+import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,7 +112,7 @@ class PredictiveSpec:
 EMPTY = PredictiveState()
 
 
-def quantile(values: tuple[float, ...], q: float) -> float:
+def quantile(values: Iterable[float], q: float) -> float:
     """The q-quantile with linear interpolation (numpy's default), in pure Python for small inputs."""
     s = sorted(values)
     pos = q * (len(s) - 1)
@@ -197,31 +199,27 @@ def _forecast(
 
 
 def _check_due(
-    spec: PredictiveSpec,
-    pending: tuple[tuple[float, float], ...],
-    errors: tuple[float, ...],
-    fresh: tuple[float, ...],
-    margin: float,
-    load: float,
-    now: float,
-) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], tuple[float, ...], float]:
+    spec: PredictiveSpec, pending: bytes, errors: bytes, fresh: bytes, margin: float, load: float, now: float
+) -> tuple[bytes, bytes, bytes, float]:
     """The forecasts that came due are checked against this load: their errors join `fresh`, and the fresh
     errors join the kept ones in batches of ERROR_BATCH (copying the kept ones and sorting them for the
-    margin once a batch, not once a bucket); early on, every time, so that the margin learns fast."""
+    margin once a batch, not once a bucket); early on, every time, so that the margin learns fast.
+    The sequences are packed doubles (PredictiveState)."""
     k = 0
-    while k < len(pending) and pending[k][0] <= now:
-        fresh = (*fresh, load - pending[k][1])
-        k += 1
+    while k < len(pending) and _PAIR.unpack_from(pending, k)[0] <= now:
+        fresh += _ONE.pack(load - _PAIR.unpack_from(pending, k)[1])
+        k += 16
     pending = pending[k:]
-    if len(fresh) >= ERROR_BATCH or len(errors) < 4 * ERROR_BATCH:
-        errors = (*errors, *fresh)
-        if len(errors) > MAX_ERRORS:
-            errors = errors[len(errors) - MAX_ERRORS :]
-        fresh = ()
-        margin = max(0.0, quantile(errors, spec.quantile))
+    if len(fresh) >= 8 * ERROR_BATCH or len(errors) < 8 * 4 * ERROR_BATCH:
+        errors += fresh
+        if len(errors) > 8 * MAX_ERRORS:
+            errors = errors[len(errors) - 8 * MAX_ERRORS :]
+        fresh = b""
+        margin = max(0.0, quantile(memoryview(errors).cast("d"), spec.quantile))
     return pending, errors, fresh, margin
 
 
+_ONE, _PAIR = struct.Struct("d"), struct.Struct("dd")  # one packed double; a (due time, forecast) pair
 _COEFFICIENTS: dict[tuple[float, float], tuple[float, float]] = {}
 
 
@@ -265,17 +263,20 @@ def propose_predictive(
         lead = DEFAULT_LEAD
     load = value if spec.is_sum else value * (ready if ready > 1 else 1)
     # 1. forecasts that came due are checked against this load
-    pending, errors, fresh, margin = st.pending, st.errors, st.fresh, st.margin
-    if pending and pending[0][0] <= now:
-        if (
-            (len(pending) > 1 and pending[1][0] <= now)
-            or len(fresh) + 1 >= ERROR_BATCH
-            or len(errors) < 4 * ERROR_BATCH
+    pending, errors, fresh, margin = st.pending_packed, st.errors_packed, st.fresh_packed, st.margin
+    if pending:
+        due, due_forecast = _PAIR.unpack_from(pending)
+        if due > now:
+            pass
+        elif (
+            (len(pending) > 16 and _ONE.unpack_from(pending, 16)[0] <= now)
+            or len(fresh) + 8 >= 8 * ERROR_BATCH
+            or len(errors) < 8 * 4 * ERROR_BATCH
         ):
             pending, errors, fresh, margin = _check_due(spec, pending, errors, fresh, margin, load, now)
         else:  # one forecast came due, and its error waits for the batch (the common case)
-            fresh = (*fresh, load - pending[0][1])
-            pending = pending[1:]
+            fresh += _ONE.pack(load - due_forecast)
+            pending = pending[16:]
     # 2. level and trend
     t = st.t
     if t is None:
@@ -318,10 +319,10 @@ def propose_predictive(
         if f < 0:
             f = 0.0
     last = st.last_pending
-    if (last is None or now - last >= lead / 16) and len(pending) < MAX_PENDING:
-        pending, last = (*pending, (now + lead, f)), now
+    if (last is None or now - last >= lead / 16) and len(pending) < 16 * MAX_PENDING:
+        pending, last = pending + _PAIR.pack(now + lead, f), now
     nxt = PredictiveState(now, level, trend, slot, acc, n, ring, season, pending, last, errors, margin, fresh)
-    checked = len(errors) + len(fresh)
+    checked = (len(errors) + len(fresh)) >> 3
     if checked < MIN_ERRORS:
         floor = propose_target(spec.fallback, value, current, ready)
         floor.kind = "predictive"
