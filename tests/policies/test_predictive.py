@@ -193,3 +193,12 @@ def test_changing_the_season_of_a_rule_with_history(
         assert len(ps.ring) == 192  # kept, still rolling
     else:
         assert len(ps.ring) <= ring_after  # the 2 hours since the change, at most
+
+
+def test_packed_quantile_is_quantile() -> None:
+    from policies.predictive import packed_quantile
+    from policies.types import pack_floats
+
+    xs = (3.0, -1.0, 7.5, 2.0, 2.0, 10.0, 0.5, -4.25)
+    for q in (0.1, 0.5, 0.9, 0.95):
+        assert packed_quantile(pack_floats(xs), q) == quantile(xs, q)
