@@ -208,10 +208,11 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def eval_cost(jobs: int = 10_000, rounds: int = 20, warm: int = 400, replays: int = 3) -> None:
+def eval_cost(jobs: int = 10_000, rounds: int = 20, warm: int = 1_600, replays: int = 3) -> None:
     """CPU per round of `jobs` jobs with one predictive (vs. one target) rule, one bucket each, from
-    states in their steady state: 1,000 distinct job states warmed up over `warm` buckets (full error
-    window, margin refreshed every 16 errors), each shared by 10 jobs (states are values). The target
+    states in their steady state: 1,000 distinct job states warmed up over `warm` buckets (the full
+    error window: 256 errors, one per lead of 6 buckets; the margin refreshed every 16 errors), each
+    shared by 10 jobs (states are values). The target
     and the predictive rounds alternate (and so do the replays), so both see the same machine: the
     machine is shared, and the ratio is the figure."""
     distinct = 1_000
