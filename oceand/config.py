@@ -37,7 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-from actuators.marathon import ClusterConfig
+from actuators.marathon import ClusterConfig, ClusterSettings
 from oceand.ingest import IngestLimits
 from oceand.store.base import SQLiteURL, StoreConfigError, StoreURL
 from oceand.store.base import parse_url as parse_store_url
@@ -538,14 +538,22 @@ class NotifySettings(Table):
         return self.falcon_api is not None
 
 
-@dataclass(frozen=True, slots=True)
-class ClusterSettings:
-    """One Marathon cluster: the Marathon client's settings, and how long one apply may take."""
+class RedisSettings(Table):
+    """Redis (hot state and wake-ups in cluster mode; never the authority): oceand/cluster/hotstate.py,
+    docs/redis.md. Without `url` nothing uses Redis; with it, Redis down only degrades (/readyz says so)."""
 
-    client: ClusterConfig
-    apply_timeout: float = 30.0
-    clock_skew: float = 2.0
-    settle_grace: float = 5.0
+    url: str | None = None
+    socket_timeout: Annotated[Duration, Field(gt=0, le=60)] = 0.5
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
+            raise ValueError(f"{_show(v)} is not a redis://, rediss:// or unix:// URL")
+        return v
 
 
 class Config(Table):
@@ -567,6 +575,7 @@ class Config(Table):
     notify: NotifySettings = Field(default_factory=dict, validate_default=True)
     auth: AuthSettings = Field(default_factory=dict, validate_default=True)
     history: HistorySettings = Field(default_factory=dict, validate_default=True)
+    redis: RedisSettings = Field(default_factory=dict, validate_default=True)
 
     _path: Path | None = PrivateAttr(default=None)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

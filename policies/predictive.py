@@ -12,7 +12,7 @@ Every closed bucket, with load = per-instance value × ready instances (the valu
 
 - `lead` is the rule's `startup`, else the start-up time the daemon knows for the app
   (`Observation.startup`: live, the p90 of launch → healthy of the app's recent tasks learned from
-  Marathon by actuators/marathon_startup.py; replay passes its `--startup`), else `DEFAULT_LEAD` (60 s).
+  Marathon by actuators.marathon.startup.py; replay passes its `--startup`), else `DEFAULT_LEAD` (60 s).
 - `level` follows the load with an exponential average of time constant lead / 2; `trend` is the
   average slope of the level over the last lead, and half of it counts (`TREND_WEIGHT`: the whole
   trend chases noise on the shared traces and loses about 10 % more load at the same cost). `s` is

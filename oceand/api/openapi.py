@@ -7,7 +7,7 @@ validation; a test checks that the router's routes and this description list the
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, get_args
 
 from aiohttp import web
 
@@ -15,6 +15,7 @@ import oceand
 from oceand.api.auth import ROUTE_SCOPES, WRITE_SCOPES
 from oceand.api.errors import json_response
 from policies.document import STORED_JOB_NAME_PATTERN, JobDocument
+from policies.types import ACTUATION_FAILED, ApplyStatus, OutcomeStatus
 
 _ERR = {"$ref": "#/components/responses/Error"}
 _JOB = {
@@ -131,18 +132,15 @@ _JOB_REPLY = {
     "required": ["job", "version", "warnings"],
     "properties": {"job": _DOC, "version": {"type": "integer"}, "warnings": _WARNINGS},
 }
-_STATUS_REPLY = {
-    "type": "object",
-    "required": ["job", "warnings", "startup"],
-    "properties": {
-        "job": {"type": "string"},
-        "warnings": _WARNINGS,
-        "startup": {
-            "type": ["number", "null"],
-            "description": "the app's start-up time learned from Marathon (launch to healthy, p90 of its "
-            "recent tasks, seconds); null while not known. Each predictive rule shows its `lead` and "
-            "`lead_from` (document, marathon or default)",
-        },
+_STATUS_REQUIRED = ["job", "warnings", "startup"]
+_STATUS_PROPERTIES: dict[str, Any] = {
+    "job": {"type": "string"},
+    "warnings": _WARNINGS,
+    "startup": {
+        "type": ["number", "null"],
+        "description": "the app's start-up time learned from Marathon (launch to healthy, p90 of its "
+        "recent tasks, seconds); null while not known. Each predictive rule shows its `lead` and "
+        "`lead_from` (document, marathon or default)",
     },
 }
 _TOKEN_NAME = {
@@ -192,18 +190,74 @@ _SECURITY_SCHEMES = {
 }
 
 
+_NULLABLE_STR = {"type": ["string", "null"]}
+# What became of a decision (policies.types.ActuationOutcome): a record of its own, beside the decision.
+_OUTCOME = {
+    "type": "object",
+    "required": ["status", "attempts", "tries", "detail", "reason"],
+    "properties": {
+        "status": {"enum": list(get_args(OutcomeStatus))},
+        "deployment_id": {**_NULLABLE_STR, "description": "Marathon's deployment of the write that landed"},
+        "version": {**_NULLABLE_STR, "description": "the app version Marathon answered with"},
+        "latency_ms": {"type": ["number", "null"], "description": "the last apply round"},
+        "error": {**_NULLABLE_STR, "description": "the last failure (kept while a retry is pending)"},
+        "attempts": {"type": "integer", "description": "writes (PUTs) of this decision"},
+        "tries": {"type": "integer", "description": "apply rounds: the first and each retry"},
+        "retry_at": {"type": ["number", "null"], "description": "pending: when it is tried again"},
+        "superseded_by": {"type": ["integer", "null"], "description": "the newer decision that replaced it"},
+        "detail": {
+            "type": "object",
+            "description": "url, unknown, landed, settled, stale, note, blocked ...",
+        },
+        "reason": {
+            "enum": [ACTUATION_FAILED, None],
+            "description": "ActuationFailed when an error is recorded",
+        },
+    },
+}
+# A decision as the API shows it: what the policy decided (never changed once made), `status` and
+# `result` derived from its outcome (the fields this API has always had), and the outcome itself.
+_DECISION = {
+    "type": "object",
+    "required": ["job", "at", "trigger", "current", "desired", "reasons", "status", "result", "outcome"],
+    "properties": {
+        "job": {"type": "string"},
+        "at": {"type": "number"},
+        "trigger": {"enum": ["bucket", "alarm", "schedule", "manual"]},
+        "current": {"type": "integer"},
+        "desired": {"type": "integer"},
+        "bucket": {"type": ["integer", "null"]},
+        "proposals": {"type": "array", "items": _OBJ},
+        "limits": {"type": "array", "items": _OBJ},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+        "mode": {"type": "string"},
+        "id": {"type": ["integer", "null"]},
+        "status": {"enum": list(get_args(ApplyStatus)), "description": "the outcome's (superseded: failed)"},
+        "result": {"type": "object", "description": "the outcome's fields and detail, flat"},
+        "outcome": {"$ref": "#/components/schemas/ActuationOutcome"},
+    },
+}
+_DECISION_REF = {"$ref": "#/components/schemas/Decision"}
+
+
 @cache
 def spec() -> dict[str, Any]:
     schema = JobDocument.model_json_schema(ref_template="#/components/schemas/{model}")
     defs = schema.pop("$defs", {})
-    schemas = {**defs, "JobDocument": schema}
+    schemas = {**defs, "JobDocument": schema, "Decision": _DECISION, "ActuationOutcome": _OUTCOME}
     lim = [
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
         {"name": "since", "in": "query", "schema": {"type": "number"}},
     ]
     paths: dict[str, Any] = {
         "/healthz": {"get": _op("Liveness", "200")},
-        "/readyz": {"get": _op("Readiness: store answers and writes, config loaded", "200", errors=(503,))},
+        "/readyz": {
+            "get": _op(
+                "Readiness: store answers and writes, config loaded (Redis, when set: ok or degraded, never 503)",
+                "200",
+                errors=(503,),
+            )
+        },
         "/metrics": {
             "get": {"summary": "Prometheus text", "responses": {"200": {"description": "text/plain"}}}
         },
@@ -242,11 +296,47 @@ def spec() -> dict[str, Any]:
         },
         "/api/v1/jobs/{job}/status": {
             "parameters": [_JOB],
-            "get": _op("Job status", "200", errors=(400, 404), reply=_STATUS_REPLY),
+            "get": _op(
+                "Job status",
+                "200",
+                errors=(400, 404),
+                reply={
+                    "type": "object",
+                    "required": _STATUS_REQUIRED,
+                    "properties": {
+                        "blocked": {
+                            **_NULLABLE_STR,
+                            "description": "Marathon refused a write: nothing is applied until the document"
+                            " changes (kept across a restart)",
+                        },
+                        "retry_at": {
+                            "type": ["number", "null"],
+                            "description": "a decision waiting after a transient failure is tried again then"
+                            " (kept across a restart)",
+                        },
+                        "last_decision": {"oneOf": [_DECISION_REF, {"type": "null"}]},
+                        **_STATUS_PROPERTIES,
+                    },
+                },
+            ),
         },
         "/api/v1/jobs/{job}/decisions": {
             "parameters": [_JOB],
-            "get": _op("Decisions, newest first, and schedule fires", "200", params=lim, errors=(400, 404)),
+            "get": _op(
+                "Decisions, newest first, each with its outcome, and schedule fires",
+                "200",
+                params=lim,
+                errors=(400, 404),
+                reply={
+                    "type": "object",
+                    "required": ["job", "decisions", "fires"],
+                    "properties": {
+                        "job": {"type": "string"},
+                        "decisions": {"type": "array", "items": _DECISION_REF},
+                        "fires": {"type": "array", "items": _OBJ},
+                    },
+                },
+            ),
         },
         "/api/v1/jobs/{job}/history": {
             "parameters": [_JOB],
@@ -291,8 +381,9 @@ def spec() -> dict[str, Any]:
         "/api/v1/jobs/{job}/scale": {
             "parameters": [_JOB],
             "post": _op(
-                "Manual scale within the bounds (reason Manual)",
+                "Manual scale within the bounds (reason Manual); answers once the apply round is done",
                 "200",
+                reply={"type": "object", "required": ["decision"], "properties": {"decision": _DECISION_REF}},
                 body={
                     "type": "object",
                     "required": ["instances"],

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from oceand.store.base import (
     DECISION_STATUSES,
     FIRE_STATUSES,
+    OUTCOME_STATUSES,
     DecisionNotFound,
     MySQLURL,
     SQLiteURL,
@@ -30,6 +31,7 @@ from oceand.store.sqlite import SQLiteStore
 __all__ = [
     "DECISION_STATUSES",
     "FIRE_STATUSES",
+    "OUTCOME_STATUSES",
     "DecisionNotFound",
     "MySQLStore",
     "MySQLURL",

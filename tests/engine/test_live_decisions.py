@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from oceand.actuation import RecordingActuator
+from actuators.marathon import RecordingActuator
 from oceand.daemon import Daemon
-from tests.conftest import Client, DaemonFactory
+from tests.conftest import Client, DaemonFactory, stepped
 
 JOB = "job.seed_web_cop.xiaomi"
 T0 = 1_800_000_000  # a multiple of 10
@@ -259,7 +259,7 @@ class FlakyActuator(RecordingActuator):
         self.failures = 1
 
     async def apply(self, doc: Any, decision: Any, attempts: Any = None) -> Any:
-        from oceand.actuation import Outcome
+        from actuators.marathon import Outcome
 
         if self.failures:
             self.failures -= 1
@@ -276,17 +276,24 @@ async def test_a_retrying_decision_superseded_by_a_newer_one_is_never_applied(
     assert (await c.call("POST", "/api/v1/jobs", seed(mode="active")))[0] == 201
     status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 4})
     assert (status, body["decision"]["status"]) == (200, "pending")
-    assert "ActuationFailed" in body["decision"]["reasons"]
+    # the failure is the outcome's (ActuationFailed); the decision's reasons stay as the policy gave them
+    assert body["decision"]["outcome"]["reason"] == "ActuationFailed"
+    assert body["decision"]["reasons"] == ["Manual"]
     status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 2})
     assert body["decision"]["status"] == "applied"
     rows = await decisions(c)
     first = next(x for x in rows if x["desired"] == 4)
     assert first["status"] == "failed" and first["result"]["superseded_by"] == body["decision"]["id"]
+    assert (first["outcome"]["status"], first["outcome"]["superseded_by"]) == (
+        "superseded",
+        body["decision"]["id"],
+    )
+    assert first["reasons"] == ["Manual"] and first["outcome"]["reason"] == "ActuationFailed"
     rt = d.engine.jobs[JOB]
     assert rt.retry is None and rt.retry_at is None
     await d.stop()
-    await start_daemon(actuator=act, clock=clock)
-    await asyncio.sleep(0.1)
+    d2, _ = await start_daemon(actuator=act, clock=clock)
+    await stepped(d2, JOB)  # the restarted job's worker has run: whatever it would send, it has sent
     assert act.instances[JOB] == 2 and act.calls == [(JOB, 2)]
 
 

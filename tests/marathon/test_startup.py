@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from actuators.marathon import MarathonClient
-from actuators.marathon_events import ClusterWatcher
-from actuators.marathon_model import AppState, Task
-from actuators.marathon_startup import RECENT_TASKS, StartupTimes, task_startup
+from actuators.marathon.client import MarathonClient
+from actuators.marathon.model import AppState, Task
+from actuators.marathon.startup import RECENT_TASKS, StartupTimes, task_startup
+from actuators.marathon.watcher import ClusterWatcher
 from tests.conftest import DaemonFactory
 from tests.fakes.marathon import FakeMarathon
 from tests.marathon.conftest import config, until

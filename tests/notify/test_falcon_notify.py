@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from oceand.actuation import RecordingActuator
+from actuators.marathon import RecordingActuator
 from oceand.config import NotifySettings
 from oceand.notify import Notifier
 from policies.document import parse_job
-from policies.types import Decision
+from policies.types import ActuationOutcome, Decision
 from tests.api.test_admin import JOB, doc
 from tests.conftest import Client, DaemonFactory
 from tests.fakes.falcon_api import DEFAULT_TOKEN, FalconFake
@@ -102,8 +102,9 @@ class Ticker:
         return self.t
 
 
-def _decision(n: int, did: int) -> Decision:
-    return Decision(job=JOB, at=1.8e9, trigger="manual", current=n - 1, desired=n, status="applied", id=did)
+def _decision(n: int, did: int) -> tuple[Decision, ActuationOutcome]:
+    decision = Decision(job=JOB, at=1.8e9, trigger="manual", current=n - 1, desired=n, id=did)
+    return decision, ActuationOutcome("applied")
 
 
 class Run:
@@ -128,7 +129,7 @@ class Run:
         self.sleeps.append(delay)
 
     def submit(self, n: int, did: int, group: str = "sre_ocean") -> None:
-        self.notifier.submit(parse_job(doc(max_instances=20, notify={"group": group})), _decision(n, did))
+        self.notifier.submit(parse_job(doc(max_instances=20, notify={"group": group})), *_decision(n, did))
 
     async def close(self) -> None:
         self.stop.set()
@@ -267,9 +268,9 @@ async def test_a_hanging_sender_delays_neither_the_next_scale_nor_other_channels
     falcon.release.clear()
     await scale(c, 8)
     await until(lambda: falcon.arrived.count("/sms") == 4, "another sms to the hanging sender")
-    (task,) = [t for t in d._tasks if t.get_name() == "notifier"]
+    (task,) = [t for t in d.runtime.tasks if t.get_name() == "notifier"]
     await d.stop()
-    assert task.done() and not task.cancelled() and task.exception() is None
+    assert task.done() and not task.cancelled() and task.exception() is None and d.runtime.failures == []
 
 
 async def test_failures_and_retries_show_in_metrics(start_daemon: DaemonFactory, falcon: FalconFake) -> None:

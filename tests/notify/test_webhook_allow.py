@@ -145,7 +145,7 @@ async def test_the_connected_address_is_checked(hooks: Hooks, monkeypatch: pytes
 
 async def test_daemon_counts_refused_webhooks(start_daemon: DaemonFactory, hooks: Hooks) -> None:
     d, _ = await start_daemon()
-    d.notifier.submit(_job(f"{d.url}/api/v1/jobs"), _decision())  # its own admin listener
+    d.notifier.submit(_job(f"{d.url}/api/v1/jobs"), *_decision())  # its own admin listener
     refused = 'oceand_notify_refused_total{kind="webhook"} 1.0'
     await until(lambda: refused in d.metrics.render().decode())
     assert 'oceand_notify_errors_total{kind="webhook"} 1.0' in d.metrics.render().decode()

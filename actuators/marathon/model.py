@@ -28,7 +28,7 @@ class Task:
     healthy: bool | None = None  # None: the app has no health checks (or no result yet)
     started_at: str | None = None
     # launch and first-healthy times, Unix seconds on Marathon's clock (the start-up time is their
-    # difference: actuators.marathon_startup); None when Marathon has not said (yet)
+    # difference: actuators.marathon.startup); None when Marathon has not said (yet)
     staged_at: float | None = None
     healthy_at: float | None = None
 
@@ -112,3 +112,15 @@ def parse_time(value: Any) -> float | None:
     except ValueError:
         return None
     return t.timestamp() if t.tzinfo is not None else None
+
+
+def task_endpoints(app: AppState | None) -> frozenset[str]:
+    """The endpoints a falcon-agent in one of the app's tasks reports as: the task's host, its IPs."""
+    if app is None:
+        return frozenset()
+    out: set[str] = set()
+    for t in app.tasks.values():
+        if t.host:
+            out.add(t.host)
+        out.update(a for a in t.ip_addresses if a)
+    return frozenset(out)

@@ -9,7 +9,7 @@ become healthy yet, or whose times Marathon did not give, teach nothing.
 
 from __future__ import annotations
 
-from actuators.marathon_model import AppState, Task, parse_time
+from actuators.marathon.model import AppState, Task, parse_time
 from policies.predictive import quantile
 
 RECENT_TASKS = 20  # start-up times kept per app (the most recently launched tasks)
