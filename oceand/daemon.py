@@ -30,6 +30,7 @@ from actuators.marathon import (
 )
 from oceand import console
 from oceand.api import admin, ingest
+from oceand.api import templates as templates_api
 from oceand.api.auth import AUTHORITY, LIMITER, auth_middleware
 from oceand.api.auth import add_routes as add_auth_routes
 from oceand.api.errors import error_middleware
@@ -206,6 +207,7 @@ class Daemon:
         if self.config.ingest.listen is None:
             self._add_ingest_routes(app)
         admin.add_routes(app)
+        templates_api.add_routes(app)
         app.router.add_get("/api/v1/openapi.json", openapi)
         add_auth_routes(app)
         console.add_routes(app)  # the web console at /ui/ (PRODUCT §12)
