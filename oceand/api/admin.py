@@ -21,6 +21,7 @@ from oceand.templates import SELECT_KEYS, Composed, check_selector, matches
 from policies.document import JOB_NAME_RE, DocumentError, JobDocument, dump_job, parse_job
 from policies.redact import public_job, restore_webhook
 from policies.types import ActuationOutcome
+from policies.warnings import document_warnings
 
 
 def _job_name(request: web.Request) -> str:
@@ -88,6 +89,7 @@ async def _with_template(request: web.Request, name: str, body: dict[str, Any]) 
 
 def _reply(doc: JobDocument, version: int, composed: Composed) -> dict[str, Any]:
     body: dict[str, Any] = {"job": _shown(doc), "version": version, "template": composed.template}
+    body["warnings"] = document_warnings(doc)
     if composed.own is not None:
         body["own"] = public_job(composed.own)
     return body
@@ -177,7 +179,11 @@ async def create_job(request: web.Request) -> web.Response:
 async def get_job(request: web.Request) -> web.Response:
     job = _known_job(request)
     return json_response(
-        await _with_template(request, job.name, {"job": _shown(job.doc), "version": job.version})
+        await _with_template(
+            request,
+            job.name,
+            {"job": _shown(job.doc), "version": job.version, "warnings": document_warnings(job.doc)},
+        )
     )
 
 
