@@ -169,21 +169,13 @@ def stabilize(
         hist.append((now, proposed))
     if proposed < current and lim.in_window > 0:
         cut_in = now - lim.in_window
-        # a plain loop, not max() of a generator: this runs at most buckets. The last entry is (now,
-        # proposed), always inside the window, so `proposed` is where the search starts.
-        top = proposed
-        for t, c in hist:
-            if c > top and t > cut_in:
-                top = c
+        top = max(c for t, c in hist if t > cut_in)
         new = min(current, top)
         if new != proposed:
             return new, hist, Limit(STABILIZED, proposed, new, f"{lim.in_text}{top}{lim.in_suffix}")
     elif proposed > current and lim.out_window > 0:
         cut_out = now - lim.out_window
-        low = proposed  # as above
-        for t, c in hist:
-            if c < low and t > cut_out:
-                low = c
+        low = min(c for t, c in hist if t > cut_out)
         new = max(current, low)
         if new != proposed:
             return new, hist, Limit(STABILIZED, proposed, new, f"{lim.out_text}{low}")
