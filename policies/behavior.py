@@ -317,9 +317,13 @@ def apply_limits(
             d, hit = max_step(lim, current, d)  # called only when it applies: this is the hot path
             if hit is not None:
                 limits.append(hit)
-        d, hit = cooldown(lim, current, d, now, state.last_change_at, deployment_started_at)
-        if hit is not None:
-            limits.append(hit)
+        last = state.last_change_at
+        if deployment_started_at is not None or (
+            last is not None and now - last < (lim.out_cooldown if d > current else lim.in_cooldown)
+        ):  # called only when it may hold the change, as max_step
+            d, hit = cooldown(lim, current, d, now, last, deployment_started_at)
+            if hit is not None:
+                limits.append(hit)
     if d > hi or d < lo:
         d, hit = clamp(lo, hi, d)
         if hit is not None:
