@@ -33,6 +33,7 @@ _ports = itertools.count(30001)
 CLUSTER = {
     "enabled": True,
     "name": "gate",
+    "token": "gate-cluster-token-0123",
     "shards": 16,
     "lease_ttl": "1.5s",
     "renew_interval": "300ms",
