@@ -226,7 +226,7 @@ class Forwarder:
         h = self._held.get(shard)
         r = self.routes.get(shard)
         if h is not None or r is None or r.owner == self.me:
-            self._hold(shard, r, [sample], count=False)
+            self._hold(shard, r, [sample])
             return
         buf = self._out.get(r.addr)
         if buf is None:
@@ -352,7 +352,7 @@ class Forwarder:
         for shard, ss in by_shard.items():
             self._hold(shard, self.routes.get(shard), ss)
 
-    def _hold(self, shard: int, route: Route | None, samples: list[Sample], *, count: bool = True) -> None:
+    def _hold(self, shard: int, route: Route | None, samples: list[Sample]) -> None:
         now = self.mono()
         h = self._held.get(shard)
         if h is None:
@@ -363,8 +363,7 @@ class Forwarder:
             samples = samples[: max(room, 0)]
         h.samples.extend((now, s) for s in samples)
         self._n += len(samples)
-        if count:
-            self._count("held", len(samples))
+        self._count("held", len(samples))
 
     def _routes_changed(self, shards: set[int]) -> None:
         """After each route refresh: expire old held samples; resend those whose shard has a new epoch

@@ -205,3 +205,26 @@ async def test_bad_internal_requests_are_refused_and_counted(pair: Pair) -> None
     async with pair.session.post(url, data=orjson.dumps(good), headers={TOKEN_HEADER: TOKEN}) as r:
         assert r.status == 409 and (await r.json()) == {"not_owner": [shard]}
     assert count(d, "oceand_forward_samples_total", result="refused") == 1
+
+
+async def test_samples_for_an_unreachable_owner_are_held_and_reach_the_next_owner(pair: Pair) -> None:
+    """The owner stops answering (its API closed, its leases still renewed): samples pushed to the other
+    daemon are held; when the owner's leases go, the other daemon takes the shard and gets them locally."""
+    await pair.start()
+    await pair.start()
+    o, n = await pair.settled()
+    owner, other = pair.daemons[o], pair.daemons[n]
+    assert owner.leases is not None and other.leases is not None
+    for r in owner._runners:
+        await r.cleanup()
+    ts = int(time.time())
+    status, _ = await pair.clients[n].call("POST", "/v1/push", [push_item(25, ts)])
+    assert status == 200
+    await until(lambda: count(other, "oceand_forward_samples_total", result="held") == 1, 5)
+    await owner.leases.stop()  # the takeover: its shards released, the other daemon acquires them
+
+    def landed() -> bool:
+        return any(b.values[0].get("h1") == (ts, 75.0) for b in other.engine.jobs[JOB].buckets.open.values())
+
+    await until(landed, 10)
+    assert count(other, "oceand_forward_samples_total", result="dropped_expired") == 0
