@@ -135,3 +135,15 @@ def test_errors_name_the_file_and_key(tmp_path: Path, text: str, key: str, fragm
     e = info.value
     assert (e.file, e.key) == (str(path), key), str(e)
     assert fragment in e.message, str(e)
+
+
+def test_the_cluster_token_is_never_shown(tmp_path: Path) -> None:
+    """A refused token is named by its key, never echoed (policies/redact.py's rule for secrets)."""
+    secret = "with white space secret-9876"
+    with pytest.raises(ConfigError) as e:
+        load_config(
+            write(tmp_path, MYSQL + f'[cluster]\nenabled = true\nadvertise = "h:1"\ntoken = "{secret}"\n')
+        )
+    assert "cluster.token" in str(e.value) and "secret-9876" not in str(e.value)
+    c = load_config(write(tmp_path, MYSQL + ON)).cluster
+    assert "cluster-secret" not in repr(c)
