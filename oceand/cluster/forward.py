@@ -42,6 +42,7 @@ SAMPLES_PATH = "/internal/v1/samples"
 TOKEN_HEADER = "X-Oceand-Cluster-Token"
 FORWARDED_HEADER = "X-Oceand-Forwarded"  # an admin call already forwarded once: never forwarded again
 SEND_TIMEOUT = 2.0  # one POST to an owner, at most (then its samples are held)
+SENDS_PER_OWNER = 4  # POSTs in flight to one owner at once; later batches wait (and count in the buffer)
 PROBE_EVERY = 1.0  # held samples of a shard whose route did not change are tried again this often
 MAX_BODY_SAMPLES = 100_000  # samples in one /internal/v1/samples body, at most (the receiver's 400)
 
@@ -188,6 +189,8 @@ class Forwarder:
         self._out: dict[str, list[tuple[int, Sample]]] = {}
         self._held: dict[int, _Held] = {}
         self._n = 0  # samples in _out and _held
+        self._inflight = 0  # samples in batches being sent or waiting for a send slot
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -212,7 +215,7 @@ class Forwarder:
 
     @property
     def pending(self) -> int:
-        return self._n
+        return self._n + self._inflight
 
     def _count(self, result: str, n: int = 1) -> None:
         if self.metrics is not None and n:
@@ -220,7 +223,7 @@ class Forwarder:
 
     def put(self, shard: int, sample: Sample) -> None:
         """A sample for `shard`'s owner: into its destination's buffer (or held when there is no route)."""
-        if self._n >= self.buffer:
+        if self._n + self._inflight >= self.buffer:
             self._count("dropped_overflow")
             return
         h = self._held.get(shard)
@@ -245,7 +248,8 @@ class Forwarder:
         if not items:
             return
         self._n -= len(items)
-        task = asyncio.get_running_loop().create_task(self._send(addr, items, retry=True))
+        self._inflight += len(items)
+        task = asyncio.get_running_loop().create_task(self._sent(addr, items))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -279,12 +283,24 @@ class Forwarder:
         ) as resp:
             return resp.status, await resp.read()
 
+    async def _sent(self, addr: str, items: list[tuple[int, Sample]]) -> None:
+        try:
+            await self._send(addr, items, retry=True)
+        finally:
+            self._inflight -= len(items)
+
     async def _send(self, addr: str, items: list[tuple[int, Sample]], *, retry: bool) -> None:
         if self.metrics is not None:
             self.metrics.forward_batch.observe(len(items))
-        body = orjson.dumps({"from": self.me, "sent_at": self.clock(), "samples": [s for _, s in items]})
+        slot = self._slots.get(addr)
+        if slot is None:
+            slot = self._slots[addr] = asyncio.Semaphore(SENDS_PER_OWNER)
         try:
-            status, reply = await self.post(addr, body)
+            async with slot:
+                body = orjson.dumps(
+                    {"from": self.me, "sent_at": self.clock(), "samples": [s for _, s in items]}
+                )
+                status, reply = await self.post(addr, body)
         except (OSError, aiohttp.ClientError, TimeoutError) as e:
             log.warning(
                 "owner %s unreachable: %d samples held (%s)",
@@ -357,7 +373,7 @@ class Forwarder:
         h = self._held.get(shard)
         if h is None:
             h = self._held[shard] = _Held(-1 if route is None else route.epoch, now)
-        room = self.buffer - self._n
+        room = self.buffer - self._n  # (a batch coming back from a send is still counted in flight)
         if len(samples) > room:
             self._count("dropped_overflow", len(samples) - max(room, 0))
             samples = samples[: max(room, 0)]

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from oceand.buckets import JobBuckets
 from oceand.cluster.forward import (
+    SENDS_PER_OWNER,
     TOKEN_HEADER,
     BadSamples,
     ForwardBuckets,
@@ -352,3 +353,35 @@ async def test_concurrent_refreshes_share_one_read() -> None:
     gate.set()
     await asyncio.gather(*tasks)
     assert calls == 1 and t.get(0) == Route("a", "h:1", 1)
+
+
+async def test_at_most_a_few_sends_per_owner_are_in_flight(rig: Rig) -> None:
+    """A burst becomes many batches: they wait for one of SENDS_PER_OWNER slots instead of all being
+    posted at once (which made a busy owner time them all out), and count in the buffer meanwhile."""
+    gate = asyncio.Event()
+    inside = [0, 0]  # now, most
+
+    class Slow(Receiver):
+        async def handle(self, request: web.Request) -> web.Response:
+            inside[0] += 1
+            inside[1] = max(inside)
+            await gate.wait()
+            inside[0] -= 1
+            return web.Response(status=204)
+
+    recv = Slow()
+    await recv.start()
+    try:
+        rig.rows = [(1, "b", recv.addr, 3)]
+        await rig.routes.refresh()
+        rig.fwd.buffer = 1000
+        for i in range(30):  # batch = 3: 10 batches
+            rig.fwd.put(1, s("j1", i))
+        await until(lambda: inside[0] == SENDS_PER_OWNER, 2)
+        assert rig.fwd._slots[recv.addr].locked() and len(rig.fwd._tasks) == 10
+        assert inside[1] == SENDS_PER_OWNER and rig.fwd.pending == 30
+        gate.set()
+        await rig.fwd.flush()
+        assert rig.count("sent") == 30 and rig.fwd.pending == 0 and inside[1] == SENDS_PER_OWNER
+    finally:
+        await recv.stop()
