@@ -15,7 +15,7 @@ Two parts, each bounded in time, loopback only:
      (`parse_samples` + `split_by_owner` + `JobBuckets.add`, the owner's path).
    CPU is `time.process_time()` of the sender (this process) and of the receiver process, per sample.
 
-    .venv/bin/python bench/ha_scale.py [--jobs 100000] [--rounds 5] [--window 10]
+    .venv/bin/python bench/ha_scale.py [--jobs 100000] [--rounds 5] [--window 10] [--baseline]
 
 Redis operations are not measured: the hot-state writer (HotStateWriter, on main) is not wired into the
 engine on this branch, so a daemon here sends 0 Redis operations per second. Needs MariaDB on
@@ -77,7 +77,7 @@ class Counting(Coordinator):
         return await super().fetch(sql, args, timeout)
 
 
-async def leases(db: MySQLURL, window: float) -> None:
+async def leases(db: MySQLURL, window: float, with_routes: bool = True) -> None:
     s = LeaseSettings(name="bench", shards=SHARDS, member_min_age=0.0)
     coords = [Counting(db, s.store_timeout) for _ in range(DAEMONS)]
     managers: list[LeaseManager] = []
@@ -94,7 +94,8 @@ async def leases(db: MySQLURL, window: float) -> None:
 
         r = RouteTable(fetch, SHARDS, interval=s.acquire_poll)
         routes.append(r)
-        tasks.append(asyncio.create_task(r.run()))
+        if with_routes:
+            tasks.append(asyncio.create_task(r.run()))
     t0 = time.monotonic()
     last: tuple[int, ...] = ()
     t_same = t0
@@ -275,8 +276,13 @@ async def amain(args: argparse.Namespace) -> None:
         await store.close()
         print(f"== leases: {DAEMONS} daemons, {SHARDS} shards, default timings, {args.window:g} s window")
         await leases(db, args.window)
+        if args.baseline:
+            print("== the same without the route tables (ha-core's lease loops alone)")
+            await leases(db, args.window, with_routes=False)
     finally:
         drop_mysql_database(name)
+    if args.skip_forwarding:
+        return
     print(f"== forwarding: {args.jobs} jobs, {args.rounds} rounds of one sample per job")
     await forwarding(args.jobs, args.rounds, args.batch)
 
@@ -287,6 +293,10 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--window", type=float, default=10.0)
     p.add_argument("--batch", type=int, default=500)
+    p.add_argument(
+        "--baseline", action="store_true", help="also measure the lease loops without route tables"
+    )
+    p.add_argument("--skip-forwarding", action="store_true")
     asyncio.run(amain(p.parse_args()))
 
 
