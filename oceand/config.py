@@ -604,8 +604,8 @@ class ClusterModeSettings(Table):
 
 
 class RedisSettings(Table):
-    """Redis (hot state and wake-ups in cluster mode; never the authority). Not used yet by this
-    version: accepted and checked so a config written for it is ready."""
+    """Redis (hot state and wake-ups in cluster mode; never the authority): oceand/cluster/hotstate.py,
+    docs/redis.md. Without `url` nothing uses Redis; with it, Redis down only degrades (/readyz says so)."""
 
     url: str | None = None
     socket_timeout: Annotated[Duration, Field(gt=0, le=60)] = 0.5

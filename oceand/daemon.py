@@ -30,6 +30,7 @@ from actuators.marathon import (
 )
 from oceand import console
 from oceand.api import admin, ingest, internal
+from oceand.api import templates as templates_api
 from oceand.api.auth import AUTHORITY, LIMITER, auth_middleware
 from oceand.api.auth import add_routes as add_auth_routes
 from oceand.api.errors import error_middleware
@@ -37,6 +38,7 @@ from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.auth import Authority, WriteLimiter, prune_audit
 from oceand.cluster.forward import Forwarder
+from oceand.cluster.hotstate import HotState
 from oceand.cluster.ids import instance_id
 from oceand.cluster.lease import Coordinator, LeaseManager
 from oceand.cluster.ownership import Ownership
@@ -61,6 +63,15 @@ from policies.types import ActuationOutcome, Decision
 
 log = logging.getLogger("oceand")
 AUDIT_PRUNE_INTERVAL = 3600.0  # seconds between prunings of the audit trail ([auth] audit_retention)
+
+
+def hot_state(config: Config, metrics: Metrics) -> HotState | None:
+    """The Redis hot state and wake-ups (issue 14, docs/redis.md) when `[redis] url` is set; its keys are
+    prefixed with the `[cluster] name`."""
+    r = config.redis
+    if r.url is None:
+        return None
+    return HotState(r.url, config.cluster.name, socket_timeout=r.socket_timeout, metrics=metrics)
 
 
 class Daemon:
@@ -92,6 +103,7 @@ class Daemon:
             dry_run=lambda: self.config.dry_run,
         )
         self.notifier = Notifier(config.notify, on_error=self._notify_error, on_event=self._notify_event)
+        self.hotstate = hot_state(config, self.metrics)
         self.leases: LeaseManager | None = None  # [cluster] enabled: shard leases in the MySQL store
         ownership: Ownership | None = None
         if config.cluster.enabled:
@@ -153,6 +165,7 @@ class Daemon:
         self.engine.history = self.history if h.enabled else None
         self.jobs = JobsService(self.store, self.engine, self.clusters, self.lb, clock)
         self.health = Health(self.store, self.engine, self.metrics, self.clusters, lambda: self.config_loaded)
+        self.health.hotstate = self.hotstate
         self.runtime = Runtime(budget=lambda: self.config.stop_timeout)
         self.stop_event = self.runtime.stopping
         self._runners: list[web.AppRunner] = []
@@ -219,6 +232,7 @@ class Daemon:
         if self.config.ingest.listen is None:
             self._add_ingest_routes(app)
         admin.add_routes(app)
+        templates_api.add_routes(app)
         internal.add_routes(app)  # between the daemons of a cluster: not in the OpenAPI
         app.router.add_get("/api/v1/openapi.json", openapi)
         add_auth_routes(app)
@@ -284,6 +298,9 @@ class Daemon:
         rt = self.runtime
         await self.store.open()
         rt.on_stop("closing the store", lambda _: self.store.close())
+        if (hot := self.hotstate) is not None:
+            await hot.start()  # never fails: a Redis that does not answer starts degraded
+            rt.on_stop("closing Redis", lambda _: hot.close(), 0.05)
         await self.jobs.apply_files(self.config.jobs_dir)
         server = self.config.server
         self._runners.append(web.AppRunner(self.build_app(), **runner_options(server)))
@@ -377,6 +394,8 @@ class Daemon:
 
         leases.on_acquired.append(shard_moved)
         leases.on_lost.append(shard_moved)
+        if self.hotstate is not None:  # a Redis wake-up (a shard released or acquired): read the routes now
+            self.hotstate.on_event.append(lambda _event: routes.kick())
         return fwd
 
     async def _start_forwarding(self, fwd: Forwarder) -> None:

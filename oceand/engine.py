@@ -64,7 +64,8 @@ from policies import engine as policy
 from policies import schedule
 from policies.alarm import alarm_matches
 from policies.backoff import Backoff
-from policies.document import AlarmRule, JobDocument
+from policies.document import AlarmRule, JobDocument, PredictiveRule
+from policies.predictive import lead_for
 from policies.types import (
     ActuationOutcome,
     ActuationState,
@@ -75,6 +76,7 @@ from policies.types import (
     Observation,
     OutcomeStatus,
 )
+from policies.warnings import document_warnings
 
 log = logging.getLogger("oceand.engine")
 
@@ -669,6 +671,7 @@ class Engine:
             values=values,
             reporters=closed.reporters,
             deployment_started_at=view.deployment_started_at,
+            startup=view.startup,
         )
         windows = schedule.active_windows(rt.doc, obs.now, self.default_tz)
         decision, state = policy.evaluate(rt.doc, obs, rt.state, mode=self.mode(rt), windows=windows)
@@ -1232,12 +1235,15 @@ class Engine:
         for rule in rt.doc.rules:
             entry: dict[str, Any] = {"type": rule.type}
             entry.update(per_rule.get(rule.name, {}))
-            if rule.type in ("threshold", "target") and last is not None:
+            if rule.type in ("threshold", "target", "predictive") and last is not None:
                 entry["last_bucket"] = last.start
                 entry["value"] = last.values.get(rule.name)
                 entry["reporters"] = last.per_rule_reporters.get(rule.name, 0)
-            if rule.type in ("threshold", "target"):
+            if rule.type in ("threshold", "target", "predictive"):
                 entry.update(_no_data(rt.buckets, rule.name, now))
+            if isinstance(rule, PredictiveRule):
+                # the lead its forecasts use: the document's startup, else the one learned from Marathon
+                entry["lead"], entry["lead_from"] = lead_for(rule.startup, view.startup)
             if rule.type == "schedule":
                 nf = schedule.next_fire(rule, now, self.default_tz)
                 entry["next_fire"] = nf
@@ -1254,6 +1260,8 @@ class Engine:
             "ready": view.ready,
             "running": view.running,
             "deployment_in_progress": view.deployment_started_at is not None,
+            "startup": view.startup,
+            "warnings": document_warnings(rt.doc),
             "bounds": dict(zip(("min", "max"), policy.bounds(rt.doc, windows), strict=True)),
             "rules": rules,
             "cooldown_left": pstatus.get("cooldown_left", {}),

@@ -4,7 +4,7 @@ A bad config (or a bad job file) is rejected and logged (`reload_rejected`); the
 A good one replaces the daemon's config: the engine's timezone and staleness bound, the token cache's
 refresh, grace and cap, logging, the Marathon clusters (every cluster reconnected when any `[marathon.*]`
 table changed) and the jobs (job files applied, stored versions loaded). `store.url`, `server.listen` and
-`ingest.listen` change only on restart (`reload_partial`).
+`ingest.listen` change only on restart (`reload_partial`), and so does `[redis]`.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ async def reload(d: Reloadable) -> bool:
             "store.url, server.listen and ingest.listen change only on restart",
             extra={"event": "reload_partial"},
         )
+    if new.redis != old.redis:
+        log.warning("[redis] changes only on restart", extra={"event": "reload_partial"})
     d.config = new
     d.engine.default_tz = new.timezone
     d.engine.stale_after = new.decision_stale_after

@@ -14,7 +14,9 @@ from aiohttp import web
 import oceand
 from oceand.api.auth import ROUTE_SCOPES, WRITE_SCOPES
 from oceand.api.errors import json_response
+from oceand.templates import SELECT_KEYS
 from policies.document import STORED_JOB_NAME_PATTERN, JobDocument
+from policies.templates import TEMPLATE_NAME_PATTERN
 from policies.types import ACTUATION_FAILED, ApplyStatus, OutcomeStatus
 
 _ERR = {"$ref": "#/components/responses/Error"}
@@ -104,6 +106,99 @@ _ALARM_PARAMS = [
     )
 ]
 _DOC = {"$ref": "#/components/schemas/JobDocument"}
+_WARNINGS = {
+    "type": "array",
+    "description": "what in the document cannot work as written (policies/warnings.py); the document is "
+    "stored all the same",
+    "items": {
+        "type": "object",
+        "required": ["path", "code", "message"],
+        "properties": {
+            "path": {"type": "string", "description": "the field, e.g. rules[0].target"},
+            "code": {
+                "enum": [
+                    "never_scales_out",
+                    "never_scales_in",
+                    "unreachable_band",
+                    "inverse_metric",
+                    "capped_load",
+                    "fixed_count",
+                ]
+            },
+            "message": {"type": "string"},
+        },
+    },
+}
+_STATUS_REQUIRED = ["job", "warnings", "startup"]
+_STATUS_PROPERTIES: dict[str, Any] = {
+    "job": {"type": "string"},
+    "warnings": _WARNINGS,
+    "startup": {
+        "type": ["number", "null"],
+        "description": "the app's start-up time learned from Marathon (launch to healthy, p90 of its "
+        "recent tasks, seconds); null while not known. Each predictive rule shows its `lead` and "
+        "`lead_from` (document, marathon or default)",
+    },
+}
+_TEMPLATE_NAME = {"type": "string", "pattern": TEMPLATE_NAME_PATTERN}
+_OWN = {
+    "type": "object",
+    "required": ["template"],
+    "properties": {"template": _TEMPLATE_NAME},
+    "description": "a job that names a template: its own fields laid over the template's (JSON merge "
+    "patch, RFC 7396; null removes a field); the result is validated as a JobDocument",
+}
+_JOB_BODY = {"anyOf": [_DOC, _OWN]}
+_JOB_REPLY = {
+    "type": "object",
+    "required": ["job", "version", "template", "warnings"],
+    "properties": {
+        "job": {"type": "object", "description": "the effective document (what the engine runs)"},
+        "warnings": _WARNINGS,
+        "version": {"type": "integer"},
+        "template": {"type": ["string", "null"], "description": "the template the job names"},
+        "own": {"type": "object", "description": "the job's own document, when it names a template"},
+    },
+}
+_SELECT_PROPS = {k: {"type": "string", "minLength": 1, "maxLength": 200} for k in SELECT_KEYS}
+_SELECT = {
+    "type": "object",
+    "minProperties": 1,
+    "additionalProperties": False,
+    "properties": _SELECT_PROPS,
+    "description": "Ocean tree parts a job's name must have (job.X_service.S_cluster.K_pdl.P_owt.O_cop.C) "
+    "and/or `name`, a glob on the whole job name",
+}
+_TEMPLATE_PARAM = {"name": "name", "in": "path", "required": True, "schema": _TEMPLATE_NAME}
+_JOB_CHANGE = {
+    "type": "object",
+    "required": ["job", "version", "changes"],
+    "properties": {
+        "job": {"type": "string"},
+        "version": {"type": ["integer", "null"], "description": "the job's version before"},
+        "new_version": {"type": ["integer", "null"], "description": "after (null on a dry run)"},
+        "changes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["path"],
+                "properties": {"path": {"type": "string"}, "before": {}, "after": {}},
+            },
+        },
+    },
+}
+_TEMPLATE_PUT_REPLY = {
+    "type": "object",
+    "required": ["name", "template", "version", "dry_run", "dependents", "jobs"],
+    "properties": {
+        "name": {"type": "string"},
+        "template": {"type": "object"},
+        "version": {"type": ["integer", "null"], "description": "null: a dry run of a new template"},
+        "dry_run": {"type": "boolean"},
+        "dependents": {"type": "array", "items": {"type": "string"}},
+        "jobs": {"type": "array", "items": _JOB_CHANGE, "description": "each job whose document changes"},
+    },
+}
 _TOKEN_NAME = {
     "name": "name",
     "in": "path",
@@ -212,7 +307,13 @@ def spec() -> dict[str, Any]:
     ]
     paths: dict[str, Any] = {
         "/healthz": {"get": _op("Liveness", "200")},
-        "/readyz": {"get": _op("Readiness: store answers and writes, config loaded", "200", errors=(503,))},
+        "/readyz": {
+            "get": _op(
+                "Readiness: store answers and writes, config loaded (Redis, when set: ok or degraded, never 503)",
+                "200",
+                errors=(503,),
+            )
+        },
         "/metrics": {
             "get": {"summary": "Prometheus text", "responses": {"200": {"description": "text/plain"}}}
         },
@@ -234,17 +335,28 @@ def spec() -> dict[str, Any]:
             ),
         },
         "/api/v1/jobs": {
-            "get": _op("List jobs", "200"),
-            "post": _op("Create a job", "201", body=_DOC, errors=(400, 409, 413, 422)),
+            "get": _op(
+                "List jobs; the tree-part filters keep one product line (PRODUCT §13)",
+                "200",
+                params=[{"name": k, "in": "query", "schema": v} for k, v in _SELECT_PROPS.items()],
+                errors=(422,),
+            ),
+            "post": _op("Create a job", "201", body=_JOB_BODY, errors=(400, 409, 413, 422), reply=_JOB_REPLY),
         },
         "/api/v1/jobs/{job}": {
             "parameters": [_JOB],
-            "get": _op("Read a job document", "200", errors=(400, 404)),
+            "get": _op(
+                "Read a job: its effective document, and the template and own document it names",
+                "200",
+                errors=(400, 404),
+                reply=_JOB_REPLY,
+            ),
             "put": _op(
                 "Create or replace a job document (an identical document keeps its version)",
                 "200",
-                body=_DOC,
-                errors=(400, 413, 422),
+                body=_JOB_BODY,
+                errors=(400, 409, 413, 422),
+                reply=_JOB_REPLY,
             ),
             "delete": _op("Delete a job", "204", errors=(400, 404)),
         },
@@ -256,6 +368,7 @@ def spec() -> dict[str, Any]:
                 errors=(400, 404),
                 reply={
                     "type": "object",
+                    "required": _STATUS_REQUIRED,
                     "properties": {
                         "blocked": {
                             **_NULLABLE_STR,
@@ -268,6 +381,7 @@ def spec() -> dict[str, Any]:
                             " (kept across a restart)",
                         },
                         "last_decision": {"oneOf": [_DECISION_REF, {"type": "null"}]},
+                        **_STATUS_PROPERTIES,
                     },
                 },
             ),
@@ -318,7 +432,7 @@ def spec() -> dict[str, Any]:
                     "type": "object",
                     "required": ["job", "since", "until"],
                     "properties": {
-                        "job": {"$ref": "#/components/schemas/JobDocument"},
+                        "job": _JOB_BODY,
                         "since": {"type": "number"},
                         "until": {"type": "number"},
                         "rule": {"type": "string"},
@@ -356,6 +470,73 @@ def spec() -> dict[str, Any]:
                 errors=(400, 404, 422),
                 reply=_MODE_REPLY,
             ),
+        },
+        "/api/v1/templates": {
+            "get": _op(
+                "List templates with the jobs that name each",
+                "200",
+                reply={
+                    "type": "object",
+                    "required": ["templates"],
+                    "properties": {"templates": {"type": "array"}},
+                },
+            )
+        },
+        "/api/v1/templates/{name}": {
+            "parameters": [_TEMPLATE_PARAM],
+            "get": _op("Read a template and the jobs naming it", "200", errors=(400, 404)),
+            "put": _op(
+                "Create or replace a template: every job naming it is re-validated and written with it in one"
+                " transaction (422 naming the jobs it would break); ?dry_run=true lists each job's change",
+                "200",
+                body={"type": "object", "description": "job-document fields except job, target, template"},
+                params=[{"name": "dry_run", "in": "query", "schema": {"enum": ["true", "false", "1", "0"]}}],
+                errors=(400, 409, 413, 422),
+                reply=_TEMPLATE_PUT_REPLY,
+            ),
+            "delete": _op("Delete a template no job names (409 naming them)", "204", errors=(400, 404, 409)),
+        },
+        "/api/v1/templates/{name}/rename": {
+            "parameters": [_TEMPLATE_PARAM],
+            "post": _op(
+                "Rename a template no job names (409 naming them)",
+                "200",
+                body={"type": "object", "required": ["to"], "properties": {"to": _TEMPLATE_NAME}},
+                errors=(400, 404, 409, 422),
+            ),
+        },
+        "/api/v1/modes": {
+            "post": _op(
+                "Set the mode of every job a selector matches (one product line: the incident switch), in one"
+                " transaction, audited once per job changed; 422 no_match when it matches nothing",
+                "200",
+                body={
+                    "type": "object",
+                    "required": ["select", "mode"],
+                    "properties": {"select": _SELECT, "mode": {"enum": _MODES}},
+                },
+                errors=(400, 403, 413, 422),
+                reply={
+                    "type": "object",
+                    "required": ["select", "mode", "jobs"],
+                    "properties": {
+                        "select": {"type": "object"},
+                        "mode": {"enum": _MODES},
+                        "jobs": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["job", "version", "changed"],
+                                "properties": {
+                                    "job": {"type": "string"},
+                                    "version": {"type": "integer"},
+                                    "changed": {"type": "boolean"},
+                                },
+                            },
+                        },
+                    },
+                },
+            )
         },
         "/api/v1/clusters": {"get": _op("Marathon clusters, answering URL, event-stream state", "200")},
         "/api/v1/cluster": {

@@ -23,7 +23,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, get_args
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -132,6 +132,57 @@ class StoredJob:
     updated_at: float  # Unix seconds of the last put
 
 
+class TemplateConflict(Exception):
+    """A template write refused inside the transaction (nothing written): `code` is template_in_use,
+    template_missing or template_changed; `jobs` the jobs concerned."""
+
+    def __init__(self, code: str, message: str, jobs: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.jobs = jobs or []
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTemplate:
+    name: str
+    doc: dict[str, Any]
+    version: int  # 1 on create, +1 on every put
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobLink:
+    """The template a job names and the job's own fields (its document as given)."""
+
+    job: str
+    template: str
+    own: dict[str, Any]
+    doc: dict[str, Any] | None = None  # the job's stored effective document (`job_links(with_docs=True)`)
+    version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobWrite:
+    """A job's effective document; `template` and `own` when it names a template (None: a plain job,
+    whose link, if it had one, is removed)."""
+
+    name: str
+    doc: dict[str, Any]
+    template: str | None = None
+    own: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateWrite:
+    """A template's new document; `dependents` are the jobs naming it that the caller recomputed (any
+    other set at commit time is a TemplateConflict)."""
+
+    name: str
+    doc: dict[str, Any]
+    dependents: frozenset[str] = field(default_factory=frozenset)
+
+
 class Store(Protocol):
     """What the daemon calls. All methods are coroutines; see the module docstring for errors."""
 
@@ -236,6 +287,42 @@ class Store(Protocol):
         ...
 
     async def delete_token(self, name: str) -> bool: ...
+
+    # templates (oceand/store/templates.py, oceand/templates.py)
+
+    async def get_template(self, name: str) -> StoredTemplate | None: ...
+
+    async def list_templates(self) -> list[StoredTemplate]:
+        """Every template, ordered by name."""
+        ...
+
+    async def job_links(
+        self, template: str | None = None, job: str | None = None, with_docs: bool = False
+    ) -> list[JobLink]:
+        """The template and own fields of every job that names a template (or of those naming
+        `template`, or of `job`), ordered by job; `with_docs`: with each job's document and version."""
+        ...
+
+    async def write_jobs(
+        self,
+        jobs: list[JobWrite],
+        template: TemplateWrite | None = None,
+        based_on: dict[str, int] | None = None,
+    ) -> tuple[dict[str, int], int | None]:
+        """In one transaction: `template` (if given) and every job of `jobs` with its link to a template
+        (set or removed); (job -> new version, the template's new version). TemplateConflict (nothing
+        written) if `template.dependents` or a version of `based_on` (template -> version the caller
+        read) no longer holds, or a job names a template that does not exist."""
+        ...
+
+    async def rename_template(self, name: str, to: str) -> int | None:
+        """The renamed template's version (None: no such template); TemplateConflict if jobs name it
+        (template_in_use) or `to` exists (template_exists)."""
+        ...
+
+    async def delete_template(self, name: str) -> bool:
+        """False if there is no such template; TemplateConflict (template_in_use) if jobs name it."""
+        ...
 
     async def add_audit(self, entry: dict[str, Any]) -> int:
         """Insert an audit entry ({"time", "actor", "source", "action", "job", "before_version",

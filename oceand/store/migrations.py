@@ -34,6 +34,9 @@ Tables (both dialects):
 - `history(job, t, step, vals JSON text, ready, running, desired, decision NULL)`, primary key (job, t),
   indexed (step, t): one row per evaluated bucket (`step` 0) or per 1-minute roll-up (`step` 60) of a
   job (oceand/history.py).
+- `templates(name PK, doc JSON text, version, updated_at)`: shared job-document fields (oceand/templates.py).
+- `job_templates(job PK, template, own JSON text, updated_at)`, indexed by template: the template a job
+  names and the job's own fields; `jobs.doc` holds the job's effective document (what the engine runs).
 - `cluster_meta(name PK, shards, created_at)`, `daemon(instance_id PK, stable_id, addr, started_at,
   expires_at)`, `shard_lease(shard PK, owner NULL, epoch, expires_at)`: several daemons (issue 14,
   oceand/cluster/lease.py; rows written on the database clock, `NOW(6)`). `actuation_attempts` gains
@@ -196,6 +199,30 @@ MIGRATIONS: list[Migration] = [
     ),
     (
         6,
+        "templates: shared job fields, and the template and own fields of each job that names one",
+        {
+            "sqlite": [
+                "CREATE TABLE IF NOT EXISTS templates ("
+                " name TEXT NOT NULL PRIMARY KEY, doc TEXT NOT NULL,"
+                " version INTEGER NOT NULL, updated_at REAL NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS job_templates ("
+                " job TEXT NOT NULL PRIMARY KEY, template TEXT NOT NULL, own TEXT NOT NULL,"
+                " updated_at REAL NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS job_templates_template ON job_templates (template)",
+            ],
+            "mysql": [
+                "CREATE TABLE IF NOT EXISTS templates ("
+                " name VARCHAR(200) NOT NULL PRIMARY KEY, doc LONGTEXT NOT NULL,"
+                f" version BIGINT NOT NULL, updated_at DOUBLE NOT NULL) {_MYSQL_TABLE}",
+                "CREATE TABLE IF NOT EXISTS job_templates ("
+                " job VARCHAR(200) NOT NULL PRIMARY KEY, template VARCHAR(200) NOT NULL,"
+                " own LONGTEXT NOT NULL, updated_at DOUBLE NOT NULL,"
+                f" INDEX job_templates_template (template)) {_MYSQL_TABLE}",
+            ],
+        },
+    ),
+    (
+        7,
         "cluster: cluster_meta, daemon, shard_lease; attempts fenced by shard epoch (issue 14)",
         {
             "sqlite": [

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import aiomysql
 
+from oceand.store import templates as tpl
 from oceand.store.base import (
     ATTEMPT_COLUMNS,
     ATTEMPT_SELECT,
@@ -29,9 +30,13 @@ from oceand.store.base import (
     OUTCOME_COLUMNS,
     PENDING_WHERE,
     DecisionNotFound,
+    JobLink,
+    JobWrite,
     MySQLURL,
     StoredJob,
+    StoredTemplate,
     StoreError,
+    TemplateWrite,
     WriteHealth,
     attempt_dict,
     attempt_row,
@@ -327,9 +332,41 @@ class MySQLStore:
         async def delete(cur: Cursor) -> bool:
             deleted = await cur.execute("DELETE FROM jobs WHERE name = %s", (name,))
             await cur.execute("DELETE FROM job_state WHERE job = %s", (name,))
+            await tpl.unlink_job(_Tx(cur), name)
             return bool(deleted)
 
         return await self._run(delete, write=True)
+
+    # ------------------------------------------------------------ templates (oceand/store/templates.py)
+
+    async def get_template(self, name: str) -> StoredTemplate | None:
+        return await self._run(lambda cur: tpl.get_template(_Tx(cur), name))
+
+    async def list_templates(self) -> list[StoredTemplate]:
+        return await self._run(lambda cur: tpl.list_templates(_Tx(cur)))
+
+    async def job_links(
+        self, template: str | None = None, job: str | None = None, with_docs: bool = False
+    ) -> list[JobLink]:
+        return await self._run(lambda cur: tpl.job_links(_Tx(cur), template, job, with_docs))
+
+    async def write_jobs(
+        self,
+        jobs: list[JobWrite],
+        template: TemplateWrite | None = None,
+        based_on: dict[str, int] | None = None,
+    ) -> tuple[dict[str, int], int | None]:
+        now = self._clock()
+        return await self._run(
+            lambda cur: tpl.write_jobs(_Tx(cur), now, jobs, template, based_on), write=True
+        )
+
+    async def rename_template(self, name: str, to: str) -> int | None:
+        now = self._clock()
+        return await self._run(lambda cur: tpl.rename_template(_Tx(cur), now, name, to), write=True)
+
+    async def delete_template(self, name: str) -> bool:
+        return await self._run(lambda cur: tpl.delete_template(_Tx(cur), name), write=True)
 
     # ------------------------------------------------------------ state and decisions
 
@@ -670,6 +707,26 @@ class MySQLStore:
 async def _select_one(cur: Cursor) -> None:
     await cur.execute("SELECT 1")
     await cur.fetchone()
+
+
+class _Tx:
+    """oceand/store/templates.py's view of a transaction on the cursor (`?` placeholders become `%s`)."""
+
+    lock = " FOR UPDATE"
+    upsert_link = (
+        "INSERT INTO job_templates (job, template, own, updated_at) VALUES (?, ?, ?, ?) ON DUPLICATE KEY"
+        " UPDATE template = VALUES(template), own = VALUES(own), updated_at = VALUES(updated_at)"
+    )
+
+    def __init__(self, cur: Cursor) -> None:
+        self._cur = cur
+
+    async def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        await self._cur.execute(sql.replace("?", "%s"), args or None)
+        return [tuple(r) for r in await self._cur.fetchall()]
+
+    async def run(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        return int(await self._cur.execute(sql.replace("?", "%s"), args or None))
 
 
 def _job(row: Any) -> StoredJob:

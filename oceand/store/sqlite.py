@@ -34,6 +34,7 @@ from typing import Any
 
 import aiosqlite
 
+from oceand.store import templates as tpl
 from oceand.store.base import (
     ATTEMPT_COLUMNS,
     ATTEMPT_SELECT,
@@ -45,10 +46,14 @@ from oceand.store.base import (
     PENDING_WHERE,
     DecisionNotFound,
     DecisionRow,
+    JobLink,
+    JobWrite,
     OutcomeRow,
     SQLiteURL,
     StoredJob,
+    StoredTemplate,
     StoreError,
+    TemplateWrite,
     WriteHealth,
     attempt_dict,
     attempt_row,
@@ -326,7 +331,41 @@ class SQLiteStore:
         async with self._write() as db:
             cursor = await db.execute("DELETE FROM jobs WHERE name = ?", (name,))
             await db.execute("DELETE FROM job_state WHERE job = ?", (name,))
+            await tpl.unlink_job(_Tx(db), name)
             return cursor.rowcount > 0
+
+    # ------------------------------------------------------------ templates (oceand/store/templates.py)
+
+    async def get_template(self, name: str) -> StoredTemplate | None:
+        async with self._read() as db:
+            return await tpl.get_template(_Tx(db), name)
+
+    async def list_templates(self) -> list[StoredTemplate]:
+        async with self._read() as db:
+            return await tpl.list_templates(_Tx(db))
+
+    async def job_links(
+        self, template: str | None = None, job: str | None = None, with_docs: bool = False
+    ) -> list[JobLink]:
+        async with self._read() as db:
+            return await tpl.job_links(_Tx(db), template, job, with_docs)
+
+    async def write_jobs(
+        self,
+        jobs: list[JobWrite],
+        template: TemplateWrite | None = None,
+        based_on: dict[str, int] | None = None,
+    ) -> tuple[dict[str, int], int | None]:
+        async with self._write() as db:
+            return await tpl.write_jobs(_Tx(db), self._clock(), jobs, template, based_on)
+
+    async def rename_template(self, name: str, to: str) -> int | None:
+        async with self._write() as db:
+            return await tpl.rename_template(_Tx(db), self._clock(), name, to)
+
+    async def delete_template(self, name: str) -> bool:
+        async with self._write() as db:
+            return await tpl.delete_template(_Tx(db), name)
 
     # ------------------------------------------------------------ state and decisions
 
@@ -645,6 +684,26 @@ def _done(item: _Commit, result: int | DecisionNotFound | None) -> None:
         item.done.set_exception(result)
     else:
         item.done.set_result(result)
+
+
+class _Tx:
+    """oceand/store/templates.py's view of a transaction on the connection."""
+
+    lock = ""  # BEGIN IMMEDIATE holds the database's write lock already
+    upsert_link = (
+        "INSERT INTO job_templates (job, template, own, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (job)"
+        " DO UPDATE SET template = excluded.template, own = excluded.own, updated_at = excluded.updated_at"
+    )
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await self._db.execute_fetchall(sql, args)]
+
+    async def run(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        cursor = await self._db.execute(sql, args)
+        return int(cursor.rowcount)
 
 
 def _job(row: Any) -> StoredJob:
