@@ -18,6 +18,7 @@ import aiohttp
 import orjson
 import pytest
 
+from collectors.falcon_items import FalconItem
 from oceand.cluster import assign
 from oceand.cluster.forward import TOKEN_HEADER
 from oceand.config import validate_config
@@ -228,3 +229,31 @@ async def test_samples_for_an_unreachable_owner_are_held_and_reach_the_next_owne
 
     await until(landed, 10)
     assert count(other, "oceand_forward_samples_total", result="dropped_expired") == 0
+
+
+async def test_a_not_owner_reply_after_a_move_rereads_the_routes(pair: Pair) -> None:
+    """The sender's routes still name the old owner, which gave the shard up: it answers 409 not_owner;
+    the sender reads the routes again and, the shard having no owner yet, holds the sample until it takes
+    the shard itself (the old owner's lease loop stopped), then puts it into its own buckets."""
+    await pair.start()
+    await pair.start()
+    o, n = await pair.settled()
+    owner, other = pair.daemons[o], pair.daemons[n]
+    assert owner.leases is not None and other.forwarder is not None and other.leases is not None
+    shard = owner.leases.shard_of(JOB)
+    stale = other.forwarder.routes.get(shard)
+    for t in owner.leases._tasks:  # the old owner stops polling (it would take the shard back) ...
+        t.cancel()
+    await owner.leases.release([shard])  # ... and gives the shard up
+    other.forwarder.routes.routes[shard] = stale  # the sender has not read the routes since
+    ts = int(time.time())
+    other.engine.push([FalconItem("h1", "cpu.idle", ts, 10, 25.0, "GAUGE", f"job={JOB}")], typed=True)
+    await other.forwarder.flush()
+    assert count(owner, "oceand_forward_samples_total", result="refused") == 1  # the 409
+
+    def landed() -> bool:
+        return any(b.values[0].get("h1") == (ts, 75.0) for b in other.engine.jobs[JOB].buckets.open.values())
+
+    await until(landed, 10)  # the old owner's membership expires: the other daemon takes the shard
+    assert shard in other.leases.held
+    assert count(other, "oceand_forward_samples_total", result="dropped_not_owner") == 0
