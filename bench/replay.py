@@ -5,7 +5,7 @@ Replays the NASA trace (`--per-second --capacity 0.5`, period 10 s: ~249,000 per
   target rule on proc.qps (target 0.35 = 70 % of the 0.5 capacity);
 - the seed policies alone (conf/jobs/seed-threshold.json, conf/jobs/seed-target.json);
 - a baseline measured in the same run: the same simulated cluster and metrics with a no-op policy
-  (keep the current count) instead of `policies.engine.evaluate`, i.e. the bare per-period loop.
+  (keep the current count) instead of `policies.engine.step`, i.e. the bare per-period loop.
 
 Each case runs --repeat times; the best CPU time counts. Prints periods/s, the ratio to the 100,000
 target, and the engine's share of the time (1 − baseline / full). `--profile` adds a cProfile of one

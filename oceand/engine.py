@@ -69,10 +69,12 @@ from policies.predictive import lead_for
 from policies.types import (
     ActuationOutcome,
     ActuationState,
+    AlarmCall,
     AlarmEvent,
     Decision,
-    Fire,
+    FireTime,
     JobState,
+    ManualScale,
     Observation,
     OutcomeStatus,
 )
@@ -673,8 +675,9 @@ class Engine:
             deployment_started_at=view.deployment_started_at,
             startup=view.startup,
         )
-        windows = schedule.active_windows(rt.doc, obs.now, self.default_tz)
-        decision, state = policy.evaluate(rt.doc, obs, rt.state, mode=self.mode(rt), windows=windows)
+        decision, state = policy.step(
+            rt.doc, rt.state, obs, obs.now, mode=self.mode(rt), default_tz=self.default_tz
+        )
         did = (await self._decided(rt, decision, state)).decision.id
         if self.history is not None:
             self.history.record(
@@ -704,17 +707,9 @@ class Engine:
                 return
             self._unknown_apps.pop(key, None)
             view = known
-        now = self.clock()
-        windows = schedule.active_windows(rt.doc, now, self.default_tz)
-        decision, state = policy.on_alarm(
-            rt.doc,
-            event,
-            view.instances,
-            view.ready,
-            rt.state,
-            mode=self.mode(rt),
-            deployment_started_at=view.deployment_started_at,
-            windows=windows,
+        call = AlarmCall(event, view.instances, view.ready, view.deployment_started_at)
+        decision, state = policy.step(
+            rt.doc, rt.state, call, event.now, mode=self.mode(rt), default_tz=self.default_tz
         )
         if decision is None:
             return
@@ -725,49 +720,60 @@ class Engine:
         if view is None:
             raise AppUnknown(f"the state of app {rt.doc.target.app!r} cannot be read now; try again")
         self._unknown_apps.pop((rt.doc.target.cluster, rt.doc.target.app), None)
-        now = self.clock()
-        windows = schedule.active_windows(rt.doc, now, self.default_tz)
         mode = self.mode(rt)
         if mode == "paused":  # pausing stops automatic scaling, not an operator's explicit scale
             mode = "dry-run" if self.dry_run() or self.dry_reason(rt.doc) is not None else "active"
-        decision, state = policy.on_manual(
-            rt.doc, now, view.instances, m.instances, m.reason, rt.state, mode=mode, windows=windows
+        scale = ManualScale(view.instances, m.instances, m.reason)
+        decision, state = policy.step(
+            rt.doc, rt.state, scale, self.clock(), mode=mode, default_tz=self.default_tz
         )
+        assert decision is not None  # a manual scale always decides
         return await self._decided(rt, decision, state, always_store=True)
 
     async def _run_fires(self, rt: JobRuntime, now: float) -> None:
-        if not any(r.type == "schedule" for r in rt.doc.rules):
+        """The schedule fires due at `now`, one `policy.step` each (the step finds them and marks them
+        handled in the state it returns). Each fire is claimed in the store before its decision is
+        committed, so it runs at most once across restarts: a fire claimed before (lost) is stepped
+        again as lost, marked and not run. A store error leaves the state as it was: due again."""
+        doc, mode = rt.doc, self.mode(rt)
+        if not policy.fires_due(doc, rt.state, now, self.default_tz):
             return
-        created = rt.state.created_at if rt.state.created_at is not None else now
-        fires, missed = schedule.due_fires(rt.doc, rt.state.fires, now, created, self.default_tz)
-        for rule, at in missed:
-            await self.store.claim_fire(rt.name, rule, at, "missed")
-            rt.state.fires[rule] = max(at, rt.state.fires.get(rule, at))
-            self._dirty.add(rt.name)
-            log.warning(
-                "schedule %s of job %s missed its fire at %s", rule, rt.name, at, extra={"event": "misfire"}
-            )
-        if fires and self.mode(rt) != "paused" and await self._known_view(rt) is None:
-            return  # not claimed: tried again at the next wake, within the misfire grace
-        for fire in fires:
-            claimed = await self.store.claim_fire(
-                rt.name, fire.rule, fire.at, "fired"
-            )  # StoreError: due again
-            rt.state.fires[fire.rule] = max(fire.at, rt.state.fires.get(fire.rule, fire.at))
-            self._dirty.add(rt.name)
-            if not claimed:
-                continue  # already run before a restart: at most once
-            if self.mode(rt) == "paused":
-                continue
-            await self._fire(rt, fire)
-
-    async def _fire(self, rt: JobRuntime, fire: Fire) -> None:
         view = self._view(rt)
-        windows = schedule.active_windows(rt.doc, fire.now, self.default_tz)
-        decision, state = policy.on_fire(
-            rt.doc, fire, view.instances, rt.state, mode=self.mode(rt), windows=windows
-        )
-        await self._decided(rt, decision, state, always_store=True)
+        if not view.known and mode != "paused":
+            view = await self._known_view(rt) or view  # unknown: the due fires wait, within their grace
+        lost: set[tuple[str, float]] = set()
+        missed: set[tuple[str, float]] = set()
+        while True:
+            current = view.instances if view.known or mode == "paused" else None
+            event = FireTime(current, frozenset(lost))
+            decision, state = policy.step(doc, rt.state, event, now, mode=mode, default_tz=self.default_tz)
+            fire = policy.fire_of(decision)
+            for rule, at in policy.newly_handled(rt.state, state):
+                if (rule, at) == fire or (rule, at) in lost or (rule, at) in missed:
+                    continue
+                await self.store.claim_fire(rt.name, rule, at, "missed")
+                missed.add((rule, at))
+                log.warning(
+                    "schedule %s of job %s missed its fire at %s",
+                    rule,
+                    rt.name,
+                    at,
+                    extra={"event": "misfire"},
+                )
+            if decision is None or fire is None:
+                if state is not rt.state:
+                    rt.state = state
+                    self._dirty.add(rt.name)
+                return
+            if not await self.store.claim_fire(rt.name, *fire, "fired"):  # StoreError: due again
+                lost.add(fire)  # already run before a restart: at most once
+                continue
+            if decision.mode == "paused":  # marked handled, not run
+                rt.state = state
+                self._dirty.add(rt.name)
+                continue
+            await self._decided(rt, decision, state, always_store=True)
+            view = self._view(rt)
 
     # ---- several daemons (oceand/cluster) ------------------------------------------------------
 
@@ -1228,7 +1234,7 @@ class Engine:
         now = self.clock()
         view = self.actuator_for(rt.doc).view(rt.doc)
         pstatus = policy.status(rt.doc, rt.state, now)
-        windows = schedule.active_windows(rt.doc, now, self.default_tz)
+        windows = policy.windows_at(rt.doc, now, self.default_tz)
         rules: dict[str, Any] = {}
         last = rt.buckets.last
         per_rule: Mapping[str, Any] = pstatus.get("rules", {})

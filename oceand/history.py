@@ -159,6 +159,7 @@ def _row(
 LOAD_METRICS = ("cpu.used", "proc.qps", ALB_QPS)  # recorded per instance: load = value × ready
 MAX_PREVIEW_RANGE = 31 * 86400.0  # seconds of history one preview may read
 MAX_PREVIEW_ROWS = 500_000  # history rows one preview may read (31 d at period ~5 s)
+HISTORY_STEP_ROWS = 100_000  # stored rows a GET history with `step` reads before binning them
 
 
 class PreviewError(ValueError):
@@ -184,6 +185,37 @@ def load_rule(recorded: JobDocument, rule: str | None) -> str:
         if getattr(r, "metric", None) in LOAD_METRICS:
             return r.name
     raise PreviewError("bad_rule", f"the job has no rule on {', '.join(LOAD_METRICS)} to take the load from")
+
+
+def downsample(rows: list[dict[str, Any]], step: float) -> list[dict[str, Any]]:
+    """History rows (oldest first) in bins of `step` seconds aligned to multiples of it, as the store's
+    1-minute roll-up makes them: each rule's value averaged over the bin's rows that have it, the counts and
+    the decision of the bin's last row, `t` the bin's start and `step` the bin's width. A step at or below
+    the rows' own spacing leaves them as they are."""
+    out: list[dict[str, Any]] = []
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    last: dict[str, Any] | None = None
+    start = math.nan
+
+    def close() -> None:
+        assert last is not None
+        values = {k: sums[k] / counts[k] for k in sums}
+        out.append({**last, "t": start, "step": step, "values": values})
+
+    for row in rows:
+        b = math.floor(float(row["t"]) / step) * step
+        if last is not None and b != start:
+            close()
+            sums, counts = {}, {}
+        start, last = b, row
+        for k, v in row["values"].items():
+            if v is not None:
+                sums[k] = sums.get(k, 0.0) + float(v)
+                counts[k] = counts.get(k, 0) + 1
+    if last is not None:
+        close()
+    return out
 
 
 def history_trace(job: str, rows: list[dict[str, Any]], rule: str) -> Trace:

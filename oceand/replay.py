@@ -1,7 +1,7 @@
 """`oceand replay` (PRODUCT §6): a job document run against a recorded load on a simulated clock.
 
-The decisions come from `policies.engine` — the code the live daemon runs — called once per period with
-an Observation built from a simulated cluster. This module only simulates the cluster and the metrics:
+The decisions come from `policies.engine.step` — the one entry point the live daemon's workers call —
+with an Observation built from a simulated cluster once per period, then a FireTime for the schedules. This module only simulates the cluster and the metrics:
 
 - every ready instance serves `capacity` load units and reports the same metric values, so every
   aggregate of a per-instance metric is that one value (`sum` = value × ready);
@@ -11,7 +11,8 @@ an Observation built from a simulated cluster. This module only simulates the cl
 - with 0 ready instances the load falls on nobody: cpu.used = 100, proc.qps = load (also for `sum`),
   proc.delay = 200 ms;
 - per period t_k: (1) instances launched at or before t_k − startup become ready; (2) observe and
-  evaluate at t_k, then run the schedule fires due at t_k on top of that decision; (3) record the row;
+  evaluate at t_k, then run the schedule fires due at t_k on top of that decision (`engine_step`);
+  (3) record the row;
   (4) apply: a scale-out launches instances at t_k, a scale-in removes starting instances first
   (youngest first), then ready ones.
 """
@@ -29,10 +30,9 @@ import numpy.typing as npt
 
 from oceand.buckets import ALB_QPS
 from oceand.trace import FloatArray, Trace
+from policies import engine as policy
 from policies.document import JobDocument, PredictiveRule, ScheduleRule, TargetRule, ThresholdRule
-from policies.engine import evaluate, mark_fires, on_fire
-from policies.schedule import active_windows, due_fires, next_fire
-from policies.types import JobState, Observation, Window
+from policies.types import Decision, FireTime, JobState, Observation
 
 IntArray = npt.NDArray[np.int64]
 
@@ -175,70 +175,33 @@ def observe(
     return values
 
 
-class _Schedules:
-    """Schedule rules on the simulated clock. `due_fires` and `active_windows` are asked only at the
-    instants their answer can change (found with `next_fire`), which keeps schedules cheap per period."""
+def engine_step(
+    doc: JobDocument, created_at: float | None = None, *, decisions: list[Decision] | None = None
+) -> Step:
+    """The per-period policy step on the shared engine, in mode "active" on the simulated clock: the
+    closed bucket (`step` with the Observation), then the schedule fires due at the period on top of that
+    decision (`step` with a FireTime, until none is left), each with the schedule windows in force then.
+    Fire times before the state's `created_at` (the trace's start, set by `simulate`) never run.
+    `created_at` is accepted for callers of the earlier signature; the state carries it. `decisions`:
+    a list that gets every decision, in order (to compare replay with the live daemon)."""
+    fires = any(isinstance(r, ScheduleRule) and r.instances is not None for r in doc.rules)
 
-    def __init__(self, doc: JobDocument, created_at: float):
-        self.doc, self.created_at = doc, created_at
-        self.fire_rules = [r for r in doc.rules if isinstance(r, ScheduleRule) and r.instances is not None]
-        self.window_rules = [r for r in doc.rules if isinstance(r, ScheduleRule) and r.duration is not None]
-        self._due: float | None = None  # the earliest instant a fire can be due
-        self._windows: tuple[Window, ...] = ()
-        self._windows_until = -math.inf  # the next window start or the end of an active one
-
-    def windows(self, now: float) -> tuple[Window, ...]:
-        if now >= self._windows_until:
-            self._windows = tuple(active_windows(self.doc, now))
-            starts = [next_fire(r, now) for r in self.window_rules]
-            ends = [w.end for w in self._windows]
-            self._windows_until = min([t for t in starts if t is not None] + ends, default=math.inf)
-        return self._windows
-
-    def fire(
-        self, now: float, desired: int, state: JobState, windows: tuple[Window, ...]
-    ) -> tuple[int, JobState]:
-        """Run the fires due at `now` on top of the count the bucket's evaluation decided."""
-        if self._due is None:
-            self._due = self._next_due(state)
-        if now < self._due:
-            return desired, state
-        fires, missed = due_fires(self.doc, state.fires, now, self.created_at)
-        for fire in fires:
-            decision, state = on_fire(self.doc, fire, desired, state, mode="active", windows=windows)
-            desired = decision.desired
-        if missed:  # only when a rule's misfire_grace is shorter than the lateness (< one period)
-            state = mark_fires(state, missed)
-        self._due = self._next_due(state)
+    def decide(obs: Observation, state: JobState) -> tuple[int, JobState]:
+        now = obs.now
+        decision, state = policy.step(doc, state, obs, now, mode="active")
+        if decisions is not None:
+            decisions.append(decision)
+        desired = decision.desired
+        while fires:
+            fired, state = policy.step(doc, state, FireTime(desired), now, mode="active")
+            if fired is None:
+                break
+            if decisions is not None:
+                decisions.append(fired)
+            desired = fired.desired
         return desired, state
 
-    def _next_due(self, state: JobState) -> float:
-        floor = self.created_at - 1e-6
-        times = [next_fire(r, max(state.fires.get(r.name, floor), floor)) for r in self.fire_rules]
-        return min((t for t in times if t is not None), default=math.inf)
-
-
-def engine_step(doc: JobDocument, created_at: float) -> Step:
-    """The per-period policy step on the shared engine: `evaluate` in mode "active", then the schedule
-    fires due at the period (`due_fires` / `on_fire`), with the schedule windows active then — all on
-    the simulated clock; fire times before `created_at` (the trace's start) never run."""
-    sched = _Schedules(doc, created_at)
-    if not sched.fire_rules and not sched.window_rules:
-
-        def step(obs: Observation, state: JobState) -> tuple[int, JobState]:
-            decision, state = evaluate(doc, obs, state, mode="active")
-            return decision.desired, state
-
-        return step
-
-    def step_with_schedules(obs: Observation, state: JobState) -> tuple[int, JobState]:
-        windows = sched.windows(obs.now) if sched.window_rules else ()
-        decision, state = evaluate(doc, obs, state, mode="active", windows=windows)
-        if not sched.fire_rules:
-            return decision.desired, state
-        return sched.fire(obs.now, decision.desired, state, windows)
-
-    return step_with_schedules
+    return decide
 
 
 def simulate(

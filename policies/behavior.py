@@ -223,6 +223,18 @@ def max_step(lim: Limits, current: int, proposed: int) -> tuple[int, Limit | Non
     return proposed, None
 
 
+_COOLDOWN_TEXT: dict[tuple[bool, float], str] = {}
+
+
+def _cooldown_text(out: bool, wait: float) -> str:
+    """The detail's start ('scale_out cooldown 30s: '): the same few per fleet, formatted once (a
+    float's :g format is most of a held decision's cost)."""
+    if len(_COOLDOWN_TEXT) >= 4096:
+        _COOLDOWN_TEXT.clear()
+    text = _COOLDOWN_TEXT[(out, wait)] = f"{'scale_out' if out else 'scale_in'} cooldown {wait:g}s: "
+    return text
+
+
 def cooldown(
     lim: Limits,
     current: int,
@@ -235,11 +247,14 @@ def cooldown(
     if proposed == current:
         return proposed, None
     if last_change_at is not None:
-        wait = lim.out_cooldown if proposed > current else lim.in_cooldown
+        out = proposed > current
+        wait = lim.out_cooldown if out else lim.in_cooldown
         since = now - last_change_at
         if since < wait:
-            side = "scale_out" if proposed > current else "scale_in"
-            detail = f"{side} cooldown {wait:g}s: {wait - since:.6g}s left"
+            text = _COOLDOWN_TEXT.get((out, wait))
+            if text is None:
+                text = _cooldown_text(out, wait)
+            detail = text + f"{wait - since:.6g}s left"
             return current, Limit(COOLDOWN, proposed, current, detail)
     if deployment_started_at is not None and now - deployment_started_at < lim.deployment_timeout:
         detail = (
@@ -287,9 +302,13 @@ def apply_limits(
             d, hit = flapping_guard(current, d, guard, lo)
             if hit is not None:
                 limits.append(hit)
-        d, hit = max_step(lim, current, d)
-        if hit is not None:
-            limits.append(hit)
+        out_step, in_step = lim.out_max_step, lim.in_max_step
+        if (out_step is not None and d - current > out_step) or (
+            in_step is not None and current - d > in_step
+        ):
+            d, hit = max_step(lim, current, d)  # called only when it applies: this is the hot path
+            if hit is not None:
+                limits.append(hit)
         d, hit = cooldown(lim, current, d, now, state.last_change_at, deployment_started_at)
         if hit is not None:
             limits.append(hit)

@@ -1,14 +1,28 @@
-"""The policy engine's public entry points: one pure function per trigger (PRODUCT §3.3, §3.4).
+"""The policy engine (PRODUCT §3.3, §3.4): one pure entry point, `step`, for every event of a job.
 
-    evaluate(doc, obs, state, mode=...)            a closed bucket        -> (Decision, JobState)
-    on_alarm(doc, event, current, ready, state...)   a Falcon callback      -> (Decision | None, JobState)
-    on_fire(doc, fire, current, state, mode=...)     a schedule fire time   -> (Decision, JobState)
-    on_manual(doc, now, current, instances, ...)     an operator's request  -> (Decision, JobState)
+    step(doc, state, event, now, mode=..., default_tz=...) -> (Decision | None, JobState)
 
-The live daemon and `oceand replay` call exactly these. Nothing here reads a clock or mutates its
-inputs: time is `obs.now` / `event.now` / `fire.now` / `now`, and each call returns the next JobState
-(a new object, except when nothing at all changed: no matching alarm rule, an alarm while paused).
-Treat states as values: never change one in place (use `mark_fires` for missed fires).
+    event  Observation   a closed bucket (trigger "bucket"): always a Decision
+           FireTime      a schedule fire time (trigger "schedule"): the earliest due fire, or None
+           AlarmCall     a Falcon callback (trigger "alarm"): None when no alarm rule matches
+           ManualScale   an operator's request (trigger "manual")
+
+The live daemon (oceand/engine.py) and `oceand replay` (oceand/replay.py) call `step` and nothing else
+decides: it finds the schedule windows in force at `now` (min/max overrides), the schedule fires due or
+missed (from the state's fire history), and runs the evaluation order of §3.3 through the per-trigger
+functions below (`evaluate`, `on_alarm`, `on_fire`, `on_manual`, kept public for the policy tests).
+Nothing here reads a clock or mutates its inputs: time is `now`, and each call returns the next JobState
+(a new object, except when nothing at all changed: no matching alarm rule, no fire due, an alarm while
+paused). Treat states as values: never change one in place.
+
+A fire time, pinned down: `step` marks handled (in the returned state's `fires`) every fire missed beyond
+its `misfire_grace` and every fire in `event.lost` (its at-most-once claim in the store went to an
+earlier run: the shell claims each fire it is given before it commits the decision), then runs the
+earliest remaining due fire (ties: document order), marking it handled. Several fires due at once take
+one step each: the shell steps again until it gets None. With the count unknown (`current` None) a due
+fire is neither run nor marked: it waits for a later step within its grace. In paused mode a due fire
+is marked handled with a Paused decision (the shell stores none), so it does not run when the job is
+resumed. `fire_of`, `newly_handled` and `fires_due` read what a step did or will do.
 
 State rules, pinned down:
 - A change (desired != current) sets last_change_at = now, count = desired and resets every threshold
@@ -31,7 +45,10 @@ State rules, pinned down:
   cooldown, deployment and bounds.
 
 Documents are compiled once (`compile_job`, memoised per document object through a weak reference), so an
-evaluation does no pydantic work.
+evaluation does no pydantic work. A compiled job also memoises its schedule answers (the windows in force
+and until when; the earliest time a fire can be due for a given fire history): the same answers as
+computing them again, asked of APScheduler only when they can change, which keeps replay's per-period
+step cheap.
 """
 
 from __future__ import annotations
@@ -40,13 +57,14 @@ import math
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from math import isfinite
+from typing import Any, overload
 
 from policies.alarm import alarm_matches, alarm_times, propose_alarm
 from policies.behavior import Limits, apply_limits, clamp, combine, effective_bounds
 from policies.document import AlarmRule, JobDocument, PredictiveRule, ScheduleRule, TargetRule, ThresholdRule
 from policies.predictive import PredictiveSpec, propose_predictive
-from policies.schedule import next_fire
+from policies.schedule import active_windows, due_fires, next_fire
 from policies.target import TargetSpec, propose_target
 from policies.threshold import ThresholdSpec, propose_threshold
 from policies.types import (
@@ -54,11 +72,15 @@ from policies.types import (
     MANUAL,
     PAUSED,
     SCHEDULE,
+    AlarmCall,
     AlarmEvent,
     Decision,
+    Event,
     Fire,
+    FireTime,
     JobState,
     Limit,
+    ManualScale,
     Observation,
     PredictiveState,
     Proposal,
@@ -70,6 +92,20 @@ from policies.types import (
 MODES = ("active", "dry-run", "paused")
 
 
+class _ScheduleMemo:
+    """A compiled job's last schedule answers (see the module notes): mutable, but only a cache."""
+
+    __slots__ = ("due_at", "due_key", "w_from", "w_tz", "w_until", "windows")
+
+    def __init__(self) -> None:
+        self.w_tz = ""
+        self.w_from = math.inf  # windows holds the answer for every now in [w_from, w_until)
+        self.w_until = -math.inf
+        self.windows: tuple[Window, ...] = ()
+        self.due_key: tuple[Any, ...] | None = None
+        self.due_at = math.inf  # no fire is due before this, for the fire history `due_key`
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledJob:
     """A job document's rules and limits, sorted out once."""
@@ -79,6 +115,9 @@ class CompiledJob:
     alarms: tuple[AlarmRule, ...]
     schedules: Mapping[str, ScheduleRule]
     limits: Limits
+    fire_rules: tuple[ScheduleRule, ...]  # schedule rules that set `instances` at their fire times
+    window_rules: tuple[ScheduleRule, ...]  # schedule rules that hold min/max for a `duration`
+    memo: _ScheduleMemo
 
 
 _COMPILED: dict[int, tuple[weakref.ref[JobDocument], CompiledJob]] = {}
@@ -104,6 +143,9 @@ def compile_job(doc: JobDocument) -> CompiledJob:
         alarms=tuple(r for r in doc.rules if isinstance(r, AlarmRule)),
         schedules={r.name: r for r in doc.rules if isinstance(r, ScheduleRule)},
         limits=Limits.of(doc),
+        fire_rules=tuple(r for r in doc.rules if isinstance(r, ScheduleRule) and r.instances is not None),
+        window_rules=tuple(r for r in doc.rules if isinstance(r, ScheduleRule) and r.duration is not None),
+        memo=_ScheduleMemo(),
     )
 
     def _forget(ref: weakref.ref[JobDocument], key: int = key) -> None:
@@ -113,6 +155,240 @@ def compile_job(doc: JobDocument) -> CompiledJob:
 
     _COMPILED[key] = (weakref.ref(doc, _forget), compiled)
     return compiled
+
+
+@overload
+def step(
+    doc: JobDocument,
+    state: JobState,
+    event: Observation,
+    now: float,
+    *,
+    mode: str,
+    default_tz: str = "UTC",
+    windows: Sequence[Window] | None = None,
+) -> tuple[Decision, JobState]: ...
+
+
+@overload
+def step(
+    doc: JobDocument,
+    state: JobState,
+    event: FireTime | AlarmCall | ManualScale,
+    now: float,
+    *,
+    mode: str,
+    default_tz: str = "UTC",
+    windows: Sequence[Window] | None = None,
+) -> tuple[Decision | None, JobState]: ...
+
+
+def step(
+    doc: JobDocument,
+    state: JobState,
+    event: Event,
+    now: float,
+    *,
+    mode: str,
+    default_tz: str = "UTC",
+    windows: Sequence[Window] | None = None,
+) -> tuple[Decision | None, JobState]:
+    """One event of a job at time `now` (see the module notes): (decision or None, next state).
+    `default_tz`: the daemon's time zone, for schedule rules without their own. `windows`: the schedule
+    windows in force, when the caller sets them (the per-trigger functions' tests); None, as the daemon
+    and replay call it: the step finds them."""
+    hit = _COMPILED.get(id(doc))  # compile_job's cache hit, inlined: a closed bucket is the hot path
+    c = hit[1] if hit is not None and hit[0]() is doc else compile_job(doc)
+    if type(event) is not Observation:
+        return _event(c, doc, state, event, now, mode, default_tz, windows)
+    # A closed bucket (trigger "bucket"), inline: this is the daemon's hot path. Every metric rule
+    # proposes, then steps 1–6 (PRODUCT §3.3); always a Decision.
+    obs = event
+    if obs.now != now:
+        raise ValueError(f"a closed bucket is evaluated at its own time: obs.now {obs.now} != now {now}")
+    if windows is None:
+        windows = _windows(c, doc, now, default_tz) if c.window_rules else ()
+    current = obs.current
+    if current < 0 or mode not in MODES:
+        _check(mode, current)
+    if mode == "paused":
+        d = _decision(c, now, "bucket", current, current, obs.bucket, [], [], [PAUSED], mode)
+        return d, _with(state, last_bucket=obs.bucket)
+    # a count changed behind our back (or by our own dry-run simulation) restarts every streak first
+    old = state.streaks if state.count is None or state.count == current else {}
+    values = obs.values
+    ready = obs.ready
+    proposals: list[Proposal] = []
+    streaks: dict[str, Streak] = {}
+    predictive: dict[str, PredictiveState] | None = None
+    for spec in c.metric:
+        name = spec.name
+        v = values.get(name)
+        if v is not None and not isfinite(v):
+            v = None  # NaN / inf from upstream is no data, never a decision
+        if type(spec) is ThresholdSpec:
+            p, streaks[name] = propose_threshold(spec, v, current, old.get(name))
+        elif type(spec) is TargetSpec:
+            p = propose_target(spec, v, current, ready)
+        else:
+            if predictive is None:
+                predictive = {}
+            p, predictive[name] = propose_predictive(
+                spec,  # type: ignore[arg-type]
+                v,
+                current,
+                ready,
+                now,
+                obs.startup,
+                state.predictive.get(name),
+            )
+        proposals.append(p)
+    combined = combine(proposals, current)
+    guard = _guard(c, values) if combined < current else None
+    desired, limits, recent = apply_limits(
+        c.limits, current, combined, now, state, obs.deployment_started_at, windows, guard
+    )
+    reasons = _reasons(proposals, limits, mode)
+    # positional, in field order (see _decision)
+    decision = Decision(
+        c.job, now, "bucket", current, desired, obs.bucket, proposals, limits, reasons, mode, None
+    )
+    changed = desired != current
+    return decision, JobState(
+        desired,
+        now if changed else state.last_change_at,
+        obs.bucket,
+        {} if changed else streaks,
+        recent,
+        dict(state.alarms) if state.alarms else {},  # a new dict either way (states are values)
+        dict(state.fires) if state.fires else {},
+        now if state.created_at is None else state.created_at,
+        predictive if predictive is not None else {},
+    )
+
+
+def _event(
+    c: CompiledJob,
+    doc: JobDocument,
+    state: JobState,
+    event: Event,
+    now: float,
+    mode: str,
+    tz: str,
+    windows: Sequence[Window] | None,
+) -> tuple[Decision | None, JobState]:
+    """`step` for a fire time, an alarm callback or a manual scale."""
+    if isinstance(event, FireTime):
+        return _fire_time(c, doc, state, event, now, mode, tz, windows)
+    if windows is None:
+        windows = _windows(c, doc, now, tz) if c.window_rules else ()
+    if isinstance(event, AlarmCall):
+        return on_alarm(
+            doc,
+            event.alarm,
+            event.current,
+            event.ready,
+            state,
+            mode=mode,
+            deployment_started_at=event.deployment_started_at,
+            windows=windows,
+        )
+    if isinstance(event, ManualScale):
+        return on_manual(
+            doc, now, event.current, event.instances, event.reason, state, mode=mode, windows=windows
+        )
+    raise TypeError(f"step takes an Observation, FireTime, AlarmCall or ManualScale event, not {event!r}")
+
+
+def _fire_time(
+    c: CompiledJob,
+    doc: JobDocument,
+    state: JobState,
+    ev: FireTime,
+    now: float,
+    mode: str,
+    tz: str,
+    windows: Sequence[Window] | None,
+) -> tuple[Decision | None, JobState]:
+    if not c.fire_rules:
+        return None, state
+    created = state.created_at if state.created_at is not None else now
+    if now < _due_at(c, state.fires, created, tz):
+        return None, state
+    fires, missed = due_fires(doc, state.fires, now, created, tz)
+    handled = list(missed)
+    run: Fire | None = None
+    for f in fires:
+        if (f.rule, f.at) in ev.lost:
+            handled.append((f.rule, f.at))
+        elif run is None and ev.current is not None:
+            run = f
+    if handled:
+        state = mark_fires(state, handled)
+    if run is None or ev.current is None:
+        return None, state
+    if windows is None:
+        windows = _windows(c, doc, now, tz) if c.window_rules else ()
+    return on_fire(doc, run, ev.current, state, mode=mode, windows=windows)
+
+
+def _windows(c: CompiledJob, doc: JobDocument, now: float, tz: str) -> tuple[Window, ...]:
+    """`active_windows(doc, now, tz)`, memoised: the answer holds until a window rule's next start or the
+    end of an active window, whichever comes first."""
+    m = c.memo
+    if m.w_tz == tz and m.w_from <= now < m.w_until:
+        return m.windows
+    ws = tuple(active_windows(doc, now, tz))
+    starts = [t for t in (next_fire(r, now, tz) for r in c.window_rules) if t is not None]
+    m.w_tz, m.w_from, m.w_until, m.windows = (
+        tz,
+        now,
+        min([*starts, *(w.end for w in ws)], default=math.inf),
+        ws,
+    )
+    return ws
+
+
+def _due_at(c: CompiledJob, fires: Mapping[str, float], created: float, tz: str) -> float:
+    """The earliest time a fire rule's fire is due (or missed) after the fire history `fires`, memoised
+    for the last history asked about."""
+    m = c.memo
+    key = (tz, created, *fires.items())
+    if m.due_key == key:
+        return m.due_at
+    floor = created - 1e-6  # as due_fires: a fire exactly at created_at counts
+    times = [next_fire(r, max(fires.get(r.name, floor), floor), tz) for r in c.fire_rules]
+    m.due_key, m.due_at = key, min((t for t in times if t is not None), default=math.inf)
+    return m.due_at
+
+
+def fires_due(doc: JobDocument, state: JobState, now: float, default_tz: str = "UTC") -> bool:
+    """Whether a schedule fire is due or missed at `now` (a FireTime step would run or mark one)."""
+    c = compile_job(doc)
+    if not c.fire_rules:
+        return False
+    created = state.created_at if state.created_at is not None else now
+    return now >= _due_at(c, state.fires, created, default_tz)
+
+
+def fire_of(decision: Decision | None) -> tuple[str, float] | None:
+    """(rule, fire time) of a schedule decision that a FireTime step returned; None for any other."""
+    if decision is None or decision.trigger != "schedule" or not decision.proposals:
+        return None
+    p = decision.proposals[0]
+    return p.rule, float(p.inputs["at"])
+
+
+def newly_handled(before: JobState, after: JobState) -> list[tuple[str, float]]:
+    """The (rule, fire time) a step marked handled: `after`'s fire history where it differs from
+    `before`'s."""
+    return [(r, t) for r, t in after.fires.items() if before.fires.get(r) != t]
+
+
+def windows_at(doc: JobDocument, now: float, default_tz: str = "UTC") -> tuple[Window, ...]:
+    """The schedule windows in force at `now` (what `step` applies; for status pages)."""
+    c = compile_job(doc)
+    return _windows(c, doc, now, default_tz) if c.window_rules else ()
 
 
 def bounds(doc: JobDocument, windows: Sequence[Window]) -> tuple[int, int]:
@@ -204,65 +480,7 @@ def evaluate(
 ) -> tuple[Decision, JobState]:
     """One closed bucket (trigger "bucket"): every metric rule proposes, then steps 1–6 (PRODUCT §3.3).
     Always returns a Decision; `decision.changes` tells whether it proposes a change."""
-    hit = _COMPILED.get(id(doc))  # compile_job's cache hit, inlined: this is the daemon's hot path
-    c = hit[1] if hit is not None and hit[0]() is doc else compile_job(doc)
-    current, now = obs.current, obs.now
-    if current < 0 or mode not in MODES:
-        _check(mode, current)
-    if mode == "paused":
-        d = _decision(c, now, "bucket", current, current, obs.bucket, [], [], [PAUSED], mode)
-        return d, _with(state, last_bucket=obs.bucket)
-    # a count changed behind our back (or by our own dry-run simulation) restarts every streak first
-    old = state.streaks if state.count is None or state.count == current else {}
-    values = obs.values
-    ready = obs.ready
-    proposals: list[Proposal] = []
-    streaks: dict[str, Streak] = {}
-    predictive: dict[str, PredictiveState] | None = None
-    for spec in c.metric:
-        name = spec.name
-        v = values.get(name)
-        if v is not None and not math.isfinite(v):
-            v = None  # NaN / inf from upstream is no data, never a decision
-        if type(spec) is ThresholdSpec:
-            p, streaks[name] = propose_threshold(spec, v, current, old.get(name))
-        elif type(spec) is TargetSpec:
-            p = propose_target(spec, v, current, ready)
-        else:
-            if predictive is None:
-                predictive = {}
-            p, predictive[name] = propose_predictive(
-                spec,  # type: ignore[arg-type]
-                v,
-                current,
-                ready,
-                now,
-                obs.startup,
-                state.predictive.get(name),
-            )
-        proposals.append(p)
-    combined = combine(proposals, current)
-    guard = _guard(c, values) if combined < current else None
-    desired, limits, recent = apply_limits(
-        c.limits, current, combined, now, state, obs.deployment_started_at, windows, guard
-    )
-    reasons = _reasons(proposals, limits, mode)
-    # positional, in field order (see _decision)
-    decision = Decision(
-        c.job, now, "bucket", current, desired, obs.bucket, proposals, limits, reasons, mode, None
-    )
-    changed = desired != current
-    return decision, JobState(
-        desired,
-        now if changed else state.last_change_at,
-        obs.bucket,
-        {} if changed else streaks,
-        recent,
-        dict(state.alarms),
-        dict(state.fires),
-        now if state.created_at is None else state.created_at,
-        predictive if predictive is not None else {},
-    )
+    return step(doc, state, obs, obs.now, mode=mode, windows=windows)
 
 
 def _guard(
@@ -333,11 +551,13 @@ def on_fire(
     now = fire.now
     fires = dict(state.fires)
     fires[rule.name] = max(fire.at, fires.get(rule.name, fire.at))
-    if mode == "paused":
-        d = Decision(c.job, now, "schedule", current, current, reasons=[PAUSED], mode=mode)
-        return d, _with(state, fires=fires)
     inputs: dict[str, Any] = {"at": fire.at, "instances": rule.instances, "late": now - fire.at}
     proposal = Proposal(rule.name, "schedule", rule.instances, SCHEDULE, inputs)
+    if mode == "paused":  # not run; the proposal says which fire it was
+        d = Decision(
+            c.job, now, "schedule", current, current, proposals=[proposal], reasons=[PAUSED], mode=mode
+        )
+        return d, _with(state, fires=fires)
     return _direct(c, proposal, rule.instances, current, now, state, mode, windows, "schedule", fires)
 
 

@@ -166,7 +166,7 @@ def due_fires(
     times before `created_at` never count — runs once if now − at <= misfire_grace, else it is reported
     missed. Earlier fire times in that span are superseded by the latest (run once, as APScheduler's
     coalescing). The caller records `at` as handled (JobState.fires) for both: `on_fire` does it for a
-    run fire; for a missed one the shell sets state.fires[rule] = at. Fires are sorted by time."""
+    run fire, `policies.engine.step` for a missed one (and for the fires it runs). Fires are sorted by time."""
     fires: list[Fire] = []
     missed: list[tuple[str, float]] = []
     floor = created_at - 1e-6  # a fire exactly at created_at counts

@@ -84,6 +84,38 @@ class Fire:
 
 
 @dataclass(frozen=True, slots=True)
+class FireTime:
+    """Event: the clock reached a time a schedule rule may fire at (`policies.engine.step` finds the due
+    and missed fires itself, from the state's fire history)."""
+
+    current: int | None  # the job's instance count now; None = unknown (a due fire waits, within grace)
+    lost: frozenset[tuple[str, float]] = frozenset()  # (rule, at) whose at-most-once claim the shell lost
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmCall:
+    """Event: a Falcon alarm callback for the job, with the app's state when it is handled."""
+
+    alarm: AlarmEvent
+    current: int
+    ready: int
+    deployment_started_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ManualScale:
+    """Event: an operator's scale to `instances`."""
+
+    current: int
+    instances: int
+    reason: str
+
+
+Event = Observation | FireTime | AlarmCall | ManualScale  # what `policies.engine.step` takes (a closed
+# bucket is its Observation)
+
+
+@dataclass(frozen=True, slots=True)
 class Window:
     """Active min/max overrides from schedule rules that have a duration."""
 

@@ -13,7 +13,14 @@ from oceand.api.auth import principal, record, require_job
 from oceand.api.errors import ApiError, json_response, read_json
 from oceand.api.templates import keep_webhook, refusals, templates
 from oceand.engine import AppUnknown
-from oceand.history import MAX_PREVIEW_RANGE, MAX_PREVIEW_ROWS, PreviewError, load_rule
+from oceand.history import (
+    HISTORY_STEP_ROWS,
+    MAX_PREVIEW_RANGE,
+    MAX_PREVIEW_ROWS,
+    PreviewError,
+    downsample,
+    load_rule,
+)
 from oceand.history import preview as history_preview
 from oceand.jobs import Job, JobExists
 from oceand.keys import ENGINE, HEALTH, JOBS, LEASES, METRICS, STORE
@@ -247,15 +254,22 @@ async def decisions(request: web.Request) -> web.Response:
 
 
 async def history(request: web.Request) -> web.Response:
-    """The job's recorded history (PRODUCT §13), oldest first: since <= t < until, at most `limit` rows."""
+    """The job's recorded history (PRODUCT §13), oldest first: since <= t < until, at most `limit` rows;
+    with `step`, in bins of that many seconds (oceand.history.downsample)."""
     name = _known_job(request).name
     since = _query_number(request, "since", None, 0, 1e12)
     until = _query_number(request, "until", None, 0, 1e12)
     if since is not None and until is not None and until <= since:
         raise ApiError(400, "bad_query", "until: must be after since")
     limit = int(_query_number(request, "limit", 1000, 1, 100_000) or 1000)
-    rows = await request.app[STORE].history(name, since, until, limit)
-    return json_response({"job": name, "rows": rows})
+    step = _query_number(request, "step", None, 1, 86400)
+    if step is None:
+        return json_response(
+            {"job": name, "rows": await request.app[STORE].history(name, since, until, limit)}
+        )
+    # bins of `step` seconds: read up to HISTORY_STEP_ROWS stored rows, then at most `limit` bins
+    rows = downsample(await request.app[STORE].history(name, since, until, HISTORY_STEP_ROWS), step)
+    return json_response({"job": name, "rows": rows[:limit], "step": step})
 
 
 def _body_number(data: dict[str, Any], key: str, default: float | None, lo: float, hi: float) -> float:

@@ -418,6 +418,13 @@ def spec() -> dict[str, Any]:
                         "in": "query",
                         "schema": {"type": "integer", "minimum": 1, "maximum": 100000},
                     },
+                    {
+                        "name": "step",
+                        "in": "query",
+                        "description": "bins of this many seconds: values averaged, counts and decision of"
+                        " the bin's last row (reads at most 100,000 stored rows)",
+                        "schema": {"type": "number", "minimum": 1, "maximum": 86400},
+                    },
                 ],
                 errors=(400, 404),
             ),
