@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import signal
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -124,6 +125,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
         self._ingest_runner: web.AppRunner | None = None
+        self._tls: dict[str, ssl.SSLContext | None] = {}  # listener table -> the context its site serves
         self.ingest_url: str | None = None
         self._lock = asyncio.Lock()
         self.url: str | None = None
@@ -356,20 +358,23 @@ class Daemon:
         runner = web.AppRunner(self.build_app(), **runner_options(self.config.server))
         await runner.setup()
         server = self.config.server
-        await GuardedSite(runner, server.host, server.port, self.guard, server.ssl_context()).start()
+        self._tls["server"] = server.ssl_context()
+        await GuardedSite(runner, server.host, server.port, self.guard, self._tls["server"]).start()
         self._runner = runner
         self.url = _url(runner, https=server.tls_cert is not None)
         if self.config.ingest.address is not None:
             self._ingest_runner = web.AppRunner(self.build_ingest_app(), **runner_options(self.config.server))
             await self._ingest_runner.setup()
             host, port = self.config.ingest.address
-            tls = self.config.ingest.ssl_context()
+            tls = self._tls["ingest"] = self.config.ingest.ssl_context()
             await GuardedSite(self._ingest_runner, host, port, self.guard, tls).start()
             self.ingest_url = _url(self._ingest_runner, https=tls is not None)
+        await self.listeners.start()
         for r in (self._runner, self._ingest_runner):
             for addr in r.addresses if r is not None else ():
                 self.notifier.destinations.listener(addr[0], addr[1])  # webhooks never go there
-        await self.listeners.start()
+        for host, port in self.listeners.addresses():  # nor to rpc_listen / tsdb_listen
+            self.notifier.destinations.listener(host, port)
         self._spawn(self.listeners.run(self.stop_event), "listeners-idle-sweep")
         self._spawn(self.engine.flusher(self.stop_event), "state-flusher")
         self._spawn(self.history.run(self.stop_event), "history-writer")
@@ -450,6 +455,23 @@ class Daemon:
         self.systemd.close()
         log.info("oceand stopped", extra={"event": "stopped"})
 
+    def _reload_tls(self, new: Config) -> None:
+        """Renewed certificates: each TLS listener's context loads its (already checked) files again, so
+        new connections get them; turning TLS on or off needs a restart."""
+        for table, files in (("server", new.server), ("ingest", new.ingest)):
+            ctx = self._tls.get(table)
+            if ctx is not None and files.tls_cert is not None and files.tls_key is not None:
+                try:
+                    ctx.load_cert_chain(files.tls_cert, files.tls_key, password=lambda: b"")
+                except (ssl.SSLError, OSError) as e:  # changed again since the check: keep serving
+                    log.error("%s.tls_cert: not reloaded: %s", table, e, extra={"event": "reload_partial"})
+            elif (ctx is None) != (files.tls_cert is None) and (table == "server" or self._ingest_runner):
+                log.warning(
+                    "%s.tls_cert: TLS is turned on or off only on restart",
+                    table,
+                    extra={"event": "reload_partial"},
+                )
+
     async def reload(self) -> bool:
         """SIGHUP: validate the config file again and apply what can change without a restart."""
         path = self.config.path
@@ -473,6 +495,7 @@ class Daemon:
                 "store.url, server.listen and ingest.listen change only on restart",
                 extra={"event": "reload_partial"},
             )
+        self._reload_tls(new)
         old = self.config
         self.config = new
         self.engine.default_tz = new.timezone

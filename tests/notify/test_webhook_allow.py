@@ -3,6 +3,7 @@ the daemon's own listeners refused unless a CIDR lists them; the address checked
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 from typing import Any, ClassVar
@@ -151,3 +152,14 @@ async def test_daemon_counts_refused_webhooks(start_daemon: DaemonFactory, hooks
     assert 'oceand_notify_errors_total{kind="webhook"} 1.0' in d.metrics.render().decode()
     assert d.notifier.destinations.listeners  # the bound admin address is known
     assert hooks.hits == []
+
+
+async def test_the_transfer_listeners_are_own_listeners(start_daemon: DaemonFactory) -> None:
+    """`[ingest] rpc_listen` and `tsdb_listen` are the daemon's own listeners too: a webhook to them is
+    refused like one to the admin or ingest listener (a loopback CIDR in `allow` is needed to send there)."""
+    ingest = {"rpc_listen": "127.0.0.1:0", "tsdb_listen": "127.0.0.1:0"}
+    d, _ = await start_daemon(ingest=ingest)
+    own = d.notifier.destinations.listeners
+    for name in ("rpc", "tsdb"):
+        host, port = d.listeners[name].address
+        assert (ipaddress.ip_address(host), port) in own, name
