@@ -266,6 +266,7 @@ class Daemon:
     def job_status(self, name: str) -> dict[str, Any]:
         status = self.engine.status(name)
         status["lb"] = self.lb.status(name)
+        status["notify"] = self.notifier.status(name)
         return status
 
     def clusters_info(self) -> list[dict[str, Any]]:
