@@ -45,6 +45,7 @@ from oceand.notify import Notifier
 from oceand.store import open_store
 from oceand.store.base import Store, StoreError
 from oceand.systemd import Notifier as SystemdNotifier
+from oceand.warm import WarmStart
 from policies.document import JobDocument, dump_job
 from policies.types import Decision
 
@@ -125,6 +126,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
         self._ingest_runner: web.AppRunner | None = None
+        self.warm: WarmStart | None = None  # [history] falcon_api: warm starts from Falcon's graph
         self._tls: dict[str, ssl.SSLContext | None] = {}  # listener table -> the context its site serves
         self.ingest_url: str | None = None
         self._lock = asyncio.Lock()
@@ -267,6 +269,7 @@ class Daemon:
         status = self.engine.status(name)
         status["lb"] = self.lb.status(name)
         status["notify"] = self.notifier.status(name)
+        status["warm_start"] = self.warm.status(name) if self.warm is not None else None
         return status
 
     def clusters_info(self) -> list[dict[str, Any]]:
@@ -354,6 +357,9 @@ class Daemon:
         await self.store.open()
         await self.apply_job_files()
         await self._start_clusters()
+        if self.config.history.falcon_api is not None:
+            self.warm = WarmStart(self.config.history, self.engine, self.metrics)
+            self.engine.on_upsert = self.warm.submit
         await self.engine.load()
         await self._jobs_changed()
         runner = web.AppRunner(self.build_app(), **runner_options(self.config.server))
@@ -379,6 +385,8 @@ class Daemon:
         self._spawn(self.listeners.run(self.stop_event), "listeners-idle-sweep")
         self._spawn(self.engine.flusher(self.stop_event), "state-flusher")
         self._spawn(self.history.run(self.stop_event), "history-writer")
+        if self.warm is not None:
+            self._spawn(self.warm.run(self.stop_event), "warm-start")
         self._spawn(self.notifier.run(self.stop_event), "notifier")
         self._spawn(self._probe_store(), "store-probe")
         self._spawn(self._prune_audit_hourly(), "audit-prune")

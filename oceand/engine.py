@@ -28,7 +28,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -43,9 +43,9 @@ from oceand.ingest import IngestLimits, Ingestor, PushResult
 from oceand.logs import log_decision
 from oceand.store.base import Store, StoreError
 from policies import engine as policy
-from policies import schedule
+from policies import schedule, warm
 from policies.alarm import alarm_matches
-from policies.document import AlarmRule, JobDocument
+from policies.document import AlarmRule, JobDocument, PredictiveRule
 from policies.types import ACTUATION_FAILED, AlarmEvent, Decision, Fire, JobState, Observation
 
 log = logging.getLogger("oceand.engine")
@@ -159,6 +159,7 @@ class Engine:
         self._timer_at = math.inf
         self.on_deferred: Callable[[], None] | None = None  # a timer slice left due jobs for the next one
         self.history: HistoryRecorder | None = None  # each evaluated bucket is recorded (oceand/history.py)
+        self.on_upsert: Callable[[str], None] | None = None  # a job was added or changed (warm start)
 
     # ---- job set -------------------------------------------------------------------------------
 
@@ -195,6 +196,7 @@ class Engine:
                 rt.buckets = self._new_buckets(doc, now)
             self.ingestor.set_job(doc, rt.buckets)
             rt.wake.set()
+            self._upserted(doc.job)
             return rt
         state = JobState.from_json(await self.store.load_state(doc.job))
         if state.created_at is None:
@@ -215,7 +217,35 @@ class Engine:
         self.jobs[doc.job] = rt
         self.ingestor.set_job(doc, rt.buckets)
         rt.task = asyncio.get_running_loop().create_task(self._worker(rt), name=f"job:{doc.job}")
+        self._upserted(doc.job)
         return rt
+
+    def _upserted(self, name: str) -> None:
+        if self.on_upsert is not None:
+            self.on_upsert(name)
+
+    # ---- warm start (oceand/warm.py fetches, policies/warm.py decides what is filled) ----------------
+
+    def warm_rules(self, name: str) -> list[PredictiveRule]:
+        """The job's rules a warm start would fill now (none for a job that is gone)."""
+        rt = self.jobs.get(name)
+        return [] if rt is None else warm.warm_rules(rt.doc, rt.state)
+
+    def tasks_of(self, name: str) -> frozenset[str]:
+        """The host names and IPs of the job's current Marathon tasks, as far as known."""
+        return self.ingestor.tasks_of(name)
+
+    def warm(self, name: str, history: Mapping[str, Sequence[warm.BucketValue]]) -> dict[str, int]:
+        """Fill the job's empty rule states from past bucket values (per rule); how many each took. Runs
+        between two steps of the job's worker (no await): a rule the live buckets reached first is kept."""
+        rt = self.jobs.get(name)
+        if rt is None:
+            return {}
+        state, taken = warm.warm_state(rt.doc, rt.state, history)
+        if taken:
+            rt.state = state
+            self._dirty.add(name)  # written behind with the next flush
+        return taken
 
     async def remove(self, name: str) -> None:
         rt = self.jobs.pop(name, None)

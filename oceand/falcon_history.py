@@ -1,4 +1,4 @@
-"""Falcon graph history for a warm start (PRODUCT §9; PROTOCOLS.md B.4) — the client half, not wired yet.
+"""Falcon graph history for a warm start (PRODUCT §9; PROTOCOLS.md B.4): the client (oceand/warm.py uses it).
 
 `POST {api}/api/v1/graph/history` (falcon-plus `modules/api/app/controller/graph/graph_controller.go`
 `QueryGraphDrawData`, behind the same `Apitoken` auth as the team endpoint) with `hostnames`,
@@ -8,15 +8,19 @@
 kept in mind: an element may be `null` (a timed-out query), or an empty response (`"endpoint":""`,
 `"Values":null`); a series the graph does not know has `dstype` `""` and no values. Each is skipped.
 
+`GET {api}/api/v1/graph/endpoint?q=&tags=&limit=` (`EndpointRegexpQuery`) finds the endpoints of a
+selector that names no hosts: `q` terms are MySQL `REGEXP` searches on the endpoint name, `tags` terms
+`LIKE %term%` on one of its counters.
+
 `bucket_values` turns the series into the per-period job values the live buckets would have produced
 (oceand/buckets.py): per endpoint the last value in each period, then the rule's aggregate over the
-endpoints that reported. Feeding them to the policy so the streaks are known at start needs an engine
-hook (a replay of past observations that never acts); that part belongs to the engine.
+endpoints that reported. What the rules take from them is policies/warm.py's.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,3 +131,59 @@ async def fetch_history(
         error = out.error.replace(token, REDACTED) if token else out.error
         raise HistoryError(f"POST {redact_url(url)} {error}")
     return parse_history(out.body)
+
+
+def endpoint_regex(pattern: str) -> str:
+    """A selector's endpoint (exact, or a glob with `*`, `?`, `[...]`) as an anchored MySQL regular
+    expression (what `EndpointRegexpQuery`'s `q` takes; it splits on spaces, so a space is `[[:space:]]`)."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[" and "]" in pattern[i + 2 :]:
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1 : end]
+            out.append("[^" + body[1:] + "]" if body.startswith("!") else "[" + body + "]")
+            i = end
+        elif c == " ":
+            out.append("[[:space:]]")
+        else:
+            out.append(re.escape(c) if not c.isalnum() else c)
+        i += 1
+    return "^" + "".join(out) + "$"
+
+
+async def fetch_endpoints(
+    session: aiohttp.ClientSession,
+    api: str,
+    user: str,
+    token: str,
+    q: str,
+    tags: dict[str, str],
+    limit: int,
+) -> list[str]:
+    """The graph's endpoints whose name matches `q` (a regex; "" for any) and that have a counter with
+    every `k=v` of `tags`; at most `limit`."""
+    params = {"limit": str(limit)}
+    if q:
+        params["q"] = q
+    if tags:
+        params["tags"] = ",".join(f"{k}={v}" for k, v in sorted(tags.items()))
+    url = f"{api}/api/v1/graph/endpoint"
+    out: Outcome = await request(
+        session, "GET", url, params=params, headers={"Apitoken": apitoken(user, token)}
+    )
+    if not out.ok:
+        error = out.error.replace(token, REDACTED) if token else out.error
+        raise HistoryError(f"GET {redact_url(url)} {error}")
+    try:
+        data = orjson.loads(out.body)
+    except orjson.JSONDecodeError as e:
+        raise HistoryError(f"endpoints: not JSON: {e}") from None
+    if not isinstance(data, list):
+        raise HistoryError("endpoints: not a JSON array")
+    names = [e["endpoint"] for e in data if isinstance(e, dict) and isinstance(e.get("endpoint"), str)]
+    return names[:limit]

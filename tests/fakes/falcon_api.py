@@ -21,12 +21,18 @@
   DB does not know is then skipped); a series the graph does not know answers `dstype` "", `step` 0,
   `Values` []; values are the stored points in [start, end], `null` for NaN; a series marked `timeout`
   answers `null` (`fetchData`'s error is dropped and its nil response appended).
+- `GET /api/v1/graph/endpoint` (`EndpointRegexpQuery`): `q` (terms split on spaces, each a MySQL
+  `endpoint regexp`: an unanchored search) and/or `tags` (terms split on `,`, each `counter like
+  %term%` over the endpoint's counters), `limit` (default 500); both missing: 400 `{"error": "q and
+  labels are all missing"}`; a 200 answer is `[{"id", "endpoint"}]`. Endpoints and counters are those
+  of `graphs`, ids in sorted endpoint order from 1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +94,8 @@ class FalconFake:
     )
     timeout: set[tuple[str, str]] = field(default_factory=set)
     history_queries: list[dict[str, Any]] = field(default_factory=list)
+    endpoint_queries: list[dict[str, str]] = field(default_factory=list)
+    hang_history: bool = False  # the history endpoint waits for `release` (a graph that does not answer)
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -98,6 +106,7 @@ class FalconFake:
         app = web.Application()
         app.router.add_get("/api/v1/team/name/{team_name}", self._team)
         app.router.add_post("/api/v1/graph/history", self._history)
+        app.router.add_get("/api/v1/graph/endpoint", self._endpoints)
         for path in ("/sms", "/mail", "/wechat"):
             app.router.add_post(path, self._sender)
         self._runner = web.AppRunner(app, access_log=None)
@@ -166,6 +175,8 @@ class FalconFake:
         except ValueError as e:
             return web.json_response({"error": str(e)}, status=400)
         self.history_queries.append(q)
+        if self.hang_history:
+            await self.release.wait()
         fields = {"hostnames": "HostNames", "counters": "Counters", "consol_fun": "ConsolFun"}
         fields |= {"start_time": "StartTime", "end_time": "EndTime"}
         for key, go in fields.items():
@@ -198,6 +209,26 @@ class FalconFake:
                     resp |= {"dstype": dstype, "step": step, "Values": values}
                 out.append(resp)
         return web.json_response(out)
+
+    async def _endpoints(self, request: web.Request) -> web.Response:
+        error = self._session_error(request.headers.get("Apitoken", ""))
+        if error is not None:
+            return web.json_response({"error": error}, status=401)
+        q, tags = request.query.get("q", ""), request.query.get("tags", "")
+        self.endpoint_queries.append(dict(request.query))
+        if not q and not tags:
+            return web.json_response({"error": "q and labels are all missing"}, status=400)
+        limit = int(request.query.get("limit", "500"))
+        names = sorted({e for e, _ in self.graphs})
+        out = []
+        for i, name in enumerate(names, 1):
+            counters = [c for e, c in self.graphs if e == name]
+            if tags and not any(all(t.strip() in c for t in tags.split(",")) for c in counters):
+                continue
+            if q and not all(re.search(t.strip(), name) for t in q.split(" ")):
+                continue
+            out.append({"id": i, "endpoint": name})
+        return web.json_response(out[:limit])
 
     # ---- the sender endpoints -----------------------------------------------------------------------
 
