@@ -121,12 +121,23 @@ def bucket_values(
     return out
 
 
+POINT_BYTES = 64  # room per point in an answer (`{"timestamp":1700000040,"value":1210.000000},` is 45)
+
+
 async def fetch_history(
-    session: aiohttp.ClientSession, api: str, user: str, token: str, body: dict[str, Any]
+    session: aiohttp.ClientSession,
+    api: str,
+    user: str,
+    token: str,
+    body: dict[str, Any],
+    max_points: int = 65536,
 ) -> list[Series]:
-    """One history query (one try: a warm start that fails starts cold)."""
+    """One history query (one try: a warm start that fails starts cold); an answer longer than
+    `max_points` points would take (plus 1 MiB) is refused unread."""
     url = f"{api}/api/v1/graph/history"
-    out: Outcome = await request(session, "POST", url, json=body, headers={"Apitoken": apitoken(user, token)})
+    headers = {"Apitoken": apitoken(user, token)}
+    limit = max_points * POINT_BYTES + 1024**2
+    out: Outcome = await request(session, "POST", url, max_answer=limit, json=body, headers=headers)
     if not out.ok:
         error = out.error.replace(token, REDACTED) if token else out.error
         raise HistoryError(f"POST {redact_url(url)} {error}")

@@ -166,7 +166,9 @@ class WarmStart:
             if rule.metric in DERIVED:
                 feeds[counter(DERIVED[rule.metric][0], sel.tags)] = True
             body = history_body(hosts, list(feeds), start, end)
-            series = await fetch_history(session, self.api, s.falcon_api_user, self.token, body)
+            series = await fetch_history(
+                session, self.api, s.falcon_api_user, self.token, body, max(0, budget)
+            )
             kept: list[Series] = []
             for one in series:
                 if one.counter not in feeds:
