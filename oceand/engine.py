@@ -486,10 +486,12 @@ class Engine:
                 self._inflight += 1
                 await self._step(rt)
                 rt.idle = self._idle_key(rt, before, last_decision)
-                b = rt.buckets
-                if b.open and any(b.complete(o) for o in b.open.values()):
+                b, now = rt.buckets, self.clock()
+                if b.open and any(start <= now and b.complete(o) for start, o in b.open.items()):
                     # complete only now: closing an earlier bucket taught how many instances report (its
-                    # samples came before that close), so no push will wake the worker for it
+                    # samples came before that close), so no push will wake the worker for it. A complete
+                    # bucket that has not begun (stamped ahead of the clock) cannot close yet: its timer
+                    # (`deadline`) wakes the worker when it begins; waking now would spin without a yield.
                     rt.wake.set()
             except asyncio.CancelledError:
                 raise
