@@ -167,23 +167,20 @@ def endpoint_regex(pattern: str) -> str:
     return "^" + "".join(out) + "$"
 
 
-async def fetch_endpoints(
-    session: aiohttp.ClientSession,
-    api: str,
-    user: str,
-    token: str,
-    q: str,
-    tags: dict[str, str],
-    limit: int,
-) -> list[str]:
-    """The graph's endpoints whose name matches `q` (a regex; "" for any) and that have a counter with
-    every `k=v` of `tags`; at most `limit`."""
-    params = {"limit": str(limit)}
-    if q:
-        params["q"] = q
-    if tags:
-        params["tags"] = ",".join(f"{k}={v}" for k, v in sorted(tags.items()))
-    url = f"{api}/api/v1/graph/endpoint"
+def counter_matches(name: str, metrics: tuple[str, ...], tags: dict[str, str]) -> str | None:
+    """The metric of a graph counter (`metric` or `metric/k=v,...`) when it is one of `metrics` and carries
+    every `k=v` of `tags` (it may carry more, as a selector allows); else None."""
+    metric, _, rest = name.partition("/")
+    if metric not in metrics:
+        return None
+    have = dict(kv.split("=", 1) for kv in rest.split(",") if "=" in kv) if rest else {}
+    return metric if all(have.get(k) == v for k, v in tags.items()) else None
+
+
+async def _get_json(
+    session: aiohttp.ClientSession, api: str, user: str, token: str, path: str, params: Any
+) -> list[Any]:
+    url = f"{api}{path}"
     out: Outcome = await request(
         session, "GET", url, params=params, headers={"Apitoken": apitoken(user, token)}
     )
@@ -193,8 +190,64 @@ async def fetch_endpoints(
     try:
         data = orjson.loads(out.body)
     except orjson.JSONDecodeError as e:
-        raise HistoryError(f"endpoints: not JSON: {e}") from None
+        raise HistoryError(f"GET {path}: not JSON: {e}") from None
     if not isinstance(data, list):
-        raise HistoryError("endpoints: not a JSON array")
-    names = [e["endpoint"] for e in data if isinstance(e, dict) and isinstance(e.get("endpoint"), str)]
-    return names[:limit]
+        raise HistoryError(f"GET {path}: not a JSON array")
+    return data
+
+
+def _endpoints(data: list[Any]) -> dict[int, str]:
+    return {
+        e["id"]: e["endpoint"]
+        for e in data
+        if isinstance(e, dict) and isinstance(e.get("id"), int) and isinstance(e.get("endpoint"), str)
+    }
+
+
+async def fetch_endpoints(
+    session: aiohttp.ClientSession,
+    api: str,
+    user: str,
+    token: str,
+    q: str,
+    tags: dict[str, str],
+    limit: int,
+) -> dict[int, str]:
+    """`EndpointRegexpQuery`: the graph's endpoints (id -> name) whose name matches `q` (a regex; "" for
+    any) and that have a counter with every `k=v` of `tags`; at most `limit`."""
+    params = {"limit": str(limit)}
+    if q:
+        params["q"] = q
+    if tags:
+        params["tags"] = ",".join(f"{k}={v}" for k, v in sorted(tags.items()))
+    found = _endpoints(await _get_json(session, api, user, token, "/api/v1/graph/endpoint", params))
+    return dict(list(found.items())[:limit])
+
+
+async def fetch_endpoint_ids(
+    session: aiohttp.ClientSession, api: str, user: str, token: str, names: list[str]
+) -> dict[int, str]:
+    """`EndpointObjGet`: the graph's ids of these endpoint names (those it does not know are left out)."""
+    params = [("endpoints", n) for n in names]
+    return _endpoints(await _get_json(session, api, user, token, "/api/v1/graph/endpointobj", params))
+
+
+async def fetch_counters(
+    session: aiohttp.ClientSession,
+    api: str,
+    user: str,
+    token: str,
+    ids: list[int],
+    metrics: tuple[str, ...],
+    limit: int,
+) -> list[tuple[int, str]]:
+    """`EndpointCounterRegexpQuery`: (endpoint id, counter) of these endpoints whose metric is one of
+    `metrics` (a MySQL regexp on the counter: `^(m1|m2)(/|$)`), at most `limit`."""
+    pattern = "^(" + "|".join(re.escape(m) for m in metrics) + ")(/|$)"
+    params = {"eid": ",".join(map(str, ids)), "metricQuery": pattern, "limit": str(limit)}
+    data = await _get_json(session, api, user, token, "/api/v1/graph/endpoint_counter", params)
+    return [
+        (c["endpoint_id"], c["counter"])
+        for c in data
+        if isinstance(c, dict) and isinstance(c.get("endpoint_id"), int) and isinstance(c.get("counter"), str)
+    ]

@@ -4,13 +4,16 @@ With `[history] falcon_api` set, every job added or changed (at start, by the AP
 rules have something to learn (policies/warm.py: predictive rules with an empty state) is queued here.
 `warm_concurrency` tasks take jobs from the queue; per job, within `warm_timeout` for every request:
 
-1. the hosts of each such rule: the job's current Marathon tasks (`"tasks": true`; waited for until
-   the timeout when none is known yet), the selector's exact `endpoint`, or the graph's endpoints that
-   match the selector's endpoint glob and tags (`GET /api/v1/graph/endpoint`); at most `warm_max_hosts`;
-2. one `POST /api/v1/graph/history` for them over the last `warm_window`, counters
-   `metric/<selector tags>` (and the raw metric of a derived one: `cpu.idle` for `cpu.used`, as 100 − v);
-   at most `warm_max_points` points are taken;
-3. the points become the buckets the live ones would have been (`falcon_history.bucket_values`) and
+1. the hosts of each such rule: the job's current Marathon tasks (`"tasks": true`; waited for up to
+   half the timeout when none is known yet) or the selector's exact `endpoint` (their graph ids:
+   `GET /api/v1/graph/endpointobj`), or the graph's endpoints that match the selector's endpoint glob
+   and tags (`GET /api/v1/graph/endpoint`); at most `warm_max_hosts`;
+2. their counters of the rule's metric (and the raw metric of a derived one: `cpu.idle` for `cpu.used`,
+   taken as 100 − v) that carry the selector's tags, more tags allowed as for live samples
+   (`GET /api/v1/graph/endpoint_counter`);
+3. one `POST /api/v1/graph/history` per group of hosts with the same counters, over the last
+   `warm_window`; at most `warm_max_points` points are taken;
+4. the points become the buckets the live ones would have been (`falcon_history.bucket_values`) and
    `Engine.warm` gives them to the job's rules between two steps of its worker.
 
 It never holds anything up: start-up, pushes and evaluations go on while it runs; a job whose history
@@ -34,20 +37,23 @@ from oceand.falcon_history import (
     HistoryError,
     Series,
     bucket_values,
-    counter,
+    counter_matches,
     endpoint_regex,
+    fetch_counters,
+    fetch_endpoint_ids,
     fetch_endpoints,
     fetch_history,
     history_body,
 )
 from oceand.ingest import DERIVED
 from oceand.metrics import Metrics
-from policies.document import JobDocument, PredictiveRule
+from policies.document import JobDocument, PredictiveRule, Selector
 from policies.warm import BucketValue
 
 log = logging.getLogger("oceand.warm")
 
 TASKS_POLL = 0.2  # seconds between looks at a job's Marathon tasks while none is known yet
+MAX_COUNTERS = 10_000  # counters listed per rule (GET /api/v1/graph/endpoint_counter's limit)
 
 
 class WarmStart:
@@ -158,55 +164,71 @@ class WarmStart:
             if doc.instance_tag is not None:
                 continue  # instances told apart by a tag: not one graph endpoint each
             sel = doc.selector_for(rule)
-            hosts = await self._hosts(session, doc.job, sel.tasks, sel.endpoint, sel.tags)
-            if not hosts:
-                out[rule.name] = []
-                continue
-            feeds = {counter(rule.metric, sel.tags): False}
+            feeds = {rule.metric: False}  # metric -> taken as 100 - v (the raw metric of a derived one)
             if rule.metric in DERIVED:
-                feeds[counter(DERIVED[rule.metric][0], sel.tags)] = True
-            body = history_body(hosts, list(feeds), start, end)
-            series = await fetch_history(
-                session, self.api, s.falcon_api_user, self.token, body, max(0, budget)
-            )
+                feeds[DERIVED[rule.metric][0]] = True
             kept: list[Series] = []
-            for one in series:
-                if one.counter not in feeds:
-                    continue
-                points = one.points[: max(0, budget)]
-                if len(points) < len(one.points):
-                    self.metrics.warm_points.labels("left_out").inc(len(one.points) - len(points))
-                budget -= len(points)
-                if feeds[one.counter]:
-                    points = [(t, 100.0 - v) for t, v in points]
-                kept.append(Series(one.endpoint, one.counter, one.step, points))
-            rows = bucket_values(kept, period, rule.aggregate, start, end)
-            out[rule.name] = rows
+            for hosts, counters in await self._series(session, doc.job, sel, tuple(feeds)):
+                body = history_body(hosts, counters, start, end)
+                series = await fetch_history(
+                    session, self.api, s.falcon_api_user, self.token, body, max(0, budget)
+                )
+                for one in series:
+                    metric = counter_matches(one.counter, tuple(feeds), sel.tags)
+                    if metric is None:
+                        continue
+                    points = one.points[: max(0, budget)]
+                    if len(points) < len(one.points):
+                        self.metrics.warm_points.labels("left_out").inc(len(one.points) - len(points))
+                    budget -= len(points)
+                    if feeds[metric]:
+                        points = [(t, 100.0 - v) for t, v in points]
+                    kept.append(Series(one.endpoint, one.counter, one.step, points))
+            out[rule.name] = bucket_values(kept, period, rule.aggregate, start, end)
         taken = s.warm_max_points - max(0, budget)
         self.metrics.warm_points.labels("taken").inc(taken)
         return out, taken
 
-    async def _hosts(
-        self,
-        session: aiohttp.ClientSession,
-        job: str,
-        tasks: bool,
-        endpoint: str | None,
-        tags: dict[str, str],
-    ) -> list[str]:
-        limit = self.settings.warm_max_hosts
-        if not tasks and endpoint is not None and not any(c in endpoint for c in "*?["):
-            return [endpoint]
-        if not tasks and (endpoint is not None or tags):
+    async def _series(
+        self, session: aiohttp.ClientSession, job: str, sel: Selector, metrics: tuple[str, ...]
+    ) -> list[tuple[list[str], list[str]]]:
+        """The graph series of a selector, as (hosts, counters) groups for history queries: the hosts
+        (`_hosts`), then their counters of these metrics that carry the selector's tags (more tags are
+        fine, as for live samples); hosts with the same counters share one query."""
+        s = self.settings
+        ids = await self._hosts(session, job, sel)
+        if not ids:
+            return []
+        pairs = await fetch_counters(
+            session, self.api, s.falcon_api_user, self.token, sorted(ids), metrics, MAX_COUNTERS
+        )
+        per_host: dict[str, list[str]] = {}
+        for eid, name in pairs:
+            host = ids.get(eid)
+            if host is not None and counter_matches(name, metrics, sel.tags) is not None:
+                per_host.setdefault(host, []).append(name)
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for host, names in sorted(per_host.items()):
+            groups.setdefault(tuple(sorted(set(names))), []).append(host)
+        return [(hosts, list(names)) for names, hosts in groups.items()]
+
+    async def _hosts(self, session: aiohttp.ClientSession, job: str, sel: Selector) -> dict[int, str]:
+        """The graph's endpoints (id -> name) of a selector: the job's Marathon tasks, its exact
+        endpoint, or a search by its endpoint glob and tags; at most `warm_max_hosts`."""
+        s = self.settings
+        user, limit = s.falcon_api_user, s.warm_max_hosts
+        endpoint = sel.endpoint
+        if not sel.tasks and endpoint is not None and not any(c in endpoint for c in "*?["):
+            return await fetch_endpoint_ids(session, self.api, user, self.token, [endpoint])
+        if not sel.tasks and (endpoint is not None or sel.tags):
             q = endpoint_regex(endpoint) if endpoint is not None else ""
-            user = self.settings.falcon_api_user
-            return await fetch_endpoints(session, self.api, user, self.token, q, tags, limit)
+            return await fetch_endpoints(session, self.api, user, self.token, q, sel.tags, limit)
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + self.settings.warm_timeout / 2
+        give_up = loop.time() + s.warm_timeout / 2
         known = self.engine.tasks_of(job)
         while not known:  # Marathon's first answer for the app is still on its way (or the app has none)
             if loop.time() >= give_up:
                 raise HistoryError("no Marathon task of the job is known: no host to ask the graph for")
             await asyncio.sleep(TASKS_POLL)
             known = self.engine.tasks_of(job)
-        return sorted(known)[:limit]
+        return await fetch_endpoint_ids(session, self.api, user, self.token, sorted(known)[:limit])

@@ -26,10 +26,13 @@ async def graph() -> AsyncIterator[FalconFake]:
     fake = FalconFake()
     now = int(time.time())
     last = now - now % 60 - 60
-    for host, value in (("web-1", 120.0), ("web-2", 180.0)):
+    # web-2's series carries one tag more than the selector asks for: it is the job's all the same
+    for host, counter, value in (("web-1", COUNTER, 120.0), ("web-2", f"{COUNTER},port=8080", 180.0)):
         points: list[tuple[int, float | None]] = [(last - 60 * i, value) for i in range(240)]  # 4 hours
         points.append((last - 60 * 240, None))  # NaN in the graph: left out
-        fake.graphs[(host, COUNTER)] = ("GAUGE", 60, points)
+        fake.graphs[(host, counter)] = ("GAUGE", 60, points)
+    fake.graphs[("web-2", "proc.qps/job=other")] = ("GAUGE", 60, [(last, 1000.0)])  # another job's
+    fake.graphs[("web-1", "proc.qpsx")] = ("GAUGE", 60, [(last, 1000.0)])  # another metric
     fake.graphs[("db-1", "proc.qps/job=other")] = ("GAUGE", 60, [(last, 1.0)])
     await fake.start()
     yield fake
@@ -52,13 +55,18 @@ async def test_a_new_job_is_warmed_from_the_graph(start_daemon: DaemonFactory, g
     w = warm()
     assert w["result"] == "warmed" and w["error"] is None, w
     assert w["rules"] == {"p": 240} and w["points"] == 480
-    # what was asked: the endpoints carrying the selector's tag, then their history, as falcon-plus takes it
-    (eq,) = graph.endpoint_queries
-    assert eq["tags"] == f"job={JOB}" and "q" not in eq
-    (hq,) = graph.history_queries
-    assert hq["hostnames"] == ["web-1", "web-2"] and hq["counters"] == [COUNTER]
-    assert hq["consol_fun"] == "AVERAGE" and hq["step"] == 0
-    assert hq["end_time"] - hq["start_time"] == 2 * 86400 and hq["end_time"] % 60 == 0
+    # what was asked: the endpoints carrying the selector's tag, their counters of the rule's metric, then
+    # one history query per group of hosts with the same counters, as falcon-plus takes them
+    search, counters = graph.endpoint_queries
+    assert search["tags"] == f"job={JOB}" and "q" not in search
+    assert counters["eid"] == "2,3" and counters["metricQuery"] == r"^(proc\.qps)(/|$)"
+    assert sorted((q["hostnames"], q["counters"]) for q in graph.history_queries) == [
+        (["web-1"], [COUNTER]),
+        (["web-2"], [f"{COUNTER},port=8080"]),
+    ]
+    for hq in graph.history_queries:
+        assert hq["consol_fun"] == "AVERAGE" and hq["step"] == 0
+        assert hq["end_time"] - hq["start_time"] == 2 * 86400 and hq["end_time"] % 60 == 0
     # the rule learnt the load: 120 + 180 per minute over two hosts, with its forecast errors checked
     st = d.engine.jobs[JOB].state.predictive["p"]
     assert st.level == pytest.approx(300.0) and st.checked >= MIN_ERRORS
@@ -96,7 +104,8 @@ async def test_only_jobs_with_something_to_learn_ask(start_daemon: DaemonFactory
     assert d.warm is not None
     await until(lambda: d.warm is not None and d.warm.status(f"x{JOB}") is not None)
     assert d.warm.status(f"x{JOB}")["result"] == "warmed"  # type: ignore[index]
-    assert d.warm.status(JOB) is None and graph.endpoint_queries == []  # an exact endpoint: no search
+    assert d.warm.status(JOB) is None
+    assert graph.endpoint_queries[0] == {"endpoints": "web-1"}  # an exact endpoint: its id, no search
     assert [q["hostnames"] for q in graph.history_queries] == [["web-1"]]
     # a restart: the store kept the warmed state (written behind, and at stop), nothing is asked again
     warmed = d.engine.jobs[f"x{JOB}"].state.predictive["p"]
