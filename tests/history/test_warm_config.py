@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from oceand.config import ConfigError, load_config
+from oceand.config import load_config
+from tests.notify.test_notify_config import config_error
 
 TOKEN = "tok-77d1e0c4aa"
 BASE = f'falcon_api = "http://falcon-api:8080"\nfalcon_api_token = "{TOKEN}"\n'
@@ -48,9 +49,6 @@ CASES = [
 
 @pytest.mark.parametrize(("table", "key", "fragment"), CASES)
 def test_mistakes_name_the_key(tmp_path: Path, table: str, key: str, fragment: str) -> None:
-    path = tmp_path / "oceand.toml"
-    path.write_text("[history]\n" + table)
-    with pytest.raises(ConfigError) as e:
-        load_config(path)
-    assert e.value.key == key and fragment in e.value.message and str(path) in str(e.value), str(e.value)
-    assert TOKEN not in str(e.value)
+    e = config_error(tmp_path, "[history]\n" + table)
+    assert e.key == key and fragment in e.message and str(tmp_path / "oceand.toml") in str(e), str(e)
+    assert TOKEN not in str(e)
