@@ -53,6 +53,7 @@ from policies.warm import BucketValue
 log = logging.getLogger("oceand.warm")
 
 TASKS_POLL = 0.2  # seconds between looks at a job's Marathon tasks while none is known yet
+MAX_RESULTS = 100_000  # jobs whose last warm start is kept for their status
 MAX_COUNTERS = 10_000  # counters listed per rule (GET /api/v1/graph/endpoint_counter's limit)
 
 
@@ -147,6 +148,9 @@ class WarmStart:
         return self._done(name, entry)
 
     def _done(self, name: str, entry: dict[str, Any]) -> str:
+        self.results.pop(name, None)
+        if len(self.results) >= MAX_RESULTS:  # the oldest goes (jobs deleted since, mostly)
+            del self.results[next(iter(self.results))]
         self.results[name] = entry
         self.metrics.warm_starts.labels(entry["result"]).inc()
         return str(entry["result"])
