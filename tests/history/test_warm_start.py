@@ -113,3 +113,30 @@ async def test_only_jobs_with_something_to_learn_ask(start_daemon: DaemonFactory
     d2, _ = await start_daemon(history=history(graph))
     assert d2.engine.jobs[f"x{JOB}"].state.predictive["p"] == warmed
     assert d2.warm is not None and d2.warm.status(f"x{JOB}") is None and len(graph.history_queries) == 1
+
+
+@pytest.mark.parametrize(
+    ("tasks", "result"),
+    [
+        pytest.param(frozenset({"web-1", "web-2", "10.0.0.9"}), "warmed", id="the job's Marathon tasks"),
+        pytest.param(None, "failed", id="no task known within half the timeout"),
+    ],
+)
+async def test_a_tasks_selector_asks_for_the_jobs_task_hosts(
+    start_daemon: DaemonFactory, graph: FalconFake, tasks: frozenset[str] | None, result: str
+) -> None:
+    d, c = await start_daemon(history=history(graph, warm_timeout="1s"))
+    rule = PRED | {"selector": {"tasks": True, "tags": {"job": JOB}}}
+    status, body = await c.call("POST", "/api/v1/jobs", doc(period="60s", rules=[rule]))
+    assert status == 201, body
+    if tasks is not None:  # Marathon's answer arrives after the job was queued (the warm start waits)
+        d.engine.set_tasks(JOB, tasks)
+    assert d.warm is not None
+    await until(lambda: d.warm is not None and d.warm.status(JOB) is not None)
+    w = d.warm.status(JOB)
+    assert w is not None and w["result"] == result, w
+    if tasks is None:
+        assert "no Marathon task" in w["error"] and graph.endpoint_queries == []
+        return
+    assert graph.endpoint_queries[0] == {"endpoints": "10.0.0.9,web-1,web-2"}  # the graph knows two
+    assert w["rules"] == {"p": 240}
