@@ -37,7 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-from actuators.marathon import ClusterConfig
+from actuators.marathon import ClusterConfig, ClusterSettings
 from oceand.ingest import IngestLimits
 from oceand.store.base import SQLiteURL, StoreConfigError, StoreURL
 from oceand.store.base import parse_url as parse_store_url
@@ -559,16 +559,6 @@ class NotifySettings(Table):
     def falcon(self) -> bool:
         """Whether notify groups are delivered through Falcon."""
         return self.falcon_api is not None
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterSettings:
-    """One Marathon cluster: the Marathon client's settings, and how long one apply may take."""
-
-    client: ClusterConfig
-    apply_timeout: float = 30.0
-    clock_skew: float = 2.0
-    settle_grace: float = 5.0
 
 
 class Config(Table):

@@ -1,9 +1,11 @@
-"""The daemon: one asyncio process composed of the store, the engine, the actuators and the HTTP server.
+"""The daemon: the wiring of one asyncio process — store, engine, Marathon clusters, balancers, listeners,
+notifier, history and the HTTP servers — and what a reload changes in it.
 
-Lifecycle (ARCHITECTURE property 6): `start` opens resources in order and registers their closing on an
-AsyncExitStack; root tasks run in a TaskGroup-like set of named tasks whose failures are logged; signals
-only set flags (SIGTERM/SIGINT: stop; SIGHUP: reload). `stop` finishes in-flight actuations, then closes
-in reverse order. A reload validates the new config first; a bad one is rejected and the old keeps running.
+It builds the parts and connects them with callbacks; it holds no job CRUD (oceand/jobs.py, behind the
+`JOBS` application key), no health or gauges (oceand/health.py, `HEALTH`) and no lifecycle of its own:
+`start` starts each part and registers how it stops with the runtime (oceand/runtime.py: AsyncExitStack,
+TaskGroup, the bounded stop, signals), so the shutdown order is the reverse of the start order. A reload
+validates the new config first; a bad one is rejected and the old keeps running.
 """
 
 from __future__ import annotations
@@ -12,41 +14,46 @@ import asyncio
 import contextlib
 import gc
 import logging
-import signal
 import ssl
 import time
-from collections.abc import Awaitable, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from actuators.marathon_model import AppState
+from actuators.marathon import (
+    Actuator,
+    AppState,
+    ClusterRuntime,
+    RecordingActuator,
+    start_clusters,
+    task_endpoints,
+)
 from oceand import console
-from oceand.actuation import Actuator, RecordingActuator
 from oceand.api import admin, ingest
 from oceand.api.auth import AUTHORITY, LIMITER, auth_middleware
 from oceand.api.auth import add_routes as add_auth_routes
 from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
-from oceand.auth import Authority, WriteLimiter, audit, prune_audit
-from oceand.config import Config, ConfigError, changed_keys, load_config
+from oceand.auth import Authority, WriteLimiter, prune_audit
+from oceand.config import Config
 from oceand.engine import Engine
+from oceand.health import Health
 from oceand.history import HistoryRecorder
-from oceand.jobfiles import load_job_files
-from oceand.keys import DAEMON, ENGINE, METRICS, STORE
+from oceand.jobs import JobsService
+from oceand.keys import DAEMON, ENGINE, HEALTH, JOBS, METRICS, STORE
 from oceand.lbmanager import LBManager, lb_settings
 from oceand.listeners import Listeners
-from oceand.logs import setup_logging
-from oceand.marathon import ClusterRuntime, start_clusters, task_endpoints
 from oceand.metrics import Metrics
 from oceand.notify import Notifier
+from oceand.reload import reload as reload_config
+from oceand.runtime import Runtime
 from oceand.store import open_store
 from oceand.store.base import Store, StoreError
 from oceand.systemd import Notifier as SystemdNotifier
 from oceand.warm import WarmStart
-from policies.document import JobDocument, dump_job
+from policies.document import JobDocument
 from policies.types import Decision
 
 log = logging.getLogger("oceand")
@@ -121,15 +128,19 @@ class Daemon:
             on_written=self.metrics.history_rows.inc,
         )
         self.engine.history = self.history if h.enabled else None
-        self.stop_event = asyncio.Event()
-        self._reload_requested = asyncio.Event()
-        self._tasks: list[asyncio.Task[Any]] = []
-        self._runner: web.AppRunner | None = None
-        self._ingest_runner: web.AppRunner | None = None
+        self.jobs = JobsService(self.store, self.engine, self.clusters, self.lb, clock)
         self.warm: WarmStart | None = None  # [history] falcon_api: warm starts from Falcon's graph
+        if h.falcon_api is not None:
+            self.warm = WarmStart(h, self.engine, self.metrics)
+            self.engine.on_upsert = self.warm.submit
+        self.jobs.status_parts["notify"] = self.notifier.status
+        self.jobs.status_parts["warm_start"] = lambda name: self.warm.status(name) if self.warm else None
+        self.health = Health(self.store, self.engine, self.metrics, self.clusters, lambda: self.config_loaded)
+        self.runtime = Runtime(budget=lambda: self.config.stop_timeout)
+        self.stop_event = self.runtime.stopping
+        self._runners: list[web.AppRunner] = []
         self._tls: dict[str, ssl.SSLContext | None] = {}  # listener table -> the context its site serves
         self.ingest_url: str | None = None
-        self._lock = asyncio.Lock()
         self.url: str | None = None
         self.systemd = SystemdNotifier()
 
@@ -218,102 +229,11 @@ class Daemon:
         app[STORE] = self.store
         app[METRICS] = self.metrics
         app[DAEMON] = self
+        app[JOBS] = self.jobs
+        app[HEALTH] = self.health
         app[AUTHORITY] = self.authority
         app[LIMITER] = self.write_limiter
         return app
-
-    # ---- jobs ----------------------------------------------------------------------------------
-
-    async def put_job(self, doc: JobDocument) -> int:
-        async with self._lock:
-            version = await self.store.put_job(doc.job, dump_job(doc))
-            await self.engine.upsert(doc, version)
-            self._job_changed(doc.job, doc)
-            return version
-
-    async def delete_job(self, name: str) -> None:
-        async with self._lock:
-            await self.store.delete_job(name)
-            await self.engine.remove(name)
-            self._job_changed(name, None)
-
-    async def _jobs_changed(self) -> None:
-        """Tell the clusters and the LB manager the whole job set (start, reload)."""
-        docs = [rt.doc for rt in self.engine.jobs.values()]
-        for cluster in self.clusters.values():
-            cluster.sync_jobs(docs)
-        self.lb.sync_jobs(docs)
-
-    def _job_changed(self, name: str, doc: JobDocument | None) -> None:
-        """One job was created, replaced (doc) or deleted (None)."""
-        for cluster in self.clusters.values():
-            cluster.sync_job(name, doc)
-        self.lb.sync_job(name, doc)
-
-    async def apply_job_files(self) -> None:
-        d = self.config.jobs_dir
-        if d is None:
-            return
-        for path, doc in load_job_files(Path(d)):
-            stored = await self.store.get_job(doc.job)
-            if stored is None or stored.doc != dump_job(doc):
-                version = await self.store.put_job(doc.job, dump_job(doc))
-                log.info("job %s applied from %s (version %d)", doc.job, path, version)
-                before = None if stored is None else stored.version
-                action = "job.create" if stored is None else "job.replace"
-                await audit(
-                    self.store, self.clock(), "local", f"file:{path}"[:200], action, doc.job, before, version
-                )
-
-    def job_status(self, name: str) -> dict[str, Any]:
-        status = self.engine.status(name)
-        status["lb"] = self.lb.status(name)
-        status["notify"] = self.notifier.status(name)
-        status["warm_start"] = self.warm.status(name) if self.warm is not None else None
-        return status
-
-    def clusters_info(self) -> list[dict[str, Any]]:
-        return [c.info() for c in self.clusters.values()]
-
-    def update_gauges(self) -> None:
-        modes: dict[str, int] = {"active": 0, "dry-run": 0, "paused": 0}
-        for rt in self.engine.jobs.values():
-            modes[self.engine.mode(rt)] += 1
-        for m, n in modes.items():
-            self.metrics.jobs.labels(m).set(n)
-        self.metrics.series.set(self.engine.ingestor.series)
-        self.metrics.bucket_overflow.set(sum(rt.buckets.overflow for rt in self.engine.jobs.values()))
-        for c in self.clusters.values():
-            self.metrics.event_stream.labels(c.name).set(1 if c.connected() else 0)
-        self.metrics.store_writable.set(1 if self.store.health.writable else 0)
-
-    async def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """/readyz: the store answers a query and its writes succeed (see `_probe_store`)."""
-        answers = await self.store.ping()
-        health = self.store.health
-        self.metrics.store_writable.set(1 if health.writable else 0)
-        ready = answers and health.writable
-        body: dict[str, Any] = {
-            "status": "ready" if ready else "not ready",
-            "store": answers,
-            "store_writable": health.writable,
-            "config": self.config_loaded,
-            "jobs": len(self.engine.jobs),
-        }
-        if not answers:
-            body["reason"] = f"store {self.store.url} does not answer"
-        elif not health.writable:
-            body["reason"] = health.reason()
-        return ready, body
-
-    async def _probe_store(self) -> None:
-        """A test write every `store.probe_interval`: an idle daemon notices a store it cannot write,
-        and an unwritable one is marked writable again without waiting for real work."""
-        while not self.stop_event.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stop_event.wait(), self.config.store.probe_interval)
-            if not self.stop_event.is_set():
-                await self.store.probe_write()  # never raises; the outcome goes to store.health
 
     async def prune_audit(self) -> int:
         """Delete audit entries older than `[auth] audit_retention` (never raises: a store error is logged)."""
@@ -339,69 +259,92 @@ class Daemon:
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
-    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        task.add_done_callback(self._task_done)
-        self._tasks.append(task)
-
-    @staticmethod
-    def _task_done(task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error("root task %s failed: %r", task.get_name(), exc, exc_info=exc)
-
     async def start(self) -> None:
+        """Start every part, registering how it stops as it goes: the runtime unwinds in reverse, so the
+        steps below read bottom-up are the shutdown (docs/operations.md "Signals and lifecycle")."""
+        rt = self.runtime
         await self.store.open()
-        await self.apply_job_files()
-        await self._start_clusters()
-        if self.config.history.falcon_api is not None:
-            self.warm = WarmStart(self.config.history, self.engine, self.metrics)
-            self.engine.on_upsert = self.warm.submit
-        await self.engine.load()
-        await self._jobs_changed()
-        runner = web.AppRunner(self.build_app(), **runner_options(self.config.server))
-        await runner.setup()
+        rt.on_stop("closing the store", lambda _: self.store.close())
+        await self.jobs.apply_files(self.config.jobs_dir)
         server = self.config.server
-        self._tls["server"] = server.ssl_context()
-        await GuardedSite(runner, server.host, server.port, self.guard, self._tls["server"]).start()
-        self._runner = runner
-        self.url = _url(runner, https=server.tls_cert is not None)
+        self._runners.append(web.AppRunner(self.build_app(), **runner_options(server)))
         if self.config.ingest.address is not None:
-            self._ingest_runner = web.AppRunner(self.build_ingest_app(), **runner_options(self.config.server))
-            await self._ingest_runner.setup()
+            self._runners.append(web.AppRunner(self.build_ingest_app(), **runner_options(server)))
+        for r in self._runners:
+            await r.setup()
+        rt.on_stop("closing the API", self._close_runners, 0.1)
+        rt.on_stop("writing the last states", lambda _: self.engine.flush(), 0.1)
+        await rt.start_tasks(share=0.1)  # root tasks end by themselves once stopping (the flusher writes)
+        rt.on_stop("the LB loops", lambda s: self.lb.close(timeout=0.75 * s), 0.2)
+        await self._start_clusters()
+        rt.on_stop("closing the Marathon clusters", self._close_clusters, 0.3)
+        await self.engine.load()
+        # in-flight applies get up to half the budget; a write cut off is settled at the next start
+        rt.on_stop("the in-flight applies", lambda s: self.engine.stop(timeout=s), 0.5, cut=False)
+        self.jobs.sync()
+        self._tls["server"] = server.ssl_context()
+        await self._serve(self._runners[0], server.host, server.port, self._tls["server"])
+        self.url = _url(self._runners[0], https=server.tls_cert is not None)
+        if len(self._runners) > 1:
+            assert self.config.ingest.address is not None
             host, port = self.config.ingest.address
             tls = self._tls["ingest"] = self.config.ingest.ssl_context()
-            await GuardedSite(self._ingest_runner, host, port, self.guard, tls).start()
-            self.ingest_url = _url(self._ingest_runner, https=tls is not None)
+            await self._serve(self._runners[1], host, port, tls)
+            self.ingest_url = _url(self._runners[1], https=tls is not None)
         await self.listeners.start()
-        for r in (self._runner, self._ingest_runner):
-            for addr in r.addresses if r is not None else ():
+        for r in self._runners:
+            for addr in r.addresses:
                 self.notifier.destinations.listener(addr[0], addr[1])  # webhooks never go there
         for host, port in self.listeners.addresses():  # nor to rpc_listen / tsdb_listen
             self.notifier.destinations.listener(host, port)
-        self._spawn(self.listeners.run(self.stop_event), "listeners-idle-sweep")
-        self._spawn(self.engine.flusher(self.stop_event), "state-flusher")
-        self._spawn(self.history.run(self.stop_event), "history-writer")
+        rt.on_stop("the Falcon listeners", lambda _: self.listeners.close(), 0.05)
+        rt.on_stop("the API's shutdown hooks", self._shutdown_runners, 0.05)
+        rt.spawn(self.listeners.run(self.stop_event), "listeners-idle-sweep")
+        rt.spawn(self.engine.flusher(self.stop_event), "state-flusher")
+        rt.spawn(self.history.run(self.stop_event), "history-writer")
         if self.warm is not None:
-            self._spawn(self.warm.run(self.stop_event), "warm-start")
-        self._spawn(self.notifier.run(self.stop_event), "notifier")
-        self._spawn(self._probe_store(), "store-probe")
-        self._spawn(self._prune_audit_hourly(), "audit-prune")
+            rt.spawn(self.warm.run(self.stop_event), "warm-start")
+        rt.spawn(self.notifier.run(self.stop_event), "notifier")
+        rt.spawn(self.health.probe(self.stop_event, lambda: self.config.store.probe_interval), "store-probe")
+        rt.spawn(self._prune_audit_hourly(), "audit-prune")
         interval = self.systemd.watchdog_interval()
         if interval:
-            self._spawn(self._watchdog(interval / 2), "watchdog")
-        self.systemd.ready(f"serving on {self.url}, {len(self.engine.jobs)} jobs")
+            rt.spawn(self._watchdog(interval / 2), "watchdog")
+        self.systemd.ready(f"serving on {self.url}, {len(self.jobs)} jobs")
         ingest_on = f" (ingest on {self.ingest_url})" if self.ingest_url else ""
         log.info(
             "oceand ready on %s%s with %d jobs",
             self.url,
             ingest_on,
-            len(self.engine.jobs),
+            len(self.jobs),
             extra={"event": "ready"},
         )
+
+    async def _serve(self, runner: web.AppRunner, host: str, port: int, tls: Any) -> None:
+        await GuardedSite(runner, host, port, self.guard, tls).start()
+
+    async def _shutdown_runners(self, seconds: float) -> None:
+        for r in self._runners:
+            await r.shutdown()
+
+    async def _close_runners(self, seconds: float) -> None:
+        for r in self._runners:
+            r._shutdown_timeout = self.runtime.left(0.05)  # requests still open are not waited for longer
+            await r.cleanup()
+
+    async def _close_clusters(self, seconds: float) -> None:
+        for c in list(self.clusters.values()):
+            each = self.runtime.left(0.1)
+            try:
+                async with asyncio.timeout(max(0.05, each)):
+                    await c.close()
+            except TimeoutError:
+                log.warning(
+                    "stopping: closing Marathon cluster %s cut off after %.1fs",
+                    c.name,
+                    each,
+                    extra={"event": "stop_cut"},
+                )
 
     async def _start_clusters(self) -> None:
         """Marathon clusters: a client, an event-stream watcher and an actuator per configured cluster."""
@@ -421,50 +364,17 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop within `stop_timeout` (default 20 s, under systemd's 60 s), whatever is queued or in
-        flight: each phase gets a share of the budget and is cut off when it runs out (see
-        docs/operations.md "Signals and lifecycle")."""
-        loop = asyncio.get_running_loop()
-        budget = self.config.stop_timeout
-        deadline = loop.time() + budget
-
-        def left(share: float = 1.0) -> float:
-            """Seconds for the next phase: `share` of the budget, never past the deadline."""
-            return max(0.0, min(deadline - loop.time(), share * budget))
-
-        async def bounded(what: str, aw: Awaitable[Any], seconds: float) -> None:
-            try:
-                async with asyncio.timeout(max(0.05, seconds)):
-                    await aw
-            except TimeoutError:
-                log.warning("stopping: %s cut off after %.1fs", what, seconds, extra={"event": "stop_cut"})
-
+        flight: the runtime unwinds what `start` registered, each step within its share of the budget
+        (see docs/operations.md "Signals and lifecycle"). Once: a second call returns at once."""
+        if self.runtime.stopped:
+            return
         self.systemd.stopping("draining")
         log.info("oceand stopping", extra={"event": "stopping"})
-        self.stop_event.set()
-        for r in (self._runner, self._ingest_runner):
-            if r is not None:
-                await bounded("the API's shutdown hooks", r.shutdown(), left(0.05))
-        await bounded("the Falcon listeners", self.listeners.close(), left(0.05))
-        # in-flight applies get up to half the budget; a write cut off is settled at the next start
-        await self.engine.stop(timeout=left(0.5))
-        for c in list(self.clusters.values()):
-            await bounded(f"closing Marathon cluster {c.name}", c.close(), left(0.1))
-        await bounded("the LB loops", self.lb.close(timeout=left(0.15)), left(0.2))
-        # root tasks end by themselves once stop_event is set (the flusher writes its last batch)
-        _, late = await asyncio.wait(self._tasks, timeout=left(0.1)) if self._tasks else (set(), set())
-        for t in late:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await bounded("writing the last states", self.engine.flush(), left(0.1))
-        for r in (self._runner, self._ingest_runner):
-            if r is not None:
-                r._shutdown_timeout = left(0.05)  # requests still open are not waited for longer
-                await bounded("closing the API", r.cleanup(), left(0.1))
-        await bounded("closing the store", self.store.close(), left())
+        await self.runtime.stop()
         self.systemd.close()
         log.info("oceand stopped", extra={"event": "stopped"})
 
-    def _reload_tls(self, new: Config) -> None:
+    def reload_tls(self, new: Config) -> None:
         """Renewed certificates: each TLS listener's context loads its (already checked) files again, so
         new connections get them; turning TLS on or off needs a restart."""
         for table, files in (("server", new.server), ("ingest", new.ingest)):
@@ -474,7 +384,7 @@ class Daemon:
                     ctx.load_cert_chain(files.tls_cert, files.tls_key, password=lambda: b"")
                 except (ssl.SSLError, OSError) as e:  # changed again since the check: keep serving
                     log.error("%s.tls_cert: not reloaded: %s", table, e, extra={"event": "reload_partial"})
-            elif (ctx is None) != (files.tls_cert is None) and (table == "server" or self._ingest_runner):
+            elif (ctx is None) != (files.tls_cert is None) and (table == "server" or len(self._runners) > 1):
                 log.warning(
                     "%s.tls_cert: TLS is turned on or off only on restart",
                     table,
@@ -482,75 +392,18 @@ class Daemon:
                 )
 
     async def reload(self) -> bool:
-        """SIGHUP: validate the config file again and apply what can change without a restart."""
-        path = self.config.path
-        if path is None:
-            return False
-        self.systemd.reloading()
-        try:
-            new = load_config(path)
-            if new.jobs_dir is not None:
-                load_job_files(Path(new.jobs_dir))
-        except ConfigError as e:
-            log.error("reload rejected, the running config stays: %s", e, extra={"event": "reload_rejected"})
-            self.systemd.ready("reload rejected")
-            return False
-        if (new.store.url, new.server.listen, new.ingest.listen) != (
-            self.config.store.url,
-            self.config.server.listen,
-            self.config.ingest.listen,
-        ):
-            log.warning(
-                "store.url, server.listen and ingest.listen change only on restart",
-                extra={"event": "reload_partial"},
-            )
-        self._reload_tls(new)
-        old = self.config
-        self.config = new
-        self.engine.default_tz = new.timezone
-        self.engine.stale_after = new.decision_stale_after
-        self.authority.refresh, self.authority.grace = new.auth.refresh, new.auth.grace
-        self.authority.max_tokens = new.auth.max_tokens  # write_rate/burst, audit_retention: read per use
-        if new.log != old.log:
-            setup_logging(new.log.level, new.log.format)
-        changed = changed_keys(old, new)
-        if changed:
-            log.info("reload changes %s", ", ".join(changed), extra={"event": "reload_changes"})
-        if new.marathon != old.marathon:
-            for c in list(self.clusters.values()):
-                await c.close()
-            self.clusters.clear()
-            await self._start_clusters()
-        async with self._lock:
-            await self.apply_job_files()
-            for stored in await self.store.list_jobs():
-                doc = JobDocument.model_validate(stored.doc)
-                rt = self.engine.jobs.get(doc.job)
-                if rt is None or rt.version != stored.version:
-                    await self.engine.upsert(doc, stored.version)
-            await self._jobs_changed()
-        self.systemd.ready("reloaded")
-        log.info("config reloaded from %s", path, extra={"event": "reloaded"})
-        return True
+        """SIGHUP (oceand/reload.py): the config file again; what can change without a restart."""
+        return await reload_config(self)
+
+    async def restart_clusters(self) -> None:
+        for c in list(self.clusters.values()):
+            await c.close()
+        self.clusters.clear()
+        await self._start_clusters()
 
     async def serve_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
-        loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
-        loop.add_signal_handler(signal.SIGHUP, self._reload_requested.set)
-        try:
-            while not self.stop_event.is_set():
-                waiter = asyncio.ensure_future(self._reload_requested.wait())
-                stopper = asyncio.ensure_future(self.stop_event.wait())
-                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                stopper.cancel()
-                if self._reload_requested.is_set() and not self.stop_event.is_set():
-                    self._reload_requested.clear()
-                    await self.reload()
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
+        """Until SIGTERM or SIGINT; SIGHUP reloads."""
+        await self.runtime.serve(self.reload)
 
 
 def _url(runner: web.AppRunner, https: bool = False) -> str | None:

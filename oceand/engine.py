@@ -34,9 +34,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from actuators.marathon import MarathonError, Permanent
-from actuators.marathon_apply import Attempt, AttemptLog
-from oceand.actuation import Actuator, AppView, Outcome
+from actuators.marathon import Actuator, AppView, Attempt, AttemptLog, MarathonError, Outcome, Permanent
 from oceand.buckets import JOB_LEVEL_METRICS, ClosedBucket, JobBuckets
 from oceand.history import HistoryRecorder
 from oceand.ingest import IngestLimits, Ingestor, PushResult
@@ -45,6 +43,7 @@ from oceand.store.base import Store, StoreError
 from policies import engine as policy
 from policies import schedule, warm
 from policies.alarm import alarm_matches
+from policies.backoff import Backoff
 from policies.document import AlarmRule, JobDocument, PredictiveRule
 from policies.types import ACTUATION_FAILED, AlarmEvent, Decision, Fire, JobState, Observation
 
@@ -97,6 +96,7 @@ class JobRuntime:
     unsettled: list[tuple[Decision, AttemptLog]] = field(default_factory=list)
     wake_at: float = math.inf  # the worker's timer (Engine._timers): when it is to be woken next
     idle: tuple[JobDocument, str] | None = None  # (document, mode) of an idle job (Engine._idle_key)
+    steps: int = 0  # whole worker steps run: what a test waits on to see that a step found nothing to do
 
     @property
     def name(self) -> str:
@@ -133,7 +133,7 @@ class Engine:
         self.default_tz = default_tz
         self.grace = grace
         self.flush_interval = flush_interval
-        self.retry_delays = retry_delays
+        self.retry_backoff = Backoff(steps=retry_delays, jitter=0)
         self.on_decision = on_decision
         self.on_bucket = on_bucket
         self.on_alarm_dropped = on_alarm_dropped
@@ -504,6 +504,7 @@ class Engine:
                 await asyncio.sleep(1.0)
             finally:
                 self._inflight -= 1
+                rt.steps += 1
 
     async def _step(self, rt: JobRuntime) -> None:
         now = self.clock()
@@ -791,7 +792,7 @@ class Engine:
                 decision.reasons.append(ACTUATION_FAILED)
         else:
             # transient: keep it pending and retry with backoff; a newer decision replaces it
-            delay = self.retry_delays[min(tries - 1, len(self.retry_delays) - 1)]
+            delay = self.retry_backoff.delay(tries - 1)
             rt.retry, rt.retry_at = decision, self.clock() + delay
             if ACTUATION_FAILED not in decision.reasons:
                 decision.reasons.append(ACTUATION_FAILED)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,7 @@ import aiohttp
 import orjson
 
 from oceand.config import NotifySettings
+from policies.backoff import Backoff
 from policies.redact import REDACTED, redact_text, redact_url
 
 log = logging.getLogger("oceand.notify")
@@ -341,12 +343,13 @@ async def with_retries(
     sleep: Callable[[float], Awaitable[Any]],
 ) -> Outcome:
     """Up to `attempts` tries, `backoff` * 2**n seconds apart, while the failure is worth a retry."""
+    backoff = Backoff(initial=settings.backoff, factor=2.0, maximum=math.inf, jitter=0)
     out = await attempt()
     for n in range(1, settings.attempts):
         if out.ok or not out.retry:
             break
         on_event("retry", kind)
-        await sleep(settings.backoff * 2 ** (n - 1))
+        await sleep(backoff.delay(n - 1))
         out = replace(await attempt(), tries=n + 1)
     return out
 

@@ -8,10 +8,14 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from oceand.engine import Engine
+    from oceand.health import Health
+    from oceand.jobs import JobsService
     from oceand.metrics import Metrics
     from oceand.store.base import Store
 
 ENGINE: web.AppKey[Engine] = web.AppKey("engine")
 STORE: web.AppKey[Store] = web.AppKey("store")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
-DAEMON: web.AppKey[Any] = web.AppKey("daemon")
+JOBS: web.AppKey[JobsService] = web.AppKey("jobs")
+HEALTH: web.AppKey[Health] = web.AppKey("health")
+DAEMON: web.AppKey[Any] = web.AppKey("daemon")  # the config and the clock (oceand/api/auth.py)

@@ -22,7 +22,7 @@ from typing import Any
 
 from actuators.lb.albstats import HaproxyStats, NginxStubStatus
 from actuators.lb.reconcile import DriverFactory, LBSettings, Reconciler
-from actuators.marathon_model import AppState
+from actuators.marathon import AppState
 from oceand.buckets import ALB_QPS as ALB_METRIC
 from oceand.config import LBConfig
 from oceand.metrics import Metrics

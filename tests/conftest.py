@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from oceand.actuation import Actuator
+from actuators.marathon import Actuator
 from oceand.config import Config, validate_config
 from oceand.daemon import Daemon
 
@@ -44,6 +45,17 @@ class Client:
 
 
 DaemonFactory = Callable[..., Any]
+
+
+async def stepped(d: Daemon, job: str, timeout: float = 5.0) -> None:
+    """Wake the job's worker until it has run a whole step that began after this call (two steps: one
+    may have been running already). What a test checks "nothing happened" against, instead of a sleep."""
+    rt = d.engine.jobs[job]
+    target = rt.steps + 2
+    async with asyncio.timeout(timeout):
+        while rt.steps < target:
+            rt.wake.set()
+            await asyncio.sleep(0.002)  # polls the condition; the step itself is the event waited for
 
 
 @pytest.fixture

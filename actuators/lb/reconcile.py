@@ -33,7 +33,7 @@ from actuators.lb.haproxy import HaproxyDriver
 from actuators.lb.ipvsadm import IpvsadmDriver
 from actuators.lb.keepalived import KeepalivedDriver, KeepalivedInstance
 from actuators.lb.nginx import NginxDriver, NginxInstance
-from actuators.marathon_model import AppState
+from actuators.marathon.model import AppState
 from policies.document import HaproxyLB, LoadBalancer, LvsLB, NginxLB
 
 log = logging.getLogger(__name__)

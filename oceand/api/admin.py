@@ -10,10 +10,11 @@ from aiohttp import web
 
 from oceand.api.auth import principal, record, require_job
 from oceand.api.errors import ApiError, json_response, read_json
-from oceand.engine import AppUnknown, JobRuntime
+from oceand.engine import AppUnknown
 from oceand.history import MAX_PREVIEW_RANGE, MAX_PREVIEW_ROWS, PreviewError, load_rule
 from oceand.history import preview as history_preview
-from oceand.keys import DAEMON, ENGINE, METRICS, STORE
+from oceand.jobs import Job, JobExists
+from oceand.keys import ENGINE, HEALTH, JOBS, METRICS, STORE
 from oceand.replay import ReplayOptions
 from policies.document import JOB_NAME_RE, DocumentError, JobDocument, dump_job, parse_job
 from policies.redact import public_job, restore_webhook
@@ -30,11 +31,12 @@ def _job_name(request: web.Request) -> str:
     return name
 
 
-def _known_job(request: web.Request) -> str:
+def _known_job(request: web.Request) -> Job:
     name = _job_name(request)
-    if name not in request.app[ENGINE].jobs:
+    job = request.app[JOBS].get(name)
+    if job is None:
         raise ApiError(404, "job_not_found", f"no job named {name!r}")
-    return name
+    return job
 
 
 def _validate(request: web.Request, data: Any, path_name: str | None = None) -> Any:
@@ -63,9 +65,9 @@ def _shown(doc: JobDocument) -> dict[str, Any]:
     return public_job(dump_job(doc))
 
 
-def _keep_webhook(doc: JobDocument, current: JobRuntime | None) -> JobDocument:
+def _keep_webhook(doc: JobDocument, current: Job | None) -> JobDocument:
     """A webhook sent back exactly as GET showed it (redacted) keeps the stored secret; a `***` placeholder
-    anywhere else is refused (docs/policy.md). `current` is the job's runtime, or None for a new job."""
+    anywhere else is refused (docs/policy.md). `current` is the job as it is, or None for a new job."""
     stored = current.doc.notify.webhook if current is not None else None
     try:
         webhook = restore_webhook(doc.notify.webhook, stored)
@@ -86,61 +88,51 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready, body = await request.app[DAEMON].readiness()
+    ready, body = await request.app[HEALTH].readiness()
     return json_response(body, 200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    daemon.update_gauges()
+    request.app[HEALTH].update_gauges()
     return web.Response(body=request.app[METRICS].render(), content_type="text/plain", charset="utf-8")
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
     who = principal(request)
     out = [
-        {"job": rt.name, "mode": rt.doc.mode, "effective_mode": engine.mode(rt), "version": rt.version}
-        for rt in sorted(engine.jobs.values(), key=lambda r: r.name)
-        if who.may_touch(rt.name)
+        {"job": j.name, "mode": j.doc.mode, "effective_mode": j.effective_mode, "version": j.version}
+        for j in request.app[JOBS].list()
+        if who.may_touch(j.name)
     ]
     return json_response({"jobs": out})
-
-
-async def _put(request: web.Request, doc: JobDocument) -> int:
-    """Store `doc` as the job's next version; a document identical to the job's present one changes
-    nothing (same version; the job's buckets, state and any block go on)."""
-    rt = request.app[ENGINE].jobs.get(doc.job)
-    if rt is not None and rt.doc == doc:
-        return rt.version
-    version: int = await request.app[DAEMON].put_job(doc)
-    return version
 
 
 async def create_job(request: web.Request) -> web.Response:
     doc = _validate(request, await read_json(request))
     require_job(request, doc.job)
-    if doc.job in request.app[ENGINE].jobs:
-        raise ApiError(409, "job_exists", f"job {doc.job!r} exists: PUT /api/v1/jobs/{doc.job} replaces it")
     doc = _keep_webhook(doc, None)
-    version = await request.app[DAEMON].put_job(doc)
+    try:
+        version = await request.app[JOBS].create(doc)
+    except JobExists:
+        raise ApiError(
+            409, "job_exists", f"job {doc.job!r} exists: PUT /api/v1/jobs/{doc.job} replaces it"
+        ) from None
     await record(request, "job.create", doc.job, None, version)
     return json_response({"job": _shown(doc), "version": version}, 201)
 
 
 async def get_job(request: web.Request) -> web.Response:
-    name = _known_job(request)
-    rt = request.app[ENGINE].jobs[name]
-    return json_response({"job": _shown(rt.doc), "version": rt.version})
+    job = _known_job(request)
+    return json_response({"job": _shown(job.doc), "version": job.version})
 
 
 async def put_job(request: web.Request) -> web.Response:
     name = _job_name(request)
     doc = _validate(request, await read_json(request), name)
-    current = request.app[ENGINE].jobs.get(name)
+    current = request.app[JOBS].get(name)
     before = None if current is None else current.version
     doc = _keep_webhook(doc, current)
-    version = await _put(request, doc)
+    version = await request.app[JOBS].replace(doc)
     if version != before:
         await record(request, "job.replace" if current is not None else "job.create", name, before, version)
     existed = current is not None
@@ -148,16 +140,15 @@ async def put_job(request: web.Request) -> web.Response:
 
 
 async def delete_job(request: web.Request) -> web.Response:
-    name = _known_job(request)
-    before = request.app[ENGINE].jobs[name].version
-    await request.app[DAEMON].delete_job(name)
-    await record(request, "job.delete", name, before, None)
+    job = _known_job(request)
+    await request.app[JOBS].delete(job.name)
+    await record(request, "job.delete", job.name, job.version, None)
     return web.Response(status=204)
 
 
 async def job_status(request: web.Request) -> web.Response:
-    name = _known_job(request)
-    return json_response(request.app[DAEMON].job_status(name))
+    name = _known_job(request).name
+    return json_response(request.app[JOBS].status(name))
 
 
 def _query_number(
@@ -176,7 +167,7 @@ def _query_number(
 
 
 async def decisions(request: web.Request) -> web.Response:
-    name = _known_job(request)
+    name = _known_job(request).name
     limit = _query_number(request, "limit", 50, 1, 1000)
     since = _query_number(request, "since", None, 0, 1e12)
     rows = await request.app[STORE].decisions(name, int(limit or 50), since)
@@ -186,7 +177,7 @@ async def decisions(request: web.Request) -> web.Response:
 
 async def history(request: web.Request) -> web.Response:
     """The job's recorded history (PRODUCT §13), oldest first: since <= t < until, at most `limit` rows."""
-    name = _known_job(request)
+    name = _known_job(request).name
     since = _query_number(request, "since", None, 0, 1e12)
     until = _query_number(request, "until", None, 0, 1e12)
     if since is not None and until is not None and until <= since:
@@ -209,7 +200,8 @@ def _body_number(data: dict[str, Any], key: str, default: float | None, lo: floa
 
 async def preview(request: web.Request) -> web.Response:
     """The §6 simulator on the job's recorded load with another document (PRODUCT §13)."""
-    name = _known_job(request)
+    job = _known_job(request)
+    name = job.name
     data = await read_json(request)
     if not isinstance(data, dict):
         raise ApiError(400, "bad_body", "body must be a JSON object")
@@ -245,7 +237,7 @@ async def preview(request: web.Request) -> web.Response:
         initial=int(_body_number(data, "initial", rows[0]["ready"], 0, 100_000)),
     )
     try:
-        used = load_rule(request.app[ENGINE].jobs[name].doc, rule)
+        used = load_rule(job.doc, rule)
         result = await asyncio.to_thread(history_preview, doc, name, rows, used, options)
     except PreviewError as e:
         raise ApiError(422, e.code, str(e)) from None
@@ -268,42 +260,45 @@ def _int_field(data: Any, key: str, lo: int, hi: int) -> int:
 
 
 async def scale(request: web.Request) -> web.Response:
-    name = _known_job(request)
+    name = _known_job(request).name
     data = await read_json(request)
     instances = _int_field(data, "instances", 0, 100000)
     reason = data.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 500:
         raise ApiError(422, "invalid_body", "reason: a string of at most 500 characters")
     try:
-        decision = await request.app[ENGINE].manual(name, instances, reason)
+        decision = await request.app[JOBS].scale(name, instances, reason)
     except AppUnknown as e:
         raise ApiError(409, "app_state_unknown", str(e)) from None
-    version = request.app[ENGINE].jobs[name].version
+    version = _known_job(request).version
     detail = {"instances": instances, "reason": reason, "status": decision.status}
     await record(request, "job.scale", name, version, version, detail)
     return json_response({"decision": decision.to_json()})
 
 
 async def set_mode(request: web.Request) -> web.Response:
-    name = _known_job(request)
+    name = _known_job(request).name
     data = await read_json(request)
     mode = data.get("mode") if isinstance(data, dict) else None
     if mode not in ("active", "dry-run", "paused"):
         raise ApiError(
             422, "invalid_body", "mode: must be 'active', 'dry-run' or 'paused'", [{"path": "mode"}]
         )
-    engine = request.app[ENGINE]
-    before = engine.jobs[name].version
-    version = await _put(request, engine.jobs[name].doc.model_copy(update={"mode": mode}))
+    jobs = request.app[JOBS]
+    before = _known_job(request).version
+    try:
+        version = await jobs.set_mode(name, mode)
+    except KeyError:
+        raise ApiError(404, "job_not_found", f"no job named {name!r}") from None
     if version != before:
         await record(request, "job.mode", name, before, version, {"mode": mode})
-    rt = engine.jobs[name]
+    job = _known_job(request)
     return json_response(
         {
             "job": name,
             "mode": mode,
-            "effective_mode": engine.mode(rt),
-            "dry_run_reason": engine.dry_run_reason(rt.doc),
+            "effective_mode": job.effective_mode,
+            "dry_run_reason": job.dry_run_reason,
             "version": version,
         }
     )
@@ -320,7 +315,7 @@ async def audit_log(request: web.Request) -> web.Response:
 
 
 async def clusters(request: web.Request) -> web.Response:
-    return json_response({"clusters": request.app[DAEMON].clusters_info()})
+    return json_response({"clusters": request.app[HEALTH].clusters_info()})
 
 
 async def unmatched(request: web.Request) -> web.Response:

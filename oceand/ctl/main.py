@@ -15,6 +15,7 @@ import re
 import sys
 import time
 import tomllib
+import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -268,6 +269,17 @@ def read_document(path: str) -> dict[str, Any]:
     return data
 
 
+def document_option(help: str) -> Callable[[F], F]:
+    return click.option("-f", "--filename", "path", required=True, metavar="FILE", help=help)
+
+
+def job_name_of(doc: dict[str, Any], path: str) -> str:
+    name = doc.get("job")
+    if not isinstance(name, str) or not name:
+        raise CtlError(VALIDATION, f"{path}: the document has no 'job' (the job's name)")
+    return name
+
+
 def stored(doc: dict[str, Any]) -> dict[str, Any]:
     """The document as the daemon would store it (defaults filled in), so a diff has only real changes;
     a document the daemon would refuse is kept as written (the daemon names its errors)."""
@@ -311,14 +323,7 @@ def live_document(c: Client, job: str) -> tuple[dict[str, Any] | None, int | Non
 
 
 @cli.command()
-@click.option(
-    "-f",
-    "--filename",
-    "path",
-    required=True,
-    metavar="FILE",
-    help="The job document (.json, .yaml, .toml; - for stdin).",
-)
+@document_option("The job document (.json, .yaml, .toml; - for stdin).")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask; apply.")
 @output_option
 @click.pass_context
@@ -329,9 +334,7 @@ def apply(ctx: click.Context, path: str, yes: bool, output: str) -> None:
             "-f - reads the document from stdin, which cannot answer the question: add --yes"
         )
     doc = read_document(path)
-    name = doc.get("job")
-    if not isinstance(name, str) or not name:
-        raise CtlError(VALIDATION, f"{path}: the document has no 'job' (the job's name)")
+    name = job_name_of(doc, path)
     c = client(ctx)
     live, version = live_document(c, name)
     from policies.redact import public_job
@@ -638,6 +641,313 @@ def clusters(ctx: click.Context, output: str) -> None:
                 str(c.get("name")), str(c.get("state")), str(c.get("url") or "-"), str(c.get("jobs")),
                 str(c.get("watched_apps")), when(c.get("last_event_at")), str(c.get("last_error") or "-"),
             )  # fmt: skip
+        con.print(t)
+
+    emit(reply, output, human)
+
+
+# ---- history / preview / tokens / audit (issue 15: the rest of PRODUCT §12) ---------------------------
+
+
+def _window(since: str | None, until: str | None) -> tuple[float | None, float | None]:
+    """--since / --until as epoch seconds; --until must be after --since."""
+    start, end = _since(since), _since(until) if until is not None else None
+    if start is not None and end is not None and end <= start:
+        raise click.BadParameter("must be after --since", param_hint="--until")
+    return start, end
+
+
+def window_options(since: str) -> Callable[[F], F]:
+    """--since (default `since` back from now) and --until (default now) of the recorded history."""
+
+    def add(f: F) -> F:
+        f = click.option("--until", metavar="WHEN", help="Up to (not including): as --since; default now.")(f)
+        return click.option(
+            "--since",
+            metavar="WHEN",
+            default=since,
+            show_default=True,
+            help="From: a duration back from now (30m, 2h, 1d) or epoch seconds.",
+        )(f)
+
+    return add
+
+
+def _number(v: Any) -> str:
+    return "-" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+@cli.command()
+@job_argument
+@window_options("1h")
+@click.option(
+    "--limit", type=click.IntRange(1, 100_000), default=100, show_default=True, help="At most this many rows."
+)
+@output_option
+@click.pass_context
+def history(ctx: click.Context, job: str, since: str, until: str | None, limit: int, output: str) -> None:
+    """A job's recorded history, oldest first: each period's rule values, the ready / running / desired
+    counts and the decision taken (older than a day: 1-minute roll-ups)."""
+    start, end = _window(since, until)
+    reply = client(ctx).call(
+        "GET", Client.job_path(job, "/history"), query={"since": start, "until": end, "limit": limit}
+    )
+
+    def human(con: Console) -> None:
+        rows = reply["rows"]
+        if not rows:
+            con.print(f"{job}: no recorded history in that range")
+            return
+        rules = list(dict.fromkeys(name for r in rows for name in r["values"]))
+        t = table("AT (UTC)", *(name.upper() for name in rules), "READY", "RUNNING", "DESIRED", "DECISION")
+        for r in rows:
+            t.add_row(
+                when(r["t"]),
+                *(_number(r["values"].get(name)) for name in rules),
+                str(r["ready"]),
+                str(r["running"]),
+                str(r["desired"]),
+                _number(r.get("decision")),
+            )
+        con.print(t)
+
+    emit(reply, output, human)
+
+
+_SUMMARY = (  # the preview summary's fields people read first (PRODUCT §6), in this order
+    ("periods", "periods"),
+    ("actions", "actions"),
+    ("scale_outs", "scale-outs"),
+    ("scale_ins", "scale-ins"),
+    ("max_instances_used", "max instances"),
+    ("unserved_fraction", "unserved"),
+    ("overload_seconds", "overload s"),
+    ("instance_seconds", "instance s"),
+    ("cost_ratio", "cost ratio"),
+)
+
+
+@cli.command()
+@document_option("The new job document (.json, .yaml, .toml; - for stdin); its `job` names the job.")
+@window_options("7d")
+@click.option(
+    "--rule", metavar="RULE", help="The rule whose values give the load (default the first on cpu/qps)."
+)
+@click.option(
+    "--capacity", type=click.FloatRange(min=0, min_open=True), help="Load one ready instance serves [100]."
+)
+@click.option("--startup", metavar="DURATION", help="Launch-to-ready time of an instance [60s].")
+@click.option(
+    "--initial", type=click.IntRange(0, 100_000), help="Ready instances at the start [the recorded count]."
+)
+@output_option
+@click.pass_context
+def preview(
+    ctx: click.Context,
+    path: str,
+    since: str,
+    until: str | None,
+    rule: str | None,
+    capacity: float | None,
+    startup: str | None,
+    initial: int | None,
+    output: str,
+) -> None:
+    """Replay a new document on the job's recorded load before applying it: the summary, then each
+    period where it would have acted differently from what really happened. Nothing is changed."""
+    doc = read_document(path)
+    name = job_name_of(doc, path)
+    start, end = _window(since, until)
+    body: dict[str, Any] = {"job": doc, "since": start, "until": end if end is not None else time.time()}
+    if startup is not None:
+        from policies.document import parse_duration
+
+        try:
+            body["startup"] = parse_duration(startup)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--startup") from None
+    for key, value in (("rule", rule), ("capacity", capacity), ("initial", initial)):
+        if value is not None:
+            body[key] = value
+    reply = client(ctx).call("POST", Client.job_path(name, "/preview"), body)
+
+    def human(con: Console) -> None:
+        s = reply["summary"]
+        head = Table.grid(padding=(0, 2))
+        head.add_row("job", reply["job"])
+        head.add_row("load from rule", reply["rule"])
+        for key, label in _SUMMARY:
+            value = s.get(key)
+            head.add_row(label, f"{value:.2%}" if key == "unserved_fraction" else _number(value))
+        con.print(head)
+        con.print()
+        diffs = reply["differences"]
+        if not diffs:
+            con.print("the new document acts as the recorded one did at every recorded period")
+            return
+        con.print(f"{len(diffs)} period(s) where the new document acts differently:")
+        t = table("AT (UTC)", "HAPPENED", "RECORDED", "NEW DOCUMENT", "WOULD BE")
+        for d in diffs:
+            t.add_row(
+                when(d["t"]),
+                d["happened"],
+                str(d["recorded_desired"]),
+                d["preview"],
+                str(d["preview_desired"]),
+            )
+        con.print(t)
+
+    emit(reply, output, human)
+
+
+@cli.group()
+def tokens() -> None:
+    """Admin API tokens: list, create, revoke, rotate (needs a token with the admin scope)."""
+
+
+def _token_row(tok: dict[str, Any]) -> list[str]:
+    expires = when(tok.get("expires_at")) if tok.get("expires_at") else "never"
+    if tok.get("expired"):
+        expires += " (expired)"
+    grace = tok.get("old_secret_valid_until")
+    return [
+        tok["name"],
+        ",".join(tok["scopes"]),
+        ",".join(tok["jobs"]),
+        expires,
+        when(tok.get("rotated_at")) + (f" (old valid until {when(grace)})" if grace else ""),
+    ]
+
+
+def _token_reply(reply: dict[str, Any], output: str, verb: str) -> None:
+    """A created / rotated token: its fields, then the secret alone on the last line (shown once)."""
+
+    def human(con: Console) -> None:
+        t = table("NAME", "SCOPES", "JOBS", "EXPIRES (UTC)", "ROTATED (UTC)")
+        t.add_row(*_token_row(reply))
+        con.print(t)
+        con.print(f"token {reply['name']} {verb}; its secret (shown once, keep it safe):")
+        con.print(reply["secret"])
+
+    emit(reply, output, human)
+
+
+@tokens.command("ls")
+@output_option
+@click.pass_context
+def tokens_ls(ctx: click.Context, output: str) -> None:
+    """List the tokens (never their secrets)."""
+    reply = client(ctx).call("GET", "/api/v1/tokens")
+
+    def human(con: Console) -> None:
+        if not reply["tokens"]:
+            con.print("no tokens")
+            return
+        t = table("NAME", "SCOPES", "JOBS", "EXPIRES (UTC)", "ROTATED (UTC)")
+        for tok in reply["tokens"]:
+            t.add_row(*_token_row(tok))
+        con.print(t)
+
+    emit(reply, output, human)
+
+
+@tokens.command("create")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(["read", "write", "operate", "admin", "ingest"]),
+    help="A scope of the token (repeat for several).",
+)
+@click.option(
+    "--jobs",
+    "globs",
+    multiple=True,
+    metavar="GLOB",
+    help="Only jobs matching this glob (repeatable; default all).",
+)
+@click.option("--expires", metavar="DURATION", help="Lifetime, e.g. 90d (default: never).")
+@output_option
+@click.pass_context
+def tokens_create(
+    ctx: click.Context,
+    name: str,
+    scopes: tuple[str, ...],
+    globs: tuple[str, ...],
+    expires: str | None,
+    output: str,
+) -> None:
+    """Create a token; prints its secret once, as the last line."""
+    body: dict[str, Any] = {"name": name, "scopes": list(scopes)}
+    if globs:
+        body["jobs"] = list(globs)
+    if expires is not None:
+        body["expires"] = expires
+    _token_reply(client(ctx).call("POST", "/api/v1/tokens", body), output, "created")
+
+
+@tokens.command("revoke")
+@click.argument("name")
+@click.pass_context
+def tokens_revoke(ctx: click.Context, name: str) -> None:
+    """Revoke (delete) a token: it stops working at once."""
+    client(ctx).call("DELETE", "/api/v1/tokens/" + urllib.parse.quote(name, safe=""))
+    click.echo(f"token {name} revoked")
+
+
+@tokens.command("rotate")
+@click.argument("name")
+@click.option(
+    "--grace",
+    metavar="DURATION",
+    help="How long the old secret keeps working [the daemon's [auth] grace, 1h].",
+)
+@output_option
+@click.pass_context
+def tokens_rotate(ctx: click.Context, name: str, grace: str | None, output: str) -> None:
+    """Give a token a new secret (printed once, as the last line); the old one works for --grace."""
+    body = {"grace": grace} if grace is not None else None
+    reply = client(ctx).call("POST", "/api/v1/tokens/" + urllib.parse.quote(name, safe="") + "/rotate", body)
+    _token_reply(reply, output, "rotated")
+
+
+@cli.command()
+@click.option("--job", metavar="JOB", help="Only changes of this job.")
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help="Only newer ones: a duration back from now (30m, 2h, 1d) or epoch seconds.",
+)
+@click.option(
+    "--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="At most this many."
+)
+@output_option
+@click.pass_context
+def audit(ctx: click.Context, job: str | None, since: str | None, limit: int, output: str) -> None:
+    """The audit trail, newest first: who changed what (jobs, modes, manual scales, tokens), from where."""
+    reply = client(ctx).call(
+        "GET", "/api/v1/audit", query={"job": job, "since": _since(since), "limit": limit}
+    )
+
+    def human(con: Console) -> None:
+        rows = reply["entries"]
+        if not rows:
+            con.print("no audit entries" + (" match" if job or since else ""))
+            return
+        t = table("AT (UTC)", "ACTOR", "SOURCE", "ACTION", "JOB", "VERSION", "DETAIL")
+        for e in rows:
+            versions = f"{_number(e.get('before_version'))} -> {_number(e.get('after_version'))}"
+            t.add_row(
+                when(e["time"]),
+                str(e["actor"]),
+                str(e["source"]),
+                str(e["action"]),
+                e.get("job") or "-",
+                "-" if e.get("before_version") is None and e.get("after_version") is None else versions,
+                _inline(e.get("detail") or {}),
+            )
         con.print(t)
 
     emit(reply, output, human)

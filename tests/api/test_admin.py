@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from oceand.actuation import RecordingActuator
+from actuators.marathon import RecordingActuator
 from tests.conftest import DaemonFactory
 
 JOB = "job.ocean-monitor-job_service.ocean-monitor-job_cluster.production-lg_pdl.ocean_owt.inf_cop.xiaomi"

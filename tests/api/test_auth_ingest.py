@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from oceand.config import ConfigError, validate_config
+from oceand.config import Config, ConfigError, validate_config
 from tests.api.test_auth import Api, Clock, host_token
 from tests.conftest import DaemonFactory
 
@@ -20,8 +20,8 @@ PUSH = [
 BAD_ALARM = "endpoint=h1&metric=cpu.idle"  # rejected: logged with its query
 
 
-def config(tmp_path: Path, **data: Any) -> None:
-    validate_config(data, file="oceand.toml", base_dir=tmp_path, path=None)
+def config(tmp_path: Path, **data: Any) -> Config:
+    return validate_config(data, file="oceand.toml", base_dir=tmp_path, path=None)
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,12 @@ def test_ingest_config_refusals(tmp_path: Path, data: dict[str, Any], key: str, 
     ],
 )
 def test_ingest_config_accepted(tmp_path: Path, ingest: dict[str, Any]) -> None:
-    config(tmp_path, ingest=ingest)
+    got = config(tmp_path, ingest=ingest).ingest
+    assert (got.listen, got.allow, got.token) == (
+        ingest["listen"],
+        ingest.get("allow", []),
+        ingest.get("token"),
+    )
 
 
 async def call(

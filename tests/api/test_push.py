@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from oceand.actuation import RecordingActuator
+from actuators.marathon import RecordingActuator
 from tests.conftest import DaemonFactory
 from tests.engine.test_live_decisions import JOB, T0, Clock, bucket, decisions, seed
 

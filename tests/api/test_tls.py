@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from oceand.config import ConfigError, validate_config
+from oceand.config import Config, ConfigError, validate_config
 from oceand.ctl.client import SERVER, Client, CtlError, resolve
 from tests.conftest import DaemonFactory
 
@@ -45,8 +45,8 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"cert": cert, "key": key, "other_key": other_key, "other_cert": other_cert, "junk": junk}
 
 
-def check(tmp_path: Path, **data: Any) -> None:
-    validate_config(data, file="oceand.toml", base_dir=tmp_path, path=None)
+def check(tmp_path: Path, **data: Any) -> Config:
+    return validate_config(data, file="oceand.toml", base_dir=tmp_path, path=None)
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,9 @@ def test_tls_config_refusals(
 def test_tls_paths_relative_to_the_config(tmp_path: Path, certs: dict[str, Path]) -> None:
     shutil.copy(certs["cert"], tmp_path / "c.pem")
     shutil.copy(certs["key"], tmp_path / "k.pem")
-    check(tmp_path, server={"tls_cert": "c.pem", "tls_key": "k.pem"})
+    server = check(tmp_path, server={"tls_cert": "c.pem", "tls_key": "k.pem"}).server
+    assert (server.tls_cert, server.tls_key) == (str(tmp_path / "c.pem"), str(tmp_path / "k.pem"))
+    assert server.ssl_context() is not None
 
 
 def client_tls(certs: dict[str, Path]) -> ssl.SSLContext:

@@ -4,6 +4,7 @@ tests, and `Ctl`: oceanctl's command group run in this process against it (its e
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,18 @@ from click.testing import CliRunner, Result
 
 from bench.common import job_doc as bench_job_doc
 from oceand.ctl.main import cli
-from tests.e2e.harness import DaemonProcess, FakeMarathonProcess
+from tests.e2e.harness import (
+    DaemonProcess,
+    FakeMarathonProcess,
+    daemon_with_auth,
+    push,
+    sample,
+    until_second,
+    wait_for,
+)
 
-APPS = ["/ocean/web:1", "/ocean/api:2", "/ocean/docs:1"]
+APPS = ["/ocean/web:1", "/ocean/api:2", "/ocean/docs:1", "/ocean/preview:2"]  # preview: docs/cli.md
+HISTORY_TOML = '[history]\nflush_interval = "0.2s"\n'  # recorded periods readable at once
 
 
 @dataclass
@@ -32,7 +42,9 @@ def live() -> Iterator[Live]:
     with tempfile.TemporaryDirectory(prefix="oceanctl-") as tmp:
         d = Path(tmp)
         fake = FakeMarathonProcess(d, APPS)
-        daemon = DaemonProcess(f'[marathon.lg]\nurls = ["{fake.url}"]\ntimeout = "2s"\n', workdir=d)
+        daemon = DaemonProcess(
+            f'[marathon.lg]\nurls = ["{fake.url}"]\ntimeout = "2s"\n{HISTORY_TOML}', workdir=d
+        )
         try:
             yield Live(daemon, fake, d)
         finally:
@@ -78,6 +90,48 @@ def job_doc(name: str, app: str = "/ocean/web", **over: Any) -> dict[str, Any]:
     return bench_job_doc(name, app, **{"mode": "active", "max_instances": 5, **over})
 
 
+def read_yaml(text: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(text)
+    return doc
+
+
 def write_yaml(path: Path, doc: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+@dataclass
+class Secured:
+    """A daemon with `[auth] enabled` and the secret of its admin token `root`, made on the host with
+    `oceand token create` before the daemon started (PRODUCT §10)."""
+
+    daemon: DaemonProcess
+    root: str
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[Secured]:
+    with tempfile.TemporaryDirectory(prefix="oceanctl-auth-") as tmp:
+        daemon, root = daemon_with_auth(Path(tmp))
+        try:
+            yield Secured(daemon, root)
+        finally:
+            daemon.close()
+
+
+def record_history(daemon: DaemonProcess, job: str, cpu_used: list[float], hosts: int = 2) -> int:
+    """Push one 1 s bucket of cpu.idle per value (each once its second has begun, as an agent would) to
+    `job` (a job with `period: 1s`), and wait until the daemon has recorded every one in its history;
+    returns the first bucket's time."""
+    start = int(time.time()) + 1
+    for k, used in enumerate(cpu_used):
+        ts = until_second(start + k)
+        push(daemon, [sample(job, f"h{i}", ts, value=100 - used) for i in range(hosts)])
+    last = start + len(cpu_used) - 1
+
+    def recorded() -> bool:
+        rows = daemon.request("GET", f"/api/v1/jobs/{job}/history?since={start}&until={last + 1}")["rows"]
+        return len([r for r in rows if r["values"]]) == len(cpu_used)
+
+    wait_for(recorded, 10, f"{len(cpu_used)} recorded periods of {job}")
+    return start

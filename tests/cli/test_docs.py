@@ -13,13 +13,13 @@ import click
 import pytest
 
 from oceand.ctl.main import cli
-from tests.cli.conftest import Ctl, Live
+from tests.cli.conftest import Ctl, Live, read_yaml, record_history
 from tests.e2e.harness import ROOT, wait_for
 
 pytestmark = pytest.mark.slow
 
 DOC = ROOT / "docs" / "cli.md"
-SESSION = re.compile(r"(<!-- session: begin -->\n```console\n)(.*?)(```\n<!-- session: end -->)", re.S)
+SESSION = re.compile(r"(<!-- session: (\w+) -->\n```console\n)(.*?)(```\n<!-- session: end -->)", re.S)
 FILE = re.compile(r"<!-- file: (\S+) -->\n```\w*\n(.*?)```\n", re.S)
 SED = re.compile(r"sed -i 's/([^/]*)/([^/]*)/' (\S+)")
 EXIT = '; echo "exit $?"'
@@ -65,23 +65,48 @@ def normal(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.splitlines())
 
 
+def replay_session(ctl: Ctl, tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the `$` lines of the session block `name` in docs/cli.md; compare, or rewrite the outputs."""
+    doc = DOC.read_text()
+    for file, body in FILE.findall(doc):
+        (tmp_path / file).write_text(body)
+    monkeypatch.chdir(tmp_path)
+    m = next((m for m in SESSION.finditer(doc) if m[2] == name), None)
+    assert m, f"docs/cli.md has no session block {name!r}"
+    shown = m[3]
+    commands = [line[2:] for line in shown.splitlines() if line.startswith("$ ")]
+    real = "".join(f"$ {c}\n" + run(ctl, c, tmp_path) for c in commands)
+    if os.environ.get("OCEANCTL_WRITE_DOCS") == "1":
+        DOC.write_text(doc[: m.start(3)] + real + doc[m.end(3) :])
+        return
+    assert normal(shown) == normal(real), (
+        f"docs/cli.md's session {name!r} differs: OCEANCTL_WRITE_DOCS=1 rewrites it"
+    )
+
+
 def test_the_session_in_docs_cli_md_is_real(
     ctl: Ctl, live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    assert len(SESSION.search(DOC.read_text())[3].splitlines()) >= 10  # type: ignore[index]
+    replay_session(ctl, tmp_path, "begin", monkeypatch)
+
+
+def test_the_preview_session_in_docs_cli_md_is_real(
+    ctl: Ctl, live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job of preview-live.yaml, really run on four pushed 1 s buckets, then the block's lines."""
     doc = DOC.read_text()
-    for name, body in FILE.findall(doc):
-        (tmp_path / name).write_text(body)
-    monkeypatch.chdir(tmp_path)
-    m = SESSION.search(doc)
-    assert m, "docs/cli.md has no session block"
-    shown = m[2]
-    commands = [line[2:] for line in shown.splitlines() if line.startswith("$ ")]
-    assert len(commands) >= 10
-    real = "".join(f"$ {c}\n" + run(ctl, c, tmp_path) for c in commands)
-    if os.environ.get("OCEANCTL_WRITE_DOCS") == "1":
-        DOC.write_text(doc[: m.start(2)] + real + doc[m.end(2) :])
-        return
-    assert normal(shown) == normal(real), "docs/cli.md's session differs: OCEANCTL_WRITE_DOCS=1 rewrites it"
+    api = read_yaml(dict(FILE.findall(doc))["preview-live.yaml"])
+    live.daemon.request("PUT", f"/api/v1/jobs/{api['job']}", api)
+    try:
+        wait_for(
+            lambda: live.daemon.request("GET", f"/api/v1/jobs/{api['job']}/status")["app_known"], 10, "app"
+        )
+        record_history(live.daemon, api["job"], [50.0, 95.0, 95.0, 95.0])
+        wait_for(lambda: 3 in live.fake.scales("/ocean/preview"), 10, "the scale-out to 3")
+        replay_session(ctl, tmp_path, "preview", monkeypatch)
+    finally:
+        live.daemon.request("DELETE", f"/api/v1/jobs/{api['job']}")
 
 
 def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:

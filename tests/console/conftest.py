@@ -48,7 +48,10 @@ def live() -> Iterator[Live]:
         # the nginx binding's upstream file in the test's folder, its check and reload a no-op
         (d / "nginx").mkdir()
         lb = f'[lb]\nnginx = "true"\nnginx_upstream_dir = "{d / "nginx"}"\n'
-        daemon = DaemonProcess(f'[marathon.lg]\nurls = ["{fake.url}"]\ntimeout = "2s"\n{lb}', workdir=d)
+        history = '[history]\nflush_interval = "0.2s"\n'  # the chart sees a period at once
+        daemon = DaemonProcess(
+            f'[marathon.lg]\nurls = ["{fake.url}"]\ntimeout = "2s"\n{lb}{history}', workdir=d
+        )
         try:
             for name, app in JOBS.items():
                 doc: dict[str, Any] = job_doc(name, app, mode="active", max_instances=6)

@@ -46,6 +46,16 @@ def api_requests(driver: Any) -> list[dict[str, Any]]:
     return out
 
 
+def preview_first_difference(d: Any, above: str) -> list[str]:
+    """Type `above` into the scale-out threshold, preview, and return the first difference row's cells."""
+    field = d.find_element(By.ID, "f-out_above")
+    field.clear()
+    field.send_keys(above)
+    d.find_element(By.ID, "preview-button").click()
+    table = wait(d).until(EC.visibility_of_element_located((By.ID, "preview-differences")))
+    return [td.text for td in table.find_elements(By.CSS_SELECTOR, "tbody tr:first-child td")]
+
+
 def test_the_console_end_to_end(browser: Any, live: Live) -> None:
     d = browser
     d.get(live.daemon.url + "/ui/")
@@ -161,16 +171,41 @@ def test_the_console_end_to_end(browser: Any, live: Live) -> None:
         ("evening", 43200.0, 1),
     ]
 
-    # two hot buckets (cpu.used 95 > 85, twice: the saved rule) scale out; then a manual scale through the
-    # API; both show up in the decision timeline (the page polls), newest first, with their reasons
+    # three ordinary buckets (cpu.used 65-75: neither side's threshold), then two hot ones (cpu.used 95 >
+    # 85, twice: the saved rule) scale out; then a manual scale from the page; both decisions show up in
+    # the timeline (the page polls), newest first, with their reasons
     t = int(time.time()) + 1
-    for k in range(2):  # each bucket once its second has begun: the daemon takes nothing stamped ahead
-        push(
-            live.daemon, [sample(WEB, f"h{i}", until_second(t + k), value=5) for i in range(2)]
-        )  # cpu.idle 5
+    for k, idle in enumerate([35, 30, 25, 5, 5]):  # each bucket once its second has begun: the daemon
+        push(live.daemon, [sample(WEB, f"h{i}", until_second(t + k), value=idle) for i in range(2)])
     wait_for(lambda: live.fake.scales("/ocean/web") == [3], 10, "the scale-out to 3")
     wait(d).until(EC.text_to_be_present_in_element((By.ID, "st-instances"), "3"))
-    live.daemon.request("POST", f"/api/v1/jobs/{WEB}/scale", {"instances": 4, "reason": "load test"})
+
+    # the history chart: the rule's recorded values (three ordinary buckets, two hot) against the instances
+    chart = wait(d, 15).until(
+        lambda _: [
+            c
+            for c in d.find_elements(By.CSS_SELECTOR, 'svg.chart[data-rule="cpu"]')
+            if len(c.find_element(By.CSS_SELECTOR, "polyline.value").get_attribute("points").split()) >= 5
+        ]
+    )[0]
+    assert chart.find_element(By.TAG_NAME, "title").get_attribute("textContent") == "规则 cpu 的值与实例数"
+    ys = [
+        float(p.split(",")[1])
+        for p in chart.find_element(By.CSS_SELECTOR, "polyline.value").get_attribute("points").split()
+    ]
+    top, bottom = 10, 156  # the plot's y for 100 and 0 (static/chart.js: 180 high, 10 above, 24 below)
+    assert [round(100 * (bottom - y) / (bottom - top)) for y in ys] == [65, 70, 75, 95, 95]
+    assert [t.text for t in chart.find_elements(By.CSS_SELECTOR, "text.value-axis")] == ["0", "50", "100"]
+    assert chart.find_element(By.CSS_SELECTOR, "polyline.ready").get_attribute("points")
+    assert chart.find_element(By.CSS_SELECTOR, "polyline.desired").get_attribute("points")
+    assert not d.find_elements(By.CSS_SELECTOR, "svg.chart polyline.preview")
+
+    # 操作: a manual scale from the page, then pause and back to active; each shows in the page and the API
+    d.find_element(By.ID, "scale-n").send_keys("4")
+    d.find_element(By.ID, "scale-reason").send_keys("load test")
+    d.find_element(By.ID, "scale-submit").click()
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "operate-result"), "3 → 4：applied"))
+    wait_for(lambda: live.fake.scales("/ocean/web") == [3, 4], 10, "the manual scale to 4")
     wait(d).until(lambda _: len(d.find_elements(By.CSS_SELECTOR, "ol.timeline li.decision")) == 2)
     manual, scale_out = d.find_elements(By.CSS_SELECTOR, "ol.timeline li.decision")
     reasons = [
@@ -183,7 +218,53 @@ def test_the_console_end_to_end(browser: Any, live: Live) -> None:
     )  # the rule's proposal and its value
     assert "qps: NoData" in scale_out.text and "null" not in scale_out.text
     wait(d).until(EC.text_to_be_present_in_element((By.ID, "st-instances"), "4"))
+    assert d.find_element(By.ID, "mode-active").get_attribute("aria-pressed") == "true"
+    d.find_element(By.ID, "mode-paused").click()
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "operate-result"), "模式已设为 paused（版本 4）"))
+    assert d.find_element(By.ID, "mode-paused").get_attribute("aria-pressed") == "true"
+    assert live.daemon.request("GET", f"/api/v1/jobs/{WEB}/status")["effective_mode"] == "paused"
+    d.find_element(By.ID, "mode-active").click()
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "operate-result"), "模式已设为 active（版本 5）"))
+    stored = live.daemon.request("GET", f"/api/v1/jobs/{WEB}")
+    assert (stored["version"], stored["job"]["mode"]) == (5, "active")
+    assert stored["job"]["rules"][0]["scale_out"]["above"] == 85  # a mode change keeps the saved rule
+    wait(d).until(lambda _: d.find_element(By.CSS_SELECTOR, 'svg.chart[data-rule="cpu"]'))
     screenshot(d, "job", docs=True)
+
+    # preview before save: a stricter threshold replayed on the recorded load; nothing is saved
+    first = preview_first_difference(d, above="99")
+    assert first[1:] == ["扩容", "3", "不变", "2"], first  # it happened; the new document would not have
+    assert text_of(d, '#preview-summary dd[data-key="scale_outs"]') == "0"
+    assert text_of(d, "#preview-diff-count").startswith("新文档在 ")
+    assert d.find_element(By.CSS_SELECTOR, 'svg.chart[data-rule="cpu"] polyline.preview').get_attribute(
+        "points"
+    )
+    assert live.daemon.request("GET", f"/api/v1/jobs/{WEB}")["version"] == 5
+    screenshot(d, "preview", docs=True)
+    # a manual scale the API refuses: its message under the form
+    d.find_element(By.ID, "scale-n").send_keys("many")
+    d.find_element(By.ID, "scale-submit").click()
+    wait(d).until(
+        EC.text_to_be_present_in_element((By.ID, "operate-result"), "instances: must be an integer")
+    )
+    assert "error" in d.find_element(By.ID, "operate-result").get_attribute("class")
+    # its settings: a capacity the API refuses names itself; a startup of 0s gives the same difference
+    d.find_element(By.CSS_SELECTOR, "details.preview-options summary").click()
+    d.find_element(By.ID, "p-capacity").send_keys("lots")
+    d.find_element(By.ID, "preview-button").click()
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "preview-error"), "capacity: must be a number"))
+    d.find_element(By.ID, "p-capacity").clear()
+    d.find_element(By.ID, "p-startup").send_keys("0s")
+    assert preview_first_difference(d, above="99")[1:] == ["扩容", "3", "不变", "2"]
+    d.find_element(By.ID, "p-startup").clear()
+    # a bad value: the preview refuses it and the message sits next to the field, as on save
+    consecutive = d.find_element(By.ID, "f-out_consecutive")
+    consecutive.clear()
+    consecutive.send_keys("0")
+    d.find_element(By.ID, "preview-button").click()
+    err = wait(d).until(EC.visibility_of_element_located((By.ID, "f-out_consecutive-err")))
+    assert err.text == "Input should be greater than or equal to 1"
+    assert not d.find_elements(By.ID, "preview-differences")
 
     # the language switch
     d.find_element(By.ID, "lang").click()
@@ -192,12 +273,25 @@ def test_the_console_end_to_end(browser: Any, live: Live) -> None:
     )
     assert text_of(d, "fieldset.schedule legend") == "Scheduled scaling"
     assert d.execute_script("return document.documentElement.lang") == "en"
-    screenshot(d, "job-en")
+    wait(d).until(lambda _: d.find_element(By.CSS_SELECTOR, 'svg.chart[data-rule="cpu"]'))
+    wait(d).until(lambda _: len(d.find_elements(By.CSS_SELECTOR, "ol.timeline li.decision")) == 2)
+    screenshot(d, "job-en", docs=True)
+    assert preview_first_difference(d, above="99")[1:] == ["out", "3", "none", "2"]
+    screenshot(d, "preview-en", docs=True)
+    # saved after the preview: the previewed document is the job now; the preview is gone
+    d.find_element(By.ID, "save").click()
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "save-result"), "Saved (version 6)"))
+    assert live.daemon.request("GET", f"/api/v1/jobs/{WEB}")["job"]["rules"][0]["scale_out"]["above"] == 99
+    assert not d.find_elements(By.ID, "preview-differences")
+    assert not d.find_elements(By.CSS_SELECTOR, "svg.chart polyline.preview")
 
     # back on the list: read again, the saved version shows
     d.find_element(By.ID, "back").click()
     row = wait(d).until(EC.visibility_of_element_located((By.XPATH, f'//tr[td/a[text()="{WEB}"]]')))
-    assert row.find_elements(By.TAG_NAME, "td")[-1].text == "3"
+    assert row.find_elements(By.TAG_NAME, "td")[-1].text == "6"
+    d.get(live.daemon.url + "/ui/#/?cop=xiaomi&owt=inf&pdl=ocean")
+    wait(d).until(lambda _: len(d.find_elements(By.CSS_SELECTOR, "a.job-link")) == 2)
+    screenshot(d, "tree-en", docs=True)
 
 
 def test_tree_rule_is_oceanctls(browser: Any, live: Live) -> None:
@@ -240,3 +334,110 @@ def test_ten_thousand_jobs_stay_paged(browser: Any, live: Live) -> None:
     assert got["allRows"] == 50 and got["allNodes"] == 1 + 2  # "all jobs" + two companies (closed)
     assert got["one"]["matching"] == 1 and got["links"] == ["job.j9995_service.s45_pdl.p35_owt.o3_cop.c1"]
     print(f"renderJobs over 10,000 jobs: {got['ms']:.0f} ms")
+
+
+def _rows(spec: list[tuple[dict[str, float], int, int]], t0: float = 1000.0) -> list[dict[str, Any]]:
+    return [
+        {"t": t0 + k, "values": v, "ready": ready, "desired": desired}
+        for k, (v, ready, desired) in enumerate(spec)
+    ]
+
+
+CHART_CASES = [
+    pytest.param(
+        _rows([({"cpu": 50}, 2, 2), ({"cpu": 95}, 2, 3)]),
+        None,
+        {"rules": ["cpu"], "maxes": [100], "points": [2], "inst_max": 3, "preview": False},
+        id="one rule: 0..100 for 95, instances 0..3",
+    ),
+    pytest.param(
+        _rows([({"cpu": 10}, 1, 1), ({}, 1, 1), ({"cpu": 12}, 1, 1)]),
+        None,
+        {"rules": ["cpu"], "maxes": [15], "points": [2], "inst_max": 1, "preview": False},
+        id="a period without a value draws no point",
+    ),
+    pytest.param(
+        _rows([({"qps": 310}, 2, 2), ({"cpu": 10, "qps": 300}, 2, 2)]),
+        None,
+        {"rules": ["qps", "cpu"], "maxes": [400, 10], "points": [2, 1], "inst_max": 2, "preview": False},
+        id="each rule its own axis, in the order first seen",
+    ),
+    pytest.param(
+        _rows([({"cpu": 0}, 0, 0), ({"cpu": 0}, 0, 0)]),
+        None,
+        {"rules": ["cpu"], "maxes": [1], "points": [2], "inst_max": 1, "preview": False},
+        id="all zero: axes of 1, not 0",
+    ),
+    pytest.param(
+        _rows([({"cpu": 50}, 2, 2), ({"cpu": 95}, 2, 3)]),
+        [{"t": 1000.0, "desired": 2}, {"t": 1001.0, "desired": 6}],
+        {"rules": ["cpu"], "maxes": [100], "points": [2], "inst_max": 6, "preview": True},
+        id="a preview adds its desired line and widens the instance axis",
+    ),
+]
+
+
+def test_chart_model(browser: Any, live: Live) -> None:
+    """static/chart.js's chartModel (pure: rows -> what the SVG draws) over a table of cases, in Chromium."""
+    browser.get(live.daemon.url + "/ui/")
+    cases = [{"rows": c.values[0], "preview": c.values[1]} for c in CHART_CASES]
+    got = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        import('/ui/chart.js').then(m => done(arguments[0].map(c => {
+          const model = m.chartModel(c.rows, c.preview);
+          return {rules: model.rules.map(r => r.rule), maxes: model.rules.map(r => r.max),
+                  points: model.rules.map(r => r.points.length), inst_max: model.instMax,
+                  preview: model.preview !== null};
+        })));
+        """,
+        cases,
+    )
+    assert {c.id: g for c, g in zip(CHART_CASES, got, strict=True)} == {
+        c.id: c.values[2] for c in CHART_CASES
+    }
+
+
+def test_chart_draws_a_week_of_periods_as_two_points_per_pixel_column(browser: Any, live: Live) -> None:
+    browser.get(live.daemon.url + "/ui/")
+    got = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        import('/ui/chart.js').then(m => {
+          const rows = [];
+          for (let i = 0; i < 60480; i++) rows.push({t: 1e9 + 10 * i, values: {cpu: i % 100}, ready: 2, desired: 2});
+          const model = m.chartModel(rows);
+          const svg = m.ruleChart(model, model.rules[0], {title: (r) => r});
+          const xs = model.rules[0].points.map(p => p[0]);
+          done({rows: model.rows, points: xs.length, width: model.plot.right - model.plot.left,
+                inside: xs.every(x => x >= model.plot.left && x <= model.plot.right),
+                lines: svg.querySelectorAll('polyline').length, max: model.rules[0].max,
+                lo: Math.round(100 - (Math.max(...model.rules[0].points.map(p => p[1])) - model.plot.top) / (model.plot.bottom - model.plot.top) * 100),
+                hi: Math.round(100 - (Math.min(...model.rules[0].points.map(p => p[1])) - model.plot.top) / (model.plot.bottom - model.plot.top) * 100)});
+        });
+        """
+    )
+    assert got["rows"] == 60480 and got["points"] <= 2 * got["width"] and got["inside"]
+    assert got["lines"] == 3  # value, ready, desired
+    assert got["max"] == 100 and got["lo"] == 0 and got["hi"] == 99  # no peak or trough averaged away
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(0.93, 1, id="under one"),
+        pytest.param(87, 100, id="87 -> 100"),
+        pytest.param(130, 150, id="130 -> 150"),
+        pytest.param(7, 8, id="7 -> 8"),
+        pytest.param(0, 1, id="zero -> 1"),
+        pytest.param(-5, 1, id="negative -> 1"),
+    ],
+)
+def test_nice_axis_maximum(browser: Any, live: Live, value: float, expected: float) -> None:
+    browser.get(live.daemon.url + "/ui/")
+    got = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "import('/ui/chart.js').then(m => done(m.niceMax(arguments[0])));",
+        value,
+    )
+    assert got == expected

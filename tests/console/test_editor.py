@@ -211,3 +211,27 @@ def test_field_for(browser: Any, live: Live, error_path: str, field: str | None)
         list(FIELDS.items()),  # in the page's order (a dict would reach the page with its keys sorted)
     )
     assert got == field
+
+
+@pytest.mark.parametrize(
+    ("typed", "sent"),
+    [
+        pytest.param("", None, id="empty: left out (the API's default)"),
+        pytest.param("90", 90, id="bare number: seconds"),
+        pytest.param("0s", 0, id="0s"),
+        pytest.param("2m", 120, id="minutes"),
+        pytest.param("1.5h", 5400, id="fraction of an hour"),
+        pytest.param("1d", 86400, id="a day"),
+        pytest.param("soon", "soon", id="not a duration: sent as typed, for the API to name"),
+        pytest.param("-5s", "-5s", id="negative: sent as typed"),
+    ],
+)
+def test_preview_startup_seconds(browser: Any, live: Live, typed: str, sent: Any) -> None:
+    """The preview's startup field (a duration as people write it) -> the seconds POST …/preview takes."""
+    browser.get(live.daemon.url + "/ui/")
+    got = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "import('/ui/editor.js').then(m => { const v = m.seconds(arguments[0]); done(v === undefined ? null : v); });",
+        typed,
+    )
+    assert got == sent

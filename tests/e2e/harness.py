@@ -116,3 +116,21 @@ def sample(job: str, endpoint: str, ts: int, metric: str = "cpu.idle", value: fl
 
 def push(d: DaemonProcess, items: list[dict[str, Any]]) -> Any:
     return d.request("POST", "/v1/push", items)
+
+
+def daemon_with_auth(workdir: Path, extra_toml: str = "") -> tuple[DaemonProcess, str]:
+    """A started daemon process with `[auth] enabled` and the secret of its admin token `root`, made on the
+    host with `oceand token create` before the daemon started, as an operator does (PRODUCT §10)."""
+    daemon = DaemonProcess(extra_toml, workdir=workdir, start=False)
+    daemon.conf.write_text(daemon.conf.read_text().replace("[auth]\n", "[auth]\nenabled = true\n", 1))
+    create = ("token", "create", "--config", str(daemon.conf), "--name", "root", "--scope", "admin")
+    made = subprocess.run(
+        [sys.executable, "-m", "oceand", *create],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    )
+    daemon.start()
+    return daemon, made.stdout.strip().splitlines()[-1]

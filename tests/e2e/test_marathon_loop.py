@@ -69,6 +69,11 @@ class Loop:
             push(self.daemon, [sample(JOB, f"h{i}", self.t, value=cpu_idle) for i in range(instances)])
             self.t += 1
 
+    def last_bucket(self) -> int | None:
+        """The start of the job's last evaluated bucket (its cpu rule's), or None before the first."""
+        st = self.daemon.request("GET", f"/api/v1/jobs/{JOB}/status")
+        return st["rules"]["cpu"].get("last_bucket")  # type: ignore[no-any-return]
+
     def decisions(self) -> list[dict[str, Any]]:
         return self.daemon.request("GET", f"/api/v1/jobs/{JOB}/decisions")["decisions"]  # type: ignore[no-any-return]
 
@@ -88,8 +93,8 @@ def loop(tmp_path: Path) -> Iterator[Loop]:
 
 def test_seed_example_scales_out_once_then_back(loop: Loop) -> None:
     loop.buckets(2, cpu_idle=10, instances=2)  # cpu.used 90, two hot buckets: not yet
-    time.sleep(0.3)
-    assert loop.fake.scales() == []
+    wait_for(lambda: loop.last_bucket() == loop.t - 1, 5, "the second bucket evaluated")
+    assert loop.decisions() == [] and loop.fake.scales() == []  # a decision is stored before its PUT
     loop.buckets(1, cpu_idle=10, instances=2)  # the third
     wait_for(lambda: loop.fake.scales() == [3], 5, "exactly one PUT instances=3")
     wait_for(lambda: loop.running() == 3, 5, "3 running tasks")
@@ -98,7 +103,7 @@ def test_seed_example_scales_out_once_then_back(loop: Loop) -> None:
     assert d["result"]["deployment_id"]
     loop.buckets(3, cpu_idle=70, instances=3)  # cpu.used 30: cooling
     wait_for(lambda: loop.fake.scales() == [3, 2], 5, "the scale back to 2")
-    time.sleep(0.3)
+    assert loop.daemon.stop() == 0  # whatever it would still send, it has sent
     assert loop.fake.scales() == [3, 2]
 
 
@@ -127,7 +132,7 @@ def test_deployment_in_progress_makes_the_next_scale_wait(tmp_path: Path) -> Non
         wait_for(lambda: lp.running() == 3, 5, "3 running")
         lp.buckets(1, cpu_idle=10, instances=3)
         wait_for(lambda: lp.fake.scales() == [3, 4], 5, "the held scale, once")
-        time.sleep(0.3)
+        assert lp.daemon.stop() == 0  # whatever it would still send, it has sent
         assert lp.fake.scales() == [3, 4]
     finally:
         lp.close()
@@ -139,7 +144,7 @@ def test_503_twice_then_success_applies_once(loop: Loop) -> None:
     wait_for(lambda: loop.fake.scales() == [3], 10, "one applied PUT")
     d = wait_for(lambda: [x for x in loop.decisions() if x["status"] == "applied"], 5, "applied")[0]
     assert d["desired"] == 3
-    time.sleep(0.3)
+    assert loop.daemon.stop() == 0  # whatever it would still send, it has sent
     assert loop.fake.scales() == [3]
 
 
@@ -157,7 +162,7 @@ def test_marathon_down_then_back_applies_once(tmp_path: Path) -> None:
         lp.fake.start()  # same port; the app is back at 2 instances
         wait_for(lambda: lp.fake.scales() == [3], 40, "the retried PUT")
         wait_for(lambda: [x for x in lp.decisions() if x["status"] == "applied"], 10, "applied")
-        time.sleep(0.5)
+        assert lp.daemon.stop() == 0  # whatever it would still send, it has sent
         assert lp.fake.scales() == [3]
     finally:
         lp.close()
@@ -186,5 +191,5 @@ def test_kill_9_between_call_and_commit_does_not_scale_twice(loop: Loop) -> None
         lambda: [x for x in loop.decisions() if x["status"] == "applied" and x["desired"] == 3], 10, "settled"
     )[0]
     assert "settled" in d["result"] or d["result"].get("already_applied")
-    time.sleep(0.5)
+    assert loop.daemon.stop() == 0  # whatever it would still send, it has sent
     assert loop.fake.scales() == [3]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from oceand.actuation import RecordingActuator
+from actuators.marathon import RecordingActuator
 from oceand.daemon import Daemon
 from oceand.engine import UNKNOWN_APP_TTL, JobRuntime
 from policies.types import AlarmEvent

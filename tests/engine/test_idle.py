@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from actuators.marathon import RecordingActuator
 from oceand import engine as engine_mod
-from oceand.actuation import RecordingActuator
 from oceand.daemon import Daemon
 from oceand.engine import Engine
 from oceand.store import open_store

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from oceand.actuation import RecordingActuator
+from actuators.marathon import RecordingActuator
 from oceand.daemon import Daemon
-from tests.conftest import Client, DaemonFactory
+from tests.conftest import Client, DaemonFactory, stepped
 
 JOB = "job.seed_web_cop.xiaomi"
 T0 = 1_800_000_000  # a multiple of 10
@@ -259,7 +259,7 @@ class FlakyActuator(RecordingActuator):
         self.failures = 1
 
     async def apply(self, doc: Any, decision: Any, attempts: Any = None) -> Any:
-        from oceand.actuation import Outcome
+        from actuators.marathon import Outcome
 
         if self.failures:
             self.failures -= 1
@@ -285,8 +285,8 @@ async def test_a_retrying_decision_superseded_by_a_newer_one_is_never_applied(
     rt = d.engine.jobs[JOB]
     assert rt.retry is None and rt.retry_at is None
     await d.stop()
-    await start_daemon(actuator=act, clock=clock)
-    await asyncio.sleep(0.1)
+    d2, _ = await start_daemon(actuator=act, clock=clock)
+    await stepped(d2, JOB)  # the restarted job's worker has run: whatever it would send, it has sent
     assert act.instances[JOB] == 2 and act.calls == [(JOB, 2)]
 
 

@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from oceand.actuation import RecordingActuator
+from actuators.marathon import RecordingActuator
 from oceand.daemon import Daemon
-from tests.conftest import Client, DaemonFactory
+from tests.conftest import Client, DaemonFactory, stepped
 
 JOB = "job.sched_web_cop.xiaomi"
 SH = ZoneInfo("Asia/Shanghai")
@@ -149,8 +149,8 @@ async def test_each_fire_runs_at_most_once_across_a_restart(start_daemon: Daemon
     await d.stop()
     act.instances[JOB] = 2  # someone scaled it back while we were down
     d2, _ = await start_daemon(actuator=act, clock=clock)
-    await settle(d2, clock, at("2026-11-27T07:00:05"), lambda: True)
-    await asyncio.sleep(0.2)
+    clock.t = at("2026-11-27T07:00:05")
+    await stepped(d2, JOB)  # the worker has run at 07:00:05, where it would fire 07:00 again
     assert len(act.calls) == calls  # 07:00 was fired already: not again
 
 
@@ -169,8 +169,7 @@ async def test_a_missed_fire_within_grace_runs_at_start_and_beyond_is_recorded(
     await d2.stop()
     clock.t = at("2026-11-28T02:30:00")  # down over 02:00 by 30 minutes: beyond the grace
     d3, c3 = await start_daemon(actuator=act, clock=clock)
-    await settle(d3, clock, clock.t, lambda: True)
-    await asyncio.sleep(0.2)
+    await stepped(d3, JOB)  # the worker has run at 02:30, where a fire within grace would run
     assert act.instances[JOB] == 4
     _, body = await c3.call("GET", f"/api/v1/jobs/{JOB}/decisions")
     assert ("night", "missed") in {(f["rule"], f["status"]) for f in body["fires"]}

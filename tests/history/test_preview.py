@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from oceand.actuation import RecordingActuator
+from actuators.marathon import RecordingActuator
 from oceand.history_cli import main as replay_main
 from oceand.replay import ReplayOptions, simulate
 from oceand.trace import load_trace

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from actuators.lb.haproxy import render_backend
 from actuators.lb.nginx import render as render_upstream
-from actuators.marathon_model import AppState, Task
+from actuators.marathon.model import AppState, Task
 
 FAKES = Path(__file__).resolve().parents[1] / "fakes"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)

@@ -13,7 +13,7 @@ from actuators.lb.ipvsadm import IpvsadmDriver
 from actuators.lb.keepalived import KeepalivedDriver
 from actuators.lb.nginx import NginxDriver
 from actuators.lb.reconcile import DriverFactory, LBSettings, Reconciler, balancer_key, resolve_host
-from actuators.marathon_model import AppState, Task
+from actuators.marathon.model import AppState, Task
 from policies.document import HaproxyLB, LvsLB, NginxLB
 
 

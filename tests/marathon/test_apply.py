@@ -8,49 +8,20 @@ from datetime import UTC, datetime
 
 import pytest
 
-from actuators.marathon import AppNotFound, Locked, MarathonClient, Permanent, Transient
-from actuators.marathon_apply import (
+from actuators.marathon import (
+    AppNotFound,
     Attempt,
     AttemptLog,
-    Backoff,
-    landing_evidence,
-    poll_deployments,
+    Locked,
+    MarathonClient,
+    Permanent,
+    Transient,
     set_instances,
 )
-from actuators.marathon_model import AppState, parse_time
+from actuators.marathon.apply import landing_evidence, poll_deployments
+from actuators.marathon.model import AppState, parse_time
 from tests.fakes.marathon import FakeMarathon
 from tests.marathon.conftest import FakeClock, config, free_port
-
-
-@pytest.mark.parametrize(
-    ("backoff", "attempt", "rand", "delay"),
-    [
-        pytest.param(Backoff(initial=0.2, jitter=0.5), 0, 0.0, 0.2, id="first retry, no jitter drawn"),
-        pytest.param(Backoff(initial=0.2, jitter=0.5), 0, 1.0, 0.1, id="first retry, full jitter drawn"),
-        pytest.param(Backoff(initial=0.2, factor=2), 3, 0.0, 1.6, id="doubles each attempt"),
-        pytest.param(Backoff(initial=0.2, maximum=10), 20, 0.0, 10.0, id="capped"),
-        pytest.param(
-            Backoff(initial=0.2, maximum=10), 10_000, 0.0, 10.0, id="huge attempt does not overflow"
-        ),
-        pytest.param(Backoff(initial=1, jitter=0), 2, 1.0, 4.0, id="no jitter"),
-    ],
-)
-def test_backoff_delay(backoff: Backoff, attempt: int, rand: float, delay: float) -> None:
-    assert backoff.delay(attempt, lambda: rand) == pytest.approx(delay)
-
-
-@pytest.mark.parametrize(
-    "kw",
-    [
-        pytest.param({"initial": 0}, id="zero initial"),
-        pytest.param({"factor": 0.5}, id="shrinking factor"),
-        pytest.param({"initial": 5, "maximum": 1}, id="maximum below initial"),
-        pytest.param({"jitter": 2}, id="jitter above 1"),
-    ],
-)
-def test_backoff_rejects_nonsense(kw: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match="bad backoff"):
-        Backoff(**kw)
 
 
 def _puts(fake: FakeMarathon) -> list[tuple[int, str]]:

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from actuators.marathon import STREAM_OPENED, MarathonClient, MarathonError, Permanent, Transient
-from actuators.marathon_events import ClusterWatcher
+from actuators.marathon.watcher import ClusterWatcher
 from tests.fakes.marathon import FakeMarathon
 from tests.marathon.conftest import config, until
 

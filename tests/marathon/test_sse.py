@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actuators.marathon_sse import SSEParser, parse_sse
+from actuators.marathon.sse import SSEParser, parse_sse
 
 STATUS = b'{"eventType":"status_update_event","taskId":"t1"}'
 

@@ -10,8 +10,8 @@ from typing import Any, cast
 import pytest
 
 from actuators.marathon import MarathonClient, Transient
-from actuators.marathon_events import ClusterWatcher
-from actuators.marathon_model import AppState, Task
+from actuators.marathon.model import AppState, Task
+from actuators.marathon.watcher import ClusterWatcher
 from tests.fakes.marathon import FakeMarathon
 from tests.marathon.conftest import config, dead_url, until
 
@@ -170,8 +170,9 @@ async def test_wait_deployment_returns_when_it_ends(fake: FakeMarathon, watcher:
     waiting = asyncio.create_task(watcher.wait_deployment("/a", 5))
     await until(lambda: watcher.app("/a") is not None and view(watcher, "/a").deployments == [dep])
     assert watcher.deployment_started_at("/a") is not None
-    await asyncio.sleep(0.02)
-    assert not waiting.done()
+    reads = sum(r.path == "/v2/apps/a" for r in fake.requests)
+    await until(lambda: sum(r.path == "/v2/apps/a" for r in fake.requests) >= reads + 1)
+    assert not waiting.done()  # a periodic check has read the app again, still deploying: it waits
     fake.finish_deployments()
     await asyncio.wait_for(waiting, 1)
     assert view(watcher, "/a").deployments == []
@@ -199,37 +200,53 @@ async def test_wait_deployment_polls_while_disconnected(fake: FakeMarathon, clie
     await asyncio.wait_for(waiting, 1)
 
 
-async def test_wait_deployment_of_a_missing_app_returns(client: MarathonClient) -> None:
+async def test_wait_deployment_of_a_missing_app_returns(fake: FakeMarathon, client: MarathonClient) -> None:
     w = ClusterWatcher(client, on_change=lambda _: None)
-    await w.wait_deployment("/nope", 1)
+    assert await w.wait_deployment("/nope", 1) is None  # no TimeoutError: gone counts as done
+    assert [(r.method, r.path) for r in fake.requests] == [("GET", "/v2/apps/nope")]  # one read, no wait
 
 
 async def test_failing_cluster_logs_once_and_keeps_trying(caplog: pytest.LogCaptureFixture) -> None:
     client = MarathonClient(config(dead_url()))
     w = ClusterWatcher(client, on_change=lambda _: None, backoff_initial=0.001, backoff_max=0.002)
-    caplog.set_level(logging.INFO, logger="actuators.marathon_events")
+    caplog.set_level(logging.INFO, logger="actuators.marathon.watcher")
+    opened = 0
+    events = client.events
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        nonlocal opened
+        opened += 1
+        return events(*args, **kw)
+
+    client.events = counting  # type: ignore[method-assign]
     r = Running(w)
     try:
-        await until(lambda: client.url_state()[0]["ok"] is False)
-        await asyncio.sleep(0.05)
+        await until(lambda: opened >= 4)  # it kept trying: three failures after the first
         assert w.state == "connecting" and w.reconnects == 0
         assert "cannot connect" in (w.info()["last_error"] or "")
-        msgs = [rec.getMessage() for rec in caplog.records if rec.name == "actuators.marathon_events"]
+        msgs = [rec.getMessage() for rec in caplog.records if rec.name == "actuators.marathon.watcher"]
         assert len(msgs) == 1 and "cannot open the event stream" in msgs[0]
     finally:
         await r.close()
         await client.close()
 
 
+@pytest.mark.looptime
 async def test_stop_interrupts_the_backoff() -> None:
+    """On the loop's fake clock (looptime): the backoff would take 15-30 s of it."""
+    loop = asyncio.get_running_loop()
     client = MarathonClient(config(dead_url()))
     w = ClusterWatcher(client, on_change=lambda _: None, backoff_initial=30, backoff_max=30)
     r = Running(w)
     try:
         await until(lambda: w.info()["last_error"] is not None)
+        failed_at = loop.time()
     finally:
-        await r.close()  # within 2 s although the backoff is 15-30 s
+        await r.close()
         await client.close()
+    assert r.task.done() and not r.task.cancelled()  # it ended by itself, not cut by close's 2 s
+    assert w.state == "disconnected"
+    assert loop.time() - failed_at < 15  # the stop did not wait out the backoff
 
 
 # ---- applying events to the cache (no server) ---------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from oceand.actuation import RecordingActuator
+from actuators.marathon import RecordingActuator
 from oceand.config import NotifySettings
 from oceand.notify import Notifier
 from policies.document import parse_job
@@ -267,9 +267,9 @@ async def test_a_hanging_sender_delays_neither_the_next_scale_nor_other_channels
     falcon.release.clear()
     await scale(c, 8)
     await until(lambda: falcon.arrived.count("/sms") == 4, "another sms to the hanging sender")
-    (task,) = [t for t in d._tasks if t.get_name() == "notifier"]
+    (task,) = [t for t in d.runtime.tasks if t.get_name() == "notifier"]
     await d.stop()
-    assert task.done() and not task.cancelled() and task.exception() is None
+    assert task.done() and not task.cancelled() and task.exception() is None and d.runtime.failures == []
 
 
 async def test_failures_and_retries_show_in_metrics(start_daemon: DaemonFactory, falcon: FalconFake) -> None:

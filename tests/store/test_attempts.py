@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from actuators.marathon_apply import Attempt
+from actuators.marathon import Attempt
 from oceand.store import MySQLStore, SQLiteStore
 from tests.store.conftest import Backend
 
@@ -70,7 +70,7 @@ async def test_bad_records_are_refused_by_name(
 
 
 def test_the_store_knows_every_attempt_status() -> None:
-    from actuators import marathon_apply
+    from actuators.marathon import attempts
     from oceand.store import base
 
-    assert base.ATTEMPT_STATUSES == marathon_apply.ATTEMPT_STATUSES
+    assert base.ATTEMPT_STATUSES == attempts.ATTEMPT_STATUSES

@@ -27,8 +27,8 @@ import aiomysql
 import orjson
 import pytest
 
+from actuators.marathon import RecordingActuator
 from bench.common import DaemonProcess
-from oceand.actuation import RecordingActuator
 from oceand.daemon import Daemon
 from oceand.store import MySQLStore, SQLiteStore, StoreError
 from oceand.store.base import WriteHealth

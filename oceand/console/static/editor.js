@@ -33,6 +33,16 @@ export function typed(raw, kind) {
   return NUMBER.test(s) ? Number(s) : s;
 }
 
+// A duration as typed ("90", "90s", "2m", "1h", "1d") in seconds; "" -> undefined; anything else is
+// sent as typed, for the API to name.
+export function seconds(raw) {
+  const s = String(raw ?? "").trim();
+  if (s === "") return undefined;
+  const m = /^(\d+(?:\.\d+)?)([smhd]?)$/.exec(s);
+  if (!m) return s;
+  return Number(m[1]) * { "": 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2]];
+}
+
 const show = (v) => (v === undefined || v === null ? "" : String(v));
 
 export function thresholdIndexes(doc) {

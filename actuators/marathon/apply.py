@@ -37,96 +37,25 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from actuators.marathon import Locked, MarathonClient, Permanent, ScaleResult, Transient
-from actuators.marathon_model import AppState, parse_time
+from actuators.marathon.actuation import AppView, Outcome, Settled
+from actuators.marathon.attempts import ABANDONED, APPLIED, FAILED, Attempt, AttemptLog
+from actuators.marathon.client import MarathonClient, ScaleResult
+from actuators.marathon.errors import AppNotFound, Locked, Permanent, Transient
+from actuators.marathon.model import AppState, parse_time
+from actuators.marathon.watcher import ClusterWatcher
+from policies.backoff import Backoff
+from policies.document import JobDocument
+from policies.types import Decision
 
 WaitDeployment = Callable[[str, float], Awaitable[None]]
-PENDING, APPLIED, FAILED, ABANDONED = "pending", "applied", "failed", "abandoned"
-ATTEMPT_STATUSES = (PENDING, APPLIED, FAILED, ABANDONED)
 SKEW = 2.0  # seconds: daemon clock vs Marathon's, when comparing lastScalingAt with sent_at
 GRACE = 5.0  # seconds after a PUT's reply deadline during which Marathon may still take it
 POLL = 0.25  # seconds between reads while settling
-
-
-@dataclass(slots=True)
-class Attempt:
-    """One PUT of one decision, recorded before it is sent (the same shape as HA.md's intent row)."""
-
-    n: int  # 1, 2, ... within the decision
-    to_count: int
-    sent_at: float  # wall clock, taken before the record is written: the PUT cannot land earlier
-    deadline: float  # wall clock: the client stops waiting for the reply by then
-    baseline: float | None = None  # the app's lastScalingAt as known before the PUT (Marathon's clock)
-    status: str = PENDING  # pending (outcome unknown), applied, failed (not taken), abandoned
-    detail: dict[str, Any] = field(default_factory=dict)  # deployment_id, version, error, evidence...
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "attempt": self.n,
-            "to_count": self.to_count,
-            "sent_at": self.sent_at,
-            "deadline": self.deadline,
-            "baseline": self.baseline,
-            "status": self.status,
-            "detail": self.detail,
-        }
-
-    @staticmethod
-    def from_json(d: dict[str, Any]) -> Attempt:
-        return Attempt(
-            int(d["attempt"]),
-            int(d["to_count"]),
-            float(d["sent_at"]),
-            float(d["deadline"]),
-            None if d.get("baseline") is None else float(d["baseline"]),
-            str(d.get("status", PENDING)),
-            dict(d.get("detail") or {}),
-        )
-
-
-Record = Callable[[Attempt], Awaitable[None]]
-
-
-class AttemptLog:
-    """The attempts of one decision. `record` writes an attempt durably (insert or update); without
-    one the log lives in memory only. `decision` (the decision id) goes into the PUT's headers."""
-
-    def __init__(
-        self, attempts: Iterable[Attempt] = (), record: Record | None = None, decision: int | None = None
-    ) -> None:
-        self.attempts = sorted(attempts, key=lambda a: a.n)
-        self.record = record
-        self.decision = decision
-
-    def unresolved(self) -> list[Attempt]:
-        return [a for a in self.attempts if a.status == PENDING]
-
-    async def begin(
-        self, to_count: int, sent_at: float, deadline: float, baseline: float | None = None
-    ) -> Attempt:
-        """Record a new attempt (pending) before its PUT; the PUT must not go out if this raises."""
-        a = Attempt(self.attempts[-1].n + 1 if self.attempts else 1, to_count, sent_at, deadline, baseline)
-        if self.record is not None:
-            await self.record(a)
-        self.attempts.append(a)
-        return a
-
-    async def resolve(self, attempts: list[Attempt], status: str, **detail: Any) -> None:
-        for a in attempts:
-            a.status = status
-            a.detail.update(detail)
-            if self.record is not None:
-                await self.record(a)
-
-    def headers(self, a: Attempt) -> dict[str, str]:
-        h = {"X-Oceand-Attempt": str(a.n)}
-        if self.decision is not None:
-            h["X-Oceand-Decision"] = str(self.decision)
-        return h
+APPLY_BACKOFF = Backoff(initial=0.2, factor=2.0, maximum=10.0, jitter=0.5)  # between tries of one write
 
 
 def landing_evidence(
@@ -208,27 +137,6 @@ async def settle(
         await sleep(step)
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Delay before retry `attempt` (0-based): initial × factor^attempt, capped at `maximum`, then
-    scaled by a random factor in [1 − jitter, 1] ("equal jitter" for jitter 0.5)."""
-
-    initial: float = 0.2
-    factor: float = 2.0
-    maximum: float = 10.0
-    jitter: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.initial <= 0 or self.factor < 1 or self.maximum < self.initial or not 0 <= self.jitter <= 1:
-            raise ValueError(
-                f"bad backoff {self}: want initial > 0, factor >= 1, maximum >= initial, 0 <= jitter <= 1"
-            )
-
-    def delay(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
-        base = min(self.maximum, self.initial * self.factor ** min(attempt, 64))
-        return base * (1.0 - self.jitter * rand())
-
-
 async def poll_deployments(
     client: MarathonClient,
     app_id: str,
@@ -260,7 +168,7 @@ async def set_instances(
     force: bool,
     wait_deployment: WaitDeployment | None,
     deadline: float,
-    backoff: Backoff = Backoff(),  # frozen: one shared default is safe
+    backoff: Backoff = APPLY_BACKOFF,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
     rand: Callable[[], float] = random.random,
@@ -370,3 +278,107 @@ async def _pause(
         raise error
     await sleep(min(backoff.delay(attempt, rand), deadline - now))
     return attempt + 1
+
+
+APPLY_DEADLINE = 30.0  # seconds one apply may take (409 waits and retries) before the engine backs off
+
+
+class MarathonActuator:
+    def __init__(
+        self,
+        client: MarathonClient,
+        watcher: ClusterWatcher,
+        apply_deadline: float = APPLY_DEADLINE,
+        clock_skew: float = 2.0,
+        settle_grace: float = 5.0,
+    ) -> None:
+        self.client = client
+        self.watcher = watcher
+        self.apply_deadline = apply_deadline
+        self.clock_skew = clock_skew
+        self.settle_grace = settle_grace
+        self._scaled_at: dict[str, float] = {}  # app -> lastScalingAt of the newest write seen to land
+
+    def _baseline(self, app_id: str) -> float | None:
+        """The newest `lastScalingAt` of the app known now: the watcher's copy or the newest write of
+        ours seen to land, whichever is later."""
+        app = self.watcher.app(app_id)
+        known = [t for t in (app.last_scaling_at if app else None, self._scaled_at.get(app_id)) if t]
+        return max(known) if known else None
+
+    def view(self, doc: JobDocument) -> AppView:
+        w = self.watcher
+        app = w.app(doc.target.app)
+        if app is None:
+            return AppView(instances=0, ready=0, running=None, known=False)
+        return _view(app, w.deployment_started_at(doc.target.app))
+
+    async def refresh(self, doc: JobDocument) -> AppView:
+        app = await self.watcher.refresh(doc.target.app)
+        return _view(app, self.watcher.deployment_started_at(doc.target.app))
+
+    async def settle(self, doc: JobDocument, attempts: AttemptLog) -> Settled:
+        """Whether the unresolved attempts landed (GET /v2/deployments and the app; may wait out their
+        landing window, bounded by `apply_deadline`)."""
+        landing = await settle(
+            self.client,
+            doc.target.app,
+            attempts,
+            skew=self.clock_skew,
+            grace=self.settle_grace,
+            deadline=time.monotonic() + self.apply_deadline,
+        )
+        if landing is None:
+            return Settled(False, None, self.view(doc).instances)
+        if landing.landed:
+            self._landed(doc.target.app, landing.app.last_scaling_at)
+            self.watcher.refresh_soon(doc.target.app)
+        return Settled(landing.landed, landing.evidence, landing.app.instances)
+
+    async def apply(
+        self, doc: JobDocument, decision: Decision, attempts: AttemptLog | None = None
+    ) -> Outcome:
+        result: dict[str, Any]
+        try:
+            res = await set_instances(
+                self.client,
+                doc.target.app,
+                decision.desired,
+                force=doc.target.force,
+                wait_deployment=self.watcher.wait_deployment,
+                deadline=time.monotonic() + self.apply_deadline,
+                log=attempts,
+                skew=self.clock_skew,
+                grace=self.settle_grace,
+                baseline=self._baseline(doc.target.app),
+            )
+        except AppNotFound as e:
+            return Outcome("failed", {"error": str(e), "status": e.status, "url": e.url}, permanent=True)
+        except Permanent as e:
+            return Outcome("failed", {"error": str(e), "status": e.status, "url": e.url}, permanent=True)
+        except Transient as e:
+            result = {"error": str(e), "url": e.url}
+            if e.maybe_applied:
+                result["unknown"] = True  # may have landed: settled before anything is sent again
+            return Outcome("failed", result)
+        self._landed(doc.target.app, parse_time(res.version))
+        self.watcher.refresh_soon(doc.target.app)
+        result = {"deployment_id": res.deployment_id, "version": res.version, "url": res.url}
+        if res.already_applied:
+            result["already_applied"] = True
+        if res.landed is not None:
+            result.update(landed=res.landed, observed=res.observed)
+        return Outcome("applied", result)
+
+    def _landed(self, app_id: str, scaled_at: float | None) -> None:
+        if scaled_at is not None and scaled_at > self._scaled_at.get(app_id, 0.0):
+            self._scaled_at[app_id] = scaled_at
+
+
+def _view(app: AppState, deployment_started_at: float | None) -> AppView:
+    return AppView(
+        instances=app.instances,
+        ready=app.ready,
+        running=app.running,
+        deployment_started_at=deployment_started_at if app.deployments else None,
+    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from actuators.marathon_apply import ABANDONED, APPLIED, Attempt, AttemptLog
+from actuators.marathon.attempts import ABANDONED, APPLIED, Attempt, AttemptLog
 from policies.document import JobDocument
 from policies.types import Decision
 

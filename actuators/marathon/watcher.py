@@ -1,5 +1,6 @@
 """Marathon's event stream (PROTOCOLS A.6): one watcher per cluster, a user of the Marathon client
-(actuators.marathon, whose `events()` parses the stream with actuators.marathon_sse).
+(actuators/marathon/client.py, whose `events()` parses the stream with actuators/marathon/sse.py).
+It depends on the client, never the other way round.
 
 `ClusterWatcher` keeps the tasks and running deployments of the apps the daemon watches. The stream is
 cache invalidation: after every (re)connect it re-reads every watched app, then applies events
@@ -17,8 +18,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from actuators.marathon import STREAM_OPENED, AppNotFound, MarathonClient, MarathonError, Transient
-from actuators.marathon_model import RUNNING, TERMINAL_STATES, AppState, Task
+from actuators.marathon.client import STREAM_OPENED, MarathonClient
+from actuators.marathon.errors import AppNotFound, MarathonError, Transient
+from actuators.marathon.model import RUNNING, TERMINAL_STATES, AppState, Task
+from policies.backoff import Backoff
 from policies.redact import redact_text
 
 log = logging.getLogger(__name__)
@@ -89,8 +92,7 @@ class ClusterWatcher:
     ) -> None:
         self.client = client
         self.on_change = on_change
-        self.backoff_max = backoff_max
-        self.backoff_initial = backoff_initial
+        self.backoff = Backoff(initial=backoff_initial, factor=2.0, maximum=backoff_max, jitter=0.5)
         self.event_types = tuple(event_types)
         self.list_threshold = list_threshold  # re-read with one GET /v2/apps above this many watched apps
         self.poll_interval = poll_interval  # deployment waits poll this often while disconnected
@@ -199,6 +201,11 @@ class ClusterWatcher:
                 return self._apps[app_id]
             return AppState(app_id, 0, deployments=["unknown"])  # unknown: keep waiting and polling
 
+    def refresh_soon(self, app_id: str) -> None:
+        """Re-read the app in the background (after a write: its new deployment and count); a failure
+        is left to the stream and the next read."""
+        self._spawn(self._quiet_refresh(app_id))
+
     async def _quiet_refresh(self, app_id: str) -> None:
         with contextlib.suppress(MarathonError):
             await self.refresh(app_id)
@@ -221,14 +228,14 @@ class ClusterWatcher:
                 if opened:
                     attempt = 0
                 self._lost(error)
-                base = min(self.backoff_max, self.backoff_initial * 2 ** min(attempt, 30))
-                delay = base * (0.5 + random.random() / 2)
+                delay = self.backoff.delay(attempt, random.random)
                 attempt += 1
                 await asyncio.wait({stop_wait}, timeout=delay)
         finally:
             stop_wait.cancel()
             for t in list(self._background):
                 t.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
             self._set_state("disconnected")
 
     async def _stream_once(self) -> tuple[bool, str]:

@@ -102,3 +102,15 @@ def parse_time(value: Any) -> float | None:
     except ValueError:
         return None
     return t.timestamp() if t.tzinfo is not None else None
+
+
+def task_endpoints(app: AppState | None) -> frozenset[str]:
+    """The endpoints a falcon-agent in one of the app's tasks reports as: the task's host, its IPs."""
+    if app is None:
+        return frozenset()
+    out: set[str] = set()
+    for t in app.tasks.values():
+        if t.host:
+            out.add(t.host)
+        out.update(a for a in t.ip_addresses if a)
+    return frozenset(out)

@@ -42,8 +42,9 @@ import orjson
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from actuators.marathon_model import AppState
-from actuators.marathon_sse import SSEParser
+from actuators.marathon.errors import AppNotFound, Locked, Permanent, Transient
+from actuators.marathon.model import AppState
+from actuators.marathon.sse import SSEParser
 from policies.document import APP_ID_RE
 from policies.redact import redact_text, redact_url
 
@@ -98,44 +99,6 @@ class ClusterConfig:
             raw = f"{self.username}:{self.password}".encode()
             return "Basic " + base64.b64encode(raw).decode("ascii")
         return None
-
-
-class MarathonError(Exception):
-    def __init__(self, message: str, *, url: str | None = None) -> None:
-        super().__init__(redact_text(message))
-        self.url = None if url is None else redact_url(url)
-
-
-class Transient(MarathonError):
-    """Worth retrying: the cluster may answer later or on another URL.
-
-    `maybe_applied`: a write whose outcome is unknown (no reply within the timeout, the connection
-    dropped after the request went out, a 500 or 504): Marathon may have taken it, so it must not be
-    sent again before the app has been re-read (actuators/marathon_apply.py `settle`)."""
-
-    def __init__(self, message: str, *, url: str | None = None, maybe_applied: bool = False) -> None:
-        super().__init__(message, url=url)
-        self.maybe_applied = maybe_applied
-
-
-class Locked(Transient):
-    def __init__(self, message: str, deployments: list[str], *, url: str | None = None) -> None:
-        super().__init__(message, url=url)
-        self.deployments = deployments
-
-
-class Permanent(MarathonError):
-    """Retrying the same request cannot help. `status` 0: the request was refused before it was sent."""
-
-    def __init__(self, status: int, message: str, *, url: str | None = None, details: Any = None) -> None:
-        super().__init__(f"Marathon answered {status}: {message}" if status else message, url=url)
-        self.status = status
-        self.message = redact_text(message)
-        self.details = details
-
-
-class AppNotFound(Permanent):
-    pass
 
 
 @dataclass(frozen=True)
