@@ -29,14 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from oceand.store import SQLiteStore
 
 
-def _decision(job: str, status: str) -> dict[str, Any]:
-    return {
-        "job": job,
-        "at": 1_700_000_000.0,
-        "trigger": "bucket",
-        "current": 1,
-        "desired": 2,
-        "status": status,
+def _decision(job: str, status: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A decision and its first outcome (committed together)."""
+    return {"job": job, "at": 1_700_000_000.0, "trigger": "bucket", "current": 1, "desired": 2}, {
+        "status": status
     }
 
 
@@ -51,14 +47,14 @@ async def _round(folder: Path, mode: str, crowd: int) -> tuple[float, float, flo
         singles = []
         for i in range(20):
             started = time.perf_counter()
-            await store.commit("one", {"count": i}, _decision("one", "pending"))
+            await store.commit("one", {"count": i}, *_decision("one", "pending"))
             singles.append(time.perf_counter() - started)
         started = time.perf_counter()
-        others = [store.commit(f"j{k}", {"count": k}, _decision(f"j{k}", "dry-run")) for k in range(crowd)]
+        others = [store.commit(f"j{k}", {"count": k}, *_decision(f"j{k}", "dry-run")) for k in range(crowd)]
         tasks = [asyncio.ensure_future(c) for c in others]
         await asyncio.sleep(0)
         urgent_started = time.perf_counter()
-        await store.commit("urgent", {"count": 1}, _decision("urgent", "pending"))
+        await store.commit("urgent", {"count": 1}, *_decision("urgent", "pending"))
         urgent = time.perf_counter() - urgent_started
         await asyncio.gather(*tasks)
         return statistics.median(singles), urgent, time.perf_counter() - started

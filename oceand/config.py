@@ -561,6 +561,24 @@ class NotifySettings(Table):
         return self.falcon_api is not None
 
 
+class RedisSettings(Table):
+    """Redis (hot state and wake-ups in cluster mode; never the authority): oceand/cluster/hotstate.py,
+    docs/redis.md. Without `url` nothing uses Redis; with it, Redis down only degrades (/readyz says so)."""
+
+    url: str | None = None
+    socket_timeout: Annotated[Duration, Field(gt=0, le=60)] = 0.5
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
+            raise ValueError(f"{_show(v)} is not a redis://, rediss:// or unix:// URL")
+        return v
+
+
 class Config(Table):
     """The whole file. `path` is the file it came from (None for `default_config()`), `base_dir`
     the directory relative paths were resolved against."""
@@ -580,6 +598,7 @@ class Config(Table):
     notify: NotifySettings = Field(default_factory=dict, validate_default=True)
     auth: AuthSettings = Field(default_factory=dict, validate_default=True)
     history: HistorySettings = Field(default_factory=dict, validate_default=True)
+    redis: RedisSettings = Field(default_factory=dict, validate_default=True)
 
     _path: Path | None = PrivateAttr(default=None)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

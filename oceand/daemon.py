@@ -31,12 +31,14 @@ from actuators.marathon import (
 )
 from oceand import console
 from oceand.api import admin, ingest
+from oceand.api import templates as templates_api
 from oceand.api.auth import AUTHORITY, LIMITER, auth_middleware
 from oceand.api.auth import add_routes as add_auth_routes
 from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.auth import Authority, WriteLimiter, prune_audit
+from oceand.cluster.hotstate import HotState
 from oceand.config import Config
 from oceand.engine import Engine
 from oceand.health import Health
@@ -54,10 +56,19 @@ from oceand.store.base import Store, StoreError
 from oceand.systemd import Notifier as SystemdNotifier
 from oceand.warm import WarmStart
 from policies.document import JobDocument
-from policies.types import Decision
+from policies.types import ActuationOutcome, Decision
 
 log = logging.getLogger("oceand")
 AUDIT_PRUNE_INTERVAL = 3600.0  # seconds between prunings of the audit trail ([auth] audit_retention)
+CLUSTER_NAME = "oceand"  # the Redis key prefix's cluster; [cluster] name once the cluster config is there
+
+
+def hot_state(config: Config, metrics: Metrics) -> HotState | None:
+    """The Redis hot state and wake-ups (issue 14, docs/redis.md) when `[redis] url` is set."""
+    r = config.redis
+    if r.url is None:
+        return None
+    return HotState(r.url, CLUSTER_NAME, socket_timeout=r.socket_timeout, metrics=metrics)
 
 
 class Daemon:
@@ -89,6 +100,7 @@ class Daemon:
             dry_run=lambda: self.config.dry_run,
         )
         self.notifier = Notifier(config.notify, on_error=self._notify_error, on_event=self._notify_event)
+        self.hotstate = hot_state(config, self.metrics)
         self.engine = Engine(
             self.store,
             self.actuator_for,
@@ -136,6 +148,7 @@ class Daemon:
         self.jobs.status_parts["notify"] = self.notifier.status
         self.jobs.status_parts["warm_start"] = lambda name: self.warm.status(name) if self.warm else None
         self.health = Health(self.store, self.engine, self.metrics, self.clusters, lambda: self.config_loaded)
+        self.health.hotstate = self.hotstate
         self.runtime = Runtime(budget=lambda: self.config.stop_timeout)
         self.stop_event = self.runtime.stopping
         self._runners: list[web.AppRunner] = []
@@ -165,14 +178,15 @@ class Daemon:
             return f"no Marathon cluster {doc.target.cluster!r} is configured: the job runs dry"
         return None
 
-    async def _on_decision(self, doc: JobDocument, d: Decision) -> None:
-        for reason in d.reasons or ["None"]:
-            self.metrics.decisions.labels(reason, d.status).inc()
-        if d.status in ("applied", "failed") and "latency_ms" in d.result:
-            self.metrics.actuation.labels(doc.target.cluster).observe(float(d.result["latency_ms"]) / 1000)
-        if d.status == "failed" or (d.status == "pending" and "error" in d.result):
+    async def _on_decision(self, doc: JobDocument, d: Decision, outcome: ActuationOutcome) -> None:
+        status = outcome.api_status
+        for reason in [*d.reasons, *filter(None, [outcome.reason])] or ["None"]:
+            self.metrics.decisions.labels(reason, status).inc()
+        if status in ("applied", "failed") and outcome.latency_ms is not None:
+            self.metrics.actuation.labels(doc.target.cluster).observe(outcome.latency_ms / 1000)
+        if status == "failed" or (status == "pending" and outcome.error is not None):
             self.metrics.actuation_errors.labels(doc.target.cluster).inc()
-        self.notifier.submit(doc, d)
+        self.notifier.submit(doc, d, outcome)
 
     def _on_actuation(self, what: str) -> None:
         if what in ("landed", "not_landed"):
@@ -202,6 +216,7 @@ class Daemon:
         if self.config.ingest.listen is None:
             self._add_ingest_routes(app)
         admin.add_routes(app)
+        templates_api.add_routes(app)
         app.router.add_get("/api/v1/openapi.json", openapi)
         add_auth_routes(app)
         console.add_routes(app)  # the web console at /ui/ (PRODUCT §12)
@@ -265,6 +280,9 @@ class Daemon:
         rt = self.runtime
         await self.store.open()
         rt.on_stop("closing the store", lambda _: self.store.close())
+        if (hot := self.hotstate) is not None:
+            await hot.start()  # never fails: a Redis that does not answer starts degraded
+            rt.on_stop("closing Redis", lambda _: hot.close(), 0.05)
         await self.jobs.apply_files(self.config.jobs_dir)
         server = self.config.server
         self._runners.append(web.AppRunner(self.build_app(), **runner_options(server)))

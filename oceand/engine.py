@@ -7,13 +7,19 @@ One timer (a heap) serves every job and wakes due jobs in slices; an idle job (i
 an empty bucket and changed nothing) has its next empty buckets closed by the timer, without a wake.
 
 Commit order (never lose a decision, never scale twice): a decision that changes the count in active mode is
-committed as `pending` together with the job's next state in one transaction, then applied, then its
-outcome is written. Each write the apply sends is recorded first (an attempt, `pending` until its outcome is
-known). A write of unknown outcome (a crash, a timeout, a stop mid-call, a reload) is settled before the job
-sends anything again: landed (the app's deployments or `lastScalingAt` show it) means applied, not resent.
-After a crash, `pending` decisions are retried at once by their workers, which settle them that way and
-re-read the app before sending; a decision older than `stale_after` is re-read too, and is not sent when the
-app's count moved away from the one it was decided on.
+committed with a `pending` outcome together with the job's next state in one transaction, then applied,
+then its outcome is replaced (the decision itself never changes: its `ActuationOutcome` is a record of its
+own). Each write the apply sends is recorded first (an attempt, `pending` until its outcome is known). A
+write of unknown outcome (a crash, a timeout, a stop mid-call, a reload) is settled before the job sends
+anything again: landed (the app's deployments or `lastScalingAt` show it) means applied, not resent.
+A retry waiting after a transient failure and a block left by a permanent one are the job's
+`ActuationState`, written with the outcome and the job's state in one transaction, so a restart keeps
+them. After a crash, `pending` decisions are retried by their workers (at the retry time the state kept,
+else at once), which settle them that way and re-read the app before sending; a decision older than
+`stale_after` is re-read too, and is not sent when the app's count moved away from the one it was
+decided on.
+The outcome code (`_decided` to `_record`) is the seam where a fenced multi-daemon intent would wrap the
+apply: `_first_outcome`, `_apply` (one round: settle, send, outcome), `_supersede`, `_settle_older`.
 State changes without a decision (streak counts) are written behind in batches every `flush_interval`
 and at shutdown.
 """
@@ -29,9 +35,9 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from actuators.marathon import Actuator, AppView, Attempt, AttemptLog, MarathonError, Outcome, Permanent
@@ -45,7 +51,16 @@ from policies import schedule, warm
 from policies.alarm import alarm_matches
 from policies.backoff import Backoff
 from policies.document import AlarmRule, JobDocument, PredictiveRule
-from policies.types import ACTUATION_FAILED, AlarmEvent, Decision, Fire, JobState, Observation
+from policies.types import (
+    ActuationOutcome,
+    ActuationState,
+    AlarmEvent,
+    Decision,
+    Fire,
+    JobState,
+    Observation,
+    OutcomeStatus,
+)
 
 log = logging.getLogger("oceand.engine")
 
@@ -58,8 +73,20 @@ class Stopping(AppUnknown):
     """The daemon stopped before a queued or running manual scale was done."""
 
 
+class Decided(NamedTuple):
+    """A decision as stored (with its id, when it was worth storing) and what became of it so far."""
+
+    decision: Decision
+    outcome: ActuationOutcome
+
+    def view(self) -> dict[str, Any]:
+        """As the API shows it: the decision's fields, `status` / `result` (derived) and `outcome`."""
+        return self.outcome.view(self.decision.to_json())
+
+
 Clock = Callable[[], float]
-Hook = Callable[[JobDocument, Decision], Awaitable[None] | None]
+Hook = Callable[[JobDocument, Decision, ActuationOutcome], Awaitable[None] | None]
+NO_OUTCOME = ActuationOutcome()
 UNKNOWN_APP_TTL = 10.0  # seconds alarms do not ask Marathon again for an app that could not be read
 # Due jobs woken per event-loop iteration: thousands of jobs whose buckets share a deadline are woken in
 # slices, so the loop serves requests (/healthz, pushes) between them instead of stalling for all of them.
@@ -75,7 +102,7 @@ FLUSH_CHUNK = 500  # states written behind handed to the store at once (it group
 class Manual:
     instances: int
     reason: str
-    done: asyncio.Future[Decision]
+    done: asyncio.Future[Decided]
 
 
 @dataclass(slots=True)
@@ -88,12 +115,12 @@ class JobRuntime:
     events: deque[Manual] = field(default_factory=deque)  # manual scales: each waits on its API request
     alarms: dict[str, AlarmEvent] = field(default_factory=dict)  # alarm rule -> its newest queued alarm
     task: asyncio.Task[None] | None = None
-    blocked: str | None = None  # a permanent actuation failure: no more applies until the document changes
-    last_decision: dict[str, Any] | None = None
-    retry_at: float | None = None  # a transient failure's next retry
-    retry: Decision | None = None
+    # retry and block, persisted with the state (a restart keeps them); see Engine._state_json
+    actuation: ActuationState = field(default_factory=ActuationState)
+    last_decision: dict[str, Any] | None = None  # the newest stored decision as the API shows it
+    retry: Decision | None = None  # the pending decision `actuation.retry` names, tried again at retry_at
     # superseded decisions whose last write's outcome is unknown: settled before the job sends again
-    unsettled: list[tuple[Decision, AttemptLog]] = field(default_factory=list)
+    unsettled: list[tuple[Decision, ActuationOutcome, AttemptLog]] = field(default_factory=list)
     wake_at: float = math.inf  # the worker's timer (Engine._timers): when it is to be woken next
     idle: tuple[JobDocument, str] | None = None  # (document, mode) of an idle job (Engine._idle_key)
     steps: int = 0  # whole worker steps run: what a test waits on to see that a step found nothing to do
@@ -101,6 +128,23 @@ class JobRuntime:
     @property
     def name(self) -> str:
         return self.doc.job
+
+    @property
+    def blocked(self) -> str | None:
+        """A permanent actuation failure: no more applies until the document changes."""
+        return self.actuation.blocked
+
+    @property
+    def retry_at(self) -> float | None:
+        """When the decision waiting after a transient failure is tried again."""
+        return self.actuation.retry_at if self.retry is not None else None
+
+    @retry_at.setter
+    def retry_at(self, at: float | None) -> None:
+        """Set after `retry` (`rt.retry, rt.retry_at = decision, t`; None, None clears): the persisted
+        `actuation` follows."""
+        retry = self.retry.id if self.retry is not None and at is not None else None
+        self.actuation = replace(self.actuation, retry=retry, retry_at=None if retry is None else at)
 
 
 class Engine:
@@ -142,6 +186,7 @@ class Engine:
         self.stale_after = stale_after  # a decision applied later than this after it was taken is re-read
         self.on_actuation = on_actuation  # counts settle / stale outcomes (metrics)
         self._logs: dict[int, AttemptLog] = {}  # pending decision id -> its writes
+        self._outcomes: dict[int, ActuationOutcome] = {}  # pending decision id -> its outcome so far
         self._applying: dict[str, Decision] = {}  # job -> the decision its worker is applying now
         self.limits = limits if limits is not None else IngestLimits()
         self.ingestor = Ingestor(limits=self.limits)
@@ -176,6 +221,7 @@ class Engine:
                 continue
             assert decision.id is not None
             self._logs[decision.id] = await self._load_attempts(rt.name, decision.id)
+            self._outcomes[decision.id] = ActuationOutcome.from_json(d.get("outcome"))
             older = newest.get(decision.job)
             if older is not None:  # only the newest pending decision of a job still means anything
                 await self._supersede(rt, older, decision)
@@ -188,7 +234,10 @@ class Engine:
         now = self.clock()
         if rt is not None:
             old = rt.doc
-            rt.doc, rt.version, rt.blocked = doc, version, None
+            rt.doc, rt.version = doc, version
+            if rt.actuation.blocked is not None:  # a changed document may be applied again
+                rt.actuation = _unblocked(rt.actuation)
+                self._dirty.add(doc.job)
             if (old.period, [(r.name, r.aggregate) for r in old.metric_rules()]) != (
                 doc.period,
                 [(r.name, r.aggregate) for r in doc.metric_rules()],
@@ -198,11 +247,16 @@ class Engine:
             rt.wake.set()
             self._upserted(doc.job)
             return rt
-        state = JobState.from_json(await self.store.load_state(doc.job))
+        stored = await self.store.load_state(doc.job)
+        state = JobState.from_json(stored)
+        actuation = ActuationState.from_json((stored or {}).get("actuation"))
         if state.created_at is None:
             state.created_at = now
             self._dirty.add(doc.job)
-        rt = JobRuntime(doc, version, self._new_buckets(doc, now), state)
+        if actuation.blocked is not None and actuation.blocked_version != version:
+            actuation = _unblocked(actuation)  # blocked at another version of the document
+            self._dirty.add(doc.job)
+        rt = JobRuntime(doc, version, self._new_buckets(doc, now), state, actuation=actuation)
         if state.last_bucket is not None:  # a bucket closed before a restart is not evaluated again
             if state.last_bucket <= rt.buckets.closed_upto:
                 rt.buckets.closed_upto = max(rt.buckets.closed_upto, state.last_bucket + int(doc.period))
@@ -330,9 +384,9 @@ class Engine:
         if self.on_alarm_dropped is not None:
             self.on_alarm_dropped(reason)
 
-    async def manual(self, name: str, instances: int, reason: str) -> Decision:
+    async def manual(self, name: str, instances: int, reason: str) -> Decided:
         rt = self.jobs[name]
-        fut: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Decided] = asyncio.get_running_loop().create_future()
         rt.events.append(Manual(instances, reason, fut))
         rt.wake.set()
         return await fut
@@ -508,8 +562,9 @@ class Engine:
 
     async def _step(self, rt: JobRuntime) -> None:
         now = self.clock()
-        if rt.retry is not None and rt.retry_at is not None and now >= rt.retry_at:
-            d, rt.retry, rt.retry_at = rt.retry, None, None
+        retry_at = rt.retry_at
+        if rt.retry is not None and retry_at is not None and now >= retry_at:
+            d, rt.retry = rt.retry, None
             await self._apply(rt, d, reread=True)
         for closed in rt.buckets.due(now):
             await self._evaluate_bucket(rt, closed)
@@ -571,10 +626,10 @@ class Engine:
         )
         windows = schedule.active_windows(rt.doc, obs.now, self.default_tz)
         decision, state = policy.evaluate(rt.doc, obs, rt.state, mode=self.mode(rt), windows=windows)
-        await self._decided(rt, decision, state)
+        did = (await self._decided(rt, decision, state)).decision.id
         if self.history is not None:
             self.history.record(
-                rt.name, closed.start, values, view.ready, view.running, decision.desired, decision.id
+                rt.name, closed.start, values, view.ready, view.running, decision.desired, did
             )
 
     async def _alarm(self, rt: JobRuntime, event: AlarmEvent) -> None:
@@ -616,7 +671,7 @@ class Engine:
             return
         await self._decided(rt, decision, state)
 
-    async def _manual(self, rt: JobRuntime, m: Manual) -> Decision:
+    async def _manual(self, rt: JobRuntime, m: Manual) -> Decided:
         view = await self._known_view(rt)  # read now, whatever the alarms' negative cache holds
         if view is None:
             raise AppUnknown(f"the state of app {rt.doc.target.app!r} cannot be read now; try again")
@@ -677,30 +732,17 @@ class Engine:
 
     async def _decided(
         self, rt: JobRuntime, decision: Decision, state: JobState, *, always_store: bool = False
-    ) -> Decision:
-        mode = decision.mode
+    ) -> Decided:
         previous, rt.state = rt.state, state
         if not (always_store or self._worth_storing(decision)):
             if self._worth_flushing(rt, previous, state):
                 self._dirty.add(rt.name)
-            return decision
-        if decision.changes and mode == "active" and rt.blocked is None:
-            decision.status = "pending"
-        elif decision.changes and mode == "active":
-            decision.status = "failed"
-            decision.result = {"error": rt.blocked, "blocked": True}
-            decision.reasons.append(ACTUATION_FAILED)
-        elif decision.changes and mode == "dry-run":
-            decision.status = "dry-run"
-            why = self.dry_reason(rt.doc)
-            if why:
-                decision.result = {"note": why}
-        elif mode == "paused":
-            decision.status = "paused"
-        else:
-            decision.status = "none"
+            return Decided(decision, NO_OUTCOME)
+        outcome = self._first_outcome(rt, decision)
         try:
-            decision.id = did = await self.store.commit(rt.name, state.to_json(), decision.to_json())
+            did = await self.store.commit(
+                rt.name, self._state_json(rt), decision.to_json(), outcome.to_json()
+            )
         except StoreError as e:
             # Not recorded, so never applied. A change leaves the job's state as it was (streaks, count,
             # cooldown), so the job decides again at its next bucket, alarm or fire once writes succeed.
@@ -717,16 +759,42 @@ class Engine:
                 extra={"event": "decision_not_recorded", "job": rt.name, "trigger": decision.trigger},
             )
             raise
-        if decision.status == "pending" and did is not None:
+        decision = decision._replace(id=did)
+        self._dirty.discard(rt.name)
+        if outcome.status == "pending" and did is not None:
             self._logs[did] = self._attempt_log(rt.name, did)
+            self._outcomes[did] = outcome
             if rt.retry is not None:
                 await self._supersede(rt, rt.retry, decision)
-        self._dirty.discard(rt.name)
-        if decision.status == "pending":
-            await self._apply(rt, decision)
+            outcome = await self._apply(rt, decision)
         else:
-            await self._after(rt, decision)
-        return decision
+            await self._after(rt, decision, outcome)
+        return Decided(decision, outcome)
+
+    def _first_outcome(self, rt: JobRuntime, decision: Decision) -> ActuationOutcome:
+        """The outcome a decision is committed with: `pending` when it is to be applied now."""
+        mode = decision.mode
+        if decision.changes and mode == "active" and rt.actuation.blocked is None:
+            return ActuationOutcome("pending")
+        if decision.changes and mode == "active":
+            return ActuationOutcome("failed", error=rt.actuation.blocked, detail={"blocked": True})
+        if decision.changes and mode == "dry-run":
+            why = self.dry_reason(rt.doc)
+            return ActuationOutcome("dry-run", detail={"note": why} if why else {})
+        return ActuationOutcome("paused" if mode == "paused" else "none")
+
+    def _state_json(self, rt: JobRuntime) -> dict[str, Any]:
+        """The job's state as stored: its `JobState` and, when there is one, its `ActuationState`."""
+        out = rt.state.to_json()
+        act = rt.actuation
+        if act.retry is not None or act.blocked is not None:
+            out["actuation"] = act.to_json()
+        return out
+
+    async def _record(self, rt: JobRuntime, decision_id: int, outcome: ActuationOutcome) -> None:
+        """Replace a decision's outcome, with the job's state (and its retry / block) in one transaction."""
+        await self.store.record_outcome(decision_id, rt.name, outcome.to_json(), self._state_json(rt))
+        self._dirty.discard(rt.name)
 
     def _attempt_log(self, job: str, decision_id: int, attempts: list[Attempt] | None = None) -> AttemptLog:
         async def record(a: Attempt) -> None:
@@ -742,7 +810,7 @@ class Engine:
         if self.on_actuation is not None:
             self.on_actuation(what)
 
-    async def _apply(self, rt: JobRuntime, decision: Decision, *, reread: bool = False) -> None:
+    async def _apply(self, rt: JobRuntime, decision: Decision, *, reread: bool = False) -> ActuationOutcome:
         """Send a pending decision's count; every write is recorded (an attempt) before it goes out.
 
         Before anything is sent: writes of unknown outcome of this job are settled (one that landed
@@ -774,33 +842,28 @@ class Engine:
             outcome = Outcome("failed", {"error": f"{type(e).__name__}: {e}"})
         finally:
             self._applying.pop(rt.name, None)
-        outcome.result.setdefault("latency_ms", round((time.monotonic() - started) * 1000, 3))
-        tries = int(decision.result.get("tries", 0)) + 1
-        outcome.result["tries"] = tries
-        outcome.result["attempts"] = len(attempts.attempts) if attempts else 0  # writes of this decision
-        decision.result = outcome.result
-        if outcome.status == "applied":
-            decision.status = "applied"
-            rt.retry, rt.retry_at = None, None
-        elif stale:  # superseded by what the app has become; the next decision starts from there
-            decision.status = "failed"
-            rt.retry, rt.retry_at = None, None
-        elif outcome.permanent:
-            decision.status = "failed"
-            rt.blocked = str(outcome.result.get("error", "failed"))
-            if ACTUATION_FAILED not in decision.reasons:
-                decision.reasons.append(ACTUATION_FAILED)
+        latency = round((time.monotonic() - started) * 1000, 3)
+        prev = self._outcomes.get(decision.id, NO_OUTCOME)
+        writes = len(attempts.attempts) if attempts else 0  # writes of this decision
+        new = _outcome(outcome, stale, latency, prev.tries + 1, writes)
+        act = rt.actuation
+        if new.status == "pending":  # transient: retried with backoff; a newer decision replaces it
+            delay = self.retry_backoff.delay(new.tries - 1)
+            new = replace(new, retry_at=self.clock() + delay)
+            rt.retry, rt.actuation = decision, replace(act, retry=decision.id, retry_at=new.retry_at)
+            self._outcomes[decision.id] = new
         else:
-            # transient: keep it pending and retry with backoff; a newer decision replaces it
-            delay = self.retry_backoff.delay(tries - 1)
-            rt.retry, rt.retry_at = decision, self.clock() + delay
-            if ACTUATION_FAILED not in decision.reasons:
-                decision.reasons.append(ACTUATION_FAILED)
-            decision.status = "pending"
-        if decision.status != "pending":
+            if act.retry == decision.id:
+                act = replace(act, retry=None, retry_at=None)
+            if outcome.permanent and not stale:  # refused: nothing is applied until the document changes
+                error = new.error or "failed"
+                act = replace(act, blocked=error, blocked_version=rt.version, blocked_by=decision.id)
+            rt.actuation = act
             self._logs.pop(decision.id, None)
-        await self.store.update_decision(decision.id, decision.status, decision.result, decision.reasons)
-        await self._after(rt, decision)
+            self._outcomes.pop(decision.id, None)
+        await self._record(rt, decision.id, new)
+        await self._after(rt, decision, new)
+        return new
 
     async def _settle_and_send(
         self, rt: JobRuntime, actuator: Actuator, decision: Decision, attempts: AttemptLog, reread: bool
@@ -837,20 +900,17 @@ class Engine:
         landed makes its decision applied; the decision at hand is then re-read before it is sent.
         Raises (a transient failure for the decision at hand) when the app cannot be read."""
         while rt.unsettled:
-            old, attempts = rt.unsettled[0]
+            old, outcome, attempts = rt.unsettled[0]
             settled = await actuator.settle(rt.doc, attempts)
             self._count("landed" if settled.landed else "not_landed")
             rt.unsettled.pop(0)
             if settled.landed:
-                old.status = "applied"
-                old.result = dict(
-                    old.result,
-                    settled=f"a write of this decision landed ({settled.evidence}) after it was superseded",
-                    landed=settled.evidence,
-                    observed=settled.instances,
+                note = f"a write of this decision landed ({settled.evidence}) after it was superseded"
+                detail = dict(
+                    outcome.detail, settled=note, landed=settled.evidence, observed=settled.instances
                 )
                 assert old.id is not None
-                await self.store.update_decision(old.id, old.status, old.result)
+                await self._record(rt, old.id, replace(outcome, status="applied", detail=detail))
                 log.info(
                     "job %s: superseded decision %s was applied after all (%s)",
                     rt.name,
@@ -862,26 +922,31 @@ class Engine:
     async def _supersede(self, rt: JobRuntime, old: Decision, new: Decision) -> None:
         """A decision still retrying is replaced by a newer one: it will never be sent again. A write of
         it whose outcome is unknown is settled before the job sends anything (`_settle_older`)."""
-        rt.retry, rt.retry_at = None, None
-        old.status = "failed"
-        old.result = dict(old.result, superseded_by=new.id)
         assert old.id is not None
+        rt.retry = None
+        if rt.actuation.retry == old.id:
+            rt.actuation = replace(rt.actuation, retry=None, retry_at=None)
+        prev = self._outcomes.pop(old.id, ActuationOutcome("pending"))
+        outcome = replace(prev, status="superseded", superseded_by=new.id, retry_at=None)
         attempts = self._logs.pop(old.id, None)
         if attempts is not None and attempts.unresolved():
-            rt.unsettled.append((old, attempts))
-        await self.store.update_decision(old.id, old.status, old.result, old.reasons)
+            rt.unsettled.append((old, outcome, attempts))
+        await self._record(rt, old.id, outcome)
 
     def _settle_pending(self, rt: JobRuntime, decision: Decision) -> None:
-        """A decision left pending by a crash or a stop: its worker retries it at once, settling its
-        writes of unknown outcome and re-reading the app before anything is sent (`_apply`)."""
-        rt.retry, rt.retry_at = decision, self.clock()
+        """A decision left pending by a crash or a stop: its worker retries it at the retry time its
+        state kept (at once when it kept none: a write was cut off), settling its writes of unknown
+        outcome and re-reading the app before anything is sent (`_apply`)."""
+        act, now = rt.actuation, self.clock()
+        at = act.retry_at if act.retry == decision.id and act.retry_at is not None else now
+        rt.retry, rt.actuation = decision, replace(act, retry=decision.id, retry_at=at)
         rt.wake.set()
 
-    async def _after(self, rt: JobRuntime, decision: Decision) -> None:
-        rt.last_decision = decision.to_json()
+    async def _after(self, rt: JobRuntime, decision: Decision, outcome: ActuationOutcome) -> None:
+        rt.last_decision = outcome.view(decision.to_json())
         log_decision(log, rt.last_decision)
         if self.on_decision is not None:
-            res = self.on_decision(rt.doc, decision)
+            res = self.on_decision(rt.doc, decision, outcome)
             if res is not None:
                 await res
 
@@ -909,7 +974,7 @@ class Engine:
     async def _write_state(self, name: str) -> None:
         rt = self.jobs.get(name)
         if rt is not None:
-            await self.store.commit(name, rt.state.to_json(), None)
+            await self.store.commit(name, self._state_json(rt))
 
     def _worth_flushing(self, rt: JobRuntime, old: JobState, new: JobState) -> bool:
         """Whether a state changed without a decision must be written behind. Not when only `last_bucket`
@@ -1050,10 +1115,37 @@ class Engine:
                 "series_limit": self.limits.max_series_per_job,
             },
             "windows": [{"rule": w.rule, "start": w.start, "end": w.end} for w in windows],
-            "blocked": rt.blocked,
+            "blocked": rt.actuation.blocked,
             "retry_at": rt.retry_at,
             "last_decision": rt.last_decision,
         }
+
+
+def _unblocked(act: ActuationState) -> ActuationState:
+    return replace(act, blocked=None, blocked_version=None, blocked_by=None)
+
+
+_OUTCOME_KEYS = ("deployment_id", "version", "error", "latency_ms")
+
+
+def _outcome(applied: Outcome, stale: bool, latency_ms: float, tries: int, writes: int) -> ActuationOutcome:
+    """The record of one apply round, from what the actuator answered (`applied.result`: deployment id,
+    version, error, and details such as url, unknown, landed, settled, stale)."""
+    detail = dict(applied.result)
+    known = {k: detail.pop(k) for k in _OUTCOME_KEYS if k in detail}
+    status: OutcomeStatus = "applied" if applied.status == "applied" else "pending"
+    if applied.status != "applied" and (stale or applied.permanent):
+        status = "failed"
+    return ActuationOutcome(
+        status,
+        deployment_id=None if known.get("deployment_id") is None else str(known["deployment_id"]),
+        version=None if known.get("version") is None else str(known["version"]),
+        latency_ms=float(known.get("latency_ms", latency_ms)),
+        error=None if known.get("error") is None else str(known["error"]),
+        attempts=writes,
+        tries=tries,
+        detail=detail,
+    )
 
 
 def _same_state(a: JobState, b: JobState) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from actuators.marathon import ClusterRuntime
+from oceand.cluster.hotstate import HotState
 from oceand.engine import Engine
 from oceand.metrics import Metrics
 from oceand.store.base import Store
@@ -31,9 +32,12 @@ class Health:
         self.metrics = metrics
         self.clusters = clusters  # the daemon's own mapping: a reload of [marathon.*] replaces its values
         self.config_loaded = config_loaded
+        self.hotstate: HotState | None = None  # [redis] url: reported, never a reason for 503
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """/readyz: the store answers a query and its writes succeed (see `probe`)."""
+        """/readyz: the store answers a query and its writes succeed (see `probe`). With `[redis]`, also
+        `"redis": "ok"` or `"degraded"` with `redis_reason`; Redis down does not make the daemon unready
+        (it is never the authority: leases, intents and decisions are in the store; docs/redis.md)."""
         answers = await self.store.ping()
         health = self.store.health
         self.metrics.store_writable.set(1 if health.writable else 0)
@@ -45,6 +49,8 @@ class Health:
             "config": self.config_loaded(),
             "jobs": len(self.engine.jobs),
         }
+        if self.hotstate is not None:
+            body.update(self.hotstate.status())
         if not answers:
             body["reason"] = f"store {self.store.url} does not answer"
         elif not health.writable:

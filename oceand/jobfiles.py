@@ -8,6 +8,12 @@ files is an error naming both.
 
 TOML and YAML have native date-times (`start = 2016-10-01T07:00:00`); they are read as ISO 8601
 strings, the form the job document takes in JSON.
+
+Templates (PRODUCT §13) as files: `<dir>/templates/<name>.json|toml|yaml|yml`, one template per file,
+named by the file name. A job file that names a template (`template = "web-default"`) is laid over
+the template of that name in `<dir>/templates/` (a job file names only templates kept as files, so the
+whole directory is checked offline by `oceand check`); the effective document is validated like any
+other and a problem is reported with the job file's path.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +30,34 @@ import yaml
 
 from oceand.config import ConfigError, ConfigProblem, toml_error
 from policies.document import DocumentError, JobDocument, parse_job
+from policies.templates import TemplateError, check_name, check_template, compose
 
 SUFFIXES = (".json", ".toml", ".yaml", ".yml")
 MAX_FILE_BYTES = 1024 * 1024
+TEMPLATES_DIR = "templates"  # <jobs.dir>/templates/<name>.<suffix>: one template per file
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateFile:
+    path: Path
+    name: str
+    doc: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class JobFile:
+    """A job file: its effective document, and the template it names with its own fields (or None)."""
+
+    path: Path
+    doc: JobDocument
+    template: str | None = None
+    own: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobTree:
+    templates: list[TemplateFile]
+    jobs: list[JobFile]
 
 
 def job_file_paths(directory: Path) -> list[Path]:
@@ -39,8 +71,47 @@ def job_file_paths(directory: Path) -> list[Path]:
 
 def load_job_files(directory: Path) -> list[tuple[Path, JobDocument]]:
     """Read and validate every job file in `directory`; raise ConfigError listing every problem."""
+    return [(f.path, f.doc) for f in load_job_tree(directory).jobs]
+
+
+def load_job_tree(directory: Path) -> JobTree:
+    """The templates of `directory/templates/` and the job files of `directory`, validated (job files
+    that name a template laid over it); ConfigError listing every problem of every file."""
+    paths = _listing(directory)
+    problems: list[ConfigProblem] = []
+    templates: dict[str, TemplateFile] = {}
+    folder = directory / TEMPLATES_DIR
+    if folder.is_dir():
+        for path in _listing(folder):
+            try:
+                templates[path.stem] = _load_template_file(path)
+            except ConfigError as e:
+                problems.extend(e.problems)
+    loaded: list[JobFile] = []
+    first_file: dict[str, Path] = {}
+    for path in paths:
+        try:
+            job = _load_job(path, templates)
+        except ConfigError as e:
+            problems.extend(e.problems)
+            continue
+        if job.doc.job in first_file:
+            problems.append(
+                ConfigProblem(
+                    str(path), "job", f"job {job.doc.job!r} is also defined in {first_file[job.doc.job]}"
+                )
+            )
+            continue
+        first_file[job.doc.job] = path
+        loaded.append(job)
+    if problems:
+        raise ConfigError(problems)
+    return JobTree(sorted(templates.values(), key=lambda t: t.name), loaded)
+
+
+def _listing(directory: Path) -> list[Path]:
     try:
-        paths = job_file_paths(directory)
+        return job_file_paths(directory)
     except FileNotFoundError:
         raise ConfigError.one(directory, "(directory)", "no such directory") from None
     except NotADirectoryError:
@@ -48,29 +119,39 @@ def load_job_files(directory: Path) -> list[tuple[Path, JobDocument]]:
     except OSError as e:
         raise ConfigError.one(directory, "(directory)", f"cannot list: {e.strerror or e}") from None
 
-    problems: list[ConfigProblem] = []
-    loaded: list[tuple[Path, JobDocument]] = []
-    first_file: dict[str, Path] = {}
-    for path in paths:
-        try:
-            doc = load_job_file(path)
-        except ConfigError as e:
-            problems.extend(e.problems)
-            continue
-        if doc.job in first_file:
-            problems.append(
-                ConfigProblem(str(path), "job", f"job {doc.job!r} is also defined in {first_file[doc.job]}")
-            )
-            continue
-        first_file[doc.job] = path
-        loaded.append((path, doc))
-    if problems:
-        raise ConfigError(problems)
-    return loaded
+
+def _load_template_file(path: Path) -> TemplateFile:
+    try:
+        name = check_name(path.stem)
+        return TemplateFile(path, name, check_template(_read_data(path)))
+    except TemplateError as e:
+        raise ConfigError(
+            [ConfigProblem(str(path), err["path"], err["message"]) for err in e.errors]
+        ) from None
+
+
+def _load_job(path: Path, templates: dict[str, TemplateFile]) -> JobFile:
+    data = _read_data(path)
+    if not isinstance(data, dict) or "template" not in data:
+        return JobFile(path, _parse(path, data))
+    name = data["template"]
+    template = templates.get(name) if isinstance(name, str) else None
+    if template is None:
+        raise ConfigError.one(
+            path,
+            "template",
+            f"no template {str(name)[:200]!r} in {path.parent / TEMPLATES_DIR} (job files name templates kept as files)",
+        )
+    return JobFile(path, _parse(path, compose(data, template.doc)), template.name, data)
 
 
 def load_job_file(path: Path) -> JobDocument:
     """Read and validate one job file (format by suffix); raise ConfigError naming every bad field."""
+    return _parse(path, _read_data(path))
+
+
+def _read_data(path: Path) -> Any:
+    """The data of one JSON, TOML or YAML file (date-times as ISO 8601 strings); ConfigError if unreadable."""
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
         raise ConfigError.one(
@@ -87,7 +168,10 @@ def load_job_file(path: Path) -> JobDocument:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError.one(path, "(file)", f"not UTF-8 text (byte {e.start})") from None
-    data = _plain(reader(str(path), text))
+    return _plain(reader(str(path), text))
+
+
+def _parse(path: Path, data: Any) -> JobDocument:
     try:
         return parse_job(data)
     except DocumentError as e:

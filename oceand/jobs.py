@@ -5,6 +5,10 @@ runtime objects. Each write stores the document's new version, hands it to the e
 Marathon clusters (watch the job's app) and the LB manager; writes are serialized. A document identical
 to the job's present one changes nothing (same version; the job's buckets, state and any block go on).
 Recording who did what (the audit trail) stays with the caller, who knows the principal.
+
+Templates (PRODUCT §13, oceand/templates.py) share the service's lock: a job written with a template
+keeps its link (`Composed`), one written without loses it, a mode change goes into a templated job's
+own fields, and a template change writes every job naming it in one transaction.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from typing import Any
 
 from actuators.marathon import ClusterRuntime
 from oceand.auth import audit
-from oceand.engine import Engine, JobRuntime
-from oceand.jobfiles import load_job_files
+from oceand.config import ConfigError, ConfigProblem
+from oceand.engine import Decided, Engine, JobRuntime
+from oceand.jobfiles import load_job_tree
 from oceand.lbmanager import LBManager
 from oceand.store.base import Store
+from oceand.templates import Composed, Refused, Templates
 from policies.document import JobDocument, dump_job
-from policies.types import Decision
 
 log = logging.getLogger("oceand")
 
@@ -63,6 +68,7 @@ class JobsService:
         self._lock = asyncio.Lock()
         # more parts of a job's status, by key (the notifier's refusals, the warm start), from the daemon
         self.status_parts: dict[str, Callable[[str], Any]] = {}
+        self.templates = Templates(store, self._lock, self._written)
 
     # ---- reading ---------------------------------------------------------------------------------
     def __contains__(self, name: object) -> bool:
@@ -89,28 +95,42 @@ class JobsService:
         return Job(rt.doc, rt.version, self.engine.mode(rt), self.engine.dry_run_reason(rt.doc))
 
     # ---- writing ---------------------------------------------------------------------------------
-    async def create(self, doc: JobDocument) -> int:
-        """Store a new job; JobExists when one of that name exists."""
+    async def create(self, doc: JobDocument, composed: Composed | None = None) -> int:
+        """Store a new job (naming a template when `composed` says so); JobExists when one of that name
+        exists."""
         async with self._lock:
             if doc.job in self.engine.jobs:
                 raise JobExists(doc.job)
-            return await self._put(doc)
+            return await self._put(doc, composed)
 
-    async def replace(self, doc: JobDocument) -> int:
-        """Store `doc` as the job's next version (or its first); an identical document keeps the version."""
+    async def replace(self, doc: JobDocument, composed: Composed | None = None) -> int:
+        """Store `doc` as the job's next version (or its first); an identical document naming the same
+        template with the same own fields (or none) keeps the version."""
         async with self._lock:
             rt = self.engine.jobs.get(doc.job)
             if rt is not None and rt.doc == doc:
-                return rt.version
-            return await self._put(doc)
+                link = await self.templates.link(doc.job)
+                c = composed if composed is not None else Composed(None)
+                if (link is None and c.template is None) or (
+                    link is not None and (link.template, link.own) == (c.template, c.own)
+                ):
+                    return rt.version
+            return await self._put(doc, composed)
 
     async def set_mode(self, name: str, mode: str) -> int:
-        """The job's document with `mode`: a new version, unless it had that mode. KeyError: no such job."""
-        async with self._lock:
-            rt = self.engine.jobs[name]
-            if rt.doc.mode == mode:
-                return rt.version
-            return await self._put(rt.doc.model_copy(update={"mode": mode}))
+        """The job's document with `mode` (a job naming a template: in its own fields): a new version,
+        unless it had that mode. KeyError: no such job."""
+
+        def pick(names: list[str]) -> list[str]:
+            if name not in names:
+                raise KeyError(name)
+            return [name]
+
+        return (await self.templates.set_modes(self.view, pick, mode))[name][1]
+
+    def view(self) -> dict[str, tuple[JobDocument, int]]:
+        """{job: (document, version)} as the engine runs them (read it under the lock to write from it)."""
+        return {name: (rt.doc, rt.version) for name, rt in self.engine.jobs.items()}
 
     async def delete(self, name: str) -> None:
         async with self._lock:
@@ -118,37 +138,97 @@ class JobsService:
             await self.engine.remove(name)
             self._changed(name, None)
 
-    async def scale(self, name: str, instances: int, reason: str) -> Decision:
+    async def scale(self, name: str, instances: int, reason: str) -> Decided:
         """A manual scale (PRODUCT §5): decided and applied like any decision. AppUnknown when the app
         cannot be read."""
         return await self.engine.manual(name, instances, reason)
 
-    async def _put(self, doc: JobDocument) -> int:
-        version = await self.store.put_job(doc.job, dump_job(doc))
+    async def _put(self, doc: JobDocument, composed: Composed | None = None) -> int:
+        version = await self.templates.put_job_locked(doc, composed)
+        await self._written(doc, version)
+        return version
+
+    async def _written(self, doc: JobDocument, version: int) -> None:
+        """A job's new version is stored (under the lock): the engine and the actuators take it."""
         await self.engine.upsert(doc, version)
         self._changed(doc.job, doc)
-        return version
 
     # ---- the whole set: start, reload ------------------------------------------------------------
     async def apply_files(self, jobs_dir: str | Path | None) -> None:
-        """Store the documents of `[jobs] dir` that differ from the stored ones (audited as `local`)."""
+        """Store what `[jobs] dir` holds and the store does not (audited as `local`): templates first
+        (each re-validates and rewrites the jobs naming it, API jobs too), then the jobs with their links.
+        The caller holds the lock or runs before the engine loads; the engine takes the new versions from
+        the store. A template that would break a job is a ConfigError naming the file and the jobs."""
         if jobs_dir is None:
             return
-        for path, doc in load_job_files(Path(jobs_dir)):
-            stored = await self.store.get_job(doc.job)
-            if stored is None or stored.doc != dump_job(doc):
-                version = await self.store.put_job(doc.job, dump_job(doc))
-                log.info("job %s applied from %s (version %d)", doc.job, path, version)
-                before = None if stored is None else stored.version
-                action = "job.create" if stored is None else "job.replace"
+        tree = load_job_tree(Path(jobs_dir))
+        for t in tree.templates:
+            source = f"file:{t.path}"[:200]
+            try:
+                plan, version, versions = await self.templates.put_locked(t.name, t.doc, dry_run=False)
+            except Refused as e:
+                problems = [ConfigProblem(str(t.path), "(template)", e.message)]
+                problems += [
+                    ConfigProblem(str(t.path), f"{x['job']}: {x['path']}", x["message"]) for x in e.details
+                ]
+                raise ConfigError(problems) from None
+            if plan.noop:
+                continue
+            log.info("template %s applied from %s (version %s)", t.name, t.path, version)
+            action = "template.create" if plan.before is None else "template.replace"
+            detail = {"template": t.name, "version": version}
+            await audit(self.store, self.clock(), "local", source, action, None, None, None, detail)
+            for c in plan.jobs:
+                changes = {"template": t.name, "template_version": version, "changes": c.public()["changes"]}
+                after = versions[c.job]
                 await audit(
-                    self.store, self.clock(), "local", f"file:{path}"[:200], action, doc.job, before, version
+                    self.store,
+                    self.clock(),
+                    "local",
+                    source,
+                    "job.template",
+                    c.job,
+                    c.version,
+                    after,
+                    changes,
                 )
+        links = {link.job: link for link in await self.store.job_links()}
+        for f in tree.jobs:
+            doc = f.doc
+            stored = await self.store.get_job(doc.job)
+            link = links.get(doc.job)
+            same = (
+                (link.template, link.own) == (f.template, f.own) if link is not None else f.template is None
+            )
+            if stored is not None and stored.doc == dump_job(doc) and same:
+                continue
+            try:
+                version = await self.templates.put_job_locked(doc, Composed(None, f.template, f.own))
+            except Refused as e:
+                raise ConfigError.one(f.path, "template", e.message) from None
+            log.info("job %s applied from %s (version %d)", doc.job, f.path, version)
+            before = None if stored is None else stored.version
+            action = "job.create" if stored is None else "job.replace"
+            named = {"template": f.template} if f.template is not None else None
+            await audit(
+                self.store,
+                self.clock(),
+                "local",
+                f"file:{f.path}"[:200],
+                action,
+                doc.job,
+                before,
+                version,
+                named,
+            )
 
     async def reload(self, jobs_dir: str | Path | None) -> None:
         """A reload: the job files again, then every stored job whose version the engine does not run."""
         async with self._lock:
-            await self.apply_files(jobs_dir)
+            try:
+                await self.apply_files(jobs_dir)
+            except ConfigError as e:  # a template file that would break jobs: nothing of it written
+                log.error("job files not applied: %s", e, extra={"event": "reload_rejected"})
             for stored in await self.store.list_jobs():
                 doc = JobDocument.model_validate(stored.doc)
                 rt = self.engine.jobs.get(doc.job)

@@ -29,7 +29,7 @@ from typing import Any, TextIO
 import orjson
 
 from policies.redact import redact_text
-from policies.types import Decision
+from policies.types import ActuationOutcome, Decision
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -186,14 +186,19 @@ def setup_logging(level: str, fmt: str, stream: TextIO | None = None) -> None:
     logging.captureWarnings(True)
 
 
-_DECISION_FIELDS = ("job", "trigger", "current", "desired", "reasons", "status", "id", "mode", "at", "result")
+_DECISION_FIELDS = ("job", "trigger", "current", "desired", "reasons", "id", "mode", "at")
 
 
-def log_decision(logger: logging.Logger, decision: Mapping[str, Any] | Decision) -> None:
+def log_decision(
+    logger: logging.Logger, decision: Mapping[str, Any] | Decision, outcome: ActuationOutcome | None = None
+) -> None:
     """One line for one decision: job, trigger, current, desired, reasons, status, id (+ mode, at,
-    and error when the actuation failed). Failed decisions log at WARNING, others at INFO."""
+    and error when the actuation failed). Failed decisions log at WARNING, others at INFO. A mapping is
+    a decision as the API shows it (`status`, `result`); a Decision's status and error are `outcome`'s."""
     if isinstance(decision, Decision):  # read the fields; to_json() would deep-copy every proposal
         d: Mapping[str, Any] = {k: getattr(decision, k) for k in _DECISION_FIELDS}
+        out = outcome if outcome is not None else ActuationOutcome()
+        d = dict(d, status=out.api_status, result={"error": out.error})
     else:
         d = decision
     result = d.get("result") or {}

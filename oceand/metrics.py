@@ -234,5 +234,49 @@ class Metrics:
             registry=r,
         )
 
+        # Redis hot state and wake-ups (issue 14, HA.md §6.4/§6.9/§6.11; oceand/cluster/hotstate.py)
+        self.hotstate_writes = Counter(
+            "oceand_hotstate_write_total",
+            "Fenced hot-state snapshot writes to Redis, by result (ok; fenced: a newer lease epoch is "
+            "stored; unchanged: the same state as the last accepted write, not sent; skipped: Redis is "
+            "degraded, not sent; error: the call failed or timed out)",
+            ["result"],
+            registry=r,
+        )
+        self.hotstate_reads = Counter(
+            "oceand_hotstate_read_total",
+            "Hot-state snapshot reads from Redis, by result (hit, miss, skipped: Redis degraded, error)",
+            ["result"],
+            registry=r,
+        )
+        self.hotstate_source = Counter(
+            "oceand_hotstate_source_total",
+            "States loaded at a takeover, by the source that was newer (redis, store; ties go to the store)",
+            ["source"],
+            registry=r,
+        )
+        self.handoffs = Counter(
+            "oceand_hotstate_handoff_total",
+            "Open-bucket handoffs of released shards, by operation (write, take) and result "
+            "(ok, empty, stale, skipped, error)",
+            ["op", "result"],
+            registry=r,
+        )
+        self.redis_up = Gauge(
+            "oceand_redis_up", "1 while Redis answers (the last call or probe succeeded), else 0", registry=r
+        )
+        self.redis_events = Counter(
+            "oceand_redis_events_total",
+            "Wake-ups received on the cluster's Redis channel, by kind (joined, leaving, released, acquired, "
+            "invalid: not understood, ignored)",
+            ["kind"],
+            registry=r,
+        )
+        self.redis_resubscribes = Counter(
+            "oceand_redis_resubscribes_total",
+            "Times the wake-up subscriber (re)subscribed after its connection to Redis was lost",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -37,7 +37,7 @@ from oceand.config import NotifySettings
 from oceand.falcon_notify import Env, FalconGroups, OnEvent
 from policies.document import JobDocument
 from policies.redact import redact_text, redact_url
-from policies.types import Decision
+from policies.types import ActuationOutcome, Decision
 
 log = logging.getLogger("oceand.notify")
 
@@ -46,20 +46,20 @@ REFUSED = "refused by [notify] allow"
 MAX_REFUSALS = 10_000  # jobs whose last refused webhook is kept for their status
 
 
-def message(doc: JobDocument, d: Decision) -> dict[str, Any]:
+def message(doc: JobDocument, d: Decision, outcome: ActuationOutcome) -> dict[str, Any]:
     reason = next((r for r in d.reasons if r not in ("DryRun",)), d.reasons[0] if d.reasons else "")
     return {
         "job": d.job,
         "from": d.current,
         "to": d.desired,
         "reason": reason,
-        "reasons": d.reasons,
-        "status": d.status,
+        "reasons": [*d.reasons, *filter(None, [outcome.reason])],  # the decision's, then ActuationFailed
+        "status": outcome.api_status,
         "decision_id": d.id,
         "at": d.at,
         "trigger": d.trigger,
         "target": {"cluster": doc.target.cluster, "app": doc.target.app},
-        "error": d.result.get("error"),
+        "error": outcome.error,
     }
 
 
@@ -223,10 +223,10 @@ class Notifier:
             elif self.on_event is not None:
                 self.on_event(event, kind)
 
-    def submit(self, doc: JobDocument, d: Decision) -> None:
-        if d.status not in NOTIFY_STATUSES:
+    def submit(self, doc: JobDocument, d: Decision, outcome: ActuationOutcome) -> None:
+        if outcome.api_status not in NOTIFY_STATUSES:
             return
-        msg = message(doc, d)
+        msg = message(doc, d, outcome)
         if doc.notify.group:
             if self.falcon is not None:
                 self.falcon.submit(doc.notify.group, msg)

@@ -4,8 +4,9 @@ A bad config (or a bad job file) is rejected and logged (`reload_rejected`); the
 A good one replaces the daemon's config: the engine's timezone and staleness bound, the token cache's
 refresh, grace and cap, logging, the Marathon clusters (every cluster reconnected when any `[marathon.*]`
 table changed), the jobs (job files applied, stored versions loaded) and the listeners' TLS certificates
-(their files loaded again into the contexts the listeners serve: a renewed certificate needs no restart). `store.url`, `server.listen` and
-`ingest.listen` change only on restart (`reload_partial`).
+(their files loaded again into the contexts the listeners serve: a renewed certificate needs no restart).
+`store.url`, `server.listen` and `ingest.listen` change only on restart (`reload_partial`), and so does
+`[redis]`.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ async def reload(d: Reloadable) -> bool:
             "store.url, server.listen and ingest.listen change only on restart",
             extra={"event": "reload_partial"},
         )
+    if new.redis != old.redis:
+        log.warning("[redis] changes only on restart", extra={"event": "reload_partial"})
     d.reload_tls(new)
     d.config = new
     d.engine.default_tz = new.timezone

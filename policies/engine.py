@@ -188,10 +188,8 @@ def _decision(
     mode: str,
 ) -> Decision:
     # positional, in Decision's field order (job, at, trigger, current, desired, bucket, proposals, limits,
-    # reasons, mode, status, result, id): keyword calls cost twice as much on this hot path
-    return Decision(
-        c.job, now, trigger, current, desired, bucket, proposals, limits, reasons, mode, "none", {}, None
-    )
+    # reasons, mode, id): keyword calls cost twice as much on this hot path
+    return Decision(c.job, now, trigger, current, desired, bucket, proposals, limits, reasons, mode, None)
 
 
 def _with(state: JobState, **changes: Any) -> JobState:
@@ -251,7 +249,7 @@ def evaluate(
     reasons = _reasons(proposals, limits, mode)
     # positional, in field order (see _decision)
     decision = Decision(
-        c.job, now, "bucket", current, desired, obs.bucket, proposals, limits, reasons, mode, "none", {}, None
+        c.job, now, "bucket", current, desired, obs.bucket, proposals, limits, reasons, mode, None
     )
     changed = desired != current
     return decision, JobState(

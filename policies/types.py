@@ -7,8 +7,9 @@ The live daemon and `oceand replay` build the same inputs and call the same func
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 # Reason codes (PRODUCT §3.3): stable strings, part of the API.
 SCALE_OUT = "ScaleOut"
@@ -111,23 +112,28 @@ class Limit:
     detail: str = ""
 
 
-ApplyStatus = Literal["none", "pending", "applied", "dry-run", "paused", "failed"]
+ApplyStatus = Literal["none", "pending", "applied", "dry-run", "paused", "failed"]  # the API's `status`
+OutcomeStatus = Literal["none", "pending", "applied", "failed", "superseded", "dry-run", "paused"]
 
 
-@dataclass(slots=True)
-class Decision:
+class Decision(NamedTuple):
+    """What the policy decided, immutable once made (a NamedTuple: no field can be assigned, and it is
+    built faster than a slots dataclass on the evaluation hot path). What became of it — applied,
+    failed, retried, superseded — is its `ActuationOutcome`, a record of its own. The store assigns `id`
+    when it is committed (`decision._replace(id=...)` gives the stored copy). The sequences are typed
+    read-only: nothing appends to a decision's reasons after the policy made it."""
+
     job: str
     at: float
     trigger: Trigger
     current: int
     desired: int  # the final count after every limit
     bucket: int | None = None
-    proposals: list[Proposal] = field(default_factory=list)
-    limits: list[Limit] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)  # every reason code that applied, in order
+    # read-only (Sequence): the empty defaults are shared by every decision built without them
+    proposals: Sequence[Proposal] = []
+    limits: Sequence[Limit] = []
+    reasons: Sequence[str] = []  # every reason code that applied, in order
     mode: str = "dry-run"
-    status: ApplyStatus = "none"  # set by the shell: applied / dry-run / failed ...
-    result: dict[str, Any] = field(default_factory=dict)  # deployment id, error, url, latency ...
     id: int | None = None  # store id, set when committed
 
     @property
@@ -135,14 +141,151 @@ class Decision:
         return self.desired != self.current
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "job": self.job,
+            "at": self.at,
+            "trigger": self.trigger,
+            "current": self.current,
+            "desired": self.desired,
+            "bucket": self.bucket,
+            "proposals": [asdict(p) for p in self.proposals],
+            "limits": [asdict(x) for x in self.limits],
+            "reasons": list(self.reasons),
+            "mode": self.mode,
+            "id": self.id,
+        }
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> Decision:
-        d = dict(d)
-        d["proposals"] = [Proposal(**p) for p in d.get("proposals", [])]
-        d["limits"] = [Limit(**x) for x in d.get("limits", [])]
-        return Decision(**d)
+        """A decision as `to_json` wrote it (keys it does not know, such as an API view's `status`,
+        `result` and `outcome`, are left out)."""
+        return Decision(
+            d["job"],
+            d["at"],
+            d["trigger"],
+            d["current"],
+            d["desired"],
+            d.get("bucket"),
+            [Proposal(**p) for p in d.get("proposals", [])],
+            [Limit(**x) for x in d.get("limits", [])],
+            list(d.get("reasons", [])),
+            d.get("mode", "dry-run"),
+            d.get("id"),
+        )
+
+
+_OUTCOME_FIELDS = ("deployment_id", "version", "latency_ms", "error", "superseded_by", "retry_at")
+
+
+@dataclass(frozen=True, slots=True)
+class ActuationOutcome:
+    """What became of one decision (its own record, stored beside the immutable decision and replaced as
+    the apply goes on): `none` (nothing to apply), `dry-run`, `paused`, `pending` (being applied, or
+    waiting for `retry_at` after a transient failure), `applied`, `failed` (Marathon refused, the job is
+    blocked, or the decision went stale), `superseded` (a newer decision replaced it while it waited).
+    `attempts` counts its writes (each one an `actuation_attempts` row); `tries` its apply rounds."""
+
+    status: OutcomeStatus = "none"
+    deployment_id: str | None = None  # Marathon's deployment of the write that landed
+    version: str | None = None  # the app version Marathon answered with
+    latency_ms: float | None = None  # the last apply round, settle and re-read included
+    error: str | None = None  # the last failure (kept while a retry is pending)
+    attempts: int = 0
+    tries: int = 0
+    retry_at: float | None = None  # pending after a transient failure: when it is tried again
+    superseded_by: int | None = None  # the newer decision that replaced it
+    detail: dict[str, Any] = field(default_factory=dict)  # note, url, unknown, settled, landed, stale ...
+
+    @property
+    def reason(self) -> str | None:
+        """`ActuationFailed` when Marathon did not take the count (PRODUCT §3.3): an error is recorded
+        (a retry is pending, the write was refused, the job is blocked). None otherwise, also for a
+        decision dropped as stale (the app moved; nothing failed)."""
+        return ACTUATION_FAILED if self.error is not None else None
+
+    @property
+    def api_status(self) -> ApplyStatus:
+        """The `status` the API has always shown: a superseded decision is `failed`."""
+        return "failed" if self.status == "superseded" else self.status
+
+    def api_result(self) -> dict[str, Any]:
+        """The flat `result` the API has always shown: the detail and every field that is set."""
+        out = dict(self.detail)
+        for key in _OUTCOME_FIELDS:
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.tries:
+            out["tries"] = self.tries
+            out["attempts"] = self.attempts
+        return out
+
+    def view(self, decision: dict[str, Any]) -> dict[str, Any]:
+        """A decision as the API shows it: its own fields, `status` and `result` as before, `outcome`."""
+        out = dict(decision)
+        out["status"] = self.api_status
+        out["result"] = self.api_result()
+        out["outcome"] = dict(self.to_json(), reason=self.reason)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "deployment_id": self.deployment_id,
+            "version": self.version,
+            "latency_ms": self.latency_ms,
+            "error": self.error,
+            "attempts": self.attempts,
+            "tries": self.tries,
+            "retry_at": self.retry_at,
+            "superseded_by": self.superseded_by,
+            "detail": dict(self.detail),
+        }
+
+    @staticmethod
+    def from_json(d: dict[str, Any] | None) -> ActuationOutcome:
+        if not d:
+            return ActuationOutcome()
+        return ActuationOutcome(
+            status=d.get("status", "none"),
+            deployment_id=d.get("deployment_id"),
+            version=d.get("version"),
+            latency_ms=d.get("latency_ms"),
+            error=d.get("error"),
+            attempts=int(d.get("attempts", 0)),
+            tries=int(d.get("tries", 0)),
+            retry_at=d.get("retry_at"),
+            superseded_by=d.get("superseded_by"),
+            detail=dict(d.get("detail") or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ActuationState:
+    """What a job's actuation must remember across a restart, persisted with its `JobState` in the same
+    commit (the state's `actuation` key): a decision waiting for a retry (and when), and a block left by
+    a permanent failure (Marathon refused the write), which holds until the job's document changes."""
+
+    retry: int | None = None  # id of the pending decision to try again
+    retry_at: float | None = None
+    blocked: str | None = None  # the refusal: no more applies until the document changes
+    blocked_version: int | None = None  # the document version that was refused
+    blocked_by: int | None = None  # the decision that was refused
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in ((f, getattr(self, f)) for f in self.__slots__) if v is not None}
+
+    @staticmethod
+    def from_json(d: dict[str, Any] | None) -> ActuationState:
+        if not d:
+            return ActuationState()
+        return ActuationState(
+            retry=d.get("retry"),
+            retry_at=d.get("retry_at"),
+            blocked=d.get("blocked"),
+            blocked_version=d.get("blocked_version"),
+            blocked_by=d.get("blocked_by"),
+        )
 
 
 @dataclass(slots=True)

@@ -10,14 +10,17 @@ from aiohttp import web
 
 from oceand.api.auth import principal, record, require_job
 from oceand.api.errors import ApiError, json_response, read_json
+from oceand.api.templates import keep_webhook, refusals, templates
 from oceand.engine import AppUnknown
 from oceand.history import MAX_PREVIEW_RANGE, MAX_PREVIEW_ROWS, PreviewError, load_rule
 from oceand.history import preview as history_preview
 from oceand.jobs import Job, JobExists
 from oceand.keys import ENGINE, HEALTH, JOBS, METRICS, STORE
 from oceand.replay import ReplayOptions
+from oceand.templates import SELECT_KEYS, Composed, check_selector, matches
 from policies.document import JOB_NAME_RE, DocumentError, JobDocument, dump_job, parse_job
 from policies.redact import public_job, restore_webhook
+from policies.types import ActuationOutcome
 
 
 def _job_name(request: web.Request) -> str:
@@ -60,6 +63,42 @@ def _validate(request: web.Request, data: Any, path_name: str | None = None) -> 
         ) from None
 
 
+async def _resolve(
+    request: web.Request, data: Any, path_name: str | None = None
+) -> tuple[JobDocument, Composed]:
+    """A job document as given: plain, or naming a template (laid over it, PRODUCT §13); validated."""
+    if not isinstance(data, dict) or "template" not in data:
+        return _validate(request, data, path_name), Composed(data)
+    if path_name is not None and "job" not in data:
+        data = {**data, "job": path_name}
+    name = data.get("job")
+    link = await templates(request).link(name) if isinstance(name, str) and JOB_NAME_RE.match(name) else None
+    data = keep_webhook(data, link.own if link is not None else None, "document")
+    composed = await templates(request).compose(data)
+    return _validate(request, composed.data, path_name), composed
+
+
+async def _with_template(request: web.Request, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """`body` with the template the job names and its own document, when it names one."""
+    link = await templates(request).link(name)
+    if link is None:
+        return {**body, "template": None}
+    return {**body, "template": link.template, "own": public_job(link.own)}
+
+
+def _reply(doc: JobDocument, version: int, composed: Composed) -> dict[str, Any]:
+    body: dict[str, Any] = {"job": _shown(doc), "version": version, "template": composed.template}
+    if composed.own is not None:
+        body["own"] = public_job(composed.own)
+    return body
+
+
+def _template_detail(composed: Composed) -> dict[str, Any] | None:
+    if composed.template is None:
+        return None
+    return {"template": composed.template, "template_version": composed.based_on[composed.template]}
+
+
 def _shown(doc: JobDocument) -> dict[str, Any]:
     """A job document as the API returns it: the webhook's credentials and tokens are `***`."""
     return public_job(dump_job(doc))
@@ -97,46 +136,64 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=request.app[METRICS].render(), content_type="text/plain", charset="utf-8")
 
 
+@refusals
 async def list_jobs(request: web.Request) -> web.Response:
+    """Every job the token covers; `?cop=&owt=&pdl=&service=&cluster=&job=` keep those whose Ocean tree
+    name has those parts, `?name=` those matching a glob (PRODUCT §13, product lines)."""
     who = principal(request)
+    given = {k: v for k in SELECT_KEYS if (v := request.query.get(k))}
+    select = check_selector(given, "query") if given else {}
+    links = {link.job: link.template for link in await templates(request).store.job_links()}
     out = [
-        {"job": j.name, "mode": j.doc.mode, "effective_mode": j.effective_mode, "version": j.version}
+        {
+            "job": j.name,
+            "mode": j.doc.mode,
+            "effective_mode": j.effective_mode,
+            "version": j.version,
+            "template": links.get(j.name),
+        }
         for j in request.app[JOBS].list()
-        if who.may_touch(j.name)
+        if who.may_touch(j.name) and matches(j.name, select)
     ]
     return json_response({"jobs": out})
 
 
+@refusals
 async def create_job(request: web.Request) -> web.Response:
-    doc = _validate(request, await read_json(request))
+    doc, composed = await _resolve(request, await read_json(request))
     require_job(request, doc.job)
     doc = _keep_webhook(doc, None)
     try:
-        version = await request.app[JOBS].create(doc)
+        version = await request.app[JOBS].create(doc, composed)
     except JobExists:
         raise ApiError(
             409, "job_exists", f"job {doc.job!r} exists: PUT /api/v1/jobs/{doc.job} replaces it"
         ) from None
-    await record(request, "job.create", doc.job, None, version)
-    return json_response({"job": _shown(doc), "version": version}, 201)
+    await record(request, "job.create", doc.job, None, version, _template_detail(composed))
+    return json_response(_reply(doc, version, composed), 201)
 
 
+@refusals
 async def get_job(request: web.Request) -> web.Response:
     job = _known_job(request)
-    return json_response({"job": _shown(job.doc), "version": job.version})
+    return json_response(
+        await _with_template(request, job.name, {"job": _shown(job.doc), "version": job.version})
+    )
 
 
+@refusals
 async def put_job(request: web.Request) -> web.Response:
     name = _job_name(request)
-    doc = _validate(request, await read_json(request), name)
+    doc, composed = await _resolve(request, await read_json(request), name)
     current = request.app[JOBS].get(name)
     before = None if current is None else current.version
     doc = _keep_webhook(doc, current)
-    version = await request.app[JOBS].replace(doc)
+    version = await request.app[JOBS].replace(doc, composed)
     if version != before:
-        await record(request, "job.replace" if current is not None else "job.create", name, before, version)
+        action = "job.replace" if current is not None else "job.create"
+        await record(request, action, name, before, version, _template_detail(composed))
     existed = current is not None
-    return json_response({"job": _shown(doc), "version": version}, 200 if existed else 201)
+    return json_response(_reply(doc, version, composed), 200 if existed else 201)
 
 
 async def delete_job(request: web.Request) -> web.Response:
@@ -146,9 +203,13 @@ async def delete_job(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@refusals
 async def job_status(request: web.Request) -> web.Response:
-    name = _known_job(request).name
-    return json_response(request.app[JOBS].status(name))
+    """The job's status with its effective document, and the template and own fields it names."""
+    job = _known_job(request)
+    status = request.app[JOBS].status(job.name)
+    status["document"] = _shown(job.doc)
+    return json_response(await _with_template(request, job.name, status))
 
 
 def _query_number(
@@ -170,7 +231,10 @@ async def decisions(request: web.Request) -> web.Response:
     name = _known_job(request).name
     limit = _query_number(request, "limit", 50, 1, 1000)
     since = _query_number(request, "since", None, 0, 1e12)
-    rows = await request.app[STORE].decisions(name, int(limit or 50), since)
+    rows = [
+        ActuationOutcome.from_json(d["outcome"]).view(d)
+        for d in await request.app[STORE].decisions(name, int(limit or 50), since)
+    ]
     fires = await request.app[STORE].fires(name, int(limit or 50))
     return json_response({"job": name, "decisions": rows, "fires": fires})
 
@@ -198,14 +262,16 @@ def _body_number(data: dict[str, Any], key: str, default: float | None, lo: floa
     return float(v)
 
 
+@refusals
 async def preview(request: web.Request) -> web.Response:
-    """The §6 simulator on the job's recorded load with another document (PRODUCT §13)."""
+    """The §6 simulator on the job's recorded load with another document (PRODUCT §13); a document that
+    names a template is laid over it first, as a PUT of it would be."""
     job = _known_job(request)
     name = job.name
     data = await read_json(request)
     if not isinstance(data, dict):
         raise ApiError(400, "bad_body", "body must be a JSON object")
-    doc = _validate(request, data.get("job"), name)
+    doc, _ = await _resolve(request, data.get("job"), name)
     since = _body_number(data, "since", None, 0, 1e12)
     until = _body_number(data, "until", None, 0, 1e12)
     if until <= since:
@@ -267,15 +333,16 @@ async def scale(request: web.Request) -> web.Response:
     if not isinstance(reason, str) or len(reason) > 500:
         raise ApiError(422, "invalid_body", "reason: a string of at most 500 characters")
     try:
-        decision = await request.app[JOBS].scale(name, instances, reason)
+        decided = await request.app[JOBS].scale(name, instances, reason)
     except AppUnknown as e:
         raise ApiError(409, "app_state_unknown", str(e)) from None
     version = _known_job(request).version
-    detail = {"instances": instances, "reason": reason, "status": decision.status}
+    detail = {"instances": instances, "reason": reason, "status": decided.outcome.api_status}
     await record(request, "job.scale", name, version, version, detail)
-    return json_response({"decision": decision.to_json()})
+    return json_response({"decision": decided.view()})
 
 
+@refusals
 async def set_mode(request: web.Request) -> web.Response:
     name = _known_job(request).name
     data = await read_json(request)

@@ -7,14 +7,17 @@ validation; a test checks that the router's routes and this description list the
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, get_args
 
 from aiohttp import web
 
 import oceand
 from oceand.api.auth import ROUTE_SCOPES, WRITE_SCOPES
 from oceand.api.errors import json_response
+from oceand.templates import SELECT_KEYS
 from policies.document import STORED_JOB_NAME_PATTERN, JobDocument
+from policies.templates import TEMPLATE_NAME_PATTERN
+from policies.types import ACTUATION_FAILED, ApplyStatus, OutcomeStatus
 
 _ERR = {"$ref": "#/components/responses/Error"}
 _JOB = {
@@ -103,6 +106,64 @@ _ALARM_PARAMS = [
     )
 ]
 _DOC = {"$ref": "#/components/schemas/JobDocument"}
+_TEMPLATE_NAME = {"type": "string", "pattern": TEMPLATE_NAME_PATTERN}
+_OWN = {
+    "type": "object",
+    "required": ["template"],
+    "properties": {"template": _TEMPLATE_NAME},
+    "description": "a job that names a template: its own fields laid over the template's (JSON merge "
+    "patch, RFC 7396; null removes a field); the result is validated as a JobDocument",
+}
+_JOB_BODY = {"anyOf": [_DOC, _OWN]}
+_JOB_REPLY = {
+    "type": "object",
+    "required": ["job", "version", "template"],
+    "properties": {
+        "job": {"type": "object", "description": "the effective document (what the engine runs)"},
+        "version": {"type": "integer"},
+        "template": {"type": ["string", "null"], "description": "the template the job names"},
+        "own": {"type": "object", "description": "the job's own document, when it names a template"},
+    },
+}
+_SELECT_PROPS = {k: {"type": "string", "minLength": 1, "maxLength": 200} for k in SELECT_KEYS}
+_SELECT = {
+    "type": "object",
+    "minProperties": 1,
+    "additionalProperties": False,
+    "properties": _SELECT_PROPS,
+    "description": "Ocean tree parts a job's name must have (job.X_service.S_cluster.K_pdl.P_owt.O_cop.C) "
+    "and/or `name`, a glob on the whole job name",
+}
+_TEMPLATE_PARAM = {"name": "name", "in": "path", "required": True, "schema": _TEMPLATE_NAME}
+_JOB_CHANGE = {
+    "type": "object",
+    "required": ["job", "version", "changes"],
+    "properties": {
+        "job": {"type": "string"},
+        "version": {"type": ["integer", "null"], "description": "the job's version before"},
+        "new_version": {"type": ["integer", "null"], "description": "after (null on a dry run)"},
+        "changes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["path"],
+                "properties": {"path": {"type": "string"}, "before": {}, "after": {}},
+            },
+        },
+    },
+}
+_TEMPLATE_PUT_REPLY = {
+    "type": "object",
+    "required": ["name", "template", "version", "dry_run", "dependents", "jobs"],
+    "properties": {
+        "name": {"type": "string"},
+        "template": {"type": "object"},
+        "version": {"type": ["integer", "null"], "description": "null: a dry run of a new template"},
+        "dry_run": {"type": "boolean"},
+        "dependents": {"type": "array", "items": {"type": "string"}},
+        "jobs": {"type": "array", "items": _JOB_CHANGE, "description": "each job whose document changes"},
+    },
+}
 _TOKEN_NAME = {
     "name": "name",
     "in": "path",
@@ -150,18 +211,74 @@ _SECURITY_SCHEMES = {
 }
 
 
+_NULLABLE_STR = {"type": ["string", "null"]}
+# What became of a decision (policies.types.ActuationOutcome): a record of its own, beside the decision.
+_OUTCOME = {
+    "type": "object",
+    "required": ["status", "attempts", "tries", "detail", "reason"],
+    "properties": {
+        "status": {"enum": list(get_args(OutcomeStatus))},
+        "deployment_id": {**_NULLABLE_STR, "description": "Marathon's deployment of the write that landed"},
+        "version": {**_NULLABLE_STR, "description": "the app version Marathon answered with"},
+        "latency_ms": {"type": ["number", "null"], "description": "the last apply round"},
+        "error": {**_NULLABLE_STR, "description": "the last failure (kept while a retry is pending)"},
+        "attempts": {"type": "integer", "description": "writes (PUTs) of this decision"},
+        "tries": {"type": "integer", "description": "apply rounds: the first and each retry"},
+        "retry_at": {"type": ["number", "null"], "description": "pending: when it is tried again"},
+        "superseded_by": {"type": ["integer", "null"], "description": "the newer decision that replaced it"},
+        "detail": {
+            "type": "object",
+            "description": "url, unknown, landed, settled, stale, note, blocked ...",
+        },
+        "reason": {
+            "enum": [ACTUATION_FAILED, None],
+            "description": "ActuationFailed when an error is recorded",
+        },
+    },
+}
+# A decision as the API shows it: what the policy decided (never changed once made), `status` and
+# `result` derived from its outcome (the fields this API has always had), and the outcome itself.
+_DECISION = {
+    "type": "object",
+    "required": ["job", "at", "trigger", "current", "desired", "reasons", "status", "result", "outcome"],
+    "properties": {
+        "job": {"type": "string"},
+        "at": {"type": "number"},
+        "trigger": {"enum": ["bucket", "alarm", "schedule", "manual"]},
+        "current": {"type": "integer"},
+        "desired": {"type": "integer"},
+        "bucket": {"type": ["integer", "null"]},
+        "proposals": {"type": "array", "items": _OBJ},
+        "limits": {"type": "array", "items": _OBJ},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+        "mode": {"type": "string"},
+        "id": {"type": ["integer", "null"]},
+        "status": {"enum": list(get_args(ApplyStatus)), "description": "the outcome's (superseded: failed)"},
+        "result": {"type": "object", "description": "the outcome's fields and detail, flat"},
+        "outcome": {"$ref": "#/components/schemas/ActuationOutcome"},
+    },
+}
+_DECISION_REF = {"$ref": "#/components/schemas/Decision"}
+
+
 @cache
 def spec() -> dict[str, Any]:
     schema = JobDocument.model_json_schema(ref_template="#/components/schemas/{model}")
     defs = schema.pop("$defs", {})
-    schemas = {**defs, "JobDocument": schema}
+    schemas = {**defs, "JobDocument": schema, "Decision": _DECISION, "ActuationOutcome": _OUTCOME}
     lim = [
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
         {"name": "since", "in": "query", "schema": {"type": "number"}},
     ]
     paths: dict[str, Any] = {
         "/healthz": {"get": _op("Liveness", "200")},
-        "/readyz": {"get": _op("Readiness: store answers and writes, config loaded", "200", errors=(503,))},
+        "/readyz": {
+            "get": _op(
+                "Readiness: store answers and writes, config loaded (Redis, when set: ok or degraded, never 503)",
+                "200",
+                errors=(503,),
+            )
+        },
         "/metrics": {
             "get": {"summary": "Prometheus text", "responses": {"200": {"description": "text/plain"}}}
         },
@@ -183,27 +300,72 @@ def spec() -> dict[str, Any]:
             ),
         },
         "/api/v1/jobs": {
-            "get": _op("List jobs", "200"),
-            "post": _op("Create a job", "201", body=_DOC, errors=(400, 409, 413, 422)),
+            "get": _op(
+                "List jobs; the tree-part filters keep one product line (PRODUCT §13)",
+                "200",
+                params=[{"name": k, "in": "query", "schema": v} for k, v in _SELECT_PROPS.items()],
+                errors=(422,),
+            ),
+            "post": _op("Create a job", "201", body=_JOB_BODY, errors=(400, 409, 413, 422), reply=_JOB_REPLY),
         },
         "/api/v1/jobs/{job}": {
             "parameters": [_JOB],
-            "get": _op("Read a job document", "200", errors=(400, 404)),
+            "get": _op(
+                "Read a job: its effective document, and the template and own document it names",
+                "200",
+                errors=(400, 404),
+                reply=_JOB_REPLY,
+            ),
             "put": _op(
                 "Create or replace a job document (an identical document keeps its version)",
                 "200",
-                body=_DOC,
-                errors=(400, 413, 422),
+                body=_JOB_BODY,
+                errors=(400, 409, 413, 422),
+                reply=_JOB_REPLY,
             ),
             "delete": _op("Delete a job", "204", errors=(400, 404)),
         },
         "/api/v1/jobs/{job}/status": {
             "parameters": [_JOB],
-            "get": _op("Job status", "200", errors=(400, 404)),
+            "get": _op(
+                "Job status",
+                "200",
+                errors=(400, 404),
+                reply={
+                    "type": "object",
+                    "properties": {
+                        "blocked": {
+                            **_NULLABLE_STR,
+                            "description": "Marathon refused a write: nothing is applied until the document"
+                            " changes (kept across a restart)",
+                        },
+                        "retry_at": {
+                            "type": ["number", "null"],
+                            "description": "a decision waiting after a transient failure is tried again then"
+                            " (kept across a restart)",
+                        },
+                        "last_decision": {"oneOf": [_DECISION_REF, {"type": "null"}]},
+                    },
+                },
+            ),
         },
         "/api/v1/jobs/{job}/decisions": {
             "parameters": [_JOB],
-            "get": _op("Decisions, newest first, and schedule fires", "200", params=lim, errors=(400, 404)),
+            "get": _op(
+                "Decisions, newest first, each with its outcome, and schedule fires",
+                "200",
+                params=lim,
+                errors=(400, 404),
+                reply={
+                    "type": "object",
+                    "required": ["job", "decisions", "fires"],
+                    "properties": {
+                        "job": {"type": "string"},
+                        "decisions": {"type": "array", "items": _DECISION_REF},
+                        "fires": {"type": "array", "items": _OBJ},
+                    },
+                },
+            ),
         },
         "/api/v1/jobs/{job}/history": {
             "parameters": [_JOB],
@@ -233,7 +395,7 @@ def spec() -> dict[str, Any]:
                     "type": "object",
                     "required": ["job", "since", "until"],
                     "properties": {
-                        "job": {"$ref": "#/components/schemas/JobDocument"},
+                        "job": _JOB_BODY,
                         "since": {"type": "number"},
                         "until": {"type": "number"},
                         "rule": {"type": "string"},
@@ -248,8 +410,9 @@ def spec() -> dict[str, Any]:
         "/api/v1/jobs/{job}/scale": {
             "parameters": [_JOB],
             "post": _op(
-                "Manual scale within the bounds (reason Manual)",
+                "Manual scale within the bounds (reason Manual); answers once the apply round is done",
                 "200",
+                reply={"type": "object", "required": ["decision"], "properties": {"decision": _DECISION_REF}},
                 body={
                     "type": "object",
                     "required": ["instances"],
@@ -270,6 +433,73 @@ def spec() -> dict[str, Any]:
                 errors=(400, 404, 422),
                 reply=_MODE_REPLY,
             ),
+        },
+        "/api/v1/templates": {
+            "get": _op(
+                "List templates with the jobs that name each",
+                "200",
+                reply={
+                    "type": "object",
+                    "required": ["templates"],
+                    "properties": {"templates": {"type": "array"}},
+                },
+            )
+        },
+        "/api/v1/templates/{name}": {
+            "parameters": [_TEMPLATE_PARAM],
+            "get": _op("Read a template and the jobs naming it", "200", errors=(400, 404)),
+            "put": _op(
+                "Create or replace a template: every job naming it is re-validated and written with it in one"
+                " transaction (422 naming the jobs it would break); ?dry_run=true lists each job's change",
+                "200",
+                body={"type": "object", "description": "job-document fields except job, target, template"},
+                params=[{"name": "dry_run", "in": "query", "schema": {"enum": ["true", "false", "1", "0"]}}],
+                errors=(400, 409, 413, 422),
+                reply=_TEMPLATE_PUT_REPLY,
+            ),
+            "delete": _op("Delete a template no job names (409 naming them)", "204", errors=(400, 404, 409)),
+        },
+        "/api/v1/templates/{name}/rename": {
+            "parameters": [_TEMPLATE_PARAM],
+            "post": _op(
+                "Rename a template no job names (409 naming them)",
+                "200",
+                body={"type": "object", "required": ["to"], "properties": {"to": _TEMPLATE_NAME}},
+                errors=(400, 404, 409, 422),
+            ),
+        },
+        "/api/v1/modes": {
+            "post": _op(
+                "Set the mode of every job a selector matches (one product line: the incident switch), in one"
+                " transaction, audited once per job changed; 422 no_match when it matches nothing",
+                "200",
+                body={
+                    "type": "object",
+                    "required": ["select", "mode"],
+                    "properties": {"select": _SELECT, "mode": {"enum": _MODES}},
+                },
+                errors=(400, 403, 413, 422),
+                reply={
+                    "type": "object",
+                    "required": ["select", "mode", "jobs"],
+                    "properties": {
+                        "select": {"type": "object"},
+                        "mode": {"enum": _MODES},
+                        "jobs": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["job", "version", "changed"],
+                                "properties": {
+                                    "job": {"type": "string"},
+                                    "version": {"type": "integer"},
+                                    "changed": {"type": "boolean"},
+                                },
+                            },
+                        },
+                    },
+                },
+            )
         },
         "/api/v1/clusters": {"get": _op("Marathon clusters, answering URL, event-stream state", "200")},
         "/api/v1/ingest/unmatched": {

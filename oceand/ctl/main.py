@@ -36,6 +36,7 @@ from oceand.ctl.client import (
     CtlError,
     resolve,
 )
+from policies.tree import tree_parts
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,23 +89,6 @@ def table(*columns: str) -> Table:
     for c in columns:
         t.add_column(c, overflow="fold")
     return t
-
-
-# ---- Ocean tree names --------------------------------------------------------------------------------
-
-TREE_KEYS = ("job", "service", "cluster", "pdl", "owt", "cop")
-_TREE_SPLIT = re.compile(r"_(?=(?:" + "|".join(TREE_KEYS) + r")\.)")
-
-
-def tree_parts(name: str) -> dict[str, str]:
-    """`job.web_service.api_cluster.lg_pdl.ocean_owt.inf_cop.xiaomi` -> {"job": "web", ..., "cop": "xiaomi"};
-    a name that is no tree name gives {}."""
-    parts: dict[str, str] = {}
-    for piece in _TREE_SPLIT.split(name):
-        key, dot, value = piece.partition(".")
-        if dot and key in TREE_KEYS and value:
-            parts.setdefault(key, value)
-    return parts
 
 
 # ---- the command group -------------------------------------------------------------------------------
@@ -223,16 +207,20 @@ _MODE_STYLE = {"active": "green", "dry-run": "yellow", "paused": "red"}
 # ---- get / apply / edit / delete ---------------------------------------------------------------------
 
 
+def document_output_option(what: str) -> Callable[[F], F]:
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Choice(["yaml", "json"]),
+        default="yaml",
+        show_default=True,
+        help=f"yaml: the {what}; json: the API's reply.",
+    )
+
+
 @cli.command()
 @job_argument
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["yaml", "json"]),
-    default="yaml",
-    show_default=True,
-    help="yaml: the document (its version as a comment); json: the API's reply.",
-)
+@document_output_option("document (its version as a comment)")
 @click.pass_context
 def get(ctx: click.Context, job: str, output: str) -> None:
     """Print a job's document (webhook secrets show as ***)."""
@@ -339,11 +327,12 @@ def apply(ctx: click.Context, path: str, yes: bool, output: str) -> None:
     live, version = live_document(c, name)
     from policies.redact import public_job
 
-    new = stored(doc)
+    new = stored(_effective(c, doc))
     shown = public_job(new)  # webhook secrets as `***`, as the live document shows them
     lines = diff(live, shown, name)
     secret = shown != new  # the file carries a webhook secret: the live one cannot be compared with it
-    if live is not None and not lines and not secret:
+    # a document naming a template is always sent: the same effective document may still change the link
+    if live is not None and not lines and not secret and "template" not in doc:
         emit(
             {"job": live, "version": version},
             output,
@@ -472,6 +461,8 @@ def status(ctx: click.Context, job: str, output: str) -> None:
                 head.add_row(f"cooldown {direction}", f"{left:g}s")
         if st.get("blocked"):
             head.add_row("blocked", Text(str(st["blocked"]), style="red"))
+        if st.get("retry_at"):
+            head.add_row("retry at", when(st["retry_at"]))
         last = st.get("last_decision")
         if last:
             head.add_row("last decision", _decision_line(last))
@@ -495,12 +486,22 @@ def _inline(d: dict[str, Any]) -> str:
     )
 
 
+def reasons_of(d: dict[str, Any]) -> list[str]:
+    """A decision's reason codes, then its outcome's (`ActuationFailed`, once) — as one list."""
+    out = [str(r) for r in d.get("reasons") or []]
+    outcome = d.get("outcome")
+    extra = outcome.get("reason") if isinstance(outcome, dict) else None
+    if extra and extra not in out:
+        out.append(str(extra))
+    return out
+
+
 def _decision_line(d: dict[str, Any]) -> str:
     if not isinstance(d, dict):
         return str(d)
     text = f"{d.get('current')} -> {d.get('desired')}"
-    if d.get("reasons"):
-        text += f" ({', '.join(d['reasons'])})"
+    if reasons_of(d):
+        text += f" ({', '.join(reasons_of(d))})"
     if d.get("at"):
         text += f" at {when(d['at'])}"
     return text
@@ -553,7 +554,7 @@ def decisions(ctx: click.Context, job: str, limit: int, since: str | None, outpu
                 str(d.get("trigger")),
                 count,
                 str(d.get("status")),
-                ", ".join(d.get("reasons") or []),
+                ", ".join(reasons_of(d)),
             )
         con.print(t)
 
@@ -601,23 +602,182 @@ def mode(ctx: click.Context, job: str, mode: str, output: str) -> None:
     _set_mode(ctx, job, mode, output)
 
 
-@cli.command()
-@job_argument
+# ---- templates and product lines (PRODUCT §13) ---------------------------------------------------------
+
+SELECT_KEYS = ("job", "service", "cluster", "pdl", "owt", "cop", "name")
+
+
+def parse_selector(text: str) -> dict[str, str]:
+    """`pdl=ocean,owt=inf` -> {"pdl": "ocean", "owt": "inf"}; `name=GLOB` matches whole job names."""
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        key, eq, value = item.strip().partition("=")
+        if not eq or key not in SELECT_KEYS or not value:
+            raise click.UsageError(
+                f"--selector: {item.strip()!r} is not KEY=VALUE with KEY one of {', '.join(SELECT_KEYS)}"
+            )
+        out[key] = value
+    return out
+
+
+def selector_option(f: F) -> F:
+    return click.option(
+        "--selector",
+        "-l",
+        metavar="KEY=VALUE,...",
+        help="Every job whose Ocean tree name has these parts (pdl=ocean,owt=inf; name=GLOB: whole name).",
+    )(f)
+
+
+def _mode_of(ctx: click.Context, job: str | None, selector: str | None, mode: str, output: str) -> None:
+    if (job is None) == (selector is None):
+        raise click.UsageError("give a JOB or --selector, not both")
+    if job is not None:
+        _set_mode(ctx, job, mode, output)
+        return
+    assert selector is not None
+    reply = client(ctx).call("POST", "/api/v1/modes", {"select": parse_selector(selector), "mode": mode})
+
+    def human(con: Console) -> None:
+        for j in reply["jobs"]:
+            what = f"version {j['version']}" if j["changed"] else f"already {mode}, version {j['version']}"
+            con.print(f"{j['job']}: mode {mode} ({what})")
+
+    emit(reply, output, human)
+
+
+def _effective(c: Client, doc: dict[str, Any]) -> dict[str, Any]:
+    """A document naming a template laid over the live template (what the daemon will run), for the diff;
+    the document itself when it names none or the template cannot be read (the daemon names the error)."""
+    name = doc.get("template")
+    if not isinstance(name, str):
+        return doc
+    try:
+        template = c.call("GET", _template_path(name))["template"]
+    except ApiFailure:
+        return doc
+    from policies.templates import compose  # here: pydantic models load only when needed
+
+    return compose(doc, template)
+
+
+@cli.group()
+def templates() -> None:
+    """Templates: job-document fields shared by the jobs that name them."""
+
+
+def _template_path(name: str) -> str:
+    return "/api/v1/templates/" + urllib.parse.quote(name, safe="")
+
+
+@templates.command("ls")
 @output_option
 @click.pass_context
-def pause(ctx: click.Context, job: str, output: str) -> None:
-    """Pause a job (mode paused): no decisions until it is resumed."""
-    _set_mode(ctx, job, "paused", output)
+def templates_ls(ctx: click.Context, output: str) -> None:
+    """List templates and the jobs that name each."""
+    reply = client(ctx).call("GET", "/api/v1/templates")
+
+    def human(con: Console) -> None:
+        if not reply["templates"]:
+            con.print("no templates")
+            return
+        t = table("TEMPLATE", "VERSION", "JOBS")
+        for r in reply["templates"]:
+            t.add_row(r["name"], str(r["version"]), str(len(r["jobs"])))
+        con.print(t)
+
+    emit(reply, output, human)
+
+
+@templates.command("get")
+@click.argument("name")
+@document_output_option("template (its version and jobs as comments)")
+@click.pass_context
+def templates_get(ctx: click.Context, name: str, output: str) -> None:
+    """Print a template (webhook secrets show as ***) and the jobs that name it."""
+    reply = client(ctx).call("GET", _template_path(name))
+    if output == "json":
+        click.echo(dump(reply, "json"))
+        return
+    head = f"# {name}: version {reply['version']}, named by {len(reply['jobs'])} job(s)"
+    click.echo(
+        "\n".join([head, *(f"#   {j}" for j in reply["jobs"])]) + "\n" + dump(reply["template"], "yaml")
+    )
+
+
+def _print_plan(con: Console, reply: dict[str, Any]) -> None:
+    if not reply["jobs"]:
+        con.print(f"no job's document changes ({len(reply['dependents'])} name the template)")
+    for j in reply["jobs"]:
+        con.print(Text(f"{j['job']} (version {j['version']})", style="bold"))
+        for c in j["changes"]:
+            before = json.dumps(c["before"]) if "before" in c else "(none)"
+            after = json.dumps(c["after"]) if "after" in c else "(none)"
+            con.print(f"  {c['path']}: {before} -> {after}")
+
+
+@templates.command("apply")
+@click.option(
+    "-f", "--filename", "path", required=True, metavar="FILE", help="The template (.json, .yaml, .toml)."
+)
+@click.option("--name", metavar="NAME", help="The template's name (default: the file name without suffix).")
+@click.option("--dry-run", "dry", is_flag=True, help="Only list each job's change; write nothing.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask; apply.")
+@output_option
+@click.pass_context
+def templates_apply(
+    ctx: click.Context, path: str, name: str | None, dry: bool, yes: bool, output: str
+) -> None:
+    """Create or replace a template: lists the change of every job that names it, then asks first."""
+    if path == "-" and name is None:
+        raise click.UsageError("-f - reads the template from stdin: give its name with --name")
+    if path == "-" and not (yes or dry):
+        raise click.UsageError(
+            "-f - reads the template from stdin, which cannot answer the question: add --yes"
+        )
+    name = name or Path(path).stem
+    doc = read_document(path)
+    c = client(ctx)
+    plan = c.call("PUT", _template_path(name), doc, {"dry_run": "true"})
+    if dry:
+        emit(plan, output, lambda con: _print_plan(con, plan))
+        return
+    _print_plan(console(err=output != "table"), plan)
+    if not yes and not click.confirm(f"Write template {name}?", err=True):
+        raise click.Abort
+    reply = c.call("PUT", _template_path(name), doc)
+    changed = ", ".join(f"{j['job']} -> {j['new_version']}" for j in reply["jobs"]) or "no job changed"
+    emit(reply, output, lambda con: con.print(f"{name}: version {reply['version']}; {changed}"))
+
+
+@templates.command("delete")
+@click.argument("name")
+@click.pass_context
+def templates_delete(ctx: click.Context, name: str) -> None:
+    """Delete a template no job names (refused, naming them, otherwise)."""
+    client(ctx).call("DELETE", _template_path(name))
+    click.echo(f"{name}: deleted")
 
 
 @cli.command()
-@job_argument
+@click.argument("job", required=False, shell_complete=_complete_jobs)
+@selector_option
+@output_option
+@click.pass_context
+def pause(ctx: click.Context, job: str | None, selector: str | None, output: str) -> None:
+    """Pause a job, or every job of --selector (mode paused): no decisions until resumed."""
+    _mode_of(ctx, job, selector, "paused", output)
+
+
+@cli.command()
+@click.argument("job", required=False, shell_complete=_complete_jobs)
+@selector_option
 @click.option("--dry-run", "dry", is_flag=True, help="Resume into dry-run instead of active.")
 @output_option
 @click.pass_context
-def resume(ctx: click.Context, job: str, dry: bool, output: str) -> None:
-    """Resume a job: mode active (or dry-run with --dry-run)."""
-    _set_mode(ctx, job, "dry-run" if dry else "active", output)
+def resume(ctx: click.Context, job: str | None, selector: str | None, dry: bool, output: str) -> None:
+    """Resume a job, or every job of --selector: mode active (or dry-run with --dry-run)."""
+    _mode_of(ctx, job, selector, "dry-run" if dry else "active", output)
 
 
 # ---- clusters ----------------------------------------------------------------------------------------

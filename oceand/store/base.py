@@ -10,7 +10,8 @@ Error tree (what a caller should do with each):
 - `ValueError`: a caller passed a bad argument (a job name outside `[A-Za-z0-9._-]{1,200}`, a decision
   without a finite `at`, a document that is not JSON-serialisable...). A bug in the caller; retrying
   cannot help. Nothing is written.
-- `DecisionNotFound(LookupError)`: `update_decision` for an id that does not exist.
+- `DecisionNotFound(LookupError)`: `record_outcome` for a decision id the store does not hold (for that
+  job).
 
 Values cross the interface as plain JSON-ready dicts; the store encodes them with orjson.
 """
@@ -22,16 +23,17 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, get_args
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
 from policies.document import JOB_NAME_RE, RULE_NAME_RE
-from policies.types import ApplyStatus
+from policies.types import ActuationOutcome, ApplyStatus, OutcomeStatus
 
-DECISION_STATUSES: tuple[str, ...] = get_args(ApplyStatus)
+DECISION_STATUSES: tuple[str, ...] = get_args(ApplyStatus)  # what a decision row held before migration 5
+OUTCOME_STATUSES: tuple[str, ...] = get_args(OutcomeStatus)
 FIRE_STATUSES = ("fired", "missed")
 ATTEMPT_STATUSES = ("pending", "applied", "failed", "abandoned")
 _RULE_NAME = re.compile(RULE_NAME_RE)
@@ -119,7 +121,7 @@ class StoreConfigError(ValueError):
 
 
 class DecisionNotFound(LookupError):
-    """`update_decision` was given an id the store does not hold."""
+    """`record_outcome` was given a decision id the store does not hold (for that job)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,57 @@ class StoredJob:
     doc: dict[str, Any]
     version: int  # 1 on create, +1 on every put
     updated_at: float  # Unix seconds of the last put
+
+
+class TemplateConflict(Exception):
+    """A template write refused inside the transaction (nothing written): `code` is template_in_use,
+    template_missing or template_changed; `jobs` the jobs concerned."""
+
+    def __init__(self, code: str, message: str, jobs: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.jobs = jobs or []
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTemplate:
+    name: str
+    doc: dict[str, Any]
+    version: int  # 1 on create, +1 on every put
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobLink:
+    """The template a job names and the job's own fields (its document as given)."""
+
+    job: str
+    template: str
+    own: dict[str, Any]
+    doc: dict[str, Any] | None = None  # the job's stored effective document (`job_links(with_docs=True)`)
+    version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobWrite:
+    """A job's effective document; `template` and `own` when it names a template (None: a plain job,
+    whose link, if it had one, is removed)."""
+
+    name: str
+    doc: dict[str, Any]
+    template: str | None = None
+    own: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateWrite:
+    """A template's new document; `dependents` are the jobs naming it that the caller recomputed (any
+    other set at commit time is a TemplateConflict)."""
+
+    name: str
+    doc: dict[str, Any]
+    dependents: frozenset[str] = field(default_factory=frozenset)
 
 
 class Store(Protocol):
@@ -173,22 +226,33 @@ class Store(Protocol):
 
     async def load_state(self, job: str) -> dict[str, Any] | None: ...
 
-    async def commit(self, job: str, state: dict[str, Any], decision: dict[str, Any] | None) -> int | None:
-        """Write the job's state and (if given) insert the decision in one transaction; return its id."""
+    async def commit(
+        self,
+        job: str,
+        state: dict[str, Any],
+        decision: dict[str, Any] | None = None,
+        outcome: dict[str, Any] | None = None,
+    ) -> int | None:
+        """Write the job's state and (if given) insert the decision with its first outcome
+        (`ActuationOutcome.to_json()`, status `none` when not given) in one transaction; return its id.
+        A decision is never changed once inserted: what becomes of it is `record_outcome`'s."""
         ...
 
-    async def update_decision(
-        self, decision_id: int, status: str, result: dict[str, Any], reasons: list[str] | None = None
+    async def record_outcome(
+        self, decision_id: int, job: str, outcome: dict[str, Any], state: dict[str, Any] | None = None
     ) -> None:
-        """Record an actuation outcome: status, result and (when given) the decision's reason codes."""
+        """Replace the decision's outcome and (when given) write the job's state in the same transaction
+        (a retry or a block the state records goes with the outcome that caused it). DecisionNotFound
+        when the job has no such decision; nothing is written then."""
         ...
 
     async def decisions(self, job: str, limit: int = 50, since: float | None = None) -> list[dict[str, Any]]:
-        """Newest first (by `at`, then id); `since` keeps decisions with `at >= since`."""
+        """Newest first (by `at`, then id); `since` keeps decisions with `at >= since`. Each is the
+        decision as committed with its `id` and its `outcome` (`ActuationOutcome.to_json()`)."""
         ...
 
     async def pending_decisions(self) -> list[dict[str, Any]]:
-        """Decisions of every job whose status is "pending", oldest first."""
+        """Decisions of every job whose outcome is "pending", oldest first (shaped as `decisions`)."""
         ...
 
     async def claim_fire(self, job: str, rule: str, at: float, status: str) -> bool:
@@ -223,6 +287,42 @@ class Store(Protocol):
         ...
 
     async def delete_token(self, name: str) -> bool: ...
+
+    # templates (oceand/store/templates.py, oceand/templates.py)
+
+    async def get_template(self, name: str) -> StoredTemplate | None: ...
+
+    async def list_templates(self) -> list[StoredTemplate]:
+        """Every template, ordered by name."""
+        ...
+
+    async def job_links(
+        self, template: str | None = None, job: str | None = None, with_docs: bool = False
+    ) -> list[JobLink]:
+        """The template and own fields of every job that names a template (or of those naming
+        `template`, or of `job`), ordered by job; `with_docs`: with each job's document and version."""
+        ...
+
+    async def write_jobs(
+        self,
+        jobs: list[JobWrite],
+        template: TemplateWrite | None = None,
+        based_on: dict[str, int] | None = None,
+    ) -> tuple[dict[str, int], int | None]:
+        """In one transaction: `template` (if given) and every job of `jobs` with its link to a template
+        (set or removed); (job -> new version, the template's new version). TemplateConflict (nothing
+        written) if `template.dependents` or a version of `based_on` (template -> version the caller
+        read) no longer holds, or a job names a template that does not exist."""
+        ...
+
+    async def rename_template(self, name: str, to: str) -> int | None:
+        """The renamed template's version (None: no such template); TemplateConflict if jobs name it
+        (template_in_use) or `to` exists (template_exists)."""
+        ...
+
+    async def delete_template(self, name: str) -> bool:
+        """False if there is no such template; TemplateConflict (template_in_use) if jobs name it."""
+        ...
 
     async def add_audit(self, entry: dict[str, Any]) -> int:
         """Insert an audit entry ({"time", "actor", "source", "action", "job", "before_version",
@@ -640,33 +740,77 @@ def attempt_dict(row: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class DecisionRow:
-    """A decision split into its indexed columns and JSON texts, ready to insert."""
+    """A decision split into its indexed columns and JSON texts, ready to insert with its first outcome."""
 
     at: float
+    status: str  # the outcome when it was made (the row is never updated: its outcome row moves on)
+    body: str  # the decision without id
+    outcome: OutcomeRow
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRow:
     status: str
-    body: str  # the decision without id / status / result (those are columns)
-    result: str
+    text: str  # ActuationOutcome.to_json() as JSON
 
 
-def decision_row(job: str, decision: object) -> DecisionRow:
+def outcome_row(outcome: object) -> OutcomeRow:
+    """Check an outcome (ValueError naming the bad field) and encode it."""
+    if not isinstance(outcome, dict):
+        raise ValueError(f"outcome must be a dict (ActuationOutcome.to_json()), got {type(outcome).__name__}")
+    status = check_status(outcome.get("status", "none"), OUTCOME_STATUSES, "outcome.status")
+    return OutcomeRow(status, encode(outcome, "outcome"))
+
+
+def decision_row(job: str, decision: object, outcome: object | None = None) -> DecisionRow:
     if not isinstance(decision, dict):
         raise ValueError(f"decision must be a dict (Decision.to_json()), got {type(decision).__name__}")
     if decision.get("job", job) != job:
         raise ValueError(f"decision is for job {show_value(decision.get('job'))}, not {job!r}")
+    for key in ("status", "result", "outcome"):
+        if key in decision:
+            raise ValueError(f"decision.{key}: what became of a decision is its outcome, not part of it")
     at = check_time(decision.get("at"), "decision.at")
-    status = check_status(decision.get("status", "none"), DECISION_STATUSES, "decision.status")
-    result = encode(decision.get("result") or {}, "decision.result")
-    body = {k: v for k, v in decision.items() if k not in ("id", "status", "result")}
+    out = outcome_row(outcome if outcome is not None else ActuationOutcome().to_json())
+    body = {k: v for k, v in decision.items() if k != "id"}
     body["job"] = job
-    return DecisionRow(at, status, encode(body, "decision"), result)
+    return DecisionRow(at, out.status, encode(body, "decision"), out)
 
 
-def decision_dict(decision_id: int, body: str | bytes, status: str, result: str | bytes) -> dict[str, Any]:
+# SELECT of a decision with its outcome; a decision stored before migration 5 has no outcome row and
+# shows the status and result its own row held (decision_dict turns them into an outcome).
+DECISION_SELECT = (
+    "SELECT d.id, d.body, d.status, d.result, o.outcome FROM decisions d"
+    " LEFT JOIN actuation_outcomes o ON o.decision_id = d.id"
+)
+PENDING_WHERE = "o.status = 'pending' OR (o.decision_id IS NULL AND d.status = 'pending')"
+OUTCOME_COLUMNS = "(decision_id, job, status, outcome, updated_at)"
+
+
+def decision_dict(
+    decision_id: int, body: str | bytes, status: str, result: str | bytes, outcome: str | bytes | None
+) -> dict[str, Any]:
     out: dict[str, Any] = decode(body)
-    out["status"] = status
-    out["result"] = decode(result)
+    out.pop("status", None)  # a body written before migration 5 held these too
+    out.pop("result", None)
     out["id"] = int(decision_id)
+    out["outcome"] = decode(outcome) if outcome is not None else legacy_outcome(status, decode(result))
     return out
+
+
+_LEGACY_FIELDS = {"deployment_id", "version", "latency_ms", "error", "superseded_by", "tries", "attempts"}
+
+
+def legacy_outcome(status: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The outcome of a decision stored before migration 5, from its row's status and result."""
+    if status not in OUTCOME_STATUSES:
+        status = "failed"
+    known = {k: v for k, v in result.items() if k in _LEGACY_FIELDS}
+    for key in ("deployment_id", "version", "error"):
+        if key in known and known[key] is not None:
+            known[key] = str(known[key])
+    detail = {k: v for k, v in result.items() if k not in _LEGACY_FIELDS}
+    return ActuationOutcome.from_json({"status": status, "detail": detail, **known}).to_json()
 
 
 def check_token_name(name: object) -> str:
@@ -736,12 +880,3 @@ def audit_dict(row: Any) -> dict[str, Any]:
         "after_version": None if row[7] is None else int(row[7]),
         "detail": decode(row[8]),
     }
-
-
-def with_reasons(body: str | bytes, reasons: list[str]) -> str:
-    """A stored decision body with its reason codes replaced (an outcome such as ActuationFailed)."""
-    if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
-        raise ValueError("reasons: a list of reason-code strings")
-    out = decode(body)
-    out["reasons"] = reasons
-    return encode(out, "decision")

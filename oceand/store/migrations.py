@@ -14,7 +14,14 @@ Tables (both dialects):
 - `jobs(name PK, doc JSON text, version, updated_at)`
 - `job_state(job PK, state JSON text, updated_at)`
 - `decisions(id auto PK, job, at, status, body JSON text, result JSON text)`, indexed (job, at) and
-  (status, at); `at` is a double so that it round-trips exactly.
+  (status, at); `at` is a double so that it round-trips exactly. Since migration 5 a row is never
+  updated: `status` is the outcome when the decision was made and `result` is `{}`; rows from before
+  hold the status and result they were last updated with (read as their outcome when no
+  `actuation_outcomes` row exists).
+- `actuation_outcomes(decision_id PK, job, status, outcome JSON text, updated_at)`, indexed (status):
+  what became of each decision (`ActuationOutcome`: applied / failed / superseded / pending..., Marathon's
+  deployment id and version, latency, error, attempts), inserted with the decision in one transaction
+  and replaced as its apply goes on.
 - `fires(job, rule, at, status, recorded_at)`, primary key (job, rule, at): at most one row per fire.
 - `actuation_attempts(decision_id, attempt, job, to_count, sent_at, deadline, baseline, status, detail
   JSON text, updated_at)`, primary key (decision_id, attempt), indexed by status: one row per write (PUT) of a
@@ -27,6 +34,9 @@ Tables (both dialects):
 - `history(job, t, step, vals JSON text, ready, running, desired, decision NULL)`, primary key (job, t),
   indexed (step, t): one row per evaluated bucket (`step` 0) or per 1-minute roll-up (`step` 60) of a
   job (oceand/history.py).
+- `templates(name PK, doc JSON text, version, updated_at)`: shared job-document fields (oceand/templates.py).
+- `job_templates(job PK, template, own JSON text, updated_at)`, indexed by template: the template a job
+  names and the job's own fields; `jobs.doc` holds the job's effective document (what the engine runs).
 """
 
 from __future__ import annotations
@@ -158,6 +168,49 @@ MIGRATIONS: list[Migration] = [
                 " ready INT NOT NULL, running INT NOT NULL, desired INT NOT NULL, decision BIGINT NULL,"
                 " PRIMARY KEY (job, t), INDEX history_step_t (step, t)"
                 f") {_MYSQL_TABLE}",
+            ],
+        },
+    ),
+    (
+        5,
+        "actuation_outcomes: what became of each decision, a record of its own (decisions stay as made)",
+        {
+            "sqlite": [
+                "CREATE TABLE IF NOT EXISTS actuation_outcomes ("
+                " decision_id INTEGER NOT NULL PRIMARY KEY, job TEXT NOT NULL, status TEXT NOT NULL,"
+                " outcome TEXT NOT NULL, updated_at REAL NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS actuation_outcomes_status ON actuation_outcomes (status)",
+            ],
+            "mysql": [
+                "CREATE TABLE IF NOT EXISTS actuation_outcomes ("
+                " decision_id BIGINT NOT NULL PRIMARY KEY, job VARCHAR(200) NOT NULL,"
+                " status VARCHAR(16) NOT NULL, outcome LONGTEXT NOT NULL, updated_at DOUBLE NOT NULL,"
+                " INDEX actuation_outcomes_status (status)"
+                f") {_MYSQL_TABLE}",
+            ],
+        },
+    ),
+    (
+        6,
+        "templates: shared job fields, and the template and own fields of each job that names one",
+        {
+            "sqlite": [
+                "CREATE TABLE IF NOT EXISTS templates ("
+                " name TEXT NOT NULL PRIMARY KEY, doc TEXT NOT NULL,"
+                " version INTEGER NOT NULL, updated_at REAL NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS job_templates ("
+                " job TEXT NOT NULL PRIMARY KEY, template TEXT NOT NULL, own TEXT NOT NULL,"
+                " updated_at REAL NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS job_templates_template ON job_templates (template)",
+            ],
+            "mysql": [
+                "CREATE TABLE IF NOT EXISTS templates ("
+                " name VARCHAR(200) NOT NULL PRIMARY KEY, doc LONGTEXT NOT NULL,"
+                f" version BIGINT NOT NULL, updated_at DOUBLE NOT NULL) {_MYSQL_TABLE}",
+                "CREATE TABLE IF NOT EXISTS job_templates ("
+                " job VARCHAR(200) NOT NULL PRIMARY KEY, template VARCHAR(200) NOT NULL,"
+                " own LONGTEXT NOT NULL, updated_at DOUBLE NOT NULL,"
+                f" INDEX job_templates_template (template)) {_MYSQL_TABLE}",
             ],
         },
     ),

@@ -19,17 +19,24 @@ from typing import Any, TypeVar
 
 import aiomysql
 
+from oceand.store import templates as tpl
 from oceand.store.base import (
     ATTEMPT_COLUMNS,
     ATTEMPT_SELECT,
     AUDIT_COLUMNS,
-    DECISION_STATUSES,
+    DECISION_SELECT,
     FIRE_STATUSES,
     HISTORY_COLUMNS,
+    OUTCOME_COLUMNS,
+    PENDING_WHERE,
     DecisionNotFound,
+    JobLink,
+    JobWrite,
     MySQLURL,
     StoredJob,
+    StoredTemplate,
     StoreError,
+    TemplateWrite,
     WriteHealth,
     attempt_dict,
     attempt_row,
@@ -48,9 +55,9 @@ from oceand.store.base import (
     encode,
     history_dict,
     history_row,
+    outcome_row,
     parse_url,
     rollup,
-    with_reasons,
 )
 from oceand.store.migrations import (
     MIGRATIONS,
@@ -69,6 +76,9 @@ Cursor = Any  # aiomysql.Cursor (untyped library)
 _LOST_CONNECTION = {2006, 2013, 2055, 1927, 4031}
 _RETRY_TRANSACTION = {1213}  # deadlock: InnoDB rolled the transaction back, running it again is safe
 _DUPLICATE_KEY = 1062
+# Migrations (DDL: index builds on tables of any size) are bounded by this, not by the URL's per-call
+# `timeout`: a call timeout of 0.5 s must not keep a daemon from ever opening its store.
+MIGRATE_TIMEOUT = 300.0
 PROBE_JOB = ""  # the job_state key probe_write writes and deletes: never a job's name (1-200 chars)
 _SQL_MODE = "STRICT_ALL_TABLES,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
 
@@ -144,7 +154,7 @@ class MySQLStore:
             raise self._error(f"cannot connect: {e}") from e
         self._pool = pool
         try:
-            await self._run(self._migrate, retry=False)
+            await self._run(self._migrate, retry=False, timeout=max(self._url.timeout, MIGRATE_TIMEOUT))
         except BaseException:
             await self.close()
             raise
@@ -193,16 +203,21 @@ class MySQLStore:
     # ------------------------------------------------------------ plumbing
 
     async def _run(
-        self, fn: Callable[[Cursor], Awaitable[T]], *, retry: bool = True, write: bool = False
+        self,
+        fn: Callable[[Cursor], Awaitable[T]],
+        *,
+        retry: bool = True,
+        write: bool = False,
+        timeout: float | None = None,
     ) -> T:
         """Run `fn` in one transaction on a pooled connection; commit; StoreError on failure.
 
         A write's outcome goes to `health` (a refused row, IntegrityError or DataError, says nothing
         about the store)."""
         if not write:
-            return await self._transaction(fn, retry)
+            return await self._transaction(fn, retry, timeout)
         try:
-            result = await self._transaction(fn, retry)
+            result = await self._transaction(fn, retry, timeout)
         except StoreError as e:
             if not isinstance(e.__cause__, aiomysql.IntegrityError | aiomysql.DataError):
                 self._health.failed(e)
@@ -225,12 +240,15 @@ class MySQLStore:
         except Exception:
             return False
 
-    async def _transaction(self, fn: Callable[[Cursor], Awaitable[T]], retry: bool) -> T:
+    async def _transaction(
+        self, fn: Callable[[Cursor], Awaitable[T]], retry: bool, timeout: float | None = None
+    ) -> T:
         pool = self._pool
         if pool is None:
             raise self._error("not open")
+        bound = self._url.timeout if timeout is None else timeout
         try:
-            async with asyncio.timeout(self._url.timeout):
+            async with asyncio.timeout(bound):
                 try:
                     return await self._once(pool, fn)
                 except _Retry as r:
@@ -241,7 +259,7 @@ class MySQLStore:
                     except _Retry as again:
                         raise again.error from None
         except TimeoutError:
-            raise self._error(f"no answer within {self._url.timeout:g}s") from None
+            raise self._error(f"no answer within {bound:g}s") from None
         except (aiomysql.Error, OSError) as e:
             raise self._error(e) from e
 
@@ -308,9 +326,41 @@ class MySQLStore:
         async def delete(cur: Cursor) -> bool:
             deleted = await cur.execute("DELETE FROM jobs WHERE name = %s", (name,))
             await cur.execute("DELETE FROM job_state WHERE job = %s", (name,))
+            await tpl.unlink_job(_Tx(cur), name)
             return bool(deleted)
 
         return await self._run(delete, write=True)
+
+    # ------------------------------------------------------------ templates (oceand/store/templates.py)
+
+    async def get_template(self, name: str) -> StoredTemplate | None:
+        return await self._run(lambda cur: tpl.get_template(_Tx(cur), name))
+
+    async def list_templates(self) -> list[StoredTemplate]:
+        return await self._run(lambda cur: tpl.list_templates(_Tx(cur)))
+
+    async def job_links(
+        self, template: str | None = None, job: str | None = None, with_docs: bool = False
+    ) -> list[JobLink]:
+        return await self._run(lambda cur: tpl.job_links(_Tx(cur), template, job, with_docs))
+
+    async def write_jobs(
+        self,
+        jobs: list[JobWrite],
+        template: TemplateWrite | None = None,
+        based_on: dict[str, int] | None = None,
+    ) -> tuple[dict[str, int], int | None]:
+        now = self._clock()
+        return await self._run(
+            lambda cur: tpl.write_jobs(_Tx(cur), now, jobs, template, based_on), write=True
+        )
+
+    async def rename_template(self, name: str, to: str) -> int | None:
+        now = self._clock()
+        return await self._run(lambda cur: tpl.rename_template(_Tx(cur), now, name, to), write=True)
+
+    async def delete_template(self, name: str) -> bool:
+        return await self._run(lambda cur: tpl.delete_template(_Tx(cur), name), write=True)
 
     # ------------------------------------------------------------ state and decisions
 
@@ -324,10 +374,16 @@ class MySQLStore:
 
         return await self._run(load)
 
-    async def commit(self, job: str, state: dict[str, Any], decision: dict[str, Any] | None) -> int | None:
+    async def commit(
+        self,
+        job: str,
+        state: dict[str, Any],
+        decision: dict[str, Any] | None = None,
+        outcome: dict[str, Any] | None = None,
+    ) -> int | None:
         check_job(job)
         state_text = encode(state, "state")
-        row = decision_row(job, decision) if decision is not None else None
+        row = decision_row(job, decision, outcome) if decision is not None else None
         now = self._clock()
 
         async def write(cur: Cursor) -> int | None:
@@ -339,35 +395,47 @@ class MySQLStore:
             if row is None:
                 return None
             await cur.execute(
-                "INSERT INTO decisions (job, at, status, body, result) VALUES (%s, %s, %s, %s, %s)",
-                (job, row.at, row.status, row.body, row.result),
+                "INSERT INTO decisions (job, at, status, body, result) VALUES (%s, %s, %s, %s, '{}')",
+                (job, row.at, row.status, row.body),
             )
-            return int(cur.lastrowid)
+            did = int(cur.lastrowid)
+            await cur.execute(
+                f"INSERT INTO actuation_outcomes {OUTCOME_COLUMNS} VALUES (%s, %s, %s, %s, %s)",
+                (did, job, row.outcome.status, row.outcome.text, now),
+            )
+            return did
 
         return await self._run(write, write=True)
 
-    async def update_decision(
-        self, decision_id: int, status: str, result: dict[str, Any], reasons: list[str] | None = None
+    async def record_outcome(
+        self, decision_id: int, job: str, outcome: dict[str, Any], state: dict[str, Any] | None = None
     ) -> None:
         check_decision_id(decision_id)
-        check_status(status, DECISION_STATUSES, "status")
-        text = encode(result, "result")
+        check_job(job)
+        out = outcome_row(outcome)
+        state_text = None if state is None else encode(state, "state")
+        now = self._clock()
 
-        async def update(cur: Cursor) -> bool:
-            await cur.execute("SELECT body FROM decisions WHERE id = %s FOR UPDATE", (decision_id,))
-            row = await cur.fetchone()
-            if row is None:
+        async def write(cur: Cursor) -> bool:
+            await cur.execute("SELECT 1 FROM decisions WHERE id = %s AND job = %s", (decision_id, job))
+            if await cur.fetchone() is None:
                 return False
-            if reasons is not None:
-                body = with_reasons(row[0], reasons)
-                await cur.execute("UPDATE decisions SET body = %s WHERE id = %s", (body, decision_id))
             await cur.execute(
-                "UPDATE decisions SET status = %s, result = %s WHERE id = %s", (status, text, decision_id)
+                f"INSERT INTO actuation_outcomes {OUTCOME_COLUMNS} VALUES (%s, %s, %s, %s, %s)"
+                " ON DUPLICATE KEY UPDATE status = VALUES(status), outcome = VALUES(outcome),"
+                " updated_at = VALUES(updated_at)",
+                (decision_id, job, out.status, out.text, now),
             )
+            if state_text is not None:
+                await cur.execute(
+                    "INSERT INTO job_state (job, state, updated_at) VALUES (%s, %s, %s)"
+                    " ON DUPLICATE KEY UPDATE state = VALUES(state), updated_at = VALUES(updated_at)",
+                    (job, state_text, now),
+                )
             return True
 
-        if not await self._run(update, write=True):
-            raise DecisionNotFound(f"decision {decision_id} does not exist")
+        if not await self._run(write, write=True):
+            raise DecisionNotFound(f"decision {decision_id} of job {job!r} does not exist")
 
     async def decisions(self, job: str, limit: int = 50, since: float | None = None) -> list[dict[str, Any]]:
         check_job(job)
@@ -375,12 +443,10 @@ class MySQLStore:
         low = None if since is None else check_time(since, "since")
 
         async def select(cur: Cursor) -> list[dict[str, Any]]:
-            where = "job = %s" if low is None else "job = %s AND at >= %s"
+            where = "d.job = %s" if low is None else "d.job = %s AND d.at >= %s"
             args: tuple[Any, ...] = (job,) if low is None else (job, low)
             await cur.execute(
-                f"SELECT id, body, status, result FROM decisions WHERE {where}"
-                " ORDER BY at DESC, id DESC LIMIT %s",
-                (*args, limit),
+                f"{DECISION_SELECT} WHERE {where} ORDER BY d.at DESC, d.id DESC LIMIT %s", (*args, limit)
             )
             return [decision_dict(*row) for row in await cur.fetchall()]
 
@@ -388,9 +454,7 @@ class MySQLStore:
 
     async def pending_decisions(self) -> list[dict[str, Any]]:
         async def select(cur: Cursor) -> list[dict[str, Any]]:
-            await cur.execute(
-                "SELECT id, body, status, result FROM decisions WHERE status = 'pending' ORDER BY at, id"
-            )
+            await cur.execute(f"{DECISION_SELECT} WHERE {PENDING_WHERE} ORDER BY d.at, d.id")
             return [decision_dict(*row) for row in await cur.fetchall()]
 
         return await self._run(select)
@@ -637,6 +701,26 @@ class MySQLStore:
 async def _select_one(cur: Cursor) -> None:
     await cur.execute("SELECT 1")
     await cur.fetchone()
+
+
+class _Tx:
+    """oceand/store/templates.py's view of a transaction on the cursor (`?` placeholders become `%s`)."""
+
+    lock = " FOR UPDATE"
+    upsert_link = (
+        "INSERT INTO job_templates (job, template, own, updated_at) VALUES (?, ?, ?, ?) ON DUPLICATE KEY"
+        " UPDATE template = VALUES(template), own = VALUES(own), updated_at = VALUES(updated_at)"
+    )
+
+    def __init__(self, cur: Cursor) -> None:
+        self._cur = cur
+
+    async def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        await self._cur.execute(sql.replace("?", "%s"), args or None)
+        return [tuple(r) for r in await self._cur.fetchall()]
+
+    async def run(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        return int(await self._cur.execute(sql.replace("?", "%s"), args or None))
 
 
 def _job(row: Any) -> StoredJob:

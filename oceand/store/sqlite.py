@@ -34,18 +34,26 @@ from typing import Any
 
 import aiosqlite
 
+from oceand.store import templates as tpl
 from oceand.store.base import (
     ATTEMPT_COLUMNS,
     ATTEMPT_SELECT,
     AUDIT_COLUMNS,
-    DECISION_STATUSES,
+    DECISION_SELECT,
     FIRE_STATUSES,
     HISTORY_COLUMNS,
+    OUTCOME_COLUMNS,
+    PENDING_WHERE,
     DecisionNotFound,
     DecisionRow,
+    JobLink,
+    JobWrite,
+    OutcomeRow,
     SQLiteURL,
     StoredJob,
+    StoredTemplate,
     StoreError,
+    TemplateWrite,
     WriteHealth,
     attempt_dict,
     attempt_row,
@@ -64,9 +72,9 @@ from oceand.store.base import (
     encode,
     history_dict,
     history_row,
+    outcome_row,
     parse_url,
     rollup,
-    with_reasons,
 )
 from oceand.store.migrations import (
     MIGRATIONS,
@@ -86,6 +94,7 @@ class _Commit:
     job: str
     state: str | None  # None: a newer commit of the job, queued after this one, writes the state
     row: DecisionRow | None
+    outcome: tuple[int, OutcomeRow] | None = None  # (decision id, its new outcome): record_outcome
     done: asyncio.Future[int | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -322,7 +331,41 @@ class SQLiteStore:
         async with self._write() as db:
             cursor = await db.execute("DELETE FROM jobs WHERE name = ?", (name,))
             await db.execute("DELETE FROM job_state WHERE job = ?", (name,))
+            await tpl.unlink_job(_Tx(db), name)
             return cursor.rowcount > 0
+
+    # ------------------------------------------------------------ templates (oceand/store/templates.py)
+
+    async def get_template(self, name: str) -> StoredTemplate | None:
+        async with self._read() as db:
+            return await tpl.get_template(_Tx(db), name)
+
+    async def list_templates(self) -> list[StoredTemplate]:
+        async with self._read() as db:
+            return await tpl.list_templates(_Tx(db))
+
+    async def job_links(
+        self, template: str | None = None, job: str | None = None, with_docs: bool = False
+    ) -> list[JobLink]:
+        async with self._read() as db:
+            return await tpl.job_links(_Tx(db), template, job, with_docs)
+
+    async def write_jobs(
+        self,
+        jobs: list[JobWrite],
+        template: TemplateWrite | None = None,
+        based_on: dict[str, int] | None = None,
+    ) -> tuple[dict[str, int], int | None]:
+        async with self._write() as db:
+            return await tpl.write_jobs(_Tx(db), self._clock(), jobs, template, based_on)
+
+    async def rename_template(self, name: str, to: str) -> int | None:
+        async with self._write() as db:
+            return await tpl.rename_template(_Tx(db), self._clock(), name, to)
+
+    async def delete_template(self, name: str) -> bool:
+        async with self._write() as db:
+            return await tpl.delete_template(_Tx(db), name)
 
     # ------------------------------------------------------------ state and decisions
 
@@ -332,7 +375,13 @@ class SQLiteStore:
             rows = list(await db.execute_fetchall("SELECT state FROM job_state WHERE job = ?", (job,)))
         return dict(decode(rows[0][0])) if rows else None
 
-    async def commit(self, job: str, state: dict[str, Any], decision: dict[str, Any] | None) -> int | None:
+    async def commit(
+        self,
+        job: str,
+        state: dict[str, Any],
+        decision: dict[str, Any] | None = None,
+        outcome: dict[str, Any] | None = None,
+    ) -> int | None:
         """Store a job's state (and its decision) durably; the decision's id once it is on disk.
 
         Group commit: commits that arrive while a transaction is being written wait and go together in
@@ -340,16 +389,31 @@ class SQLiteStore:
         (with synchronous=FULL a fsync is a disk flush). Decisions about to be applied (`pending`) go
         first, so an active job's reaction does not queue behind a crowd of dry-run decisions."""
         check_job(job)
-        item = _Commit(
-            job, encode(state, "state"), decision_row(job, decision) if decision is not None else None
-        )
-        # Pending decisions jump the queue, so an older commit of the same job may be written after this
-        # one: it must not write its (older) state then.
-        older = self._waiting.get(job)
-        if older is not None:
-            older.state = None
-        self._waiting[job] = item
-        (self._urgent if item.row is not None and item.row.status == "pending" else self._queued).append(item)
+        row = decision_row(job, decision, outcome) if decision is not None else None
+        return await self._enqueue(_Commit(job, encode(state, "state"), row))
+
+    async def record_outcome(
+        self, decision_id: int, job: str, outcome: dict[str, Any], state: dict[str, Any] | None = None
+    ) -> None:
+        """In the group commit queue too, so that a state written with it is never overwritten by an
+        older state queued before it."""
+        check_decision_id(decision_id)
+        check_job(job)
+        item = _Commit(job, None if state is None else encode(state, "state"), None)
+        item.outcome = (decision_id, outcome_row(outcome))
+        await self._enqueue(item)
+
+    async def _enqueue(self, item: _Commit) -> int | None:
+        job = item.job
+        if item.state is not None:
+            # Pending decisions jump the queue, so an older commit of the same job may be written after
+            # this one: it must not write its (older) state then.
+            older = self._waiting.get(job)
+            if older is not None:
+                older.state = None
+            self._waiting[job] = item
+        urgent = item.row is not None and item.row.status == "pending"
+        (self._urgent if urgent else self._queued).append(item)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write_queued())
         return await asyncio.shield(item.done)  # a cancelled caller does not take its write back
@@ -371,7 +435,7 @@ class SQLiteStore:
                     # a row was refused: it must not fail the others, so write each on its own
                     for item in batch:
                         try:
-                            item.done.set_result((await self._commit_many([item]))[0])
+                            _done(item, (await self._commit_many([item]))[0])
                         except StoreError as one:
                             item.done.set_exception(one)
                 else:
@@ -384,14 +448,27 @@ class SQLiteStore:
                 for item in batch:
                     item.done.set_exception(self._error(f"commit not written: {e!r}"))
                 raise
-            for item, decision_id in zip(batch, ids, strict=True):
-                item.done.set_result(decision_id)
+            for item, result in zip(batch, ids, strict=True):
+                _done(item, result)
 
-    async def _commit_many(self, batch: list[_Commit]) -> list[int | None]:
-        ids: list[int | None] = []
+    async def _commit_many(self, batch: list[_Commit]) -> list[int | DecisionNotFound | None]:
+        ids: list[int | DecisionNotFound | None] = []
         now = self._clock()
         async with self._write() as db:
             for item in batch:
+                if item.outcome is not None:
+                    did, out = item.outcome
+                    if not await db.execute_fetchall(
+                        "SELECT 1 FROM decisions WHERE id = ? AND job = ?", (did, item.job)
+                    ):
+                        ids.append(DecisionNotFound(f"decision {did} of job {item.job!r} does not exist"))
+                        continue
+                    await db.execute(
+                        f"INSERT INTO actuation_outcomes {OUTCOME_COLUMNS} VALUES (?, ?, ?, ?, ?)"
+                        " ON CONFLICT (decision_id) DO UPDATE SET status = excluded.status,"
+                        " outcome = excluded.outcome, updated_at = excluded.updated_at",
+                        (did, item.job, out.status, out.text, now),
+                    )
                 if item.state is not None:
                     await db.execute(
                         "INSERT INTO job_state (job, state, updated_at) VALUES (?, ?, ?) ON CONFLICT (job)"
@@ -403,33 +480,17 @@ class SQLiteStore:
                     ids.append(None)
                     continue
                 cursor = await db.execute(
-                    "INSERT INTO decisions (job, at, status, body, result) VALUES (?, ?, ?, ?, ?)",
-                    (item.job, row.at, row.status, row.body, row.result),
+                    "INSERT INTO decisions (job, at, status, body, result) VALUES (?, ?, ?, ?, '{}')",
+                    (item.job, row.at, row.status, row.body),
                 )
                 assert cursor.lastrowid is not None
-                ids.append(int(cursor.lastrowid))
-        return ids
-
-    async def update_decision(
-        self, decision_id: int, status: str, result: dict[str, Any], reasons: list[str] | None = None
-    ) -> None:
-        check_decision_id(decision_id)
-        check_status(status, DECISION_STATUSES, "status")
-        text = encode(result, "result")
-        async with self._write() as db:
-            if reasons is not None:
-                rows = list(
-                    await db.execute_fetchall("SELECT body FROM decisions WHERE id = ?", (decision_id,))
+                did = int(cursor.lastrowid)
+                await db.execute(
+                    f"INSERT INTO actuation_outcomes {OUTCOME_COLUMNS} VALUES (?, ?, ?, ?, ?)",
+                    (did, item.job, row.outcome.status, row.outcome.text, now),
                 )
-                if rows:
-                    body = with_reasons(rows[0][0], reasons)
-                    await db.execute("UPDATE decisions SET body = ? WHERE id = ?", (body, decision_id))
-            cursor = await db.execute(
-                "UPDATE decisions SET status = ?, result = ? WHERE id = ?", (status, text, decision_id)
-            )
-            found = cursor.rowcount > 0
-        if not found:
-            raise DecisionNotFound(f"decision {decision_id} does not exist")
+                ids.append(did)
+        return ids
 
     async def decisions(self, job: str, limit: int = 50, since: float | None = None) -> list[dict[str, Any]]:
         check_job(job)
@@ -437,17 +498,14 @@ class SQLiteStore:
         low = -float("inf") if since is None else check_time(since, "since")
         async with self._read() as db:
             rows = await db.execute_fetchall(
-                "SELECT id, body, status, result FROM decisions WHERE job = ? AND at >= ?"
-                " ORDER BY at DESC, id DESC LIMIT ?",
+                f"{DECISION_SELECT} WHERE d.job = ? AND d.at >= ? ORDER BY d.at DESC, d.id DESC LIMIT ?",
                 (job, low, limit),
             )
         return [decision_dict(*row) for row in rows]
 
     async def pending_decisions(self) -> list[dict[str, Any]]:
         async with self._read() as db:
-            rows = await db.execute_fetchall(
-                "SELECT id, body, status, result FROM decisions WHERE status = 'pending' ORDER BY at, id"
-            )
+            rows = await db.execute_fetchall(f"{DECISION_SELECT} WHERE {PENDING_WHERE} ORDER BY d.at, d.id")
         return [decision_dict(*row) for row in rows]
 
     # ------------------------------------------------------------ schedule fires
@@ -619,6 +677,33 @@ class SQLiteStore:
                 (check_time(before, "before"), limit),
             )
             return max(0, cursor.rowcount)
+
+
+def _done(item: _Commit, result: int | DecisionNotFound | None) -> None:
+    if isinstance(result, DecisionNotFound):
+        item.done.set_exception(result)
+    else:
+        item.done.set_result(result)
+
+
+class _Tx:
+    """oceand/store/templates.py's view of a transaction on the connection."""
+
+    lock = ""  # BEGIN IMMEDIATE holds the database's write lock already
+    upsert_link = (
+        "INSERT INTO job_templates (job, template, own, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (job)"
+        " DO UPDATE SET template = excluded.template, own = excluded.own, updated_at = excluded.updated_at"
+    )
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await self._db.execute_fetchall(sql, args)]
+
+    async def run(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        cursor = await self._db.execute(sql, args)
+        return int(cursor.rowcount)
 
 
 def _job(row: Any) -> StoredJob:

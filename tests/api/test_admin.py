@@ -9,6 +9,8 @@ import orjson
 import pytest
 
 from actuators.marathon import RecordingActuator
+from oceand.api.openapi import spec as openapi_spec
+from policies.types import ActuationOutcome, ActuationState, Decision
 from tests.conftest import DaemonFactory
 
 JOB = "job.ocean-monitor-job_service.ocean-monitor-job_cluster.production-lg_pdl.ocean_owt.inf_cop.xiaomi"
@@ -299,6 +301,15 @@ async def test_openapi_matches_the_routes(start_daemon: DaemonFactory) -> None:
     assert "JobDocument" in spec["components"]["schemas"]
 
 
+def test_openapi_decision_schemas_name_every_field_of_the_model() -> None:
+    """The Decision and ActuationOutcome schemas list exactly what the API view holds (issue 11)."""
+    schemas = openapi_spec()["components"]["schemas"]
+    outcome = ActuationOutcome("applied")
+    view = outcome.view(Decision("j", 1.0, "manual", 1, 2).to_json())
+    assert set(schemas["Decision"]["properties"]) == set(view)
+    assert set(schemas["ActuationOutcome"]["properties"]) == set(view["outcome"])
+
+
 # --- issue 18 (document bounds) and issue 11 (what a new user tripped over) ------------------------------
 
 
@@ -413,7 +424,8 @@ async def test_identical_put_keeps_the_version_and_the_state(start_daemon: Daemo
     assert (await c.call("POST", "/api/v1/jobs", doc()))[0] == 201
     rt = d.engine.jobs[JOB]
     buckets, state = rt.buckets, rt.state
-    rt.blocked = "HTTP 403: forbidden"  # a permanent failure: only a changed document clears it
+    # a permanent failure: only a changed document clears it
+    rt.actuation = ActuationState(blocked="HTTP 403: forbidden", blocked_version=1)
     same = doc(mode="dry-run", period="10s", behavior={"scale_in": {}})  # defaults written out
     status, body = await c.call("PUT", f"/api/v1/jobs/{JOB}", same)
     assert (status, body["version"]) == (200, 1)

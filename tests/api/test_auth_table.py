@@ -34,6 +34,7 @@ PUSH = [
     {"endpoint": "h1", "metric": "cpu.idle", "timestamp": 1, "step": 60, "value": 1, "counterType": "GAUGE"}
 ]
 
+TEMPLATE, TEMPLATE_DOC = "shared", {"max_instances": 6}  # no job names it
 OPEN, INGEST = "open", "ingest"  # not a bearer scope: public, and the ingest guard's (open by default)
 
 
@@ -85,6 +86,22 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/api/v1/jobs/{job}/mode"): Route(
         "operate", 200, _job("/mode"), lambda job: {"mode": "paused"}, changes=True
     ),
+    ("GET", "/api/v1/templates"): Route("read", 200, _fixed("/api/v1/templates")),
+    ("GET", "/api/v1/templates/{name}"): Route("read", 200, _fixed(f"/api/v1/templates/{TEMPLATE}")),
+    # the fixture's template as restore() writes it: granted, nothing changes (same version)
+    ("PUT", "/api/v1/templates/{name}"): Route(
+        "write", 200, _fixed(f"/api/v1/templates/{TEMPLATE}"), lambda job: TEMPLATE_DOC
+    ),
+    ("DELETE", "/api/v1/templates/{name}"): Route(
+        "write", 204, _fixed(f"/api/v1/templates/{TEMPLATE}"), changes=True
+    ),
+    ("POST", "/api/v1/templates/{name}/rename"): Route(
+        "write", 200, _fixed(f"/api/v1/templates/{TEMPLATE}/rename"), lambda job: {"to": "renamed"}, True
+    ),
+    # the selector names the job: a token must cover every job it matches (glob-out: 403)
+    ("POST", "/api/v1/modes"): Route(
+        "operate", 200, _fixed("/api/v1/modes"), lambda job: {"select": {"name": job}, "mode": "paused"}, True
+    ),
     ("GET", "/api/v1/clusters"): Route("read", 200, _fixed("/api/v1/clusters")),
     ("GET", "/api/v1/ingest/unmatched"): Route("read", 200, _fixed("/api/v1/ingest/unmatched")),
     ("GET", "/api/v1/tokens"): Route("admin", 200, _fixed("/api/v1/tokens")),
@@ -119,7 +136,7 @@ def expected(route: Route, path: str, credential: str) -> int:
         return route.ok if scope in (route.scope, "admin") else 403
     if route.scope not in GLOB_SCOPES:
         return 403
-    if "{job}" in path or (path == "/api/v1/jobs" and method_creates(route)):
+    if "{job}" in path or (path == "/api/v1/jobs" and method_creates(route)) or path == "/api/v1/modes":
         return route.ok if credential == "glob-in" else 403
     return route.ok
 
@@ -173,7 +190,8 @@ class Fixture:
         await self.restore()
 
     async def restore(self) -> None:
-        """Back to: jobs MINE and OTHER as first created, no job.new*, a token `victim`, no token `tmp`."""
+        """Back to: jobs MINE and OTHER as first created, no job.new*, a token `victim`, no token `tmp`,
+        a template TEMPLATE, none `renamed`."""
         for job in (MINE, OTHER):
             status, body = await self.api("PUT", f"/api/v1/jobs/{job}", self.root, doc(job))
             assert status in (200, 201), body
@@ -184,6 +202,9 @@ class Fixture:
             new = _new_job(job)["job"]
             assert (await self.api("DELETE", f"/api/v1/jobs/{new}", self.root))[0] in (204, 404)
         assert (await self.api("DELETE", "/api/v1/tokens/tmp", self.root))[0] in (204, 404)
+        assert (await self.api("DELETE", "/api/v1/templates/renamed", self.root))[0] in (204, 404)
+        status, body = await self.api("PUT", f"/api/v1/templates/{TEMPLATE}", self.root, TEMPLATE_DOC)
+        assert status in (200, 201), body
         status, _ = await self.api(
             "POST", "/api/v1/tokens", self.root, {"name": "victim", "scopes": ["read"], "jobs": ["*"]}
         )

@@ -13,7 +13,7 @@ from aiohttp import web
 from oceand.config import NotifySettings
 from oceand.notify import Notifier
 from policies.document import parse_job
-from policies.types import Decision
+from policies.types import ActuationOutcome, Decision
 from tests.api.test_admin import JOB, doc
 from tests.conftest import DaemonFactory
 
@@ -139,15 +139,15 @@ def _job(webhook: str) -> Any:
     return parse_job({**doc(), "notify": {"webhook": webhook}})
 
 
-def _decision() -> Decision:
-    return Decision(job=JOB, at=1.0, trigger="bucket", current=1, desired=2, status="applied")
+def _decision() -> tuple[Decision, ActuationOutcome]:
+    return Decision(job=JOB, at=1.0, trigger="bucket", current=1, desired=2), ActuationOutcome("applied")
 
 
 async def _send(notifier: Notifier, webhook: str, done: Callable[[], bool]) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(notifier.run(stop))
     try:
-        notifier.submit(_job(webhook), _decision())
+        notifier.submit(_job(webhook), *_decision())
         await until(done)
     finally:
         stop.set()
@@ -157,7 +157,7 @@ async def _send(notifier: Notifier, webhook: str, done: Callable[[], bool]) -> N
 async def test_webhook_does_not_follow_a_redirect(start_daemon: DaemonFactory, hooks: Hooks) -> None:
     d, _ = await start_daemon(notify={"allow": ["127.0.0.1"]})
     with_creds = hooks.urls[0].replace("http://", f"http://hook:{SECRET}@")
-    d.notifier.submit(_job(with_creds + "/redirect"), _decision())
+    d.notifier.submit(_job(with_creds + "/redirect"), *_decision())
     failed = 'oceand_notify_errors_total{kind="webhook"} 1.0'
     await until(lambda: failed in d.metrics.render().decode())
     assert hooks.hits == [(hooks.urls[0].removeprefix("http://"), "/redirect")]

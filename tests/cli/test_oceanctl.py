@@ -155,7 +155,15 @@ def test_jobs_ls_filters_by_tree_parts_and_prints_json_and_yaml(ctl: Ctl, live: 
             assert got == {names[k] for k in want}, args
         r = ctl("jobs", "ls", "--pdl", "miui", "-o", "yaml")
         assert yaml.safe_load(r.stdout) == {
-            "jobs": [{"job": names["b"], "mode": "active", "effective_mode": "active", "version": 1}]
+            "jobs": [
+                {
+                    "job": names["b"],
+                    "mode": "active",
+                    "effective_mode": "active",
+                    "version": 1,
+                    "template": None,
+                }
+            ]
         }
         assert ctl("jobs", "ls", "--pdl", "none").stdout == "no jobs match\n"
     finally:
@@ -264,6 +272,21 @@ def _bad_file(tmp_path: Path, name: str, text: str) -> str:
         pytest.param(["delete", "job.none_cop.c"], 2, "no job named", id="not found: delete"),
         pytest.param(["get", "a b"], 3, "job name must be 1-200 characters", id="validation: bad job name"),
         pytest.param(["scale", "job.web_cop.x", "200000"], 1, "200000", id="usage: scale out of range"),
+        pytest.param(["pause"], 1, "give a JOB or --selector", id="usage: pause without job or selector"),
+        pytest.param(["pause", WEB, "-l", "pdl=x"], 1, "not both", id="usage: pause with job and selector"),
+        pytest.param(
+            ["resume", "-l", "colour=red"], 1, "'colour=red' is not KEY=VALUE", id="usage: bad selector"
+        ),
+        pytest.param(
+            ["pause", "-l", "pdl=nothing"], 3, "matches no job", id="validation: selector matches none"
+        ),
+        pytest.param(["templates", "get", "none"], 2, "no template named 'none'", id="not found: template"),
+        pytest.param(
+            ["templates", "delete", "none"], 2, "no template named", id="not found: delete template"
+        ),
+        pytest.param(
+            ["templates", "apply", "-f", "-"], 1, "give its name with --name", id="usage: template from stdin"
+        ),
     ],
 )
 def test_exit_codes(ctl: Ctl, args: list[str], code: int, needle: str) -> None:

@@ -176,6 +176,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert d.marathon == {} and d.marathon_clusters() == {}
     assert d.jobs_dir is None and d.ingest.grace is None
     assert (d.log.level, d.log.format, d.notify.falcon_api) == ("info", "json", None)
+    assert (d.redis.url, d.redis.socket_timeout) == (None, 0.5)
     # an empty file means the same as no file
     empty = load_config(write(tmp_path, ""))
     assert empty.model_dump() == d.model_dump()
@@ -357,6 +358,15 @@ ERRORS = [
         '[store]\nurl = "mysql://127.0.0.1/oceand"\n', "store.url", "no user", id="mysql without user"
     ),
     pytest.param('[store]\nurl = "oceand.db"\n', "store.url", "no scheme", id="store url without scheme"),
+    pytest.param('[redis]\nurl = "http://x:6379"\n', "redis.url", "redis://", id="redis scheme"),
+    pytest.param('[redis]\nurl = "redis://"\n', "redis.url", "redis://", id="redis without host"),
+    pytest.param(
+        "[redis]\nsocket_timeout = 0\n", "redis.socket_timeout", "greater than 0", id="redis timeout 0"
+    ),
+    pytest.param(
+        '[redis]\nsocket_timeout = "2m"\n', "redis.socket_timeout", "less than or equal", id="redis timeout"
+    ),
+    pytest.param("[redis]\nport = 6379\n", "redis.port", "unknown key", id="redis unknown key"),
     # TOML syntax
     pytest.param(
         "dry_run = \n", "line 1, column 11", "TOML syntax: Invalid value", id="toml syntax, line and column"

@@ -13,7 +13,7 @@ import pytest
 from oceand.logs import log_decision, setup_logging
 from oceand.notify import Notifier
 from policies.document import parse_job
-from policies.types import Decision, Limit, Proposal
+from policies.types import ActuationOutcome, Decision, Limit, Proposal
 
 SECRET = "s3cr3t-Pa55"
 
@@ -109,20 +109,25 @@ DECISION = Decision(
     limits=[Limit(code="MaxStep", before=4, after=3)],
     reasons=["ScaleOut", "MaxStep"],
     mode="active",
-    status="applied",
-    result={"deployment": "d-1"},
     id=17,
 )
+APPLIED = ActuationOutcome("applied", deployment_id="d-1")
 
 
 @pytest.mark.parametrize(
     ("decision", "level", "extra"),
     [
-        pytest.param(DECISION, "info", {}, id="Decision object"),
-        pytest.param(DECISION.to_json(), "info", {}, id="decision JSON"),
+        pytest.param((DECISION, APPLIED), "info", {}, id="Decision object and its outcome"),
+        pytest.param(APPLIED.view(DECISION.to_json()), "info", {}, id="decision JSON"),
+        pytest.param(
+            (DECISION, ActuationOutcome("failed", error="409 app locked")),
+            "warning",
+            {"error": "409 app locked"},
+            id="failed outcome warns with the error",
+        ),
         pytest.param(
             {
-                **DECISION.to_json(),
+                **APPLIED.view(DECISION.to_json()),
                 "status": "failed",
                 "reasons": ["ScaleOut", "ActuationFailed"],
                 "result": {"error": "409 app locked"},
@@ -135,9 +140,13 @@ DECISION = Decision(
 )
 def test_one_line_per_decision(stream: io.StringIO, decision: Any, level: str, extra: dict[str, Any]) -> None:
     setup_logging("info", "json", stream)
-    log_decision(logging.getLogger("oceand.engine"), decision)
+    if isinstance(decision, tuple):
+        log_decision(logging.getLogger("oceand.engine"), *decision)
+        d = decision[1].view(decision[0].to_json())
+    else:
+        log_decision(logging.getLogger("oceand.engine"), decision)
+        d = decision
     (line,) = lines(stream)
-    d = decision if isinstance(decision, dict) else decision.to_json()
     assert line["event"] == "decision" and line["level"] == level
     for key in ("job", "trigger", "current", "desired", "reasons", "status", "id", "mode", "at"):
         assert line[key] == d[key], key
@@ -164,8 +173,10 @@ def test_text_log_newline_in_notify_group_cannot_forge_a_line(stream: io.StringI
             "notify": {"group": "sre\n" + FORGED},
         }
     )
-    d = Decision(job="web", at=1.0, trigger="bucket", current=1, desired=2, status="applied")
-    Notifier().submit(doc, d)  # no [notify] falcon_api: the group message is only logged
+    d = Decision(job="web", at=1.0, trigger="bucket", current=1, desired=2)
+    Notifier().submit(
+        doc, d, ActuationOutcome("applied")
+    )  # no [notify] falcon_api: the group message is only logged
     out = stream.getvalue()
     assert out.count("\n") == 1, out
     assert "\\n" + FORGED.split(" ")[0] in out

@@ -1,4 +1,4 @@
-"""Ocean tree names: one rule for oceanctl (`tree_parts`) and the console (static/tree.js `treeParts`).
+"""Ocean tree names: one rule for the daemon and oceanctl (policies/tree.py `tree_parts`) and the console (static/tree.js `treeParts`).
 The cases are one JSON table; this test holds the Python side to it, tests/console/test_browser.py the
 JavaScript side (run in Chromium)."""
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from oceand.ctl.main import tree_parts
+from policies.tree import tree_parts
 
 CASES: list[dict[str, Any]] = json.loads((Path(__file__).parent / "tree_names.json").read_text())["cases"]
 

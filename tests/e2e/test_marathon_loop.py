@@ -156,7 +156,9 @@ def test_marathon_down_then_back_applies_once(tmp_path: Path) -> None:
         lp.fake.stop()
         lp.buckets(3, cpu_idle=10, instances=2)
         failed = wait_for(
-            lambda: [x for x in lp.decisions() if "ActuationFailed" in x["reasons"]], 15, "a failed attempt"
+            lambda: [x for x in lp.decisions() if x["outcome"]["reason"] == "ActuationFailed"],
+            15,
+            "a failed attempt",
         )
         assert failed[0]["status"] == "pending" and failed[0]["result"]["error"]
         lp.fake.start()  # same port; the app is back at 2 instances

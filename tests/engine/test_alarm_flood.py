@@ -159,7 +159,7 @@ async def test_a_manual_scale_waits_for_the_alarm_in_flight_only(start_daemon: D
     d.engine.alarm(event(T0))  # wakes the worker, which takes this alarm first
     d.engine.alarm(event(T0, stra_id=7))
     manual = asyncio.ensure_future(d.engine.manual(JOB, 5, "launch"))  # queued while that alarm runs
-    decision = await asyncio.wait_for(manual, 5)
+    decision, _ = await asyncio.wait_for(manual, 5)
     await until(lambda: idle(rt))
     assert decision.current == 3  # after the alarm in flight (2 -> 3), before the queued one
     assert act.calls == [(JOB, 3), (JOB, 5), (JOB, 6)]

@@ -30,9 +30,9 @@ def count_commits(d: Daemon) -> list[str]:
     seen: list[str] = []
     real = d.store.commit
 
-    async def commit(job: str, state: dict[str, Any], decision: dict[str, Any] | None) -> int | None:
+    async def commit(job: str, state: dict[str, Any], *decided: Any) -> int | None:
         seen.append(job)
-        return await real(job, state, decision)
+        return await real(job, state, *decided)
 
     d.store.commit = commit  # type: ignore[method-assign]
     return seen
@@ -99,14 +99,14 @@ async def test_states_written_behind_go_to_the_store_together_and_failed_ones_st
             await engine.upsert(parse_job(doc(n)), 1)
         flying, most = 0, 0
 
-        async def commit(job: str, state: dict[str, Any], decision: dict[str, Any] | None) -> int | None:
+        async def commit(job: str, state: dict[str, Any], *decided: Any) -> int | None:
             nonlocal flying, most
             flying += 1
             most = max(most, flying)
             try:
                 if job in ("job.idle007", "job.idle250"):
                     raise StoreError("disk full")
-                return await real(job, state, decision)
+                return await real(job, state, *decided)
             finally:
                 flying -= 1
 

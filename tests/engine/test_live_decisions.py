@@ -276,12 +276,19 @@ async def test_a_retrying_decision_superseded_by_a_newer_one_is_never_applied(
     assert (await c.call("POST", "/api/v1/jobs", seed(mode="active")))[0] == 201
     status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 4})
     assert (status, body["decision"]["status"]) == (200, "pending")
-    assert "ActuationFailed" in body["decision"]["reasons"]
+    # the failure is the outcome's (ActuationFailed); the decision's reasons stay as the policy gave them
+    assert body["decision"]["outcome"]["reason"] == "ActuationFailed"
+    assert body["decision"]["reasons"] == ["Manual"]
     status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 2})
     assert body["decision"]["status"] == "applied"
     rows = await decisions(c)
     first = next(x for x in rows if x["desired"] == 4)
     assert first["status"] == "failed" and first["result"]["superseded_by"] == body["decision"]["id"]
+    assert (first["outcome"]["status"], first["outcome"]["superseded_by"]) == (
+        "superseded",
+        body["decision"]["id"],
+    )
+    assert first["reasons"] == ["Manual"] and first["outcome"]["reason"] == "ActuationFailed"
     rt = d.engine.jobs[JOB]
     assert rt.retry is None and rt.retry_at is None
     await d.stop()

@@ -14,10 +14,12 @@ import pytest
 from actuators.marathon import RecordingActuator
 from oceand.history_cli import main as replay_main
 from oceand.replay import ReplayOptions, simulate
+from oceand.replay_cli import main as replay_cli_main
 from oceand.trace import load_trace
 from policies.document import parse_job
 from tests.conftest import Client, DaemonFactory
 from tests.engine.test_live_decisions import JOB, T0, Clock, bucket, seed
+from tests.fakes.marathon import FakeMarathon
 
 # load units per period; one instance serves 100 (cpu.used = min(100, 100 × load / (n × 100)))
 LOAD = [150] * 6 + [270] * 9
@@ -121,3 +123,95 @@ async def test_oceand_replay_job_history_goes_through_the_admin_api(
     bad = [*argv[:4], "--since", str(T0 - 10_000), "--until", str(T0 - 5_000), "--url", d.url]
     assert await asyncio.to_thread(replay_main, bad) == 2
     assert "no recorded history" in capsys.readouterr().err
+
+
+async def test_preview_of_a_document_naming_a_template_equals_its_effective_document(
+    start_daemon: DaemonFactory,
+) -> None:
+    """A product line's change tried on one job's load: the document names the template (PRODUCT §13)."""
+    _, c, _ = await _run_live(start_daemon)
+    shared = {k: v for k, v in stricter().items() if k not in ("job", "target")}
+    assert (await c.call("PUT", "/api/v1/templates/web-default", shared))[0] == 201
+    window = {"since": T0, "until": T0 + 10 * len(LOAD), "startup": 0}
+    own = {"template": "web-default", "target": seed()["target"]}
+    status, named = await c.call("POST", f"/api/v1/jobs/{JOB}/preview", {"job": own, **window})
+    assert status == 200, named
+    _, effective = await c.call("POST", f"/api/v1/jobs/{JOB}/preview", {"job": stricter(), **window})
+    assert named == effective and named["summary"]["scale_outs"] == 2
+    own["template"] = "nothing"
+    status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/preview", {"job": own, **window})
+    assert (status, body["error"]["code"]) == (422, "template_not_found")
+
+
+async def test_a_product_line_job_on_the_fake_marathon_previews_and_replays_alike(
+    start_daemon: DaemonFactory, tmp_path: Any
+) -> None:
+    """Issue 16's second Show, on the fake Marathon: a job that names its product line's template runs
+    5 minutes of controlled time on a scripted load, scaling the fake's app; a preview of a stricter
+    document on that history makes fewer scale-outs, at the periods where the live job scaled on a load
+    the stricter threshold does not reach, and its numbers equal `oceand replay` on the load as CSV."""
+    fake = FakeMarathon(heartbeat=0.5, deploy_time=0.01)
+    await fake.start()
+    try:
+        fake.add_app("/seed/web", 1)
+        clock = Clock(T0)
+        marathon = {"lg": {"urls": [fake.url], "timeout": "2s", "connect_timeout": "0.5s"}}
+        d, c = await start_daemon(clock=clock, marathon=marathon)
+        live = seed(mode="active")
+        shared = {k: v for k, v in live.items() if k not in ("job", "target")}
+        assert (await c.call("PUT", "/api/v1/templates/seed-web", shared))[0] == 201
+        own = {"template": "seed-web", "target": live["target"]}
+        assert (await c.call("PUT", f"/api/v1/jobs/{JOB}", own))[0] == 201
+        await _until(lambda: d.engine.status(JOB)["ready"] == 1)
+        load = [150] * 6 + [270] * 9 + [370] * 9 + [200] * 6  # 30 periods: 5 minutes
+        for k, units in enumerate(load):
+            n = fake.apps["/seed/web"].instances
+            await _until(lambda n=n: d.engine.status(JOB)["ready"] == n)  # the daemon sees what Marathon has
+            await bucket(d, c, clock, k, cpu_used=min(100.0, units / n), hosts=n)
+        await d.history.flush()
+        assert [count for _, _, count, _ in fake.scale_requests] == [2, 3, 4, 5]  # the fake's app scaled
+        _, hist = await c.call("GET", f"/api/v1/jobs/{JOB}/history")
+        rows = hist["rows"]
+        assert len(rows) == len(load) and [r["ready"] for r in rows][-1] == 5
+        outs = [round((r["t"] - T0) / 10) for r in rows if r["desired"] > r["ready"]]
+        assert outs == [2, 8, 11, 17]  # live: out on 100 % at 1 and 2 instances, 90 % at 3, 92.5 % at 4
+
+        window = {"since": T0, "until": T0 + 10 * len(load), "startup": 0}
+        status, got = await c.call("POST", f"/api/v1/jobs/{JOB}/preview", {"job": stricter(), **window})
+        assert status == 200, got
+        # above 95: 90 % on 3 instances (k = 11) stays under it; the rest of the climb still scales out
+        assert got["summary"]["scale_outs"] == 3 < len(outs)
+        assert got["differences"] == [
+            {"t": T0 + 110, "happened": "out", "recorded_desired": 4, "preview": "none", "preview_desired": 3}
+        ]
+        # the same load exported as CSV through `oceand replay` (the command, its summary and timeline)
+        csv = tmp_path / "load.csv"
+        csv.write_text(
+            "t,load\n" + "".join(f"{r['t']:.0f},{r['values']['cpu'] * r['ready']}\n" for r in rows)
+        )
+        (tmp_path / "stricter.json").write_text(json.dumps(stricter()))
+        argv = [str(csv), "--job", str(tmp_path / "stricter.json"), "--startup", "0s", "--capacity", "100"]
+        argv += [
+            "--initial",
+            "1",
+            "--summary",
+            str(tmp_path / "s.json"),
+            "--timeline",
+            str(tmp_path / "t.csv"),
+        ]
+        assert await asyncio.to_thread(replay_cli_main, argv) == 0
+        replayed = json.loads((tmp_path / "s.json").read_text())
+        assert got["summary"] == pytest.approx({k: replayed[k] for k in got["summary"]})
+        timeline = (tmp_path / "t.csv").read_text().splitlines()
+        column = timeline[0].split(",").index("desired")
+        assert [r["desired"] for r in got["timeline"]] == [
+            int(line.split(",")[column]) for line in timeline[1:]
+        ]
+    finally:
+        await fake.stop()
+
+
+async def _until(cond: Any, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.01)

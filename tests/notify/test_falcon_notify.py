@@ -14,7 +14,7 @@ from actuators.marathon import RecordingActuator
 from oceand.config import NotifySettings
 from oceand.notify import Notifier
 from policies.document import parse_job
-from policies.types import Decision
+from policies.types import ActuationOutcome, Decision
 from tests.api.test_admin import JOB, doc
 from tests.conftest import Client, DaemonFactory
 from tests.fakes.falcon_api import DEFAULT_TOKEN, FalconFake
@@ -102,8 +102,9 @@ class Ticker:
         return self.t
 
 
-def _decision(n: int, did: int) -> Decision:
-    return Decision(job=JOB, at=1.8e9, trigger="manual", current=n - 1, desired=n, status="applied", id=did)
+def _decision(n: int, did: int) -> tuple[Decision, ActuationOutcome]:
+    decision = Decision(job=JOB, at=1.8e9, trigger="manual", current=n - 1, desired=n, id=did)
+    return decision, ActuationOutcome("applied")
 
 
 class Run:
@@ -128,7 +129,7 @@ class Run:
         self.sleeps.append(delay)
 
     def submit(self, n: int, did: int, group: str = "sre_ocean") -> None:
-        self.notifier.submit(parse_job(doc(max_instances=20, notify={"group": group})), _decision(n, did))
+        self.notifier.submit(parse_job(doc(max_instances=20, notify={"group": group})), *_decision(n, did))
 
     async def close(self) -> None:
         self.stop.set()

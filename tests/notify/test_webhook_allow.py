@@ -147,7 +147,7 @@ async def test_the_connected_address_is_checked(hooks: Hooks, monkeypatch: pytes
 
 async def test_daemon_counts_refused_webhooks(start_daemon: DaemonFactory, hooks: Hooks) -> None:
     d, _ = await start_daemon()
-    d.notifier.submit(_job(f"{d.url}/api/v1/jobs"), _decision())  # its own admin listener
+    d.notifier.submit(_job(f"{d.url}/api/v1/jobs"), *_decision())  # its own admin listener
     refused = 'oceand_notify_refused_total{kind="webhook"} 1.0'
     await until(lambda: refused in d.metrics.render().decode())
     assert 'oceand_notify_errors_total{kind="webhook"} 1.0' in d.metrics.render().decode()
@@ -174,14 +174,14 @@ async def test_a_refused_webhook_shows_in_the_job_status(start_daemon: DaemonFac
     assert status == 201, body
     status, body = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
     assert status == 200 and body["notify"] == {"webhook_refused": None}
-    d.notifier.submit(_job(metadata), _decision())
+    d.notifier.submit(_job(metadata), *_decision())
     await until(lambda: d.notifier.refused == 1)
     status, body = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
     refused = body["notify"]["webhook_refused"]
     assert refused["url"] == "http://***@169.254.169.254/latest?token=***", refused
     assert "refused by [notify] allow" in refused["reason"] and "link-local" in refused["reason"]
     assert isinstance(refused["at"], float) and SECRET not in str(body)
-    d.notifier.submit(_job(hooks.urls[0] + "/ok"), _decision())  # the job's webhook now goes through
+    d.notifier.submit(_job(hooks.urls[0] + "/ok"), *_decision())  # the job's webhook now goes through
     await until(lambda: len(hooks.hits) == 1)
     status, body = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
     assert body["notify"] == {"webhook_refused": None}

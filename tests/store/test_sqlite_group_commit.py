@@ -13,7 +13,7 @@ import pytest
 
 from oceand.store import SQLiteStore, StoreError
 from oceand.store.sqlite import GROUP_MAX
-from tests.store.test_store_contract import decision
+from tests.store.test_store_contract import decision, outcome
 
 
 def _store(tmp_path: Path) -> SQLiteStore:
@@ -40,7 +40,7 @@ async def test_concurrent_commits_share_transactions_and_all_land(tmp_path: Path
     n = GROUP_MAX + 100
     ids = await asyncio.gather(
         *(
-            store.commit(f"j{k}", {"count": k}, decision(f"j{k}", status="dry-run") if k % 3 else None)
+            store.commit(f"j{k}", {"count": k}, *((decision(f"j{k}"), outcome("dry-run")) if k % 3 else ()))
             for k in range(n)
         )
     )
@@ -58,8 +58,10 @@ async def test_decisions_to_apply_go_in_the_first_transaction(tmp_path: Path) ->
     store = _store(tmp_path)
     await store.open()
     batches = _record_batches(store)
-    crowd = [store.commit(f"dry{k}", {}, decision(f"dry{k}", status="dry-run")) for k in range(2 * GROUP_MAX)]
-    await asyncio.gather(*crowd, store.commit("active", {}, decision("active", status="pending")))
+    crowd = [
+        store.commit(f"dry{k}", {}, decision(f"dry{k}"), outcome("dry-run")) for k in range(2 * GROUP_MAX)
+    ]
+    await asyncio.gather(*crowd, store.commit("active", {}, decision("active"), outcome("pending")))
     assert "active" in batches[0]
     await store.close()
 
@@ -136,9 +138,11 @@ async def test_a_pending_decision_jumping_the_queue_does_not_let_an_older_state_
     state: the decision is written first (it jumps the queue), and the older state is not written after."""
     store = _store(tmp_path)
     await store.open()
-    crowd = [store.commit(f"dry{k}", {}, decision(f"dry{k}", status="dry-run")) for k in range(2 * GROUP_MAX)]
+    crowd = [
+        store.commit(f"dry{k}", {}, decision(f"dry{k}"), outcome("dry-run")) for k in range(2 * GROUP_MAX)
+    ]
     older = store.commit("j", {"streak": 1}, None)
-    newer = store.commit("j", {"streak": 2}, decision("j", status="pending"))
+    newer = store.commit("j", {"streak": 2}, decision("j"), outcome("pending"))
     await asyncio.gather(*crowd, older, newer)
     assert await store.load_state("j") == {"streak": 2}
     await store.close()

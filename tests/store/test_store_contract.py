@@ -6,12 +6,13 @@ import asyncio
 import math
 from typing import Any
 
+import orjson
 import pytest
 
 from oceand.store import DecisionNotFound, MySQLStore, SQLiteStore, StoreError
 from oceand.store.migrations import MIGRATIONS, Migration
 from policies.document import dump_job, parse_job
-from policies.types import Decision, JobState, Limit, Proposal, Streak
+from policies.types import ActuationOutcome, Decision, JobState, Limit, Proposal, Streak
 from tests.store.conftest import Backend
 
 AnyStore = SQLiteStore | MySQLStore
@@ -45,9 +46,11 @@ EXAMPLE_DOC: dict[str, Any] = {
 }
 
 
-def decision(
-    job: str = JOB, at: float = 1_700_000_000.5, status: str = "pending", **kw: Any
-) -> dict[str, Any]:
+def outcome(status: str = "pending", **kw: Any) -> dict[str, Any]:
+    return ActuationOutcome(status, **kw).to_json()  # type: ignore[arg-type]
+
+
+def decision(job: str = JOB, at: float = 1_700_000_000.5, **kw: Any) -> dict[str, Any]:
     d = Decision(
         job=job,
         at=at,
@@ -59,7 +62,6 @@ def decision(
         limits=[Limit("MaxStep", 5, 3, "max_step=1")],
         reasons=["ScaleOut", "MaxStep"],
         mode="active",
-        status=status,  # type: ignore[arg-type]
         **kw,
     )
     return d.to_json()
@@ -161,15 +163,17 @@ async def test_state_round_trips_exactly(store: AnyStore) -> None:
 
 async def test_decision_round_trips_with_its_id(store: AnyStore) -> None:
     at = 1_700_000_000.123456789  # needs all 17 significant digits
-    original = decision(at=at, status="applied", result={"deployment": "5ed4c0c5", "latency_ms": 12.5})
-    did = await store.commit(JOB, {"count": 3}, original)
+    original = decision(at=at)
+    applied = outcome("applied", deployment_id="5ed4c0c5", latency_ms=12.5, detail={"url": "http://m"})
+    did = await store.commit(JOB, {"count": 3}, original, applied)
     assert isinstance(did, int)
     (stored,) = await store.decisions(JOB)
-    assert stored == {**original, "id": did}
+    assert stored == {**original, "id": did, "outcome": applied}
     assert stored["at"] == at
     assert Decision.from_json(stored) == Decision.from_json({**original, "id": did})
     second = await store.commit(JOB, {"count": 3}, decision(at=at + 1))
     assert second is not None and second > did
+    assert (await store.decisions(JOB))[0]["outcome"] == outcome("none")  # no outcome given: none
 
 
 async def test_failure_inside_the_transaction_leaves_neither_state_nor_decision(
@@ -217,28 +221,89 @@ async def test_decisions_order_limit_since(
     assert all(d["job"] == JOB for d in got)
 
 
-async def test_update_decision_sets_status_and_result(store: AnyStore) -> None:
-    did = await store.commit(JOB, {}, decision(status="pending"))
+async def test_record_outcome_replaces_the_outcome_and_never_the_decision(
+    store: AnyStore, backend: Backend
+) -> None:
+    original = decision()
+    did = await store.commit(JOB, {"count": 3}, original, outcome("pending"))
     assert did is not None
-    await store.update_decision(did, "failed", {"error": "Marathon 422: app is locked 🔒"})
+    select = "SELECT body, status, result FROM decisions WHERE id = " + (
+        "%s" if backend.kind == "mysql" else "?"
+    )
+    row = await backend.sql(select, (did,))
+    retry = outcome("pending", error="Marathon answered 503", tries=1, retry_at=1_700_000_001.0)
+    await store.record_outcome(did, JOB, retry, {"count": 3, "actuation": {"retry": did}})
+    assert await store.load_state(JOB) == {"count": 3, "actuation": {"retry": did}}
+    failed = outcome("failed", error="Marathon 422: app is locked 🔒", tries=2, attempts=1)
+    await store.record_outcome(did, JOB, failed)  # without a state: the state stays
+    await store.record_outcome(did, JOB, failed)  # the same again
     (got,) = await store.decisions(JOB)
-    assert (got["status"], got["result"]) == ("failed", {"error": "Marathon 422: app is locked 🔒"})
-    assert got["proposals"] == decision()["proposals"]  # the rest is untouched
-    await store.update_decision(did, "failed", {"error": "Marathon 422: app is locked 🔒"})  # same again
-    with pytest.raises(DecisionNotFound, match=f"decision {did + 1000} does not exist"):
-        await store.update_decision(did + 1000, "applied", {})
+    assert got == {**original, "id": did, "outcome": failed}
+    assert await store.load_state(JOB) == {"count": 3, "actuation": {"retry": did}}
+    assert await backend.sql(select, (did,)) == row  # the decision's row as it was committed
+    with pytest.raises(DecisionNotFound, match=f"decision {did + 1000} of job '{JOB}' does not exist"):
+        await store.record_outcome(did + 1000, JOB, outcome("applied"), {"count": 9})
+    with pytest.raises(DecisionNotFound, match=f"decision {did} of job 'other' does not exist"):
+        await store.record_outcome(did, "other", outcome("applied"))
+    assert await store.load_state(JOB) == {"count": 3, "actuation": {"retry": did}}  # nothing written
 
 
 async def test_pending_decisions_are_every_jobs_pending_oldest_first(store: AnyStore) -> None:
-    a = await store.commit("a", {}, decision(job="a", at=30.0, status="pending"))
-    b = await store.commit("b", {}, decision(job="b", at=10.0, status="pending"))
-    await store.commit("a", {}, decision(job="a", at=5.0, status="dry-run"))
-    c = await store.commit("c", {}, decision(job="c", at=20.0, status="pending"))
+    a = await store.commit("a", {}, decision(job="a", at=30.0), outcome("pending"))
+    b = await store.commit("b", {}, decision(job="b", at=10.0), outcome("pending"))
+    await store.commit("a", {}, decision(job="a", at=5.0), outcome("dry-run"))
+    c = await store.commit("c", {}, decision(job="c", at=20.0), outcome("pending"))
     assert [d["id"] for d in await store.pending_decisions()] == [b, c, a]
     assert c is not None
-    await store.update_decision(c, "applied", {"deployment": "d1"})
+    await store.record_outcome(c, "c", outcome("applied", deployment_id="d1"))
     pending = await store.pending_decisions()
-    assert [(d["id"], d["job"], d["status"]) for d in pending] == [(b, "b", "pending"), (a, "a", "pending")]
+    assert [(d["id"], d["job"], d["outcome"]["status"]) for d in pending] == [
+        (b, "b", "pending"),
+        (a, "a", "pending"),
+    ]
+
+
+async def test_a_decision_stored_before_outcomes_reads_its_row_as_its_outcome(backend: Backend) -> None:
+    """A store migrated from version 4 keeps its decisions: their status and result become outcomes."""
+    old = backend.make(MIGRATIONS[:4])
+    await old.open()
+    await old.close()
+    mark = "%s" if backend.kind == "mysql" else "?"
+    body = dict(decision(), reasons=["ScaleOut", "ActuationFailed"])
+    del body["id"]  # as that version wrote a decision: without id, status and result
+    rows = [
+        ("pending", {"error": "503", "tries": 2, "attempts": 1}),
+        ("applied", {"deployment_id": "d-1", "version": "v1", "latency_ms": 3.5, "url": "http://m"}),
+        ("failed", {"error": "gone", "superseded_by": 9}),
+    ]
+    for i, (status, result) in enumerate(rows):
+        await backend.sql(
+            f"INSERT INTO decisions (job, at, status, body, result) VALUES ({', '.join([mark] * 5)})",
+            (
+                JOB,
+                10.0 + i,
+                status,
+                orjson.dumps(dict(body, at=10.0 + i)).decode(),
+                orjson.dumps(result).decode(),
+            ),
+        )
+    new = backend.make()
+    await new.open()
+    try:
+        got = {d["at"]: d for d in await new.decisions(JOB)}
+        assert got[10.0]["outcome"] == outcome("pending", error="503", tries=2, attempts=1)
+        assert got[11.0]["outcome"] == outcome(
+            "applied", deployment_id="d-1", version="v1", latency_ms=3.5, detail={"url": "http://m"}
+        )
+        assert got[12.0]["outcome"] == outcome("failed", error="gone", superseded_by=9)
+        assert got[10.0]["reasons"] == ["ScaleOut", "ActuationFailed"]  # as that version wrote it
+        assert [d["at"] for d in await new.pending_decisions()] == [10.0]
+        did = got[10.0]["id"]
+        await new.record_outcome(did, JOB, outcome("applied"))  # an outcome of its own from now on
+        assert await new.pending_decisions() == []
+        assert (await new.decisions(JOB))[-1]["outcome"] == outcome("applied")
+    finally:
+        await new.close()
 
 
 # ---------------------------------------------------------------- schedule fires
@@ -367,9 +432,14 @@ async def test_a_new_migration_is_applied_once_and_older_code_refuses_the_newer_
             id="job mismatch",
         ),
         pytest.param(
-            lambda s: s.commit("ok", {}, decision(job="ok", status="done")),
-            "decision.status",
+            lambda s: s.commit("ok", {}, decision(job="ok"), {"status": "done"}),
+            "outcome.status must be one of",
             id="bad status",
+        ),
+        pytest.param(
+            lambda s: s.commit("ok", {}, dict(decision(job="ok"), status="applied")),
+            "decision.status: what became of a decision is its outcome",
+            id="status in the decision",
         ),
         pytest.param(lambda s: s.commit("ok", {1: 2}, None), "state is not JSON-serialisable", id="int keys"),
         pytest.param(
@@ -377,11 +447,16 @@ async def test_a_new_migration_is_applied_once_and_older_code_refuses_the_newer_
         ),
         pytest.param(lambda s: s.decisions("ok", since=math.inf), "since must be a finite", id="since inf"),
         pytest.param(
-            lambda s: s.update_decision(1, "weird", {}), "status must be one of", id="update status"
+            lambda s: s.record_outcome(1, "ok", {"status": "weird"}),
+            "outcome.status must be one of",
+            id="outcome status",
         ),
         pytest.param(
-            lambda s: s.update_decision("1", "applied", {}), "decision id must be", id="id a string"
+            lambda s: s.record_outcome("1", "ok", {"status": "applied"}),
+            "decision id must be",
+            id="id a string",
         ),
+        pytest.param(lambda s: s.record_outcome(1, "ok", []), "outcome must be a dict", id="outcome a list"),
         pytest.param(lambda s: s.claim_fire("ok", "r", 1.0, "pending"), "fire status", id="fire status"),
         pytest.param(lambda s: s.claim_fire("ok", "", 1.0, "fired"), "rule name", id="empty rule name"),
         pytest.param(lambda s: s.claim_fire("ok", "r", True, "fired"), "at must be a finite", id="at a bool"),
@@ -404,29 +479,3 @@ async def test_ping_reports_open_and_closed(store: AnyStore) -> None:
     assert await store.ping() is False
     with pytest.raises(StoreError, match="not open"):
         await store.list_jobs()
-
-
-async def test_update_decision_can_record_outcome_reason_codes(store: SQLiteStore | MySQLStore) -> None:
-    d = {
-        "job": "job.reasons",
-        "at": 1_800_000_000.5,
-        "trigger": "bucket",
-        "current": 2,
-        "desired": 3,
-        "bucket": 1_800_000_000,
-        "proposals": [],
-        "limits": [],
-        "reasons": ["ScaleOut"],
-        "mode": "active",
-        "status": "pending",
-        "result": {},
-        "id": None,
-    }
-    did = await store.commit("job.reasons", {"count": 3}, d)
-    assert did is not None
-    await store.update_decision(did, "pending", {"error": "503"}, ["ScaleOut", "ActuationFailed"])
-    got = (await store.decisions("job.reasons"))[0]
-    assert got["reasons"] == ["ScaleOut", "ActuationFailed"] and got["result"] == {"error": "503"}
-    await store.update_decision(did, "applied", {"deployment_id": "x"})  # reasons left as they were
-    got = (await store.decisions("job.reasons"))[0]
-    assert got["status"] == "applied" and got["reasons"] == ["ScaleOut", "ActuationFailed"]

@@ -42,6 +42,8 @@ const LABELS = {
   deploying: ["部署中", "Deployment in progress"],
   cooldown: ["冷却剩余", "Cooldown left"],
   app_unknown: ["Marathon 中尚未读到该应用", "The app is not known from Marathon yet"],
+  blocked: ["Marathon 拒绝了伸缩，修改作业前不再执行", "Marathon refused a scale: nothing is applied until the job changes"],
+  retry_at: ["伸缩失败，将于此时重试", "A scale failed; it is tried again at"],
   updated: ["更新于", "Updated"],
   rule: ["规则", "Rule"],
   value: ["当前值", "Value"],

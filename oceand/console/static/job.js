@@ -395,6 +395,15 @@ export async function renderJob(container, name, onAuth) {
   }
 
   // ---- status, LB, timeline ------------------------------------------------------------------------
+  // a decision's reason codes, then its outcome's (ActuationFailed) once: what the policy decided never
+  // changes; what became of it is the decision's `outcome`
+  function reasonsOf(x) {
+    const out = [...(x.reasons || [])];
+    const extra = x.outcome && x.outcome.reason;
+    if (extra && !out.includes(extra)) out.push(extra);
+    return out;
+  }
+
   function renderStatus(s) {
     const rulesTable = h(
       "table",
@@ -432,6 +441,8 @@ export async function renderJob(container, name, onAuth) {
       ),
       s.app_known ? null : h("p", { class: "warn" }, t("app_unknown")),
       s.deployment_in_progress ? h("p", { class: "warn" }, t("deploying")) : null,
+      s.blocked ? h("p", { class: "warn" }, `${t("blocked")}: ${s.blocked}`) : null,
+      s.retry_at ? h("p", { class: "warn" }, `${t("retry_at")} ${formatTime(s.retry_at)}`) : null,
       rulesTable,
       h("p", { class: "muted" }, `${t("updated")} ${formatTime(Date.now() / 1000)}`),
     ));
@@ -620,7 +631,7 @@ export async function renderJob(container, name, onAuth) {
             h("span", { class: "trigger" }, x.trigger),
             h("span", { class: "change" }, `${x.current} → ${x.desired}`),
             h("span", { class: "result" }, x.status),
-            h("span", { class: "reasons" }, (x.reasons || []).map((r) => h("code", { class: "reason" }, r))),
+            h("span", { class: "reasons" }, reasonsOf(x).map((r) => h("code", { class: "reason" }, r))),
             h(
               "ul",
               { class: "details" },
