@@ -19,7 +19,7 @@ needs a few instances, period 10 s, 1–20 instances, start-up 60 s, 1 instance 
 - prints, per trace, each family's unserved at the budget divided by HPA default's, and the geometric
   mean over the traces. `--frontier` also prints every sweep point.
 
-    .venv/bin/python bench/quality.py [--traces DIR] [--only nasa,elb] [--days 14] [--frontier] [--json OUT]
+    .venv/bin/python bench/quality.py [--traces DIR] [--only nasa,elb] [--families hpa-qps,predictive] [--days 14] [--frontier] [--json OUT]
 
 Each trace is replayed over its first 14 days (`--days`): 121,000 periods of 10 s, some 25 replays per
 trace, about 10 minutes for the five traces on a 2-CPU machine.
@@ -163,7 +163,9 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
     dirs = (Path(args.traces),) if args.traces else TRACE_DIRS
     only = set(args.only.split(",")) if args.only else None
     report: dict[str, Any] = {}
-    names = ["hpa-qps", "target-cpu", "target-qps", "predictive"]
+    names = (
+        args.families.split(",") if args.families else ["hpa-qps", "target-cpu", "target-qps", "predictive"]
+    )
     print(f"{'trace':6} {'HPA default':>24}  " + "  ".join(f"{n:>11}" for n in names))
     for case in CASES:
         if only and case.key not in only:
@@ -176,6 +178,8 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
         hpa_cost, hpa_unserved, total = run(job(target("cpu.used", 70), HPA_BEHAVIOR), trace, case.capacity)
         row: dict[str, Any] = {"hpa_default": {"cost": hpa_cost, "unserved": hpa_unserved, "load": total}}
         for name, sweep in families(case.capacity).items():
+            if name not in names:
+                continue
             pts = []
             for knob, doc in sweep:
                 cost, unserved, _ = run(doc, trace, case.capacity)
@@ -197,54 +201,65 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
         gm = {n: math.exp(sum(math.log(max(1e-9, r[n]["ratio"])) for r in report.values()) / len(report))
               for n in names}  # fmt: skip
         print(f"{'geomean':6} {'1':>24}  " + "  ".join(f"{gm[n]:>10.3f}x" for n in names))
-        worst = {n: max(r[n]["ratio"] / r["hpa-qps"]["ratio"] for r in report.values()) for n in names}
-        print(f"{'worst/hpa-qps':6} {'':>17}  " + "  ".join(f"{worst[n]:>10.3f}x" for n in names))
+        if "hpa-qps" in names:
+            worst = {n: max(r[n]["ratio"] / r["hpa-qps"]["ratio"] for r in report.values()) for n in names}
+            print(f"{'worst/hpa-qps':6} {'':>17}  " + "  ".join(f"{worst[n]:>10.3f}x" for n in names))
         report["geomean"] = gm
     return report
 
 
-def eval_cost(jobs: int = 10_000, rounds: int = 20, warm: int = 400) -> None:
+def eval_cost(jobs: int = 10_000, rounds: int = 20, warm: int = 1_600, replays: int = 3) -> None:
     """CPU per round of `jobs` jobs with one predictive (vs. one target) rule, one bucket each, from
-    states in their steady state: 1,000 distinct job states warmed up over `warm` buckets (full error
-    window, margin refreshed every 16 errors), each shared by 10 jobs (states are values)."""
-    results = {}
+    states in their steady state: 1,000 distinct job states warmed up over `warm` buckets (the full
+    error window: 256 errors, one per lead of 6 buckets; the margin refreshed every 16 errors), each
+    shared by 10 jobs (states are values). The target
+    and the predictive rounds alternate (and so do the replays), so both see the same machine: the
+    machine is shared, and the ratio is the figure."""
     distinct = 1_000
-    for name, rule in (("target", target("proc.qps", 50)), ("predictive", predictive(50))):
-        doc = job(rule)  # one document object: compiled once, as the daemon does
-        states = [JobState() for _ in range(distinct)]
 
-        def value(i: int, r: int) -> float:
-            return 40.0 + (i % 7) + 3 * math.sin(r / 5 + i)
+    def value(i: int, r: int) -> float:
+        return 40.0 + (i % 7) + 3 * math.sin(r / 5 + i)
 
+    cases = {"target": job(target("proc.qps", 50)), "predictive": job(predictive(50))}
+    states: dict[str, list[JobState]] = {}
+    for name, doc in cases.items():  # one document object per case: compiled once, as the daemon does
+        st = [JobState() for _ in range(distinct)]
         for r in range(warm):
             t = 1_700_000_000.0 + 10 * r
             for i in range(distinct):
-                _, states[i] = evaluate(doc, Observation(t, int(t), 4, 4, {"r": value(i, r)}, 4), states[i], mode="active")  # fmt: skip
-        all_states = [states[i % distinct] for i in range(jobs)]
-        best = math.inf
-        for r in range(warm, warm + rounds):
-            t = 1_700_000_000.0 + 10 * r
-            obs = [Observation(t, int(t), 4, 4, {"r": value(i % distinct, r)}, 4) for i in range(jobs)]
+                _, st[i] = evaluate(doc, Observation(t, int(t), 4, 4, {"r": value(i, r)}, 4), st[i], mode="active")  # fmt: skip
+        states[name] = [st[i % distinct] for i in range(jobs)]
+    best = dict.fromkeys(cases, math.inf)
+    for r in range(warm, warm + rounds):
+        t = 1_700_000_000.0 + 10 * r
+        obs = [Observation(t, int(t), 4, 4, {"r": value(i % distinct, r)}, 4) for i in range(jobs)]
+        for name, doc in cases.items():
+            all_states = states[name]
             c0 = time.process_time()
             for i in range(jobs):
                 _, all_states[i] = evaluate(doc, obs[i], all_states[i], mode="active")
-            best = min(best, time.process_time() - c0)
-        results[name] = best
-        print(f"{name:10} {jobs} jobs x 1 rule: {best * 1000:7.1f} ms CPU per round (best of {rounds})")
+            best[name] = min(best[name], time.process_time() - c0)
+    for name in cases:
+        print(f"{name:10} {jobs} jobs x 1 rule: {best[name] * 1000:7.1f} ms CPU per round (best of {rounds})")
     nasa = find(CASES[0].file, TRACE_DIRS)
     if nasa is not None:
         trace = load_trace(nasa, per_second=True)
-        for name, rule in (("target", target("proc.qps", 0.35)), ("predictive", predictive(0.35))):
-            doc = job(rule)
-            c0 = time.process_time()
-            r = simulate(doc, trace, ReplayOptions(capacity=0.5, startup=STARTUP, initial=1))
-            cpu = time.process_time() - c0
-            n = len(r.timeline.t)
-            print(
-                f"replay, NASA trace, 1 {name} rule: {n} periods in {cpu:.2f} s CPU = {n / cpu:,.0f} periods/s"
-            )
-    print(f"predictive / target = {results['predictive'] / results['target']:.2f}; "
-          f"PRODUCT §8 budget 50 ms per round: {'PASS' if results['predictive'] <= 0.05 else 'FAIL'}")  # fmt: skip
+        docs = {"target": job(target("proc.qps", 0.35)), "predictive": job(predictive(0.35))}
+        cpu = dict.fromkeys(docs, math.inf)
+        n = 0
+        for _ in range(replays):
+            for name, doc in docs.items():
+                c0 = time.process_time()
+                res = simulate(doc, trace, ReplayOptions(capacity=0.5, startup=STARTUP, initial=1))
+                cpu[name] = min(cpu[name], time.process_time() - c0)
+                n = len(res.timeline.t)
+        for name in docs:
+            print(f"replay, NASA trace, 1 {name} rule: {n} periods in {cpu[name]:.2f} s CPU = "
+                  f"{n / cpu[name]:,.0f} periods/s (best of {replays})")  # fmt: skip
+        print(f"replay predictive / target speed = {cpu['target'] / cpu['predictive']:.2f}; PRODUCT §8 100,000 "
+              f"periods/s: {'PASS' if n / cpu['predictive'] >= 100_000 else 'FAIL'}")  # fmt: skip
+    print(f"predictive / target = {best['predictive'] / best['target']:.2f}; "
+          f"PRODUCT §8 budget 50 ms per round: {'PASS' if best['predictive'] <= 0.05 else 'FAIL'}")  # fmt: skip
 
 
 def main() -> None:
@@ -252,6 +267,10 @@ def main() -> None:
     p.add_argument("--traces", help="folder of the traces (default ../shared/traces)")
     p.add_argument("--only", help="comma-separated trace keys: " + ",".join(c.key for c in CASES))
     p.add_argument("--frontier", action="store_true", help="print every sweep point")
+    p.add_argument(
+        "--families",
+        help="comma-separated families to sweep (default all): hpa-qps,target-cpu,target-qps,predictive",
+    )
     p.add_argument(
         "--days", type=float, default=14.0, help="replay each trace's first DAYS days (default 14)"
     )

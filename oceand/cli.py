@@ -17,13 +17,18 @@ def _load(path: str | None) -> Config:
     return default_config() if path is None else load_config(Path(path))
 
 
-def _check(path: str | None) -> Config:
+def _check(path: str | None) -> tuple[Config, list[str]]:
+    """The config, and one line per warning of its job files (policies/warnings.py: what a valid
+    document cannot do as written)."""
     from oceand.jobfiles import load_job_files
+    from policies.warnings import document_warnings
 
     config = _load(path)  # store.url is checked by the store's own parser while loading
+    warnings: list[str] = []
     if config.jobs_dir is not None:
-        load_job_files(Path(config.jobs_dir))
-    return config
+        for file, doc in load_job_files(Path(config.jobs_dir)):
+            warnings += [f"{file}: warning: {w['message']}" for w in document_warnings(doc)]
+    return config, warnings
 
 
 def _version() -> str:
@@ -92,11 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     from oceand.logs import setup_logging
 
     try:
-        config = _check(args.config)
+        config, warnings = _check(args.config)
     except ConfigError as e:
         print(f"oceand: config error: {e}", file=sys.stderr)
         return 2
     if args.command == "check-config":
+        for line in warnings:
+            print(line, file=sys.stderr)
         print(f"{args.config or '(embedded defaults)'}: OK")
         return 0
     setup_logging(config.log.level, config.log.format)

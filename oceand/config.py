@@ -38,6 +38,7 @@ from pydantic import (
 )
 
 from actuators.marathon import ClusterConfig, ClusterSettings
+from oceand.cluster.lease import LeaseSettings
 from oceand.ingest import IngestLimits
 from oceand.store.base import SQLiteURL, StoreConfigError, StoreURL
 from oceand.store.base import parse_url as parse_store_url
@@ -561,6 +562,59 @@ class NotifySettings(Table):
         return self.falcon_api is not None
 
 
+_ADVERTISE_RE = re.compile(r"^[A-Za-z0-9.\[\]:_-]{1,128}$")
+
+
+class ClusterModeSettings(Table):
+    """Several daemons (PRODUCT §11, docs/cluster.md): shards leased in the MySQL store. The relations
+    between the timings are checked in `cluster_problems` (they name the key to change)."""
+
+    enabled: bool = False
+    name: str = Field(default="oceand", pattern=r"^[A-Za-z0-9_-]{1,64}$")  # cluster_meta.name, Redis prefix
+    advertise: str | None = None  # host:port the other daemons reach this one at; its stable id
+    shards: Annotated[int, Field(ge=1, le=65535)] = 1024  # fixed at creation (cluster_meta), checked at start
+    lease_ttl: Annotated[Duration, Field(ge=0.1, le=600)] = 3.0
+    renew_interval: Annotated[Duration, Field(ge=0.02, le=300)] = 1.0
+    stop_acting_after: Annotated[Duration, Field(ge=0.05, le=600)] = 2.0
+    acquire_poll: Annotated[Duration, Field(ge=0.02, le=300)] = 0.5
+    intent_margin: Annotated[Duration, Field(ge=0, le=600)] = 1.0
+    actuation_budget: Annotated[Duration, Field(ge=0.1, le=600)] = 2.0
+    takeover_grace: Annotated[Duration, Field(ge=0, le=3600)] = 3.0
+    release_rate: Annotated[int, Field(ge=1, le=65535)] = 64  # shards released per second per daemon
+    member_min_age: Annotated[Duration, Field(ge=0, le=3600)] = 2.0
+    store_timeout: Annotated[Duration, Field(ge=0.05, le=60)] = 0.8  # one coordination statement, at most
+    forward_flush: Annotated[Duration, Field(ge=0.001, le=10)] = 0.01  # for forwarding (not built yet)
+    forward_batch: Annotated[int, Field(ge=1, le=100_000)] = 500
+
+    @field_validator("advertise")
+    @classmethod
+    def _advertise(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not _ADVERTISE_RE.match(v):
+            raise ValueError(f"{_show(v)} is not host:port")
+        host, _port = parse_listen(v)
+        if host in ("0.0.0.0", "::", ""):
+            raise ValueError("must be an address the other daemons can reach, not a wildcard")
+        return v
+
+    def lease_settings(self) -> LeaseSettings:
+        return LeaseSettings(
+            name=self.name,
+            shards=self.shards,
+            lease_ttl=self.lease_ttl,
+            renew_interval=self.renew_interval,
+            stop_acting_after=self.stop_acting_after,
+            acquire_poll=self.acquire_poll,
+            intent_margin=self.intent_margin,
+            actuation_budget=self.actuation_budget,
+            takeover_grace=self.takeover_grace,
+            release_rate=self.release_rate,
+            member_min_age=self.member_min_age,
+            store_timeout=self.store_timeout,
+        )
+
+
 class RedisSettings(Table):
     """Redis (hot state and wake-ups in cluster mode; never the authority): oceand/cluster/hotstate.py,
     docs/redis.md. Without `url` nothing uses Redis; with it, Redis down only degrades (/readyz says so)."""
@@ -598,6 +652,7 @@ class Config(Table):
     notify: NotifySettings = Field(default_factory=dict, validate_default=True)
     auth: AuthSettings = Field(default_factory=dict, validate_default=True)
     history: HistorySettings = Field(default_factory=dict, validate_default=True)
+    cluster: ClusterModeSettings = Field(default_factory=dict, validate_default=True)
     redis: RedisSettings = Field(default_factory=dict, validate_default=True)
 
     _path: Path | None = PrivateAttr(default=None)
@@ -690,7 +745,7 @@ def validate_config(data: dict[str, Any], *, file: str, base_dir: Path, path: Pa
         config = Config.model_validate(data, context=ctx)
     except ValidationError as e:
         raise ConfigError([_problem(file, err) for err in e.errors(include_url=False)]) from None
-    problems = access_problems(config, file) + tls_problems(config, file)
+    problems = access_problems(config, file) + tls_problems(config, file) + cluster_problems(config, file)
     if problems:
         raise ConfigError(problems)
     return config
@@ -724,6 +779,55 @@ def access_problems(config: Config, file: str) -> list[ConfigProblem]:
     if address is not None and address[1] != 0 and address == config.server.address:
         out.append(
             ConfigProblem(file, "ingest.listen", "is server.listen: leave it out to share that listener")
+        )
+    return out
+
+
+def cluster_problems(config: Config, file: str) -> list[ConfigProblem]:
+    """`[cluster]` (HA.md §6.2): only with a MySQL store, an advertised address, and timings that keep
+    a lease safe: lease_ttl > stop_acting_after > 1.2 × renew_interval (client-go's rule), intent_margin
+    ≤ lease_ttl − stop_acting_after, acquire_poll < lease_ttl. Each problem names the key to change."""
+    c = config.cluster
+    if not c.enabled:
+        return []
+    out = []
+
+    def bad(key: str, message: str) -> None:
+        out.append(ConfigProblem(file, f"cluster.{key}", message))
+
+    if config.store.kind != "mysql":
+        bad(
+            "enabled",
+            "several daemons share their leases and decisions through MySQL: set [store] url to a "
+            "mysql:// URL (SQLite is for a single daemon)",
+        )
+    if c.advertise is None:
+        bad("advertise", "required with enabled = true: the host:port the other daemons reach this one at")
+    if not c.stop_acting_after < c.lease_ttl:
+        bad(
+            "stop_acting_after",
+            f"must be below lease_ttl ({c.lease_ttl:g}s), got {c.stop_acting_after:g}s: a daemon must stop "
+            "acting before its lease can expire",
+        )
+    if not c.stop_acting_after > 1.2 * c.renew_interval:
+        bad(
+            "renew_interval",
+            f"must be below stop_acting_after / 1.2 ({c.stop_acting_after / 1.2:g}s), got "
+            f"{c.renew_interval:g}s: one late renewal would stop the daemon acting",
+        )
+    if c.intent_margin > c.lease_ttl - c.stop_acting_after:
+        bad(
+            "intent_margin",
+            f"must be at most lease_ttl - stop_acting_after ({c.lease_ttl - c.stop_acting_after:g}s), got "
+            f"{c.intent_margin:g}s",
+        )
+    if not c.acquire_poll < c.lease_ttl:
+        bad("acquire_poll", f"must be below lease_ttl ({c.lease_ttl:g}s), got {c.acquire_poll:g}s")
+    if c.store_timeout >= c.renew_interval:
+        bad(
+            "store_timeout",
+            f"must be below renew_interval ({c.renew_interval:g}s), got {c.store_timeout:g}s: a stuck "
+            "renewal must give up before the next one is due",
         )
     return out
 

@@ -39,12 +39,15 @@ from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.auth import Authority, WriteLimiter, prune_audit
 from oceand.cluster.hotstate import HotState
+from oceand.cluster.ids import instance_id
+from oceand.cluster.lease import Coordinator, LeaseManager
+from oceand.cluster.ownership import Ownership
 from oceand.config import Config
 from oceand.engine import Engine
 from oceand.health import Health
 from oceand.history import HistoryRecorder
 from oceand.jobs import JobsService
-from oceand.keys import DAEMON, ENGINE, HEALTH, JOBS, METRICS, STORE
+from oceand.keys import DAEMON, ENGINE, HEALTH, JOBS, LEASES, METRICS, STORE
 from oceand.lbmanager import LBManager, lb_settings
 from oceand.listeners import Listeners
 from oceand.metrics import Metrics
@@ -52,7 +55,7 @@ from oceand.notify import Notifier
 from oceand.reload import reload as reload_config
 from oceand.runtime import Runtime
 from oceand.store import open_store
-from oceand.store.base import Store, StoreError
+from oceand.store.base import MySQLURL, Store, StoreError
 from oceand.systemd import Notifier as SystemdNotifier
 from oceand.warm import WarmStart
 from policies.document import JobDocument
@@ -60,15 +63,15 @@ from policies.types import ActuationOutcome, Decision
 
 log = logging.getLogger("oceand")
 AUDIT_PRUNE_INTERVAL = 3600.0  # seconds between prunings of the audit trail ([auth] audit_retention)
-CLUSTER_NAME = "oceand"  # the Redis key prefix's cluster; [cluster] name once the cluster config is there
 
 
 def hot_state(config: Config, metrics: Metrics) -> HotState | None:
-    """The Redis hot state and wake-ups (issue 14, docs/redis.md) when `[redis] url` is set."""
+    """The Redis hot state and wake-ups (issue 14, docs/redis.md) when `[redis] url` is set; its keys are
+    prefixed with the `[cluster] name`."""
     r = config.redis
     if r.url is None:
         return None
-    return HotState(r.url, CLUSTER_NAME, socket_timeout=r.socket_timeout, metrics=metrics)
+    return HotState(r.url, config.cluster.name, socket_timeout=r.socket_timeout, metrics=metrics)
 
 
 class Daemon:
@@ -101,6 +104,21 @@ class Daemon:
         )
         self.notifier = Notifier(config.notify, on_error=self._notify_error, on_event=self._notify_event)
         self.hotstate = hot_state(config, self.metrics)
+        self.leases: LeaseManager | None = None  # [cluster] enabled: shard leases in the MySQL store
+        ownership: Ownership | None = None
+        if config.cluster.enabled:
+            url = config.store.parsed()
+            assert isinstance(url, MySQLURL)  # config.cluster_problems refuses anything else
+            c = config.cluster
+            assert c.advertise is not None
+            self.leases = LeaseManager(
+                Coordinator(url, c.store_timeout),
+                c.lease_settings(),
+                instance_id=instance_id(),
+                stable_id=c.advertise,
+                metrics=self.metrics,
+            )
+            ownership = Ownership(self.leases, self.store, metrics=self.metrics)
         self.engine = Engine(
             self.store,
             self.actuator_for,
@@ -116,7 +134,10 @@ class Daemon:
             on_alarm_dropped=lambda reason: self.metrics.alarms_dropped.labels(reason).inc(),
             stale_after=config.decision_stale_after,
             on_actuation=self._on_actuation,
+            ownership=ownership,
         )
+        if self.leases is not None:
+            self.leases.drain = self.engine.drain_shard
         self.listeners = Listeners(
             config.ingest, self.engine, self.metrics
         )  # [ingest] rpc_listen, tsdb_listen
@@ -244,6 +265,7 @@ class Daemon:
         app[STORE] = self.store
         app[METRICS] = self.metrics
         app[DAEMON] = self
+        app[LEASES] = self.leases
         app[JOBS] = self.jobs
         app[HEALTH] = self.health
         app[AUTHORITY] = self.authority
@@ -296,6 +318,12 @@ class Daemon:
         rt.on_stop("the LB loops", lambda s: self.lb.close(timeout=0.75 * s), 0.2)
         await self._start_clusters()
         rt.on_stop("closing the Marathon clusters", self._close_clusters, 0.3)
+        if self.leases is not None:  # released after the in-flight applies: successors take over at once
+            leases = self.leases
+            await leases.coord.open()
+            rt.on_stop("closing the cluster store", lambda _: leases.coord.close(), 0.05)
+            await leases.start()
+            rt.on_stop("releasing the shard leases", lambda _: leases.stop(), 0.1)
         await self.engine.load()
         # in-flight applies get up to half the budget; a write cut off is settled at the next start
         rt.on_stop("the in-flight applies", lambda s: self.engine.stop(timeout=s), 0.5, cut=False)

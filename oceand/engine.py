@@ -40,8 +40,21 @@ from datetime import datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from actuators.marathon import Actuator, AppView, Attempt, AttemptLog, MarathonError, Outcome, Permanent
+from actuators.marathon import (
+    ABANDONED,
+    PENDING,
+    Actuator,
+    AppView,
+    Attempt,
+    AttemptLog,
+    MarathonError,
+    Outcome,
+    Permanent,
+)
 from oceand.buckets import JOB_LEVEL_METRICS, ClosedBucket, JobBuckets
+from oceand.cluster.intent import TAKEOVER_GAP, WAIT, ForeignIntent, bucket_label, takeover_verdict
+from oceand.cluster.lease import DuplicateDecision, Held
+from oceand.cluster.ownership import OverBudget, Ownership
 from oceand.history import HistoryRecorder
 from oceand.ingest import IngestLimits, Ingestor, PushResult
 from oceand.logs import log_decision
@@ -51,6 +64,7 @@ from policies import schedule, warm
 from policies.alarm import alarm_matches
 from policies.backoff import Backoff
 from policies.document import AlarmRule, JobDocument, PredictiveRule
+from policies.predictive import lead_for
 from policies.types import (
     ActuationOutcome,
     ActuationState,
@@ -61,6 +75,7 @@ from policies.types import (
     Observation,
     OutcomeStatus,
 )
+from policies.warnings import document_warnings
 
 log = logging.getLogger("oceand.engine")
 
@@ -124,6 +139,8 @@ class JobRuntime:
     wake_at: float = math.inf  # the worker's timer (Engine._timers): when it is to be woken next
     idle: tuple[JobDocument, str] | None = None  # (document, mode) of an idle job (Engine._idle_key)
     steps: int = 0  # whole worker steps run: what a test waits on to see that a step found nothing to do
+    reload: bool = False  # cluster: state and pending writes are read again before the job acts (takeover)
+    quiet_until: float | None = None  # cluster: nothing is decided before (a former owner's write pending)
 
     @property
     def name(self) -> str:
@@ -168,6 +185,7 @@ class Engine:
         limits: IngestLimits | None = None,
         on_series_expired: Callable[[int], None] | None = None,
         sweep_interval: float = 60.0,
+        ownership: Ownership | None = None,
     ) -> None:
         self.store = store
         self.actuator_for = actuator_for
@@ -205,6 +223,10 @@ class Engine:
         self.on_deferred: Callable[[], None] | None = None  # a timer slice left due jobs for the next one
         self.history: HistoryRecorder | None = None  # each evaluated bucket is recorded (oceand/history.py)
         self.on_upsert: Callable[[str], None] | None = None  # a job was added or changed (warm start)
+        # Several daemons (oceand/cluster): a job acts only while its shard is held here; None = alone
+        self.ownership = ownership
+        if ownership is not None:
+            ownership.on_acquired = self._shard_acquired
 
     # ---- job set -------------------------------------------------------------------------------
 
@@ -220,7 +242,7 @@ class Engine:
             if rt is None:
                 continue
             assert decision.id is not None
-            self._logs[decision.id] = await self._load_attempts(rt.name, decision.id)
+            self._logs[decision.id] = await self._load_attempts(rt.name, decision.id, _key(decision))
             self._outcomes[decision.id] = ActuationOutcome.from_json(d.get("outcome"))
             older = newest.get(decision.job)
             if older is not None:  # only the newest pending decision of a job still means anything
@@ -256,7 +278,14 @@ class Engine:
         if actuation.blocked is not None and actuation.blocked_version != version:
             actuation = _unblocked(actuation)  # blocked at another version of the document
             self._dirty.add(doc.job)
-        rt = JobRuntime(doc, version, self._new_buckets(doc, now), state, actuation=actuation)
+        rt = JobRuntime(
+            doc,
+            version,
+            self._new_buckets(doc, now),
+            state,
+            actuation=actuation,
+            reload=self.ownership is not None,
+        )
         if state.last_bucket is not None:  # a bucket closed before a restart is not evaluated again
             if state.last_bucket <= rt.buckets.closed_upto:
                 rt.buckets.closed_upto = max(rt.buckets.closed_upto, state.last_bucket + int(doc.period))
@@ -562,6 +591,14 @@ class Engine:
 
     async def _step(self, rt: JobRuntime) -> None:
         now = self.clock()
+        if self.ownership is not None and not await self._owned(rt, now):
+            return
+        if rt.quiet_until is not None:  # cluster: a former owner's write may still land; nothing decided
+            if now < rt.quiet_until:
+                for closed in rt.buckets.due(now):  # takeover gaps: streaks neither end nor grow
+                    rt.state.last_bucket = closed.start
+                return
+            rt.quiet_until = None
         retry_at = rt.retry_at
         if rt.retry is not None and retry_at is not None and now >= retry_at:
             d, rt.retry = rt.retry, None
@@ -604,6 +641,12 @@ class Engine:
     async def _evaluate_bucket(self, rt: JobRuntime, closed: ClosedBucket) -> None:
         if self.on_bucket is not None:
             self.on_bucket()
+        if self.ownership is not None and (
+            bucket_label(closed.start, self.ownership.acquired_at(rt.name)) == TAKEOVER_GAP
+        ):  # began before this daemon owned the job: its samples are partial; streaks neither end nor grow
+            rt.state.last_bucket = closed.start
+            self._dirty.add(rt.name)
+            return
         view = self._view(rt)
         if not view.known:
             log.debug("job %s: app state unknown, bucket %d not evaluated", rt.name, closed.start)
@@ -623,6 +666,7 @@ class Engine:
             values=values,
             reporters=closed.reporters,
             deployment_started_at=view.deployment_started_at,
+            startup=view.startup,
         )
         windows = schedule.active_windows(rt.doc, obs.now, self.default_tz)
         decision, state = policy.evaluate(rt.doc, obs, rt.state, mode=self.mode(rt), windows=windows)
@@ -720,6 +764,94 @@ class Engine:
         )
         await self._decided(rt, decision, state, always_store=True)
 
+    # ---- several daemons (oceand/cluster) ------------------------------------------------------
+
+    async def _owned(self, rt: JobRuntime, now: float) -> bool:
+        """Cluster mode: whether the job acts in this step. A job this daemon may not act on (its shard
+        is held elsewhere, or not renewed in time here) closes its due buckets unevaluated, drops queued
+        alarms and manual scales, and leaves its pending writes to the owner; once owned again it reads
+        its state and pending writes from the store before anything else (`_take_over`)."""
+        assert self.ownership is not None
+        reason = self.ownership.gate(rt.name)
+        if reason is not None:
+            rt.reload, rt.quiet_until = True, None
+            rt.buckets.due(now)
+            rt.retry, rt.retry_at, rt.unsettled = None, None, []
+            for _ in rt.alarms:
+                self._alarm_dropped(reason)
+            rt.alarms.clear()
+            while rt.events:
+                ev = rt.events.popleft()
+                if not ev.done.done():
+                    ev.done.set_exception(
+                        AppUnknown(f"job {rt.name} is not acted on by this daemon ({reason})")
+                    )
+            return False
+        if rt.reload:
+            await self._take_over(rt)
+        return True
+
+    async def drain_shard(self, shard: int) -> None:
+        """Wait until no job of `shard` is applying a decision (its shard is draining: no new intents)."""
+        assert self.ownership is not None
+        own = self.ownership
+        while any(own.shard(name) == shard for name in self._applying):
+            await asyncio.sleep(0.01)
+
+    def _shard_acquired(self, shard: int, held: Held) -> None:
+        assert self.ownership is not None
+        for rt in self.jobs.values():
+            if self.ownership.shard(rt.name) == shard:
+                rt.reload = True
+                rt.wake.set()
+
+    async def _take_over(self, rt: JobRuntime) -> None:
+        """HA.md §6.7, from the MySQL store: the job's last committed state (the former owner's), and its
+        newest pending decision, retried by `_apply`, which settles its writes of unknown outcome
+        (landed: adopted, not resent; no sign of it past the write's deadline + grace: abandoned) and
+        re-reads the app before sending anything. With such writes, the retry and every decision of the
+        job wait for the quiet period (`quiet_until`: the last write's deadline + takeover_grace; the
+        deadline is the former owner's wall clock, so this assumes the daemons' clocks roughly agree)."""
+        own = self.ownership
+        assert own is not None
+        stored = await self.store.load_state(rt.name)
+        state = JobState.from_json(stored)
+        if state.created_at is None:
+            state.created_at = rt.state.created_at
+        rt.state = state
+        actuation = ActuationState.from_json((stored or {}).get("actuation"))  # the former owner's
+        if actuation.blocked is not None and actuation.blocked_version != rt.version:
+            actuation = _unblocked(actuation)
+        rt.retry, rt.actuation, rt.unsettled = None, actuation, []
+        if state.last_bucket is not None:
+            rt.buckets.closed_upto = max(rt.buckets.closed_upto, state.last_bucket + int(rt.doc.period))
+        newest: Decision | None = None
+        for d in await self.store.pending_decisions():  # oldest first
+            if d.get("job") != rt.name:
+                continue
+            decision = Decision.from_json(d)
+            assert decision.id is not None
+            self._logs[decision.id] = await self._load_attempts(rt.name, decision.id, _key(decision))
+            self._outcomes[decision.id] = ActuationOutcome.from_json(d.get("outcome"))
+            if newest is not None:
+                await self._supersede(rt, newest, decision)
+            newest = decision
+        rt.reload = False
+        if newest is not None:
+            self._settle_pending(rt, newest)
+            assert newest.id is not None
+            unknown = self._logs[newest.id].unresolved()  # writes of an older epoch: the former owner's
+            if unknown:  # the quiet period first: the former owner may still be sending (HA.md §6.7)
+                last = max(unknown, key=lambda a: a.deadline)
+                wait = takeover_verdict(
+                    ForeignIntent(last.to_count, last.sent_at, last.deadline),
+                    None,
+                    self.clock(),
+                    own.takeover_grace,
+                )
+                if wait.action == WAIT and wait.until is not None and wait.until > self.clock():
+                    rt.retry_at = rt.quiet_until = wait.until
+
     # ---- commit and apply ----------------------------------------------------------------------
 
     @staticmethod
@@ -762,7 +894,7 @@ class Engine:
         decision = decision._replace(id=did)
         self._dirty.discard(rt.name)
         if outcome.status == "pending" and did is not None:
-            self._logs[did] = self._attempt_log(rt.name, did)
+            self._logs[did] = self._attempt_log(rt.name, did, key=_key(decision))
             self._outcomes[did] = outcome
             if rt.retry is not None:
                 await self._supersede(rt, rt.retry, decision)
@@ -796,15 +928,28 @@ class Engine:
         await self.store.record_outcome(decision_id, rt.name, outcome.to_json(), self._state_json(rt))
         self._dirty.discard(rt.name)
 
-    def _attempt_log(self, job: str, decision_id: int, attempts: list[Attempt] | None = None) -> AttemptLog:
+    def _attempt_log(
+        self, job: str, decision_id: int, attempts: list[Attempt] | None = None, *, key: str = ""
+    ) -> AttemptLog:
+        own = self.ownership
+
         async def record(a: Attempt) -> None:
+            if own is not None and a.status == PENDING:  # a new write: its intent, fenced by the lease epoch
+                try:
+                    log_.epoch = await own.begin_attempt(decision_id, job, key, a.to_json(), self.clock())
+                except OverBudget:  # recorded, then abandoned unsent: the next write is the next attempt
+                    a.status = ABANDONED
+                    log_.attempts.append(a)
+                    raise
+                return
             await self.store.record_attempt(decision_id, job, a.to_json())
 
-        return AttemptLog(attempts or (), record, decision_id)
+        log_ = AttemptLog(attempts or (), record, decision_id)
+        return log_
 
-    async def _load_attempts(self, job: str, decision_id: int) -> AttemptLog:
+    async def _load_attempts(self, job: str, decision_id: int, key: str) -> AttemptLog:
         stored = await self.store.attempts(decision_id)
-        return self._attempt_log(job, decision_id, [Attempt.from_json(a) for a in stored])
+        return self._attempt_log(job, decision_id, [Attempt.from_json(a) for a in stored], key=key)
 
     def _count(self, what: str) -> None:
         if self.on_actuation is not None:
@@ -826,12 +971,16 @@ class Engine:
         self._applying[rt.name] = decision
         try:
             if attempts is None:
-                attempts = self._logs[decision.id] = await self._load_attempts(rt.name, decision.id)
+                attempts = self._logs[decision.id] = await self._load_attempts(
+                    rt.name, decision.id, _key(decision)
+                )
             if rt.unsettled:
                 await self._settle_older(rt, actuator)
                 reread = True
             outcome, stale = await self._settle_and_send(rt, actuator, decision, attempts, reread)
-        except StoreError as e:  # nothing is sent before its attempt is on disk: retried
+        except DuplicateDecision as e:  # cluster: this decision's write was recorded (and sent) before
+            outcome, stale = Outcome("failed", {"duplicate": str(e)}), True
+        except StoreError as e:  # nothing is sent before its attempt is on disk (or fenced): retried
             outcome = Outcome("failed", {"error": f"store: {e}"})
         except Permanent as e:  # the app is gone or refused while settling or re-reading
             outcome = Outcome("failed", {"error": str(e), "status": e.status}, permanent=True)
@@ -973,6 +1122,8 @@ class Engine:
 
     async def _write_state(self, name: str) -> None:
         rt = self.jobs.get(name)
+        if self.ownership is not None and self.ownership.gate(name) is not None:
+            return  # cluster: a job owned elsewhere now is the owner's to write (never an older state)
         if rt is not None:
             await self.store.commit(name, self._state_json(rt))
 
@@ -1079,12 +1230,15 @@ class Engine:
         for rule in rt.doc.rules:
             entry: dict[str, Any] = {"type": rule.type}
             entry.update(per_rule.get(rule.name, {}))
-            if rule.type in ("threshold", "target") and last is not None:
+            if rule.type in ("threshold", "target", "predictive") and last is not None:
                 entry["last_bucket"] = last.start
                 entry["value"] = last.values.get(rule.name)
                 entry["reporters"] = last.per_rule_reporters.get(rule.name, 0)
-            if rule.type in ("threshold", "target"):
+            if rule.type in ("threshold", "target", "predictive"):
                 entry.update(_no_data(rt.buckets, rule.name, now))
+            if isinstance(rule, PredictiveRule):
+                # the lead its forecasts use: the document's startup, else the one learned from Marathon
+                entry["lead"], entry["lead_from"] = lead_for(rule.startup, view.startup)
             if rule.type == "schedule":
                 nf = schedule.next_fire(rule, now, self.default_tz)
                 entry["next_fire"] = nf
@@ -1101,6 +1255,8 @@ class Engine:
             "ready": view.ready,
             "running": view.running,
             "deployment_in_progress": view.deployment_started_at is not None,
+            "startup": view.startup,
+            "warnings": document_warnings(rt.doc),
             "bounds": dict(zip(("min", "max"), policy.bounds(rt.doc, windows), strict=True)),
             "rules": rules,
             "cooldown_left": pstatus.get("cooldown_left", {}),
@@ -1118,7 +1274,17 @@ class Engine:
             "blocked": rt.actuation.blocked,
             "retry_at": rt.retry_at,
             "last_decision": rt.last_decision,
+            "cluster": None if self.ownership is None else self.ownership.describe(name),
         }
+
+
+def _key(d: Decision) -> str:
+    """The decision key of its writes (cluster mode: unique per job and attempt). A bucket's decision
+    has the same key on every daemon (`b:<bucket>`); the others are keyed by their decision id: schedule
+    fires are claimed once in the store (`fires`), alarms and manual scales will reach the owner only."""
+    if d.trigger == "bucket" and d.bucket is not None:
+        return f"b:{d.bucket}"
+    return f"{d.trigger[0]}:{d.id}"
 
 
 def _unblocked(act: ActuationState) -> ActuationState:

@@ -29,6 +29,7 @@ from oceand.lbmanager import LBManager
 from oceand.store.base import Store
 from oceand.templates import Composed, Refused, Templates
 from policies.document import JobDocument, dump_job
+from policies.warnings import document_warnings
 
 log = logging.getLogger("oceand")
 
@@ -195,6 +196,8 @@ class JobsService:
         links = {link.job: link for link in await self.store.job_links()}
         for f in tree.jobs:
             doc = f.doc
+            for w in document_warnings(doc):
+                log.warning("job %s (%s): %s", doc.job, f.path, w["message"], extra={"event": "job_warning"})
             stored = await self.store.get_job(doc.job)
             link = links.get(doc.job)
             same = (

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from oceand.cluster.lease import LeaseManager
     from oceand.engine import Engine
     from oceand.health import Health
     from oceand.jobs import JobsService
@@ -18,4 +19,5 @@ STORE: web.AppKey[Store] = web.AppKey("store")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 JOBS: web.AppKey[JobsService] = web.AppKey("jobs")
 HEALTH: web.AppKey[Health] = web.AppKey("health")
+LEASES: web.AppKey[LeaseManager | None] = web.AppKey("leases")  # None: a daemon alone (no [cluster])
 DAEMON: web.AppKey[Any] = web.AppKey("daemon")  # the config and the clock (oceand/api/auth.py)

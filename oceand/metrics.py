@@ -277,6 +277,40 @@ class Metrics:
             "Times the wake-up subscriber (re)subscribed after its connection to Redis was lost",
             registry=r,
         )
+        # several daemons (issue 14, HA.md §6.11; docs/cluster.md)
+        self.shards_held = Gauge("oceand_shards_held", "Shards whose lease this daemon holds", registry=r)
+        self.lease_renew = Histogram(
+            "oceand_lease_renew_seconds",
+            "Time of one renewal statement of all held shard leases",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+            registry=r,
+        )
+        self.lease_lost = Counter(
+            "oceand_lease_lost_total",
+            "Shards this daemon stopped holding other than by releasing them, by reason (taken: not "
+            "renewed by the database; not_renewed: no successful renewal within stop_acting_after; "
+            "fenced: an intent insert found the lease gone)",
+            ["reason"],
+            registry=r,
+        )
+        self.handoff_shards = Counter(
+            "oceand_handoff_shards_total",
+            "Shard leases acquired and released by this daemon, by direction",
+            ["direction"],
+            registry=r,
+        )
+        self.intent_fenced = Counter(
+            "oceand_intent_fenced_total",
+            "Intent inserts refused by the database: the lease was lost or within intent_margin of its end",
+            registry=r,
+        )
+        self.intent_abandoned = Counter(
+            "oceand_intent_abandoned_total",
+            "Intents not sent after their insert, by reason (budget: the local clock passed "
+            "actuation_budget before the write)",
+            ["reason"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

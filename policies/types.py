@@ -7,7 +7,8 @@ The live daemon and `oceand replay` build the same inputs and call the same func
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -294,9 +295,25 @@ class Streak:
     in_: int = 0
 
 
+def pack_floats(values: Iterable[float]) -> bytes:
+    """Floats as packed native doubles (PredictiveState's compact sequences)."""
+    vs = tuple(values)
+    return struct.pack(f"{len(vs)}d", *vs)
+
+
+def unpack_floats(data: bytes) -> tuple[float, ...]:
+    return struct.unpack(f"{len(data) // 8}d", data)
+
+
 @dataclass(slots=True)  # not frozen (its __init__ would cost twice as much): never changed once built
 class PredictiveState:
-    """What one predictive rule remembers between buckets (policies/predictive.py; JSON round-trippable)."""
+    """What one predictive rule remembers between buckets (policies/predictive.py; JSON round-trippable).
+
+    The sequences the rule touches at every bucket — forecasts waiting for their time, the errors of the
+    checked ones — are packed native doubles (`bytes`): copying one is a copy of its bytes, not of
+    pointers to float objects scattered in memory that each get their reference count touched (with
+    10,000 jobs' states out of the CPU caches, that was a third of the rule's time). `pending`,
+    `errors` and `fresh` read them as tuples; the JSON form is lists, as it always was."""
 
     t: float | None = None  # time of the last bucket with data
     level: float = 0.0
@@ -306,16 +323,30 @@ class PredictiveState:
     n: int = 0  # and their number
     ring: tuple[float, ...] = ()  # means of the completed slots up to slot - 1, oldest first (NaN: no data)
     season: float = 0.0  # the cycle followed now, seconds (0: none)
-    pending: tuple[tuple[float, float], ...] = ()  # (due time, forecast), oldest first
+    pending_packed: bytes = b""  # (due time, forecast) pairs, oldest first
     last_pending: float | None = None  # when the last forecast was put in `pending`
-    errors: tuple[float, ...] = ()  # recent (actual − forecast), oldest first, up to the fresh ones
+    errors_packed: bytes = b""  # recent (actual − forecast), oldest first, up to the fresh ones
     margin: float = 0.0  # quantile of the errors when it was last computed
-    fresh: tuple[float, ...] = ()  # errors since then (< 16), oldest first: they join `errors` in a batch
+    fresh_packed: bytes = b""  # errors since then (< 16), oldest first: they join `errors` in a batch
+
+    @property
+    def pending(self) -> tuple[tuple[float, float], ...]:
+        """The forecasts waiting for their time: (due time, forecast), oldest first."""
+        flat = unpack_floats(self.pending_packed)
+        return tuple(zip(flat[::2], flat[1::2], strict=True))
+
+    @property
+    def errors(self) -> tuple[float, ...]:
+        return unpack_floats(self.errors_packed)
+
+    @property
+    def fresh(self) -> tuple[float, ...]:
+        return unpack_floats(self.fresh_packed)
 
     @property
     def checked(self) -> int:
         """How many recent forecasts have been checked against the load (the errors kept)."""
-        return len(self.errors) + len(self.fresh)
+        return (len(self.errors_packed) + len(self.fresh_packed)) // 8
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -345,11 +376,11 @@ class PredictiveState:
             n=int(d.get("n", 0)),
             ring=tuple(math.nan if x is None else float(x) for x in d.get("ring", [])),
             season=float(d.get("season", 0.0)),
-            pending=tuple((float(a), float(b)) for a, b in d.get("pending", [])),
+            pending_packed=pack_floats(x for a, b in d.get("pending", []) for x in (float(a), float(b))),
             last_pending=d.get("last_pending"),
-            errors=tuple(float(x) for x in d.get("errors", [])),
+            errors_packed=pack_floats(float(x) for x in d.get("errors", [])),
             margin=float(d.get("margin", 0.0)),
-            fresh=tuple(float(x) for x in d.get("fresh", [])),
+            fresh_packed=pack_floats(float(x) for x in d.get("fresh", [])),
         )
 
 

@@ -5,9 +5,10 @@ what it may not:
 
 - **predictive** rules learn their load history (level, trend, the slot means that show a daily or
   weekly cycle, and their own forecast errors: the margin) from the past buckets exactly as they would
-  have live: each past bucket is one `policies.predictive.observe`, in time order, with load = value ×
-  the endpoints that reported (the ready count of the past is not known; one endpoint is one instance),
-  or the value itself for `sum`. Only a rule whose state is empty is warmed: a state the store kept
+  have live: each past bucket goes through the rule itself (`policies.predictive.propose_predictive`,
+  its proposal dropped), in time order, with the endpoints that reported as the ready count of the
+  past (not known otherwise; one endpoint is one instance), so load = value × reporters, or the value
+  itself for `sum`. Only a rule whose state is empty is warmed: a state the store kept
   (a restart) or one the live buckets already started is never overwritten.
 - **threshold** streaks are not invented: a streak counts buckets the daemon closed and judged, with its
   instance count at the time; a breach seen in averaged graph data never made a decision. A restart
@@ -23,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from policies.document import JobDocument, PredictiveRule
-from policies.predictive import DEFAULT_LEAD, EMPTY, PredictiveSpec, observe
+from policies.predictive import EMPTY, PredictiveSpec, propose_predictive
 from policies.types import JobState
 
 BucketValue = tuple[int, float | None, int]  # (bucket start, the rule's value, endpoints that reported)
@@ -57,12 +58,10 @@ def warm_state(
         if not rows:
             continue
         spec = PredictiveSpec.of(rule)
-        lead_s = spec.startup if spec.startup is not None else (lead if lead is not None else DEFAULT_LEAD)
         st = EMPTY
         for start, value, reporters in rows:
-            assert value is not None
-            load = value if spec.is_sum else value * max(1, reporters)
-            st, _ = observe(spec, st, load, float(start + period), lead_s)
+            ready = max(1, reporters)
+            _, st = propose_predictive(spec, value, ready, ready, float(start + period), lead, st)
         predictive[rule.name] = st
         taken[rule.name] = len(rows)
     if not taken:

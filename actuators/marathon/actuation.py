@@ -25,6 +25,7 @@ class AppView:
     running: int | None  # running tasks (None = unknown: buckets wait for the previous bucket's reporters)
     deployment_started_at: float | None = None
     known: bool = True  # False until the app has been read at least once
+    startup: float | None = None  # launch -> healthy, p90 of the app's recent tasks (None: not known yet)
 
 
 @dataclass(slots=True)

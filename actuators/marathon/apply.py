@@ -311,11 +311,12 @@ class MarathonActuator:
         app = w.app(doc.target.app)
         if app is None:
             return AppView(instances=0, ready=0, running=None, known=False)
-        return _view(app, w.deployment_started_at(doc.target.app))
+        return _view(app, w.deployment_started_at(doc.target.app), w.startup.p90(doc.target.app))
 
     async def refresh(self, doc: JobDocument) -> AppView:
-        app = await self.watcher.refresh(doc.target.app)
-        return _view(app, self.watcher.deployment_started_at(doc.target.app))
+        w = self.watcher
+        app = await w.refresh(doc.target.app)
+        return _view(app, w.deployment_started_at(doc.target.app), w.startup.p90(doc.target.app))
 
     async def settle(self, doc: JobDocument, attempts: AttemptLog) -> Settled:
         """Whether the unresolved attempts landed (GET /v2/deployments and the app; may wait out their
@@ -375,10 +376,11 @@ class MarathonActuator:
             self._scaled_at[app_id] = scaled_at
 
 
-def _view(app: AppState, deployment_started_at: float | None) -> AppView:
+def _view(app: AppState, deployment_started_at: float | None, startup: float | None) -> AppView:
     return AppView(
         instances=app.instances,
         ready=app.ready,
         running=app.running,
         deployment_started_at=deployment_started_at if app.deployments else None,
+        startup=startup,
     )

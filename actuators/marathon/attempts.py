@@ -60,6 +60,7 @@ class AttemptLog:
         self.attempts = sorted(attempts, key=lambda a: a.n)
         self.record = record
         self.decision = decision
+        self.epoch: int | None = None  # several daemons: the lease epoch the last attempt was fenced by
 
     def unresolved(self) -> list[Attempt]:
         return [a for a in self.attempts if a.status == PENDING]
@@ -85,4 +86,6 @@ class AttemptLog:
         h = {"X-Oceand-Attempt": str(a.n)}
         if self.decision is not None:
             h["X-Oceand-Decision"] = str(self.decision)
+        if self.epoch is not None:
+            h["X-Oceand-Epoch"] = str(self.epoch)
         return h

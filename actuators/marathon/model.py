@@ -27,6 +27,10 @@ class Task:
     state: str = RUNNING
     healthy: bool | None = None  # None: the app has no health checks (or no result yet)
     started_at: str | None = None
+    # launch and first-healthy times, Unix seconds on Marathon's clock (the start-up time is their
+    # difference: actuators.marathon.startup); None when Marathon has not said (yet)
+    staged_at: float | None = None
+    healthy_at: float | None = None
 
     @property
     def running(self) -> bool:
@@ -42,6 +46,10 @@ class Task:
     def from_marathon(d: dict[str, Any]) -> Task:
         results = d.get("healthCheckResults") or []
         healthy: bool | None = all(bool(r.get("alive")) for r in results) if results else None
+        # healthy once every health check has succeeded once: the latest of their first successes
+        firsts = [parse_time(r.get("firstSuccess")) for r in results]
+        known = [f for f in firsts if f is not None]
+        healthy_at = max(known) if known and len(known) == len(firsts) else None
         return Task(
             id=str(d["id"]),
             app_id=str(d.get("appId", "")),
@@ -51,6 +59,8 @@ class Task:
             state=str(d.get("state", RUNNING)),
             healthy=healthy,
             started_at=d.get("startedAt"),
+            staged_at=parse_time(d.get("stagedAt")),
+            healthy_at=healthy_at,
         )
 
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from actuators.marathon.client import STREAM_OPENED, MarathonClient
 from actuators.marathon.errors import AppNotFound, MarathonError, Transient
-from actuators.marathon.model import RUNNING, TERMINAL_STATES, AppState, Task
+from actuators.marathon.model import RUNNING, TERMINAL_STATES, AppState, Task, parse_time
+from actuators.marathon.startup import StartupTimes
 from policies.backoff import Backoff
 from policies.redact import redact_text
 
@@ -110,6 +111,7 @@ class ClusterWatcher:
         self._recorders: dict[str, int] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._failure_logged = False
+        self.startup = StartupTimes()  # per app: launch -> healthy of its recent tasks
 
     # ---- what the daemon reads -------------------------------------------------------------------
     def watch(self, app_id: str) -> None:
@@ -122,6 +124,7 @@ class ClusterWatcher:
     def unwatch(self, app_id: str) -> None:
         self._apps.pop(app_id, None)
         self._deploy_since.pop(app_id, None)
+        self.startup.forget(app_id)
         self._signal(app_id)
 
     def watched(self) -> list[str]:
@@ -313,6 +316,8 @@ class ClusterWatcher:
             return
         old = self._apps[app_id]
         self._apps[app_id] = st
+        if st is not None:
+            self.startup.observe_app(st)
         if old != st:
             self._changed(app_id)
 
@@ -382,8 +387,11 @@ class ClusterWatcher:
             task.ip_addresses = [
                 str(a["ipAddress"]) for a in d["ipAddresses"] if isinstance(a, dict) and a.get("ipAddress")
             ]
+        if task.staged_at is None and status == "TASK_STAGING":
+            task.staged_at = parse_time(d.get("timestamp"))
         if status == RUNNING and task.started_at is None:
             task.started_at = d.get("timestamp")
+        self.startup.observe(app_id, task, st.has_health_checks)
         return {app_id}
 
     def _on_health(self, event: str, d: dict[str, Any]) -> set[str]:
@@ -404,7 +412,12 @@ class ClusterWatcher:
             return set()
         hit = False
         for task in st.tasks.values():
-            if _matches_instance(task.id, iid) and task.healthy != value:
+            if not _matches_instance(task.id, iid):
+                continue
+            if value is True and task.healthy_at is None:
+                task.healthy_at = parse_time(d.get("timestamp"))
+                self.startup.observe(app_id, task, st.has_health_checks)
+            if task.healthy != value:
                 task.healthy, hit = value, True
         return {app_id} if hit else set()
 

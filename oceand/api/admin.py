@@ -15,12 +15,13 @@ from oceand.engine import AppUnknown
 from oceand.history import MAX_PREVIEW_RANGE, MAX_PREVIEW_ROWS, PreviewError, load_rule
 from oceand.history import preview as history_preview
 from oceand.jobs import Job, JobExists
-from oceand.keys import ENGINE, HEALTH, JOBS, METRICS, STORE
+from oceand.keys import ENGINE, HEALTH, JOBS, LEASES, METRICS, STORE
 from oceand.replay import ReplayOptions
 from oceand.templates import SELECT_KEYS, Composed, check_selector, matches
 from policies.document import JOB_NAME_RE, DocumentError, JobDocument, dump_job, parse_job
 from policies.redact import public_job, restore_webhook
 from policies.types import ActuationOutcome
+from policies.warnings import document_warnings
 
 
 def _job_name(request: web.Request) -> str:
@@ -88,6 +89,7 @@ async def _with_template(request: web.Request, name: str, body: dict[str, Any]) 
 
 def _reply(doc: JobDocument, version: int, composed: Composed) -> dict[str, Any]:
     body: dict[str, Any] = {"job": _shown(doc), "version": version, "template": composed.template}
+    body["warnings"] = document_warnings(doc)
     if composed.own is not None:
         body["own"] = public_job(composed.own)
     return body
@@ -177,7 +179,11 @@ async def create_job(request: web.Request) -> web.Response:
 async def get_job(request: web.Request) -> web.Response:
     job = _known_job(request)
     return json_response(
-        await _with_template(request, job.name, {"job": _shown(job.doc), "version": job.version})
+        await _with_template(
+            request,
+            job.name,
+            {"job": _shown(job.doc), "version": job.version, "warnings": document_warnings(job.doc)},
+        )
     )
 
 
@@ -385,6 +391,12 @@ async def clusters(request: web.Request) -> web.Response:
     return json_response({"clusters": request.app[HEALTH].clusters_info()})
 
 
+async def cluster(request: web.Request) -> web.Response:
+    """Several daemons (docs/cluster.md): members, shards per member and lease epochs as last polled."""
+    leases = request.app[LEASES]
+    return json_response({"enabled": False} if leases is None else leases.describe())
+
+
 async def unmatched(request: web.Request) -> web.Response:
     """The latest series no job takes (PRODUCT §9): "my job sees no data" in one call."""
     seen = request.app[ENGINE].ingestor.unmatched
@@ -408,5 +420,6 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v1/jobs/{job}/scale", scale)
     r.add_post("/api/v1/jobs/{job}/mode", set_mode)
     r.add_get("/api/v1/clusters", clusters)
+    r.add_get("/api/v1/cluster", cluster)
     r.add_get("/api/v1/ingest/unmatched", unmatched)
     r.add_get("/api/v1/audit", audit_log)

@@ -81,6 +81,7 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/v1/templates/{name}/rename"): "write",
     ("POST", "/api/v1/modes"): "operate",
     ("GET", "/api/v1/clusters"): "read",
+    ("GET", "/api/v1/cluster"): "read",
     ("GET", "/api/v1/ingest/unmatched"): "read",
     ("GET", "/api/v1/tokens"): "admin",
     ("POST", "/api/v1/tokens"): "admin",

@@ -106,6 +106,40 @@ _ALARM_PARAMS = [
     )
 ]
 _DOC = {"$ref": "#/components/schemas/JobDocument"}
+_WARNINGS = {
+    "type": "array",
+    "description": "what in the document cannot work as written (policies/warnings.py); the document is "
+    "stored all the same",
+    "items": {
+        "type": "object",
+        "required": ["path", "code", "message"],
+        "properties": {
+            "path": {"type": "string", "description": "the field, e.g. rules[0].target"},
+            "code": {
+                "enum": [
+                    "never_scales_out",
+                    "never_scales_in",
+                    "unreachable_band",
+                    "inverse_metric",
+                    "capped_load",
+                    "fixed_count",
+                ]
+            },
+            "message": {"type": "string"},
+        },
+    },
+}
+_STATUS_REQUIRED = ["job", "warnings", "startup"]
+_STATUS_PROPERTIES: dict[str, Any] = {
+    "job": {"type": "string"},
+    "warnings": _WARNINGS,
+    "startup": {
+        "type": ["number", "null"],
+        "description": "the app's start-up time learned from Marathon (launch to healthy, p90 of its "
+        "recent tasks, seconds); null while not known. Each predictive rule shows its `lead` and "
+        "`lead_from` (document, marathon or default)",
+    },
+}
 _TEMPLATE_NAME = {"type": "string", "pattern": TEMPLATE_NAME_PATTERN}
 _OWN = {
     "type": "object",
@@ -117,9 +151,10 @@ _OWN = {
 _JOB_BODY = {"anyOf": [_DOC, _OWN]}
 _JOB_REPLY = {
     "type": "object",
-    "required": ["job", "version", "template"],
+    "required": ["job", "version", "template", "warnings"],
     "properties": {
         "job": {"type": "object", "description": "the effective document (what the engine runs)"},
+        "warnings": _WARNINGS,
         "version": {"type": "integer"},
         "template": {"type": ["string", "null"], "description": "the template the job names"},
         "own": {"type": "object", "description": "the job's own document, when it names a template"},
@@ -333,6 +368,7 @@ def spec() -> dict[str, Any]:
                 errors=(400, 404),
                 reply={
                     "type": "object",
+                    "required": _STATUS_REQUIRED,
                     "properties": {
                         "blocked": {
                             **_NULLABLE_STR,
@@ -345,6 +381,7 @@ def spec() -> dict[str, Any]:
                             " (kept across a restart)",
                         },
                         "last_decision": {"oneOf": [_DECISION_REF, {"type": "null"}]},
+                        **_STATUS_PROPERTIES,
                     },
                 },
             ),
@@ -502,6 +539,49 @@ def spec() -> dict[str, Any]:
             )
         },
         "/api/v1/clusters": {"get": _op("Marathon clusters, answering URL, event-stream state", "200")},
+        "/api/v1/cluster": {
+            "get": _op(
+                "Several daemons (docs/cluster.md): whether this daemon is in a cluster, the live members "
+                "with the shards each holds, and every shard's lease (owner instance id, epoch, valid) as "
+                "this daemon last read them",
+                "200",
+                reply={
+                    "type": "object",
+                    "required": ["enabled"],
+                    "properties": {
+                        "enabled": {"type": "boolean"},
+                        "name": {"type": "string"},
+                        "shards": {"type": "integer"},
+                        "this_daemon": {"type": "string"},
+                        "members": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "instance_id": {"type": "string"},
+                                    "stable_id": {"type": "string"},
+                                    "addr": {"type": "string"},
+                                    "shards_held": {"type": "integer"},
+                                },
+                            },
+                        },
+                        "unowned": {"type": "integer"},
+                        "leases": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "shard": {"type": "integer"},
+                                    "owner": {"type": ["string", "null"]},
+                                    "epoch": {"type": "integer"},
+                                    "valid": {"type": "boolean"},
+                                },
+                            },
+                        },
+                    },
+                },
+            )
+        },
         "/api/v1/ingest/unmatched": {
             "get": _op(
                 "The latest series (up to 100, newest first) whose samples no job takes, and the total of "

@@ -350,6 +350,13 @@ def apply(ctx: click.Context, path: str, yes: bool, output: str) -> None:
     reply = c.call("PUT", Client.job_path(name), doc)
     verb = "created" if live is None else "unchanged" if reply["version"] == version else "replaced"
     emit(reply, output, lambda con: con.print(f"{name}: {verb} (version {reply['version']})"))
+    print_warnings(reply.get("warnings"))
+
+
+def print_warnings(warnings: Any) -> None:
+    """The daemon's validation warnings (policies/warnings.py), one line each on stderr."""
+    for w in warnings or []:
+        console(err=True).print(Text(f"warning: {w.get('message', w)}", style="yellow"))
 
 
 def _body(text: str) -> str:
@@ -459,6 +466,8 @@ def status(ctx: click.Context, job: str, output: str) -> None:
         for direction, left in (st.get("cooldown_left") or {}).items():
             if left:
                 head.add_row(f"cooldown {direction}", f"{left:g}s")
+        if st.get("startup") is not None:
+            head.add_row("startup", f"{st['startup']:.3g}s (learned from Marathon: p90 of recent tasks)")
         if st.get("blocked"):
             head.add_row("blocked", Text(str(st["blocked"]), style="red"))
         if st.get("retry_at"):
@@ -476,6 +485,8 @@ def status(ctx: click.Context, job: str, output: str) -> None:
                 t.add_row(name, r["type"], "-" if value is None else f"{value:g}", _inline(detail))
             con.print()
             con.print(t)
+        for w in st.get("warnings") or []:
+            con.print(Text(f"warning: {w['message']}", style="yellow"))
 
     emit(st, output, human)
 

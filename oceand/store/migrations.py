@@ -37,6 +37,13 @@ Tables (both dialects):
 - `templates(name PK, doc JSON text, version, updated_at)`: shared job-document fields (oceand/templates.py).
 - `job_templates(job PK, template, own JSON text, updated_at)`, indexed by template: the template a job
   names and the job's own fields; `jobs.doc` holds the job's effective document (what the engine runs).
+- `cluster_meta(name PK, shards, created_at)`, `daemon(instance_id PK, stable_id, addr, started_at,
+  expires_at)`, `shard_lease(shard PK, owner NULL, epoch, expires_at)`: several daemons (issue 14,
+  oceand/cluster/lease.py; rows written on the database clock, `NOW(6)`). `actuation_attempts` gains
+  `shard, epoch, owner, decision_key` (NULL for a single daemon) and a unique (job, decision_key,
+  attempt): in cluster mode the attempt is HA.md's fenced intent. The MySQL statements use MariaDB's
+  `IF NOT EXISTS` on ALTER/CREATE INDEX (repeatable after a crash mid-migration). SQLite gets the same
+  tables, unused: the cluster layer is refused with a SQLite store at config time.
 """
 
 from __future__ import annotations
@@ -211,6 +218,51 @@ MIGRATIONS: list[Migration] = [
                 " job VARCHAR(200) NOT NULL PRIMARY KEY, template VARCHAR(200) NOT NULL,"
                 " own LONGTEXT NOT NULL, updated_at DOUBLE NOT NULL,"
                 f" INDEX job_templates_template (template)) {_MYSQL_TABLE}",
+            ],
+        },
+    ),
+    (
+        7,
+        "cluster: cluster_meta, daemon, shard_lease; attempts fenced by shard epoch (issue 14)",
+        {
+            "sqlite": [
+                "CREATE TABLE IF NOT EXISTS cluster_meta ("
+                " name TEXT NOT NULL PRIMARY KEY, shards INTEGER NOT NULL, created_at REAL NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS daemon ("
+                " instance_id TEXT NOT NULL PRIMARY KEY, stable_id TEXT NOT NULL, addr TEXT NOT NULL,"
+                " started_at REAL NOT NULL, expires_at REAL NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS shard_lease ("
+                " shard INTEGER NOT NULL PRIMARY KEY, owner TEXT, epoch INTEGER NOT NULL DEFAULT 0,"
+                " expires_at REAL NOT NULL DEFAULT 0)",
+                "ALTER TABLE actuation_attempts ADD COLUMN shard INTEGER",
+                "ALTER TABLE actuation_attempts ADD COLUMN epoch INTEGER",
+                "ALTER TABLE actuation_attempts ADD COLUMN owner TEXT",
+                "ALTER TABLE actuation_attempts ADD COLUMN decision_key TEXT",
+                "CREATE UNIQUE INDEX IF NOT EXISTS actuation_attempts_key"
+                " ON actuation_attempts (job, decision_key, attempt)",
+                "CREATE INDEX IF NOT EXISTS actuation_attempts_pending"
+                " ON actuation_attempts (shard, status, epoch)",
+            ],
+            "mysql": [
+                "CREATE TABLE IF NOT EXISTS cluster_meta ("
+                " name VARCHAR(64) NOT NULL PRIMARY KEY, shards INT NOT NULL,"
+                f" created_at DATETIME(6) NOT NULL) {_MYSQL_TABLE}",
+                "CREATE TABLE IF NOT EXISTS daemon ("
+                " instance_id VARCHAR(64) NOT NULL PRIMARY KEY, stable_id VARCHAR(128) NOT NULL,"
+                " addr VARCHAR(128) NOT NULL, started_at DATETIME(6) NOT NULL,"
+                f" expires_at DATETIME(6) NOT NULL, INDEX daemon_expires (expires_at)) {_MYSQL_TABLE}",
+                "CREATE TABLE IF NOT EXISTS shard_lease ("
+                " shard SMALLINT UNSIGNED NOT NULL PRIMARY KEY, owner VARCHAR(64) NULL,"
+                " epoch BIGINT UNSIGNED NOT NULL DEFAULT 0,"
+                f" expires_at DATETIME(6) NOT NULL DEFAULT '1970-01-01 00:00:01') {_MYSQL_TABLE}",
+                "ALTER TABLE actuation_attempts ADD COLUMN IF NOT EXISTS shard INT NULL,"
+                " ADD COLUMN IF NOT EXISTS epoch BIGINT UNSIGNED NULL,"
+                " ADD COLUMN IF NOT EXISTS owner VARCHAR(64) NULL,"
+                " ADD COLUMN IF NOT EXISTS decision_key VARCHAR(96) NULL",
+                "CREATE UNIQUE INDEX IF NOT EXISTS actuation_attempts_key"
+                " ON actuation_attempts (job, decision_key, attempt)",
+                "CREATE INDEX IF NOT EXISTS actuation_attempts_pending"
+                " ON actuation_attempts (shard, status, epoch)",
             ],
         },
     ),

@@ -83,6 +83,26 @@ PROBE_JOB = ""  # the job_state key probe_write writes and deletes: never a job'
 _SQL_MODE = "STRICT_ALL_TABLES,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
 
 
+async def create_pool(url: MySQLURL, size: int, *, autocommit: bool, session: str, recycle: int) -> Any:
+    """An aiomysql pool on `url`: utf8mb4, the strict sql_mode, and `session` (more `SET SESSION`
+    assignments, e.g. ", innodb_lock_wait_timeout = 1") on every new connection."""
+    return await aiomysql.create_pool(
+        minsize=1,
+        maxsize=size,
+        host=url.host,
+        port=url.port,
+        user=url.user,
+        password=url.password,
+        db=url.database,
+        unix_socket=url.unix_socket,
+        charset="utf8mb4",
+        autocommit=autocommit,
+        connect_timeout=url.connect_timeout,
+        init_command=f"SET SESSION sql_mode = '{_SQL_MODE}'{session}",
+        pool_recycle=recycle,
+    )
+
+
 class _Retry(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
@@ -133,21 +153,7 @@ class MySQLStore:
         u = self._url
         try:
             async with asyncio.timeout(u.connect_timeout + u.timeout):
-                pool = await aiomysql.create_pool(
-                    minsize=1,
-                    maxsize=u.pool_size,
-                    host=u.host,
-                    port=u.port,
-                    user=u.user,
-                    password=u.password,
-                    db=u.database,
-                    unix_socket=u.unix_socket,
-                    charset="utf8mb4",
-                    autocommit=False,
-                    connect_timeout=u.connect_timeout,
-                    init_command=f"SET SESSION sql_mode = '{_SQL_MODE}'",
-                    pool_recycle=3600,
-                )
+                pool = await create_pool(u, u.pool_size, autocommit=False, session="", recycle=3600)
         except TimeoutError:
             raise self._error(f"no connection within {u.connect_timeout + u.timeout:g}s") from None
         except (aiomysql.Error, OSError) as e:

@@ -497,3 +497,25 @@ async def test_a_job_stored_by_an_earlier_version_still_loads(start_daemon: Daem
     assert status == 200 and set(body["job"]["behavior"]) == {"scale_out", "scale_in"}
     _, body = await c.call("GET", "/api/v1/jobs")
     assert [j["job"] for j in body["jobs"]] == ["..", JOB]
+
+
+async def test_a_document_that_cannot_work_as_written_is_stored_with_warnings(
+    start_daemon: DaemonFactory,
+) -> None:
+    """Issue 17: a target of 95 on cpu.used (capped at 100) never leaves the 10 % tolerance band, so the
+    rule never scales out: the 201/200 say so in `warnings`, and so do GET and the job status."""
+    _, c = await start_daemon()
+    status, body = await c.call("POST", "/api/v1/jobs", doc())
+    assert (status, body["warnings"]) == (201, [])
+    never = [{"name": "cpu", "type": "target", "metric": "cpu.used", "target": 95}]
+    status, body = await c.call("PUT", f"/api/v1/jobs/{JOB}", doc(rules=never))
+    assert status == 200 and body["version"] == 2
+    assert [(w["path"], w["code"]) for w in body["warnings"]] == [("rules[0].target", "never_scales_out")]
+    assert "never scales out" in body["warnings"][0]["message"]
+    _, got = await c.call("GET", f"/api/v1/jobs/{JOB}")
+    assert got["warnings"] == body["warnings"]
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    assert st["warnings"] == body["warnings"] and st["startup"] is None
+    fixed = [{"name": "cpu", "type": "target", "metric": "cpu.used", "target": 70}]
+    status, body = await c.call("PUT", f"/api/v1/jobs/{JOB}", doc(rules=fixed))
+    assert (status, body["warnings"]) == (200, [])

@@ -103,6 +103,7 @@ ROUTES: dict[tuple[str, str], Route] = {
         "operate", 200, _fixed("/api/v1/modes"), lambda job: {"select": {"name": job}, "mode": "paused"}, True
     ),
     ("GET", "/api/v1/clusters"): Route("read", 200, _fixed("/api/v1/clusters")),
+    ("GET", "/api/v1/cluster"): Route("read", 200, _fixed("/api/v1/cluster")),
     ("GET", "/api/v1/ingest/unmatched"): Route("read", 200, _fixed("/api/v1/ingest/unmatched")),
     ("GET", "/api/v1/tokens"): Route("admin", 200, _fixed("/api/v1/tokens")),
     ("POST", "/api/v1/tokens"): Route(

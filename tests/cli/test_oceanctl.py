@@ -533,3 +533,21 @@ def test_status_says_why_a_job_runs_dry_and_when_a_schedule_fires(ctl: Ctl, live
         assert r.exit_code == 0 and r.stdout.rstrip().endswith(": dry-run"), r.output
     finally:
         live.daemon.request("DELETE", f"/api/v1/jobs/{name}")
+
+
+def test_apply_and_status_print_the_documents_warnings(ctl: Ctl, live: Live, tmp_path: Path) -> None:
+    """Issue 17: a document that cannot work as written is applied, and oceanctl says why it cannot."""
+    name = "job.capped_cop.c"
+    doc = job_doc(name, "/ocean/docs")
+    doc["rules"] = [{"name": "cpu", "type": "target", "metric": "cpu.used", "target": 95}]
+    f = write_yaml(tmp_path / "capped.yaml", doc)
+    try:
+        r = ctl("apply", "-f", str(f), "--yes")
+        assert r.exit_code == 0, r.output
+        assert r.stdout.rstrip().endswith(f"{name}: created (version 1)")
+        assert "warning: rules[0].target: cpu.used is at most 100" in r.stderr
+        r = ctl("status", name)
+        assert r.exit_code == 0, r.output
+        assert "warning: rules[0].target:" in r.stdout and "never scales out" in r.stdout
+    finally:
+        live.daemon.request("DELETE", f"/api/v1/jobs/{name}")

@@ -86,3 +86,19 @@ def test_replay_with_job_history_asks_the_daemon(capsys: pytest.CaptureFixture[s
     ]
     assert main(argv) == 1
     assert "127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_check_config_prints_the_warnings_of_the_job_files(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:  # fmt: skip
+    """Issue 17: a job file that cannot work as written passes the check (exit 0) with its warning on stderr."""
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "web.json").write_text(
+        '{"job": "web", "target": {"cluster": "lg", "app": "/web"}, '
+        '"rules": [{"name": "cpu", "type": "target", "metric": "cpu.used", "target": 95}]}'
+    )
+    conf = tmp_path / "oceand.toml"
+    conf.write_text(f'[store]\nurl = "sqlite:///{tmp_path}/o.db"\n[jobs]\ndir = "{jobs}"\n')
+    rc, out, err = run(capsys, "check-config", str(conf))
+    assert (rc, out) == (0, f"{conf}: OK\n")
+    assert err.startswith(f"{jobs / 'web.json'}: warning: rules[0].target: cpu.used is at most 100")
+    assert "never scales out" in err and err.count("\n") == 1

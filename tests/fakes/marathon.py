@@ -115,6 +115,12 @@ class FakeTask:
     started_at: str | None = None
     version: str = ""
     alive: bool | None = None  # health check result; None = no result yet
+    healthy_at: str | None = None  # the first time its health check passed (`firstSuccess`)
+
+    def set_alive(self, alive: bool) -> None:
+        self.alive = alive
+        if alive and self.healthy_at is None:
+            self.healthy_at = _now_iso()
 
     def to_json(self, health_checks: bool) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -139,8 +145,8 @@ class FakeTask:
                 {
                     "alive": self.alive,
                     "consecutiveFailures": 0 if self.alive else 1,
-                    "firstSuccess": self.started_at,
-                    "lastSuccess": self.started_at if self.alive else None,
+                    "firstSuccess": self.healthy_at,
+                    "lastSuccess": self.healthy_at if self.alive else None,
                     "lastFailure": None if self.alive else _now_iso(),
                     "lastFailureCause": None if self.alive else "fake: set_task_health",
                     "instanceId": instance_id(self.id),
@@ -330,7 +336,8 @@ class FakeMarathon:
         for _ in range(instances):
             t = self._new_task(app)
             t.state, t.started_at = RUNNING, t.staged_at
-            t.alive = True if health_checks else None
+            if health_checks:
+                t.alive, t.healthy_at = True, t.staged_at
         return app
 
     def set_deploy_time(self, seconds: float | None) -> None:
@@ -382,7 +389,7 @@ class FakeMarathon:
 
     def set_task_health(self, task_id: str, alive: bool) -> None:
         task, app = self._find_task(task_id)
-        task.alive = alive
+        task.set_alive(alive)
         self._emit_health(app, task)
 
     def kill_task(self, task_id: str, relaunch: bool = True) -> None:
@@ -512,7 +519,7 @@ class FakeMarathon:
                 await asyncio.sleep(self.health_delay)
             for t in started:
                 if t.id in app.tasks and t.alive is None:
-                    t.alive = True
+                    t.set_alive(True)
                     self._emit_health(app, t)
         self._end_deployment(dep, "deployment_failed" if dep.fail else "deployment_success")
 
@@ -525,7 +532,7 @@ class FakeMarathon:
             t.state, t.started_at = RUNNING, _now_iso()
             self._emit_status(t, RUNNING)
             if app.health_checks:
-                t.alive = True
+                t.set_alive(True)
                 self._emit_health(app, t)
 
     # ---- HTTP: one dispatcher, so logging, auth, failures and delays apply to every route -------

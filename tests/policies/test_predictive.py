@@ -193,3 +193,22 @@ def test_changing_the_season_of_a_rule_with_history(
         assert len(ps.ring) == 192  # kept, still rolling
     else:
         assert len(ps.ring) <= ring_after  # the 2 hours since the change, at most
+
+
+def test_packed_quantile_is_quantile() -> None:
+    from policies.predictive import packed_quantile
+    from policies.types import pack_floats
+
+    xs = (3.0, -1.0, 7.5, 2.0, 2.0, 10.0, 0.5, -4.25)
+    for q in (0.1, 0.5, 0.9, 0.95):
+        assert packed_quantile(pack_floats(xs), q) == quantile(xs, q)
+
+
+def test_one_forecast_per_lead_is_checked() -> None:
+    """The margin's errors are of forecasts one lead apart: their horizons do not overlap."""
+    doc = job([pred(startup="60s", season="off")], max_instances=100)
+    _, st = feed(doc, [100.0] * 200)  # 10-s buckets: 0 … 1,990 s
+    ps = st.predictive["p"]
+    # forecasts made at 0, 60, …, 1,980 s; those due by 1,990 s (made by 1,930 s) have been checked
+    assert ps.checked == 1930 // 60 + 1
+    assert len(ps.pending) == 1

@@ -1,0 +1,100 @@
+"""The engine's seam to the cluster (issue 14): `Engine(ownership=...)`, None for a single daemon.
+
+- `gate(job)`: None when the job's worker may act (its shard is held, renewed within stop_acting_after by
+  the local clock, not draining), else the reason code (`intent.gate`);
+- `begin_attempt(...)`: the fenced intent insert before every Marathon write (`LeaseManager.fenced_attempt`)
+  and the local budget check right after it (the write follows with no other await: `AttemptLog.begin`
+  then `client.scale`). Raises a StoreError subclass (nothing is sent) or DuplicateDecision;
+- `acquired_at(job)`: when this daemon acquired the job's shard (database clock), for `takeover_gap`;
+- `describe(job)`: shard, owner and lease epoch for the job's status;
+- `on_acquired`: the engine's callback that reloads a taken-over shard's jobs (state and pending writes).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from oceand.cluster import intent
+from oceand.cluster.lease import Held, LeaseManager
+from oceand.metrics import Metrics
+from oceand.store.base import Store, StoreError, attempt_row
+
+
+class NotOwner(StoreError):
+    """The job's shard may not be acted on by this daemon now (the reason code is in `reason`)."""
+
+    def __init__(self, job: str, reason: str) -> None:
+        super().__init__(f"job {job}: not acting ({reason})")
+        self.reason = reason
+
+
+class OverBudget(StoreError):
+    """The intent was recorded but the local clock passed actuation_budget before the write: the
+    attempt is marked abandoned and nothing is sent."""
+
+
+class Ownership:
+    def __init__(
+        self,
+        leases: LeaseManager,
+        store: Store,
+        *,
+        metrics: Metrics | None = None,
+        mono: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.leases = leases
+        self.store = store
+        self.metrics = metrics
+        self.mono = mono
+        self.on_acquired: Callable[[int, Held], None] | None = None
+        leases.on_acquired.append(self._acquired)
+
+    def _acquired(self, shard: int, held: Held) -> None:
+        if self.on_acquired is not None:
+            self.on_acquired(shard, held)
+
+    @property
+    def takeover_grace(self) -> float:
+        return self.leases.s.takeover_grace
+
+    def shard(self, job: str) -> int:
+        return self.leases.shard_of(job)
+
+    def gate(self, job: str) -> str | None:
+        s = self.shard(job)
+        h = self.leases.held.get(s)
+        valid = h is not None and intent.may_act(h.valid_until, self.mono())
+        return intent.gate(h is not None, valid, h is not None and h.draining, False)
+
+    def acquired_at(self, job: str) -> float | None:
+        h = self.leases.held.get(self.shard(job))
+        return None if h is None else h.acquired_at
+
+    def describe(self, job: str) -> dict[str, Any]:
+        s = self.shard(job)
+        owner, epoch = self.leases.owner_of(s)
+        return {"shard": s, "owner": owner, "epoch": epoch, "this_daemon": owner == self.leases.me}
+
+    async def begin_attempt(
+        self, decision_id: int, job: str, decision_key: str, attempt: dict[str, Any], now: float
+    ) -> int:
+        """Insert the attempt as the job's fenced intent; returns the lease epoch it was fenced by."""
+        reason = self.gate(job)
+        s = self.shard(job)
+        h = self.leases.held.get(s)
+        if reason is not None or h is None:
+            raise NotOwner(job, reason or intent.NOT_OWNER)
+        row = attempt_row(decision_id, job, attempt)
+        t0 = self.mono()
+        await self.leases.fenced_attempt(s, h.epoch, decision_id, job, decision_key, row, now)
+        if not intent.in_budget(t0, self.mono(), self.leases.s.actuation_budget):
+            if self.metrics is not None:
+                self.metrics.intent_abandoned.labels("budget").inc()
+            late = dict(
+                attempt, status=intent.ABANDONED, detail={**attempt.get("detail", {}), "error": "budget"}
+            )
+            await self.store.record_attempt(decision_id, job, late)
+            raise OverBudget(f"job {job}: the write was not sent within actuation_budget of its intent")
+        return h.epoch

@@ -1,0 +1,297 @@
+"""The engine gate in cluster mode (issue 14 item 4, HA.md §6.6/§6.7), with daemons in this process on
+the real MariaDB and the in-process fake Marathon (real Marathon actuator):
+
+- a write goes out only after its intent row is inserted fenced by the lease epoch, and carries it;
+- a daemon whose local clock over-trusts its lease (its view says held, the database says another
+  epoch) is fenced by the database: nothing reaches Marathon;
+- a job owned by another daemon is not acted on here;
+- a takeover adopts the former owner's write that landed (not sent twice: one PUT per decision)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from oceand.config import validate_config
+from oceand.daemon import Daemon
+from oceand.store.base import MySQLURL
+from tests.cluster.test_lease import sql
+from tests.conftest import Client
+from tests.fakes.marathon import FakeMarathon
+from tests.marathon.conftest import until
+from tests.marathon.test_actuation import APP, JOB, job_doc, marathon
+
+pytestmark = pytest.mark.mysql
+_ports = itertools.count(30001)
+CLUSTER = {
+    "enabled": True,
+    "name": "gate",
+    "shards": 16,
+    "lease_ttl": "1.5s",
+    "renew_interval": "300ms",
+    "stop_acting_after": "1s",
+    "acquire_poll": "100ms",
+    "intent_margin": "500ms",
+    "actuation_budget": "1s",
+    "takeover_grace": "500ms",
+    "member_min_age": "0s",
+    "store_timeout": "250ms",
+}
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeMarathon]:
+    f = FakeMarathon(heartbeat=0.5, deploy_time=0.05)
+    f.add_app(APP, 2)
+    await f.start()
+    yield f
+    await f.stop()
+
+
+class Cluster:
+    def __init__(self, tmp: Path, db: MySQLURL, fake: FakeMarathon) -> None:
+        self.tmp, self.db, self.fake = tmp, db, fake
+        self.daemons: list[Daemon] = []
+        self.sessions: list[aiohttp.ClientSession] = []
+
+    async def start(self, **over: Any) -> tuple[Daemon, Client]:
+        data = {
+            "server": {"listen": "127.0.0.1:0"},
+            "store": {"url": f"mysql://root@127.0.0.1:3306/{self.db.database}?timeout=10"},
+            "marathon": marathon(self.fake.url),
+            "cluster": dict(CLUSTER, advertise=f"127.0.0.1:{next(_ports)}", **over),
+        }
+        d = Daemon(validate_config(data, file=str(self.tmp / "oceand.toml"), base_dir=self.tmp, path=None))
+        await d.start()
+        self.daemons.append(d)
+        s = aiohttp.ClientSession()
+        self.sessions.append(s)
+        assert d.url is not None
+        return d, Client(s, d.url)
+
+    async def close(self) -> None:
+        for s in self.sessions:
+            await s.close()
+        for d in reversed(self.daemons):
+            if not d.stop_event.is_set():
+                await d.stop()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, migrated: MySQLURL, fake: FakeMarathon) -> AsyncIterator[Cluster]:
+    c = Cluster(tmp_path, migrated, fake)
+    yield c
+    await c.close()
+
+
+def owns(d: Daemon, job: str = JOB) -> bool:
+    return d.engine.ownership is not None and d.engine.ownership.gate(job) is None
+
+
+def puts(fake: FakeMarathon) -> list[dict[str, str]]:
+    return [
+        {k: v for k, v in r.headers.items() if k.lower().startswith("x-oceand-")}
+        | {"instances": r.body[13:-1].decode()}
+        for r in fake.requests
+        if r.method == "PUT"
+    ]
+
+
+async def add_job(d: Daemon, c: Client) -> None:
+    assert (await c.call("POST", "/api/v1/jobs", job_doc()))[0] == 201
+    await until(lambda: d.engine.status(JOB)["app_known"], 5)
+
+
+async def test_a_write_is_fenced_by_the_lease_epoch_and_carries_it(cluster: Cluster) -> None:
+    d, c = await cluster.start()
+    await until(lambda: owns(d), 5)
+    await add_job(d, c)
+    status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
+    assert status == 200 and body["decision"]["status"] == "applied", body
+    did = body["decision"]["id"]
+    assert d.leases is not None
+    shard = d.leases.shard_of(JOB)
+    epoch = d.leases.held[shard].epoch
+    assert [(p["X-Oceand-Decision"], p["X-Oceand-Epoch"], p["instances"]) for p in puts(cluster.fake)] == [
+        (str(did), str(epoch), "3")
+    ]
+    rows = await sql(
+        cluster.db,
+        "SELECT decision_id, shard, epoch, owner, decision_key, status FROM actuation_attempts",
+    )
+    assert rows == [(did, shard, epoch, d.leases.me, f"m:{did}", "applied")]
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    assert st["cluster"] == {
+        "shard": shard,
+        "owner": d.leases.me,
+        "epoch": epoch,
+        "this_daemon": True,
+    }
+
+
+async def test_a_daemon_that_over_trusts_its_lease_is_fenced_by_the_database(cluster: Cluster) -> None:
+    """Its clock runs slow (faketime x0.5 in HA.md §5.2): it believes it may act, but another daemon
+    holds the shard with a newer epoch. The intent insert finds 0 rows; Marathon sees nothing."""
+    d, c = await cluster.start()
+    await until(lambda: owns(d), 5)
+    await add_job(d, c)
+    assert d.leases is not None
+    for t in d.leases._tasks:  # frozen loops: nothing corrects its view
+        t.cancel()
+    shard = d.leases.shard_of(JOB)
+    d.leases.held[shard].valid_until = time.monotonic() + 60
+    await sql(
+        cluster.db,
+        "UPDATE shard_lease SET owner = 'other:1:ffff', epoch = epoch + 1,"
+        " expires_at = NOW(6) + INTERVAL 60 SECOND WHERE shard = %s",
+        (shard,),
+    )
+    status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
+    assert status == 200 and body["decision"]["status"] == "pending", body
+    assert "lease is not ours" in body["decision"]["result"]["error"]
+    await asyncio.sleep(0.3)
+    assert puts(cluster.fake) == []
+    assert await sql(cluster.db, "SELECT COUNT(*) FROM actuation_attempts") == [(0,)]
+    assert not owns(d)  # the fenced insert dropped the shard: it stops acting on it
+    assert d.metrics.intent_fenced._value.get() == 1
+
+
+async def test_a_job_owned_by_another_daemon_is_not_acted_on_here(cluster: Cluster) -> None:
+    a, ca = await cluster.start()
+    await add_job(a, ca)
+    b, cb = await cluster.start()
+    await until(lambda: owns(a) != owns(b) and JOB in b.engine.jobs, 10)
+    (owner, co), (_other, cother) = ((a, ca), (b, cb)) if owns(a) else ((b, cb), (a, ca))
+    status, body = await cother.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 4})
+    assert status == 409 and "not acted on by this daemon" in str(body), body
+    await until(lambda: owner.engine.status(JOB)["app_known"], 5)
+    status, body = await co.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 4})
+    assert status == 200 and body["decision"]["status"] == "applied", body
+    assert [p["instances"] for p in puts(cluster.fake)] == ["4"]
+
+
+async def test_a_takeover_adopts_a_write_that_landed_instead_of_sending_it_again(cluster: Cluster) -> None:
+    """The owner's PUT lands late (its reply lost); the owner then stops (its lease lapses, like a
+    SIGSTOP). The new owner takes the shard with a higher epoch, waits out the quiet period
+    (takeover_grace after the write's deadline), finds the decision pending and its write in Marathon:
+    applied, not sent again. One PUT for the decision."""
+    cluster.fake.set_put_delay(1.5)
+    a, ca = await cluster.start()
+    await until(lambda: owns(a), 5)
+    await add_job(a, ca)
+    status, body = await ca.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
+    assert status == 200 and body["decision"]["status"] == "pending", body
+    did = body["decision"]["id"]
+    assert a.leases is not None
+    old_epoch = a.leases.held[a.leases.shard_of(JOB)].epoch
+    for t in a.leases._tasks:  # A stops: no renewals, and its engine no longer acts
+        t.cancel()
+    a.leases.held.clear()
+    cluster.fake.set_put_delay(0)
+    b, cb = await cluster.start(takeover_grace="3s")
+    await until(lambda: owns(b), 10)
+    assert b.leases is not None
+    new_epoch = b.leases.held[b.leases.shard_of(JOB)].epoch
+    assert new_epoch > old_epoch
+
+    async def decision_status() -> str:
+        _, got = await cb.call("GET", f"/api/v1/jobs/{JOB}/decisions")
+        return str(next(x for x in got["decisions"] if x["id"] == did)["status"])
+
+    async with asyncio.timeout(15):
+        while await decision_status() == "pending":
+            await asyncio.sleep(0.05)
+    resolved = time.time()
+    assert await decision_status() == "applied"
+    ((deadline,),) = await sql(
+        cluster.db, "SELECT deadline FROM actuation_attempts WHERE decision_id = %s", (did,)
+    )
+    assert resolved >= float(deadline) + 3.0  # the quiet period: not reconciled before deadline + grace
+    assert [p["instances"] for p in puts(cluster.fake)] == ["3"]  # one PUT for the decision
+    assert cluster.fake.apps[APP].instances == 3
+
+
+async def test_get_cluster_lists_members_shards_and_epochs(cluster: Cluster) -> None:
+    a, ca = await cluster.start()
+    b, _ = await cluster.start()
+    assert a.leases is not None and b.leases is not None
+    await until(lambda: len(a.leases.held) + len(b.leases.held) == 16 and a.leases.held and b.leases.held, 10)
+    await a.leases.poll_once()  # a fresh view of B's leases
+    status, body = await ca.call("GET", "/api/v1/cluster")
+    assert status == 200
+    assert (body["enabled"], body["name"], body["shards"], body["this_daemon"]) == (
+        True,
+        "gate",
+        16,
+        a.leases.me,
+    )
+    members = {m["instance_id"]: m["shards_held"] for m in body["members"]}
+    assert members == {a.leases.me: len(a.leases.held), b.leases.me: len(b.leases.held)}
+    assert body["unowned"] == 0
+    mine = {r["shard"]: r["epoch"] for r in body["leases"] if r["owner"] == a.leases.me}
+    assert mine == {s: h.epoch for s, h in a.leases.held.items()}
+
+
+async def test_get_cluster_alone(start_daemon: Any) -> None:
+    _, c = await start_daemon()
+    assert await c.call("GET", "/api/v1/cluster") == (200, {"enabled": False})
+
+
+async def test_a_write_not_sent_within_the_budget_of_its_intent_is_abandoned(cluster: Cluster) -> None:
+    """The intent insert took longer than actuation_budget (a stall between the insert and the write):
+    the attempt is marked abandoned and nothing is sent; the retry is the next attempt, and is sent."""
+    d, c = await cluster.start()
+    await until(lambda: owns(d), 5)
+    await add_job(d, c)
+    assert d.leases is not None
+    real = d.leases.fenced_attempt
+    calls = 0
+
+    async def slow_once(*args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        await real(*args)
+        if calls == 1:
+            await asyncio.sleep(1.0)  # = actuation_budget: past it by the time the write would go
+
+    d.leases.fenced_attempt = slow_once  # type: ignore[method-assign]
+    status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
+    assert status == 200 and body["decision"]["status"] == "pending", body
+    assert "actuation_budget" in body["decision"]["result"]["error"]
+    assert puts(cluster.fake) == []
+    did = body["decision"]["id"]
+    await until(lambda: len(puts(cluster.fake)) == 1, 10)  # the retry
+    assert [(p["X-Oceand-Attempt"], p["instances"]) for p in puts(cluster.fake)] == [("2", "3")]
+    await until(lambda: d.engine.jobs[JOB].retry is None, 5)
+    rows = await sql(
+        cluster.db,
+        "SELECT attempt, status FROM actuation_attempts WHERE decision_id = %s ORDER BY attempt",
+        (did,),
+    )
+    assert rows == [(1, "abandoned"), (2, "applied")]
+    assert d.metrics.intent_abandoned.labels("budget")._value.get() == 1
+
+
+async def test_a_daemon_that_lost_a_job_does_not_write_its_state_over_the_owners(cluster: Cluster) -> None:
+    d, c = await cluster.start()
+    await until(lambda: owns(d), 5)
+    await add_job(d, c)
+    await d.engine.flush()
+    ((stored,),) = await sql(cluster.db, "SELECT state FROM job_state WHERE job = %s", (JOB,))
+    assert d.leases is not None
+    for t in d.leases._tasks:
+        t.cancel()
+    d.leases.held.clear()  # lost (another daemon owns it now)
+    rt = d.engine.jobs[JOB]
+    rt.state.streaks.clear()
+    rt.state.count = 9  # what this daemon believed before it lost the job
+    d.engine._dirty.add(JOB)
+    await d.engine.flush()
+    assert await sql(cluster.db, "SELECT state FROM job_state WHERE job = %s", (JOB,)) == [(stored,)]
