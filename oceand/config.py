@@ -462,6 +462,29 @@ class HistorySettings(Table):
     max_buffer: Annotated[int, Field(ge=1000, le=10_000_000)] = 200_000  # rows waiting; more are dropped
     batch: Annotated[int, Field(ge=100, le=100_000)] = 5000  # rows per write / roll-up / prune transaction
     prune_interval: Annotated[Duration, Field(ge=1, le=86400)] = 60.0  # roll-up and prune this often
+    # warm start from Falcon's graph history (docs/falcon.md "Warm start"): off unless falcon_api is set
+    falcon_api: str | None = None  # falcon-plus API base URL (modules/api), as [notify] falcon_api
+    falcon_api_user: str = Field(default="oceand", min_length=1, max_length=64)  # Apitoken "name"
+    falcon_api_token: str | None = Field(default=None, min_length=1, max_length=1024, repr=False)  # "sig"
+    warm_window: Annotated[Duration, Field(ge=600, le=8 * 86400)] = 2 * 86400.0  # history asked for
+    warm_timeout: Seconds = 10.0  # per job, every request included; then it starts cold
+    warm_max_hosts: Annotated[int, Field(ge=1, le=10_000)] = 200  # endpoints asked for per job
+    warm_max_points: Annotated[int, Field(ge=1000, le=10_000_000)] = 500_000  # points taken per job
+    warm_concurrency: Annotated[int, Field(ge=1, le=64)] = 4  # jobs warmed at once
+
+    @field_validator("falcon_api")
+    @classmethod
+    def _api(cls, v: str | None) -> str | None:
+        return None if v is None else http_url(v)
+
+    @model_validator(mode="after")
+    def _token(self) -> HistorySettings:
+        if self.falcon_api is not None and self.falcon_api_token is None:
+            raise ValueError(
+                "falcon_api needs falcon_api_token (the API's default_token, or a user session sig "
+                "with falcon_api_user)"
+            )
+        return self
 
 
 class NotifySettings(Table):
@@ -560,8 +583,19 @@ class ClusterModeSettings(Table):
     release_rate: Annotated[int, Field(ge=1, le=65535)] = 64  # shards released per second per daemon
     member_min_age: Annotated[Duration, Field(ge=0, le=3600)] = 2.0
     store_timeout: Annotated[Duration, Field(ge=0.05, le=60)] = 0.8  # one coordination statement, at most
-    forward_flush: Annotated[Duration, Field(ge=0.001, le=10)] = 0.01  # for forwarding (not built yet)
-    forward_batch: Annotated[int, Field(ge=1, le=100_000)] = 500
+    forward_flush: Annotated[Duration, Field(ge=0.001, le=10)] = 0.01  # samples to an owner: flush window
+    forward_batch: Annotated[int, Field(ge=1, le=100_000)] = 500  # ... or this many samples, sooner
+    forward_hold: Annotated[Duration, Field(ge=0, le=60)] = 5.0  # samples for an unreachable owner kept
+    forward_buffer: Annotated[int, Field(ge=1, le=10_000_000)] = 200_000  # samples waiting, at most
+    # the secret the daemons of one cluster present to each other (X-Oceand-Cluster-Token) on /internal/
+    token: str | None = Field(default=None, min_length=16, max_length=512, repr=False)
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: str | None) -> str | None:
+        if v is not None and (any(c.isspace() for c in v) or not v.isprintable()):
+            raise ValueError("the cluster token may not hold white space or control characters")
+        return v
 
     @field_validator("advertise")
     @classmethod
@@ -780,6 +814,12 @@ def cluster_problems(config: Config, file: str) -> list[ConfigProblem]:
         )
     if c.advertise is None:
         bad("advertise", "required with enabled = true: the host:port the other daemons reach this one at")
+    if c.token is None:
+        bad(
+            "token",
+            "required with enabled = true: the shared secret (16+ characters) the daemons present to each "
+            "other when they forward samples, alarm callbacks and admin calls to a job's owner",
+        )
     if not c.stop_acting_after < c.lease_ttl:
         bad(
             "stop_acting_after",

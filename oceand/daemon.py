@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +30,7 @@ from actuators.marathon import (
     task_endpoints,
 )
 from oceand import console
-from oceand.api import admin, ingest
+from oceand.api import admin, ingest, internal
 from oceand.api import templates as templates_api
 from oceand.api.auth import AUTHORITY, LIMITER, auth_middleware
 from oceand.api.auth import add_routes as add_auth_routes
@@ -37,10 +38,12 @@ from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.auth import Authority, WriteLimiter, prune_audit
+from oceand.cluster.forward import Forwarder
 from oceand.cluster.hotstate import HotState
 from oceand.cluster.ids import instance_id
 from oceand.cluster.lease import Coordinator, LeaseManager
 from oceand.cluster.ownership import Ownership
+from oceand.cluster.routes import ROUTES_SQL, RouteTable
 from oceand.config import Config
 from oceand.engine import Engine
 from oceand.health import Health
@@ -56,6 +59,7 @@ from oceand.runtime import Runtime
 from oceand.store import open_store
 from oceand.store.base import MySQLURL, Store, StoreError
 from oceand.systemd import Notifier as SystemdNotifier
+from oceand.warm import WarmStart
 from policies.document import JobDocument
 from policies.types import ActuationOutcome, Decision
 
@@ -134,8 +138,10 @@ class Daemon:
             on_actuation=self._on_actuation,
             ownership=ownership,
         )
+        self.forwarder: Forwarder | None = None  # [cluster]: samples for jobs owned elsewhere go there
         if self.leases is not None:
             self.leases.drain = self.engine.drain_shard
+            self.forwarder = self._forwarder(self.leases)
         self.listeners = Listeners(
             config.ingest, self.engine, self.metrics
         )  # [ingest] rpc_listen, tsdb_listen
@@ -160,11 +166,18 @@ class Daemon:
         )
         self.engine.history = self.history if h.enabled else None
         self.jobs = JobsService(self.store, self.engine, self.clusters, self.lb, clock)
+        self.warm: WarmStart | None = None  # [history] falcon_api: warm starts from Falcon's graph
+        if h.falcon_api is not None:
+            self.warm = WarmStart(h, self.engine, self.metrics)
+            self.engine.on_upsert = self.warm.submit
+        self.jobs.status_parts["notify"] = self.notifier.status
+        self.jobs.status_parts["warm_start"] = lambda name: self.warm.status(name) if self.warm else None
         self.health = Health(self.store, self.engine, self.metrics, self.clusters, lambda: self.config_loaded)
         self.health.hotstate = self.hotstate
         self.runtime = Runtime(budget=lambda: self.config.stop_timeout)
         self.stop_event = self.runtime.stopping
         self._runners: list[web.AppRunner] = []
+        self._tls: dict[str, ssl.SSLContext | None] = {}  # listener table -> the context its site serves
         self.ingest_url: str | None = None
         self.url: str | None = None
         self.systemd = SystemdNotifier()
@@ -229,6 +242,7 @@ class Daemon:
             self._add_ingest_routes(app)
         admin.add_routes(app)
         templates_api.add_routes(app)
+        internal.add_routes(app)  # between the daemons of a cluster: not in the OpenAPI
         app.router.add_get("/api/v1/openapi.json", openapi)
         add_auth_routes(app)
         console.add_routes(app)  # the web console at /ui/ (PRODUCT §12)
@@ -315,27 +329,34 @@ class Daemon:
             rt.on_stop("closing the cluster store", lambda _: leases.coord.close(), 0.05)
             await leases.start()
             rt.on_stop("releasing the shard leases", lambda _: leases.stop(), 0.1)
+            if self.forwarder is not None:
+                await self._start_forwarding(self.forwarder)
         await self.engine.load()
         # in-flight applies get up to half the budget; a write cut off is settled at the next start
         rt.on_stop("the in-flight applies", lambda s: self.engine.stop(timeout=s), 0.5, cut=False)
         self.jobs.sync()
-        await self._serve(self._runners[0], server.host, server.port, server.ssl_context())
+        self._tls["server"] = server.ssl_context()
+        await self._serve(self._runners[0], server.host, server.port, self._tls["server"])
         self.url = _url(self._runners[0], https=server.tls_cert is not None)
         if len(self._runners) > 1:
             assert self.config.ingest.address is not None
             host, port = self.config.ingest.address
-            tls = self.config.ingest.ssl_context()
+            tls = self._tls["ingest"] = self.config.ingest.ssl_context()
             await self._serve(self._runners[1], host, port, tls)
             self.ingest_url = _url(self._runners[1], https=tls is not None)
+        await self.listeners.start()
         for r in self._runners:
             for addr in r.addresses:
                 self.notifier.destinations.listener(addr[0], addr[1])  # webhooks never go there
-        await self.listeners.start()
+        for host, port in self.listeners.addresses():  # nor to rpc_listen / tsdb_listen
+            self.notifier.destinations.listener(host, port)
         rt.on_stop("the Falcon listeners", lambda _: self.listeners.close(), 0.05)
         rt.on_stop("the API's shutdown hooks", self._shutdown_runners, 0.05)
         rt.spawn(self.listeners.run(self.stop_event), "listeners-idle-sweep")
         rt.spawn(self.engine.flusher(self.stop_event), "state-flusher")
         rt.spawn(self.history.run(self.stop_event), "history-writer")
+        if self.warm is not None:
+            rt.spawn(self.warm.run(self.stop_event), "warm-start")
         rt.spawn(self.notifier.run(self.stop_event), "notifier")
         rt.spawn(self.health.probe(self.stop_event, lambda: self.config.store.probe_interval), "store-probe")
         rt.spawn(self._prune_audit_hourly(), "audit-prune")
@@ -351,6 +372,57 @@ class Daemon:
             len(self.jobs),
             extra={"event": "ready"},
         )
+
+    def _forwarder(self, leases: LeaseManager) -> Forwarder:
+        """The route table and the forwarder (oceand/cluster/forward.py), wired to the engine: a shard
+        acquired or lost here re-routes its jobs' samples (once per turn of the loop)."""
+        c = self.config.cluster
+        assert c.token is not None  # config.cluster_problems
+        coord = leases.coord
+        routes = RouteTable(lambda n: coord.fetch(ROUTES_SQL, (n,)), c.shards, interval=c.acquire_poll)
+        fwd = Forwarder(
+            routes,
+            me=leases.me,
+            token=c.token,
+            shard_of=leases.shard_of,
+            held=leases.held.__contains__,
+            local=self.engine.feed_forwarded,
+            metrics=self.metrics,
+            flush=c.forward_flush,
+            batch=c.forward_batch,
+            hold=c.forward_hold,
+            buffer=c.forward_buffer,
+        )
+        self.engine.router = fwd
+        moved: set[int] = set()
+
+        def reroute() -> None:
+            shards = set(moved)
+            moved.clear()
+            self.engine.reroute(fwd.jobs_in(shards))
+
+        def shard_moved(shard: int, *_: Any) -> None:
+            if not moved:
+                asyncio.get_running_loop().call_soon(reroute)
+            moved.add(shard)
+
+        leases.on_acquired.append(shard_moved)
+        leases.on_lost.append(shard_moved)
+        if self.hotstate is not None:  # a Redis wake-up (a shard released or acquired): read the routes now
+            self.hotstate.on_event.append(lambda _event: routes.kick())
+        return fwd
+
+    async def _start_forwarding(self, fwd: Forwarder) -> None:
+        await fwd.routes.refresh()
+        task = asyncio.get_running_loop().create_task(fwd.routes.run(), name="cluster:routes")
+
+        async def stop(_: float) -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await fwd.close()
+
+        self.runtime.on_stop("forwarding to the owners", stop, 0.05)
 
     async def _serve(self, runner: web.AppRunner, host: str, port: int, tls: Any) -> None:
         await GuardedSite(runner, host, port, self.guard, tls).start()
@@ -405,6 +477,23 @@ class Daemon:
         await self.runtime.stop()
         self.systemd.close()
         log.info("oceand stopped", extra={"event": "stopped"})
+
+    def reload_tls(self, new: Config) -> None:
+        """Renewed certificates: each TLS listener's context loads its (already checked) files again, so
+        new connections get them; turning TLS on or off needs a restart."""
+        for table, files in (("server", new.server), ("ingest", new.ingest)):
+            ctx = self._tls.get(table)
+            if ctx is not None and files.tls_cert is not None and files.tls_key is not None:
+                try:
+                    ctx.load_cert_chain(files.tls_cert, files.tls_key, password=lambda: b"")
+                except (ssl.SSLError, OSError) as e:  # changed again since the check: keep serving
+                    log.error("%s.tls_cert: not reloaded: %s", table, e, extra={"event": "reload_partial"})
+            elif (ctx is None) != (files.tls_cert is None) and (table == "server" or len(self._runners) > 1):
+                log.warning(
+                    "%s.tls_cert: TLS is turned on or off only on restart",
+                    table,
+                    extra={"event": "reload_partial"},
+                )
 
     async def reload(self) -> bool:
         """SIGHUP (oceand/reload.py): the config file again; what can change without a restart."""

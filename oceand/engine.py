@@ -34,7 +34,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -52,6 +52,7 @@ from actuators.marathon import (
     Permanent,
 )
 from oceand.buckets import JOB_LEVEL_METRICS, ClosedBucket, JobBuckets
+from oceand.cluster.forward import SampleRouter
 from oceand.cluster.intent import TAKEOVER_GAP, WAIT, ForeignIntent, bucket_label, takeover_verdict
 from oceand.cluster.lease import DuplicateDecision, Held
 from oceand.cluster.ownership import OverBudget, Ownership
@@ -60,7 +61,7 @@ from oceand.ingest import IngestLimits, Ingestor, PushResult
 from oceand.logs import log_decision
 from oceand.store.base import Store, StoreError
 from policies import engine as policy
-from policies import schedule
+from policies import schedule, warm
 from policies.alarm import alarm_matches
 from policies.backoff import Backoff
 from policies.document import AlarmRule, JobDocument, PredictiveRule
@@ -224,10 +225,13 @@ class Engine:
         self._timer_at = math.inf
         self.on_deferred: Callable[[], None] | None = None  # a timer slice left due jobs for the next one
         self.history: HistoryRecorder | None = None  # each evaluated bucket is recorded (oceand/history.py)
+        self.on_upsert: Callable[[str], None] | None = None  # a job was added or changed (warm start)
         # Several daemons (oceand/cluster): a job acts only while its shard is held here; None = alone
         self.ownership = ownership
         if ownership is not None:
             ownership.on_acquired = self._shard_acquired
+        # Several daemons: where ingest puts each job's samples (its buckets, or a forwarder to its owner)
+        self.router: SampleRouter | None = None
 
     # ---- job set -------------------------------------------------------------------------------
 
@@ -266,8 +270,9 @@ class Engine:
                 [(r.name, r.aggregate) for r in doc.metric_rules()],
             ) or old.grace_seconds() != doc.grace_seconds():
                 rt.buckets = self._new_buckets(doc, now)
-            self.ingestor.set_job(doc, rt.buckets)
+            self.ingestor.set_job(doc, self._sink(rt))
             rt.wake.set()
+            self._upserted(doc.job)
             return rt
         stored = await self.store.load_state(doc.job)
         state = JobState.from_json(stored)
@@ -298,9 +303,61 @@ class Engine:
                     extra={"event": "future_bucket_clamped"},
                 )
         self.jobs[doc.job] = rt
-        self.ingestor.set_job(doc, rt.buckets)
+        self.ingestor.set_job(doc, self._sink(rt))
         rt.task = asyncio.get_running_loop().create_task(self._worker(rt), name=f"job:{doc.job}")
+        self._upserted(doc.job)
         return rt
+
+    def _sink(self, rt: JobRuntime) -> JobBuckets:
+        """The bucket set ingest writes the job's samples into (cluster: the owner's, through the router)."""
+        return rt.buckets if self.router is None else self.router.buckets_for(rt.name, rt.buckets)
+
+    def reroute(self, jobs: Iterable[str] | None = None) -> None:
+        """Ask the router again where these jobs' samples go (all jobs when None): their shard came here
+        or went elsewhere."""
+        names = self.jobs if jobs is None else jobs
+        self.ingestor.swap_buckets((n, self._sink(self.jobs[n])) for n in names if n in self.jobs)
+
+    def feed_forwarded(self, samples: Iterable[tuple[str, str, int, int, float]]) -> int:
+        """Samples another daemon routed for jobs owned here, (job, instance, rule index, ts, value), into
+        the buckets; returns how many were not taken (unknown job or rule: the daemons' documents differ
+        for a moment)."""
+        skipped = 0
+        for job, instance, rule, ts, value in samples:
+            rt = self.jobs.get(job)
+            if rt is None or not 0 <= rule < len(rt.buckets.rules):
+                skipped += 1
+                continue
+            if rt.buckets.add(rule, instance, ts, value):
+                rt.wake.set()
+        return skipped
+
+    def _upserted(self, name: str) -> None:
+        if self.on_upsert is not None:
+            self.on_upsert(name)
+
+    # ---- warm start (oceand/warm.py fetches, policies/warm.py decides what is filled) ----------------
+
+    def warm_rules(self, name: str) -> list[PredictiveRule]:
+        """The job's rules a warm start would fill now (none for a job that is gone)."""
+        rt = self.jobs.get(name)
+        return [] if rt is None else warm.warm_rules(rt.doc, rt.state)
+
+    def tasks_of(self, name: str) -> frozenset[str]:
+        """The host names and IPs of the job's current Marathon tasks, as far as known."""
+        return self.ingestor.tasks_of(name)
+
+    def warm(self, name: str, history: Mapping[str, Sequence[warm.BucketValue]]) -> dict[str, int]:
+        """Fill the job's empty rule states from past bucket values (per rule); how many each took. Runs
+        between two steps of the job's worker (no await): a rule the live buckets reached first is kept."""
+        rt = self.jobs.get(name)
+        if rt is None:
+            return {}
+        state, taken = warm.warm_state(rt.doc, rt.state, history)
+        if taken:
+            rt.state = state
+            self._dirty.add(name)  # written behind with the next flush
+        return taken
 
     async def remove(self, name: str) -> None:
         rt = self.jobs.pop(name, None)
@@ -362,17 +419,27 @@ class Engine:
             if rule.metric == metric and rt.buckets.add(i, f"job:{metric}", int(ts), value):
                 rt.wake.set()
 
-    def alarm(self, event: AlarmEvent) -> list[str]:
+    def alarm(
+        self,
+        event: AlarmEvent,
+        only: Callable[[str], bool] | None = None,
+        elsewhere: list[str] | None = None,
+    ) -> list[str]:
         """Queue an alarm callback for every job with a matching alarm rule; returns their names.
 
         A job queues one alarm per rule (the first of its alarm rules that matches): a newer alarm for the
-        same rule replaces the queued one (counted, "coalesced"), so a flood never grows the queue."""
+        same rule replaces the queued one (counted, "coalesced"), so a flood never grows the queue.
+        Cluster: a matching job for which `only` is false is not queued here but listed in `elsewhere`."""
         names = []
         for rt in self.jobs.values():
             rule = next(
                 (r.name for r in rt.doc.rules if isinstance(r, AlarmRule) and alarm_matches(r, event)), None
             )
             if rule is None:
+                continue
+            if only is not None and not only(rt.name):
+                if elsewhere is not None:
+                    elsewhere.append(rt.name)
                 continue
             if rt.alarms.pop(rule, None) is not None:
                 self._alarm_dropped("coalesced")
@@ -541,10 +608,12 @@ class Engine:
                 self._inflight += 1
                 await self._step(rt)
                 rt.idle = self._idle_key(rt, before, last_decision)
-                b = rt.buckets
-                if b.open and any(b.complete(o) for o in b.open.values()):
+                b, now = rt.buckets, self.clock()
+                if b.open and any(start <= now and b.complete(o) for start, o in b.open.items()):
                     # complete only now: closing an earlier bucket taught how many instances report (its
-                    # samples came before that close), so no push will wake the worker for it
+                    # samples came before that close), so no push will wake the worker for it. A complete
+                    # bucket that has not begun (stamped ahead of the clock) cannot close yet: its timer
+                    # (`deadline`) wakes the worker when it begins; waking now would spin without a yield.
                     rt.wake.set()
             except asyncio.CancelledError:
                 raise

@@ -162,6 +162,20 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.warm_starts = Counter(
+            "oceand_warm_starts_total",
+            "Warm starts of jobs from Falcon's graph history ([history] falcon_api), by result: warmed, "
+            "no_history (nothing matched), failed (API error or time-out: the job starts cold), late "
+            "(the rule had live data first)",
+            ["result"],
+            registry=r,
+        )
+        self.warm_points = Counter(
+            "oceand_warm_points_total",
+            "Graph history points taken by warm starts, and points left out past [history] warm_max_points",
+            ["result"],
+            registry=r,
+        )
         self.notify_team_lookups = Counter(
             "oceand_notify_team_lookups_total",
             "falcon-plus team lookups for notify.group: cached, fetched, stale (lookup failed, last "
@@ -294,6 +308,34 @@ class Metrics:
             "oceand_intent_abandoned_total",
             "Intents not sent after their insert, by reason (budget: the local clock passed "
             "actuation_budget before the write)",
+            ["reason"],
+            registry=r,
+        )
+
+        self.forward_samples = Counter(
+            "oceand_forward_samples_total",
+            "Samples for jobs owned by another daemon, by result (sent: accepted by the owner; rerouted: "
+            "resent after a not_owner reply; held: kept while the owner is unreachable; dropped_not_owner, "
+            "dropped_expired (held past forward_hold), dropped_overflow (forward_buffer full), dropped_no_route; "
+            "received: accepted from another daemon; refused: sent here for a shard not held)",
+            ["result"],
+            registry=r,
+        )
+        self.forward_batch = Histogram(
+            "oceand_forward_batch_size",
+            "Samples in one POST /internal/v1/samples this daemon sent",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 5000),
+            registry=r,
+        )
+        self.forward_calls = Counter(
+            "oceand_forward_calls_total",
+            "Alarm callbacks and admin calls for jobs owned by another daemon, by kind and result",
+            ["kind", "result"],
+            registry=r,
+        )
+        self.internal_rejected = Counter(
+            "oceand_internal_rejected_total",
+            "Requests to /internal/ refused, by reason (no_token, bad_token, malformed, not_clustered)",
             ["reason"],
             registry=r,
         )
