@@ -277,7 +277,9 @@ async def test_a_batch_acquire_takes_only_the_free_and_expired(make: Make, migra
     assert await b.acquire_many([0, 1, 2, 3]) == {}  # held already, or valid elsewhere
 
 
-async def test_after_a_pause_a_poll_counts_the_shards_it_held_too_long_as_lost_not_released(make: Make) -> None:
+async def test_after_a_pause_a_poll_counts_the_shards_it_held_too_long_as_lost_not_released(
+    make: Make,
+) -> None:
     """Found by the chaos suite (tests/ha, gc_pause): after SIGSTOP past the lease, the poll loop ran
     before the renewal loop and handed the stale shards back as a release (revoke: draining, then an
     UPDATE for epochs long gone), so oceand_lease_lost_total never told that the daemon had been a stale

@@ -172,11 +172,18 @@ def i4_writes_within_budget(writes: list[Write], intents: list[Intent], eps: flo
 
 
 def i5_no_double_scale(
-    writes: list[Write], start: Mapping[str, int], step: int, cooldown: float, slack: float = 0.3
+    writes: list[Write],
+    decided_at: Mapping[int, float],
+    start: Mapping[str, int],
+    step: int,
+    cooldown: float,
+    slack: float = 0.1,
 ) -> list[str]:
     """I5 for a constant breach (every bucket proposes +`step`, held back by a scale-out `cooldown`): per
-    app, each write Marathon takes goes exactly `step` above the previous one (from `start`), and never
-    within a cooldown (less `slack`: decision to arrival) of the previous taken write."""
+    app, each write Marathon takes goes exactly `step` above the previous one (from `start`), and its
+    decision (`decided_at`: decision id -> time of the decision) comes at least a cooldown (less `slack`)
+    after the previous taken write's decision. Decision times, not arrivals: a retried write may land
+    late, the cooldown runs from the decision."""
     out = []
     apps = defaultdict(list)
     for w in sorted(writes, key=lambda w: w.wall):
@@ -187,11 +194,12 @@ def i5_no_double_scale(
         for w in ws:
             if count is not None and w.instances != count + step:
                 out.append(f"I5 {app}: decision {w.decision} wrote {w.instances} after {count} (step {step})")
-            if at is not None and w.wall - at < cooldown - slack:
+            t = decided_at.get(w.decision, w.wall) if w.decision is not None else w.wall
+            if at is not None and t - at < cooldown - slack:
                 out.append(
-                    f"I5 {app}: decision {w.decision} {w.wall - at:.2f}s after the last (cooldown {cooldown})"
+                    f"I5 {app}: decision {w.decision} {t - at:.2f}s after the last (cooldown {cooldown})"
                 )
-            count, at = w.instances, w.wall
+            count, at = w.instances, t
     return out
 
 

@@ -139,30 +139,42 @@ CASES: list[tuple[str, Check, bool]] = [
     ),
     (
         "I5 one step per cooldown holds",
-        lambda: i5_no_double_scale([w(1, 1, 3, 3), w(4, 2, 3, 4), w(7, 3, 4, 5)], {APP: 2}, 1, 3.0),
+        lambda: i5_no_double_scale([w(1, 1, 3, 3), w(4, 2, 3, 4), w(7, 3, 4, 5)], {}, {APP: 2}, 1, 3.0),
         True,
     ),
     (
         "I5 a double step fails",
-        lambda: i5_no_double_scale([w(1, 1, 3, 3), w(4, 2, 3, 5)], {APP: 2}, 1, 3.0),
+        lambda: i5_no_double_scale([w(1, 1, 3, 3), w(4, 2, 3, 5)], {}, {APP: 2}, 1, 3.0),
         False,
     ),
     (
         "I5 a step within the cooldown fails",
-        lambda: i5_no_double_scale([w(1, 1, 3, 3), w(2, 2, 4, 4)], {APP: 2}, 1, 3.0),
+        lambda: i5_no_double_scale([w(1, 1, 3, 3), w(2, 2, 4, 4)], {}, {APP: 2}, 1, 3.0),
         False,
     ),
     (
         "I5 the same count written twice fails",
-        lambda: i5_no_double_scale([w(1, 1, 3, 3), w(5, 2, 4, 3)], {APP: 2}, 1, 3.0),
+        lambda: i5_no_double_scale([w(1, 1, 3, 3), w(5, 2, 4, 3)], {}, {APP: 2}, 1, 3.0),
         False,
     ),
     (
         "I5 refused writes do not count",
         lambda: i5_no_double_scale(
-            [w(1, 1, 3, 3), w(1.5, 2, 3, 4, status=409), w(4, 3, 3, 4)], {APP: 2}, 1, 3.0
+            [w(1, 1, 3, 3), w(1.5, 2, 3, 4, status=409), w(4, 3, 3, 4)], {}, {APP: 2}, 1, 3.0
         ),
         True,
+    ),
+    (
+        "I5 a retry landing late is timed by its decision",
+        lambda: i5_no_double_scale(
+            [w(3.5, 1, 3, 3, attempt=2), w(4, 2, 3, 4)], {1: 1.0, 2: 4.0}, {APP: 2}, 1, 3.0
+        ),
+        True,
+    ),
+    (
+        "I5 decisions within a cooldown fail even when their writes are spaced",
+        lambda: i5_no_double_scale([w(1, 1, 3, 3), w(5, 2, 3, 4)], {1: 1.0, 2: 2.0}, {APP: 2}, 1, 3.0),
+        False,
     ),
     (
         "I6 resolved intents and outcomes hold",
