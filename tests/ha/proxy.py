@@ -22,11 +22,15 @@ class Proxy:
         self._open.set()
         self._conns: set[asyncio.StreamWriter] = set()
         self.writers: list[asyncio.StreamWriter] = []  # every one ever opened, closed at shutdown
+        self.held = 0  # bytes read while paused and not forwarded yet
 
     async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await r.read(65536):
-                await self._open.wait()  # paused: hold the bytes, keep the connection
+                if not self._open.is_set():  # paused: hold the bytes, keep the connection
+                    self.held += len(data)
+                    await self._open.wait()
+                    self.held -= len(data)
                 w.write(data)
                 await w.drain()
         with contextlib.suppress(OSError, RuntimeError):
@@ -64,7 +68,7 @@ class Proxy:
             self._open.set()
         elif cmd != "status":
             return f"error unknown command {cmd!r}"
-        return f"ok {self.mode} {len(self._conns) // 2}"
+        return f"ok {self.mode} {len(self._conns) // 2} held {self.held}"
 
     async def _control(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         self.writers.append(w)
@@ -106,7 +110,8 @@ class ProxyThread:
         self.loop.run_forever()
 
     def command(self, cmd: str) -> str:
-        """Send one command line over the control port; returns the reply line ('ok <mode> <conns>')."""
+        """Send one command line over the control port; returns the reply line
+        ('ok <mode> <connections> held <bytes held while paused>')."""
         with socket.create_connection(("127.0.0.1", self.control_port), timeout=5) as s:
             s.sendall(cmd.encode() + b"\n")
             return s.makefile().readline().strip()
