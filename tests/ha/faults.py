@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 
 import pymysql
@@ -36,8 +37,6 @@ def _lost(m: Member) -> float:
     """oceand_lease_lost_total of `m`, all reasons (from /metrics)."""
     text = ""
     try:
-        import urllib.request
-
         with urllib.request.urlopen(m.daemon.url + "/metrics", timeout=2) as r:
             text = r.read().decode()
     except OSError:

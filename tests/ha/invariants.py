@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 EPS = 0.05  # HA.md §5.3 I4: same host, same clock
 
 
@@ -44,8 +46,6 @@ class Write:
         body = r.get("body") or ""
         instances = None
         if body.strip().startswith("{"):
-            import orjson
-
             instances = orjson.loads(body).get("instances")
         app = str(r["path"]).removeprefix("/v2/apps")
         return Write(
