@@ -29,23 +29,12 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import DaemonProcess
-from tests.e2e.harness import FakeMarathonProcess
+from tests.e2e.harness import FakeMarathonProcess, wait_for
+from tests.marathon.test_actuation import job_doc
 from tests.store.conftest import create_mysql_database, drop_mysql_database
 
 JOB = "job.ha_web.xiaomi"
 APP = "/ha/web"
-
-
-def job_doc() -> dict[str, Any]:
-    return {
-        "job": JOB,
-        "target": {"cluster": "lg", "app": APP},
-        "mode": "active",
-        "period": 10,
-        "min_instances": 1,
-        "max_instances": 10,
-        "rules": [{"name": "cpu", "type": "threshold", "metric": "cpu.used", "scale_out": {"above": 80}}],
-    }
 
 
 def cluster_daemon(workdir: Path, store: str, marathon_url: str, jobs: Path) -> DaemonProcess:
@@ -100,16 +89,6 @@ def stable(ds: list[DaemonProcess], quiet: float = 1.5) -> bool:
     return settled(ds) and before == [r["owner"] for r in ds[0].request("GET", "/api/v1/cluster")["leases"]]
 
 
-def wait(cond: Any, timeout: float, what: str) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--kills", type=int, default=20)
@@ -122,17 +101,17 @@ def main() -> None:
         root = Path(tmp)
         jobs = root / "jobs"
         jobs.mkdir()
-        (jobs / "ha.json").write_bytes(orjson.dumps(job_doc()))
+        (jobs / "ha.json").write_bytes(orjson.dumps(job_doc(JOB, APP)))
         fake = FakeMarathonProcess(root, [f"{APP}:2"])
         ds = [cluster_daemon(root / f"d{i}", store, fake.url, jobs) for i in range(3)]
         times: dict[str, list[float]] = {"kill -9": [], "SIGTERM": []}
         try:
             for d in ds:
                 d.start()
-            wait(lambda: stable(ds), 60, "three daemons holding every shard")
+            wait_for(lambda: stable(ds), 60, "three daemons holding every shard")
             plan = ["kill -9"] * args.kills + ["SIGTERM"] * args.stops
             for n, kind in enumerate(plan):
-                own = wait(lambda: owner(ds), 20, "an owner")
+                own = wait_for(lambda: owner(ds), 20, "an owner")
                 survivors = [d for d in ds if d is not own]
                 if kind == "kill -9":
                     own.kill()
@@ -141,12 +120,12 @@ def main() -> None:
                     assert own.proc is not None
                     own.proc.terminate()
                     t0 = time.monotonic()
-                wait(lambda s=survivors: owner(s), 20, f"run {n}: a survivor acting")
+                wait_for(lambda s=survivors: owner(s), 20, f"run {n}: a survivor acting")
                 times[kind].append(time.monotonic() - t0)
                 if own.proc is not None and own.proc.poll() is None:
                     own.proc.wait(30)
                 own.start()
-                wait(lambda: stable(ds), 60, f"run {n}: back to three, shards handed back")
+                wait_for(lambda: stable(ds), 60, f"run {n}: back to three, shards handed back")
                 print(f"run {n:2d} {kind:8s} {times[kind][-1]:.2f}s", flush=True)
         finally:
             for d in ds:
