@@ -20,11 +20,11 @@ from tests.store.conftest import MYSQL_HOST, MYSQL_PORT, MYSQL_USER
 TTL = float(TIMINGS["lease_ttl"].removesuffix("s"))
 STOP_ACTING = float(TIMINGS["stop_acting_after"].removesuffix("s"))
 TAKEOVER_BOUND = 4.0  # HA.md §5.2 "≤ 4 s" at TTL 3 s; at TTL 1.5 s a takeover takes ~1.5-2 s, kept loose
-CLEAN_TAKEOVER_BOUND = 1.0
+CLEAN_TAKEOVER_BOUND = 1.0  # SIGTERM: the leaver releases its shards (HA.md: < 0.5 s; slack for 2 cores)
 # Marathon applies a PUT this long after it arrived: past the client's timeout (1 s), within the window
 # its sender settles it in (timeout + settle_grace 1 s) and the new owner's (deadline + takeover_grace).
 # A write Marathon applies later than that is retried and lands twice (same count): see docs/cluster.md.
-LATE_APPLY = 1.3  # SIGTERM: the leaver releases its shards (HA.md: < 0.5 s; slack for 2 cores)
+LATE_APPLY = 1.3
 
 
 def _owner_of_first(rig: Rig) -> tuple[str, Member]:
@@ -150,7 +150,8 @@ def marathon_errors(rig: Rig) -> None:
         wait_for(
             lambda r=rule, b=before: _answered(rig, int(r["status"])) >= b + int(r["n"]), 20, f"{rule} used"
         )
-    rig.fake.control("POST", "delay_next", {"n": 2, "seconds": 2.5, "path_prefix": "/v2/apps/"})
+    # slow past the client's timeout, within LATE_APPLY's window (a delay past it is the known limit)
+    rig.fake.control("POST", "delay_next", {"n": 2, "seconds": LATE_APPLY, "path_prefix": "/v2/apps/"})
     rig.progress(2)
 
 
@@ -188,6 +189,23 @@ def _app_writes(rig: Rig, app: str) -> list[object]:
     ]
 
 
+def marathon_cut(rig: Rig, seconds: float = 3.0) -> None:
+    """One owner cut from Marathon by its proxy (RST, refused) for `seconds`: its writes fail or stay
+    unknown and are settled after; the jobs of the other daemons keep scaling meanwhile; once resumed,
+    every job scales again."""
+    _, victim = _owner_of_first(rig)
+    others = [rig.apps[j] for j in rig.names if rig.owner(j) not in (None, victim)]
+    victim.marathon.command("cut")
+    try:
+        if others:
+            rig.progress(1, apps=others)
+        else:
+            time.sleep(seconds)  # the fault's length: every job is the victim's, nothing to watch meanwhile
+    finally:
+        victim.marathon.command("resume")
+    rig.progress(1)
+
+
 def churn(rig: Rig, rounds: int = 2) -> None:
     """Membership churn: a fourth daemon joins (takes its rendezvous share), then leaves by SIGTERM,
     `rounds` times; handoffs never overlap (I1, I8) and the jobs keep scaling."""
@@ -213,6 +231,7 @@ FAULTS: dict[str, Callable[[Rig], None]] = {
     "mysql_cut_rst": lambda rig: mysql_cut(rig, "cut"),
     "mysql_stall": mysql_stall,
     "marathon_errors": marathon_errors,
+    "marathon_cut": marathon_cut,
     "late_put": late_put,
     "churn": churn,
 }

@@ -61,4 +61,5 @@ def test_randomized_soak(rig: Rig) -> None:
         f"over {len(taken)} apps; takeovers {len(rig.takeovers)} (max {max(rig.takeovers, default=0):.2f}s)\n"
         + ", ".join(f"{k}: {n}" for k, n in counts.items())
     )
-    assert violations == [], "\n".join(violations[:50])
+    (rig.tmp / "violations.txt").write_text("\n".join(violations) + "\n")
+    assert violations == [], "\n".join(violations[:50]) + f"\n(all in {rig.tmp}/violations.txt)"
