@@ -921,6 +921,7 @@ class Engine:
             return  # pending itself (retried by `_apply`), or already read
         attempts = await self._load_attempts(rt.name, decision.id, _key(decision))
         rt.unsettled.append((decision, ActuationOutcome.from_json(d.get("outcome")), attempts))
+        rt.wake.set()  # settled at the worker's next step (`_step`), not at its next bucket
 
     # ---- commit and apply ----------------------------------------------------------------------
 
