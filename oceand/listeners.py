@@ -3,7 +3,7 @@
 `[ingest] rpc_listen`: Go net/rpc JSON codec (`Transfer.Update`, `Transfer.Ping`; collectors.falcon_rpc).
 `[ingest] tsdb_listen`: OpenTSDB telnet `put` lines (collectors.opentsdb).
 
-Both hand their items to `Engine.push`, the entry point of `POST /v1/push`: the same item rules, routing
+Both hand their items to `Ingestor.push`, the entry point of `POST /v1/push`: the same item rules, routing
 and sample counters (`oceand_samples_total`, and per listener `oceand_listener_samples_total`).
 
 Bounds: at most `listen_max_connections` open connections per listener (one more is refused with a reason
