@@ -462,6 +462,29 @@ class HistorySettings(Table):
     max_buffer: Annotated[int, Field(ge=1000, le=10_000_000)] = 200_000  # rows waiting; more are dropped
     batch: Annotated[int, Field(ge=100, le=100_000)] = 5000  # rows per write / roll-up / prune transaction
     prune_interval: Annotated[Duration, Field(ge=1, le=86400)] = 60.0  # roll-up and prune this often
+    # warm start from Falcon's graph history (docs/falcon.md "Warm start"): off unless falcon_api is set
+    falcon_api: str | None = None  # falcon-plus API base URL (modules/api), as [notify] falcon_api
+    falcon_api_user: str = Field(default="oceand", min_length=1, max_length=64)  # Apitoken "name"
+    falcon_api_token: str | None = Field(default=None, min_length=1, max_length=1024, repr=False)  # "sig"
+    warm_window: Annotated[Duration, Field(ge=600, le=8 * 86400)] = 2 * 86400.0  # history asked for
+    warm_timeout: Seconds = 10.0  # per job, every request included; then it starts cold
+    warm_max_hosts: Annotated[int, Field(ge=1, le=10_000)] = 200  # endpoints asked for per job
+    warm_max_points: Annotated[int, Field(ge=1000, le=10_000_000)] = 500_000  # points taken per job
+    warm_concurrency: Annotated[int, Field(ge=1, le=64)] = 4  # jobs warmed at once
+
+    @field_validator("falcon_api")
+    @classmethod
+    def _api(cls, v: str | None) -> str | None:
+        return None if v is None else http_url(v)
+
+    @model_validator(mode="after")
+    def _token(self) -> HistorySettings:
+        if self.falcon_api is not None and self.falcon_api_token is None:
+            raise ValueError(
+                "falcon_api needs falcon_api_token (the API's default_token, or a user session sig "
+                "with falcon_api_user)"
+            )
+        return self
 
 
 class NotifySettings(Table):

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -56,6 +57,7 @@ from oceand.runtime import Runtime
 from oceand.store import open_store
 from oceand.store.base import MySQLURL, Store, StoreError
 from oceand.systemd import Notifier as SystemdNotifier
+from oceand.warm import WarmStart
 from policies.document import JobDocument
 from policies.types import ActuationOutcome, Decision
 
@@ -160,11 +162,18 @@ class Daemon:
         )
         self.engine.history = self.history if h.enabled else None
         self.jobs = JobsService(self.store, self.engine, self.clusters, self.lb, clock)
+        self.warm: WarmStart | None = None  # [history] falcon_api: warm starts from Falcon's graph
+        if h.falcon_api is not None:
+            self.warm = WarmStart(h, self.engine, self.metrics)
+            self.engine.on_upsert = self.warm.submit
+        self.jobs.status_parts["notify"] = self.notifier.status
+        self.jobs.status_parts["warm_start"] = lambda name: self.warm.status(name) if self.warm else None
         self.health = Health(self.store, self.engine, self.metrics, self.clusters, lambda: self.config_loaded)
         self.health.hotstate = self.hotstate
         self.runtime = Runtime(budget=lambda: self.config.stop_timeout)
         self.stop_event = self.runtime.stopping
         self._runners: list[web.AppRunner] = []
+        self._tls: dict[str, ssl.SSLContext | None] = {}  # listener table -> the context its site serves
         self.ingest_url: str | None = None
         self.url: str | None = None
         self.systemd = SystemdNotifier()
@@ -320,23 +329,28 @@ class Daemon:
         # in-flight applies get up to half the budget; a write cut off is settled at the next start
         rt.on_stop("the in-flight applies", lambda s: self.engine.stop(timeout=s), 0.5, cut=False)
         self.jobs.sync()
-        await self._serve(self._runners[0], server.host, server.port, server.ssl_context())
+        self._tls["server"] = server.ssl_context()
+        await self._serve(self._runners[0], server.host, server.port, self._tls["server"])
         self.url = _url(self._runners[0], https=server.tls_cert is not None)
         if len(self._runners) > 1:
             assert self.config.ingest.address is not None
             host, port = self.config.ingest.address
-            tls = self.config.ingest.ssl_context()
+            tls = self._tls["ingest"] = self.config.ingest.ssl_context()
             await self._serve(self._runners[1], host, port, tls)
             self.ingest_url = _url(self._runners[1], https=tls is not None)
+        await self.listeners.start()
         for r in self._runners:
             for addr in r.addresses:
                 self.notifier.destinations.listener(addr[0], addr[1])  # webhooks never go there
-        await self.listeners.start()
+        for host, port in self.listeners.addresses():  # nor to rpc_listen / tsdb_listen
+            self.notifier.destinations.listener(host, port)
         rt.on_stop("the Falcon listeners", lambda _: self.listeners.close(), 0.05)
         rt.on_stop("the API's shutdown hooks", self._shutdown_runners, 0.05)
         rt.spawn(self.listeners.run(self.stop_event), "listeners-idle-sweep")
         rt.spawn(self.engine.flusher(self.stop_event), "state-flusher")
         rt.spawn(self.history.run(self.stop_event), "history-writer")
+        if self.warm is not None:
+            rt.spawn(self.warm.run(self.stop_event), "warm-start")
         rt.spawn(self.notifier.run(self.stop_event), "notifier")
         rt.spawn(self.health.probe(self.stop_event, lambda: self.config.store.probe_interval), "store-probe")
         rt.spawn(self._prune_audit_hourly(), "audit-prune")
@@ -406,6 +420,23 @@ class Daemon:
         await self.runtime.stop()
         self.systemd.close()
         log.info("oceand stopped", extra={"event": "stopped"})
+
+    def reload_tls(self, new: Config) -> None:
+        """Renewed certificates: each TLS listener's context loads its (already checked) files again, so
+        new connections get them; turning TLS on or off needs a restart."""
+        for table, files in (("server", new.server), ("ingest", new.ingest)):
+            ctx = self._tls.get(table)
+            if ctx is not None and files.tls_cert is not None and files.tls_key is not None:
+                try:
+                    ctx.load_cert_chain(files.tls_cert, files.tls_key, password=lambda: b"")
+                except (ssl.SSLError, OSError) as e:  # changed again since the check: keep serving
+                    log.error("%s.tls_cert: not reloaded: %s", table, e, extra={"event": "reload_partial"})
+            elif (ctx is None) != (files.tls_cert is None) and (table == "server" or len(self._runners) > 1):
+                log.warning(
+                    "%s.tls_cert: TLS is turned on or off only on restart",
+                    table,
+                    extra={"event": "reload_partial"},
+                )
 
     async def reload(self) -> bool:
         """SIGHUP (oceand/reload.py): the config file again; what can change without a restart."""

@@ -34,7 +34,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -60,7 +60,7 @@ from oceand.ingest import IngestLimits, Ingestor
 from oceand.logs import log_decision
 from oceand.store.base import Store, StoreError
 from policies import engine as policy
-from policies import schedule
+from policies import schedule, warm
 from policies.alarm import alarm_matches
 from policies.backoff import Backoff
 from policies.document import AlarmRule, JobDocument, PredictiveRule
@@ -227,6 +227,7 @@ class Engine:
         self._timer_at = math.inf
         self.on_deferred: Callable[[], None] | None = None  # a timer slice left due jobs for the next one
         self.history: HistoryRecorder | None = None  # each evaluated bucket is recorded (oceand/history.py)
+        self.on_upsert: Callable[[str], None] | None = None  # a job was added or changed (warm start)
         # Several daemons (oceand/cluster): a job acts only while its shard is held here; None = alone
         self.ownership = ownership
         if ownership is not None:
@@ -272,6 +273,7 @@ class Engine:
                 rt.buckets.wake = rt.wake.set
             self.ingestor.set_job(doc, rt.buckets)
             rt.wake.set()
+            self._upserted(doc.job)
             return rt
         stored = await self.store.load_state(doc.job)
         state = JobState.from_json(stored)
@@ -304,7 +306,35 @@ class Engine:
         self.jobs[doc.job] = rt
         self.ingestor.set_job(doc, rt.buckets)
         rt.task = asyncio.get_running_loop().create_task(self._worker(rt), name=f"job:{doc.job}")
+        self._upserted(doc.job)
         return rt
+
+    def _upserted(self, name: str) -> None:
+        if self.on_upsert is not None:
+            self.on_upsert(name)
+
+    # ---- warm start (oceand/warm.py fetches, policies/warm.py decides what is filled) ----------------
+
+    def warm_rules(self, name: str) -> list[PredictiveRule]:
+        """The job's rules a warm start would fill now (none for a job that is gone)."""
+        rt = self.jobs.get(name)
+        return [] if rt is None else warm.warm_rules(rt.doc, rt.state)
+
+    def tasks_of(self, name: str) -> frozenset[str]:
+        """The host names and IPs of the job's current Marathon tasks, as far as known."""
+        return self.ingestor.tasks_of(name)
+
+    def warm(self, name: str, history: Mapping[str, Sequence[warm.BucketValue]]) -> dict[str, int]:
+        """Fill the job's empty rule states from past bucket values (per rule); how many each took. Runs
+        between two steps of the job's worker (no await): a rule the live buckets reached first is kept."""
+        rt = self.jobs.get(name)
+        if rt is None:
+            return {}
+        state, taken = warm.warm_state(rt.doc, rt.state, history)
+        if taken:
+            rt.state = state
+            self._dirty.add(name)  # written behind with the next flush
+        return taken
 
     async def remove(self, name: str) -> None:
         rt = self.jobs.pop(name, None)
@@ -519,10 +549,12 @@ class Engine:
                 self._inflight += 1
                 await self._step(rt)
                 rt.idle = self._idle_key(rt, before, last_decision)
-                b = rt.buckets
-                if b.open and any(b.complete(o) for o in b.open.values()):
+                b, now = rt.buckets, self.clock()
+                if b.open and any(start <= now and b.complete(o) for start, o in b.open.items()):
                     # complete only now: closing an earlier bucket taught how many instances report (its
-                    # samples came before that close), so no push will wake the worker for it
+                    # samples came before that close), so no push will wake the worker for it. A complete
+                    # bucket that has not begun (stamped ahead of the clock) cannot close yet: its timer
+                    # (`deadline`) wakes the worker when it begins; waking now would spin without a yield.
                     rt.wake.set()
             except asyncio.CancelledError:
                 raise

@@ -1,4 +1,4 @@
-"""Falcon graph history for a warm start (PRODUCT §9; PROTOCOLS.md B.4) — the client half, not wired yet.
+"""Falcon graph history for a warm start (PRODUCT §9; PROTOCOLS.md B.4): the client (oceand/warm.py uses it).
 
 `POST {api}/api/v1/graph/history` (falcon-plus `modules/api/app/controller/graph/graph_controller.go`
 `QueryGraphDrawData`, behind the same `Apitoken` auth as the team endpoint) with `hostnames`,
@@ -8,15 +8,19 @@
 kept in mind: an element may be `null` (a timed-out query), or an empty response (`"endpoint":""`,
 `"Values":null`); a series the graph does not know has `dstype` `""` and no values. Each is skipped.
 
+`GET {api}/api/v1/graph/endpoint?q=&tags=&limit=` (`EndpointRegexpQuery`) finds the endpoints of a
+selector that names no hosts: `q` terms are MySQL `REGEXP` searches on the endpoint name, `tags` terms
+`LIKE %term%` on one of its counters.
+
 `bucket_values` turns the series into the per-period job values the live buckets would have produced
 (oceand/buckets.py): per endpoint the last value in each period, then the rule's aggregate over the
-endpoints that reported. Feeding them to the policy so the streaks are known at start needs an engine
-hook (a replay of past observations that never acts); that part belongs to the engine.
+endpoints that reported. What the rules take from them is policies/warm.py's.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,13 +121,133 @@ def bucket_values(
     return out
 
 
+POINT_BYTES = 64  # room per point in an answer (`{"timestamp":1700000040,"value":1210.000000},` is 45)
+
+
 async def fetch_history(
-    session: aiohttp.ClientSession, api: str, user: str, token: str, body: dict[str, Any]
+    session: aiohttp.ClientSession,
+    api: str,
+    user: str,
+    token: str,
+    body: dict[str, Any],
+    max_points: int = 65536,
 ) -> list[Series]:
-    """One history query (one try: a warm start that fails starts cold)."""
+    """One history query (one try: a warm start that fails starts cold); an answer longer than
+    `max_points` points would take (plus 1 MiB) is refused unread."""
     url = f"{api}/api/v1/graph/history"
-    out: Outcome = await request(session, "POST", url, json=body, headers={"Apitoken": apitoken(user, token)})
+    headers = {"Apitoken": apitoken(user, token)}
+    limit = max_points * POINT_BYTES + 1024**2
+    out: Outcome = await request(session, "POST", url, max_answer=limit, json=body, headers=headers)
     if not out.ok:
         error = out.error.replace(token, REDACTED) if token else out.error
         raise HistoryError(f"POST {redact_url(url)} {error}")
     return parse_history(out.body)
+
+
+def endpoint_regex(pattern: str) -> str:
+    """A selector's endpoint (exact, or a glob with `*`, `?`, `[...]`) as an anchored MySQL regular
+    expression (what `EndpointRegexpQuery`'s `q` takes; it splits on spaces, so a space is `[[:space:]]`)."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[" and "]" in pattern[i + 2 :]:
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1 : end]
+            out.append("[^" + body[1:] + "]" if body.startswith("!") else "[" + body + "]")
+            i = end
+        elif c == " ":
+            out.append("[[:space:]]")
+        else:
+            out.append(re.escape(c) if not c.isalnum() else c)
+        i += 1
+    return "^" + "".join(out) + "$"
+
+
+def counter_matches(name: str, metrics: tuple[str, ...], tags: dict[str, str]) -> str | None:
+    """The metric of a graph counter (`metric` or `metric/k=v,...`) when it is one of `metrics` and carries
+    every `k=v` of `tags` (it may carry more, as a selector allows); else None."""
+    metric, _, rest = name.partition("/")
+    if metric not in metrics:
+        return None
+    have = dict(kv.split("=", 1) for kv in rest.split(",") if "=" in kv) if rest else {}
+    return metric if all(have.get(k) == v for k, v in tags.items()) else None
+
+
+async def _get_json(
+    session: aiohttp.ClientSession, api: str, user: str, token: str, path: str, params: Any
+) -> list[Any]:
+    url = f"{api}{path}"
+    out: Outcome = await request(
+        session, "GET", url, params=params, headers={"Apitoken": apitoken(user, token)}
+    )
+    if not out.ok:
+        error = out.error.replace(token, REDACTED) if token else out.error
+        raise HistoryError(f"GET {redact_url(url)} {error}")
+    try:
+        data = orjson.loads(out.body)
+    except orjson.JSONDecodeError as e:
+        raise HistoryError(f"GET {path}: not JSON: {e}") from None
+    if not isinstance(data, list):
+        raise HistoryError(f"GET {path}: not a JSON array")
+    return data
+
+
+def _endpoints(data: list[Any]) -> dict[int, str]:
+    return {
+        e["id"]: e["endpoint"]
+        for e in data
+        if isinstance(e, dict) and isinstance(e.get("id"), int) and isinstance(e.get("endpoint"), str)
+    }
+
+
+async def fetch_endpoints(
+    session: aiohttp.ClientSession,
+    api: str,
+    user: str,
+    token: str,
+    q: str,
+    tags: dict[str, str],
+    limit: int,
+) -> dict[int, str]:
+    """`EndpointRegexpQuery`: the graph's endpoints (id -> name) whose name matches `q` (a regex; "" for
+    any) and that have a counter with every `k=v` of `tags`; at most `limit`."""
+    params = {"limit": str(limit)}
+    if q:
+        params["q"] = q
+    if tags:
+        params["tags"] = ",".join(f"{k}={v}" for k, v in sorted(tags.items()))
+    found = _endpoints(await _get_json(session, api, user, token, "/api/v1/graph/endpoint", params))
+    return dict(list(found.items())[:limit])
+
+
+async def fetch_endpoint_ids(
+    session: aiohttp.ClientSession, api: str, user: str, token: str, names: list[str]
+) -> dict[int, str]:
+    """`EndpointObjGet`: the graph's ids of these endpoint names (those it does not know are left out)."""
+    params = [("endpoints", n) for n in names]
+    return _endpoints(await _get_json(session, api, user, token, "/api/v1/graph/endpointobj", params))
+
+
+async def fetch_counters(
+    session: aiohttp.ClientSession,
+    api: str,
+    user: str,
+    token: str,
+    ids: list[int],
+    metrics: tuple[str, ...],
+    limit: int,
+) -> list[tuple[int, str]]:
+    """`EndpointCounterRegexpQuery`: (endpoint id, counter) of these endpoints whose metric is one of
+    `metrics` (a MySQL regexp on the counter: `^(m1|m2)(/|$)`), at most `limit`."""
+    pattern = "^(" + "|".join(re.escape(m) for m in metrics) + ")(/|$)"
+    params = {"eid": ",".join(map(str, ids)), "metricQuery": pattern, "limit": str(limit)}
+    data = await _get_json(session, api, user, token, "/api/v1/graph/endpoint_counter", params)
+    return [
+        (c["endpoint_id"], c["counter"])
+        for c in data
+        if isinstance(c, dict) and isinstance(c.get("endpoint_id"), int) and isinstance(c.get("counter"), str)
+    ]

@@ -204,25 +204,25 @@ def _answer(status: int, reason: str | None) -> str:
     return f"answered {status} {reason or ''}".rstrip()
 
 
-async def _read(resp: aiohttp.ClientResponse) -> bytes:
-    """The answer's body, or its first MAX_ANSWER + 1 bytes when it is longer (never all of it)."""
+async def _read(resp: aiohttp.ClientResponse, limit: int = MAX_ANSWER) -> bytes:
+    """The answer's body, or its first `limit` + 1 bytes when it is longer (never all of it)."""
     body = bytearray()
     async for chunk in resp.content.iter_chunked(64 * 1024):
         body += chunk
-        if len(body) > MAX_ANSWER:
+        if len(body) > limit:
             break
-    return bytes(body[: MAX_ANSWER + 1])
+    return bytes(body[: limit + 1])
 
 
 async def request(
-    session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
+    session: aiohttp.ClientSession, method: str, url: str, *, max_answer: int = MAX_ANSWER, **kwargs: Any
 ) -> Outcome:  # one try, never following a redirect
     try:
         async with session.request(method, url, allow_redirects=False, **kwargs) as resp:
-            body = await _read(resp)
-            if len(body) > MAX_ANSWER:
+            body = await _read(resp, max_answer)
+            if len(body) > max_answer:
                 return Outcome(
-                    False, False, f"{_answer(resp.status, resp.reason)} with more than {MAX_ANSWER} bytes"
+                    False, False, f"{_answer(resp.status, resp.reason)} with more than {max_answer} bytes"
                 )
             if 200 <= resp.status < 300:
                 return Outcome(True, False, body=body)

@@ -378,6 +378,9 @@ class Ingestor:
         if self._buckets.pop(name, None) is not None:
             self._reset_routes()
 
+    def tasks_of(self, job: str) -> frozenset[str]:
+        return self._tasks.get(job, frozenset())
+
     def set_tasks(self, job: str, endpoints: frozenset[str]) -> None:
         """The host names and IPs of the job's current Marathon tasks (for `"tasks": true` selectors).
 

@@ -67,6 +67,8 @@ class JobsService:
         self.lb = lb
         self.clock = clock
         self._lock = asyncio.Lock()
+        # more parts of a job's status, by key (the notifier's refusals, the warm start), from the daemon
+        self.status_parts: dict[str, Callable[[str], Any]] = {}
         self.templates = Templates(store, self._lock, self._written)
 
     # ---- reading ---------------------------------------------------------------------------------
@@ -86,6 +88,8 @@ class JobsService:
     def status(self, name: str) -> dict[str, Any]:
         status = self.engine.status(name)
         status["lb"] = self.lb.status(name)
+        for key, part in self.status_parts.items():
+            status[key] = part(name)
         return status
 
     def _job(self, rt: JobRuntime) -> Job:

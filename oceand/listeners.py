@@ -391,6 +391,15 @@ class Listeners:
         for ln in self.by_name.values():
             await ln.start()
 
+    def addresses(self) -> list[tuple[str, int]]:
+        """Every bound (host, port) of every listener (a host name may bind several sockets)."""
+        out: list[tuple[str, int]] = []
+        for ln in self.by_name.values():
+            for sock in ln.server.sockets if ln.server is not None else ():
+                host, port = sock.getsockname()[:2]
+                out.append((host, port))
+        return out
+
     async def run(self, stop: asyncio.Event) -> None:
         """The idle sweep, every quarter of the idle timeout (at most 10 s apart)."""
         every = max(0.05, min(self.idle_timeout / 4, 10.0))

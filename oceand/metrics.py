@@ -162,6 +162,20 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.warm_starts = Counter(
+            "oceand_warm_starts_total",
+            "Warm starts of jobs from Falcon's graph history ([history] falcon_api), by result: warmed, "
+            "no_history (nothing matched), failed (API error or time-out: the job starts cold), late "
+            "(the rule had live data first)",
+            ["result"],
+            registry=r,
+        )
+        self.warm_points = Counter(
+            "oceand_warm_points_total",
+            "Graph history points taken by warm starts, and points left out past [history] warm_max_points",
+            ["result"],
+            registry=r,
+        )
         self.notify_team_lookups = Counter(
             "oceand_notify_team_lookups_total",
             "falcon-plus team lookups for notify.group: cached, fetched, stale (lookup failed, last "

@@ -43,6 +43,7 @@ log = logging.getLogger("oceand.notify")
 
 NOTIFY_STATUSES = ("applied", "failed")
 REFUSED = "refused by [notify] allow"
+MAX_REFUSALS = 10_000  # jobs whose last refused webhook is kept for their status
 
 
 def message(doc: JobDocument, d: Decision, outcome: ActuationOutcome) -> dict[str, Any]:
@@ -205,6 +206,8 @@ class Notifier:
         self.falcon: FalconGroups | None = None
         self.destinations = Destinations(settings.allow if settings is not None else ())
         self.refused = 0
+        # job -> its last refused webhook (at, redacted url, reason), until one of its webhooks is delivered
+        self.refusals: dict[str, dict[str, Any]] = {}
         if settings is not None and settings.falcon:
             self.falcon = FalconGroups(Env(settings, self._event, monotonic, sleep))
 
@@ -260,10 +263,13 @@ class Notifier:
                 error = self._literal_refused(url)
                 if error is None:
                     error = await self._post(session, url, body)
+                job = str(body.get("job"))
                 if error is not None and error.startswith(REFUSED):
                     self.refused += 1
+                    self._refused(job, url, error)
                     self._event("refused", kind)
                 if error is None:
+                    self.refusals.pop(job, None)
                     self._event("sent", kind)
                     continue
                 log.warning(
@@ -275,6 +281,16 @@ class Notifier:
                     extra={"event": "notify_failed", "job": body.get("job"), "kind": kind},
                 )
                 self._event("error", kind)
+
+    def _refused(self, job: str, url: str, error: str) -> None:
+        self.refusals.pop(job, None)
+        if len(self.refusals) >= MAX_REFUSALS:  # the oldest entry goes (jobs deleted since, mostly)
+            del self.refusals[next(iter(self.refusals))]
+        self.refusals[job] = {"at": time.time(), "url": redact_url(url), "reason": redact_text(error)}
+
+    def status(self, job: str) -> dict[str, Any]:
+        """The job's notification status: its last refused webhook (`[notify] allow`), if any since."""
+        return {"webhook_refused": self.refusals.get(job)}
 
     def _literal_refused(self, url: str) -> str | None:
         """An IP-literal URL host skips the resolver: check it here."""

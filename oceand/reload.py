@@ -3,8 +3,10 @@
 A bad config (or a bad job file) is rejected and logged (`reload_rejected`); the running config stays.
 A good one replaces the daemon's config: the engine's timezone and staleness bound, the token cache's
 refresh, grace and cap, logging, the Marathon clusters (every cluster reconnected when any `[marathon.*]`
-table changed) and the jobs (job files applied, stored versions loaded). `store.url`, `server.listen` and
-`ingest.listen` change only on restart (`reload_partial`), and so does `[redis]`.
+table changed), the jobs (job files applied, stored versions loaded) and the listeners' TLS certificates
+(their files loaded again into the contexts the listeners serve: a renewed certificate needs no restart).
+`store.url`, `server.listen` and `ingest.listen` change only on restart (`reload_partial`), and so does
+`[redis]`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ class Reloadable(Protocol):
         """Close every Marathon cluster and start those of `config` (the job set is synced after)."""
         ...
 
+    def reload_tls(self, new: Config) -> None:
+        """Load the listeners' certificate files of `new` into the contexts they serve."""
+        ...
+
 
 async def reload(d: Reloadable) -> bool:
     """Whether the config file was read again and applied (False: no file, or rejected)."""
@@ -64,6 +70,7 @@ async def reload(d: Reloadable) -> bool:
         )
     if new.redis != old.redis:
         log.warning("[redis] changes only on restart", extra={"event": "reload_partial"})
+    d.reload_tls(new)
     d.config = new
     d.engine.default_tz = new.timezone
     d.engine.stale_after = new.decision_stale_after

@@ -139,3 +139,53 @@ async def test_https_on_both_listeners(
     with pytest.raises(CtlError) as e:
         await asyncio.to_thread(wrong.call, "GET", "/api/v1/jobs")
     assert e.value.code == SERVER and "CERTIFICATE_VERIFY_FAILED" in e.value.message
+
+
+async def _peer_cert(url: str, cafile: Path) -> bytes:
+    """The DER certificate a new TLS connection to `url` is served."""
+    host, port = url.removeprefix("https://").rsplit(":", 1)
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    _, writer = await asyncio.open_connection(host, int(port), ssl=ctx)
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        assert der is not None
+        return bytes(der)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_sighup_reloads_the_certificates(certs: dict[str, Path], tmp_path: Path) -> None:
+    """A renewed certificate written over the configured files is served to new connections after a
+    reload (SIGHUP), on both listeners, without a restart; a broken file on reload keeps the old one."""
+    from oceand.config import load_config
+    from oceand.daemon import Daemon
+
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    shutil.copy(certs["cert"], cert)
+    shutil.copy(certs["key"], key)
+    tls = 'tls_cert = "c.pem"\ntls_key = "k.pem"\n'
+    conf = tmp_path / "oceand.toml"
+    conf.write_text(
+        f'[server]\nlisten = "127.0.0.1:0"\n{tls}[ingest]\nlisten = "127.0.0.1:0"\n{tls}'
+        '[store]\nurl = "sqlite:///oceand.db"\n'
+    )
+    d = Daemon(load_config(conf))
+    await d.start()
+    try:
+        assert d.url is not None and d.ingest_url is not None
+        a = ssl.PEM_cert_to_DER_cert(certs["cert"].read_text())
+        b = ssl.PEM_cert_to_DER_cert(certs["other_cert"].read_text())
+        for url in (d.url, d.ingest_url):
+            assert await _peer_cert(url, certs["cert"]) == a
+        shutil.copy(certs["other_cert"], cert)
+        shutil.copy(certs["other_key"], key)
+        assert await d.reload()
+        for url in (d.url, d.ingest_url):
+            assert await _peer_cert(url, certs["other_cert"]) == b
+        # a key that does not match: the reload is refused, the served certificate stays
+        shutil.copy(certs["key"], key)
+        assert not await d.reload()
+        assert await _peer_cert(d.url, certs["other_cert"]) == b
+    finally:
+        await d.stop()

@@ -279,3 +279,57 @@ async def test_a_bucket_that_became_complete_by_an_earlier_close_closes_at_once(
     await run_timers(d, clock, T0 + 15)  # bucket T0's deadline
     assert rt.buckets.closed_upto == T0 + 20, "bucket T0 + 10 waits for its deadline"
     assert rt.buckets.last is not None and rt.buckets.last.start == T0 + 10 and rt.buckets.last.early
+
+
+async def test_a_complete_bucket_ahead_of_the_clock_does_not_spin_its_worker(tmp_path: Path) -> None:
+    """Samples stamped in the next period (agents' clocks a little ahead, within `max_ahead`) fill a
+    bucket that is complete but has not begun: it cannot close yet, so its worker must sleep until it
+    begins (its timer), not wake itself again and again in the meantime (a busy loop burning a core)."""
+    store = open_store(f"sqlite:///{tmp_path / 'oceand.db'}")
+    await store.open()
+    clock = Clock(T0 + 1)
+    engine = Engine(store, lambda doc: RecordingActuator(), clock=clock)
+    steps = 0
+    real_step = engine._step
+
+    async def counted(rt: Any) -> None:
+        nonlocal steps
+        steps += 1
+        if steps > 1000:  # spinning without a yield: end it (the bucket begins) so the test fails, not hangs
+            clock.t = max(clock.t, T0 + 10)
+        await real_step(rt)
+
+    engine._step = counted  # type: ignore[method-assign]
+    try:
+        await store.put_job(JOB, doc())
+        rt = await engine.upsert(parse_job(doc()), 1)
+        engine.set_expected(JOB, 2)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        ahead = T0 + 10  # the next bucket: complete, not begun
+        items = [
+            {
+                "endpoint": f"h{i}",
+                "metric": "cpu.idle",
+                "timestamp": ahead,
+                "step": 10,
+                "value": 20.0,
+                "counterType": "GAUGE",
+                "tags": f"job={JOB}",
+            }
+            for i in range(2)
+        ]
+        engine.push(items)
+        before = steps
+        for _ in range(200):  # loop iterations, not time: a spinning worker steps on each of them
+            await asyncio.sleep(0)
+        assert steps - before <= 2, f"the worker stepped {steps - before} times for a bucket it cannot close"
+        assert ahead in rt.buckets.open
+        clock.t = ahead  # its period begins: the worker's timer (or a push) closes it
+        rt.wake.set()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert ahead not in rt.buckets.open and rt.buckets.closed_upto == ahead + 10
+    finally:
+        await engine.stop()
+        await store.close()

@@ -21,12 +21,24 @@
   DB does not know is then skipped); a series the graph does not know answers `dstype` "", `step` 0,
   `Values` []; values are the stored points in [start, end], `null` for NaN; a series marked `timeout`
   answers `null` (`fetchData`'s error is dropped and its nil response appended).
+- `GET /api/v1/graph/endpoint` (`EndpointRegexpQuery`): `q` (terms split on spaces, each a MySQL
+  `endpoint regexp`: an unanchored search) and/or `tags` (terms split on `,`, each `counter like
+  %term%` over the endpoint's counters), `limit` (default 500); both missing: 400 `{"error": "q and
+  labels are all missing"}`; a 200 answer is `[{"id", "endpoint"}]`. Endpoints and counters are those
+  of `graphs`, ids in sorted endpoint order from 1.
+- `GET /api/v1/graph/endpointobj` (`EndpointObjGet`): `endpoints` repeated in the query (gin's form
+  binding); none: 400 `{"error": "endpoints missing"}`; answers `[{"id", "endpoint", "ts"}]` for the
+  known ones.
+- `GET /api/v1/graph/endpoint_counter` (`EndpointCounterRegexpQuery`): `eid` (comma-separated ids; missing:
+  400 `"eid is missing"`), `metricQuery` (terms split on spaces, each `counter regexp term`, `!term` for
+  NOT; default `.+`), `limit` (500); answers `[{"endpoint_id", "counter", "step", "type"}]`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +100,8 @@ class FalconFake:
     )
     timeout: set[tuple[str, str]] = field(default_factory=set)
     history_queries: list[dict[str, Any]] = field(default_factory=list)
+    endpoint_queries: list[dict[str, str]] = field(default_factory=list)
+    hang_history: bool = False  # the history endpoint waits for `release` (a graph that does not answer)
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -98,6 +112,9 @@ class FalconFake:
         app = web.Application()
         app.router.add_get("/api/v1/team/name/{team_name}", self._team)
         app.router.add_post("/api/v1/graph/history", self._history)
+        app.router.add_get("/api/v1/graph/endpoint", self._endpoints)
+        app.router.add_get("/api/v1/graph/endpointobj", self._endpoint_objs)
+        app.router.add_get("/api/v1/graph/endpoint_counter", self._endpoint_counters)
         for path in ("/sms", "/mail", "/wechat"):
             app.router.add_post(path, self._sender)
         self._runner = web.AppRunner(app, access_log=None)
@@ -166,6 +183,8 @@ class FalconFake:
         except ValueError as e:
             return web.json_response({"error": str(e)}, status=400)
         self.history_queries.append(q)
+        if self.hang_history:
+            await self.release.wait()
         fields = {"hostnames": "HostNames", "counters": "Counters", "consol_fun": "ConsolFun"}
         fields |= {"start_time": "StartTime", "end_time": "EndTime"}
         for key, go in fields.items():
@@ -199,6 +218,60 @@ class FalconFake:
                 out.append(resp)
         return web.json_response(out)
 
+    async def _endpoints(self, request: web.Request) -> web.Response:
+        error = self._session_error(request.headers.get("Apitoken", ""))
+        if error is not None:
+            return web.json_response({"error": error}, status=401)
+        q, tags = request.query.get("q", ""), request.query.get("tags", "")
+        self.endpoint_queries.append(dict(request.query))
+        if not q and not tags:
+            return web.json_response({"error": "q and labels are all missing"}, status=400)
+        limit = int(request.query.get("limit", "500"))
+        names = sorted({e for e, _ in self.graphs})
+        out = []
+        for i, name in enumerate(names, 1):
+            counters = [c for e, c in self.graphs if e == name]
+            if tags and not any(all(t.strip() in c for t in tags.split(",")) for c in counters):
+                continue
+            if q and not all(re.search(t.strip(), name) for t in q.split(" ")):
+                continue
+            out.append({"id": i, "endpoint": name})
+        return web.json_response(out[:limit])
+
+    def _ids(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(sorted({e for e, _ in self.graphs}), 1)}
+
+    async def _endpoint_objs(self, request: web.Request) -> web.Response:
+        error = self._session_error(request.headers.get("Apitoken", ""))
+        if error is not None:
+            return web.json_response({"error": error}, status=401)
+        names = request.query.getall("endpoints", [])
+        self.endpoint_queries.append({"endpoints": ",".join(names)})
+        if not names:
+            return web.json_response({"error": "endpoints missing"}, status=400)
+        ids = self._ids()
+        return web.json_response([{"id": ids[n], "endpoint": n, "ts": 0} for n in names if n in ids])
+
+    async def _endpoint_counters(self, request: web.Request) -> web.Response:
+        error = self._session_error(request.headers.get("Apitoken", ""))
+        if error is not None:
+            return web.json_response({"error": error}, status=401)
+        eid = request.query.get("eid", "")
+        self.endpoint_queries.append(dict(request.query))
+        if not eid:
+            return web.json_response({"error": "eid is missing"}, status=400)
+        wanted = {int(e) for e in eid.split(",") if e.strip().isdigit()}
+        terms = [t for t in request.query.get("metricQuery", ".+").split(" ") if t.strip()]
+        limit = int(request.query.get("limit", "500"))
+        ids = self._ids()
+        out = []
+        for (endpoint, counter), (dstype, step, _) in sorted(self.graphs.items()):
+            if ids[endpoint] not in wanted:
+                continue
+            if all(_regexp(t, counter) for t in terms):
+                out.append({"endpoint_id": ids[endpoint], "counter": counter, "step": step, "type": dstype})
+        return web.json_response(out[:limit])
+
     # ---- the sender endpoints -----------------------------------------------------------------------
 
     async def _sender(self, request: web.Request) -> web.Response:
@@ -218,3 +291,10 @@ class FalconFake:
 
     def to(self, path: str) -> list[SenderRequest]:
         return [r for r in self.sent if r.path == path]
+
+
+def _regexp(term: str, counter: str) -> bool:
+    """One `metricQuery` term: `counter regexp term`, or `NOT counter regexp term[1:]` for `!term`."""
+    if term.startswith("!"):
+        return re.search(term[1:], counter) is None
+    return re.search(term, counter) is not None

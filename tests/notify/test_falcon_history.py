@@ -1,5 +1,6 @@
 """The graph-history client for a warm start (PRODUCT §9, PROTOCOLS.md B.4), against the falcon-plus API
-fake and the shipped example answer. Not wired to the engine yet (see oceand/falcon_history.py)."""
+fake and the shipped example answer; the pure helpers the warm start (oceand/warm.py) uses to find a
+selector's series in the graph."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from oceand.falcon_history import (
     Series,
     bucket_values,
     counter,
+    counter_matches,
+    endpoint_regex,
     fetch_history,
     history_body,
     parse_history,
@@ -92,3 +95,37 @@ async def test_fetch_history_from_the_falcon_plus_api(falcon: FalconFake) -> Non
         with pytest.raises(HistoryError) as info:
             await fetch_history(s, falcon.url, "oceand", DEFAULT_TOKEN, {**body, "hostnames": []})
         assert "400" in str(info.value) and "HostNames" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "tags", "want"),
+    [
+        pytest.param("cpu.idle", {}, "cpu.idle", id="bare counter, no tags wanted"),
+        pytest.param("proc.qps/job=web", {"job": "web"}, "proc.qps", id="exact tags"),
+        pytest.param("proc.qps/job=web,port=80", {"job": "web"}, "proc.qps", id="more tags than wanted"),
+        pytest.param("proc.qps/job=webx", {"job": "web"}, None, id="another tag value"),
+        pytest.param("proc.qps", {"job": "web"}, None, id="a wanted tag missing"),
+        pytest.param("proc.qpsx/job=web", {"job": "web"}, None, id="another metric with the same prefix"),
+        pytest.param("cpu.idle/core=1", {}, "cpu.idle", id="the raw metric of a derived one"),
+        pytest.param("proc.qps/url=/a=b", {"url": "/a=b"}, "proc.qps", id="a value holding = and /"),
+    ],
+)
+def test_counter_matches_as_a_selector_matches_a_sample(
+    name: str, tags: dict[str, str], want: str | None
+) -> None:
+    assert counter_matches(name, ("proc.qps", "cpu.idle"), tags) == want
+
+
+@pytest.mark.parametrize(
+    ("pattern", "want"),
+    [
+        pytest.param("web-1.example.com", r"^web\-1\.example\.com$", id="exact: anchored, dots literal"),
+        pytest.param("web-*", r"^web\-.*$", id="star"),
+        pytest.param("web-?", r"^web\-.$", id="question mark"),
+        pytest.param("web-[12]", r"^web\-[12]$", id="class kept"),
+        pytest.param("web-[!12]", r"^web\-[^12]$", id="negated class"),
+        pytest.param("a b", "^a[[:space:]]b$", id="space: q is split on spaces"),
+    ],
+)
+def test_endpoint_globs_become_mysql_regexps(pattern: str, want: str) -> None:
+    assert endpoint_regex(pattern) == want

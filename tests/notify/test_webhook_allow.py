@@ -3,6 +3,7 @@ the daemon's own listeners refused unless a CIDR lists them; the address checked
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 from typing import Any, ClassVar
@@ -13,6 +14,7 @@ from aiohttp.abc import ResolveResult
 from oceand import notify
 from oceand.config import ConfigError, NotifySettings, validate_config
 from oceand.notify import Destinations, Notifier
+from tests.api.test_admin import JOB, doc
 from tests.api.test_secrets import SECRET, Hooks, _decision, _job, _send, hooks, until
 from tests.conftest import DaemonFactory
 
@@ -151,3 +153,35 @@ async def test_daemon_counts_refused_webhooks(start_daemon: DaemonFactory, hooks
     assert 'oceand_notify_errors_total{kind="webhook"} 1.0' in d.metrics.render().decode()
     assert d.notifier.destinations.listeners  # the bound admin address is known
     assert hooks.hits == []
+
+
+async def test_the_transfer_listeners_are_own_listeners(start_daemon: DaemonFactory) -> None:
+    """`[ingest] rpc_listen` and `tsdb_listen` are the daemon's own listeners too: a webhook to them is
+    refused like one to the admin or ingest listener (a loopback CIDR in `allow` is needed to send there)."""
+    ingest = {"rpc_listen": "127.0.0.1:0", "tsdb_listen": "127.0.0.1:0"}
+    d, _ = await start_daemon(ingest=ingest)
+    own = d.notifier.destinations.listeners
+    for name in ("rpc", "tsdb"):
+        host, port = d.listeners[name].address
+        assert (ipaddress.ip_address(host), port) in own, name
+
+
+async def test_a_refused_webhook_shows_in_the_job_status(start_daemon: DaemonFactory, hooks: Hooks) -> None:
+    """The job's status says its webhook was refused, why and where to (redacted), until one is delivered."""
+    d, c = await start_daemon(notify={"allow": ["127.0.0.1/32"]})
+    metadata = f"http://hook:{SECRET}@169.254.169.254/latest?token={SECRET}"
+    status, body = await c.call("POST", "/api/v1/jobs", doc(notify={"webhook": metadata}))
+    assert status == 201, body
+    status, body = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    assert status == 200 and body["notify"] == {"webhook_refused": None}
+    d.notifier.submit(_job(metadata), *_decision())
+    await until(lambda: d.notifier.refused == 1)
+    status, body = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    refused = body["notify"]["webhook_refused"]
+    assert refused["url"] == "http://***@169.254.169.254/latest?token=***", refused
+    assert "refused by [notify] allow" in refused["reason"] and "link-local" in refused["reason"]
+    assert isinstance(refused["at"], float) and SECRET not in str(body)
+    d.notifier.submit(_job(hooks.urls[0] + "/ok"), *_decision())  # the job's webhook now goes through
+    await until(lambda: len(hooks.hits) == 1)
+    status, body = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    assert body["notify"] == {"webhook_refused": None}
