@@ -49,7 +49,10 @@ def cluster_daemon(workdir: Path, store: str, marathon_url: str, jobs: Path) -> 
         start=False,
     )
     text = d.conf.read_text().replace('"sqlite:///oceand.db"', f'"{store}"')
-    d.conf.write_text(text + f'[cluster]\nenabled = true\nname = "e2e"\nadvertise = "127.0.0.1:{d.port}"\n')
+    d.conf.write_text(
+        text + f'[cluster]\nenabled = true\nname = "e2e"\nadvertise = "127.0.0.1:{d.port}"\n'
+        'token = "e2e-cluster-token-0123"\n'
+    )
     return d
 
 

@@ -583,8 +583,19 @@ class ClusterModeSettings(Table):
     release_rate: Annotated[int, Field(ge=1, le=65535)] = 64  # shards released per second per daemon
     member_min_age: Annotated[Duration, Field(ge=0, le=3600)] = 2.0
     store_timeout: Annotated[Duration, Field(ge=0.05, le=60)] = 0.8  # one coordination statement, at most
-    forward_flush: Annotated[Duration, Field(ge=0.001, le=10)] = 0.01  # for forwarding (not built yet)
-    forward_batch: Annotated[int, Field(ge=1, le=100_000)] = 500
+    forward_flush: Annotated[Duration, Field(ge=0.001, le=10)] = 0.01  # samples to an owner: flush window
+    forward_batch: Annotated[int, Field(ge=1, le=100_000)] = 500  # ... or this many samples, sooner
+    forward_hold: Annotated[Duration, Field(ge=0, le=60)] = 5.0  # samples for an unreachable owner kept
+    forward_buffer: Annotated[int, Field(ge=1, le=10_000_000)] = 200_000  # samples waiting, at most
+    # the secret the daemons of one cluster present to each other (X-Oceand-Cluster-Token) on /internal/
+    token: str | None = Field(default=None, min_length=16, max_length=512, repr=False)
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: str | None) -> str | None:
+        if v is not None and (any(c.isspace() for c in v) or not v.isprintable()):
+            raise ValueError("the cluster token may not hold white space or control characters")
+        return v
 
     @field_validator("advertise")
     @classmethod
@@ -803,6 +814,12 @@ def cluster_problems(config: Config, file: str) -> list[ConfigProblem]:
         )
     if c.advertise is None:
         bad("advertise", "required with enabled = true: the host:port the other daemons reach this one at")
+    if c.token is None:
+        bad(
+            "token",
+            "required with enabled = true: the shared secret (16+ characters) the daemons present to each "
+            "other when they forward samples, alarm callbacks and admin calls to a job's owner",
+        )
     if not c.stop_acting_after < c.lease_ttl:
         bad(
             "stop_acting_after",

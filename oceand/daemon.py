@@ -30,7 +30,7 @@ from actuators.marathon import (
     task_endpoints,
 )
 from oceand import console
-from oceand.api import admin, ingest
+from oceand.api import admin, ingest, internal
 from oceand.api import templates as templates_api
 from oceand.api.auth import AUTHORITY, LIMITER, auth_middleware
 from oceand.api.auth import add_routes as add_auth_routes
@@ -38,10 +38,12 @@ from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.auth import Authority, WriteLimiter, prune_audit
+from oceand.cluster.forward import Forwarder
 from oceand.cluster.hotstate import HotState
 from oceand.cluster.ids import instance_id
 from oceand.cluster.lease import Coordinator, LeaseManager
 from oceand.cluster.ownership import Ownership
+from oceand.cluster.routes import ROUTES_SQL, RouteTable
 from oceand.config import Config
 from oceand.engine import Engine
 from oceand.health import Health
@@ -136,8 +138,10 @@ class Daemon:
             on_actuation=self._on_actuation,
             ownership=ownership,
         )
+        self.forwarder: Forwarder | None = None  # [cluster]: samples for jobs owned elsewhere go there
         if self.leases is not None:
             self.leases.drain = self.engine.drain_shard
+            self.forwarder = self._forwarder(self.leases)
         self.listeners = Listeners(
             config.ingest, self.engine.ingestor, self.metrics
         )  # [ingest] rpc_listen, tsdb_listen
@@ -238,6 +242,7 @@ class Daemon:
             self._add_ingest_routes(app)
         admin.add_routes(app)
         templates_api.add_routes(app)
+        internal.add_routes(app)  # between the daemons of a cluster: not in the OpenAPI
         app.router.add_get("/api/v1/openapi.json", openapi)
         add_auth_routes(app)
         console.add_routes(app)  # the web console at /ui/ (PRODUCT §12)
@@ -325,6 +330,8 @@ class Daemon:
             rt.on_stop("closing the cluster store", lambda _: leases.coord.close(), 0.05)
             await leases.start()
             rt.on_stop("releasing the shard leases", lambda _: leases.stop(), 0.1)
+            if self.forwarder is not None:
+                await self._start_forwarding(self.forwarder)
         await self.engine.load()
         # in-flight applies get up to half the budget; a write cut off is settled at the next start
         rt.on_stop("the in-flight applies", lambda s: self.engine.stop(timeout=s), 0.5, cut=False)
@@ -366,6 +373,57 @@ class Daemon:
             len(self.jobs),
             extra={"event": "ready"},
         )
+
+    def _forwarder(self, leases: LeaseManager) -> Forwarder:
+        """The route table and the forwarder (oceand/cluster/forward.py), wired to the engine: a shard
+        acquired or lost here re-routes its jobs' samples (once per turn of the loop)."""
+        c = self.config.cluster
+        assert c.token is not None  # config.cluster_problems
+        coord = leases.coord
+        routes = RouteTable(lambda n: coord.fetch(ROUTES_SQL, (n,)), c.shards, interval=c.acquire_poll)
+        fwd = Forwarder(
+            routes,
+            me=leases.me,
+            token=c.token,
+            shard_of=leases.shard_of,
+            held=leases.held.__contains__,
+            local=self.engine.feed_forwarded,
+            metrics=self.metrics,
+            flush=c.forward_flush,
+            batch=c.forward_batch,
+            hold=c.forward_hold,
+            buffer=c.forward_buffer,
+        )
+        self.engine.router = fwd
+        moved: set[int] = set()
+
+        def reroute() -> None:
+            shards = set(moved)
+            moved.clear()
+            self.engine.reroute(fwd.jobs_in(shards))
+
+        def shard_moved(shard: int, *_: Any) -> None:
+            if not moved:
+                asyncio.get_running_loop().call_soon(reroute)
+            moved.add(shard)
+
+        leases.on_acquired.append(shard_moved)
+        leases.on_lost.append(shard_moved)
+        if self.hotstate is not None:  # a Redis wake-up (a shard released or acquired): read the routes now
+            self.hotstate.on_event.append(lambda _event: routes.kick())
+        return fwd
+
+    async def _start_forwarding(self, fwd: Forwarder) -> None:
+        await fwd.routes.refresh()
+        task = asyncio.get_running_loop().create_task(fwd.routes.run(), name="cluster:routes")
+
+        async def stop(_: float) -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await fwd.close()
+
+        self.runtime.on_stop("forwarding to the owners", stop, 0.05)
 
     async def _serve(self, runner: web.AppRunner, host: str, port: int, tls: Any) -> None:
         await GuardedSite(runner, host, port, self.guard, tls).start()

@@ -34,7 +34,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -52,6 +52,7 @@ from actuators.marathon import (
     Permanent,
 )
 from oceand.buckets import JOB_LEVEL_METRICS, ClosedBucket, JobBuckets
+from oceand.cluster.forward import SampleRouter
 from oceand.cluster.intent import TAKEOVER_GAP, WAIT, ForeignIntent, bucket_label, takeover_verdict
 from oceand.cluster.lease import DuplicateDecision, Held
 from oceand.cluster.ownership import OverBudget, Ownership
@@ -232,6 +233,8 @@ class Engine:
         self.ownership = ownership
         if ownership is not None:
             ownership.on_acquired = self._shard_acquired
+        # Several daemons: where ingest puts each job's samples (its buckets, or a forwarder to its owner)
+        self.router: SampleRouter | None = None
 
     # ---- job set -------------------------------------------------------------------------------
 
@@ -271,7 +274,7 @@ class Engine:
             ) or old.grace_seconds() != doc.grace_seconds():
                 rt.buckets = self._new_buckets(doc, now)
                 rt.buckets.wake = rt.wake.set
-            self.ingestor.set_job(doc, rt.buckets)
+            self.ingestor.set_job(doc, self._sink(rt))
             rt.wake.set()
             self._upserted(doc.job)
             return rt
@@ -304,10 +307,34 @@ class Engine:
                     extra={"event": "future_bucket_clamped"},
                 )
         self.jobs[doc.job] = rt
-        self.ingestor.set_job(doc, rt.buckets)
+        self.ingestor.set_job(doc, self._sink(rt))
         rt.task = asyncio.get_running_loop().create_task(self._worker(rt), name=f"job:{doc.job}")
         self._upserted(doc.job)
         return rt
+
+    def _sink(self, rt: JobRuntime) -> JobBuckets:
+        """The bucket set ingest writes the job's samples into (cluster: the owner's, through the router)."""
+        return rt.buckets if self.router is None else self.router.buckets_for(rt.name, rt.buckets)
+
+    def reroute(self, jobs: Iterable[str] | None = None) -> None:
+        """Ask the router again where these jobs' samples go (all jobs when None): their shard came here
+        or went elsewhere."""
+        names = self.jobs if jobs is None else jobs
+        self.ingestor.swap_buckets((n, self._sink(self.jobs[n])) for n in names if n in self.jobs)
+
+    def feed_forwarded(self, samples: Iterable[tuple[str, str, int, int, float]]) -> int:
+        """Samples another daemon routed for jobs owned here, (job, instance, rule index, ts, value), into
+        the buckets; returns how many were not taken (unknown job or rule: the daemons' documents differ
+        for a moment)."""
+        skipped = 0
+        for job, instance, rule, ts, value in samples:
+            rt = self.jobs.get(job)
+            if rt is None or not 0 <= rule < len(rt.buckets.rules):
+                skipped += 1
+                continue
+            if rt.buckets.add(rule, instance, ts, value):
+                rt.wake.set()
+        return skipped
 
     def _upserted(self, name: str) -> None:
         if self.on_upsert is not None:
@@ -370,17 +397,27 @@ class Engine:
             if rule.metric == metric and rt.buckets.add(i, f"job:{metric}", int(ts), value):
                 rt.wake.set()
 
-    def alarm(self, event: AlarmEvent) -> list[str]:
+    def alarm(
+        self,
+        event: AlarmEvent,
+        only: Callable[[str], bool] | None = None,
+        elsewhere: list[str] | None = None,
+    ) -> list[str]:
         """Queue an alarm callback for every job with a matching alarm rule; returns their names.
 
         A job queues one alarm per rule (the first of its alarm rules that matches): a newer alarm for the
-        same rule replaces the queued one (counted, "coalesced"), so a flood never grows the queue."""
+        same rule replaces the queued one (counted, "coalesced"), so a flood never grows the queue.
+        Cluster: a matching job for which `only` is false is not queued here but listed in `elsewhere`."""
         names = []
         for rt in self.jobs.values():
             rule = next(
                 (r.name for r in rt.doc.rules if isinstance(r, AlarmRule) and alarm_matches(r, event)), None
             )
             if rule is None:
+                continue
+            if only is not None and not only(rt.name):
+                if elsewhere is not None:
+                    elsewhere.append(rt.name)
                 continue
             if rt.alarms.pop(rule, None) is not None:
                 self._alarm_dropped("coalesced")

@@ -358,6 +358,17 @@ class Ingestor:
         self._watched = {*self._by_metric, *NEVER_ROUTED}
         self._reset_routes()
 
+    def swap_buckets(self, pairs: Iterable[tuple[str, JobBuckets]]) -> None:
+        """Replace the bucket sets of known jobs (cluster: a job's shard came here or went elsewhere); the
+        routes are resolved again (a counter series loses its previous sample once)."""
+        swapped = False
+        for job, jb in pairs:
+            if job in self._buckets and self._buckets[job] is not jb:
+                self._buckets[job] = jb
+                swapped = True
+        if swapped:
+            self._reset_routes()
+
     def remove_job(self, name: str) -> None:
         self._tasks.pop(name, None)
         self._unwatch(name)

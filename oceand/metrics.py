@@ -312,5 +312,33 @@ class Metrics:
             registry=r,
         )
 
+        self.forward_samples = Counter(
+            "oceand_forward_samples_total",
+            "Samples for jobs owned by another daemon, by result (sent: accepted by the owner; rerouted: "
+            "resent after a not_owner reply; held: kept while the owner is unreachable; dropped_not_owner, "
+            "dropped_expired (held past forward_hold), dropped_overflow (forward_buffer full), dropped_no_route; "
+            "received: accepted from another daemon; refused: sent here for a shard not held)",
+            ["result"],
+            registry=r,
+        )
+        self.forward_batch = Histogram(
+            "oceand_forward_batch_size",
+            "Samples in one POST /internal/v1/samples this daemon sent",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 5000),
+            registry=r,
+        )
+        self.forward_calls = Counter(
+            "oceand_forward_calls_total",
+            "Alarm callbacks and admin calls for jobs owned by another daemon, by kind and result",
+            ["kind", "result"],
+            registry=r,
+        )
+        self.internal_rejected = Counter(
+            "oceand_internal_rejected_total",
+            "Requests to /internal/ refused, by reason (no_token, bad_token, malformed, not_clustered)",
+            ["reason"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from oceand.api import internal
 from oceand.api.auth import principal, record, require_job
 from oceand.api.errors import ApiError, json_response, read_json
 from oceand.api.templates import keep_webhook, refusals, templates
@@ -347,6 +348,9 @@ def _int_field(data: Any, key: str, lo: int, hi: int) -> int:
 
 async def scale(request: web.Request) -> web.Response:
     name = _known_job(request).name
+    owner = await internal.to_owner(request, name)  # cluster: the job's owner acts, not this daemon
+    if owner is not None:
+        return owner
     data = await read_json(request)
     instances = _int_field(data, "instances", 0, 100000)
     reason = data.get("reason", "")
@@ -365,6 +369,9 @@ async def scale(request: web.Request) -> web.Response:
 @refusals
 async def set_mode(request: web.Request) -> web.Response:
     name = _known_job(request).name
+    owner = await internal.to_owner(request, name)
+    if owner is not None:
+        return owner
     data = await read_json(request)
     mode = data.get("mode") if isinstance(data, dict) else None
     if mode not in ("active", "dry-run", "paused"):

@@ -39,6 +39,7 @@ from oceand.auth import (
     check_name,
     check_scopes,
 )
+from oceand.cluster.forward import TOKEN_HEADER, check_token
 from oceand.keys import DAEMON, METRICS, STORE
 from oceand.store.base import StoreError
 
@@ -50,6 +51,7 @@ WRITE_SCOPES = frozenset({"write", "operate", "admin"})
 _PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 
 PUBLIC = None
+CLUSTER = "cluster"  # /internal/: the [cluster] token in X-Oceand-Cluster-Token (oceand/cluster/forward.py)
 ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
@@ -88,6 +90,9 @@ ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
     ("DELETE", "/api/v1/tokens/{name}"): "admin",
     ("POST", "/api/v1/tokens/{name}/rotate"): "admin",
     ("GET", "/api/v1/audit"): "admin",
+    # between the daemons of a cluster (oceand/api/internal.py): the cluster token, never a bearer token
+    ("POST", "/internal/v1/samples"): CLUSTER,
+    ("POST", "/internal/v1/alarm"): CLUSTER,
 }
 
 
@@ -172,6 +177,8 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
     if not known:
         log.error("route %s %s has no scope in ROUTE_SCOPES: refused", request.method, request.path)
         return error_response(500, "internal", "this route has no access rule (a bug, logged)")
+    if scope == CLUSTER:
+        return await _cluster_guard(request, handler)
     if scope == "ingest":
         denied = await _ingest_guard(request)
         if denied is not None:
@@ -212,6 +219,20 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
         if limited is not None:
             return limited
     resp = await handler(request)
+    return resp
+
+
+async def _cluster_guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The /internal/ routes: 404 without [cluster], 401 without the cluster token or with another one
+    (bearer tokens, even admin ones, do not open them)."""
+    c = request.app[DAEMON].config.cluster
+    reason = check_token(c.token if c.enabled else None, request.headers.get(TOKEN_HEADER))
+    if reason is not None:
+        request.app[METRICS].internal_rejected.labels(reason).inc()
+        if reason == "not_clustered":
+            return error_response(404, reason, "this daemon is not part of a cluster ([cluster] enabled)")
+        return error_response(401, reason, f"this route needs the [cluster] token in {TOKEN_HEADER}")
+    resp: web.StreamResponse = await handler(request)
     return resp
 
 

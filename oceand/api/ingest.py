@@ -21,9 +21,10 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from collectors.falcon import AlarmError, alarm_params, parse_alarm, parse_alarm_body
 from collectors.falcon_items import SLICE_BYTES, FalconItem, decode_items, split_body
+from oceand.api import internal
 from oceand.api.errors import ApiError, json_response
 from oceand.ingest import SLICE_ITEMS, Ingestor, PushResult
-from oceand.keys import ENGINE, INGESTOR, METRICS
+from oceand.keys import DAEMON, ENGINE, INGESTOR, METRICS
 from oceand.metrics import Metrics
 from policies.redact import redact_query
 
@@ -218,7 +219,15 @@ async def alarm(request: web.Request) -> web.Response:
             extra={"event": "alarm_rejected", "query": redact_query(request.query_string)},
         )
         raise ApiError(e.status, e.code, str(e)) from None
-    jobs = engine.alarm(event)
+    fwd = request.app[DAEMON].forwarder
+    if fwd is None:
+        jobs = engine.alarm(event)
+    else:  # cluster: queued here for the jobs held here, sent to the owners of the others
+        elsewhere: list[str] = []
+        jobs = engine.alarm(event, only=lambda job: fwd.held(fwd.shard(job)), elsewhere=elsewhere)
+        if elsewhere:
+            missed = set(await internal.forward_alarm(request, event, elsewhere))
+            jobs += [j for j in elsewhere if j not in missed]
     metrics.alarms.labels("accepted").inc()
     return json_response({"msg": "success", "jobs": jobs})
 

@@ -296,8 +296,10 @@ async def test_openapi_matches_the_routes(start_daemon: DaemonFactory) -> None:
         if r.method != "HEAD"
         and r.resource is not None
         and not r.resource.canonical.startswith("/ui")  # the web console's files (docs/console.md), no API
+        and not r.resource.canonical.startswith("/internal/")  # between daemons (docs/cluster.md)
     }
     assert described == routed
+    assert not any(p.startswith("/internal/") for p in spec["paths"]), "internal routes are not public"
     assert "JobDocument" in spec["components"]["schemas"]
 
 

@@ -36,11 +36,12 @@ PUSH = [
 
 TEMPLATE, TEMPLATE_DOC = "shared", {"max_instances": 6}  # no job names it
 OPEN, INGEST = "open", "ingest"  # not a bearer scope: public, and the ingest guard's (open by default)
+CLUSTER = "cluster"  # not a bearer scope: the cluster token's (X-Oceand-Cluster-Token), whatever the bearer
 
 
 @dataclass(frozen=True)
 class Route:
-    scope: str  # read | write | operate | admin | open | ingest
+    scope: str  # read | write | operate | admin | open | ingest | cluster
     ok: int  # the status of the request below when access is granted
     path: Callable[[str], str]  # job name (inside or outside the glob token's jobs) -> URL path
     body: Callable[[str], Any] = lambda job: None
@@ -112,6 +113,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("DELETE", "/api/v1/tokens/{name}"): Route("admin", 204, _fixed("/api/v1/tokens/victim"), changes=True),
     ("POST", "/api/v1/tokens/{name}/rotate"): Route("admin", 200, _fixed("/api/v1/tokens/victim/rotate")),
     ("GET", "/api/v1/audit"): Route("admin", 200, _fixed("/api/v1/audit")),
+    # between daemons: only the [cluster] token opens them, never a bearer token; this daemon has no
+    # [cluster], so every credential gets 404 (the token checks: tests/cluster/test_forward_daemons.py)
+    ("POST", "/internal/v1/samples"): Route(CLUSTER, 404, _fixed("/internal/v1/samples"), lambda job: {}),
+    ("POST", "/internal/v1/alarm"): Route(CLUSTER, 404, _fixed("/internal/v1/alarm"), lambda job: {}),
 }
 
 SCOPES = ("read", "write", "operate", "admin", "ingest")
@@ -126,7 +131,7 @@ def method_creates(route: Route) -> bool:
 
 def expected(route: Route, path: str, credential: str) -> int:
     """The status the table promises (see the module doc)."""
-    if route.scope in (OPEN, INGEST):
+    if route.scope in (OPEN, INGEST, CLUSTER):
         return route.ok
     if credential in BAD:
         return 401
@@ -253,7 +258,8 @@ async def test_openapi_states_each_operations_scope(start_daemon: DaemonFactory)
             if method == "parameters":
                 continue
             described[(method.upper(), path)] = (op["x-oceand-scope"], op["security"], set(op["responses"]))
-    assert set(described) == {k for k in ROUTES if not k[1].startswith("/ui")}  # the console is no API
+    # the console is no API; the cluster's internal routes are not public
+    assert set(described) == {k for k in ROUTES if not k[1].startswith("/ui") and ROUTES[k].scope != CLUSTER}
     for key, (scope, security, responses) in described.items():
         want = ROUTES[key].scope
         if want == OPEN:

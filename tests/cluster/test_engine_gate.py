@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from oceand.cluster.forward import FORWARDED_HEADER
 from oceand.config import validate_config
 from oceand.daemon import Daemon
 from oceand.store.base import MySQLURL
@@ -33,6 +34,7 @@ _ports = itertools.count(30001)
 CLUSTER = {
     "enabled": True,
     "name": "gate",
+    "token": "gate-cluster-token-0123",
     "shards": 16,
     "lease_ttl": "1.5s",
     "renew_interval": "300ms",
@@ -169,7 +171,12 @@ async def test_a_job_owned_by_another_daemon_is_not_acted_on_here(cluster: Clust
     b, cb = await cluster.start()
     await until(lambda: owns(a) != owns(b) and JOB in b.engine.jobs, 10)
     (owner, co), (_other, cother) = ((a, ca), (b, cb)) if owns(a) else ((b, cb), (a, ca))
-    status, body = await cother.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 4})
+    # as a call forwarded to it sees it (not forwarded again: X-Oceand-Forwarded), the engine refuses
+    assert cother.session is not None
+    async with cother.session.post(
+        f"{cother.base}/api/v1/jobs/{JOB}/scale", json={"instances": 4}, headers={FORWARDED_HEADER: "test"}
+    ) as r:
+        status, body = r.status, await r.json()
     assert status == 409 and "not acted on by this daemon" in str(body), body
     await until(lambda: owner.engine.status(JOB)["app_known"], 5)
     status, body = await co.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 4})

@@ -11,7 +11,8 @@ from oceand.cluster.lease import LeaseSettings
 from oceand.config import ConfigError, load_config
 
 MYSQL = '[store]\nurl = "mysql://root@127.0.0.1:3306/oceand"\n'
-ON = '[cluster]\nenabled = true\nadvertise = "10.0.0.5:8080"\n'
+TOKEN = 'token = "cluster-secret-0123456789"\n'
+ON = '[cluster]\nenabled = true\nadvertise = "10.0.0.5:8080"\n' + TOKEN
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -64,7 +65,9 @@ def test_disabled_cluster_table_is_only_checked_for_its_own_values(tmp_path: Pat
 
 ERRORS = [
     pytest.param(ON, "cluster.enabled", "mysql:// URL", id="SQLite store"),
-    pytest.param(MYSQL + "[cluster]\nenabled = true\n", "cluster.advertise", "required", id="no advertise"),
+    pytest.param(
+        MYSQL + "[cluster]\nenabled = true\n" + TOKEN, "cluster.advertise", "required", id="no advertise"
+    ),
     pytest.param(MYSQL + ON + 'lease_ttl = "2s"\n', "cluster.stop_acting_after", "below lease_ttl", id="ttl"),
     pytest.param(
         MYSQL + ON + 'renew_interval = "1.8s"\n',
@@ -87,16 +90,34 @@ ERRORS = [
     pytest.param(MYSQL + ON + 'name = "a b"\n', "cluster.name", "pattern", id="bad name"),
     pytest.param(MYSQL + ON + 'lease_ttl = "soon"\n', "cluster.lease_ttl", "invalid duration", id="duration"),
     pytest.param(
-        MYSQL + '[cluster]\nenabled = true\nadvertise = "0.0.0.0:8080"\n',
+        MYSQL + '[cluster]\nenabled = true\nadvertise = "0.0.0.0:8080"\n' + TOKEN,
         "cluster.advertise",
         "wildcard",
         id="wildcard advertise",
     ),
     pytest.param(
-        MYSQL + '[cluster]\nenabled = true\nadvertise = "host"\n',
+        MYSQL + '[cluster]\nenabled = true\nadvertise = "host"\n' + TOKEN,
         "cluster.advertise",
         "host:port",
         id="advertise without port",
+    ),
+    pytest.param(
+        MYSQL + '[cluster]\nenabled = true\nadvertise = "10.0.0.5:8080"\n',
+        "cluster.token",
+        "required",
+        id="no token",
+    ),
+    pytest.param(
+        MYSQL + '[cluster]\nenabled = true\nadvertise = "10.0.0.5:8080"\ntoken = "short"\n',
+        "cluster.token",
+        "at least 16",
+        id="short token",
+    ),
+    pytest.param(
+        MYSQL + '[cluster]\nenabled = true\nadvertise = "10.0.0.5:8080"\ntoken = "with white space here"\n',
+        "cluster.token",
+        "white space",
+        id="token with a space",
     ),
     pytest.param(MYSQL + ON + "lease = 3\n", "cluster.lease", "unknown key", id="unknown key"),
     pytest.param('[redis]\nurl = "http://x"\n', "redis.url", "redis://", id="redis scheme"),
@@ -114,3 +135,15 @@ def test_errors_name_the_file_and_key(tmp_path: Path, text: str, key: str, fragm
     e = info.value
     assert (e.file, e.key) == (str(path), key), str(e)
     assert fragment in e.message, str(e)
+
+
+def test_the_cluster_token_is_never_shown(tmp_path: Path) -> None:
+    """A refused token is named by its key, never echoed (policies/redact.py's rule for secrets)."""
+    secret = "with white space secret-9876"
+    with pytest.raises(ConfigError) as e:
+        load_config(
+            write(tmp_path, MYSQL + f'[cluster]\nenabled = true\nadvertise = "h:1"\ntoken = "{secret}"\n')
+        )
+    assert "cluster.token" in str(e.value) and "secret-9876" not in str(e.value)
+    c = load_config(write(tmp_path, MYSQL + ON)).cluster
+    assert "cluster-secret" not in repr(c)
