@@ -29,7 +29,7 @@ Semantics, pinned down:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from policies.document import JobDocument, PredictiveRule, TargetRule
 from policies.target import TargetSpec
@@ -68,6 +68,20 @@ class Limits:
     min_instances: int
     max_instances: int
     in_window_default: bool = False  # in_window is the default of a job with a target/predictive rule
+    # derived once per document (__post_init__), not at every bucket: the stabilization horizon and the
+    # fixed parts of its details (a float's :g format is most of a held decision's cost)
+    horizon: float = field(init=False, compare=False, repr=False)
+    in_text: str = field(init=False, compare=False, repr=False)
+    in_suffix: str = field(init=False, compare=False, repr=False)
+    out_text: str = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        put = object.__setattr__  # frozen: set once, here
+        put(self, "horizon", max(self.in_window, self.out_window))
+        put(self, "in_text", f"largest proposal in the last {self.in_window:g}s was ")
+        suffix = " (scale_in.stabilization: the default 5m of a job with a target or predictive rule)"
+        put(self, "in_suffix", suffix if self.in_window_default else "")
+        put(self, "out_text", f"smallest proposal in the last {self.out_window:g}s was ")
 
     @staticmethod
     def of(doc: JobDocument) -> Limits:
@@ -137,7 +151,7 @@ def stabilize(
     lim: Limits, current: int, proposed: int, now: float, recent: Sequence[tuple[float, int]]
 ) -> tuple[int, list[tuple[float, int]], Limit | None]:
     """Step 2. Returns (count, the pruned history with this proposal appended, limit or None)."""
-    horizon = max(lim.in_window, lim.out_window)
+    horizon = lim.horizon
     if horizon <= 0:
         return proposed, [], None
     cut = now - horizon
@@ -158,19 +172,13 @@ def stabilize(
         top = max(c for t, c in hist if t > cut_in)
         new = min(current, top)
         if new != proposed:
-            detail = f"largest proposal in the last {lim.in_window:g}s was {top}"
-            if lim.in_window_default:
-                detail += (
-                    " (scale_in.stabilization: the default 5m of a job with a target or predictive rule)"
-                )
-            return new, hist, Limit(STABILIZED, proposed, new, detail)
+            return new, hist, Limit(STABILIZED, proposed, new, f"{lim.in_text}{top}{lim.in_suffix}")
     elif proposed > current and lim.out_window > 0:
         cut_out = now - lim.out_window
         low = min(c for t, c in hist if t > cut_out)
         new = max(current, low)
         if new != proposed:
-            detail = f"smallest proposal in the last {lim.out_window:g}s was {low}"
-            return new, hist, Limit(STABILIZED, proposed, new, detail)
+            return new, hist, Limit(STABILIZED, proposed, new, f"{lim.out_text}{low}")
     return proposed, hist, None
 
 
@@ -291,7 +299,7 @@ def apply_limits(
         lo, hi = effective_bounds(lim, windows)
     else:
         lo, hi = lim.min_instances, lim.max_instances
-    if lim.in_window > 0 or lim.out_window > 0:
+    if lim.horizon > 0:
         d, recent, hit = stabilize(lim, current, proposed, now, state.recent)
         if hit is not None:
             limits.append(hit)
@@ -309,9 +317,13 @@ def apply_limits(
             d, hit = max_step(lim, current, d)  # called only when it applies: this is the hot path
             if hit is not None:
                 limits.append(hit)
-        d, hit = cooldown(lim, current, d, now, state.last_change_at, deployment_started_at)
-        if hit is not None:
-            limits.append(hit)
+        last = state.last_change_at
+        if deployment_started_at is not None or (
+            last is not None and now - last < (lim.out_cooldown if d > current else lim.in_cooldown)
+        ):  # called only when it may hold the change, as max_step
+            d, hit = cooldown(lim, current, d, now, last, deployment_started_at)
+            if hit is not None:
+                limits.append(hit)
     if d > hi or d < lo:
         d, hit = clamp(lo, hi, d)
         if hit is not None:

@@ -404,8 +404,13 @@ def _check(mode: str, current: int) -> None:
 
 
 def _reasons(proposals: Sequence[Proposal], limits: Sequence[Limit], mode: str) -> list[str]:
-    if len(proposals) == 1 and not limits and mode == "active":
-        return [proposals[0].reason]
+    if not limits and mode == "active":  # the usual bucket: one or two rules, nothing held
+        n = len(proposals)
+        if n == 1:
+            return [proposals[0].reason]
+        if n == 2:
+            first, second = proposals[0].reason, proposals[1].reason
+            return [first] if first == second else [first, second]
     out: list[str] = []
     for p in proposals:
         if p.reason not in out:

@@ -107,27 +107,42 @@ def propose_threshold(
     # next_streak, inlined: this is the daemon's hot path
     prev = streak or _ZERO
     above, below = rule.above, rule.below
-    st = Streak(
-        prev.out + 1 if above is not None and value > above else 0,
-        prev.in_ + 1 if below is not None and value < below else 0,
-    )
-    inputs: dict[str, object] = {"value": value, "streak_out": st.out, "streak_in": st.in_}
-    if above is not None and st.out >= rule.out_consecutive:
+    out = prev.out + 1 if above is not None and value > above else 0
+    in_ = prev.in_ + 1 if below is not None and value < below else 0
+    # an unchanged streak is the same object (states are values: nothing changes one in place)
+    st = streak if streak is not None and out == prev.out and in_ == prev.in_ else Streak(out, in_)
+    if above is not None and out >= rule.out_consecutive:
         band = _out_band(rule.out_bands, value) if rule.out_bands else None
         step = band[1] if band is not None else rule.out_step
         n = step_count(step, current)
-        inputs.update(
-            above=above, consecutive=rule.out_consecutive, step=step, band=band[0] if band else None
-        )
+        inputs: dict[str, object] = {
+            "value": value,
+            "streak_out": out,
+            "streak_in": in_,
+            "above": above,
+            "consecutive": rule.out_consecutive,
+            "step": step,
+            "band": band[0] if band else None,
+        }
         return Proposal(rule.name, "threshold", current + n, SCALE_OUT, inputs), st
-    if below is not None and st.in_ >= rule.in_consecutive:
+    if below is not None and in_ >= rule.in_consecutive:
         band = _in_band(rule.in_bands, value) if rule.in_bands else None
         step = band[1] if band is not None else rule.in_step
         n = step_count(step, current)
-        inputs.update(below=below, consecutive=rule.in_consecutive, step=step, band=band[0] if band else None)
+        inputs = {
+            "value": value,
+            "streak_out": out,
+            "streak_in": in_,
+            "below": below,
+            "consecutive": rule.in_consecutive,
+            "step": step,
+            "band": band[0] if band else None,
+        }
         return Proposal(rule.name, "threshold", max(0, current - n), SCALE_IN, inputs), st
-    desired: int | None = current if below is not None else None
-    return Proposal(rule.name, "threshold", desired, WITHIN_TOLERANCE, inputs), st
+    inputs = {"value": value, "streak_out": out, "streak_in": in_}
+    return Proposal(
+        rule.name, "threshold", current if below is not None else None, WITHIN_TOLERANCE, inputs
+    ), st
 
 
 def projected_scales_out(rule: ThresholdSpec, value: float, current: int, new: int) -> tuple[bool, float]:

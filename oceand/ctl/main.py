@@ -854,15 +854,29 @@ def _number(v: Any) -> str:
 @click.option(
     "--limit", type=click.IntRange(1, 100_000), default=100, show_default=True, help="At most this many rows."
 )
+@click.option(
+    "--step",
+    metavar="DURATION",
+    default=None,
+    help="Bins this long (10m, 1h): values averaged, the counts and decision of each bin's last row.",
+)
 @output_option
 @click.pass_context
-def history(ctx: click.Context, job: str, since: str, until: str | None, limit: int, output: str) -> None:
+def history(
+    ctx: click.Context, job: str, since: str, until: str | None, limit: int, step: str | None, output: str
+) -> None:
     """A job's recorded history, oldest first: each period's rule values, the ready / running / desired
     counts and the decision taken (older than a day: 1-minute roll-ups)."""
     start, end = _window(since, until)
-    reply = client(ctx).call(
-        "GET", Client.job_path(job, "/history"), query={"since": start, "until": end, "limit": limit}
-    )
+    query: dict[str, Any] = {"since": start, "until": end, "limit": limit}
+    if step is not None:
+        from policies.document import parse_duration  # here: pydantic models load only when needed
+
+        try:
+            query["step"] = parse_duration(step)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--step") from None
+    reply = client(ctx).call("GET", Client.job_path(job, "/history"), query=query)
 
     def human(con: Console) -> None:
         rows = reply["rows"]

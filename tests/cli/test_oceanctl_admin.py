@@ -55,6 +55,17 @@ def test_history_prints_the_recorded_periods(ctl: Ctl, live: Live, recorded: int
     r = ctl("history", HIST, "--since", "1", "--until", "2")
     assert (r.exit_code, r.stdout) == (0, f"{HIST}: no recorded history in that range\n")
 
+    # --step: the same rows in 3 s bins aligned to multiples of 3, each the mean of its rows
+    r = ctl("history", HIST, "--since", str(recorded), "--until", until, "--step", "3s", "-o", "json")
+    binned = json.loads(r.stdout)
+    bins: dict[float, list[float]] = {}
+    for row in reply["rows"]:
+        bins.setdefault(row["t"] // 3 * 3, []).append(row["values"]["cpu"])
+    assert binned["step"] == 3
+    assert [(row["t"], row["values"]["cpu"]) for row in binned["rows"]] == [
+        (t, pytest.approx(sum(v) / len(v))) for t, v in bins.items()
+    ]
+
 
 def test_preview_shows_the_summary_and_where_the_new_document_differs(
     ctl: Ctl, live: Live, recorded: int, tmp_path: Path
@@ -116,6 +127,10 @@ def test_preview_errors(
         pytest.param(["history", "job.none_cop.c"], 2, "no job named", id="not found: history"),
         pytest.param(["history", HIST, "--since", "soon"], 1, "--since", id="usage: bad --since"),
         pytest.param(["history", HIST, "--limit", "0"], 1, "--limit", id="usage: limit 0"),
+        pytest.param(["history", HIST, "--step", "soon"], 1, "--step", id="usage: bad --step"),
+        pytest.param(
+            ["history", HIST, "--step", "0.5s"], 3, "step: must be between 1", id="validation: step below 1 s"
+        ),
         pytest.param(["history", "a b"], 3, "job name must be", id="validation: bad job name"),
     ],
 )
