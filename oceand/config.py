@@ -329,6 +329,14 @@ class JobsSettings(Table):
         return str(p)
 
 
+class LimitsSettings(Table):
+    """Bounds on what the admin API and the job files may create (PRODUCT §10 "Limits")."""
+
+    jobs: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000  # jobs the daemon holds; a create beyond: 409
+    # routed series per job: PRODUCT §10's name for [ingest] max_series_per_job (set one of them)
+    series_per_job: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+
+
 class IngestSettings(TLSFiles):
     grace: Annotated[Duration, Field(ge=0, le=3600)] | None = None
     max_ahead: Annotated[Duration, Field(ge=0, le=86400)] | None = None
@@ -663,6 +671,7 @@ class Config(Table):
     notify: NotifySettings = Field(default_factory=dict, validate_default=True)
     auth: AuthSettings = Field(default_factory=dict, validate_default=True)
     history: HistorySettings = Field(default_factory=dict, validate_default=True)
+    limits: LimitsSettings = Field(default_factory=dict, validate_default=True)
     cluster: ClusterModeSettings = Field(default_factory=dict, validate_default=True)
     redis: RedisSettings = Field(default_factory=dict, validate_default=True)
 
@@ -692,6 +701,13 @@ class Config(Table):
     @property
     def base_dir(self) -> Path:
         return self._base_dir
+
+    def ingest_limits(self) -> IngestLimits:
+        """`[ingest]`'s bounds, with `[limits] series_per_job` when it is set."""
+        limits = self.ingest.limits()
+        if self.limits.series_per_job is not None:
+            limits = dataclasses.replace(limits, max_series_per_job=self.limits.series_per_job)
+        return limits
 
     @property
     def jobs_dir(self) -> Path | None:
@@ -757,6 +773,7 @@ def validate_config(data: dict[str, Any], *, file: str, base_dir: Path, path: Pa
     except ValidationError as e:
         raise ConfigError([_problem(file, err) for err in e.errors(include_url=False)]) from None
     problems = access_problems(config, file) + tls_problems(config, file) + cluster_problems(config, file)
+    problems += limits_problems(config, file)
     if problems:
         raise ConfigError(problems)
     return config
@@ -792,6 +809,21 @@ def access_problems(config: Config, file: str) -> list[ConfigProblem]:
             ConfigProblem(file, "ingest.listen", "is server.listen: leave it out to share that listener")
         )
     return out
+
+
+def limits_problems(config: Config, file: str) -> list[ConfigProblem]:
+    """`[limits] series_per_job` is PRODUCT §10's name for `[ingest] max_series_per_job`: both set to
+    different values is a mistake, named."""
+    mine, theirs = config.limits.series_per_job, config.ingest.max_series_per_job
+    if mine is not None and "max_series_per_job" in config.ingest.model_fields_set and mine != theirs:
+        return [
+            ConfigProblem(
+                file,
+                "limits.series_per_job",
+                f"{mine} differs from [ingest] max_series_per_job = {theirs}: they are one bound, set one",
+            )
+        ]
+    return []
 
 
 def cluster_problems(config: Config, file: str) -> list[ConfigProblem]:

@@ -129,7 +129,7 @@ class Daemon:
             dry_reason=self.dry_reason,
             default_tz=config.timezone,
             grace=config.ingest.grace,
-            limits=config.ingest.limits(),
+            limits=config.ingest_limits(),
             on_series_expired=self.metrics.series_expired.inc,
             on_decision=self._on_decision,
             on_bucket=self.metrics.buckets.inc,
@@ -165,7 +165,9 @@ class Daemon:
             on_written=self.metrics.history_rows.inc,
         )
         self.engine.history = self.history if h.enabled else None
-        self.jobs = JobsService(self.store, self.engine, self.clusters, self.lb, clock)
+        self.jobs = JobsService(
+            self.store, self.engine, self.clusters, self.lb, clock, max_jobs=config.limits.jobs
+        )
         self.warm: WarmStart | None = None  # [history] falcon_api: warm starts from Falcon's graph
         if h.falcon_api is not None:
             self.warm = WarmStart(h, self.engine, self.metrics)

@@ -1290,6 +1290,7 @@ class Engine:
                 "overflow_samples": rt.buckets.overflow,
                 "series": self.ingestor.series_of(name),
                 "series_limit": self.limits.max_series_per_job,
+                "series_refused": self.ingestor.series_refused(name),
             },
             "windows": [{"rule": w.rule, "start": w.start, "end": w.end} for w in windows],
             "blocked": rt.actuation.blocked,

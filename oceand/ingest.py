@@ -294,6 +294,7 @@ class Ingestor:
         self._owners: list[_Owners] = []  # slot -> the jobs the series is counted for
         self._owner_cache: dict[frozenset[str], _Owners] = {}
         self._per_job: dict[str, int] = {}  # routed series counted for each job
+        self._refused_per_job: dict[str, int] = {}  # new series refused at the job's series_per_job bound
         self._negatives = 0  # route cache entries of series that route nowhere (or are refused)
         self._limited: set[tuple[Any, ...]] = set()  # series refused by a cap: asked again after expiry
         self.accepted = 0
@@ -313,6 +314,11 @@ class Ingestor:
 
     def series_of(self, job: str) -> int:
         return self._per_job.get(job, 0)
+
+    def series_refused(self, job: str) -> int:
+        """New series of `job` refused at its series bound since it was set (a refused series is refused
+        again, uncounted, until the job has room or the refusal is forgotten)."""
+        return self._refused_per_job.get(job, 0)
 
     def series_keys(self) -> list[tuple[Any, ...]]:
         return list(self._slots)
@@ -371,6 +377,7 @@ class Ingestor:
 
     def remove_job(self, name: str) -> None:
         self._tasks.pop(name, None)
+        self._refused_per_job.pop(name, None)
         self._unwatch(name)
 
     def _unwatch(self, name: str) -> None:
@@ -458,6 +465,8 @@ class Ingestor:
         full = {j for j in jobs - have if self._per_job.get(j, 0) >= cap}
         if full:
             targets = [t for t in targets if t.buckets.job not in full]
+            for j in full:
+                self._refused_per_job[j] = self._refused_per_job.get(j, 0) + 1
         if not targets:
             self._limited.add(key)
             return Route.refused(

@@ -52,6 +52,10 @@ class JobExists(Exception):
     """`create` of a job that exists."""
 
 
+class JobLimit(Exception):
+    """A new job beyond `[limits] jobs`."""
+
+
 class JobsService:
     def __init__(
         self,
@@ -60,8 +64,11 @@ class JobsService:
         clusters: Mapping[str, ClusterRuntime],
         lb: LBManager,
         clock: Callable[[], float],
+        *,
+        max_jobs: int = 100_000,
     ) -> None:
         self.store = store
+        self.max_jobs = max_jobs  # [limits] jobs: a new job beyond it is refused (JobLimit)
         self.engine = engine
         self.clusters = clusters  # the daemon's own mapping: a reload of [marathon.*] replaces its values
         self.lb = lb
@@ -102,6 +109,7 @@ class JobsService:
         async with self._lock:
             if doc.job in self.engine.jobs:
                 raise JobExists(doc.job)
+            self._room_for(doc.job)
             return await self._put(doc, composed)
 
     async def replace(self, doc: JobDocument, composed: Composed | None = None) -> int:
@@ -109,6 +117,7 @@ class JobsService:
         template with the same own fields (or none) keeps the version."""
         async with self._lock:
             rt = self.engine.jobs.get(doc.job)
+            self._room_for(doc.job)
             if rt is not None and rt.doc == doc:
                 link = await self.templates.link(doc.job)
                 c = composed if composed is not None else Composed(None)
@@ -128,6 +137,11 @@ class JobsService:
             return [name]
 
         return (await self.templates.set_modes(self.view, pick, mode))[name][1]
+
+    def _room_for(self, name: str) -> None:
+        """JobLimit when `name` would be a new job beyond `[limits] jobs`."""
+        if name not in self.engine.jobs and len(self.engine.jobs) >= self.max_jobs:
+            raise JobLimit(f"the daemon holds {len(self.engine.jobs)} jobs, its limit ([limits] jobs)")
 
     def view(self) -> dict[str, tuple[JobDocument, int]]:
         """{job: (document, version)} as the engine runs them (read it under the lock to write from it)."""
@@ -163,6 +177,12 @@ class JobsService:
         if jobs_dir is None:
             return
         tree = load_job_tree(Path(jobs_dir))
+        if len(tree.jobs) > self.max_jobs:
+            raise ConfigError.one(
+                Path(jobs_dir),
+                "(jobs)",
+                f"{len(tree.jobs)} job files, more than [limits] jobs = {self.max_jobs}",
+            )
         for t in tree.templates:
             source = f"file:{t.path}"[:200]
             try:

@@ -22,7 +22,7 @@ from oceand.history import (
     load_rule,
 )
 from oceand.history import preview as history_preview
-from oceand.jobs import Job, JobExists
+from oceand.jobs import Job, JobExists, JobLimit
 from oceand.keys import ENGINE, HEALTH, JOBS, LEASES, METRICS, STORE
 from oceand.replay import ReplayOptions
 from oceand.templates import SELECT_KEYS, Composed, check_selector, matches
@@ -179,6 +179,8 @@ async def create_job(request: web.Request) -> web.Response:
         raise ApiError(
             409, "job_exists", f"job {doc.job!r} exists: PUT /api/v1/jobs/{doc.job} replaces it"
         ) from None
+    except JobLimit as e:
+        raise ApiError(409, "job_limit", f"job {doc.job!r} not created: {e}") from None
     await record(request, "job.create", doc.job, None, version, _template_detail(composed))
     return json_response(_reply(doc, version, composed), 201)
 
@@ -202,7 +204,10 @@ async def put_job(request: web.Request) -> web.Response:
     current = request.app[JOBS].get(name)
     before = None if current is None else current.version
     doc = _keep_webhook(doc, current)
-    version = await request.app[JOBS].replace(doc, composed)
+    try:
+        version = await request.app[JOBS].replace(doc, composed)
+    except JobLimit as e:
+        raise ApiError(409, "job_limit", f"job {name!r} not created: {e}") from None
     if version != before:
         action = "job.replace" if current is not None else "job.create"
         await record(request, action, name, before, version, _template_detail(composed))

@@ -444,7 +444,9 @@ class LeaseManager:
         return ClusterView(members, leases)
 
     async def poll_once(self) -> assign.Plan:
-        """Read members and leases; release and acquire as rendezvous says (HA.md §4.4)."""
+        """Read members and leases; release and acquire as rendezvous says (HA.md §4.4). Shards held past
+        stop_acting_after (a pause: this loop may run before the renewal's) are lost first, not released."""
+        self.expire_local()
         self.view = view = await self.read_view()
         owner_of = {m.instance_id: m.stable_id for m in view.members}
         desired = assign.desired_owners({m.stable_id for m in view.members}, self.s.shards)

@@ -6,7 +6,7 @@
   and the local budget check right after it (the write follows with no other await: `AttemptLog.begin`
   then `client.scale`). Raises a StoreError subclass (nothing is sent) or DuplicateDecision;
 - `acquired_at(job)`: when this daemon acquired the job's shard (database clock), for `takeover_gap`;
-- `describe(job)`: shard, owner and lease epoch for the job's status;
+- `describe(job)`: shard, owner and lease epoch for the job's status, and whether this daemon acts on it;
 - `on_acquired`: the engine's callback that reloads a taken-over shard's jobs (state and pending writes).
 """
 
@@ -75,7 +75,17 @@ class Ownership:
     def describe(self, job: str) -> dict[str, Any]:
         s = self.shard(job)
         owner, epoch = self.leases.owner_of(s)
-        return {"shard": s, "owner": owner, "epoch": epoch, "this_daemon": owner == self.leases.me}
+        reason = self.gate(job)
+        # owner/this_daemon: the lease as last read (stale while MySQL does not answer); acting: whether
+        # this daemon may act on the job now by its own clock, and if not, why (the gate's reason code)
+        return {
+            "shard": s,
+            "owner": owner,
+            "epoch": epoch,
+            "this_daemon": owner == self.leases.me,
+            "acting": reason is None,
+            "not_acting": reason,
+        }
 
     async def begin_attempt(
         self, decision_id: int, job: str, decision_key: str, attempt: dict[str, Any], now: float

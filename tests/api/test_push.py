@@ -207,6 +207,7 @@ async def test_series_caps_and_expiry_through_the_daemon(start_daemon: DaemonFac
     ]
     _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
     assert (st["buckets"]["series"], st["buckets"]["series_limit"]) == (2, 2)  # the status says so
+    assert st["buckets"]["series_refused"] == 1  # and how many new series it refused
     clock.t = T0 + 1 + 600 + 10
     assert await d.engine.expire_series() == 2
     _, text = await c.call("GET", "/metrics")
@@ -282,3 +283,22 @@ async def test_a_rule_without_samples_for_3_periods_says_so_in_the_status(
     _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
     cpu = st["rules"]["cpu"]
     assert cpu["no_data_since"] == T0 + 40 and "have sent no sample since" in cpu["no_data_reason"]
+
+
+async def test_limits_jobs_and_series_per_job(start_daemon: DaemonFactory) -> None:
+    """PRODUCT §10: at most `[limits] jobs` jobs (409 job_limit, by POST and by PUT of a new name; a PUT of
+    an existing job goes on) and `[limits] series_per_job` series per job (its name for the ingest bound)."""
+    clock = Clock(T0 + 1)
+    _, c = await start_daemon(clock=clock, limits={"jobs": 1, "series_per_job": 1})
+    assert (await c.call("POST", "/api/v1/jobs", seed()))[0] == 201
+    other = {**seed(), "job": JOB.replace("job.", "job.other", 1)}
+    status, body = await c.call("POST", "/api/v1/jobs", other)
+    assert (status, body["error"]["code"]) == (409, "job_limit"), body
+    assert "[limits] jobs" in body["error"]["message"]
+    status, body = await c.call("PUT", f"/api/v1/jobs/{other['job']}", other)
+    assert (status, body["error"]["code"]) == (409, "job_limit"), body
+    assert (await c.call("PUT", f"/api/v1/jobs/{JOB}", {**seed(), "max_instances": 7}))[0] == 200
+    status, body = await c.call("POST", "/v1/push", items(T0, 50, hosts=2))
+    assert (status, body["data"]["Invalid"]) == (200, 1)
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    assert st["buckets"]["series_limit"] == 1 and st["buckets"]["series_refused"] == 1

@@ -135,6 +135,8 @@ async def test_a_write_is_fenced_by_the_lease_epoch_and_carries_it(cluster: Clus
         "owner": d.leases.me,
         "epoch": epoch,
         "this_daemon": True,
+        "acting": True,
+        "not_acting": None,
     }
 
 
@@ -302,3 +304,22 @@ async def test_a_daemon_that_lost_a_job_does_not_write_its_state_over_the_owners
     d.engine._dirty.add(JOB)
     await d.engine.flush()
     assert await sql(cluster.db, "SELECT state FROM job_state WHERE job = %s", (JOB,)) == [(stored,)]
+
+
+async def test_a_status_says_whether_the_daemon_acts_on_the_job_not_only_whose_lease_it_last_read(
+    cluster: Cluster,
+) -> None:
+    """Found by the chaos suite (tests/ha, mysql_pause): a daemon cut from MySQL stops acting by its own
+    clock, but its status kept naming itself the owner (`this_daemon`, from the last lease it read), so
+    a client routing samples to 'the owner' picked a daemon that acts on nothing. `acting` says it."""
+    d, c = await cluster.start()
+    await until(lambda: owns(d), 5)
+    await add_job(d, c)
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    assert (st["cluster"]["this_daemon"], st["cluster"]["acting"]) == (True, True)
+    assert d.leases is not None
+    for t in d.leases._tasks:  # no more renewals, as when MySQL does not answer
+        t.cancel()
+    await until(lambda: not owns(d), 5)
+    _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
+    assert st["cluster"]["acting"] is False

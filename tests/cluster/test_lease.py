@@ -275,3 +275,23 @@ async def test_a_batch_acquire_takes_only_the_free_and_expired(make: Make, migra
     rows = await sql(migrated, "SELECT shard, owner, epoch FROM shard_lease WHERE shard < 4 ORDER BY shard")
     assert rows == [(s, b.me, taken[s].epoch) for s in (0, 1, 2)] + [(3, a.me, old[3])]
     assert await b.acquire_many([0, 1, 2, 3]) == {}  # held already, or valid elsewhere
+
+
+async def test_after_a_pause_a_poll_counts_the_shards_it_held_too_long_as_lost_not_released(
+    make: Make,
+) -> None:
+    """Found by the chaos suite (tests/ha, gc_pause): after SIGSTOP past the lease, the poll loop ran
+    before the renewal loop and handed the stale shards back as a release (revoke: draining, then an
+    UPDATE for epochs long gone), so oceand_lease_lost_total never told that the daemon had been a stale
+    owner. The shards held past stop_acting_after are lost (not_renewed) before anything is planned."""
+    clock, metrics = Clock(), Metrics()
+    a = await make("A", mono=clock, metrics=metrics)
+    await a.ensure_cluster()
+    await a.join()
+    await a.poll_once()
+    b = await make("B")
+    await b.join()
+    clock.now += FAST.stop_acting_after + 5  # frozen: no renewal since
+    p = await a.poll_once()
+    assert p.release == [] and a.held == {}
+    assert metrics.lease_lost.labels("not_renewed")._value.get() == FAST.shards

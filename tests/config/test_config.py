@@ -234,6 +234,13 @@ ERRORS = [
     pytest.param("[notifyy]\n", "notifyy", "did you mean 'notify'?", id="typo in a table name"),
     pytest.param("[server]\nzzz = 1\n", "server.zzz", "unknown key", id="unknown key, nothing close"),
     pytest.param(
+        "[ingest]\nmax_series_per_job = 10\n[limits]\nseries_per_job = 20\n",
+        "limits.series_per_job",
+        "differs from [ingest] max_series_per_job = 10",
+        id="limits and ingest name two series bounds",
+    ),
+    pytest.param("[limits]\njobs = 0\n", "limits.jobs", "greater than or equal to 1", id="limits jobs zero"),
+    pytest.param(
         '[marathon]\nurls = ["http://a:1"]\n',
         "marathon.urls",
         "write [marathon.NAME]",

@@ -89,10 +89,12 @@ class RequestRecord:
     headers: dict[str, str]
     body: bytes
     status: int = 0
+    wall: float = 0.0  # time.time() at arrival: compared with the wall-clock deadlines daemons record
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "at": self.at,
+            "wall": self.wall,
             "method": self.method,
             "path": self.path,
             "raw_path": self.raw_path,
@@ -548,6 +550,7 @@ class FakeMarathon:
             {k: request.query.getall(k) for k in request.query},
             dict(request.headers),
             body,
+            wall=time.time(),
         )
         self.requests.append(rec)
         resp = await self._handle(request, rec)

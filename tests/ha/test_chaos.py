@@ -1,0 +1,35 @@
+"""The faults of HA.md §5.2 as named scenarios on the chaos rig (tests/ha/rig.py, tests/ha/faults.py):
+three real daemon processes on MariaDB, the fake Marathon, a constant breach on six jobs. Each scenario
+warms up (every app scaled once), injects its fault, shows the cluster acts on every job again, and then
+checks I1–I8 (HA.md §5.3) over the whole run. The scenarios marked `ha_soak` are kept out of the suite's
+time budget and run on demand (OCEAND_HA_SOAK=1); docs/cluster.md lists the time of each."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ha.faults import FAULTS, TAKEOVER_BOUND
+from tests.ha.rig import Rig
+
+pytestmark = [pytest.mark.slow, pytest.mark.mysql]
+
+IN_SUITE = {"kill_9", "gc_pause", "mysql_pause", "late_put"}
+SCENARIOS = [
+    pytest.param(name, id=name, marks=() if name in IN_SUITE else (pytest.mark.ha_soak,)) for name in FAULTS
+]
+
+
+@pytest.mark.parametrize("fault", SCENARIOS)
+def test_fault_keeps_the_invariants(rig: Rig, fault: str) -> None:
+    rig.start(3)
+    rig.warm()
+    FAULTS[fault](rig)
+    rig.check(TAKEOVER_BOUND + 4.0 if fault == "gc_pause" else TAKEOVER_BOUND)
+
+
+@pytest.mark.ha_soak
+def test_redis_restart() -> None:
+    pytest.skip(
+        "Redis restart (HA.md §5.2): this branch's daemons do not use Redis yet ([redis] is accepted, not "
+        "wired: oceand/config.py RedisSettings); the scenario belongs with the hot state wiring"
+    )
