@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors.falcon import AlarmError, parse_alarm, parse_tags
+from collectors.falcon import AlarmError, check_timestamp, parse_alarm, parse_tags
 from collectors.falcon_items import check_items, decode_items, split_body
 from collectors.falcon_rpc import decode_update, update_typed
 from oceand.buckets import JobBuckets
@@ -485,6 +486,9 @@ def test_the_parsers_two_paths_give_the_same_items(items: list[Any]) -> None:
     assert sorted([*index, *(i for i, _ in rejects)]) == list(range(len(items)))
     fast = decode_items(body)
     if fast is not None:
+        # the fast decoder keeps a timestamp transfer cannot use (<= 0, > 2 x now); the router replaces it by
+        # now (Ingestor._route), as the tolerant checks do at once: compare them after that rule
+        fast = [msgspec.structs.replace(x, timestamp=check_timestamp(x.timestamp, NOW)) for x in fast]
         ok = [i for i, x in enumerate(fast) if x.metric != "kernel.hostname"]  # refused by its route
         assert [fast[i] for i in ok] == [x for x in checked if x.metric != "kernel.hostname"]
         assert [i for i, _ in rejects] == [i for i, x in enumerate(fast) if x.metric == "kernel.hostname"]
