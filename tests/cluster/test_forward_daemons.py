@@ -248,7 +248,9 @@ async def test_a_not_owner_reply_after_a_move_rereads_the_routes(pair: Pair) -> 
     await owner.leases.release([shard])  # ... and gives the shard up
     other.forwarder.routes.routes[shard] = stale  # the sender has not read the routes since
     ts = int(time.time())
-    other.engine.push([FalconItem("h1", "cpu.idle", ts, 10, 25.0, "GAUGE", f"job={JOB}")], typed=True)
+    other.engine.ingestor.push(
+        [FalconItem("h1", "cpu.idle", ts, 10, 25.0, "GAUGE", f"job={JOB}")], typed=True
+    )
     await other.forwarder.flush()
     assert count(owner, "oceand_forward_samples_total", result="refused") == 1  # the 409
 
