@@ -19,6 +19,7 @@ The clock is an argument: `add` and `due` take the time, so tests and replay con
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 AGGREGATES = ("avg", "max", "min", "sum", "p50", "p90", "p99")
@@ -88,6 +89,8 @@ class JobBuckets:
     max_age: float = -1.0
     started: int = 0  # the start of the first bucket (`start`)
     data_upto: dict[str, int] = field(default_factory=dict)  # rule -> end of its last closed bucket with data
+    # called by ingest when a sample completed a bucket: the engine points it at the job worker's wake event
+    wake: Callable[[], object] = field(default=lambda: None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_ahead < 0:

@@ -49,7 +49,7 @@ from oceand.engine import Engine
 from oceand.health import Health
 from oceand.history import HistoryRecorder
 from oceand.jobs import JobsService
-from oceand.keys import DAEMON, ENGINE, HEALTH, JOBS, LEASES, METRICS, STORE
+from oceand.keys import DAEMON, ENGINE, HEALTH, INGESTOR, JOBS, LEASES, METRICS, STORE
 from oceand.lbmanager import LBManager, lb_settings
 from oceand.listeners import Listeners
 from oceand.metrics import Metrics
@@ -143,7 +143,7 @@ class Daemon:
             self.leases.drain = self.engine.drain_shard
             self.forwarder = self._forwarder(self.leases)
         self.listeners = Listeners(
-            config.ingest, self.engine, self.metrics
+            config.ingest, self.engine.ingestor, self.metrics
         )  # [ingest] rpc_listen, tsdb_listen
         self.authority = Authority(
             self.store, clock, config.auth.refresh, config.auth.grace, config.auth.max_tokens
@@ -269,6 +269,7 @@ class Daemon:
             client_max_size=self.config.server.max_body,
         )
         app[ENGINE] = self.engine
+        app[INGESTOR] = self.engine.ingestor
         app[STORE] = self.store
         app[METRICS] = self.metrics
         app[DAEMON] = self

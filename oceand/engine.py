@@ -57,7 +57,7 @@ from oceand.cluster.intent import TAKEOVER_GAP, WAIT, ForeignIntent, bucket_labe
 from oceand.cluster.lease import CoordError, DuplicateDecision, Held
 from oceand.cluster.ownership import OverBudget, Ownership
 from oceand.history import HistoryRecorder
-from oceand.ingest import IngestLimits, Ingestor, PushResult
+from oceand.ingest import IngestLimits, Ingestor
 from oceand.logs import log_decision
 from oceand.store.base import Store, StoreError
 from policies import engine as policy
@@ -145,6 +145,9 @@ class JobRuntime:
     reload: bool = False  # cluster: state and pending writes are read again before the job acts (takeover)
     quiet_until: float | None = None  # cluster: nothing is decided before (a former owner's write pending)
 
+    def __post_init__(self) -> None:
+        self.buckets.wake = self.wake.set  # a push that completes a bucket wakes this worker (ingest)
+
     @property
     def name(self) -> str:
         return self.doc.job
@@ -210,7 +213,7 @@ class Engine:
         self._outcomes: dict[int, ActuationOutcome] = {}  # pending decision id -> its outcome so far
         self._applying: dict[str, Decision] = {}  # job -> the decision its worker is applying now
         self.limits = limits if limits is not None else IngestLimits()
-        self.ingestor = Ingestor(limits=self.limits)
+        self.ingestor = Ingestor(limits=self.limits, clock=clock)  # routes pushes, wakes the workers
         self.on_series_expired = on_series_expired
         self.sweep_interval = sweep_interval
         self.jobs: dict[str, JobRuntime] = {}
@@ -274,6 +277,7 @@ class Engine:
                 [(r.name, r.aggregate) for r in doc.metric_rules()],
             ) or old.grace_seconds() != doc.grace_seconds():
                 rt.buckets = self._new_buckets(doc, now)
+                rt.buckets.wake = rt.wake.set
             self.ingestor.set_job(doc, self._sink(rt))
             rt.wake.set()
             self._upserted(doc.job)
@@ -387,32 +391,6 @@ class Engine:
         return jb
 
     # ---- inputs --------------------------------------------------------------------------------
-
-    def push(
-        self,
-        items: list[Any],
-        typed: bool = False,
-        res: PushResult | None = None,
-        offset: int = 0,
-        index: list[int] | None = None,
-    ) -> PushResult:
-        """Ingest a decoded push body (`typed`: FalconItems from `decode_items`, else any JSON list), or a
-        slice of one (adding to the body's `res`, from position `offset`; `index`: FalconItems already
-        checked by `Ingestor.check`, at these positions); wake the jobs whose bucket became complete."""
-        now = self.clock()
-        ing = self.ingestor
-        if index is not None:
-            res = res if res is not None else PushResult()
-            ing.route(items, now, res, index)
-        elif typed:
-            res = ing.ingest_items(items, now, res, offset)
-        else:
-            res = ing.ingest(items, now, res, offset)
-        for name in res.completed:
-            rt = self.jobs.get(name)
-            if rt is not None:
-                rt.wake.set()
-        return res
 
     def feed(self, name: str, metric: str, ts: float, value: float) -> None:
         """A job-level sample (e.g. alb.qps from the job's balancer) into every rule on that metric."""

@@ -25,9 +25,10 @@ import bisect
 import fnmatch
 import math
 import operator
+import time
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, count, islice
 from typing import Any
@@ -276,10 +277,12 @@ class _MetricIndex:
 
 
 class Ingestor:
-    """Routes samples into job buckets. `set_job` / `remove_job` as jobs come and go."""
+    """Routes samples into job buckets and wakes the jobs whose bucket became complete (each bucket set's
+    `wake` hook). `set_job` / `remove_job` as jobs come and go."""
 
-    def __init__(self, limits: IngestLimits | None = None) -> None:
+    def __init__(self, limits: IngestLimits | None = None, clock: Callable[[], float] = time.time) -> None:
         self.limits = limits if limits is not None else IngestLimits()
+        self.clock = clock  # the daemon's clock: `push` stamps a body with it
         self._seen = array("q")  # slot -> the newest period (timestamp // SEEN_STEP) the series was seen in
         self._by_metric: dict[str, _MetricIndex] = {}
         self._watched: set[str] = set(NEVER_ROUTED)  # pushed metrics some job watches, and refused ones
@@ -584,6 +587,26 @@ class Ingestor:
         slot, targets = admitted
         return Route.to(targets, ctype, counter, slot)
 
+    def push(
+        self,
+        items: list[Any],
+        typed: bool = False,
+        res: PushResult | None = None,
+        offset: int = 0,
+        index: list[int] | None = None,
+    ) -> PushResult:
+        """A decoded push body at the clock's time (`typed`: FalconItems from `decode_items`, else any JSON
+        list), or a slice of one (adding to the body's `res`, from position `offset`; `index`: FalconItems
+        already checked by `check`, at these positions). The way in of the push handler and the listeners."""
+        now = self.clock()
+        if index is not None:
+            res = res if res is not None else PushResult()
+            self.route(items, now, res, index)
+            return res
+        if typed:
+            return self.ingest_items(items, now, res, offset)
+        return self.ingest(items, now, res, offset)
+
     def ingest(
         self, items: list[Any], now: float, res: PushResult | None = None, offset: int = 0
     ) -> PushResult:
@@ -622,12 +645,18 @@ class Ingestor:
     def route(
         self, items: list[FalconItem], now: float, res: PushResult, index: Sequence[int] | None
     ) -> None:
-        """Route checked items; `index`: their positions in the body (None: 0, 1, ...)."""
+        """Route checked items; `index`: their positions in the body (None: 0, 1, ...). Then wake the jobs
+        whose bucket became complete (so far in the body: waking twice is harmless)."""
         invalid = res.invalid
         unmatched = res.unmatched
         self._route(items, now, res, index)
         self.accepted += len(items) - (res.invalid - invalid) - (res.unmatched - unmatched)
         self.rejected += res.invalid - invalid
+        buckets = self._buckets
+        for name in res.completed:
+            jb = buckets.get(name)  # a slice of a large body: the job may have gone in between
+            if jb is not None:
+                jb.wake()
 
     def _unmatched(self, res: PushResult, items: list[FalconItem], mask: list[Any], now: float) -> None:
         """Count the items whose `mask` entry is falsy as unmatched, and note some in the list."""

@@ -3,7 +3,7 @@
 `[ingest] rpc_listen`: Go net/rpc JSON codec (`Transfer.Update`, `Transfer.Ping`; collectors.falcon_rpc).
 `[ingest] tsdb_listen`: OpenTSDB telnet `put` lines (collectors.opentsdb).
 
-Both hand their items to `Engine.push`, the entry point of `POST /v1/push`: the same item rules, routing
+Both hand their items to `Ingestor.push`, the entry point of `POST /v1/push`: the same item rules, routing
 and sample counters (`oceand_samples_total`, and per listener `oceand_listener_samples_total`).
 
 Bounds: at most `listen_max_connections` open connections per listener (one more is refused with a reason
@@ -62,14 +62,14 @@ class Listener:
         self,
         name: str,
         listen: str,
-        engine: Pusher,
+        pusher: Pusher,
         metrics: Metrics,
         settings: IngestSettings,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self.host, self.port = parse_listen(listen)
-        self.engine = engine
+        self.pusher = pusher  # the ingestor
         self.metrics = metrics
         self.settings = settings
         self.clock = clock
@@ -253,7 +253,7 @@ class RpcConnection(Connection):
         call = decode_update(frame)
         if call is None:
             return self.serve_any(frame, started)
-        return self.updated(bytes(call.id), ln.engine.push(call.params[0], typed=True), started)
+        return self.updated(bytes(call.id), ln.pusher.push(call.params[0], typed=True), started)
 
     def serve_any(self, frame: bytes, started: float) -> bytes:
         ln = self.listener
@@ -273,14 +273,14 @@ class RpcConnection(Connection):
         params = bytes(req.params)
         typed = update_typed(params)
         if typed:
-            res = ln.engine.push(typed, typed=True)
+            res = ln.pusher.push(typed, typed=True)
         else:
             try:
                 items = update_items(params)
             except RpcError as e:
                 ln.event(e.code)
                 return encode_reply(rid, error=str(e))
-            res = ln.engine.push(items)
+            res = ln.pusher.push(items)
         return self.updated(rid, res, started)
 
     def updated(self, rid: bytes, res: PushResult, started: float) -> bytes:
@@ -347,7 +347,7 @@ class TsdbConnection(Connection):
                 items.append(item)
         if items:
             ln.event("put", len(items))
-            res = ln.engine.push(items)
+            res = ln.pusher.push(items)
             ln.pushed(res)
             errors.extend(_named(r, items) for r in res.reasons)
         self._reply(errors)
@@ -374,14 +374,14 @@ class Listeners:
     def __init__(
         self,
         settings: IngestSettings,
-        engine: Pusher,
+        pusher: Pusher,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.by_name: dict[str, Listener] = {}
         for name, listen in (("rpc", settings.rpc_listen), ("tsdb", settings.tsdb_listen)):
             if listen is not None:
-                self.by_name[name] = Listener(name, listen, engine, metrics, settings, clock)
+                self.by_name[name] = Listener(name, listen, pusher, metrics, settings, clock)
         self.idle_timeout = settings.listen_idle_timeout
 
     def __getitem__(self, name: str) -> Listener:

@@ -23,9 +23,8 @@ from collectors.falcon import AlarmError, alarm_params, parse_alarm, parse_alarm
 from collectors.falcon_items import SLICE_BYTES, FalconItem, decode_items, split_body
 from oceand.api import internal
 from oceand.api.errors import ApiError, json_response
-from oceand.engine import Engine
-from oceand.ingest import SLICE_ITEMS, PushResult
-from oceand.keys import DAEMON, ENGINE, METRICS
+from oceand.ingest import SLICE_ITEMS, Ingestor, PushResult
+from oceand.keys import DAEMON, ENGINE, INGESTOR, METRICS
 from oceand.metrics import Metrics
 from policies.redact import redact_query
 
@@ -40,12 +39,12 @@ async def push(request: web.Request) -> web.Response:
         return await _push_large(request, body, started)
     fast = decode_items(body)  # the usual body, decoded and type-checked in one pass
     if fast:
-        return _reply(request, request.app[ENGINE].push(fast, typed=True), started)
+        return _reply(request, request.app[INGESTOR].push(fast, typed=True), started)
     try:
         items = orjson.loads(body) if body else None
     except orjson.JSONDecodeError as e:
         raise _bad_json(metrics, e) from None
-    return _reply(request, request.app[ENGINE].push(_check_items(metrics, items)), started)
+    return _reply(request, request.app[INGESTOR].push(_check_items(metrics, items)), started)
 
 
 def _bad_json(metrics: Metrics, e: Exception) -> ApiError:
@@ -75,7 +74,7 @@ async def _push_large(request: web.Request, body: bytes, started: float) -> web.
     is routed before the whole body has decoded. The body is decoded whole (one blocking call) only when
     a cut fell inside a value."""
     metrics = request.app[METRICS]
-    engine = request.app[ENGINE]
+    ing = request.app[INGESTOR]
     pieces = split_body(body)
     typed: list[list[FalconItem]] = []
     for piece in pieces:
@@ -90,7 +89,7 @@ async def _push_large(request: web.Request, body: bytes, started: float) -> web.
         offset = 0
         for items in typed:
             for i in range(0, len(items), SLICE_ITEMS):
-                engine.push(items[i : i + SLICE_ITEMS], typed=True, res=res, offset=offset + i)
+                ing.push(items[i : i + SLICE_ITEMS], typed=True, res=res, offset=offset + i)
                 await asyncio.sleep(0)
             offset += len(items)
         return _reply(request, res, started)
@@ -105,18 +104,18 @@ async def _push_large(request: web.Request, body: bytes, started: float) -> web.
                 part = orjson.loads(piece)
             except orjson.JSONDecodeError:
                 break  # a cut inside a value: decode the body whole
-            offset = await _check_slices(engine, part, res, offset, checked)
+            offset = await _check_slices(ing, part, res, offset, checked)
         else:
             metrics.push_large.labels("tolerant").inc()
-            return await _route_checked(request, engine, res, checked, started)
+            return await _route_checked(request, ing, res, checked, started)
         res, checked, offset = PushResult(), [], 0
     metrics.push_large.labels("whole").inc()
     try:
         everything = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise _bad_json(metrics, e) from None
-    await _check_slices(engine, _check_items(metrics, everything), res, 0, checked)
-    return await _route_checked(request, engine, res, checked, started)
+    await _check_slices(ing, _check_items(metrics, everything), res, 0, checked)
+    return await _route_checked(request, ing, res, checked, started)
 
 
 def _check_json(metrics: Metrics, body: bytes) -> None:
@@ -140,29 +139,29 @@ def _check_json(metrics: Metrics, body: bytes) -> None:
 
 
 async def _check_slices(
-    engine: Engine,
+    ing: Ingestor,
     items: list[Any],
     res: PushResult,
     offset: int,
     out: list[tuple[list[FalconItem], list[int]]],
 ) -> int:
-    now = engine.clock()
+    now = ing.clock()
     for i in range(0, len(items), SLICE_ITEMS):
-        out.append(engine.ingestor.check(items[i : i + SLICE_ITEMS], now, res, offset + i))
+        out.append(ing.check(items[i : i + SLICE_ITEMS], now, res, offset + i))
         await asyncio.sleep(0)
     return offset + len(items)
 
 
 async def _route_checked(
     request: web.Request,
-    engine: Engine,
+    ing: Ingestor,
     res: PushResult,
     checked: list[tuple[list[FalconItem], list[int]]],
     started: float,
 ) -> web.Response:
     for typed, index in checked:
         if typed:
-            engine.push(typed, res=res, index=index)
+            ing.push(typed, res=res, index=index)
             await asyncio.sleep(0)
     return _reply(request, res, started)
 

@@ -101,7 +101,7 @@ async def test_other_coroutines_run_while_a_large_body_is_processed(
     assert (await c.call("POST", "/api/v1/jobs", seed()))[0] == 201
     ticker = Ticker()
     seen: dict[str, list[int]] = {"decode": [], "route": []}
-    decode, loads, route = api.decode_items, orjson.loads, d.engine.push
+    decode, loads, route = api.decode_items, orjson.loads, d.engine.ingestor.push
 
     def spy_decode(piece: bytes) -> Any:
         out = decode(piece)
@@ -127,7 +127,7 @@ async def test_other_coroutines_run_while_a_large_body_is_processed(
         seen["route"].append(ticker.turns)
         return check(*args, **kwargs)
 
-    monkeypatch.setattr(d.engine, "push", spy_route)
+    monkeypatch.setattr(d.engine.ingestor, "push", spy_route)
     monkeypatch.setattr(d.engine.ingestor, "check", spy_check)
     status, reply = await c.call("POST", "/v1/push", data=body)
     ticker.task.cancel()

@@ -248,7 +248,9 @@ async def test_a_not_owner_reply_after_a_move_rereads_the_routes(pair: Pair) -> 
     await owner.leases.release([shard])  # ... and gives the shard up
     other.forwarder.routes.routes[shard] = stale  # the sender has not read the routes since
     ts = int(time.time())
-    other.engine.push([FalconItem("h1", "cpu.idle", ts, 10, 25.0, "GAUGE", f"job={JOB}")], typed=True)
+    other.engine.ingestor.push(
+        [FalconItem("h1", "cpu.idle", ts, 10, 25.0, "GAUGE", f"job={JOB}")], typed=True
+    )
     await other.forwarder.flush()
     assert count(owner, "oceand_forward_samples_total", result="refused") == 1  # the 409
 
@@ -260,13 +262,6 @@ async def test_a_not_owner_reply_after_a_move_rereads_the_routes(pair: Pair) -> 
     assert count(other, "oceand_forward_samples_total", result="dropped_not_owner") == 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="found here, not fixed: with these test timings (store_timeout 250 ms, renewal 300 ms) both "
-    "daemons lose their leases at each 10 s bucket boundary (oceand_lease_lost_total{reason='not_renewed'} "
-    "and 'taken') and take them back ~0.1 s later, so the bucket just begun is a takeover_gap and the "
-    "threshold never acts; it passes when the boundary passes without a loss",
-)
 async def test_a_push_to_the_non_owner_scales_the_job_through_the_owner(pair: Pair) -> None:
     """Both instances report cpu.used 95 (> 80) to the daemon that does not own the job, stamped in the
     next period (a bucket begun after the owner took the shard, not a takeover gap); the owner's bucket

@@ -319,7 +319,7 @@ async def test_a_complete_bucket_ahead_of_the_clock_does_not_spin_its_worker(tmp
             }
             for i in range(2)
         ]
-        engine.push(items)
+        engine.ingestor.push(items)
         before = steps
         for _ in range(200):  # loop iterations, not time: a spinning worker steps on each of them
             await asyncio.sleep(0)
