@@ -54,7 +54,7 @@ from actuators.marathon import (
 from oceand.buckets import JOB_LEVEL_METRICS, ClosedBucket, JobBuckets
 from oceand.cluster.forward import SampleRouter
 from oceand.cluster.intent import TAKEOVER_GAP, WAIT, ForeignIntent, bucket_label, takeover_verdict
-from oceand.cluster.lease import DuplicateDecision, Held
+from oceand.cluster.lease import CoordError, DuplicateDecision, Held
 from oceand.cluster.ownership import OverBudget, Ownership
 from oceand.history import HistoryRecorder
 from oceand.ingest import IngestLimits, Ingestor
@@ -258,6 +258,10 @@ class Engine:
             newest[decision.job] = decision
         for decision in newest.values():
             self._settle_pending(self.jobs[decision.job], decision)
+        for d in await self.store.pending_attempt_decisions():  # failed or superseded, a write unsettled
+            rt = self.jobs.get(str(d.get("job")))
+            if rt is not None:
+                await self._add_unsettled(rt, d)
 
     async def upsert(self, doc: JobDocument, version: int) -> JobRuntime:
         rt = self.jobs.get(doc.job)
@@ -616,6 +620,11 @@ class Engine:
                     rt.state.last_bucket = closed.start
                 return
             rt.quiet_until = None
+        if rt.unsettled and rt.retry is None:  # a retry settles them first itself (`_apply`)
+            try:
+                await self._settle_older(rt, self.actuator_for(rt.doc))
+            except (MarathonError, Permanent) as e:  # settled at a later step
+                log.warning("job %s: cannot settle its earlier writes now: %s", rt.name, e)
         retry_at = rt.retry_at
         if rt.retry is not None and retry_at is not None and now >= retry_at:
             d, rt.retry = rt.retry, None
@@ -857,21 +866,40 @@ class Engine:
             if newest is not None:
                 await self._supersede(rt, newest, decision)
             newest = decision
+        for d in await self.store.pending_attempt_decisions():  # failed or superseded, a write unsettled
+            if d.get("job") == rt.name:
+                await self._add_unsettled(rt, d)
         rt.reload = False
+        unknown = [a for _, _, log_ in rt.unsettled for a in log_.unresolved()]
         if newest is not None:
             self._settle_pending(rt, newest)
             assert newest.id is not None
-            unknown = self._logs[newest.id].unresolved()  # writes of an older epoch: the former owner's
-            if unknown:  # the quiet period first: the former owner may still be sending (HA.md §6.7)
-                last = max(unknown, key=lambda a: a.deadline)
-                wait = takeover_verdict(
-                    ForeignIntent(last.to_count, last.sent_at, last.deadline),
-                    None,
-                    self.clock(),
-                    own.takeover_grace,
-                )
-                if wait.action == WAIT and wait.until is not None and wait.until > self.clock():
-                    rt.retry_at = rt.quiet_until = wait.until
+            unknown += self._logs[newest.id].unresolved()  # writes of an older epoch: the former owner's
+        if unknown:  # the quiet period first: the former owner may still be sending (HA.md §6.7)
+            last = max(unknown, key=lambda a: a.deadline)
+            wait = takeover_verdict(
+                ForeignIntent(last.to_count, last.sent_at, last.deadline),
+                None,
+                self.clock(),
+                own.takeover_grace,
+            )
+            if wait.action == WAIT and wait.until is not None and wait.until > self.clock():
+                rt.quiet_until = wait.until
+                if newest is not None:
+                    rt.retry_at = wait.until
+
+    async def _add_unsettled(self, rt: JobRuntime, d: dict[str, Any]) -> None:
+        """A decision no longer pending (failed, superseded) with a write still pending in the store (its
+        outcome unknown when a crash or a takeover came): the write is settled before the job sends
+        anything (`_settle_older`: landed, the decision is adopted as applied; else abandoned), never sent
+        again. Kept in memory only until then, so a restart or the next owner reads it here again."""
+        decision = Decision.from_json(d)
+        assert decision.id is not None
+        if decision.id in self._logs or any(old.id == decision.id for old, _, _ in rt.unsettled):
+            return  # pending itself (retried by `_apply`), or already read
+        attempts = await self._load_attempts(rt.name, decision.id, _key(decision))
+        rt.unsettled.append((decision, ActuationOutcome.from_json(d.get("outcome")), attempts))
+        rt.wake.set()  # settled at the worker's next step (`_step`), not at its next bucket
 
     # ---- commit and apply ----------------------------------------------------------------------
 
@@ -962,11 +990,32 @@ class Engine:
                     a.status = ABANDONED
                     log_.attempts.append(a)
                     raise
+                except (
+                    CoordError
+                ) as e:  # inserted or not, nothing is sent: settle it here (`_unknown_intent`)
+                    await self._unknown_intent(job, decision_id, log_, a, e)
+                    raise
                 return
             await self.store.record_attempt(decision_id, job, a.to_json())
 
         log_ = AttemptLog(attempts or (), record, decision_id)
         return log_
+
+    async def _unknown_intent(
+        self, job: str, decision_id: int, log_: AttemptLog, a: Attempt, error: CoordError
+    ) -> None:
+        """A fenced intent whose insert got no answer may be in the store all the same, pending, with
+        nothing sent. It is written abandoned at once (an insert or an update: either is true); when the
+        store does not take that either, it stays in the log as pending, so the decision's retry (or, when
+        superseded, `_settle_older`; after a crash, the next owner) settles it before anything is sent.
+        Either way the next write of the decision is the next attempt."""
+        log_.attempts.append(a)
+        abandoned = replace(a, status=ABANDONED, detail={**a.detail, "error": f"intent unknown: {error}"})
+        try:
+            await self.store.record_attempt(decision_id, job, abandoned.to_json())
+        except StoreError:
+            return
+        a.status, a.detail = abandoned.status, abandoned.detail
 
     async def _load_attempts(self, job: str, decision_id: int, key: str) -> AttemptLog:
         stored = await self.store.attempts(decision_id)

@@ -255,6 +255,12 @@ class Store(Protocol):
         """Decisions of every job whose outcome is "pending", oldest first (shaped as `decisions`)."""
         ...
 
+    async def pending_attempt_decisions(self) -> list[dict[str, Any]]:
+        """Decisions of every job with a write (attempt) still "pending", whatever their outcome, oldest
+        first (shaped as `decisions`): the writes of unknown outcome a crash or a takeover must settle
+        (HA.md §6.7), including those of decisions already failed or superseded."""
+        ...
+
     async def claim_fire(self, job: str, rule: str, at: float, status: str) -> bool:
         """Record a schedule fire; False if (job, rule, at) was already recorded."""
         ...
@@ -784,6 +790,7 @@ DECISION_SELECT = (
     " LEFT JOIN actuation_outcomes o ON o.decision_id = d.id"
 )
 PENDING_WHERE = "o.status = 'pending' OR (o.decision_id IS NULL AND d.status = 'pending')"
+PENDING_ATTEMPT_WHERE = "d.id IN (SELECT a.decision_id FROM actuation_attempts a WHERE a.status = 'pending')"
 OUTCOME_COLUMNS = "(decision_id, job, status, outcome, updated_at)"
 
 

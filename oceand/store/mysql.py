@@ -28,6 +28,7 @@ from oceand.store.base import (
     FIRE_STATUSES,
     HISTORY_COLUMNS,
     OUTCOME_COLUMNS,
+    PENDING_ATTEMPT_WHERE,
     PENDING_WHERE,
     DecisionNotFound,
     JobLink,
@@ -461,6 +462,13 @@ class MySQLStore:
     async def pending_decisions(self) -> list[dict[str, Any]]:
         async def select(cur: Cursor) -> list[dict[str, Any]]:
             await cur.execute(f"{DECISION_SELECT} WHERE {PENDING_WHERE} ORDER BY d.at, d.id")
+            return [decision_dict(*row) for row in await cur.fetchall()]
+
+        return await self._run(select)
+
+    async def pending_attempt_decisions(self) -> list[dict[str, Any]]:
+        async def select(cur: Cursor) -> list[dict[str, Any]]:
+            await cur.execute(f"{DECISION_SELECT} WHERE {PENDING_ATTEMPT_WHERE} ORDER BY d.at, d.id")
             return [decision_dict(*row) for row in await cur.fetchall()]
 
         return await self._run(select)

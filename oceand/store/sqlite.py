@@ -43,6 +43,7 @@ from oceand.store.base import (
     FIRE_STATUSES,
     HISTORY_COLUMNS,
     OUTCOME_COLUMNS,
+    PENDING_ATTEMPT_WHERE,
     PENDING_WHERE,
     DecisionNotFound,
     DecisionRow,
@@ -506,6 +507,13 @@ class SQLiteStore:
     async def pending_decisions(self) -> list[dict[str, Any]]:
         async with self._read() as db:
             rows = await db.execute_fetchall(f"{DECISION_SELECT} WHERE {PENDING_WHERE} ORDER BY d.at, d.id")
+        return [decision_dict(*row) for row in rows]
+
+    async def pending_attempt_decisions(self) -> list[dict[str, Any]]:
+        async with self._read() as db:
+            rows = await db.execute_fetchall(
+                f"{DECISION_SELECT} WHERE {PENDING_ATTEMPT_WHERE} ORDER BY d.at, d.id"
+            )
         return [decision_dict(*row) for row in rows]
 
     # ------------------------------------------------------------ schedule fires

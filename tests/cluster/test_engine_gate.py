@@ -21,6 +21,7 @@ import pytest
 
 from oceand.cluster import assign
 from oceand.cluster.forward import FORWARDED_HEADER
+from oceand.cluster.lease import CoordError
 from oceand.config import validate_config
 from oceand.daemon import Daemon
 from oceand.store.base import MySQLURL
@@ -337,3 +338,79 @@ async def test_a_status_says_whether_the_daemon_acts_on_the_job_not_only_whose_l
     await until(lambda: not owns(d), 5)
     _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
     assert st["cluster"]["acting"] is False
+
+
+async def test_an_intent_insert_of_unknown_outcome_is_abandoned_not_left_pending(cluster: Cluster) -> None:
+    """The chaos soak's seed 15: the fenced insert got no answer within store_timeout, yet the row was
+    inserted. Nothing is sent for it; the daemon writes it abandoned at once (no orphan pending row),
+    and the retry is the next attempt, which is sent."""
+    d, c = await cluster.start()
+    await until(lambda: owns(d), 5)
+    await add_job(d, c)
+    assert d.leases is not None
+    real = d.leases.fenced_attempt
+    calls = 0
+
+    async def lost_reply_once(*args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        await real(*args)  # inserted...
+        if calls == 1:  # ...but the answer never came
+            raise CoordError("cluster store: no answer within 0.25s")
+
+    d.leases.fenced_attempt = lost_reply_once  # type: ignore[method-assign]
+    status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
+    assert status == 200 and body["decision"]["status"] == "pending", body
+    assert puts(cluster.fake) == []
+    did = body["decision"]["id"]
+    await until(lambda: len(puts(cluster.fake)) == 1, 10)  # the retry
+    assert [(p["X-Oceand-Attempt"], p["instances"]) for p in puts(cluster.fake)] == [("2", "3")]
+    await until(lambda: d.engine.jobs[JOB].retry is None, 5)
+    rows = await sql(
+        cluster.db,
+        "SELECT attempt, status FROM actuation_attempts WHERE decision_id = %s ORDER BY attempt",
+        (did,),
+    )
+    assert rows == [(1, "abandoned"), (2, "applied")]
+
+
+@pytest.mark.parametrize("outcome", ["failed", "superseded"])
+async def test_a_takeover_settles_a_pending_write_of_a_decision_no_longer_pending(
+    cluster: Cluster, outcome: str
+) -> None:
+    """HA.md §6.7: the new owner reads the pending intents of its shards, not only the decisions whose
+    outcome is pending. The state a crash leaves: the decision was recorded `failed` (its intent's
+    insert had no answer) or `superseded` (its write of unknown outcome kept only in the old owner's
+    memory), its write still `pending` in the store, and the write in fact landed. The new owner adopts
+    it (the decision is applied, the write applied) and sends nothing."""
+    a, ca = await cluster.start()
+    await until(lambda: owns(a), 5)
+    await add_job(a, ca)
+    status, body = await ca.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
+    assert status == 200 and body["decision"]["status"] == "applied", body
+    did = body["decision"]["id"]
+    assert a.leases is not None
+    for t in a.leases._tasks:  # A stops (like a crash): no renewals, and its engine no longer acts
+        t.cancel()
+    a.leases.held.clear()
+    await sql(cluster.db, "UPDATE actuation_attempts SET status = 'pending' WHERE decision_id = %s", (did,))
+    await sql(
+        cluster.db,
+        "UPDATE actuation_outcomes SET status = %s, outcome = JSON_SET(outcome, '$.status', %s)"
+        " WHERE decision_id = %s",
+        (outcome, outcome, did),
+    )
+    b, cb = await cluster.start()
+    await until(lambda: owns(b), 10)
+
+    async def attempt_status() -> str:
+        rows = await sql(cluster.db, "SELECT status FROM actuation_attempts WHERE decision_id = %s", (did,))
+        return str(rows[0][0])
+
+    async with asyncio.timeout(15):
+        while await attempt_status() == "pending":
+            await asyncio.sleep(0.05)
+    assert await attempt_status() == "applied"
+    _, got = await cb.call("GET", f"/api/v1/jobs/{JOB}/decisions")
+    assert next(x for x in got["decisions"] if x["id"] == did)["status"] == "applied"
+    assert [p["instances"] for p in puts(cluster.fake)] == ["3"]  # not sent again

@@ -241,3 +241,29 @@ async def test_a_newer_decision_waits_for_the_unknown_write_it_supersedes(
     assert fake.apps[APP].instances == 3
     samples = d.metrics.render().decode()
     assert 'oceand_actuation_settles_total{outcome="landed"} 1.0' in samples
+
+
+async def test_a_restart_settles_a_pending_write_of_a_superseded_decision(
+    start_daemon: DaemonFactory, fake: FakeMarathon
+) -> None:
+    """A superseded decision's write of unknown outcome was kept only in the worker's memory when the
+    daemon stopped: the store has the decision `superseded` and its write `pending` (it had landed).
+    The restarted daemon reads every pending write, not only pending decisions: the write is adopted
+    (the decision applied), and nothing is sent again."""
+    d, c = await start_daemon(marathon=marathon(fake.url))
+    await ready(d, c)
+    _, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
+    assert body["decision"]["status"] == "applied", body
+    did = body["decision"]["id"]
+    (write,) = await d.store.attempts(did)
+    await d.store.record_attempt(did, JOB, dict(write, status="pending"))
+    gone = dict(body["decision"]["result"], status="superseded", superseded_by=did + 1)
+    await d.store.record_outcome(did, JOB, gone)
+    await d.stop()
+    d, c = await start_daemon(marathon=marathon(fake.url))
+    async with asyncio.timeout(10):
+        while (await d.store.attempts(did))[0]["status"] == "pending":
+            await asyncio.sleep(0.05)
+    assert (await d.store.attempts(did))[0]["status"] == "applied"
+    assert (await decision(c, did))["status"] == "applied"
+    assert [n for _, _, n in puts(fake)] == [3]

@@ -479,3 +479,26 @@ async def test_ping_reports_open_and_closed(store: AnyStore) -> None:
     assert await store.ping() is False
     with pytest.raises(StoreError, match="not open"):
         await store.list_jobs()
+
+
+async def test_pending_attempt_decisions_are_those_with_a_pending_write_whatever_their_outcome(
+    store: AnyStore,
+) -> None:
+    """HA.md §6.7: a takeover or a restart settles every pending write; a decision already failed or
+    superseded may still have one (its outcome unknown when it was recorded)."""
+    write = {"attempt": 1, "to_count": 3, "sent_at": 1.0, "deadline": 6.0, "status": "pending"}
+    failed = await store.commit("a", {}, decision(job="a", at=30.0), outcome("failed"))
+    superseded = await store.commit("b", {}, decision(job="b", at=10.0), outcome("superseded"))
+    pending = await store.commit("c", {}, decision(job="c", at=20.0), outcome("pending"))
+    settled = await store.commit("d", {}, decision(job="d", at=5.0), outcome("failed"))
+    unsent = await store.commit("e", {}, decision(job="e", at=1.0), outcome("failed"))
+    assert failed and superseded and pending and settled and unsent
+    for did, job in ((failed, "a"), (superseded, "b"), (pending, "c"), (settled, "d")):
+        await store.record_attempt(did, job, write)
+    await store.record_attempt(settled, "d", dict(write, status="abandoned"))
+    got = await store.pending_attempt_decisions()
+    assert [(d["id"], d["job"], d["outcome"]["status"]) for d in got] == [
+        (superseded, "b", "superseded"),
+        (pending, "c", "pending"),
+        (failed, "a", "failed"),
+    ]
