@@ -268,6 +268,22 @@ async def test_get_cluster_alone(start_daemon: Any) -> None:
     assert await c.call("GET", "/api/v1/cluster") == (200, {"enabled": False})
 
 
+async def attempts_until(cluster: Cluster, did: int, want: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The decision's attempt rows (attempt, status) once they are `want`, or as they are after 10 s: the
+    write's outcome is recorded after the PUT's answer, a moment after the worker is done with its retry."""
+    rows: list[tuple[Any, ...]] = []
+    for _ in range(200):
+        rows = await sql(
+            cluster.db,
+            "SELECT attempt, status FROM actuation_attempts WHERE decision_id = %s ORDER BY attempt",
+            (did,),
+        )
+        if rows == want:
+            break
+        await asyncio.sleep(0.05)
+    return rows
+
+
 async def test_a_write_not_sent_within_the_budget_of_its_intent_is_abandoned(cluster: Cluster) -> None:
     """The intent insert took longer than actuation_budget (a stall between the insert and the write):
     the attempt is marked abandoned and nothing is sent; the retry is the next attempt, and is sent."""
@@ -294,12 +310,10 @@ async def test_a_write_not_sent_within_the_budget_of_its_intent_is_abandoned(clu
     await until(lambda: len(puts(cluster.fake)) == 1, 10)  # the retry
     assert [(p["X-Oceand-Attempt"], p["instances"]) for p in puts(cluster.fake)] == [("2", "3")]
     await until(lambda: d.engine.jobs[JOB].retry is None, 5)
-    rows = await sql(
-        cluster.db,
-        "SELECT attempt, status FROM actuation_attempts WHERE decision_id = %s ORDER BY attempt",
-        (did,),
-    )
-    assert rows == [(1, "abandoned"), (2, "applied")]
+    assert await attempts_until(cluster, did, [(1, "abandoned"), (2, "applied")]) == [
+        (1, "abandoned"),
+        (2, "applied"),
+    ]
     assert d.metrics.intent_abandoned.labels("budget")._value.get() == 1
 
 
@@ -366,12 +380,10 @@ async def test_an_intent_insert_of_unknown_outcome_is_abandoned_not_left_pending
     await until(lambda: len(puts(cluster.fake)) == 1, 10)  # the retry
     assert [(p["X-Oceand-Attempt"], p["instances"]) for p in puts(cluster.fake)] == [("2", "3")]
     await until(lambda: d.engine.jobs[JOB].retry is None, 5)
-    rows = await sql(
-        cluster.db,
-        "SELECT attempt, status FROM actuation_attempts WHERE decision_id = %s ORDER BY attempt",
-        (did,),
-    )
-    assert rows == [(1, "abandoned"), (2, "applied")]
+    assert await attempts_until(cluster, did, [(1, "abandoned"), (2, "applied")]) == [
+        (1, "abandoned"),
+        (2, "applied"),
+    ]
 
 
 @pytest.mark.parametrize("outcome", ["failed", "superseded"])
