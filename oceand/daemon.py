@@ -17,7 +17,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -39,7 +39,6 @@ from oceand.api.openapi import openapi
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.auth import Authority, WriteLimiter, prune_audit
 from oceand.cluster.forward import Forwarder
-from oceand.cluster.hotstate import HotState
 from oceand.cluster.ids import instance_id
 from oceand.cluster.lease import Coordinator, LeaseManager
 from oceand.cluster.ownership import Ownership
@@ -63,6 +62,9 @@ from oceand.warm import WarmStart
 from policies.document import JobDocument
 from policies.types import ActuationOutcome, Decision
 
+if TYPE_CHECKING:
+    from oceand.cluster.hotstate import HotState
+
 log = logging.getLogger("oceand")
 AUDIT_PRUNE_INTERVAL = 3600.0  # seconds between prunings of the audit trail ([auth] audit_retention)
 
@@ -73,6 +75,8 @@ def hot_state(config: Config, metrics: Metrics) -> HotState | None:
     r = config.redis
     if r.url is None:
         return None
+    from oceand.cluster.hotstate import HotState  # here: redis-py is imported only when Redis is used
+
     return HotState(r.url, config.cluster.name, socket_timeout=r.socket_timeout, metrics=metrics)
 
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actuators.marathon import ClusterRuntime
-from oceand.cluster.hotstate import HotState
 from oceand.engine import Engine
 from oceand.metrics import Metrics
 from oceand.store.base import Store
+
+if TYPE_CHECKING:
+    from oceand.cluster.hotstate import HotState
 
 
 class Health:
