@@ -17,7 +17,6 @@ from policies.predictive import (
     MAX_ERRORS,
     MAX_PENDING,
     MIN_ERRORS,
-    TREND_WEIGHT,
     PredictiveSpec,
     forecast,
     quantile,
@@ -100,10 +99,11 @@ def test_it_forecasts_a_ramp_one_lead_ahead_once_it_has_checked_forecasts() -> N
     late = decisions[-1].proposals[0]
     assert late.inputs["mode"] == "forecast" and late.reason == SCALE_OUT
     assert late.inputs["lead"] == 60.0
-    # the level lags the load by LEVEL_TIME leads of the slope (1 a second); the trend adds TREND_WEIGHT leads
-    lag, ahead = LEVEL_TIME * 60, TREND_WEIGHT * 60
-    assert late.inputs["forecast"] == pytest.approx(ramp[-1] - lag + ahead, abs=10)
-    assert late.inputs["forecast"] > ramp[-1] - lag + ahead / 2  # the trend is in it
+    # the level lags the load by LEVEL_TIME leads of the slope (1 a second); the errors at the lead are
+    # slope × (lead + lag), so the margin carries the forecast one lead ahead of the load
+    lag = LEVEL_TIME * 60
+    assert late.inputs["forecast"] == pytest.approx(ramp[-1] - lag, abs=10)
+    assert late.inputs["forecast"] + late.inputs["margin"] == pytest.approx(ramp[-1] + 60, abs=10)
     assert late.desired >= late.inputs["target_proposal"]
 
 
@@ -163,11 +163,19 @@ def test_quantile_matches_numpy() -> None:
         assert quantile(xs, q) == pytest.approx(float(np.quantile(xs, q)))
 
 
-def test_forecast_never_negative() -> None:
+@pytest.mark.parametrize(
+    ("level", "trend", "expected"),
+    [
+        pytest.param(5.0, 0.0, 5.0, id="the level"),
+        pytest.param(5.0, -1.0, 5.0, id="a trend in a state stored by an earlier version is not used"),
+        pytest.param(-2.0, 0.0, 0.0, id="never negative"),
+    ],
+)
+def test_forecast_without_a_cycle_is_the_level(level: float, trend: float, expected: float) -> None:
     spec = PredictiveSpec.of(parse_job(doc_with(pred(season="off"))).rules[0])  # type: ignore[arg-type]
     from policies.types import PredictiveState
 
-    assert forecast(spec, PredictiveState(t=0.0, level=5.0, trend=-1.0), 0.0, 60.0) == 0.0
+    assert forecast(spec, PredictiveState(t=0.0, level=level, trend=trend), 0.0, 60.0) == expected
 
 
 @pytest.mark.parametrize(
