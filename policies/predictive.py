@@ -243,10 +243,7 @@ def _coefficients(dt: float, lead: float) -> float:
     buckets are one period apart, so a handful of (dt, lead) pairs recur; bounded)."""
     hit = _COEFFICIENTS.get((dt, lead))
     if hit is None:
-        if lead > 0:
-            hit = 1.0 - math.exp(-dt / (LEVEL_TIME * lead))
-        else:
-            hit = 1.0
+        hit = 1.0 - math.exp(-dt / (LEVEL_TIME * lead)) if lead > 0 else 1.0
         if len(_COEFFICIENTS) >= 4096:
             _COEFFICIENTS.clear()
         _COEFFICIENTS[(dt, lead)] = hit
@@ -326,10 +323,9 @@ def propose_predictive(
     else:
         acc, n = st.acc, st.n
     # 4. the forecast for now + lead, kept to be checked when its time comes (one per lead: see below)
+    f = level if level > 0 else 0.0
     if season > 0:
         f = _forecast(spec, level, season, ring, slot, now, lead)
-    else:
-        f = level if level > 0 else 0.0
     last = st.last_pending
     if (last is None or now - last >= lead / FORECASTS_PER_LEAD) and len(pending) < 16 * MAX_PENDING:
         pending, last = pending + _PAIR.pack(now + lead, f), now
