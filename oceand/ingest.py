@@ -107,9 +107,12 @@ class Route:
     limit: str | None = None  # the bound that refused the series (series_per_job, series_total)
     ahead: float = 0.0  # the timestamps accepted, around the daemon's clock: the loosest of the targets' jobs
     age: float = 0.0
+    # the first timestamp of a later last-seen period than the route has seen its slot hold (the hot loop's
+    # one comparison per sample; only a sample at or after it writes the slot)
+    fresh: int = 0
 
     @classmethod
-    def to(cls, targets: list[Target], ctype: str, counter: str | None, slot: int) -> Route:
+    def to(cls, targets: list[Target], ctype: str, counter: str | None, slot: int, fresh: int) -> Route:
         t = targets[0]
         return cls(
             t.buckets,
@@ -122,6 +125,7 @@ class Route:
             slot,
             ahead=max(x.buckets.max_ahead for x in targets),
             age=max(x.buckets.max_age for x in targets),
+            fresh=fresh,
         )
 
     @classmethod
@@ -588,7 +592,7 @@ class Ingestor:
         if isinstance(admitted, Route):
             return admitted
         slot, targets = admitted
-        return Route.to(targets, ctype, counter, slot)
+        return Route.to(targets, ctype, counter, slot, (self._seen[slot] + 1) * SEEN_STEP)
 
     def push(
         self,
@@ -746,10 +750,11 @@ class Ingestor:
                 if rate < 0:
                     continue  # counter reset / wrap (COUNTER) or negative DERIVE: Falcon drops it
                 v = rate
-            period = ts // SEEN_STEP  # when the series was last seen: all its expiry needs
-            slot = route.slot
-            if period > seen[slot]:
+            if ts >= route.fresh:  # a later period than its slot holds: when it was last seen (for expiry)
+                slot = route.slot
+                period = max(ts // SEEN_STEP, seen[slot])
                 seen[slot] = period
+                route.fresh = (period + 1) * SEEN_STEP
             # the bucket write (JobBuckets.add inlined for the first target, the usual only one)
             start = ts - ts % jb.period
             val = 100.0 - v if route.invert else v
