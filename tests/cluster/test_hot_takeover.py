@@ -1,0 +1,173 @@
+"""The Redis hot state joined to the lease loop and the engine (issue 14, docs/redis.md): two daemons in
+this process on the real MariaDB, a redis-server of the test's own and the in-process fake Marathon, one
+clock for both (buckets close when the test says):
+
+- a streak built on daemon A whose last bucket never reached the store (A "crashes" between two
+  write-behind flushes) continues on daemon B after the takeover, from A's Redis snapshot;
+- with Redis down, B starts from the store's state (the streak restarts from what A wrote behind), /readyz
+  says redis degraded and B still scales;
+- a clean stop publishes the releases and `leaving`, and the wake-up kicks the other daemon's poll, so
+  it takes the shards long before its next acquire_poll;
+- a snapshot written under a newer epoch fences the old owner's write, which drops the shard."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from oceand.cluster.hotstate import state_key
+from oceand.config import validate_config
+from oceand.daemon import Daemon
+from oceand.store.base import MySQLURL
+from tests.cluster.test_engine_gate import CLUSTER, owns, puts
+from tests.cluster.test_engine_gate import fake as fake
+from tests.cluster.test_forward_daemons import count, free_port
+from tests.conftest import Client
+from tests.engine.test_live_decisions import JOB, T0, Clock, bucket, seed
+from tests.fakes.marathon import FakeMarathon
+from tests.hotstate.conftest import RedisServer
+from tests.hotstate.conftest import own_redis as own_redis
+from tests.marathon.conftest import until
+from tests.marathon.test_actuation import APP, marathon
+
+pytestmark = [pytest.mark.mysql, pytest.mark.redis]
+NAME = "hot"  # [cluster] name: the Redis keys' prefix
+
+
+class Pair:
+    def __init__(self, tmp: Path, db: MySQLURL, fake: FakeMarathon, redis: RedisServer) -> None:
+        self.tmp, self.db, self.fake, self.redis = tmp, db, fake, redis
+        self.clock = Clock(T0 + 1)
+        self.daemons: list[Daemon] = []
+        self.sessions: list[Any] = []
+        jobs = tmp / "jobs"
+        jobs.mkdir()
+        (jobs / "job.json").write_bytes(orjson.dumps(seed(target={"cluster": "lg", "app": APP}, mode="active")))
+        self.jobs = jobs
+
+    async def start(self, redis: bool = True, **over: Any) -> tuple[Daemon, Client]:
+        import aiohttp
+
+        port = free_port()
+        data: dict[str, Any] = {
+            "server": {"listen": f"127.0.0.1:{port}"},
+            "store": {"url": f"mysql://root@127.0.0.1:3306/{self.db.database}?timeout=10"},
+            "marathon": marathon(self.fake.url),
+            "jobs": {"dir": str(self.jobs)},
+            "cluster": dict(CLUSTER, name=NAME, advertise=f"127.0.0.1:{port}") | over,
+        }
+        if redis:
+            data["redis"] = {"url": self.redis.url, "socket_timeout": "300ms"}
+        work = self.tmp / f"d{len(self.daemons)}"
+        work.mkdir()
+        conf = validate_config(data, file=str(work / "oceand.toml"), base_dir=work, path=None)
+        d = Daemon(conf, clock=self.clock)
+        if d.hotstate is not None:
+            d.hotstate.probe_interval = 0.05  # a stopped or returned Redis is noticed at once
+        await d.start()
+        s = aiohttp.ClientSession()
+        self.sessions.append(s)
+        self.daemons.append(d)
+        assert d.url is not None
+        return d, Client(s, d.url)
+
+    async def close(self) -> None:
+        for s in self.sessions:
+            await s.close()
+        for d in reversed(self.daemons):
+            if not d.stop_event.is_set():
+                await d.stop()
+
+
+@pytest.fixture
+async def pair(
+    tmp_path: Path, migrated: MySQLURL, fake: FakeMarathon, own_redis: RedisServer
+) -> AsyncIterator[Pair]:
+    p = Pair(tmp_path, migrated, fake, own_redis)
+    yield p
+    await p.close()
+
+
+def snapshot_bucket(p: Pair, d: Daemon) -> int | None:
+    assert d.leases is not None
+    raw = p.redis.client().hget(state_key(NAME, d.leases.shard_of(JOB), JOB), "bucket_ts")
+    return None if not raw else int(raw)
+
+
+def no_write_behind(d: Daemon) -> None:
+    """From now on the states written behind never reach the store (as with a kill -9 before the next
+    flush)."""
+
+    async def nothing() -> None:
+        return None
+
+    d.engine.flush = nothing  # type: ignore[method-assign]
+
+
+def crash(d: Daemon) -> None:
+    """As kill -9: from now on nothing more reaches the leases or Redis either (its engine keeps running,
+    and stops acting once its leases are not renewed)."""
+    no_write_behind(d)
+    assert d.leases is not None
+    for t in d.leases._tasks + [t for t in d.runtime.tasks if t.get_name() == "redis-hot-state"]:
+        t.cancel()
+
+
+async def streak_on_a_then_crash(pair: Pair) -> Daemon:
+    """A owns the job and sees two hot buckets: the first is written behind to the store (streak 1), the
+    second reaches only Redis (streak 2); then A crashes."""
+    a, ca = await pair.start()
+    await until(lambda: owns(a) and a.engine.status(JOB)["app_known"], 10)
+    await bucket(a, ca, pair.clock, 0, 90.0)
+    await a.engine.flush()
+    assert a.engine.jobs[JOB].state.streaks["cpu"].out == 1
+    await until(lambda: snapshot_bucket(pair, a) == T0, 5)
+    no_write_behind(a)
+    await bucket(a, ca, pair.clock, 1, 90.0)
+    assert a.engine.jobs[JOB].state.streaks["cpu"].out == 2
+    await until(lambda: snapshot_bucket(pair, a) == T0 + 10, 5)
+    crash(a)
+    return a
+
+
+async def taken_over(b: Daemon) -> None:
+    await until(lambda: owns(b) and b.engine.status(JOB)["app_known"] and not b.engine.jobs[JOB].reload, 15)
+
+
+def scaled_by(pair: Pair, b: Daemon) -> list[tuple[str, str]]:
+    assert b.leases is not None
+    epoch = b.leases.held[b.leases.shard_of(JOB)].epoch
+    assert all(p["X-Oceand-Epoch"] == str(epoch) for p in puts(pair.fake))
+    return [(p["X-Oceand-Epoch"], p["instances"]) for p in puts(pair.fake)]
+
+
+async def test_a_streak_survives_a_takeover_through_redis(pair: Pair) -> None:
+    await streak_on_a_then_crash(pair)
+    b, cb = await pair.start()
+    await taken_over(b)
+    assert b.engine.jobs[JOB].state.streaks["cpu"].out == 2  # A's last bucket, from its snapshot
+    assert count(b, "oceand_hotstate_source_total", source="redis") == 1
+    await bucket(b, cb, pair.clock, 2, 90.0)  # the third hot bucket in a row: out by one
+    await until(lambda: puts(pair.fake) != [], 5)
+    assert [n for _, n in scaled_by(pair, b)] == ["3"]
+    await until(lambda: snapshot_bucket(pair, b) == T0 + 20, 5)  # B's epoch writes the key now
+
+
+async def test_with_redis_down_the_takeover_starts_from_the_store_and_scaling_goes_on(pair: Pair) -> None:
+    await streak_on_a_then_crash(pair)
+    pair.redis.stop()  # A's snapshot is gone with it (no persistence)
+    b, cb = await pair.start()
+    await taken_over(b)
+    status, body = await cb.call("GET", "/readyz")
+    assert (status, body["status"], body["redis"]) == (200, "ready", "degraded"), body
+    assert b.engine.jobs[JOB].state.streaks["cpu"].out == 1  # what A wrote behind: one bucket lost
+    assert count(b, "oceand_hotstate_source_total", source="store") == 1
+    await bucket(b, cb, pair.clock, 2, 90.0)
+    assert b.engine.jobs[JOB].state.streaks["cpu"].out == 2 and puts(pair.fake) == []
+    await bucket(b, cb, pair.clock, 3, 90.0)  # three in a row as far as B knows: out by one
+    await until(lambda: puts(pair.fake) != [], 5)
+    assert [n for _, n in scaled_by(pair, b)] == ["3"]
