@@ -171,3 +171,37 @@ async def test_with_redis_down_the_takeover_starts_from_the_store_and_scaling_go
     await bucket(b, cb, pair.clock, 3, 90.0)  # three in a row as far as B knows: out by one
     await until(lambda: puts(pair.fake) != [], 5)
     assert [n for _, n in scaled_by(pair, b)] == ["3"]
+
+
+async def test_wake_ups_move_shards_long_before_the_next_poll(pair: Pair) -> None:
+    """acquire_poll 9 s: without wake-ups B would wait about that long for its share after joining, and A
+    for B's shards after B's clean stop. `joined` kicks A's poll (it releases B's share), the releases
+    kick B's, and at B's stop the releases and `leaving` kick A's."""
+    slow = {"lease_ttl": "10s", "acquire_poll": "9s"}
+    a, _ = await pair.start(**slow)
+    assert a.leases is not None
+    await until(lambda: a.leases is not None and len(a.leases.held) == a.leases.s.shards, 5)
+    b, _ = await pair.start(**slow)
+    assert b.leases is not None
+    await until(lambda: b.leases is not None and len(b.leases.held) > 0, 5)  # not 9 s
+    assert count(a, "oceand_redis_events_total", kind="joined") >= 1
+    assert count(b, "oceand_redis_events_total", kind="released") >= 1
+    await b.stop()
+    await until(lambda: a.leases is not None and len(a.leases.held) == a.leases.s.shards, 5)
+    assert count(a, "oceand_redis_events_total", kind="leaving") == 1
+    assert count(a, "oceand_redis_events_total", kind="released") >= 1
+
+
+async def test_a_snapshot_of_a_newer_epoch_fences_the_write_and_drops_the_shard(pair: Pair) -> None:
+    a, ca = await pair.start()
+    await until(lambda: owns(a) and a.engine.status(JOB)["app_known"], 10)
+    assert a.leases is not None
+    shard = a.leases.shard_of(JOB)
+    newer = a.leases.held[shard].epoch + 1  # another daemon took the shard and wrote the job's state
+    pair.redis.client().hset(
+        state_key(NAME, shard, JOB), mapping={"epoch": newer, "bucket_ts": T0, "state": b"{}"}
+    )
+    await bucket(a, ca, pair.clock, 0, 90.0)  # a changed state: noted, its write refused
+    await until(lambda: count(a, "oceand_lease_lost_total", reason="hotstate_fenced") == 1, 5)
+    assert count(a, "oceand_hotstate_write_total", result="fenced") == 1
+    assert pair.redis.client().hget(state_key(NAME, shard, JOB), "epoch") == str(newer).encode()
