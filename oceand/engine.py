@@ -595,7 +595,8 @@ class Engine:
                 self._inflight += 1
                 await self._step(rt)
                 if self.on_state is not None and (
-                    rt.actuation is not acted or (rt.state is not before and not _same_state(before, rt.state))
+                    rt.actuation is not acted
+                    or (rt.state is not before and not _same_state(before, rt.state))
                 ):  # cluster with Redis: the hot-state snapshot (only the last bucket moved: not worth it)
                     self.on_state(rt.name, rt.state.last_bucket, self._state_json(rt))
                 rt.idle = self._idle_key(rt, before, last_decision)

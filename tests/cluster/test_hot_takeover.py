@@ -46,7 +46,9 @@ class Pair:
         self.sessions: list[Any] = []
         jobs = tmp / "jobs"
         jobs.mkdir()
-        (jobs / "job.json").write_bytes(orjson.dumps(seed(target={"cluster": "lg", "app": APP}, mode="active")))
+        (jobs / "job.json").write_bytes(
+            orjson.dumps(seed(target={"cluster": "lg", "app": APP}, mode="active"))
+        )
         self.jobs = jobs
 
     async def start(self, redis: bool = True, **over: Any) -> tuple[Daemon, Client]:
