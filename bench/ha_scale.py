@@ -17,9 +17,19 @@ Two parts, each bounded in time, loopback only:
 
     .venv/bin/python bench/ha_scale.py [--jobs 100000] [--rounds 5] [--window 10] [--baseline]
 
-Redis operations are not measured: the hot-state writer (HotStateWriter, on main) is not wired into the
-engine on this branch, so a daemon here sends 0 Redis operations per second. Needs MariaDB on
-127.0.0.1:3306 (root, no password).
+3. **Redis operations** — the hot-state writers of 4 daemons (`HotStateWriter` → `HotState.write_states`,
+   as the engine wires them with `[redis]`: oceand/cluster/hotlink.py) in this process, on a redis-server
+   of the run's own (free port, no persistence). N jobs with a bucket period of 10 s, each daemon owning
+   the jobs of a quarter of the shards; every 0.1 s the jobs whose bucket closes in that tick are noted,
+   `--changed` of them with a changed state (the engine notes only those). After a 2 s warm-up, Redis's
+   `total_commands_processed` and CPU (`INFO`) and this process's CPU are read over `--window` s. The
+   same-run baseline is the same note stream with Redis marked degraded (nothing sent): what the writers
+   cost without Redis.
+
+    .venv/bin/python bench/ha_scale.py [--jobs 100000] [--rounds 5] [--window 10] [--baseline]
+        [--changed 1.0] [--skip-forwarding] [--skip-leases] [--skip-redis]
+
+Needs MariaDB on 127.0.0.1:3306 (root, no password) and `redis-server` on the PATH.
 """
 
 from __future__ import annotations
@@ -266,7 +276,150 @@ async def forwarding(jobs: int, rounds: int, batch: int) -> None:
     )
 
 
+# ---- part 3: Redis operations of the hot-state writers -------------------------------------------------
+
+
+CLIENT_COMMANDS = ("evalsha", "eval", "script", "hgetall", "getdel", "publish")  # what HotState sends
+
+
+def hot_state_doc(i: int, r: int) -> dict[str, Any]:
+    """A job's state as the engine stores it (`JobState.to_json`), about 250 B; changes with `r`."""
+    return {
+        "count": 2 + i % 5,
+        "last_change_at": NOW - 600 + r,
+        "last_bucket": NOW + 10 * r,
+        "streaks": {"cpu": {"out": r % 3, "in_": 0}},
+        "recent": [[NOW - 300, 2 + i % 5]],
+        "alarms": {},
+        "fires": {},
+        "created_at": NOW - 86_400,
+    }
+
+
+async def hot_state_ops(jobs: int, window: float, changed: float, degraded: bool) -> dict[str, float]:
+    """One run of part 3; returns the figures it prints."""
+    import tempfile
+
+    from oceand.cluster.hotstate import HotState
+    from oceand.cluster.hotwriter import HotStateWriter
+    from oceand.metrics import Metrics
+    from tests.hotstate.conftest import RedisServer
+
+    server = RedisServer(Path(tempfile.mkdtemp(prefix="oceand-bench-redis-")))
+    server.start()
+    admin = server.client()
+    hots: list[HotState] = []
+    stop = asyncio.Event()
+    try:
+        metrics = [Metrics() for _ in range(DAEMONS)]
+        hots = [HotState(server.url, "bench", metrics=m) for m in metrics]
+        writers = []
+        for i, h in enumerate(hots):
+            await h.probe()
+
+            def owner(job: str, i: int = i) -> tuple[int, int] | None:
+                s = shard_of(job, SHARDS)
+                return (s, 1) if s % DAEMONS == i else None
+
+            writers.append(HotStateWriter(h, owner))
+        names = [job_name(i) for i in range(jobs)]
+        mine = [w for i in range(jobs) for w in writers if w.owner(names[i]) is not None]
+        noted = [0]
+
+        async def feed() -> None:
+            tick, per_tick, r = 0, max(1, jobs // 100), 0  # period 10 s = 100 ticks of 0.1 s
+            t = time.monotonic()
+            while not stop.is_set():
+                lo = (tick % 100) * per_tick
+                r = tick // 100 + 1
+                for i in range(lo, min(jobs, lo + per_tick)):
+                    if (i % 1000) < changed * 1000:
+                        mine[i].note(names[i], NOW + 10 * r, hot_state_doc(i, r))
+                        noted[0] += 1
+                tick += 1
+                t += 0.1
+                await asyncio.sleep(max(0.0, t - time.monotonic()))
+
+        tasks = [asyncio.create_task(w.run(stop)) for w in writers] + [asyncio.create_task(feed())]
+        if degraded:
+            for h in hots:
+                for t in h._tasks:
+                    t.cancel()
+                h.up = False
+        await asyncio.sleep(2.0)  # warm-up: every job noted at least once at period 10 s needs 10 s; the
+        # first states of each job are sent as they come, so the rate is steady from the first tick on
+
+        def ok() -> float:
+            return sum(
+                m.registry.get_sample_value("oceand_hotstate_write_total", {"result": "ok"}) or 0
+                for m in metrics
+            )
+
+        def calls() -> int:  # the writers' operations (one EVALSHA per snapshot), not those the script runs
+            stats = admin.info("commandstats")
+            return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in CLIENT_COMMANDS)
+
+        info0, calls0, cpu0, ok0, noted0 = admin.info(), calls(), time.process_time(), ok(), noted[0]
+        await asyncio.sleep(window)
+        info1, calls1, cpu1, ok1, noted1 = admin.info(), calls(), time.process_time(), ok(), noted[0]
+        stop.set()
+        await asyncio.gather(*tasks)
+    finally:
+        stop.set()
+        for h in hots:
+            await h.close()
+        admin.close()
+        server.stop()
+    redis_cpu = (info1["used_cpu_user"] + info1["used_cpu_sys"]) - (
+        info0["used_cpu_user"] + info0["used_cpu_sys"]
+    )
+    return {
+        "noted/s": (noted1 - noted0) / window,
+        "stored/s": (ok1 - ok0) / window,
+        "redis ops/s": (calls1 - calls0) / window,
+        "redis commands/s": (info1["total_commands_processed"] - info0["total_commands_processed"] - 2)
+        / window,
+        "redis cpu %": redis_cpu / window * 100,
+        "client cpu %": (cpu1 - cpu0) / window * 100,
+        "client µs/note": (cpu1 - cpu0) / max(1, noted1 - noted0) * 1e6,
+        "redis memory MB": info1["used_memory"] / 1e6,
+    }
+
+
+async def hot_state(jobs: int, window: float, changed: float) -> None:
+    base = await hot_state_ops(jobs, window, changed, degraded=True)
+    real = await hot_state_ops(jobs, window, changed, degraded=False)
+    print(
+        f"  baseline (Redis degraded, nothing sent): {base['noted/s']:,.0f} notes/s, "
+        f"{base['redis ops/s']:,.1f} Redis ops/s, client {base['client cpu %']:.1f}% of a core "
+        f"({base['client µs/note']:.1f} µs/note)"
+    )
+    print(
+        f"  hot state on: {real['noted/s']:,.0f} notes/s, {real['stored/s']:,.0f} snapshots stored/s, "
+        f"{real['redis ops/s']:,.0f} Redis ops/s ({real['redis ops/s'] / max(1.0, real['noted/s']):.2f} per note; "
+        f"{real['redis commands/s']:,.0f} commands/s counting those the Lua script runs), "
+        f"Redis CPU {real['redis cpu %']:.1f}% of a core, memory {real['redis memory MB']:.1f} MB; client "
+        f"{real['client cpu %']:.1f}% of a core ({real['client µs/note']:.1f} µs/note, "
+        f"{real['client µs/note'] / max(0.001, base['client µs/note']):.1f}x the baseline)"
+    )
+
+
 async def amain(args: argparse.Namespace) -> None:
+    if not args.skip_redis:
+        print(
+            f"== Redis hot state: {args.jobs} jobs over {DAEMONS} daemons, period 10 s, "
+            f"{args.changed:.0%} of the states changed per bucket, {args.window:g} s window"
+        )
+        await hot_state(args.jobs, args.window, args.changed)
+    if not args.skip_leases:
+        await leases_part(args)
+    if args.skip_forwarding:
+        return
+    print(f"== forwarding: {args.jobs} jobs, {args.rounds} rounds of one sample per job")
+    await forwarding(args.jobs, args.rounds, args.batch)
+
+
+async def leases_part(args: argparse.Namespace) -> None:
     name = f"oceand_ha_forward_bench_{os.getpid()}"
     create_mysql_database(name)
     db = MySQLURL(host="127.0.0.1", user="root", database=name, port=3306, timeout=10.0)
@@ -281,10 +434,6 @@ async def amain(args: argparse.Namespace) -> None:
             await leases(db, args.window, with_routes=False)
     finally:
         drop_mysql_database(name)
-    if args.skip_forwarding:
-        return
-    print(f"== forwarding: {args.jobs} jobs, {args.rounds} rounds of one sample per job")
-    await forwarding(args.jobs, args.rounds, args.batch)
 
 
 def main() -> None:
@@ -297,6 +446,9 @@ def main() -> None:
         "--baseline", action="store_true", help="also measure the lease loops without route tables"
     )
     p.add_argument("--skip-forwarding", action="store_true")
+    p.add_argument("--skip-leases", action="store_true")
+    p.add_argument("--skip-redis", action="store_true")
+    p.add_argument("--changed", type=float, default=1.0, help="share of the states changed per bucket")
     asyncio.run(amain(p.parse_args()))
 
 
