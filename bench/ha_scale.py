@@ -1,6 +1,6 @@
 """Several daemons at scale (issue 14 "Show", HA.md §6.12): N synthetic jobs over 4 daemons on this machine.
 
-Two parts, each bounded in time, loopback only:
+Three parts, each bounded in time, loopback only:
 
 1. **Leases** — 4 `LeaseManager`s (the daemons' lease loops, default timings: renewal 1 s, poll 0.5 s,
    1024 shards) and their route tables (refresh every 0.5 s) in this process, on a MariaDB database of
@@ -14,17 +14,14 @@ Two parts, each bounded in time, loopback only:
      receiver **process** that parses each body and puts the samples into its buckets
      (`parse_samples` + `split_by_owner` + `JobBuckets.add`, the owner's path).
    CPU is `time.process_time()` of the sender (this process) and of the receiver process, per sample.
-
-    .venv/bin/python bench/ha_scale.py [--jobs 100000] [--rounds 5] [--window 10] [--baseline]
-
 3. **Redis operations** — the hot-state writers of 4 daemons (`HotStateWriter` → `HotState.write_states`,
-   as the engine wires them with `[redis]`: oceand/cluster/hotlink.py) in this process, on a redis-server
-   of the run's own (free port, no persistence). N jobs with a bucket period of 10 s, each daemon owning
-   the jobs of a quarter of the shards; every 0.1 s the jobs whose bucket closes in that tick are noted,
-   `--changed` of them with a changed state (the engine notes only those). After a 2 s warm-up, Redis's
-   `total_commands_processed` and CPU (`INFO`) and this process's CPU are read over `--window` s. The
-   same-run baseline is the same note stream with Redis marked degraded (nothing sent): what the writers
-   cost without Redis.
+   as the engine wires them with `[redis]`: oceand/cluster/hotlink.py), each in a process of its own, on
+   a redis-server of the run's own (free port, no persistence). N jobs with a bucket period of 10 s, each
+   daemon owning the jobs of a quarter of the shards; every 0.1 s the jobs whose bucket closes in that tick
+   are noted, `--changed` of them with a changed state (the engine notes only those). After a 2 s warm-up,
+   Redis's `INFO` (commands, CPU) and the 4 processes' CPU are read over `--window` s. The same-run
+   baseline is the same note stream with Redis marked degraded (nothing sent): what the writers cost
+   without Redis.
 
     .venv/bin/python bench/ha_scale.py [--jobs 100000] [--rounds 5] [--window 10] [--baseline]
         [--changed 1.0] [--skip-forwarding] [--skip-leases] [--skip-redis]
@@ -296,110 +293,129 @@ def hot_state_doc(i: int, r: int) -> dict[str, Any]:
     }
 
 
-async def hot_state_ops(jobs: int, window: float, changed: float, degraded: bool) -> dict[str, float]:
-    """One run of part 3; returns the figures it prints."""
-    import tempfile
-
+def hot_daemon(i: int, url: str, jobs: int, changed: float, degraded: bool, ev: Any, out: Any) -> None:
+    """Daemon `i`'s writer in a process of its own: it notes the jobs of its quarter of the shards whose
+    bucket closes in each 0.1 s tick (period 10 s) and lets `HotStateWriter.run` send them. It reports
+    (CPU s, notes, snapshots stored) at `ev["measure"]` and again at `ev["stop"]`."""
     from oceand.cluster.hotstate import HotState
     from oceand.cluster.hotwriter import HotStateWriter
     from oceand.metrics import Metrics
+
+    async def main() -> None:
+        metrics = Metrics()
+        hot = HotState(url, "bench", metrics=metrics)
+        await hot.probe()
+        if degraded:
+            hot.up = False  # nothing is sent: the baseline
+
+        def owner(job: str) -> tuple[int, int] | None:
+            s = shard_of(job, SHARDS)
+            return (s, 1) if s % DAEMONS == i else None
+
+        writer = HotStateWriter(hot, owner)
+        names = [job_name(k) for k in range(jobs)]
+        mine = [owner(n) is not None and (k % 1000) < changed * 1000 for k, n in enumerate(names)]
+        stop = asyncio.Event()
+        task = asyncio.create_task(writer.run(stop))
+        noted, per_tick, tick, t = 0, max(1, jobs // 100), 0, time.monotonic()
+        ev["ready"][i].set()
+        snap: list[tuple[float, int, float]] = []
+
+        def stored() -> float:
+            return metrics.registry.get_sample_value("oceand_hotstate_write_total", {"result": "ok"}) or 0.0
+
+        while not ev["stop"].is_set():
+            lo, r = (tick % 100) * per_tick, tick // 100 + 1
+            for k in range(lo, min(jobs, lo + per_tick)):
+                if mine[k]:
+                    writer.note(names[k], NOW + 10 * r, hot_state_doc(k, r))
+                    noted += 1
+            if not snap and ev["measure"].is_set():
+                snap.append((time.process_time(), noted, stored()))
+            tick += 1
+            t += 0.1
+            await asyncio.sleep(max(0.0, t - time.monotonic()))
+        snap.append((time.process_time(), noted, stored()))
+        stop.set()
+        await task
+        await hot.close()
+        out.put((i, snap[0], snap[-1]))
+
+    asyncio.run(main())
+
+
+def hot_state_ops(jobs: int, window: float, changed: float, degraded: bool) -> dict[str, float]:
+    """One run of part 3 (4 writer processes, one redis-server); returns the figures it prints."""
+    import tempfile
+
     from tests.hotstate.conftest import RedisServer
 
     server = RedisServer(Path(tempfile.mkdtemp(prefix="oceand-bench-redis-")))
     server.start()
     admin = server.client()
-    hots: list[HotState] = []
-    stop = asyncio.Event()
+    ctx = mp.get_context("spawn")
+    ev = {"ready": [ctx.Event() for _ in range(DAEMONS)], "measure": ctx.Event(), "stop": ctx.Event()}
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=hot_daemon, args=(i, server.url, jobs, changed, degraded, ev, out), daemon=True)
+        for i in range(DAEMONS)
+    ]
     try:
-        metrics = [Metrics() for _ in range(DAEMONS)]
-        hots = [HotState(server.url, "bench", metrics=m) for m in metrics]
-        writers = []
-        for i, h in enumerate(hots):
-            await h.probe()
-
-            def owner(job: str, i: int = i) -> tuple[int, int] | None:
-                s = shard_of(job, SHARDS)
-                return (s, 1) if s % DAEMONS == i else None
-
-            writers.append(HotStateWriter(h, owner))
-        names = [job_name(i) for i in range(jobs)]
-        mine = [w for i in range(jobs) for w in writers if w.owner(names[i]) is not None]
-        noted = [0]
-
-        async def feed() -> None:
-            tick, per_tick, r = 0, max(1, jobs // 100), 0  # period 10 s = 100 ticks of 0.1 s
-            t = time.monotonic()
-            while not stop.is_set():
-                lo = (tick % 100) * per_tick
-                r = tick // 100 + 1
-                for i in range(lo, min(jobs, lo + per_tick)):
-                    if (i % 1000) < changed * 1000:
-                        mine[i].note(names[i], NOW + 10 * r, hot_state_doc(i, r))
-                        noted[0] += 1
-                tick += 1
-                t += 0.1
-                await asyncio.sleep(max(0.0, t - time.monotonic()))
-
-        tasks = [asyncio.create_task(w.run(stop)) for w in writers] + [asyncio.create_task(feed())]
-        if degraded:
-            for h in hots:
-                for t in h._tasks:
-                    t.cancel()
-                h.up = False
-        await asyncio.sleep(2.0)  # warm-up: every job noted at least once at period 10 s needs 10 s; the
-        # first states of each job are sent as they come, so the rate is steady from the first tick on
-
-        def ok() -> float:
-            return sum(
-                m.registry.get_sample_value("oceand_hotstate_write_total", {"result": "ok"}) or 0
-                for m in metrics
-            )
+        for pr in procs:
+            pr.start()
+        for e in ev["ready"]:
+            e.wait(120)
+        time.sleep(2.0)  # warm-up
 
         def calls() -> int:  # the writers' operations (one EVALSHA per snapshot), not those the script runs
             stats = admin.info("commandstats")
             return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in CLIENT_COMMANDS)
 
-        info0, calls0, cpu0, ok0, noted0 = admin.info(), calls(), time.process_time(), ok(), noted[0]
-        await asyncio.sleep(window)
-        info1, calls1, cpu1, ok1, noted1 = admin.info(), calls(), time.process_time(), ok(), noted[0]
-        stop.set()
-        await asyncio.gather(*tasks)
+        info0, calls0 = admin.info(), calls()
+        ev["measure"].set()
+        time.sleep(window)
+        ev["stop"].set()
+        info1, calls1 = admin.info(), calls()
+        results = [out.get(timeout=60) for _ in procs]
+        for pr in procs:
+            pr.join(30)
     finally:
-        stop.set()
-        for h in hots:
-            await h.close()
+        for pr in procs:
+            if pr.is_alive():
+                pr.terminate()
         admin.close()
         server.stop()
-    redis_cpu = (info1["used_cpu_user"] + info1["used_cpu_sys"]) - (
-        info0["used_cpu_user"] + info0["used_cpu_sys"]
-    )
+    cpu = sum(b[0] - a[0] for _, a, b in results)
+    noted = sum(b[1] - a[1] for _, a, b in results)
+    stored = sum(b[2] - a[2] for _, a, b in results)
+    redis_cpu = sum(info1[k] - info0[k] for k in ("used_cpu_user", "used_cpu_sys"))
     return {
-        "noted/s": (noted1 - noted0) / window,
-        "stored/s": (ok1 - ok0) / window,
+        "noted/s": noted / window,
+        "stored/s": stored / window,
         "redis ops/s": (calls1 - calls0) / window,
         "redis commands/s": (info1["total_commands_processed"] - info0["total_commands_processed"] - 2)
         / window,
         "redis cpu %": redis_cpu / window * 100,
-        "client cpu %": (cpu1 - cpu0) / window * 100,
-        "client µs/note": (cpu1 - cpu0) / max(1, noted1 - noted0) * 1e6,
+        "client cpu %": cpu / window * 100,
+        "client µs/note": cpu / max(1, noted) * 1e6,
         "redis memory MB": info1["used_memory"] / 1e6,
     }
 
 
-async def hot_state(jobs: int, window: float, changed: float) -> None:
-    base = await hot_state_ops(jobs, window, changed, degraded=True)
-    real = await hot_state_ops(jobs, window, changed, degraded=False)
+def hot_state(jobs: int, window: float, changed: float) -> None:
+    base = hot_state_ops(jobs, window, changed, degraded=True)
+    real = hot_state_ops(jobs, window, changed, degraded=False)
     print(
         f"  baseline (Redis degraded, nothing sent): {base['noted/s']:,.0f} notes/s, "
-        f"{base['redis ops/s']:,.1f} Redis ops/s, client {base['client cpu %']:.1f}% of a core "
+        f"{base['redis ops/s']:,.1f} Redis ops/s, 4 daemons' CPU {base['client cpu %']:.1f}% of a core "
         f"({base['client µs/note']:.1f} µs/note)"
     )
     print(
         f"  hot state on: {real['noted/s']:,.0f} notes/s, {real['stored/s']:,.0f} snapshots stored/s, "
         f"{real['redis ops/s']:,.0f} Redis ops/s ({real['redis ops/s'] / max(1.0, real['noted/s']):.2f} per note; "
         f"{real['redis commands/s']:,.0f} commands/s counting those the Lua script runs), "
-        f"Redis CPU {real['redis cpu %']:.1f}% of a core, memory {real['redis memory MB']:.1f} MB; client "
-        f"{real['client cpu %']:.1f}% of a core ({real['client µs/note']:.1f} µs/note, "
+        f"Redis CPU {real['redis cpu %']:.1f}% of a core, memory {real['redis memory MB']:.1f} MB; 4 daemons' "
+        f"CPU {real['client cpu %']:.1f}% of a core ({real['client µs/note']:.1f} µs/note, "
         f"{real['client µs/note'] / max(0.001, base['client µs/note']):.1f}x the baseline)"
     )
 
@@ -410,7 +426,7 @@ async def amain(args: argparse.Namespace) -> None:
             f"== Redis hot state: {args.jobs} jobs over {DAEMONS} daemons, period 10 s, "
             f"{args.changed:.0%} of the states changed per bucket, {args.window:g} s window"
         )
-        await hot_state(args.jobs, args.window, args.changed)
+        hot_state(args.jobs, args.window, args.changed)
     if not args.skip_leases:
         await leases_part(args)
     if args.skip_forwarding:
