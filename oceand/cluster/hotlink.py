@@ -4,17 +4,18 @@ there lazily (this module imports redis-py through hotstate).
 
 - `note(job, bucket_ts, state)` is the engine's `on_state`: the writer (`HotStateWriter`) sends each
   changed state, fenced by the lease epoch, within FLUSH_INTERVAL.
-- `owner(job)`: the job's (shard, epoch) while this daemon may act on the shard (`Ownership.gate`),
-  else None, so a state of a job owned elsewhere now is never written.
+- `owner(job)`: the job's (shard, epoch) while its shard is held here and renewed within
+  stop_acting_after by the local clock (draining included), else None: a state of a job owned elsewhere
+  now is never written.
 - `fenced(job)`: a newer epoch wrote the job's snapshot, so another daemon took the shard: it is dropped
   at once (`LeaseManager.lose`, reason `hotstate_fenced`), as a fenced intent insert would.
 - `load(job, stored)` is the engine's `load_hot`: a takeover starts from the newer of the snapshot and the
   store's state (`HotState.load_state`, HA.md §6.7 step 3).
 - Wake-ups: the lease loop's acquisitions and releases, and this daemon's joining and leaving, are
-  published on the cluster's channel (`joined` at start; the releases and `leaving` at stop: `farewell`);
-  any wake-up received (and each resubscription, after which some may
-  have been missed) kicks the lease poll. They are sent in order by one task (`run`); those that cannot be
-  sent (Redis down) are dropped, since the receivers poll anyway.
+  published on the cluster's channel (`joined` at start; the releases and `leaving` at stop: `farewell`).
+  Any wake-up received, and each resubscription (some may have been missed), kicks the lease poll. They
+  are sent in order by one task (`run`); those that cannot be sent (Redis down) are dropped, since the
+  receivers poll anyway.
 """
 
 from __future__ import annotations
@@ -32,18 +33,21 @@ from oceand.cluster.ownership import Ownership
 
 log = logging.getLogger("oceand.redis")
 MAX_QUEUED = 4096  # wake-ups waiting to be published; beyond it the oldest are dropped (they only hurry)
+# Snapshot reads in flight at once: a start or a large takeover reloads thousands of jobs together, and
+# redis-py would open a connection for each concurrent call
+LOAD_CONCURRENCY = 16
 
 
 class HotLink:
-    def __init__(self, hot: HotState, ownership: Ownership, *, interval: float | None = None) -> None:
+    def __init__(self, hot: HotState, ownership: Ownership) -> None:
         self.hot = hot
         self.ownership = ownership
         self.leases: LeaseManager = ownership.leases
-        kw: dict[str, Any] = {} if interval is None else {"interval": interval}
-        self.writer = HotStateWriter(hot, self.owner, on_fenced=self.fenced, **kw)
+        self.writer = HotStateWriter(hot, self.owner, on_fenced=self.fenced)
         self._epochs: dict[int, int] = {}  # shard -> the epoch acquired here (a release names it)
         self._queue: list[Event] = []
         self._wake = asyncio.Event()
+        self._loads = asyncio.Semaphore(LOAD_CONCURRENCY)
         self.leases.on_acquired.append(self._acquired)
         self.leases.on_lost.append(self._lost)
         hot.on_event.append(self._received)
@@ -68,7 +72,8 @@ class HotLink:
             self.leases.lose(shard, "hotstate_fenced")
 
     async def load(self, job: str, stored: dict[str, Any] | None) -> dict[str, Any] | None:
-        source, state = await self.hot.load_state(self.ownership.shard(job), job, stored)
+        async with self._loads:
+            source, state = await self.hot.load_state(self.ownership.shard(job), job, stored)
         if source == "redis":
             log.info(
                 "job %s: taken over from its Redis snapshot (newer than the store's state)",
