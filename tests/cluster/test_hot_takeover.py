@@ -20,69 +20,43 @@ import orjson
 import pytest
 
 from oceand.cluster.hotstate import state_key
-from oceand.config import validate_config
 from oceand.daemon import Daemon
 from oceand.store.base import MySQLURL
-from tests.cluster.test_engine_gate import CLUSTER, owns, puts
+from tests.cluster import test_forward_daemons as forward
 from tests.cluster.test_engine_gate import fake as fake
-from tests.cluster.test_forward_daemons import count, free_port
+from tests.cluster.test_engine_gate import owns, puts
+from tests.cluster.test_forward_daemons import count
 from tests.conftest import Client
 from tests.engine.test_live_decisions import JOB, T0, Clock, bucket, seed
 from tests.fakes.marathon import FakeMarathon
 from tests.hotstate.conftest import RedisServer
 from tests.hotstate.conftest import own_redis as own_redis
 from tests.marathon.conftest import until
-from tests.marathon.test_actuation import APP, marathon
+from tests.marathon.test_actuation import APP
 
 pytestmark = [pytest.mark.mysql, pytest.mark.redis]
 NAME = "hot"  # [cluster] name: the Redis keys' prefix
 
 
-class Pair:
+class Pair(forward.Pair):
+    """Two daemons (see tests/cluster/test_forward_daemons.py) with one clock and `[redis]` on the test's
+    redis-server; the job needs three hot buckets in a row to scale out by one."""
+
     def __init__(self, tmp: Path, db: MySQLURL, fake: FakeMarathon, redis: RedisServer) -> None:
-        self.tmp, self.db, self.fake, self.redis = tmp, db, fake, redis
+        super().__init__(tmp, db, fake)
+        self.redis = redis
         self.clock = Clock(T0 + 1)
-        self.daemons: list[Daemon] = []
-        self.sessions: list[Any] = []
-        jobs = tmp / "jobs"
-        jobs.mkdir()
-        (jobs / "job.json").write_bytes(
-            orjson.dumps(seed(target={"cluster": "lg", "app": APP}, mode="active"))
-        )
-        self.jobs = jobs
+        doc = seed(target={"cluster": "lg", "app": APP}, mode="active")
+        (self.jobs / "job.json").write_bytes(orjson.dumps(doc))
 
-    async def start(self, redis: bool = True, **over: Any) -> tuple[Daemon, Client]:
-        import aiohttp
-
-        port = free_port()
-        data: dict[str, Any] = {
-            "server": {"listen": f"127.0.0.1:{port}"},
-            "store": {"url": f"mysql://root@127.0.0.1:3306/{self.db.database}?timeout=10"},
-            "marathon": marathon(self.fake.url),
-            "jobs": {"dir": str(self.jobs)},
-            "cluster": dict(CLUSTER, name=NAME, advertise=f"127.0.0.1:{port}") | over,
-        }
+    async def start(self, redis: bool = True, **over: Any) -> tuple[Daemon, Client]:  # type: ignore[override]
+        extra: dict[str, Any] = {"cluster": {"name": NAME, **over}}
         if redis:
-            data["redis"] = {"url": self.redis.url, "socket_timeout": "300ms"}
-        work = self.tmp / f"d{len(self.daemons)}"
-        work.mkdir()
-        conf = validate_config(data, file=str(work / "oceand.toml"), base_dir=work, path=None)
-        d = Daemon(conf, clock=self.clock)
+            extra["redis"] = {"url": self.redis.url, "socket_timeout": "300ms"}
+        d, c = await super().start(self.clock, **extra)
         if d.hotstate is not None:
             d.hotstate.probe_interval = 0.05  # a stopped or returned Redis is noticed at once
-        await d.start()
-        s = aiohttp.ClientSession()
-        self.sessions.append(s)
-        self.daemons.append(d)
-        assert d.url is not None
-        return d, Client(s, d.url)
-
-    async def close(self) -> None:
-        for s in self.sessions:
-            await s.close()
-        for d in reversed(self.daemons):
-            if not d.stop_event.is_set():
-                await d.stop()
+        return d, c
 
 
 @pytest.fixture
@@ -179,11 +153,10 @@ async def test_wake_ups_move_shards_long_before_the_next_poll(pair: Pair) -> Non
     """acquire_poll 9 s: without wake-ups B would wait about that long for its share after joining, and A
     for B's shards after B's clean stop. `joined` kicks A's poll (it releases B's share), the releases
     kick B's, and at B's stop the releases and `leaving` kick A's."""
-    slow = {"lease_ttl": "10s", "acquire_poll": "9s"}
-    a, _ = await pair.start(**slow)
+    a, _ = await pair.start(lease_ttl="10s", acquire_poll="9s")
     assert a.leases is not None
     await until(lambda: a.leases is not None and len(a.leases.held) == a.leases.s.shards, 5)
-    b, _ = await pair.start(**slow)
+    b, _ = await pair.start(lease_ttl="10s", acquire_poll="9s")
     assert b.leases is not None
     await until(lambda: b.leases is not None and len(b.leases.held) > 0, 5)  # not 9 s
     assert count(a, "oceand_redis_events_total", kind="joined") >= 1
