@@ -48,6 +48,7 @@ EXPIRY_WINDOWS = 3  # a series not seen for this many windows of its jobs expire
 
 _key_of = operator.attrgetter("endpoint", "metric", "tags")
 _metric_of = operator.attrgetter("metric")
+_ts_of = operator.attrgetter("timestamp")
 NEVER_ROUTED = ("kernel.hostname",)  # metrics check_key refuses: their items must meet their route
 SEEN_STEP = 10  # seconds: a series' last-seen time is kept to this resolution (its period number)
 
@@ -106,9 +107,12 @@ class Route:
     limit: str | None = None  # the bound that refused the series (series_per_job, series_total)
     ahead: float = 0.0  # the timestamps accepted, around the daemon's clock: the loosest of the targets' jobs
     age: float = 0.0
+    # the first timestamp of a later last-seen period than the route has seen its slot hold (the hot loop's
+    # one comparison per sample; only a sample at or after it writes the slot)
+    fresh: int = 0
 
     @classmethod
-    def to(cls, targets: list[Target], ctype: str, counter: str | None, slot: int) -> Route:
+    def to(cls, targets: list[Target], ctype: str, counter: str | None, slot: int, fresh: int) -> Route:
         t = targets[0]
         return cls(
             t.buckets,
@@ -121,6 +125,7 @@ class Route:
             slot,
             ahead=max(x.buckets.max_ahead for x in targets),
             age=max(x.buckets.max_age for x in targets),
+            fresh=fresh,
         )
 
     @classmethod
@@ -306,6 +311,7 @@ class Ingestor:
         self._task_metrics: dict[str, set[str]] = {}  # job -> pushed metrics its `tasks` selectors watch
         self._task_watched: dict[str, int] = {}  # metric -> how many jobs' `tasks` selectors watch it
         self._by_endpoint: dict[str, set[tuple[Any, ...]]] = {}  # cached keys of those metrics, by endpoint
+        self._bounds: tuple[float, float] | None = None  # the tightest timestamp bounds of the jobs
 
     @property
     def series(self) -> int:
@@ -329,6 +335,7 @@ class Ingestor:
         self._negatives = 0
         self._limited.clear()
         self._owner_cache = {}
+        self._bounds = None
 
     def set_jobs(self, jobs: Iterable[tuple[JobDocument, JobBuckets]]) -> None:
         """Replace the whole job set."""
@@ -585,7 +592,7 @@ class Ingestor:
         if isinstance(admitted, Route):
             return admitted
         slot, targets = admitted
-        return Route.to(targets, ctype, counter, slot)
+        return Route.to(targets, ctype, counter, slot, (self._seen[slot] + 1) * SEEN_STEP)
 
     def push(
         self,
@@ -672,7 +679,9 @@ class Ingestor:
 
         Lookups run as C-level map() passes over the whole body; an item of a series no job watches (most
         of what agents push) never reaches the Python loop: its route is the falsy UNROUTED, which
-        compress() skips."""
+        compress() skips. The timestamps are checked against the jobs' bounds once for the whole body when
+        they all lie within the tightest bounds of any job (agents stamp a push with one time): then the
+        loop checks none of them."""
         routes = self._routes
         # Most of what agents push is a metric no job watches: such an item needs no route, only the checks
         # its identity must pass, and the decoder made them all (types, ranges, non-empty names, lengths
@@ -683,28 +692,35 @@ class Ingestor:
             self._unmatched(res, items, pick, now)
             index = list(compress(range(len(items)) if index is None else index, pick))
             items = list(compress(items, pick))
-        keys = list(map(_key_of, items))
+        if not items:
+            return
         try:
-            found: list[Route | bool] = list(map(routes.__getitem__, keys))
+            found: list[Route | bool] = list(map(routes.__getitem__, map(_key_of, items)))
         except KeyError:  # series seen for the first time: resolve (and cache) their routes, then again
-            for key, item in zip(keys, items, strict=True):
+            for item in items:
+                key = _key_of(item)
                 if key not in routes:
                     r = routes[key] = self._resolve(key, item.counterType, now)
                     if type(r) is not Route or r.jb is None:
                         self._negatives += 1
-            found = list(map(routes.__getitem__, keys))
+            found = list(map(routes.__getitem__, map(_key_of, items)))
             if self._negatives > self.limits.max_unrouted:
                 self._purge_negatives(res)
         if not all(found):
             self._unmatched(res, items, found, now)
         two_now = 2 * now
         inow = int(now)
+        stamps = list(map(_ts_of, items))
+        lo, hi = min(stamps), max(stamps)
+        ahead, age = self._tightest()
+        # every timestamp usable and accepted by every job: no item needs its own check
+        check_ts = not (lo > 0 and hi <= two_now and hi - now <= ahead and now - lo <= age)
         completed = res.completed
         seen = self._seen
         route: Route
         for i, item, route in compress(zip(count(), items, found), found):  # type: ignore[assignment]
             if item.counterType != route.ctype:
-                key = keys[i]
+                key = _key_of(item)
                 route = routes[key] = self._resolve(key, item.counterType, now)  # type: ignore[assignment]
                 if not route:
                     self._unmatched(res, [item], [False], now)
@@ -716,12 +732,13 @@ class Ingestor:
                     res.limited[route.limit] = res.limited.get(route.limit, 0) + 1
                 continue
             v = item.value
-            ts = item.timestamp
-            if ts > two_now or ts <= 0:
-                ts = inow  # transfer's rule for a timestamp it cannot use
-            elif ts - now > route.ahead or now - ts > route.age:
-                _reject_timestamp(res, i if index is None else index[i], ts, now, route)
-                continue
+            ts = stamps[i]
+            if check_ts:
+                if ts > two_now or ts <= 0:
+                    ts = inow  # transfer's rule for a timestamp it cannot use
+                elif ts - now > route.ahead or now - ts > route.age:
+                    _reject_timestamp(res, i if index is None else index[i], ts, now, route)
+                    continue
             if route.counter is not None:
                 prev_ts, prev_v = route.prev_ts, route.prev_value
                 if ts <= prev_ts:
@@ -733,9 +750,11 @@ class Ingestor:
                 if rate < 0:
                     continue  # counter reset / wrap (COUNTER) or negative DERIVE: Falcon drops it
                 v = rate
-            period = ts // SEEN_STEP  # when the series was last seen: all its expiry needs
-            if period > seen[route.slot]:
-                seen[route.slot] = period
+            if ts >= route.fresh:  # a later period than its slot holds: when it was last seen (for expiry)
+                slot = route.slot
+                period = max(ts // SEEN_STEP, seen[slot])
+                seen[slot] = period
+                route.fresh = (period + 1) * SEEN_STEP
             # the bucket write (JobBuckets.add inlined for the first target, the usual only one)
             start = ts - ts % jb.period
             val = 100.0 - v if route.invert else v
@@ -745,16 +764,30 @@ class Ingestor:
                     completed.add(jb.job)
             else:
                 per = b.values[route.rule]
-                prev = per.get(route.instance)
+                instance = route.instance
+                prev = per.get(instance)
                 if prev is None:
-                    per[route.instance] = (ts, val)
+                    per[instance] = (ts, val)
                     if jb.complete(b):
                         completed.add(jb.job)
                 elif prev[0] <= ts:
-                    per[route.instance] = (ts, val)
-            for t in route.more:
-                if t.buckets.add(t.rule_index, t.instance, ts, 100.0 - v if t.invert else v):
-                    completed.add(t.buckets.job)
+                    per[instance] = (ts, val)
+            if route.more:
+                for t in route.more:
+                    if t.buckets.add(t.rule_index, t.instance, ts, 100.0 - v if t.invert else v):
+                        completed.add(t.buckets.job)
+
+    def _tightest(self) -> tuple[float, float]:
+        """The timestamps every job accepts, around the daemon's clock: the smallest `max_ahead` and
+        `max_age` of the jobs' bucket sets (kept until the job set changes)."""
+        b = self._bounds
+        if b is None:
+            jbs = self._buckets.values()
+            b = self._bounds = (
+                min((jb.max_ahead for jb in jbs), default=0.0),
+                min((jb.max_age for jb in jbs), default=0.0),
+            )
+        return b
 
 
 def _reject_timestamp(res: PushResult, index: int, ts: int, now: float, route: Route) -> None:

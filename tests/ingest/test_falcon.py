@@ -412,6 +412,43 @@ def test_the_window_is_the_jobs_own() -> None:
     assert res.invalid == 1 and "old" in res.reasons[0]
 
 
+def _two_jobs(ahead_b: float) -> tuple[Ingestor, JobBuckets, JobBuckets]:
+    """job A with the default bounds (10 s ahead), job B with `ahead_b`; each takes its own series."""
+    ing = Ingestor()
+    jbs = []
+    for name, ahead in ((JOB, -1.0), (JOB + ".b", ahead_b)):
+        rule = {"name": "cpu", "type": "threshold", "metric": "cpu.used", "scale_out": {"above": 80}}
+        jb = JobBuckets(name, 10, 5.0, [("cpu", "avg")], max_ahead=ahead)
+        jb.start(NOW)
+        ing.set_job(job_doc(job=name, rules=[rule]), jb)
+        jbs.append(jb)
+    return ing, jbs[0], jbs[1]
+
+
+@pytest.mark.parametrize(
+    ("stamps", "taken"),
+    [
+        pytest.param([T, T], (1, 1), id="one time within every job's bounds: checked once for the body"),
+        pytest.param([T + 20, T + 20], (0, 1), id="one time past A's bound, within B's"),
+        pytest.param([T + 20, T], (0, 1), id="two times, A's past its bound"),
+        pytest.param([0, T + 20], (1, 1), id="a zero timestamp: replaced by now, as transfer does"),
+        pytest.param([T, int(NOW) - 601], (1, 0), id="B's older than the window"),
+    ],
+)
+@pytest.mark.parametrize("way", WAYS)
+def test_each_job_keeps_its_own_timestamp_bounds_in_a_shared_body(
+    stamps: list[int], taken: tuple[int, int], way: Any
+) -> None:
+    """A body whose times all lie within the tightest bounds of the jobs is checked once; otherwise each
+    item against its own jobs' bounds."""
+    ing, a, b = _two_jobs(ahead_b=30.0)
+    body = [item(timestamp=stamps[0], tags=f"job={JOB}"), item(timestamp=stamps[1], tags=f"job={JOB}.b")]
+    res = way(ing, body)
+    got = tuple(sum(len(bk.values[0]) for bk in jb.open.values()) + jb.late for jb in (a, b))
+    assert got == taken, res.reasons
+    assert res.invalid == 2 - sum(taken) and len(res.reasons) == res.invalid
+
+
 # ---- large bodies in pieces (issue 18 item 4) --------------------------------------------------------------
 
 _tricky = st.sampled_from(["},{", '"},{"', "1,2", '"a", 1', "],[", "} , {", '\\"},{\\"', "[{},{}]"])
