@@ -57,7 +57,6 @@ import math
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from math import isfinite
 from typing import Any, overload
 
 from policies.alarm import alarm_matches, alarm_times, propose_alarm
@@ -225,7 +224,7 @@ def step(
     for spec in c.metric:
         name = spec.name
         v = values.get(name)
-        if v is not None and not isfinite(v):
+        if v is not None and v - v != 0:  # not isfinite(v), without the call: inf - inf and NaN are NaN
             v = None  # NaN / inf from upstream is no data, never a decision
         if type(spec) is ThresholdSpec:
             p, streaks[name] = propose_threshold(spec, v, current, old.get(name))

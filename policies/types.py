@@ -333,8 +333,9 @@ class ActuationState:
         )
 
 
-@dataclass(slots=True)
-class Streak:
+class Streak(NamedTuple):
+    """A threshold rule's streaks (a NamedTuple: immutable, so an unchanged or zero one is shared)."""
+
     out: int = 0
     in_: int = 0
 
