@@ -139,13 +139,7 @@ class Proposal(NamedTuple):
     inputs: dict[str, Any] = {}  # noqa: RUF012
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "kind": self.kind,
-            "desired": self.desired,
-            "reason": self.reason,
-            "inputs": deepcopy(self.inputs),
-        }
+        return {**self._asdict(), "inputs": deepcopy(self.inputs)}  # a copy, as dataclasses.asdict made
 
 
 class Limit(NamedTuple):
