@@ -35,7 +35,7 @@ import oceand.ingest as ingest_after  # noqa: E402
 from bench.common import job_doc  # noqa: E402
 from bench.ingest import POINTS, make_bodies  # noqa: E402
 from collectors.falcon_items import decode_items  # noqa: E402
-from oceand.buckets import JobBuckets  # noqa: E402
+from oceand.ingest import JobBuckets  # noqa: E402
 from policies.document import JobDocument  # noqa: E402
 
 

@@ -13,8 +13,9 @@ selector that names no hosts: `q` terms are MySQL `REGEXP` searches on the endpo
 `LIKE %term%` on one of its counters.
 
 `bucket_values` turns the series into the per-period job values the live buckets would have produced
-(oceand/buckets.py): per instance (the endpoint, or the value of the job's `instance_tag`) the last value
-in each period, then the rule's aggregate over the instances that reported. What the rules take from them is policies/warm.py's.
+(oceand/ingest.py): per instance (the endpoint, or the value of the job's `instance_tag`) the last value
+in each period, then the rule's aggregate over the instances that reported. What the rules take from them
+is policies/warm.py's.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from oceand.buckets import aggregate
 from oceand.falcon_notify import Outcome, apitoken, request
+from oceand.ingest import aggregate
 from policies.redact import REDACTED, redact_url
 
 

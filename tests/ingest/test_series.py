@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from oceand.buckets import JobBuckets
-from oceand.ingest import UNMATCHED_KEEP, IngestLimits, Ingestor, PushResult
+from oceand.ingest import UNMATCHED_KEEP, IngestLimits, Ingestor, JobBuckets, PushResult
 from policies.document import JobDocument
 
 NOW = 1_700_000_005.0
