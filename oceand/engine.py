@@ -1,8 +1,9 @@
 """Per-job workers: observe -> decide (pure) -> commit -> apply -> record (ARCHITECTURE properties 2-4).
 
-Every job has one worker task. Pushes, alarms, manual scales and timers only *wake* it; the worker then
-closes due buckets, runs due schedule fires and queued events, one evaluation at a time, so a burst of
-pushes coalesces into one evaluation per closed bucket. A slow Marathon blocks only its own job.
+Every job has one worker task. Alarms, manual scales and timers only *wake* it; a push body that completed
+a bucket hands it over already closed (ingest closes it once the body is routed: `JobRuntime.take`). The
+worker then evaluates the handed buckets (else closes the due ones), runs due schedule fires and queued
+events, one evaluation at a time, so a burst of pushes coalesces into one evaluation per closed bucket. A slow Marathon blocks only its own job.
 One timer (a heap) serves every job and wakes due jobs in slices; an idle job (its last evaluation was of
 an empty bucket and changed nothing) has its next empty buckets closed by the timer, without a wake.
 
@@ -51,13 +52,12 @@ from actuators.marathon import (
     Outcome,
     Permanent,
 )
-from oceand.buckets import JOB_LEVEL_METRICS, ClosedBucket, JobBuckets
 from oceand.cluster.forward import SampleRouter
 from oceand.cluster.intent import TAKEOVER_GAP, WAIT, ForeignIntent, bucket_label, takeover_verdict
 from oceand.cluster.lease import CoordError, DuplicateDecision, Held
 from oceand.cluster.ownership import OverBudget, Ownership
 from oceand.history import HistoryRecorder
-from oceand.ingest import IngestLimits, Ingestor
+from oceand.ingest import JOB_LEVEL_METRICS, ClosedBucket, IngestLimits, Ingestor, JobBuckets
 from oceand.logs import log_decision
 from oceand.store.base import Store, StoreError
 from policies import engine as policy
@@ -140,13 +140,27 @@ class JobRuntime:
     # superseded decisions whose last write's outcome is unknown: settled before the job sends again
     unsettled: list[tuple[Decision, ActuationOutcome, AttemptLog]] = field(default_factory=list)
     wake_at: float = math.inf  # the worker's timer (Engine._timers): when it is to be woken next
+    ready: list[ClosedBucket] = field(default_factory=list)  # closed by ingest, not evaluated yet (`take`)
     idle: tuple[JobDocument, str] | None = None  # (document, mode) of an idle job (Engine._idle_key)
     steps: int = 0  # whole worker steps run: what a test waits on to see that a step found nothing to do
     reload: bool = False  # cluster: state and pending writes are read again before the job acts (takeover)
     quiet_until: float | None = None  # cluster: nothing is decided before (a former owner's write pending)
 
     def __post_init__(self) -> None:
-        self.buckets.wake = self.wake.set  # a push that completes a bucket wakes this worker (ingest)
+        self.buckets.hand = self.take  # the buckets a push completed come here, closed (ingest)
+
+    def take(self, closed: list[ClosedBucket]) -> None:
+        """Buckets ingest closed after a push body completed them: the worker evaluates them next."""
+        self.ready.extend(closed)
+        self.wake.set()
+
+    def closed(self, now: float) -> list[ClosedBucket]:
+        """The buckets to evaluate now, oldest first: those ingest closed and handed over, else those due
+        (their deadline passed, or complete since a close or a change of the running count)."""
+        if self.ready:
+            out, self.ready = self.ready, []
+            return out
+        return self.buckets.due(now)
 
     @property
     def name(self) -> str:
@@ -235,6 +249,11 @@ class Engine:
             ownership.on_acquired = self._shard_acquired
         # Several daemons: where ingest puts each job's samples (its buckets, or a forwarder to its owner)
         self.router: SampleRouter | None = None
+        # Several daemons with Redis (oceand/cluster/hotlink.py): a step that changed a job's state hands
+        # it on (job, its last bucket, the state as stored), and a takeover starts from the newer of the
+        # Redis snapshot and the store's state (`load_hot(job, stored)`)
+        self.on_state: Callable[[str, int | None, dict[str, Any]], None] | None = None
+        self.load_hot: Callable[[str, dict[str, Any] | None], Awaitable[dict[str, Any] | None]] | None = None
 
     # ---- job set -------------------------------------------------------------------------------
 
@@ -277,7 +296,7 @@ class Engine:
                 [(r.name, r.aggregate) for r in doc.metric_rules()],
             ) or old.grace_seconds() != doc.grace_seconds():
                 rt.buckets = self._new_buckets(doc, now)
-                rt.buckets.wake = rt.wake.set
+                rt.buckets.hand, rt.ready = rt.take, []  # buckets closed under the old rules: dropped
             self.ingestor.set_job(doc, self._sink(rt))
             rt.wake.set()
             self._upserted(doc.job)
@@ -545,6 +564,7 @@ class Engine:
             last is None
             or last.reporters
             or b.open
+            or rt.ready
             or rt.events
             or rt.retry_at is not None
             or state is before
@@ -563,7 +583,7 @@ class Engine:
         the document, the mode or the instance count is different."""
         b = rt.buckets
         try:
-            if not (b.open or rt.events or rt.retry_at is not None):
+            if not (b.open or rt.ready or rt.events or rt.retry_at is not None):
                 view = self._view(rt)  # as an evaluation would: also passes Marathon's running count on
                 if view.known and view.instances == rt.state.count and rt.idle == (rt.doc, self.mode(rt)):
                     for closed in b.due(now):
@@ -585,10 +605,15 @@ class Engine:
             if self._stopping:
                 break
             rt.idle = None
-            before, last_decision = rt.state, rt.last_decision
+            before, last_decision, acted = rt.state, rt.last_decision, rt.actuation
             try:
                 self._inflight += 1
                 await self._step(rt)
+                if self.on_state is not None and (
+                    rt.actuation is not acted
+                    or (rt.state is not before and not _same_state(before, rt.state))
+                ):  # cluster with Redis: the hot-state snapshot (only the last bucket moved: not worth it)
+                    self.on_state(rt.name, rt.state.last_bucket, self._state_json(rt))
                 rt.idle = self._idle_key(rt, before, last_decision)
                 b, now = rt.buckets, self.clock()
                 if b.open and any(start <= now and b.complete(o) for start, o in b.open.items()):
@@ -616,7 +641,7 @@ class Engine:
             return
         if rt.quiet_until is not None:  # cluster: a former owner's write may still land; nothing decided
             if now < rt.quiet_until:
-                for closed in rt.buckets.due(now):  # takeover gaps: streaks neither end nor grow
+                for closed in rt.closed(now):  # takeover gaps: streaks neither end nor grow
                     rt.state.last_bucket = closed.start
                 return
             rt.quiet_until = None
@@ -629,7 +654,7 @@ class Engine:
         if rt.retry is not None and retry_at is not None and now >= retry_at:
             d, rt.retry = rt.retry, None
             await self._apply(rt, d, reread=True)
-        for closed in rt.buckets.due(now):
+        for closed in rt.closed(now):
             await self._evaluate_bucket(rt, closed)
         await self._run_fires(rt, now)
         while (rt.events or rt.alarms) and not self._stopping:
@@ -805,6 +830,7 @@ class Engine:
         reason = self.ownership.gate(rt.name)
         if reason is not None:
             rt.reload, rt.quiet_until = True, None
+            rt.ready = []
             rt.buckets.due(now)
             rt.retry, rt.retry_at, rt.unsettled = None, None, []
             for _ in rt.alarms:
@@ -836,7 +862,8 @@ class Engine:
                 rt.wake.set()
 
     async def _take_over(self, rt: JobRuntime) -> None:
-        """HA.md §6.7, from the MySQL store: the job's last committed state (the former owner's), and its
+        """HA.md §6.7, from the MySQL store: the job's last committed state (the former owner's; with Redis,
+        its snapshot instead when that was evaluated at a later bucket: `load_hot`), and its
         newest pending decision, retried by `_apply`, which settles its writes of unknown outcome
         (landed: adopted, not resent; no sign of it past the write's deadline + grace: abandoned) and
         re-reads the app before sending anything. With such writes, the retry and every decision of the
@@ -845,6 +872,11 @@ class Engine:
         own = self.ownership
         assert own is not None
         stored = await self.store.load_state(rt.name)
+        if self.load_hot is not None:  # Redis: the snapshot when it was evaluated at a later bucket
+            newer = await self.load_hot(rt.name, stored)
+            if newer is not stored:
+                stored = newer
+                self._dirty.add(rt.name)  # the store catches up with the next flush
         state = JobState.from_json(stored)
         if state.created_at is None:
             state.created_at = rt.state.created_at
