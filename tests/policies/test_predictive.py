@@ -220,3 +220,27 @@ def test_one_forecast_per_lead_is_checked() -> None:
     # forecasts made at 0, 60, …, 1,980 s; those due by 1,990 s (made by 1,930 s) have been checked
     assert ps.checked == 1930 // 60 + 1
     assert len(ps.pending) == 1
+
+
+@pytest.mark.parametrize(
+    ("rise", "margin", "expected"),
+    [
+        pytest.param(0.0, 5.0, 50.0, id="no rise a cycle ago: the level"),
+        pytest.param(-30.0, 5.0, 50.0, id="a fall a cycle ago: the level"),
+        pytest.param(4.0, 5.0, 50.0, id="a rise the margin covers: the level"),
+        pytest.param(30.0, 5.0, 75.0, id="a bigger rise: the part beyond the margin"),
+        pytest.param(30.0, 0.0, 80.0, id="no margin yet: the whole rise"),
+    ],
+)
+def test_the_cycle_and_the_margin_are_not_stacked(rise: float, margin: float, expected: float) -> None:
+    """Forecast + margin covers level + max(margin, the rise one cycle ago), not level + rise + margin."""
+    spec = PredictiveSpec.of(parse_job(doc_with(pred(season="1d"))).rules[0])  # type: ignore[arg-type]
+    from policies.types import PredictiveState
+
+    slot = 10_000  # the slot being filled; ring[-1] is slot - 1, a day is 96 slots of 15 minutes
+    ring = [20.0] * HISTORY_SLOTS
+    ring[HISTORY_SLOTS - 96] = 100.0  # the slot of now, one day ago
+    ring[HISTORY_SLOTS - 95] = 100.0 + rise  # the slot of now + lead, one day ago
+    now = slot * spec.slot + spec.slot - 30  # 30 s before the slot ends: now + 60 s is in the next one
+    st = PredictiveState(t=now, level=50.0, slot=slot, ring=tuple(ring), season=86400.0, margin=margin)
+    assert forecast(spec, st, now, 60.0) == pytest.approx(expected)
