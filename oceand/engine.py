@@ -997,6 +997,8 @@ class Engine:
                     raise
                 return
             await self.store.record_attempt(decision_id, job, a.to_json())
+            if own is not None:
+                own.count(a.status)
 
         log_ = AttemptLog(attempts or (), record, decision_id)
         return log_
@@ -1015,6 +1017,8 @@ class Engine:
             await self.store.record_attempt(decision_id, job, abandoned.to_json())
         except StoreError:
             return
+        if self.ownership is not None:
+            self.ownership.count(ABANDONED)
         a.status, a.detail = abandoned.status, abandoned.detail
 
     async def _load_attempts(self, job: str, decision_id: int, key: str) -> AttemptLog:
@@ -1044,10 +1048,11 @@ class Engine:
                 attempts = self._logs[decision.id] = await self._load_attempts(
                     rt.name, decision.id, _key(decision)
                 )
+            ours = self._ours(rt, decision, attempts)
             if rt.unsettled:
-                await self._settle_older(rt, actuator)
+                await self._settle_older(rt, actuator, ours)
                 reread = True
-            outcome, stale = await self._settle_and_send(rt, actuator, decision, attempts, reread)
+            outcome, stale = await self._settle_and_send(rt, actuator, decision, attempts, reread, ours)
         except DuplicateDecision as e:  # cluster: this decision's write was recorded (and sent) before
             outcome, stale = Outcome("failed", {"duplicate": str(e)}), True
         except StoreError as e:  # nothing is sent before its attempt is on disk (or fenced): retried
@@ -1085,12 +1090,18 @@ class Engine:
         return new
 
     async def _settle_and_send(
-        self, rt: JobRuntime, actuator: Actuator, decision: Decision, attempts: AttemptLog, reread: bool
+        self,
+        rt: JobRuntime,
+        actuator: Actuator,
+        decision: Decision,
+        attempts: AttemptLog,
+        reread: bool,
+        ours: set[int],
     ) -> tuple[Outcome, bool]:
         """(outcome, stale): the checks of `_apply`, then the send."""
-        if attempts.unresolved():
+        if unknown := attempts.unresolved():
             settled = await actuator.settle(rt.doc, attempts)
-            self._count("landed" if settled.landed else "not_landed")
+            self._settled(rt, unknown, settled.landed, settled.instances, ours)
             if settled.landed:
                 note = f"an earlier write of this decision landed ({settled.evidence}); not sent again"
                 return Outcome(
@@ -1102,6 +1113,9 @@ class Engine:
             if not reread:
                 self._count("stale")
             view = await actuator.refresh(rt.doc)
+            if view.instances not in ours:
+                self._count("foreign_write")
+                ours.add(view.instances)
             if view.instances == decision.desired:
                 note = "the app already has the count"
                 return Outcome("applied", {"settled": note, "already_applied": True}), False
@@ -1114,14 +1128,16 @@ class Engine:
                 return Outcome("failed", {"stale": note, "observed": view.instances}), True
         return await actuator.apply(rt.doc, decision, attempts), False
 
-    async def _settle_older(self, rt: JobRuntime, actuator: Actuator) -> None:
+    async def _settle_older(self, rt: JobRuntime, actuator: Actuator, ours: set[int] | None = None) -> None:
         """Settle the writes of unknown outcome that superseded decisions of this job left. One that
         landed makes its decision applied; the decision at hand is then re-read before it is sent.
         Raises (a transient failure for the decision at hand) when the app cannot be read."""
+        ours = self._ours(rt) if ours is None else ours
         while rt.unsettled:
             old, outcome, attempts = rt.unsettled[0]
+            unknown = attempts.unresolved()
             settled = await actuator.settle(rt.doc, attempts)
-            self._count("landed" if settled.landed else "not_landed")
+            self._settled(rt, unknown, settled.landed, settled.instances, ours)
             rt.unsettled.pop(0)
             if settled.landed:
                 note = f"a write of this decision landed ({settled.evidence}) after it was superseded"
@@ -1137,6 +1153,35 @@ class Engine:
                     settled.evidence,
                     extra={"event": "settled_landed"},
                 )
+
+    def _ours(
+        self, rt: JobRuntime, decision: Decision | None = None, attempts: AttemptLog | None = None
+    ) -> set[int]:
+        """The counts this daemon's decisions of the job (the one at hand, and the superseded ones with
+        writes to settle) were made on or wrote: an app found at another count was scaled by someone else."""
+        out: set[int] = set()
+        pairs = [(d, log_) for d, _, log_ in rt.unsettled]
+        if decision is not None and attempts is not None:
+            pairs.append((decision, attempts))
+        for d, log_ in pairs:
+            out |= {d.current, d.desired, *(a.to_count for a in log_.attempts)}
+        return out
+
+    def _settled(
+        self, rt: JobRuntime, unknown: list[Attempt], landed: bool, instances: int, ours: set[int]
+    ) -> None:
+        """Count a settle: landed or not; in cluster mode, writes left under another lease epoch than the
+        one held now are a takeover's reconciliation (adopted or abandoned); an app at none of our counts
+        is a foreign write (counted once per count seen in one apply: `ours` takes it)."""
+        self._count("landed" if landed else "not_landed")
+        own = self.ownership
+        if own is not None:
+            epoch = own.epoch(rt.name)
+            if any(a.epoch is not None and a.epoch != epoch for a in unknown):
+                self._count("reconcile_adopted" if landed else "reconcile_abandoned")
+        if unknown and instances not in ours:
+            self._count("foreign_write")
+            ours.add(instances)  # the same sighting is not counted again by the re-read that follows
 
     async def _supersede(self, rt: JobRuntime, old: Decision, new: Decision) -> None:
         """A decision still retrying is replaced by a newer one: it will never be sent again. A write of

@@ -476,8 +476,15 @@ class LeaseManager:
         t0 = self.mono()
         marks = ",".join(["%s"] * len(shards))
         ttl = _us(self.s.lease_ttl)
+        ends: dict[int, float] = {}  # shard -> the end of its former lease (database clock), held before
 
         async def go(cur: Cursor) -> list[tuple[Any, ...]]:
+            # the former leases' ends, for oceand_takeover_seconds (a plain read: autocommit, no lock)
+            await cur.execute(
+                f"SELECT shard, epoch, UNIX_TIMESTAMP(expires_at) FROM shard_lease WHERE shard IN ({marks})",
+                shards,
+            )
+            ends.update({int(s): float(end) for s, epoch, end in await cur.fetchall() if int(epoch) > 0})
             await cur.execute("SET @t = NOW(6)")
             await cur.execute(
                 "UPDATE shard_lease SET owner = %s,"
@@ -506,6 +513,9 @@ class LeaseManager:
             )
             if self.metrics is not None:
                 self.metrics.handoff_shards.labels("acquired").inc(len(taken))
+                for shard, h in taken.items():
+                    if shard in ends:  # a takeover or handoff, not a shard never held
+                        self.metrics.takeover.observe(max(0.0, h.acquired_at - ends[shard]))
                 self.metrics.shards_held.set(len(self.held))
             for shard, h in taken.items():
                 for cb in self.on_acquired:

@@ -99,6 +99,7 @@ class Ownership:
         row = attempt_row(decision_id, job, attempt)
         t0 = self.mono()
         await self.leases.fenced_attempt(s, h.epoch, decision_id, job, decision_key, row, now)
+        self.count(intent.PENDING)
         if not intent.in_budget(t0, self.mono(), self.leases.s.actuation_budget):
             if self.metrics is not None:
                 self.metrics.intent_abandoned.labels("budget").inc()
@@ -106,5 +107,16 @@ class Ownership:
                 attempt, status=intent.ABANDONED, detail={**attempt.get("detail", {}), "error": "budget"}
             )
             await self.store.record_attempt(decision_id, job, late)
+            self.count(intent.ABANDONED)
             raise OverBudget(f"job {job}: the write was not sent within actuation_budget of its intent")
         return h.epoch
+
+    def count(self, status: str) -> None:
+        """oceand_intents_total{status}: an intent this daemon inserted (pending) or resolved."""
+        if self.metrics is not None:
+            self.metrics.intents.labels(status).inc()
+
+    def epoch(self, job: str) -> int | None:
+        """The lease epoch this daemon holds the job's shard by, None when it does not hold it."""
+        h = self.leases.held.get(self.shard(job))
+        return None if h is None else h.epoch

@@ -704,7 +704,7 @@ ATTEMPT_COLUMNS = (
     "decision_id, attempt, job, to_count, sent_at, deadline, baseline, status, detail, updated_at"
 )
 ATTEMPT_SELECT = (
-    "SELECT attempt, to_count, sent_at, deadline, baseline, status, detail FROM actuation_attempts"
+    "SELECT attempt, to_count, sent_at, deadline, baseline, status, detail, epoch FROM actuation_attempts"
 )
 
 
@@ -733,7 +733,7 @@ def attempt_row(decision_id: object, job: object, attempt: object) -> AttemptRow
 
 def attempt_dict(row: Any) -> dict[str, Any]:
     """A row of ATTEMPT_SELECT as `record_attempt` took it."""
-    return {
+    out = {
         "attempt": int(row[0]),
         "to_count": int(row[1]),
         "sent_at": float(row[2]),
@@ -742,6 +742,9 @@ def attempt_dict(row: Any) -> dict[str, Any]:
         "status": str(row[5]),
         "detail": decode(row[6]),
     }
+    if row[7] is not None:  # several daemons: the lease epoch the intent was fenced by
+        out["epoch"] = int(row[7])
+    return out
 
 
 @dataclass(frozen=True, slots=True)
