@@ -53,7 +53,14 @@ from actuators.marathon import (
 )
 from oceand.buckets import JOB_LEVEL_METRICS, ClosedBucket, JobBuckets
 from oceand.cluster.forward import SampleRouter
-from oceand.cluster.intent import TAKEOVER_GAP, WAIT, ForeignIntent, bucket_label, takeover_verdict
+from oceand.cluster.intent import (
+    TAKEOVER_GAP,
+    WAIT,
+    ForeignIntent,
+    bucket_label,
+    key_of,
+    takeover_verdict,
+)
 from oceand.cluster.lease import CoordError, DuplicateDecision, Held
 from oceand.cluster.ownership import OverBudget, Ownership
 from oceand.history import HistoryRecorder
@@ -121,6 +128,7 @@ class Manual:
     instances: int
     reason: str
     done: asyncio.Future[Decided]
+    op: str | None = None  # the call's Idempotency-Key (cluster: the decision key of its writes)
 
 
 @dataclass(slots=True)
@@ -434,10 +442,10 @@ class Engine:
         if self.on_alarm_dropped is not None:
             self.on_alarm_dropped(reason)
 
-    async def manual(self, name: str, instances: int, reason: str) -> Decided:
+    async def manual(self, name: str, instances: int, reason: str, op: str | None = None) -> Decided:
         rt = self.jobs[name]
         fut: asyncio.Future[Decided] = asyncio.get_running_loop().create_future()
-        rt.events.append(Manual(instances, reason, fut))
+        rt.events.append(Manual(instances, reason, fut, op))
         rt.wake.set()
         return await fut
 
@@ -742,7 +750,7 @@ class Engine:
         mode = self.mode(rt)
         if mode == "paused":  # pausing stops automatic scaling, not an operator's explicit scale
             mode = "dry-run" if self.dry_run() or self.dry_reason(rt.doc) is not None else "active"
-        scale = ManualScale(view.instances, m.instances, m.reason)
+        scale = ManualScale(view.instances, m.instances, m.reason, m.op)
         decision, state = policy.step(
             rt.doc, rt.state, scale, self.clock(), mode=mode, default_tz=self.default_tz
         )
@@ -1395,12 +1403,9 @@ class Engine:
 
 
 def _key(d: Decision) -> str:
-    """The decision key of its writes (cluster mode: unique per job and attempt). A bucket's decision
-    has the same key on every daemon (`b:<bucket>`); the others are keyed by their decision id: schedule
-    fires are claimed once in the store (`fires`), alarms and manual scales will reach the owner only."""
-    if d.trigger == "bucket" and d.bucket is not None:
-        return f"b:{d.bucket}"
-    return f"{d.trigger[0]}:{d.id}"
+    """The decision key of its writes (cluster mode: unique per job and attempt), the same on every daemon
+    for the same bucket, fire, alarm callback or idempotent admin call (`intent.key_of`)."""
+    return key_of(d)
 
 
 def _unblocked(act: ActuationState) -> ActuationState:

@@ -488,3 +488,12 @@ async def test_a_takeover_counts_its_reconciliation_and_a_foreign_write(
     assert metric(b, "oceand_takeover_seconds_count") == 16  # every shard, from A's expired lease
     assert 0 < metric(b, "oceand_takeover_seconds_sum") / 16 < 30
     assert [p["instances"] for p in puts(cluster.fake)] == ["3"]  # not sent again
+
+
+@pytest.mark.parametrize("key", ["", "a b", "x" * 65, "a/b"])
+async def test_a_malformed_idempotency_key_is_refused_with_400(start_daemon: Any, key: str) -> None:
+    _, c = await start_daemon()
+    status, body = await c.call(
+        "POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3}, headers={"Idempotency-Key": key}
+    )
+    assert status == 400 and body["error"]["code"] == "bad_idempotency_key", body
