@@ -66,7 +66,7 @@ from oceand.cluster.ownership import OverBudget, Ownership
 from oceand.history import HistoryRecorder
 from oceand.ingest import IngestLimits, Ingestor
 from oceand.logs import log_decision
-from oceand.store.base import Store, StoreError
+from oceand.store.base import FencedWrite, Store, StoreError
 from policies import engine as policy
 from policies import schedule, warm
 from policies.alarm import alarm_matches
@@ -981,8 +981,25 @@ class Engine:
         return out
 
     async def _record(self, rt: JobRuntime, decision_id: int, outcome: ActuationOutcome) -> None:
-        """Replace a decision's outcome, with the job's state (and its retry / block) in one transaction."""
-        await self.store.record_outcome(decision_id, rt.name, outcome.to_json(), self._state_json(rt))
+        """Replace a decision's outcome, with the job's state (and its retry / block) in one transaction.
+        Cluster: fenced by this daemon's lease epoch of the job's shard. A daemon that lost the shard
+        writes nothing (the owner's record stands; it settles the decision's writes itself) and goes on:
+        the job stops acting at its next step and reads the store again once its shard is back."""
+        fence = None if self.ownership is None else self.ownership.fence(rt.name)
+        try:
+            await self.store.record_outcome(
+                decision_id, rt.name, outcome.to_json(), self._state_json(rt), fence=fence
+            )
+        except FencedWrite as e:
+            rt.reload = True
+            log.warning(
+                "job %s: outcome of decision %s not recorded: %s",
+                rt.name,
+                decision_id,
+                e,
+                extra={"event": "outcome_fenced", "job": rt.name},
+            )
+            return
         self._dirty.discard(rt.name)
 
     def _attempt_log(
@@ -1001,18 +1018,19 @@ class Engine:
                 except (
                     CoordError
                 ) as e:  # inserted or not, nothing is sent: settle it here (`_unknown_intent`)
-                    await self._unknown_intent(job, decision_id, log_, a, e)
+                    await self._unknown_intent(job, decision_id, key, log_, a, e)
                     raise
                 return
+            if own is not None:  # an outcome: written only while this daemon's lease epoch is current
+                await own.record_attempt(decision_id, job, key, a.to_json(), self.clock())
+                return
             await self.store.record_attempt(decision_id, job, a.to_json())
-            if own is not None:
-                own.count(a.status)
 
         log_ = AttemptLog(attempts or (), record, decision_id)
         return log_
 
     async def _unknown_intent(
-        self, job: str, decision_id: int, log_: AttemptLog, a: Attempt, error: CoordError
+        self, job: str, decision_id: int, key: str, log_: AttemptLog, a: Attempt, error: CoordError
     ) -> None:
         """A fenced intent whose insert got no answer may be in the store all the same, pending, with
         nothing sent. It is written abandoned at once (an insert or an update: either is true); when the
@@ -1021,12 +1039,11 @@ class Engine:
         Either way the next write of the decision is the next attempt."""
         log_.attempts.append(a)
         abandoned = replace(a, status=ABANDONED, detail={**a.detail, "error": f"intent unknown: {error}"})
+        assert self.ownership is not None
         try:
-            await self.store.record_attempt(decision_id, job, abandoned.to_json())
+            await self.ownership.record_attempt(decision_id, job, key, abandoned.to_json(), self.clock())
         except StoreError:
             return
-        if self.ownership is not None:
-            self.ownership.count(ABANDONED)
         a.status, a.detail = abandoned.status, abandoned.detail
 
     async def _load_attempts(self, job: str, decision_id: int, key: str) -> AttemptLog:

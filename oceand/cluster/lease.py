@@ -592,3 +592,55 @@ class LeaseManager:
                 self.metrics.intent_fenced.inc()
             self._lose(shard, "fenced")
             raise Fenced(f"shard {shard} epoch {epoch}: the lease is not ours or ends within the margin")
+
+    async def fenced_resolve(
+        self,
+        shard: int,
+        epoch: int,
+        decision_id: int,
+        job: str,
+        decision_key: str,
+        row: AttemptRow,
+        now: float,
+    ) -> None:
+        """Write an attempt's outcome (applied, failed, abandoned; its own intent or a former owner's
+        found at a takeover) only while this daemon holds `shard` at `epoch`: one INSERT ... SELECT from
+        the lease row under a shared lock, updating the existing row (its shard, epoch and owner stay the
+        intent's) or inserting it when the intent's insert had no answer. A daemon whose epoch is stale
+        (the shard was taken or released) writes nothing: Fenced, and it drops the shard; the new owner
+        settles the write. Affected rows: 1 inserted, 2 updated, 0 for no lease row *or* a row already
+        holding these values (PyMySQL counts changed rows, HA.md §3.3 pitfall 5), told apart by reading
+        the lease again."""
+        values = row.values(now)
+
+        async def go(cur: Cursor) -> bool:
+            await cur.execute(
+                "INSERT INTO actuation_attempts (decision_id, attempt, job, to_count, sent_at, deadline,"
+                " baseline, status, detail, updated_at, shard, epoch, owner, decision_key)"
+                " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, shard, epoch, owner, %s FROM shard_lease"
+                " WHERE shard = %s AND epoch = %s AND owner = %s LOCK IN SHARE MODE"
+                # only this decision's row: another decision's with the same key (a refused duplicate) stays
+                " ON DUPLICATE KEY UPDATE"
+                " status = IF(decision_id = VALUES(decision_id), VALUES(status), status),"
+                " deadline = IF(decision_id = VALUES(decision_id), VALUES(deadline), deadline),"
+                " detail = IF(decision_id = VALUES(decision_id), VALUES(detail), detail),"
+                " updated_at = IF(decision_id = VALUES(decision_id), VALUES(updated_at), updated_at)",
+                (*values, decision_key, shard, epoch, self.me),
+            )
+            if cur.rowcount > 0:
+                return True
+            await cur.execute(
+                "SELECT 1 FROM shard_lease WHERE shard = %s AND epoch = %s AND owner = %s",
+                (shard, epoch, self.me),
+            )
+            return await cur.fetchone() is not None
+
+        try:
+            ok = await self.coord.run(go)
+        except aiomysql.IntegrityError as e:
+            raise CoordError(f"cluster store: {e}") from e
+        if not ok:
+            if self.metrics is not None:
+                self.metrics.intent_fenced.inc()
+            self._lose(shard, "fenced")
+            raise Fenced(f"shard {shard} epoch {epoch}: the lease is not ours, the outcome is not written")
