@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,18 +56,22 @@ class Pair:
         (jobs / "job.json").write_bytes(orjson.dumps(doc))
         self.jobs = jobs
 
-    async def start(self) -> tuple[Daemon, Client]:
+    async def start(self, clock: Callable[[], float] = time.time, **extra: Any) -> tuple[Daemon, Client]:
+        """A daemon on the pair's database and job files; `extra` config sections are added (`cluster`
+        keys are merged into the pair's)."""
         port = free_port()
         data: dict[str, Any] = {
             "server": {"listen": f"127.0.0.1:{port}"},
             "store": {"url": f"mysql://root@127.0.0.1:3306/{self.db.database}?timeout=10"},
             "marathon": marathon(self.fake.url),
             "jobs": {"dir": str(self.jobs)},
-            "cluster": dict(CLUSTER, advertise=f"127.0.0.1:{port}"),
+            "cluster": dict(CLUSTER, advertise=f"127.0.0.1:{port}") | extra.pop("cluster", {}),
         }
+        data.update(extra)
         work = self.tmp / f"d{len(self.daemons)}"
         work.mkdir()
-        d = Daemon(validate_config(data, file=str(work / "oceand.toml"), base_dir=work, path=None))
+        conf = validate_config(data, file=str(work / "oceand.toml"), base_dir=work, path=None)
+        d = Daemon(conf, clock=clock)
         await d.start()
         if self.session is None:
             self.session = aiohttp.ClientSession()
