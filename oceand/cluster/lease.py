@@ -59,6 +59,16 @@ class CoordError(StoreError):
     """A coordination statement failed or did not finish within store_timeout: its outcome is unknown."""
 
 
+# an attempt row (AttemptRow.values, then the decision key) taken with the lease row's shard, epoch and
+# owner, from that row only while it is (shard, epoch, owner): the fenced intent insert and outcome write
+_INTENT_FROM_LEASE = (
+    "INSERT INTO actuation_attempts (decision_id, attempt, job, to_count, sent_at, deadline,"
+    " baseline, status, detail, updated_at, shard, epoch, owner, decision_key)"
+    " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, shard, epoch, owner, %s FROM shard_lease"
+    " WHERE shard = %s AND epoch = %s AND owner = %s"
+)
+
+
 class Fenced(StoreError):
     """The intent was not inserted: the shard's lease is not ours with this epoch, or has less than
     intent_margin left by the database clock. Nothing may be sent."""
@@ -577,11 +587,7 @@ class LeaseManager:
 
         async def go(cur: Cursor) -> int:
             await cur.execute(
-                "INSERT INTO actuation_attempts (decision_id, attempt, job, to_count, sent_at, deadline,"
-                " baseline, status, detail, updated_at, shard, epoch, owner, decision_key)"
-                " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, shard, epoch, owner, %s FROM shard_lease"
-                " WHERE shard = %s AND epoch = %s AND owner = %s"
-                " AND expires_at > NOW(6) + INTERVAL %s MICROSECOND LOCK IN SHARE MODE",
+                f"{_INTENT_FROM_LEASE} AND expires_at > NOW(6) + INTERVAL %s MICROSECOND LOCK IN SHARE MODE",
                 (*values, decision_key, shard, epoch, self.me, _us(self.s.intent_margin)),
             )
             return int(cur.rowcount)
@@ -593,10 +599,16 @@ class LeaseManager:
                 raise DuplicateDecision(f"{job} {decision_key}: already has this attempt") from None
             raise CoordError(f"cluster store: {e}") from e
         if n != 1:
-            if self.metrics is not None:
-                self.metrics.intent_fenced.inc()
-            self._lose(shard, "fenced")
-            raise Fenced(f"shard {shard} epoch {epoch}: the lease is not ours or ends within the margin")
+            raise self._fenced(
+                shard, f"shard {shard} epoch {epoch}: the lease is not ours or ends within the margin"
+            )
+
+    def _fenced(self, shard: int, message: str) -> Fenced:
+        """A fenced statement matched no lease row: count it, stop acting on the shard."""
+        if self.metrics is not None:
+            self.metrics.intent_fenced.inc()
+        self._lose(shard, "fenced")
+        return Fenced(message)
 
     async def fenced_resolve(
         self,
@@ -620,10 +632,7 @@ class LeaseManager:
 
         async def go(cur: Cursor) -> bool:
             await cur.execute(
-                "INSERT INTO actuation_attempts (decision_id, attempt, job, to_count, sent_at, deadline,"
-                " baseline, status, detail, updated_at, shard, epoch, owner, decision_key)"
-                " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, shard, epoch, owner, %s FROM shard_lease"
-                " WHERE shard = %s AND epoch = %s AND owner = %s LOCK IN SHARE MODE"
+                f"{_INTENT_FROM_LEASE} LOCK IN SHARE MODE"
                 # only this decision's row: another decision's with the same key (a refused duplicate) stays
                 " ON DUPLICATE KEY UPDATE"
                 " status = IF(decision_id = VALUES(decision_id), VALUES(status), status),"
@@ -645,7 +654,6 @@ class LeaseManager:
         except aiomysql.IntegrityError as e:
             raise CoordError(f"cluster store: {e}") from e
         if not ok:
-            if self.metrics is not None:
-                self.metrics.intent_fenced.inc()
-            self._lose(shard, "fenced")
-            raise Fenced(f"shard {shard} epoch {epoch}: the lease is not ours, the outcome is not written")
+            raise self._fenced(
+                shard, f"shard {shard} epoch {epoch}: the lease is not ours, the outcome is not written"
+            )

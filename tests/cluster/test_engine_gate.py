@@ -395,6 +395,21 @@ async def test_an_intent_insert_of_unknown_outcome_is_abandoned_not_left_pending
     ]
 
 
+async def scaled_then_crashed(cluster: Cluster) -> tuple[Daemon, int]:
+    """Daemon A owns the job and scales it to 3 (applied), then stops like a crash: no renewals, and its
+    engine no longer acts. Returns A and the decision's id."""
+    a, ca = await cluster.start()
+    await until(lambda: owns(a), 5)
+    await add_job(a, ca)
+    status, body = await ca.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
+    assert status == 200 and body["decision"]["status"] == "applied", body
+    assert a.leases is not None
+    for t in a.leases._tasks:
+        t.cancel()
+    a.leases.held.clear()
+    return a, int(body["decision"]["id"])
+
+
 @pytest.mark.parametrize("outcome", ["failed", "superseded"])
 async def test_a_takeover_settles_a_pending_write_of_a_decision_no_longer_pending(
     cluster: Cluster, outcome: str
@@ -404,16 +419,7 @@ async def test_a_takeover_settles_a_pending_write_of_a_decision_no_longer_pendin
     insert had no answer) or `superseded` (its write of unknown outcome kept only in the old owner's
     memory), its write still `pending` in the store, and the write in fact landed. The new owner adopts
     it (the decision is applied, the write applied) and sends nothing."""
-    a, ca = await cluster.start()
-    await until(lambda: owns(a), 5)
-    await add_job(a, ca)
-    status, body = await ca.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
-    assert status == 200 and body["decision"]["status"] == "applied", body
-    did = body["decision"]["id"]
-    assert a.leases is not None
-    for t in a.leases._tasks:  # A stops (like a crash): no renewals, and its engine no longer acts
-        t.cancel()
-    a.leases.held.clear()
+    _, did = await scaled_then_crashed(cluster)
     await sql(cluster.db, "UPDATE actuation_attempts SET status = 'pending' WHERE decision_id = %s", (did,))
     await sql(
         cluster.db,
@@ -446,16 +452,7 @@ async def test_a_takeover_counts_its_reconciliation_and_a_foreign_write(
     resolved in oceand_intents_total); an app someone else scaled meanwhile (to 7: neither the decision's
     2 nor its 3) is a foreign write; every shard taken from the former owner is a takeover, timed from
     its lease's expiry (oceand_takeover_seconds)."""
-    a, ca = await cluster.start()
-    await until(lambda: owns(a), 5)
-    await add_job(a, ca)
-    status, body = await ca.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
-    assert status == 200 and body["decision"]["status"] == "applied", body
-    did = body["decision"]["id"]
-    assert a.leases is not None
-    for t in a.leases._tasks:  # A stops (like a crash): no renewals, and its engine no longer acts
-        t.cancel()
-    a.leases.held.clear()
+    a, did = await scaled_then_crashed(cluster)
     app = cluster.fake.apps[APP]
     await until(lambda: app.deployment is None, 5)
     if landed:  # the write shows in Marathon, and someone else scales the app after it
