@@ -167,7 +167,7 @@ class Daemon:
         self.history = HistoryRecorder(
             self.store,
             retention=h.retention,
-            rollup_after=h.rollup_after,
+            rollup_after=h.per_period_for,
             flush_interval=h.flush_interval,
             max_buffer=h.max_buffer,
             batch=h.batch,

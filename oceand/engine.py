@@ -1,8 +1,9 @@
 """Per-job workers: observe -> decide (pure) -> commit -> apply -> record (ARCHITECTURE properties 2-4).
 
-Every job has one worker task. Pushes, alarms, manual scales and timers only *wake* it; the worker then
-closes due buckets, runs due schedule fires and queued events, one evaluation at a time, so a burst of
-pushes coalesces into one evaluation per closed bucket. A slow Marathon blocks only its own job.
+Every job has one worker task. Alarms, manual scales and timers only *wake* it; a push body that completed
+a bucket hands it over already closed (ingest closes it once the body is routed: `JobRuntime.take`). The
+worker then evaluates the handed buckets (else closes the due ones), runs due schedule fires and queued
+events, one evaluation at a time, so a burst of pushes coalesces into one evaluation per closed bucket. A slow Marathon blocks only its own job.
 One timer (a heap) serves every job and wakes due jobs in slices; an idle job (its last evaluation was of
 an empty bucket and changed nothing) has its next empty buckets closed by the timer, without a wake.
 
@@ -51,7 +52,6 @@ from actuators.marathon import (
     Outcome,
     Permanent,
 )
-from oceand.buckets import JOB_LEVEL_METRICS, ClosedBucket, JobBuckets
 from oceand.cluster.forward import SampleRouter
 from oceand.cluster.intent import (
     TAKEOVER_GAP,
@@ -64,7 +64,7 @@ from oceand.cluster.intent import (
 from oceand.cluster.lease import CoordError, DuplicateDecision, Held
 from oceand.cluster.ownership import OverBudget, Ownership
 from oceand.history import HistoryRecorder
-from oceand.ingest import IngestLimits, Ingestor
+from oceand.ingest import JOB_LEVEL_METRICS, ClosedBucket, IngestLimits, Ingestor, JobBuckets
 from oceand.logs import log_decision
 from oceand.store.base import FencedWrite, Store, StoreError
 from policies import engine as policy
@@ -148,13 +148,27 @@ class JobRuntime:
     # superseded decisions whose last write's outcome is unknown: settled before the job sends again
     unsettled: list[tuple[Decision, ActuationOutcome, AttemptLog]] = field(default_factory=list)
     wake_at: float = math.inf  # the worker's timer (Engine._timers): when it is to be woken next
+    ready: list[ClosedBucket] = field(default_factory=list)  # closed by ingest, not evaluated yet (`take`)
     idle: tuple[JobDocument, str] | None = None  # (document, mode) of an idle job (Engine._idle_key)
     steps: int = 0  # whole worker steps run: what a test waits on to see that a step found nothing to do
     reload: bool = False  # cluster: state and pending writes are read again before the job acts (takeover)
     quiet_until: float | None = None  # cluster: nothing is decided before (a former owner's write pending)
 
     def __post_init__(self) -> None:
-        self.buckets.wake = self.wake.set  # a push that completes a bucket wakes this worker (ingest)
+        self.buckets.hand = self.take  # the buckets a push completed come here, closed (ingest)
+
+    def take(self, closed: list[ClosedBucket]) -> None:
+        """Buckets ingest closed after a push body completed them: the worker evaluates them next."""
+        self.ready.extend(closed)
+        self.wake.set()
+
+    def closed(self, now: float) -> list[ClosedBucket]:
+        """The buckets to evaluate now, oldest first: those ingest closed and handed over, else those due
+        (their deadline passed, or complete since a close or a change of the running count)."""
+        if self.ready:
+            out, self.ready = self.ready, []
+            return out
+        return self.buckets.due(now)
 
     @property
     def name(self) -> str:
@@ -290,7 +304,7 @@ class Engine:
                 [(r.name, r.aggregate) for r in doc.metric_rules()],
             ) or old.grace_seconds() != doc.grace_seconds():
                 rt.buckets = self._new_buckets(doc, now)
-                rt.buckets.wake = rt.wake.set
+                rt.buckets.hand, rt.ready = rt.take, []  # buckets closed under the old rules: dropped
             self.ingestor.set_job(doc, self._sink(rt))
             rt.wake.set()
             self._upserted(doc.job)
@@ -558,6 +572,7 @@ class Engine:
             last is None
             or last.reporters
             or b.open
+            or rt.ready
             or rt.events
             or rt.retry_at is not None
             or state is before
@@ -576,7 +591,7 @@ class Engine:
         the document, the mode or the instance count is different."""
         b = rt.buckets
         try:
-            if not (b.open or rt.events or rt.retry_at is not None):
+            if not (b.open or rt.ready or rt.events or rt.retry_at is not None):
                 view = self._view(rt)  # as an evaluation would: also passes Marathon's running count on
                 if view.known and view.instances == rt.state.count and rt.idle == (rt.doc, self.mode(rt)):
                     for closed in b.due(now):
@@ -634,7 +649,7 @@ class Engine:
             return
         if rt.quiet_until is not None:  # cluster: a former owner's write may still land; nothing decided
             if now < rt.quiet_until:
-                for closed in rt.buckets.due(now):  # takeover gaps: streaks neither end nor grow
+                for closed in rt.closed(now):  # takeover gaps: streaks neither end nor grow
                     rt.state.last_bucket = closed.start
                 return
             rt.quiet_until = None
@@ -647,7 +662,7 @@ class Engine:
         if rt.retry is not None and retry_at is not None and now >= retry_at:
             d, rt.retry = rt.retry, None
             await self._apply(rt, d, reread=True)
-        for closed in rt.buckets.due(now):
+        for closed in rt.closed(now):
             await self._evaluate_bucket(rt, closed)
         await self._run_fires(rt, now)
         while (rt.events or rt.alarms) and not self._stopping:
@@ -823,6 +838,7 @@ class Engine:
         reason = self.ownership.gate(rt.name)
         if reason is not None:
             rt.reload, rt.quiet_until = True, None
+            rt.ready = []
             rt.buckets.due(now)
             rt.retry, rt.retry_at, rt.unsettled = None, None, []
             for _ in rt.alarms:
