@@ -12,7 +12,14 @@ import pytest
 
 from actuators.marathon import Attempt
 from oceand.cluster.assign import desired_owners
-from oceand.cluster.lease import ClusterError, CoordError, DuplicateDecision, Fenced, LeaseManager
+from oceand.cluster.lease import (
+    ClusterError,
+    CoordError,
+    DuplicateDecision,
+    Fenced,
+    LeaseManager,
+    LeaseSettings,
+)
 from oceand.metrics import Metrics
 from oceand.store import MySQLStore
 from oceand.store.base import Fence, FencedWrite, MySQLURL, attempt_row
@@ -34,8 +41,14 @@ async def sql(url: MySQLURL, statement: str, args: tuple[object, ...] = ()) -> l
         conn.close()
 
 
-async def started(make: Make, *names: str) -> list[LeaseManager]:
-    ms = [await make(n) for n in names]
+# for tests of the poll's sequencing, not of time: leases that cannot run out and store calls that do not
+# time out while a loaded machine runs the test (a 0.25 s store timeout or a 1.5 s TTL can pass between two
+# polls there, which turns a sequencing test into a takeover)
+STEADY = dataclasses.replace(FAST, lease_ttl=60.0, stop_acting_after=30.0, store_timeout=10.0)
+
+
+async def started(make: Make, *names: str, settings: LeaseSettings = FAST) -> list[LeaseManager]:
+    ms = [await make(n, settings) for n in names]
     for m in ms:
         await m.ensure_cluster()
         await m.join()
@@ -46,7 +59,7 @@ async def started(make: Make, *names: str) -> list[LeaseManager]:
 
 
 async def test_members_split_the_shards_as_rendezvous_says(make: Make) -> None:
-    a, b, c = await started(make, "A", "B", "C")
+    a, b, c = await started(make, "A", "B", "C", settings=STEADY)
     want = desired_owners(["A", "B", "C"], FAST.shards)
     for m in (a, b, c):
         assert sorted(m.held) == [s for s in range(FAST.shards) if want[s] == m.stable_id]
@@ -90,9 +103,9 @@ async def test_a_clean_stop_hands_the_shards_over_at_once(make: Make) -> None:
 
 
 async def test_a_join_moves_only_the_newcomers_shards_revoke_then_assign(make: Make) -> None:
-    a, b = await started(make, "A", "B")
+    a, b = await started(make, "A", "B", settings=STEADY)
     before = {**{s: "A" for s in a.held}, **{s: "B" for s in b.held}}
-    c = await make("C")
+    c = await make("C", STEADY)
     await c.ensure_cluster()
     await c.join()
     await c.poll_once()
