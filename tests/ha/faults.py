@@ -5,20 +5,22 @@ invariants; the soak (test_soak.py) runs them in random order and counts the vio
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import threading
 import time
 import urllib.request
 from collections.abc import Callable
-
-import pymysql
+from pathlib import Path
 
 from tests.e2e.harness import wait_for
+from tests.ha import invariants as inv
 from tests.ha.rig import TIMINGS, Member, Rig, get
-from tests.store.conftest import MYSQL_HOST, MYSQL_PORT, MYSQL_USER
 
 TTL = float(TIMINGS["lease_ttl"].removesuffix("s"))
 STOP_ACTING = float(TIMINGS["stop_acting_after"].removesuffix("s"))
+BUDGET = float(TIMINGS["actuation_budget"].removesuffix("s"))
 TAKEOVER_BOUND = 4.0  # HA.md §5.2 "≤ 4 s" at TTL 3 s; at TTL 1.5 s a takeover takes ~1.5-2 s, kept loose
 CLEAN_TAKEOVER_BOUND = 1.0  # SIGTERM: the leaver releases its shards (HA.md: < 0.5 s; slack for 2 cores)
 # Marathon applies a PUT this long after it arrived: past the client's timeout (1 s), within the window
@@ -33,19 +35,21 @@ def _owner_of_first(rig: Rig) -> tuple[str, Member]:
     return job, own
 
 
-def _lost(m: Member) -> float:
-    """oceand_lease_lost_total of `m`, all reasons (from /metrics)."""
+def _metric(m: Member, prefix: str) -> float:
+    """The sum of the samples of `m`'s /metrics whose line starts with `prefix` (0 when it does not
+    answer)."""
     text = ""
     try:
         with urllib.request.urlopen(m.daemon.url + "/metrics", timeout=2) as r:
             text = r.read().decode()
     except OSError:
         return 0.0
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("oceand_lease_lost_total{")
-    )
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def _lost(m: Member) -> float:
+    """oceand_lease_lost_total of `m`, all reasons."""
+    return _metric(m, "oceand_lease_lost_total{")
 
 
 def kill_9(rig: Rig) -> None:
@@ -124,7 +128,7 @@ def mysql_stall(rig: Rig, seconds: float = 3.0) -> None:
     """MySQL-side stall: a transaction holds every lease and member row (FOR UPDATE) for `seconds`, so no
     renewal can finish; every daemon stops acting by its own clock; after the commit the leases are
     renewed or re-acquired and every job scales again."""
-    c = pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, database=rig.db)
+    c = rig.connect()
     try:
         with c.cursor() as cur:
             cur.execute("BEGIN")
@@ -256,7 +260,152 @@ def redis_restart(rig: Rig) -> None:
     rig.progress(1)
 
 
-NEEDS_REDIS = {"redis_restart"}  # the rig starts a redis-server of its own for these (Rig.with_redis)
+def redis_restart_aof(rig: Rig) -> None:
+    """Redis restarted with AOF on (SHUTDOWN, which fsyncs the file, then start on the same dir): hot
+    state survives. An owner is frozen (SIGSTOP) before the shutdown, so nothing but the AOF can bring its
+    snapshots back, and killed once Redis is up again: its successors read the snapshots of its jobs
+    (oceand_hotstate_read_total{result="hit"} rises on them; without persistence they would miss)."""
+    assert rig.redis is not None, "the rig needs with_redis()"
+    server = rig.redis
+    client = server.client()
+    if not server.appendonly:  # the soak's Redis: AOF on for this fault (off again at its end)
+        client.config_set("appendonly", "yes")
+        server.appendonly = True
+    try:
+        wait_for(lambda: _aof_ready(server.client()), 10, "the AOF written")
+        _all_redis(rig, "ok", "every daemon connected to Redis")
+        job, victim = _owner_of_first(rig)
+        key = _state_key(rig, job)
+        wait_for(lambda: server.client().exists(key), 10, f"the snapshot of {job} in Redis")
+        others = [m for m in rig.live() if m is not victim]
+        hits = sum(_metric(m, 'oceand_hotstate_read_total{result="hit"}') for m in others)
+        os.kill(victim.pid, signal.SIGSTOP)  # writes nothing more, to Redis or anywhere
+        try:
+            server.shutdown()
+            server.start()  # same port and dir: the AOF is loaded
+            assert server.client().exists(key), f"{key} lost over a restart with AOF"
+        finally:
+            rig.kill9(victim)  # SIGKILL ends a stopped process too
+        rig.timed_takeover(job, others, time.monotonic(), TAKEOVER_BOUND + 5)
+        wait_for(
+            lambda: sum(_metric(m, 'oceand_hotstate_read_total{result="hit"}') for m in others) > hits,
+            10,
+            "a successor reading a snapshot that survived the restart",
+        )
+        victim.daemon.start()
+        rig.wait_settled()
+        _all_redis(rig, "ok", "every daemon reporting Redis ok after the restart")
+        rig.progress(1)
+    finally:
+        server.client().config_set("appendonly", "no")
+        server.appendonly = False
+
+
+def _aof_ready(client: object) -> bool:
+    info = client.info("persistence")  # type: ignore[attr-defined]
+    return bool(
+        info["aof_enabled"] == 1
+        and info["aof_rewrite_in_progress"] == 0
+        and info["aof_rewrite_scheduled"] == 0
+    )
+
+
+def _state_key(rig: Rig, job: str) -> str:
+    from oceand.cluster.hotstate import state_key
+    from oceand.cluster.ids import shard_of
+
+    return state_key("chaos", shard_of(job, int(TIMINGS["shards"])), job)
+
+
+def mysql_restart(rig: Rig, down: float = 2 * TTL + 0.5) -> None:
+    """The rig's own MariaDB shut down (`mariadb-admin shutdown`) for `down` seconds and started again:
+    nothing reaches Marathon while it is down (past the budget of the intents inserted before); every
+    daemon stops acting; after the start, every shard is held again under a newer epoch (recorded as a
+    takeover, from the start) and every job scales again; the intents are reconciled (I6 in the check)."""
+    server = rig.own_mysql
+    assert server is not None, "the rig needs with_mysql()"
+    epochs = dict(rig._sql("SELECT shard, epoch FROM shard_lease"))
+    down_at = time.time()
+    server.shutdown()
+    wait_for(
+        lambda: all(rig.owner(j) is None for j in rig.names), STOP_ACTING + 5, "no daemon acting, MySQL down"
+    )
+    time.sleep(max(0.0, down_at + down - time.time()))  # the fault: MySQL stays down this long
+    up_at = time.time()
+    server.start()
+    t0 = time.monotonic()
+    late = [
+        w
+        for w in inv.writes_from_fake(rig.fake.control("GET", "requests"))
+        if down_at + BUDGET + inv.EPS < w.wall < up_at
+    ]
+    assert late == [], f"writes reached Marathon while MySQL was down: {late}"
+
+    def reacquired() -> bool:
+        rows = rig._sql("SELECT shard, epoch, owner FROM shard_lease")
+        return len(rows) == len(epochs) and all(o and e > epochs[s] for s, e, o in rows)
+
+    wait_for(reacquired, 30, "every shard held again under a newer epoch")
+    rig.takeovers.append(round(time.monotonic() - t0, 2))
+    rig.wait_settled()
+    rig.progress(1)
+
+
+SLOW_CLOCK = Path(__file__).parent / "slowclock"  # its sitecustomize.py slows time.monotonic
+
+
+def clock_skew(rig: Rig, rate: float = 0.5) -> None:
+    """One daemon's monotonic clock (and so its event loop: lease validity, renewals, stop acting) runs
+    at `rate` (x0.5: it believes its leases valid twice as long as they are). It acts normally while it
+    reaches MySQL; cut from MySQL (proxy `pause`), it goes on believing it acts past stop_acting_after by
+    the real clock, while another daemon has taken its shards: only the database-side margin of the
+    fenced intent insert keeps its writes out (I1, I4, I8 in the check). Restarted with a normal clock."""
+    _, victim = _owner_of_first(rig)
+    assert victim.daemon.stop() == 0
+    normal = dict(victim.daemon.env)
+    victim.daemon.env = {
+        **normal,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(SLOW_CLOCK), os.environ.get("PYTHONPATH")) if p),
+        "OCEAND_HA_CLOCK_RATE": str(rate),
+    }
+    try:
+        victim.daemon.start()
+        rig.wait_settled()
+        rig.progress(1)  # the slowed daemon acts on its jobs too
+        job = wait_for(
+            lambda: next((j for j in rig.names if rig.owner(j, [victim])), None),
+            10,
+            "a job of the slowed daemon",
+        )
+        lost = _lost(victim)
+        others = [m for m in rig.live() if m is not victim]
+        victim.mysql.command("pause")
+        t0 = time.monotonic()
+        try:
+            rig.timed_takeover(job, others, t0, TAKEOVER_BOUND + 5)
+            wait_for(lambda: rig.owner(job, [victim]) is None, 10, "the slowed daemon to stop acting")
+            stopped = time.monotonic() - t0
+            wait_for(lambda: _lost(victim) > lost, 10, "the slowed daemon counting its lost leases")
+        finally:
+            victim.mysql.command("resume")
+        print(
+            f"\nclock_skew x{rate}: takeover {rig.takeovers[-1]}s, the slowed daemon acting until {stopped:.2f}s"
+        )
+        # the proof the clock is slow: a normal daemon stops within stop_acting_after of its last renewal
+        assert stopped > STOP_ACTING, f"the slowed daemon stopped acting {stopped:.2f}s after the cut"
+        rig.wait_settled()
+        rig.progress(1)
+    finally:
+        victim.daemon.stop()
+        victim.daemon.env = normal
+        victim.daemon.start()
+    rig.wait_settled()
+
+
+NEEDS_REDIS = {"redis_restart", "redis_restart_aof"}
+NEEDS_MYSQL = {
+    "mysql_restart"
+}  # the rig moves to a MariaDB of its own for these (Rig.with_mysql)  # the rig starts a redis-server of its own for these (Rig.with_redis)
 
 FAULTS: dict[str, Callable[[Rig], None]] = {
     "kill_9": kill_9,
@@ -271,4 +420,7 @@ FAULTS: dict[str, Callable[[Rig], None]] = {
     "late_put": late_put,
     "churn": churn,
     "redis_restart": redis_restart,
+    "redis_restart_aof": redis_restart_aof,
+    "mysql_restart": mysql_restart,
+    "clock_skew": clock_skew,
 }
