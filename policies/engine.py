@@ -260,10 +260,10 @@ def step(
     nxt.count = desired
     nxt.last_bucket = obs.bucket
     nxt.recent = recent
-    nxt.alarms = state.alarms  # a bucket changes neither: the same dicts (states are values: nothing
-    nxt.fires = state.fires  # changes one in place)
+    nxt.alarms = dict(state.alarms) if state.alarms else {}  # a new dict either way (states are values)
+    nxt.fires = dict(state.fires) if state.fires else {}
     nxt.created_at = now if state.created_at is None else state.created_at
-    nxt.predictive = predictive if predictive is not None else state.predictive if not state.predictive else {}
+    nxt.predictive = predictive if predictive is not None else {}
     if desired != current:
         nxt.last_change_at = now
         nxt.streaks = {}
