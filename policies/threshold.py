@@ -23,7 +23,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from policies.document import Band, ThresholdRule, step_count
-from policies.types import NO_DATA, SCALE_IN, SCALE_OUT, WITHIN_TOLERANCE, Proposal, QuietThresholdProposal, Streak
+from policies.types import (
+    NO_DATA,
+    SCALE_IN,
+    SCALE_OUT,
+    WITHIN_TOLERANCE,
+    Proposal,
+    QuietThresholdProposal,
+    Streak,
+)
 
 _ZERO = Streak(0, 0)
 BandStep = tuple[float, int | str]  # (edge, step)
@@ -143,7 +151,9 @@ def propose_threshold(
         return _new(Proposal, (rule.name, "threshold", max(0, current - n), SCALE_IN, inputs)), st
     # the inputs {"value", "streak_out", "streak_in"}, built when read (most buckets are never shown)
     desired = current if below is not None else None
-    return _new(QuietThresholdProposal, (rule.name, "threshold", desired, WITHIN_TOLERANCE, (value, out, in_))), st
+    return _new(
+        QuietThresholdProposal, (rule.name, "threshold", desired, WITHIN_TOLERANCE, (value, out, in_))
+    ), st
 
 
 def projected_scales_out(rule: ThresholdSpec, value: float, current: int, new: int) -> tuple[bool, float]:
