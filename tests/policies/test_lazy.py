@@ -16,7 +16,7 @@ import pytest
 from policies.engine import step
 from policies.target import TargetSpec, propose_target
 from policies.threshold import ThresholdSpec, propose_threshold
-from policies.types import Decision, JobState, LazyProposal, Observation, Proposal, QuietThresholdProposal
+from policies.types import Decision, JobState, LazyProposal, Observation, Proposal
 from tests.policies.build import at, cpu_rule, job
 
 TARGET = TargetSpec("qps", 500.0, 0.1, 0.1, 1.1 + 1e-9, 0.9 - 1e-9)
@@ -76,7 +76,8 @@ def test_a_lazy_proposal_reads_as_the_plain_one(case: str, read: str) -> None:
 def test_a_lazy_proposal_equals_the_plain_one_both_ways(case: str) -> None:
     make, plain = CASES[case]
     lazy = make()
-    assert lazy == plain and plain == lazy and not (lazy != plain) and not (plain != lazy)
+    assert lazy == plain and plain == lazy
+    assert (lazy != plain, plain != lazy) == (False, False)
     assert lazy == make() and lazy != plain._replace(desired=9) and plain._replace(desired=9) != lazy
     assert lazy != plain._replace(inputs={}) and plain._replace(inputs={}) != lazy
     with pytest.raises(TypeError):
