@@ -1,6 +1,6 @@
 """Several daemons at scale (issue 14 "Show", HA.md §6.12): N synthetic jobs over 4 daemons on this machine.
 
-Two parts, each bounded in time, loopback only:
+Three parts, each bounded in time, loopback only:
 
 1. **Leases** — 4 `LeaseManager`s (the daemons' lease loops, default timings: renewal 1 s, poll 0.5 s,
    1024 shards) and their route tables (refresh every 0.5 s) in this process, on a MariaDB database of
@@ -14,12 +14,19 @@ Two parts, each bounded in time, loopback only:
      receiver **process** that parses each body and puts the samples into its buckets
      (`parse_samples` + `split_by_owner` + `JobBuckets.add`, the owner's path).
    CPU is `time.process_time()` of the sender (this process) and of the receiver process, per sample.
+3. **Redis operations** — the hot-state writers of 4 daemons (`HotStateWriter` → `HotState.write_states`,
+   as the engine wires them with `[redis]`: oceand/cluster/hotlink.py), each in a process of its own, on
+   a redis-server of the run's own (free port, no persistence). N jobs with a bucket period of 10 s, each
+   daemon owning the jobs of a quarter of the shards; every 0.1 s the jobs whose bucket closes in that tick
+   are noted, `--changed` of them with a changed state (the engine notes only those). After a 2 s warm-up,
+   Redis's `INFO` (commands, CPU) and the 4 processes' CPU are read over `--window` s. The same-run
+   baseline is the same note stream with Redis marked degraded (nothing sent): what the writers cost
+   without Redis.
 
     .venv/bin/python bench/ha_scale.py [--jobs 100000] [--rounds 5] [--window 10] [--baseline]
+        [--changed 1.0] [--skip-forwarding] [--skip-leases] [--skip-redis]
 
-Redis operations are not measured: the hot-state writer (HotStateWriter, on main) is not wired into the
-engine on this branch, so a daemon here sends 0 Redis operations per second. Needs MariaDB on
-127.0.0.1:3306 (root, no password).
+Needs MariaDB on 127.0.0.1:3306 (root, no password) and `redis-server` on the PATH.
 """
 
 from __future__ import annotations
@@ -266,7 +273,170 @@ async def forwarding(jobs: int, rounds: int, batch: int) -> None:
     )
 
 
+# ---- part 3: Redis operations of the hot-state writers -------------------------------------------------
+
+
+CLIENT_COMMANDS = ("evalsha", "eval", "script", "hgetall", "getdel", "publish")  # what HotState sends
+
+
+def hot_state_doc(i: int, r: int) -> dict[str, Any]:
+    """A job's state as the engine stores it (`JobState.to_json`), about 250 B; changes with `r`."""
+    return {
+        "count": 2 + i % 5,
+        "last_change_at": NOW - 600 + r,
+        "last_bucket": NOW + 10 * r,
+        "streaks": {"cpu": {"out": r % 3, "in_": 0}},
+        "recent": [[NOW - 300, 2 + i % 5]],
+        "alarms": {},
+        "fires": {},
+        "created_at": NOW - 86_400,
+    }
+
+
+def hot_daemon(i: int, url: str, jobs: int, changed: float, degraded: bool, ev: Any, out: Any) -> None:
+    """Daemon `i`'s writer in a process of its own: it notes the jobs of its quarter of the shards whose
+    bucket closes in each 0.1 s tick (period 10 s) and lets `HotStateWriter.run` send them. It reports
+    (CPU s, notes, snapshots stored) at `ev["measure"]` and again at `ev["stop"]`."""
+    from oceand.cluster.hotstate import HotState
+    from oceand.cluster.hotwriter import HotStateWriter
+    from oceand.metrics import Metrics
+
+    async def main() -> None:
+        metrics = Metrics()
+        hot = HotState(url, "bench", metrics=metrics)
+        if degraded:
+            hot.up = False  # nothing is sent: the baseline
+        else:
+            await hot.start()  # as the daemon: the probe marks a Redis that timed out up again
+
+        def owner(job: str) -> tuple[int, int] | None:
+            s = shard_of(job, SHARDS)
+            return (s, 1) if s % DAEMONS == i else None
+
+        writer = HotStateWriter(hot, owner)
+        names = [job_name(k) for k in range(jobs)]
+        mine = [owner(n) is not None and (k % 1000) < changed * 1000 for k, n in enumerate(names)]
+        stop = asyncio.Event()
+        task = asyncio.create_task(writer.run(stop))
+        noted, per_tick, tick, t = 0, max(1, jobs // 100), 0, time.monotonic()
+        ev["ready"][i].set()
+        snap: list[tuple[float, int, float]] = []
+
+        def stored() -> float:
+            return metrics.registry.get_sample_value("oceand_hotstate_write_total", {"result": "ok"}) or 0.0
+
+        while not ev["stop"].is_set():
+            lo, r = (tick % 100) * per_tick, tick // 100 + 1
+            for k in range(lo, min(jobs, lo + per_tick)):
+                if mine[k]:
+                    writer.note(names[k], NOW + 10 * r, hot_state_doc(k, r))
+                    noted += 1
+            if not snap and ev["measure"].is_set():
+                snap.append((time.process_time(), noted, stored()))
+            tick += 1
+            t += 0.1
+            await asyncio.sleep(max(0.0, t - time.monotonic()))
+        snap.append((time.process_time(), noted, stored()))
+        stop.set()
+        await task
+        await hot.close()
+        out.put((i, snap[0], snap[-1]))
+
+    asyncio.run(main())
+
+
+def hot_state_ops(jobs: int, window: float, changed: float, degraded: bool) -> dict[str, float]:
+    """One run of part 3 (4 writer processes, one redis-server); returns the figures it prints."""
+    import tempfile
+
+    from tests.hotstate.conftest import RedisServer
+
+    server = RedisServer(Path(tempfile.mkdtemp(prefix="oceand-bench-redis-")))
+    server.start()
+    admin = server.client()
+    ctx = mp.get_context("spawn")
+    ev = {"ready": [ctx.Event() for _ in range(DAEMONS)], "measure": ctx.Event(), "stop": ctx.Event()}
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=hot_daemon, args=(i, server.url, jobs, changed, degraded, ev, out), daemon=True)
+        for i in range(DAEMONS)
+    ]
+    try:
+        for pr in procs:
+            pr.start()
+        for e in ev["ready"]:
+            e.wait(120)
+        time.sleep(2.0)  # warm-up
+
+        def calls() -> int:  # the writers' operations (one EVALSHA per snapshot), not those the script runs
+            stats = admin.info("commandstats")
+            return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in CLIENT_COMMANDS)
+
+        info0, calls0 = admin.info(), calls()
+        ev["measure"].set()
+        time.sleep(window)
+        ev["stop"].set()
+        info1, calls1 = admin.info(), calls()
+        results = [out.get(timeout=60) for _ in procs]
+        for pr in procs:
+            pr.join(30)
+    finally:
+        for pr in procs:
+            if pr.is_alive():
+                pr.terminate()
+        admin.close()
+        server.stop()
+    cpu = sum(b[0] - a[0] for _, a, b in results)
+    noted = sum(b[1] - a[1] for _, a, b in results)
+    stored = sum(b[2] - a[2] for _, a, b in results)
+    redis_cpu = sum(info1[k] - info0[k] for k in ("used_cpu_user", "used_cpu_sys"))
+    return {
+        "noted/s": noted / window,
+        "stored/s": stored / window,
+        "redis ops/s": (calls1 - calls0) / window,
+        "redis commands/s": (info1["total_commands_processed"] - info0["total_commands_processed"] - 2)
+        / window,
+        "redis cpu %": redis_cpu / window * 100,
+        "client cpu %": cpu / window * 100,
+        "client µs/note": cpu / max(1, noted) * 1e6,
+        "redis memory MB": info1["used_memory"] / 1e6,
+    }
+
+
+def hot_state(jobs: int, window: float, changed: float) -> None:
+    base = hot_state_ops(jobs, window, changed, degraded=True)
+    real = hot_state_ops(jobs, window, changed, degraded=False)
+    print(
+        f"  baseline (Redis degraded, nothing sent): {base['noted/s']:,.0f} notes/s, "
+        f"{base['redis ops/s']:,.1f} Redis ops/s, 4 daemons' CPU {base['client cpu %']:.1f}% of a core "
+        f"({base['client µs/note']:.1f} µs/note)"
+    )
+    print(
+        f"  hot state on: {real['noted/s']:,.0f} notes/s, {real['stored/s']:,.0f} snapshots stored/s, "
+        f"{real['redis ops/s']:,.0f} Redis ops/s ({real['redis ops/s'] / max(1.0, real['noted/s']):.2f} per note; "
+        f"{real['redis commands/s']:,.0f} commands/s counting those the Lua script runs), "
+        f"Redis CPU {real['redis cpu %']:.1f}% of a core, memory {real['redis memory MB']:.1f} MB; 4 daemons' "
+        f"CPU {real['client cpu %']:.1f}% of a core ({real['client µs/note']:.1f} µs/note, "
+        f"{real['client µs/note'] / max(0.001, base['client µs/note']):.1f}x the baseline)"
+    )
+
+
 async def amain(args: argparse.Namespace) -> None:
+    if not args.skip_redis:
+        print(
+            f"== Redis hot state: {args.jobs} jobs over {DAEMONS} daemons, period 10 s, "
+            f"{args.changed:.0%} of the states changed per bucket, {args.window:g} s window"
+        )
+        hot_state(args.jobs, args.window, args.changed)
+    if not args.skip_leases:
+        await leases_part(args)
+    if args.skip_forwarding:
+        return
+    print(f"== forwarding: {args.jobs} jobs, {args.rounds} rounds of one sample per job")
+    await forwarding(args.jobs, args.rounds, args.batch)
+
+
+async def leases_part(args: argparse.Namespace) -> None:
     name = f"oceand_ha_forward_bench_{os.getpid()}"
     create_mysql_database(name)
     db = MySQLURL(host="127.0.0.1", user="root", database=name, port=3306, timeout=10.0)
@@ -281,10 +451,6 @@ async def amain(args: argparse.Namespace) -> None:
             await leases(db, args.window, with_routes=False)
     finally:
         drop_mysql_database(name)
-    if args.skip_forwarding:
-        return
-    print(f"== forwarding: {args.jobs} jobs, {args.rounds} rounds of one sample per job")
-    await forwarding(args.jobs, args.rounds, args.batch)
 
 
 def main() -> None:
@@ -297,6 +463,9 @@ def main() -> None:
         "--baseline", action="store_true", help="also measure the lease loops without route tables"
     )
     p.add_argument("--skip-forwarding", action="store_true")
+    p.add_argument("--skip-leases", action="store_true")
+    p.add_argument("--skip-redis", action="store_true")
+    p.add_argument("--changed", type=float, default=1.0, help="share of the states changed per bucket")
     asyncio.run(amain(p.parse_args()))
 
 

@@ -466,6 +466,8 @@ class HistorySettings(Table):
     enabled: bool = True
     retention: Annotated[Duration, Field(ge=3600, le=366 * 86400)] = 8 * 86400.0  # rows older are pruned
     rollup_after: Annotated[Duration, Field(ge=600, le=366 * 86400)] = 86400.0  # then 1-minute roll-ups
+    # PRODUCT §13's name for rollup_after: rows keep the job's period this long, then 1-minute roll-ups
+    resolution: Annotated[Duration, Field(ge=600, le=366 * 86400)] | None = None
     flush_interval: Annotated[Duration, Field(gt=0, le=300)] = 5.0  # buffered rows are written this often
     max_buffer: Annotated[int, Field(ge=1000, le=10_000_000)] = 200_000  # rows waiting; more are dropped
     batch: Annotated[int, Field(ge=100, le=100_000)] = 5000  # rows per write / roll-up / prune transaction
@@ -484,6 +486,12 @@ class HistorySettings(Table):
     @classmethod
     def _api(cls, v: str | None) -> str | None:
         return None if v is None else http_url(v)
+
+    @property
+    def per_period_for(self) -> float:
+        """How long rows keep the job's period before the 1-minute roll-up: `resolution` when set, else
+        `rollup_after` (history_problems refuses the two set to different values)."""
+        return self.rollup_after if self.resolution is None else self.resolution
 
     @model_validator(mode="after")
     def _token(self) -> HistorySettings:
@@ -773,7 +781,7 @@ def validate_config(data: dict[str, Any], *, file: str, base_dir: Path, path: Pa
     except ValidationError as e:
         raise ConfigError([_problem(file, err) for err in e.errors(include_url=False)]) from None
     problems = access_problems(config, file) + tls_problems(config, file) + cluster_problems(config, file)
-    problems += limits_problems(config, file)
+    problems += limits_problems(config, file) + history_problems(config, file)
     if problems:
         raise ConfigError(problems)
     return config
@@ -821,6 +829,22 @@ def limits_problems(config: Config, file: str) -> list[ConfigProblem]:
                 file,
                 "limits.series_per_job",
                 f"{mine} differs from [ingest] max_series_per_job = {theirs}: they are one bound, set one",
+            )
+        ]
+    return []
+
+
+def history_problems(config: Config, file: str) -> list[ConfigProblem]:
+    """`[history] resolution` is PRODUCT §13's name for `[history] rollup_after`: both set to different
+    values is a mistake, named."""
+    h = config.history
+    if h.resolution is not None and "rollup_after" in h.model_fields_set and h.resolution != h.rollup_after:
+        return [
+            ConfigProblem(
+                file,
+                "history.resolution",
+                f"{h.resolution:g} s differs from [history] rollup_after = {h.rollup_after:g} s: they are one "
+                "setting (how long rows keep the job's period before 1-minute roll-ups), set one",
             )
         ]
     return []

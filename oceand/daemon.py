@@ -63,6 +63,7 @@ from policies.document import JobDocument
 from policies.types import ActuationOutcome, Decision
 
 if TYPE_CHECKING:
+    from oceand.cluster.hotlink import HotLink
     from oceand.cluster.hotstate import HotState
 
 log = logging.getLogger("oceand")
@@ -142,6 +143,13 @@ class Daemon:
             on_actuation=self._on_actuation,
             ownership=ownership,
         )
+        self.hotlink: HotLink | None = None  # [cluster] and [redis]: hot-state snapshots and wake-ups
+        if self.hotstate is not None and ownership is not None:
+            from oceand.cluster.hotlink import HotLink  # here: redis-py is imported only when Redis is used
+
+            self.hotlink = HotLink(self.hotstate, ownership)
+            self.engine.on_state = self.hotlink.note
+            self.engine.load_hot = self.hotlink.load
         self.forwarder: Forwarder | None = None  # [cluster]: samples for jobs owned elsewhere go there
         if self.leases is not None:
             self.leases.drain = self.engine.drain_shard
@@ -159,7 +167,7 @@ class Daemon:
         self.history = HistoryRecorder(
             self.store,
             retention=h.retention,
-            rollup_after=h.rollup_after,
+            rollup_after=h.per_period_for,
             flush_interval=h.flush_interval,
             max_buffer=h.max_buffer,
             batch=h.batch,
@@ -335,6 +343,10 @@ class Daemon:
             await leases.coord.open()
             rt.on_stop("closing the cluster store", lambda _: leases.coord.close(), 0.05)
             await leases.start()
+            if (link := self.hotlink) is not None:  # Redis: snapshots written behind, wake-ups published
+                link.joined()
+                rt.spawn(link.run(self.stop_event), "redis-hot-state")
+                rt.on_stop("announcing the releases on Redis", lambda _: link.farewell(), 0.05)
             rt.on_stop("releasing the shard leases", lambda _: leases.stop(), 0.1)
             if self.forwarder is not None:
                 await self._start_forwarding(self.forwarder)

@@ -235,6 +235,11 @@ class Engine:
             ownership.on_acquired = self._shard_acquired
         # Several daemons: where ingest puts each job's samples (its buckets, or a forwarder to its owner)
         self.router: SampleRouter | None = None
+        # Several daemons with Redis (oceand/cluster/hotlink.py): a step that changed a job's state hands
+        # it on (job, its last bucket, the state as stored), and a takeover starts from the newer of the
+        # Redis snapshot and the store's state (`load_hot(job, stored)`)
+        self.on_state: Callable[[str, int | None, dict[str, Any]], None] | None = None
+        self.load_hot: Callable[[str, dict[str, Any] | None], Awaitable[dict[str, Any] | None]] | None = None
 
     # ---- job set -------------------------------------------------------------------------------
 
@@ -585,10 +590,15 @@ class Engine:
             if self._stopping:
                 break
             rt.idle = None
-            before, last_decision = rt.state, rt.last_decision
+            before, last_decision, acted = rt.state, rt.last_decision, rt.actuation
             try:
                 self._inflight += 1
                 await self._step(rt)
+                if self.on_state is not None and (
+                    rt.actuation is not acted
+                    or (rt.state is not before and not _same_state(before, rt.state))
+                ):  # cluster with Redis: the hot-state snapshot (only the last bucket moved: not worth it)
+                    self.on_state(rt.name, rt.state.last_bucket, self._state_json(rt))
                 rt.idle = self._idle_key(rt, before, last_decision)
                 b, now = rt.buckets, self.clock()
                 if b.open and any(start <= now and b.complete(o) for start, o in b.open.items()):
@@ -836,7 +846,8 @@ class Engine:
                 rt.wake.set()
 
     async def _take_over(self, rt: JobRuntime) -> None:
-        """HA.md §6.7, from the MySQL store: the job's last committed state (the former owner's), and its
+        """HA.md §6.7, from the MySQL store: the job's last committed state (the former owner's; with Redis,
+        its snapshot instead when that was evaluated at a later bucket: `load_hot`), and its
         newest pending decision, retried by `_apply`, which settles its writes of unknown outcome
         (landed: adopted, not resent; no sign of it past the write's deadline + grace: abandoned) and
         re-reads the app before sending anything. With such writes, the retry and every decision of the
@@ -845,6 +856,11 @@ class Engine:
         own = self.ownership
         assert own is not None
         stored = await self.store.load_state(rt.name)
+        if self.load_hot is not None:  # Redis: the snapshot when it was evaluated at a later bucket
+            newer = await self.load_hot(rt.name, stored)
+            if newer is not stored:
+                stored = newer
+                self._dirty.add(rt.name)  # the store catches up with the next flush
         state = JobState.from_json(stored)
         if state.created_at is None:
             state.created_at = rt.state.created_at

@@ -164,6 +164,10 @@ def _text_value(v: Any) -> str:
     return _json(v)
 
 
+# the store drivers' loggers stay at info and up whatever [log] level says (PRODUCT §10: no secret in a log)
+QUIET_DRIVERS = ("aiosqlite", "aiomysql")
+
+
 class _OceandHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler setup_logging installed, so a reload replaces it instead of adding one."""
 
@@ -183,6 +187,8 @@ def setup_logging(level: str, fmt: str, stream: TextIO | None = None) -> None:
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(LEVELS[level.lower()])
+    for name in QUIET_DRIVERS:  # at debug they echo every SQL statement's parameters: stored webhook
+        logging.getLogger(name).setLevel(max(logging.INFO, LEVELS[level.lower()]))  # secrets, hashes
     logging.captureWarnings(True)
 
 

@@ -289,7 +289,8 @@ class Metrics:
             "oceand_lease_lost_total",
             "Shards this daemon stopped holding other than by releasing them, by reason (taken: not "
             "renewed by the database; not_renewed: no successful renewal within stop_acting_after; "
-            "fenced: an intent insert found the lease gone)",
+            "fenced: an intent insert found the lease gone; hotstate_fenced: a newer epoch wrote a job's hot "
+            "state in Redis)",
             ["reason"],
             registry=r,
         )

@@ -65,12 +65,27 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return error_response(500, "internal", "internal error (logged)")
 
 
-async def read_json(request: web.Request) -> Any:
-    """The request body as JSON, or a 400 naming the problem (413 past the size limit)."""
+ADMIN_MAX_BODY = 1024**2  # PRODUCT §10: an admin API body is at most 1 MiB (ingest: server.max_body)
+
+
+async def read_json(request: web.Request, limit: int = ADMIN_MAX_BODY) -> Any:
+    """The request body as JSON, or a 400 naming the problem; 413 past `limit` (the admin API's 1 MiB) or
+    past `server.max_body` when that is smaller (aiohttp's own limit). A declared length over the limit
+    is refused before reading; a chunked body is read (within `server.max_body`) and then measured."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(request.content_length, limit)
     body = await request.read()
+    if len(body) > limit:
+        raise _too_large(len(body), limit)
     if not body.strip():
         raise ApiError(400, "empty_body", "request body is empty")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise ApiError(400, "bad_json", f"body is not valid JSON: {e}") from None
+
+
+def _too_large(size: int, limit: int) -> ApiError:
+    return ApiError(
+        413, "body_too_large", f"request body too large: {size} bytes, the admin API takes at most {limit}"
+    )

@@ -66,6 +66,7 @@ def _op(
         op["responses"][str(code)] = _ERR
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        op["responses"]["413"] = _ERR  # a body over its route's limit (admin 1 MiB, ingest server.max_body)
     if params:
         op["parameters"] = params
     return op

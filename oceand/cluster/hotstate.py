@@ -345,15 +345,17 @@ class HotState:
         ]
         todo = [i for i, r in enumerate(results) if r is None]
         if todo:
-            pipe = self.client.pipeline(transaction=False)
-            for i in todo:
-                keys, args = self._args(writes[i])
-                await self._script(keys=keys, args=args, client=pipe)
-            try:
-                replies = await self._call(pipe.execute())
-            except HotStateError as e:
-                log.debug("%d hot states not written: %s", len(todo), e)
-                replies = None
+            # `async with`: the pipeline's connection goes back to the pool even when the call timed out
+            # (else it is held until garbage collection: "Unclosed Pipeline client")
+            async with self.client.pipeline(transaction=False) as pipe:
+                for i in todo:
+                    keys, args = self._args(writes[i])
+                    await self._script(keys=keys, args=args, client=pipe)
+                try:
+                    replies = await self._call(pipe.execute())
+                except HotStateError as e:
+                    log.debug("%d hot states not written: %s", len(todo), e)
+                    replies = None
             for n, i in enumerate(todo):
                 results[i] = (
                     "error" if replies is None else self._stored(writes[i], comparables[i], now, replies[n])

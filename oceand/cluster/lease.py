@@ -418,6 +418,11 @@ class LeaseManager:
             if not may_act(h.valid_until, now):
                 self._lose(s, "not_renewed")
 
+    def lose(self, shard: int, reason: str) -> None:
+        """Stop acting on `shard` now (e.g. a newer epoch wrote its hot state in Redis): it is dropped as if
+        not renewed, and acquired again (with a new epoch) only when rendezvous and the leases allow."""
+        self._lose(shard, reason)
+
     def _lose(self, shard: int, reason: str) -> None:
         if self.held.pop(shard, None) is None:
             return

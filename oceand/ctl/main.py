@@ -817,6 +817,45 @@ def clusters(ctx: click.Context, output: str) -> None:
     emit(reply, output, human)
 
 
+@cli.command()
+@click.option("--leases", is_flag=True, help="Also list every shard's lease: owner, epoch, valid.")
+@output_option
+@click.pass_context
+def cluster(ctx: click.Context, leases: bool, output: str) -> None:
+    """Several daemons (docs/cluster.md): the live members and the shards each holds, as this daemon
+    last read them; --leases adds every shard's lease."""
+    reply = client(ctx).call("GET", "/api/v1/cluster")
+
+    def human(con: Console) -> None:
+        if not reply.get("enabled"):
+            con.print("this daemon is not in a cluster ([cluster] enabled = false)")
+            return
+        me = reply.get("this_daemon")
+        con.print(
+            f"cluster {reply.get('name')}: {reply.get('shards')} shards, {reply.get('unowned')} unowned; "
+            f"this daemon is {me}"
+        )
+        t = table("MEMBER", "STABLE ID", "ADDRESS", "SHARDS", "")
+        for m in reply.get("members", []):
+            t.add_row(
+                str(m.get("instance_id")), str(m.get("stable_id")), str(m.get("addr") or "-"),
+                str(m.get("shards_held")), "this daemon" if m.get("instance_id") == me else "",
+            )  # fmt: skip
+        con.print(t)
+        if leases:
+            t = table("SHARD", "OWNER", "EPOCH", "VALID")
+            for r in reply.get("leases", []):
+                t.add_row(
+                    str(r.get("shard")),
+                    str(r.get("owner") or "-"),
+                    str(r.get("epoch")),
+                    "yes" if r.get("valid") else "no",
+                )
+            con.print(t)
+
+    emit(reply, output, human)
+
+
 # ---- history / preview / tokens / audit (issue 15: the rest of PRODUCT §12) ---------------------------
 
 

@@ -213,6 +213,58 @@ async def test_huge_body_is_413(start_daemon: DaemonFactory) -> None:
     assert status == 413 and body["error"]["code"] == "body_too_large"
 
 
+def _padded(data: Any, size: int) -> bytes:
+    """`data` as JSON followed by spaces up to `size` bytes: valid JSON of exactly that size."""
+    body = orjson.dumps(data)
+    return body + b" " * (size - len(body))
+
+
+MIB = 1024**2
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data"),
+    [
+        pytest.param("POST", "/api/v1/jobs", doc(), id="job create"),
+        pytest.param("PUT", f"/api/v1/jobs/{JOB}", doc(), id="job replace"),
+        pytest.param("PUT", "/api/v1/templates/web", {"max_instances": 4}, id="template"),
+        pytest.param("POST", "/api/v1/tokens", {"name": "t", "scopes": ["read"]}, id="token"),
+    ],
+)
+async def test_admin_bodies_are_at_most_one_mib(
+    start_daemon: DaemonFactory, method: str, path: str, data: Any
+) -> None:
+    """PRODUCT §10: body size per route, the admin API's 1 MiB (the listener's server.max_body, 8 MiB,
+    is the ingest routes' limit). Declared or chunked, one byte over is 413 naming the limit; at the
+    limit the body is read (and here accepted)."""
+    _, c = await start_daemon()
+    status, body = await c.call(method, path, data=_padded(data, MIB + 1))
+    assert (status, body["error"]["code"]) == (413, "body_too_large"), body
+    assert f"{MIB + 1} bytes, the admin API takes at most {MIB}" in body["error"]["message"]
+
+    async def chunks() -> Any:  # no Content-Length: aiohttp sends it chunked
+        whole = _padded(data, MIB + 1)
+        for i in range(0, len(whole), 64 * 1024):
+            yield whole[i : i + 64 * 1024]
+
+    async with c.session.request(method, c.base + path, data=chunks()) as r:
+        assert r.status == 413 and (await r.json())["error"]["code"] == "body_too_large"
+    status, body = await c.call(method, path, data=_padded(data, MIB))
+    assert status in (200, 201), body
+
+
+def test_openapi_says_413_wherever_a_body_is_read() -> None:
+    ops = [op for ops in openapi_spec()["paths"].values() for op in ops.values() if "requestBody" in op]
+    assert len(ops) >= 10 and all("413" in op["responses"] for op in ops)
+
+
+async def test_a_push_may_be_larger_than_an_admin_body(start_daemon: DaemonFactory) -> None:
+    _, c = await start_daemon()
+    item = {"endpoint": "h", "metric": "m", "timestamp": 1, "step": 10, "value": 1, "counterType": "GAUGE"}
+    status, body = await c.call("POST", "/v1/push", data=_padded([item], 2 * MIB))
+    assert (status, body["data"]["Total"]) == (200, 1), body
+
+
 async def test_push_reply_has_transfer_shape_and_status_shows_the_bucket(start_daemon: DaemonFactory) -> None:
     _, c = await start_daemon(ingest={"grace": "0.05s"})
     assert (await c.call("POST", "/api/v1/jobs", doc(period="1s")))[0] == 201

@@ -18,6 +18,7 @@ from oceand.config import (
     parse_listen,
     parse_size,
 )
+from oceand.daemon import Daemon
 from oceand.ingest import IngestLimits
 
 FULL = """
@@ -192,6 +193,23 @@ def test_changed_keys(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "per_period_for"),
+    [
+        pytest.param("", 86400.0, id="default: the job's period for 1 d"),
+        pytest.param('[history]\nresolution = "2d"\n', 172800.0, id="PRODUCT §13's name"),
+        pytest.param('[history]\nrollup_after = "6h"\n', 21600.0, id="the daemon's name"),
+        pytest.param('[history]\nresolution = "6h"\nrollup_after = "6h"\n', 21600.0, id="both, agreeing"),
+    ],
+)
+def test_history_resolution_is_rollup_after(tmp_path: Path, text: str, per_period_for: float) -> None:
+    """PRODUCT §13 names `[history] resolution` ("the job's period up to 1 d, then 1-minute roll-ups"):
+    one setting with `rollup_after`, and the recorder rolls up rows older than it."""
+    config = load_config(write(tmp_path, text + '[store]\nurl = "sqlite:///oceand.db"\n'))
+    assert config.history.per_period_for == per_period_for
+    assert Daemon(config).history.rollup_after == per_period_for
+
+
+@pytest.mark.parametrize(
     ("value", "expected"),
     [
         pytest.param("127.0.0.1:8080", ("127.0.0.1", 8080), id="ipv4"),
@@ -240,6 +258,18 @@ ERRORS = [
         id="limits and ingest name two series bounds",
     ),
     pytest.param("[limits]\njobs = 0\n", "limits.jobs", "greater than or equal to 1", id="limits jobs zero"),
+    pytest.param(
+        '[history]\nrollup_after = "1d"\nresolution = "2d"\n',
+        "history.resolution",
+        "172800 s differs from [history] rollup_after = 86400 s: they are one setting",
+        id="history resolution and rollup_after disagree",
+    ),
+    pytest.param(
+        '[history]\nresolution = "1m"\n',
+        "history.resolution",
+        "greater than or equal to 600",
+        id="resolution 1m",
+    ),
     pytest.param(
         '[marathon]\nurls = ["http://a:1"]\n',
         "marathon.urls",

@@ -259,3 +259,22 @@ def test_logs_redact_urls_whatever_the_call_site(stream: io.StringIO) -> None:
     assert SECRET not in line
     obj = orjson.loads(line)
     assert obj["msg"] == "GET http://***@h/x?token=*** failed" and obj["url"] == "https://h/?api_key=***"
+
+
+def test_debug_level_leaves_out_the_store_drivers_sql_parameters(stream: io.StringIO) -> None:
+    """aiosqlite / aiomysql log every statement with its parameters at DEBUG: a job's stored webhook URL
+    with its password, token hashes. `[log] level = "debug"` is for oceand's own lines."""
+    drivers = {name: logging.getLogger(name).level for name in ("aiosqlite", "aiomysql")}
+    try:
+        setup_logging("debug", "json", stream)
+        logging.getLogger("aiosqlite").debug("executing %s", ("INSERT", f"http://u:{SECRET}@h/"))
+        logging.getLogger("aiomysql").debug("query %s", SECRET)
+        logging.getLogger("aiosqlite").warning("driver warning")
+        logging.getLogger("oceand.store").debug("own debug line")
+        assert [line["msg"] for line in lines(stream)] == ["driver warning", "own debug line"]
+        setup_logging("error", "json", stream)  # a reload to a higher level keeps the drivers as high
+        logging.getLogger("aiosqlite").warning("not shown")
+        assert [line["msg"] for line in lines(stream)] == ["driver warning", "own debug line"]
+    finally:
+        for name, level in drivers.items():
+            logging.getLogger(name).setLevel(level)

@@ -222,6 +222,42 @@ def churn(rig: Rig, rounds: int = 2) -> None:
     rig.progress(1)
 
 
+def _redis(m: Member) -> str | None:
+    """What /readyz of `m` says of Redis ("ok", "degraded"), None when it does not answer."""
+    ready = get(m.daemon, "/readyz", 1.0)
+    return None if ready is None else ready.get("redis")
+
+
+def _all_redis(rig: Rig, want: str, what: str) -> None:
+    wait_for(lambda: all(_redis(m) == want for m in rig.live()), 10, what)
+
+
+def redis_restart(rig: Rig) -> None:
+    """Redis restarted without persistence (HA.md §5.2), with a kill -9 while it is down: every daemon
+    reports `"redis": "degraded"` in /readyz (still ready) and keeps acting (leases and intents are in
+    MySQL); the owner killed meanwhile is taken over within TAKEOVER_BOUND from the store's state; once
+    Redis is back (empty), every daemon says `ok` again and the snapshots are written again."""
+    assert rig.redis is not None, "the rig needs with_redis()"
+    server = rig.redis
+    _all_redis(rig, "ok", "every daemon connected to Redis")
+    wait_for(lambda: server.client().dbsize() > 0, 10, "hot-state snapshots in Redis")
+    server.stop()  # SIGKILL: nothing saved
+    _all_redis(rig, "degraded", "every daemon reporting Redis degraded")
+    rig.progress(1)  # acting goes on without Redis
+    job, victim = _owner_of_first(rig)
+    rig.kill9(victim)
+    rig.timed_takeover(job, rig.live(), time.monotonic(), TAKEOVER_BOUND + 5)
+    rig.progress(1)
+    server.start()  # same port, no keys
+    victim.daemon.start()
+    rig.wait_settled()
+    _all_redis(rig, "ok", "every daemon reporting Redis ok again")
+    wait_for(lambda: server.client().dbsize() > 0, 10, "snapshots written again after the restart")
+    rig.progress(1)
+
+
+NEEDS_REDIS = {"redis_restart"}  # the rig starts a redis-server of its own for these (Rig.with_redis)
+
 FAULTS: dict[str, Callable[[Rig], None]] = {
     "kill_9": kill_9,
     "gc_pause": gc_pause,
@@ -234,4 +270,5 @@ FAULTS: dict[str, Callable[[Rig], None]] = {
     "marathon_cut": marathon_cut,
     "late_put": late_put,
     "churn": churn,
+    "redis_restart": redis_restart,
 }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import signal
 import threading
 import time
@@ -26,11 +27,13 @@ from typing import Any
 
 import orjson
 import pymysql
+import pytest
 
 from bench.ha_failover import cluster_daemon
 from tests.e2e.harness import DaemonProcess, FakeMarathonProcess, sample, wait_for
 from tests.ha import invariants as inv
 from tests.ha.proxy import ProxyThread
+from tests.hotstate.conftest import RedisServer
 from tests.store.conftest import (
     MYSQL_HOST,
     MYSQL_PORT,
@@ -114,6 +117,7 @@ class Rig:
     jobs: int = 6
     members: list[Member] = field(default_factory=list)
     takeovers: list[float] = field(default_factory=list)
+    redis: RedisServer | None = None  # `with_redis`: a redis-server of the rig's own, every member uses it
 
     def __post_init__(self) -> None:
         self.db = f"oceand_ha_chaos_{os.getpid()}_{next(_counter)}"
@@ -130,6 +134,17 @@ class Rig:
         self.pushed = 0
 
     # ---- members -------------------------------------------------------------------------------
+    def with_redis(self) -> RedisServer:
+        """Start a private redis-server (no persistence; the shared one on 6379 is never restarted) that the
+        members added from now on use for hot state and wake-ups ([redis] url)."""
+        if shutil.which("redis-server") is None:
+            pytest.skip("redis-server is not installed")
+        workdir = self.tmp / "redis"
+        workdir.mkdir()
+        self.redis = RedisServer(workdir)
+        self.redis.start()
+        return self.redis
+
     def add(self, start: bool = True) -> Member:
         i = len(self.members)
         mysql = ProxyThread((MYSQL_HOST, MYSQL_PORT))
@@ -139,6 +154,7 @@ class Rig:
         d.conf.write_text(
             d.conf.read_text().replace('name = "e2e"', 'name = "chaos"')
             + "".join(f'{k} = "{v}"\n' if k != "shards" else f"{k} = {v}\n" for k, v in TIMINGS.items())
+            + (f'[redis]\nurl = "{self.redis.url}"\n' if self.redis is not None else "")
         )
         m = Member(d, mysql, marathon, f"d{i}")
         self.members.append(m)
@@ -337,4 +353,6 @@ class Rig:
             m.mysql.close()
             m.marathon.close()
         self.fake.stop()
+        if self.redis is not None:
+            self.redis.stop()
         drop_mysql_database(self.db)

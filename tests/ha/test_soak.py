@@ -1,7 +1,8 @@
-"""The randomized soak (HA.md §5.5): one rig (three daemons, six jobs under a constant breach) and the
-faults of tests/ha/faults.py in random order for OCEAND_HA_SOAK seconds (a value > 1; `=1` runs only the
-on-demand scenarios). It prints what it did and the counts — double actuations (I2), stale-owner writes
-(I1, I8), lost decisions (I6), other violations — and fails unless all are 0. Seed: OCEAND_HA_SEED."""
+"""The randomized soak (HA.md §5.5): one rig (three daemons with a Redis of the rig's own, six jobs under a
+constant breach) and the faults of tests/ha/faults.py in random order for OCEAND_HA_SOAK seconds (a value
+> 1; `=1` runs only the on-demand scenarios). It prints what it did and the counts — double actuations
+(I2), stale-owner writes (I1, I8), lost decisions (I6), other violations — and fails unless all are 0.
+Seed: OCEAND_HA_SEED."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def test_randomized_soak(rig: Rig) -> None:
         pytest.skip("OCEAND_HA_SOAK=1 runs the scenarios; the soak needs OCEAND_HA_SOAK=SECONDS (> 1)")
     seed = int(os.environ.get("OCEAND_HA_SEED", str(int(time.time()))))
     random.seed(seed)
+    rig.with_redis()  # hot state and wake-ups on through every fault, and redis_restart among them
     rig.start(3)
     rig.warm()
     done: collections.Counter[str] = collections.Counter()

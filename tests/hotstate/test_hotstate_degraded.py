@@ -17,6 +17,7 @@ from oceand.metrics import Metrics
 from .conftest import RedisServer
 
 S1: dict[str, Any] = {"count": 3, "streaks": {"up": 1}, "last_bucket": 60}
+STALL = ("DEBUG", "SLEEP", "1")
 
 
 def writes(h: HotState, result: str) -> float:
@@ -104,6 +105,23 @@ async def test_a_stalled_redis_times_out_within_the_budget_and_recovers(
     assert await h.write_state(1, 1, "web", 120, {**S1, "count": 9}) == "ok"
     snap = await h.read_state(1, "web")
     assert snap is not None and snap.state["count"] == 9
+
+
+async def test_a_timed_out_batch_gives_its_connection_back(
+    own_redis: RedisServer, closing: list[object]
+) -> None:
+    """A pipeline cut off by socket_timeout releases its connection to the pool at once (not at garbage
+    collection, with an "Unclosed Pipeline client" warning, holding a connection meanwhile)."""
+    h = HotState(own_redis.url, "c1", socket_timeout=0.2, metrics=Metrics())
+    closing.append(h)
+    assert await h.probe()
+    staller = asyncio.create_task(asyncio.to_thread(own_redis.client(timeout=10).execute_command, *STALL))
+    await asyncio.sleep(0.1)  # the stall command reaches Redis first
+    writes_ = [StateWrite(1, 1, f"j{i}", 60, S1) for i in range(3)]
+    assert await h.write_states(writes_) == ["error"] * 3
+    pool = h.client.connection_pool
+    assert pool._in_use_connections == set()  # type: ignore[attr-defined]
+    await staller
 
 
 async def test_starting_without_redis_is_degraded_not_failed(

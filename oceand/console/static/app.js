@@ -1,11 +1,12 @@
-// The console's shell: hash routes (#/ the job tree and list, #/job/NAME a job, #/login), the
-// language switch and the optional token login. The token is never put in a URL.
+// The console's shell: hash routes (#/ the job tree and list, #/job/NAME a job, #/templates the
+// templates, #/login), the language switch and the optional token login. The token is never put in a URL.
 
 import { ApiError, api, getToken, setToken } from "./api.js";
 import { h } from "./dom.js";
 import { getLang, setLang, t } from "./i18n.js";
 import { renderJob } from "./job.js";
 import { renderJobs } from "./jobs.js";
+import { renderTemplates } from "./templates.js";
 import { LEVELS } from "./tree.js";
 
 const main = document.getElementById("main");
@@ -17,6 +18,7 @@ function chrome() {
   document.title = t("title");
   document.getElementById("brand").textContent = t("title");
   document.getElementById("nav-jobs").textContent = t("jobs");
+  document.getElementById("nav-templates").textContent = t("templates");
   document.getElementById("skip").textContent = getLang() === "zh" ? "跳到正文" : "Skip to content";
   const lang = document.getElementById("lang");
   lang.textContent = t("language");
@@ -140,6 +142,9 @@ async function route() {
       main.replaceChildren(h("p", {}, t("loading")));
       stop = await renderJob(main, name, needAuth);
       main.focus();
+    } else if (path === "/templates") {
+      main.replaceChildren(h("p", {}, t("loading")));
+      await renderTemplates(main);
     } else await showJobs(params);
   } catch (e) {
     if (e instanceof ApiError && (e.status === 401 || e.status === 403)) return needAuth(e);

@@ -4,6 +4,13 @@
 const LABELS = {
   title: ["oceand 控制台", "oceand console"],
   jobs: ["任务管理", "Jobs"],
+  templates: ["模板管理", "Templates"],
+  no_templates: ["还没有模板", "No templates yet"],
+  template_fields: ["模板内容", "Fields"],
+  template_jobs: ["使用该模板的任务", "Jobs that use this template"],
+  template_job_count: ["{0} 个任务使用", "used by {0} job(s)"],
+  template_unused: ["没有任务使用该模板", "No job uses this template"],
+  more_jobs: ["……另有 {0} 个任务", "… and {0} more jobs"],
   login: ["登录", "Sign in"],
   logout: ["退出", "Sign out"],
   token: ["令牌", "Token"],

@@ -1,0 +1,144 @@
+"""The joins of the Redis hot state to the lease loop and the engine (issue 14, docs/redis.md "What this
+version does with it"). Built by the daemon only with both `[cluster]` and `[redis] url` set, and imported
+there lazily (this module imports redis-py through hotstate).
+
+- `note(job, bucket_ts, state)` is the engine's `on_state`: the writer (`HotStateWriter`) sends each
+  changed state, fenced by the lease epoch, within FLUSH_INTERVAL.
+- `owner(job)`: the job's (shard, epoch) while its shard is held here and renewed within
+  stop_acting_after by the local clock (draining included), else None: a state of a job owned elsewhere
+  now is never written.
+- `fenced(job)`: a newer epoch wrote the job's snapshot, so another daemon took the shard: it is dropped
+  at once (`LeaseManager.lose`, reason `hotstate_fenced`), as a fenced intent insert would.
+- `load(job, stored)` is the engine's `load_hot`: a takeover starts from the newer of the snapshot and the
+  store's state (`HotState.load_state`, HA.md §6.7 step 3).
+- Wake-ups: the lease loop's acquisitions and releases, and this daemon's joining and leaving, are
+  published on the cluster's channel (`joined` at start; the releases and `leaving` at stop: `farewell`).
+  Any wake-up received, and each resubscription (some may have been missed), kicks the lease poll. They
+  are sent in order by one task (`run`); those that cannot be sent (Redis down) are dropped, since the
+  receivers poll anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from oceand.cluster.hotstate import Event, HotState
+from oceand.cluster.hotwriter import HotStateWriter
+from oceand.cluster.intent import may_act
+from oceand.cluster.lease import Held, LeaseManager
+from oceand.cluster.ownership import Ownership
+
+log = logging.getLogger("oceand.redis")
+MAX_QUEUED = 4096  # wake-ups waiting to be published; beyond it the oldest are dropped (they only hurry)
+# Snapshot reads in flight at once: a start or a large takeover reloads thousands of jobs together, and
+# redis-py would open a connection for each concurrent call
+LOAD_CONCURRENCY = 16
+
+
+class HotLink:
+    def __init__(self, hot: HotState, ownership: Ownership) -> None:
+        self.hot = hot
+        self.ownership = ownership
+        self.leases: LeaseManager = ownership.leases
+        self.writer = HotStateWriter(hot, self.owner, on_fenced=self.fenced)
+        self._epochs: dict[int, int] = {}  # shard -> the epoch acquired here (a release names it)
+        self._queue: list[Event] = []
+        self._wake = asyncio.Event()
+        self._loads = asyncio.Semaphore(LOAD_CONCURRENCY)
+        self.leases.on_acquired.append(self._acquired)
+        self.leases.on_lost.append(self._lost)
+        hot.on_event.append(self._received)
+
+    # ---- the engine's side -------------------------------------------------------------------------
+
+    def note(self, job: str, bucket_ts: int | None, state: dict[str, Any]) -> None:
+        self.writer.note(job, bucket_ts, state)
+
+    def owner(self, job: str) -> tuple[int, int] | None:
+        """(shard, epoch) while the shard's lease is held here and renewed within stop_acting_after by the
+        local clock. A draining shard counts: its last states go out under its epoch before the release."""
+        shard = self.ownership.shard(job)
+        held = self.leases.held.get(shard)
+        if held is None or not may_act(held.valid_until, self.leases.mono()):
+            return None
+        return shard, held.epoch
+
+    def fenced(self, job: str) -> None:
+        shard = self.ownership.shard(job)
+        if shard in self.leases.held:
+            self.leases.lose(shard, "hotstate_fenced")
+
+    async def load(self, job: str, stored: dict[str, Any] | None) -> dict[str, Any] | None:
+        async with self._loads:
+            source, state = await self.hot.load_state(self.ownership.shard(job), job, stored)
+        if source == "redis":
+            log.info(
+                "job %s: taken over from its Redis snapshot (newer than the store's state)",
+                job,
+                extra={"event": "hotstate_loaded", "job": job},
+            )
+        return state
+
+    # ---- wake-ups ----------------------------------------------------------------------------------
+
+    def _publish(self, event: Event) -> None:
+        self._queue.append(event)
+        if len(self._queue) > MAX_QUEUED:
+            del self._queue[: len(self._queue) - MAX_QUEUED]
+        self._wake.set()
+
+    def _acquired(self, shard: int, held: Held) -> None:
+        self._epochs[shard] = held.epoch
+        self._publish(Event("acquired", shard=shard, epoch=held.epoch))
+
+    def _lost(self, shard: int, reason: str) -> None:
+        epoch = self._epochs.pop(shard, None)
+        if reason == "released" and epoch is not None:
+            self._publish(Event("released", shard=shard, epoch=epoch))
+
+    def joined(self) -> None:
+        self._publish(Event("joined", member=self.leases.me))
+
+    async def farewell(self) -> None:
+        """At stop, after the leases were released (`run` has ended by then): the releases and `leaving`
+        go out now, so the successors poll at once instead of at their next acquire_poll."""
+        self._publish(Event("leaving", member=self.leases.me))
+        await self.send()
+
+    def _received(self, event: Event | None) -> None:
+        self.leases.kick()  # never trusted: the poll reads MySQL
+
+    async def send(self) -> int:
+        """Publish the queued wake-ups, in order; returns how many went out."""
+        queued, self._queue = self._queue, []
+        sent = 0
+        for event in queued:
+            sent += await self.hot.publish(event)
+        return sent
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """The writer's flushes and the wake-ups' sends until `stop` (then the last states once more)."""
+        loop = asyncio.get_running_loop()
+        writer = loop.create_task(self.writer.run(stop), name="redis:hot-writer")
+        stopped = loop.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                woken = loop.create_task(self._wake.wait())
+                await asyncio.wait((woken, stopped), return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                self._wake.clear()
+                try:
+                    await self.send()
+                except Exception:  # never let the sender die: the receivers poll anyway
+                    log.exception("wake-up publish failed")
+        finally:
+            stopped.cancel()
+            if stop.is_set():
+                await writer
+            else:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
