@@ -45,12 +45,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aiohttp import web
 
 from collectors.falcon_items import FalconItem
-from oceand.buckets import JobBuckets
 from oceand.cluster.forward import ForwardBuckets, Forwarder, group_by_shard, parse_samples, split_by_owner
 from oceand.cluster.ids import shard_of
 from oceand.cluster.lease import Coordinator, LeaseManager, LeaseSettings
 from oceand.cluster.routes import ROUTES_SQL, RouteTable
-from oceand.ingest import Ingestor
+from oceand.ingest import Ingestor, JobBuckets
 from oceand.store import MySQLStore
 from oceand.store.base import MySQLURL
 from policies.document import JobDocument

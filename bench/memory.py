@@ -19,8 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import job_doc
-from oceand.buckets import JobBuckets
-from oceand.ingest import Ingestor
+from oceand.ingest import Ingestor, JobBuckets
 from policies.document import JobDocument
 
 WINDOW = 60  # the baseline: one list of a 60-bucket window of floats per series

@@ -1,8 +1,9 @@
 """Per-job workers: observe -> decide (pure) -> commit -> apply -> record (ARCHITECTURE properties 2-4).
 
-Every job has one worker task. Pushes, alarms, manual scales and timers only *wake* it; the worker then
-closes due buckets, runs due schedule fires and queued events, one evaluation at a time, so a burst of
-pushes coalesces into one evaluation per closed bucket. A slow Marathon blocks only its own job.
+Every job has one worker task. Alarms, manual scales and timers only *wake* it; a push body that completed
+a bucket hands it over already closed (ingest closes it once the body is routed: `JobRuntime.take`). The
+worker then evaluates the handed buckets (else closes the due ones), runs due schedule fires and queued
+events, one evaluation at a time, so a burst of pushes coalesces into one evaluation per closed bucket. A slow Marathon blocks only its own job.
 One timer (a heap) serves every job and wakes due jobs in slices; an idle job (its last evaluation was of
 an empty bucket and changed nothing) has its next empty buckets closed by the timer, without a wake.
 
@@ -51,15 +52,21 @@ from actuators.marathon import (
     Outcome,
     Permanent,
 )
-from oceand.buckets import JOB_LEVEL_METRICS, ClosedBucket, JobBuckets
 from oceand.cluster.forward import SampleRouter
-from oceand.cluster.intent import TAKEOVER_GAP, WAIT, ForeignIntent, bucket_label, takeover_verdict
+from oceand.cluster.intent import (
+    TAKEOVER_GAP,
+    WAIT,
+    ForeignIntent,
+    bucket_label,
+    key_of,
+    takeover_verdict,
+)
 from oceand.cluster.lease import CoordError, DuplicateDecision, Held
 from oceand.cluster.ownership import OverBudget, Ownership
 from oceand.history import HistoryRecorder
-from oceand.ingest import IngestLimits, Ingestor
+from oceand.ingest import JOB_LEVEL_METRICS, ClosedBucket, IngestLimits, Ingestor, JobBuckets
 from oceand.logs import log_decision
-from oceand.store.base import Store, StoreError
+from oceand.store.base import FencedWrite, Store, StoreError
 from policies import engine as policy
 from policies import schedule, warm
 from policies.alarm import alarm_matches
@@ -121,6 +128,7 @@ class Manual:
     instances: int
     reason: str
     done: asyncio.Future[Decided]
+    op: str | None = None  # the call's Idempotency-Key (cluster: the decision key of its writes)
 
 
 @dataclass(slots=True)
@@ -140,13 +148,27 @@ class JobRuntime:
     # superseded decisions whose last write's outcome is unknown: settled before the job sends again
     unsettled: list[tuple[Decision, ActuationOutcome, AttemptLog]] = field(default_factory=list)
     wake_at: float = math.inf  # the worker's timer (Engine._timers): when it is to be woken next
+    ready: list[ClosedBucket] = field(default_factory=list)  # closed by ingest, not evaluated yet (`take`)
     idle: tuple[JobDocument, str] | None = None  # (document, mode) of an idle job (Engine._idle_key)
     steps: int = 0  # whole worker steps run: what a test waits on to see that a step found nothing to do
     reload: bool = False  # cluster: state and pending writes are read again before the job acts (takeover)
     quiet_until: float | None = None  # cluster: nothing is decided before (a former owner's write pending)
 
     def __post_init__(self) -> None:
-        self.buckets.wake = self.wake.set  # a push that completes a bucket wakes this worker (ingest)
+        self.buckets.hand = self.take  # the buckets a push completed come here, closed (ingest)
+
+    def take(self, closed: list[ClosedBucket]) -> None:
+        """Buckets ingest closed after a push body completed them: the worker evaluates them next."""
+        self.ready.extend(closed)
+        self.wake.set()
+
+    def closed(self, now: float) -> list[ClosedBucket]:
+        """The buckets to evaluate now, oldest first: those ingest closed and handed over, else those due
+        (their deadline passed, or complete since a close or a change of the running count)."""
+        if self.ready:
+            out, self.ready = self.ready, []
+            return out
+        return self.buckets.due(now)
 
     @property
     def name(self) -> str:
@@ -282,7 +304,7 @@ class Engine:
                 [(r.name, r.aggregate) for r in doc.metric_rules()],
             ) or old.grace_seconds() != doc.grace_seconds():
                 rt.buckets = self._new_buckets(doc, now)
-                rt.buckets.wake = rt.wake.set
+                rt.buckets.hand, rt.ready = rt.take, []  # buckets closed under the old rules: dropped
             self.ingestor.set_job(doc, self._sink(rt))
             rt.wake.set()
             self._upserted(doc.job)
@@ -439,10 +461,10 @@ class Engine:
         if self.on_alarm_dropped is not None:
             self.on_alarm_dropped(reason)
 
-    async def manual(self, name: str, instances: int, reason: str) -> Decided:
+    async def manual(self, name: str, instances: int, reason: str, op: str | None = None) -> Decided:
         rt = self.jobs[name]
         fut: asyncio.Future[Decided] = asyncio.get_running_loop().create_future()
-        rt.events.append(Manual(instances, reason, fut))
+        rt.events.append(Manual(instances, reason, fut, op))
         rt.wake.set()
         return await fut
 
@@ -550,6 +572,7 @@ class Engine:
             last is None
             or last.reporters
             or b.open
+            or rt.ready
             or rt.events
             or rt.retry_at is not None
             or state is before
@@ -568,7 +591,7 @@ class Engine:
         the document, the mode or the instance count is different."""
         b = rt.buckets
         try:
-            if not (b.open or rt.events or rt.retry_at is not None):
+            if not (b.open or rt.ready or rt.events or rt.retry_at is not None):
                 view = self._view(rt)  # as an evaluation would: also passes Marathon's running count on
                 if view.known and view.instances == rt.state.count and rt.idle == (rt.doc, self.mode(rt)):
                     for closed in b.due(now):
@@ -626,7 +649,7 @@ class Engine:
             return
         if rt.quiet_until is not None:  # cluster: a former owner's write may still land; nothing decided
             if now < rt.quiet_until:
-                for closed in rt.buckets.due(now):  # takeover gaps: streaks neither end nor grow
+                for closed in rt.closed(now):  # takeover gaps: streaks neither end nor grow
                     rt.state.last_bucket = closed.start
                 return
             rt.quiet_until = None
@@ -639,7 +662,7 @@ class Engine:
         if rt.retry is not None and retry_at is not None and now >= retry_at:
             d, rt.retry = rt.retry, None
             await self._apply(rt, d, reread=True)
-        for closed in rt.buckets.due(now):
+        for closed in rt.closed(now):
             await self._evaluate_bucket(rt, closed)
         await self._run_fires(rt, now)
         while (rt.events or rt.alarms) and not self._stopping:
@@ -752,7 +775,7 @@ class Engine:
         mode = self.mode(rt)
         if mode == "paused":  # pausing stops automatic scaling, not an operator's explicit scale
             mode = "dry-run" if self.dry_run() or self.dry_reason(rt.doc) is not None else "active"
-        scale = ManualScale(view.instances, m.instances, m.reason)
+        scale = ManualScale(view.instances, m.instances, m.reason, m.op)
         decision, state = policy.step(
             rt.doc, rt.state, scale, self.clock(), mode=mode, default_tz=self.default_tz
         )
@@ -815,6 +838,7 @@ class Engine:
         reason = self.ownership.gate(rt.name)
         if reason is not None:
             rt.reload, rt.quiet_until = True, None
+            rt.ready = []
             rt.buckets.due(now)
             rt.retry, rt.retry_at, rt.unsettled = None, None, []
             for _ in rt.alarms:
@@ -989,8 +1013,25 @@ class Engine:
         return out
 
     async def _record(self, rt: JobRuntime, decision_id: int, outcome: ActuationOutcome) -> None:
-        """Replace a decision's outcome, with the job's state (and its retry / block) in one transaction."""
-        await self.store.record_outcome(decision_id, rt.name, outcome.to_json(), self._state_json(rt))
+        """Replace a decision's outcome, with the job's state (and its retry / block) in one transaction.
+        Cluster: fenced by this daemon's lease epoch of the job's shard. A daemon that lost the shard
+        writes nothing (the owner's record stands; it settles the decision's writes itself) and goes on:
+        the job stops acting at its next step and reads the store again once its shard is back."""
+        fence = None if self.ownership is None else self.ownership.fence(rt.name)
+        try:
+            await self.store.record_outcome(
+                decision_id, rt.name, outcome.to_json(), self._state_json(rt), fence=fence
+            )
+        except FencedWrite as e:
+            rt.reload = True
+            log.warning(
+                "job %s: outcome of decision %s not recorded: %s",
+                rt.name,
+                decision_id,
+                e,
+                extra={"event": "outcome_fenced", "job": rt.name},
+            )
+            return
         self._dirty.discard(rt.name)
 
     def _attempt_log(
@@ -1009,8 +1050,11 @@ class Engine:
                 except (
                     CoordError
                 ) as e:  # inserted or not, nothing is sent: settle it here (`_unknown_intent`)
-                    await self._unknown_intent(job, decision_id, log_, a, e)
+                    await self._unknown_intent(job, decision_id, key, log_, a, e)
                     raise
+                return
+            if own is not None:  # an outcome: written only while this daemon's lease epoch is current
+                await own.record_attempt(decision_id, job, key, a.to_json(), self.clock())
                 return
             await self.store.record_attempt(decision_id, job, a.to_json())
 
@@ -1018,7 +1062,7 @@ class Engine:
         return log_
 
     async def _unknown_intent(
-        self, job: str, decision_id: int, log_: AttemptLog, a: Attempt, error: CoordError
+        self, job: str, decision_id: int, key: str, log_: AttemptLog, a: Attempt, error: CoordError
     ) -> None:
         """A fenced intent whose insert got no answer may be in the store all the same, pending, with
         nothing sent. It is written abandoned at once (an insert or an update: either is true); when the
@@ -1027,8 +1071,9 @@ class Engine:
         Either way the next write of the decision is the next attempt."""
         log_.attempts.append(a)
         abandoned = replace(a, status=ABANDONED, detail={**a.detail, "error": f"intent unknown: {error}"})
+        assert self.ownership is not None
         try:
-            await self.store.record_attempt(decision_id, job, abandoned.to_json())
+            await self.ownership.record_attempt(decision_id, job, key, abandoned.to_json(), self.clock())
         except StoreError:
             return
         a.status, a.detail = abandoned.status, abandoned.detail
@@ -1060,10 +1105,11 @@ class Engine:
                 attempts = self._logs[decision.id] = await self._load_attempts(
                     rt.name, decision.id, _key(decision)
                 )
+            ours = self._ours(rt, decision, attempts)
             if rt.unsettled:
-                await self._settle_older(rt, actuator)
+                await self._settle_older(rt, actuator, ours)
                 reread = True
-            outcome, stale = await self._settle_and_send(rt, actuator, decision, attempts, reread)
+            outcome, stale = await self._settle_and_send(rt, actuator, decision, attempts, reread, ours)
         except DuplicateDecision as e:  # cluster: this decision's write was recorded (and sent) before
             outcome, stale = Outcome("failed", {"duplicate": str(e)}), True
         except StoreError as e:  # nothing is sent before its attempt is on disk (or fenced): retried
@@ -1101,12 +1147,18 @@ class Engine:
         return new
 
     async def _settle_and_send(
-        self, rt: JobRuntime, actuator: Actuator, decision: Decision, attempts: AttemptLog, reread: bool
+        self,
+        rt: JobRuntime,
+        actuator: Actuator,
+        decision: Decision,
+        attempts: AttemptLog,
+        reread: bool,
+        ours: set[int],
     ) -> tuple[Outcome, bool]:
         """(outcome, stale): the checks of `_apply`, then the send."""
-        if attempts.unresolved():
+        if unknown := attempts.unresolved():
             settled = await actuator.settle(rt.doc, attempts)
-            self._count("landed" if settled.landed else "not_landed")
+            self._settled(rt, unknown, settled.landed, settled.instances, ours)
             if settled.landed:
                 note = f"an earlier write of this decision landed ({settled.evidence}); not sent again"
                 return Outcome(
@@ -1118,6 +1170,9 @@ class Engine:
             if not reread:
                 self._count("stale")
             view = await actuator.refresh(rt.doc)
+            if view.instances not in ours:
+                self._count("foreign_write")
+                ours.add(view.instances)
             if view.instances == decision.desired:
                 note = "the app already has the count"
                 return Outcome("applied", {"settled": note, "already_applied": True}), False
@@ -1130,14 +1185,16 @@ class Engine:
                 return Outcome("failed", {"stale": note, "observed": view.instances}), True
         return await actuator.apply(rt.doc, decision, attempts), False
 
-    async def _settle_older(self, rt: JobRuntime, actuator: Actuator) -> None:
+    async def _settle_older(self, rt: JobRuntime, actuator: Actuator, ours: set[int] | None = None) -> None:
         """Settle the writes of unknown outcome that superseded decisions of this job left. One that
         landed makes its decision applied; the decision at hand is then re-read before it is sent.
         Raises (a transient failure for the decision at hand) when the app cannot be read."""
+        ours = self._ours(rt) if ours is None else ours
         while rt.unsettled:
             old, outcome, attempts = rt.unsettled[0]
+            unknown = attempts.unresolved()
             settled = await actuator.settle(rt.doc, attempts)
-            self._count("landed" if settled.landed else "not_landed")
+            self._settled(rt, unknown, settled.landed, settled.instances, ours)
             rt.unsettled.pop(0)
             if settled.landed:
                 note = f"a write of this decision landed ({settled.evidence}) after it was superseded"
@@ -1153,6 +1210,35 @@ class Engine:
                     settled.evidence,
                     extra={"event": "settled_landed"},
                 )
+
+    def _ours(
+        self, rt: JobRuntime, decision: Decision | None = None, attempts: AttemptLog | None = None
+    ) -> set[int]:
+        """The counts this daemon's decisions of the job (the one at hand, and the superseded ones with
+        writes to settle) were made on or wrote: an app found at another count was scaled by someone else."""
+        out: set[int] = set()
+        pairs = [(d, log_) for d, _, log_ in rt.unsettled]
+        if decision is not None and attempts is not None:
+            pairs.append((decision, attempts))
+        for d, log_ in pairs:
+            out |= {d.current, d.desired, *(a.to_count for a in log_.attempts)}
+        return out
+
+    def _settled(
+        self, rt: JobRuntime, unknown: list[Attempt], landed: bool, instances: int, ours: set[int]
+    ) -> None:
+        """Count a settle: landed or not; in cluster mode, writes left under another lease epoch than the
+        one held now are a takeover's reconciliation (adopted or abandoned); an app at none of our counts
+        is a foreign write (counted once per count seen in one apply: `ours` takes it)."""
+        self._count("landed" if landed else "not_landed")
+        own = self.ownership
+        if own is not None:
+            epoch = own.epoch(rt.name)
+            if any(a.epoch is not None and a.epoch != epoch for a in unknown):
+                self._count("reconcile_adopted" if landed else "reconcile_abandoned")
+        if unknown and instances not in ours:
+            self._count("foreign_write")
+            ours.add(instances)  # the same sighting is not counted again by the re-read that follows
 
     async def _supersede(self, rt: JobRuntime, old: Decision, new: Decision) -> None:
         """A decision still retrying is replaced by a newer one: it will never be sent again. A write of
@@ -1366,12 +1452,9 @@ class Engine:
 
 
 def _key(d: Decision) -> str:
-    """The decision key of its writes (cluster mode: unique per job and attempt). A bucket's decision
-    has the same key on every daemon (`b:<bucket>`); the others are keyed by their decision id: schedule
-    fires are claimed once in the store (`fires`), alarms and manual scales will reach the owner only."""
-    if d.trigger == "bucket" and d.bucket is not None:
-        return f"b:{d.bucket}"
-    return f"{d.trigger[0]}:{d.id}"
+    """The decision key of its writes (cluster mode: unique per job and attempt), the same on every daemon
+    for the same bucket, fire, alarm callback or idempotent admin call (`intent.key_of`)."""
+    return key_of(d)
 
 
 def _unblocked(act: ActuationState) -> ActuationState:

@@ -13,8 +13,9 @@ selector that names no hosts: `q` terms are MySQL `REGEXP` searches on the endpo
 `LIKE %term%` on one of its counters.
 
 `bucket_values` turns the series into the per-period job values the live buckets would have produced
-(oceand/buckets.py): per endpoint the last value in each period, then the rule's aggregate over the
-endpoints that reported. What the rules take from them is policies/warm.py's.
+(oceand/ingest.py): per instance (the endpoint, or the value of the job's `instance_tag`) the last value
+in each period, then the rule's aggregate over the instances that reported. What the rules take from them
+is policies/warm.py's.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from oceand.buckets import aggregate
 from oceand.falcon_notify import Outcome, apitoken, request
+from oceand.ingest import aggregate
 from policies.redact import REDACTED, redact_url
 
 
@@ -104,7 +105,9 @@ def bucket_values(
     series: list[Series], period: int, agg: str, start: int, end: int
 ) -> list[tuple[int, float | None, int]]:
     """(bucket start, aggregate, reporters) for every period-aligned bucket in [start, end): per
-    endpoint its last value in the bucket, then `agg` over the endpoints (None: nobody reported)."""
+    instance its last value in the bucket, then `agg` over the instances (None: nobody reported). A
+    series' instance is its `endpoint` field: the graph endpoint, or for a job with `instance_tag` the
+    value of that tag, which oceand/warm.py puts there, as the live buckets key their samples."""
     first = start - start % period
     last: dict[int, dict[str, tuple[int, float]]] = {}
     for s in series:
@@ -167,13 +170,24 @@ def endpoint_regex(pattern: str) -> str:
     return "^" + "".join(out) + "$"
 
 
-def counter_matches(name: str, metrics: tuple[str, ...], tags: dict[str, str]) -> str | None:
+def counter_tags(name: str) -> dict[str, str]:
+    """The tags of a graph counter (`metric/k=v,...`; none for a bare `metric`)."""
+    rest = name.partition("/")[2]
+    return dict(kv.split("=", 1) for kv in rest.split(",") if "=" in kv) if rest else {}
+
+
+def counter_matches(
+    name: str, metrics: tuple[str, ...], tags: dict[str, str], instance_tag: str | None = None
+) -> str | None:
     """The metric of a graph counter (`metric` or `metric/k=v,...`) when it is one of `metrics` and carries
-    every `k=v` of `tags` (it may carry more, as a selector allows); else None."""
-    metric, _, rest = name.partition("/")
+    every `k=v` of `tags` (it may carry more, as a selector allows) and, with `instance_tag`, a non-empty
+    value of that tag (a live sample without it is not the job's: oceand/ingest.py); else None."""
+    metric = name.partition("/")[0]
     if metric not in metrics:
         return None
-    have = dict(kv.split("=", 1) for kv in rest.split(",") if "=" in kv) if rest else {}
+    have = counter_tags(name)
+    if instance_tag is not None and not have.get(instance_tag):
+        return None
     return metric if all(have.get(k) == v for k, v in tags.items()) else None
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from oceand.buckets import ALB_QPS
+from oceand.ingest import ALB_QPS
 from oceand.replay import ReplayOptions, simulate
 from oceand.store import Store, StoreError
 from oceand.trace import Trace

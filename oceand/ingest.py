@@ -17,6 +17,23 @@ all its expiry needs; its values live only in its jobs' buckets.
 A body larger than collectors.falcon_items.SLICE_BYTES is not decoded or routed in one go: the caller cuts
 it (`split_body`), decodes and routes the pieces one by one, SLICE_ITEMS items at a time, letting the loop
 run between (`ingest` and `ingest_items` add to one PushResult, with the items' positions in the body).
+
+The job buckets (PRODUCT §3.1), where the routed samples land:
+
+Buckets are aligned to whole multiples of the period since the Unix epoch. For each metric rule, each
+instance's value in a bucket is its last sample in that bucket; the job value is the rule's aggregate over
+the instances that reported. A bucket closes as soon as every metric rule has heard from as many distinct
+instances as the job has running tasks (known from Marathon; before that, as many as reported in the
+previous closed bucket), or at bucket end + grace, whichever comes first. Buckets close in order: closing a
+bucket closes every earlier open one first. Samples for a closed bucket are counted and dropped.
+
+The daemon's clock decides what closes, never the data: a complete bucket closes early only once its period
+has begun (start <= now), so samples stamped in the future wait in their bucket and cannot close every bucket
+up to them or move the bucket clock ahead. A job holds at most MAX_OPEN open buckets (samples for another
+one are counted in `overflow` and dropped), and a run of empty buckets closes as one no-data bucket, so no
+input closes more than 2 x MAX_OPEN + 1 buckets at once.
+
+The clock is an argument: `add` and `due` take the time, so tests and replay control it.
 """
 
 from __future__ import annotations
@@ -35,8 +52,198 @@ from typing import Any
 
 from collectors.falcon import check_key, parse_tags
 from collectors.falcon_items import FalconItem, check_items
-from oceand.buckets import WINDOW_PERIODS, JobBuckets
 from policies.document import JobDocument, Selector
+
+# ---- the job buckets (PRODUCT §3.1) ------------------------------------------------------------
+
+AGGREGATES = ("avg", "max", "min", "sum", "p50", "p90", "p99")
+MAX_OPEN = 256  # open buckets per job (the ingest timestamp window keeps the usual count near 62)
+NO_DATA_PERIODS = 3  # a rule without a sample for this many periods says so in the job's status
+ALB_QPS = "alb.qps"  # the rule metric fed by the job's own balancer (PRODUCT §2.3): its one definition
+JOB_LEVEL_METRICS = frozenset({ALB_QPS})  # one value per job (from its balancer), not per instance
+WINDOW_PERIODS = 60  # a job's window: how far back (in periods) a sample's timestamp may be by default
+
+
+def aggregate(kind: str, values: list[float]) -> float | None:
+    """avg | max | min | sum | pNN over instance values (percentiles interpolate linearly, as numpy)."""
+    n = len(values)
+    if n == 0:
+        return None
+    if kind == "avg":
+        return math.fsum(values) / n
+    if kind == "max":
+        return max(values)
+    if kind == "min":
+        return min(values)
+    if kind == "sum":
+        return math.fsum(values)
+    q = {"p50": 0.5, "p90": 0.9, "p99": 0.99}[kind]
+    s = sorted(values)
+    pos = (n - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, n - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+@dataclass(slots=True)
+class OpenBucket:
+    start: int
+    # per metric rule (by index): instance -> (timestamp, value)
+    values: list[dict[str, tuple[int, float]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedBucket:
+    start: int
+    closed_at: float
+    values: dict[str, float | None]  # rule name -> aggregate (None = no data)
+    reporters: int  # distinct instances that reported any metric rule
+    per_rule_reporters: dict[str, int]
+    early: bool  # closed because every instance reported (not at the deadline)
+
+
+@dataclass(slots=True)
+class JobBuckets:
+    job: str
+    period: int
+    grace: float
+    rules: list[tuple[str, str]]  # (rule name, aggregate) of the job's metric rules, in order
+    expected: int | None = None  # running tasks from Marathon; None = unknown
+    open: dict[int, OpenBucket] = field(default_factory=dict)
+    closed_upto: int = 0  # every bucket starting before this is closed
+    last_reporters: int = 0  # distinct reporters in the last closed bucket
+    reporting: list[bool] | None = None  # per rule: had data in the last closed bucket (None: none closed)
+    job_level: list[bool] | None = None  # per rule: one value for the whole job (alb.qps), not per instance
+    late: int = 0  # samples dropped because their bucket had closed
+    overflow: int = 0  # samples dropped because the job had MAX_OPEN open buckets
+    last: ClosedBucket | None = None
+    # the timestamps ingest accepts for this job, around the daemon's clock (seconds); < 0: the defaults,
+    # one period ahead and a window of WINDOW_PERIODS periods back
+    max_ahead: float = -1.0
+    max_age: float = -1.0
+    started: int = 0  # the start of the first bucket (`start`)
+    data_upto: dict[str, int] = field(default_factory=dict)  # rule -> end of its last closed bucket with data
+    # the buckets a push body completed, closed by ingest once the body is routed (`Ingestor.route`): the
+    # engine points it at the job's worker, which evaluates them (without asking the buckets again)
+    hand: Callable[[list[ClosedBucket]], object] = field(
+        default=lambda closed: None, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_ahead < 0:
+            self.max_ahead = float(self.period)
+        if self.max_age < 0:
+            self.max_age = float(WINDOW_PERIODS * self.period)
+
+    def start(self, now: float) -> None:
+        """Begin with the bucket that contains `now` (earlier buckets are considered closed)."""
+        self.closed_upto = self.started = int(now) - int(now) % self.period
+
+    def add(self, rule_index: int, instance: str, ts: int, value: float) -> bool:
+        """Record a sample; True when its bucket just became complete (every instance reported)."""
+        start = ts - ts % self.period
+        if start < self.closed_upto:
+            self.late += 1
+            return False
+        b = self.open.get(start)
+        if b is None:
+            if len(self.open) >= MAX_OPEN:
+                self.overflow += 1
+                return False
+            b = self.open[start] = OpenBucket(start, [{} for _ in self.rules])
+        per = b.values[rule_index]
+        prev = per.get(instance)
+        if prev is None or prev[0] <= ts:
+            per[instance] = (ts, value)
+        if prev is not None:
+            return False  # an instance already counted: completion cannot change
+        return self.complete(b)
+
+    def _want(self) -> int:
+        return self.expected if self.expected is not None else self.last_reporters
+
+    def complete(self, b: OpenBucket) -> bool:
+        """Every instance reported every rule that is reporting: a rule that had data in the last closed
+        bucket, or has some in this one, must hear from every instance; a rule whose metric nobody sends
+        does not hold the bucket open. Before the first close every rule counts."""
+        want = self._want()
+        if want <= 0 or not self.rules:
+            return False
+        seen = self.reporting
+        job_level = self.job_level
+        full = False
+        for i, per in enumerate(b.values):
+            n = len(per)
+            if n >= (1 if job_level is not None and job_level[i] else want):
+                full = True
+            elif n or seen is None or seen[i]:
+                return False
+        return full
+
+    def silent_since(self, rule: str, now: float) -> int | None:
+        """When the rule's data stopped (the end of its last closed bucket with a sample, or the start), if
+        that is NO_DATA_PERIODS periods or more before `now`; else None."""
+        since = self.data_upto.get(rule, self.started)
+        return since if now - since >= NO_DATA_PERIODS * self.period else None
+
+    def deadline(self) -> float:
+        """When the oldest open bucket (or the next empty one) must close at the latest, or, sooner, when a
+        bucket already complete (its samples stamped ahead of the daemon's clock) begins."""
+        t = self.closed_upto + self.period + self.grace
+        for start, b in self.open.items():
+            if start < t and self.complete(b):
+                t = start
+        return t
+
+    def due(self, now: float) -> list[ClosedBucket]:
+        """Close every bucket that is complete or past its deadline, oldest first (empty: no data)."""
+        out: list[ClosedBucket] = []
+        # The newest complete bucket that has begun: everything up to it closes now.
+        complete_upto = -1
+        for start, b in self.open.items():
+            if complete_upto < start <= now and self.complete(b):
+                complete_upto = start
+        p = self.period
+        while True:
+            start = self.closed_upto
+            if (
+                start not in self.open
+                and start + p not in self.open
+                and (start + p <= complete_upto or now >= start + 2 * p + self.grace)
+            ):
+                # A run of empty buckets that close now (the daemon was busy or asleep, or a complete
+                # bucket follows): one no-data close for the last of them says the same as one per bucket.
+                self.closed_upto = start + p
+                continue
+            if start <= complete_upto or now >= start + p + self.grace:
+                early = now < start + self.period + self.grace
+                out.append(self._close(start, now, early))
+                continue
+            break
+        return out
+
+    def _close(self, start: int, now: float, early: bool) -> ClosedBucket:
+        b = self.open.pop(start, None)
+        values: dict[str, float | None] = {}
+        per_rule: dict[str, int] = {}
+        reporters: set[str] = set()
+        for i, (name, agg) in enumerate(self.rules):
+            per = b.values[i] if b is not None else {}
+            values[name] = aggregate(agg, [v for _, v in per.values()])
+            per_rule[name] = len(per)
+            reporters.update(per)
+        self.closed_upto = start + self.period
+        for name, n in per_rule.items():
+            if n:
+                self.data_upto[name] = self.closed_upto
+        self.last_reporters = len(reporters)
+        self.reporting = [n > 0 for n in per_rule.values()]
+        closed = ClosedBucket(start, now, values, len(reporters), per_rule, early)
+        self.last = closed
+        return closed
+
+
+# ---- routing ---------------------------------------------------------------------------------
 
 # rule metric -> (pushed metric, transform) pairs that feed it, besides the metric itself
 DERIVED: dict[str, tuple[str, str]] = {
@@ -48,6 +255,7 @@ EXPIRY_WINDOWS = 3  # a series not seen for this many windows of its jobs expire
 
 _key_of = operator.attrgetter("endpoint", "metric", "tags")
 _metric_of = operator.attrgetter("metric")
+_ts_of = operator.attrgetter("timestamp")
 NEVER_ROUTED = ("kernel.hostname",)  # metrics check_key refuses: their items must meet their route
 SEEN_STEP = 10  # seconds: a series' last-seen time is kept to this resolution (its period number)
 
@@ -106,9 +314,12 @@ class Route:
     limit: str | None = None  # the bound that refused the series (series_per_job, series_total)
     ahead: float = 0.0  # the timestamps accepted, around the daemon's clock: the loosest of the targets' jobs
     age: float = 0.0
+    # the first timestamp of a later last-seen period than the route has seen its slot hold (the hot loop's
+    # one comparison per sample; only a sample at or after it writes the slot)
+    fresh: int = 0
 
     @classmethod
-    def to(cls, targets: list[Target], ctype: str, counter: str | None, slot: int) -> Route:
+    def to(cls, targets: list[Target], ctype: str, counter: str | None, slot: int, fresh: int) -> Route:
         t = targets[0]
         return cls(
             t.buckets,
@@ -121,6 +332,7 @@ class Route:
             slot,
             ahead=max(x.buckets.max_ahead for x in targets),
             age=max(x.buckets.max_age for x in targets),
+            fresh=fresh,
         )
 
     @classmethod
@@ -277,8 +489,9 @@ class _MetricIndex:
 
 
 class Ingestor:
-    """Routes samples into job buckets and wakes the jobs whose bucket became complete (each bucket set's
-    `wake` hook). `set_job` / `remove_job` as jobs come and go."""
+    """Routes samples into job buckets; once a body (or a slice of a large one) is routed, closes the
+    buckets it completed and hands them to their jobs (each bucket set's `hand` hook). `set_job` /
+    `remove_job` as jobs come and go."""
 
     def __init__(self, limits: IngestLimits | None = None, clock: Callable[[], float] = time.time) -> None:
         self.limits = limits if limits is not None else IngestLimits()
@@ -306,6 +519,7 @@ class Ingestor:
         self._task_metrics: dict[str, set[str]] = {}  # job -> pushed metrics its `tasks` selectors watch
         self._task_watched: dict[str, int] = {}  # metric -> how many jobs' `tasks` selectors watch it
         self._by_endpoint: dict[str, set[tuple[Any, ...]]] = {}  # cached keys of those metrics, by endpoint
+        self._bounds: tuple[float, float] | None = None  # the tightest timestamp bounds of the jobs
 
     @property
     def series(self) -> int:
@@ -329,6 +543,7 @@ class Ingestor:
         self._negatives = 0
         self._limited.clear()
         self._owner_cache = {}
+        self._bounds = None
 
     def set_jobs(self, jobs: Iterable[tuple[JobDocument, JobBuckets]]) -> None:
         """Replace the whole job set."""
@@ -585,7 +800,7 @@ class Ingestor:
         if isinstance(admitted, Route):
             return admitted
         slot, targets = admitted
-        return Route.to(targets, ctype, counter, slot)
+        return Route.to(targets, ctype, counter, slot, (self._seen[slot] + 1) * SEEN_STEP)
 
     def push(
         self,
@@ -645,8 +860,10 @@ class Ingestor:
     def route(
         self, items: list[FalconItem], now: float, res: PushResult, index: Sequence[int] | None
     ) -> None:
-        """Route checked items; `index`: their positions in the body (None: 0, 1, ...). Then wake the jobs
-        whose bucket became complete (so far in the body: waking twice is harmless)."""
+        """Route checked items; `index`: their positions in the body (None: 0, 1, ...). Then close the
+        buckets they completed, with every earlier one (`JobBuckets.due` at the body's time), and hand
+        them to their jobs: only now, so that a later sample of the same body for such a bucket (an
+        instance's newer value, a rule that was not needed for completion) still lands in it (§3.1)."""
         invalid = res.invalid
         unmatched = res.unmatched
         self._route(items, now, res, index)
@@ -656,7 +873,9 @@ class Ingestor:
         for name in res.completed:
             jb = buckets.get(name)  # a slice of a large body: the job may have gone in between
             if jb is not None:
-                jb.wake()
+                closed = jb.due(now)
+                if closed:
+                    jb.hand(closed)
 
     def _unmatched(self, res: PushResult, items: list[FalconItem], mask: list[Any], now: float) -> None:
         """Count the items whose `mask` entry is falsy as unmatched, and note some in the list."""
@@ -672,7 +891,9 @@ class Ingestor:
 
         Lookups run as C-level map() passes over the whole body; an item of a series no job watches (most
         of what agents push) never reaches the Python loop: its route is the falsy UNROUTED, which
-        compress() skips."""
+        compress() skips. The timestamps are checked against the jobs' bounds once for the whole body when
+        they all lie within the tightest bounds of any job (agents stamp a push with one time): then the
+        loop checks none of them."""
         routes = self._routes
         # Most of what agents push is a metric no job watches: such an item needs no route, only the checks
         # its identity must pass, and the decoder made them all (types, ranges, non-empty names, lengths
@@ -683,28 +904,35 @@ class Ingestor:
             self._unmatched(res, items, pick, now)
             index = list(compress(range(len(items)) if index is None else index, pick))
             items = list(compress(items, pick))
-        keys = list(map(_key_of, items))
+        if not items:
+            return
         try:
-            found: list[Route | bool] = list(map(routes.__getitem__, keys))
+            found: list[Route | bool] = list(map(routes.__getitem__, map(_key_of, items)))
         except KeyError:  # series seen for the first time: resolve (and cache) their routes, then again
-            for key, item in zip(keys, items, strict=True):
+            for item in items:
+                key = _key_of(item)
                 if key not in routes:
                     r = routes[key] = self._resolve(key, item.counterType, now)
                     if type(r) is not Route or r.jb is None:
                         self._negatives += 1
-            found = list(map(routes.__getitem__, keys))
+            found = list(map(routes.__getitem__, map(_key_of, items)))
             if self._negatives > self.limits.max_unrouted:
                 self._purge_negatives(res)
         if not all(found):
             self._unmatched(res, items, found, now)
         two_now = 2 * now
         inow = int(now)
+        stamps = list(map(_ts_of, items))
+        lo, hi = min(stamps), max(stamps)
+        ahead, age = self._tightest()
+        # every timestamp usable and accepted by every job: no item needs its own check
+        check_ts = not (lo > 0 and hi <= two_now and hi - now <= ahead and now - lo <= age)
         completed = res.completed
         seen = self._seen
         route: Route
         for i, item, route in compress(zip(count(), items, found), found):  # type: ignore[assignment]
             if item.counterType != route.ctype:
-                key = keys[i]
+                key = _key_of(item)
                 route = routes[key] = self._resolve(key, item.counterType, now)  # type: ignore[assignment]
                 if not route:
                     self._unmatched(res, [item], [False], now)
@@ -716,12 +944,13 @@ class Ingestor:
                     res.limited[route.limit] = res.limited.get(route.limit, 0) + 1
                 continue
             v = item.value
-            ts = item.timestamp
-            if ts > two_now or ts <= 0:
-                ts = inow  # transfer's rule for a timestamp it cannot use
-            elif ts - now > route.ahead or now - ts > route.age:
-                _reject_timestamp(res, i if index is None else index[i], ts, now, route)
-                continue
+            ts = stamps[i]
+            if check_ts:
+                if ts > two_now or ts <= 0:
+                    ts = inow  # transfer's rule for a timestamp it cannot use
+                elif ts - now > route.ahead or now - ts > route.age:
+                    _reject_timestamp(res, i if index is None else index[i], ts, now, route)
+                    continue
             if route.counter is not None:
                 prev_ts, prev_v = route.prev_ts, route.prev_value
                 if ts <= prev_ts:
@@ -733,9 +962,11 @@ class Ingestor:
                 if rate < 0:
                     continue  # counter reset / wrap (COUNTER) or negative DERIVE: Falcon drops it
                 v = rate
-            period = ts // SEEN_STEP  # when the series was last seen: all its expiry needs
-            if period > seen[route.slot]:
-                seen[route.slot] = period
+            if ts >= route.fresh:  # a later period than its slot holds: when it was last seen (for expiry)
+                slot = route.slot
+                period = max(ts // SEEN_STEP, seen[slot])
+                seen[slot] = period
+                route.fresh = (period + 1) * SEEN_STEP
             # the bucket write (JobBuckets.add inlined for the first target, the usual only one)
             start = ts - ts % jb.period
             val = 100.0 - v if route.invert else v
@@ -745,16 +976,30 @@ class Ingestor:
                     completed.add(jb.job)
             else:
                 per = b.values[route.rule]
-                prev = per.get(route.instance)
+                instance = route.instance
+                prev = per.get(instance)
                 if prev is None:
-                    per[route.instance] = (ts, val)
+                    per[instance] = (ts, val)
                     if jb.complete(b):
                         completed.add(jb.job)
                 elif prev[0] <= ts:
-                    per[route.instance] = (ts, val)
-            for t in route.more:
-                if t.buckets.add(t.rule_index, t.instance, ts, 100.0 - v if t.invert else v):
-                    completed.add(t.buckets.job)
+                    per[instance] = (ts, val)
+            if route.more:
+                for t in route.more:
+                    if t.buckets.add(t.rule_index, t.instance, ts, 100.0 - v if t.invert else v):
+                        completed.add(t.buckets.job)
+
+    def _tightest(self) -> tuple[float, float]:
+        """The timestamps every job accepts, around the daemon's clock: the smallest `max_ahead` and
+        `max_age` of the jobs' bucket sets (kept until the job set changes)."""
+        b = self._bounds
+        if b is None:
+            jbs = self._buckets.values()
+            b = self._bounds = (
+                min((jb.max_ahead for jb in jbs), default=0.0),
+                min((jb.max_age for jb in jbs), default=0.0),
+            )
+        return b
 
 
 def _reject_timestamp(res: PushResult, index: int, ts: int, now: float, route: Route) -> None:

@@ -23,8 +23,8 @@ from typing import Any
 from actuators.lb.albstats import HaproxyStats, NginxStubStatus
 from actuators.lb.reconcile import DriverFactory, LBSettings, Reconciler
 from actuators.marathon import AppState
-from oceand.buckets import ALB_QPS as ALB_METRIC
 from oceand.config import LBConfig
+from oceand.ingest import ALB_QPS as ALB_METRIC
 from oceand.metrics import Metrics
 from policies.document import HaproxyLB, JobDocument, NginxLB
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from oceand.buckets import ALB_QPS
+from oceand.ingest import ALB_QPS
 from oceand.trace import FloatArray, Trace
 from policies import engine as policy
 from policies.document import JobDocument, PredictiveRule, ScheduleRule, TargetRule, ThresholdRule

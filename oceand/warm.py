@@ -9,8 +9,9 @@ rules have something to learn (policies/warm.py: predictive rules with an empty 
    `GET /api/v1/graph/endpointobj`), or the graph's endpoints that match the selector's endpoint glob
    and tags (`GET /api/v1/graph/endpoint`); at most `warm_max_hosts`;
 2. their counters of the rule's metric (and the raw metric of a derived one: `cpu.idle` for `cpu.used`,
-   taken as 100 − v) that carry the selector's tags, more tags allowed as for live samples
-   (`GET /api/v1/graph/endpoint_counter`);
+   taken as 100 − v) that carry the selector's tags, more tags allowed as for live samples, and, for a
+   job with `instance_tag`, that tag (`GET /api/v1/graph/endpoint_counter`); each counter is then an
+   instance of its own, named by that tag's value, as live samples are (several on one host);
 3. one `POST /api/v1/graph/history` per group of hosts with the same counters, over the last
    `warm_window`; at most `warm_max_points` points are taken;
 4. the points become the buckets the live ones would have been (`falcon_history.bucket_values`) and
@@ -38,6 +39,7 @@ from oceand.falcon_history import (
     Series,
     bucket_values,
     counter_matches,
+    counter_tags,
     endpoint_regex,
     fetch_counters,
     fetch_endpoint_ids,
@@ -164,41 +166,47 @@ class WarmStart:
         start = end - int(s.warm_window)
         out: dict[str, list[BucketValue]] = {}
         budget = s.warm_max_points
+        tag = doc.instance_tag  # instances told apart by this tag's value, not by their endpoint
         for rule in rules:
-            if doc.instance_tag is not None:
-                continue  # instances told apart by a tag: not one graph endpoint each
             sel = doc.selector_for(rule)
             feeds = {rule.metric: False}  # metric -> taken as 100 - v (the raw metric of a derived one)
             if rule.metric in DERIVED:
                 feeds[DERIVED[rule.metric][0]] = True
             kept: list[Series] = []
-            for hosts, counters in await self._series(session, doc.job, sel, tuple(feeds)):
+            for hosts, counters in await self._series(session, doc.job, sel, tuple(feeds), tag):
                 body = history_body(hosts, counters, start, end)
                 series = await fetch_history(
                     session, self.api, s.falcon_api_user, self.token, body, max(0, budget)
                 )
                 for one in series:
-                    metric = counter_matches(one.counter, tuple(feeds), sel.tags)
+                    metric = counter_matches(one.counter, tuple(feeds), sel.tags, tag)
                     if metric is None:
                         continue
+                    instance = one.endpoint if tag is None else counter_tags(one.counter)[tag]
                     points = one.points[: max(0, budget)]
                     if len(points) < len(one.points):
                         self.metrics.warm_points.labels("left_out").inc(len(one.points) - len(points))
                     budget -= len(points)
                     if feeds[metric]:
                         points = [(t, 100.0 - v) for t, v in points]
-                    kept.append(Series(one.endpoint, one.counter, one.step, points))
+                    kept.append(Series(instance, one.counter, one.step, points))
             out[rule.name] = bucket_values(kept, period, rule.aggregate, start, end)
         taken = s.warm_max_points - max(0, budget)
         self.metrics.warm_points.labels("taken").inc(taken)
         return out, taken
 
     async def _series(
-        self, session: aiohttp.ClientSession, job: str, sel: Selector, metrics: tuple[str, ...]
+        self,
+        session: aiohttp.ClientSession,
+        job: str,
+        sel: Selector,
+        metrics: tuple[str, ...],
+        instance_tag: str | None = None,
     ) -> list[tuple[list[str], list[str]]]:
         """The graph series of a selector, as (hosts, counters) groups for history queries: the hosts
         (`_hosts`), then their counters of these metrics that carry the selector's tags (more tags are
-        fine, as for live samples); hosts with the same counters share one query."""
+        fine, as for live samples) and the job's `instance_tag`, if it has one; hosts with the same
+        counters share one query."""
         s = self.settings
         ids = await self._hosts(session, job, sel)
         if not ids:
@@ -209,7 +217,7 @@ class WarmStart:
         per_host: dict[str, list[str]] = {}
         for eid, name in pairs:
             host = ids.get(eid)
-            if host is not None and counter_matches(name, metrics, sel.tags) is not None:
+            if host is not None and counter_matches(name, metrics, sel.tags, instance_tag) is not None:
                 per_host.setdefault(host, []).append(name)
         groups: dict[tuple[str, ...], list[str]] = {}
         for host, names in sorted(per_host.items()):

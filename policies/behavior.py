@@ -53,6 +53,8 @@ from policies.types import (
 
 MetricSpec = ThresholdSpec | TargetSpec
 
+_new = tuple.__new__  # Proposal and Limit are NamedTuples: built as the tuples they are (hot path)
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -74,6 +76,8 @@ class Limits:
     in_text: str = field(init=False, compare=False, repr=False)
     in_suffix: str = field(init=False, compare=False, repr=False)
     out_text: str = field(init=False, compare=False, repr=False)
+    out_step_text: str = field(init=False, compare=False, repr=False)
+    in_step_text: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         put = object.__setattr__  # frozen: set once, here
@@ -82,6 +86,8 @@ class Limits:
         suffix = " (scale_in.stabilization: the default 5m of a job with a target or predictive rule)"
         put(self, "in_suffix", suffix if self.in_window_default else "")
         put(self, "out_text", f"smallest proposal in the last {self.out_window:g}s was ")
+        put(self, "out_step_text", f"scale_out.max_step {self.out_max_step}")
+        put(self, "in_step_text", f"scale_in.max_step {self.in_max_step}")
 
     @staticmethod
     def of(doc: JobDocument) -> Limits:
@@ -159,7 +165,7 @@ def stabilize(
     i, n = 0, len(recent)
     while i < n and recent[i][0] <= cut:
         i += 1
-    hist = list(recent[i:]) if i else list(recent)
+    hist = recent[i:] if type(recent) is list else list(recent[i:])  # a copy (states are values)
     if hist and hist[-1][1] == proposed:
         hist[-1] = (
             now,
@@ -172,13 +178,13 @@ def stabilize(
         top = max(c for t, c in hist if t > cut_in)
         new = min(current, top)
         if new != proposed:
-            return new, hist, Limit(STABILIZED, proposed, new, f"{lim.in_text}{top}{lim.in_suffix}")
+            return new, hist, _new(Limit, (STABILIZED, proposed, new, f"{lim.in_text}{top}{lim.in_suffix}"))
     elif proposed > current and lim.out_window > 0:
         cut_out = now - lim.out_window
         low = min(c for t, c in hist if t > cut_out)
         new = max(current, low)
         if new != proposed:
-            return new, hist, Limit(STABILIZED, proposed, new, f"{lim.out_text}{low}")
+            return new, hist, _new(Limit, (STABILIZED, proposed, new, f"{lim.out_text}{low}"))
     return proposed, hist, None
 
 
@@ -217,17 +223,17 @@ def flapping_guard(
             lo = mid + 1
     name, projected = first
     detail = f"rule {name}: value projected to {start} instances would be {projected:.6g} (scale-out)"
-    return lo, Limit(FLAPPING_GUARD, proposed, lo, detail)
+    return lo, _new(Limit, (FLAPPING_GUARD, proposed, lo, detail))
 
 
 def max_step(lim: Limits, current: int, proposed: int) -> tuple[int, Limit | None]:
     """Step 4: at most max_step instances per action in each direction."""
     if proposed > current and lim.out_max_step is not None and proposed - current > lim.out_max_step:
         new = current + lim.out_max_step
-        return new, Limit(MAX_STEP, proposed, new, f"scale_out.max_step {lim.out_max_step}")
+        return new, _new(Limit, (MAX_STEP, proposed, new, lim.out_step_text))
     if proposed < current and lim.in_max_step is not None and current - proposed > lim.in_max_step:
         new = current - lim.in_max_step
-        return new, Limit(MAX_STEP, proposed, new, f"scale_in.max_step {lim.in_max_step}")
+        return new, _new(Limit, (MAX_STEP, proposed, new, lim.in_step_text))
     return proposed, None
 
 
@@ -263,21 +269,21 @@ def cooldown(
             if text is None:
                 text = _cooldown_text(out, wait)
             detail = text + f"{wait - since:.6g}s left"
-            return current, Limit(COOLDOWN, proposed, current, detail)
+            return current, _new(Limit, (COOLDOWN, proposed, current, detail))
     if deployment_started_at is not None and now - deployment_started_at < lim.deployment_timeout:
         detail = (
             f"deployment running for {now - deployment_started_at:.6g}s (timeout {lim.deployment_timeout:g}s)"
         )
-        return current, Limit(DEPLOYMENT_IN_PROGRESS, proposed, current, detail)
+        return current, _new(Limit, (DEPLOYMENT_IN_PROGRESS, proposed, current, detail))
     return proposed, None
 
 
 def clamp(lo: int, hi: int, proposed: int) -> tuple[int, Limit | None]:
     """Step 6: the effective bounds."""
     if proposed > hi:
-        return hi, Limit(MAX_INSTANCES, proposed, hi, f"max_instances {hi}")
+        return hi, _new(Limit, (MAX_INSTANCES, proposed, hi, f"max_instances {hi}"))
     if proposed < lo:
-        return lo, Limit(MIN_INSTANCES, proposed, lo, f"min_instances {lo}")
+        return lo, _new(Limit, (MIN_INSTANCES, proposed, lo, f"min_instances {lo}"))
     return proposed, None
 
 

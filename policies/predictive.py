@@ -340,7 +340,7 @@ def propose_predictive(
     checked = (len(errors) + len(fresh)) >> 3
     if checked < MIN_ERRORS:
         floor = propose_target(spec.fallback, value, current, ready)
-        floor.kind = "predictive"
+        floor = floor._replace(kind="predictive")
         floor.inputs["mode"] = "target"
         floor.inputs["checked"] = checked
         floor.inputs["lead"] = lead

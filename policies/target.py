@@ -18,6 +18,8 @@ from policies.types import NO_DATA, SCALE_IN, SCALE_OUT, WITHIN_TOLERANCE, Propo
 
 _EPS = 1e-9  # float noise: 3 × 80 / 60 must be 4, not 4.000000000000001 → 5
 
+_new = tuple.__new__  # Proposal and Limit are NamedTuples: built as the tuples they are (hot path)
+
 
 def tolerances(rule: TargetRule) -> tuple[float, float]:
     """(tolerance_out, tolerance_in) with the shared default applied."""
@@ -51,20 +53,22 @@ def propose_target(rule: TargetSpec, value: float | None, current: int, ready: i
     """The rule's proposal for a bucket value (ready: instances ready now; the current count if none)."""
     target = rule.target
     if value is None:
-        return Proposal(rule.name, "target", None, NO_DATA, {"value": None, "target": target})
+        return _new(Proposal, (rule.name, "target", None, NO_DATA, {"value": None, "target": target}))
     ratio = value / target
     base = ready if ready > 0 else current
     inputs: dict[str, object] = {"value": value, "target": target, "ratio": ratio, "ready": base}
     if rule.low <= ratio <= rule.high:
-        return Proposal(rule.name, "target", current, WITHIN_TOLERANCE, inputs)
-    desired = _ceil(base * value / target)
+        return _new(Proposal, (rule.name, "target", current, WITHIN_TOLERANCE, inputs))
+    desired = math.ceil(base * value / target - _EPS)  # _ceil, inlined: the hot path
+    if desired < 0:
+        desired = 0
     if desired > current:
         reason = SCALE_OUT
     elif desired < current:
         reason = SCALE_IN
     else:
         reason = WITHIN_TOLERANCE  # outside the tolerance, but the formula lands on the current count
-    return Proposal(rule.name, "target", desired, reason, inputs)
+    return _new(Proposal, (rule.name, "target", desired, reason, inputs))
 
 
 def projected_scales_out(rule: TargetSpec, value: float, current: int, new: int) -> tuple[bool, float]:

@@ -28,6 +28,8 @@ from policies.types import NO_DATA, SCALE_IN, SCALE_OUT, WITHIN_TOLERANCE, Propo
 _ZERO = Streak(0, 0)
 BandStep = tuple[float, int | str]  # (edge, step)
 
+_new = tuple.__new__  # Proposal and Limit are NamedTuples: built as the tuples they are (hot path)
+
 
 @dataclass(frozen=True, slots=True)
 class ThresholdSpec:
@@ -103,14 +105,14 @@ def propose_threshold(
     """Count this bucket into the streaks and propose a count; returns (proposal, new streak)."""
     if value is None:
         inputs_nd: dict[str, object] = {"value": None, "streak_out": 0, "streak_in": 0}
-        return Proposal(rule.name, "threshold", None, NO_DATA, inputs_nd), Streak(0, 0)
+        return _new(Proposal, (rule.name, "threshold", None, NO_DATA, inputs_nd)), _ZERO
     # next_streak, inlined: this is the daemon's hot path
     prev = streak or _ZERO
     above, below = rule.above, rule.below
     out = prev.out + 1 if above is not None and value > above else 0
     in_ = prev.in_ + 1 if below is not None and value < below else 0
     # an unchanged streak is the same object (states are values: nothing changes one in place)
-    st = streak if streak is not None and out == prev.out and in_ == prev.in_ else Streak(out, in_)
+    st = streak if streak is not None and out == prev.out and in_ == prev.in_ else _new(Streak, (out, in_))
     if above is not None and out >= rule.out_consecutive:
         band = _out_band(rule.out_bands, value) if rule.out_bands else None
         step = band[1] if band is not None else rule.out_step
@@ -124,7 +126,7 @@ def propose_threshold(
             "step": step,
             "band": band[0] if band else None,
         }
-        return Proposal(rule.name, "threshold", current + n, SCALE_OUT, inputs), st
+        return _new(Proposal, (rule.name, "threshold", current + n, SCALE_OUT, inputs)), st
     if below is not None and in_ >= rule.in_consecutive:
         band = _in_band(rule.in_bands, value) if rule.in_bands else None
         step = band[1] if band is not None else rule.in_step
@@ -138,10 +140,10 @@ def propose_threshold(
             "step": step,
             "band": band[0] if band else None,
         }
-        return Proposal(rule.name, "threshold", max(0, current - n), SCALE_IN, inputs), st
+        return _new(Proposal, (rule.name, "threshold", max(0, current - n), SCALE_IN, inputs)), st
     inputs = {"value": value, "streak_out": out, "streak_in": in_}
-    return Proposal(
-        rule.name, "threshold", current if below is not None else None, WITHIN_TOLERANCE, inputs
+    return _new(
+        Proposal, (rule.name, "threshold", current if below is not None else None, WITHIN_TOLERANCE, inputs)
     ), st
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from copy import deepcopy
+from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 # Reason codes (PRODUCT §3.3): stable strings, part of the API.
@@ -109,6 +110,7 @@ class ManualScale:
     current: int
     instances: int
     reason: str
+    op: str | None = None  # the admin call's Idempotency-Key: the same on a retry (cluster decision key)
 
 
 Event = Observation | FireTime | AlarmCall | ManualScale  # what `policies.engine.step` takes (a closed
@@ -126,18 +128,23 @@ class Window:
     max_instances: int | None
 
 
-@dataclass(slots=True)
-class Proposal:
+class Proposal(NamedTuple):
+    """One rule's proposal. A NamedTuple, as Decision: immutable, and the evaluation's hot path builds it
+    as the tuple it is (`tuple.__new__(Proposal, (...))`, without NamedTuple's Python-level __new__)."""
+
     rule: str
     kind: str  # threshold | target | alarm | schedule | manual
     desired: int | None  # None = "no opinion" (no data, no event)
     reason: str  # ScaleOut | ScaleIn | WithinTolerance | NoData | Schedule | Manual ...
-    inputs: dict[str, Any] = field(default_factory=dict)  # value, streaks, target, ratio, band ...
+    # value, streaks, target, ratio, band ...; the empty default is shared: pass a dict to fill one
+    inputs: dict[str, Any] = {}  # noqa: RUF012
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self._asdict(), "inputs": deepcopy(self.inputs)}  # a copy, as dataclasses.asdict made
 
 
-@dataclass(slots=True)
-class Limit:
-    """One step of the evaluation order that changed (or held) the count."""
+class Limit(NamedTuple):
+    """One step of the evaluation order that changed (or held) the count (a NamedTuple, as Proposal)."""
 
     code: str  # Stabilized | FlappingGuard | MaxStep | Cooldown | DeploymentInProgress | Min/MaxInstances ...
     before: int
@@ -181,8 +188,8 @@ class Decision(NamedTuple):
             "current": self.current,
             "desired": self.desired,
             "bucket": self.bucket,
-            "proposals": [asdict(p) for p in self.proposals],
-            "limits": [asdict(x) for x in self.limits],
+            "proposals": [p.to_json() for p in self.proposals],
+            "limits": [x._asdict() for x in self.limits],
             "reasons": list(self.reasons),
             "mode": self.mode,
             "id": self.id,
@@ -321,8 +328,9 @@ class ActuationState:
         )
 
 
-@dataclass(slots=True)
-class Streak:
+class Streak(NamedTuple):
+    """A threshold rule's streaks (a NamedTuple: immutable, so an unchanged or zero one is shared)."""
+
     out: int = 0
     in_: int = 0
 

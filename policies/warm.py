@@ -6,9 +6,9 @@ what it may not:
 - **predictive** rules learn their load history (level, trend, the slot means that show a daily or
   weekly cycle, and their own forecast errors: the margin) from the past buckets exactly as they would
   have live: each past bucket goes through the rule itself (`policies.predictive.propose_predictive`,
-  its proposal dropped), in time order, with the endpoints that reported as the ready count of the
-  past (not known otherwise; one endpoint is one instance), so load = value × reporters, or the value
-  itself for `sum`. Only a rule whose state is empty is warmed: a state the store kept
+  its proposal dropped), in time order, with the instances that reported as the ready count of the
+  past (not known otherwise; one endpoint is one instance, or one value of the job's `instance_tag`), so
+  load = value × reporters, or the value itself for `sum`. Only a rule whose state is empty is warmed: a state the store kept
   (a restart) or one the live buckets already started is never overwritten.
 - **threshold** streaks are not invented: a streak counts buckets the daemon closed and judged, with its
   instance count at the time; a breach seen in averaged graph data never made a decision. A restart

@@ -1,5 +1,5 @@
 """One definition of each metric name (issue 11): a Prometheus metric name is spelled only in
-oceand/metrics.py, a rule metric the daemon feeds itself (`alb.qps`) only in oceand/buckets.py; every other
+oceand/metrics.py, a rule metric the daemon feeds itself (`alb.qps`) only in oceand/ingest.py; every other
 module uses the name through them. Docstrings and comments may mention names; code may not repeat them."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from oceand.buckets import ALB_QPS
+from oceand.ingest import ALB_QPS
 from oceand.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ def literals(path: Path) -> set[str]:
     ("names", "home"),
     [
         pytest.param(prometheus_names, "oceand/metrics.py", id="Prometheus metric names"),
-        pytest.param(lambda: {ALB_QPS}, "oceand/buckets.py", id="alb.qps"),
+        pytest.param(lambda: {ALB_QPS}, "oceand/ingest.py", id="alb.qps"),
     ],
 )
 def test_each_metric_name_is_spelled_in_one_module(names: object, home: str) -> None:

@@ -32,8 +32,8 @@ from typing import Protocol
 import aiohttp
 import orjson
 
-from oceand.buckets import JobBuckets
 from oceand.cluster.routes import Route, RouteTable
+from oceand.ingest import JobBuckets
 from oceand.metrics import Metrics
 
 log = logging.getLogger("oceand.cluster")

@@ -12,7 +12,6 @@ import orjson
 import pytest
 from aiohttp import web
 
-from oceand.buckets import JobBuckets
 from oceand.cluster.forward import (
     SENDS_PER_OWNER,
     TOKEN_HEADER,
@@ -26,7 +25,7 @@ from oceand.cluster.forward import (
     split_by_owner,
 )
 from oceand.cluster.routes import Route, RouteTable, build_routes, changed
-from oceand.ingest import Ingestor
+from oceand.ingest import Ingestor, JobBuckets
 from oceand.metrics import Metrics
 from policies.document import JobDocument
 from tests.marathon.conftest import until

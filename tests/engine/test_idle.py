@@ -333,3 +333,35 @@ async def test_a_complete_bucket_ahead_of_the_clock_does_not_spin_its_worker(tmp
     finally:
         await engine.stop()
         await store.close()
+
+
+async def test_a_bucket_handed_over_by_ingest_is_evaluated_before_an_idle_job_closes_later_ones(
+    start_daemon: DaemonFactory,
+) -> None:
+    """A bucket ingest closed after a push and handed to the job (`JobRuntime.take`) waits for the worker;
+    the timer's idle close must not close the next empty buckets past it (they would be evaluated before
+    it, out of order): it wakes the worker instead, which evaluates the handed bucket, then the rest."""
+    clock = Clock(T0 + 1)
+    d, c = await start_daemon(clock=clock)
+    assert (await c.call("POST", "/api/v1/jobs", doc()))[0] == 201
+    rt = d.engine.jobs[JOB]
+    await run_timers(d, clock, T0 + 15)
+    await run_timers(d, clock, T0 + 25)
+    assert rt.idle is not None and rt.buckets.closed_upto == T0 + 20
+    handed = rt.buckets.due(T0 + 35)  # as Ingestor.route does once a body completed a bucket
+    assert [b.start for b in handed] == [T0 + 20]
+    rt.take(handed)
+    assert not d.engine._idle_close(rt, T0 + 45)  # the worker is woken instead
+    assert rt.buckets.closed_upto == T0 + 30 and rt.idle is None
+    evaluated: list[int] = []
+    real = d.engine._evaluate_bucket
+
+    async def evaluate(job: Any, closed: Any) -> None:
+        evaluated.append(closed.start)
+        await real(job, closed)
+
+    d.engine._evaluate_bucket = evaluate  # type: ignore[method-assign]
+    await run_timers(d, clock, T0 + 45)
+    # the handed bucket first; the next one (empty, the job idle again) closes by the timer's idle close
+    assert evaluated == [T0 + 20] and rt.ready == []
+    assert rt.buckets.closed_upto == T0 + 40 and rt.state.last_bucket == T0 + 30

@@ -140,3 +140,36 @@ async def test_a_tasks_selector_asks_for_the_jobs_task_hosts(
         return
     assert graph.endpoint_queries[0] == {"endpoints": "10.0.0.9,web-1,web-2"}  # the graph knows two
     assert w["rules"] == {"p": 240}
+
+
+async def test_a_job_with_an_instance_tag_is_warmed_per_tag_value(
+    start_daemon: DaemonFactory, graph: FalconFake
+) -> None:
+    """Several instances on one endpoint, told apart by `instance_tag`: each counter that carries the tag
+    is an instance, named by its value, as live samples are; a counter without the tag is not the job's."""
+    now = int(time.time())
+    last = now - now % 60 - 60
+    graph.graphs.clear()
+    for host, container, value in (("web-1", "c1", 100.0), ("web-1", "c2", 140.0), ("web-2", "c3", 60.0)):
+        points: list[tuple[int, float | None]] = [(last - 60 * i, value) for i in range(240)]
+        graph.graphs[(host, f"{COUNTER},container={container}")] = ("GAUGE", 60, points)
+    graph.graphs[("web-2", COUNTER)] = ("GAUGE", 60, [(last - 60 * i, 5000.0) for i in range(240)])
+    graph.graphs[("web-2", f"{COUNTER},container=")] = ("GAUGE", 60, [(last, 5000.0)])  # empty: not one
+    d, c = await start_daemon(history=history(graph))
+    status, body = await c.call(
+        "POST", "/api/v1/jobs", doc(period="60s", rules=[PRED], instance_tag="container")
+    )
+    assert status == 201, body
+    await until(lambda: d.warm is not None and d.warm.status(JOB) is not None)
+    assert d.warm is not None
+    w = d.warm.status(JOB)
+    assert w is not None and w["result"] == "warmed", w
+    assert w["rules"] == {"p": 240} and w["points"] == 720  # the untagged series was not asked for
+    assert sorted((q["hostnames"], q["counters"]) for q in graph.history_queries) == [
+        (["web-1"], [f"{COUNTER},container=c1", f"{COUNTER},container=c2"]),
+        (["web-2"], [f"{COUNTER},container=c3"]),
+    ]
+    # three instances of mean 100: load 300 (by endpoint it would be two reporters: 2 × 120 on web-1's
+    # last value, or 5000 with the untagged series)
+    st = d.engine.jobs[JOB].state.predictive["p"]
+    assert st.level == pytest.approx(300.0) and st.checked >= MIN_ERRORS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from oceand.buckets import MAX_OPEN, JobBuckets, aggregate
+from oceand.ingest import MAX_OPEN, JobBuckets, aggregate
 
 T0 = 1_700_000_000  # a multiple of 10
 

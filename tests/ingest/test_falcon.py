@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 from collectors.falcon import AlarmError, check_timestamp, parse_alarm, parse_tags
 from collectors.falcon_items import check_items, decode_items, split_body
 from collectors.falcon_rpc import decode_update, update_typed
-from oceand.buckets import JobBuckets
-from oceand.ingest import Ingestor, PushResult
+from oceand.ingest import ClosedBucket, Ingestor, JobBuckets, PushResult
 from policies.document import JobDocument
 
 NOW = 1_700_000_005.0
@@ -412,6 +411,43 @@ def test_the_window_is_the_jobs_own() -> None:
     assert res.invalid == 1 and "old" in res.reasons[0]
 
 
+def _two_jobs(ahead_b: float) -> tuple[Ingestor, JobBuckets, JobBuckets]:
+    """job A with the default bounds (10 s ahead), job B with `ahead_b`; each takes its own series."""
+    ing = Ingestor()
+    jbs = []
+    for name, ahead in ((JOB, -1.0), (JOB + ".b", ahead_b)):
+        rule = {"name": "cpu", "type": "threshold", "metric": "cpu.used", "scale_out": {"above": 80}}
+        jb = JobBuckets(name, 10, 5.0, [("cpu", "avg")], max_ahead=ahead)
+        jb.start(NOW)
+        ing.set_job(job_doc(job=name, rules=[rule]), jb)
+        jbs.append(jb)
+    return ing, jbs[0], jbs[1]
+
+
+@pytest.mark.parametrize(
+    ("stamps", "taken"),
+    [
+        pytest.param([T, T], (1, 1), id="one time within every job's bounds: checked once for the body"),
+        pytest.param([T + 20, T + 20], (0, 1), id="one time past A's bound, within B's"),
+        pytest.param([T + 20, T], (0, 1), id="two times, A's past its bound"),
+        pytest.param([0, T + 20], (1, 1), id="a zero timestamp: replaced by now, as transfer does"),
+        pytest.param([T, int(NOW) - 601], (1, 0), id="B's older than the window"),
+    ],
+)
+@pytest.mark.parametrize("way", WAYS)
+def test_each_job_keeps_its_own_timestamp_bounds_in_a_shared_body(
+    stamps: list[int], taken: tuple[int, int], way: Any
+) -> None:
+    """A body whose times all lie within the tightest bounds of the jobs is checked once; otherwise each
+    item against its own jobs' bounds."""
+    ing, a, b = _two_jobs(ahead_b=30.0)
+    body = [item(timestamp=stamps[0], tags=f"job={JOB}"), item(timestamp=stamps[1], tags=f"job={JOB}.b")]
+    res = way(ing, body)
+    got = tuple(sum(len(bk.values[0]) for bk in jb.open.values()) + jb.late for jb in (a, b))
+    assert got == taken, res.reasons
+    assert res.invalid == 2 - sum(taken) and len(res.reasons) == res.invalid
+
+
 # ---- large bodies in pieces (issue 18 item 4) --------------------------------------------------------------
 
 _tricky = st.sampled_from(["},{", '"},{"', "1,2", '"a", 1', "],[", "} , {", '\\"},{\\"', "[{},{}]"])
@@ -503,10 +539,10 @@ def test_a_transfer_update_frame_decodes_to_the_same_items_as_the_push_body() ->
     assert decode_update(b'{"method":"Transfer.Ping","params":[null],"id":1}') is None
 
 
-def _wakes(ing: Ingestor, jb: JobBuckets) -> list[str]:
-    woken: list[str] = []
-    jb.wake = lambda: woken.append(jb.job)
-    return woken
+def _handed(ing: Ingestor, jb: JobBuckets) -> list[tuple[str, list[ClosedBucket]]]:
+    handed: list[tuple[str, list[ClosedBucket]]] = []
+    jb.hand = lambda closed: handed.append((jb.job, closed))
+    return handed
 
 
 def _pushed(ing: Ingestor, items: list[Any]) -> PushResult:
@@ -518,24 +554,45 @@ def _pushed(ing: Ingestor, items: list[Any]) -> PushResult:
 
 @pytest.mark.parametrize("way", [*WAYS, pytest.param(_pushed, id="Ingestor.push")])
 @pytest.mark.parametrize(
-    ("expected", "items", "woken"),
+    ("expected", "items", "closed"),
     [
-        pytest.param(1, [item()], [JOB], id="the last instance completes the bucket: its job is woken"),
-        pytest.param(2, [item()], [], id="an instance missing: nobody is woken"),
-        pytest.param(2, [item(), item(endpoint="host-2")], [JOB], id="two instances: woken once"),
-        pytest.param(1, [item(metric="disk.used")], [], id="a series no job watches: nobody is woken"),
+        pytest.param(1, [item()], {"cpu": 70.0}, id="the last instance completes the bucket: it is handed"),
+        pytest.param(2, [item()], None, id="an instance missing: nothing is handed"),
+        pytest.param(
+            2, [item(), item(endpoint="host-2", value=10)], {"cpu": 80.0}, id="two instances: handed once"
+        ),
+        pytest.param(1, [item(metric="disk.used")], None, id="a series no job watches: nothing is handed"),
+        pytest.param(
+            1,
+            [item(), item(timestamp=T + 1, value=50)],
+            {"cpu": 50.0},
+            id="a newer sample of the completing instance later in the body wins (PRODUCT §3.1)",
+        ),
+        pytest.param(
+            1,
+            [item(), item(metric="proc.qps", value=7)],
+            {"cpu": 70.0, "qps": 7.0},
+            id="a rule not needed for completion, later in the body, lands in the bucket",
+        ),
     ],
 )
-def test_routing_wakes_the_job_whose_bucket_became_complete(
-    way: Any, expected: int, items: list[Any], woken: list[str]
+def test_routing_closes_the_completed_bucket_after_the_body_and_hands_it_to_the_job(
+    way: Any, expected: int, items: list[Any], closed: dict[str, float] | None
 ) -> None:
-    """The ingestor itself hands a completed bucket to its job's worker (the bucket's `wake` hook, which the
-    engine points at the worker's event): the push path does not go through the engine (issue 11 walk)."""
-    ing, jb = ingestor(
-        rules=[{"name": "cpu", "type": "threshold", "metric": "cpu.used", "scale_out": {"above": 80}}]
-    )
+    """The ingestor itself closes a bucket the body completed, once the whole body is routed (so a later
+    sample of the same body still lands in it), and hands the closed bucket to the job's worker through
+    the bucket set's `hand` hook: the worker evaluates it without going back to the buckets, and the
+    push path does not go through the engine (issue 11 walk)."""
+    ing, jb = ingestor()
     jb.expected = expected
-    calls = _wakes(ing, jb)
+    jb.reporting = [True, False]  # as after a close in which only cpu reported: qps does not hold a bucket
+    calls = _handed(ing, jb)
     res = way(ing, items)
-    assert sorted(res.completed) == woken
-    assert calls == woken
+    if closed is None:
+        assert (res.completed, calls, jb.closed_upto) == (set(), [], 1_700_000_000)
+        return
+    assert res.completed == {JOB}
+    [(job, buckets)] = calls
+    assert job == JOB and [(b.start, b.closed_at, b.early) for b in buckets] == [(1_700_000_000, NOW, True)]
+    assert {k: v for k, v in buckets[0].values.items() if v is not None} == closed
+    assert jb.open == {} and jb.closed_upto == 1_700_000_010 and jb.last is buckets[0]

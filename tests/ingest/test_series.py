@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from oceand.buckets import JobBuckets
-from oceand.ingest import UNMATCHED_KEEP, IngestLimits, Ingestor, PushResult
+from oceand.ingest import UNMATCHED_KEEP, IngestLimits, Ingestor, JobBuckets, PushResult
 from policies.document import JobDocument
 
 NOW = 1_700_000_005.0
@@ -101,6 +100,22 @@ def test_series_not_seen_for_a_while_expire_and_their_memory_comes_back() -> Non
     slot = ing._slots[("host-105", "cpu.idle", "job=job.a")]
     assert ing._seen[slot] == int(later) // 10 + 1
     assert ing.expire(later + 1800) == 0 and ing.expire(later + 1830) == 10
+
+
+def test_the_last_seen_period_is_the_newest_samples_across_re_routing() -> None:
+    """The hot loop writes a series' slot only for a sample of a later period than its route saw there;
+    a route resolved afresh (the job set changed) starts from what the slot holds."""
+    ing = ingestor()
+    key = ("host-0", "cpu.idle", "job=job.a")
+
+    def seen_after(ts: int) -> int:
+        ing.ingest(items("job.a", range(1), ts=ts), ts + 4)
+        return ing._seen[ing._slots[key]] - T // 10
+
+    # an older sample never lowers it
+    assert [seen_after(ts) for ts in (T, T + 20, T + 10, T + 29)] == [0, 2, 2, 3]
+    ing.set_job(doc("job.a"), ing._buckets["job.a"])  # every route resolved again on its next sample
+    assert [seen_after(ts) for ts in (T + 15, T + 31, T + 40)] == [3, 3, 4]
 
 
 def test_a_routed_series_holds_no_values_of_its_own() -> None:

@@ -40,8 +40,8 @@ TOP = ROOTS[0]
 LANDMARKS = [
     ("collectors/falcon_items.py", "decode_items"),
     ("collectors/falcon_items.py", "check_items"),
-    ("oceand/buckets.py", "JobBuckets.add"),
-    ("oceand/buckets.py", "JobBuckets._close"),
+    ("oceand/ingest.py", "JobBuckets.add"),
+    ("oceand/ingest.py", "JobBuckets._close"),
     ("policies/threshold.py", "propose_threshold"),
     ("policies/behavior.py", "apply_limits"),
     ("actuators/marathon/client.py", "MarathonClient.scale"),
@@ -148,11 +148,12 @@ async def test_one_push_sample_walks_from_the_handler_to_the_put_through_each_mo
     assert entries == documented_walk(), "docs/operations.md §1 'Walk of one sample' is not the walk"
     marathon = [m for m in entries if m.startswith("actuators/")]
     assert marathon == ["actuators/marathon/apply.py", "actuators/marathon/client.py"]
-    # the push reaches the buckets through the ingestor alone: the engine is entered once, by the worker
-    assert entries.index("oceand/engine.py") > entries.index("oceand/buckets.py")
+    # the push writes and closes the bucket in the ingest module (the buckets live there), which hands the
+    # closed bucket to the worker: the engine is entered once, after it, and nothing is entered twice
+    assert entries.index("oceand/engine.py") == entries.index("oceand/ingest.py") + 1
     twice = sorted({m for m in entries if entries.count(m) > 1})
-    assert twice == ["oceand/buckets.py"], "only the buckets are entered twice: add (push), due (worker)"
-    assert len(entries) <= 11
+    assert twice == [], f"entered more than once: {twice}"
+    assert len(entries) <= 9
 
 
 def documented_walk() -> list[str]:

@@ -117,6 +117,20 @@ def test_counter_matches_as_a_selector_matches_a_sample(
 
 
 @pytest.mark.parametrize(
+    ("name", "want"),
+    [
+        pytest.param("proc.qps/job=web,container=c1", "proc.qps", id="the instance tag and the selector's"),
+        pytest.param("proc.qps/container=c1,job=web,port=80", "proc.qps", id="more tags, any order"),
+        pytest.param("proc.qps/job=web", None, id="no instance tag: not the job's, as live"),
+        pytest.param("proc.qps/job=web,container=", None, id="an empty instance tag"),
+        pytest.param("proc.qps/job=other,container=c1", None, id="the instance tag on another job's"),
+    ],
+)
+def test_counter_matches_with_an_instance_tag_needs_that_tag(name: str, want: str | None) -> None:
+    assert counter_matches(name, ("proc.qps",), {"job": "web"}, "container") == want
+
+
+@pytest.mark.parametrize(
     ("pattern", "want"),
     [
         pytest.param("web-1.example.com", r"^web\-1\.example\.com$", id="exact: anchored, dots literal"),
