@@ -111,6 +111,7 @@ class ManualScale:
     current: int
     instances: int
     reason: str
+    op: str | None = None  # the admin call's Idempotency-Key: the same on a retry (cluster decision key)
 
 
 Event = Observation | FireTime | AlarmCall | ManualScale  # what `policies.engine.step` takes (a closed
@@ -418,7 +419,7 @@ class PredictiveState:
 
     t: float | None = None  # time of the last bucket with data
     level: float = 0.0
-    trend: float = 0.0  # load units per second
+    trend: float = 0.0  # unused since issue 17 (the forecast has no trend term): read and written as 0
     slot: int | None = None  # absolute index floor(t / SLOT) of the slot being filled
     acc: float = 0.0  # sum of the loads seen in that slot
     n: int = 0  # and their number
