@@ -144,6 +144,9 @@ class Proposal(NamedTuple):
         return {**self._asdict(), "inputs": deepcopy(self.inputs)}  # a copy, as dataclasses.asdict made
 
 
+_tuple_item: Any = tuple.__getitem__  # a tuple's own item, past LazyProposal.__getitem__
+
+
 class LazyProposal(Proposal):
     """A Proposal whose `inputs` dict is built when it is read, from the few raw values its slot holds
     (a tuple: cheaper to build and to free than the dict, and most bucket decisions are never stored or
@@ -155,9 +158,9 @@ class LazyProposal(Proposal):
     __slots__ = ()
     KEYS: tuple[str, ...] = ()
 
-    @property  # type: ignore[misc]  # a read-only view of the NamedTuple field of the same name
+    @property  # a read-only view in place of the NamedTuple field of the same name
     def inputs(self) -> dict[str, Any]:
-        return dict(zip(self.KEYS, tuple.__getitem__(self, 4), strict=True))
+        return dict(zip(self.KEYS, _tuple_item(self, 4), strict=True))
 
     def plain(self) -> Proposal:
         """The Proposal it stands for, with its inputs dict built."""
@@ -166,8 +169,8 @@ class LazyProposal(Proposal):
     def __iter__(self) -> Iterator[Any]:
         return tuple.__iter__(self.plain())
 
-    def __getitem__(self, i: Any) -> Any:  # type: ignore[override]
-        return tuple.__getitem__(self.plain(), i)
+    def __getitem__(self, i: Any) -> Any:
+        return _tuple_item(self.plain(), i)
 
     def __eq__(self, other: object) -> bool:
         return self.plain() == other
@@ -184,7 +187,7 @@ class LazyProposal(Proposal):
         return Proposal, tuple(self.plain())
 
     @classmethod
-    def _make(cls, iterable: Iterable[Any]) -> Proposal:  # _replace's too: a plain Proposal
+    def _make(cls, iterable: Iterable[Any]) -> Proposal:  # type: ignore[override]  # _replace's too: plain
         return Proposal._make(iterable)
 
     def _asdict(self) -> dict[str, Any]:
