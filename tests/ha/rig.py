@@ -96,12 +96,13 @@ def get(d: DaemonProcess, path: str, timeout: float = 0.5) -> Any:
 
 @dataclass
 class Member:
-    """One daemon of the rig with its proxies to MySQL and Marathon."""
+    """One daemon of the rig with its proxies to MySQL, Marathon and (with_redis) the rig's Redis."""
 
     daemon: DaemonProcess
     mysql: ProxyThread
     marathon: ProxyThread
     name: str
+    redis: ProxyThread | None = None
 
     @property
     def pid(self) -> int:
@@ -173,14 +174,15 @@ class Rig:
         i = len(self.members)
         mysql = ProxyThread(self.mysql_addr)
         marathon = ProxyThread(("127.0.0.1", self.fake.port))
+        redis = ProxyThread(("127.0.0.1", self.redis.port)) if self.redis is not None else None
         store = f"mysql://{MYSQL_USER}@127.0.0.1:{mysql.port}/{self.db}?timeout=10"
         d = cluster_daemon(self.tmp / f"d{i}", store, f"http://127.0.0.1:{marathon.port}", self.jobs_dir)
         d.conf.write_text(
             d.conf.read_text().replace('name = "e2e"', 'name = "chaos"')
             + "".join(f'{k} = "{v}"\n' if k != "shards" else f"{k} = {v}\n" for k, v in TIMINGS.items())
-            + (f'[redis]\nurl = "{self.redis.url}"\n' if self.redis is not None else "")
+            + (f'[redis]\nurl = "redis://127.0.0.1:{redis.port}/0"\n' if redis is not None else "")
         )
-        m = Member(d, mysql, marathon, f"d{i}")
+        m = Member(d, mysql, marathon, f"d{i}", redis)
         self.members.append(m)
         if start:
             d.start()
@@ -379,6 +381,8 @@ class Rig:
             m.daemon.close()
             m.mysql.close()
             m.marathon.close()
+            if m.redis is not None:
+                m.redis.close()
         self.fake.stop()
         if self.redis is not None:
             self.redis.stop()
