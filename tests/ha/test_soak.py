@@ -1,5 +1,5 @@
-"""The randomized soak (HA.md §5.5): one rig (three daemons with a Redis of the rig's own, six jobs under a
-constant breach) and the faults of tests/ha/faults.py in random order for OCEAND_HA_SOAK seconds (a value
+"""The randomized soak (HA.md §5.5): one rig (three daemons with a MariaDB and a Redis of the rig's
+own, six jobs under a constant breach) and the faults of tests/ha/faults.py in random order for OCEAND_HA_SOAK seconds (a value
 > 1; `=1` runs only the on-demand scenarios). It prints what it did and the counts — double actuations
 (I2), stale-owner writes (I1, I8), lost decisions (I6), other violations — and fails unless all are 0.
 Seed: OCEAND_HA_SEED."""
