@@ -13,6 +13,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from oceand.cluster.hotstate import state_key
+from oceand.cluster.ids import shard_of
 from tests.e2e.harness import wait_for
 from tests.ha import invariants as inv
 from tests.ha.rig import TIMINGS, Member, Rig, get
@@ -334,9 +336,6 @@ def _aof_ready(client: object) -> bool:
 
 
 def _state_key(rig: Rig, job: str) -> str:
-    from oceand.cluster.hotstate import state_key
-    from oceand.cluster.ids import shard_of
-
     return state_key("chaos", shard_of(job, int(TIMINGS["shards"])), job)
 
 
@@ -406,37 +405,40 @@ def clock_skew(rig: Rig, rate: float = 0.5) -> None:
         )
         lost, fenced = _lost(victim), _metric(victim, "oceand_intent_fenced_total ")
         others = [m for m in rig.live() if m is not victim]
+        shard = shard_of(job, int(TIMINGS["shards"]))
         victim.mysql.command("pause")
         t0 = time.monotonic()
         try:
+            # its last renewal got through before the cut: the lease ends then by the database clock
+            ((owner, expires),) = rig._sql(
+                f"SELECT owner, UNIX_TIMESTAMP(expires_at) FROM shard_lease WHERE shard = {shard}"
+            )
             # its shards as it counts them (/metrics: no store round trip, unlike a job's status), dropped
             # when its own clock says the leases were not renewed in time
             dropped: list[float] = []
 
             def watch() -> None:
                 wait_for(lambda: _metric(victim, "oceand_shards_held ") == 0, 15, "the shards dropped")
-                dropped.append(time.monotonic() - t0)
+                dropped.append(time.time())
 
             held = threading.Thread(target=watch)
             held.start()
             rig.timed_takeover(job, others, t0, TAKEOVER_BOUND + 5)
             held.join()
             assert dropped, "the slowed daemon kept its shards"
-            stopped = dropped[0]
             wait_for(lambda: _lost(victim) > lost, 10, "the slowed daemon counting its lost leases")
         finally:
             victim.mysql.command("resume")
+        past = dropped[0] - float(expires)
         print(
-            f"\nclock_skew x{rate}: takeover {rig.takeovers[-1]}s, the slowed daemon held its shards until "
-            f"{stopped:.2f}s after the cut; its intent inserts fenced by the database "
-            f"+{_metric(victim, 'oceand_intent_fenced_total ') - fenced:.0f}"
+            f"\nclock_skew x{rate}: takeover {rig.takeovers[-1]}s after the cut; the slowed daemon held its "
+            f"shards {past:+.2f}s past their end by the database clock; its intent inserts fenced by the "
+            f"database +{_metric(victim, 'oceand_intent_fenced_total ') - fenced:.0f}"
         )
         # the proof the clock is slow: a daemon with a true clock drops its shards stop_acting_after (1 s)
-        # after its last renewal, before they expire (TTL 1.5 s) and are taken over (x1.0: 1.15 s, the
-        # takeover at 1.5 s); the slowed one still holds them when another daemon already acts
-        assert stopped > rig.takeovers[-1], (
-            f"the slowed daemon dropped its shards {stopped:.2f}s after the cut, before the takeover"
-        )
+        # after its last renewal, before the lease ends (TTL 1.5 s) by the database clock (x1.0: about
+        # -0.5 s); the slowed one believes it holds them for 2 s and drops them about +0.5 s past the end
+        assert past > 0, f"the slowed daemon dropped shard {shard} ({owner}) {past:.2f}s past its end"
         rig.wait_settled()
         rig.progress(1)
     finally:
@@ -446,10 +448,8 @@ def clock_skew(rig: Rig, rate: float = 0.5) -> None:
     rig.wait_settled()
 
 
-NEEDS_REDIS = {"redis_restart", "redis_restart_aof"}
-NEEDS_MYSQL = {
-    "mysql_restart"
-}  # the rig moves to a MariaDB of its own for these (Rig.with_mysql)  # the rig starts a redis-server of its own for these (Rig.with_redis)
+NEEDS_REDIS = {"redis_restart", "redis_restart_aof"}  # the rig starts a redis-server of its own for these
+NEEDS_MYSQL = {"mysql_restart"}  # the rig moves to a MariaDB of its own for these (Rig.with_mysql)
 
 FAULTS: dict[str, Callable[[Rig], None]] = {
     "kill_9": kill_9,
