@@ -44,6 +44,8 @@ Tables (both dialects):
   attempt): in cluster mode the attempt is HA.md's fenced intent. The MySQL statements use MariaDB's
   `IF NOT EXISTS` on ALTER/CREATE INDEX (repeatable after a crash mid-migration). SQLite gets the same
   tables, unused: the cluster layer is refused with a SQLite store at config time.
+- `job_changes(seq auto PK, job, at)`, indexed (at): one row per job write or delete, in its
+  transaction (oceand/store/jobchanges.py); the other daemons of a cluster poll it.
 """
 
 from __future__ import annotations
@@ -263,6 +265,22 @@ MIGRATIONS: list[Migration] = [
                 " ON actuation_attempts (job, decision_key, attempt)",
                 "CREATE INDEX IF NOT EXISTS actuation_attempts_pending"
                 " ON actuation_attempts (shard, status, epoch)",
+            ],
+        },
+    ),
+    (
+        8,
+        "job_changes: a row per job write or delete, read by the other daemons of a cluster (issue 14)",
+        {
+            "sqlite": [
+                "CREATE TABLE IF NOT EXISTS job_changes ("
+                " seq INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, at REAL NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS job_changes_at ON job_changes (at)",
+            ],
+            "mysql": [
+                "CREATE TABLE IF NOT EXISTS job_changes ("
+                " seq BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, job VARCHAR(200) NOT NULL,"
+                f" at DOUBLE NOT NULL, INDEX job_changes_at (at)) {_MYSQL_TABLE}",
             ],
         },
     ),
