@@ -11,7 +11,6 @@ set to a minute, so only the wake-up can bring a change within the deadlines."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from oceand.store.base import MySQLURL
 from tests.cluster import test_forward_daemons as forward
 from tests.cluster.test_engine_gate import fake as fake
 from tests.cluster.test_engine_gate import puts
-from tests.cluster.test_forward_daemons import count, push_item
+from tests.cluster.test_forward_daemons import count
 from tests.fakes.marathon import FakeMarathon
 from tests.hotstate.conftest import RedisServer
 from tests.hotstate.conftest import own_redis as own_redis
@@ -119,14 +118,7 @@ async def test_a_job_created_through_the_non_owner_is_loaded_and_scaled_by_the_o
     await until(lambda: runs(owner, 1), 3)
     await until(lambda: owner.engine.status(JOB)["app_known"], 5)
     # samples pushed to the non-owner are forwarded; the owner's bucket closes over 80 and it scales out
-    end = time.monotonic() + 35
-    while not puts(pair.fake) and time.monotonic() < end:
-        ts = int(time.time()) // 10 * 10 + 10
-        body = [dict(push_item(5, ts), endpoint=h) for h in ("h1", "h2")]
-        status, reply = await pair.clients[n].call("POST", "/v1/push", body)
-        assert status == 200 and reply["data"]["Invalid"] == 0, reply
-        with contextlib.suppress(TimeoutError):
-            await until(lambda: puts(pair.fake) != [], 1)
+    await forward.push_until_scaled(pair, n)
     epoch = owner.leases.held[owner.leases.shard_of(JOB)].epoch
     assert [(p["X-Oceand-Epoch"], p["instances"]) for p in puts(pair.fake)] == [(str(epoch), "3")]
     await changes_reach_the_other_daemon(pair, owner, other, n, 3)
