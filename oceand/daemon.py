@@ -243,6 +243,10 @@ class Daemon:
     def _on_actuation(self, what: str) -> None:
         if what in ("landed", "not_landed"):
             self.metrics.settles.labels(what).inc()
+        elif what.startswith("reconcile_"):
+            self.metrics.reconcile.labels(what.removeprefix("reconcile_")).inc()
+        elif what == "foreign_write":
+            self.metrics.foreign_writes.inc()
         else:
             self.metrics.stale.labels("dropped" if what == "stale_dropped" else "reread").inc()
 

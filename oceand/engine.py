@@ -53,13 +53,20 @@ from actuators.marathon import (
     Permanent,
 )
 from oceand.cluster.forward import SampleRouter
-from oceand.cluster.intent import TAKEOVER_GAP, WAIT, ForeignIntent, bucket_label, takeover_verdict
+from oceand.cluster.intent import (
+    TAKEOVER_GAP,
+    WAIT,
+    ForeignIntent,
+    bucket_label,
+    key_of,
+    takeover_verdict,
+)
 from oceand.cluster.lease import CoordError, DuplicateDecision, Held
 from oceand.cluster.ownership import OverBudget, Ownership
 from oceand.history import HistoryRecorder
 from oceand.ingest import JOB_LEVEL_METRICS, ClosedBucket, IngestLimits, Ingestor, JobBuckets
 from oceand.logs import log_decision
-from oceand.store.base import Store, StoreError
+from oceand.store.base import FencedWrite, Store, StoreError
 from policies import engine as policy
 from policies import schedule, warm
 from policies.alarm import alarm_matches
@@ -121,6 +128,7 @@ class Manual:
     instances: int
     reason: str
     done: asyncio.Future[Decided]
+    op: str | None = None  # the call's Idempotency-Key (cluster: the decision key of its writes)
 
 
 @dataclass(slots=True)
@@ -453,10 +461,10 @@ class Engine:
         if self.on_alarm_dropped is not None:
             self.on_alarm_dropped(reason)
 
-    async def manual(self, name: str, instances: int, reason: str) -> Decided:
+    async def manual(self, name: str, instances: int, reason: str, op: str | None = None) -> Decided:
         rt = self.jobs[name]
         fut: asyncio.Future[Decided] = asyncio.get_running_loop().create_future()
-        rt.events.append(Manual(instances, reason, fut))
+        rt.events.append(Manual(instances, reason, fut, op))
         rt.wake.set()
         return await fut
 
@@ -767,7 +775,7 @@ class Engine:
         mode = self.mode(rt)
         if mode == "paused":  # pausing stops automatic scaling, not an operator's explicit scale
             mode = "dry-run" if self.dry_run() or self.dry_reason(rt.doc) is not None else "active"
-        scale = ManualScale(view.instances, m.instances, m.reason)
+        scale = ManualScale(view.instances, m.instances, m.reason, m.op)
         decision, state = policy.step(
             rt.doc, rt.state, scale, self.clock(), mode=mode, default_tz=self.default_tz
         )
@@ -1005,8 +1013,25 @@ class Engine:
         return out
 
     async def _record(self, rt: JobRuntime, decision_id: int, outcome: ActuationOutcome) -> None:
-        """Replace a decision's outcome, with the job's state (and its retry / block) in one transaction."""
-        await self.store.record_outcome(decision_id, rt.name, outcome.to_json(), self._state_json(rt))
+        """Replace a decision's outcome, with the job's state (and its retry / block) in one transaction.
+        Cluster: fenced by this daemon's lease epoch of the job's shard. A daemon that lost the shard
+        writes nothing (the owner's record stands; it settles the decision's writes itself) and goes on:
+        the job stops acting at its next step and reads the store again once its shard is back."""
+        fence = None if self.ownership is None else self.ownership.fence(rt.name)
+        try:
+            await self.store.record_outcome(
+                decision_id, rt.name, outcome.to_json(), self._state_json(rt), fence=fence
+            )
+        except FencedWrite as e:
+            rt.reload = True
+            log.warning(
+                "job %s: outcome of decision %s not recorded: %s",
+                rt.name,
+                decision_id,
+                e,
+                extra={"event": "outcome_fenced", "job": rt.name},
+            )
+            return
         self._dirty.discard(rt.name)
 
     def _attempt_log(
@@ -1025,8 +1050,11 @@ class Engine:
                 except (
                     CoordError
                 ) as e:  # inserted or not, nothing is sent: settle it here (`_unknown_intent`)
-                    await self._unknown_intent(job, decision_id, log_, a, e)
+                    await self._unknown_intent(job, decision_id, key, log_, a, e)
                     raise
+                return
+            if own is not None:  # an outcome: written only while this daemon's lease epoch is current
+                await own.record_attempt(decision_id, job, key, a.to_json(), self.clock())
                 return
             await self.store.record_attempt(decision_id, job, a.to_json())
 
@@ -1034,7 +1062,7 @@ class Engine:
         return log_
 
     async def _unknown_intent(
-        self, job: str, decision_id: int, log_: AttemptLog, a: Attempt, error: CoordError
+        self, job: str, decision_id: int, key: str, log_: AttemptLog, a: Attempt, error: CoordError
     ) -> None:
         """A fenced intent whose insert got no answer may be in the store all the same, pending, with
         nothing sent. It is written abandoned at once (an insert or an update: either is true); when the
@@ -1043,8 +1071,9 @@ class Engine:
         Either way the next write of the decision is the next attempt."""
         log_.attempts.append(a)
         abandoned = replace(a, status=ABANDONED, detail={**a.detail, "error": f"intent unknown: {error}"})
+        assert self.ownership is not None
         try:
-            await self.store.record_attempt(decision_id, job, abandoned.to_json())
+            await self.ownership.record_attempt(decision_id, job, key, abandoned.to_json(), self.clock())
         except StoreError:
             return
         a.status, a.detail = abandoned.status, abandoned.detail
@@ -1076,10 +1105,11 @@ class Engine:
                 attempts = self._logs[decision.id] = await self._load_attempts(
                     rt.name, decision.id, _key(decision)
                 )
+            ours = self._ours(rt, decision, attempts)
             if rt.unsettled:
-                await self._settle_older(rt, actuator)
+                await self._settle_older(rt, actuator, ours)
                 reread = True
-            outcome, stale = await self._settle_and_send(rt, actuator, decision, attempts, reread)
+            outcome, stale = await self._settle_and_send(rt, actuator, decision, attempts, reread, ours)
         except DuplicateDecision as e:  # cluster: this decision's write was recorded (and sent) before
             outcome, stale = Outcome("failed", {"duplicate": str(e)}), True
         except StoreError as e:  # nothing is sent before its attempt is on disk (or fenced): retried
@@ -1117,12 +1147,18 @@ class Engine:
         return new
 
     async def _settle_and_send(
-        self, rt: JobRuntime, actuator: Actuator, decision: Decision, attempts: AttemptLog, reread: bool
+        self,
+        rt: JobRuntime,
+        actuator: Actuator,
+        decision: Decision,
+        attempts: AttemptLog,
+        reread: bool,
+        ours: set[int],
     ) -> tuple[Outcome, bool]:
         """(outcome, stale): the checks of `_apply`, then the send."""
-        if attempts.unresolved():
+        if unknown := attempts.unresolved():
             settled = await actuator.settle(rt.doc, attempts)
-            self._count("landed" if settled.landed else "not_landed")
+            self._settled(rt, unknown, settled.landed, settled.instances, ours)
             if settled.landed:
                 note = f"an earlier write of this decision landed ({settled.evidence}); not sent again"
                 return Outcome(
@@ -1134,6 +1170,9 @@ class Engine:
             if not reread:
                 self._count("stale")
             view = await actuator.refresh(rt.doc)
+            if view.instances not in ours:
+                self._count("foreign_write")
+                ours.add(view.instances)
             if view.instances == decision.desired:
                 note = "the app already has the count"
                 return Outcome("applied", {"settled": note, "already_applied": True}), False
@@ -1146,14 +1185,16 @@ class Engine:
                 return Outcome("failed", {"stale": note, "observed": view.instances}), True
         return await actuator.apply(rt.doc, decision, attempts), False
 
-    async def _settle_older(self, rt: JobRuntime, actuator: Actuator) -> None:
+    async def _settle_older(self, rt: JobRuntime, actuator: Actuator, ours: set[int] | None = None) -> None:
         """Settle the writes of unknown outcome that superseded decisions of this job left. One that
         landed makes its decision applied; the decision at hand is then re-read before it is sent.
         Raises (a transient failure for the decision at hand) when the app cannot be read."""
+        ours = self._ours(rt) if ours is None else ours
         while rt.unsettled:
             old, outcome, attempts = rt.unsettled[0]
+            unknown = attempts.unresolved()
             settled = await actuator.settle(rt.doc, attempts)
-            self._count("landed" if settled.landed else "not_landed")
+            self._settled(rt, unknown, settled.landed, settled.instances, ours)
             rt.unsettled.pop(0)
             if settled.landed:
                 note = f"a write of this decision landed ({settled.evidence}) after it was superseded"
@@ -1169,6 +1210,35 @@ class Engine:
                     settled.evidence,
                     extra={"event": "settled_landed"},
                 )
+
+    def _ours(
+        self, rt: JobRuntime, decision: Decision | None = None, attempts: AttemptLog | None = None
+    ) -> set[int]:
+        """The counts this daemon's decisions of the job (the one at hand, and the superseded ones with
+        writes to settle) were made on or wrote: an app found at another count was scaled by someone else."""
+        out: set[int] = set()
+        pairs = [(d, log_) for d, _, log_ in rt.unsettled]
+        if decision is not None and attempts is not None:
+            pairs.append((decision, attempts))
+        for d, log_ in pairs:
+            out |= {d.current, d.desired, *(a.to_count for a in log_.attempts)}
+        return out
+
+    def _settled(
+        self, rt: JobRuntime, unknown: list[Attempt], landed: bool, instances: int, ours: set[int]
+    ) -> None:
+        """Count a settle: landed or not; in cluster mode, writes left under another lease epoch than the
+        one held now are a takeover's reconciliation (adopted or abandoned); an app at none of our counts
+        is a foreign write (counted once per count seen in one apply: `ours` takes it)."""
+        self._count("landed" if landed else "not_landed")
+        own = self.ownership
+        if own is not None:
+            epoch = own.epoch(rt.name)
+            if any(a.epoch is not None and a.epoch != epoch for a in unknown):
+                self._count("reconcile_adopted" if landed else "reconcile_abandoned")
+        if unknown and instances not in ours:
+            self._count("foreign_write")
+            ours.add(instances)  # the same sighting is not counted again by the re-read that follows
 
     async def _supersede(self, rt: JobRuntime, old: Decision, new: Decision) -> None:
         """A decision still retrying is replaced by a newer one: it will never be sent again. A write of
@@ -1382,12 +1452,9 @@ class Engine:
 
 
 def _key(d: Decision) -> str:
-    """The decision key of its writes (cluster mode: unique per job and attempt). A bucket's decision
-    has the same key on every daemon (`b:<bucket>`); the others are keyed by their decision id: schedule
-    fires are claimed once in the store (`fires`), alarms and manual scales will reach the owner only."""
-    if d.trigger == "bucket" and d.bucket is not None:
-        return f"b:{d.bucket}"
-    return f"{d.trigger[0]}:{d.id}"
+    """The decision key of its writes (cluster mode: unique per job and attempt), the same on every daemon
+    for the same bucket, fire, alarm callback or idempotent admin call (`intent.key_of`)."""
+    return key_of(d)
 
 
 def _unblocked(act: ActuationState) -> ActuationState:

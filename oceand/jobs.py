@@ -157,10 +157,11 @@ class JobsService:
             self._changed(name, None)
             self._local_change()
 
-    async def scale(self, name: str, instances: int, reason: str) -> Decided:
+    async def scale(self, name: str, instances: int, reason: str, op: str | None = None) -> Decided:
         """A manual scale (PRODUCT §5): decided and applied like any decision. AppUnknown when the app
-        cannot be read."""
-        return await self.engine.manual(name, instances, reason)
+        cannot be read. `op`: the call's Idempotency-Key (several daemons: a retry is refused, not
+        applied twice)."""
+        return await self.engine.manual(name, instances, reason, op)
 
     async def _put(self, doc: JobDocument, composed: Composed | None = None) -> int:
         version = await self.templates.put_job_locked(doc, composed)

@@ -307,6 +307,34 @@ class Metrics:
             ["direction"],
             registry=r,
         )
+        self.takeover = Histogram(
+            "oceand_takeover_seconds",
+            "Per shard taken from another daemon: from the end of its former lease (expiry, or release) to "
+            "this daemon's acquisition, on the database clock",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.intents = Counter(
+            "oceand_intents_total",
+            "Intents (fenced attempt rows) this daemon wrote, by status: pending (inserted before the "
+            "write), applied, failed, abandoned (resolved, its own or a former owner's)",
+            ["status"],
+            registry=r,
+        )
+        self.reconcile = Counter(
+            "oceand_reconcile_total",
+            "Writes of unknown outcome left under another lease epoch (a former owner's, or this daemon's "
+            "before a restart) settled by this daemon, by result (adopted: Marathon shows it landed; "
+            "abandoned: nothing shows it after its deadline and the grace)",
+            ["result"],
+            registry=r,
+        )
+        self.foreign_writes = Counter(
+            "oceand_foreign_writes_total",
+            "Times a settle or re-read found a job's app at a count neither its decisions nor their "
+            "writes set: someone else scaled it",
+            registry=r,
+        )
         self.intent_fenced = Counter(
             "oceand_intent_fenced_total",
             "Intent inserts refused by the database: the lease was lost or within intent_margin of its end",

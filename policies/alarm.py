@@ -39,6 +39,7 @@ def propose_alarm(
     inputs: dict[str, object] = {
         "status": event.status,
         "key": event.key(),
+        "time": event.time,  # Falcon's event time: with the key, the callback's identity on every daemon
         "left_value": event.left_value,
         "endpoint": event.endpoint,
         "metric": event.metric,

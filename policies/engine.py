@@ -295,7 +295,15 @@ def _event(
         )
     if isinstance(event, ManualScale):
         return on_manual(
-            doc, now, event.current, event.instances, event.reason, state, mode=mode, windows=windows
+            doc,
+            now,
+            event.current,
+            event.instances,
+            event.reason,
+            state,
+            mode=mode,
+            windows=windows,
+            op=event.op,
         )
     raise TypeError(f"step takes an Observation, FireTime, AlarmCall or ManualScale event, not {event!r}")
 
@@ -576,13 +584,18 @@ def on_manual(
     *,
     mode: str,
     windows: Sequence[Window] = (),
+    op: str | None = None,
 ) -> tuple[Decision, JobState]:
-    """An operator's scale to `instances` (trigger "manual"): bounds apply, cooldowns do not."""
+    """An operator's scale to `instances` (trigger "manual"): bounds apply, cooldowns do not. `op`: the
+    call's idempotency key, kept in the proposal's inputs (the decision key of its writes)."""
     c = compile_job(doc)
     _check(mode, current)
     if isinstance(instances, bool) or not isinstance(instances, int) or instances < 0:
         raise ValueError(f"instances must be a whole number >= 0, got {instances!r}")
-    proposal = Proposal("manual", "manual", instances, MANUAL, {"instances": instances, "reason": reason})
+    inputs: dict[str, object] = {"instances": instances, "reason": reason}
+    if op is not None:
+        inputs["op"] = op
+    proposal = Proposal("manual", "manual", instances, MANUAL, inputs)
     return _direct(c, proposal, instances, current, now, state, mode, windows, "manual", None)
 
 

@@ -110,6 +110,7 @@ class ManualScale:
     current: int
     instances: int
     reason: str
+    op: str | None = None  # the admin call's Idempotency-Key: the same on a retry (cluster decision key)
 
 
 Event = Observation | FireTime | AlarmCall | ManualScale  # what `policies.engine.step` takes (a closed

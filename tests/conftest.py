@@ -27,14 +27,19 @@ class Client:
         self.base = base
 
     async def call(
-        self, method: str, path: str, json: Any = None, data: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"headers": dict(headers or {})}
         if json is not None:
             kwargs["json"] = json
         if data is not None:
             kwargs["data"] = data
-            kwargs["headers"] = {"Content-Type": "application/json"}
+            kwargs["headers"]["Content-Type"] = "application/json"
         async with self.session.request(method, self.base + path, **kwargs) as r:
             body = await r.read()
             if r.content_type == "application/json" and body:

@@ -55,6 +55,7 @@ WaitDeployment = Callable[[str, float], Awaitable[None]]
 SKEW = 2.0  # seconds: daemon clock vs Marathon's, when comparing lastScalingAt with sent_at
 GRACE = 5.0  # seconds after a PUT's reply deadline during which Marathon may still take it
 POLL = 0.25  # seconds between reads while settling
+PUT_MARGIN = 0.05  # seconds: a PUT's budget ends this long before its attempt's deadline
 APPLY_BACKOFF = Backoff(initial=0.2, factor=2.0, maximum=10.0, jitter=0.5)  # between tries of one write
 
 
@@ -219,8 +220,21 @@ async def set_instances(
         recheck = True
         sent_at = wall()
         sent = await log.begin(instances, sent_at, sent_at + write_window(client), baseline)
+        # the PUT is never in flight past its attempt's deadline (the time a new owner's quiet period
+        # counts from): its timeout is what is left of it once the attempt is recorded (a slow intent
+        # insert shortens it), less a margin
+        left = sent.deadline - wall() - PUT_MARGIN
+        if left <= 0:
+            await log.resolve([sent], ABANDONED, error="not sent: no time left before its deadline")
+            attempt = await _pause(
+                Transient(f"{app_id}: the write's record took its whole window; not sent"),
+                attempt, deadline, backoff, sleep, clock, rand,
+            )  # fmt: skip
+            continue
         try:
-            result = await client.scale(app_id, instances, force=forced, headers=log.headers(sent))
+            result = await client.scale(
+                app_id, instances, force=forced, headers=log.headers(sent), budget=left
+            )
         except Locked as e:
             await log.resolve([sent], FAILED, error=str(e))
             locked_in_a_row += 1

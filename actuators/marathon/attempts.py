@@ -22,6 +22,7 @@ class Attempt:
     baseline: float | None = None  # the app's lastScalingAt as known before the PUT (Marathon's clock)
     status: str = PENDING  # pending (outcome unknown), applied, failed (not taken), abandoned
     detail: dict[str, Any] = field(default_factory=dict)  # deployment_id, version, error, evidence...
+    epoch: int | None = None  # several daemons: the lease epoch its intent was fenced by (as stored)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,6 +45,7 @@ class Attempt:
             None if d.get("baseline") is None else float(d["baseline"]),
             str(d.get("status", PENDING)),
             dict(d.get("detail") or {}),
+            None if d.get("epoch") is None else int(d["epoch"]),
         )
 
 

@@ -271,15 +271,29 @@ class MarathonClient:
         body: bytes | None = None,
         idempotent: bool = True,
         extra_headers: dict[str, str] | None = None,
+        budget: float | None = None,
     ) -> tuple[int, bytes, CIMultiDictProxy[str], str]:
         """(status, body, headers, url) of the first URL that answers with something other than a
-        rotate-worthy failure; raises Transient when none did."""
+        rotate-worthy failure; raises Transient when none did. `budget`: seconds all URLs together may
+        take (each request's timeout is the smaller of `timeout` and what is left of it); a URL is not
+        tried once nothing is left."""
         headers = {**(extra_headers or {}), **self._auth_headers}
         if body is not None:
             headers["Content-Type"] = "application/json"
         errors: list[str] = []
+        loop = asyncio.get_running_loop()
+        end = None if budget is None else loop.time() + budget
         for i in self._order():
             url = self._states[i].url + path
+            timeout, limit = self._timeout, self.cfg.timeout
+            if end is not None:
+                left = end - loop.time()
+                if left <= 0:
+                    errors.append(f"{method} {url}: not sent, its time budget ({budget:.3f}s) is spent")
+                    break
+                if left < limit:
+                    limit = left
+                    timeout = aiohttp.ClientTimeout(total=left, connect=min(self.cfg.connect_timeout, left))
             try:
                 async with self._get_session().request(
                     method,
@@ -287,7 +301,7 @@ class MarathonClient:
                     params=params,
                     data=body,
                     headers=headers,
-                    timeout=self._timeout,
+                    timeout=timeout,
                     ssl=self._ssl,
                     middlewares=None if idempotent else (_no_resend,),
                 ) as r:
@@ -299,7 +313,7 @@ class MarathonClient:
                 errors.append(msg)
                 continue
             except TimeoutError:
-                msg = f"{method} {url}: no reply within {self.cfg.timeout}s"
+                msg = f"{method} {url}: no reply within {limit:.3g}s"
                 self._mark_fail(i, msg)
                 if not idempotent:
                     raise Transient(msg, url=url, maybe_applied=True) from None
@@ -379,18 +393,25 @@ class MarathonClient:
             raise Transient(f"{url}: unexpected apps reply: {type(e).__name__}: {e}", url=url) from e
 
     async def scale(
-        self, app_id: str, instances: int, *, force: bool = False, headers: dict[str, str] | None = None
+        self,
+        app_id: str,
+        instances: int,
+        *,
+        force: bool = False,
+        headers: dict[str, str] | None = None,
+        budget: float | None = None,
     ) -> ScaleResult:
         """PUT `{"instances": N}` (an absolute count; never creates an app: PROTOCOLS A.2). `headers`
         go along (`X-Oceand-Decision`, `X-Oceand-Attempt`: which decision's which attempt this is, for
-        Marathon's access log)."""
+        Marathon's access log). `budget`: seconds the PUT may be in flight, over every URL tried (the
+        time left before its attempt's deadline): no request outlives it."""
         if not isinstance(instances, int) or isinstance(instances, bool) or instances < 0:
             raise Permanent(0, f"instances must be an integer >= 0, not {instances!r}")
         path = app_path(app_id)
         params = [("force", "true" if force else "false")]
         body = orjson.dumps({"instances": instances})
         status, data, rheaders, url = await self._call(
-            "PUT", path, params=params, body=body, idempotent=False, extra_headers=headers
+            "PUT", path, params=params, body=body, idempotent=False, extra_headers=headers, budget=budget
         )
         try:
             self._raise_for(status, None, data, url)

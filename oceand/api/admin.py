@@ -352,6 +352,7 @@ def _int_field(data: Any, key: str, lo: int, hi: int) -> int:
 
 
 async def scale(request: web.Request) -> web.Response:
+    op = internal.idempotency_key(request)
     name = _known_job(request).name
     owner = await internal.to_owner(request, name)  # cluster: the job's owner acts, not this daemon
     if owner is not None:
@@ -362,7 +363,7 @@ async def scale(request: web.Request) -> web.Response:
     if not isinstance(reason, str) or len(reason) > 500:
         raise ApiError(422, "invalid_body", "reason: a string of at most 500 characters")
     try:
-        decided = await request.app[JOBS].scale(name, instances, reason)
+        decided = await request.app[JOBS].scale(name, instances, reason, op)
     except AppUnknown as e:
         raise ApiError(409, "app_state_unknown", str(e)) from None
     version = _known_job(request).version

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 from typing import Any
 
 import aiohttp
@@ -169,6 +170,22 @@ async def _post_alarm(fwd: Forwarder, addr: str, body: dict[str, Any]) -> list[s
         return jobs
 
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"  # POST /api/v1/jobs/{job}/scale: the same on a retry of the call
+IDEMPOTENCY_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    """The call's Idempotency-Key (None without one); 400 when it is not 1-64 of [A-Za-z0-9._:-]."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and IDEMPOTENCY_RE.fullmatch(key) is None:
+        raise ApiError(
+            400,
+            "bad_idempotency_key",
+            f"{IDEMPOTENCY_HEADER}: 1 to 64 characters of A-Z a-z 0-9 . _ : - (got {key[:80]!r})",
+        )
+    return key
+
+
 async def to_owner(request: web.Request, job: str) -> web.Response | None:
     """None when this daemon acts on `job` itself (no cluster, its shard is held here, or the call was
     forwarded here already); else the owner's reply to the same call, or 503 naming the owner when there
@@ -189,7 +206,7 @@ async def to_owner(request: web.Request, job: str) -> web.Response | None:
             f"job {job!r}: shard {shard} has no owner right now (a takeover): retry in a second",
         )
     headers = {FORWARDED_HEADER: fwd.me, TOKEN_HEADER: fwd.token}
-    for h in (hdrs.AUTHORIZATION, hdrs.CONTENT_TYPE):
+    for h in (hdrs.AUTHORIZATION, hdrs.CONTENT_TYPE, IDEMPOTENCY_HEADER):
         if h in request.headers:
             headers[h] = request.headers[h]
     try:

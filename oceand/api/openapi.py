@@ -466,6 +466,16 @@ def spec() -> dict[str, Any]:
                         "reason": {"type": "string"},
                     },
                 },
+                params=[
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "several daemons: the same key on a retry of this call makes the"
+                        " retry's write refused as a duplicate (decision key m:<key>), never applied twice",
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"},
+                    }
+                ],
                 errors=(400, 404, 422),
             ),
         },

@@ -9,8 +9,11 @@ fenced by the shard's lease epoch in the database, and carries the shard, epoch,
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
+
+from policies.types import Decision
 
 PENDING, APPLIED, FAILED, ABANDONED = "pending", "applied", "failed", "abandoned"
 STATUSES = (PENDING, APPLIED, FAILED, ABANDONED)
@@ -150,6 +153,9 @@ def bucket_label(bucket_start: float, acquired_at: float | None) -> str | None:
     return None
 
 
+KEY_MAX = 96  # actuation_attempts.decision_key VARCHAR(96)
+
+
 def decision_key(
     trigger: str,
     *,
@@ -157,18 +163,48 @@ def decision_key(
     rule: str | None = None,
     at: float | None = None,
     alarm: str | None = None,
+    event_time: str | None = None,
     op: str | None = None,
 ) -> str:
     """The deterministic key of a decision, the same on every daemon, so `UNIQUE(job, decision_key,
-    attempt)` dedups a decision made twice across an ownership change: `b:<bucket>` for a bucket,
-    `s:<rule>:<fire time>` for a schedule fire, `a:<alarm id>:<event time>` for an alarm, `m:<op>` for a
-    manual scale (the admin operation's id)."""
+    attempt)` refuses a decision made twice across daemons (an ownership change, a callback delivered
+    twice, an admin call retried): `b:<bucket>` for a bucket, `s:<rule>:<fire time>` for a schedule fire,
+    `a:<digest>` for an alarm (a digest of the alarm's identity — strategy, expression, endpoint, metric,
+    tags, status — and Falcon's event time, so the key stays within its 96 characters), `m:<op>` for a
+    manual scale (the call's Idempotency-Key)."""
     if trigger == "bucket" and bucket is not None:
-        return f"b:{bucket}"
-    if trigger == "schedule" and rule is not None and at is not None:
-        return f"s:{rule}:{at:.6f}"
-    if trigger == "alarm" and alarm is not None and at is not None:
-        return f"a:{alarm}:{at:.6f}"
-    if trigger == "manual" and op is not None:
-        return f"m:{op}"
-    raise ValueError(f"no decision key for a {trigger!r} decision without its bucket, fire, alarm or op")
+        key = f"b:{bucket}"
+    elif trigger == "schedule" and rule is not None and at is not None:
+        key = f"s:{rule}:{at:.6f}"
+    elif trigger == "alarm" and alarm is not None and event_time is not None:
+        key = "a:" + hashlib.blake2b(f"{alarm}\n{event_time}".encode(), digest_size=16).hexdigest()
+    elif trigger == "manual" and op is not None:
+        key = f"m:{op}"
+    else:
+        raise ValueError(f"no decision key for a {trigger!r} decision without its bucket, fire, alarm or op")
+    if len(key) > KEY_MAX:
+        raise ValueError(f"decision key {key[:40]!r}... is longer than {KEY_MAX} characters")
+    return key
+
+
+def key_of(d: Decision) -> str:
+    """The decision key of a decision's writes (cluster mode), from what the decision itself records, so
+    a daemon that takes the job over derives the same key from the stored decision. A decision that
+    records no identity of its event (an alarm or manual scale stored before keys were derived, a manual
+    scale without an Idempotency-Key) is keyed by its decision id: unique, but not shared by a duplicate."""
+    p = d.proposals[0] if d.proposals else None
+    inputs = {} if p is None else p.inputs
+    if d.trigger == "bucket" and d.bucket is not None:
+        return decision_key("bucket", bucket=d.bucket)
+    if d.trigger == "schedule" and p is not None and isinstance(inputs.get("at"), int | float):
+        return decision_key("schedule", rule=p.rule, at=float(inputs["at"]))
+    if d.trigger == "alarm" and isinstance(inputs.get("key"), str) and isinstance(inputs.get("time"), str):
+        alarm = f"{inputs['key']}\n{inputs.get('status')}"
+        return decision_key("alarm", alarm=alarm, event_time=str(inputs["time"]))
+    if d.trigger == "manual" and isinstance(inputs.get("op"), str):
+        return decision_key("manual", op=str(inputs["op"]))
+    if d.id is None:
+        raise ValueError(
+            f"no decision key for an uncommitted {d.trigger} decision without its event's identity"
+        )
+    return f"{d.trigger[0]}:{d.id}"

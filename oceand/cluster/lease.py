@@ -59,6 +59,16 @@ class CoordError(StoreError):
     """A coordination statement failed or did not finish within store_timeout: its outcome is unknown."""
 
 
+# an attempt row (AttemptRow.values, then the decision key) taken with the lease row's shard, epoch and
+# owner, from that row only while it is (shard, epoch, owner): the fenced intent insert and outcome write
+_INTENT_FROM_LEASE = (
+    "INSERT INTO actuation_attempts (decision_id, attempt, job, to_count, sent_at, deadline,"
+    " baseline, status, detail, updated_at, shard, epoch, owner, decision_key)"
+    " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, shard, epoch, owner, %s FROM shard_lease"
+    " WHERE shard = %s AND epoch = %s AND owner = %s"
+)
+
+
 class Fenced(StoreError):
     """The intent was not inserted: the shard's lease is not ours with this epoch, or has less than
     intent_margin left by the database clock. Nothing may be sent."""
@@ -481,8 +491,15 @@ class LeaseManager:
         t0 = self.mono()
         marks = ",".join(["%s"] * len(shards))
         ttl = _us(self.s.lease_ttl)
+        ends: dict[int, float] = {}  # shard -> the end of its former lease (database clock), held before
 
         async def go(cur: Cursor) -> list[tuple[Any, ...]]:
+            # the former leases' ends, for oceand_takeover_seconds (a plain read: autocommit, no lock)
+            await cur.execute(
+                f"SELECT shard, epoch, UNIX_TIMESTAMP(expires_at) FROM shard_lease WHERE shard IN ({marks})",
+                shards,
+            )
+            ends.update({int(s): float(end) for s, epoch, end in await cur.fetchall() if int(epoch) > 0})
             await cur.execute("SET @t = NOW(6)")
             await cur.execute(
                 "UPDATE shard_lease SET owner = %s,"
@@ -511,6 +528,9 @@ class LeaseManager:
             )
             if self.metrics is not None:
                 self.metrics.handoff_shards.labels("acquired").inc(len(taken))
+                for shard, h in taken.items():
+                    if shard in ends:  # a takeover or handoff, not a shard never held
+                        self.metrics.takeover.observe(max(0.0, h.acquired_at - ends[shard]))
                 self.metrics.shards_held.set(len(self.held))
             for shard, h in taken.items():
                 for cb in self.on_acquired:
@@ -567,11 +587,7 @@ class LeaseManager:
 
         async def go(cur: Cursor) -> int:
             await cur.execute(
-                "INSERT INTO actuation_attempts (decision_id, attempt, job, to_count, sent_at, deadline,"
-                " baseline, status, detail, updated_at, shard, epoch, owner, decision_key)"
-                " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, shard, epoch, owner, %s FROM shard_lease"
-                " WHERE shard = %s AND epoch = %s AND owner = %s"
-                " AND expires_at > NOW(6) + INTERVAL %s MICROSECOND LOCK IN SHARE MODE",
+                f"{_INTENT_FROM_LEASE} AND expires_at > NOW(6) + INTERVAL %s MICROSECOND LOCK IN SHARE MODE",
                 (*values, decision_key, shard, epoch, self.me, _us(self.s.intent_margin)),
             )
             return int(cur.rowcount)
@@ -583,7 +599,61 @@ class LeaseManager:
                 raise DuplicateDecision(f"{job} {decision_key}: already has this attempt") from None
             raise CoordError(f"cluster store: {e}") from e
         if n != 1:
-            if self.metrics is not None:
-                self.metrics.intent_fenced.inc()
-            self._lose(shard, "fenced")
-            raise Fenced(f"shard {shard} epoch {epoch}: the lease is not ours or ends within the margin")
+            raise self._fenced(
+                shard, f"shard {shard} epoch {epoch}: the lease is not ours or ends within the margin"
+            )
+
+    def _fenced(self, shard: int, message: str) -> Fenced:
+        """A fenced statement matched no lease row: count it, stop acting on the shard."""
+        if self.metrics is not None:
+            self.metrics.intent_fenced.inc()
+        self._lose(shard, "fenced")
+        return Fenced(message)
+
+    async def fenced_resolve(
+        self,
+        shard: int,
+        epoch: int,
+        decision_id: int,
+        job: str,
+        decision_key: str,
+        row: AttemptRow,
+        now: float,
+    ) -> None:
+        """Write an attempt's outcome (applied, failed, abandoned; its own intent or a former owner's
+        found at a takeover) only while this daemon holds `shard` at `epoch`: one INSERT ... SELECT from
+        the lease row under a shared lock, updating the existing row (its shard, epoch and owner stay the
+        intent's) or inserting it when the intent's insert had no answer. A daemon whose epoch is stale
+        (the shard was taken or released) writes nothing: Fenced, and it drops the shard; the new owner
+        settles the write. Affected rows: 1 inserted, 2 updated, 0 for no lease row *or* a row already
+        holding these values (PyMySQL counts changed rows, HA.md §3.3 pitfall 5), told apart by reading
+        the lease again."""
+        values = row.values(now)
+
+        async def go(cur: Cursor) -> bool:
+            await cur.execute(
+                f"{_INTENT_FROM_LEASE} LOCK IN SHARE MODE"
+                # only this decision's row: another decision's with the same key (a refused duplicate) stays
+                " ON DUPLICATE KEY UPDATE"
+                " status = IF(decision_id = VALUES(decision_id), VALUES(status), status),"
+                " deadline = IF(decision_id = VALUES(decision_id), VALUES(deadline), deadline),"
+                " detail = IF(decision_id = VALUES(decision_id), VALUES(detail), detail),"
+                " updated_at = IF(decision_id = VALUES(decision_id), VALUES(updated_at), updated_at)",
+                (*values, decision_key, shard, epoch, self.me),
+            )
+            if cur.rowcount > 0:
+                return True
+            await cur.execute(
+                "SELECT 1 FROM shard_lease WHERE shard = %s AND epoch = %s AND owner = %s",
+                (shard, epoch, self.me),
+            )
+            return await cur.fetchone() is not None
+
+        try:
+            ok = await self.coord.run(go)
+        except aiomysql.IntegrityError as e:
+            raise CoordError(f"cluster store: {e}") from e
+        if not ok:
+            raise self._fenced(
+                shard, f"shard {shard} epoch {epoch}: the lease is not ours, the outcome is not written"
+            )

@@ -19,7 +19,7 @@ from typing import Any
 from oceand.cluster import intent
 from oceand.cluster.lease import Held, LeaseManager
 from oceand.metrics import Metrics
-from oceand.store.base import Store, StoreError, attempt_row
+from oceand.store.base import Fence, Store, StoreError, attempt_row
 
 
 class NotOwner(StoreError):
@@ -99,12 +99,43 @@ class Ownership:
         row = attempt_row(decision_id, job, attempt)
         t0 = self.mono()
         await self.leases.fenced_attempt(s, h.epoch, decision_id, job, decision_key, row, now)
+        self.count(intent.PENDING)
         if not intent.in_budget(t0, self.mono(), self.leases.s.actuation_budget):
             if self.metrics is not None:
                 self.metrics.intent_abandoned.labels("budget").inc()
             late = dict(
                 attempt, status=intent.ABANDONED, detail={**attempt.get("detail", {}), "error": "budget"}
             )
-            await self.store.record_attempt(decision_id, job, late)
+            await self.record_attempt(decision_id, job, decision_key, late, now)
             raise OverBudget(f"job {job}: the write was not sent within actuation_budget of its intent")
         return h.epoch
+
+    async def record_attempt(
+        self, decision_id: int, job: str, decision_key: str, attempt: dict[str, Any], now: float
+    ) -> None:
+        """Write an attempt's outcome fenced by this daemon's lease epoch of the job's shard (HA.md §6.6
+        step 7): Fenced (nothing written) when another daemon holds it now or it is not held here."""
+        s = self.shard(job)
+        h = self.leases.held.get(s)
+        if h is None:
+            raise NotOwner(job, intent.NOT_OWNER)
+        row = attempt_row(decision_id, job, attempt)
+        await self.leases.fenced_resolve(s, h.epoch, decision_id, job, decision_key, row, now)
+        self.count(str(attempt.get("status")))
+
+    def fence(self, job: str) -> Fence:
+        """The fence of the job's outcome writes: its shard at the epoch held here (-1 when not held: no
+        lease row has it, so the write is refused)."""
+        s = self.shard(job)
+        h = self.leases.held.get(s)
+        return Fence(s, -1 if h is None else h.epoch, self.leases.me)
+
+    def count(self, status: str) -> None:
+        """oceand_intents_total{status}: an intent this daemon inserted (pending) or resolved."""
+        if self.metrics is not None:
+            self.metrics.intents.labels(status).inc()
+
+    def epoch(self, job: str) -> int | None:
+        """The lease epoch this daemon holds the job's shard by, None when it does not hold it."""
+        h = self.leases.held.get(self.shard(job))
+        return None if h is None else h.epoch

@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, get_args
+from typing import Any, NamedTuple, Protocol, get_args
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
@@ -118,6 +118,20 @@ class StoreError(Exception):
 
 class StoreConfigError(ValueError):
     """A store URL that cannot be used; the message names the problem."""
+
+
+class Fence(NamedTuple):
+    """Several daemons: a write allowed only while `owner` holds the lease of `shard` at `epoch` (the row
+    of `shard_lease`, checked in the write's own transaction)."""
+
+    shard: int
+    epoch: int
+    owner: str
+
+
+class FencedWrite(StoreError):
+    """A write refused by its `Fence`: another daemon took the shard (a newer epoch), or it was released.
+    Nothing was written."""
 
 
 class DecisionNotFound(LookupError):
@@ -263,11 +277,19 @@ class Store(Protocol):
         ...
 
     async def record_outcome(
-        self, decision_id: int, job: str, outcome: dict[str, Any], state: dict[str, Any] | None = None
+        self,
+        decision_id: int,
+        job: str,
+        outcome: dict[str, Any],
+        state: dict[str, Any] | None = None,
+        fence: Fence | None = None,
     ) -> None:
         """Replace the decision's outcome and (when given) write the job's state in the same transaction
         (a retry or a block the state records goes with the outcome that caused it). DecisionNotFound
-        when the job has no such decision; nothing is written then."""
+        when the job has no such decision; nothing is written then. `fence` (several daemons, MySQL):
+        FencedWrite, nothing written, unless its owner holds its shard's lease at its epoch (read with a
+        shared lock in the same transaction, so a takeover's epoch bump waits for this write, or this
+        write sees the bump)."""
         ...
 
     async def decisions(self, job: str, limit: int = 50, since: float | None = None) -> list[dict[str, Any]]:
@@ -728,7 +750,7 @@ ATTEMPT_COLUMNS = (
     "decision_id, attempt, job, to_count, sent_at, deadline, baseline, status, detail, updated_at"
 )
 ATTEMPT_SELECT = (
-    "SELECT attempt, to_count, sent_at, deadline, baseline, status, detail FROM actuation_attempts"
+    "SELECT attempt, to_count, sent_at, deadline, baseline, status, detail, epoch FROM actuation_attempts"
 )
 
 
@@ -757,7 +779,7 @@ def attempt_row(decision_id: object, job: object, attempt: object) -> AttemptRow
 
 def attempt_dict(row: Any) -> dict[str, Any]:
     """A row of ATTEMPT_SELECT as `record_attempt` took it."""
-    return {
+    out = {
         "attempt": int(row[0]),
         "to_count": int(row[1]),
         "sent_at": float(row[2]),
@@ -766,6 +788,9 @@ def attempt_dict(row: Any) -> dict[str, Any]:
         "status": str(row[5]),
         "detail": decode(row[6]),
     }
+    if row[7] is not None:  # several daemons: the lease epoch the intent was fenced by
+        out["epoch"] = int(row[7])
+    return out
 
 
 @dataclass(frozen=True, slots=True)

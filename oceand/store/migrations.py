@@ -41,8 +41,9 @@ Tables (both dialects):
   expires_at)`, `shard_lease(shard PK, owner NULL, epoch, expires_at)`: several daemons (issue 14,
   oceand/cluster/lease.py; rows written on the database clock, `NOW(6)`). `actuation_attempts` gains
   `shard, epoch, owner, decision_key` (NULL for a single daemon) and a unique (job, decision_key,
-  attempt): in cluster mode the attempt is HA.md's fenced intent. The MySQL statements use MariaDB's
-  `IF NOT EXISTS` on ALTER/CREATE INDEX (repeatable after a crash mid-migration). SQLite gets the same
+  attempt): in cluster mode the attempt is HA.md's fenced intent. Its MySQL columns and indexes are
+  added only when information_schema lacks them (a prepared statement; repeatable after a crash
+  mid-migration, and MySQL 8 syntax as well as MariaDB's). SQLite gets the same
   tables, unused: the cluster layer is refused with a SQLite store at config time.
 - `job_changes(seq auto PK, job, at)`, indexed (at): one row per job write or delete, in its
   transaction (oceand/store/jobchanges.py); the other daemons of a cluster poll it.
@@ -55,6 +56,37 @@ from typing import Literal
 Dialect = Literal["sqlite", "mysql"]
 DIALECTS: tuple[Dialect, ...] = ("sqlite", "mysql")
 Migration = tuple[int, str, dict[Dialect, list[str]]]
+
+
+def _mysql_if(absent: str, ddl: str) -> list[str]:
+    """Run `ddl` only when the query `absent` (a COUNT over information_schema) is 0, as plain statements
+    on the migration's one session (a prepared statement): repeatable after a crash mid-migration, on
+    MySQL 8 as on MariaDB (MariaDB's `ADD COLUMN IF NOT EXISTS` / `CREATE INDEX IF NOT EXISTS` are not
+    MySQL syntax). `ddl` holds no quote."""
+    assert "'" not in ddl
+    return [
+        f"SET @oceand_ddl = (SELECT IF(({absent}) = 0, '{ddl}', 'DO 0'))",
+        "PREPARE oceand_ddl FROM @oceand_ddl",
+        "EXECUTE oceand_ddl",
+        "DEALLOCATE PREPARE oceand_ddl",
+    ]
+
+
+def _mysql_add_column(table: str, column: str, definition: str) -> list[str]:
+    return _mysql_if(
+        "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
+        f" AND TABLE_NAME = '{table}' AND COLUMN_NAME = '{column}'",
+        f"ALTER TABLE {table} ADD COLUMN {column} {definition}",
+    )
+
+
+def _mysql_add_index(table: str, name: str, columns: str, *, unique: bool = False) -> list[str]:
+    return _mysql_if(
+        "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()"
+        f" AND TABLE_NAME = '{table}' AND INDEX_NAME = '{name}'",
+        f"CREATE {'UNIQUE ' if unique else ''}INDEX {name} ON {table} {columns}",
+    )
+
 
 SCHEMA_VERSION_DDL: dict[Dialect, str] = {
     "sqlite": (
@@ -257,14 +289,19 @@ MIGRATIONS: list[Migration] = [
                 " shard SMALLINT UNSIGNED NOT NULL PRIMARY KEY, owner VARCHAR(64) NULL,"
                 " epoch BIGINT UNSIGNED NOT NULL DEFAULT 0,"
                 f" expires_at DATETIME(6) NOT NULL DEFAULT '1970-01-01 00:00:01') {_MYSQL_TABLE}",
-                "ALTER TABLE actuation_attempts ADD COLUMN IF NOT EXISTS shard INT NULL,"
-                " ADD COLUMN IF NOT EXISTS epoch BIGINT UNSIGNED NULL,"
-                " ADD COLUMN IF NOT EXISTS owner VARCHAR(64) NULL,"
-                " ADD COLUMN IF NOT EXISTS decision_key VARCHAR(96) NULL",
-                "CREATE UNIQUE INDEX IF NOT EXISTS actuation_attempts_key"
-                " ON actuation_attempts (job, decision_key, attempt)",
-                "CREATE INDEX IF NOT EXISTS actuation_attempts_pending"
-                " ON actuation_attempts (shard, status, epoch)",
+                *_mysql_add_column("actuation_attempts", "shard", "INT NULL"),
+                *_mysql_add_column("actuation_attempts", "epoch", "BIGINT UNSIGNED NULL"),
+                *_mysql_add_column("actuation_attempts", "owner", "VARCHAR(64) NULL"),
+                *_mysql_add_column("actuation_attempts", "decision_key", "VARCHAR(96) NULL"),
+                *_mysql_add_index(
+                    "actuation_attempts",
+                    "actuation_attempts_key",
+                    "(job, decision_key, attempt)",
+                    unique=True,
+                ),
+                *_mysql_add_index(
+                    "actuation_attempts", "actuation_attempts_pending", "(shard, status, epoch)"
+                ),
             ],
         },
     ),

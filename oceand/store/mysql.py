@@ -32,6 +32,8 @@ from oceand.store.base import (
     PENDING_ATTEMPT_WHERE,
     PENDING_WHERE,
     DecisionNotFound,
+    Fence,
+    FencedWrite,
     JobChange,
     JobLink,
     JobWrite,
@@ -429,7 +431,12 @@ class MySQLStore:
         return await self._run(write, write=True)
 
     async def record_outcome(
-        self, decision_id: int, job: str, outcome: dict[str, Any], state: dict[str, Any] | None = None
+        self,
+        decision_id: int,
+        job: str,
+        outcome: dict[str, Any],
+        state: dict[str, Any] | None = None,
+        fence: Fence | None = None,
     ) -> None:
         check_decision_id(decision_id)
         check_job(job)
@@ -437,7 +444,15 @@ class MySQLStore:
         state_text = None if state is None else encode(state, "state")
         now = self._clock()
 
-        async def write(cur: Cursor) -> bool:
+        async def write(cur: Cursor) -> bool | None:
+            if fence is not None:  # a locking read: the latest committed lease, held until our commit
+                await cur.execute(
+                    "SELECT 1 FROM shard_lease WHERE shard = %s AND epoch = %s AND owner = %s"
+                    " LOCK IN SHARE MODE",
+                    (fence.shard, fence.epoch, fence.owner),
+                )
+                if await cur.fetchone() is None:
+                    return None
             await cur.execute("SELECT 1 FROM decisions WHERE id = %s AND job = %s", (decision_id, job))
             if await cur.fetchone() is None:
                 return False
@@ -455,7 +470,14 @@ class MySQLStore:
                 )
             return True
 
-        if not await self._run(write, write=True):
+        done = await self._run(write, write=True)
+        if done is None:
+            assert fence is not None
+            raise FencedWrite(
+                f"decision {decision_id} of job {job!r}: not recorded, shard {fence.shard} is no longer held"
+                f" by {fence.owner} at epoch {fence.epoch}"
+            )
+        if not done:
             raise DecisionNotFound(f"decision {decision_id} of job {job!r} does not exist")
 
     async def decisions(self, job: str, limit: int = 50, since: float | None = None) -> list[dict[str, Any]]:

@@ -48,6 +48,8 @@ from oceand.store.base import (
     PENDING_WHERE,
     DecisionNotFound,
     DecisionRow,
+    Fence,
+    FencedWrite,
     JobChange,
     JobLink,
     JobWrite,
@@ -412,10 +414,17 @@ class SQLiteStore:
         return await self._enqueue(_Commit(job, encode(state, "state"), row))
 
     async def record_outcome(
-        self, decision_id: int, job: str, outcome: dict[str, Any], state: dict[str, Any] | None = None
+        self,
+        decision_id: int,
+        job: str,
+        outcome: dict[str, Any],
+        state: dict[str, Any] | None = None,
+        fence: Fence | None = None,
     ) -> None:
         """In the group commit queue too, so that a state written with it is never overwritten by an
-        older state queued before it."""
+        older state queued before it. No leases here (several daemons need MySQL): a fence is refused."""
+        if fence is not None:
+            raise FencedWrite("a SQLite store holds no shard leases: several daemons need a mysql:// store")
         check_decision_id(decision_id)
         check_job(job)
         item = _Commit(job, None if state is None else encode(state, "state"), None)

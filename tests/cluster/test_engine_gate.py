@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from actuators.marathon.model import parse_time
 from oceand.cluster import assign
 from oceand.cluster.forward import FORWARDED_HEADER
 from oceand.cluster.lease import CoordError
@@ -121,6 +122,10 @@ def puts(fake: FakeMarathon) -> list[dict[str, str]]:
     ]
 
 
+def metric(d: Daemon, name: str, **labels: str) -> float:
+    return d.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
 async def add_job(d: Daemon, c: Client) -> None:
     assert (await c.call("POST", "/api/v1/jobs", job_doc()))[0] == 201
     await until(lambda: d.engine.status(JOB)["app_known"], 5)
@@ -144,6 +149,8 @@ async def test_a_write_is_fenced_by_the_lease_epoch_and_carries_it(cluster: Clus
         "SELECT decision_id, shard, epoch, owner, decision_key, status FROM actuation_attempts",
     )
     assert rows == [(did, shard, epoch, d.leases.me, f"m:{did}", "applied")]
+    await until(lambda: metric(d, "oceand_intents_total", status="applied") == 1, 5)
+    assert metric(d, "oceand_intents_total", status="pending") == 1
     _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
     assert st["cluster"] == {
         "shard": shard,
@@ -315,6 +322,8 @@ async def test_a_write_not_sent_within_the_budget_of_its_intent_is_abandoned(clu
         (2, "applied"),
     ]
     assert d.metrics.intent_abandoned.labels("budget")._value.get() == 1
+    assert metric(d, "oceand_intents_total", status="abandoned") == 1
+    assert metric(d, "oceand_intents_total", status="pending") == 2
 
 
 async def test_a_daemon_that_lost_a_job_does_not_write_its_state_over_the_owners(cluster: Cluster) -> None:
@@ -386,6 +395,21 @@ async def test_an_intent_insert_of_unknown_outcome_is_abandoned_not_left_pending
     ]
 
 
+async def scaled_then_crashed(cluster: Cluster) -> tuple[Daemon, int]:
+    """Daemon A owns the job and scales it to 3 (applied), then stops like a crash: no renewals, and its
+    engine no longer acts. Returns A and the decision's id."""
+    a, ca = await cluster.start()
+    await until(lambda: owns(a), 5)
+    await add_job(a, ca)
+    status, body = await ca.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
+    assert status == 200 and body["decision"]["status"] == "applied", body
+    assert a.leases is not None
+    for t in a.leases._tasks:
+        t.cancel()
+    a.leases.held.clear()
+    return a, int(body["decision"]["id"])
+
+
 @pytest.mark.parametrize("outcome", ["failed", "superseded"])
 async def test_a_takeover_settles_a_pending_write_of_a_decision_no_longer_pending(
     cluster: Cluster, outcome: str
@@ -395,16 +419,7 @@ async def test_a_takeover_settles_a_pending_write_of_a_decision_no_longer_pendin
     insert had no answer) or `superseded` (its write of unknown outcome kept only in the old owner's
     memory), its write still `pending` in the store, and the write in fact landed. The new owner adopts
     it (the decision is applied, the write applied) and sends nothing."""
-    a, ca = await cluster.start()
-    await until(lambda: owns(a), 5)
-    await add_job(a, ca)
-    status, body = await ca.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
-    assert status == 200 and body["decision"]["status"] == "applied", body
-    did = body["decision"]["id"]
-    assert a.leases is not None
-    for t in a.leases._tasks:  # A stops (like a crash): no renewals, and its engine no longer acts
-        t.cancel()
-    a.leases.held.clear()
+    _, did = await scaled_then_crashed(cluster)
     await sql(cluster.db, "UPDATE actuation_attempts SET status = 'pending' WHERE decision_id = %s", (did,))
     await sql(
         cluster.db,
@@ -426,3 +441,56 @@ async def test_a_takeover_settles_a_pending_write_of_a_decision_no_longer_pendin
     _, got = await cb.call("GET", f"/api/v1/jobs/{JOB}/decisions")
     assert next(x for x in got["decisions"] if x["id"] == did)["status"] == "applied"
     assert [p["instances"] for p in puts(cluster.fake)] == ["3"]  # not sent again
+
+
+@pytest.mark.parametrize("landed", [True, False], ids=["adopted", "abandoned"])
+async def test_a_takeover_counts_its_reconciliation_and_a_foreign_write(
+    cluster: Cluster, landed: bool
+) -> None:
+    """HA.md §6.11 metrics where a takeover happens: the former owner's write left pending (as a crash
+    leaves it) is reconciled by the new owner (oceand_reconcile_total adopted / abandoned, its intent
+    resolved in oceand_intents_total); an app someone else scaled meanwhile (to 7: neither the decision's
+    2 nor its 3) is a foreign write; every shard taken from the former owner is a takeover, timed from
+    its lease's expiry (oceand_takeover_seconds)."""
+    a, did = await scaled_then_crashed(cluster)
+    app = cluster.fake.apps[APP]
+    await until(lambda: app.deployment is None, 5)
+    if landed:  # the write shows in Marathon, and someone else scales the app after it
+        cluster.fake.scale_now(APP, 7)
+        await until(lambda: app.deployment is None, 5)
+        baseline = None
+    else:  # nothing shows the write: Marathon's last scaling is the one known before it, the count is 2
+        app.instances = 2
+        baseline = parse_time(app.last_scaling_at)
+    await sql(
+        cluster.db,
+        "UPDATE actuation_attempts SET status = 'pending', baseline = %s WHERE decision_id = %s",
+        (baseline, did),
+    )
+    await sql(
+        cluster.db,
+        "UPDATE actuation_outcomes SET status = 'failed', outcome = JSON_SET(outcome, '$.status', 'failed')"
+        " WHERE decision_id = %s",
+        (did,),
+    )
+    b, _ = await cluster.start()
+    await until(lambda: owns(b), 10)
+    result = "adopted" if landed else "abandoned"
+    await until(lambda: metric(b, "oceand_reconcile_total", result=result) == 1, 15)
+    rows = await sql(cluster.db, "SELECT status FROM actuation_attempts WHERE decision_id = %s", (did,))
+    assert rows == [("applied" if landed else "abandoned",)]
+    assert metric(b, "oceand_intents_total", status="applied" if landed else "abandoned") == 1
+    assert metric(b, "oceand_foreign_writes_total") == (1 if landed else 0)
+    assert metric(a, "oceand_takeover_seconds_count") == 0  # shards never held before: no takeover
+    assert metric(b, "oceand_takeover_seconds_count") == 16  # every shard, from A's expired lease
+    assert 0 < metric(b, "oceand_takeover_seconds_sum") / 16 < 30
+    assert [p["instances"] for p in puts(cluster.fake)] == ["3"]  # not sent again
+
+
+@pytest.mark.parametrize("key", ["", "a b", "x" * 65, "a/b"])
+async def test_a_malformed_idempotency_key_is_refused_with_400(start_daemon: Any, key: str) -> None:
+    _, c = await start_daemon()
+    status, body = await c.call(
+        "POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3}, headers={"Idempotency-Key": key}
+    )
+    assert status == 400 and body["error"]["code"] == "bad_idempotency_key", body

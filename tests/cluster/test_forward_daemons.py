@@ -27,6 +27,7 @@ from oceand.daemon import Daemon
 from oceand.store.base import MySQLURL
 from tests.cluster.test_engine_gate import CLUSTER, puts
 from tests.cluster.test_engine_gate import fake as fake
+from tests.cluster.test_lease import sql
 from tests.conftest import Client
 from tests.fakes.marathon import FakeMarathon
 from tests.marathon.conftest import until
@@ -297,3 +298,42 @@ async def push_until_scaled(pair: Pair, n: int) -> None:
         assert status == 200 and reply["data"]["Invalid"] == 0, reply
         with contextlib.suppress(TimeoutError):
             await until(lambda: puts(pair.fake) != [], 1)
+
+
+async def test_an_admin_scale_retried_with_its_idempotency_key_is_refused_not_applied_twice(
+    pair: Pair,
+) -> None:
+    """HA.md §6.6 decision keys: a scale whose reply was lost is retried by its client with the same
+    Idempotency-Key, through the other daemon (forwarded to the owner with the key). Meanwhile someone
+    scaled the app to 5, so the retry decides 5 -> 3 again; its write has the key of the first call
+    (m:<key>) and the intent's uniqueness refuses it: one PUT, the app stays at 5."""
+    await pair.start()
+    await pair.start()
+    o, n = await pair.settled()
+    owner = pair.daemons[o]
+    await until(lambda: owner.engine.status(JOB)["app_known"], 5)
+    key = {"Idempotency-Key": "ctl-7f3a:1"}
+    status, body = await pair.clients[o].call(
+        "POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3}, headers=key
+    )
+    assert status == 200 and body["decision"]["status"] == "applied", body
+    pair.fake.scale_now(APP, 5)  # with the event Marathon sends for another client's write:
+    pair.fake._emit("api_post_event", {"appDefinition": {"id": APP, "instances": 5}})
+    await until(lambda: owner.engine._view(owner.engine.jobs[JOB]).instances == 5, 5)
+    status, body = await pair.clients[n].call(
+        "POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3}, headers=key
+    )
+    assert status == 200, body
+    assert (body["decision"]["current"], body["decision"]["desired"]) == (5, 3)
+    assert body["decision"]["status"] == "failed" and "already has this attempt" in str(body), body
+    assert [p["instances"] for p in puts(pair.fake)] == ["3"]
+    assert await sql(pair.db, "SELECT decision_key, status FROM actuation_attempts") == [
+        ("m:ctl-7f3a:1", "applied")
+    ]
+    # another call (another key) is another operation: applied
+    key2 = {"Idempotency-Key": "ctl-7f3a:2"}
+    status, body = await pair.clients[n].call(
+        "POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3}, headers=key2
+    )
+    assert status == 200 and body["decision"]["status"] == "applied", body
+    assert pair.fake.apps[APP].instances == 3

@@ -3,10 +3,14 @@ and the takeover_gap label (HA.md §6.6, §6.7; issue 14): pure, table tests."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
+
 import pytest
 
 from oceand.cluster import intent as it
 from oceand.cluster.intent import AppSeen, Event, ForeignIntent, Verdict
+from policies.types import AlarmEvent, Decision, Proposal
 
 E = Event
 
@@ -163,6 +167,9 @@ def test_bucket_label(start: float, acquired: float | None, label: str | None) -
     assert it.bucket_label(start, acquired) == label
 
 
+_ALARM = "s1042/e3/host1/cpu.busy/dc=lg,job=web\nPROBLEM"
+
+
 @pytest.mark.parametrize(
     ("trigger", "kw", "key"),
     [
@@ -170,7 +177,12 @@ def test_bucket_label(start: float, acquired: float | None, label: str | None) -
         pytest.param(
             "schedule", {"rule": "night", "at": 1700000060.0}, "s:night:1700000060.000000", id="fire"
         ),
-        pytest.param("alarm", {"alarm": "s_7_abc", "at": 1.5}, "a:s_7_abc:1.500000", id="alarm"),
+        pytest.param(
+            "alarm",
+            {"alarm": _ALARM, "event_time": "2016-10-01 07:00:00"},
+            "a:" + hashlib.blake2b(f"{_ALARM}\n2016-10-01 07:00:00".encode(), digest_size=16).hexdigest(),
+            id="alarm: a digest of its identity and event time",
+        ),
         pytest.param("manual", {"op": "op-42"}, "m:op-42", id="manual"),
     ],
 )
@@ -183,9 +195,118 @@ def test_decision_key(trigger: str, kw: dict[str, object], key: str) -> None:
     [
         pytest.param("bucket", {}, id="bucket without its bucket"),
         pytest.param("schedule", {"rule": "r"}, id="fire without its time"),
+        pytest.param("alarm", {"alarm": _ALARM}, id="alarm without its event time"),
         pytest.param("manual", {"bucket": 1}, id="manual without op"),
     ],
 )
 def test_decision_key_refuses_missing_parts(trigger: str, kw: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="no decision key"):
         it.decision_key(trigger, **kw)  # type: ignore[arg-type]
+
+
+def test_decision_key_refuses_a_key_longer_than_its_column() -> None:
+    with pytest.raises(ValueError, match="longer than 96"):
+        it.decision_key("manual", op="x" * 95)
+
+
+# The same event decided on two daemons: another receipt time (`now`), decision id and `at`, the same
+# identity. Each row: (decision as daemon A made it, as daemon B made it, whether their keys agree).
+_EV = AlarmEvent(
+    now=1000.0, endpoint="host1", metric="cpu.busy", status="PROBLEM", step=1, priority=0,
+    time="2016-10-01 07:00:00", tpl_id=1, exp_id=3, stra_id=1042, left_value=93.5,
+    tags={"job": "web", "dc": "lg"},
+)  # fmt: skip
+
+
+def _alarm(ev: AlarmEvent, at: float, did: int) -> Decision:
+    inputs = {"status": ev.status, "key": ev.key(), "time": ev.time}
+    return Decision(
+        "web", at, "alarm", 2, 3, None, [Proposal("falcon", "alarm", 3, "ScaleOut", inputs)], id=did
+    )
+
+
+def _manual(op: str | None, at: float, did: int) -> Decision:
+    inputs: dict[str, object] = {"instances": 3, "reason": ""} | ({} if op is None else {"op": op})
+    return Decision(
+        "web", at, "manual", 2, 3, None, [Proposal("manual", "manual", 3, "Manual", inputs)], id=did
+    )
+
+
+def _fire(rule: str, fire_at: float, at: float, did: int) -> Decision:
+    p = Proposal(rule, "schedule", 3, "Schedule", {"at": fire_at})
+    return Decision("web", at, "schedule", 2, 3, None, [p], id=did)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        pytest.param(
+            Decision("web", 60.0, "bucket", 2, 3, 1700000000, id=1),
+            Decision("web", 61.5, "bucket", 2, 3, 1700000000, id=9),
+            True,
+            id="a bucket decided again after a takeover",
+        ),
+        pytest.param(_fire("night", 3600.0, 3600.2, 1), _fire("night", 3600.0, 3601.0, 9), True, id="a fire"),
+        pytest.param(
+            _fire("night", 3600.0, 3600.2, 1), _fire("night", 7200.0, 7200.2, 9), False, id="next fire"
+        ),
+        pytest.param(
+            _alarm(_EV, 1000.1, 1),
+            _alarm(replace(_EV, now=1003.0), 1003.1, 9),
+            True,
+            id="a callback delivered to two daemons (forwarded, or retried by Falcon)",
+        ),
+        pytest.param(
+            _alarm(_EV, 1000.1, 1),
+            _alarm(replace(_EV, time="2016-10-01 07:01:00", step=2), 1060.1, 9),
+            False,
+            id="the alarm's next notification",
+        ),
+        pytest.param(
+            _alarm(_EV, 1000.1, 1), _alarm(replace(_EV, status="OK"), 1000.2, 9), False, id="its recovery"
+        ),
+        pytest.param(
+            _alarm(_EV, 1000.1, 1),
+            _alarm(replace(_EV, endpoint="host2"), 1000.2, 9),
+            False,
+            id="another endpoint at the same time",
+        ),
+        pytest.param(
+            _manual("k-1", 5.0, 1), _manual("k-1", 9.0, 9), True, id="an admin call retried with its key"
+        ),
+        pytest.param(_manual("k-1", 5.0, 1), _manual("k-2", 9.0, 9), False, id="two admin calls"),
+        pytest.param(
+            _manual(None, 5.0, 1), _manual(None, 9.0, 9), False, id="admin calls without a key: by id"
+        ),
+    ],
+)
+def test_key_of_a_decision_is_the_same_on_every_daemon_for_the_same_event(
+    a: Decision, b: Decision, same: bool
+) -> None:
+    assert (it.key_of(a) == it.key_of(b)) is same
+    assert len(it.key_of(a)) <= it.KEY_MAX
+
+
+@pytest.mark.parametrize(
+    ("d", "key"),
+    [
+        pytest.param(Decision("web", 1.0, "bucket", 2, 3, 60, id=4), "b:60", id="bucket"),
+        pytest.param(_fire("night", 3600.0, 3600.2, 4), "s:night:3600.000000", id="fire"),
+        pytest.param(_manual("k-1", 5.0, 4), "m:k-1", id="manual with its key"),
+        pytest.param(_manual(None, 5.0, 4), "m:4", id="manual without: its decision id"),
+        pytest.param(
+            Decision(
+                "web", 1.0, "alarm", 2, 3, None, [Proposal("r", "alarm", 3, "ScaleOut", {"key": "k"})], id=4
+            ),
+            "a:4",
+            id="alarm stored before keys were derived (no event time): its decision id",
+        ),
+    ],
+)
+def test_key_of(d: Decision, key: str) -> None:
+    assert it.key_of(d) == key
+
+
+def test_key_of_an_uncommitted_decision_without_its_events_identity_is_refused() -> None:
+    with pytest.raises(ValueError, match="uncommitted"):
+        it.key_of(_manual(None, 5.0, 0)._replace(id=None))

@@ -12,9 +12,18 @@ import pytest
 
 from actuators.marathon import Attempt
 from oceand.cluster.assign import desired_owners
-from oceand.cluster.lease import ClusterError, CoordError, DuplicateDecision, Fenced, LeaseManager
+from oceand.cluster.lease import (
+    ClusterError,
+    CoordError,
+    DuplicateDecision,
+    Fenced,
+    LeaseManager,
+    LeaseSettings,
+)
 from oceand.metrics import Metrics
-from oceand.store.base import MySQLURL, attempt_row
+from oceand.store import MySQLStore
+from oceand.store.base import Fence, FencedWrite, MySQLURL, attempt_row
+from policies.types import Decision
 from tests.cluster.conftest import FAST, Clock, Make
 
 pytestmark = pytest.mark.mysql
@@ -32,8 +41,14 @@ async def sql(url: MySQLURL, statement: str, args: tuple[object, ...] = ()) -> l
         conn.close()
 
 
-async def started(make: Make, *names: str) -> list[LeaseManager]:
-    ms = [await make(n) for n in names]
+# for tests of the poll's sequencing, not of time: leases that cannot run out and store calls that do not
+# time out while a loaded machine runs the test (a 0.25 s store timeout or a 1.5 s TTL can pass between two
+# polls there, which turns a sequencing test into a takeover)
+STEADY = dataclasses.replace(FAST, lease_ttl=60.0, stop_acting_after=30.0, store_timeout=10.0)
+
+
+async def started(make: Make, *names: str, settings: LeaseSettings = FAST) -> list[LeaseManager]:
+    ms = [await make(n, settings) for n in names]
     for m in ms:
         await m.ensure_cluster()
         await m.join()
@@ -44,7 +59,7 @@ async def started(make: Make, *names: str) -> list[LeaseManager]:
 
 
 async def test_members_split_the_shards_as_rendezvous_says(make: Make) -> None:
-    a, b, c = await started(make, "A", "B", "C")
+    a, b, c = await started(make, "A", "B", "C", settings=STEADY)
     want = desired_owners(["A", "B", "C"], FAST.shards)
     for m in (a, b, c):
         assert sorted(m.held) == [s for s in range(FAST.shards) if want[s] == m.stable_id]
@@ -88,9 +103,9 @@ async def test_a_clean_stop_hands_the_shards_over_at_once(make: Make) -> None:
 
 
 async def test_a_join_moves_only_the_newcomers_shards_revoke_then_assign(make: Make) -> None:
-    a, b = await started(make, "A", "B")
+    a, b = await started(make, "A", "B", settings=STEADY)
     before = {**{s: "A" for s in a.held}, **{s: "B" for s in b.held}}
-    c = await make("C")
+    c = await make("C", STEADY)
     await c.ensure_cluster()
     await c.join()
     await c.poll_once()
@@ -295,3 +310,77 @@ async def test_after_a_pause_a_poll_counts_the_shards_it_held_too_long_as_lost_n
     p = await a.poll_once()
     assert p.release == [] and a.held == {}
     assert metrics.lease_lost.labels("not_renewed")._value.get() == FAST.shards
+
+
+def _decision(job: str) -> dict[str, object]:
+    return Decision(job, 1.0, "bucket", 2, 3, 100, mode="active").to_json()
+
+
+def resolved(status: str, n: int = 1, did: int = 7, job: str = "job.ha") -> object:
+    return attempt_row(did, job, Attempt(n, 4, 1_800_000_000.0, 1_800_000_002.0, status=status).to_json())
+
+
+async def test_a_stale_owner_cannot_overwrite_an_outcome_after_a_takeover(
+    make: Make, migrated: MySQLURL
+) -> None:
+    """HA.md §6.6 step 7: outcome updates fenced by the lease epoch. A's write (its intent pending, its
+    decision pending) outlives A's lease: B takes the shard (epoch + 1). A's late reply must not write the
+    attempt's or the decision's outcome — B reconciles them. B's own writes of them go through, also
+    when they change nothing (affected rows 0: PyMySQL counts changed rows, HA.md §3.3 pitfall 5)."""
+    store = MySQLStore(migrated)
+    await store.open()
+    try:
+        job = "job.ha"
+        (a,) = await started(make, "A")
+        s = a.shard_of(job)
+        old = a.held[s].epoch
+        did = await store.commit(job, {}, _decision(job), {"status": "pending"})
+        assert did is not None
+        await a.fenced_attempt(s, old, did, job, "b:100", resolved("pending", did=did), 1.0)
+        b = await make("B")
+        await sql(
+            migrated, "UPDATE shard_lease SET expires_at = NOW(6) WHERE shard = %s", (s,)
+        )  # A's TTL ends
+        hb = await b.acquire(s)
+        assert hb is not None and hb.epoch > old
+        attempts = "SELECT status, epoch, owner FROM actuation_attempts WHERE decision_id = %s"
+        outcome = "SELECT status FROM actuation_outcomes WHERE decision_id = %s"
+
+        with pytest.raises(Fenced):  # A's late reply: the attempt
+            await a.fenced_resolve(s, old, did, job, "b:100", resolved("applied", did=did), 2.0)
+        assert s not in a.held  # A stops acting on the shard
+        with pytest.raises(FencedWrite):  # ... and the decision's outcome (with the job's state)
+            await store.record_outcome(
+                did, job, {"status": "applied"}, {"count": 9}, fence=Fence(s, old, a.me)
+            )
+        assert await sql(migrated, attempts, (did,)) == [("pending", old, a.me)]
+        assert await sql(migrated, outcome, (did,)) == [("pending",)]
+        assert await sql(migrated, "SELECT state FROM job_state WHERE job = %s", (job,)) == [("{}",)]
+
+        # B, the owner now, reconciles A's intent (it keeps A's epoch and owner: whose write it was)
+        await b.fenced_resolve(s, hb.epoch, did, job, "b:100", resolved("abandoned", did=did), 3.0)
+        assert await sql(migrated, attempts, (did,)) == [("abandoned", old, a.me)]
+        await b.fenced_resolve(
+            s, hb.epoch, did, job, "b:100", resolved("abandoned", did=did), 3.0
+        )  # unchanged
+        await store.record_outcome(did, job, {"status": "failed"}, fence=Fence(s, hb.epoch, b.me))
+        assert await sql(migrated, outcome, (did,)) == [("failed",)]
+        # a released lease fences its former owner too
+        await b.release([s])
+        with pytest.raises(FencedWrite):
+            await store.record_outcome(did, job, {"status": "applied"}, fence=Fence(s, hb.epoch, b.me))
+    finally:
+        await store.close()
+
+
+async def test_an_outcome_never_overwrites_another_decisions_intent_with_the_same_key(
+    make: Make, migrated: MySQLURL
+) -> None:
+    """An intent whose insert had no answer is written abandoned by an upsert: when the insert had in
+    fact failed as a duplicate of another decision's intent (the same key), that intent stays as it was."""
+    (a,) = await started(make, "A")
+    e = a.held[1].epoch
+    await a.fenced_attempt(1, e, 7, "job.ha", "m:op-1", row(), 1.0)
+    await a.fenced_resolve(1, e, 7, "job.ha", "m:op-1", resolved("applied", did=7), 2.0)
+    await a.fenced_resolve(1, e, 8, "job.ha", "m:op-1", resolved("abandoned", did=8), 3.0)
+    assert await sql(migrated, "SELECT decision_id, status FROM actuation_attempts") == [(7, "applied")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -460,3 +461,61 @@ async def test_settling_past_the_apply_deadline_leaves_the_attempt_pending(fake:
     finally:
         await client.close()
     assert [a.status for a in log.attempts] == ["pending"] and fake.scale_requests == []
+
+
+@pytest.mark.parametrize(
+    ("record_delay", "sent"),
+    [
+        pytest.param(0.3, True, id="a slow record shortens the PUT's timeout to what is left"),
+        pytest.param(0.6, False, id="a record slower than the window: not sent, abandoned"),
+    ],
+)
+async def test_a_put_is_never_in_flight_past_its_attempts_deadline(
+    fake: FakeMarathon, record_delay: float, sent: bool
+) -> None:
+    """The attempt's deadline (sent_at + timeout, taken before its record) is when the client has given
+    up on the PUT, and where a new owner's quiet period starts (HA.md §6.6-6.7). A slow record (the
+    cluster's fenced intent insert) must not push the PUT past it: the PUT's budget is the deadline less
+    now less a margin, and no time left means it is not sent at all."""
+    fake.add_app("/a", 1)
+    fake.set_put_delay(2.0)  # Marathon holds every PUT longer than the client waits
+    client = MarathonClient(config(fake.url, timeout=0.5))
+    deadlines: list[float] = []
+    ended: list[float] = []
+
+    async def slow_record(a: Attempt) -> None:
+        if a.status == "pending":
+            deadlines.append(a.deadline)
+            await asyncio.sleep(record_delay)
+
+    real = client.scale
+
+    async def timed(*args: Any, **kw: Any) -> Any:
+        try:
+            return await real(*args, **kw)
+        finally:
+            ended.append(time.time())
+
+    client.scale = timed  # type: ignore[method-assign]
+    log = AttemptLog(record=slow_record)
+    try:
+        with pytest.raises(Transient):
+            await set_instances(
+                client, "/a", 3, force=False, wait_deployment=None, deadline=time.monotonic() + 0.2,
+                log=log, grace=0.1, poll=0.05, baseline=_known(fake),
+            )  # fmt: skip
+    finally:
+        await client.close()
+    first = log.attempts[0]
+    if sent:
+        assert ended and ended[0] <= deadlines[0], ended[0] - deadlines[0]  # not in flight past it
+        assert "no reply within 0.1" in str(first.detail) or first.status == "pending", first
+        assert [r.method for r in fake.requests if r.path == "/v2/apps/a" and r.method == "PUT"][:1] == [
+            "PUT"
+        ]
+    else:
+        assert ended == [] and [r for r in fake.requests if r.method == "PUT"] == []
+        assert (first.status, first.detail["error"]) == (
+            "abandoned",
+            "not sent: no time left before its deadline",
+        )

@@ -74,7 +74,7 @@ def test_proposal(
     rule = AlarmRule.model_validate(alarm({"stra_id": 1042}, **kw))
     p = propose_alarm(rule, replace(EVENT, status=status), current, last_acted, 30.0)  # type: ignore[arg-type]
     assert (p.desired, p.reason) == (desired, reason)
-    assert p.inputs["key"] == EVENT.key()
+    assert (p.inputs["key"], p.inputs["time"]) == (EVENT.key(), EVENT.time)  # its identity: the decision key
     if reason == COOLDOWN:
         assert p.inputs["repeat_of"] == last_acted
 
