@@ -120,15 +120,18 @@ class JobSync:
             read_at = self.mono()
             ranges, complete = self.cursor.ranges()
             counts: dict[str, int] = {}
+            raw: list[JobChange] = []
 
-            async def read(ranges: list[tuple[int, int | None]] = ranges) -> list[JobChange]:
-                rows = await self.store.job_changes(ranges, PAGE)
-                return self.cursor.take(rows, self.mono())
+            async def read(
+                ranges: list[tuple[int, int | None]] = ranges, raw: list[JobChange] = raw
+            ) -> list[JobChange]:
+                raw.extend(await self.store.job_changes(ranges, PAGE))
+                return self.cursor.take(raw, self.mono())
 
-            rows = await self.jobs.follow(read, counts)
-            full = len(rows) >= PAGE
+            await self.jobs.follow(read, counts)
+            full = len(raw) >= PAGE
             if full:
-                last = rows[-1].seq
+                last = raw[-1].seq
                 complete = last + 1 if complete is None else min(complete, last + 1)
             self.cursor.advance(read_at, complete)
             for op, n in counts.items():

@@ -13,6 +13,7 @@ from oceand.store.base import JobChange, JobWrite
 from oceand.store.jobchanges import MAX_RANGES
 from oceand.store.mysql import MySQLStore
 from oceand.store.sqlite import SQLiteStore
+from tests.store.conftest import Backend
 from tests.store.conftest import backend as backend
 from tests.store.conftest import store as store
 
@@ -144,3 +145,55 @@ async def test_old_changes_are_pruned(store: SQLiteStore | MySQLStore) -> None:
     assert await store.job_change_bounds() == (newest, newest)
     assert await store.prune_job_changes(4e9, 10) == 1
     assert await store.job_change_bounds() == (0, 0)
+
+
+# ---- JobSync over a real store, with a follower that records what it is given ----------------------------
+
+
+class Recorder:
+    """JobsService's side of JobSync: applies nothing, records (job, version) of every row given."""
+
+    def __init__(self) -> None:
+        self.applied: list[tuple[str, int | None]] = []
+
+    async def follow(self, read: Any, counts: dict[str, int]) -> list[JobChange]:
+        rows: list[JobChange] = await read()
+        self.applied += [(r.job, r.version) for r in rows]
+        counts["replaced"] = counts.get("replaced", 0) + len(rows)
+        return rows
+
+    async def resync(self, counts: dict[str, int]) -> None:
+        counts["resync"] = 1
+
+
+async def test_a_poll_pages_through_many_changes_and_reads_a_late_commit(
+    store: SQLiteStore | MySQLStore, backend: Backend
+) -> None:
+    from oceand.cluster import jobsync
+
+    ph = "?" if backend.kind == "sqlite" else "%s"
+
+    rec = Recorder()
+    applied: dict[str, int] = {}
+    sync = jobsync.JobSync(
+        store, rec, interval=1.0, on_applied=lambda op, n: applied.__setitem__(op, applied.get(op, 0) + n)
+    )
+    await store.put_job("before", {"job": "before"})
+    await sync.start()  # changes from here on
+    await store.write_jobs([JobWrite(f"j{i:04d}", {"job": f"j{i:04d}"}) for i in range(jobsync.PAGE + 500)])
+    assert await sync.poll() == jobsync.PAGE + 500  # two pages in one poll
+    assert [j for j, _ in rec.applied] == [f"j{i:04d}" for i in range(jobsync.PAGE + 500)]
+    # a late commit: a seq below the highest read appears only now (deleted, then put back)
+    await store.put_job("late", {"job": "late"})
+    await store.put_job("next", {"job": "next"})
+    _, newest = await store.job_change_bounds()
+    late = newest - 1
+    rows = await store.job_changes([(late - 1, late + 1)], 1)
+    assert [r.job for r in rows] == ["late"]
+    await backend.sql(f"DELETE FROM job_changes WHERE seq = {ph}", (late,))
+    rec.applied.clear()
+    assert await sync.poll() == 1 and rec.applied == [("next", 1)]
+    await backend.sql(f"INSERT INTO job_changes (seq, job, at) VALUES ({ph}, {ph}, 1)", (late, "late"))
+    rec.applied.clear()
+    assert await sync.poll() == 1 and rec.applied == [("late", 1)]
+    assert applied == {"replaced": jobsync.PAGE + 502}
