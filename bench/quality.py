@@ -19,7 +19,7 @@ needs a few instances, period 10 s, 1–20 instances, start-up 60 s, 1 instance 
 - prints, per trace, each family's unserved at the budget divided by HPA default's, and the geometric
   mean over the traces. `--frontier` also prints every sweep point.
 
-    .venv/bin/python bench/quality.py [--traces DIR] [--only nasa,elb] [--families hpa-qps,predictive] [--days 14] [--frontier] [--json OUT]
+    .venv/bin/python bench/quality.py [--traces DIR] [--only nasa,elb] [--families hpa-qps,predictive] [--days 14] [--skip 0] [--frontier] [--json OUT]
 
 Each trace is replayed over its first 14 days (`--days`): 121,000 periods of 10 s, some 25 replays per
 trace, about 10 minutes for the five traces on a 2-CPU machine.
@@ -149,9 +149,12 @@ def families(capacity: float) -> dict[str, list[tuple[float, JobDocument]]]:
     }
 
 
-def first_days(trace: Trace, days: float) -> Trace:
-    """The trace's first `days` days (the sweeps replay every trace some 25 times)."""
-    keep = trace.times < trace.start + days * 86400.0
+def first_days(trace: Trace, days: float, skip: float = 0.0) -> Trace:
+    """The trace's `days` days after its first `skip` days (the sweeps replay every trace some 25 times;
+    `skip` gives a held-out part: tune on days 1–7, check on days 8–14 with `--skip 7 --days 7`)."""
+    keep = (trace.times >= trace.start + skip * 86400.0) & (
+        trace.times < trace.start + (skip + days) * 86400.0
+    )
     return dataclasses.replace(trace, times=trace.times[keep], values=trace.values[keep])
 
 
@@ -174,7 +177,7 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
         if path is None:
             print(f"{case.key}: {case.file} not found, skipped")
             continue
-        trace = first_days(load_trace(path, per_second=case.per_second), args.days)
+        trace = first_days(load_trace(path, per_second=case.per_second), args.days, args.skip)
         hpa_cost, hpa_unserved, total = run(job(target("cpu.used", 70), HPA_BEHAVIOR), trace, case.capacity)
         row: dict[str, Any] = {"hpa_default": {"cost": hpa_cost, "unserved": hpa_unserved, "load": total}}
         for name, sweep in families(case.capacity).items():
@@ -273,6 +276,9 @@ def main() -> None:
     )
     p.add_argument(
         "--days", type=float, default=14.0, help="replay each trace's first DAYS days (default 14)"
+    )
+    p.add_argument(
+        "--skip", type=float, default=0.0, help="start DAYS days into each trace (a held-out part; default 0)"
     )
     p.add_argument("--json", help="write the figures as JSON")
     p.add_argument("--eval-cost", action="store_true", help="measure the evaluation cost instead")

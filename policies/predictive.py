@@ -2,8 +2,8 @@
 
 Every closed bucket, with load = per-instance value × ready instances (the value itself for `sum`):
 
-    forecast = level + ½ trend × lead                        no cycle in the history
-             = level + max(0, s[slot(now + lead − P)] − s[slot(now − P)])
+    forecast = level                                          no cycle in the history
+             = level + max(0, s[slot(now + lead − P)] − s[slot(now − P)] − margin)
                                                       with a cycle of period P (1 d or 7 d)
     margin   = the `quantile` of the rule's own recent errors at that lead (actual − forecast), ≥ 0:
                one forecast per lead is checked (their horizons do not overlap), the last MAX_ERRORS
@@ -13,12 +13,21 @@ Every closed bucket, with load = per-instance value × ready instances (the valu
 - `lead` is the rule's `startup`, else the start-up time the daemon knows for the app
   (`Observation.startup`: live, the p90 of launch → healthy of the app's recent tasks learned from
   Marathon by actuators.marathon.startup.py; replay passes its `--startup`), else `DEFAULT_LEAD` (60 s).
-- `level` follows the load with an exponential average of time constant lead / 2; `trend` is the
-  average slope of the level over the last lead, and half of it counts (`TREND_WEIGHT`: the whole
-  trend chases noise on the shared traces and loses about 10 % more load at the same cost). `s` is
-  the rule's history of slot means (15 minutes; 1 hour for `season: "7d"`). The seasonal term adds the rise the load made one cycle ago between the
-  slot of now and the slot of now + lead, so a load that rises at the same time every day is served
-  one lead before it arrives (exactly for a rise at a slot boundary, up to one slot early within a slot).
+- `level` follows the load with an exponential average of time constant lead / 2. No trend term: a
+  persistent rise (a ramp) makes the errors at the lead persistently positive, so the margin grows to
+  cover it (slope × (lead + lag)); a trend estimate over the last lead mostly follows noise, and on
+  ../shared/traces every weight of it lost load at the same cost (issue 17: ½ of a one-lead trend
+  0.588× HPA default's unserved, none 0.566×, days 1–7; days 8–14: 0.586× → 0.556×; a five-lead
+  trend, ½: 0.569×, all of it: 0.592×). `PredictiveState.trend` stays 0 (read from stored states,
+  unused). `s` is
+  the rule's history of slot means (15 minutes; 1 hour for `season: "7d"`). The seasonal term adds the
+  rise the load made one cycle ago between the slot of now and the slot of now + lead, so a load that
+  rises at the same time every day is served one lead before it arrives (exactly for a rise at a slot
+  boundary, up to one slot early within a slot). The margin and that rise are not stacked: the proposal
+  covers level + max(margin, rise) — the margin already covers a rise of its size, and most rises
+  between 15-minute means of real loads are that size (stacked, on ../shared/traces, 14 days: 0.490×
+  HPA default's unserved at its cost over the four traces with a cycle; not stacked 0.484×;
+  `season: "off"` 0.481×; issue 17).
 - `season` "auto" follows a daily cycle when the correlation of the history with itself one day earlier
   is ≥ 0.3 (checked at the end of every slot; two days of history needed); "1d" / "7d" follow that cycle
   as soon as the history reaches back one cycle; "off" keeps no history. A weekly cycle is not detected
@@ -62,8 +71,6 @@ FORECASTS_PER_LEAD = 1
 ERROR_BATCH = 16  # new errors are added (and the margin recomputed) this many at a time
 MAX_PENDING = 64  # forecasts waiting for their time
 LEVEL_TIME = 0.5  # the level's time constant, in leads (tuned on ../shared/traces: 0.25–1 within 2 %)
-TREND_TIME = 1.0  # the trend's time constant, in leads
-TREND_WEIGHT = 0.5  # how much of trend × lead the forecast adds (tuned on ../shared/traces: 1 loses 10 %)
 DEFAULT_LEAD = 60.0  # seconds, when neither the rule nor the daemon knows the start-up time
 _EPS = 1e-9
 
@@ -181,21 +188,21 @@ def _close_slots(spec: PredictiveSpec, st: PredictiveState, s: int) -> tuple[tup
 
 
 def forecast(spec: PredictiveSpec, st: PredictiveState, now: float, lead: float) -> float:
-    """The load forecast for now + lead from the state after this bucket (≥ 0): the recent level plus
-    the recent trend over the lead; with a cycle, the recent level plus the rise the load made one cycle
-    ago between the slot of now and the slot of now + lead (when the history reaches back that far)."""
-    return _forecast(spec, st.level, st.trend, st.season, st.ring, st.slot, now, lead)
+    """The load forecast for now + lead from the state after this bucket (≥ 0): the recent level; with a
+    cycle, the recent level plus the part beyond the margin of the rise the load made one cycle ago
+    between the slot of now and the slot of now + lead (when the history reaches back that far)."""
+    return _forecast(spec, st.level, st.season, st.ring, st.slot, now, lead, st.margin)
 
 
 def _forecast(
     spec: PredictiveSpec,
     level: float,
-    trend: float,
     season: float,
     ring: tuple[float, ...],
     slot: int | None,
     now: float,
     lead: float,
+    margin: float,
 ) -> float:
     if season > 0 and slot is not None:
         # _slot_value of the slots of now + lead − season and now − season, inlined (every bucket)
@@ -205,12 +212,11 @@ def _forecast(
         if 0 <= i < m and 0 <= k < m:
             ahead, back = ring[i], ring[k]
             if ahead == ahead and back == back:  # neither is NaN (a slot without data)
-                rise = ahead - back
+                rise = ahead - back - margin
                 if rise > 0:
                     return level + rise
                 return level if level > 0 else 0.0
-    f = level + TREND_WEIGHT * trend * lead
-    return f if f > 0 else 0.0
+    return level if level > 0 else 0.0
 
 
 def _check_due(
@@ -235,18 +241,15 @@ def _check_due(
 
 
 _ONE, _PAIR = struct.Struct("d"), struct.Struct("dd")  # one packed double; a (due time, forecast) pair
-_COEFFICIENTS: dict[tuple[float, float], tuple[float, float]] = {}
+_COEFFICIENTS: dict[tuple[float, float], float] = {}
 
 
-def _coefficients(dt: float, lead: float) -> tuple[float, float]:
-    """The level's and the trend's smoothing weights for a step of dt at this lead (memoized: a job's
+def _coefficients(dt: float, lead: float) -> float:
+    """The level's smoothing weight for a step of dt at this lead (memoized: a job's
     buckets are one period apart, so a handful of (dt, lead) pairs recur; bounded)."""
     hit = _COEFFICIENTS.get((dt, lead))
     if hit is None:
-        if lead > 0:
-            hit = (1.0 - math.exp(-dt / (LEVEL_TIME * lead)), 1.0 - math.exp(-dt / (TREND_TIME * lead)))
-        else:
-            hit = (1.0, 1.0)
+        hit = 1.0 - math.exp(-dt / (LEVEL_TIME * lead)) if lead > 0 else 1.0
         if len(_COEFFICIENTS) >= 4096:
             _COEFFICIENTS.clear()
         _COEFFICIENTS[(dt, lead)] = hit
@@ -292,19 +295,18 @@ def propose_predictive(
         else:  # one forecast came due, and its error waits for the batch (the common case)
             fresh += _ONE.pack(load - due_forecast)
             pending = pending[16:]
-    # 2. level and trend
+    # 2. the level
     t = st.t
     if t is None:
-        level, trend = load, 0.0
+        level = load
     elif now <= t:
-        level, trend = st.level, st.trend
+        level = st.level
     else:
         dt = now - t
-        coefficients = _COEFFICIENTS.get((dt, lead))
-        a, b = coefficients if coefficients is not None else _coefficients(dt, lead)
-        old = st.level
-        level = old + a * (load - old)
-        trend = st.trend + b * ((level - old) / dt - st.trend)
+        a = _COEFFICIENTS.get((dt, lead))
+        if a is None:
+            a = _coefficients(dt, lead)
+        level = st.level + a * (load - st.level)
     # 3. the history of slot means
     slot, ring, season = st.slot, st.ring, st.season
     if spec.slots:
@@ -327,16 +329,13 @@ def propose_predictive(
     else:
         acc, n = st.acc, st.n
     # 4. the forecast for now + lead, kept to be checked when its time comes (one per lead: see below)
+    f = level if level > 0 else 0.0
     if season > 0:
-        f = _forecast(spec, level, trend, season, ring, slot, now, lead)
-    else:
-        f = level + TREND_WEIGHT * trend * lead
-        if f < 0:
-            f = 0.0
+        f = _forecast(spec, level, season, ring, slot, now, lead, margin)
     last = st.last_pending
     if (last is None or now - last >= lead / FORECASTS_PER_LEAD) and len(pending) < 16 * MAX_PENDING:
         pending, last = pending + _PAIR.pack(now + lead, f), now
-    nxt = PredictiveState(now, level, trend, slot, acc, n, ring, season, pending, last, errors, margin, fresh)
+    nxt = PredictiveState(now, level, 0.0, slot, acc, n, ring, season, pending, last, errors, margin, fresh)
     checked = (len(errors) + len(fresh)) >> 3
     if checked < MIN_ERRORS:
         floor = propose_target(spec.fallback, value, current, ready)

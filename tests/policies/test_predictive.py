@@ -17,7 +17,6 @@ from policies.predictive import (
     MAX_ERRORS,
     MAX_PENDING,
     MIN_ERRORS,
-    TREND_WEIGHT,
     PredictiveSpec,
     forecast,
     quantile,
@@ -100,10 +99,11 @@ def test_it_forecasts_a_ramp_one_lead_ahead_once_it_has_checked_forecasts() -> N
     late = decisions[-1].proposals[0]
     assert late.inputs["mode"] == "forecast" and late.reason == SCALE_OUT
     assert late.inputs["lead"] == 60.0
-    # the level lags the load by LEVEL_TIME leads of the slope (1 a second); the trend adds TREND_WEIGHT leads
-    lag, ahead = LEVEL_TIME * 60, TREND_WEIGHT * 60
-    assert late.inputs["forecast"] == pytest.approx(ramp[-1] - lag + ahead, abs=10)
-    assert late.inputs["forecast"] > ramp[-1] - lag + ahead / 2  # the trend is in it
+    # the level lags the load by LEVEL_TIME leads of the slope (1 a second); the errors at the lead are
+    # slope × (lead + lag), so the margin carries the forecast one lead ahead of the load
+    lag = LEVEL_TIME * 60
+    assert late.inputs["forecast"] == pytest.approx(ramp[-1] - lag, abs=10)
+    assert late.inputs["forecast"] + late.inputs["margin"] == pytest.approx(ramp[-1] + 60, abs=10)
     assert late.desired >= late.inputs["target_proposal"]
 
 
@@ -163,11 +163,19 @@ def test_quantile_matches_numpy() -> None:
         assert quantile(xs, q) == pytest.approx(float(np.quantile(xs, q)))
 
 
-def test_forecast_never_negative() -> None:
+@pytest.mark.parametrize(
+    ("level", "trend", "expected"),
+    [
+        pytest.param(5.0, 0.0, 5.0, id="the level"),
+        pytest.param(5.0, -1.0, 5.0, id="a trend in a state stored by an earlier version is not used"),
+        pytest.param(-2.0, 0.0, 0.0, id="never negative"),
+    ],
+)
+def test_forecast_without_a_cycle_is_the_level(level: float, trend: float, expected: float) -> None:
     spec = PredictiveSpec.of(parse_job(doc_with(pred(season="off"))).rules[0])  # type: ignore[arg-type]
     from policies.types import PredictiveState
 
-    assert forecast(spec, PredictiveState(t=0.0, level=5.0, trend=-1.0), 0.0, 60.0) == 0.0
+    assert forecast(spec, PredictiveState(t=0.0, level=level, trend=trend), 0.0, 60.0) == expected
 
 
 @pytest.mark.parametrize(
@@ -212,3 +220,27 @@ def test_one_forecast_per_lead_is_checked() -> None:
     # forecasts made at 0, 60, …, 1,980 s; those due by 1,990 s (made by 1,930 s) have been checked
     assert ps.checked == 1930 // 60 + 1
     assert len(ps.pending) == 1
+
+
+@pytest.mark.parametrize(
+    ("rise", "margin", "expected"),
+    [
+        pytest.param(0.0, 5.0, 50.0, id="no rise a cycle ago: the level"),
+        pytest.param(-30.0, 5.0, 50.0, id="a fall a cycle ago: the level"),
+        pytest.param(4.0, 5.0, 50.0, id="a rise the margin covers: the level"),
+        pytest.param(30.0, 5.0, 75.0, id="a bigger rise: the part beyond the margin"),
+        pytest.param(30.0, 0.0, 80.0, id="no margin yet: the whole rise"),
+    ],
+)
+def test_the_cycle_and_the_margin_are_not_stacked(rise: float, margin: float, expected: float) -> None:
+    """Forecast + margin covers level + max(margin, the rise one cycle ago), not level + rise + margin."""
+    spec = PredictiveSpec.of(parse_job(doc_with(pred(season="1d"))).rules[0])  # type: ignore[arg-type]
+    from policies.types import PredictiveState
+
+    slot = 10_000  # the slot being filled; ring[-1] is slot - 1, a day is 96 slots of 15 minutes
+    ring = [20.0] * HISTORY_SLOTS
+    ring[HISTORY_SLOTS - 96] = 100.0  # the slot of now, one day ago
+    ring[HISTORY_SLOTS - 95] = 100.0 + rise  # the slot of now + lead, one day ago
+    now = slot * spec.slot + spec.slot - 30  # 30 s before the slot ends: now + 60 s is in the next one
+    st = PredictiveState(t=now, level=50.0, slot=slot, ring=tuple(ring), season=86400.0, margin=margin)
+    assert forecast(spec, st, now, 60.0) == pytest.approx(expected)
