@@ -151,6 +151,8 @@ async def test_a_push_to_the_non_owner_lands_in_the_owners_buckets(pair: Pair) -
         return any(b.values[0].get("h1") == (ts, 75.0) for b in owner.engine.jobs[JOB].buckets.open.values())
 
     await until(landed, 9)
+    # the sender counts the batch once the owner's 204 is back, a moment after the sample landed there
+    await until(lambda: count(other, "oceand_forward_samples_total", result="sent") > 0, 9)
     assert all(not b.values[0] for b in other.engine.jobs[JOB].buckets.open.values())
     assert count(other, "oceand_forward_samples_total", result="sent") == 1
     assert count(owner, "oceand_forward_samples_total", result="received") == 1
