@@ -1063,6 +1063,8 @@ class Engine:
             )
         except FencedWrite as e:
             rt.reload = True
+            if self.ownership is not None:
+                self.ownership.outcome_fenced()
             log.warning(
                 "job %s: outcome of decision %s not recorded: %s",
                 rt.name,
