@@ -126,6 +126,16 @@ def metric(d: Daemon, name: str, **labels: str) -> float:
     return d.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
+async def taken_by_another(cluster: Cluster, shard: int) -> None:
+    """Another daemon holds `shard` now, under a newer epoch, for a minute (behind this daemon's back)."""
+    await sql(
+        cluster.db,
+        "UPDATE shard_lease SET owner = 'other:1:ffff', epoch = epoch + 1,"
+        " expires_at = NOW(6) + INTERVAL 60 SECOND WHERE shard = %s",
+        (shard,),
+    )
+
+
 async def add_job(d: Daemon, c: Client) -> None:
     assert (await c.call("POST", "/api/v1/jobs", job_doc()))[0] == 201
     await until(lambda: d.engine.status(JOB)["app_known"], 5)
@@ -173,12 +183,7 @@ async def test_a_daemon_that_over_trusts_its_lease_is_fenced_by_the_database(clu
         t.cancel()
     shard = d.leases.shard_of(JOB)
     d.leases.held[shard].valid_until = time.monotonic() + 60
-    await sql(
-        cluster.db,
-        "UPDATE shard_lease SET owner = 'other:1:ffff', epoch = epoch + 1,"
-        " expires_at = NOW(6) + INTERVAL 60 SECOND WHERE shard = %s",
-        (shard,),
-    )
+    await taken_by_another(cluster, shard)
     status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
     assert status == 200 and body["decision"]["status"] == "pending", body
     assert "lease is not ours" in body["decision"]["result"]["error"]
@@ -509,12 +514,7 @@ async def test_an_outcome_write_refused_by_the_fence_is_counted(cluster: Cluster
 
     async def taken_meanwhile(*args: Any, **kw: Any) -> None:
         nonlocal refused
-        await sql(
-            cluster.db,
-            "UPDATE shard_lease SET owner = 'other:1:ffff', epoch = epoch + 1,"
-            " expires_at = NOW(6) + INTERVAL 60 SECOND WHERE shard = %s",
-            (shard,),
-        )
+        await taken_by_another(cluster, shard)
         try:
             await real(*args, **kw)
         except FencedWrite:

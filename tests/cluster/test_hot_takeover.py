@@ -31,7 +31,7 @@ from tests.cluster.test_engine_gate import fake as fake
 from tests.cluster.test_engine_gate import owns, puts
 from tests.cluster.test_forward_daemons import count
 from tests.conftest import Client
-from tests.engine.test_live_decisions import JOB, T0, Clock, bucket, seed
+from tests.engine.test_live_decisions import JOB, T0, Clock, bucket, cpu_item, seed
 from tests.fakes.marathon import FakeMarathon
 from tests.hotstate.conftest import RedisServer
 from tests.hotstate.conftest import own_redis as own_redis
@@ -192,16 +192,7 @@ async def test_a_snapshot_of_a_newer_epoch_fences_the_write_and_drops_the_shard(
 async def push_one(d: Daemon, c: Client, clock: Clock, ts: int, host: str, cpu_used: float) -> None:
     """One instance's sample of the bucket containing `ts` (the bucket stays open: two instances run)."""
     clock.t = ts + 1
-    item = {
-        "endpoint": host,
-        "metric": "cpu.idle",
-        "timestamp": ts,
-        "step": 10,
-        "value": 100 - cpu_used,
-        "counterType": "GAUGE",
-        "tags": f"job={JOB}",
-    }
-    assert (await c.call("POST", "/v1/push", [item]))[0] == 200
+    assert (await c.call("POST", "/v1/push", [cpu_item(host, ts, cpu_used)]))[0] == 200
 
 
 async def close_first_bucket(d: Daemon, clock: Clock, ts: int) -> None:
