@@ -593,6 +593,9 @@ class ClusterModeSettings(Table):
     renew_interval: Annotated[Duration, Field(ge=0.02, le=300)] = 1.0
     stop_acting_after: Annotated[Duration, Field(ge=0.05, le=600)] = 2.0
     acquire_poll: Annotated[Duration, Field(ge=0.02, le=300)] = 0.5
+    jobs_poll: Annotated[Duration, Field(ge=0.02, le=300)] = (
+        1.0  # job changes by other daemons read this often
+    )
     intent_margin: Annotated[Duration, Field(ge=0, le=600)] = 1.0
     actuation_budget: Annotated[Duration, Field(ge=0.1, le=600)] = 2.0
     takeover_grace: Annotated[Duration, Field(ge=0, le=3600)] = 3.0

@@ -40,6 +40,8 @@ from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.auth import Authority, WriteLimiter, prune_audit
 from oceand.cluster.forward import Forwarder
 from oceand.cluster.ids import instance_id
+from oceand.cluster.jobsync import RETENTION as JOB_CHANGES_RETENTION
+from oceand.cluster.jobsync import JobSync
 from oceand.cluster.lease import Coordinator, LeaseManager
 from oceand.cluster.ownership import Ownership
 from oceand.cluster.routes import ROUTES_SQL, RouteTable
@@ -185,6 +187,17 @@ class Daemon:
         if h.falcon_api is not None:
             self.warm = WarmStart(h, self.engine, self.metrics)
             self.engine.on_upsert = self.warm.submit
+        self.jobsync: JobSync | None = None  # [cluster]: job changes made through the other daemons
+        if self.leases is not None:
+            self.jobsync = JobSync(
+                self.store,
+                self.jobs,
+                interval=config.cluster.jobs_poll,
+                on_applied=lambda op, n: self.metrics.job_sync.labels(op).inc(n),
+            )
+            if self.hotlink is not None:  # Redis: a change here wakes the others' polls
+                self.jobs.on_local_change.append(self.hotlink.jobs_changed)
+                self.hotlink.on_jobs.append(self.jobsync.kick)
         self.jobs.status_parts["notify"] = self.notifier.status
         self.jobs.status_parts["warm_start"] = lambda name: self.warm.status(name) if self.warm else None
         self.health = Health(self.store, self.engine, self.metrics, self.clusters, lambda: self.config_loaded)
@@ -313,9 +326,18 @@ class Daemon:
             )
         return n
 
+    async def prune_job_changes(self) -> int:
+        """Delete job change-log rows older than an hour (oceand/cluster/jobsync.py); never raises."""
+        try:
+            return await self.store.prune_job_changes(self.clock() - JOB_CHANGES_RETENTION, 100_000)
+        except (StoreError, ValueError) as e:
+            log.warning("job changes not pruned: %s", e, extra={"event": "job_changes_prune_failed"})
+            return 0
+
     async def _prune_audit_hourly(self) -> None:
         while not self.stop_event.is_set():
             await self.prune_audit()
+            await self.prune_job_changes()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop_event.wait(), AUDIT_PRUNE_INTERVAL)
 
@@ -355,6 +377,8 @@ class Daemon:
             rt.on_stop("releasing the shard leases", lambda _: leases.stop(), 0.1)
             if self.forwarder is not None:
                 await self._start_forwarding(self.forwarder)
+        if (sync := self.jobsync) is not None:  # changes from here on are read (again, if loaded below)
+            await sync.start()
         await self.engine.load()
         # in-flight applies get up to half the budget; a write cut off is settled at the next start
         rt.on_stop("the in-flight applies", lambda s: self.engine.stop(timeout=s), 0.5, cut=False)
@@ -384,6 +408,8 @@ class Daemon:
         rt.spawn(self.notifier.run(self.stop_event), "notifier")
         rt.spawn(self.health.probe(self.stop_event, lambda: self.config.store.probe_interval), "store-probe")
         rt.spawn(self._prune_audit_hourly(), "audit-prune")
+        if self.jobsync is not None:
+            rt.spawn(self.jobsync.run(self.stop_event), "cluster:job-sync")
         interval = self.systemd.watchdog_interval()
         if interval:
             rt.spawn(self._watchdog(interval / 2), "watchdog")
@@ -433,7 +459,9 @@ class Daemon:
         leases.on_acquired.append(shard_moved)
         leases.on_lost.append(shard_moved)
         if self.hotstate is not None:  # a Redis wake-up (a shard released or acquired): read the routes now
-            self.hotstate.on_event.append(lambda _event: routes.kick())
+            self.hotstate.on_event.append(
+                lambda event: None if event and event.kind == "jobs" else routes.kick()
+            )
         return fwd
 
     async def _start_forwarding(self, fwd: Forwarder) -> None:

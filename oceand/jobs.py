@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,13 @@ from oceand.config import ConfigError, ConfigProblem
 from oceand.engine import Decided, Engine, JobRuntime
 from oceand.jobfiles import load_job_tree
 from oceand.lbmanager import LBManager
-from oceand.store.base import Store
+from oceand.store.base import JobChange, Store
 from oceand.templates import Composed, Refused, Templates
 from policies.document import JobDocument, dump_job
 from policies.warnings import document_warnings
 
 log = logging.getLogger("oceand")
+Changes = list[JobChange]  # (the class's `list` method hides the builtin in its annotations)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,8 @@ class JobsService:
         # more parts of a job's status, by key (the notifier's refusals, the warm start), from the daemon
         self.status_parts: dict[str, Callable[[str], Any]] = {}
         self.templates = Templates(store, self._lock, self._written)
+        # called after each change made here (a job written or deleted): the cluster's Redis wake-up
+        self.on_local_change: list[Callable[[], None]] = []
 
     # ---- reading ---------------------------------------------------------------------------------
     def __contains__(self, name: object) -> bool:
@@ -152,6 +155,7 @@ class JobsService:
             await self.store.delete_job(name)
             await self.engine.remove(name)
             self._changed(name, None)
+            self._local_change()
 
     async def scale(self, name: str, instances: int, reason: str, op: str | None = None) -> Decided:
         """A manual scale (PRODUCT §5): decided and applied like any decision. AppUnknown when the app
@@ -168,6 +172,56 @@ class JobsService:
         """A job's new version is stored (under the lock): the engine and the actuators take it."""
         await self.engine.upsert(doc, version)
         self._changed(doc.job, doc)
+        self._local_change()
+
+    def _local_change(self) -> None:
+        for cb in self.on_local_change:
+            cb()
+
+    # ---- changes made through another daemon (oceand/cluster/jobsync.py) -------------------------
+    async def follow(self, read: Callable[[], Awaitable[Changes]], counts: dict[str, int]) -> Changes:
+        """Read change-log rows (`read`, under the lock: no local write interleaves) and apply each job
+        as stored now; `counts` gets the jobs created, replaced and deleted here. Returns the rows."""
+        async with self._lock:
+            rows = await read()
+            latest = {r.job: r for r in rows}  # every row of a job carries the same (present) document
+            for r in latest.values():
+                await self._follow_one(r.job, r.doc, r.version, counts)
+        return rows
+
+    async def resync(self, counts: dict[str, int]) -> None:
+        """Compare every stored job with the engine's (changes were missed): apply the differences."""
+        async with self._lock:
+            stored = {j.name: j for j in await self.store.list_jobs()}
+            for name in [n for n in self.engine.jobs if n not in stored]:
+                await self._follow_one(name, None, None, counts)
+            for j in stored.values():
+                await self._follow_one(j.name, j.doc, j.version, counts)
+
+    async def _follow_one(
+        self, name: str, stored: dict[str, Any] | None, version: int | None, counts: dict[str, int]
+    ) -> None:
+        rt = self.engine.jobs.get(name)
+        if stored is None or version is None:
+            if rt is None:
+                return
+            await self.engine.remove(name)
+            self._changed(name, None)
+            op = "deleted"
+        else:
+            if rt is not None and rt.version == version and dump_job(rt.doc) == stored:
+                return
+            try:
+                doc = JobDocument.model_validate(stored)
+            except ValueError as e:  # written by a newer oceand? keep the job as it runs
+                log.error("job %s: stored version %d not applied: %s", name, version, e)
+                counts["invalid"] = counts.get("invalid", 0) + 1
+                return
+            await self.engine.upsert(doc, version)
+            self._changed(name, doc)
+            op = "created" if rt is None else "replaced"
+        log.debug("job %s %s by another daemon (version %s)", name, op, version)
+        counts[op] = counts.get(op, 0) + 1
 
     # ---- the whole set: start, reload ------------------------------------------------------------
     async def apply_files(self, jobs_dir: str | Path | None) -> None:

@@ -294,6 +294,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.job_sync = Counter(
+            "oceand_job_sync_total",
+            "Jobs created, replaced or deleted here because another daemon changed them (issue 14), full"
+            " comparisons (resync) and failed reads of the job change log (read_failed)",
+            ["op"],
+            registry=r,
+        )
         self.handoff_shards = Counter(
             "oceand_handoff_shards_total",
             "Shard leases acquired and released by this daemon, by direction",

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from policies.document import TargetRule
-from policies.types import NO_DATA, SCALE_IN, SCALE_OUT, WITHIN_TOLERANCE, Proposal
+from policies.types import NO_DATA, SCALE_IN, SCALE_OUT, WITHIN_TOLERANCE, Proposal, TargetProposal
 
 _EPS = 1e-9  # float noise: 3 × 80 / 60 must be 4, not 4.000000000000001 → 5
 
@@ -56,9 +56,9 @@ def propose_target(rule: TargetSpec, value: float | None, current: int, ready: i
         return _new(Proposal, (rule.name, "target", None, NO_DATA, {"value": None, "target": target}))
     ratio = value / target
     base = ready if ready > 0 else current
-    inputs: dict[str, object] = {"value": value, "target": target, "ratio": ratio, "ready": base}
+    inputs = (value, target, ratio, base)  # {"value", "target", "ratio", "ready"}, built when read
     if rule.low <= ratio <= rule.high:
-        return _new(Proposal, (rule.name, "target", current, WITHIN_TOLERANCE, inputs))
+        return _new(TargetProposal, (rule.name, "target", current, WITHIN_TOLERANCE, inputs))
     desired = math.ceil(base * value / target - _EPS)  # _ceil, inlined: the hot path
     if desired < 0:
         desired = 0
@@ -68,7 +68,7 @@ def propose_target(rule: TargetSpec, value: float | None, current: int, ready: i
         reason = SCALE_IN
     else:
         reason = WITHIN_TOLERANCE  # outside the tolerance, but the formula lands on the current count
-    return _new(Proposal, (rule.name, "target", desired, reason, inputs))
+    return _new(TargetProposal, (rule.name, "target", desired, reason, inputs))
 
 
 def projected_scales_out(rule: TargetSpec, value: float, current: int, new: int) -> tuple[bool, float]:

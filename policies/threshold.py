@@ -23,7 +23,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from policies.document import Band, ThresholdRule, step_count
-from policies.types import NO_DATA, SCALE_IN, SCALE_OUT, WITHIN_TOLERANCE, Proposal, Streak
+from policies.types import (
+    NO_DATA,
+    SCALE_IN,
+    SCALE_OUT,
+    WITHIN_TOLERANCE,
+    Proposal,
+    QuietThresholdProposal,
+    Streak,
+)
 
 _ZERO = Streak(0, 0)
 BandStep = tuple[float, int | str]  # (edge, step)
@@ -141,9 +149,10 @@ def propose_threshold(
             "band": band[0] if band else None,
         }
         return _new(Proposal, (rule.name, "threshold", max(0, current - n), SCALE_IN, inputs)), st
-    inputs = {"value": value, "streak_out": out, "streak_in": in_}
+    # the inputs {"value", "streak_out", "streak_in"}, built when read (most buckets are never shown)
+    desired = current if below is not None else None
     return _new(
-        Proposal, (rule.name, "threshold", current if below is not None else None, WITHIN_TOLERANCE, inputs)
+        QuietThresholdProposal, (rule.name, "threshold", desired, WITHIN_TOLERANCE, (value, out, in_))
     ), st
 
 

@@ -22,6 +22,9 @@ there lazily (this module imports redis-py through hotstate).
   Any wake-up received, and each resubscription (some may have been missed), kicks the lease poll. They
   are sent in order by one task (`run`); those that cannot be sent (Redis down) are dropped, since the
   receivers poll anyway.
+- `jobs_changed()`: a job was written or deleted here; `jobs` goes out (once while one waits to be sent)
+  and the others read the job change log at once (`on_jobs`, oceand/cluster/jobsync.py) instead of at
+  their next `jobs_poll`. A `jobs` wake-up does not kick the lease poll.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class HotLink:
         self._queue: list[Event] = []
         self._wake = asyncio.Event()
         self._loads = asyncio.Semaphore(LOAD_CONCURRENCY)
+        self.on_jobs: list[Callable[[], None]] = []  # another daemon changed jobs (and at resubscription)
         self.leases.on_acquired.append(self._acquired)
         self.leases.on_lost.append(self._lost)
         if open_buckets is not None:
@@ -162,8 +166,19 @@ class HotLink:
         self._publish(Event("leaving", member=self.leases.me))
         await self.send()
 
+    def jobs_changed(self) -> None:
+        if not any(e.kind == "jobs" for e in self._queue):
+            self._publish(Event("jobs", member=self.leases.me))
+
     def _received(self, event: Event | None) -> None:
-        self.leases.kick()  # never trusted: the poll reads MySQL
+        # never trusted: the polls read MySQL
+        if event is None or event.kind == "jobs":
+            if event is None or event.member != self.leases.me:
+                for cb in self.on_jobs:
+                    cb()
+            if event is not None:
+                return
+        self.leases.kick()
 
     async def send(self) -> int:
         """Publish the queued wake-ups, in order; returns how many went out."""

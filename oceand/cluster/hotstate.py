@@ -52,7 +52,8 @@ STATE_TTL = 3600.0  # seconds a state snapshot lives after its last write (HA.md
 HANDOFF_TTL = 30.0  # seconds the open-bucket samples of a released shard wait for the new owner
 PROBE_INTERVAL = 1.0  # seconds between PINGs: how soon a lost or returned Redis is noticed
 VOLATILE_KEYS = ("last_bucket",)  # state keys that alone do not make a write worth sending
-EVENT_KINDS = ("joined", "leaving", "released", "acquired")
+EVENT_KINDS = ("joined", "leaving", "released", "acquired", "jobs")
+MEMBER_KINDS = ("joined", "leaving", "jobs")  # `jobs`: this member changed jobs (oceand/cluster/jobsync.py)
 
 # KEYS[1]=state key; ARGV[1]=epoch ARGV[2]=bucket_ts ("" for none) ARGV[3]=state blob ARGV[4]=ttl_ms
 FENCED_WRITE = """
@@ -84,7 +85,7 @@ def events_channel(cluster: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One wake-up: `member` for joined/leaving, `shard` and `epoch` for released/acquired."""
+    """One wake-up: `member` for joined/leaving/jobs, `shard` and `epoch` for released/acquired."""
 
     kind: str
     member: str | None = None
@@ -92,7 +93,7 @@ class Event:
     epoch: int | None = None
 
     def encode(self) -> str:
-        if self.kind in ("joined", "leaving"):
+        if self.kind in MEMBER_KINDS:
             return f"{self.kind}:{self.member}"
         return f"{self.kind}:{self.shard}:{self.epoch}"
 
@@ -106,7 +107,7 @@ def parse_event(raw: bytes | str) -> Event | None:
     kind, sep, rest = text.partition(":")
     if not sep or kind not in EVENT_KINDS or not rest:
         return None
-    if kind in ("joined", "leaving"):
+    if kind in MEMBER_KINDS:
         return Event(kind, member=rest)
     shard, sep, epoch = rest.partition(":")
     if not sep or not shard.isdigit() or not epoch.isdigit():

@@ -146,6 +146,17 @@ class StoredJob:
     updated_at: float  # Unix seconds of the last put
 
 
+@dataclass(frozen=True, slots=True)
+class JobChange:
+    """One row of the job change log (`job_changes`) with the job as stored now: `doc` and `version` are
+    None when the job is gone (deleted)."""
+
+    seq: int
+    job: str
+    doc: dict[str, Any] | None
+    version: int | None
+
+
 class TemplateConflict(Exception):
     """A template write refused inside the transaction (nothing written): `code` is template_in_use,
     template_missing or template_changed; `jobs` the jobs concerned."""
@@ -229,6 +240,19 @@ class Store(Protocol):
         ...
 
     async def get_job(self, name: str) -> StoredJob | None: ...
+
+    async def job_changes(self, ranges: list[tuple[int, int | None]], limit: int) -> list[JobChange]:
+        """The change-log rows whose seq lies in one of `ranges` (low, high): low < seq < high (high None:
+        no bound), oldest first, at most `limit`, each with the job as stored now (oceand/cluster/jobsync.py)."""
+        ...
+
+    async def job_change_bounds(self) -> tuple[int, int]:
+        """(oldest seq, newest seq) of the change log; (0, 0) when it is empty."""
+        ...
+
+    async def prune_job_changes(self, before: float, limit: int) -> int:
+        """Delete up to `limit` change-log rows written before `before`; how many went."""
+        ...
 
     async def list_jobs(self) -> list[StoredJob]:
         """Every job, ordered by name."""

@@ -45,6 +45,8 @@ Tables (both dialects):
   added only when information_schema lacks them (a prepared statement; repeatable after a crash
   mid-migration, and MySQL 8 syntax as well as MariaDB's). SQLite gets the same
   tables, unused: the cluster layer is refused with a SQLite store at config time.
+- `job_changes(seq auto PK, job, at)`, indexed (at): one row per job write or delete, in its
+  transaction (oceand/store/jobchanges.py); the other daemons of a cluster poll it.
 """
 
 from __future__ import annotations
@@ -300,6 +302,22 @@ MIGRATIONS: list[Migration] = [
                 *_mysql_add_index(
                     "actuation_attempts", "actuation_attempts_pending", "(shard, status, epoch)"
                 ),
+            ],
+        },
+    ),
+    (
+        8,
+        "job_changes: a row per job write or delete, read by the other daemons of a cluster (issue 14)",
+        {
+            "sqlite": [
+                "CREATE TABLE IF NOT EXISTS job_changes ("
+                " seq INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, at REAL NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS job_changes_at ON job_changes (at)",
+            ],
+            "mysql": [
+                "CREATE TABLE IF NOT EXISTS job_changes ("
+                " seq BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, job VARCHAR(200) NOT NULL,"
+                f" at DOUBLE NOT NULL, INDEX job_changes_at (at)) {_MYSQL_TABLE}",
             ],
         },
     ),

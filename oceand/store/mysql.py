@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import aiomysql
 
+from oceand.store import jobchanges
 from oceand.store import templates as tpl
 from oceand.store.base import (
     ATTEMPT_COLUMNS,
@@ -33,6 +34,7 @@ from oceand.store.base import (
     DecisionNotFound,
     Fence,
     FencedWrite,
+    JobChange,
     JobLink,
     JobWrite,
     MySQLURL,
@@ -308,6 +310,7 @@ class MySQLStore:
             )
             await cur.execute("SELECT version FROM jobs WHERE name = %s", (name,))
             (version,) = await cur.fetchone()
+            await tpl.log_change(_Tx(cur), name, now)
             return int(version)
 
         return await self._run(put, write=True)
@@ -336,9 +339,20 @@ class MySQLStore:
             deleted = await cur.execute("DELETE FROM jobs WHERE name = %s", (name,))
             await cur.execute("DELETE FROM job_state WHERE job = %s", (name,))
             await tpl.unlink_job(_Tx(cur), name)
+            if deleted:
+                await tpl.log_change(_Tx(cur), name, self._clock())
             return bool(deleted)
 
         return await self._run(delete, write=True)
+
+    async def job_changes(self, ranges: list[tuple[int, int | None]], limit: int) -> list[JobChange]:
+        return await self._run(lambda cur: jobchanges.changes(_Tx(cur), ranges, limit))
+
+    async def job_change_bounds(self) -> tuple[int, int]:
+        return await self._run(lambda cur: jobchanges.bounds(_Tx(cur)))
+
+    async def prune_job_changes(self, before: float, limit: int) -> int:
+        return await self._run(lambda cur: jobchanges.prune(_Tx(cur), before, limit))
 
     # ------------------------------------------------------------ templates (oceand/store/templates.py)
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import aiosqlite
 
+from oceand.store import jobchanges
 from oceand.store import templates as tpl
 from oceand.store.base import (
     ATTEMPT_COLUMNS,
@@ -49,6 +50,7 @@ from oceand.store.base import (
     DecisionRow,
     Fence,
     FencedWrite,
+    JobChange,
     JobLink,
     JobWrite,
     OutcomeRow,
@@ -305,13 +307,15 @@ class SQLiteStore:
     async def put_job(self, name: str, doc: dict[str, Any]) -> int:
         check_job(name)
         text = encode(doc, "job document")
+        now = self._clock()
         async with self._write() as db:
             rows = await db.execute_fetchall(
                 "INSERT INTO jobs (name, doc, version, updated_at) VALUES (?, ?, 1, ?)"
                 " ON CONFLICT (name) DO UPDATE SET doc = excluded.doc, version = jobs.version + 1,"
                 " updated_at = excluded.updated_at RETURNING version",
-                (name, text, self._clock()),
+                (name, text, now),
             )
+            await tpl.log_change(_Tx(db), name, now)
             return int(next(iter(rows))[0])
 
     async def get_job(self, name: str) -> StoredJob | None:
@@ -335,7 +339,21 @@ class SQLiteStore:
             cursor = await db.execute("DELETE FROM jobs WHERE name = ?", (name,))
             await db.execute("DELETE FROM job_state WHERE job = ?", (name,))
             await tpl.unlink_job(_Tx(db), name)
+            if cursor.rowcount > 0:
+                await tpl.log_change(_Tx(db), name, self._clock())
             return cursor.rowcount > 0
+
+    async def job_changes(self, ranges: list[tuple[int, int | None]], limit: int) -> list[JobChange]:
+        async with self._read() as db:
+            return await jobchanges.changes(_Tx(db), ranges, limit)
+
+    async def job_change_bounds(self) -> tuple[int, int]:
+        async with self._read() as db:
+            return await jobchanges.bounds(_Tx(db))
+
+    async def prune_job_changes(self, before: float, limit: int) -> int:
+        async with self._write() as db:
+            return await jobchanges.prune(_Tx(db), before, limit)
 
     # ------------------------------------------------------------ templates (oceand/store/templates.py)
 

@@ -116,6 +116,7 @@ async def _put_job(tx: Tx, now: float, w: JobWrite) -> int:
         await tx.run(
             "INSERT INTO jobs (name, doc, version, updated_at) VALUES (?, ?, 1, ?)", (w.name, text, now)
         )
+    await log_change(tx, w.name, now)
     if w.template is None:
         await tx.run("DELETE FROM job_templates WHERE job = ?", (w.name,))
     else:
@@ -178,6 +179,11 @@ async def delete_template(tx: Tx, name: str) -> bool:
 
 async def unlink_job(tx: Tx, job: str) -> None:
     await tx.run("DELETE FROM job_templates WHERE job = ?", (job,))
+
+
+async def log_change(tx: Tx, job: str, now: float) -> None:
+    """A row in the job change log (oceand/store/jobchanges.py), in the transaction that wrote the job."""
+    await tx.run("INSERT INTO job_changes (job, at) VALUES (?, ?)", (job, now))
 
 
 async def rename_template(tx: Tx, now: float, name: str, to: str) -> int | None:

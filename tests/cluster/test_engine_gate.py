@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,9 @@ from tests.marathon.test_actuation import APP, JOB, job_doc, marathon
 
 pytestmark = pytest.mark.mysql
 _ports = itertools.count(30001)
+# Deadlines of the waits on a condition (normally met in well under a second): generous, for a machine
+# loaded by parallel test runs; a wait that holds returns at once.
+WAIT = 30.0
 # Two daemons, the test and MariaDB share this machine's 2 cores with other test runs: under that load a
 # renewal round trip takes 150-330 ms (2-25 ms when idle), so a 250 ms store_timeout with a 300 ms renewal
 # and 1 s stop_acting_after lost the leases (issue 14). Three renewals of 500 ms fit in stop_acting_after.
@@ -83,6 +86,13 @@ class Cluster:
         self.sessions.append(s)
         assert d.url is not None
         return d, Client(s, d.url)
+
+    async def start_owning_the_job(self) -> tuple[Daemon, Client]:
+        """A daemon (the only one yet) acting on JOB's shard, with JOB added and its app known."""
+        d, c = await self.start()
+        await until(lambda: owns(d), WAIT)
+        await add_job(d, c)
+        return d, c
 
     async def close(self) -> None:
         for s in self.sessions:
@@ -138,13 +148,11 @@ async def taken_by_another(cluster: Cluster, shard: int) -> None:
 
 async def add_job(d: Daemon, c: Client) -> None:
     assert (await c.call("POST", "/api/v1/jobs", job_doc()))[0] == 201
-    await until(lambda: d.engine.status(JOB)["app_known"], 5)
+    await until(lambda: d.engine.status(JOB)["app_known"], WAIT)
 
 
 async def test_a_write_is_fenced_by_the_lease_epoch_and_carries_it(cluster: Cluster) -> None:
-    d, c = await cluster.start()
-    await until(lambda: owns(d), 5)
-    await add_job(d, c)
+    d, c = await cluster.start_owning_the_job()
     status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
     assert status == 200 and body["decision"]["status"] == "applied", body
     did = body["decision"]["id"]
@@ -159,7 +167,7 @@ async def test_a_write_is_fenced_by_the_lease_epoch_and_carries_it(cluster: Clus
         "SELECT decision_id, shard, epoch, owner, decision_key, status FROM actuation_attempts",
     )
     assert rows == [(did, shard, epoch, d.leases.me, f"m:{did}", "applied")]
-    await until(lambda: metric(d, "oceand_intents_total", status="applied") == 1, 5)
+    await until(lambda: metric(d, "oceand_intents_total", status="applied") == 1, WAIT)
     assert metric(d, "oceand_intents_total", status="pending") == 1
     _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
     assert st["cluster"] == {
@@ -175,9 +183,7 @@ async def test_a_write_is_fenced_by_the_lease_epoch_and_carries_it(cluster: Clus
 async def test_a_daemon_that_over_trusts_its_lease_is_fenced_by_the_database(cluster: Cluster) -> None:
     """Its clock runs slow (faketime x0.5 in HA.md §5.2): it believes it may act, but another daemon
     holds the shard with a newer epoch. The intent insert finds 0 rows; Marathon sees nothing."""
-    d, c = await cluster.start()
-    await until(lambda: owns(d), 5)
-    await add_job(d, c)
+    d, c = await cluster.start_owning_the_job()
     assert d.leases is not None
     for t in d.leases._tasks:  # frozen loops: nothing corrects its view
         t.cancel()
@@ -198,7 +204,7 @@ async def test_a_job_owned_by_another_daemon_is_not_acted_on_here(cluster: Clust
     a, ca = await cluster.start()
     await add_job(a, ca)
     b, cb = await cluster.start()
-    await until(lambda: settled(a, b) and JOB in b.engine.jobs, 10)
+    await until(lambda: settled(a, b) and JOB in b.engine.jobs, WAIT)
     (owner, co), (_other, cother) = ((a, ca), (b, cb)) if owns(a) else ((b, cb), (a, ca))
     # as a call forwarded to it sees it (not forwarded again: X-Oceand-Forwarded), the engine refuses
     assert cother.session is not None
@@ -207,7 +213,7 @@ async def test_a_job_owned_by_another_daemon_is_not_acted_on_here(cluster: Clust
     ) as r:
         status, body = r.status, await r.json()
     assert status == 409 and "not acted on by this daemon" in str(body), body
-    await until(lambda: owner.engine.status(JOB)["app_known"], 5)
+    await until(lambda: owner.engine.status(JOB)["app_known"], WAIT)
     status, body = await co.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 4})
     assert status == 200 and body["decision"]["status"] == "applied", body
     assert [p["instances"] for p in puts(cluster.fake)] == ["4"]
@@ -219,9 +225,7 @@ async def test_a_takeover_adopts_a_write_that_landed_instead_of_sending_it_again
     (takeover_grace after the write's deadline), finds the decision pending and its write in Marathon:
     applied, not sent again. One PUT for the decision."""
     cluster.fake.set_put_delay(1.5)
-    a, ca = await cluster.start()
-    await until(lambda: owns(a), 5)
-    await add_job(a, ca)
+    a, ca = await cluster.start_owning_the_job()
     status, body = await ca.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
     assert status == 200 and body["decision"]["status"] == "pending", body
     did = body["decision"]["id"]
@@ -232,7 +236,7 @@ async def test_a_takeover_adopts_a_write_that_landed_instead_of_sending_it_again
     a.leases.held.clear()
     cluster.fake.set_put_delay(0)
     b, cb = await cluster.start(takeover_grace="3s")
-    await until(lambda: owns(b), 10)
+    await until(lambda: owns(b), WAIT)
     assert b.leases is not None
     new_epoch = b.leases.held[b.leases.shard_of(JOB)].epoch
     assert new_epoch > old_epoch
@@ -241,7 +245,7 @@ async def test_a_takeover_adopts_a_write_that_landed_instead_of_sending_it_again
         _, got = await cb.call("GET", f"/api/v1/jobs/{JOB}/decisions")
         return str(next(x for x in got["decisions"] if x["id"] == did)["status"])
 
-    async with asyncio.timeout(15):
+    async with asyncio.timeout(WAIT):
         while await decision_status() == "pending":
             await asyncio.sleep(0.05)
     resolved = time.time()
@@ -258,7 +262,9 @@ async def test_get_cluster_lists_members_shards_and_epochs(cluster: Cluster) -> 
     a, ca = await cluster.start()
     b, _ = await cluster.start()
     assert a.leases is not None and b.leases is not None
-    await until(lambda: len(a.leases.held) + len(b.leases.held) == 16 and a.leases.held and b.leases.held, 10)
+    await until(
+        lambda: len(a.leases.held) + len(b.leases.held) == 16 and a.leases.held and b.leases.held, WAIT
+    )
     await a.leases.poll_once()  # a fresh view of B's leases
     status, body = await ca.call("GET", "/api/v1/cluster")
     assert status == 200
@@ -281,10 +287,11 @@ async def test_get_cluster_alone(start_daemon: Any) -> None:
 
 
 async def attempts_until(cluster: Cluster, did: int, want: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The decision's attempt rows (attempt, status) once they are `want`, or as they are after 10 s: the
+    """The decision's attempt rows (attempt, status) once they are `want`, or as they are after WAIT: the
     write's outcome is recorded after the PUT's answer, a moment after the worker is done with its retry."""
     rows: list[tuple[Any, ...]] = []
-    for _ in range(200):
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
         rows = await sql(
             cluster.db,
             "SELECT attempt, status FROM actuation_attempts WHERE decision_id = %s ORDER BY attempt",
@@ -296,45 +303,59 @@ async def attempts_until(cluster: Cluster, did: int, want: list[tuple[Any, ...]]
     return rows
 
 
-async def test_a_write_not_sent_within_the_budget_of_its_intent_is_abandoned(cluster: Cluster) -> None:
-    """The intent insert took longer than actuation_budget (a stall between the insert and the write):
-    the attempt is marked abandoned and nothing is sent; the retry is the next attempt, and is sent."""
-    d, c = await cluster.start()
-    await until(lambda: owns(d), 5)
-    await add_job(d, c)
+async def scale_with_a_faulty_first_intent(
+    cluster: Cluster, fault: Callable[[], Awaitable[None]]
+) -> tuple[Daemon, dict[str, Any]]:
+    """A daemon owning JOB whose first fenced intent insert is done (the row is in), then `fault()` (a
+    stall, a lost answer); scales JOB to 3 and returns the daemon and the decision, which is pending:
+    nothing was sent for that attempt."""
+    d, c = await cluster.start_owning_the_job()
     assert d.leases is not None
     real = d.leases.fenced_attempt
     calls = 0
 
-    async def slow_once(*args: Any) -> None:
+    async def faulty_once(*args: Any) -> None:
         nonlocal calls
         calls += 1
         await real(*args)
         if calls == 1:
-            await asyncio.sleep(1.0)  # = actuation_budget: past it by the time the write would go
+            await fault()
 
-    d.leases.fenced_attempt = slow_once  # type: ignore[method-assign]
+    d.leases.fenced_attempt = faulty_once  # type: ignore[method-assign]
     status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
     assert status == 200 and body["decision"]["status"] == "pending", body
-    assert "actuation_budget" in body["decision"]["result"]["error"]
     assert puts(cluster.fake) == []
-    did = body["decision"]["id"]
-    await until(lambda: len(puts(cluster.fake)) == 1, 10)  # the retry
+    return d, body["decision"]
+
+
+async def the_retry_is_attempt_2_and_applied(cluster: Cluster, d: Daemon, did: int) -> None:
+    """After a faulty first attempt: one PUT, attempt 2; the rows say attempt 1 abandoned, 2 applied."""
+    await until(lambda: len(puts(cluster.fake)) == 1, WAIT)  # the retry
     assert [(p["X-Oceand-Attempt"], p["instances"]) for p in puts(cluster.fake)] == [("2", "3")]
-    await until(lambda: d.engine.jobs[JOB].retry is None, 5)
+    await until(lambda: d.engine.jobs[JOB].retry is None, WAIT)
     assert await attempts_until(cluster, did, [(1, "abandoned"), (2, "applied")]) == [
         (1, "abandoned"),
         (2, "applied"),
     ]
+
+
+async def test_a_write_not_sent_within_the_budget_of_its_intent_is_abandoned(cluster: Cluster) -> None:
+    """The intent insert took longer than actuation_budget (a stall between the insert and the write):
+    the attempt is marked abandoned and nothing is sent; the retry is the next attempt, and is sent."""
+
+    async def stall() -> None:
+        await asyncio.sleep(1.0)  # = actuation_budget: past it by the time the write would go
+
+    d, decision = await scale_with_a_faulty_first_intent(cluster, stall)
+    assert "actuation_budget" in decision["result"]["error"]
+    await the_retry_is_attempt_2_and_applied(cluster, d, decision["id"])
     assert d.metrics.intent_abandoned.labels("budget")._value.get() == 1
     assert metric(d, "oceand_intents_total", status="abandoned") == 1
     assert metric(d, "oceand_intents_total", status="pending") == 2
 
 
 async def test_a_daemon_that_lost_a_job_does_not_write_its_state_over_the_owners(cluster: Cluster) -> None:
-    d, c = await cluster.start()
-    await until(lambda: owns(d), 5)
-    await add_job(d, c)
+    d, _ = await cluster.start_owning_the_job()
     await d.engine.flush()
     ((stored,),) = await sql(cluster.db, "SELECT state FROM job_state WHERE job = %s", (JOB,))
     assert d.leases is not None
@@ -355,15 +376,13 @@ async def test_a_status_says_whether_the_daemon_acts_on_the_job_not_only_whose_l
     """Found by the chaos suite (tests/ha, mysql_pause): a daemon cut from MySQL stops acting by its own
     clock, but its status kept naming itself the owner (`this_daemon`, from the last lease it read), so
     a client routing samples to 'the owner' picked a daemon that acts on nothing. `acting` says it."""
-    d, c = await cluster.start()
-    await until(lambda: owns(d), 5)
-    await add_job(d, c)
+    d, c = await cluster.start_owning_the_job()
     _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
     assert (st["cluster"]["this_daemon"], st["cluster"]["acting"]) == (True, True)
     assert d.leases is not None
     for t in d.leases._tasks:  # no more renewals, as when MySQL does not answer
         t.cancel()
-    await until(lambda: not owns(d), 5)
+    await until(lambda: not owns(d), WAIT)
     _, st = await c.call("GET", f"/api/v1/jobs/{JOB}/status")
     assert st["cluster"]["acting"] is False
 
@@ -372,40 +391,18 @@ async def test_an_intent_insert_of_unknown_outcome_is_abandoned_not_left_pending
     """The chaos soak's seed 15: the fenced insert got no answer within store_timeout, yet the row was
     inserted. Nothing is sent for it; the daemon writes it abandoned at once (no orphan pending row),
     and the retry is the next attempt, which is sent."""
-    d, c = await cluster.start()
-    await until(lambda: owns(d), 5)
-    await add_job(d, c)
-    assert d.leases is not None
-    real = d.leases.fenced_attempt
-    calls = 0
 
-    async def lost_reply_once(*args: Any) -> None:
-        nonlocal calls
-        calls += 1
-        await real(*args)  # inserted...
-        if calls == 1:  # ...but the answer never came
-            raise CoordError("cluster store: no answer within 0.25s")
+    async def lost_reply() -> None:  # inserted, but the answer never came
+        raise CoordError("cluster store: no answer within 0.25s")
 
-    d.leases.fenced_attempt = lost_reply_once  # type: ignore[method-assign]
-    status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
-    assert status == 200 and body["decision"]["status"] == "pending", body
-    assert puts(cluster.fake) == []
-    did = body["decision"]["id"]
-    await until(lambda: len(puts(cluster.fake)) == 1, 10)  # the retry
-    assert [(p["X-Oceand-Attempt"], p["instances"]) for p in puts(cluster.fake)] == [("2", "3")]
-    await until(lambda: d.engine.jobs[JOB].retry is None, 5)
-    assert await attempts_until(cluster, did, [(1, "abandoned"), (2, "applied")]) == [
-        (1, "abandoned"),
-        (2, "applied"),
-    ]
+    d, decision = await scale_with_a_faulty_first_intent(cluster, lost_reply)
+    await the_retry_is_attempt_2_and_applied(cluster, d, decision["id"])
 
 
 async def scaled_then_crashed(cluster: Cluster) -> tuple[Daemon, int]:
     """Daemon A owns the job and scales it to 3 (applied), then stops like a crash: no renewals, and its
     engine no longer acts. Returns A and the decision's id."""
-    a, ca = await cluster.start()
-    await until(lambda: owns(a), 5)
-    await add_job(a, ca)
+    a, ca = await cluster.start_owning_the_job()
     status, body = await ca.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
     assert status == 200 and body["decision"]["status"] == "applied", body
     assert a.leases is not None
@@ -433,13 +430,13 @@ async def test_a_takeover_settles_a_pending_write_of_a_decision_no_longer_pendin
         (outcome, outcome, did),
     )
     b, cb = await cluster.start()
-    await until(lambda: owns(b), 10)
+    await until(lambda: owns(b), WAIT)
 
     async def attempt_status() -> str:
         rows = await sql(cluster.db, "SELECT status FROM actuation_attempts WHERE decision_id = %s", (did,))
         return str(rows[0][0])
 
-    async with asyncio.timeout(15):
+    async with asyncio.timeout(WAIT):
         while await attempt_status() == "pending":
             await asyncio.sleep(0.05)
     assert await attempt_status() == "applied"
@@ -459,10 +456,10 @@ async def test_a_takeover_counts_its_reconciliation_and_a_foreign_write(
     its lease's expiry (oceand_takeover_seconds)."""
     a, did = await scaled_then_crashed(cluster)
     app = cluster.fake.apps[APP]
-    await until(lambda: app.deployment is None, 5)
+    await until(lambda: app.deployment is None, WAIT)
     if landed:  # the write shows in Marathon, and someone else scales the app after it
         cluster.fake.scale_now(APP, 7)
-        await until(lambda: app.deployment is None, 5)
+        await until(lambda: app.deployment is None, WAIT)
         baseline = None
     else:  # nothing shows the write: Marathon's last scaling is the one known before it, the count is 2
         app.instances = 2
@@ -479,9 +476,9 @@ async def test_a_takeover_counts_its_reconciliation_and_a_foreign_write(
         (did,),
     )
     b, _ = await cluster.start()
-    await until(lambda: owns(b), 10)
+    await until(lambda: owns(b), WAIT)
     result = "adopted" if landed else "abandoned"
-    await until(lambda: metric(b, "oceand_reconcile_total", result=result) == 1, 15)
+    await until(lambda: metric(b, "oceand_reconcile_total", result=result) == 1, WAIT)
     rows = await sql(cluster.db, "SELECT status FROM actuation_attempts WHERE decision_id = %s", (did,))
     assert rows == [("applied" if landed else "abandoned",)]
     assert metric(b, "oceand_intents_total", status="applied" if landed else "abandoned") == 1

@@ -151,6 +151,8 @@ async def test_a_push_to_the_non_owner_lands_in_the_owners_buckets(pair: Pair) -
         return any(b.values[0].get("h1") == (ts, 75.0) for b in owner.engine.jobs[JOB].buckets.open.values())
 
     await until(landed, 9)
+    # the sender counts the batch once the owner's 204 is back, a moment after the sample landed there
+    await until(lambda: count(other, "oceand_forward_samples_total", result="sent") > 0, 9)
     assert all(not b.values[0] for b in other.engine.jobs[JOB].buckets.open.values())
     assert count(other, "oceand_forward_samples_total", result="sent") == 1
     assert count(owner, "oceand_forward_samples_total", result="received") == 1
@@ -282,6 +284,14 @@ async def test_a_push_to_the_non_owner_scales_the_job_through_the_owner(pair: Pa
     owner = pair.daemons[o]
     assert owner.leases is not None
     await until(lambda: owner.engine.status(JOB)["app_known"], 5)
+    await push_until_scaled(pair, n)
+    epoch = owner.leases.held[owner.leases.shard_of(JOB)].epoch
+    assert [(p["X-Oceand-Epoch"], p["instances"]) for p in puts(pair.fake)] == [(str(epoch), "3")]
+
+
+async def push_until_scaled(pair: Pair, n: int) -> None:
+    """Push cpu.idle 5 (cpu.used 95) for h1 and h2 to daemon `n`, stamped in the next period, each second
+    until a PUT reached the fake Marathon (up to 35 s)."""
     end = time.monotonic() + 35
     while not puts(pair.fake) and time.monotonic() < end:
         ts = int(time.time()) // 10 * 10 + 10  # the next bucket, at most one period ahead (max_ahead)
@@ -290,8 +300,6 @@ async def test_a_push_to_the_non_owner_scales_the_job_through_the_owner(pair: Pa
         assert status == 200 and reply["data"]["Invalid"] == 0, reply
         with contextlib.suppress(TimeoutError):
             await until(lambda: puts(pair.fake) != [], 1)
-    epoch = owner.leases.held[owner.leases.shard_of(JOB)].epoch
-    assert [(p["X-Oceand-Epoch"], p["instances"]) for p in puts(pair.fake)] == [(str(epoch), "3")]
 
 
 async def test_an_admin_scale_retried_with_its_idempotency_key_is_refused_not_applied_twice(

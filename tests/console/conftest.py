@@ -40,8 +40,11 @@ class Live:
     fake: FakeMarathonProcess
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def live() -> Iterator[Live]:
+    """One daemon for the browser, CSRF and editor tests (started once: about 2 s each under load). The
+    CSRF test changes nothing (that is its point) and the editor's tests save nothing; the end-to-end
+    test, which counts the saved versions from 1, runs first (test_browser.py sorts first)."""
     with tempfile.TemporaryDirectory(prefix="oceand-console-") as tmp:
         d = Path(tmp)
         fake = FakeMarathonProcess(d, ["/ocean/web:2", "/ocean/api:1", "/ocean/docs:1"])
@@ -108,8 +111,10 @@ def _driver() -> Any:
         pytest.skip(f"Chromium cannot run here: {e.msg}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """One Chromium for every console test (each test loads its own page; the daemons it visits listen
+    on ports of their own, so their storage does not mix)."""
     driver = _driver()
     try:
         yield driver

@@ -3,19 +3,10 @@ type (ES modules need one) and a same-origin-only Content-Security-Policy; nothi
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import zipfile
-from pathlib import Path
-
 import aiohttp
 import pytest
 
-from oceand.console import STATIC
 from tests.conftest import DaemonFactory
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_index_and_modules(start_daemon: DaemonFactory) -> None:
@@ -52,28 +43,6 @@ async def test_only_shipped_files(start_daemon: DaemonFactory, path: str) -> Non
     async with aiohttp.ClientSession() as s, s.get(d.url + path) as r:
         assert r.status == 404
         assert (await r.json())["error"]["code"] in ("not_found",)
-
-
-@pytest.mark.slow
-def test_wheel_ships_the_console(tmp_path: Path) -> None:
-    """pyproject's package data: every file of static/ is in the wheel (built from a copy of the sources,
-    so setuptools' build/ folder stays out of the checkout)."""
-    src = tmp_path / "src"
-    src.mkdir()
-    for f in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / f, src / f)
-    for d in ("oceand", "policies", "collectors", "actuators"):
-        shutil.copytree(ROOT / d, src / d, ignore=shutil.ignore_patterns("__pycache__"))
-    out = tmp_path / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = out.glob("oceand-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {f"oceand/console/static/{p.name}" for p in STATIC.iterdir() if p.is_file()}
-    assert shipped and shipped <= names
 
 
 JOB = "job.web_pdl.ocean_cop.xiaomi"

@@ -31,7 +31,7 @@ LATE_APPLY = 1.3
 
 def _owner_of_first(rig: Rig) -> tuple[str, Member]:
     job = random.choice(rig.names)
-    own = wait_for(lambda: rig.owner(job), 10, f"an owner of {job}")
+    own = wait_for(lambda: rig.owner(job), 30, f"an owner of {job}")
     return job, own
 
 
@@ -73,7 +73,7 @@ def gc_pause(rig: Rig, factor: float | None = None) -> None:
     others = [m for m in rig.live() if m is not victim]
     rig.timed_takeover(job, others, t0, TAKEOVER_BOUND + pause)
     stopper.join()
-    wait_for(lambda: _lost(victim) > lost, 10, "the resumed daemon counting its lost leases")
+    wait_for(lambda: _lost(victim) > lost, 30, "the resumed daemon counting its lost leases")
     rig.wait_settled()
     rig.progress(1)
 
@@ -113,7 +113,7 @@ def mysql_cut(rig: Rig, how: str = "pause") -> None:
     t0 = time.monotonic()
     try:
         rig.timed_takeover(job, others, t0, TAKEOVER_BOUND + 5)
-        wait_for(lambda: _lost(victim) > lost, 10, "the cut daemon counting its lost leases")
+        wait_for(lambda: _lost(victim) > lost, 30, "the cut daemon counting its lost leases")
         status = get(victim.daemon, f"/api/v1/jobs/{job}/status", 2.0)
         assert status is None or not status["cluster"]["acting"], status["cluster"]
     finally:
@@ -150,7 +150,7 @@ def marathon_errors(rig: Rig) -> None:
         before = _answered(rig, int(rule["status"]))
         rig.fake.control("POST", "fail_next", rule)
         wait_for(
-            lambda r=rule, b=before: _answered(rig, int(r["status"])) >= b + int(r["n"]), 20, f"{rule} used"
+            lambda r=rule, b=before: _answered(rig, int(r["status"])) >= b + int(r["n"]), 30, f"{rule} used"
         )
     # slow past the client's timeout, within LATE_APPLY's window (a delay past it is the known limit)
     rig.fake.control("POST", "delay_next", {"n": 2, "seconds": LATE_APPLY, "path_prefix": "/v2/apps/"})
@@ -172,7 +172,7 @@ def late_put(rig: Rig) -> None:
     rig.fake.control("POST", "put_delay", {"seconds": LATE_APPLY})
     before = len(_app_writes(rig, app))
     try:
-        wait_for(lambda: len(_app_writes(rig, app)) > before, 15, f"a PUT of {app} arriving")
+        wait_for(lambda: len(_app_writes(rig, app)) > before, 30, f"a PUT of {app} arriving")
         rig.kill9(victim)
         t0 = time.monotonic()
         rig.timed_takeover(job, rig.live(), t0, TAKEOVER_BOUND + 5)

@@ -57,6 +57,10 @@ TIMINGS = {
     "shards": "64",
 }
 SETTLE = 10.0  # after the faults: every intent resolved within deadline + grace + 1 s, far less than this
+# The deadline of a wait for the jobs to scale again: a daemon cut from Marathon reconnects its watcher
+# with a backoff of up to 30 s (actuators/marathon/watcher.py), and the machine's cores are shared with
+# other test runs; a wait that holds returns at once.
+PROGRESS = 60.0
 _counter = itertools.count(1)
 
 
@@ -249,7 +253,7 @@ class Rig:
         if self._load is not None:
             self._load.join(10)
 
-    def progress(self, n: int = 1, timeout: float = 20.0, apps: list[str] | None = None) -> None:
+    def progress(self, n: int = 1, timeout: float = PROGRESS, apps: list[str] | None = None) -> None:
         """Wait until every app (or those of `apps`) has `n` more writes taken by Marathon than now: the
         cluster still acts on every job after a fault."""
         before = self.taken()
@@ -271,7 +275,7 @@ class Rig:
     def warm(self) -> None:
         """Load on, until every app was scaled at least once (every owner acts)."""
         self.start_load()
-        wait_for(lambda: len(self.taken()) == self.jobs, 20, "every app scaled once")
+        wait_for(lambda: len(self.taken()) == self.jobs, PROGRESS, "every app scaled once")
 
     # ---- evidence ------------------------------------------------------------------------------
     def _sql(self, q: str) -> list[tuple[Any, ...]]:

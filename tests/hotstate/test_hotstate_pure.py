@@ -56,6 +56,8 @@ def test_a_shards_keys_share_a_slot_and_shards_spread() -> None:
         pytest.param(b"released:x:1", None, id="shard not a number"),
         pytest.param(b"released:-1:1", None, id="negative shard"),
         pytest.param(b"joined:", None, id="joined without id"),
+        pytest.param(b"jobs:h:1:abcd", Event("jobs", member="h:1:abcd"), id="jobs"),
+        pytest.param(b"jobs:", None, id="jobs without id"),
         pytest.param(b"stolen:1:2", None, id="unknown kind"),
         pytest.param(b"", None, id="empty"),
         pytest.param(b"\xff\xfe", None, id="not utf-8"),

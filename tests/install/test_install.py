@@ -100,7 +100,8 @@ def test_install_lays_out_what_the_unit_names(root: Path) -> None:
 
 
 def test_the_wheel_carries_every_runtime_file(root: Path) -> None:
-    """Every file of the packages in the checkout that is not Python source is in the installed venv."""
+    """Every file of the packages in the checkout that is not Python source is in the installed venv (the
+    web console's static files among them: pyproject's package data)."""
     listed = subprocess.run(
         ["git", "ls-files", "oceand", "policies", "collectors", "actuators"],
         cwd=ROOT,

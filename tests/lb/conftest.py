@@ -44,11 +44,22 @@ def make_app(*backends: tuple[str, int], app_id: str = "/web", healthy: bool = T
     return AppState(id=app_id, instances=len(tasks), tasks=tasks, has_health_checks=True)
 
 
-async def wait_until(predicate: Callable[[], Awaitable[bool]], what: str, timeout: float = 5.0) -> None:
-    """Poll a condition (not a fixed sleep) until it holds; fail naming `what` after `timeout`."""
+# The deadline of a wait on a condition that normally holds within a second (a server started, a reload
+# taken): generous, since nginx, HAProxy and the test share the cores with other test runs.
+WAIT = 30.0
+
+
+async def wait_until(predicate: Callable[[], Awaitable[bool]], what: str, timeout: float = WAIT) -> None:
+    """Poll a condition (not a fixed sleep) until it holds; fail naming `what` after `timeout`. A request
+    the server drops while it reloads (an old worker closing its keep-alive connection) is a "not yet"."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not await predicate():
+    while True:
+        try:
+            if await predicate():
+                return
+        except (TimeoutError, aiohttp.ClientError):
+            pass
         if loop.time() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
@@ -128,7 +139,8 @@ def _stop(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    for _ in range(250):
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"server exited with {proc.returncode}: {log.read_text() if log.exists() else ''}")
         try:
@@ -141,7 +153,8 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 def _wait_socket(path: Path, proc: subprocess.Popen[bytes]) -> None:
     """HAProxy renames its runtime socket into place after it binds the frontends."""
-    for _ in range(250):
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"server exited with {proc.returncode}")
         if path.is_socket():
@@ -260,7 +273,7 @@ class Haproxy:
             stderr=subprocess.DEVNULL,
         )
         self.procs.append(new)
-        old.wait(5)
+        old.wait(WAIT)  # it leaves once its connections are done
 
     def check(self) -> subprocess.CompletedProcess[str]:
         """`haproxy -c` on the config files as they are now (what a reload would load)."""

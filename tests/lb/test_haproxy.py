@@ -21,7 +21,7 @@ from actuators.lb.haproxy import (
 )
 from actuators.lb.reconcile import Reconciler
 from policies.document import HaproxyLB
-from tests.lb.conftest import Haproxy, HttpBackend, make_app, running_haproxy, wait_until
+from tests.lb.conftest import WAIT, Haproxy, HttpBackend, make_app, running_haproxy, wait_until
 
 
 def driver(h: Haproxy, **kw: object) -> HaproxyDriver:
@@ -51,7 +51,7 @@ async def test_follows_instances_drains_and_deletes(
     assert await answers(http, haproxy) == {f"200 backend-{b1.port}"}
 
     slow = asyncio.create_task(get(http, haproxy.url + "/slow"))  # in flight on b1
-    await asyncio.wait_for(b1.slow_started.wait(), 5)
+    await asyncio.wait_for(b1.slow_started.wait(), WAIT)
 
     r = await rec.reconcile(make_app(b2.key), now=101.0)
     assert r.ok, r.error
@@ -63,7 +63,7 @@ async def test_follows_instances_drains_and_deletes(
     assert state == {server_name(*b1.key): "draining", server_name(*b2.key): "active"}
 
     b1.release.set()
-    assert await asyncio.wait_for(slow, 5) == f"200 slow-{b1.port}"  # its in-flight request completes
+    assert await asyncio.wait_for(slow, WAIT) == f"200 slow-{b1.port}"  # its in-flight request completes
 
     assert (await rec.reconcile(make_app(b2.key), now=105.0)).ops == []
     r = await rec.reconcile(make_app(b2.key), now=111.0)
@@ -139,7 +139,7 @@ async def test_twice_concurrently_and_killed_half_way(
     task = asyncio.create_task(
         Reconciler("job", lb(), broken).reconcile(make_app(b1.key, b2.key, b3.key), now=4.0)
     )
-    await asyncio.wait_for(broken.blocked.wait(), 5)
+    await asyncio.wait_for(broken.blocked.wait(), WAIT)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -16,7 +16,7 @@ from actuators.lb.diff import Backend, Op
 from actuators.lb.nginx import PLACEHOLDER_MARK, NginxDriver, NginxInstance, merge, parse, render
 from actuators.lb.reconcile import Reconciler
 from policies.document import NginxLB
-from tests.lb.conftest import HttpBackend, Nginx, make_app, running_nginx, wait_until
+from tests.lb.conftest import WAIT, HttpBackend, Nginx, make_app, running_nginx, wait_until
 
 
 def setup(nginx: Nginx, *, binary: str | None = None, **kw: object) -> tuple[NginxDriver, NginxInstance]:
@@ -57,7 +57,7 @@ async def test_follows_instances_drains_and_deletes(
     await wait_until(serves_only(http, nginx, b1), "nginx to serve b1")
 
     slow = asyncio.create_task(get(http, nginx.url + "/slow"))  # in flight on b1
-    await asyncio.wait_for(b1.slow_started.wait(), 5)
+    await asyncio.wait_for(b1.slow_started.wait(), WAIT)
 
     r = await rec.reconcile(make_app(b2.key), now=101.0)
     assert r.ok, r.error
@@ -73,7 +73,7 @@ async def test_follows_instances_drains_and_deletes(
     assert b1.hits == hits  # the drained backend gets no new requests
 
     b1.release.set()
-    assert await asyncio.wait_for(slow, 5) == f"200 slow-{b1.port}"  # while its in-flight one completes
+    assert await asyncio.wait_for(slow, WAIT) == f"200 slow-{b1.port}"  # while its in-flight one completes
 
     r = await rec.reconcile(make_app(b2.key), now=105.0)
     assert r.ok and r.ops == []  # still draining

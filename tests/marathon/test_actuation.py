@@ -112,12 +112,14 @@ async def test_a_reload_of_the_marathon_table_during_a_slow_put_sends_it_once(
     tmp_path: Path, fake: FakeMarathon
 ) -> None:
     """SIGHUP with a changed `[marathon.lg]` closes the cluster the PUT is in flight on; the write is
-    settled, not sent again on the new cluster."""
+    settled, not sent again on the new cluster. (The apply on the closed cluster cannot settle its write
+    there and gives up at apply_timeout: 4 s here instead of the default 30 s, the test's wait.)"""
     fake.set_put_delay(1.0)
     conf = tmp_path / "oceand.toml"
     base = (
         '[server]\nlisten = "127.0.0.1:0"\n[store]\nurl = "sqlite:///oceand.db"\n'
         f'[marathon.lg]\nurls = ["{fake.url}"]\nconnect_timeout = "0.5s"\nsettle_grace = "1s"\n'
+        'apply_timeout = "4s"\n'
     )
     conf.write_text(base + 'timeout = "3s"\n')
     d = Daemon(load_config(conf))
