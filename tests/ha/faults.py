@@ -5,7 +5,9 @@ invariants; the soak (test_soak.py) runs them in random order and counts the vio
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import threading
 import time
 import urllib.request
@@ -256,7 +258,53 @@ def redis_restart(rig: Rig) -> None:
     rig.progress(1)
 
 
-NEEDS_REDIS = {"redis_restart"}  # the rig starts a redis-server of its own for these (Rig.with_redis)
+def redis_stall(rig: Rig, seconds: float = 3.0) -> None:
+    """The redis-server frozen (SIGSTOP) for at least `seconds`, then SIGCONT: every daemon's calls time
+    out, /readyz says `"redis": "degraded"` (still 200), and the jobs keep scaling meanwhile (leases and
+    intents are in MySQL); after SIGCONT every daemon says `ok` again and the snapshots are written."""
+    assert rig.redis is not None and rig.redis.proc is not None, "the rig needs with_redis()"
+    server, pid = rig.redis, rig.redis.proc.pid
+    _all_redis(rig, "ok", "every daemon connected to Redis")
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        _all_redis(rig, "degraded", "every daemon reporting Redis degraded")
+        rig.progress(1)  # acting goes on without Redis
+        time.sleep(max(0.0, t0 + seconds - time.monotonic()))  # the fault's least length
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    _all_redis(rig, "ok", "every daemon reporting Redis ok again")
+    wait_for(lambda: server.client().dbsize() > 0, 10, "snapshots in Redis after the stall")
+    rig.progress(1)
+
+
+def redis_cut(rig: Rig) -> None:
+    """One owner's proxy to Redis `cut` (RST, refused) until the others' jobs and its own scaled again:
+    it alone says `"redis": "degraded"` (still 200) and keeps its shards and acts; the others stay `ok`.
+    After `resume` it reconnects and resubscribes and says `ok` again."""
+    assert rig.redis is not None, "the rig needs with_redis()"
+    job, victim = _owner_of_first(rig)
+    assert victim.redis is not None
+    _all_redis(rig, "ok", "every daemon connected to Redis")
+    others = [m for m in rig.live() if m is not victim]
+    lost = _lost(victim)
+    victim.redis.command("cut")
+    try:
+        wait_for(lambda: _redis(victim) == "degraded", 10, "the cut daemon reporting Redis degraded")
+        assert all(_redis(m) == "ok" for m in others), [_redis(m) for m in others]
+        rig.progress(1)  # every job, the victim's too: it keeps acting without Redis
+        assert rig.owner(job) is victim and _lost(victim) == lost, "the cut daemon lost shards"
+    finally:
+        victim.redis.command("resume")
+    _all_redis(rig, "ok", "every daemon reporting Redis ok again")
+    rig.progress(1)
+
+
+NEEDS_REDIS = {
+    "redis_restart",
+    "redis_stall",
+    "redis_cut",
+}  # the rig starts a redis-server of its own for these (Rig.with_redis)
 
 FAULTS: dict[str, Callable[[Rig], None]] = {
     "kill_9": kill_9,
@@ -271,4 +319,6 @@ FAULTS: dict[str, Callable[[Rig], None]] = {
     "late_put": late_put,
     "churn": churn,
     "redis_restart": redis_restart,
+    "redis_stall": redis_stall,
+    "redis_cut": redis_cut,
 }

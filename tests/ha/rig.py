@@ -1,5 +1,5 @@
 """The chaos rig of HA.md §5.1: N real `oceand run` processes in cluster mode on one MariaDB database of
-their own, each reaching MySQL and the fake Marathon through a pausable proxy of its own
+their own, each reaching MySQL, the fake Marathon (and the rig's Redis) through a pausable proxy of its own
 (tests/ha/proxy.py), the fake Marathon in a process of its own recording every write with its arrival
 time and `X-Oceand-*` headers, and a load thread that pushes a constant breach for every job to the
 job's owner each second (the owner as its status names it: the tests do not depend on forwarding).
@@ -101,6 +101,7 @@ class Member:
     mysql: ProxyThread
     marathon: ProxyThread
     name: str
+    redis: ProxyThread | None = None  # with the rig's Redis: this member's proxy to it
 
     @property
     def pid(self) -> int:
@@ -136,7 +137,8 @@ class Rig:
     # ---- members -------------------------------------------------------------------------------
     def with_redis(self) -> RedisServer:
         """Start a private redis-server (no persistence; the shared one on 6379 is never restarted) that the
-        members added from now on use for hot state and wake-ups ([redis] url)."""
+        members added from now on use for hot state and wake-ups ([redis] url), each through a pausable
+        proxy of its own (`Member.redis`)."""
         if shutil.which("redis-server") is None:
             pytest.skip("redis-server is not installed")
         workdir = self.tmp / "redis"
@@ -150,13 +152,14 @@ class Rig:
         mysql = ProxyThread((MYSQL_HOST, MYSQL_PORT))
         marathon = ProxyThread(("127.0.0.1", self.fake.port))
         store = f"mysql://{MYSQL_USER}@127.0.0.1:{mysql.port}/{self.db}?timeout=10"
+        redis = None if self.redis is None else ProxyThread(("127.0.0.1", self.redis.port))
         d = cluster_daemon(self.tmp / f"d{i}", store, f"http://127.0.0.1:{marathon.port}", self.jobs_dir)
         d.conf.write_text(
             d.conf.read_text().replace('name = "e2e"', 'name = "chaos"')
             + "".join(f'{k} = "{v}"\n' if k != "shards" else f"{k} = {v}\n" for k, v in TIMINGS.items())
-            + (f'[redis]\nurl = "{self.redis.url}"\n' if self.redis is not None else "")
+            + (f'[redis]\nurl = "redis://127.0.0.1:{redis.port}/0"\n' if redis is not None else "")
         )
-        m = Member(d, mysql, marathon, f"d{i}")
+        m = Member(d, mysql, marathon, f"d{i}", redis)
         self.members.append(m)
         if start:
             d.start()
@@ -352,6 +355,8 @@ class Rig:
             m.daemon.close()
             m.mysql.close()
             m.marathon.close()
+            if m.redis is not None:
+                m.redis.close()
         self.fake.stop()
         if self.redis is not None:
             self.redis.stop()
