@@ -149,9 +149,10 @@ class Daemon:
         if self.hotstate is not None and ownership is not None:
             from oceand.cluster.hotlink import HotLink  # here: redis-py is imported only when Redis is used
 
-            self.hotlink = HotLink(self.hotstate, ownership)
+            self.hotlink = HotLink(self.hotstate, ownership, self.engine.handoff_of)
             self.engine.on_state = self.hotlink.note
             self.engine.load_hot = self.hotlink.load
+            self.engine.take_handoff = self.hotlink.handed
         self.forwarder: Forwarder | None = None  # [cluster]: samples for jobs owned elsewhere go there
         if self.leases is not None:
             self.leases.drain = self.engine.drain_shard

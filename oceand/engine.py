@@ -111,6 +111,8 @@ class Decided(NamedTuple):
 
 Clock = Callable[[], float]
 Hook = Callable[[JobDocument, Decision, ActuationOutcome], Awaitable[None] | None]
+# a job's open buckets handed over by its former owner: (closed_upto, [(rule, instance, ts, value)])
+Handed = tuple[int, list[tuple[str, str, int, float]]]
 NO_OUTCOME = ActuationOutcome()
 UNKNOWN_APP_TTL = 10.0  # seconds alarms do not ask Marathon again for an app that could not be read
 # Due jobs woken per event-loop iteration: thousands of jobs whose buckets share a deadline are woken in
@@ -153,6 +155,7 @@ class JobRuntime:
     steps: int = 0  # whole worker steps run: what a test waits on to see that a step found nothing to do
     reload: bool = False  # cluster: state and pending writes are read again before the job acts (takeover)
     quiet_until: float | None = None  # cluster: nothing is decided before (a former owner's write pending)
+    handed_from: int | None = None  # cluster: buckets from here on were handed over whole by the former owner
 
     def __post_init__(self) -> None:
         self.buckets.hand = self.take  # the buckets a push completed come here, closed (ingest)
@@ -262,6 +265,9 @@ class Engine:
         # Redis snapshot and the store's state (`load_hot(job, stored)`)
         self.on_state: Callable[[str, int | None, dict[str, Any]], None] | None = None
         self.load_hot: Callable[[str, dict[str, Any] | None], Awaitable[dict[str, Any] | None]] | None = None
+        # ... and a takeover merges the open buckets the former owner handed over (`take_handoff(job)`:
+        # where its closed buckets ended and its open buckets' samples, or None)
+        self.take_handoff: Callable[[str], Awaitable[Handed | None]] | None = None
 
     # ---- job set -------------------------------------------------------------------------------
 
@@ -701,7 +707,7 @@ class Engine:
         if self.on_bucket is not None:
             self.on_bucket()
         if self.ownership is not None and (
-            bucket_label(closed.start, self.ownership.acquired_at(rt.name)) == TAKEOVER_GAP
+            bucket_label(closed.start, self.ownership.acquired_at(rt.name), rt.handed_from) == TAKEOVER_GAP
         ):  # began before this daemon owned the job: its samples are partial; streaks neither end nor grow
             rt.state.last_bucket = closed.start
             self._dirty.add(rt.name)
@@ -837,7 +843,7 @@ class Engine:
         assert self.ownership is not None
         reason = self.ownership.gate(rt.name)
         if reason is not None:
-            rt.reload, rt.quiet_until = True, None
+            rt.reload, rt.quiet_until, rt.handed_from = True, None, None
             rt.ready = []
             rt.buckets.due(now)
             rt.retry, rt.retry_at, rt.unsettled = None, None, []
@@ -854,6 +860,34 @@ class Engine:
         if rt.reload:
             await self._take_over(rt)
         return True
+
+    def handoff_of(self, shards: set[int]) -> dict[int, dict[str, Handed]]:
+        """The open buckets of the jobs of `shards` (being released), per shard and job: where the job's
+        closed buckets end and its open buckets' samples as (rule, instance, ts, value)."""
+        assert self.ownership is not None
+        out: dict[int, dict[str, Handed]] = {}
+        for rt in self.jobs.values():
+            shard = self.ownership.shard(rt.name)
+            if shard not in shards:
+                continue
+            out.setdefault(shard, {})[rt.name] = (rt.buckets.closed_upto, rt.buckets.open_samples())
+        return out
+
+    def _merge_handed(self, rt: JobRuntime, handed: Handed) -> None:
+        """A takeover: the former owner's open buckets join this daemon's. Its buckets before
+        `closed_upto` were evaluated there, so none of them is evaluated here again; those from there on
+        hold the samples of both daemons and are whole, not `takeover_gap` (`handed_from`; see
+        `JobBuckets.merge`)."""
+        closed_upto, samples = handed
+        merged = rt.buckets.merge(closed_upto, samples)
+        rt.handed_from = closed_upto
+        log.info(
+            "job %s: %d samples of the former owner's open buckets merged (from bucket %d on)",
+            rt.name,
+            merged,
+            closed_upto,
+            extra={"event": "handoff_merged", "job": rt.name},
+        )
 
     async def drain_shard(self, shard: int) -> None:
         """Wait until no job of `shard` is applying a decision (its shard is draining: no new intents)."""
@@ -895,6 +929,11 @@ class Engine:
         rt.retry, rt.actuation, rt.unsettled = None, actuation, []
         if state.last_bucket is not None:
             rt.buckets.closed_upto = max(rt.buckets.closed_upto, state.last_bucket + int(rt.doc.period))
+        rt.handed_from = None
+        if self.take_handoff is not None:  # Redis: the former owner's open buckets, handed over at release
+            handed = await self.take_handoff(rt.name)
+            if handed is not None:
+                self._merge_handed(rt, handed)
         newest: Decision | None = None
         for d in await self.store.pending_decisions():  # oldest first
             if d.get("job") != rt.name:
@@ -1024,6 +1063,8 @@ class Engine:
             )
         except FencedWrite as e:
             rt.reload = True
+            if self.ownership is not None:
+                self.ownership.outcome_fenced()
             log.warning(
                 "job %s: outcome of decision %s not recorded: %s",
                 rt.name,

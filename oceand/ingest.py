@@ -159,6 +159,33 @@ class JobBuckets:
             return False  # an instance already counted: completion cannot change
         return self.complete(b)
 
+    def open_samples(self) -> list[tuple[str, str, int, float]]:
+        """The samples of the open buckets as (rule, instance, ts, value): what a handoff carries."""
+        return [
+            (self.rules[i][0], instance, ts, value)
+            for b in self.open.values()
+            for i, per in enumerate(b.values)
+            for instance, (ts, value) in per.items()
+        ]
+
+    def merge(self, closed_upto: int, samples: Iterable[tuple[str, str, int, float]]) -> int:
+        """Another daemon's open buckets join these (a handoff): every bucket before `closed_upto` was
+        closed there, so it is closed here too (open ones dropped); its samples are added as if pushed
+        here (a later sample of an instance wins). Samples of a rule these buckets do not have, or of a
+        bucket closed here, are dropped. Returns how many were added."""
+        if closed_upto > self.closed_upto:
+            self.closed_upto = closed_upto
+            for start in [start for start in self.open if start < closed_upto]:
+                del self.open[start]
+        index = {name: i for i, (name, _) in enumerate(self.rules)}
+        added = 0
+        for rule, instance, ts, value in samples:
+            i = index.get(rule)
+            if i is not None and ts - ts % self.period >= self.closed_upto:
+                self.add(i, instance, ts, value)
+                added += 1
+        return added
+
     def _want(self) -> int:
         return self.expected if self.expected is not None else self.last_reporters
 

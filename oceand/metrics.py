@@ -321,6 +321,12 @@ class Metrics:
             ["status"],
             registry=r,
         )
+        self.outcomes_fenced = Counter(
+            "oceand_outcome_writes_fenced_total",
+            "Decision outcomes (with the job's state) this daemon did not record because the job's shard "
+            "is no longer held here at its epoch (FencedWrite): the new owner's record stands",
+            registry=r,
+        )
         self.reconcile = Counter(
             "oceand_reconcile_total",
             "Writes of unknown outcome left under another lease epoch (a former owner's, or this daemon's "

@@ -11,6 +11,12 @@ there lazily (this module imports redis-py through hotstate).
   at once (`LeaseManager.lose`, reason `hotstate_fenced`), as a fenced intent insert would.
 - `load(job, stored)` is the engine's `load_hot`: a takeover starts from the newer of the snapshot and the
   store's state (`HotState.load_state`, HA.md §6.7 step 3).
+- Handoff (HA.md §4.4): a shard being released, after its in-flight writes and before its lease is freed,
+  leaves its jobs' open buckets in Redis under its epoch (`hand_over`, the lease loop's `hand_over`); the
+  new owner starts taking them (`take_handoff`, refused when left by an epoch not older than its own) as
+  soon as it acquires the shard, and each job's takeover merges its part (`handed(job)`, the engine's
+  `take_handoff`), so its first buckets are whole instead of `takeover_gap`. `open_buckets` is the
+  engine's `handoff_of`.
 - Wake-ups: the lease loop's acquisitions and releases, and this daemon's joining and leaving, are
   published on the cluster's channel (`joined` at start; the releases and `leaving` at stop: `farewell`).
   Any wake-up received, and each resubscription (some may have been missed), kicks the lease poll. They
@@ -29,7 +35,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from oceand.cluster.hotstate import Event, HotState
+from oceand.cluster.hotstate import Event, HotState, JobHandoff
 from oceand.cluster.hotwriter import HotStateWriter
 from oceand.cluster.intent import may_act
 from oceand.cluster.lease import Held, LeaseManager
@@ -43,8 +49,18 @@ LOAD_CONCURRENCY = 16
 
 
 class HotLink:
-    def __init__(self, hot: HotState, ownership: Ownership) -> None:
+    def __init__(
+        self,
+        hot: HotState,
+        ownership: Ownership,
+        open_buckets: Callable[
+            [set[int]], dict[int, dict[str, tuple[int, list[tuple[str, str, int, float]]]]]
+        ]
+        | None = None,
+    ) -> None:
         self.hot = hot
+        self.open_buckets = open_buckets
+        self._handoffs: dict[int, asyncio.Task[dict[str, JobHandoff]]] = {}  # shard -> its take
         self.ownership = ownership
         self.leases: LeaseManager = ownership.leases
         self.writer = HotStateWriter(hot, self.owner, on_fenced=self.fenced)
@@ -55,6 +71,8 @@ class HotLink:
         self.on_jobs: list[Callable[[], None]] = []  # another daemon changed jobs (and at resubscription)
         self.leases.on_acquired.append(self._acquired)
         self.leases.on_lost.append(self._lost)
+        if open_buckets is not None:
+            self.leases.hand_over = self.hand_over
         hot.on_event.append(self._received)
 
     # ---- the engine's side -------------------------------------------------------------------------
@@ -87,6 +105,36 @@ class HotLink:
             )
         return state
 
+    # ---- handoff of the open buckets -------------------------------------------------------------
+
+    async def hand_over(self, pairs: list[tuple[int, int]]) -> None:
+        """Shards being released, still held under these epochs: their jobs' open buckets go to Redis."""
+        if self.open_buckets is None or not pairs:
+            return
+        per_shard = self.open_buckets({s for s, _ in pairs})
+
+        async def one(shard: int, epoch: int) -> None:
+            jobs = {j: JobHandoff(*h) for j, h in per_shard[shard].items()}
+            async with self._loads:
+                await self.hot.write_handoff(shard, epoch, jobs)
+
+        await asyncio.gather(*(one(s, e) for s, e in pairs if s in per_shard))
+
+    async def _take(self, shard: int, held: Held) -> dict[str, JobHandoff]:
+        if held.previous == 0:  # never held before: nothing can have been handed over
+            return {}
+        async with self._loads:
+            return await self.hot.take_handoff(shard, held.epoch, held.previous)
+
+    async def handed(self, job: str) -> tuple[int, list[tuple[str, str, int, float]]] | None:
+        """The job's open buckets its former owner handed over, once (None: none, or not taken)."""
+        task = self._handoffs.get(self.ownership.shard(job))
+        if task is None:
+            return None
+        jobs = await asyncio.shield(task)
+        h = jobs.pop(job, None)
+        return None if h is None else (h.closed_upto, h.samples)
+
     # ---- wake-ups ----------------------------------------------------------------------------------
 
     def _publish(self, event: Event) -> None:
@@ -97,10 +145,15 @@ class HotLink:
 
     def _acquired(self, shard: int, held: Held) -> None:
         self._epochs[shard] = held.epoch
+        if self.open_buckets is not None:
+            self._handoffs[shard] = asyncio.get_running_loop().create_task(
+                self._take(shard, held), name=f"redis:handoff-{shard}"
+            )
         self._publish(Event("acquired", shard=shard, epoch=held.epoch))
 
     def _lost(self, shard: int, reason: str) -> None:
         epoch = self._epochs.pop(shard, None)
+        self._handoffs.pop(shard, None)  # a take under way ends by itself (socket_timeout)
         if reason == "released" and epoch is not None:
             self._publish(Event("released", shard=shard, epoch=epoch))
 

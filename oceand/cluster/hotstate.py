@@ -10,8 +10,9 @@ Keys (`<c>` is `[cluster] name`; see docs/cluster.md "Redis"):
 - `oceand:{<c>:s<shard>}:st:<job>`: a hash `epoch, bucket_ts, state` (orjson), with a TTL of STATE_TTL
   (1 h). It is written by the shard's owner through the fenced Lua script FENCED_WRITE, which refuses a
   write whose epoch is older than the stored one.
-- `oceand:{<c>:s<shard>}:handoff`: a string (orjson) holding the open-bucket samples of a released shard,
-  with a TTL of HANDOFF_TTL (30 s). The new owner takes it (GETDEL).
+- `oceand:{<c>:s<shard>}:handoff`: a string (orjson `{"epoch", "jobs": {job: [closed_upto, samples]}}`)
+  holding the open buckets of a released shard's jobs, with a TTL of HANDOFF_TTL (30 s). The new owner
+  takes it (GETDEL) when an older epoch left it.
 - `oceand:{<c>}:events`: a pub/sub channel carrying `joined:<id>`, `leaving:<id>`, `released:<shard>:<epoch>`
   and `acquired:<shard>:<epoch>`. These are wake-ups only and are never trusted: a receiver re-reads MySQL.
 
@@ -150,6 +151,16 @@ def _comparable(state: dict[str, Any]) -> bytes:
 
 
 # ---- the client --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobHandoff:
+    """One job's open buckets as its releasing owner left them: every bucket starting before
+    `closed_upto` was closed (evaluated) there, and `samples` are those of its open buckets as
+    (rule, instance, ts, value)."""
+
+    closed_upto: int
+    samples: list[tuple[str, str, int, float]]
 
 
 class HotStateError(Exception):
@@ -419,15 +430,16 @@ class HotState:
         if self.metrics is not None:
             self.metrics.handoffs.labels(op, result).inc()
 
-    async def write_handoff(
-        self, shard: int, epoch: int, samples: list[tuple[str, str, float, float]]
-    ) -> bool:
-        """The releasing owner (epoch `epoch`) leaves the shard's open-bucket samples, as
-        (job, metric, ts, value), for HANDOFF_TTL. True when stored (never raises)."""
+    async def write_handoff(self, shard: int, epoch: int, jobs: dict[str, JobHandoff]) -> bool:
+        """The releasing owner (epoch `epoch`) leaves the open buckets of the shard's jobs for HANDOFF_TTL:
+        per job, where its closed buckets end and its open buckets' samples. True when stored (never
+        raises)."""
         if not self.up:
             self._count_handoff("write", "skipped")
             return False
-        body = orjson.dumps({"epoch": epoch, "samples": samples})
+        body = orjson.dumps(
+            {"epoch": epoch, "jobs": {j: [h.closed_upto, h.samples] for j, h in jobs.items()}}
+        )
         try:
             await self._call(
                 self.client.set(handoff_key(self.cluster, shard), body, px=int(self.handoff_ttl * 1000))
@@ -438,34 +450,50 @@ class HotState:
         self._count_handoff("write", "ok")
         return True
 
-    async def take_handoff(self, shard: int, epoch: int) -> list[tuple[str, str, float, float]]:
-        """The new owner (epoch `epoch`) takes the samples left by an older owner of the shard, deleting
-        them. Returns an empty list when there are none, when they came from this epoch or a newer one, or
-        when Redis is degraded (never raises)."""
+    async def take_handoff(
+        self, shard: int, epoch: int, previous: int | None = None
+    ) -> dict[str, JobHandoff]:
+        """The new owner (epoch `epoch`) takes the open buckets left by an older owner of the shard,
+        deleting them. Empty when there are none, when they came from this epoch or a newer one, or, with
+        `previous` (the shard's epoch right before this acquisition), from any other epoch than that one:
+        a late write of an owner older than the last (`stale`); or when Redis is degraded (never
+        raises)."""
         if not self.up:
             self._count_handoff("take", "skipped")
-            return []
+            return {}
         try:
             raw = await self._call(self.client.getdel(handoff_key(self.cluster, shard)))
         except HotStateError:
             self._count_handoff("take", "error")
-            return []
+            return {}
         if raw is None:
             self._count_handoff("take", "empty")
-            return []
+            return {}
         try:
             doc = orjson.loads(raw)
             left_by = int(doc["epoch"])
-            samples = [(str(j), str(m), float(t), float(v)) for j, m, t, v in doc["samples"]]
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            jobs = {
+                str(job): JobHandoff(
+                    int(closed), [(str(r), str(i), int(t), float(v)) for r, i, t, v in samples]
+                )
+                for job, (closed, samples) in doc["jobs"].items()
+            }
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             self._count_handoff("take", "error")
             log.warning("shard %d: handoff unreadable, ignored", shard)
-            return []
-        if left_by >= epoch:
+            return {}
+        if left_by >= epoch or (previous is not None and left_by != previous):
             self._count_handoff("take", "stale")
-            return []
+            log.warning(
+                "shard %d: handoff of epoch %d refused (this owner's epoch is %d)",
+                shard,
+                left_by,
+                epoch,
+                extra={"event": "handoff_stale"},
+            )
+            return {}
         self._count_handoff("take", "ok")
-        return samples
+        return jobs
 
     # ---- wake-ups --------------------------------------------------------------------------------
 

@@ -144,11 +144,16 @@ def takeover_verdict(
 TAKEOVER_GAP = "takeover_gap"
 
 
-def bucket_label(bucket_start: float, acquired_at: float | None) -> str | None:
+def bucket_label(
+    bucket_start: float, acquired_at: float | None, handed_from: float | None = None
+) -> str | None:
     """`takeover_gap` for a bucket that began before this daemon acquired the job's shard (some of its
     samples went to the old owner, or nowhere): it neither breaks nor extends streaks. None otherwise
-    (also in single-daemon mode, `acquired_at` None)."""
+    (also in single-daemon mode, `acquired_at` None). `handed_from`: the old owner handed over its open
+    buckets (Redis handoff), those from this start on: their samples are all here, so they are whole."""
     if acquired_at is not None and bucket_start < acquired_at:
+        if handed_from is not None and bucket_start >= handed_from:
+            return None
         return TAKEOVER_GAP
     return None
 

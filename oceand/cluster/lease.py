@@ -102,6 +102,7 @@ class Held:
     valid_until: float  # local monotonic clock: act only before this
     acquired_at: float  # database clock (UNIX seconds) of the acquisition: buckets begun before are gaps
     draining: bool = False
+    previous: int = 0  # the shard's epoch before this acquisition (0: never held): its handoff's epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +189,7 @@ class Coordinator:
 Acquired = Callable[[int, Held], None]
 Lost = Callable[[int, str], None]
 Drain = Callable[[int], Awaitable[None]]
+HandOver = Callable[[list[tuple[int, int]]], Awaitable[None]]
 
 
 class LeaseManager:
@@ -214,6 +216,8 @@ class LeaseManager:
         self.on_acquired: list[Acquired] = []
         self.on_lost: list[Lost] = []
         self.drain: Drain | None = None  # waits for a shard's in-flight writes before it is released
+        # then, still held: the shards' open buckets are handed over (Redis), (shard, epoch) pairs
+        self.hand_over: HandOver | None = None
         self._bucket = assign.TokenBucket(settings.release_rate, settings.release_rate)
         self._kick = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -492,6 +496,7 @@ class LeaseManager:
         marks = ",".join(["%s"] * len(shards))
         ttl = _us(self.s.lease_ttl)
         ends: dict[int, float] = {}  # shard -> the end of its former lease (database clock), held before
+        before: dict[int, int] = {}  # shard -> its former epoch (the releasing owner's handoff is under it)
 
         async def go(cur: Cursor) -> list[tuple[Any, ...]]:
             # the former leases' ends, for oceand_takeover_seconds (a plain read: autocommit, no lock)
@@ -499,7 +504,9 @@ class LeaseManager:
                 f"SELECT shard, epoch, UNIX_TIMESTAMP(expires_at) FROM shard_lease WHERE shard IN ({marks})",
                 shards,
             )
-            ends.update({int(s): float(end) for s, epoch, end in await cur.fetchall() if int(epoch) > 0})
+            for s, epoch, end in await cur.fetchall():
+                if int(epoch) > 0:
+                    ends[int(s)], before[int(s)] = float(end), int(epoch)
             await cur.execute("SET @t = NOW(6)")
             await cur.execute(
                 "UPDATE shard_lease SET owner = %s,"
@@ -520,7 +527,9 @@ class LeaseManager:
         rows = await self.coord.run(go)
         taken: dict[int, Held] = {}
         for shard, epoch, now in rows:
-            h = Held(int(epoch), t0 + self.s.stop_acting_after, float(now))
+            h = Held(
+                int(epoch), t0 + self.s.stop_acting_after, float(now), previous=before.get(int(shard), 0)
+            )
             self.held[int(shard)] = taken[int(shard)] = h
         if taken:
             log.info(
@@ -547,6 +556,12 @@ class LeaseManager:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.s.actuation_budget):
                     await asyncio.gather(*(self.drain(s) for s in shards))
+        if self.hand_over is not None and shards:
+            try:  # before the lease is freed: a successor cannot acquire it and look for them too early
+                async with asyncio.timeout(self.s.actuation_budget):
+                    await self.hand_over([(s, self.held[s].epoch) for s in shards if s in self.held])
+            except Exception:  # a handoff only completes the successor's first buckets: never block a release
+                log.exception("handoff of %d released shards failed", len(shards))
         pairs = [(s, self.held.pop(s).epoch) for s in shards if s in self.held]
         if not pairs:
             return 0

@@ -135,6 +135,11 @@ class Ownership:
         if self.metrics is not None:
             self.metrics.intents.labels(status).inc()
 
+    def outcome_fenced(self) -> None:
+        """oceand_outcome_writes_fenced_total: an outcome write refused by the fence (FencedWrite)."""
+        if self.metrics is not None:
+            self.metrics.outcomes_fenced.inc()
+
     def epoch(self, job: str) -> int | None:
         """The lease epoch this daemon holds the job's shard by, None when it does not hold it."""
         h = self.leases.held.get(self.shard(job))

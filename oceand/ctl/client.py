@@ -21,6 +21,7 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 
 # Exit codes scripts can rely on (docs/cli.md).
 OK, USAGE, NOT_FOUND, VALIDATION, AUTH, SERVER = 0, 1, 2, 3, 4, 5
+IDEMPOTENCY_HEADER = "Idempotency-Key"  # `scale`: the same key on a retry is not applied twice (cluster)
 
 
 class CtlError(Exception):
@@ -135,7 +136,14 @@ class Client:
             except (ssl.SSLError, OSError) as e:
                 raise CtlError(USAGE, f"CA file {settings.cacert!r}: not usable ({e})") from None
 
-    def call(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         """The reply's JSON (None for an empty reply), or ApiFailure / CtlError(SERVER)."""
         url = self.settings.url + path
         if query:
@@ -147,6 +155,8 @@ class Client:
             req.add_header("Content-Type", "application/json")
         if self.settings.token:
             req.add_header("Authorization", f"Bearer {self.settings.token}")
+        for name, value in (headers or {}).items():
+            req.add_header(name, value)
         try:
             with urllib.request.urlopen(req, timeout=self.settings.timeout, context=self.tls) as r:
                 raw = r.read()

@@ -16,6 +16,7 @@ import sys
 import time
 import tomllib
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +29,9 @@ from rich.table import Table
 from rich.text import Text
 
 from oceand.ctl.client import (
+    IDEMPOTENCY_HEADER,
     NOT_FOUND,
+    SERVER,
     USAGE,
     VALIDATION,
     ApiFailure,
@@ -579,14 +582,29 @@ def decisions(ctx: click.Context, job: str, limit: int, since: str | None, outpu
 @job_argument
 @click.argument("instances", type=click.IntRange(0, 100000))
 @click.option("--reason", default="", help="Why (kept with the decision, at most 500 characters).")
+@click.option(
+    "--key",
+    default=None,
+    help="The call's Idempotency-Key (1-64 of A-Z a-z 0-9 . _ : -). Default: a fresh one per command. "
+    "Give the key of a command whose answer was lost to retry it: with several daemons it is then "
+    "not applied twice.",
+)
 @output_option
 @click.pass_context
-def scale(ctx: click.Context, job: str, instances: int, reason: str, output: str) -> None:
+def scale(ctx: click.Context, job: str, instances: int, reason: str, key: str | None, output: str) -> None:
     """Set a job's instance count now (a manual decision; the job's bounds still apply)."""
     body: dict[str, Any] = {"instances": instances}
     if reason:
         body["reason"] = reason
-    reply = client(ctx).call("POST", Client.job_path(job, "/scale"), body)
+    op = key if key is not None else uuid.uuid4().hex
+    try:
+        reply = client(ctx).call(
+            "POST", Client.job_path(job, "/scale"), body, headers={IDEMPOTENCY_HEADER: op}
+        )
+    except CtlError as e:
+        if e.code == SERVER:  # the call may have been applied: say how to retry it safely
+            e.details.append(f"Idempotency-Key {op}: retry with --key {op} so that it is not applied twice")
+        raise
     d = reply["decision"]
     emit(reply, output, lambda con: con.print(f"{job}: {_decision_line(d)}: {d.get('status')}"))
 

@@ -272,6 +272,12 @@ def _bad_file(tmp_path: Path, name: str, text: str) -> str:
         pytest.param(["delete", "job.none_cop.c"], 2, "no job named", id="not found: delete"),
         pytest.param(["get", "a b"], 3, "job name must be 1-200 characters", id="validation: bad job name"),
         pytest.param(["scale", "job.web_cop.x", "200000"], 1, "200000", id="usage: scale out of range"),
+        pytest.param(
+            ["scale", WEB, "2", "--key", "not a key!"],
+            3,
+            "Idempotency-Key: 1 to 64",
+            id="validation: bad --key",
+        ),
         pytest.param(["pause"], 1, "give a JOB or --selector", id="usage: pause without job or selector"),
         pytest.param(["pause", WEB, "-l", "pdl=x"], 1, "not both", id="usage: pause with job and selector"),
         pytest.param(

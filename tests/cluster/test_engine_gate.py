@@ -25,7 +25,7 @@ from oceand.cluster.forward import FORWARDED_HEADER
 from oceand.cluster.lease import CoordError
 from oceand.config import validate_config
 from oceand.daemon import Daemon
-from oceand.store.base import MySQLURL
+from oceand.store.base import FencedWrite, MySQLURL
 from tests.cluster.test_lease import sql
 from tests.conftest import Client
 from tests.fakes.marathon import FakeMarathon
@@ -136,6 +136,16 @@ def metric(d: Daemon, name: str, **labels: str) -> float:
     return d.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
+async def taken_by_another(cluster: Cluster, shard: int) -> None:
+    """Another daemon holds `shard` now, under a newer epoch, for a minute (behind this daemon's back)."""
+    await sql(
+        cluster.db,
+        "UPDATE shard_lease SET owner = 'other:1:ffff', epoch = epoch + 1,"
+        " expires_at = NOW(6) + INTERVAL 60 SECOND WHERE shard = %s",
+        (shard,),
+    )
+
+
 async def add_job(d: Daemon, c: Client) -> None:
     assert (await c.call("POST", "/api/v1/jobs", job_doc()))[0] == 201
     await until(lambda: d.engine.status(JOB)["app_known"], WAIT)
@@ -179,12 +189,7 @@ async def test_a_daemon_that_over_trusts_its_lease_is_fenced_by_the_database(clu
         t.cancel()
     shard = d.leases.shard_of(JOB)
     d.leases.held[shard].valid_until = time.monotonic() + 60
-    await sql(
-        cluster.db,
-        "UPDATE shard_lease SET owner = 'other:1:ffff', epoch = epoch + 1,"
-        " expires_at = NOW(6) + INTERVAL 60 SECOND WHERE shard = %s",
-        (shard,),
-    )
+    await taken_by_another(cluster, shard)
     status, body = await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
     assert status == 200 and body["decision"]["status"] == "pending", body
     assert "lease is not ours" in body["decision"]["result"]["error"]
@@ -491,3 +496,30 @@ async def test_a_malformed_idempotency_key_is_refused_with_400(start_daemon: Any
         "POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3}, headers={"Idempotency-Key": key}
     )
     assert status == 400 and body["error"]["code"] == "bad_idempotency_key", body
+
+
+async def test_an_outcome_write_refused_by_the_fence_is_counted(cluster: Cluster) -> None:
+    """Another daemon takes the shard between the write and the outcome's record: FencedWrite, nothing
+    recorded, counted in oceand_outcome_writes_fenced_total (before: only the `outcome_fenced` log line)."""
+    d, c = await cluster.start()
+    await until(lambda: owns(d), 5)
+    await add_job(d, c)
+    assert d.leases is not None
+    shard = d.leases.shard_of(JOB)
+    real = d.store.record_outcome
+    refused = 0
+
+    async def taken_meanwhile(*args: Any, **kw: Any) -> None:
+        nonlocal refused
+        await taken_by_another(cluster, shard)
+        try:
+            await real(*args, **kw)
+        except FencedWrite:
+            refused += 1
+            raise
+
+    d.store.record_outcome = taken_meanwhile  # type: ignore[method-assign]
+    assert metric(d, "oceand_outcome_writes_fenced_total") == 0
+    await c.call("POST", f"/api/v1/jobs/{JOB}/scale", {"instances": 3})
+    await until(lambda: refused >= 1, 5)
+    assert metric(d, "oceand_outcome_writes_fenced_total") == refused

@@ -8,10 +8,13 @@ clock for both (buckets close when the test says):
   says redis degraded and B still scales;
 - a clean stop publishes the releases and `leaving`, and the wake-up kicks the other daemon's poll, so
   it takes the shards long before its next acquire_poll;
-- a snapshot written under a newer epoch fences the old owner's write, which drops the shard."""
+- a snapshot written under a newer epoch fences the old owner's write, which drops the shard;
+- a clean stop hands the open bucket's samples to the new owner, whose first bucket is then whole (not a
+  takeover gap); a handoff left by an owner older than the last is refused."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,15 +22,16 @@ from typing import Any
 import orjson
 import pytest
 
-from oceand.cluster.hotstate import state_key
+from oceand.cluster.hotstate import handoff_key, state_key
 from oceand.daemon import Daemon
+from oceand.engine import JobRuntime
 from oceand.store.base import MySQLURL
 from tests.cluster import test_forward_daemons as forward
 from tests.cluster.test_engine_gate import fake as fake
 from tests.cluster.test_engine_gate import owns, puts
 from tests.cluster.test_forward_daemons import count
 from tests.conftest import Client
-from tests.engine.test_live_decisions import JOB, T0, Clock, bucket, seed
+from tests.engine.test_live_decisions import JOB, T0, Clock, bucket, cpu_item, seed
 from tests.fakes.marathon import FakeMarathon
 from tests.hotstate.conftest import RedisServer
 from tests.hotstate.conftest import own_redis as own_redis
@@ -180,3 +184,75 @@ async def test_a_snapshot_of_a_newer_epoch_fences_the_write_and_drops_the_shard(
     await until(lambda: count(a, "oceand_lease_lost_total", reason="hotstate_fenced") == 1, 5)
     assert count(a, "oceand_hotstate_write_total", result="fenced") == 1
     assert pair.redis.client().hget(state_key(NAME, shard, JOB), "epoch") == str(newer).encode()
+
+
+# ---- the handoff of a released shard's open buckets --------------------------------------------------
+
+
+async def push_one(d: Daemon, c: Client, clock: Clock, ts: int, host: str, cpu_used: float) -> None:
+    """One instance's sample of the bucket containing `ts` (the bucket stays open: two instances run)."""
+    clock.t = ts + 1
+    assert (await c.call("POST", "/v1/push", [cpu_item(host, ts, cpu_used)]))[0] == 200
+
+
+async def close_first_bucket(d: Daemon, clock: Clock, ts: int) -> None:
+    clock.t = ts + 16  # past its end + grace
+    rt = d.engine.jobs[JOB]
+    await until(lambda: (rt.wake.set(), rt.buckets.closed_upto > ts)[1] and d.engine._inflight == 0, 5)
+
+
+async def a_stops_with_half_a_bucket(pair: Pair) -> tuple[Daemon, int, int]:
+    """The clock ten minutes behind the database's, so that every bucket of this test began before the
+    acquisition (database clock) and would be a `takeover_gap` without the handoff. A owns the job, gets
+    h0's sample of bucket `ts` and stops cleanly (SIGTERM): its open bucket goes to Redis."""
+    ts = (int(time.time()) - 600) // 10 * 10
+    pair.clock.t = ts + 1
+    a, ca = await pair.start()
+    await until(lambda: owns(a) and a.engine.status(JOB)["app_known"], 10)
+    assert a.leases is not None
+    shard = a.leases.shard_of(JOB)
+    epoch = a.leases.held[shard].epoch
+    await push_one(a, ca, pair.clock, ts, "h0", 95.0)
+    assert a.engine.jobs[JOB].buckets.open[ts].values[0] == {"h0": (ts, 95.0)}
+    await a.stop()
+    assert count(a, "oceand_hotstate_handoff_total", op="write", result="ok") >= 1
+    return a, ts, epoch
+
+
+async def b_takes_over(b: Daemon) -> JobRuntime:
+    """B acquired the shard as it started, before it loaded the job: the job's takeover runs at its
+    first step (woken here; else by its first push or bucket timer)."""
+    await until(lambda: JOB in b.engine.jobs and owns(b) and b.engine.status(JOB)["app_known"], 10)
+    rt = b.engine.jobs[JOB]
+    await until(lambda: (rt.wake.set(), not rt.reload and b.engine._inflight == 0)[1], 10)
+    return rt
+
+
+async def test_a_clean_handoff_makes_the_new_owners_first_bucket_whole(pair: Pair) -> None:
+    _, ts, _ = await a_stops_with_half_a_bucket(pair)
+    b, cb = await pair.start()
+    rt = await b_takes_over(b)
+    assert count(b, "oceand_hotstate_handoff_total", op="take", result="ok") == 1
+    assert rt.handed_from == ts and rt.buckets.open[ts].values[0] == {"h0": (ts, 95.0)}  # A's sample
+    await push_one(b, cb, pair.clock, ts, "h1", 85.0)  # the other instance's, to the new owner
+    await close_first_bucket(b, pair.clock, ts)
+    last = rt.buckets.last
+    assert last is not None and (last.start, last.reporters, last.values["cpu"]) == (ts, 2, 90.0)
+    assert rt.state.streaks["cpu"].out == 1  # evaluated: not a takeover gap
+
+
+async def test_a_handoff_of_an_older_epoch_than_the_last_owners_is_refused(pair: Pair) -> None:
+    a, ts, epoch = await a_stops_with_half_a_bucket(pair)
+    assert a.leases is not None
+    key = handoff_key(NAME, a.leases.shard_of(JOB))
+    r = pair.redis.client()
+    left = orjson.loads(r.get(key))
+    assert left["epoch"] == epoch and left["jobs"][JOB][1] == [["cpu", "h0", ts, 95.0]]
+    r.set(key, orjson.dumps(left | {"epoch": epoch - 1}))  # a late write of an owner before A
+    b, cb = await pair.start()
+    rt = await b_takes_over(b)
+    assert count(b, "oceand_hotstate_handoff_total", op="take", result="stale") == 1
+    assert rt.handed_from is None and ts not in rt.buckets.open
+    await push_one(b, cb, pair.clock, ts, "h1", 85.0)
+    await close_first_bucket(b, pair.clock, ts)
+    assert rt.state.last_bucket == ts and "cpu" not in rt.state.streaks  # a takeover gap: not evaluated

@@ -155,16 +155,19 @@ def test_takeover_verdict(app: AppSeen | None, now: float, verdict: Verdict) -> 
 
 
 @pytest.mark.parametrize(
-    ("start", "acquired", "label"),
+    ("start", "acquired", "handed", "label"),
     [
-        pytest.param(100.0, None, None, id="single daemon: never"),
-        pytest.param(100.0, 105.0, "takeover_gap", id="began before the takeover"),
-        pytest.param(105.0, 105.0, None, id="began at the takeover"),
-        pytest.param(110.0, 105.0, None, id="began after"),
+        pytest.param(100.0, None, None, None, id="single daemon: never"),
+        pytest.param(100.0, 105.0, None, "takeover_gap", id="began before the takeover"),
+        pytest.param(105.0, 105.0, None, None, id="began at the takeover"),
+        pytest.param(110.0, 105.0, None, None, id="began after"),
+        pytest.param(100.0, 105.0, 100.0, None, id="began before, open at the old owner: handed over"),
+        pytest.param(90.0, 105.0, 100.0, "takeover_gap", id="began before the handed buckets"),
+        pytest.param(110.0, 105.0, 100.0, None, id="handed, began after"),
     ],
 )
-def test_bucket_label(start: float, acquired: float | None, label: str | None) -> None:
-    assert it.bucket_label(start, acquired) == label
+def test_bucket_label(start: float, acquired: float | None, handed: float | None, label: str | None) -> None:
+    assert it.bucket_label(start, acquired, handed) == label
 
 
 _ALARM = "s1042/e3/host1/cpu.busy/dc=lg,job=web\nPROBLEM"

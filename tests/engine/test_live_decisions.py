@@ -45,22 +45,24 @@ def seed(**over: Any) -> dict[str, Any]:
     return d
 
 
+def cpu_item(host: str, ts: int, cpu_used: float) -> dict[str, Any]:
+    """One Falcon item of the job: `host`'s cpu.idle at `ts` (cpu.used = 100 - idle)."""
+    return {
+        "endpoint": host,
+        "metric": "cpu.idle",
+        "timestamp": ts,
+        "step": 10,
+        "value": 100 - cpu_used,
+        "counterType": "GAUGE",
+        "tags": f"job={JOB}",
+    }
+
+
 async def bucket(d: Daemon, c: Client, clock: Clock, k: int, cpu_used: float, hosts: int = 2) -> None:
     """Fill bucket T0 + 10k from `hosts` instances, then let its deadline pass."""
     ts = T0 + 10 * k
     clock.t = ts + 1
-    items = [
-        {
-            "endpoint": f"h{i}",
-            "metric": "cpu.idle",
-            "timestamp": ts,
-            "step": 10,
-            "value": 100 - cpu_used,
-            "counterType": "GAUGE",
-            "tags": f"job={JOB}",
-        }
-        for i in range(hosts)
-    ]
+    items = [cpu_item(f"h{i}", ts, cpu_used) for i in range(hosts)]
     assert (await c.call("POST", "/v1/push", items))[0] == 200
     clock.t = ts + 16  # past end + grace
     rt = d.engine.jobs[JOB]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import threading
 import time
 import urllib.request
@@ -458,7 +459,50 @@ def clock_skew(rig: Rig, rate: float = 0.5) -> None:
     rig.wait_settled()
 
 
-NEEDS_REDIS = {"redis_restart", "redis_restart_aof"}  # the rig starts a redis-server of its own for these
+def redis_stall(rig: Rig, seconds: float = 3.0) -> None:
+    """The redis-server frozen (SIGSTOP) for at least `seconds`, then SIGCONT: every daemon's calls time
+    out, /readyz says `"redis": "degraded"` (still 200), and the jobs keep scaling meanwhile (leases and
+    intents are in MySQL); after SIGCONT every daemon says `ok` again and the snapshots are written."""
+    assert rig.redis is not None and rig.redis.proc is not None, "the rig needs with_redis()"
+    server, pid = rig.redis, rig.redis.proc.pid
+    _all_redis(rig, "ok", "every daemon connected to Redis")
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        _all_redis(rig, "degraded", "every daemon reporting Redis degraded")
+        rig.progress(1)  # acting goes on without Redis
+        time.sleep(max(0.0, t0 + seconds - time.monotonic()))  # the fault's least length
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    _all_redis(rig, "ok", "every daemon reporting Redis ok again")
+    wait_for(lambda: server.client().dbsize() > 0, 10, "snapshots in Redis after the stall")
+    rig.progress(1)
+
+
+def redis_cut(rig: Rig) -> None:
+    """One owner's proxy to Redis `cut` (RST, refused) until the others' jobs and its own scaled again:
+    it alone says `"redis": "degraded"` (still 200) and keeps its shards and acts; the others stay `ok`.
+    After `resume` it reconnects and resubscribes and says `ok` again."""
+    assert rig.redis is not None, "the rig needs with_redis()"
+    job, victim = _owner_of_first(rig)
+    assert victim.redis is not None
+    _all_redis(rig, "ok", "every daemon connected to Redis")
+    others = [m for m in rig.live() if m is not victim]
+    lost = _lost(victim)
+    victim.redis.command("cut")
+    try:
+        wait_for(lambda: _redis(victim) == "degraded", 10, "the cut daemon reporting Redis degraded")
+        assert all(_redis(m) == "ok" for m in others), [_redis(m) for m in others]
+        rig.progress(1)  # every job, the victim's too: it keeps acting without Redis
+        assert rig.owner(job) is victim and _lost(victim) == lost, "the cut daemon lost shards"
+    finally:
+        victim.redis.command("resume")
+    _all_redis(rig, "ok", "every daemon reporting Redis ok again")
+    rig.progress(1)
+
+
+# the rig starts a redis-server of its own for these (Rig.with_redis)
+NEEDS_REDIS = {"redis_restart", "redis_restart_aof", "redis_stall", "redis_cut"}
 NEEDS_MYSQL = {"mysql_restart"}  # the rig moves to a MariaDB of its own for these (Rig.with_mysql)
 
 FAULTS: dict[str, Callable[[Rig], None]] = {
@@ -477,4 +521,6 @@ FAULTS: dict[str, Callable[[Rig], None]] = {
     "redis_restart_aof": redis_restart_aof,
     "mysql_restart": mysql_restart,
     "clock_skew": clock_skew,
+    "redis_stall": redis_stall,
+    "redis_cut": redis_cut,
 }

@@ -1,5 +1,5 @@
 """The chaos rig of HA.md §5.1: N real `oceand run` processes in cluster mode on one MariaDB database of
-their own, each reaching MySQL and the fake Marathon through a pausable proxy of its own
+their own, each reaching MySQL, the fake Marathon (and the rig's Redis) through a pausable proxy of its own
 (tests/ha/proxy.py), the fake Marathon in a process of its own recording every write with its arrival
 time and `X-Oceand-*` headers, and a load thread that pushes a constant breach for every job to the
 job's owner each second (the owner as its status names it: the tests do not depend on forwarding).
@@ -102,7 +102,7 @@ class Member:
     mysql: ProxyThread
     marathon: ProxyThread
     name: str
-    redis: ProxyThread | None = None
+    redis: ProxyThread | None = None  # with the rig's Redis: this member's proxy to it
 
     @property
     def pid(self) -> int:
@@ -140,7 +140,8 @@ class Rig:
     # ---- members -------------------------------------------------------------------------------
     def with_redis(self, aof: bool = False) -> RedisServer:
         """Start a private redis-server (no persistence unless `aof`; the shared one on 6379 is never
-        restarted) that the members added from now on use for hot state and wake-ups ([redis] url)."""
+        restarted) that the members added from now on use for hot state and wake-ups ([redis] url), each
+        through a pausable proxy of its own (`Member.redis`)."""
         if shutil.which("redis-server") is None:
             pytest.skip("redis-server is not installed")
         workdir = self.tmp / "redis"
@@ -174,8 +175,8 @@ class Rig:
         i = len(self.members)
         mysql = ProxyThread(self.mysql_addr)
         marathon = ProxyThread(("127.0.0.1", self.fake.port))
-        redis = ProxyThread(("127.0.0.1", self.redis.port)) if self.redis is not None else None
         store = f"mysql://{MYSQL_USER}@127.0.0.1:{mysql.port}/{self.db}?timeout=10"
+        redis = None if self.redis is None else ProxyThread(("127.0.0.1", self.redis.port))
         d = cluster_daemon(self.tmp / f"d{i}", store, f"http://127.0.0.1:{marathon.port}", self.jobs_dir)
         d.conf.write_text(
             d.conf.read_text().replace('name = "e2e"', 'name = "chaos"')

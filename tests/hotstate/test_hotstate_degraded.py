@@ -47,8 +47,8 @@ async def test_redis_killed_mid_run_degrades_and_recovers(
         "store",
         {"count": 2, "last_bucket": 0},
     )
-    assert await h.write_handoff(1, 1, []) is False
-    assert await h.take_handoff(1, 2) == []
+    assert await h.write_handoff(1, 1, {}) is False
+    assert await h.take_handoff(1, 2) == {}
     assert await h.publish(Event("joined", member="x")) is False
     assert await h.write_states([StateWrite(1, 1, "web", 240, {**S1, "count": 6})]) == ["skipped"]
     assert writes(h, "error") == 1 and writes(h, "skipped") == 2

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 
-from oceand.cluster.hotstate import HotState, Snapshot, StateWrite, handoff_key, state_key
+from oceand.cluster.hotstate import HotState, JobHandoff, Snapshot, StateWrite, handoff_key, state_key
 from oceand.metrics import Metrics
 
 from .conftest import SHARED_URL
@@ -148,7 +148,12 @@ async def test_load_state_takes_the_newer(
     assert count(hot, "oceand_hotstate_source_total", source=source) == 1
 
 
-SAMPLES = [("web", "cpu.busy", 1700000000.0, 81.5), ("web", "cpu.busy", 1700000010.0, 79.0)]
+SAMPLES = {
+    "web": JobHandoff(
+        1700000000, [("cpu", "10.0.0.1", 1700000001, 81.5), ("cpu", "10.0.0.2", 1700000009, 79.0)]
+    ),
+    "idle": JobHandoff(1699999990, []),  # no sample in its open bucket: where its closed ones end still goes
+}
 
 
 async def test_handoff_is_taken_once_by_a_newer_owner(
@@ -158,17 +163,29 @@ async def test_handoff_is_taken_once_by_a_newer_owner(
     ttl = shared_redis.pttl(handoff_key(cluster_name, 9))
     assert 29_000 < ttl <= 30_000
     assert await hot.take_handoff(9, 5) == SAMPLES
-    assert await hot.take_handoff(9, 5) == []  # taken: deleted
+    assert await hot.take_handoff(9, 5) == {}  # taken: deleted
     assert count(hot, "oceand_hotstate_handoff_total", op="take", result="empty") == 1
 
 
 @pytest.mark.parametrize(
-    ("left_by", "taker"), [pytest.param(5, 5, id="same epoch"), pytest.param(6, 5, id="newer epoch")]
+    ("left_by", "taker", "previous"),
+    [
+        pytest.param(5, 5, None, id="same epoch"),
+        pytest.param(6, 5, None, id="newer epoch"),
+        pytest.param(3, 5, 4, id="older than the shard's last owner: a late write of an earlier one"),
+    ],
 )
-async def test_handoff_from_a_not_older_owner_is_refused(hot: HotState, left_by: int, taker: int) -> None:
+async def test_handoff_from_another_than_the_last_owner_is_refused(
+    hot: HotState, left_by: int, taker: int, previous: int | None
+) -> None:
     assert await hot.write_handoff(9, left_by, SAMPLES)
-    assert await hot.take_handoff(9, taker) == []
+    assert await hot.take_handoff(9, taker, previous) == {}
     assert count(hot, "oceand_hotstate_handoff_total", op="take", result="stale") == 1
+
+
+async def test_handoff_from_the_last_owner_is_taken(hot: HotState) -> None:
+    assert await hot.write_handoff(9, 4, SAMPLES)
+    assert await hot.take_handoff(9, 5, 4) == SAMPLES
 
 
 async def test_handoff_expires(
@@ -181,7 +198,7 @@ async def test_handoff_expires(
         key = handoff_key(cluster_name, 9)
         assert shared_redis.exists(key)
         await wait_for(lambda: not shared_redis.exists(key), "the handoff key expired", 5.0)
-        assert await hot.take_handoff(9, 2) == []
+        assert await hot.take_handoff(9, 2) == {}
     finally:
         await short.close()
 

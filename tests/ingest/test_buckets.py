@@ -189,3 +189,90 @@ def test_a_rule_without_samples_for_3_periods_is_silent(sent: list[int], now: in
     jb.due(now)
     assert jb.silent_since("cpu", now) == want
     assert jb.silent_since("mem", now) == (T0 if now >= T0 + 30 else None)  # nobody sends mem
+
+
+# ---- a handoff: another daemon's open buckets merged (oceand/cluster/hotlink.py) ---------------------
+
+Sample = tuple[str, str, int, float]
+
+
+@pytest.mark.parametrize(
+    ("mine", "closed_upto", "handed", "want_closed", "want_open", "added"),
+    [
+        pytest.param(
+            [],
+            T0,
+            [("cpu", "h0", T0 + 1, 90.0)],
+            T0,
+            {T0: {"h0": (T0 + 1, 90.0)}},
+            1,
+            id="the old owner's open bucket: its sample joins",
+        ),
+        pytest.param(
+            [("h1", T0 + 2, 70.0)],
+            T0,
+            [("cpu", "h0", T0 + 1, 90.0)],
+            T0,
+            {T0: {"h1": (T0 + 2, 70.0), "h0": (T0 + 1, 90.0)}},
+            1,
+            id="both daemons' samples of one bucket",
+        ),
+        pytest.param(
+            [("h0", T0 + 5, 60.0)],
+            T0,
+            [("cpu", "h0", T0 + 1, 90.0)],
+            T0,
+            {T0: {"h0": (T0 + 5, 60.0)}},
+            1,
+            id="the later sample of an instance wins (here's)",
+        ),
+        pytest.param(
+            [("h0", T0 + 2, 50.0)],
+            T0 + 10,
+            [("cpu", "h0", T0 + 11, 90.0)],
+            T0 + 10,
+            {T0 + 10: {"h0": (T0 + 11, 90.0)}},
+            1,
+            id="a bucket closed there is closed here: not evaluated twice",
+        ),
+        pytest.param(
+            [],
+            T0 - 10,
+            [("cpu", "h0", T0 - 9, 90.0)],
+            T0,
+            {},
+            0,
+            id="a bucket closed here meanwhile: its sample dropped",
+        ),
+        pytest.param(
+            [], T0, [("mem", "h0", T0 + 1, 90.0)], T0, {}, 0, id="a rule the job no longer has: dropped"
+        ),
+    ],
+)
+def test_merge_of_a_handoff(
+    mine: list[tuple[str, int, float]],
+    closed_upto: int,
+    handed: list[Sample],
+    want_closed: int,
+    want_open: dict[int, dict[str, tuple[int, float]]],
+    added: int,
+) -> None:
+    jb = make(expected=3)
+    for instance, ts, value in mine:
+        jb.add(0, instance, ts, value)
+    assert jb.merge(closed_upto, handed) == added
+    assert jb.closed_upto == want_closed
+    assert {start: b.values[0] for start, b in jb.open.items()} == want_open
+
+
+def test_open_samples_are_what_a_merge_takes() -> None:
+    there, here = make(expected=3), make(expected=3)
+    for instance, ts in (("h0", T0 + 1), ("h1", T0 + 3), ("h0", T0 + 12)):
+        there.add(0, instance, ts, 80.0)
+    assert sorted(there.open_samples()) == [
+        ("cpu", "h0", T0 + 1, 80.0),
+        ("cpu", "h0", T0 + 12, 80.0),
+        ("cpu", "h1", T0 + 3, 80.0),
+    ]
+    assert here.merge(there.closed_upto, there.open_samples()) == 3
+    assert {s: b.values for s, b in here.open.items()} == {s: b.values for s, b in there.open.items()}
