@@ -12,15 +12,17 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
-import pymysql
-
+from oceand.cluster.hotstate import state_key
+from oceand.cluster.ids import shard_of
 from tests.e2e.harness import wait_for
+from tests.ha import invariants as inv
 from tests.ha.rig import TIMINGS, Member, Rig, get
-from tests.store.conftest import MYSQL_HOST, MYSQL_PORT, MYSQL_USER
 
 TTL = float(TIMINGS["lease_ttl"].removesuffix("s"))
 STOP_ACTING = float(TIMINGS["stop_acting_after"].removesuffix("s"))
+BUDGET = float(TIMINGS["actuation_budget"].removesuffix("s"))
 TAKEOVER_BOUND = 4.0  # HA.md §5.2 "≤ 4 s" at TTL 3 s; at TTL 1.5 s a takeover takes ~1.5-2 s, kept loose
 CLEAN_TAKEOVER_BOUND = 1.0  # SIGTERM: the leaver releases its shards (HA.md: < 0.5 s; slack for 2 cores)
 # Marathon applies a PUT this long after it arrived: past the client's timeout (1 s), within the window
@@ -35,19 +37,21 @@ def _owner_of_first(rig: Rig) -> tuple[str, Member]:
     return job, own
 
 
-def _lost(m: Member) -> float:
-    """oceand_lease_lost_total of `m`, all reasons (from /metrics)."""
+def _metric(m: Member, prefix: str) -> float:
+    """The sum of the samples of `m`'s /metrics whose line starts with `prefix` (0 when it does not
+    answer)."""
     text = ""
     try:
         with urllib.request.urlopen(m.daemon.url + "/metrics", timeout=2) as r:
             text = r.read().decode()
     except OSError:
         return 0.0
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("oceand_lease_lost_total{")
-    )
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def _lost(m: Member) -> float:
+    """oceand_lease_lost_total of `m`, all reasons."""
+    return _metric(m, "oceand_lease_lost_total{")
 
 
 def kill_9(rig: Rig) -> None:
@@ -126,7 +130,7 @@ def mysql_stall(rig: Rig, seconds: float = 3.0) -> None:
     """MySQL-side stall: a transaction holds every lease and member row (FOR UPDATE) for `seconds`, so no
     renewal can finish; every daemon stops acting by its own clock; after the commit the leases are
     renewed or re-acquired and every job scales again."""
-    c = pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, database=rig.db)
+    c = rig.connect()
     try:
         with c.cursor() as cur:
             cur.execute("BEGIN")
@@ -230,8 +234,8 @@ def _redis(m: Member) -> str | None:
     return None if ready is None else ready.get("redis")
 
 
-def _all_redis(rig: Rig, want: str, what: str) -> None:
-    wait_for(lambda: all(_redis(m) == want for m in rig.live()), 10, what)
+def _all_redis(rig: Rig, want: str, what: str, among: list[Member] | None = None) -> None:
+    wait_for(lambda: all(_redis(m) == want for m in (among if among is not None else rig.live())), 10, what)
 
 
 def redis_restart(rig: Rig) -> None:
@@ -256,6 +260,208 @@ def redis_restart(rig: Rig) -> None:
     _all_redis(rig, "ok", "every daemon reporting Redis ok again")
     wait_for(lambda: server.client().dbsize() > 0, 10, "snapshots written again after the restart")
     rig.progress(1)
+
+
+def redis_restart_aof(rig: Rig) -> None:
+    """Redis restarted with AOF on (SHUTDOWN, which fsyncs the file, then start on the same dir): hot
+    state survives. An owner is cut from Redis (its proxy `cut`: it keeps its leases, writes no snapshot
+    and cannot send its states again after the restart), so only the AOF can bring its snapshots back:
+    each is there again, byte for byte. Once the others write to Redis again the owner is killed: its
+    successors read those snapshots (oceand_hotstate_read_total: hits, never a miss; without persistence
+    they would miss and start from the store)."""
+    assert rig.redis is not None, "the rig needs with_redis()"
+    server = rig.redis
+    client = server.client()
+    if not server.appendonly:  # the soak's Redis: AOF on for this fault (off again at its end)
+        client.config_set("appendonly", "yes")
+        server.appendonly = True
+    try:
+        wait_for(lambda: _aof_ready(server.client()), 10, "the AOF written")
+        _all_redis(rig, "ok", "every daemon connected to Redis")
+        job, victim = _owner_of_first(rig)
+        key = _state_key(rig, job)
+        wait_for(lambda: server.client().exists(key), 10, f"the snapshot of {job} in Redis")
+        others = [m for m in rig.live() if m is not victim]
+        assert victim.redis is not None
+        victim.redis.command("cut")
+        try:
+            wait_for(lambda: _redis(victim) == "degraded", 10, "the owner cut from Redis")
+            snapshot = server.client().hgetall(key)
+            server.shutdown()
+            server.start()  # same port and dir: the AOF is loaded
+            assert server.client().hgetall(key) == snapshot, f"{key} not the same after a restart with AOF"
+            # each of the others that owns a job has written a snapshot since: its connections from before the restart
+            # failed once each meanwhile (no retry), so its takeover read does not land on a dead one
+            ok = 'oceand_hotstate_write_total{result="ok"}'
+            written = {m.name: _metric(m, ok) for m in others}
+            owning = {m.name for m in others if any(rig.owner(j, [m]) for j in rig.names)}  # others idle
+            wait_for(
+                lambda: all(
+                    _redis(m) == "ok" and (m.name not in owning or _metric(m, ok) > written[m.name])
+                    for m in others
+                ),
+                10,
+                "the others writing snapshots again",
+            )
+            reads = _reads(others)
+            rig.kill9(victim)
+        finally:
+            victim.redis.command("resume")
+        rig.timed_takeover(job, others, time.monotonic(), TAKEOVER_BOUND + 5)
+        # the successors read the victim's snapshots: a hit, never a miss (lost). A takeover's first Redis
+        # call (the handoff, or the read) may land on a pooled connection from before the restart, idle
+        # since, and fail (no retry): Redis degraded for a second, the read `error` or `skipped` and the
+        # store's state used; then the byte-for-byte check above is the evidence
+        wait_for(
+            lambda: sum(_reads(others).values()) > sum(reads.values()), 10, "a successor reading a snapshot"
+        )
+        got = {r: n - reads[r] for r, n in _reads(others).items()}
+        sources = {
+            s: sum(_metric(m, f'oceand_hotstate_source_total{{source="{s}"}}') for m in others)
+            for s in ("redis", "store")
+        }
+        print(
+            f"\nredis_restart_aof: {len(snapshot)} fields of {key} the same after the restart; takeover "
+            f"{rig.takeovers[-1]}s, the successors' snapshot reads {got}, sources {sources}"
+        )
+        assert got["miss"] == 0, f"a snapshot missing after a restart with AOF: {got}"
+        victim.daemon.start()
+        rig.wait_settled()
+        _all_redis(rig, "ok", "every daemon reporting Redis ok after the restart")
+        rig.progress(1)
+    finally:
+        server.client().config_set("appendonly", "no")
+        server.appendonly = False
+
+
+def _reads(members: list[Member]) -> dict[str, float]:
+    """oceand_hotstate_read_total by result, summed over `members`."""
+    return {
+        r: sum(_metric(m, f'oceand_hotstate_read_total{{result="{r}"}}') for m in members)
+        for r in ("hit", "miss", "error", "skipped")
+    }
+
+
+def _aof_ready(client: object) -> bool:
+    info = client.info("persistence")  # type: ignore[attr-defined]
+    return bool(
+        info["aof_enabled"] == 1
+        and info["aof_rewrite_in_progress"] == 0
+        and info["aof_rewrite_scheduled"] == 0
+    )
+
+
+def _state_key(rig: Rig, job: str) -> str:
+    return state_key("chaos", shard_of(job, int(TIMINGS["shards"])), job)
+
+
+def mysql_restart(rig: Rig, down: float = 2 * TTL + 0.5) -> None:
+    """The rig's own MariaDB shut down (`mariadb-admin shutdown`) for `down` seconds and started again:
+    nothing reaches Marathon while it is down (past the budget of the intents inserted before); every
+    daemon stops acting; after the start, every shard is held again under a newer epoch (recorded as a
+    takeover, from the start) and every job scales again; the intents are reconciled (I6 in the check)."""
+    server = rig.own_mysql
+    assert server is not None, "the rig needs with_mysql()"
+    epochs = dict(rig._sql("SELECT shard, epoch FROM shard_lease"))
+    down_at = time.time()
+    server.shutdown()
+    wait_for(
+        lambda: all(rig.owner(j) is None for j in rig.names), STOP_ACTING + 5, "no daemon acting, MySQL down"
+    )
+    time.sleep(max(0.0, down_at + down - time.time()))  # the fault: MySQL stays down this long
+    up_at = time.time()
+    server.start()
+    t0 = time.monotonic()
+    late = [
+        w
+        for w in inv.writes_from_fake(rig.fake.control("GET", "requests"))
+        if down_at + BUDGET + inv.EPS < w.wall < up_at
+    ]
+    assert late == [], f"writes reached Marathon while MySQL was down: {late}"
+
+    def reacquired() -> bool:
+        rows = rig._sql("SELECT shard, epoch, owner FROM shard_lease")
+        return len(rows) == len(epochs) and all(o and e > epochs[s] for s, e, o in rows)
+
+    wait_for(reacquired, 30, "every shard held again under a newer epoch")
+    rig.takeovers.append(round(time.monotonic() - t0, 2))
+    print(
+        f"\nmysql_restart: down {up_at - down_at:.1f}s, no write after {BUDGET}s of it; every shard held "
+        f"again under a newer epoch {rig.takeovers[-1]}s after the start"
+    )
+    rig.wait_settled()
+    rig.progress(1)
+
+
+SLOW_CLOCK = Path(__file__).parent / "slowclock"  # its sitecustomize.py slows time.monotonic
+
+
+def clock_skew(rig: Rig, rate: float = 0.5) -> None:
+    """One daemon's monotonic clock (and so its event loop: lease validity, renewals, stop acting) runs
+    at `rate` (x0.5: it believes its leases valid twice as long as they are). It acts normally while it
+    reaches MySQL; cut from MySQL (proxy `pause`), it goes on believing it acts past stop_acting_after by
+    the real clock, while another daemon has taken its shards: only the database-side margin of the
+    fenced intent insert keeps its writes out (I1, I4, I8 in the check). Restarted with a normal clock."""
+    _, victim = _owner_of_first(rig)
+    assert victim.daemon.stop() == 0
+    normal = dict(victim.daemon.env)
+    victim.daemon.env = {
+        **normal,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(SLOW_CLOCK), os.environ.get("PYTHONPATH")) if p),
+        "OCEAND_HA_CLOCK_RATE": str(rate),
+    }
+    try:
+        victim.daemon.start()
+        rig.wait_settled()
+        rig.progress(1)  # the slowed daemon acts on its jobs too
+        job = wait_for(
+            lambda: next((j for j in rig.names if rig.owner(j, [victim])), None),
+            10,
+            "a job of the slowed daemon",
+        )
+        lost, fenced = _lost(victim), _metric(victim, "oceand_intent_fenced_total ")
+        others = [m for m in rig.live() if m is not victim]
+        shard = shard_of(job, int(TIMINGS["shards"]))
+        victim.mysql.command("pause")
+        t0 = time.monotonic()
+        try:
+            # its last renewal got through before the cut: the lease ends then by the database clock
+            ((owner, expires),) = rig._sql(
+                f"SELECT owner, UNIX_TIMESTAMP(expires_at) FROM shard_lease WHERE shard = {shard}"
+            )
+            # its shards as it counts them (/metrics: no store round trip, unlike a job's status), dropped
+            # when its own clock says the leases were not renewed in time
+            dropped: list[float] = []
+
+            def watch() -> None:
+                wait_for(lambda: _metric(victim, "oceand_shards_held ") == 0, 15, "the shards dropped")
+                dropped.append(time.time())
+
+            held = threading.Thread(target=watch)
+            held.start()
+            rig.timed_takeover(job, others, t0, TAKEOVER_BOUND + 5)
+            held.join()
+            assert dropped, "the slowed daemon kept its shards"
+            wait_for(lambda: _lost(victim) > lost, 10, "the slowed daemon counting its lost leases")
+        finally:
+            victim.mysql.command("resume")
+        past = dropped[0] - float(expires)
+        print(
+            f"\nclock_skew x{rate}: takeover {rig.takeovers[-1]}s after the cut; the slowed daemon held its "
+            f"shards {past:+.2f}s past their end by the database clock; its intent inserts fenced by the "
+            f"database +{_metric(victim, 'oceand_intent_fenced_total ') - fenced:.0f}"
+        )
+        # the proof the clock is slow: a daemon with a true clock drops its shards stop_acting_after (1 s)
+        # after its last renewal, before the lease ends (TTL 1.5 s) by the database clock (x1.0: about
+        # -0.5 s); the slowed one believes it holds them for 2 s and drops them about +0.5 s past the end
+        assert past > 0, f"the slowed daemon dropped shard {shard} ({owner}) {past:.2f}s past its end"
+        rig.wait_settled()
+        rig.progress(1)
+    finally:
+        victim.daemon.stop()
+        victim.daemon.env = normal
+        victim.daemon.start()
+    rig.wait_settled()
 
 
 def redis_stall(rig: Rig, seconds: float = 3.0) -> None:
@@ -300,11 +506,9 @@ def redis_cut(rig: Rig) -> None:
     rig.progress(1)
 
 
-NEEDS_REDIS = {
-    "redis_restart",
-    "redis_stall",
-    "redis_cut",
-}  # the rig starts a redis-server of its own for these (Rig.with_redis)
+# the rig starts a redis-server of its own for these (Rig.with_redis)
+NEEDS_REDIS = {"redis_restart", "redis_restart_aof", "redis_stall", "redis_cut"}
+NEEDS_MYSQL = {"mysql_restart"}  # the rig moves to a MariaDB of its own for these (Rig.with_mysql)
 
 FAULTS: dict[str, Callable[[Rig], None]] = {
     "kill_9": kill_9,
@@ -319,6 +523,9 @@ FAULTS: dict[str, Callable[[Rig], None]] = {
     "late_put": late_put,
     "churn": churn,
     "redis_restart": redis_restart,
+    "redis_restart_aof": redis_restart_aof,
+    "mysql_restart": mysql_restart,
+    "clock_skew": clock_skew,
     "redis_stall": redis_stall,
     "redis_cut": redis_cut,
 }

@@ -32,6 +32,7 @@ import pytest
 from bench.ha_failover import cluster_daemon
 from tests.e2e.harness import DaemonProcess, FakeMarathonProcess, sample, wait_for
 from tests.ha import invariants as inv
+from tests.ha import mariadb
 from tests.ha.proxy import ProxyThread
 from tests.hotstate.conftest import RedisServer
 from tests.store.conftest import (
@@ -95,7 +96,7 @@ def get(d: DaemonProcess, path: str, timeout: float = 0.5) -> Any:
 
 @dataclass
 class Member:
-    """One daemon of the rig with its proxies to MySQL and Marathon."""
+    """One daemon of the rig with its proxies to MySQL, Marathon and (with_redis) the rig's Redis."""
 
     daemon: DaemonProcess
     mysql: ProxyThread
@@ -119,9 +120,11 @@ class Rig:
     members: list[Member] = field(default_factory=list)
     takeovers: list[float] = field(default_factory=list)
     redis: RedisServer | None = None  # `with_redis`: a redis-server of the rig's own, every member uses it
+    own_mysql: mariadb.MariaDBServer | None = None  # `with_mysql`: a MariaDB of the rig's own
 
     def __post_init__(self) -> None:
         self.db = f"oceand_ha_chaos_{os.getpid()}_{next(_counter)}"
+        self.mysql_addr = (MYSQL_HOST, MYSQL_PORT)  # the shared server, unless `with_mysql`
         create_mysql_database(self.db)
         self.jobs_dir = self.tmp / "jobs"
         self.jobs_dir.mkdir()
@@ -135,21 +138,42 @@ class Rig:
         self.pushed = 0
 
     # ---- members -------------------------------------------------------------------------------
-    def with_redis(self) -> RedisServer:
-        """Start a private redis-server (no persistence; the shared one on 6379 is never restarted) that the
-        members added from now on use for hot state and wake-ups ([redis] url), each through a pausable
-        proxy of its own (`Member.redis`)."""
+    def with_redis(self, aof: bool = False) -> RedisServer:
+        """Start a private redis-server (no persistence unless `aof`; the shared one on 6379 is never
+        restarted) that the members added from now on use for hot state and wake-ups ([redis] url), each
+        through a pausable proxy of its own (`Member.redis`)."""
         if shutil.which("redis-server") is None:
             pytest.skip("redis-server is not installed")
         workdir = self.tmp / "redis"
         workdir.mkdir()
-        self.redis = RedisServer(workdir)
+        self.redis = RedisServer(workdir, appendonly=aof)
         self.redis.start()
         return self.redis
 
+    def with_mysql(self) -> mariadb.MariaDBServer:
+        """Move the rig's database to a MariaDB server of its own (tests/ha/mariadb.py), which a fault may
+        shut down and start again (the shared one on 3306 is never stopped). Before any member is added."""
+        assert not self.members, "with_mysql() before the members are added"
+        why = mariadb.missing()
+        if why is not None:
+            pytest.skip(f"a private MariaDB cannot be started: {why}")
+        server = mariadb.MariaDBServer(self.tmp / "mariadb")
+        server.install()
+        server.start()
+        drop_mysql_database(self.db)
+        self.own_mysql = server
+        self.mysql_addr = ("127.0.0.1", server.port)
+        c = server.connect()
+        try:
+            with c.cursor() as cur:
+                cur.execute(f"CREATE DATABASE `{self.db}` CHARACTER SET utf8mb4")
+        finally:
+            c.close()
+        return server
+
     def add(self, start: bool = True) -> Member:
         i = len(self.members)
-        mysql = ProxyThread((MYSQL_HOST, MYSQL_PORT))
+        mysql = ProxyThread(self.mysql_addr)
         marathon = ProxyThread(("127.0.0.1", self.fake.port))
         store = f"mysql://{MYSQL_USER}@127.0.0.1:{mysql.port}/{self.db}?timeout=10"
         redis = None if self.redis is None else ProxyThread(("127.0.0.1", self.redis.port))
@@ -278,10 +302,13 @@ class Rig:
         wait_for(lambda: len(self.taken()) == self.jobs, PROGRESS, "every app scaled once")
 
     # ---- evidence ------------------------------------------------------------------------------
+    def connect(self) -> Any:
+        """A connection to the rig's database (on the shared server, or the rig's own)."""
+        host, port = self.mysql_addr
+        return pymysql.connect(host=host, port=port, user=MYSQL_USER, database=self.db, autocommit=True)
+
     def _sql(self, q: str) -> list[tuple[Any, ...]]:
-        c = pymysql.connect(
-            host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, database=self.db, autocommit=True
-        )
+        c = self.connect()
         try:
             with c.cursor() as cur:
                 cur.execute(q)
@@ -360,4 +387,7 @@ class Rig:
         self.fake.stop()
         if self.redis is not None:
             self.redis.stop()
-        drop_mysql_database(self.db)
+        if self.own_mysql is not None:
+            self.own_mysql.stop()  # its data go with it
+        else:
+            drop_mysql_database(self.db)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ha.faults import FAULTS, NEEDS_REDIS, TAKEOVER_BOUND
+from tests.ha.faults import FAULTS, NEEDS_MYSQL, NEEDS_REDIS, TAKEOVER_BOUND
 from tests.ha.rig import Rig
 
 pytestmark = [pytest.mark.slow, pytest.mark.mysql]
@@ -21,8 +21,10 @@ SCENARIOS = [
 
 @pytest.mark.parametrize("fault", SCENARIOS)
 def test_fault_keeps_the_invariants(rig: Rig, fault: str) -> None:
+    if fault in NEEDS_MYSQL:
+        rig.with_mysql()
     if fault in NEEDS_REDIS:
-        rig.with_redis()
+        rig.with_redis(aof=fault == "redis_restart_aof")
     rig.start(3)
     rig.warm()
     FAULTS[fault](rig)

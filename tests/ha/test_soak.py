@@ -1,5 +1,5 @@
-"""The randomized soak (HA.md §5.5): one rig (three daemons with a Redis of the rig's own, six jobs under a
-constant breach) and the faults of tests/ha/faults.py in random order for OCEAND_HA_SOAK seconds (a value
+"""The randomized soak (HA.md §5.5): one rig (three daemons with a MariaDB and a Redis of the rig's
+own, six jobs under a constant breach) and the faults of tests/ha/faults.py in random order for OCEAND_HA_SOAK seconds (a value
 > 1; `=1` runs only the on-demand scenarios). It prints what it did and the counts — double actuations
 (I2), stale-owner writes (I1, I8), lost decisions (I6), other violations — and fails unless all are 0.
 Seed: OCEAND_HA_SEED."""
@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.ha import faults
+from tests.ha import faults, mariadb
 from tests.ha.rig import Rig
 
 pytestmark = [pytest.mark.slow, pytest.mark.mysql, pytest.mark.ha_soak]
@@ -35,13 +35,18 @@ def test_randomized_soak(rig: Rig) -> None:
         pytest.skip("OCEAND_HA_SOAK=1 runs the scenarios; the soak needs OCEAND_HA_SOAK=SECONDS (> 1)")
     seed = int(os.environ.get("OCEAND_HA_SEED", str(int(time.time()))))
     random.seed(seed)
+    draw = sorted(faults.FAULTS)
+    if mariadb.missing() is None:
+        rig.with_mysql()  # a MariaDB of the rig's own, so that mysql_restart is among the faults
+    else:
+        draw = [f for f in draw if f not in faults.NEEDS_MYSQL]
     rig.with_redis()  # hot state and wake-ups on through every fault, and redis_restart among them
     rig.start(3)
     rig.warm()
     done: collections.Counter[str] = collections.Counter()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        name = random.choice(sorted(faults.FAULTS))
+        name = random.choice(draw)
         t0 = time.monotonic()
         faults.FAULTS[name](rig)
         done[name] += 1

@@ -3,7 +3,8 @@
 - `shared_redis`: the shared Redis on 127.0.0.1:6379 under a cluster name of this test's own
   (`ha-redis-<pid>-<n>`); its keys are deleted after the test. Skips when that Redis does not answer.
 - `own_redis`: a redis-server of the test's own on a free port (`--save '' --appendonly no`, DEBUG allowed
-  from localhost), which the test may stop and start again on the same port.
+  from localhost), which the test may stop and start again on the same port (RedisServer: AOF on when
+  asked, for the chaos rig's redis_restart_aof).
 - `wait_for`: poll a condition until it holds (fails after a deadline); waits for something to happen,
   never for nothing to happen.
 """
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import shutil
@@ -37,9 +39,10 @@ def _free_port() -> int:
 class RedisServer:
     """A redis-server process on 127.0.0.1:`port` that the test can stop and start again."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, appendonly: bool = False) -> None:
         self.port = _free_port()
         self.workdir = workdir
+        self.appendonly = appendonly  # AOF in workdir: what a clean `shutdown()` leaves is loaded at start
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -58,7 +61,7 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.appendonly else "no",
                 "--dir",
                 str(self.workdir),
                 "--enable-debug-command",
@@ -83,6 +86,14 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+    def shutdown(self) -> None:
+        """SHUTDOWN (with AOF on, the file is fsynced first), and wait for the process to exit."""
+        assert self.proc is not None
+        with contextlib.suppress(redis.ConnectionError):  # the server closes the connection, no reply
+            self.client().shutdown()
+        self.proc.wait(30)
+        self.proc = None
 
     def client(self, timeout: float = 1.0) -> redis.Redis:
         return redis.Redis(port=self.port, socket_timeout=timeout)
