@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from oceand.metrics import Metrics
@@ -268,6 +269,11 @@ class HotState:
             self._written.clear()
             why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             self._set_up(False, why)
+            if isinstance(e, (RedisConnectionError, ConnectionError)):
+                # a restart killed every idle pooled connection: drop them all now, or each one fails
+                # once more after the probe has found Redis back (a takeover's reads meet them)
+                with contextlib.suppress(Exception):
+                    await self.client.connection_pool.disconnect(inuse_connections=False)
             raise HotStateError(why) from e
 
     async def probe(self) -> bool:

@@ -81,6 +81,27 @@ async def test_a_quick_restart_is_noticed_and_the_lost_state_sent_again(
     assert own_redis.client().hget("oceand:{c1:s1}:st:web", "epoch") == b"1"
 
 
+async def test_after_a_restart_one_failed_call_drops_every_idle_pooled_connection(
+    own_redis: RedisServer, closing: list[object]
+) -> None:
+    """A restart leaves every idle pooled connection dead. Reads in flight at once (a takeover reads up to
+    16 snapshots together) opened several; the first call that meets a dead one drops them all, so once
+    the probe answers again the next reads run on fresh connections instead of each failing once more."""
+    h = HotState(own_redis.url, "c1", metrics=Metrics())
+    closing.append(h)
+    assert await h.probe()
+    assert await h.write_state(1, 1, "web", 60, S1) == "ok"
+    await asyncio.gather(*(h.read_state(1, "web") for _ in range(8)))  # 8 connections in the pool
+    own_redis.stop()
+    own_redis.start()
+    assert not await h.probe()  # the call that meets a dead connection
+    assert await h.probe()  # a fresh one
+    assert await h.write_state(1, 1, "web", 60, S1) == "ok"
+    snaps = await asyncio.gather(*(h.read_state(1, "web") for _ in range(8)))
+    assert all(s is not None and s.state == S1 for s in snaps), snaps
+    assert h.up
+
+
 @pytest.mark.parametrize(
     "stall",
     [
