@@ -143,16 +143,19 @@ class JobSync:
             changed += await self.check_behind()
         return changed
 
-    async def check_behind(self) -> int:
+    async def check_behind(self, force: bool = False) -> int:
         """Changes this daemon has not read were pruned (it could not read the store for longer than
-        RETENTION): compare every stored job instead."""
+        RETENTION), or (`force`) a poll failed, maybe halfway through applying a page whose rows the
+        cursor had already taken: compare every stored job instead."""
         self._last_check = self.mono()
         oldest, newest = await self.store.job_change_bounds()
-        if oldest <= self.cursor.low + 1:
+        if not force and oldest <= self.cursor.low + 1:
             return 0
         log.warning(
-            "job changes up to %d were pruned before this daemon read them: comparing every job",
-            oldest - 1,
+            "job changes %s: comparing every job",
+            "not all read or applied after a failed poll"
+            if force
+            else f"up to {oldest - 1} were pruned before this daemon read them",
             extra={"event": "job_sync_resync"},
         )
         counts: dict[str, int] = {}
@@ -182,8 +185,8 @@ class JobSync:
     async def _poll_once(self, failing: bool) -> bool:
         """A poll from the loop; whether it failed."""
         try:
-            if failing:
-                await self.check_behind()
+            if failing:  # what the failed poll took but did not apply is not read again: compare all
+                await self.check_behind(force=True)
             await self.poll()
             return False
         except Exception as e:  # the store is down: read again at the next poll

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from oceand.cluster.jobsync import ChangeCursor
-from oceand.store.base import JobChange, JobWrite
+from oceand.store.base import JobChange, JobWrite, StoreError
 from oceand.store.jobchanges import MAX_RANGES
 from oceand.store.mysql import MySQLStore
 from oceand.store.sqlite import SQLiteStore
@@ -197,3 +197,45 @@ async def test_a_poll_pages_through_many_changes_and_reads_a_late_commit(
     rec.applied.clear()
     assert await sync.poll() == 1 and rec.applied == [("late", 1)]
     assert applied == {"replaced": jobsync.PAGE + 502}
+
+
+class FailsOnce(Recorder):
+    """Takes the page from the log, then fails before applying it (a store error in `load_state`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+        self.resyncs = 0
+
+    async def follow(self, read: Any, counts: dict[str, int]) -> list[JobChange]:
+        if not self.failed:
+            self.failed = True
+            await read()  # the cursor takes the rows ...
+            raise StoreError("load_state: lost connection")  # ... and none of them is applied
+        return await super().follow(read, counts)
+
+    async def resync(self, counts: dict[str, int]) -> None:
+        self.resyncs += 1
+        await super().resync(counts)
+
+
+async def test_a_poll_that_fails_while_applying_is_followed_by_a_comparison_of_every_job(
+    store: SQLiteStore | MySQLStore,
+) -> None:
+    """The rows a failed poll took are never read again (the cursor saw them): the next poll compares
+    every stored job with the daemon's, so a change another daemon made is not lost."""
+    from oceand.cluster import jobsync
+
+    rec = FailsOnce()
+    applied: dict[str, int] = {}
+    sync = jobsync.JobSync(
+        store, rec, interval=1.0, on_applied=lambda op, n: applied.__setitem__(op, applied.get(op, 0) + n)
+    )
+    await sync.start()
+    await store.put_job("x", {"job": "x"})
+    assert await sync._poll_once(False) is True  # failed, after taking x's row
+    assert rec.applied == [] and rec.resyncs == 0
+    assert await sync._poll_once(True) is False
+    assert rec.resyncs == 1 and applied.get("resync") == 1
+    await store.put_job("y", {"job": "y"})
+    assert await sync._poll_once(False) is False and rec.applied == [("y", 1)]  # and the log goes on
