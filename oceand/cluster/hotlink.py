@@ -89,9 +89,12 @@ class HotLink:
             return None
         return shard, held.epoch
 
-    def fenced(self, job: str) -> None:
+    def fenced(self, job: str, epoch: int) -> None:
+        """A newer epoch wrote the job's snapshot than `epoch`, the one this daemon wrote under: the shard
+        is dropped, unless it was held again since under a newer epoch (the refusal is of the old one)."""
         shard = self.ownership.shard(job)
-        if shard in self.leases.held:
+        held = self.leases.held.get(shard)
+        if held is not None and held.epoch == epoch:
             self.leases.lose(shard, "hotstate_fenced")
 
     async def load(self, job: str, stored: dict[str, Any] | None) -> dict[str, Any] | None:

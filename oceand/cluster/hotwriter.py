@@ -45,7 +45,7 @@ class HotStateWriter:
         hot: HotState,
         owner: Owner,
         *,
-        on_fenced: Callable[[str], None] | None = None,
+        on_fenced: Callable[[str, int], None] | None = None,
         interval: float = FLUSH_INTERVAL,
         batch: int = BATCH,
     ) -> None:
@@ -84,7 +84,7 @@ class HotStateWriter:
                     stored += result == "ok"
                 elif result == "fenced":
                     if self.on_fenced is not None:
-                        self.on_fenced(w.job)
+                        self.on_fenced(w.job, w.epoch)
                 elif w.job not in self.pending:  # skipped or error: again once Redis answers
                     self.pending[w.job] = (w.bucket_ts, w.state)
         return stored

@@ -82,6 +82,17 @@ def test_a_fenced_snapshot_drops_the_shard() -> None:
     leases.held[shard] = Held(7, 101.0, 0.0)
     lost: list[tuple[int, str]] = []
     leases.on_lost.append(lambda s, why: lost.append((s, why)))
-    hl.fenced(JOB)
-    hl.fenced(JOB)  # the shard's other jobs fenced in the same flush: dropped once
+    hl.fenced(JOB, 7)
+    hl.fenced(JOB, 7)  # the shard's other jobs fenced in the same flush: dropped once
     assert shard not in leases.held and lost == [(shard, "hotstate_fenced")]
+
+
+def test_a_fenced_snapshot_of_an_older_epoch_leaves_the_shard_held_again_since() -> None:
+    """The flush wrote under epoch 7; meanwhile the shard went to another daemon and came back here under
+    epoch 9: the refusal of the epoch-7 write must not drop the epoch-9 lease."""
+    hl, leases, shard = link(Mono())
+    leases.held[shard] = Held(9, 101.0, 0.0)
+    lost: list[tuple[int, str]] = []
+    leases.on_lost.append(lambda s, why: lost.append((s, why)))
+    hl.fenced(JOB, 7)
+    assert shard in leases.held and lost == []

@@ -66,12 +66,12 @@ async def test_a_fenced_write_is_reported(
     closing += [new_owner, hot]
     assert await new_owner.probe() and await hot.probe()
     assert await new_owner.write_state(2, 8, "web", 120, st(5, 120)) == "ok"
-    fenced: list[str] = []
-    w = HotStateWriter(hot, Owned(web=(2, 7), api=(2, 7)), on_fenced=fenced.append)
+    fenced: list[tuple[str, int]] = []
+    w = HotStateWriter(hot, Owned(web=(2, 7), api=(2, 7)), on_fenced=lambda j, e: fenced.append((j, e)))
     w.note("web", 120, st(4, 120))
     w.note("api", 120, st(4, 120))
     assert await w.flush() == 1
-    assert fenced == ["web"]
+    assert fenced == [("web", 7)]  # with the epoch it was written under
     assert w.pending == {}  # not retried
     assert await hot.read_state(2, "web") == Snapshot(8, 120, st(5, 120))
 
