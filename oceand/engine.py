@@ -158,7 +158,16 @@ class JobRuntime:
     handed_from: int | None = None  # cluster: buckets from here on were handed over whole by the former owner
 
     def __post_init__(self) -> None:
-        self.buckets.hand = self.take  # the buckets a push completed come here, closed (ingest)
+        self.wire()
+
+    def wire(self) -> None:
+        """Point the job's buckets at its worker: the buckets a push completed come here, closed by ingest,
+        except while a takeover is pending (`reload`), when the worker closes them after it."""
+        self.buckets.hand = self.take
+        self.buckets.may_close = self.may_close
+
+    def may_close(self) -> bool:
+        return not self.reload
 
     def take(self, closed: list[ClosedBucket]) -> None:
         """Buckets ingest closed after a push body completed them: the worker evaluates them next."""
@@ -310,7 +319,8 @@ class Engine:
                 [(r.name, r.aggregate) for r in doc.metric_rules()],
             ) or old.grace_seconds() != doc.grace_seconds():
                 rt.buckets = self._new_buckets(doc, now)
-                rt.buckets.hand, rt.ready = rt.take, []  # buckets closed under the old rules: dropped
+                rt.ready = []  # buckets closed under the old rules: dropped
+                rt.wire()
             self.ingestor.set_job(doc, self._sink(rt))
             rt.wake.set()
             self._upserted(doc.job)
@@ -913,6 +923,7 @@ class Engine:
         deadline is the former owner's wall clock, so this assumes the daemons' clocks roughly agree)."""
         own = self.ownership
         assert own is not None
+        rt.ready = []  # closed before the takeover, against a state it replaces (ingest holds off meanwhile)
         stored = await self.store.load_state(rt.name)
         if self.load_hot is not None:  # Redis: the snapshot when it was evaluated at a later bucket
             newer = await self.load_hot(rt.name, stored)

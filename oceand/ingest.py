@@ -128,6 +128,9 @@ class JobBuckets:
     hand: Callable[[list[ClosedBucket]], object] = field(
         default=lambda closed: None, repr=False, compare=False
     )
+    # whether ingest may close them: not while the job's takeover is pending (cluster), whose stored state
+    # and handed-over buckets decide where closing starts; then a completing push only wakes the worker
+    may_close: Callable[[], bool] = field(default=lambda: True, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_ahead < 0:
@@ -900,6 +903,9 @@ class Ingestor:
         for name in res.completed:
             jb = buckets.get(name)  # a slice of a large body: the job may have gone in between
             if jb is not None:
+                if not jb.may_close():
+                    jb.hand([])  # a wake-up: the worker closes them once it has taken the job over
+                    continue
                 closed = jb.due(now)
                 if closed:
                     jb.hand(closed)

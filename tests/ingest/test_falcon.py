@@ -596,3 +596,21 @@ def test_routing_closes_the_completed_bucket_after_the_body_and_hands_it_to_the_
     assert job == JOB and [(b.start, b.closed_at, b.early) for b in buckets] == [(1_700_000_000, NOW, True)]
     assert {k: v for k, v in buckets[0].values.items() if v is not None} == closed
     assert jb.open == {} and jb.closed_upto == 1_700_000_010 and jb.last is buckets[0]
+
+
+@pytest.mark.parametrize("way", [*WAYS, pytest.param(_pushed, id="Ingestor.push")])
+def test_a_completed_bucket_stays_open_while_the_job_may_not_close_it(way: Any) -> None:
+    """While the job's takeover is pending (cluster: its stored state and the former owner's handed
+    buckets decide where closing starts), a completing body only wakes the worker (an empty hand-over);
+    the bucket stays open, with the sample in it, for the worker to close after the takeover."""
+    ing, jb = ingestor()
+    jb.expected = 1
+    jb.reporting = [True, False]  # only cpu holds a bucket, as in the test above
+    jb.may_close = lambda: False
+    calls = _handed(ing, jb)
+    res = way(ing, [item()])
+    assert res.completed == {JOB} and calls == [(JOB, [])]
+    assert jb.closed_upto == 1_700_000_000 and list(jb.open) == [1_700_000_000]
+    jb.may_close = lambda: True
+    [closed] = jb.due(NOW)  # the worker, once it may
+    assert closed.values["cpu"] == 70.0
