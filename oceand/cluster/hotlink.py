@@ -43,6 +43,9 @@ from oceand.cluster.ownership import Ownership
 
 log = logging.getLogger("oceand.redis")
 MAX_QUEUED = 4096  # wake-ups waiting to be published; beyond it the oldest are dropped (they only hurry)
+# A `jobs` wake-up that could not be published is tried again this often (while it waits, Redis is
+# degraded or slow; the probe finds it back within a second or so).
+JOBS_RETRY = 0.5
 # Snapshot reads in flight at once: a start or a large takeover reloads thousands of jobs together, and
 # redis-py would open a connection for each concurrent call
 LOAD_CONCURRENCY = 16
@@ -184,11 +187,17 @@ class HotLink:
         self.leases.kick()
 
     async def send(self) -> int:
-        """Publish the queued wake-ups, in order; returns how many went out."""
+        """Publish the queued wake-ups, in order; returns how many went out. A `jobs` wake-up that could
+        not go out (Redis degraded, a call timed out) is kept and tried again every JOBS_RETRY seconds
+        (`run`): the others would otherwise see the change only at their next `jobs_poll`. The lease
+        wake-ups are not kept: the lease polls are frequent."""
         queued, self._queue = self._queue, []
         sent = 0
         for event in queued:
-            sent += await self.hot.publish(event)
+            ok = await self.hot.publish(event)
+            sent += ok
+            if not ok and event.kind == "jobs" and not any(e.kind == "jobs" for e in self._queue):
+                self._queue.append(event)
         return sent
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -199,7 +208,11 @@ class HotLink:
         try:
             while not stop.is_set():
                 woken = loop.create_task(self._wake.wait())
-                await asyncio.wait((woken, stopped), return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    (woken, stopped),
+                    timeout=JOBS_RETRY if self._queue else None,  # a `jobs` wake-up waiting for Redis
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 woken.cancel()
                 self._wake.clear()
                 try:

@@ -130,6 +130,8 @@ async def test_with_redis_a_wake_up_brings_each_change_long_before_the_poll(redi
     t0 = time.monotonic()
     status, body = await redis_pair.clients[n].call("POST", "/api/v1/jobs", job_doc())
     assert status == 201, body
-    await until(lambda: runs(owner, 1), 3)
-    assert time.monotonic() - t0 < 3  # the poll would take a minute
-    await changes_reach_the_other_daemon(redis_pair, owner, other, n, 3)
+    # milliseconds normally; up to a few seconds on a loaded machine, where a Redis call can time out
+    # (degraded until the probe answers; the `jobs` wake-up is sent again then): the poll takes a minute
+    await until(lambda: runs(owner, 1), 10)
+    assert time.monotonic() - t0 < 10
+    await changes_reach_the_other_daemon(redis_pair, owner, other, n, 10)

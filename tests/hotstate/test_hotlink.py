@@ -96,3 +96,23 @@ def test_a_fenced_snapshot_of_an_older_epoch_leaves_the_shard_held_again_since()
     leases.on_lost.append(lambda s, why: lost.append((s, why)))
     hl.fenced(JOB, 7)
     assert shard in leases.held and lost == []
+
+
+async def test_a_jobs_wake_up_that_could_not_go_out_is_kept_for_the_next_try() -> None:
+    """Redis degraded (a call timed out): the `jobs` wake-up is kept, once, and goes out at a later send;
+    lease wake-ups are not kept (the lease polls are frequent)."""
+    hl, _, _ = link(Mono())
+    hl.joined()
+    hl.jobs_changed()
+    assert await hl.send() == 0  # never connected: nothing goes out
+    assert hl._queue == [Event("jobs", member="me:1:0")]
+    hl.jobs_changed()  # another change meanwhile: still one
+    assert hl._queue == [Event("jobs", member="me:1:0")]
+    sent: list[Event] = []
+
+    async def publish(event: Event) -> bool:
+        sent.append(event)
+        return True
+
+    hl.hot.publish = publish  # type: ignore[method-assign]
+    assert await hl.send() == 1 and sent == [Event("jobs", member="me:1:0")] and hl._queue == []
