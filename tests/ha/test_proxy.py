@@ -80,9 +80,10 @@ def test_cut_resets_open_connections_and_refuses_new_ones_until_resume(proxy: Pr
         talk(s, b"b")
         talk(s, b"c")  # the RST may surface on the second call
     s.close()
+    # a new connection is reset: at the connect itself when the proxy's RST comes first, else at the talk
     with (
-        socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s2,
         pytest.raises(ConnectionResetError),
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s2,
     ):
         talk(s2, b"d")
     proxy.command("resume")
