@@ -292,7 +292,7 @@ class Engine:
             if rt is None:
                 continue
             assert decision.id is not None
-            self._logs[decision.id] = await self._load_attempts(rt.name, decision.id, _key(decision))
+            self._logs[decision.id] = await self._load_attempts(rt.name, decision.id, key_of(decision))
             self._outcomes[decision.id] = ActuationOutcome.from_json(d.get("outcome"))
             older = newest.get(decision.job)
             if older is not None:  # only the newest pending decision of a job still means anything
@@ -951,7 +951,7 @@ class Engine:
                 continue
             decision = Decision.from_json(d)
             assert decision.id is not None
-            self._logs[decision.id] = await self._load_attempts(rt.name, decision.id, _key(decision))
+            self._logs[decision.id] = await self._load_attempts(rt.name, decision.id, key_of(decision))
             self._outcomes[decision.id] = ActuationOutcome.from_json(d.get("outcome"))
             if newest is not None:
                 await self._supersede(rt, newest, decision)
@@ -987,7 +987,7 @@ class Engine:
         assert decision.id is not None
         if decision.id in self._logs or any(old.id == decision.id for old, _, _ in rt.unsettled):
             return  # pending itself (retried by `_apply`), or already read
-        attempts = await self._load_attempts(rt.name, decision.id, _key(decision))
+        attempts = await self._load_attempts(rt.name, decision.id, key_of(decision))
         rt.unsettled.append((decision, ActuationOutcome.from_json(d.get("outcome")), attempts))
         rt.wake.set()  # settled at the worker's next step (`_step`), not at its next bucket
 
@@ -1033,7 +1033,7 @@ class Engine:
         decision = decision._replace(id=did)
         self._dirty.discard(rt.name)
         if outcome.status == "pending" and did is not None:
-            self._logs[did] = self._attempt_log(rt.name, did, key=_key(decision))
+            self._logs[did] = self._attempt_log(rt.name, did, key=key_of(decision))
             self._outcomes[did] = outcome
             if rt.retry is not None:
                 await self._supersede(rt, rt.retry, decision)
@@ -1155,7 +1155,7 @@ class Engine:
         try:
             if attempts is None:
                 attempts = self._logs[decision.id] = await self._load_attempts(
-                    rt.name, decision.id, _key(decision)
+                    rt.name, decision.id, key_of(decision)
                 )
             ours = self._ours(rt, decision, attempts)
             if rt.unsettled:
@@ -1222,9 +1222,7 @@ class Engine:
             if not reread:
                 self._count("stale")
             view = await actuator.refresh(rt.doc)
-            if view.instances not in ours:
-                self._count("foreign_write")
-                ours.add(view.instances)
+            self._seen_count(view.instances, ours)
             if view.instances == decision.desired:
                 note = "the app already has the count"
                 return Outcome("applied", {"settled": note, "already_applied": True}), False
@@ -1281,16 +1279,22 @@ class Engine:
     ) -> None:
         """Count a settle: landed or not; in cluster mode, writes left under another lease epoch than the
         one held now are a takeover's reconciliation (adopted or abandoned); an app at none of our counts
-        is a foreign write (counted once per count seen in one apply: `ours` takes it)."""
+        is a foreign write (`_seen_count`)."""
         self._count("landed" if landed else "not_landed")
         own = self.ownership
         if own is not None:
             epoch = own.epoch(rt.name)
             if any(a.epoch is not None and a.epoch != epoch for a in unknown):
                 self._count("reconcile_adopted" if landed else "reconcile_abandoned")
-        if unknown and instances not in ours:
+        if unknown:
+            self._seen_count(instances, ours)
+
+    def _seen_count(self, instances: int, ours: set[int]) -> None:
+        """The app was found at `instances`: a count none of our decisions or writes of the job had is a
+        foreign write, counted once per count seen in one apply (`ours` takes it)."""
+        if instances not in ours:
             self._count("foreign_write")
-            ours.add(instances)  # the same sighting is not counted again by the re-read that follows
+            ours.add(instances)
 
     async def _supersede(self, rt: JobRuntime, old: Decision, new: Decision) -> None:
         """A decision still retrying is replaced by a newer one: it will never be sent again. A write of
@@ -1501,12 +1505,6 @@ class Engine:
             "last_decision": rt.last_decision,
             "cluster": None if self.ownership is None else self.ownership.describe(name),
         }
-
-
-def _key(d: Decision) -> str:
-    """The decision key of its writes (cluster mode: unique per job and attempt), the same on every daemon
-    for the same bucket, fire, alarm callback or idempotent admin call (`intent.key_of`)."""
-    return key_of(d)
 
 
 def _unblocked(act: ActuationState) -> ActuationState:
