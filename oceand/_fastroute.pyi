@@ -1,0 +1,14 @@
+"""Stub of the C extension oceand/_fastroute.c (the ingest hot loop's usual sample)."""
+
+from collections.abc import Callable
+from typing import Any
+
+def setup(route: type, job_buckets: type, open_bucket: type, falcon_item: type) -> None: ...
+def route(
+    items: list[Any],
+    found: list[Any],
+    stamps: list[int],
+    check_ts: bool,
+    now: float,
+    one: Callable[[int, Any, Any], None],
+) -> None: ...
