@@ -1,18 +1,20 @@
 /* oceand._fastroute: the ingest hot loop's common case in C (PRODUCT §8 ingest ratio).
  *
  * oceand/ingest.py `Ingestor._route` decides, for every item of a body whose series has a route, what
- * happens to it; `one(i, item, route)` there is the whole of that decision, in Python. This module runs
- * the same loop and does, itself, only what the usual sample needs — a GAUGE series feeding one rule of
- * one job, a timestamp every job accepts, a bucket that is open and already holds the instance, a
- * last-seen period the route has already written — and hands every other item to `one` unchanged:
+ * happens to it; `one(i, item, route)` there is the whole of that decision, in Python. `scan` looks every
+ * item's route up in one pass; `route` runs the loop and does, itself, what the usual sample needs — a
+ * GAUGE series feeding one rule of one job, a timestamp every job accepts, a bucket that is open — and
+ * hands every other item to `one` unchanged (a counter, several targets, a refused series, a timestamp
+ * out of bounds, a bucket not open yet):
  *
  *   - the route's counterType equals the item's; the route has a job (`jb`), no counter, no `more`;
  *   - the timestamp lies within the route's bounds (`check_ts`: ts in (0, 2 now], ts - now <= ahead,
- *     now - ts <= age), and before the route's `fresh` (its last-seen slot needs no write);
- *   - the bucket of ts is open (`jb.open[start]`, start >= closed_upto) and already has a value of the
- *     instance for the rule (so completion cannot change: JobBuckets.add returns False);
- *   then, as `one` does: if the held value's timestamp <= ts, `per[instance] = (ts, value)` with value =
- *   100 - v for an inverting route (cpu.idle -> cpu.used). Same objects, same arithmetic.
+ *     now - ts <= age);
+ *   - the bucket of ts is open (`jb.open[start]`, start >= closed_upto);
+ *   then, as `one` does: the series' last-seen period moves when ts is at or past the route's `fresh`;
+ *   the instance's value for the rule becomes (ts, value) unless it holds a later one (value = 100 - v for
+ *   an inverting route: cpu.idle -> cpu.used); an instance new in the bucket may complete it
+ *   (JobBuckets.complete, here in C), and the job joins `completed`. Same objects, same arithmetic.
  *
  * Fields are read at their slot offsets: `setup` takes the classes (dataclasses with slots, a msgspec
  * Struct) and reads each field's member descriptor; the loop checks every object's exact type before it
@@ -22,13 +24,15 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <string.h>
 
 typedef struct {
     PyTypeObject *route_t, *jb_t, *bucket_t, *item_t;
     /* Route */
-    Py_ssize_t r_jb, r_rule, r_instance, r_invert, r_more, r_ctype, r_counter, r_ahead, r_age, r_fresh;
+    Py_ssize_t r_jb, r_rule, r_instance, r_invert, r_more, r_ctype, r_counter, r_ahead, r_age, r_fresh, r_slot;
     /* JobBuckets */
-    Py_ssize_t j_period, j_open, j_closed_upto;
+    Py_ssize_t j_period, j_open, j_closed_upto, j_expected, j_last_reporters, j_rules, j_reporting, j_job_level,
+        j_job;
     /* OpenBucket */
     Py_ssize_t b_values;
     /* FalconItem */
@@ -82,6 +86,10 @@ setup(PyObject *self, PyObject *args)
         offset_of(rt, "more", &l.r_more) || offset_of(rt, "ctype", &l.r_ctype) ||
         offset_of(rt, "counter", &l.r_counter) || offset_of(rt, "ahead", &l.r_ahead) ||
         offset_of(rt, "age", &l.r_age) || offset_of(rt, "fresh", &l.r_fresh) ||
+        offset_of(rt, "slot", &l.r_slot) || offset_of(jt, "expected", &l.j_expected) ||
+        offset_of(jt, "last_reporters", &l.j_last_reporters) || offset_of(jt, "rules", &l.j_rules) ||
+        offset_of(jt, "reporting", &l.j_reporting) || offset_of(jt, "job_level", &l.j_job_level) ||
+        offset_of(jt, "job", &l.j_job) ||
         offset_of(jt, "period", &l.j_period) || offset_of(jt, "open", &l.j_open) ||
         offset_of(jt, "closed_upto", &l.j_closed_upto) || offset_of(bt, "values", &l.b_values) ||
         offset_of(it, "value", &l.i_value) || offset_of(it, "counterType", &l.i_ctype) ||
@@ -155,10 +163,66 @@ as_double(PyObject *o, int *ok)
     return 0.0;
 }
 
+/* JobBuckets.complete(b) (oceand/ingest.py): 1 complete, 0 not, -1 error; the Python method itself for
+   any field of an unexpected type. */
+static int
+complete(PyObject *jb, PyObject *b)
+{
+    PyObject *expected = FIELD(jb, L.j_expected), *rules = FIELD(jb, L.j_rules),
+             *seen = FIELD(jb, L.j_reporting), *job_level = FIELD(jb, L.j_job_level),
+             *values = FIELD(b, L.b_values);
+    int ok = 1;
+    long long want = as_ll(expected == Py_None ? FIELD(jb, L.j_last_reporters) : expected, &ok);
+    if (!ok || rules == NULL || !PyList_CheckExact(rules) || values == NULL || !PyList_CheckExact(values) ||
+        seen == NULL || (seen != Py_None && !PyList_CheckExact(seen)) || job_level == NULL ||
+        (job_level != Py_None && !PyList_CheckExact(job_level)))
+        goto python;
+    if (want <= 0 || PyList_GET_SIZE(rules) == 0)
+        return 0;
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    if ((seen != Py_None && PyList_GET_SIZE(seen) < n) ||
+        (job_level != Py_None && PyList_GET_SIZE(job_level) < n))
+        goto python;
+    int full = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *per = PyList_GET_ITEM(values, i);
+        if (!PyDict_CheckExact(per))
+            goto python;
+        Py_ssize_t got = PyDict_GET_SIZE(per);
+        long long need = want;
+        if (job_level != Py_None) {
+            int one_value = PyObject_IsTrue(PyList_GET_ITEM(job_level, i));
+            if (one_value < 0)
+                return -1;
+            if (one_value)
+                need = 1;
+        }
+        if (got >= need) {
+            full = 1;
+            continue;
+        }
+        if (got || seen == Py_None)
+            return 0;
+        int reporting = PyObject_IsTrue(PyList_GET_ITEM(seen, i));
+        if (reporting < 0)
+            return -1;
+        if (reporting)
+            return 0;
+    }
+    return full;
+python:;
+    PyObject *r = PyObject_CallMethod(jb, "complete", "O", b);
+    if (r == NULL)
+        return -1;
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
 /* 1: the item was written (or its newer held value kept) here; 0: `one` must take it; -1: error. */
 static int
 fast_one(PyObject *item, PyObject *route, PyObject *ts_obj, int check_ts, double now, PyObject **key,
-         long long *key_start)
+         long long *key_start, PyObject *seen, long long seen_step, PyObject *completed)
 {
     if (Py_TYPE(route) != L.route_t || Py_TYPE(item) != L.item_t)
         return 0;
@@ -195,7 +259,7 @@ fast_one(PyObject *item, PyObject *route, PyObject *ts_obj, int check_ts, double
     long long period = as_ll(FIELD(jb, L.j_period), &ok);
     long long closed_upto = as_ll(FIELD(jb, L.j_closed_upto), &ok);
     Py_ssize_t rule = (Py_ssize_t)as_ll(FIELD(route, L.r_rule), &ok);
-    if (!ok || ts <= 0 || ts >= fresh || period <= 0)
+    if (!ok || ts <= 0 || period <= 0)
         return 0;
     long long start = ts - ts % period;
     if (start < closed_upto)
@@ -212,7 +276,7 @@ fast_one(PyObject *item, PyObject *route, PyObject *ts_obj, int check_ts, double
     }
     PyObject *b = PyDict_GetItemWithError(open, *key); /* borrowed */
     if (b == NULL)
-        return PyErr_Occurred() ? -1 : 0;
+        return PyErr_Occurred() ? -1 : 0; /* a new bucket: JobBuckets.add */
     if (Py_TYPE(b) != L.bucket_t)
         return 0;
     PyObject *values = FIELD(b, L.b_values);
@@ -222,20 +286,51 @@ fast_one(PyObject *item, PyObject *route, PyObject *ts_obj, int check_ts, double
     PyObject *instance = FIELD(route, L.r_instance);
     if (!PyDict_CheckExact(per) || instance == NULL)
         return 0;
-    PyObject *prev = PyDict_GetItemWithError(per, instance); /* borrowed */
-    if (prev == NULL)
-        return PyErr_Occurred() ? -1 : 0; /* the instance's first value in the bucket: completion */
-    if (!PyTuple_CheckExact(prev) || PyTuple_GET_SIZE(prev) != 2)
-        return 0;
-    long long held = as_ll(PyTuple_GET_ITEM(prev, 0), &ok);
-    if (!ok)
-        return 0;
-    if (held > ts)
-        return 1; /* the held value is newer: kept */
+    PyObject *prev = PyDict_GetItemWithError(per, instance); /* borrowed; NULL: the instance's first */
+    if (prev == NULL && PyErr_Occurred())
+        return -1;
+    long long held = 0;
+    if (prev != NULL) {
+        if (!PyTuple_CheckExact(prev) || PyTuple_GET_SIZE(prev) != 2)
+            return 0;
+        held = as_ll(PyTuple_GET_ITEM(prev, 0), &ok);
+        if (!ok)
+            return 0;
+    }
     PyObject *invert = FIELD(route, L.r_invert);
     PyObject *v = FIELD(item, L.i_value);
     if (v == NULL || !PyFloat_CheckExact(v) || (invert != Py_True && invert != Py_False))
         return 0;
+
+    /* Everything is known: the writes, in `one`'s order. First the series' last-seen period, when the
+       sample is of a later one than its slot holds. */
+    if (ts >= fresh) {
+        long long slot = as_ll(FIELD(route, L.r_slot), &ok);
+        Py_buffer view;
+        if (!ok || slot < 0 || seen_step <= 0)
+            return 0;
+        if (PyObject_GetBuffer(seen, &view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (view.itemsize != 8 || view.format == NULL || strcmp(view.format, "q") != 0 ||
+            slot >= view.len / 8) {
+            PyBuffer_Release(&view);
+            return 0;
+        }
+        long long *last = (long long *)view.buf;
+        long long p = ts / seen_step; /* ts > 0: C's division is Python's floor division */
+        if (last[slot] > p)
+            p = last[slot];
+        last[slot] = p;
+        PyBuffer_Release(&view);
+        PyObject *f = PyLong_FromLongLong((p + 1) * seen_step);
+        if (f == NULL)
+            return -1;
+        Py_XSETREF(FIELD(route, L.r_fresh), f);
+    }
+    if (prev != NULL && held > ts)
+        return 1; /* the held value is newer: kept */
     PyObject *val;
     if (invert == Py_True) {
         val = PyFloat_FromDouble(100.0 - PyFloat_AS_DOUBLE(v));
@@ -245,7 +340,7 @@ fast_one(PyObject *item, PyObject *route, PyObject *ts_obj, int check_ts, double
     else {
         val = Py_NewRef(v);
     }
-    if (Py_REFCNT(prev) == 1) {
+    if (prev != NULL && Py_REFCNT(prev) == 1) {
         /* only the bucket holds the pair it replaces: reuse it (what PyDict_SetItem of a new pair
            leaves is the same: the pair's two items replaced, no one else can tell) */
         PyObject *old_ts = PyTuple_GET_ITEM(prev, 0), *old_v = PyTuple_GET_ITEM(prev, 1);
@@ -264,7 +359,17 @@ fast_one(PyObject *item, PyObject *route, PyObject *ts_obj, int check_ts, double
     PyTuple_SET_ITEM(pair, 1, val);
     int rc = PyDict_SetItem(per, instance, pair);
     Py_DECREF(pair);
-    return rc < 0 ? -1 : 1;
+    if (rc < 0)
+        return -1;
+    if (prev != NULL)
+        return 1;
+    /* a new instance in the bucket: it may be complete now (JobBuckets.complete) */
+    int full = complete(jb, b);
+    if (full < 0)
+        return -1;
+    if (full && PySet_Add(completed, FIELD(jb, L.j_job)) < 0)
+        return -1;
+    return 1;
 }
 
 static PyObject *
@@ -375,12 +480,19 @@ fail:
 static PyObject *
 route(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    /* route(items, found, check_ts, now, one) */
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "route(items, found, check_ts, now, one)");
+    /* route(items, found, check_ts, now, one, completed, seen, seen_step) */
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "route(items, found, check_ts, now, one, completed, seen, seen_step)");
         return NULL;
     }
-    PyObject *items = args[0], *found = args[1], *one = args[4];
+    PyObject *items = args[0], *found = args[1], *one = args[4], *completed = args[5], *seen = args[6];
+    if (!PySet_Check(completed)) {
+        PyErr_SetString(PyExc_TypeError, "route: completed must be a set");
+        return NULL;
+    }
+    long long seen_step = PyLong_AsLongLong(args[7]);
+    if (seen_step == -1 && PyErr_Occurred())
+        return NULL;
     if (!PyList_CheckExact(items) || !PyList_CheckExact(found)) {
         PyErr_SetString(PyExc_TypeError, "route: items and found must be lists");
         return NULL;
@@ -410,7 +522,8 @@ route(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             PyErr_SetString(PyExc_TypeError, "route: items must be FalconItems");
             goto fail;
         }
-        int done = fast_one(item, r, FIELD(item, L.i_ts), check_ts, now, &key, &key_start);
+        int done = fast_one(item, r, FIELD(item, L.i_ts), check_ts, now, &key, &key_start, seen, seen_step,
+                            completed);
         if (done < 0)
             goto fail;
         if (done)
@@ -440,7 +553,8 @@ static PyMethodDef methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "scan(items, watched, routes, missing) -> (found, unwatched, unrouted, missing, lo, hi)"},
     {"route", (PyCFunction)(void (*)(void))route, METH_FASTCALL,
-     "route(items, found, check_ts, now, one): the hot loop; `one(i, item, route)` for the rest"},
+     "route(items, found, check_ts, now, one, completed, seen, seen_step): the hot loop; `one(i, item, "
+     "route)` for the rest"},
     {NULL, NULL, 0, NULL},
 };
 

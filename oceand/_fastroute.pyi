@@ -7,8 +7,10 @@ def setup(route: type, job_buckets: type, open_bucket: type, falcon_item: type) 
 def route(
     items: list[Any],
     found: list[Any],
-    stamps: list[int],
     check_ts: bool,
     now: float,
     one: Callable[[int, Any, Any], None],
+    completed: set[str],
+    seen: Any,
+    seen_step: int,
 ) -> None: ...

@@ -1024,7 +1024,7 @@ class Ingestor:
                         completed.add(t.buckets.job)
 
         if _native is not None:  # the usual sample in C, the rest through `one` (oceand/_fastroute.c)
-            _native.route(items, found, check_ts, now, one)
+            _native.route(items, found, check_ts, now, one, completed, seen, SEEN_STEP)
         else:
             for i, item, route in compress(zip(count(), items, found), found):
                 one(i, item, route)

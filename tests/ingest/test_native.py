@@ -56,8 +56,10 @@ def docs() -> list[JobDocument]:
     ]
 
 
-def make() -> tuple[Ingestor, list[JobBuckets], list[list[Any]]]:
-    ing = Ingestor(limits=IngestLimits(max_series_per_job=12), clock=lambda: NOW)
+def make(clock: list[float] | None = None) -> tuple[Ingestor, list[JobBuckets], list[list[Any]]]:
+    """An Ingestor with the jobs; its clock reads `clock[0]` (NOW when not given)."""
+    at = clock if clock is not None else [NOW]
+    ing = Ingestor(limits=IngestLimits(max_series_per_job=12), clock=lambda: at[0])
     handed: list[list[Any]] = []
     jbs = []
     pairs = []
@@ -116,11 +118,29 @@ item = st.builds(
 )
 
 
-@settings(max_examples=150, deadline=None, derandomize=True)
-@given(bodies=st.lists(st.lists(item, min_size=1, max_size=40), min_size=1, max_size=6))
+# what the C loop takes itself: GAUGE samples of one job's rule (cpu.idle -> job.a's cpu.used, inverted;
+# mem.memfree.percent -> job.d's), stamped within the jobs' bounds, a few hosts so buckets fill up
+usual = st.builds(
+    FalconItem,
+    endpoint=st.sampled_from(["h1", "h2", "h3"]),
+    metric=st.sampled_from(["cpu.idle", "mem.memfree.percent"]),
+    timestamp=st.integers(T - 25, T + 60),  # the clock moves 10 s a body: later bodies take later stamps
+    step=st.just(10),
+    value=st.floats(0, 100, allow_nan=False),
+    counterType=st.just("GAUGE"),
+    tags=st.sampled_from(["job=job.a", "job=job.d"]),
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    bodies=st.lists(st.lists(st.one_of(usual, usual, item), min_size=1, max_size=60), min_size=1, max_size=8)
+)
 def test_the_extension_routes_as_python_does(bodies: list[list[FalconItem]]) -> None:
-    native, py = make(), make()
+    clock = [NOW]
+    native, py = make(clock), make(clock)
     for n, body in enumerate(bodies):
+        clock[0] = NOW + 10 * n
         a = native[0].push(list(body), typed=True)
         saved, ingest._native = ingest._native, None
         try:
@@ -128,7 +148,7 @@ def test_the_extension_routes_as_python_does(bodies: list[list[FalconItem]]) -> 
         finally:
             ingest._native = saved
         assert answer(a) == answer(b), f"body {n}"
-    assert state(*native) == state(*py)
+        assert state(*native) == state(*py), f"after body {n}"
 
 
 def test_the_usual_sample_is_written_in_place_of_its_last() -> None:
@@ -153,3 +173,36 @@ def test_the_usual_sample_is_written_in_place_of_its_last() -> None:
     push(T + 4, 4.0)
     assert held == (T + 3, 97.0), "a pair someone else holds was changed"
     assert per == {"h1": (T + 4, 96.0)}
+
+
+def test_last_seen_and_completion_follow_the_samples_as_in_python() -> None:
+    """Three hosts of job.d (3 instances expected) push mem.memfree.percent, the clock moving on:
+    after each body both ways hold the same last-seen periods, `fresh` marks and buckets, and the bucket
+    completes at its third host in both (the C loop writes the last-seen period and checks completion
+    itself when the bucket is already open)."""
+    clock = [NOW]
+    native, py = make(clock), make(clock)
+
+    def body(ts: int, hosts: list[str]) -> list[FalconItem]:
+        return [
+            FalconItem(h, "mem.memfree.percent", ts, 10, 50.0 + i, "GAUGE", "job=job.d")
+            for i, h in enumerate(hosts)
+        ]
+
+    for n, (ts, hosts) in enumerate(
+        [(T + 1, ["h1", "h2"]), (T + 12, ["h2", "h1"]), (T + 13, ["h3"]), (T + 22, ["h2", "h1", "h3"])]
+    ):
+        clock[0] = NOW + 10 * n
+        a = native[0].push(body(ts, hosts), typed=True)
+        saved, ingest._native = ingest._native, None
+        try:
+            b = py[0].push(body(ts, hosts), typed=True)
+        finally:
+            ingest._native = saved
+        assert answer(a) == answer(b), f"body {n}"
+        assert state(*native) == state(*py), f"after body {n}"
+        fresh = {k: r.fresh for k, r in native[0]._routes.items() if r}
+        assert fresh == {k: r.fresh for k, r in py[0]._routes.items() if r}, f"after body {n}"
+        if n == 2:
+            assert a.completed == {"job.d"}  # the third host of the bucket at T + 10
+    assert list(native[0]._seen) == [170_000_002] * 3
