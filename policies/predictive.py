@@ -163,6 +163,10 @@ def daily_correlation(ring: tuple[float, ...], slot: float) -> float:
     if len(ring) < 2 * lag:
         return 0.0
     arr = np.array(ring, dtype=np.float64)
+    return _lag_correlation(arr, lag) - max(0.0, _lag_correlation(arr, lag // 2))
+
+
+def _lag_correlation(arr: Any, lag: int) -> float:
     a, b = arr[lag:], arr[:-lag]
     ok = ~np.isnan(a + b)
     kept = int(np.count_nonzero(ok))

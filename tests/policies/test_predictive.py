@@ -274,3 +274,24 @@ def test_a_jump_beyond_the_margin_is_provisioned_from_the_load(
     assert p.inputs["forecast"] < 60.0  # the level lags the jump
     assert p.inputs["base"] == (expected_base if expected_base is not None else p.inputs["forecast"])
     assert p.desired == expected
+
+
+@pytest.mark.parametrize(
+    ("shape", "cycle"),
+    [
+        pytest.param(lambda i: 50 + 30 * math.sin(2 * math.pi * i / 96), True, id="a daily sine: a cycle"),
+        pytest.param(
+            lambda i: 50 + (40 if i % 4 == 0 else 0) + (i % 7), False, id="an hourly spike: no daily cycle"
+        ),
+        pytest.param(lambda i: 20 + 0.3 * i + 3 * math.sin(i), False, id="a ramp over two days: no cycle"),
+    ],
+)
+def test_a_daily_cycle_is_told_from_a_trend_and_a_shorter_cycle(shape: Any, cycle: bool) -> None:
+    """`season: "auto"` follows a daily cycle only when the history correlates better with itself one day
+    earlier than half a day earlier: a ramp, or an hourly pattern (the CPU trace of ../shared/traces: a
+    saturation at :09 of every hour), correlates as well at every lag, and a 15-minute slot's daily
+    forecast cannot follow it (issue 17)."""
+    from policies.predictive import DETECT_MIN_CORRELATION, daily_correlation
+
+    ring = tuple(float(shape(i)) for i in range(HISTORY_SLOTS))
+    assert (daily_correlation(ring, 900.0) >= DETECT_MIN_CORRELATION) is cycle
