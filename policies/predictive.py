@@ -38,7 +38,12 @@ Every closed bucket, with load = per-instance value × ready instances (the valu
   HPA default's unserved at its cost over the four traces with a cycle; not stacked 0.484×;
   `season: "off"` 0.481×; issue 17).
 - `season` "auto" follows a daily cycle when the correlation of the history with itself one day earlier
-  is ≥ 0.3 (checked at the end of every slot; two days of history needed); "1d" / "7d" follow that cycle
+  is ≥ 0.3 above its correlation with itself half a day earlier (when that is positive; checked at the
+  end of every slot; two days of history needed): a ramp, a level shift or a cycle shorter than a day
+  (the CPU trace of ../shared/traces saturates at :09 of every hour) correlates as well at both lags,
+  and its rise between 15-minute means one day ago was noise added on top of the margin (issue 17: the
+  CPU trace 0.969x → 0.964x HPA default's unserved on days 1–7, 1.005x → 0.999x on days 8–14, the
+  others unchanged); a daily cycle is anti-correlated half a day apart. "1d" / "7d" follow that cycle
   as soon as the history reaches back one cycle; "off" keeps no history. A weekly cycle is not detected
   from the rule's own window (8 days of 15-minute slots would be too big a state): set `"7d"`.
 - Until `MIN_ERRORS` forecasts have been checked against the load they forecast, the rule acts as a
@@ -156,8 +161,8 @@ def packed_quantile(packed: bytes, q: float) -> float:
 
 
 def daily_correlation(ring: tuple[float, ...], slot: float) -> float:
-    """Correlation of the history with itself one day earlier (0 with less than two days of history).
-    Computed at every slot's end (every 15 minutes) by every rule with `season: "auto"`: dot products on
+    """Correlation of the history with itself one day earlier, less its correlation with itself half a
+    day earlier when that is positive (0 with less than two days of history). Computed at every slot's end (every 15 minutes) by every rule with `season: "auto"`: dot products on
     the one array instead of numpy's mean/std per half (a quarter of the time)."""
     lag = int(DAY / slot)
     if len(ring) < 2 * lag:
@@ -167,6 +172,7 @@ def daily_correlation(ring: tuple[float, ...], slot: float) -> float:
 
 
 def _lag_correlation(arr: Any, lag: int) -> float:
+    """Correlation of arr with itself `lag` slots earlier, over the slots with data in both."""
     a, b = arr[lag:], arr[:-lag]
     ok = ~np.isnan(a + b)
     kept = int(np.count_nonzero(ok))
