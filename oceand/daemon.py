@@ -583,10 +583,10 @@ def configure_gc() -> None:
     - The youngest generation is collected after 50,000 net allocations of container objects instead of
       700. A closed bucket's evaluation makes a new job state (a few containers) and the history buffer
       keeps a row per bucket until its writer takes them, so at 700 the collector ran some 30 times per
-      10,000-job round and walked each new state once or twice before the next round freed it (a fifth
-      to a quarter of the round's CPU in bench/evaluate.py). Only cyclic garbage waits longer for it:
-      everything else is freed by reference counting as before. The older generations keep their
-      default ratios (10, 10).
+      10,000-job round and walked each new state once or twice before the next round freed it (about a
+      fifth of the round's CPU in bench/evaluate.py with history recorded). Only cyclic garbage waits
+      longer for it: everything else is freed by reference counting as before. The older generations
+      keep their default ratios (10, 10).
     """
     gc.collect()
     gc.freeze()
