@@ -138,7 +138,7 @@ def main() -> None:
     run_a, counts_a = side(*after_mods, args.jobs, history=recorders.get("after"))
     run_b(0)
     run_a(0)
-    configure_gc()  # the daemon's settings (collected, frozen, its thresholds)
+    configure_gc()  # the daemon's settings (collected, then frozen)
     before: list[float] = []
     after: list[float] = []
     for r in range(1, args.rounds + 1):

@@ -570,28 +570,17 @@ def _url(runner: web.AppRunner, https: bool = False) -> str | None:
     return None
 
 
-GC_GEN0_THRESHOLD = 50_000  # CPython's default is 700 (docs/operations.md §12, "The garbage collector")
-
-
 def configure_gc() -> None:
     """The garbage collector's settings for a serving daemon, applied once it has started (`run`), and by
-    bench/evaluate.py so that the benchmark measures what the daemon runs.
-
-    - What is alive once serving (modules, config, job documents, routes) lives as long as the process:
-      collected once, then frozen out of the collector's view, so a full collection walks only what came
-      later.
-    - The youngest generation is collected after 50,000 net allocations of container objects instead of
-      700. A closed bucket's evaluation makes a new job state (a few containers) and the history buffer
-      keeps a row per bucket until its writer takes them, so at 700 the collector ran some 30 times per
-      10,000-job round and walked each new state once or twice before the next round freed it (about a
-      fifth of the round's CPU in bench/evaluate.py with history recorded). Only cyclic garbage waits
-      longer for it: everything else is freed by reference counting as before. The older generations
-      keep their default ratios (10, 10).
-    """
+    bench/evaluate.py and bench/evaluate_ab.py so that the evaluation benchmark measures what the daemon
+    runs: what is alive once serving (modules, config, job documents, routes) lives as long as the
+    process, so the garbage left by the start is collected and the rest frozen out of the collector's
+    view (a full collection then walks only what came later). The thresholds stay CPython's (700, 10,
+    10): a youngest-generation threshold of 50,000 took a fifth off a 10,000-job evaluation round with
+    history recorded, but tripled the median reaction time in bench/reaction.py (BENCHMARKS.md, *Issue
+    16: the evaluation with history recorded*; docs/operations.md §12, *The garbage collector*)."""
     gc.collect()
     gc.freeze()
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 async def run(config: Config) -> int:
