@@ -12,6 +12,12 @@ the per-round ratios (after / before), beside `orjson.loads` of the same bodies 
 
     git archive main | tar -x -C /tmp/before
     .venv/bin/python bench/ingest_ab.py --before /tmp/before [--bodies 400] [--jobs 200] [--rounds 15]
+
+`--shape agent` sends what agents send instead: every series once per period (each job's 5 hosts × the 4
+metrics, 50 jobs to a body, 4 bodies a period, the clock a second into the period), so nearly every sample
+is its instance's first in its bucket and each job's bucket completes (5 instances expected) and closes
+inside the routing, as in production; the bench's default bodies (`bench/ingest.py`) repeat each series
+about 100 times a round into the same few buckets.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.util
+import random
 import statistics
 import sys
 import time
@@ -49,14 +56,27 @@ def load_before(tree: Path) -> Any:
 
 
 def side(
-    mod: Any, docs: list[JobDocument], now: int, bodies: list[list[Any]]
+    mod: Any,
+    docs: list[JobDocument],
+    now: int,
+    bodies: list[list[Any]],
+    clock: list[float] | None = None,
+    expected: int | None = None,
 ) -> tuple[Any, list[JobBuckets]]:
     """An Ingestor of `mod` with the bench's jobs (samples accepted up to 30 s ahead, as bench/ingest.py
     configures its daemon), its route cache warmed by `bodies`."""
-    ing = mod.Ingestor(clock=lambda: now + 0.5)
+    at = clock if clock is not None else [now + 0.5]
+    ing = mod.Ingestor(clock=lambda: at[0])
     jbs = []
     for doc in docs:
-        jb = JobBuckets(doc.job, 10, 5.0, [(r.name, r.aggregate) for r in doc.metric_rules()], max_ahead=30.0)
+        jb = JobBuckets(
+            doc.job,
+            10,
+            5.0,
+            [(r.name, r.aggregate) for r in doc.metric_rules()],
+            max_ahead=30.0,
+            expected=expected,
+        )
         jb.start(now)
         ing.set_job(doc, jb)
         jbs.append(jb)
@@ -75,13 +95,43 @@ def answers(ing: Any, jbs: list[JobBuckets], results: list[Any]) -> tuple[Any, .
     )
 
 
+def agent_bodies(jobs: int, start: int, periods: int, seed: int) -> list[tuple[int, bytes]]:
+    """(period start, body): every series of 50 jobs for one period, `jobs` / 50 bodies a period."""
+    rng = random.Random(seed)
+    metrics = ("cpu.idle", "proc.qps", "mem.memfree.percent", "proc.delay")
+    out = []
+    for p in range(periods):
+        t0 = start + 10 * p
+        for first in range(0, jobs, 50):
+            items = [
+                {
+                    "endpoint": f"host-{j:04d}-{h}",
+                    "metric": m,
+                    "timestamp": t0 + rng.randrange(10),
+                    "step": 10,
+                    "value": round(rng.uniform(0, 100), 3),
+                    "counterType": "GAUGE",
+                    "tags": f"job=job.bench{j:05d}.svc,container=c{h}",
+                }
+                for j in range(first, min(first + 50, jobs))
+                for h in range(5)
+                for m in metrics
+            ]
+            rng.shuffle(items)
+            out.append((t0, orjson.dumps(items)))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--before", type=Path, required=True, help="a tree of the other commit (git archive)")
     ap.add_argument("--bodies", type=int, default=400)
     ap.add_argument("--jobs", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--shape", choices=("bench", "agent"), default="bench")
     args = ap.parse_args()
+    if args.shape == "agent":
+        return main_agent(args)
     before = load_before(args.before)
     now = int(time.time())
     docs = [
@@ -132,6 +182,67 @@ def main() -> int:
         gc.enable()
     same = answers(*sides["before"], results["before"]) == answers(*sides["after"], results["after"])
     print(f"jobs={args.jobs} bodies/round={args.bodies} points/body={POINTS} rounds={args.rounds}")
+    for name in ("orjson", "before", "after"):
+        label = "orjson.loads" if name == "orjson" else f"route {name}"
+        print(f"{label:14} best {min(per[name]):6.0f} ns/point, median {statistics.median(per[name]):6.0f}")
+    ratios = [a / b for a, b in zip(per["after"], per["before"], strict=True)]
+    print(
+        f"after / before: median of per-round ratios {statistics.median(ratios):.3f} "
+        f"(range {min(ratios):.3f} - {max(ratios):.3f}); same answers and buckets: {same}"
+    )
+    return 0 if same else 1
+
+
+def main_agent(args: argparse.Namespace) -> int:
+    """--shape agent: each round a fresh run of periods, the same for both sides, clocks moving."""
+    before = load_before(args.before)
+    now = int(time.time()) // 10 * 10
+    docs = [
+        JobDocument.model_validate(job_doc(f"job.bench{j:05d}.svc", f"/bench/a{j}")) for j in range(args.jobs)
+    ]
+    periods = max(1, args.bodies // max(1, args.jobs // 50))
+    clocks = {"before": [now + 1.0], "after": [now + 1.0]}
+    warm = [(t, decode_items(b)) for t, b in agent_bodies(args.jobs, now, 2, seed=0)]
+    sides = {}
+    for name, mod in (("before", before), ("after", ingest_after)):
+        sides[name] = side(mod, docs, now, [], clocks[name], expected=5)
+        for t, items in warm:
+            clocks[name][0] = t + 1.0
+            sides[name][0].push(list(items), typed=True)
+    start = now + 20
+    per: dict[str, list[float]] = {"before": [], "after": [], "orjson": []}
+    results: dict[str, list[Any]] = {"before": [], "after": []}
+    gc.disable()
+    try:
+        for r in range(args.rounds):
+            raw = agent_bodies(args.jobs, start, periods, seed=r + 1)
+            start += 10 * periods
+            decoded = [(t, decode_items(b)) for t, b in raw]
+            points = sum(len(d) for _, d in decoded)
+            t0 = time.process_time()
+            for _, b in raw:
+                orjson.loads(b)
+            per["orjson"].append((time.process_time() - t0) / points * 1e9)
+            order = ("before", "after") if r % 2 == 0 else ("after", "before")
+            for name in order:
+                ing, clock = sides[name][0], clocks[name]
+                bodies = [(t, list(d)) for t, d in decoded]
+                t0 = time.process_time()
+                out = []
+                for t, items in bodies:
+                    clock[0] = t + 1.0
+                    out.append(ing.push(items, typed=True))
+                per[name].append((time.process_time() - t0) / points * 1e9)
+                results[name] = out
+            gc.collect()
+    finally:
+        gc.enable()
+    same = answers(*sides["before"], results["before"]) == answers(*sides["after"], results["after"])
+    closed = sum(len(r.completed) for r in results["after"])
+    print(
+        f"shape=agent jobs={args.jobs} periods/round={periods} bodies/round={len(decoded)} "
+        f"rounds={args.rounds} (buckets completed in the last round: {closed})"
+    )
     for name in ("orjson", "before", "after"):
         label = "orjson.loads" if name == "orjson" else f"route {name}"
         print(f"{label:14} best {min(per[name]):6.0f} ns/point, median {statistics.median(per[name]):6.0f}")

@@ -42,12 +42,13 @@ import bisect
 import fnmatch
 import math
 import operator
+import os
 import time
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, compress, count, islice
+from itertools import chain, compress, count, islice, repeat
 from typing import Any
 
 from collectors.falcon import check_key, parse_tags
@@ -910,90 +911,90 @@ class Ingestor:
                 if closed:
                     jb.hand(closed)
 
-    def _unmatched(self, res: PushResult, items: list[FalconItem], mask: list[Any], now: float) -> None:
-        """Count the items whose `mask` entry is falsy as unmatched, and note some in the list."""
-        n = mask.count(False)
+    def _unmatched(
+        self, res: PushResult, items: list[FalconItem], found: list[Any], n: int, now: float
+    ) -> None:
+        """Count `n` items as unmatched (those whose `found` entry is falsy), and note some in the list."""
         res.unmatched += n
         self.unmatched.total += n
-        self.unmatched.note(items, mask, now)
+        self.unmatched.note(items, found, now)
 
     def _route(
         self, items: list[FalconItem], now: float, res: PushResult, index: Sequence[int] | None
     ) -> None:
         """The hot loop: per item one route lookup, the last-seen write and one bucket write per target.
 
-        Lookups run as C-level map() passes over the whole body; an item of a series no job watches (most
-        of what agents push) never reaches the Python loop: its route is the falsy UNROUTED, which
-        compress() skips. The timestamps are checked against the jobs' bounds once for the whole body when
-        they all lie within the tightest bounds of any job (agents stamp a push with one time): then the
-        loop checks none of them."""
+        `scan` looks every item's route up in one pass (oceand/_fastroute.c, or `_scan` in Python): None
+        for a metric no job watches (most of what agents push: it touches no per-series state), UNROUTED
+        (False) for a series no job takes, else its Route; series seen for the first time are resolved
+        (and cached) first. The timestamps are checked against the jobs' bounds once for the whole body
+        when they all lie within the tightest bounds of any job (agents stamp a push with one time): then
+        the loop checks none of them. The loop itself runs in C for the usual sample, `one` (in Python)
+        for every other item and for all of them when the extension is not built."""
         routes = self._routes
-        # Most of what agents push is a metric no job watches: such an item needs no route, only the checks
-        # its identity must pass, and the decoder made them all (types, ranges, non-empty names, lengths
-        # within transfer's metric+tags limit; `ingest` checks its items one by one). So it leaves here, in
-        # C-level passes that touch no per-series state; metrics check_key refuses are kept for their route.
-        pick = list(map(self._watched.__contains__, map(_metric_of, items)))
-        if not all(pick):
-            self._unmatched(res, items, pick, now)
-            index = list(compress(range(len(items)) if index is None else index, pick))
-            items = list(compress(items, pick))
-        if not items:
-            return
-        try:
-            found: list[Route | bool] = list(map(routes.__getitem__, map(_key_of, items)))
-        except KeyError:  # series seen for the first time: resolve (and cache) their routes, then again
-            for item in items:
-                key = _key_of(item)
-                if key not in routes:
-                    r = routes[key] = self._resolve(key, item.counterType, now)
-                    if type(r) is not Route or r.jb is None:
-                        self._negatives += 1
-            found = list(map(routes.__getitem__, map(_key_of, items)))
+        if type(items) is not list:
+            items = list(items)
+        scan = _native.scan if _native is not None else _scan
+        found, unwatched, unrouted, missing, lo, hi = scan(items, self._watched, routes, _MISSING)
+        if missing:  # series seen for the first time: resolve (and cache) their routes, then again
+            for item, r in zip(items, found, strict=True):
+                if r is _MISSING:
+                    key = _key_of(item)
+                    if key not in routes:
+                        r = routes[key] = self._resolve(key, item.counterType, now)
+                        if type(r) is not Route or r.jb is None:
+                            self._negatives += 1
+            found, unwatched, unrouted, missing, lo, hi = scan(items, self._watched, routes, _MISSING)
             if self._negatives > self.limits.max_unrouted:
                 self._purge_negatives(res)
-        if not all(found):
-            self._unmatched(res, items, found, now)
+        if unwatched or unrouted:
+            self._unmatched(res, items, found, unwatched + unrouted, now)
+        if unwatched == len(items):
+            return
+        if lo is None:  # a timestamp beyond 64 bits (the C scan leaves these to Python)
+            stamps = [it.timestamp for it, r in zip(items, found, strict=True) if r is not None]
+            lo, hi = min(stamps), max(stamps)
+        assert lo is not None and hi is not None
         two_now = 2 * now
         inow = int(now)
-        stamps = list(map(_ts_of, items))
-        lo, hi = min(stamps), max(stamps)
         ahead, age = self._tightest()
         # every timestamp usable and accepted by every job: no item needs its own check
         check_ts = not (lo > 0 and hi <= two_now and hi - now <= ahead and now - lo <= age)
         completed = res.completed
         seen = self._seen
-        route: Route
-        for i, item, route in compress(zip(count(), items, found), found):  # type: ignore[assignment]
+
+        def one(i: int, item: FalconItem, route: Route) -> None:
+            """Everything that happens to an item with a route (the native loop's rare cases)."""
             if item.counterType != route.ctype:
                 key = _key_of(item)
                 route = routes[key] = self._resolve(key, item.counterType, now)  # type: ignore[assignment]
                 if not route:
-                    self._unmatched(res, [item], [False], now)
-                    continue
+                    self._unmatched(res, [item], [False], 1, now)
+                    return
             jb = route.jb
             if jb is None:
                 res.reject(i if index is None else index[i], route.reason or "")
                 if route.limit is not None:
                     res.limited[route.limit] = res.limited.get(route.limit, 0) + 1
-                continue
+                return
             v = item.value
-            ts = stamps[i]
+            ts = item.timestamp
             if check_ts:
                 if ts > two_now or ts <= 0:
                     ts = inow  # transfer's rule for a timestamp it cannot use
                 elif ts - now > route.ahead or now - ts > route.age:
                     _reject_timestamp(res, i if index is None else index[i], ts, now, route)
-                    continue
+                    return
             if route.counter is not None:
                 prev_ts, prev_v = route.prev_ts, route.prev_value
                 if ts <= prev_ts:
-                    continue  # out of order or repeated: no rate from it
+                    return  # out of order or repeated: no rate from it
                 route.prev_ts, route.prev_value = ts, v
                 if prev_v != prev_v:  # first sample of the series: no rate yet
-                    continue
+                    return
                 rate = (v - prev_v) / (ts - prev_ts)
                 if rate < 0:
-                    continue  # counter reset / wrap (COUNTER) or negative DERIVE: Falcon drops it
+                    return  # counter reset / wrap (COUNTER) or negative DERIVE: Falcon drops it
                 v = rate
             if ts >= route.fresh:  # a later period than its slot holds: when it was last seen (for expiry)
                 slot = route.slot
@@ -1022,6 +1023,12 @@ class Ingestor:
                     if t.buckets.add(t.rule_index, t.instance, ts, 100.0 - v if t.invert else v):
                         completed.add(t.buckets.job)
 
+        if _native is not None:  # the usual sample in C, the rest through `one` (oceand/_fastroute.c)
+            _native.route(items, found, check_ts, now, one, completed, seen, SEEN_STEP)
+        else:
+            for i, item, route in compress(zip(count(), items, found), found):
+                one(i, item, route)
+
     def _tightest(self) -> tuple[float, float]:
         """The timestamps every job accepts, around the daemon's clock: the smallest `max_ahead` and
         `max_age` of the jobs' bucket sets (kept until the job set changes)."""
@@ -1033,6 +1040,34 @@ class Ingestor:
                 min((jb.max_age for jb in jbs), default=0.0),
             )
         return b
+
+
+_MISSING = object()  # `scan`'s mark of a watched series with no cached route yet
+
+
+def _scan(
+    items: list[FalconItem], watched: set[str], routes: dict[tuple[Any, ...], Route | bool], missing: object
+) -> tuple[list[Any], int, int, int, int | None, int | None]:
+    """oceand/_fastroute.c's `scan` in Python (when the extension is not built): every item's route
+    (None: its metric is not watched; `missing`: not cached yet), how many of each, and the smallest and
+    largest timestamp of the watched items (None when there are none)."""
+    pick = list(map(watched.__contains__, map(_metric_of, items)))
+    if all(pick):
+        found: list[Any] = list(map(routes.get, map(_key_of, items), repeat(missing)))
+        stamps = list(map(_ts_of, items))
+    else:
+        found = [routes.get(_key_of(it), missing) if p else None for it, p in zip(items, pick, strict=True)]
+        stamps = [it.timestamp for it, p in zip(items, pick, strict=True) if p]
+    unwatched = len(items) - len(stamps)
+    n_missing = found.count(missing) if missing in found else 0
+    return (
+        found,
+        unwatched,
+        found.count(False),
+        n_missing,
+        min(stamps, default=None),
+        max(stamps, default=None),
+    )
 
 
 def _reject_timestamp(res: PushResult, index: int, ts: int, now: float, route: Route) -> None:
@@ -1057,3 +1092,21 @@ def _matches(sel: Selector, tags: dict[str, str], endpoint: str) -> bool:
             return fnmatch.fnmatchcase(endpoint, pattern)
         return endpoint == pattern
     return True
+
+
+def _load_native() -> Any:
+    """oceand._fastroute, the hot loop's usual sample in C, set up with this module's classes; None when it
+    was not built (no C compiler where oceand was installed) or OCEAND_NATIVE=0: then every item takes the
+    same path in Python (`one` in `Ingestor._route`), with the same results, at about twice the CPU."""
+    if os.environ.get("OCEAND_NATIVE", "1") == "0":
+        return None
+    try:
+        from oceand import _fastroute
+    except ImportError:
+        return None
+    _fastroute.setup(Route, JobBuckets, OpenBucket, FalconItem)
+    return _fastroute
+
+
+_native = _load_native()
+NATIVE = _native is not None  # what this process routes with (logged at start, `oceand_build_info`)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from typing import Any
 
 import pytest
@@ -244,3 +245,32 @@ def test_the_cycle_and_the_margin_are_not_stacked(rise: float, margin: float, ex
     now = slot * spec.slot + spec.slot - 30  # 30 s before the slot ends: now + 60 s is in the next one
     st = PredictiveState(t=now, level=50.0, slot=slot, ring=tuple(ring), season=86400.0, margin=margin)
     assert forecast(spec, st, now, 60.0) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("load", "expected_base", "expected"),
+    [
+        pytest.param(50.0, None, 2, id="the level: base is the forecast"),
+        pytest.param(75.0, None, 2, id="within the margin: base is the forecast"),
+        pytest.param(100.0, 100.0, 3, id="a jump beyond the margin: the load plus the margin at once"),
+    ],
+)
+def test_a_jump_beyond_the_margin_is_provisioned_from_the_load(
+    load: float, expected_base: float | None, expected: int
+) -> None:
+    """base = load when load > forecast + margin: a jump is covered with its margin at the bucket it comes
+    in, not by the level that lags it (issue 17). Target 60, margin 30: at load 100 the level moves
+    50 → ≈ 55, so level + margin would ask ceil(85 / 60) = 2 and the target rule ceil(100 / 60) = 2;
+    load + margin asks ceil(130 / 60) = 3."""
+    from policies.predictive import ERROR_BATCH, propose_predictive
+    from policies.types import PredictiveState
+
+    spec = PredictiveSpec.of(parse_job(doc_with(pred(season="off", startup="60s"))).rules[0])  # type: ignore[arg-type]
+    errors = b"".join(struct.pack("d", 30.0) for _ in range(4 * ERROR_BATCH))  # a steady margin of 30
+    now = 1_000_000.0
+    st = PredictiveState(t=now - 10, level=50.0, errors_packed=errors, margin=30.0, last_pending=now - 10)
+    p, _ = propose_predictive(spec, load, 1, 1, now, None, st)
+    assert p.inputs["mode"] == "forecast" and p.inputs["margin"] == 30.0
+    assert p.inputs["forecast"] < 60.0  # the level lags the jump
+    assert p.inputs["base"] == (expected_base if expected_base is not None else p.inputs["forecast"])
+    assert p.desired == expected
