@@ -577,6 +577,19 @@ def _url(runner: web.AppRunner, https: bool = False) -> str | None:
     return None
 
 
+def configure_gc() -> None:
+    """The garbage collector's settings for a serving daemon, applied once it has started (`run`), and by
+    bench/evaluate.py and bench/evaluate_ab.py so that the evaluation benchmark measures what the daemon
+    runs: what is alive once serving (modules, config, job documents, routes) lives as long as the
+    process, so the garbage left by the start is collected and the rest frozen out of the collector's
+    view (a full collection then walks only what came later). The thresholds stay CPython's (700, 10,
+    10): a youngest-generation threshold of 50,000 took a fifth off a 10,000-job evaluation round with
+    history recorded, but tripled the median reaction time in bench/reaction.py (BENCHMARKS.md, *Issue
+    16: the evaluation with history recorded*; docs/operations.md §12, *The garbage collector*)."""
+    gc.collect()
+    gc.freeze()
+
+
 async def run(config: Config) -> int:
     daemon = Daemon(config)
     try:
@@ -585,9 +598,7 @@ async def run(config: Config) -> int:
         with contextlib.suppress(Exception):
             await daemon.stop()
         raise
-    # What is alive once serving (modules, config, job documents, routes) lives as long as the process:
-    # keep it out of the collector's view, so a full collection walks only what came later.
-    gc.freeze()
+    configure_gc()
     try:
         await daemon.serve_forever()
     finally:

@@ -69,6 +69,7 @@ from policies.threshold import ThresholdSpec, propose_threshold
 from policies.types import (
     DRY_RUN,
     MANUAL,
+    NO_DATA,
     PAUSED,
     SCHEDULE,
     AlarmCall,
@@ -204,24 +205,26 @@ def step(
         return _event(c, doc, state, event, now, mode, default_tz, windows)
     # A closed bucket (trigger "bucket"), inline: this is the daemon's hot path. Every metric rule
     # proposes, then steps 1–6 (PRODUCT §3.3); always a Decision.
-    obs = event
-    if obs.now != now:
-        raise ValueError(f"a closed bucket is evaluated at its own time: obs.now {obs.now} != now {now}")
+    # its fields in one unpacking (an exact Observation, checked above): a NamedTuple field read by name
+    # is a generic attribute lookup, seven of them cost more than this
+    obs_now, bucket, current, ready, values, _, deployment_started_at, startup = event
+    if obs_now != now:
+        raise ValueError(f"a closed bucket is evaluated at its own time: obs.now {obs_now} != now {now}")
     if windows is None:
         windows = _windows(c, doc, now, default_tz) if c.window_rules else ()
-    current = obs.current
     if current < 0 or mode not in MODES:
         _check(mode, current)
     if mode == "paused":
-        d = _decision(c, now, "bucket", current, current, obs.bucket, [], [], [PAUSED], mode)
-        return d, _with(state, last_bucket=obs.bucket)
+        d = _decision(c, now, "bucket", current, current, bucket, [], [], [PAUSED], mode)
+        return d, _with(state, last_bucket=bucket)
     # a count changed behind our back (or by our own dry-run simulation) restarts every streak first
     old = state.streaks if state.count is None or state.count == current else {}
-    values = obs.values
-    ready = obs.ready
     proposals: list[Proposal] = []
     streaks: dict[str, Streak] = {}
     predictive: dict[str, PredictiveState] | None = None
+    best_out: int | None = None  # step 1 (behavior.combine), inline: counted as each rule proposes
+    best_in: int | None = None
+    blocked = False
     for spec in c.metric:
         name = spec.name
         v = values.get(name)
@@ -240,25 +243,46 @@ def step(
                 current,
                 ready,
                 now,
-                obs.startup,
+                startup,
                 state.predictive.get(name),
             )
         proposals.append(p)
-    combined = combine(proposals, current)
+        want = p.desired
+        if want is None:
+            if p.reason == NO_DATA:
+                blocked = True
+        elif want > current:
+            if best_out is None or want > best_out:
+                best_out = want
+        elif want < current:
+            if best_in is None or want > best_in:
+                best_in = want
+        else:
+            blocked = True
+    if best_out is not None:
+        combined = best_out
+    elif best_in is not None and not blocked:
+        combined = best_in
+    else:
+        combined = current
     guard = _guard(c, values) if combined < current else None
     desired, limits, recent = apply_limits(
-        c.limits, current, combined, now, state, obs.deployment_started_at, windows, guard
+        c.limits, current, combined, now, state, deployment_started_at, windows, guard
     )
-    reasons = _reasons(proposals, limits, mode)
+    if not limits and mode == "active" and len(proposals) == 2:  # _reasons' usual case, inline
+        first, second = proposals[0].reason, proposals[1].reason
+        reasons = [first] if first == second else [first, second]
+    else:
+        reasons = _reasons(proposals, limits, mode)
     # in field order (see _decision), without NamedTuple's Python-level __new__: half the cost
     decision: Decision = _new(
-        Decision, (c.job, now, "bucket", current, desired, obs.bucket, proposals, limits, reasons, mode, None)
+        Decision, (c.job, now, "bucket", current, desired, bucket, proposals, limits, reasons, mode, None)
     )
     # the next state, its slots set here: JobState's dataclass __init__ (a frame, and a default-factory
     # test per container field) is a tenth of a quiet bucket's cost
     nxt: JobState = _alloc(JobState)
     nxt.count = desired
-    nxt.last_bucket = obs.bucket
+    nxt.last_bucket = bucket
     nxt.recent = recent
     nxt.alarms = dict(state.alarms) if state.alarms else {}  # a new dict either way (states are values)
     nxt.fires = dict(state.fires) if state.fires else {}

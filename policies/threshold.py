@@ -114,13 +114,14 @@ def propose_threshold(
     if value is None:
         inputs_nd: dict[str, object] = {"value": None, "streak_out": 0, "streak_in": 0}
         return _new(Proposal, (rule.name, "threshold", None, NO_DATA, inputs_nd)), _ZERO
-    # next_streak, inlined: this is the daemon's hot path
-    prev = streak or _ZERO
+    # next_streak, inlined: this is the daemon's hot path (the previous counts in one unpacking: a
+    # NamedTuple field read by name is a generic attribute lookup)
+    prev_out, prev_in = streak or _ZERO
     above, below = rule.above, rule.below
-    out = prev.out + 1 if above is not None and value > above else 0
-    in_ = prev.in_ + 1 if below is not None and value < below else 0
+    out = prev_out + 1 if above is not None and value > above else 0
+    in_ = prev_in + 1 if below is not None and value < below else 0
     # an unchanged streak is the same object (states are values: nothing changes one in place)
-    st = streak if streak is not None and out == prev.out and in_ == prev.in_ else _new(Streak, (out, in_))
+    st = streak if streak is not None and out == prev_out and in_ == prev_in else _new(Streak, (out, in_))
     if above is not None and out >= rule.out_consecutive:
         band = _out_band(rule.out_bands, value) if rule.out_bands else None
         step = band[1] if band is not None else rule.out_step

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from policies.behavior import (
     Limits,
+    apply_limits,
     clamp,
     combine,
     cooldown,
@@ -28,6 +31,7 @@ from policies.types import (
     SCALE_OUT,
     STABILIZED,
     WITHIN_TOLERANCE,
+    JobState,
     Proposal,
     Window,
 )
@@ -114,6 +118,34 @@ def test_stabilize(
         assert all(t > now - 60 for t, _ in hist)  # pruned
     else:
         assert hist == []
+
+
+def test_apply_limits_stabilizes_as_stabilize() -> None:
+    """apply_limits runs step 2 inline (the evaluation's hot path): the same count, limit and kept
+    history as `stabilize`, over windows, histories and proposals of every kind (nothing else applies
+    here: no cooldown, max step, guard or bound)."""
+    rng = random.Random(16)
+    now = 1000.0
+    held = 0
+    for _ in range(4000):
+        lim = limits(
+            in_window=rng.choice([0.0, 30.0, 60.0, 300.0]),
+            out_window=rng.choice([0.0, 30.0, 60.0, 400.0]),
+            min_instances=0,
+            max_instances=100,
+        )
+        times = sorted(rng.sample(range(500, 1000, 10), rng.randrange(0, 8)))
+        recent = [(float(t), rng.randrange(0, 10)) for t in times]
+        before = list(recent)
+        current, proposed = rng.randrange(0, 10), rng.randrange(0, 10)
+        count, hit_limits, kept = apply_limits(
+            lim, current, proposed, now, JobState(recent=recent), None, (), None
+        )
+        s_count, s_kept, s_hit = stabilize(lim, current, proposed, now, recent)
+        assert (count, hit_limits, kept) == (s_count, [] if s_hit is None else [s_hit], s_kept)
+        assert recent == before  # the state's history is not changed in place
+        held += s_hit is not None
+    assert held > 400  # the windows did hold proposals
 
 
 CPU = ThresholdSpec.of(ThresholdRule.model_validate(cpu_rule()))

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import ast
 import copy
+import math
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from policies.engine import fire_of, fires_due, newly_handled, step
+from policies.behavior import combine
+from policies.engine import _reasons, fire_of, fires_due, newly_handled, step
 from policies.types import (
     MANUAL,
     MIN_INSTANCES,
@@ -27,7 +30,7 @@ from policies.types import (
     ManualScale,
     Observation,
 )
-from tests.policies.build import T0, at, cpu_rule, job, obs
+from tests.policies.build import T0, at, cpu_rule, job, obs, qps_rule
 
 ROOT = Path(__file__).resolve().parents[2]
 H = 3600.0
@@ -162,6 +165,44 @@ def test_bucket_step_is_evaluate() -> None:
     d, nxt = step(doc, state, obs(0, 2, 90.0), at(0), mode="active")
     assert (d.desired, d.reasons, d.bucket, nxt.count, nxt.last_bucket) == (3, [SCALE_OUT], T0, 3, T0)
     assert state == JobState()
+
+
+def test_bucket_step_combines_and_gives_reasons_as_their_functions() -> None:
+    """A closed bucket's step runs step 1 (`behavior.combine`) and the usual case of the reasons
+    (`engine._reasons`) inline: the same answers as those functions, on every kind of proposal (no data,
+    NaN, a one-sided rule's no opinion, scale-out and scale-in, one to three rules) in both modes that
+    decide. With no limit at all (no cooldown, stabilization or max step; wide bounds) the decided
+    count is the combined proposal unless the flapping guard held it."""
+    rules = [
+        cpu_rule(consecutive=1),
+        cpu_rule(name="hot", below=None, consecutive=2),  # no scale_in side: no opinion on scale-in
+        qps_rule(target=100, tolerance=0.1),
+    ]
+    choices = [[0], [1], [2], [0, 2], [1, 2], [0, 1], [0, 1, 2]]
+    rng = random.Random(11)
+    seen: set[tuple[int, ...]] = set()
+    for pick in choices:
+        doc = job(
+            [rules[k] for k in pick],
+            min_instances=0,
+            max_instances=1000,
+            behavior={"scale_in": {"stabilization": 0}},
+        )
+        for mode in ("active", "dry-run"):
+            state, current = JobState(), 5
+            for i in range(300):
+                values = {
+                    name: rng.choice([None, math.nan, math.inf, 40.0, 70.0, 95.0, 60.0, 100.0, 130.0])
+                    for name in ("cpu", "hot", "qps")
+                    if rng.random() < 0.9
+                }
+                d, state = step(doc, state, obs(i, current, values), at(i), mode=mode)
+                assert d.reasons == _reasons(d.proposals, d.limits, mode)
+                if not d.limits:
+                    assert d.desired == combine(d.proposals, current)
+                seen.add((len(d.proposals), (d.desired > current) - (d.desired < current), len(d.limits)))
+                current = d.desired if d.desired and rng.random() < 0.7 else rng.randrange(1, 9)
+    assert {(n, way, 0) for n in (1, 2, 3) for way in (-1, 0, 1)} <= seen  # every way, every rule count
 
 
 def alarm(status: str = "PROBLEM", now: float = at(0)) -> AlarmEvent:
