@@ -46,7 +46,8 @@ Every closed bucket, with load = per-instance value × ready instances (the valu
   (the CPU trace of ../shared/traces saturates at :09 of every hour) correlates as well at both lags,
   and its rise between 15-minute means one day ago was noise added on top of the margin (issue 17: the
   CPU trace 0.969x → 0.964x HPA default's unserved on days 1–7, 1.005x → 0.999x on days 8–14, the
-  others unchanged); a daily cycle is anti-correlated half a day apart. "1d" / "7d" follow that cycle
+  others unchanged); a daily cycle with one peak a day correlates less half a day apart (a sine: −1).
+  A daily cycle of two alike peaks 12 hours apart is not followed either: set `"1d"`. "1d" / "7d" follow that cycle
   as soon as the history reaches back one cycle; "off" keeps no history. A weekly cycle is not detected
   from the rule's own window (8 days of 15-minute slots would be too big a state): set `"7d"`.
 - Until `MIN_ERRORS` forecasts have been checked against the load they forecast, the rule acts as a
