@@ -252,7 +252,8 @@ def test_the_cycle_and_the_margin_are_not_stacked(rise: float, margin: float, ex
     [
         pytest.param(50.0, None, 2, id="the level: base is the forecast"),
         pytest.param(75.0, None, 2, id="within the margin: base is the forecast"),
-        pytest.param(100.0, 100.0, 3, id="a jump beyond the margin: the load plus the margin at once"),
+        pytest.param(95.0, 95.0, 2, id="a jump beyond the margin: the load plus 3/4 of the margin at once"),
+        pytest.param(100.0, 100.0, 3, id="a bigger jump: 100 + 22.5 needs 3"),
     ],
 )
 def test_a_jump_beyond_the_margin_is_provisioned_from_the_load(
@@ -261,7 +262,8 @@ def test_a_jump_beyond_the_margin_is_provisioned_from_the_load(
     """base = load when load > forecast + margin: a jump is covered with its margin at the bucket it comes
     in, not by the level that lags it (issue 17). Target 60, margin 30: at load 100 the level moves
     50 → ≈ 55, so level + margin would ask ceil(85 / 60) = 2 and the target rule ceil(100 / 60) = 2;
-    load + margin asks ceil(130 / 60) = 3."""
+    load + ¾ margin asks ceil(122.5 / 60) = 3. At load 95, load + ¾ margin = 117.5 asks 2: the whole
+    margin (125, 3 instances) would be held by the 5-minute scale-in window after a spike that reverts."""
     from policies.predictive import ERROR_BATCH, propose_predictive
     from policies.types import PredictiveState
 
@@ -274,3 +276,24 @@ def test_a_jump_beyond_the_margin_is_provisioned_from_the_load(
     assert p.inputs["forecast"] < 60.0  # the level lags the jump
     assert p.inputs["base"] == (expected_base if expected_base is not None else p.inputs["forecast"])
     assert p.desired == expected
+
+
+@pytest.mark.parametrize(
+    ("shape", "cycle"),
+    [
+        pytest.param(lambda i: 50 + 30 * math.sin(2 * math.pi * i / 96), True, id="a daily sine: a cycle"),
+        pytest.param(
+            lambda i: 50 + (40 if i % 4 == 0 else 0) + (i % 7), False, id="an hourly spike: no daily cycle"
+        ),
+        pytest.param(lambda i: 20 + 0.3 * i + 3 * math.sin(i), False, id="a ramp over two days: no cycle"),
+    ],
+)
+def test_a_daily_cycle_is_told_from_a_trend_and_a_shorter_cycle(shape: Any, cycle: bool) -> None:
+    """`season: "auto"` follows a daily cycle only when the history correlates better with itself one day
+    earlier than half a day earlier: a ramp, or an hourly pattern (the CPU trace of ../shared/traces: a
+    saturation at :09 of every hour), correlates as well at every lag, and a 15-minute slot's daily
+    forecast cannot follow it (issue 17)."""
+    from policies.predictive import DETECT_MIN_CORRELATION, daily_correlation
+
+    ring = tuple(float(shape(i)) for i in range(HISTORY_SLOTS))
+    assert (daily_correlation(ring, 900.0) >= DETECT_MIN_CORRELATION) is cycle
