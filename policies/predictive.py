@@ -47,8 +47,8 @@ Every closed bucket, with load = per-instance value × ready instances (the valu
   and its rise between 15-minute means one day ago was noise added on top of the margin (issue 17: the
   CPU trace 0.969x → 0.964x HPA default's unserved on days 1–7, 1.005x → 0.999x on days 8–14, the
   others unchanged); a daily cycle with one peak a day correlates less half a day apart (a sine: −1).
-  A daily cycle of two alike peaks 12 hours apart is not followed either: set `"1d"`. "1d" / "7d" follow that cycle
-  as soon as the history reaches back one cycle; "off" keeps no history. A weekly cycle is not detected
+  A daily cycle of two alike peaks 12 hours apart is not followed either: set `"1d"`. "1d" / "7d"
+  follow that cycle as soon as the history reaches back one cycle; "off" keeps no history. A weekly cycle is not detected
   from the rule's own window (8 days of 15-minute slots would be too big a state): set `"7d"`.
 - Until `MIN_ERRORS` forecasts have been checked against the load they forecast, the rule acts as a
   target rule (its proposal is the target proposal; inputs say `"mode": "target"`).
@@ -171,8 +171,9 @@ def packed_quantile(packed: bytes, q: float) -> float:
 
 def daily_correlation(ring: tuple[float, ...], slot: float) -> float:
     """Correlation of the history with itself one day earlier, less its correlation with itself half a
-    day earlier when that is positive (0 with less than two days of history). Computed at every slot's end (every 15 minutes) by every rule with `season: "auto"`: dot products on
-    the one array instead of numpy's mean/std per half (a quarter of the time)."""
+    day earlier when that is positive (0 with less than two days of history). Computed at every slot's
+    end (every 15 minutes) by every rule with `season: "auto"`: dot products on the one array instead of
+    numpy's mean/std per half (a quarter of the time)."""
     lag = int(DAY / slot)
     if len(ring) < 2 * lag:
         return 0.0
