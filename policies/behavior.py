@@ -305,33 +305,10 @@ def apply_limits(
         lo, hi = effective_bounds(lim, windows)
     else:
         lo, hi = lim.min_instances, lim.max_instances
-    horizon = lim.horizon
-    if horizon > 0:  # stabilize, inlined (the hot path): the same steps, in the same order
-        old = state.recent
-        cut = now - horizon
-        i, n = 0, len(old)
-        while i < n and old[i][0] <= cut:
-            i += 1
-        recent = old[i:] if type(old) is list else list(old[i:])  # a copy (states are values)
-        if recent and recent[-1][1] == proposed:
-            recent[-1] = (now, proposed)
-        else:
-            recent.append((now, proposed))
-        d = proposed
-        if proposed < current and lim.in_window > 0:
-            cut_in = now - lim.in_window
-            top = max(c for t, c in recent if t > cut_in)
-            new = min(current, top)
-            if new != proposed:
-                d = new
-                limits.append(_new(Limit, (STABILIZED, proposed, new, f"{lim.in_text}{top}{lim.in_suffix}")))
-        elif proposed > current and lim.out_window > 0:
-            cut_out = now - lim.out_window
-            low = min(c for t, c in recent if t > cut_out)
-            new = max(current, low)
-            if new != proposed:
-                d = new
-                limits.append(_new(Limit, (STABILIZED, proposed, new, f"{lim.out_text}{low}")))
+    if lim.horizon > 0:
+        d, recent, hit = stabilize(lim, current, proposed, now, state.recent)
+        if hit is not None:
+            limits.append(hit)
     else:
         d, recent = proposed, []
     if d != current:

@@ -69,7 +69,6 @@ from policies.threshold import ThresholdSpec, propose_threshold
 from policies.types import (
     DRY_RUN,
     MANUAL,
-    NO_DATA,
     PAUSED,
     SCHEDULE,
     AlarmCall,
@@ -222,9 +221,6 @@ def step(
     proposals: list[Proposal] = []
     streaks: dict[str, Streak] = {}
     predictive: dict[str, PredictiveState] | None = None
-    best_out: int | None = None  # step 1 (behavior.combine), inline: counted as each rule proposes
-    best_in: int | None = None
-    blocked = False
     for spec in c.metric:
         name = spec.name
         v = values.get(name)
@@ -247,33 +243,12 @@ def step(
                 state.predictive.get(name),
             )
         proposals.append(p)
-        want = p.desired
-        if want is None:
-            if p.reason == NO_DATA:
-                blocked = True
-        elif want > current:
-            if best_out is None or want > best_out:
-                best_out = want
-        elif want < current:
-            if best_in is None or want > best_in:
-                best_in = want
-        else:
-            blocked = True
-    if best_out is not None:
-        combined = best_out
-    elif best_in is not None and not blocked:
-        combined = best_in
-    else:
-        combined = current
+    combined = combine(proposals, current)
     guard = _guard(c, values) if combined < current else None
     desired, limits, recent = apply_limits(
         c.limits, current, combined, now, state, deployment_started_at, windows, guard
     )
-    if not limits and mode == "active" and len(proposals) == 2:  # _reasons' usual case, inline
-        first, second = proposals[0].reason, proposals[1].reason
-        reasons = [first] if first == second else [first, second]
-    else:
-        reasons = _reasons(proposals, limits, mode)
+    reasons = _reasons(proposals, limits, mode)
     # in field order (see _decision), without NamedTuple's Python-level __new__: half the cost
     decision: Decision = _new(
         Decision, (c.job, now, "bucket", current, desired, bucket, proposals, limits, reasons, mode, None)

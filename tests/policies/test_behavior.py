@@ -121,9 +121,9 @@ def test_stabilize(
 
 
 def test_apply_limits_stabilizes_as_stabilize() -> None:
-    """apply_limits runs step 2 inline (the evaluation's hot path): the same count, limit and kept
-    history as `stabilize`, over windows, histories and proposals of every kind (nothing else applies
-    here: no cooldown, max step, guard or bound)."""
+    """apply_limits' step 2 is `stabilize`: the same count, limit and kept history, over windows,
+    histories and proposals of every kind (nothing else applies here: no cooldown, max step, guard or
+    bound), and the state's history is not changed in place."""
     rng = random.Random(16)
     now = 1000.0
     held = 0

@@ -168,8 +168,8 @@ def test_bucket_step_is_evaluate() -> None:
 
 
 def test_bucket_step_combines_and_gives_reasons_as_their_functions() -> None:
-    """A closed bucket's step runs step 1 (`behavior.combine`) and the usual case of the reasons
-    (`engine._reasons`) inline: the same answers as those functions, on every kind of proposal (no data,
+    """A closed bucket's step gives the answers of step 1 (`behavior.combine`) and of the reasons
+    (`engine._reasons`), on every kind of proposal (no data,
     NaN, a one-sided rule's no opinion, scale-out and scale-in, one to three rules) in both modes that
     decide. With no limit at all (no cooldown, stabilization or max step; wide bounds) the decided
     count is the combined proposal unless the flapping guard held it."""
