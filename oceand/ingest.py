@@ -964,7 +964,8 @@ class Ingestor:
         seen = self._seen
 
         def one(i: int, item: FalconItem, route: Route) -> None:
-            """Everything that happens to an item with a route (the native loop's rare cases)."""
+            """Everything that happens to an item with a route: the C loop hands it what it does not do itself,
+            and the Python loop below hands it every item when the extension is not built."""
             if item.counterType != route.ctype:
                 key = _key_of(item)
                 route = routes[key] = self._resolve(key, item.counterType, now)  # type: ignore[assignment]
@@ -1109,4 +1110,4 @@ def _load_native() -> Any:
 
 
 _native = _load_native()
-NATIVE = _native is not None  # what this process routes with (logged at start, `oceand_build_info`)
+NATIVE = _native is not None  # what this process routes with (the daemon logs it at start when False)
