@@ -383,7 +383,10 @@ def _known(fake: FakeMarathon, app_id: str = "/a") -> float | None:
     return parse_time(fake.apps[app_id].to_json()["versionInfo"]["lastScalingAt"])
 
 
-async def test_every_put_is_recorded_before_it_is_sent(fake: FakeMarathon, client: MarathonClient) -> None:
+async def test_every_put_is_recorded_before_it_is_sent(fake: FakeMarathon) -> None:
+    # a timeout far beyond the fake's instant 503: at the fixture's 1 s a loaded CI host once had the
+    # first PUT time out, the retry's GET take the 503 and find the PUT landed (attempt 1 "applied")
+    client = MarathonClient(config(fake.url, timeout=5.0))
     fake.add_app("/a", 1)
     fake.fail_next(1, 503, "/v2/apps/a")
     seen: list[tuple[int, str, int]] = []
@@ -392,9 +395,12 @@ async def test_every_put_is_recorded_before_it_is_sent(fake: FakeMarathon, clien
         seen.append((a.n, a.status, len(fake.scale_requests) + len(fake.requests)))
 
     log = AttemptLog(record=record, decision=7)
-    await set_instances(
-        client, "/a", 3, force=False, wait_deployment=None, deadline=time.monotonic() + 10, log=log
-    )
+    try:
+        await set_instances(
+            client, "/a", 3, force=False, wait_deployment=None, deadline=time.monotonic() + 10, log=log
+        )
+    finally:
+        await client.close()
     # attempt 1 recorded before any request, failed for sure (503: not taken), attempt 2 applied
     assert [(n, st) for n, st, _ in seen] == [(1, "pending"), (1, "failed"), (2, "pending"), (2, "applied")]
     assert seen[0][2] == 0
