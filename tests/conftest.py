@@ -52,6 +52,21 @@ class Client:
 DaemonFactory = Callable[..., Any]
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Captured output and logs with a lone surrogate (tests/config/test_logs.py logs one on purpose) shown
+    escaped: a pytest-xdist worker sends its reports as UTF-8, which a lone surrogate is not, and the run
+    would stop with an INTERNALERROR. Only the report's copy changes; what the test saw is its own."""
+    sections = []
+    for title, content in report.sections:
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError:
+            content = content.encode("utf-8", "backslashreplace").decode("utf-8")
+        sections.append((title, content))
+    report.sections = sections
+
+
 async def stepped(d: Daemon, job: str, timeout: float = 5.0) -> None:
     """Wake the job's worker until it has run a whole step that began after this call (two steps: one
     may have been running already). What a test checks "nothing happened" against, instead of a sleep."""
