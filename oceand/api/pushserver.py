@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -259,8 +260,7 @@ class PushConnection(Connection):
             self.fresh = False
             self.last = ln.clock()
             if len(body) > SLICE_BYTES:
-                self.task = asyncio.ensure_future(self.serve_large(body, msg.should_close))
-                self.transport_pause()
+                self.spawn(self.serve_large(body, msg.should_close))
                 return
             started = time.perf_counter()
             try:
@@ -313,8 +313,7 @@ class PushConnection(Connection):
         query_token = msg.url.query.get("token")
         allowed = ingest_access(ln.settings, self.remote(), query_token, bearer)
         if allowed is None:
-            self.task = asyncio.ensure_future(self.check_store(msg, bearer or "", query_token))
-            self.transport_pause()
+            self.spawn(self.check_store(msg, bearer or "", query_token))
             return True
         if not allowed:
             self.deny(bearer, query_token)
@@ -336,6 +335,18 @@ class PushConnection(Connection):
     def remote(self) -> str | None:
         peer = self.transport.get_extra_info("peername") if self.transport is not None else None
         return str(peer[0]) if peer else None
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Serve the first request off the read callback; the connection is not read meanwhile."""
+        self.task = asyncio.ensure_future(work)
+        self.task.add_done_callback(self._task_done)
+        self.transport_pause()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:  # a bug: logged, this connection closed
+            log.error("http push connection failed", exc_info=task.exception())
+            self.task = None
+            self.close("internal_error", "internal error")
 
     async def check_store(self, msg: Any, bearer: str, query_token: str | None) -> None:
         try:
