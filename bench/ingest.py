@@ -1,8 +1,11 @@
 """Ingest benchmark (PRODUCT §8): Falcon push over HTTP, end to end into the buckets.
 
 A real daemon process (`oceand run`) watches JOBS jobs; a client in another process (this one) posts
-BODIES bodies of 1,000 points each over keep-alive HTTP. The figure is the daemon's CPU-seconds (from
-/proc) against the CPU-seconds `orjson.loads` alone takes on the same bodies, measured in this run:
+BODIES bodies of 1,000 points each over keep-alive HTTP: by default (`--path http_listen`) to
+`POST /v1/push` on `[ingest] http_listen`, the lean push listener (docs/falcon.md); `--path http` posts to
+`/v1/push` on the admin listener (the aiohttp application, its middlewares and handler). The figure is
+the daemon's CPU-seconds (from /proc) against the CPU-seconds `orjson.loads` alone takes on the same
+bodies, measured in this run:
 
     ratio = points per daemon CPU-second / points per orjson.loads CPU-second   (target >= 0.5)
 
@@ -15,7 +18,7 @@ tenants, not the code: on a shared VM single rounds vary by ±40 %); the median 
 connection waiting for its reply before the next call (tests/fakes/transfer.py); the baseline is the same
 `orjson.loads` of the items.
 
-Run: .venv/bin/python bench/ingest.py [--bodies 400] [--jobs 200] [--rounds 8] [--path http|rpc]
+Run: .venv/bin/python bench/ingest.py [--bodies 400] [--jobs 200] [--rounds 8] [--path http_listen|http|rpc]
 """
 
 from __future__ import annotations

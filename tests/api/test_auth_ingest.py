@@ -119,6 +119,13 @@ GUARD_CASES = [
 ]
 
 
+async def case_bearer(bearer: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str | None:
+    """A GUARD_CASES bearer: "store:<scope>" becomes the secret of a store token with that scope."""
+    if bearer is None or not bearer.startswith("store:"):
+        return bearer
+    return await host_token(tmp_path, "--name", "t", "--scope", bearer.removeprefix("store:"), capsys=capsys)
+
+
 @pytest.mark.parametrize(("ingest", "query", "bearer", "expected"), GUARD_CASES)
 async def test_ingest_guard(
     start_daemon: DaemonFactory,
@@ -129,10 +136,7 @@ async def test_ingest_guard(
     bearer: str | None,
     expected: int,
 ) -> None:
-    if bearer is not None and bearer.startswith("store:"):
-        bearer = await host_token(
-            tmp_path, "--name", "t", "--scope", bearer.removeprefix("store:"), capsys=capsys
-        )
+    bearer = await case_bearer(bearer, tmp_path, capsys)
     d, _ = await start_daemon(ingest={"listen": "127.0.0.1:0", **ingest}, clock=Clock())
     async with aiohttp.ClientSession() as s:
         assert await call(s, "POST", f"{d.ingest_url}/v1/push{query}", PUSH, bearer) == expected

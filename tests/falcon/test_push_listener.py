@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from oceand.daemon import Daemon
-from tests.api.test_auth import Clock, host_token
-from tests.api.test_auth_ingest import GUARD_CASES, PUSH
+from tests.api.test_auth import Clock
+from tests.api.test_auth_ingest import GUARD_CASES, PUSH, case_bearer
 from tests.conftest import Client, DaemonFactory
 from tests.e2e.test_marathon_loop import JOB, job_doc
 from tests.fakes.transfer import agent_item
@@ -273,10 +273,7 @@ async def test_the_ingest_guard_applies(
     bearer: str | None,
     expected: int,
 ) -> None:
-    if bearer is not None and bearer.startswith("store:"):
-        bearer = await host_token(
-            tmp_path, "--name", "t", "--scope", bearer.removeprefix("store:"), capsys=capsys
-        )
+    bearer = await case_bearer(bearer, tmp_path, capsys)
     _, _, url, _ = await push_daemon(start_daemon, ingest=ingest, clock=Clock())
     headers = {} if bearer is None else {"Authorization": f"Bearer {bearer}"}
     async with aiohttp.ClientSession() as s:
