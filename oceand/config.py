@@ -394,6 +394,16 @@ class IngestSettings(TLSFiles):
     def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(c, strict=False) for c in self.allow]
 
+    def allows(self, remote: str | None) -> bool:
+        """The sender's address is in `allow` (an IPv4-mapped IPv6 address counts as its IPv4 one)."""
+        try:
+            addr = ipaddress.ip_address((remote or "").split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr.version == n.version and addr in n for n in self.networks)
+
     @property
     def address(self) -> tuple[str, int] | None:
         return None if self.listen is None else parse_listen(self.listen)
@@ -815,6 +825,19 @@ def access_problems(config: Config, file: str) -> list[ConfigProblem]:
                 "ingest.allow",
                 f"{key} {where!r} is reachable beyond this host: set [ingest] allow (the Falcon "
                 "senders' CIDRs) and/or [ingest] token, or listen on 127.0.0.1",
+            )
+        )
+    # Go net/rpc and OpenTSDB's put lines carry no token: beyond loopback only `allow` guards them
+    for key, where in (("ingest.rpc_listen", ingest.rpc_listen), ("ingest.tsdb_listen", ingest.tsdb_listen)):
+        if where is None or ingest.allow or is_loopback(parse_listen(where)[0]):
+            continue
+        out.append(
+            ConfigProblem(
+                file,
+                "ingest.allow",
+                f"{key} {where!r} is reachable beyond this host: set [ingest] allow (the CIDRs of the "
+                "transfers and agents that send to it; its protocol carries no token), or listen on "
+                "127.0.0.1",
             )
         )
     address = ingest.address

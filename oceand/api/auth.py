@@ -15,7 +15,6 @@ bodies say which.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import math
 from typing import Any
@@ -265,16 +264,6 @@ def _rate_limited(request: web.Request) -> web.Response | None:
     return resp
 
 
-def _in_allow(remote: str | None, networks: list[Any]) -> bool:
-    try:
-        addr = ipaddress.ip_address((remote or "").split("%")[0])
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return any(addr.version == n.version and addr in n for n in networks)
-
-
 async def _ingest_guard(request: web.Request) -> web.Response | None:
     """None when the sender may push / call back; otherwise the refusal (see `ingest_access`)."""
     settings = request.app[DAEMON].config.ingest
@@ -308,7 +297,7 @@ def ingest_access(
     """
     if not settings.allow and settings.token is None:
         return True
-    if settings.allow and _in_allow(remote, settings.networks):
+    if settings.allow and settings.allows(remote):
         return True
     if settings.token is not None:
         expected = settings.token.encode()

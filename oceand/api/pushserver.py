@@ -109,6 +109,10 @@ class PushListener(Listener):
     def connection(self) -> Connection:
         return PushConnection(self)
 
+    def admits(self, remote: str | None) -> bool:
+        """Every connection: each request passes the ingest guard (`allow`, or a token), as on /v1/push."""
+        return True
+
 
 class PushConnection(Connection):
     """One HTTP/1.1 connection of the push listener: requests served in order, one at a time."""
