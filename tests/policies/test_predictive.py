@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import struct
@@ -297,3 +298,99 @@ def test_a_daily_cycle_is_told_from_a_trend_and_a_shorter_cycle(shape: Any, cycl
 
     ring = tuple(float(shape(i)) for i in range(HISTORY_SLOTS))
     assert (daily_correlation(ring, 900.0) >= DETECT_MIN_CORRELATION) is cycle
+
+
+def _minutes(shape: Any, n: int = 240) -> tuple[float, ...]:
+    return tuple(float(shape(i)) for i in range(n))
+
+
+_NOISE = [math.sin(i * 12.9898) * 43758.5453 % 1.0 for i in range(240)]  # deterministic noise in [0, 1)
+
+
+@pytest.mark.parametrize(
+    ("ring", "cycle"),
+    [
+        pytest.param(
+            _minutes(lambda i: 200 + (700 if 9 <= i % 60 < 14 else 0)),
+            True,
+            id="a spike at :09 of every hour",
+        ),
+        pytest.param(
+            _minutes(lambda i: 45 + 40 * (i % 60 == 9) + 5 * _NOISE[i]),
+            True,
+            id="a noisy 1-minute spike every hour",
+        ),
+        pytest.param(
+            _minutes(lambda i: 200 + (700 if 9 <= i % 60 < 14 else 0), 119),
+            False,
+            id="under two hours: not yet",
+        ),
+        pytest.param(
+            _minutes(lambda i: 500 + 400 * math.sin(2 * math.pi * i / 1440)),
+            False,
+            id="a daily sine: no hourly cycle",
+        ),
+        pytest.param(_minutes(lambda i: 20 + 0.3 * i + 3 * math.sin(i)), False, id="a ramp: no cycle"),
+        pytest.param(_minutes(lambda i: 100 * _NOISE[i]), False, id="noise: no cycle"),
+        pytest.param(_minutes(lambda i: 100 + 50 * (i % 30 < 5)), False, id="every half hour: not followed"),
+    ],
+)
+def test_an_hourly_cycle_is_told_from_a_trend_noise_and_a_daily_cycle(ring: tuple[float, ...], cycle: bool) -> None:  # fmt: skip
+    """`season: "auto"` also follows an hourly cycle (a cron job's load at the same minute of every hour:
+    the CPU trace of ../shared/traces saturates at :09), with the daily cycle's test on the 1-minute
+    history: its correlation one hour earlier ≥ HOURLY_MIN_CORRELATION above its correlation half an hour
+    earlier (issue 17)."""
+    from policies.predictive import HOURLY_MIN_CORRELATION, hourly_correlation
+
+    assert (hourly_correlation(ring) >= HOURLY_MIN_CORRELATION) is cycle
+
+
+@pytest.mark.parametrize(
+    ("rise", "margin", "expected"),
+    [
+        pytest.param(0.0, 5.0, 50.0, id="no rise an hour ago: the level"),
+        pytest.param(-30.0, 5.0, 50.0, id="a fall an hour ago: the level"),
+        pytest.param(4.0, 5.0, 50.0, id="a rise the margin covers: the level"),
+        pytest.param(30.0, 5.0, 75.0, id="a bigger rise: the part beyond the margin"),
+    ],
+)
+def test_the_hourly_rise_is_forecast_beyond_the_margin(rise: float, margin: float, expected: float) -> None:
+    """With an hourly cycle the forecast adds the part beyond the margin of the rise the load made one hour
+    ago between the minute of now and the minute of now + lead, as the daily term does."""
+    from policies.predictive import HOUR_SLOTS
+    from policies.types import PredictiveState
+
+    spec = PredictiveSpec.of(parse_job(doc_with(pred())).rules[0])  # type: ignore[arg-type]
+    hslot = 30_000_000  # the minute being filled; hring[-1] is hslot - 1
+    ring = [20.0] * HOUR_SLOTS
+    ring[HOUR_SLOTS - 60] = 100.0  # the minute of now, an hour ago
+    ring[HOUR_SLOTS - 59] = 100.0 + rise  # the minute of now + 60 s, an hour ago
+    now = hslot * 60.0 + 30
+    st = PredictiveState(t=now, level=50.0, hslot=hslot, hring=tuple(ring), hourly=3600.0, margin=margin)
+    assert forecast(spec, st, now, 60.0) == pytest.approx(expected)
+    assert forecast(spec, dataclasses.replace(st, hourly=0.0), now, 60.0) == 50.0  # no cycle: the level
+
+
+def test_the_hourly_history_is_bounded_and_a_restart_changes_nothing() -> None:
+    """Five hours of a spike at :09 of every hour: the rule follows the hourly cycle, its 1-minute history
+    stays at HOUR_SLOTS, and the state round-trips through JSON."""
+    from policies.predictive import HOUR_SLOTS
+
+    doc = job([pred(startup="60s")], max_instances=100)
+    t0 = 1_700_000_000
+    loads = [400.0 if 9 <= (t0 + 10 * k) % 3600 // 60 < 14 else 100.0 for k in range(6 * 360)]
+    _, st = feed(doc, loads[: 5 * 360])
+    ps = st.predictive["p"]
+    assert ps.hourly == 3600.0 and len(ps.hring) == HOUR_SLOTS and ps.season == 0.0
+    text = json.dumps(st.to_json())
+    assert len(text) < 24_000
+    restored = JobState.from_json(json.loads(text))
+    assert restored == st
+    a, _ = feed(doc, loads[5 * 360 :], st, first=5 * 360)
+    b, _ = feed(doc, loads[5 * 360 :], restored, first=5 * 360)
+    assert [d.to_json() for d in a] == [d.to_json() for d in b]
+    # the minute before the spike forecasts it (the load is still 100), the minute before that does not
+    by_minute = {m: [d.proposals[0].inputs["forecast"] for d in a if d.at % 3600 // 60 == m] for m in (7, 8)}
+    assert by_minute[7] and max(by_minute[7]) < 200
+    assert by_minute[8] and min(by_minute[8]) > 300
+    assert status(doc, st, t0 + 18_000.0)["rules"]["p"]["hourly"] == 3600.0
