@@ -224,6 +224,7 @@ def test_one_forecast_per_lead_is_checked() -> None:
     assert len(ps.pending) == 1
 
 
+@pytest.mark.parametrize("cycle", ["1d", "1h"])
 @pytest.mark.parametrize(
     ("rise", "margin", "expected"),
     [
@@ -234,17 +235,26 @@ def test_one_forecast_per_lead_is_checked() -> None:
         pytest.param(30.0, 0.0, 80.0, id="no margin yet: the whole rise"),
     ],
 )
-def test_the_cycle_and_the_margin_are_not_stacked(rise: float, margin: float, expected: float) -> None:
-    """Forecast + margin covers level + max(margin, the rise one cycle ago), not level + rise + margin."""
-    spec = PredictiveSpec.of(parse_job(doc_with(pred(season="1d"))).rules[0])  # type: ignore[arg-type]
+def test_the_cycle_and_the_margin_are_not_stacked(
+    cycle: str, rise: float, margin: float, expected: float
+) -> None:
+    """Forecast + margin covers level + max(margin, the rise one cycle ago), not level + rise + margin: the
+    daily cycle from 15-minute slots, the hourly one (season auto) from 1-minute slots."""
+    from policies.predictive import HOUR_SLOTS
     from policies.types import PredictiveState
 
-    slot = 10_000  # the slot being filled; ring[-1] is slot - 1, a day is 96 slots of 15 minutes
-    ring = [20.0] * HISTORY_SLOTS
-    ring[HISTORY_SLOTS - 96] = 100.0  # the slot of now, one day ago
-    ring[HISTORY_SLOTS - 95] = 100.0 + rise  # the slot of now + lead, one day ago
-    now = slot * spec.slot + spec.slot - 30  # 30 s before the slot ends: now + 60 s is in the next one
-    st = PredictiveState(t=now, level=50.0, slot=slot, ring=tuple(ring), season=86400.0, margin=margin)
+    spec = PredictiveSpec.of(parse_job(doc_with(pred(season="1d" if cycle == "1d" else "auto"))).rules[0])  # type: ignore[arg-type]
+    size, kept, per_cycle = (spec.slot, HISTORY_SLOTS, 96) if cycle == "1d" else (60.0, HOUR_SLOTS, 60)
+    slot = 30_000_000  # the slot being filled; ring[-1] is slot - 1
+    ring = [20.0] * kept
+    ring[kept - per_cycle] = 100.0  # the slot of now, one cycle ago
+    ring[kept - per_cycle + 1] = 100.0 + rise  # the slot of now + lead, one cycle ago
+    now = slot * size + size - 30  # 30 s before the slot ends: now + 60 s is in the next one
+    if cycle == "1d":
+        st = PredictiveState(t=now, level=50.0, slot=slot, ring=tuple(ring), season=86400.0, margin=margin)
+    else:
+        st = PredictiveState(t=now, level=50.0, hslot=slot, hring=tuple(ring), hourly=3600.0, margin=margin)
+        assert forecast(spec, dataclasses.replace(st, hourly=0.0), now, 60.0) == 50.0  # no cycle: the level
     assert forecast(spec, st, now, 60.0) == pytest.approx(expected)
 
 
@@ -351,32 +361,6 @@ def test_an_hourly_cycle_is_told_from_a_trend_noise_and_a_daily_cycle(ring: tupl
     from policies.predictive import HOURLY_MIN_CORRELATION, hourly_correlation
 
     assert (hourly_correlation(ring) >= HOURLY_MIN_CORRELATION) is cycle
-
-
-@pytest.mark.parametrize(
-    ("rise", "margin", "expected"),
-    [
-        pytest.param(0.0, 5.0, 50.0, id="no rise an hour ago: the level"),
-        pytest.param(-30.0, 5.0, 50.0, id="a fall an hour ago: the level"),
-        pytest.param(4.0, 5.0, 50.0, id="a rise the margin covers: the level"),
-        pytest.param(30.0, 5.0, 75.0, id="a bigger rise: the part beyond the margin"),
-    ],
-)
-def test_the_hourly_rise_is_forecast_beyond_the_margin(rise: float, margin: float, expected: float) -> None:
-    """With an hourly cycle the forecast adds the part beyond the margin of the rise the load made one hour
-    ago between the minute of now and the minute of now + lead, as the daily term does."""
-    from policies.predictive import HOUR_SLOTS
-    from policies.types import PredictiveState
-
-    spec = PredictiveSpec.of(parse_job(doc_with(pred())).rules[0])  # type: ignore[arg-type]
-    hslot = 30_000_000  # the minute being filled; hring[-1] is hslot - 1
-    ring = [20.0] * HOUR_SLOTS
-    ring[HOUR_SLOTS - 60] = 100.0  # the minute of now, an hour ago
-    ring[HOUR_SLOTS - 59] = 100.0 + rise  # the minute of now + 60 s, an hour ago
-    now = hslot * 60.0 + 30
-    st = PredictiveState(t=now, level=50.0, hslot=hslot, hring=tuple(ring), hourly=3600.0, margin=margin)
-    assert forecast(spec, st, now, 60.0) == pytest.approx(expected)
-    assert forecast(spec, dataclasses.replace(st, hourly=0.0), now, 60.0) == 50.0  # no cycle: the level
 
 
 def test_the_hourly_history_is_bounded_and_a_restart_changes_nothing() -> None:
