@@ -217,18 +217,22 @@ def hourly_correlation(ring: tuple[float, ...]) -> float:
     if len(ring) <= 2 * lag:
         return 0.0
     arr = np.diff(np.array(ring, dtype=np.float64))
-    return _lag_correlation(arr, lag) - max(0.0, _lag_correlation(arr, lag // 2))
+    clean = not math.isnan(float(arr.sum()))  # a slot without data makes the sum NaN
+    return _lag_correlation(arr, lag, clean) - max(0.0, _lag_correlation(arr, lag // 2, clean))
 
 
-def _lag_correlation(arr: Any, lag: int) -> float:
-    """Correlation of arr with itself `lag` slots earlier, over the slots with data in both."""
+def _lag_correlation(arr: Any, lag: int, clean: bool = False) -> float:
+    """Correlation of arr with itself `lag` slots earlier, over the slots with data in both (`clean`:
+    the caller knows arr has no NaN, so the mask is skipped: half the time of the hourly test)."""
     a, b = arr[lag:], arr[:-lag]
-    ok = ~np.isnan(a + b)
-    kept = int(np.count_nonzero(ok))
-    if kept < lag // 2:
-        return 0.0
-    if kept < len(a):
-        a, b = a[ok], b[ok]
+    kept = len(a)
+    if not clean:
+        ok = ~np.isnan(a + b)
+        kept = int(np.count_nonzero(ok))
+        if kept < lag // 2:
+            return 0.0
+        if kept < len(a):
+            a, b = a[ok], b[ok]
     da = a - a.sum() / kept
     db = b - b.sum() / kept
     den = float(np.dot(da, da)) * float(np.dot(db, db))

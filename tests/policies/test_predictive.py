@@ -347,6 +347,11 @@ _NOISE = [math.sin(i * 12.9898) * 43758.5453 % 1.0 for i in range(240)]  # deter
             True,
             id="a spike every hour on a daily cycle's slope",
         ),
+        pytest.param(
+            _minutes(lambda i: math.nan if i % 37 == 5 else 200 + (700 if 9 <= i % 60 < 14 else 0)),
+            True,
+            id="minutes without data: the pairs with data in both",
+        ),
         pytest.param(_minutes(lambda i: 20 + 0.3 * i + 3 * math.sin(i)), False, id="a ramp: no cycle"),
         pytest.param(_minutes(lambda i: 100 * _NOISE[i]), False, id="noise: no cycle"),
         pytest.param(_minutes(lambda i: 100 + 50 * (i % 30 < 5)), False, id="every half hour: not followed"),
