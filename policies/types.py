@@ -436,7 +436,7 @@ class PredictiveState:
     hslot: int | None = None  # the hourly history (season auto): absolute minute being filled
     hacc: float = 0.0  # sum of the loads seen in that minute
     hn: int = 0  # and their number
-    hring: tuple[float, ...] = ()  # means of the completed minutes up to hslot - 1 (NaN: no data)
+    hring_packed: bytes = b""  # means of the completed minutes up to hslot - 1, oldest first (NaN: no data)
     hourly: float = 0.0  # the hourly cycle followed now (3600) or none (0)
 
     @property
@@ -444,6 +444,11 @@ class PredictiveState:
         """The forecasts waiting for their time: (due time, forecast), oldest first."""
         flat = unpack_floats(self.pending_packed)
         return tuple(zip(flat[::2], flat[1::2], strict=True))
+
+    @property
+    def hring(self) -> tuple[float, ...]:
+        """The hourly history: means of the completed minutes, oldest first (NaN: a minute without data)."""
+        return unpack_floats(self.hring_packed)
 
     @property
     def errors(self) -> tuple[float, ...]:
@@ -499,7 +504,7 @@ class PredictiveState:
             hslot=d.get("hslot"),
             hacc=float(d.get("hacc", 0.0)),
             hn=int(d.get("hn", 0)),
-            hring=tuple(math.nan if x is None else float(x) for x in d.get("hring", [])),
+            hring_packed=pack_floats(math.nan if x is None else float(x) for x in d.get("hring", [])),
             hourly=float(d.get("hourly", 0.0)),
         )
 

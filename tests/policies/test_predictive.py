@@ -241,7 +241,7 @@ def test_the_cycle_and_the_margin_are_not_stacked(
     """Forecast + margin covers level + max(margin, the rise one cycle ago), not level + rise + margin: the
     daily cycle from 15-minute slots, the hourly one (season auto) from 1-minute slots."""
     from policies.predictive import HOUR_SLOTS
-    from policies.types import PredictiveState
+    from policies.types import PredictiveState, pack_floats
 
     spec = PredictiveSpec.of(parse_job(doc_with(pred(season="1d" if cycle == "1d" else "auto"))).rules[0])  # type: ignore[arg-type]
     size, kept, per_cycle = (spec.slot, HISTORY_SLOTS, 96) if cycle == "1d" else (60.0, HOUR_SLOTS, 60)
@@ -253,7 +253,8 @@ def test_the_cycle_and_the_margin_are_not_stacked(
     if cycle == "1d":
         st = PredictiveState(t=now, level=50.0, slot=slot, ring=tuple(ring), season=86400.0, margin=margin)
     else:
-        st = PredictiveState(t=now, level=50.0, hslot=slot, hring=tuple(ring), hourly=3600.0, margin=margin)
+        packed = pack_floats(ring)
+        st = PredictiveState(t=now, level=50.0, hslot=slot, hring_packed=packed, hourly=3600.0, margin=margin)
         assert forecast(spec, dataclasses.replace(st, hourly=0.0), now, 60.0) == 50.0  # no cycle: the level
     assert forecast(spec, st, now, 60.0) == pytest.approx(expected)
 
