@@ -352,6 +352,7 @@ class IngestSettings(TLSFiles):
     # Falcon transfer's backends as inputs (docs/falcon.md): off unless a listen address is given
     rpc_listen: str | None = None
     tsdb_listen: str | None = None
+    http_listen: str | None = None  # POST /v1/push and /api/push on a lean listener (oceand.api.pushserver)
     listen_max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1024
     listen_idle_timeout: Annotated[Duration, Field(gt=0, le=86400)] = 300.0
     rpc_max_frame: Annotated[Size, Field(ge=1024, le=1024**3)] = 8 * 1024**2
@@ -365,7 +366,7 @@ class IngestSettings(TLSFiles):
     allow: list[str] = Field(default_factory=list, max_length=1024)  # sender CIDRs
     token: str | None = Field(default=None, min_length=16, max_length=512, repr=False)
 
-    @field_validator("rpc_listen", "tsdb_listen", "listen")
+    @field_validator("rpc_listen", "tsdb_listen", "http_listen", "listen")
     @classmethod
     def _listen(cls, v: str | None) -> str | None:
         if v is not None:
@@ -804,13 +805,15 @@ def access_problems(config: Config, file: str) -> list[ConfigProblem]:
         )
     ingest = config.ingest
     listen = ingest.listen or config.server.listen
-    if not ingest.allow and ingest.token is None and not is_loopback(parse_listen(listen)[0]):
-        which = "ingest.listen" if ingest.listen else "server.listen (which carries ingest)"
+    which = "ingest.listen" if ingest.listen else "server.listen (which carries ingest)"
+    for key, where in ((which, listen), ("ingest.http_listen", ingest.http_listen)):
+        if where is None or ingest.allow or ingest.token is not None or is_loopback(parse_listen(where)[0]):
+            continue
         out.append(
             ConfigProblem(
                 file,
                 "ingest.allow",
-                f"{which} {listen!r} is reachable beyond this host: set [ingest] allow (the Falcon "
+                f"{key} {where!r} is reachable beyond this host: set [ingest] allow (the Falcon "
                 "senders' CIDRs) and/or [ingest] token, or listen on 127.0.0.1",
             )
         )

@@ -89,11 +89,12 @@ class Listener:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        factory = RpcConnection if self.name == "rpc" else TsdbConnection
-        self.server = await loop.create_server(
-            lambda: factory(self), self.host, self.port, reuse_address=True
-        )
+        self.server = await loop.create_server(self.connection, self.host, self.port, reuse_address=True)
         log.info("%s listener on %s:%d", self.name, *self.address, extra={"event": "listening"})
+
+    def connection(self) -> Connection:
+        """A new connection's protocol."""
+        return RpcConnection(self) if self.name == "rpc" else TsdbConnection(self)
 
     def event(self, event: str, n: int = 1) -> None:
         self.events.labels(self.name, event).inc(n)

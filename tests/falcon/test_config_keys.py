@@ -38,6 +38,7 @@ def test_values_in_their_units() -> None:
     [
         pytest.param({"rpc_listen": "8433"}, "ingest.rpc_listen", "not host:port", id="rpc-no-host"),
         pytest.param({"tsdb_listen": ":4242"}, "ingest.tsdb_listen", "no host", id="tsdb-empty-host"),
+        pytest.param({"http_listen": "6060"}, "ingest.http_listen", "not host:port", id="http-no-host"),
         pytest.param(
             {"listen_max_connections": 0}, "ingest.listen_max_connections", "greater than", id="cap-0"
         ),
