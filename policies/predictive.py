@@ -61,7 +61,7 @@ Every closed bucket, with load = per-instance value × ready instances (the valu
   positive), tested every 15 minutes, two hours of history needed. The daily history's 15-minute slots are too coarse for it: a minute-long rise sits
   inside a slot, and a rise one lead ahead is seen only when now + lead crosses into the next slot. The
   CPU trace of ../shared/traces is such a load (it jumps at :04 and saturates at :09 of every hour from
-  its 6th day): at HPA default's cost its unserved load falls from 0.964x HPA default's to 0.099x on
+  its 6th day): at HPA default's cost its unserved load falls from 0.964x HPA default's to 0.100x on
   days 1–7, 0.999x → 0.069x on the held-out days 8–14; the other four traces are unchanged (± 0.001x).
   On those four the test's statistic has a 99th percentile of 0.19–0.52 (5-minute rows: 48 rows in
   4 hours), so 0.5 keeps false detections at 0–1.3 % of the checks (0.3: up to 7 %); on the CPU trace
