@@ -137,7 +137,7 @@ def compile_job(doc: JobDocument) -> CompiledJob:
         elif isinstance(r, TargetRule):
             metric.append(TargetSpec.of(r))
         elif isinstance(r, PredictiveRule):
-            metric.append(PredictiveSpec.of(r))
+            metric.append(PredictiveSpec.of(r, doc.job))
     compiled = CompiledJob(
         job=doc.job,
         metric=tuple(metric),
