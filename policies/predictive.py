@@ -44,8 +44,8 @@ Every closed bucket, with load = per-instance value × ready instances (the valu
   HPA default's unserved at its cost over the four traces with a cycle; not stacked 0.484×;
   `season: "off"` 0.481×; issue 17).
 - `season` "auto" follows a daily cycle when the correlation of the history with itself one day earlier
-  is ≥ 0.3 above its correlation with itself half a day earlier (when that is positive; checked at the
-  end of every slot; two days of history needed): a ramp, a level shift or a cycle shorter than a day
+  is ≥ 0.3 above its correlation with itself half a day earlier (when that is positive; checked every
+  15 minutes, see below; two days of history needed): a ramp, a level shift or a cycle shorter than a day
   (the CPU trace of ../shared/traces saturates at :09 of every hour) correlates as well at both lags,
   and its rise between 15-minute means one day ago was noise added on top of the margin (issue 17: the
   CPU trace 0.969x → 0.964x HPA default's unserved on days 1–7, 1.005x → 0.999x on days 8–14, the
@@ -58,7 +58,7 @@ Every closed bucket, with load = per-instance value × ready instances (the valu
   daily test on the history's minute-to-minute changes (on the means, a daily cycle's slope within the
   4 hours correlates at every lag and hides the hourly pattern): their correlation one hour earlier
   ≥ 0.5 (`HOURLY_MIN_CORRELATION`) above their correlation half an hour earlier (when that is
-  positive), tested every 15 minutes, two hours of history needed. The daily history's 15-minute slots are too coarse for it: a minute-long rise sits
+  positive), tested every 15 minutes (7 minutes after the daily test), two hours of history needed. The daily history's 15-minute slots are too coarse for it: a minute-long rise sits
   inside a slot, and a rise one lead ahead is seen only when now + lead crosses into the next slot. The
   CPU trace of ../shared/traces is such a load (it jumps at :04 and saturates at :09 of every hour from
   its 6th day): at HPA default's cost its unserved load falls from 0.964x HPA default's to 0.100x on
@@ -66,6 +66,10 @@ Every closed bucket, with load = per-instance value × ready instances (the valu
   On those four the test's statistic has a 99th percentile of 0.19–0.52 (5-minute rows: 48 rows in
   4 hours), so 0.5 keeps false detections at 0–1.3 % of the checks (0.3: up to 7 %); on the CPU trace
   its median is 0.99.
+- Both tests run once every 15 minutes at the job's phase (`job_phase`: a CRC-32 of its id modulo
+  900 s; `PredictiveSpec.phase`), not at the slot's close: every job's buckets end at the same wall
+  times, so 10,000 rules all ran the hourly test in one evaluation round (206–248 ms every 15 minutes,
+  `bench/predictive_ab.py`); the histories stay aligned to wall time, the state is the same.
 - Until `MIN_ERRORS` forecasts have been checked against the load they forecast, the rule acts as a
   target rule (its proposal is the target proposal; inputs say `"mode": "target"`).
 - Never below the target proposal, so the rule keeps what a target rule would keep: the forecast only
