@@ -92,7 +92,7 @@ def run_round(
             history.record(doc.job, bucket, values, cur, cur, decision.desired, None)
     took = (time.process_time() - t0) * 1000.0
     if history is not None:
-        history._rows.clear()  # what the writer task takes away between rounds (not timed: off the path)
+        history.clear()  # what the writer task takes away between rounds (not timed: off the path)
     return took
 
 
