@@ -91,7 +91,7 @@ async def test_rows_with_any_number_of_values_come_out_as_recorded_in_order() ->
     reused["cpu"] = 99.0  # copied when recorded
     rec.record("e", T0 + 40, {}, 1, 1, 1, None)  # the fifth: over max_buffer, dropped
     assert rec.buffered == 4 and rec.dropped == 1
-    expected = [r[:2] + ({"cpu": 1.0},) + r[3:] if r[0] == "b" else r for r in recorded]
+    expected = [(*r[:2], {"cpu": 1.0}, *r[3:]) if r[0] == "b" else r for r in recorded]
     assert rec.rows() == expected and rec.rows(1) == expected[:1]
     assert await rec.flush() == 4 and rec.buffered == 0 and rec.rows() == []
     assert [(r["job"], r["values"], r["running"], r["decision"]) for r in store.rows] == [
