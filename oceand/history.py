@@ -101,7 +101,8 @@ class HistoryRecorder:
     def rows(self, limit: int | None = None) -> list[tuple[Any, ...]]:
         """The first `limit` (default: all) buffered rows as (job, t, values, ready, running, desired,
         decision) tuples, `values` a new dict; the buffer is unchanged."""
-        flat, out, i = self._rows, [], 0
+        flat, i = self._rows, 0
+        out: list[tuple[Any, ...]] = []
         end = self._count if limit is None else min(limit, self._count)
         while len(out) < end:
             job, t, ready, running, desired, decision, n = flat[i : i + HEAD]
