@@ -6,8 +6,9 @@
  *
  *   - the compiled job's plan exists (`engine._fast_plan`): only threshold rules without bands and target
  *     rules, float bounds and targets, no schedule window rules (the step's windows are empty);
- *   - the mode is active or dry-run (paused never gets here); the state is an exact JobState whose slots
- *     are all set, its streaks / alarms / fires exact dicts, its streaks exact Streaks of ints, its
+ *   - the event is an exact Observation at `now`, its count not negative; the mode is active or dry-run
+ *     (paused, an unknown mode, any other event: Python, which also says what is wrong);
+ *   - the state is an exact JobState whose slots are all set, its streaks / alarms / fires exact dicts, its streaks exact Streaks of ints, its
  *     `recent` an exact list of (float or int time, int count) pairs;
  *   - the observation's values an exact dict whose rule values are floats (or None, or missing), `now`
  *     a float, every count an int that fits in 62 bits.
@@ -15,9 +16,10 @@
  * Then, in the order of engine.step and with the same arithmetic and the same objects' types: each rule's
  * proposal (threshold.propose_threshold, target.propose_target: the same Proposal, QuietThresholdProposal
  * and TargetProposal tuples, the same inputs), combine, stabilize (behavior.stabilize: the pruned history
- * with this proposal, the Stabilized limit and its text), then steps 3–6 as behavior.apply_limits runs
- * them, each through the Python function itself (flapping_guard, max_step, cooldown, clamp) and only when
- * apply_limits would call it; the reasons (engine._reasons), the Decision and the next JobState.
+ * with this proposal, the Stabilized limit and its text), steps 3–6 as behavior.apply_limits runs them
+ * (the flapping guard through behavior.flapping_guard itself, called only when apply_limits would; max
+ * step, cooldown, deployment and bounds here, their texts from the plan or formatted as Python's
+ * `:.6g`), the reasons (engine._reasons), the Decision and the next JobState.
  * tests/policies/test_faststep.py drives random documents, states and buckets through both and compares
  * every decision and state.
  */
@@ -31,10 +33,11 @@
 
 typedef struct {
     int ready;
-    PyTypeObject *state_t, *decision_t, *proposal_t, *quiet_t, *targetp_t, *limit_t, *streak_t;
+    PyTypeObject *obs_t, *state_t, *decision_t, *proposal_t, *quiet_t, *targetp_t, *limit_t, *streak_t;
     PyObject *zero, *int0;                                              /* threshold._ZERO, 0 */
-    PyObject *r_out, *r_in, *r_within, *r_nodata, *r_stabilized, *r_dry; /* reason codes */
-    PyObject *f_guard, *f_max_step, *f_cooldown, *f_clamp, *f_step_count;
+    PyObject *r_out, *r_in, *r_within, *r_nodata, *r_stabilized, *r_dry, *r_max_step, *r_cooldown, *r_deployment,
+        *r_max_instances, *r_min_instances; /* reason codes */
+    PyObject *f_guard, *f_step_count;
     double eps;
     Py_ssize_t s_count, s_last_change_at, s_last_bucket, s_streaks, s_recent, s_alarms, s_fires, s_created_at,
         s_predictive;
@@ -82,18 +85,19 @@ tuple_like(PyTypeObject *t)
 static PyObject *
 setup(PyObject *self, PyObject *args)
 {
-    PyTypeObject *st, *dt, *pt, *qt, *tt, *lt, *skt;
+    PyTypeObject *ot, *st, *dt, *pt, *qt, *tt, *lt, *skt;
     PyObject *zero, *reasons, *funcs;
     double eps;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O!OO!O!d", &PyType_Type, &st, &PyType_Type, &dt, &PyType_Type, &pt,
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O!O!OO!O!d", &PyType_Type, &ot, &PyType_Type, &st, &PyType_Type, &dt,
+                          &PyType_Type, &pt,
                           &PyType_Type, &qt, &PyType_Type, &tt, &PyType_Type, &lt, &PyType_Type, &skt, &zero,
                           &PyTuple_Type, &reasons, &PyTuple_Type, &funcs, &eps))
         return NULL;
-    if (PyTuple_GET_SIZE(reasons) != 6 || PyTuple_GET_SIZE(funcs) != 5) {
-        PyErr_SetString(PyExc_TypeError, "setup: 6 reason codes and 5 functions");
+    if (PyTuple_GET_SIZE(reasons) != 11 || PyTuple_GET_SIZE(funcs) != 2) {
+        PyErr_SetString(PyExc_TypeError, "setup: 11 reason codes and 2 functions");
         return NULL;
     }
-    if (!tuple_like(dt) || !tuple_like(pt) || !tuple_like(qt) || !tuple_like(tt) || !tuple_like(lt) ||
+    if (!tuple_like(ot) || !tuple_like(dt) || !tuple_like(pt) || !tuple_like(qt) || !tuple_like(tt) || !tuple_like(lt) ||
         !tuple_like(skt))
         return NULL;
     Ctx c = {0};
@@ -103,6 +107,7 @@ setup(PyObject *self, PyObject *args)
         offset_of(st, "fires", &c.s_fires) || offset_of(st, "created_at", &c.s_created_at) ||
         offset_of(st, "predictive", &c.s_predictive))
         return NULL;
+    c.obs_t = ot;
     c.state_t = st;
     c.decision_t = dt;
     c.proposal_t = pt;
@@ -117,11 +122,18 @@ setup(PyObject *self, PyObject *args)
     c.r_nodata = PyTuple_GET_ITEM(reasons, 3);
     c.r_stabilized = PyTuple_GET_ITEM(reasons, 4);
     c.r_dry = PyTuple_GET_ITEM(reasons, 5);
+    c.r_max_step = PyTuple_GET_ITEM(reasons, 6);
+    c.r_cooldown = PyTuple_GET_ITEM(reasons, 7);
+    c.r_deployment = PyTuple_GET_ITEM(reasons, 8);
+    c.r_max_instances = PyTuple_GET_ITEM(reasons, 9);
+    c.r_min_instances = PyTuple_GET_ITEM(reasons, 10);
+    for (Py_ssize_t i = 0; i < 11; i++)
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(reasons, i))) {
+            PyErr_SetString(PyExc_TypeError, "setup: reason codes are str");
+            return NULL;
+        }
     c.f_guard = PyTuple_GET_ITEM(funcs, 0);
-    c.f_max_step = PyTuple_GET_ITEM(funcs, 1);
-    c.f_cooldown = PyTuple_GET_ITEM(funcs, 2);
-    c.f_clamp = PyTuple_GET_ITEM(funcs, 3);
-    c.f_step_count = PyTuple_GET_ITEM(funcs, 4);
+    c.f_step_count = PyTuple_GET_ITEM(funcs, 1);
     c.eps = eps;
     if ((c.int0 = PyLong_FromLong(0)) == NULL)
         return NULL;
@@ -143,7 +155,7 @@ setup(PyObject *self, PyObject *args)
     INTERN(m_dry, "dry-run");
 #undef INTERN
     /* kept for the life of the process (setup runs once per import) */
-    PyObject *keep[] = {(PyObject *)st, (PyObject *)dt, (PyObject *)pt, (PyObject *)qt, (PyObject *)tt,
+    PyObject *keep[] = {(PyObject *)ot, (PyObject *)st, (PyObject *)dt, (PyObject *)pt, (PyObject *)qt, (PyObject *)tt,
                         (PyObject *)lt, (PyObject *)skt, zero, reasons, funcs};
     for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
         Py_INCREF(keep[i]);
@@ -241,6 +253,23 @@ take_limit(PyObject *res, long long *d, PyObject **d_obj, PyObject *limits, int 
     return 0;
 }
 
+/* Limit(code, *d_obj, after, detail) appended to `limits` (after and detail: new references, consumed);
+   *d_obj becomes `after`. */
+static int
+add_limit(PyObject *limits, PyObject *code, PyObject **d_obj, PyObject *after, PyObject *detail)
+{
+    PyObject *it[] = {ref(code), ref(*d_obj), after == NULL ? NULL : ref(after), detail};
+    PyObject *hit = make(C.limit_t, 4, it);
+    if (hit == NULL) {
+        Py_XDECREF(after);
+        return -1;
+    }
+    int r = PyList_Append(limits, hit);
+    Py_DECREF(hit);
+    Py_SETREF(*d_obj, after);
+    return r;
+}
+
 static int
 add_unique(PyObject *out, PyObject *reason)
 {
@@ -263,9 +292,13 @@ bucket(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *plan = args[0], *state = args[1], *obs = args[2], *now_o = args[3], *mode = args[4];
-    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != 15 || Py_TYPE(state) != C.state_t ||
-        !PyTuple_Check(obs) || PyTuple_GET_SIZE(obs) != 8 || !PyFloat_CheckExact(now_o) ||
+    if (!PyTuple_CheckExact(plan) || PyTuple_GET_SIZE(plan) != 23 || Py_TYPE(state) != C.state_t ||
+        Py_TYPE(obs) != C.obs_t || PyTuple_GET_SIZE(obs) != 8 || !PyFloat_CheckExact(now_o) ||
         !PyUnicode_CheckExact(mode))
+        Py_RETURN_NONE;
+    /* a bucket evaluated at another time than its own, a negative count: Python says what is wrong */
+    PyObject *obs_now = PyTuple_GET_ITEM(obs, 0);
+    if (!PyFloat_CheckExact(obs_now) || PyFloat_AS_DOUBLE(obs_now) != PyFloat_AS_DOUBLE(now_o))
         Py_RETURN_NONE;
     int ok = 1;
     const double now = PyFloat_AS_DOUBLE(now_o);
@@ -273,7 +306,7 @@ bucket(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
              *ready_o = PyTuple_GET_ITEM(obs, 3), *values = PyTuple_GET_ITEM(obs, 4),
              *dep_o = PyTuple_GET_ITEM(obs, 6);
     const long long cur = as_ll(current_o, &ok), rdy = as_ll(ready_o, &ok);
-    if (!ok || !PyDict_CheckExact(values))
+    if (!ok || cur < 0 || !PyDict_CheckExact(values))
         Py_RETURN_NONE;
     int dry;
     if (PyUnicode_CompareWithASCIIString(mode, "active") == 0)
@@ -293,15 +326,20 @@ bucket(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_NONE;
     /* the plan (engine._fast_plan) */
     PyObject *job = PyTuple_GET_ITEM(plan, 0), *specs = PyTuple_GET_ITEM(plan, 1),
-             *lim = PyTuple_GET_ITEM(plan, 2), *in_text = PyTuple_GET_ITEM(plan, 6),
+             *in_text = PyTuple_GET_ITEM(plan, 6),
              *in_suffix = PyTuple_GET_ITEM(plan, 7), *out_text = PyTuple_GET_ITEM(plan, 8),
              *out_step_o = PyTuple_GET_ITEM(plan, 9), *in_step_o = PyTuple_GET_ITEM(plan, 10),
-             *lo_o = PyTuple_GET_ITEM(plan, 13), *hi_o = PyTuple_GET_ITEM(plan, 14);
+             *lo_o = PyTuple_GET_ITEM(plan, 13), *hi_o = PyTuple_GET_ITEM(plan, 14),
+             *out_step_text = PyTuple_GET_ITEM(plan, 15), *in_step_text = PyTuple_GET_ITEM(plan, 16),
+             *out_cd_text = PyTuple_GET_ITEM(plan, 17), *in_cd_text = PyTuple_GET_ITEM(plan, 18),
+             *deploy_suffix = PyTuple_GET_ITEM(plan, 20), *max_text = PyTuple_GET_ITEM(plan, 21),
+             *min_text = PyTuple_GET_ITEM(plan, 22);
     const double horizon = PyFloat_AsDouble(PyTuple_GET_ITEM(plan, 3)),
                  in_window = PyFloat_AsDouble(PyTuple_GET_ITEM(plan, 4)),
                  out_window = PyFloat_AsDouble(PyTuple_GET_ITEM(plan, 5)),
                  out_cd = PyFloat_AsDouble(PyTuple_GET_ITEM(plan, 11)),
-                 in_cd = PyFloat_AsDouble(PyTuple_GET_ITEM(plan, 12));
+                 in_cd = PyFloat_AsDouble(PyTuple_GET_ITEM(plan, 12)),
+                 deploy_timeout = PyFloat_AsDouble(PyTuple_GET_ITEM(plan, 19));
     if (PyErr_Occurred())
         return NULL;
     const int has_out_step = out_step_o != Py_None, has_in_step = in_step_o != Py_None;
@@ -636,40 +674,67 @@ bucket(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             if (fallback)
                 goto done;
         }
-        /* step 4: max step, called only when it applies (as apply_limits) */
-        if ((has_out_step && d - cur > out_step) || (has_in_step && cur - d > in_step)) {
-            PyObject *res = PyObject_CallFunctionObjArgs(C.f_max_step, lim, current_o, d_obj, NULL);
-            if (take_limit(res, &d, &d_obj, limits, &fallback) < 0)
+        /* step 4: max step (behavior.max_step) */
+        if (has_out_step && d - cur > out_step) {
+            if (add_limit(limits, C.r_max_step, &d_obj, PyLong_FromLongLong(cur + out_step), ref(out_step_text)) < 0)
                 goto error;
-            if (fallback)
-                goto done;
+            d = cur + out_step;
+        } else if (has_in_step && cur - d > in_step) {
+            if (add_limit(limits, C.r_max_step, &d_obj, PyLong_FromLongLong(cur - in_step), ref(in_step_text)) < 0)
+                goto error;
+            d = cur - in_step;
         }
-        /* step 5: cooldown and deployment, called only when they may hold the change */
-        int hold = dep_o != Py_None;
-        if (!hold && last_o != Py_None) {
-            double last = as_time(last_o, &ok);
-            if (!ok) {
-                fallback = 1;
-                goto done;
+        /* step 5: cooldown, then a running deployment (behavior.cooldown); the flapping guard may have
+           brought the count back to the current one: then nothing holds */
+        if (d != cur) {
+            int held = 0;
+            if (last_o != Py_None) {
+                const double last = as_time(last_o, &ok), wait = d > cur ? out_cd : in_cd;
+                if (!ok) {
+                    fallback = 1;
+                    goto done;
+                }
+                const double since = now - last;
+                if (since < wait) {
+                    char *left = PyOS_double_to_string(wait - since, 'g', 6, 0, NULL);
+                    if (left == NULL)
+                        goto error;
+                    PyObject *detail = PyUnicode_FromFormat("%U%ss left", d > cur ? out_cd_text : in_cd_text, left);
+                    PyMem_Free(left);
+                    if (add_limit(limits, C.r_cooldown, &d_obj, ref(current_o), detail) < 0)
+                        goto error;
+                    d = cur;
+                    held = 1;
+                }
             }
-            hold = now - last < (d > cur ? out_cd : in_cd);
-        }
-        if (hold) {
-            PyObject *res =
-                PyObject_CallFunctionObjArgs(C.f_cooldown, lim, current_o, d_obj, now_o, last_o, dep_o, NULL);
-            if (take_limit(res, &d, &d_obj, limits, &fallback) < 0)
-                goto error;
-            if (fallback)
-                goto done;
+            if (!held && dep_o != Py_None) {
+                const double dep = as_time(dep_o, &ok);
+                if (!ok) {
+                    fallback = 1;
+                    goto done;
+                }
+                if (now - dep < deploy_timeout) {
+                    char *running = PyOS_double_to_string(now - dep, 'g', 6, 0, NULL);
+                    if (running == NULL)
+                        goto error;
+                    PyObject *detail = PyUnicode_FromFormat("deployment running for %ss%U", running, deploy_suffix);
+                    PyMem_Free(running);
+                    if (add_limit(limits, C.r_deployment, &d_obj, ref(current_o), detail) < 0)
+                        goto error;
+                    d = cur;
+                }
+            }
         }
     }
-    /* step 6: bounds */
-    if (d > hi || d < lo) {
-        PyObject *res = PyObject_CallFunctionObjArgs(C.f_clamp, lo_o, hi_o, d_obj, NULL);
-        if (take_limit(res, &d, &d_obj, limits, &fallback) < 0)
+    /* step 6: bounds (behavior.clamp) */
+    if (d > hi) {
+        if (add_limit(limits, C.r_max_instances, &d_obj, ref(hi_o), ref(max_text)) < 0)
             goto error;
-        if (fallback)
-            goto done;
+        d = hi;
+    } else if (d < lo) {
+        if (add_limit(limits, C.r_min_instances, &d_obj, ref(lo_o), ref(min_text)) < 0)
+            goto error;
+        d = lo;
     }
     /* the reasons: each proposal's and each limit's code once, in order; DryRun last */
     reasons = PyList_New(0);
@@ -757,8 +822,8 @@ done:
 
 static PyMethodDef methods[] = {
     {"setup", setup, METH_VARARGS,
-     "setup(JobState, Decision, Proposal, QuietThresholdProposal, TargetProposal, Limit, Streak, zero streak, "
-     "reasons, functions, eps): the types, codes and behavior functions the step uses"},
+     "setup(Observation, JobState, Decision, Proposal, QuietThresholdProposal, TargetProposal, Limit, Streak, zero streak, "
+     "reasons, (flapping_guard, step_count), eps): the types, codes and functions the step uses"},
     {"bucket", (PyCFunction)(void (*)(void))bucket, METH_FASTCALL,
      "bucket(plan, state, obs, now, mode) -> (Decision, JobState), or None when it is not the usual case"},
     {NULL, NULL, 0, NULL},

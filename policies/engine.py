@@ -66,10 +66,8 @@ from policies.behavior import (
     apply_limits,
     clamp,
     combine,
-    cooldown,
     effective_bounds,
     flapping_guard,
-    max_step,
 )
 from policies.document import (
     AlarmRule,
@@ -85,8 +83,13 @@ from policies.schedule import active_windows, due_fires, next_fire
 from policies.target import _EPS, TargetSpec, propose_target
 from policies.threshold import _ZERO, ThresholdSpec, propose_threshold
 from policies.types import (
+    COOLDOWN,
+    DEPLOYMENT_IN_PROGRESS,
     DRY_RUN,
     MANUAL,
+    MAX_INSTANCES,
+    MAX_STEP,
+    MIN_INSTANCES,
     NO_DATA,
     PAUSED,
     SCALE_IN,
@@ -127,6 +130,7 @@ def _load_native() -> Any:
     except ImportError:
         return None
     _faststep.setup(
+        Observation,
         JobState,
         Decision,
         Proposal,
@@ -135,8 +139,20 @@ def _load_native() -> Any:
         Limit,
         Streak,
         _ZERO,
-        (SCALE_OUT, SCALE_IN, WITHIN_TOLERANCE, NO_DATA, STABILIZED, DRY_RUN),
-        (flapping_guard, max_step, cooldown, clamp, step_count),
+        (
+            SCALE_OUT,
+            SCALE_IN,
+            WITHIN_TOLERANCE,
+            NO_DATA,
+            STABILIZED,
+            DRY_RUN,
+            MAX_STEP,
+            COOLDOWN,
+            DEPLOYMENT_IN_PROGRESS,
+            MAX_INSTANCES,
+            MIN_INSTANCES,
+        ),
+        (flapping_guard, step_count),
         _EPS,
     )
     return _faststep.bucket
@@ -213,10 +229,17 @@ def _fast_plan(
         x is None or type(x) is int for x in counts[2:]
     ):
         return None
-    times = (lim.horizon, lim.in_window, lim.out_window, lim.out_cooldown, lim.in_cooldown)
+    times = (
+        lim.horizon,
+        lim.in_window,
+        lim.out_window,
+        lim.out_cooldown,
+        lim.in_cooldown,
+        lim.deployment_timeout,
+    )
     if not all(type(x) in (int, float) for x in times):
         return None
-    horizon, in_window, out_window, out_cd, in_cd = (float(x) for x in times)
+    horizon, in_window, out_window, out_cd, in_cd, timeout = (float(x) for x in times)
     return (
         job,
         tuple(specs),
@@ -233,6 +256,15 @@ def _fast_plan(
         in_cd,
         lim.min_instances,
         lim.max_instances,
+        # the limits' texts, as behavior formats them (max_step, cooldown, clamp)
+        lim.out_step_text,
+        lim.in_step_text,
+        f"scale_out cooldown {lim.out_cooldown:g}s: ",
+        f"scale_in cooldown {lim.in_cooldown:g}s: ",
+        timeout,
+        f" (timeout {lim.deployment_timeout:g}s)",
+        f"max_instances {lim.max_instances}",
+        f"min_instances {lim.min_instances}",
     )
 
 
@@ -318,6 +350,12 @@ def step(
     and replay call it: the step finds them."""
     hit = _COMPILED.get(id(doc))  # compile_job's cache hit, inlined: a closed bucket is the hot path
     c = hit[1] if hit is not None and hit[0]() is doc else compile_job(doc)
+    fast = c.fast
+    if fast is not None and not windows and _native is not None:
+        # the usual job's closed bucket: the same step in C (None: not the usual case, stepped below)
+        done = _native(fast, state, event, now, mode)
+        if done is not None:
+            return done  # type: ignore[no-any-return]
     if type(event) is not Observation:
         return _event(c, doc, state, event, now, mode, default_tz, windows)
     # A closed bucket (trigger "bucket"), inline: this is the daemon's hot path. Every metric rule
@@ -334,10 +372,6 @@ def step(
     if mode == "paused":
         d = _decision(c, now, "bucket", current, current, bucket, [], [], [PAUSED], mode)
         return d, _with(state, last_bucket=bucket)
-    if c.fast is not None and not windows and _native is not None:  # the usual job: the same step in C
-        done = _native(c.fast, state, event, now, mode)
-        if done is not None:
-            return done  # type: ignore[no-any-return]
     # a count changed behind our back (or by our own dry-run simulation) restarts every streak first
     old = state.streaks if state.count is None or state.count == current else {}
     proposals: list[Proposal] = []

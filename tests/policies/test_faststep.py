@@ -134,7 +134,9 @@ buckets = st.lists(
             "values": st.lists(values, min_size=3, max_size=3),
             "moved": st.sampled_from([None, None, None, None, 0, 1, 7, 30]),  # a count set behind our back
             "ready": st.sampled_from(["all", "all", "all", 0, 1]),
-            "deployment": st.sampled_from([None, None, None, None, 5.0, 700.0]),
+            # seconds since a deployment started (60 and 600: exactly a deployment_timeout)
+            "deployment": st.sampled_from([None, None, None, None, 5.0, 60.0, 600.0, 700.0, 12.3456789]),
+            "jitter": st.sampled_from([0.0, 0.0, 0.123456789, 3.33333333]),  # times with many digits
             "mode": st.sampled_from(["active", "active", "active", "dry-run", "paused"]),
             "skip": st.sampled_from([0, 0, 0, 1, 40]),  # periods with no bucket (cooldowns and windows end)
         }
@@ -159,7 +161,7 @@ start_states = st.sampled_from(
 def _run(doc: JobDocument, start: JobState, plan: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     state, current, now, out = start, 3, T0, []
     for b in plan:
-        now += 10.0 * (1 + b["skip"])
+        now += 10.0 * (1 + b["skip"]) + b["jitter"]
         if b["moved"] is not None:
             current = b["moved"]
         vals: dict[str, float | None] = {}
@@ -224,30 +226,45 @@ def test_the_benchmark_jobs_are_stepped_in_c_with_the_same_answers(monkeypatch: 
 
 
 @pytest.mark.parametrize(
-    ("name", "values", "current", "mode", "answered"),
+    ("name", "values", "current", "mode", "dep", "last", "answered"),
     [
-        ("usual bucket", {"cpu": 90.0, "qps": 700.0}, 4, "active", True),
-        ("dry-run", {"cpu": 90.0, "qps": 700.0}, 4, "dry-run", True),
-        ("no data", {}, 4, "active", True),
-        ("NaN is no data", {"cpu": math.nan, "qps": 500.0}, 4, "active", True),
-        ("an int value: Python", {"cpu": 90, "qps": 700.0}, 4, "active", False),
-        ("a count beyond 62 bits: Python", {"cpu": 90.0}, 2**70, "active", False),
+        ("usual bucket", {"cpu": 90.0, "qps": 700.0}, 4, "active", None, None, True),
+        ("dry-run", {"cpu": 90.0, "qps": 700.0}, 4, "dry-run", None, None, True),
+        ("no data", {}, 4, "active", None, None, True),
+        ("NaN is no data", {"cpu": math.nan, "qps": 500.0}, 4, "active", None, None, True),
+        ("held by a deployment", {"qps": 900.0}, 4, "active", 12.3456789, None, True),
+        ("held by the cooldown", {"qps": 900.0}, 4, "active", None, 7.654321, True),
+        ("max step then max_instances", {"qps": 1e6}, 48, "active", None, None, True),
+        ("an int value: Python", {"cpu": 90, "qps": 700.0}, 4, "active", None, None, False),
+        ("a count beyond 62 bits: Python", {"cpu": 90.0}, 2**70, "active", None, None, False),
+        ("a negative count: Python (which refuses it)", {"cpu": 90.0}, -1, "active", None, None, False),
+        ("paused: Python", {"cpu": 90.0}, 4, "paused", None, None, False),
+        ("an unknown mode: Python (which refuses it)", {"cpu": 90.0}, 4, "sleepy", None, None, False),
     ],
 )
 def test_what_the_c_step_takes_and_what_it_hands_back(
-    name: str, values: dict[str, Any], current: int, mode: str, answered: bool
+    name: str,
+    values: dict[str, Any],
+    current: int,
+    mode: str,
+    dep: float | None,
+    last: float | None,
+    answered: bool,
 ) -> None:
+    """`dep` / `last`: seconds since a deployment started / since the last change."""
     doc = make_doc(7)
     plan = engine.compile_job(doc).fast
     assert plan is not None and engine._native is not None
-    obs = Observation(T0, int(T0) - 10, current, current, values, current)
-    got = engine._native(plan, JobState(), obs, T0, mode)
+    obs = Observation(T0, int(T0) - 10, current, current, values, current, None if dep is None else T0 - dep)
+    state = JobState(count=current, last_change_at=None if last is None else T0 - last)
+    got = engine._native(plan, state, obs, T0, mode)
     assert (got is not None) == answered, name
     if got is not None:
         saved = engine._native
         try:
             engine._native = None
-            want = engine.step(doc, JobState(), obs, T0, mode=mode)
+            want = engine.step(doc, state, obs, T0, mode=mode)
         finally:
             engine._native = saved
         assert _view(*got) == _view(*want), name
+        assert got[0].limits or not (dep or last), name  # the holding cases do hold
