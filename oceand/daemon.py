@@ -433,7 +433,7 @@ class Daemon:
         if not policy_engine.NATIVE:
             log.warning(
                 "buckets are stepped in Python: policies._faststep is not built (no C compiler when oceand "
-                "was installed) or OCEAND_NATIVE=0; the same decisions at about 2.5 times the CPU per bucket",
+                "was installed) or OCEAND_NATIVE=0; the same decisions at about three times the CPU per bucket",
                 extra={"event": "eval_python"},
             )
 
