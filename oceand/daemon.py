@@ -37,6 +37,7 @@ from oceand.api.auth import AUTHORITY, LIMITER, auth_middleware
 from oceand.api.auth import add_routes as add_auth_routes
 from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
+from oceand.api.pushserver import PushListener
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.auth import Authority, WriteLimiter, prune_audit
 from oceand.cluster.forward import Forwarder
@@ -165,6 +166,15 @@ class Daemon:
         self.authority = Authority(
             self.store, clock, config.auth.refresh, config.auth.grace, config.auth.max_tokens
         )
+        if config.ingest.http_listen is not None:  # push over HTTP on a lean listener of its own
+            self.listeners.by_name["http"] = PushListener(
+                config.ingest.http_listen,
+                self.engine.ingestor,
+                self.metrics,
+                config.ingest,
+                self.authority,
+                config.server.max_body,
+            )
         self.write_limiter = WriteLimiter()  # [auth] write_rate / write_burst, shared by the listeners
         self.guard = ConnectionGuard(config.server, self.metrics)  # every listener: header timeout, cap
         self.engine.on_deferred = self.metrics.timer_deferred.inc

@@ -816,6 +816,7 @@ def status(doc: JobDocument, state: JobState, now: float, *, default_tz: str = "
                 "season": ps.season,
                 "checked_forecasts": ps.checked,
                 "history_slots": len(ps.ring),
+                "hourly": ps.hourly,
             }
         elif isinstance(r, AlarmRule):
             rules[r.name] = {"type": "alarm", "alarms": alarm_times(r, state.alarms)}
