@@ -63,6 +63,7 @@ from oceand.store import open_store
 from oceand.store.base import MySQLURL, Store, StoreError
 from oceand.systemd import Notifier as SystemdNotifier
 from oceand.warm import WarmStart
+from policies import engine as policy_engine
 from policies.document import JobDocument
 from policies.types import ActuationOutcome, Decision
 
@@ -438,6 +439,12 @@ class Daemon:
                 "ingest routes in Python: oceand._fastroute is not built (no C compiler when oceand was "
                 "installed) or OCEAND_NATIVE=0; the same results at about twice the CPU per sample",
                 extra={"event": "ingest_python"},
+            )
+        if not policy_engine.NATIVE:
+            log.warning(
+                "buckets are stepped in Python: policies._faststep is not built (no C compiler when oceand "
+                "was installed) or OCEAND_NATIVE=0; the same decisions at about three times the CPU per bucket",
+                extra={"event": "eval_python"},
             )
 
     def _forwarder(self, leases: LeaseManager) -> Forwarder:
