@@ -284,7 +284,7 @@ def compile_job(doc: JobDocument) -> CompiledJob:
         elif isinstance(r, TargetRule):
             metric.append(TargetSpec.of(r))
         elif isinstance(r, PredictiveRule):
-            metric.append(PredictiveSpec.of(r))
+            metric.append(PredictiveSpec.of(r, doc.job))
     limits = Limits.of(doc)
     window_rules = tuple(r for r in doc.rules if isinstance(r, ScheduleRule) and r.duration is not None)
     compiled = CompiledJob(

@@ -44,8 +44,8 @@ Every closed bucket, with load = per-instance value × ready instances (the valu
   HPA default's unserved at its cost over the four traces with a cycle; not stacked 0.484×;
   `season: "off"` 0.481×; issue 17).
 - `season` "auto" follows a daily cycle when the correlation of the history with itself one day earlier
-  is ≥ 0.3 above its correlation with itself half a day earlier (when that is positive; checked at the
-  end of every slot; two days of history needed): a ramp, a level shift or a cycle shorter than a day
+  is ≥ 0.3 above its correlation with itself half a day earlier (when that is positive; checked every
+  15 minutes, see below; two days of history needed): a ramp, a level shift or a cycle shorter than a day
   (the CPU trace of ../shared/traces saturates at :09 of every hour) correlates as well at both lags,
   and its rise between 15-minute means one day ago was noise added on top of the margin (issue 17: the
   CPU trace 0.969x → 0.964x HPA default's unserved on days 1–7, 1.005x → 0.999x on days 8–14, the
@@ -58,7 +58,7 @@ Every closed bucket, with load = per-instance value × ready instances (the valu
   daily test on the history's minute-to-minute changes (on the means, a daily cycle's slope within the
   4 hours correlates at every lag and hides the hourly pattern): their correlation one hour earlier
   ≥ 0.5 (`HOURLY_MIN_CORRELATION`) above their correlation half an hour earlier (when that is
-  positive), tested every 15 minutes, two hours of history needed. The daily history's 15-minute slots are too coarse for it: a minute-long rise sits
+  positive), tested every 15 minutes (7 minutes after the daily test), two hours of history needed. The daily history's 15-minute slots are too coarse for it: a minute-long rise sits
   inside a slot, and a rise one lead ahead is seen only when now + lead crosses into the next slot. The
   CPU trace of ../shared/traces is such a load (it jumps at :04 and saturates at :09 of every hour from
   its 6th day): at HPA default's cost its unserved load falls from 0.964x HPA default's to 0.100x on
@@ -66,6 +66,10 @@ Every closed bucket, with load = per-instance value × ready instances (the valu
   On those four the test's statistic has a 99th percentile of 0.19–0.52 (5-minute rows: 48 rows in
   4 hours), so 0.5 keeps false detections at 0–1.3 % of the checks (0.3: up to 7 %); on the CPU trace
   its median is 0.99.
+- Both tests run once every 15 minutes at the job's phase (`job_phase`: a CRC-32 of its id modulo
+  900 s; `PredictiveSpec.phase`), not at the slot's close: every job's buckets end at the same wall
+  times, so 10,000 rules all ran the hourly test in one evaluation round (206–248 ms every 15 minutes,
+  `bench/predictive_ab.py`); the histories stay aligned to wall time, the state is the same.
 - Until `MIN_ERRORS` forecasts have been checked against the load they forecast, the rule acts as a
   target rule (its proposal is the target proposal; inputs say `"mode": "target"`).
 - Never below the target proposal, so the rule keeps what a target rule would keep: the forecast only
@@ -82,6 +86,7 @@ from __future__ import annotations
 
 import math
 import struct
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -101,7 +106,13 @@ HOUR_SLOT = 60.0  # the hourly history's resolution: one minute, no coarser than
 HOUR_SLOTS = 240  # 4 hours of 1-minute means (season "auto" only); the test needs two hours of them
 HOURLY = True  # season "auto" keeps the hourly history (False: the rule before the hourly term, for A/B)
 HOURLY_MIN_CORRELATION = 0.5  # the noise traces' statistic: p99 0.19-0.52 (see the module notes)
-HOURLY_CHECK_MINUTE = 7  # the hourly test runs at minute 7 of each quarter hour, the daily one at 0
+# When the cycle tests run (season "auto"): every 15 minutes (CHECK_EVERY), at a per-job phase
+# (`job_phase`: the job's id hashed to 0..899 s) past each quarter hour for the daily test, and
+# HOURLY_CHECK_OFFSET later for the hourly one. Every job's buckets end at the same wall times, so
+# without the phase all 10,000 rules ran a test (17 µs each) in one evaluation round every 15 minutes
+# (206-248 ms, PRODUCT §8's budget 50 ms); with it a 10-second round holds about 1/90 of them.
+CHECK_EVERY = 900.0
+HOURLY_CHECK_OFFSET = 420.0  # 7 minutes: a job's hourly test does not run in the round of its daily one
 MIN_ERRORS = 8  # checked forecasts before the rule trusts its margin (until then: a target rule)
 MAX_ERRORS = 256  # recent errors kept for the margin: one per lead, about 4 hours at a 60-second lead
 # One forecast per lead is kept for checking (FORECASTS_PER_LEAD): errors of forecasts whose horizons do
@@ -122,6 +133,13 @@ LEVEL_TIME = 1.5
 JUMP_MARGIN = 0.75
 DEFAULT_LEAD = 60.0  # seconds, when neither the rule nor the daemon knows the start-up time
 _EPS = 1e-9
+
+
+def job_phase(job: str) -> float:
+    """The job's phase in seconds within the quarter hour (0..899): when its cycle tests run. A hash of
+    its id (CRC-32, not Python's salted `hash`), so the same job tests at the same times in every process
+    and replay stays deterministic; the ids of many jobs spread evenly over the 900 seconds."""
+    return float(zlib.crc32(job.encode("utf-8")) % int(CHECK_EVERY))
 
 
 def lead_for(startup: float | None, known: float | None) -> tuple[float, str]:
@@ -153,9 +171,13 @@ class PredictiveSpec:
     slot: float  # seconds per history slot
     slots: int  # history slots kept (0: no history, season off)
     hourly: bool  # keep the hourly history (season auto)
+    detect: bool = False  # season auto: test the history for a daily cycle
+    phase: float = 0.0  # seconds past each quarter hour when the daily test runs (`job_phase`)
 
     @staticmethod
-    def of(rule: PredictiveRule) -> PredictiveSpec:
+    def of(rule: PredictiveRule, job: str | None = None) -> PredictiveSpec:
+        """The rule's spec; `job`: the id of the job it belongs to, which sets when its cycle tests run
+        (`job_phase`; None: at each quarter hour, the daily test, and 7 minutes later the hourly one)."""
         as_target = TargetRule(
             name=rule.name, type="target", metric=rule.metric, target=rule.target, tolerance=rule.tolerance
         )
@@ -170,6 +192,8 @@ class PredictiveSpec:
             slot_seconds(rule.season),
             0 if rule.season == "off" else HISTORY_SLOTS,
             rule.season == "auto" and HOURLY,
+            rule.season == "auto",
+            0.0 if job is None else job_phase(job),
         )
 
 
@@ -251,7 +275,8 @@ def _slot_value(ring: tuple[float, ...], slot: int, j: int) -> float:
 
 
 def _close_slots(spec: PredictiveSpec, st: PredictiveState, s: int) -> tuple[tuple[float, ...], float]:
-    """The history once the slot being filled (and any empty ones before s) are complete; the season."""
+    """The history once the slot being filled (and any empty ones before s) are complete; the season
+    ("auto": the one found by the last daily test, which runs at the job's phase, not here)."""
     assert st.slot is not None
     missing = s - st.slot - 1
     if missing >= spec.slots:
@@ -260,9 +285,9 @@ def _close_slots(spec: PredictiveSpec, st: PredictiveState, s: int) -> tuple[tup
         ring = (*st.ring, st.acc / st.n if st.n else math.nan, *([math.nan] * missing))
         if len(ring) > spec.slots:
             ring = ring[len(ring) - spec.slots :]
-    if spec.season != "auto":
-        return ring, SEASONS.get(spec.season, 0.0)
-    return ring, DAY if daily_correlation(ring, spec.slot) >= DETECT_MIN_CORRELATION else 0.0
+    if spec.detect:
+        return ring, st.season
+    return ring, SEASONS.get(spec.season, 0.0)
 
 
 def forecast(spec: PredictiveSpec, st: PredictiveState, now: float, lead: float) -> float:
@@ -292,12 +317,10 @@ def _hourly_forecast(
     return level if level > 0 else 0.0
 
 
-def _close_hour_slots(st: PredictiveState, s: int) -> tuple[bytes, float]:
-    """The hourly history once the minute being filled (and any empty ones before s) are complete; the
-    hourly cycle (3600 or 0), tested every 15 minutes, at minute 7 of each quarter hour: the daily test
-    runs at its start, and every job's buckets end at the same times, so the two would stack in one
-    evaluation round (17 µs each per rule). The minute means are packed doubles: a minute's close is a
-    copy of 1,920 bytes, not of 240 references to floats."""
+def _close_hour_slots(st: PredictiveState, s: int) -> bytes:
+    """The hourly history once the minute being filled (and any empty ones before s) are complete (the
+    hourly test runs at the job's phase, not here). The minute means are packed doubles: a minute's close
+    is a copy of 1,920 bytes, not of 240 references to floats."""
     assert st.hslot is not None
     missing = s - st.hslot - 1
     if missing >= HOUR_SLOTS:
@@ -307,9 +330,7 @@ def _close_hour_slots(st: PredictiveState, s: int) -> tuple[bytes, float]:
         ring = st.hring_packed + (closed if not missing else closed + _NANS * missing)
         if len(ring) > 8 * HOUR_SLOTS:
             ring = ring[len(ring) - 8 * HOUR_SLOTS :]
-    if (s - HOURLY_CHECK_MINUTE) // 15 == (st.hslot - HOURLY_CHECK_MINUTE) // 15:
-        return ring, st.hourly
-    return ring, HOUR if hourly_correlation(ring) >= HOURLY_MIN_CORRELATION else 0.0
+    return ring
 
 
 def _forecast(
@@ -455,7 +476,7 @@ def propose_predictive(
             hacc, hn = st.hacc + load, st.hn + 1
         elif hslot is None or hs > hslot:
             if hslot is not None:
-                hring, hourly = _close_hour_slots(st, hs)
+                hring = _close_hour_slots(st, hs)
             hslot, hacc, hn = hs, load, 1
         else:
             hacc, hn = st.hacc, st.hn
@@ -463,6 +484,22 @@ def propose_predictive(
         hslot, hacc, hn, hring, hourly = None, 0.0, 0, b"", 0.0
     else:
         hacc, hn = st.hacc, st.hn
+    # 3c. the cycle tests ("auto"), each once every 15 minutes: in the first bucket at or after the job's
+    # phase past a quarter hour (the daily one) and HOURLY_CHECK_OFFSET later (the hourly one), i.e. when
+    # such a time lies in (t, now]; the histories stay aligned to wall time, only the tests move, so
+    # that 10,000 jobs do not all run them in the same evaluation round
+    if spec.detect and t is not None and now > t:
+        since = (now - spec.phase) % CHECK_EVERY  # seconds since the daily test's last time
+        if now - t > since:
+            season = DAY if daily_correlation(ring, spec.slot) >= DETECT_MIN_CORRELATION else 0.0
+        if spec.hourly:
+            since = (
+                since - HOURLY_CHECK_OFFSET
+                if since >= HOURLY_CHECK_OFFSET
+                else since + (CHECK_EVERY - HOURLY_CHECK_OFFSET)
+            )
+            if now - t > since:
+                hourly = HOUR if hourly_correlation(hring) >= HOURLY_MIN_CORRELATION else 0.0
     # 4. the forecast for now + lead, kept to be checked when its time comes (one per lead: see below)
     f = level if level > 0 else 0.0
     if season > 0:

@@ -57,7 +57,7 @@ def warm_state(
         rows = sorted(r for r in history.get(rule.name, ()) if r[1] is not None and math.isfinite(r[1]))
         if not rows:
             continue
-        spec = PredictiveSpec.of(rule)
+        spec = PredictiveSpec.of(rule, doc.job)
         st = EMPTY
         for start, value, reporters in rows:
             ready = max(1, reporters)

@@ -392,3 +392,109 @@ def test_the_hourly_history_is_bounded_and_a_restart_changes_nothing() -> None:
     assert by_minute[7] and max(by_minute[7]) < 200
     assert by_minute[8] and min(by_minute[8]) > 300
     assert status(doc, st, t0 + 18_000.0)["rules"]["p"]["hourly"] == 3600.0
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        pytest.param([f"web-{i}" for i in range(10_000)], id="web-0 .. web-9999"),
+        pytest.param([f"svc{i}.prod" for i in range(10_000)], id="svc0.prod .. svc9999.prod"),
+        pytest.param([f"job_{i}" for i in range(10_000)], id="job_0 .. job_9999"),
+        pytest.param([str(i) for i in range(10_000)], id="0 .. 9999"),
+        pytest.param([f"team{i % 37}-app{i // 37}" for i in range(10_000)], id="team-app pairs"),
+    ],
+)
+@pytest.mark.parametrize("width", [60, 10], ids=["per minute", "per 10-s round"])
+def test_the_phases_of_many_jobs_spread_over_the_quarter_hour(ids: list[str], width: int) -> None:
+    """10,000 jobs' cycle tests are spread over the 15 minutes (every job's buckets end at the same wall
+    times, so one phase for all ran 10,000 tests in one evaluation round): no minute, and no round of a
+    10-s period, holds more than twice its share of the phases, and none is empty."""
+    from collections import Counter
+
+    from policies.predictive import CHECK_EVERY, job_phase
+
+    phases = [job_phase(j) for j in ids]
+    assert all(0.0 <= p < CHECK_EVERY and p == int(p) for p in phases)
+    per = Counter(int(p) // width for p in phases)
+    share = len(ids) / (CHECK_EVERY / width)
+    assert len(per) == CHECK_EVERY / width
+    assert max(per.values()) <= 2 * share
+
+
+@pytest.mark.parametrize(
+    ("job_id", "phase"),
+    [
+        pytest.param("web", 689.0, id="web"),
+        pytest.param("quality", 224.0, id="quality"),
+        pytest.param("a", 207.0, id="a"),
+        pytest.param("ocean.web-2", 602.0, id="ocean.web-2"),
+    ],
+)
+def test_a_jobs_phase_is_stable(job_id: str, phase: float) -> None:
+    """The phase is a CRC-32 of the id (not Python's per-process salted hash): the same in every process,
+    so live, a restart and replay test at the same times; compile_job and warm start give the rule the
+    phase of the document's job."""
+    from policies.engine import compile_job
+    from policies.predictive import job_phase
+
+    assert job_phase(job_id) == phase == job_phase(job_id)
+    d = parse_job({**doc_with(pred()), "job": job_id})
+    spec = compile_job(d).metric[0]
+    assert isinstance(spec, PredictiveSpec) and spec.phase == phase and spec.detect
+    assert PredictiveSpec.of(d.rules[0]).phase == 0.0  # type: ignore[arg-type]
+
+
+def _cycles(t: float) -> float:
+    """A load with a daily sine and a 5-minute rise at :09 of every hour (what both tests find)."""
+    return 300 + 200 * math.sin(2 * math.pi * t / 86400) + (500 if 9 <= t % 3600 // 60 < 14 else 0)
+
+
+def _mean(start: float, size: float) -> float:
+    return sum(_cycles(start + k) for k in range(0, int(size), 10)) / (size // 10)
+
+
+@pytest.mark.parametrize(
+    ("phase", "daily_at", "hourly_at"),
+    [
+        pytest.param(
+            0.0, 0, 420, id="phase 0: the daily test at the quarter hour, the hourly one 7 min later"
+        ),
+        pytest.param(5.0, 10, 430, id="phase 5 s: the first bucket at or after it"),
+        pytest.param(123.0, 130, 550, id="phase 123 s"),
+        pytest.param(480.0, 480, 0, id="phase 8 min: the hourly test at the next quarter hour"),
+        pytest.param(689.0, 690, 210, id="phase 689 s (job web)"),
+        pytest.param(899.0, 0, 420, id="phase 899 s: 1 s before the quarter hour, so in its bucket"),
+    ],
+)
+def test_the_cycle_tests_run_at_the_jobs_phase(phase: float, daily_at: int, hourly_at: int) -> None:
+    """A state whose histories show a daily and an hourly cycle neither of which it follows yet: fed a
+    10-s bucket at a time over a quarter hour Q, it finds the daily cycle at the first bucket at or after
+    Q + phase and the hourly one at the first at or after Q + phase + 7 min (mod 15 min), and not before;
+    the history slots close at wall times (every 15 minutes and every minute) whatever the phase."""
+    from policies.predictive import DAY, HOUR, HOUR_SLOTS, propose_predictive
+    from policies.types import PredictiveState, pack_floats
+
+    spec = dataclasses.replace(
+        PredictiveSpec.of(parse_job(doc_with(pred(startup="60s"))).rules[0]), phase=phase
+    )  # type: ignore[arg-type]
+    assert spec.detect and spec.hourly
+    q = 1_700_000_100.0  # a quarter hour
+    s, m = int(q // 900), int(q // 60)
+    st = PredictiveState(
+        t=q - 10,
+        level=_cycles(q - 10),
+        slot=s - 1,
+        acc=_mean(q - 900, 900) * 90,
+        n=90,
+        ring=tuple(_mean(j * 900.0, 900) for j in range(s - 1 - HISTORY_SLOTS, s - 1)),
+        hslot=m - 1,
+        hacc=_mean(q - 60, 60) * 6,
+        hn=6,
+        hring_packed=pack_floats([_mean(j * 60.0, 60) for j in range(m - 1 - HOUR_SLOTS, m - 1)]),
+    )
+    for k in range(91):
+        now = q + 10 * k
+        _, st = propose_predictive(spec, _cycles(now), 1, 1, now, None, st)
+        assert st.slot == now // 900 and st.hslot == now // 60, now - q
+        assert st.season == (DAY if 10 * k >= daily_at else 0.0), now - q
+        assert st.hourly == (HOUR if 10 * k >= hourly_at else 0.0), now - q
