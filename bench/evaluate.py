@@ -1,7 +1,8 @@
 """Benchmark: one closed bucket for each of 10,000 jobs with 2 rules (threshold cpu + target qps).
 
 Measures CPU time (time.process_time) per round of `policies.engine.step` (the entry point the daemon's
-workers call; a closed bucket is its Observation) over every job, against a
+workers call; a closed bucket is its Observation; the usual job's bucket is stepped in C,
+policies/_faststep.c, unless OCEAND_NATIVE=0) over every job, against a
 baseline measured in the same run: the same loop that only builds the inputs (values dict, Observation)
 without evaluating. Prints the absolute ms per round (best of N, as timeit does, since other load on the
 machine only ever adds time; and the median), the baseline, their ratio and a line for BENCHMARKS.md.
@@ -92,7 +93,7 @@ def run_round(
             history.record(doc.job, bucket, values, cur, cur, decision.desired, None)
     took = (time.process_time() - t0) * 1000.0
     if history is not None:
-        history._rows.clear()  # what the writer task takes away between rounds (not timed: off the path)
+        history.clear()  # what the writer task takes away between rounds (not timed: off the path)
     return took
 
 

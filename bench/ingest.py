@@ -1,8 +1,11 @@
 """Ingest benchmark (PRODUCT §8): Falcon push over HTTP, end to end into the buckets.
 
 A real daemon process (`oceand run`) watches JOBS jobs; a client in another process (this one) posts
-BODIES bodies of 1,000 points each over keep-alive HTTP. The figure is the daemon's CPU-seconds (from
-/proc) against the CPU-seconds `orjson.loads` alone takes on the same bodies, measured in this run:
+BODIES bodies of 1,000 points each over keep-alive HTTP: by default (`--path http_listen`) to
+`POST /v1/push` on `[ingest] http_listen`, the lean push listener (docs/falcon.md); `--path http` posts to
+`/v1/push` on the admin listener (the aiohttp application, its middlewares and handler). The figure is
+the daemon's CPU-seconds (from /proc) against the CPU-seconds `orjson.loads` alone takes on the same
+bodies, measured in this run:
 
     ratio = points per daemon CPU-second / points per orjson.loads CPU-second   (target >= 0.5)
 
@@ -15,7 +18,7 @@ tenants, not the code: on a shared VM single rounds vary by ±40 %); the median 
 connection waiting for its reply before the next call (tests/fakes/transfer.py); the baseline is the same
 `orjson.loads` of the items.
 
-Run: .venv/bin/python bench/ingest.py [--bodies 400] [--jobs 200] [--rounds 8] [--path http|rpc]
+Run: .venv/bin/python bench/ingest.py [--bodies 400] [--jobs 200] [--rounds 8] [--path http_listen|http|rpc]
 """
 
 from __future__ import annotations
@@ -115,19 +118,25 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=200)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=8)
-    ap.add_argument("--path", choices=("http", "rpc"), default="http")
+    ap.add_argument("--path", choices=("http_listen", "http", "rpc"), default="http_listen")
     args = ap.parse_args()
 
     rpc_port = free_port()
+    push_port = free_port()
     # The bodies cover 20 s of agent time from now, sent faster than that: let the daemon take samples
     # up to 30 s ahead of its clock (the default is one period, 10 s).
     conf = '[ingest]\nmax_ahead = "30s"\n'
-    d = DaemonProcess(conf + (f'rpc_listen = "127.0.0.1:{rpc_port}"\n' if args.path == "rpc" else ""))
+    if args.path == "rpc":
+        conf += f'rpc_listen = "127.0.0.1:{rpc_port}"\n'
+    elif args.path == "http_listen":
+        conf += f'http_listen = "127.0.0.1:{push_port}"\n'
+    d = DaemonProcess(conf)
+    url = f"http://127.0.0.1:{push_port}" if args.path == "http_listen" else d.url
 
     def send(bodies: list[bytes], concurrency: int) -> int:
         if args.path == "rpc":
             return asyncio.run(call_all(rpc_port, to_frames(bodies), concurrency))
-        return asyncio.run(post_all(d.url, bodies, concurrency))
+        return asyncio.run(post_all(url, bodies, concurrency))
 
     base_s: list[float] = []  # CPU-s per point, per round
     daemon_s: list[float] = []
@@ -151,7 +160,7 @@ def main() -> int:
             if args.path == "rpc":
                 invalid = asyncio.run(call_all(rpc_port, frames, args.concurrency))
             else:
-                invalid = asyncio.run(post_all(d.url, bodies, args.concurrency))
+                invalid = asyncio.run(post_all(url, bodies, args.concurrency))
             wall = time.perf_counter() - w0
             used = d.cpu() - c0
             assert invalid == 0, f"{invalid} points rejected"

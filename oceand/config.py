@@ -352,6 +352,7 @@ class IngestSettings(TLSFiles):
     # Falcon transfer's backends as inputs (docs/falcon.md): off unless a listen address is given
     rpc_listen: str | None = None
     tsdb_listen: str | None = None
+    http_listen: str | None = None  # POST /v1/push and /api/push on a lean listener (oceand.api.pushserver)
     listen_max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1024
     listen_idle_timeout: Annotated[Duration, Field(gt=0, le=86400)] = 300.0
     rpc_max_frame: Annotated[Size, Field(ge=1024, le=1024**3)] = 8 * 1024**2
@@ -365,7 +366,7 @@ class IngestSettings(TLSFiles):
     allow: list[str] = Field(default_factory=list, max_length=1024)  # sender CIDRs
     token: str | None = Field(default=None, min_length=16, max_length=512, repr=False)
 
-    @field_validator("rpc_listen", "tsdb_listen", "listen")
+    @field_validator("rpc_listen", "tsdb_listen", "http_listen", "listen")
     @classmethod
     def _listen(cls, v: str | None) -> str | None:
         if v is not None:
@@ -392,6 +393,16 @@ class IngestSettings(TLSFiles):
     @cached_property
     def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(c, strict=False) for c in self.allow]
+
+    def allows(self, remote: str | None) -> bool:
+        """The sender's address is in `allow` (an IPv4-mapped IPv6 address counts as its IPv4 one)."""
+        try:
+            addr = ipaddress.ip_address((remote or "").split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr.version == n.version and addr in n for n in self.networks)
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -804,14 +815,29 @@ def access_problems(config: Config, file: str) -> list[ConfigProblem]:
         )
     ingest = config.ingest
     listen = ingest.listen or config.server.listen
-    if not ingest.allow and ingest.token is None and not is_loopback(parse_listen(listen)[0]):
-        which = "ingest.listen" if ingest.listen else "server.listen (which carries ingest)"
+    which = "ingest.listen" if ingest.listen else "server.listen (which carries ingest)"
+    for key, where in ((which, listen), ("ingest.http_listen", ingest.http_listen)):
+        if where is None or ingest.allow or ingest.token is not None or is_loopback(parse_listen(where)[0]):
+            continue
         out.append(
             ConfigProblem(
                 file,
                 "ingest.allow",
-                f"{which} {listen!r} is reachable beyond this host: set [ingest] allow (the Falcon "
+                f"{key} {where!r} is reachable beyond this host: set [ingest] allow (the Falcon "
                 "senders' CIDRs) and/or [ingest] token, or listen on 127.0.0.1",
+            )
+        )
+    # Go net/rpc and OpenTSDB's put lines carry no token: beyond loopback only `allow` guards them
+    for key, where in (("ingest.rpc_listen", ingest.rpc_listen), ("ingest.tsdb_listen", ingest.tsdb_listen)):
+        if where is None or ingest.allow or is_loopback(parse_listen(where)[0]):
+            continue
+        out.append(
+            ConfigProblem(
+                file,
+                "ingest.allow",
+                f"{key} {where!r} is reachable beyond this host: set [ingest] allow (the CIDRs of the "
+                "transfers and agents that send to it; its protocol carries no token), or listen on "
+                "127.0.0.1",
             )
         )
     address = ingest.address

@@ -37,6 +37,7 @@ from oceand.api.auth import AUTHORITY, LIMITER, auth_middleware
 from oceand.api.auth import add_routes as add_auth_routes
 from oceand.api.errors import error_middleware
 from oceand.api.openapi import openapi
+from oceand.api.pushserver import PushListener
 from oceand.api.server import ConnectionGuard, GuardedSite, runner_options
 from oceand.auth import Authority, WriteLimiter, prune_audit
 from oceand.cluster.forward import Forwarder
@@ -62,6 +63,7 @@ from oceand.store import open_store
 from oceand.store.base import MySQLURL, Store, StoreError
 from oceand.systemd import Notifier as SystemdNotifier
 from oceand.warm import WarmStart
+from policies import engine as policy_engine
 from policies.document import JobDocument
 from policies.types import ActuationOutcome, Decision
 
@@ -164,6 +166,15 @@ class Daemon:
         self.authority = Authority(
             self.store, clock, config.auth.refresh, config.auth.grace, config.auth.max_tokens
         )
+        if config.ingest.http_listen is not None:  # push over HTTP on a lean listener of its own
+            self.listeners.by_name["http"] = PushListener(
+                config.ingest.http_listen,
+                self.engine.ingestor,
+                self.metrics,
+                config.ingest,
+                self.authority,
+                config.server.max_body,
+            )
         self.write_limiter = WriteLimiter()  # [auth] write_rate / write_burst, shared by the listeners
         self.guard = ConnectionGuard(config.server, self.metrics)  # every listener: header timeout, cap
         self.engine.on_deferred = self.metrics.timer_deferred.inc
@@ -428,6 +439,12 @@ class Daemon:
                 "ingest routes in Python: oceand._fastroute is not built (no C compiler when oceand was "
                 "installed) or OCEAND_NATIVE=0; the same results at about twice the CPU per sample",
                 extra={"event": "ingest_python"},
+            )
+        if not policy_engine.NATIVE:
+            log.warning(
+                "buckets are stepped in Python: policies._faststep is not built (no C compiler when oceand "
+                "was installed) or OCEAND_NATIVE=0; the same decisions at about three times the CPU per bucket",
+                extra={"event": "eval_python"},
             )
 
     def _forwarder(self, leases: LeaseManager) -> Forwarder:

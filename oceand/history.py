@@ -7,6 +7,14 @@ store's cost is one transaction per batch, not one per job and period), and ever
 rows older than `rollup_after` up to 1-minute rows and deletes rows older than `retention`, `batch` rows
 per transaction with the event loop running in between. When the store is slow or down and the buffer
 holds `max_buffer` rows, new rows are dropped and counted (`on_dropped`); scaling never waits for history.
+
+The buffer is one flat list of plain items, not a tuple per row: each row is (job, t, ready, running,
+desired, decision, n) followed by its n rule names and their n values. A row tuple kept until the next
+flush is a container the garbage collector tracks, and so is the bucket's `values` dict (tracked or not,
+each one kept counts toward the next young collection): 10,000 of each per period set off young and
+middle collections that walked every job state (a quarter of an evaluation round's CPU at 10,000 jobs;
+BENCHMARKS.md, *Issue 16: the evaluation with history recorded*). Items appended to one list allocate
+nothing the collector counts.
 """
 
 from __future__ import annotations
@@ -30,6 +38,9 @@ from policies.document import JobDocument
 log = logging.getLogger("oceand.history")
 
 Clock = Callable[[], float]
+HEAD = (
+    7  # a buffered row's fixed items: job, t, ready, running, desired, decision, n (then n names, n values)
+)
 
 
 class HistoryRecorder:
@@ -57,7 +68,8 @@ class HistoryRecorder:
         self.clock = clock
         self.on_dropped = on_dropped
         self.on_written = on_written
-        self._rows: list[tuple[Any, ...]] = []
+        self._rows: list[Any] = []  # flat (see the module notes); `_count` rows
+        self._count = 0
         self.dropped = 0
 
     def record(
@@ -70,41 +82,73 @@ class HistoryRecorder:
         desired: int,
         decision: int | None,
     ) -> None:
-        """Buffer one evaluated period; `values` is kept as is (the caller does not change it after)."""
-        if len(self._rows) >= self.max_buffer:
+        """Buffer one evaluated period (its values are copied: the caller may reuse the dict)."""
+        if self._count >= self.max_buffer:
             self.dropped += 1
             if self.on_dropped is not None:
                 self.on_dropped(1)
             return
-        self._rows.append((job, t, values, ready, running, desired, decision))  # a dict at write time
+        rows = self._rows  # the row's items onto the flat buffer (see the module notes)
+        rows += (job, t, ready, running, desired, decision, len(values))
+        rows += values  # the names
+        rows += values.values()
+        self._count += 1
 
     @property
     def buffered(self) -> int:
-        return len(self._rows)
+        return self._count
+
+    def rows(self, limit: int | None = None) -> list[tuple[Any, ...]]:
+        """The first `limit` (default: all) buffered rows as (job, t, values, ready, running, desired,
+        decision) tuples, `values` a new dict; the buffer is unchanged."""
+        flat, i = self._rows, 0
+        out: list[tuple[Any, ...]] = []
+        end = self._count if limit is None else min(limit, self._count)
+        while len(out) < end:
+            job, t, ready, running, desired, decision, n = flat[i : i + HEAD]
+            i += HEAD
+            values = dict(zip(flat[i : i + n], flat[i + n : i + 2 * n], strict=True))
+            i += 2 * n
+            out.append((job, t, values, ready, running, desired, decision))
+        return out
+
+    def _drop_first(self, rows: int) -> None:
+        """Remove the first `rows` buffered rows."""
+        flat, i = self._rows, 0
+        for _ in range(rows):
+            i += HEAD + 2 * flat[i + HEAD - 1]
+        del flat[:i]
+        self._count -= rows
+
+    def clear(self) -> None:
+        """Drop every buffered row, uncounted (what a flush takes away; benchmarks)."""
+        self._rows.clear()
+        self._count = 0
 
     async def flush(self) -> int:
         """Write the buffered rows, `batch` per transaction; rows not written stay buffered."""
         written = 0
-        while self._rows:
-            chunk = self._rows[: self.batch]
+        while self._count:
+            chunk = self.rows(self.batch)
+            n = len(chunk)
             try:
                 await self.store.add_history([_row(*r) for r in chunk])
             except ValueError as e:  # a row the store refuses (a bug): drop the batch, never block history
                 log.error(
                     "history: %d rows refused and dropped: %s",
-                    len(chunk),
+                    n,
                     e,
                     extra={"event": "history_dropped"},
                 )
-                del self._rows[: len(chunk)]
-                self.dropped += len(chunk)
+                self._drop_first(n)
+                self.dropped += n
                 if self.on_dropped is not None:
-                    self.on_dropped(len(chunk))
+                    self.on_dropped(n)
                 continue
-            del self._rows[: len(chunk)]
-            written += len(chunk)
+            self._drop_first(n)
+            written += n
             if self.on_written is not None:
-                self.on_written(len(chunk))
+                self.on_written(n)
         return written
 
     async def prune(self) -> tuple[int, int]:

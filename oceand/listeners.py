@@ -89,11 +89,30 @@ class Listener:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        factory = RpcConnection if self.name == "rpc" else TsdbConnection
-        self.server = await loop.create_server(
-            lambda: factory(self), self.host, self.port, reuse_address=True
-        )
+        self.server = await loop.create_server(self.connection, self.host, self.port, reuse_address=True)
         log.info("%s listener on %s:%d", self.name, *self.address, extra={"event": "listening"})
+
+    def connection(self) -> Connection:
+        """A new connection's protocol."""
+        return RpcConnection(self) if self.name == "rpc" else TsdbConnection(self)
+
+    def admits(self, remote: str | None) -> bool:
+        """`[ingest] allow`, when set, names the senders: another address is closed at once with the
+        reason, counted (`refused_not_allowed` and `oceand_auth_denied_total{reason="ingest_not_allowed"}`)
+        and logged. Go net/rpc and put lines carry no token, so `[ingest] token` does not apply here."""
+        if not self.settings.allow:
+            return True
+        if self.settings.allows(remote):
+            return True
+        self.event("refused_not_allowed")
+        self.metrics.auth_denied.labels("ingest_not_allowed").inc()
+        log.warning(
+            "%s connection from %s refused: not in [ingest] allow",
+            self.name,
+            remote,
+            extra={"event": "listener_not_allowed"},
+        )
+        return False
 
     def event(self, event: str, n: int = 1) -> None:
         self.events.labels(self.name, event).inc(n)
@@ -158,6 +177,13 @@ class Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         ln = self.listener
+        peer = transport.get_extra_info("peername")
+        remote = peer[0] if isinstance(peer, tuple) and peer else None
+        if not ln.admits(remote):
+            self.closing = True
+            transport.write(self.goodbye(f"sender {remote} is not in [ingest] allow"))
+            transport.close()
+            return
         if not ln.added(self):
             ln.event("refused_max_connections")
             self.closing = True

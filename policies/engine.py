@@ -54,23 +54,49 @@ step cheap.
 from __future__ import annotations
 
 import math
+import os
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
 from policies.alarm import alarm_matches, alarm_times, propose_alarm
-from policies.behavior import Limits, apply_limits, clamp, combine, effective_bounds
-from policies.document import AlarmRule, JobDocument, PredictiveRule, ScheduleRule, TargetRule, ThresholdRule
+from policies.behavior import (
+    Limits,
+    apply_limits,
+    clamp,
+    combine,
+    effective_bounds,
+    flapping_guard,
+)
+from policies.document import (
+    AlarmRule,
+    JobDocument,
+    PredictiveRule,
+    ScheduleRule,
+    TargetRule,
+    ThresholdRule,
+    step_count,
+)
 from policies.predictive import PredictiveSpec, propose_predictive
 from policies.schedule import active_windows, due_fires, next_fire
-from policies.target import TargetSpec, propose_target
-from policies.threshold import ThresholdSpec, propose_threshold
+from policies.target import _EPS, TargetSpec, propose_target
+from policies.threshold import _ZERO, ThresholdSpec, propose_threshold
 from policies.types import (
+    COOLDOWN,
+    DEPLOYMENT_IN_PROGRESS,
     DRY_RUN,
     MANUAL,
+    MAX_INSTANCES,
+    MAX_STEP,
+    MIN_INSTANCES,
+    NO_DATA,
     PAUSED,
+    SCALE_IN,
+    SCALE_OUT,
     SCHEDULE,
+    STABILIZED,
+    WITHIN_TOLERANCE,
     AlarmCall,
     AlarmEvent,
     Decision,
@@ -83,12 +109,57 @@ from policies.types import (
     Observation,
     PredictiveState,
     Proposal,
+    QuietThresholdProposal,
     Streak,
+    TargetProposal,
     Trigger,
     Window,
 )
 
 MODES = ("active", "dry-run", "paused")
+
+
+def _load_native() -> Any:
+    """policies._faststep's `bucket` (a closed bucket's step in C for the usual job), set up with what it
+    builds and calls; None when it was not built (no C compiler where oceand was installed) or
+    OCEAND_NATIVE=0: then every bucket takes the Python code below, with the same results."""
+    if os.environ.get("OCEAND_NATIVE", "1") == "0":
+        return None
+    try:
+        from policies import _faststep  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return None
+    _faststep.setup(
+        Observation,
+        JobState,
+        Decision,
+        Proposal,
+        QuietThresholdProposal,
+        TargetProposal,
+        Limit,
+        Streak,
+        _ZERO,
+        (
+            SCALE_OUT,
+            SCALE_IN,
+            WITHIN_TOLERANCE,
+            NO_DATA,
+            STABILIZED,
+            DRY_RUN,
+            MAX_STEP,
+            COOLDOWN,
+            DEPLOYMENT_IN_PROGRESS,
+            MAX_INSTANCES,
+            MIN_INSTANCES,
+        ),
+        (flapping_guard, step_count),
+        _EPS,
+    )
+    return _faststep.bucket
+
+
+_native = _load_native()
+NATIVE = _native is not None  # whether closed buckets take the C step (status, tests)
 _new = tuple.__new__  # a Decision built as the tuple it is: its NamedTuple __new__ is a Python function
 _alloc = object.__new__  # a JobState without its __init__ (step sets every slot)
 
@@ -119,6 +190,82 @@ class CompiledJob:
     fire_rules: tuple[ScheduleRule, ...]  # schedule rules that set `instances` at their fire times
     window_rules: tuple[ScheduleRule, ...]  # schedule rules that hold min/max for a `duration`
     memo: _ScheduleMemo
+    fast: tuple[Any, ...] | None = None  # the C step's plan (`_fast_plan`); None: the Python step only
+
+
+def _fast_plan(
+    job: str,
+    metric: Sequence[ThresholdSpec | TargetSpec | PredictiveSpec],
+    lim: Limits,
+    window_rules: Sequence[ScheduleRule],
+) -> tuple[Any, ...] | None:
+    """What policies._faststep reads, for a job it can step: threshold rules without bands and target
+    rules, float bounds and targets, no schedule window. None for any other job (the Python step)."""
+    if window_rules:
+        return None
+    specs: list[tuple[Any, ...]] = []
+    for s in metric:
+        if type(s) is ThresholdSpec:
+            if (
+                s.out_bands
+                or s.in_bands
+                or type(s.out_consecutive) is not int
+                or type(s.in_consecutive) is not int
+            ):
+                return None
+            if not all(x is None or type(x) is float for x in (s.above, s.below)):
+                return None
+            specs.append(
+                (0, s.name, s.above, s.below, s.out_consecutive, s.in_consecutive, s.out_step, s.in_step, s)
+            )
+        elif type(s) is TargetSpec:
+            if not all(type(x) is float for x in (s.target, s.low, s.high)) or s.target == 0:
+                return None
+            specs.append((1, s.name, s.target, s.low, s.high, s))
+        else:
+            return None
+    counts = (lim.min_instances, lim.max_instances, lim.out_max_step, lim.in_max_step)
+    if not all(type(x) is int for x in counts[:2]) or not all(
+        x is None or type(x) is int for x in counts[2:]
+    ):
+        return None
+    times = (
+        lim.horizon,
+        lim.in_window,
+        lim.out_window,
+        lim.out_cooldown,
+        lim.in_cooldown,
+        lim.deployment_timeout,
+    )
+    if not all(type(x) in (int, float) for x in times):
+        return None
+    horizon, in_window, out_window, out_cd, in_cd, timeout = (float(x) for x in times)
+    return (
+        job,
+        tuple(specs),
+        lim,
+        horizon,
+        in_window,
+        out_window,
+        lim.in_text,
+        lim.in_suffix,
+        lim.out_text,
+        lim.out_max_step,
+        lim.in_max_step,
+        out_cd,
+        in_cd,
+        lim.min_instances,
+        lim.max_instances,
+        # the limits' texts, as behavior formats them (max_step, cooldown, clamp)
+        lim.out_step_text,
+        lim.in_step_text,
+        f"scale_out cooldown {lim.out_cooldown:g}s: ",
+        f"scale_in cooldown {lim.in_cooldown:g}s: ",
+        timeout,
+        f" (timeout {lim.deployment_timeout:g}s)",
+        f"max_instances {lim.max_instances}",
+        f"min_instances {lim.min_instances}",
+    )
 
 
 _COMPILED: dict[int, tuple[weakref.ref[JobDocument], CompiledJob]] = {}
@@ -137,16 +284,19 @@ def compile_job(doc: JobDocument) -> CompiledJob:
         elif isinstance(r, TargetRule):
             metric.append(TargetSpec.of(r))
         elif isinstance(r, PredictiveRule):
-            metric.append(PredictiveSpec.of(r))
+            metric.append(PredictiveSpec.of(r, doc.job))
+    limits = Limits.of(doc)
+    window_rules = tuple(r for r in doc.rules if isinstance(r, ScheduleRule) and r.duration is not None)
     compiled = CompiledJob(
         job=doc.job,
         metric=tuple(metric),
         alarms=tuple(r for r in doc.rules if isinstance(r, AlarmRule)),
         schedules={r.name: r for r in doc.rules if isinstance(r, ScheduleRule)},
-        limits=Limits.of(doc),
+        limits=limits,
         fire_rules=tuple(r for r in doc.rules if isinstance(r, ScheduleRule) and r.instances is not None),
-        window_rules=tuple(r for r in doc.rules if isinstance(r, ScheduleRule) and r.duration is not None),
+        window_rules=window_rules,
         memo=_ScheduleMemo(),
+        fast=_fast_plan(doc.job, metric, limits, window_rules) if _native is not None else None,
     )
 
     def _forget(ref: weakref.ref[JobDocument], key: int = key) -> None:
@@ -200,6 +350,12 @@ def step(
     and replay call it: the step finds them."""
     hit = _COMPILED.get(id(doc))  # compile_job's cache hit, inlined: a closed bucket is the hot path
     c = hit[1] if hit is not None and hit[0]() is doc else compile_job(doc)
+    fast = c.fast
+    if fast is not None and not windows and _native is not None:
+        # the usual job's closed bucket: the same step in C (None: not the usual case, stepped below)
+        done = _native(fast, state, event, now, mode)
+        if done is not None:
+            return done  # type: ignore[no-any-return]
     if type(event) is not Observation:
         return _event(c, doc, state, event, now, mode, default_tz, windows)
     # A closed bucket (trigger "bucket"), inline: this is the daemon's hot path. Every metric rule
@@ -660,6 +816,7 @@ def status(doc: JobDocument, state: JobState, now: float, *, default_tz: str = "
                 "season": ps.season,
                 "checked_forecasts": ps.checked,
                 "history_slots": len(ps.ring),
+                "hourly": ps.hourly,
             }
         elif isinstance(r, AlarmRule):
             rules[r.name] = {"type": "alarm", "alarms": alarm_times(r, state.alarms)}

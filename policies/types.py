@@ -433,12 +433,22 @@ class PredictiveState:
     errors_packed: bytes = b""  # recent (actual − forecast), oldest first, up to the fresh ones
     margin: float = 0.0  # quantile of the errors when it was last computed
     fresh_packed: bytes = b""  # errors since then (< 16), oldest first: they join `errors` in a batch
+    hslot: int | None = None  # the hourly history (season auto): absolute minute being filled
+    hacc: float = 0.0  # sum of the loads seen in that minute
+    hn: int = 0  # and their number
+    hring_packed: bytes = b""  # means of the completed minutes up to hslot - 1, oldest first (NaN: no data)
+    hourly: float = 0.0  # the hourly cycle followed now (3600) or none (0)
 
     @property
     def pending(self) -> tuple[tuple[float, float], ...]:
         """The forecasts waiting for their time: (due time, forecast), oldest first."""
         flat = unpack_floats(self.pending_packed)
         return tuple(zip(flat[::2], flat[1::2], strict=True))
+
+    @property
+    def hring(self) -> tuple[float, ...]:
+        """The hourly history: means of the completed minutes, oldest first (NaN: a minute without data)."""
+        return unpack_floats(self.hring_packed)
 
     @property
     def errors(self) -> tuple[float, ...]:
@@ -468,6 +478,11 @@ class PredictiveState:
             "errors": list(self.errors),
             "margin": self.margin,
             "fresh": list(self.fresh),
+            "hslot": self.hslot,
+            "hacc": self.hacc,
+            "hn": self.hn,
+            "hring": [None if math.isnan(x) else x for x in self.hring],
+            "hourly": self.hourly,
         }
 
     @staticmethod
@@ -486,6 +501,11 @@ class PredictiveState:
             errors_packed=pack_floats(float(x) for x in d.get("errors", [])),
             margin=float(d.get("margin", 0.0)),
             fresh_packed=pack_floats(float(x) for x in d.get("fresh", [])),
+            hslot=d.get("hslot"),
+            hacc=float(d.get("hacc", 0.0)),
+            hn=int(d.get("hn", 0)),
+            hring_packed=pack_floats(math.nan if x is None else float(x) for x in d.get("hring", [])),
+            hourly=float(d.get("hourly", 0.0)),
         )
 
 

@@ -3,7 +3,7 @@
 What a restart, or a new job, can take from the load's past (Falcon's graph history, oceand/warm.py) and
 what it may not:
 
-- **predictive** rules learn their load history (level, the slot means that show a daily or
+- **predictive** rules learn their load history (level, the slot means that show a daily, hourly or
   weekly cycle, and their own forecast errors: the margin) from the past buckets exactly as they would
   have live: each past bucket goes through the rule itself (`policies.predictive.propose_predictive`,
   its proposal dropped), in time order, with the instances that reported as the ready count of the
@@ -57,7 +57,7 @@ def warm_state(
         rows = sorted(r for r in history.get(rule.name, ()) if r[1] is not None and math.isfinite(r[1]))
         if not rows:
             continue
-        spec = PredictiveSpec.of(rule)
+        spec = PredictiveSpec.of(rule, doc.job)
         st = EMPTY
         for start, value, reporters in rows:
             ready = max(1, reporters)

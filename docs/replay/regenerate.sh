@@ -40,6 +40,22 @@ PY
   replay "$traces/$file" $opts --job "$tmp/qps.json" --summary "$tmp/$name-qps.json"
 done
 
+# The predictive rule's hourly cycle (issue 17): 6 hours of the CPU trace (day 8, 06:00-12:00 UTC, a spike
+# at :04 and :09 of every hour), season "auto" (follows the hourly cycle after 2 hours of history) and
+# "1d" (no hourly history; one day of history never comes in 6 hours: the level and the margin only).
+cpu=nab_cpu_utilization_asg_misconfiguration.csv
+{ head -1 "$traces/$cpu"; awk -F, 'NR > 1 && $1 >= "2014-05-21 06:00:00" && $1 < "2014-05-21 12:00:00"' "$traces/$cpu"; } \
+  >"$tmp/cpu-6h.csv"
+for season in auto 1d; do
+  cat >"$tmp/predictive-$season.json" <<JSON
+{"job": "cpu-predictive-$season", "target": {"cluster": "lg", "app": "/quality"}, "mode": "active", "period": "10s",
+ "min_instances": 1, "max_instances": 20,
+ "rules": [{"name": "r", "type": "predictive", "metric": "proc.qps", "target": 25, "season": "$season"}]}
+JSON
+  replay "$tmp/cpu-6h.csv" --capacity 25 --job "$tmp/predictive-$season.json" \
+    --plot "$out/cpu-predictive-$season.png"
+done
+
 "$py" - "$out" "$tmp" <<'PY'
 import json, sys
 from pathlib import Path

@@ -15,7 +15,6 @@ bodies say which.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import math
 from typing import Any
@@ -40,7 +39,9 @@ from oceand.auth import (
     check_scopes,
 )
 from oceand.cluster.forward import TOKEN_HEADER, check_token
+from oceand.config import IngestSettings
 from oceand.keys import DAEMON, METRICS, STORE
+from oceand.metrics import Metrics
 from oceand.store.base import StoreError
 
 log = logging.getLogger("oceand.api")
@@ -152,7 +153,11 @@ async def record(
 
 
 def _bearer(request: web.Request) -> str | None:
-    header = request.headers.get(hdrs.AUTHORIZATION)
+    return parse_bearer(request.headers.get(hdrs.AUTHORIZATION))
+
+
+def parse_bearer(header: str | None) -> str | None:
+    """The token of an Authorization header: None without one, "" when it is not `Bearer <token>`."""
     if header is None:
         return None
     scheme, _, value = header.strip().partition(" ")
@@ -259,46 +264,71 @@ def _rate_limited(request: web.Request) -> web.Response | None:
     return resp
 
 
-def _in_allow(request: web.Request, networks: list[Any]) -> bool:
-    try:
-        addr = ipaddress.ip_address((request.remote or "").split("%")[0])
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return any(addr.version == n.version and addr in n for n in networks)
-
-
 async def _ingest_guard(request: web.Request) -> web.Response | None:
-    """None when the sender may push / call back; otherwise the refusal.
+    """None when the sender may push / call back; otherwise the refusal (see `ingest_access`)."""
+    settings = request.app[DAEMON].config.ingest
+    bearer = _bearer(request)
+    query_token = request.query.get("token")
+    allowed = ingest_access(settings, request.remote, query_token, bearer)
+    if allowed is None:
+        allowed = await store_allows_ingest(request.app[AUTHORITY], bearer or "")
+    if allowed:
+        return None
+    status, code, message = ingest_refusal(
+        request.app[METRICS], settings, request.remote, query_token, bearer
+    )
+    resp = error_response(status, code, message)
+    if status == 401:
+        resp.headers[hdrs.WWW_AUTHENTICATE] = 'Bearer realm="oceand"'
+    return resp
+
+
+def ingest_access(
+    settings: IngestSettings, remote: str | None, query_token: str | None, bearer: str | None
+) -> bool | None:
+    """Whether a sender may push / call back: True, False, or None when only the store can tell (a bearer
+    token that is not the ingest token: `store_allows_ingest`). Shared by the aiohttp listeners and
+    `[ingest] http_listen` (oceand.api.pushserver).
 
     Open when neither `[ingest] allow` nor `[ingest] token` is set (the config allows that only on a
     loopback listener). Otherwise any one of: the sender's address is in `allow`; `?token=` or a bearer
     token equals `[ingest] token` (constant-time); a bearer token of the store with the `ingest` scope.
     The token is never logged: the alarm handler logs its query through policies.redact.
     """
-    settings = request.app[DAEMON].config.ingest
     if not settings.allow and settings.token is None:
-        return None
-    if settings.allow and _in_allow(request, settings.networks):
-        return None
-    bearer = _bearer(request)
-    presented = [t for t in (request.query.get("token"), bearer) if t]
+        return True
+    if settings.allow and settings.allows(remote):
+        return True
     if settings.token is not None:
         expected = settings.token.encode()
-        if any(hmac.compare_digest(t.encode(), expected) for t in presented):
-            return None
-    if bearer:
-        try:
-            if (await request.app[AUTHORITY].authenticate(bearer)).has("ingest"):
-                return None
-        except (Unauthorized, StoreError):  # the store down: the other ways in still work
-            pass
-    if not presented and settings.token is None:
-        request.app[METRICS].auth_denied.labels("ingest_not_allowed").inc()
-        return error_response(403, "ingest_not_allowed", f"sender {request.remote} is not in [ingest] allow")
-    return _unauthorized(
-        request,
+        if any(hmac.compare_digest(t.encode(), expected) for t in (query_token, bearer) if t):
+            return True
+    return None if bearer else False
+
+
+async def store_allows_ingest(authority: Authority, bearer: str) -> bool:
+    """A bearer token of the store with the `ingest` scope (the store down: False, the other ways in
+    still work)."""
+    try:
+        return (await authority.authenticate(bearer)).has("ingest")
+    except (Unauthorized, StoreError):
+        return False
+
+
+def ingest_refusal(
+    metrics: Metrics,
+    settings: IngestSettings,
+    remote: str | None,
+    query_token: str | None,
+    bearer: str | None,
+) -> tuple[int, str, str]:
+    """(status, code, message) of a refused sender, counted; a 401 carries WWW-Authenticate."""
+    if not query_token and not bearer and settings.token is None:
+        metrics.auth_denied.labels("ingest_not_allowed").inc()
+        return 403, "ingest_not_allowed", f"sender {remote} is not in [ingest] allow"
+    metrics.auth_denied.labels("ingest_denied").inc()
+    return (
+        401,
         "ingest_denied",
         "ingest needs a sender in [ingest] allow, the ingest token (?token= or a bearer token), "
         "or a token with the ingest scope",

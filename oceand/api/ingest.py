@@ -33,18 +33,29 @@ log = logging.getLogger("oceand.ingest")
 
 async def push(request: web.Request) -> web.Response:
     started = time.perf_counter()
-    metrics = request.app[METRICS]
     body = await request.read()
+    res = await push_body(request.app[INGESTOR], request.app[METRICS], body)
+    return json_response(push_reply(request.app[METRICS], res, started))
+
+
+async def push_body(ing: Ingestor, metrics: Metrics, body: bytes) -> PushResult:
+    """A push body decoded, checked and routed; the 400 that says what is wrong with it as an ApiError.
+    Shared by `POST /v1/push` here and `[ingest] http_listen` (oceand.api.pushserver)."""
     if len(body) > SLICE_BYTES:
-        return await _push_large(request, body, started)
+        return await _push_large(ing, metrics, body)
+    return push_small(ing, metrics, body)
+
+
+def push_small(ing: Ingestor, metrics: Metrics, body: bytes) -> PushResult:
+    """`push_body` for a body of at most SLICE_BYTES: no await (routed in one go)."""
     fast = decode_items(body)  # the usual body, decoded and type-checked in one pass
     if fast:
-        return _reply(request, request.app[INGESTOR].push(fast, typed=True), started)
+        return ing.push(fast, typed=True)
     try:
         items = orjson.loads(body) if body else None
     except orjson.JSONDecodeError as e:
         raise _bad_json(metrics, e) from None
-    return _reply(request, request.app[INGESTOR].push(_check_items(metrics, items)), started)
+    return ing.push(_check_items(metrics, items))
 
 
 def _bad_json(metrics: Metrics, e: Exception) -> ApiError:
@@ -65,7 +76,7 @@ def _check_items(metrics: Metrics, items: Any) -> list[Any]:
     return items
 
 
-async def _push_large(request: web.Request, body: bytes, started: float) -> web.Response:
+async def _push_large(ing: Ingestor, metrics: Metrics, body: bytes) -> PushResult:
     """A body over SLICE_BYTES, decoded, checked and routed in slices with the event loop running in
     between; the reply is the one the body would get in one go. The body is cut at item boundaries
     (`split_body`): when every piece is a typed agent body, the fast decoder's items are routed. Otherwise
@@ -73,8 +84,6 @@ async def _push_large(request: web.Request, body: bytes, started: float) -> web.
     valid ones are kept, as FalconItems the garbage collector does not track), then routes them; nothing
     is routed before the whole body has decoded. The body is decoded whole (one blocking call) only when
     a cut fell inside a value."""
-    metrics = request.app[METRICS]
-    ing = request.app[INGESTOR]
     pieces = split_body(body)
     typed: list[list[FalconItem]] = []
     for piece in pieces:
@@ -92,7 +101,7 @@ async def _push_large(request: web.Request, body: bytes, started: float) -> web.
                 ing.push(items[i : i + SLICE_ITEMS], typed=True, res=res, offset=offset + i)
                 await asyncio.sleep(0)
             offset += len(items)
-        return _reply(request, res, started)
+        return res
     del typed
     _check_json(metrics, body)
     res = PushResult()
@@ -107,7 +116,7 @@ async def _push_large(request: web.Request, body: bytes, started: float) -> web.
             offset = await _check_slices(ing, part, res, offset, checked)
         else:
             metrics.push_large.labels("tolerant").inc()
-            return await _route_checked(request, ing, res, checked, started)
+            return await _route_checked(ing, res, checked)
         res, checked, offset = PushResult(), [], 0
     metrics.push_large.labels("whole").inc()
     try:
@@ -115,7 +124,7 @@ async def _push_large(request: web.Request, body: bytes, started: float) -> web.
     except orjson.JSONDecodeError as e:
         raise _bad_json(metrics, e) from None
     await _check_slices(ing, _check_items(metrics, everything), res, 0, checked)
-    return await _route_checked(request, ing, res, checked, started)
+    return await _route_checked(ing, res, checked)
 
 
 def _check_json(metrics: Metrics, body: bytes) -> None:
@@ -153,21 +162,17 @@ async def _check_slices(
 
 
 async def _route_checked(
-    request: web.Request,
-    ing: Ingestor,
-    res: PushResult,
-    checked: list[tuple[list[FalconItem], list[int]]],
-    started: float,
-) -> web.Response:
+    ing: Ingestor, res: PushResult, checked: list[tuple[list[FalconItem], list[int]]]
+) -> PushResult:
     for typed, index in checked:
         if typed:
             ing.push(typed, res=res, index=index)
             await asyncio.sleep(0)
-    return _reply(request, res, started)
+    return res
 
 
-def _reply(request: web.Request, res: PushResult, started: float) -> web.Response:
-    metrics = request.app[METRICS]
+def push_reply(metrics: Metrics, res: PushResult, started: float) -> dict[str, Any]:
+    """The push's counters, and its 200 reply (transfer's `/api/push` shape plus our fields)."""
     metrics.samples.labels("accepted").inc(res.total - res.invalid - res.unmatched)
     if res.unmatched:
         metrics.samples.labels("unmatched").inc(res.unmatched)
@@ -182,19 +187,17 @@ def _reply(request: web.Request, res: PushResult, started: float) -> web.Respons
     if res.purged:
         metrics.route_cache_purges.inc()
     metrics.pushes.labels("200").inc()
-    return json_response(
-        {
-            "msg": "success",
-            "data": {
-                "Message": "ok",
-                "Total": res.total,
-                "Invalid": res.invalid,
-                "Unmatched": res.unmatched,
-                "Latency": round((time.perf_counter() - started) * 1000),
-                "Errors": res.reasons,
-            },
-        }
-    )
+    return {
+        "msg": "success",
+        "data": {
+            "Message": "ok",
+            "Total": res.total,
+            "Invalid": res.invalid,
+            "Unmatched": res.unmatched,
+            "Latency": round((time.perf_counter() - started) * 1000),
+            "Errors": res.reasons,
+        },
+    }
 
 
 async def alarm(request: web.Request) -> web.Response:

@@ -103,23 +103,30 @@ async def test_two_listeners(start_daemon: DaemonFactory) -> None:
     assert d.metrics.http_connections._value.get() == 0
 
 
-@pytest.mark.parametrize(
-    ("ingest", "query", "bearer", "expected"),
-    [
-        pytest.param({"token": INGEST_TOKEN}, "", None, 401, id="token set, none given"),
-        pytest.param({"token": INGEST_TOKEN}, f"?token={INGEST_TOKEN}", None, 200, id="token in the query"),
-        pytest.param({"token": INGEST_TOKEN}, "", INGEST_TOKEN, 200, id="token as bearer"),
-        pytest.param({"token": INGEST_TOKEN}, "?token=wrong-token-000000000", None, 401, id="wrong token"),
-        pytest.param({"token": INGEST_TOKEN}, "", "store:ingest", 200, id="store token with ingest scope"),
-        pytest.param({"token": INGEST_TOKEN}, "", "store:read", 401, id="store token without ingest scope"),
-        pytest.param({"allow": ["127.0.0.0/8"]}, "", None, 200, id="sender allowed"),
-        pytest.param({"allow": ["10.0.0.0/8", "::1/128"]}, "", None, 403, id="sender not allowed"),
-        pytest.param(
-            {"allow": ["10.0.0.0/8"], "token": INGEST_TOKEN}, f"?token={INGEST_TOKEN}", None, 200, id="either"
-        ),
-        pytest.param({}, "", None, 200, id="loopback without a guard"),
-    ],
-)
+GUARD_CASES = [
+    pytest.param({"token": INGEST_TOKEN}, "", None, 401, id="token set, none given"),
+    pytest.param({"token": INGEST_TOKEN}, f"?token={INGEST_TOKEN}", None, 200, id="token in the query"),
+    pytest.param({"token": INGEST_TOKEN}, "", INGEST_TOKEN, 200, id="token as bearer"),
+    pytest.param({"token": INGEST_TOKEN}, "?token=wrong-token-000000000", None, 401, id="wrong token"),
+    pytest.param({"token": INGEST_TOKEN}, "", "store:ingest", 200, id="store token with ingest scope"),
+    pytest.param({"token": INGEST_TOKEN}, "", "store:read", 401, id="store token without ingest scope"),
+    pytest.param({"allow": ["127.0.0.0/8"]}, "", None, 200, id="sender allowed"),
+    pytest.param({"allow": ["10.0.0.0/8", "::1/128"]}, "", None, 403, id="sender not allowed"),
+    pytest.param(
+        {"allow": ["10.0.0.0/8"], "token": INGEST_TOKEN}, f"?token={INGEST_TOKEN}", None, 200, id="either"
+    ),
+    pytest.param({}, "", None, 200, id="loopback without a guard"),
+]
+
+
+async def case_bearer(bearer: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str | None:
+    """A GUARD_CASES bearer: "store:<scope>" becomes the secret of a store token with that scope."""
+    if bearer is None or not bearer.startswith("store:"):
+        return bearer
+    return await host_token(tmp_path, "--name", "t", "--scope", bearer.removeprefix("store:"), capsys=capsys)
+
+
+@pytest.mark.parametrize(("ingest", "query", "bearer", "expected"), GUARD_CASES)
 async def test_ingest_guard(
     start_daemon: DaemonFactory,
     tmp_path: Path,
@@ -129,10 +136,7 @@ async def test_ingest_guard(
     bearer: str | None,
     expected: int,
 ) -> None:
-    if bearer is not None and bearer.startswith("store:"):
-        bearer = await host_token(
-            tmp_path, "--name", "t", "--scope", bearer.removeprefix("store:"), capsys=capsys
-        )
+    bearer = await case_bearer(bearer, tmp_path, capsys)
     d, _ = await start_daemon(ingest={"listen": "127.0.0.1:0", **ingest}, clock=Clock())
     async with aiohttp.ClientSession() as s:
         assert await call(s, "POST", f"{d.ingest_url}/v1/push{query}", PUSH, bearer) == expected

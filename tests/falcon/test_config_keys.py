@@ -23,7 +23,11 @@ def test_defaults_listen_nowhere() -> None:
 
 def test_values_in_their_units() -> None:
     s = ingest(
-        rpc_listen="0.0.0.0:8433", tsdb_listen="[::1]:4242", listen_idle_timeout="2m", rpc_max_frame="1MiB"
+        rpc_listen="0.0.0.0:8433",
+        tsdb_listen="[::1]:4242",
+        listen_idle_timeout="2m",
+        rpc_max_frame="1MiB",
+        allow=["10.0.0.0/8"],  # rpc_listen is reachable beyond this host
     )
     assert (s.rpc_listen, s.tsdb_listen, s.listen_idle_timeout, s.rpc_max_frame) == (
         "0.0.0.0:8433",
@@ -38,6 +42,7 @@ def test_values_in_their_units() -> None:
     [
         pytest.param({"rpc_listen": "8433"}, "ingest.rpc_listen", "not host:port", id="rpc-no-host"),
         pytest.param({"tsdb_listen": ":4242"}, "ingest.tsdb_listen", "no host", id="tsdb-empty-host"),
+        pytest.param({"http_listen": "6060"}, "ingest.http_listen", "not host:port", id="http-no-host"),
         pytest.param(
             {"listen_max_connections": 0}, "ingest.listen_max_connections", "greater than", id="cap-0"
         ),

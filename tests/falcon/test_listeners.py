@@ -13,10 +13,12 @@ import asyncio
 import re
 import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from oceand.config import ConfigError, validate_config
 from oceand.daemon import Daemon
 from oceand.listeners import Listener
 from tests.conftest import Client, DaemonFactory
@@ -250,6 +252,67 @@ async def test_connection_cap_refuses_the_extra_ones_and_idle_ones_are_closed(se
     assert set(env.bucket()) == {"h0", "h1"}
     for cl in [*idle, *extra, fresh]:
         await cl.close()
+
+
+@pytest.mark.parametrize(
+    ("allow", "admitted"),
+    [
+        pytest.param(["10.0.0.0/8"], False, id="sender outside allow: closed with the reason"),
+        pytest.param(["10.0.0.0/8", "127.0.0.0/8"], True, id="sender inside allow: served"),
+    ],
+)
+async def test_ingest_allow_names_the_senders_of_both_listeners(
+    setup: Setup, allow: list[str], admitted: bool
+) -> None:
+    """Go net/rpc and put lines carry no token: `[ingest] allow` is these listeners' guard."""
+    env = await setup(allow=allow, token="t" * 16)  # the token does not open them
+    rpc, tsdb = await env.rpc(), await env.tsdb()
+    if admitted:
+        assert (await rpc.update(hosts(1)))["Total"] == 1
+        await tsdb.put([("h1", "cpu.idle", T, 20.0, {"job": JOB})])
+        await until(lambda: set(env.bucket()) == {"h0", "h1"}, "both samples in the bucket")
+        assert await env.event("rpc", "refused_not_allowed") == 0
+    else:
+        assert b"sender 127.0.0.1 is not in [ingest] allow" in await rpc.closed()
+        assert (
+            await asyncio.wait_for(tsdb.reader.read(), 5)
+            == b"error: sender 127.0.0.1 is not in [ingest] allow\n"
+        )
+        assert await env.event("rpc", "refused_not_allowed") == 1
+        assert await env.event("tsdb", "refused_not_allowed") == 1
+        assert await env.metric("oceand_auth_denied_total", reason="ingest_not_allowed") == 2
+        assert not env.ln("rpc").conns and not env.bucket()
+    await rpc.close()
+    await tsdb.close()
+
+
+@pytest.mark.parametrize(
+    ("allow", "remote", "admitted"),
+    [
+        pytest.param(["10.0.0.0/8"], "10.1.2.3", True, id="v4 in v4 net"),
+        pytest.param(["10.0.0.0/8"], "11.1.2.3", False, id="v4 outside"),
+        pytest.param(["10.0.0.0/8"], "::ffff:10.1.2.3", True, id="v4-mapped sender counts as its v4"),
+        pytest.param(["fd00::/8"], "fd00::1%eth0", True, id="v6 with a zone"),
+        pytest.param(["fd00::/8"], "10.1.2.3", False, id="v4 against a v6 net"),
+        pytest.param(["10.0.0.0/8"], None, False, id="no peer address (a unix socket)"),
+        pytest.param(["10.0.0.0/8"], "not-an-ip", False, id="garbage"),
+    ],
+)
+def test_allow_table(allow: list[str], remote: str | None, admitted: bool) -> None:
+    s = validate_config({"ingest": {"allow": allow}}, file="f", base_dir=Path("."), path=None).ingest
+    assert s.allows(remote) is admitted
+
+
+@pytest.mark.parametrize("key", ["rpc_listen", "tsdb_listen"])
+def test_transfer_listeners_beyond_loopback_need_allow_a_token_is_not_enough(key: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        validate_config(
+            {"ingest": {key: "0.0.0.0:8433", "token": "t" * 16}}, file="f", base_dir=Path("."), path=None
+        )
+    assert e.value.key == "ingest.allow" and f"ingest.{key} '0.0.0.0:8433'" in e.value.message
+    assert "carries no token" in e.value.message
+    ok = {"ingest": {key: "0.0.0.0:8433", "allow": ["10.0.0.0/8"]}}
+    assert getattr(validate_config(ok, file="f", base_dir=Path("."), path=None).ingest, key) == "0.0.0.0:8433"
 
 
 # ---- OpenTSDB put lines -----------------------------------------------------------------------------

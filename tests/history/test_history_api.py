@@ -31,7 +31,7 @@ async def test_an_evaluated_bucket_is_recorded_and_served(start_daemon: DaemonFa
     ]
     assert (await c.call("POST", "/v1/push", data=orjson.dumps(items)))[0] == 200
     for _ in range(100):
-        if any(r[0] == JOB and r[1] == now for r in d.history._rows):
+        if any(r[0] == JOB and r[1] == now for r in d.history.rows()):
             break
         await asyncio.sleep(0.05)
     await d.history.flush()

@@ -71,3 +71,32 @@ async def test_rows_wait_while_the_store_is_down_and_a_refused_batch_is_dropped_
     store.error, store.failing = ValueError("bad row"), True
     rec.record("web", T0, {"cpu": 1.0}, 1, 1, 1, None)
     assert await rec.flush() == 0 and rec.buffered == 0 and dropped == [1]
+
+
+async def test_rows_with_any_number_of_values_come_out_as_recorded_in_order() -> None:
+    """The buffer is flat (a variable number of items per row): rows of 0, 1 and 3 values, batches that
+    split them, and a values dict the caller changes after recording it."""
+    store = _Failing(StoreError("down"))
+    store.failing = False
+    rec = HistoryRecorder(store, batch=2, max_buffer=4)  # type: ignore[arg-type]
+    reused: dict[str, float | None] = {"cpu": 1.0}
+    recorded = [
+        ("a", T0, {}, 1, None, 1, None),
+        ("b", T0 + 10, reused, 2, 3, 4, 17),
+        ("c", T0 + 20, {"cpu": 2.0, "qps": None, "mem": float("inf")}, 0, 0, 1, 18),
+        ("d", T0 + 30, {"x": 5.0}, 3, 3, 3, None),
+    ]
+    for row in recorded:
+        rec.record(*row)  # type: ignore[arg-type]
+    reused["cpu"] = 99.0  # copied when recorded
+    rec.record("e", T0 + 40, {}, 1, 1, 1, None)  # the fifth: over max_buffer, dropped
+    assert rec.buffered == 4 and rec.dropped == 1
+    expected = [(*r[:2], {"cpu": 1.0}, *r[3:]) if r[0] == "b" else r for r in recorded]
+    assert rec.rows() == expected and rec.rows(1) == expected[:1]
+    assert await rec.flush() == 4 and rec.buffered == 0 and rec.rows() == []
+    assert [(r["job"], r["values"], r["running"], r["decision"]) for r in store.rows] == [
+        ("a", {}, 1, None),
+        ("b", {"cpu": 1.0}, 3, 17),
+        ("c", {"cpu": 2.0}, 0, 18),
+        ("d", {"x": 5.0}, 3, None),
+    ]

@@ -156,12 +156,13 @@ async def test_daemon_counts_refused_webhooks(start_daemon: DaemonFactory, hooks
 
 
 async def test_the_transfer_listeners_are_own_listeners(start_daemon: DaemonFactory) -> None:
-    """`[ingest] rpc_listen` and `tsdb_listen` are the daemon's own listeners too: a webhook to them is
-    refused like one to the admin or ingest listener (a loopback CIDR in `allow` is needed to send there)."""
-    ingest = {"rpc_listen": "127.0.0.1:0", "tsdb_listen": "127.0.0.1:0"}
+    """`[ingest] rpc_listen`, `tsdb_listen` and `http_listen` are the daemon's own listeners too: a webhook
+    to them is refused like one to the admin or ingest listener (a loopback CIDR in `allow` is needed to
+    send there)."""
+    ingest = {"rpc_listen": "127.0.0.1:0", "tsdb_listen": "127.0.0.1:0", "http_listen": "127.0.0.1:0"}
     d, _ = await start_daemon(ingest=ingest)
     own = d.notifier.destinations.listeners
-    for name in ("rpc", "tsdb"):
+    for name in ("rpc", "tsdb", "http"):
         host, port = d.listeners[name].address
         assert (ipaddress.ip_address(host), port) in own, name
 

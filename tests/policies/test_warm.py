@@ -97,3 +97,27 @@ def test_a_warmed_rule_forecasts_from_its_first_live_bucket() -> None:
     assert cold.proposals[0].inputs["mode"] == "target"
     assert hot.proposals[0].inputs["mode"] == "forecast"
     assert hot.proposals[0].inputs["forecast"] == pytest.approx(600.0)
+
+
+def test_a_warmed_rule_runs_its_cycle_tests_at_its_jobs_phase() -> None:
+    """Warm start feeds the rule with the phase of the document's job (policies.predictive.job_phase), so
+    a warmed state is the one live evaluation of the same buckets would have made. 2 h 10 min of a rise
+    at :09 of every hour ending at T0 (13:20 past a quarter hour): the hourly test needs two hours of
+    history, which the job's test at 3:30 past the quarter hour (job "web": phase 689 s + 7 min) did not
+    have yet; a test at minute 7 (phase 0) would have found the cycle."""
+    from policies.predictive import EMPTY, PredictiveSpec, propose_predictive
+
+    doc = job([pred()], period=PERIOD, max_instances=20)
+    n = 780
+    history = [(T0 - (n - i) * PERIOD, 100.0 * (4 if 9 <= (T0 - (n - i) * PERIOD) % 3600 // 60 < 14 else 1), 4) for i in range(n)]  # fmt: skip
+    warm, taken = warm_state(doc, JobState(), {"p": history})
+    assert taken == {"p": n}
+    live = JobState()
+    at_zero = EMPTY
+    phase_zero = PredictiveSpec.of(doc.rules[0])  # type: ignore[arg-type]
+    for start, value, reporters in history:
+        o = Observation(now=start + PERIOD, bucket=start, current=4, ready=4, values={"p": value}, reporters=reporters)  # fmt: skip
+        _, live = evaluate(doc, o, live, mode="active")
+        _, at_zero = propose_predictive(phase_zero, value, 4, 4, float(start + PERIOD), None, at_zero)
+    assert warm.predictive["p"] == live.predictive["p"]
+    assert warm.predictive["p"].hourly == 0.0 and at_zero.hourly == 3600.0

@@ -1,5 +1,6 @@
 """The predictive rule (PRODUCT §14) in replay on synthetic loads that recur every day: it scales before
-the load arrives by about the start-up time, and never below what a target rule would keep."""
+the load arrives by about the start-up time, and never below what a target rule would keep; and on a load
+that recurs every hour (a cron job's spike), from its third hour on."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ def load(kind: str) -> tuple[Trace, float | None]:
         v, at = np.where((h >= 9) & (h < 17), 900.0, 200.0), 9.0
     elif kind == "ramp":  # 200 → 1400 from 09:00 to 09:10
         v, at = np.clip(200 + 1200 * (h - 9) * 6, 200, 1400) * (h < 17) + 200 * (h >= 17), 9.0
+    elif kind == "hourly":  # 200, 900 from :09 to :14 of every hour (a cron job); forecast at 09:09
+        minute = (t - T0) % 3600 / 60.0
+        v, at = np.where((minute >= 9) & (minute < 14), 900.0, 200.0), 9 + 9 / 60
     elif kind == "flash":  # 200, 1500 for 10 minutes at 20:00
         v, at = np.where((h >= 20) & (h < 20 + 1 / 6), 1500.0, 200.0), 20.0
     else:  # a daily sine 100..900 with noise
@@ -74,7 +78,7 @@ def unserved(r: ReplayResult, since: float) -> float:
     return float(r.timeline.unserved[w].sum())
 
 
-@pytest.mark.parametrize("kind", ["step", "ramp", "flash", "sine"])
+@pytest.mark.parametrize("kind", ["step", "ramp", "flash", "sine", "hourly"])
 def test_predictive_scales_ahead_by_the_startup_time(kind: str) -> None:
     trace, arrival = load(kind)
     pred, pairs = replay(PREDICTIVE, trace)
@@ -91,7 +95,8 @@ def test_predictive_scales_ahead_by_the_startup_time(kind: str) -> None:
     i = int(np.searchsorted(tl.t, arrival))
     assert tl.ready[i] * CAPACITY >= tl.load[i]  # ready when the load arrives
     assert unserved(target, day3) > 0  # the target rule is not
-    w = (tl.t >= arrival - 3600) & (tl.t <= arrival)
-    before = tl.desired[w][0]  # the count an hour before
+    # from an hour before (half an hour for the hourly load: an hour before is the last hour's spike)
+    w = (tl.t >= arrival - (1800 if kind == "hourly" else 3600)) & (tl.t <= arrival)
+    before = tl.desired[w][0]  # the count then
     launched = tl.t[w][tl.desired[w] > before][0]  # the first scale-out for the day's rise
     assert arrival - STARTUP - PERIOD <= launched <= arrival - STARTUP  # by about the start-up time

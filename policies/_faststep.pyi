@@ -1,0 +1,6 @@
+"""Stub of the C extension policies/_faststep.c (a closed bucket's step for the usual job)."""
+
+from typing import Any
+
+def setup(*args: Any) -> None: ...
+def bucket(plan: tuple[Any, ...], state: Any, obs: Any, now: float, mode: str) -> tuple[Any, Any] | None: ...
