@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from _pytest.nodeid import NodeId
 
 from actuators.marathon import Actuator
 from oceand.config import Config, validate_config
@@ -50,6 +52,66 @@ class Client:
 
 
 DaemonFactory = Callable[..., Any]
+
+
+# Under pytest-xdist (scripts/test: `-n 2 --dist loadfile`) these files make one work unit, run one after
+# another on one worker as without xdist, never beside each other: they create, migrate and drop databases
+# on the shared MariaDB at 127.0.0.1:3306, or run daemons whose lease and store timeouts (0.25 s in
+# tests/ha) are a fraction of a second against it. Beside one another, a survivor of tests/ha's gc_pause
+# once failed to take a lease within 8 s.
+SHARED_MARIADB = (
+    "tests/store/",
+    "tests/cluster/",
+    "tests/ha/",
+    "tests/e2e/test_actuation_chaos.py",
+    "tests/e2e/test_cluster_failover.py",
+    "tests/cli/test_oceanctl_cluster.py",
+    "tests/engine/test_actuation_state.py",
+)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile`, with the SHARED_MARIADB files as one file."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "the shared MariaDB" if path.startswith(SHARED_MARIADB) else path
+
+    return Scheduling(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test gets a node id of its own. schemathesis names its tests per API operation
+    (`test_api[GET /healthz]`) but gives them all the function's node id (`...::test_api`, 32 times);
+    pytest-xdist schedules by node id and ran only the first of them. A node id still shared after this
+    is an error, not a test silently left out."""
+    shared = Counter(item.nodeid for item in items)
+    for item in items:
+        if shared[item.nodeid] > 1 and item.name != item.nodeid.rpartition("::")[2]:
+            item._id = NodeId.parse(f"{item.nodeid.rpartition('::')[0]}::{item.name}")  # pytest 9.2's id
+    twice = sorted(n for n, k in Counter(item.nodeid for item in items).items() if k > 1)
+    if twice:
+        raise pytest.UsageError(f"tests sharing a node id (pytest-xdist would run one of each): {twice}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Captured output and logs with a lone surrogate (tests/config/test_logs.py logs one on purpose) shown
+    escaped: a pytest-xdist worker sends its reports as UTF-8, which a lone surrogate is not, and the run
+    would stop with an INTERNALERROR. Only the report's copy changes; what the test saw is its own."""
+    sections = []
+    for title, content in report.sections:
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError:
+            content = content.encode("utf-8", "backslashreplace").decode("utf-8")
+        sections.append((title, content))
+    report.sections = sections
 
 
 async def stepped(d: Daemon, job: str, timeout: float = 5.0) -> None:
