@@ -26,6 +26,7 @@ import contextlib
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -94,6 +95,68 @@ GROUP_MAX = 50  # commits per group transaction: bounds how long a commit waits 
 PROBE_JOB = ""  # the job_state key probe_write writes and deletes: never a job's name (1-200 chars)
 
 
+class _PriorityLock:
+    """The store's one lock (a transaction at a time), with two queues: when it is released an urgent
+    waiter goes first — the write of a decision about to be applied, the attempt recorded before its
+    write goes out — then the others, each queue first come, first served. An asyncio.Lock served a
+    pending decision after every state flush, history batch and read queued before it (bench/reaction.py
+    p99 200+ ms at 10,000 jobs; BENCHMARKS.md, *Reaction: the store's queue and the collector*)."""
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._queues: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (deque(), deque())
+
+    def locked(self) -> bool:
+        return self._locked
+
+    async def acquire(self, urgent: bool = False) -> None:
+        await self.wait(self.queue(urgent))
+
+    def queue(self, urgent: bool = False) -> asyncio.Future[None]:
+        """A place in the queue: a future that is done when the lock is the caller's (at once if free)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self._locked and not self._queues[0] and not self._queues[1]:
+            self._locked = True
+            waiter.set_result(None)
+        else:
+            self._queues[0 if urgent else 1].append(waiter)
+        return waiter
+
+    def promote(self, waiter: asyncio.Future[None]) -> None:
+        """Move a waiter of the other queue to the end of the urgent one (it became urgent)."""
+        with contextlib.suppress(ValueError):
+            self._queues[1].remove(waiter)
+            self._queues[0].append(waiter)
+
+    async def wait(self, waiter: asyncio.Future[None]) -> None:
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed the lock, then cancelled before using it: hand it on
+            else:
+                for queue in self._queues:
+                    with contextlib.suppress(ValueError):
+                        queue.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        """Hand the lock to the first live urgent waiter, else the first other one, else unlock."""
+        for queue in self._queues:
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # still locked: the lock passes to that waiter
+                    return
+        self._locked = False
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
 @dataclass(slots=True)
 class _Commit:
     job: str
@@ -121,11 +184,12 @@ class SQLiteStore:
         check_migrations(migrations)
         self._migrations = migrations
         self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._lock = _PriorityLock()
         self._urgent: list[_Commit] = []  # group commit queues (see commit)
         self._queued: list[_Commit] = []
         self._waiting: dict[str, _Commit] = {}  # job -> its newest commit not yet being written
         self._writer: asyncio.Future[None] | None = None
+        self._group_waiter: asyncio.Future[None] | None = None  # the group writer's place in the lock's queue
         self._health = WriteHealth(self._url.redacted)
 
     @property
@@ -263,22 +327,29 @@ class SQLiteStore:
     # ------------------------------------------------------------ plumbing
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
+    async def _read(self, urgent: bool = False, held: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, under the lock (`held`: the caller holds it, and releases it)."""
+        if not held:
+            await self._lock.acquire(urgent)
+        try:
             if self._db is None:
                 raise self._error("not open")
             try:
                 yield self._db
             except sqlite3.Error as e:
                 raise self._error(e) from e
+        finally:
+            if not held:
+                self._lock.release()
 
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: committed when the block ends, rolled back if it raises.
+    async def _write(self, urgent: bool = False, held: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction: committed when the block ends, rolled back if it raises; `urgent` ones
+        (a decision about to be applied, its attempt) get the lock before the others waiting for it.
 
         Its outcome goes to `health`: a refused row (IntegrityError) says nothing about the store."""
         try:
-            async with self._read() as db:
+            async with self._read(urgent, held) as db:
                 await self._while_locked(db, "BEGIN IMMEDIATE")
                 try:
                     yield db
@@ -442,12 +513,21 @@ class SQLiteStore:
             self._waiting[job] = item
         urgent = item.row is not None and item.row.status == "pending"
         (self._urgent if urgent else self._queued).append(item)
+        if urgent and self._group_waiter is not None:
+            self._lock.promote(self._group_waiter)  # the group writer waits for the lock: go first
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write_queued())
         return await asyncio.shield(item.done)  # a cancelled caller does not take its write back
 
     async def _write_queued(self) -> None:
         while self._urgent or self._queued:
+            # The lock first, then the batch: a pending decision that comes while the writer waits for the
+            # lock promotes the wait and goes in this batch, not after it.
+            self._group_waiter = self._lock.queue(urgent=bool(self._urgent))
+            try:
+                await self._lock.wait(self._group_waiter)
+            finally:
+                self._group_waiter = None
             batch = self._urgent[:GROUP_MAX]
             del self._urgent[: len(batch)]
             room = GROUP_MAX - len(batch)
@@ -457,7 +537,10 @@ class SQLiteStore:
                 if self._waiting.get(item.job) is item:
                     del self._waiting[item.job]
             try:
-                ids = await self._commit_many(batch)
+                try:
+                    ids = await self._commit_many(batch, held=True)
+                finally:
+                    self._lock.release()
             except StoreError as e:
                 if len(batch) > 1 and isinstance(e.__cause__, sqlite3.IntegrityError):
                     # a row was refused: it must not fail the others, so write each on its own
@@ -479,10 +562,17 @@ class SQLiteStore:
             for item, result in zip(batch, ids, strict=True):
                 _done(item, result)
 
-    async def _commit_many(self, batch: list[_Commit]) -> list[int | DecisionNotFound | None]:
+    async def _commit_many(
+        self, batch: list[_Commit], held: bool = False
+    ) -> list[int | DecisionNotFound | None]:
+        """One transaction for the batch (`held`: under the caller's hold of the lock, which it releases).
+        The states go in one executemany at the end: the batch holds at most one state per job (`_enqueue`
+        drops an older commit's state), and a 50-commit flush group is one call to the database's thread
+        instead of 50."""
         ids: list[int | DecisionNotFound | None] = []
+        states: list[tuple[str, str, float]] = []
         now = self._clock()
-        async with self._write() as db:
+        async with self._write(held=held) as db:
             for item in batch:
                 if item.outcome is not None:
                     did, out = item.outcome
@@ -498,11 +588,7 @@ class SQLiteStore:
                         (did, item.job, out.status, out.text, now),
                     )
                 if item.state is not None:
-                    await db.execute(
-                        "INSERT INTO job_state (job, state, updated_at) VALUES (?, ?, ?) ON CONFLICT (job)"
-                        " DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-                        (item.job, item.state, now),
-                    )
+                    states.append((item.job, item.state, now))
                 row = item.row
                 if row is None:
                     ids.append(None)
@@ -518,6 +604,12 @@ class SQLiteStore:
                     (did, item.job, row.outcome.status, row.outcome.text, now),
                 )
                 ids.append(did)
+            if states:
+                await db.executemany(
+                    "INSERT INTO job_state (job, state, updated_at) VALUES (?, ?, ?) ON CONFLICT (job)"
+                    " DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                    states,
+                )
         return ids
 
     async def decisions(self, job: str, limit: int = 50, since: float | None = None) -> list[dict[str, Any]]:
@@ -573,7 +665,7 @@ class SQLiteStore:
 
     async def record_attempt(self, decision_id: int, job: str, attempt: dict[str, Any]) -> None:
         row = attempt_row(decision_id, job, attempt)
-        async with self._write() as db:  # its own transaction, on disk before the write goes out
+        async with self._write(urgent=True) as db:  # its own transaction, on disk before the write goes out
             await db.execute(
                 f"INSERT INTO actuation_attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (decision_id, attempt) DO UPDATE SET status = excluded.status,"

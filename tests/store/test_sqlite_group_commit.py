@@ -25,9 +25,9 @@ def _record_batches(store: SQLiteStore) -> list[list[str]]:
     batches: list[list[str]] = []
     inner = store._commit_many
 
-    async def spy(batch: list[Any]) -> list[int | None]:
+    async def spy(batch: list[Any], held: bool = False) -> list[int | None]:
         batches.append([item.job for item in batch])
-        return await inner(batch)
+        return await inner(batch, held)
 
     store._commit_many = spy  # type: ignore[method-assign]
     return batches
