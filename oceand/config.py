@@ -205,6 +205,9 @@ class ServerSettings(TLSFiles):
     header_timeout: Seconds = 10.0  # a request head must be complete this long after its first byte
     keepalive_timeout: Seconds = 30.0  # an idle keep-alive connection is closed after this
     max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 4096
+    # what survives a full garbage collection is frozen, and everything collected again this often;
+    # 0: CPython's collector as it is (oceand/gcpolicy.py; docs/operations.md §12)
+    gc_rebase: Annotated[Duration, Field(ge=0, le=86400)] = 600.0
 
     @field_validator("listen")
     @classmethod

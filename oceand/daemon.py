@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import ssl
 import time
@@ -49,6 +48,7 @@ from oceand.cluster.ownership import Ownership
 from oceand.cluster.routes import ROUTES_SQL, RouteTable
 from oceand.config import Config
 from oceand.engine import Engine
+from oceand.gcpolicy import MAX_AGE, GcPolicy
 from oceand.health import Health
 from oceand.history import HistoryRecorder
 from oceand.jobs import JobsService
@@ -594,17 +594,17 @@ def _url(runner: web.AppRunner, https: bool = False) -> str | None:
     return None
 
 
-def configure_gc() -> None:
-    """The garbage collector's settings for a serving daemon, applied once it has started (`run`), and by
+def configure_gc(rebase: float = MAX_AGE) -> GcPolicy:
+    """The garbage collector's policy for a serving daemon, started once it has started (`run`), and by
     bench/evaluate.py and bench/evaluate_ab.py so that the evaluation benchmark measures what the daemon
-    runs: what is alive once serving (modules, config, job documents, routes) lives as long as the
-    process, so the garbage left by the start is collected and the rest frozen out of the collector's
-    view (a full collection then walks only what came later). The thresholds stay CPython's (700, 10,
-    10): a youngest-generation threshold of 50,000 took a fifth off a 10,000-job evaluation round with
-    history recorded, but tripled the median reaction time in bench/reaction.py (BENCHMARKS.md, *Issue
-    16: the evaluation with history recorded*; docs/operations.md §12, *The garbage collector*)."""
-    gc.collect()
-    gc.freeze()
+    runs: the start's garbage collected, what is alive frozen, and what survives each full collection
+    frozen too, with rebases (oceand/gcpolicy.py; docs/operations.md §12, *The garbage collector*). The
+    thresholds stay CPython's (700, 10, 10): a youngest-generation threshold of 50,000 took a fifth off a
+    10,000-job evaluation round with history recorded, but tripled the median reaction time in
+    bench/reaction.py (BENCHMARKS.md, *Issue 16: the evaluation with history recorded*)."""
+    policy = GcPolicy(max_age=rebase)
+    policy.start()
+    return policy
 
 
 async def run(config: Config) -> int:
@@ -615,9 +615,12 @@ async def run(config: Config) -> int:
         with contextlib.suppress(Exception):
             await daemon.stop()
         raise
-    configure_gc()
+    policy = configure_gc(config.server.gc_rebase)
+    daemon.metrics.watch_gc(policy)
+    daemon.runtime.spawn(policy.run(daemon.stop_event), "gc-rebase")
     try:
         await daemon.serve_forever()
     finally:
         await daemon.stop()
+        policy.stop()
     return 0

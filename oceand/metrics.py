@@ -2,7 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class GcCounts(Protocol):
+    """What oceand/gcpolicy.py's GcPolicy counts (per generation 0, 1, 2)."""
+
+    collections: list[int]
+    pause_seconds: list[float]
+    pause_max: list[float]
+    rebases: int
+    frozen: int
+
+
+class _GcCollector(Collector):
+    def __init__(self, counts: GcCounts) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        gc = self.counts
+        c = CounterMetricFamily(
+            "oceand_gc_collections", "Garbage collections, by generation", labels=["generation"]
+        )
+        s = CounterMetricFamily(
+            "oceand_gc_pause_seconds",
+            "Time the process stood in garbage collections, by generation",
+            labels=["generation"],
+        )
+        m = GaugeMetricFamily(
+            "oceand_gc_pause_max_seconds",
+            "The longest garbage collection, by generation",
+            labels=["generation"],
+        )
+        for g in range(3):
+            c.add_metric([str(g)], gc.collections[g])
+            s.add_metric([str(g)], gc.pause_seconds[g])
+            m.add_metric([str(g)], gc.pause_max[g])
+        yield from (c, s, m)
+        yield GaugeMetricFamily(
+            "oceand_gc_frozen_objects",
+            "Objects out of the collector's view after the last rebase (counting them is a walk of them all)",
+            value=gc.frozen,
+        )
+        yield CounterMetricFamily(
+            "oceand_gc_rebases",
+            "Unfreeze + full collections of everything ([server] gc_rebase; the start's included)",
+            value=gc.rebases,
+        )
 
 
 class Metrics:
@@ -381,6 +432,10 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+
+    def watch_gc(self, counts: GcCounts) -> None:
+        """The collector policy's counts as oceand_gc_* (`oceand run` only: the collector is the process's)."""
+        self.registry.register(_GcCollector(counts))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,12 +1,20 @@
-"""The daemon's garbage-collector settings (`oceand.daemon.configure_gc`, applied once it has started;
-docs/operations.md §12): the garbage left by the start collected first, then what is alive frozen."""
+"""The daemon's garbage-collector policy (oceand/gcpolicy.py, started by `oceand.daemon.configure_gc` once
+the daemon serves; docs/operations.md §12): the start's garbage collected, the rest frozen; what survives
+each full collection frozen too; frozen cyclic garbage freed by the next rebase; `gc_rebase = 0` leaves
+CPython's collector as it is. Each test stops its policy (the collector is the process's)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
+from collections.abc import Iterator
+
+import pytest
 
 from oceand.daemon import configure_gc
+from oceand.gcpolicy import GcPolicy
+from oceand.metrics import Metrics
 
 
 class Node:
@@ -14,15 +22,128 @@ class Node:
         self.me = self  # a cycle: only the collector frees it
 
 
-def test_configure_gc_collects_then_freezes() -> None:
+class Leaf:
+    pass
+
+
+def in_collector_view(obj: object) -> bool:
+    return any(obj is o for g in range(3) for o in gc.get_objects(g))
+
+
+@pytest.fixture
+def policy() -> Iterator[GcPolicy]:
+    p = configure_gc()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def test_start_collects_then_freezes() -> None:
     garbage = Node()
     gone = weakref.ref(garbage)
     del garbage
     kept = Node()
+    p = configure_gc()
     try:
-        configure_gc()
-        assert gone() is None  # collected before the freeze (frozen garbage would never be freed)
-        assert gc.get_freeze_count() > 0  # what is alive now is out of the collector's view
-        assert gc.is_tracked(kept) and not any(kept is o for g in range(3) for o in gc.get_objects(g))
+        assert gone() is None  # collected before the freeze (frozen garbage waits for a rebase)
+        assert gc.get_freeze_count() > 0 and p.frozen == gc.get_freeze_count()
+        assert gc.is_tracked(kept) and not in_collector_view(kept)
     finally:
-        gc.unfreeze()
+        p.stop()
+    assert gc.get_freeze_count() == 0 and in_collector_view(kept)  # stop gives everything back
+
+
+def test_what_survives_a_full_collection_is_frozen(policy: GcPolicy) -> None:
+    survivor = Node()
+    garbage = Node()
+    gone = weakref.ref(garbage)
+    del garbage
+    assert in_collector_view(survivor)  # came after the start's freeze
+    full = policy.collections[2]
+    gc.collect()
+    assert policy.collections[2] == full + 1
+    assert gone() is None  # the collection still frees what is garbage when it runs
+    assert not in_collector_view(survivor)  # and freezes what it kept
+
+
+def test_a_young_collection_freezes_nothing(policy: GcPolicy) -> None:
+    young = Node()
+    gc.collect(0)
+    assert in_collector_view(young)
+    assert policy.collections[0] >= 1
+
+
+def test_frozen_cyclic_garbage_waits_for_the_rebase(policy: GcPolicy) -> None:
+    node = Node()
+    ref = weakref.ref(node)
+    gc.collect()  # alive here: frozen
+    del node  # garbage now, but out of the collector's view
+    gc.collect()
+    assert ref() is not None  # what the freeze costs: kept until the next rebase
+    rebases = policy.rebases
+    assert policy.rebase() >= 1
+    assert ref() is None and policy.rebases == rebases + 1
+
+
+def test_frozen_objects_without_a_cycle_are_still_freed_by_reference_counting(policy: GcPolicy) -> None:
+    holder = [Leaf()]
+    ref = weakref.ref(holder[0])
+    gc.collect()  # frozen
+    assert ref() is not None and not in_collector_view(holder[0])
+    holder.clear()  # its last reference
+    assert ref() is None
+
+
+def test_rebase_every_max_age(policy: GcPolicy) -> None:
+    policy.max_age = 0.01
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(policy.run(stop))
+        start = policy.rebases
+        async with asyncio.timeout(10):
+            while policy.rebases < start + 2:
+                await asyncio.sleep(0.01)
+        stop.set()
+        await task
+
+    asyncio.run(go())
+
+
+def test_zero_leaves_cpythons_collector_as_it_is() -> None:
+    p = configure_gc(0)
+    try:
+        kept = Node()
+        gc.collect()
+        assert in_collector_view(kept)  # no freeze after a full collection
+        assert p.rebases == 1  # the start's collect-and-freeze only
+
+        async def go() -> None:
+            await asyncio.wait_for(p.run(asyncio.Event()), 1)  # returns at once: nothing to rebase
+
+        asyncio.run(go())
+    finally:
+        p.stop()
+
+
+def test_metrics(policy: GcPolicy) -> None:
+    gc.collect(0)
+    gc.collect()
+    metrics = Metrics()
+    metrics.watch_gc(policy)
+    text = metrics.render().decode()
+    got = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("oceand_gc_")
+    }
+    assert got['oceand_gc_collections_total{generation="0"}'] >= 1
+    assert got['oceand_gc_collections_total{generation="2"}'] >= 1
+    assert got['oceand_gc_pause_max_seconds{generation="2"}'] > 0
+    assert (
+        got['oceand_gc_pause_seconds_total{generation="2"}']
+        >= got['oceand_gc_pause_max_seconds{generation="2"}']
+    )
+    assert got["oceand_gc_rebases_total"] == policy.rebases >= 1
+    assert got["oceand_gc_frozen_objects"] == policy.frozen > 0

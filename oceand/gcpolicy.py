@@ -1,0 +1,115 @@
+"""The serving daemon's garbage-collector policy (docs/operations.md §12, *The garbage collector*).
+
+CPython collects its oldest generation when a quarter more objects have survived into it than it held after
+the last full collection, and walks all of them each time. A daemon with 10,000 jobs keeps about 400,000
+container objects alive in that generation (job routes, compiled documents, states, buckets), and replaces
+its states and buckets every period: a quarter of them survive into the oldest generation every ~2 s, each
+full collection walked all 400,000 for 200–250 ms, and found almost nothing (0–45 objects). Every reaction
+that met one waited for it: `bench/reaction.py` p99 350–400 ms against §8's 50 ms (BENCHMARKS.md,
+*Reaction and the collector*).
+
+So, once serving:
+- the garbage of the start is collected and what is alive frozen (`gc.freeze()`), as before;
+- **after every full collection, what survived it is frozen too** (a `gc.callbacks` hook): the next one walks
+  only what survived into the oldest generation since, so a full collection costs what was promoted since
+  the last one, not the size of the heap. Frozen objects are still freed by reference counting; what the
+  freeze keeps from the collector is a cycle that was alive when frozen and became garbage later;
+- so those are not kept for ever, a **rebase** — `gc.unfreeze()`, a full collection of everything, freeze
+  again — runs from the event loop every `max_age` (10 minutes): one pause of a full walk (0.6–0.9 s at
+  10,000 jobs on the reference machine) every 10 minutes instead of a 200–300 ms one every 2 s. The rebase
+  is on time, not on the frozen set's size: CPython counts that set by walking it (`gc.get_freeze_count()`
+  took ~110 ms at 10,000 jobs), which is the pause this policy removes. What a freeze can keep from the
+  collector in 10 minutes is small: the full collections it replaces found 0–45 objects each.
+
+The pauses are counted per generation (`oceand_gc_collections_total`, `oceand_gc_pause_seconds_total`, the
+longest in `oceand_gc_pause_max_seconds`) with the rebases (`oceand_gc_rebases_total`, the frozen set's size
+after the last one in `oceand_gc_frozen_objects`), for operators to see what the collector costs them.
+
+Process-wide (the collector is): `oceand run` installs it; tests that build daemons in-process do not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from typing import Any
+
+log = logging.getLogger("oceand.gc")
+
+MAX_AGE = 600.0  # seconds between two rebases, so that frozen cyclic garbage is freed
+
+
+class GcPolicy:
+    """Freeze-after-full-collection with rebases; its counts are read by `Metrics.watch_gc`."""
+
+    def __init__(self, *, max_age: float = MAX_AGE) -> None:
+        self.max_age = max_age  # 0: no freeze after full collections (CPython's collector as it is)
+        self.collections = [0, 0, 0]
+        self.pause_seconds = [0.0, 0.0, 0.0]
+        self.pause_max = [0.0, 0.0, 0.0]
+        self.rebases = 0
+        self.rebase_collected = 0
+        self.frozen = 0  # objects frozen by the last rebase
+        self._started = 0.0
+        self._installed = False
+
+    # ---- the hook ----------------------------------------------------------------------------------
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        """Runs inside CPython's collector: no allocation-heavy work, no logging, no locks."""
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        gen = info["generation"]
+        took = time.perf_counter() - self._started
+        self.collections[gen] += 1
+        self.pause_seconds[gen] += took
+        if took > self.pause_max[gen]:
+            self.pause_max[gen] = took
+        if gen == 2:
+            gc.freeze()  # what survived a full collection: out of the next one's walk
+
+    def start(self) -> None:
+        """Collect the start's garbage, freeze the rest, install the hook (once)."""
+        if self._installed:
+            return
+        self.rebase()
+        if self.max_age > 0:
+            gc.callbacks.append(self._on_gc)
+            self._installed = True
+
+    def stop(self) -> None:
+        """Remove the hook and give the collector back everything (tests; the daemon's end)."""
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._on_gc)
+        self._installed = False
+        gc.unfreeze()
+
+    # ---- rebases -----------------------------------------------------------------------------------
+    def rebase(self) -> int:
+        """Unfreeze, collect everything, freeze again; the objects it freed."""
+        t0 = time.perf_counter()
+        gc.unfreeze()
+        collected = gc.collect()  # our hook counts and times it (and freezes after it)
+        gc.freeze()
+        self.frozen = gc.get_freeze_count()  # a walk of the whole set: here only, within the rebase's pause
+        self.rebases += 1
+        self.rebase_collected += collected
+        log.debug(
+            "gc rebase: %d objects freed, %d frozen, %.1f ms",
+            collected,
+            self.frozen,
+            (time.perf_counter() - t0) * 1000,
+            extra={"event": "gc_rebase"},
+        )
+        return collected
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """A rebase every `max_age` seconds until `stop` is set (none when 0)."""
+        while self.max_age > 0 and not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.max_age)
+            if not stop.is_set() and self._installed:
+                self.rebase()
