@@ -43,7 +43,8 @@ async def _round(folder: Path, mode: str, crowd: int) -> tuple[float, float, flo
     store = SQLiteStore(f"sqlite:///{folder / 'oceand.db'}")
     await store.open()
     try:
-        await store._db.execute(f"PRAGMA journal_mode={mode}")  # type: ignore[union-attr]
+        cursor = await store._db.execute(f"PRAGMA journal_mode={mode}")  # type: ignore[union-attr]
+        await cursor.close()  # its row unread would keep the statement in progress (no COMMIT then)
         singles = []
         for i in range(20):
             started = time.perf_counter()

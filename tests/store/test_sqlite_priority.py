@@ -101,6 +101,50 @@ async def test_promote_moves_a_waiter_to_the_urgent_queue() -> None:
     assert order == ["late", "early"]
 
 
+async def test_after_an_urgent_holder_the_others_wait_for_the_next_urgent_write() -> None:
+    """Anticipation: the attempt that follows a decision's commit finds the store free, not behind a
+    state flush that slipped in between; the others get the lock once `anticipate` has passed."""
+    loop = asyncio.get_running_loop()
+    lock = _PriorityLock(anticipate=0.05)
+    await lock.acquire(urgent=True)  # the decision's commit
+    flush = asyncio.ensure_future(lock.acquire())
+    await asyncio.sleep(0)
+    released = loop.time()
+    lock.release()
+    await asyncio.sleep(0)
+    assert not flush.done() and not lock.locked()  # kept from the others, though free
+    await asyncio.wait_for(lock.acquire(urgent=True), 0.01)  # the attempt: at once
+    assert not flush.done()
+    lock.release()  # a second hold, from here
+    await asyncio.wait_for(flush, 5)
+    assert loop.time() - released >= 0.05
+    lock.release()
+    assert not lock.locked()
+
+
+async def test_without_anticipation_the_others_follow_at_once() -> None:
+    lock = _PriorityLock(anticipate=0)
+    await lock.acquire(urgent=True)
+    flush = asyncio.ensure_future(lock.acquire())
+    await asyncio.sleep(0)
+    lock.release()
+    await asyncio.sleep(0)
+    assert flush.done() and lock.locked()
+    lock.release()
+
+
+async def test_a_new_caller_waits_out_the_hold_too() -> None:
+    lock = _PriorityLock(anticipate=0.05)
+    await lock.acquire(urgent=True)
+    lock.release()  # nobody waits: still held back from the others that come now
+    late = asyncio.ensure_future(lock.acquire())
+    await asyncio.sleep(0)
+    assert not late.done()
+    await asyncio.wait_for(late, 5)
+    lock.release()
+    assert not lock.locked()
+
+
 async def test_the_store_writes_a_decision_to_apply_and_its_attempt_before_earlier_work(
     tmp_path: Path,
 ) -> None:
