@@ -622,5 +622,5 @@ async def run(config: Config) -> int:
         await daemon.serve_forever()
     finally:
         await daemon.stop()
-        policy.stop()
+        policy.stop(unfreeze=False)
     return 0
