@@ -19,6 +19,7 @@ import tempfile
 import time
 from typing import Any
 
+from oceand.config import HistorySettings
 from oceand.history import HistoryRecorder
 from oceand.store import MySQLStore, SQLiteStore, open_store
 
@@ -46,7 +47,7 @@ async def main(rounds: int, url: str | None) -> None:
         path = f"{tmp}/h.db"
         store = open_store(url) if url else SQLiteStore(f"sqlite:///{path}")
         await store.open()
-        rec = HistoryRecorder(store, batch=5000)
+        rec = HistoryRecorder(store, batch=HistorySettings().batch)  # the daemon's default
         t0 = 1_700_000_000.0
         record_cpu = flush_cpu = base_cpu = flush_wall = 0.0
         for k in range(rounds):
