@@ -68,7 +68,7 @@ class GcPolicy:
         self.pause_seconds[gen] += took
         if took > self.pause_max[gen]:
             self.pause_max[gen] = took
-        if gen == 2:
+        if gen == 2 and self.max_age > 0:
             gc.freeze()  # what survived a full collection: out of the next one's walk
 
     def start(self) -> None:
@@ -76,9 +76,8 @@ class GcPolicy:
         if self._installed:
             return
         self.rebase()
-        if self.max_age > 0:
-            gc.callbacks.append(self._on_gc)
-            self._installed = True
+        gc.callbacks.append(self._on_gc)  # counts and times collections; freezes only when max_age > 0
+        self._installed = True
 
     def stop(self, unfreeze: bool = True) -> None:
         """Remove the hook; `unfreeze`: give the collector back everything (tests). The daemon's end does
