@@ -8,7 +8,7 @@ in the daemon's real time). The reaction time of one trigger is the time from se
 fake Marathon receiving the PUT, both read on CLOCK_MONOTONIC (shared by processes on Linux).
 Baseline in the same run: the round trip of `GET /healthz` on the same daemon under the same load.
 
-Run: .venv/bin/python bench/reaction.py [--background 10000] [--triggers 100]
+Run: .venv/bin/python bench/reaction.py [--background 10000] [--triggers 100] [--no-history]
 """
 
 from __future__ import annotations
@@ -166,6 +166,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--background", type=int, default=10000)
     ap.add_argument("--triggers", type=int, default=100)
+    ap.add_argument(
+        "--no-history", action="store_true", help="[history] enabled = false (default: on, as the daemon)"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="oceand-reaction-") as tmp:
         work = Path(tmp)
@@ -188,7 +191,10 @@ def main() -> int:
         fake = FakeMarathonProcess(work, apps)
         t = time.monotonic()
         d = DaemonProcess(
-            f'[jobs]\ndir = "jobs"\n[marathon.lg]\nurls = ["{fake.url}"]\n', workdir=work, start=False
+            f'[jobs]\ndir = "jobs"\n[marathon.lg]\nurls = ["{fake.url}"]\n'
+            + ("[history]\nenabled = false\n" if args.no_history else ""),
+            workdir=work,
+            start=False,
         )
         d.start(timeout=600)
         print(f"daemon up with {args.background + args.triggers} jobs in {time.monotonic() - t:.1f} s")
