@@ -390,7 +390,7 @@ class SQLiteStore:
         database is locked, as `_while_locked`), `work`, COMMIT — ROLLBACK if anything raises — in one call.
         Statement by statement (`_write`), each statement is a round trip between the event loop and that
         thread, and on a busy daemon each waits for the loop: a pending decision's 3 ms transaction took
-        17 ms at p90 under bench/reaction.py's load. Health as `_write`."""
+        17 ms at p90 under bench/reaction.py's load. Health as `_reported`."""
         timeout = self._url.timeout
 
         def tx(conn: sqlite3.Connection) -> T:
@@ -413,40 +413,37 @@ class SQLiteStore:
                         conn.execute("ROLLBACK")
                 raise
 
-        try:
-            async with self._read(urgent, held) as db:
-                # aiosqlite (pinned, 0.22) runs a function in the connection's thread with `_execute`: the
-                # same queue its own calls go through, so it is ordered with them
-                result: T = await db._execute(tx, db._conn)  # type: ignore[no-untyped-call]
-        except StoreError as e:
-            if not isinstance(e.__cause__, sqlite3.IntegrityError):
-                self.health.failed(e)
-            raise
-        self.health.ok()
+        async with self._reported(), self._read(urgent, held) as db:
+            # aiosqlite (pinned, 0.22) runs a function in the connection's thread with `_execute`: the
+            # same queue its own calls go through, so it is ordered with them
+            result: T = await db._execute(tx, db._conn)  # type: ignore[no-untyped-call]
         return result
 
     @asynccontextmanager
-    async def _write(self, urgent: bool = False, held: bool = False) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: committed when the block ends, rolled back if it raises; `urgent` ones
-        (a decision about to be applied, its attempt) get the lock before the others waiting for it.
-
-        Its outcome goes to `health`: a refused row (IntegrityError) says nothing about the store."""
+    async def _reported(self) -> AsyncIterator[None]:
+        """A write's outcome goes to `health`: a refused row (IntegrityError) says nothing about the store."""
         try:
-            async with self._read(urgent, held) as db:
-                await self._while_locked(db, "BEGIN IMMEDIATE")
-                try:
-                    yield db
-                    await db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:  # a failed COMMIT (I/O error) can leave it open, too
-                        with contextlib.suppress(sqlite3.Error):
-                            await db.execute("ROLLBACK")
-                    raise
+            yield
         except StoreError as e:
             if not isinstance(e.__cause__, sqlite3.IntegrityError):
                 self.health.failed(e)
             raise
         self.health.ok()
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction: committed when the block ends, rolled back if it raises. Health as
+        `_reported`. (The writes that go before the others, urgent, use `_in_thread`.)"""
+        async with self._reported(), self._read() as db:
+            await self._while_locked(db, "BEGIN IMMEDIATE")
+            try:
+                yield db
+                await db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # a failed COMMIT (I/O error) can leave it open, too
+                    with contextlib.suppress(sqlite3.Error):
+                        await db.execute("ROLLBACK")
+                raise
 
     async def probe_write(self) -> bool:
         try:
