@@ -51,7 +51,6 @@ class GcPolicy:
         self.pause_seconds = [0.0, 0.0, 0.0]
         self.pause_max = [0.0, 0.0, 0.0]
         self.rebases = 0
-        self.rebase_collected = 0
         self.frozen = 0  # objects frozen by the last rebase
         self._started = 0.0
         self._installed = False
@@ -97,7 +96,6 @@ class GcPolicy:
         gc.freeze()
         self.frozen = gc.get_freeze_count()  # a walk of the whole set: here only, within the rebase's pause
         self.rebases += 1
-        self.rebase_collected += collected
         log.debug(
             "gc rebase: %d objects freed, %d frozen, %.1f ms",
             collected,
