@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 import aiohttp
-import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import DaemonProcess, job_doc
-from bench.reaction import loader
+from bench.common import DaemonProcess
+from bench.reaction import background_jobs, loader
 
 
 def rss_kib(pid: int) -> int:
@@ -76,11 +75,7 @@ def main() -> int:
     results = {}
     for setting in (args.rebase, "0"):
         d = DaemonProcess(start=False)
-        jobs = d.dir / "jobs"
-        jobs.mkdir()
-        for j in range(args.background):
-            doc = job_doc(f"job.bg{j:05d}", f"/bg/a{j}", target={"cluster": "bg", "app": f"/bg/a{j}"})
-            (jobs / f"bg{j:05d}.json").write_bytes(orjson.dumps(doc))
+        background_jobs(d.dir / "jobs", args.background)
         conf = d.conf.read_text().replace("[server]\n", f'[server]\ngc_rebase = "{setting}"\n', 1)
         d.conf.write_text(conf + '[jobs]\ndir = "jobs"\n')
         d.start(timeout=600)

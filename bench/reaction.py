@@ -162,6 +162,15 @@ async def run(d: DaemonProcess, fake: FakeMarathonProcess, background: int, trig
     return {"reactions": reactions, "rtts": rtts, "points": sent[0]}
 
 
+def background_jobs(jobs: Path, n: int) -> Path:
+    """`n` dry-run job files (`job.bg00000`…, the jobs `loader` feeds) in a new folder `jobs`."""
+    jobs.mkdir()
+    for j in range(n):
+        doc = job_doc(f"job.bg{j:05d}", f"/bg/a{j}", target={"cluster": "bg", "app": f"/bg/a{j}"})
+        (jobs / f"bg{j:05d}.json").write_bytes(orjson.dumps(doc))
+    return jobs
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--background", type=int, default=10000)
@@ -172,11 +181,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="oceand-reaction-") as tmp:
         work = Path(tmp)
-        jobs = work / "jobs"
-        jobs.mkdir()
-        for j in range(args.background):
-            doc = job_doc(f"job.bg{j:05d}", f"/bg/a{j}", target={"cluster": "bg", "app": f"/bg/a{j}"})
-            (jobs / f"bg{j:05d}.json").write_bytes(orjson.dumps(doc))
+        jobs = background_jobs(work / "jobs", args.background)
         apps = []
         for i in range(args.triggers):
             doc = job_doc(
