@@ -1010,10 +1010,9 @@ class Engine:
                 self._dirty.add(rt.name)
             return Decided(decision, NO_OUTCOME)
         outcome = self._first_outcome(rt, decision)
+        body = decision.to_json()  # built once: for the store, then (with its id) for `_after`
         try:
-            did = await self.store.commit(
-                rt.name, self._state_json(rt), decision.to_json(), outcome.to_json()
-            )
+            did = await self.store.commit(rt.name, self._state_json(rt), body, outcome.to_json())
         except StoreError as e:
             # Not recorded, so never applied. A change leaves the job's state as it was (streaks, count,
             # cooldown), so the job decides again at its next bucket, alarm or fire once writes succeed.
@@ -1039,7 +1038,7 @@ class Engine:
                 await self._supersede(rt, rt.retry, decision)
             outcome = await self._apply(rt, decision)
         else:
-            await self._after(rt, decision, outcome)
+            await self._after(rt, decision, outcome, {**body, "id": did})
         return Decided(decision, outcome)
 
     def _first_outcome(self, rt: JobRuntime, decision: Decision) -> ActuationOutcome:
@@ -1319,8 +1318,15 @@ class Engine:
         rt.retry, rt.actuation = decision, replace(act, retry=decision.id, retry_at=at)
         rt.wake.set()
 
-    async def _after(self, rt: JobRuntime, decision: Decision, outcome: ActuationOutcome) -> None:
-        rt.last_decision = outcome.view(decision.to_json())
+    async def _after(
+        self,
+        rt: JobRuntime,
+        decision: Decision,
+        outcome: ActuationOutcome,
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        """`body`: `decision.to_json()` when the caller has it already."""
+        rt.last_decision = outcome.view(decision.to_json() if body is None else body)
         log_decision(log, rt.last_decision)
         if self.on_decision is not None:
             res = self.on_decision(rt.doc, decision, outcome)

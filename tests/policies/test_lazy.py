@@ -123,3 +123,51 @@ def test_step_sets_every_field_of_the_next_state(hot: bool) -> None:
     assert all(hasattr(st, f.name) for f in fields(JobState))
     assert JobState.from_json(st.to_json()) == st and type(st) is JobState
     assert (st.count, st.last_change_at is not None) == ((3, True) if hot else (2, False))
+
+
+class Odd:
+    """Not JSON-shaped: json_copy hands it to deepcopy."""
+
+    def __init__(self) -> None:
+        self.items = [1, 2]
+
+
+JSON_COPY_CASES = {
+    "scalars": {"a": 1, "b": 2.5, "c": "x", "d": True, "e": None},
+    "nested dict and list": {"band": [1.0, 2.0], "inner": {"k": [{"deep": 1}]}},
+    "tuple": {"t": (1, [2, 3])},
+    "a list at the top": [1, {"a": [2]}],
+    "an object of another type": {"odd": Odd()},
+    "empty": {},
+}
+
+
+@pytest.mark.parametrize("case", JSON_COPY_CASES)
+def test_json_copy_is_a_deep_copy(case: str) -> None:
+    from policies.types import json_copy
+
+    value = JSON_COPY_CASES[case]
+    got = json_copy(value)
+    if case == "an object of another type":
+        assert got["odd"] is not value["odd"] and got["odd"].items == value["odd"].items
+        return
+    assert got == copy.deepcopy(value) and type(got) is type(value)
+
+    def containers(v: Any) -> list[int]:
+        if isinstance(v, dict):
+            return [id(v), *(i for x in v.values() for i in containers(x))]
+        if isinstance(v, list | tuple):
+            return [id(v), *(i for x in v for i in containers(x))]
+        return []
+
+    assert not set(containers(got)) & set(containers(value))  # no container shared with the original
+
+
+def test_a_proposals_json_does_not_share_its_inputs() -> None:
+    inputs: dict[str, Any] = {"value": 1.0, "band": [1, 2]}
+    p = Proposal("cpu", "threshold", 2, "ScaleOut", inputs)
+    out = p.to_json()
+    assert out == {"rule": "cpu", "kind": "threshold", "desired": 2, "reason": "ScaleOut", "inputs": inputs}
+    out["inputs"]["band"].append(3)
+    assert inputs["band"] == [1, 2]
+    assert list(out) == list(p._asdict())  # the fields in their order
