@@ -10,16 +10,20 @@ that met one waited for it: `bench/reaction.py` p99 350–400 ms against §8's 5
 
 So, once serving:
 - the garbage of the start is collected and what is alive frozen (`gc.freeze()`), as before;
-- **after every full collection, what survived it is frozen too** (a `gc.callbacks` hook): the next one walks
-  only what survived into the oldest generation since, so a full collection costs what was promoted since
-  the last one, not the size of the heap. Frozen objects are still freed by reference counting; what the
-  freeze keeps from the collector is a cycle that was alive when frozen and became garbage later;
+- **CPython starts no full collection itself** (the oldest generation's threshold is set out of reach,
+  `FULL_NEVER`); the young and middle generations are collected as CPython does. A full collection that
+  freezes what survives it still walked everything promoted since the last one: 40–60 ms every ~2 s at
+  10,000 jobs, the largest pause left in `bench/reaction.py` (BENCHMARKS.md, *Reaction: the step's cost,
+  the thread switch and the full collections*). Objects in the oldest generation are still freed by
+  reference counting; what waits is a cycle that became garbage after it got there;
 - so those are not kept for ever, a **rebase** — `gc.unfreeze()`, a full collection of everything, freeze
   again — runs from the event loop every `max_age` (10 minutes): one pause of a full walk (0.6–0.9 s at
-  10,000 jobs on the reference machine) every 10 minutes instead of a 200–300 ms one every 2 s. The rebase
+  10,000 jobs on the reference machine) every 10 minutes instead of a 40–300 ms one every 2 s. The rebase
   is on time, not on the frozen set's size: CPython counts that set by walking it (`gc.get_freeze_count()`
-  took ~110 ms at 10,000 jobs), which is the pause this policy removes. What a freeze can keep from the
-  collector in 10 minutes is small: the full collections it replaces found 0–45 objects each.
+  took ~110 ms at 10,000 jobs). What can wait for a rebase is small: the full collections it replaces
+  found 0–45 objects each, and resident memory stays flat between rebases (`bench/gc_soak.py`);
+- a full collection someone else asks for (`gc.collect()` in a library) freezes what survives it (a
+  `gc.callbacks` hook), so it costs the next one nothing.
 
 The pauses are counted per generation (`oceand_gc_collections_total`, `oceand_gc_pause_seconds_total`, the
 longest in `oceand_gc_pause_max_seconds`) with the rebases (`oceand_gc_rebases_total`, the frozen set's size
@@ -40,6 +44,9 @@ from typing import Any
 log = logging.getLogger("oceand.gc")
 
 MAX_AGE = 600.0  # seconds between two rebases, so that frozen cyclic garbage is freed
+FULL_NEVER = (
+    1_000_000_000  # the oldest generation's threshold: middle collections before a full one (~6 years)
+)
 
 
 class GcPolicy:
@@ -54,6 +61,7 @@ class GcPolicy:
         self.frozen = 0  # objects frozen by the last rebase
         self._started = 0.0
         self._installed = False
+        self._thresholds: tuple[int, int, int] | None = None  # CPython's, while ours are set
 
     # ---- the hook ----------------------------------------------------------------------------------
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
@@ -76,6 +84,10 @@ class GcPolicy:
             return
         self.rebase()
         gc.callbacks.append(self._on_gc)  # counts and times collections; freezes only when max_age > 0
+        if self.max_age > 0:  # full collections are the rebases' (and whoever calls gc.collect())
+            self._thresholds = gc.get_threshold()
+            young, middle, _ = self._thresholds
+            gc.set_threshold(young, middle, FULL_NEVER)
         self._installed = True
 
     def stop(self, unfreeze: bool = True) -> None:
@@ -84,6 +96,9 @@ class GcPolicy:
         with contextlib.suppress(ValueError):
             gc.callbacks.remove(self._on_gc)
         self._installed = False
+        if self._thresholds is not None:
+            gc.set_threshold(*self._thresholds)
+            self._thresholds = None
         if unfreeze:
             gc.unfreeze()
 

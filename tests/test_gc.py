@@ -1,7 +1,8 @@
 """The daemon's garbage-collector policy (oceand/gcpolicy.py, started by `oceand.daemon.configure_gc` once
-the daemon serves; docs/operations.md §12): the start's garbage collected, the rest frozen; what survives
-each full collection frozen too; frozen cyclic garbage freed by the next rebase; `gc_rebase = 0` leaves
-CPython's collector as it is. Each test stops its policy (the collector is the process's)."""
+the daemon serves; docs/operations.md §12): the start's garbage collected, the rest frozen; CPython starts
+no full collection itself; what survives a full collection someone asks for frozen too; frozen cyclic
+garbage freed by the next rebase; `gc_rebase = 0` leaves CPython's collector as it is. Each test stops its
+policy (the collector is the process's)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from oceand.daemon import configure_gc
-from oceand.gcpolicy import GcPolicy
+from oceand.gcpolicy import FULL_NEVER, GcPolicy
 from oceand.metrics import Metrics
 
 
@@ -111,9 +112,34 @@ def test_rebase_every_max_age(policy: GcPolicy) -> None:
     asyncio.run(go())
 
 
+def promote_many() -> int:
+    """Full collections CPython started itself while 300,000 cyclic objects were allocated and kept (each
+    survives into the oldest generation: the daemon's states and buckets of one period, in small)."""
+    before = gc.get_stats()[2]["collections"]
+    kept = [Node() for _ in range(300_000)]
+    del kept
+    return int(gc.get_stats()[2]["collections"]) - int(before)
+
+
+def test_no_full_collection_starts_by_itself(policy: GcPolicy) -> None:
+    young, middle, full = gc.get_threshold()
+    assert full == FULL_NEVER and (young, middle) == (700, 10)  # the young generations as CPython's
+    assert promote_many() == 0
+    assert gc.collect(0) >= 0 and policy.collections[2] == 0  # young ones still run and are counted
+
+
+def test_stop_gives_the_thresholds_back() -> None:
+    before = gc.get_threshold()
+    p = configure_gc()
+    p.stop()
+    assert gc.get_threshold() == before
+
+
 def test_zero_leaves_cpythons_collector_as_it_is() -> None:
     p = configure_gc(0)
     try:
+        assert gc.get_threshold() == (700, 10, 10)
+        assert promote_many() >= 1  # what the policy prevents (test_no_full_collection_starts_by_itself)
         kept = Node()
         gc.collect()
         assert in_collector_view(kept)  # no freeze after a full collection
