@@ -7,6 +7,9 @@ through three hot buckets (the first two for every trigger at once, the third on
 in the daemon's real time). The reaction time of one trigger is the time from sending its third push to the
 fake Marathon receiving the PUT, both read on CLOCK_MONOTONIC (shared by processes on Linux).
 Baseline in the same run: the round trip of `GET /healthz` on the same daemon under the same load.
+The loader runs in a process of its own (`loader_process`): in this client's event loop, building and
+sending its 1,000-point bodies delayed a trigger's push by a few milliseconds now and then, which the
+reaction time counted as the daemon's.
 
 Run: .venv/bin/python bench/reaction.py [--background 10000] [--triggers 100] [--no-history]
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -83,10 +87,39 @@ async def loader(url: str, jobs: int, stop: asyncio.Event, sent: list[int]) -> N
                     await asyncio.wait_for(stop.wait(), rest)
 
 
+def loader_process(url: str, jobs: int, stop: Any, sent: Any) -> None:
+    """`loader` in a process of its own until `stop` (a multiprocessing.Event) is set; its count in `sent`."""
+
+    async def go() -> None:
+        done = asyncio.Event()
+        count = [0]
+
+        async def watch() -> None:
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            done.set()
+
+        watcher = asyncio.create_task(watch())
+        await loader(url, jobs, done, count)
+        await watcher
+        sent.value = count[0]
+
+    asyncio.run(go())
+
+
 async def run(d: DaemonProcess, fake: FakeMarathonProcess, background: int, triggers: int) -> dict[str, Any]:
-    stop = asyncio.Event()
-    sent = [0]
-    load = asyncio.create_task(loader(d.url, background, stop, sent))
+    mp = multiprocessing.get_context("spawn")
+    stop, sent = mp.Event(), mp.Value("q", 0)
+    load = mp.Process(target=loader_process, args=(d.url, background, stop, sent), daemon=True)
+    load.start()
+    try:
+        return await measure(d, fake, triggers, sent)
+    finally:
+        stop.set()
+        await asyncio.to_thread(load.join, 30)
+
+
+async def measure(d: DaemonProcess, fake: FakeMarathonProcess, triggers: int, sent: Any) -> dict[str, Any]:
     reactions: list[float] = []
     rtts: list[float] = []
     async with aiohttp.ClientSession() as s:
@@ -157,9 +190,7 @@ async def run(d: DaemonProcess, fake: FakeMarathonProcess, background: int, trig
                 await r.read()
             rtts.append((time.monotonic() - h0) * 1000)
             await asyncio.sleep(0.05)
-    stop.set()
-    await load
-    return {"reactions": reactions, "rtts": rtts, "points": sent[0]}
+    return {"reactions": reactions, "rtts": rtts, "sent": sent}
 
 
 def background_jobs(jobs: Path, n: int) -> Path:
@@ -218,7 +249,7 @@ def main() -> int:
             d.close()
             fake.stop()
     r, h = res["reactions"], res["rtts"]
-    print(f"background jobs={args.background} triggers={len(r)} background points sent={res['points']}")
+    print(f"background jobs={args.background} triggers={len(r)} background points sent={res['sent'].value}")
     print(
         f"reaction ms: p50 {statistics.median(r):.1f}  p90 {pct(r, 0.9):.1f}  p99 {pct(r, 0.99):.1f}  max {max(r):.1f}"
     )
