@@ -5,7 +5,6 @@ event loop keeps serving requests between them. CPU and latency figures are in b
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from oceand.store import open_store
 from oceand.store.base import StoreError
 from policies.document import parse_job
 from tests.conftest import Client, DaemonFactory
-from tests.engine.test_live_decisions import JOB, T0, Clock, bucket, cpu_item, seed
+from tests.engine.test_live_decisions import JOB, T0, Clock, bucket, seed
 
 
 def doc(name: str = JOB, **over: Any) -> dict[str, Any]:
@@ -166,50 +165,6 @@ async def test_jobs_due_at_the_same_moment_are_woken_in_slices(start_daemon: Dae
     assert d.metrics.timer_deferred._value.get() >= 2 * (n // engine_mod.WAKE_BATCH)
     last = [rt.buckets.last for rt in d.engine.jobs.values()]
     assert all(b is not None and not b.early for b in last)  # none closed before its deadline
-
-
-async def test_a_push_that_completes_many_buckets_wakes_their_workers_in_slices(
-    start_daemon: DaemonFactory,
-) -> None:
-    """One push completes 300 jobs' buckets (each job's one instance reported): their workers are woken at
-    most PACE_BATCH per loop iteration (Engine._wake_paced), so the loop polls its sockets and runs what
-    became ready in between — woken together, all 300 steps ran in one iteration."""
-    d, client = await start_daemon()
-    n = 300
-    names = [f"job.paced{i:03d}" for i in range(n)]
-    for name in names:
-        await d.engine.upsert(parse_job(doc(name, period=60)), 1)
-        d.engine.set_expected(name, 1)
-    iteration = 0
-    stepped: list[int] = []  # the loop iteration of every worker step from now on
-    loop = asyncio.get_running_loop()
-
-    def tick() -> None:
-        nonlocal iteration
-        iteration += 1
-        if len(stepped) < n:
-            loop.call_soon(tick)
-
-    real = d.engine._step
-
-    async def step(rt: Any) -> None:
-        stepped.append(iteration)
-        await real(rt)
-
-    d.engine._step = step  # type: ignore[method-assign]
-    ts = int(time.time()) // 60 * 60
-    items = [cpu_item(f"{name}-host", ts, 50.0) | {"tags": f"job={name}"} for name in names]
-    loop.call_soon(tick)
-    status, _ = await client.call("POST", "/v1/push", json=items)
-    assert status == 200
-    async with asyncio.timeout(10):
-        while len(stepped) < n:
-            await asyncio.sleep(0.01)
-    per_iteration: dict[int, int] = {}
-    for it in stepped[:n]:
-        per_iteration[it] = per_iteration.get(it, 0) + 1
-    assert max(per_iteration.values()) <= engine_mod.PACE_BATCH, per_iteration
-    assert len(per_iteration) >= n // engine_mod.PACE_BATCH
 
 
 async def run_timers(d: Daemon, clock: Clock, t: float) -> None:
