@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -98,7 +98,6 @@ PROBE_JOB = ""  # the job_state key probe_write writes and deletes: never a job'
 
 
 ANTICIPATE = 0.02  # seconds the store is kept from other work after an urgent write (see _PriorityLock)
-NOT_TAKEN: Any = object()  # a rider the thread did not take: it goes the usual way (SQLiteStore._ride)
 
 
 class _PriorityLock:
@@ -186,17 +185,6 @@ class _PriorityLock:
                 return True
         return False
 
-    def anticipate(self) -> None:
-        """An urgent write was done out of the lock's turns (it rode on another transaction, `_ride`): the
-        others are kept waiting `anticipate` seconds as after an urgent holder — from the current holder's
-        release, or from now when the lock is free."""
-        if self._anticipate <= 0:
-            return
-        if self._locked:
-            self._urgent_holder = True  # its release holds the others back
-        elif self._held_back is None:
-            self._held_back = asyncio.get_running_loop().call_later(self._anticipate, self._end_hold)
-
     def _end_hold(self) -> None:
         self._held_back = None
         if not self._locked:
@@ -218,46 +206,6 @@ class _Commit:
     done: asyncio.Future[int | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
-
-
-@dataclass(slots=True)
-class _Rider:
-    """An urgent write handed to the database's thread while another transaction runs there (`_ride`)."""
-
-    work: Callable[[sqlite3.Connection], Any]
-    done: asyncio.Future[Any]
-
-
-def _transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], timeout: float) -> T:
-    """BEGIN IMMEDIATE (retried while the database is locked, as `_while_locked`), `work`, COMMIT —
-    ROLLBACK if anything raises. Runs in the database's thread."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            break
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() >= deadline:
-                raise
-        time.sleep(0.01)
-    try:
-        result = work(conn)
-        conn.execute("COMMIT")
-        return result
-    except BaseException:
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        raise
-
-
-def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if done.done():  # its caller was cancelled: the write stands, as a commit already handed over does
-        return
-    if error is not None:
-        done.set_exception(error)
-    else:
-        done.set_result(result)
 
 
 class SQLiteStore:
@@ -282,8 +230,6 @@ class SQLiteStore:
         self._waiting: dict[str, _Commit] = {}  # job -> its newest commit not yet being written
         self._writer: asyncio.Future[None] | None = None
         self._group_waiter: asyncio.Future[None] | None = None  # the group writer's place in the lock's queue
-        self._busy = False  # a transaction runs whole in the database's thread (`_in_thread`)
-        self._riders: deque[_Rider] = deque()  # urgent writes to run in that thread right after it
         self._health = WriteHealth(self._url.redacted)
 
     @property
@@ -440,66 +386,38 @@ class SQLiteStore:
     async def _in_thread(
         self, work: Callable[[sqlite3.Connection], T], *, urgent: bool = False, held: bool = False
     ) -> T:
-        """One write transaction run whole in the database's thread (`_transaction`: BEGIN IMMEDIATE,
-        `work`, COMMIT in one call). Statement by statement (`_write`), each statement is a round trip
-        between the event loop and that thread, and on a busy daemon each waits for the loop: a pending
-        decision's 3 ms transaction took 17 ms at p90 under bench/reaction.py's load. Health as `_reported`.
-
-        An urgent write that comes while such a transaction runs rides on it (`_ride`): the thread runs it
-        right after, without waiting for the loop to take the first one's result and hand the lock on."""
-        if urgent and not held and self._busy:
-            got = await self._ride(work)
-            if got is not NOT_TAKEN:
-                return cast(T, got)
+        """One write transaction run whole in the database's thread: BEGIN IMMEDIATE (retried while the
+        database is locked, as `_while_locked`), `work`, COMMIT — ROLLBACK if anything raises — in one call.
+        Statement by statement (`_write`), each statement is a round trip between the event loop and that
+        thread, and on a busy daemon each waits for the loop: a pending decision's 3 ms transaction took
+        17 ms at p90 under bench/reaction.py's load. Health as `_reported`."""
         timeout = self._url.timeout
-        riders = self._riders
-        loop = asyncio.get_running_loop()
 
         def tx(conn: sqlite3.Connection) -> T:
-            result = _transaction(conn, work, timeout)
-            while riders:  # the urgent writes that came meanwhile, each in its own transaction
+            deadline = time.monotonic() + timeout
+            while True:
                 try:
-                    r = riders.popleft()
-                except IndexError:
+                    conn.execute("BEGIN IMMEDIATE")
                     break
-                try:
-                    out, error = _transaction(conn, r.work, timeout), None
-                except Exception as e:
-                    out, error = None, e
-                with contextlib.suppress(RuntimeError):  # the loop closed (the process ends)
-                    loop.call_soon_threadsafe(_settle, r.done, out, error)
-            return result
+                except sqlite3.OperationalError as e:
+                    if "locked" not in str(e) or time.monotonic() >= deadline:
+                        raise
+                time.sleep(0.01)
+            try:
+                result = work(conn)
+                conn.execute("COMMIT")
+                return result
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
 
         async with self._reported(), self._read(urgent, held) as db:
-            self._busy = True
-            try:
-                # aiosqlite (pinned, 0.22) runs a function in the connection's thread with `_execute`: the
-                # same queue its own calls go through, so it is ordered with them
-                result: T = await db._execute(tx, db._conn)  # type: ignore[no-untyped-call]
-            finally:
-                self._busy = False
-                while riders:  # came after the thread's last look (or it failed): they go the usual way
-                    _settle(riders.popleft().done, NOT_TAKEN, None)
+            # aiosqlite (pinned, 0.22) runs a function in the connection's thread with `_execute`: the
+            # same queue its own calls go through, so it is ordered with them
+            result: T = await db._execute(tx, db._conn)  # type: ignore[no-untyped-call]
         return result
-
-    async def _ride(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
-        """`work` run in the database's thread right after the transaction running there (`_in_thread`),
-        in a transaction of its own; NOT_TAKEN when that one ended first. The lock is the running
-        transaction's holder's: nothing else runs in between, and no statement-by-statement transaction
-        (`_write`, `_read`) is open meanwhile, since it would hold the lock."""
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._riders.append(_Rider(work, done))
-        try:
-            got = await done
-        except sqlite3.Error as e:
-            error = self._error(e)
-            if not isinstance(e, sqlite3.IntegrityError):
-                self.health.failed(error)
-            raise error from e
-        if got is not NOT_TAKEN:
-            self.health.ok()
-            self._lock.anticipate()
-        return got
 
     @asynccontextmanager
     async def _reported(self) -> AsyncIterator[None]:
@@ -674,46 +592,12 @@ class SQLiteStore:
                 older.state = None
             self._waiting[job] = item
         urgent = item.row is not None and item.row.status == "pending"
-        if urgent and self._busy:
-            self._ride_commit(item)
-        else:
-            self._queue(item, urgent)
-        return await asyncio.shield(item.done)  # a cancelled caller does not take its write back
-
-    def _queue(self, item: _Commit, urgent: bool) -> None:
-        """Into the group commit's queues; the group writer started when it is not running."""
         (self._urgent if urgent else self._queued).append(item)
         if urgent and self._group_waiter is not None:
             self._lock.promote(self._group_waiter)  # the group writer waits for the lock: go first
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write_queued())
-
-    def _ride_commit(self, item: _Commit) -> None:
-        """A pending decision's commit that came while a transaction runs in the database's thread: written
-        right after it, in a transaction of its own (as `_ride`); queued as usual when that one ended first.
-        Settled by a callback, so that a cancelled caller does not take its write back."""
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._riders.append(_Rider(self._batch_work([item]), done))
-
-        def rode(f: asyncio.Future[Any]) -> None:
-            error = f.exception()
-            if error is None and f.result() is NOT_TAKEN:
-                self._queue(item, True)
-                return
-            if self._waiting.get(item.job) is item:
-                del self._waiting[item.job]
-            if error is None:
-                self.health.ok()
-                self._lock.anticipate()  # its attempt usually follows
-                _done(item, f.result()[0])
-                return
-            failure = self._error(error)
-            failure.__cause__ = error
-            if not isinstance(error, sqlite3.IntegrityError):
-                self.health.failed(failure)
-            item.done.set_exception(failure)
-
-        done.add_done_callback(rode)
+        return await asyncio.shield(item.done)  # a cancelled caller does not take its write back
 
     async def _write_queued(self) -> None:
         while self._urgent or self._queued:
@@ -724,10 +608,11 @@ class SQLiteStore:
                 await self._lock.wait(self._group_waiter)
             finally:
                 self._group_waiter = None
-            # a pending decision's transaction carries pending decisions only: a short one
-            queue = self._urgent or self._queued
-            batch = queue[:GROUP_MAX]
-            del queue[: len(batch)]
+            batch = self._urgent[:GROUP_MAX]
+            del self._urgent[: len(batch)]
+            room = GROUP_MAX - len(batch)
+            batch += self._queued[:room]
+            del self._queued[:room]
             for item in batch:
                 if self._waiting.get(item.job) is item:
                     del self._waiting[item.job]
@@ -761,13 +646,7 @@ class SQLiteStore:
         self, batch: list[_Commit], held: bool = False
     ) -> list[int | DecisionNotFound | None]:
         """One transaction for the batch (`held`: under the caller's hold of the lock, which it releases),
-        run whole in the database's thread (`_in_thread`)."""
-        return await self._in_thread(self._batch_work(batch), held=held)
-
-    def _batch_work(
-        self, batch: list[_Commit]
-    ) -> Callable[[sqlite3.Connection], list[int | DecisionNotFound | None]]:
-        """A batch of commits as one transaction's work. The states go in one executemany at the end: the
+        run whole in the database's thread (`_in_thread`). The states go in one executemany at the end: the
         batch holds at most one state per job (`_enqueue` drops an older commit's state)."""
         now = self._clock()
 
@@ -813,7 +692,7 @@ class SQLiteStore:
                 )
             return ids
 
-        return work
+        return await self._in_thread(work, held=held)
 
     async def decisions(self, job: str, limit: int = 50, since: float | None = None) -> list[dict[str, Any]]:
         check_job(job)
@@ -952,13 +831,10 @@ class SQLiteStore:
         values = [history_row(r) for r in rows]
         if not values:
             return 0
-
-        def work(conn: sqlite3.Connection) -> None:
-            conn.executemany(
+        async with self._write() as db:
+            await db.executemany(
                 f"INSERT OR REPLACE INTO history ({HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values
             )
-
-        await self._in_thread(work)  # one call to the thread, and an urgent write may ride on it
         return len(values)
 
     async def history(
