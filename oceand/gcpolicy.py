@@ -17,7 +17,7 @@ So, once serving:
   the thread switch and the full collections*). Objects in the oldest generation are still freed by
   reference counting; what waits is a cycle that became garbage after it got there;
 - so those are not kept for ever, a **rebase** — `gc.unfreeze()`, a full collection of everything, freeze
-  again — runs from the event loop every `max_age` (10 minutes): one pause of a full walk (0.6–0.9 s at
+  again — runs from the event loop every `max_age` (10 minutes): one pause of a full walk (0.6–1.0 s at
   10,000 jobs on the reference machine) every 10 minutes instead of a 40–300 ms one every 2 s. The rebase
   is on time, not on the frozen set's size: CPython counts that set by walking it (`gc.get_freeze_count()`
   took ~110 ms at 10,000 jobs). What can wait for a rebase is small: the full collections it replaces

@@ -180,24 +180,33 @@ def test_the_console_end_to_end(browser: Any, live: Live) -> None:
     wait_for(lambda: live.fake.scales("/ocean/web") == [3], 10, "the scale-out to 3")
     wait(d).until(EC.text_to_be_present_in_element((By.ID, "st-instances"), "3"))
 
-    # the history chart: the rule's recorded values (three ordinary buckets, two hot) against the instances
-    chart = wait(d, 15).until(
-        lambda _: [
-            c
-            for c in d.find_elements(By.CSS_SELECTOR, 'svg.chart[data-rule="cpu"]')
-            if len(c.find_element(By.CSS_SELECTOR, "polyline.value").get_attribute("points").split()) >= 5
-        ]
-    )[0]
-    assert chart.find_element(By.TAG_NAME, "title").get_attribute("textContent") == "规则 cpu 的值与实例数"
-    ys = [
-        float(p.split(",")[1])
-        for p in chart.find_element(By.CSS_SELECTOR, "polyline.value").get_attribute("points").split()
-    ]
+    # the history chart: the rule's recorded values (three ordinary buckets, two hot) against the instances.
+    # Read in one script call: the page redraws the chart when it polls, and an element found in one
+    # WebDriver call can be gone by the next (StaleElementReferenceException failed CI once here).
+    def cpu_chart(_: Any) -> dict[str, Any] | None:
+        got: dict[str, Any] | None = d.execute_script(
+            """
+            for (const c of document.querySelectorAll('svg.chart[data-rule="cpu"]')) {
+              const points = (s) => { const e = c.querySelector(s); return e ? e.getAttribute('points') : null; };
+              const value = points('polyline.value');
+              if (!value || value.trim().split(/\\s+/).length < 5) continue;
+              const title = c.querySelector('title');
+              return {title: title ? title.textContent : null, value: value, ready: points('polyline.ready'),
+                      desired: points('polyline.desired'),
+                      axis: [...c.querySelectorAll('text.value-axis')].map(t => t.textContent)};
+            }
+            return null;
+            """
+        )
+        return got
+
+    chart: dict[str, Any] = wait(d, 15).until(cpu_chart)
+    assert chart["title"] == "规则 cpu 的值与实例数"
+    ys = [float(p.split(",")[1]) for p in chart["value"].split()]
     top, bottom = 10, 156  # the plot's y for 100 and 0 (static/chart.js: 180 high, 10 above, 24 below)
     assert [round(100 * (bottom - y) / (bottom - top)) for y in ys] == [65, 70, 75, 95, 95]
-    assert [t.text for t in chart.find_elements(By.CSS_SELECTOR, "text.value-axis")] == ["0", "50", "100"]
-    assert chart.find_element(By.CSS_SELECTOR, "polyline.ready").get_attribute("points")
-    assert chart.find_element(By.CSS_SELECTOR, "polyline.desired").get_attribute("points")
+    assert chart["axis"] == ["0", "50", "100"]
+    assert chart["ready"] and chart["desired"]
     assert not d.find_elements(By.CSS_SELECTOR, "svg.chart polyline.preview")
 
     # 操作: a manual scale from the page, then pause and back to active; each shows in the page and the API
