@@ -147,10 +147,15 @@ class _PriorityLock:
         waiter.set_result(None)
 
     def promote(self, waiter: asyncio.Future[None]) -> None:
-        """Move a waiter of the other queue to the end of the urgent one (it became urgent)."""
+        """Move a waiter of the other queue to the end of the urgent one (it became urgent). A waiter of the
+        other queue may be waiting while the lock is free, held back after an urgent holder: urgent now, it
+        gets the lock at once, as an urgent newcomer would (left queued, nobody would ever hand it the lock:
+        bench/reaction.py stalled on it, every write of the daemon waiting behind it)."""
         with contextlib.suppress(ValueError):
             self._queues[1].remove(waiter)
             self._queues[0].append(waiter)
+            if not self._locked:
+                self._hand(0)
 
     async def wait(self, waiter: asyncio.Future[None]) -> None:
         try:
@@ -187,7 +192,7 @@ class _PriorityLock:
 
     def _end_hold(self) -> None:
         self._held_back = None
-        if not self._locked:
+        if not self._locked and not self._hand(0):
             self._hand(1)
 
     async def __aenter__(self) -> None:

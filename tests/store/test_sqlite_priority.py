@@ -145,6 +145,26 @@ async def test_a_new_caller_waits_out_the_hold_too() -> None:
     assert not lock.locked()
 
 
+async def test_a_waiter_promoted_while_the_others_are_held_back_gets_the_lock() -> None:
+    """The group writer waits, held back after an urgent holder, while the lock is free; a decision about
+    to be applied comes and promotes its wait: it gets the lock at once. Left in the urgent queue with the
+    lock free, nobody handed it on, and every later write queued behind it (a stall of every write seen in
+    bench/reaction.py: no decision recorded, the store's close cut off)."""
+    lock = _PriorityLock(anticipate=0.05)
+    await lock.acquire(urgent=True)  # an attempt
+    lock.release()  # the others are held back now
+    writer = lock.queue()  # the group writer's place: held back
+    await asyncio.sleep(0)
+    assert not writer.done() and not lock.locked()
+    lock.promote(writer)  # a pending decision came
+    assert writer.done() and lock.locked()
+    later = asyncio.ensure_future(lock.acquire())
+    lock.release()
+    await asyncio.wait_for(later, 5)  # after the next hold: the lock goes round again
+    lock.release()
+    assert not lock.locked()
+
+
 async def test_the_store_writes_a_decision_to_apply_and_its_attempt_before_earlier_work(
     tmp_path: Path,
 ) -> None:
