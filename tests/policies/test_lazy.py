@@ -16,7 +16,7 @@ import pytest
 from policies.engine import step
 from policies.target import TargetSpec, propose_target
 from policies.threshold import ThresholdSpec, propose_threshold
-from policies.types import Decision, JobState, LazyProposal, Observation, Proposal
+from policies.types import Decision, JobState, LazyProposal, Observation, Proposal, json_copy
 from tests.policies.build import at, cpu_rule, job
 
 TARGET = TargetSpec("qps", 500.0, 0.1, 0.1, 1.1 + 1e-9, 0.9 - 1e-9)
@@ -144,8 +144,6 @@ JSON_COPY_CASES = {
 
 @pytest.mark.parametrize("case", JSON_COPY_CASES)
 def test_json_copy_is_a_deep_copy(case: str) -> None:
-    from policies.types import json_copy
-
     value = JSON_COPY_CASES[case]
     got = json_copy(value)
     if case == "an object of another type":
