@@ -11,7 +11,7 @@ The loader runs in a process of its own (`loader_process`): in this client's eve
 sending its 1,000-point bodies delayed a trigger's push by a few milliseconds now and then, which the
 reaction time counted as the daemon's.
 
-Run: .venv/bin/python bench/reaction.py [--background 10000] [--triggers 100] [--no-history]
+Run: .venv/bin/python bench/reaction.py [--background 10000] [--triggers 100] [--no-history] [--timeline FILE]
 """
 
 from __future__ import annotations
@@ -121,6 +121,7 @@ async def run(d: DaemonProcess, fake: FakeMarathonProcess, background: int, trig
 
 async def measure(d: DaemonProcess, fake: FakeMarathonProcess, triggers: int, sent: Any) -> dict[str, Any]:
     reactions: list[float] = []
+    timeline: list[dict[str, Any]] = []  # per trigger: its push sent, its PUT received (CLOCK_MONOTONIC)
     rtts: list[float] = []
     async with aiohttp.ClientSession() as s:
         # Warm-up: one ordinary bucket per trigger job, closed at its deadline, so the daemon knows which of
@@ -181,6 +182,7 @@ async def measure(d: DaemonProcess, fake: FakeMarathonProcess, triggers: int, se
                 got = [x for x in fake.control("GET", "scale_requests") if x["app"] == app]
                 if got:
                     reactions.append((got[0]["at"] - sent_at) * 1000)
+                    timeline.append({"job": job, "sent": sent_at, "put": got[0]["at"]})
                     break
                 await asyncio.sleep(0.01)
             else:
@@ -190,7 +192,7 @@ async def measure(d: DaemonProcess, fake: FakeMarathonProcess, triggers: int, se
                 await r.read()
             rtts.append((time.monotonic() - h0) * 1000)
             await asyncio.sleep(0.05)
-    return {"reactions": reactions, "rtts": rtts, "sent": sent}
+    return {"reactions": reactions, "rtts": rtts, "sent": sent, "timeline": timeline}
 
 
 def background_jobs(jobs: Path, n: int) -> Path:
@@ -206,6 +208,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--background", type=int, default=10000)
     ap.add_argument("--triggers", type=int, default=100)
+    ap.add_argument("--timeline", type=Path, help="write each trigger's push and PUT times (JSON) there")
     ap.add_argument(
         "--no-history", action="store_true", help="[history] enabled = false (default: on, as the daemon)"
     )
@@ -249,6 +252,8 @@ def main() -> int:
             d.close()
             fake.stop()
     r, h = res["reactions"], res["rtts"]
+    if args.timeline is not None:
+        args.timeline.write_bytes(orjson.dumps(res["timeline"]))
     print(f"background jobs={args.background} triggers={len(r)} background points sent={res['sent'].value}")
     print(
         f"reaction ms: p50 {statistics.median(r):.1f}  p90 {pct(r, 0.9):.1f}  p99 {pct(r, 0.99):.1f}  max {max(r):.1f}"
