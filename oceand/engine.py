@@ -118,6 +118,9 @@ UNKNOWN_APP_TTL = 10.0  # seconds alarms do not ask Marathon again for an app th
 # Due jobs woken per event-loop iteration: thousands of jobs whose buckets share a deadline are woken in
 # slices, so the loop serves requests (/healthz, pushes) between them instead of stalling for all of them.
 WAKE_BATCH = 64
+# Workers woken per loop iteration for buckets a push completed (Engine._wake_paced): a step costs ~0.1-0.3 ms
+# at 10,000 jobs, so what becomes ready meanwhile (a request, a commit back from the store) waits a few ms.
+PACE_BATCH = 16
 # Idle jobs' empty buckets closed by the timer itself per loop iteration (see Engine._idle_close), and
 # the time that may take (seconds): a request waits for a few such slices at most.
 TICK_BATCH = 64
@@ -156,6 +159,7 @@ class JobRuntime:
     reload: bool = False  # cluster: state and pending writes are read again before the job acts (takeover)
     quiet_until: float | None = None  # cluster: nothing is decided before (a former owner's write pending)
     handed_from: int | None = None  # cluster: buckets from here on were handed over whole by the former owner
+    pace: Callable[[JobRuntime], None] | None = None  # wakes the worker for `take` (Engine._wake_paced)
 
     def __post_init__(self) -> None:
         self.wire()
@@ -170,9 +174,13 @@ class JobRuntime:
         return not self.reload
 
     def take(self, closed: list[ClosedBucket]) -> None:
-        """Buckets ingest closed after a push body completed them: the worker evaluates them next."""
+        """Buckets ingest closed after a push body completed them: the worker evaluates them next (woken
+        through `pace`, the engine's paced wakes, when it has one)."""
         self.ready.extend(closed)
-        self.wake.set()
+        if self.pace is None:
+            self.wake.set()
+        else:
+            self.pace(self)
 
     def closed(self, now: float) -> list[ClosedBucket]:
         """The buckets to evaluate now, oldest first: those ingest closed and handed over, else those due
@@ -261,6 +269,8 @@ class Engine:
         self._timer: asyncio.Handle | None = None
         self._timer_at = math.inf
         self.on_deferred: Callable[[], None] | None = None  # a timer slice left due jobs for the next one
+        self._paced: deque[JobRuntime] = deque()  # workers ingest completed a bucket for, to be woken
+        self._pacing = False  # a `_wake_some` is scheduled
         self.history: HistoryRecorder | None = None  # each evaluated bucket is recorded (oceand/history.py)
         self.on_upsert: Callable[[str], None] | None = None  # a job was added or changed (warm start)
         # Several daemons (oceand/cluster): a job acts only while its shard is held here; None = alone
@@ -341,6 +351,7 @@ class Engine:
             state,
             actuation=actuation,
             reload=self.ownership is not None,
+            pace=self._wake_paced,
         )
         if state.last_bucket is not None:  # a bucket closed before a restart is not evaluated again
             if state.last_bucket <= rt.buckets.closed_upto:
@@ -574,6 +585,37 @@ class Engine:
                 self._timer_at = math.inf
                 if timers:
                     self._arm(timers[0][0])
+
+    def _wake_paced(self, rt: JobRuntime) -> None:
+        """Wake a worker whose bucket a push completed: at once when the job's decisions are applied (mode
+        active), else — dry-run and paused jobs, whose decisions go nowhere — at most PACE_BATCH of them per
+        loop iteration, first come, first served. A 1,000-point body completes ~250 jobs' buckets at once:
+        woken together, their steps ran back to back (~25 ms at 10,000 jobs), and everything that became
+        ready meanwhile — a request, a pending decision's commit coming back from the store's thread —
+        waited behind all of them, at each of a reaction's hops (bench/reaction.py). Paced first come,
+        first served with the others, an active job's own wake queued behind that backlog (its
+        evaluation p90 26 ms after its push): it never waits for a simulation."""
+        if self.mode(rt) == "active":
+            rt.wake.set()
+            return
+        self._paced.append(rt)
+        if not self._pacing:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (a synchronous caller): at once
+                self._paced.popleft().wake.set()
+                return
+            self._pacing = True
+            loop.call_soon(self._wake_some)
+
+    def _wake_some(self) -> None:
+        paced = self._paced
+        for _ in range(min(PACE_BATCH, len(paced))):
+            paced.popleft().wake.set()
+        if paced:  # after the workers just woken have run and the loop has polled its sockets
+            asyncio.get_running_loop().call_soon(self._wake_some)
+        else:
+            self._pacing = False
 
     def _idle_key(self, rt: JobRuntime, before: JobState, last_decision: dict[str, Any] | None) -> Any:
         """After a step: (document, mode) when the job is idle, else None. Idle: the step evaluated an

@@ -5,6 +5,7 @@ event loop keeps serving requests between them. CPU and latency figures are in b
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from oceand.store import open_store
 from oceand.store.base import StoreError
 from policies.document import parse_job
 from tests.conftest import Client, DaemonFactory
-from tests.engine.test_live_decisions import JOB, T0, Clock, bucket, seed
+from tests.engine.test_live_decisions import JOB, T0, Clock, bucket, cpu_item, seed
 
 
 def doc(name: str = JOB, **over: Any) -> dict[str, Any]:
@@ -165,6 +166,75 @@ async def test_jobs_due_at_the_same_moment_are_woken_in_slices(start_daemon: Dae
     assert d.metrics.timer_deferred._value.get() >= 2 * (n // engine_mod.WAKE_BATCH)
     last = [rt.buckets.last for rt in d.engine.jobs.values()]
     assert all(b is not None and not b.early for b in last)  # none closed before its deadline
+
+
+async def steps_after_one_push(d: Daemon, client: Client, names: list[str]) -> dict[str, int]:
+    """Push one sample of every job (one instance each) in one body, in `names`' order: the loop iteration
+    (counted from the push) in which each job's worker stepped."""
+    for name in names:
+        d.engine.set_expected(name, 1)
+    iteration = 0
+    stepped: dict[str, int] = {}  # job -> the loop iteration of its first worker step from now on
+    loop = asyncio.get_running_loop()
+
+    def tick() -> None:
+        nonlocal iteration
+        iteration += 1
+        if len(stepped) < len(names):
+            loop.call_soon(tick)
+
+    real = d.engine._step
+
+    async def step(rt: Any) -> None:
+        stepped.setdefault(rt.name, iteration)
+        await real(rt)
+
+    d.engine._step = step  # type: ignore[method-assign]
+    ts = int(time.time()) // 60 * 60
+    items = [cpu_item(f"{name}-host", ts, 50.0) | {"tags": f"job={name}"} for name in names]
+    loop.call_soon(tick)
+    status, _ = await client.call("POST", "/v1/push", json=items)
+    assert status == 200
+    async with asyncio.timeout(10):
+        while len(stepped) < len(names):
+            await asyncio.sleep(0.01)
+    return stepped
+
+
+async def test_a_push_that_completes_many_buckets_wakes_their_workers_in_slices(
+    start_daemon: DaemonFactory,
+) -> None:
+    """One push completes 300 dry-run jobs' buckets (each job's one instance reported): their workers are
+    woken at most PACE_BATCH per loop iteration (Engine._wake_paced), so the loop polls its sockets and runs
+    what became ready in between — woken together, all 300 steps ran in one iteration."""
+    d, client = await start_daemon()
+    n = 300
+    names = [f"job.paced{i:03d}" for i in range(n)]
+    for name in names:
+        await d.engine.upsert(parse_job(doc(name, period=60)), 1)
+    stepped = await steps_after_one_push(d, client, names)
+    per_iteration: dict[int, int] = {}
+    for it in stepped.values():
+        per_iteration[it] = per_iteration.get(it, 0) + 1
+    assert max(per_iteration.values()) <= engine_mod.PACE_BATCH, per_iteration
+    assert len(per_iteration) >= n // engine_mod.PACE_BATCH
+
+
+async def test_an_active_jobs_worker_does_not_wait_behind_the_paced_ones(start_daemon: DaemonFactory) -> None:
+    """The same push completes an active job's bucket too, last in the body: its worker is woken at once,
+    and steps in the first iteration with the first slice of the 300 dry-run jobs, not after all of them
+    (first come, first served, it stepped iterations later: 15 against 10 in one run)."""
+    d, client = await start_daemon(actuator=RecordingActuator())  # an actuator: the active job is applied
+    names = [f"job.paced{i:03d}" for i in range(300)]
+    for name in names:
+        await d.engine.upsert(parse_job(doc(name, period=60, mode="dry-run")), 1)
+    active = "job.active"
+    await d.engine.upsert(parse_job(doc(active, period=60, mode="active")), 1)
+    assert d.engine.mode(d.engine.jobs[active]) == "active"
+    stepped = await steps_after_one_push(d, client, [*names, active])
+    first = min(stepped[n] for n in names)
+    assert stepped[active] <= first, (stepped[active], first)
+    assert max(stepped[n] for n in names) > first  # the dry-run ones were paced behind it
 
 
 async def run_timers(d: Daemon, clock: Clock, t: float) -> None:
