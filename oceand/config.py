@@ -486,7 +486,7 @@ class HistorySettings(Table):
     max_buffer: Annotated[int, Field(ge=1000, le=10_000_000)] = 200_000  # rows waiting; more are dropped
     # rows per write / roll-up / prune transaction; each holds the store (a SQLite store serves a decision
     # about to be applied after the transaction in flight: keep them short)
-    batch: Annotated[int, Field(ge=100, le=100_000)] = 500
+    batch: Annotated[int, Field(ge=100, le=100_000)] = 100
     prune_interval: Annotated[Duration, Field(ge=1, le=86400)] = 60.0  # roll-up and prune this often
     # warm start from Falcon's graph history (docs/falcon.md "Warm start"): off unless falcon_api is set
     falcon_api: str | None = None  # falcon-plus API base URL (modules/api), as [notify] falcon_api

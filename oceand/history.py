@@ -52,7 +52,7 @@ class HistoryRecorder:
         rollup_after: float = 86400.0,
         flush_interval: float = 5.0,
         max_buffer: int = 200_000,
-        batch: int = 500,
+        batch: int = 100,
         prune_interval: float = 60.0,
         clock: Clock = time.time,
         on_dropped: Callable[[int], None] | None = None,

@@ -122,6 +122,10 @@ class _PriorityLock:
     def locked(self) -> bool:
         return self._locked
 
+    def urgent_waiting(self) -> bool:
+        """Whether an urgent waiter is queued (also read from the database's thread: a deque's length)."""
+        return bool(self._queues[0])
+
     async def acquire(self, urgent: bool = False) -> None:
         await self.wait(self.queue(urgent))
 
@@ -602,7 +606,10 @@ class SQLiteStore:
             self._lock.promote(self._group_waiter)  # the group writer waits for the lock: go first
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write_queued())
-        return await asyncio.shield(item.done)  # a cancelled caller does not take its write back
+        # Awaited without a shield: a cancelled caller cancels `done`, but its commit stays queued and is
+        # written all the same (`_done` skips a cancelled future). A shield cost each commit one more loop
+        # iteration before its caller went on (its inner future's callback, then the outer one's).
+        return await item.done
 
     async def _write_queued(self) -> None:
         while self._urgent or self._queued:
@@ -613,17 +620,23 @@ class SQLiteStore:
                 await self._lock.wait(self._group_waiter)
             finally:
                 self._group_waiter = None
-            batch = self._urgent[:GROUP_MAX]
-            del self._urgent[: len(batch)]
-            room = GROUP_MAX - len(batch)
-            batch += self._queued[:room]
-            del self._queued[:room]
+            # Urgent commits go alone: each statement of the transaction gives the GIL up in the database's
+            # thread and waits up to a switch interval to get it back from a busy loop, so a pending
+            # decision that carried 49 queued states and dry-run decisions took 25-55 ms in the thread
+            # (bench/reaction.py) instead of ~1 ms.
+            urgent = bool(self._urgent)
+            if urgent:
+                batch = self._urgent[:GROUP_MAX]
+                del self._urgent[: len(batch)]
+            else:
+                batch = self._queued[:GROUP_MAX]
+                del self._queued[: len(batch)]
             for item in batch:
                 if self._waiting.get(item.job) is item:
                     del self._waiting[item.job]
             try:
                 try:
-                    ids = await self._commit_many(batch, held=True)
+                    ids = await self._commit_many(batch, held=True, yields=not urgent)
                 finally:
                     self._lock.release()
             except StoreError as e:
@@ -633,32 +646,55 @@ class SQLiteStore:
                         try:
                             _done(item, (await self._commit_many([item]))[0])
                         except StoreError as one:
-                            item.done.set_exception(one)
+                            _failed(item, one)
                 else:
                     # the database itself failed (locked past the timeout, I/O, closed): every commit of
                     # the group gets that error once, instead of waiting out the timeout one by one
                     for item in batch:
-                        item.done.set_exception(e)
+                        _failed(item, e)
                 continue
             except BaseException as e:  # cancelled (shutdown) or a bug: no caller waits forever
                 for item in batch:
-                    item.done.set_exception(self._error(f"commit not written: {e!r}"))
+                    _failed(item, self._error(f"commit not written: {e!r}"))
                 raise
-            for item, result in zip(batch, ids, strict=True):
+            for item, result in zip(batch, ids, strict=False):
                 _done(item, result)
+            if len(ids) < len(batch):
+                self._requeue(batch[len(ids) :])
+
+    def _requeue(self, rest: list[_Commit]) -> None:
+        """Commits a group transaction left for an urgent write (`_commit_many`'s `yields`) go back to the
+        head of the queue, in order. A commit of the same job that came since they were taken is newer:
+        one of them then writes no state (`_enqueue`'s rule, here after the fact)."""
+        for item in rest:
+            if item.state is not None:
+                newer = self._waiting.get(item.job)
+                if newer is None:
+                    self._waiting[item.job] = item
+                elif newer is not item:
+                    item.state = None
+        self._queued[:0] = rest
 
     async def _commit_many(
-        self, batch: list[_Commit], held: bool = False
+        self, batch: list[_Commit], held: bool = False, yields: bool = False
     ) -> list[int | DecisionNotFound | None]:
         """One transaction for the batch (`held`: under the caller's hold of the lock, which it releases),
         run whole in the database's thread (`_in_thread`). The states go in one executemany at the end: the
-        batch holds at most one state per job (`_enqueue` drops an older commit's state)."""
+        batch holds at most one state per job (`_enqueue` drops an older commit's state).
+
+        `yields`: once an urgent write waits (a decision about to be applied, an attempt), the transaction
+        ends after the commit at hand and the result is shorter than the batch; the caller queues the rest
+        again. Each statement in the database's thread gives the GIL up and waits to get it back from a
+        busy loop: a 50-commit group took up to 30 ms there, and the urgent write waited for all of it."""
         now = self._clock()
+        urgent_waits = self._lock.urgent_waiting
 
         def work(conn: sqlite3.Connection) -> list[int | DecisionNotFound | None]:
             ids: list[int | DecisionNotFound | None] = []
             states: list[tuple[str, str, float]] = []
             for item in batch:
+                if yields and ids and (self._urgent or urgent_waits()):  # read from this thread: len() only
+                    break
                 if item.outcome is not None:
                     did, out = item.outcome
                     if not conn.execute(
@@ -836,10 +872,15 @@ class SQLiteStore:
         values = [history_row(r) for r in rows]
         if not values:
             return 0
-        async with self._write() as db:
-            await db.executemany(
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.executemany(
                 f"INSERT OR REPLACE INTO history ({HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values
             )
+
+        # whole in the database's thread: statement by statement (`_write`), the lock was held across
+        # three round trips through a busy loop (~18 ms), and a pending decision waited for them
+        await self._in_thread(work)
         return len(values)
 
     async def history(
@@ -860,31 +901,34 @@ class SQLiteStore:
     async def rollup_history(self, before: float, limit: int) -> int:
         check_time(before, "before")
         check_limit(limit)
-        async with self._write() as db:
-            rows = list(
-                await db.execute_fetchall(
-                    "SELECT job, t, vals, ready, running, desired, decision FROM history"
-                    " WHERE step = 0 AND t < ? ORDER BY job, t LIMIT ?",
-                    (before, limit),
-                )
-            )
+
+        def work(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                "SELECT job, t, vals, ready, running, desired, decision FROM history"
+                " WHERE step = 0 AND t < ? ORDER BY job, t LIMIT ?",
+                (before, limit),
+            ).fetchall()
             out, gone = rollup(rows, complete=len(rows) < limit)
-            await db.executemany("DELETE FROM history WHERE job = ? AND t = ?", gone)
-            await db.executemany(
+            conn.executemany("DELETE FROM history WHERE job = ? AND t = ?", gone)
+            conn.executemany(
                 f"INSERT OR REPLACE INTO history ({HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", out
             )
-        return len(gone)
+            return len(gone)
+
+        return await self._in_thread(work)  # whole in the database's thread, as add_history
 
     async def prune_history(self, before: float, limit: int) -> int:
         check_time(before, "before")
         check_limit(limit)
-        async with self._write() as db:
-            cursor = await db.execute(
+
+        def work(conn: sqlite3.Connection) -> int:
+            return conn.execute(
                 "DELETE FROM history WHERE rowid IN (SELECT rowid FROM history WHERE step IN (0, 60)"
                 " AND t < ? LIMIT ?)",
                 (before, limit),
-            )
-            return cursor.rowcount
+            ).rowcount
+
+        return await self._in_thread(work)  # whole in the database's thread, as add_history
 
     async def prune_audit(self, before: float, limit: int) -> int:
         check_limit(limit)
@@ -898,9 +942,14 @@ class SQLiteStore:
 
 def _done(item: _Commit, result: int | DecisionNotFound | None) -> None:
     if isinstance(result, DecisionNotFound):
-        item.done.set_exception(result)
-    else:
+        _failed(item, result)
+    elif not item.done.done():  # done: its caller was cancelled (the commit was written all the same)
         item.done.set_result(result)
+
+
+def _failed(item: _Commit, error: BaseException) -> None:
+    if not item.done.done():
+        item.done.set_exception(error)
 
 
 class _Tx:

@@ -25,9 +25,9 @@ def _record_batches(store: SQLiteStore) -> list[list[str]]:
     batches: list[list[str]] = []
     inner = store._commit_many
 
-    async def spy(batch: list[Any], held: bool = False) -> list[int | None]:
+    async def spy(batch: list[Any], held: bool = False, yields: bool = False) -> list[int | None]:
         batches.append([item.job for item in batch])
-        return await inner(batch, held)
+        return await inner(batch, held, yields)
 
     store._commit_many = spy  # type: ignore[method-assign]
     return batches
@@ -131,6 +131,27 @@ async def test_a_cancelled_caller_does_not_take_its_write_back(tmp_path: Path) -
     await again.open()
     assert await again.load_state("j") == {"v": 1}  # written: the caller may retry, never half of it
     await again.close()
+
+
+async def test_a_caller_cancelled_while_its_group_is_written_does_not_stop_the_writer(tmp_path: Path) -> None:
+    """Its commit is in the transaction in flight when the caller is cancelled: the commit is written, the
+    others of the group get their ids, and the writer goes on with the next commits."""
+    store = _store(tmp_path)
+    await store.open()
+    await store._lock.acquire()
+    gone = asyncio.ensure_future(store.commit("j1", {"v": 1}, decision("j1")))
+    kept = asyncio.ensure_future(store.commit("j2", {"v": 2}, decision("j2")))
+    await asyncio.sleep(0)
+    store._lock.release()
+    await asyncio.sleep(0)  # the writer has the lock and the batch: the transaction is on its way
+    gone.cancel()
+    assert isinstance(await asyncio.wait_for(kept, 5), int)
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert isinstance(await asyncio.wait_for(store.commit("j3", {"v": 3}, decision("j3")), 5), int)
+    assert await store.load_state("j1") == {"v": 1}
+    assert len(await store.decisions("j1")) == 1
+    await store.close()
 
 
 async def test_a_pending_decision_jumping_the_queue_does_not_let_an_older_state_win(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from oceand.store import SQLiteStore
-from oceand.store.sqlite import _PriorityLock
+from oceand.store.sqlite import _Commit, _PriorityLock
 from tests.store.test_attempts import attempt
 from tests.store.test_store_contract import decision, outcome
 
@@ -169,8 +169,9 @@ async def test_the_store_writes_a_decision_to_apply_and_its_attempt_before_earli
     tmp_path: Path,
 ) -> None:
     """While the store is busy, a read, a state flush and a dry-run decision queue; then an attempt and a
-    decision about to be applied come. Once free, the store serves the attempt, then the group with the
-    pending decision, and only then the read that came first."""
+    decision about to be applied come. Once free, the store serves the attempt, then the pending decision in
+    a transaction of its own (the queued commits are not written with it), and only then the others, first
+    come, first served: the read, then the group of the flush and the dry-run decision."""
     store = SQLiteStore(f"sqlite:///{tmp_path / 'oceand.db'}", clock=lambda: 1_700_000_000.0)
     await store.open()
     try:
@@ -196,12 +197,118 @@ async def test_the_store_writes_a_decision_to_apply_and_its_attempt_before_earli
         assert done == []
         store._lock.release()
         await asyncio.wait_for(asyncio.gather(*tasks), 10)
-        # the attempt first (queued urgent before the decision came), then the group transaction that took
-        # the pending decision (and, behind it, the flush and the dry-run one), the read last
+        # the attempt first (queued urgent before the decision came), then the pending decision alone, then
+        # the read (queued before the group writer came back for the others), then the flush and dry-run one
         assert done[0] == "attempt"
         assert done[1] == "pending"
-        assert set(done[2:4]) == {"flush", "dry-run"}
-        assert done[4] == "read"
+        assert done[2] == "read"
+        assert set(done[3:5]) == {"flush", "dry-run"}
         assert len(await store.decisions("job.active")) == 1
+    finally:
+        await store.close()
+
+
+async def test_a_decision_to_apply_is_written_in_a_transaction_of_its_own(tmp_path: Path) -> None:
+    """Twenty dry-run decisions and state flushes queue while the store is busy, then a decision about to be
+    applied comes: its transaction holds it alone (each statement in the database's thread waits for the
+    GIL from a busy loop, so the queued commits made it 25-55 ms long), and the others follow in one group."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'oceand.db'}", clock=lambda: 1_700_000_000.0)
+    await store.open()
+    groups: list[list[str]] = []
+    real = store._commit_many
+
+    async def commit_many(batch: list[Any], held: bool = False, yields: bool = False) -> list[Any]:
+        groups.append([item.job for item in batch])
+        return await real(batch, held=held, yields=yields)
+
+    store._commit_many = commit_many  # type: ignore[method-assign]
+    try:
+        await store._lock.acquire()  # busy
+        tasks = [
+            asyncio.ensure_future(
+                store.commit(f"job.dry{i}", {}, decision(f"job.dry{i}"), outcome("dry-run"))
+            )
+            for i in range(10)
+        ]
+        tasks += [asyncio.ensure_future(store.commit(f"job.flush{i}", {"count": i})) for i in range(10)]
+        await asyncio.sleep(0)
+        tasks.append(
+            asyncio.ensure_future(store.commit("job.active", {}, decision("job.active"), outcome("pending")))
+        )
+        await asyncio.sleep(0)
+        store._lock.release()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        assert groups[0] == ["job.active"]
+        assert sorted(groups[1]) == sorted(
+            [f"job.dry{i}" for i in range(10)] + [f"job.flush{i}" for i in range(10)]
+        )
+        assert len(groups) == 2
+    finally:
+        await store.close()
+
+
+async def test_a_group_transaction_ends_early_when_an_urgent_write_waits(tmp_path: Path) -> None:
+    """While an urgent write waits (here: always), a group transaction ends after each commit and the rest is
+    queued again at the head: twenty queued commits take twenty transactions, each one shorter, and all of
+    them land in order, with their ids and states."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'oceand.db'}", clock=lambda: 1_700_000_000.0)
+    await store.open()
+    sizes: list[int] = []
+    real = store._commit_many
+
+    async def commit_many(batch: list[Any], held: bool = False, yields: bool = False) -> list[Any]:
+        sizes.append(len(batch))
+        out = await real(batch, held=held, yields=yields)
+        assert len(out) == 1
+        return out
+
+    store._commit_many = commit_many  # type: ignore[method-assign]
+    store._lock.urgent_waiting = lambda: True  # type: ignore[method-assign]
+    try:
+        await store._lock.acquire()
+        tasks = [
+            asyncio.ensure_future(
+                store.commit(f"job.d{i:02d}", {"n": i}, decision(f"job.d{i:02d}"), outcome("dry-run"))
+            )
+            for i in range(20)
+        ]
+        await asyncio.sleep(0)
+        store._lock.release()
+        ids = await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        assert sizes == list(range(20, 0, -1))
+        assert ids == sorted(ids) and len(set(ids)) == 20  # in the order they came
+        for i in range(20):
+            assert await store.load_state(f"job.d{i:02d}") == {"n": i}
+            assert len(await store.decisions(f"job.d{i:02d}")) == 1
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    ("newer_queued", "writes_state"),
+    [
+        pytest.param(False, True, id="no-newer-commit-it-writes-its-state"),
+        pytest.param(True, False, id="a-newer-commit-came-it-writes-none"),
+    ],
+)
+async def test_a_commit_queued_again_writes_its_state_only_when_no_newer_one_came(
+    tmp_path: Path, newer_queued: bool, writes_state: bool
+) -> None:
+    """`_requeue`: a commit a group transaction left goes back to the head of the queue; when a commit of the
+    same job came meanwhile (queued, so written after it), the older one's state is not written."""
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'oceand.db'}")
+    await store.open()
+    try:
+        older = _Commit("job.a", '{"n": 1}', None)
+        if newer_queued:
+            newer = _Commit("job.a", '{"n": 2}', None)
+            store._waiting["job.a"] = newer
+            store._queued.append(newer)
+        store._requeue([older])
+        assert store._queued[0] is older
+        assert (older.state is not None) is writes_state
+        assert (store._waiting["job.a"] is older) is writes_state
+        for item in store._queued:
+            item.done.cancel()
     finally:
         await store.close()
