@@ -632,6 +632,7 @@ async def run(config: Config) -> int:
     policy = configure_gc(config.server.gc_rebase)
     daemon.metrics.watch_gc(policy)
     daemon.runtime.spawn(policy.run(daemon.stop_event), "gc-rebase")
+    daemon.runtime.spawn(policy.young(daemon.stop_event), "gc-young")
     try:
         await daemon.serve_forever()
     finally:

@@ -44,6 +44,13 @@ from typing import Any
 log = logging.getLogger("oceand.gc")
 
 MAX_AGE = 600.0  # seconds between two rebases, so that frozen cyclic garbage is freed
+# Paced young collections (GcPolicy.young): one every YOUNG_MIN..YOUNG_MAX seconds, the interval halved
+# when one took longer than YOUNG_PAUSE and doubled when one took less than a quarter of it; every
+# MIDDLE_EVERY-th of them collects the middle generation too.
+YOUNG_MIN = 0.005
+YOUNG_MAX = 0.05
+YOUNG_PAUSE = 0.0005
+MIDDLE_EVERY = 2
 # the oldest generation's threshold while the policy runs: middle collections before CPython starts a full one
 # itself (one every ~0.2 s under load: ~6 years)
 FULL_NEVER = 1_000_000_000
@@ -119,6 +126,30 @@ class GcPolicy:
             extra={"event": "gc_rebase"},
         )
         return collected
+
+    async def young(self, stop: asyncio.Event) -> None:
+        """Young (and middle) collections on a clock, from the event loop between two callbacks, until
+        `stop` is set. CPython starts a young collection when 700 more container objects are alive than
+        at the last one; a job's step replaces its state (a new one alive, the old one freed), so under
+        load that count hardly moves while the new objects pile up in the young generation, and the
+        collection that finally comes walks them all: 20-40 ms young and middle pauses at 4,000-10,000
+        jobs (BENCHMARKS.md, *Reaction: the young collections*). Collected every few milliseconds while
+        the daemon works (the interval follows the pauses), each walks what a few milliseconds left:
+        pauses of at most ~1-3 ms, and no more collector time in all. An idle daemon is looked at every
+        YOUNG_MAX seconds. None when `max_age` is 0 (CPython's collector as it is)."""
+        interval, n = YOUNG_MAX, 0
+        while self.max_age > 0 and not stop.is_set():
+            await asyncio.sleep(interval)
+            if not self._installed:
+                continue
+            n += 1
+            t0 = time.perf_counter()
+            gc.collect(1 if n % MIDDLE_EVERY == 0 else 0)
+            took = time.perf_counter() - t0
+            if took > YOUNG_PAUSE:
+                interval = max(YOUNG_MIN, interval / 2)
+            elif took < YOUNG_PAUSE / 4:
+                interval = min(YOUNG_MAX, interval * 2)
 
     async def run(self, stop: asyncio.Event) -> None:
         """A rebase every `max_age` seconds until `stop` is set (none when 0)."""

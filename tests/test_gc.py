@@ -176,3 +176,56 @@ def test_metrics(policy: GcPolicy) -> None:
     )
     assert got["oceand_gc_rebases_total"] == policy.rebases >= 1
     assert got["oceand_gc_frozen_objects"] == policy.frozen > 0
+
+
+@pytest.mark.parametrize(
+    ("young", "piled_up"),
+    [
+        pytest.param(False, True, id="cpython-alone-lets-replaced-states-pile-up-in-the-young-generation"),
+        pytest.param(True, False, id="young-collections-on-a-clock-keep-it-small"),
+    ],
+)
+async def test_replaced_states_do_not_pile_up_in_the_young_generation(
+    policy: GcPolicy, young: bool, piled_up: bool
+) -> None:
+    """CPython starts a young collection when 700 more containers are alive than at the last one. Steps that
+    replace states (a new one alive, the old one freed) barely move that count: 20,000 states replaced a
+    thousand per loop turn, as jobs step, leave ~40,000 young objects for the next collection to walk at
+    once. `GcPolicy.young` collects on a clock between the turns, and the young generation stays small."""
+    states: list[dict[str, object]] = [{"n": [i]} for i in range(20_000)]
+    gc.collect()
+    stop = asyncio.Event()
+    task = asyncio.create_task(policy.young(stop)) if young else None
+    before = policy.collections[0] + policy.collections[1]
+    try:
+        for start in range(0, len(states), 1000):
+            for i in range(start, start + 1000):
+                states[i] = {"n": [i]}  # a step: the new state alive, the old one freed
+            await asyncio.sleep(0.06)  # > YOUNG_MAX: the clock's collection runs in between
+        pile = len(gc.get_objects(0))
+    finally:
+        stop.set()
+        if task is not None:
+            await asyncio.wait_for(task, 1)
+    assert (pile > 30_000) is piled_up, pile
+    if young:
+        assert pile < 10_000, pile
+        assert policy.collections[0] + policy.collections[1] - before >= 10  # counted by the hook
+
+
+async def test_young_collects_the_middle_generation_with_every_second_one(policy: GcPolicy) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(policy.young(stop))
+    g0, g1 = policy.collections[0], policy.collections[1]
+    await asyncio.sleep(0.5)
+    stop.set()
+    await asyncio.wait_for(task, 1)
+    young, middle = policy.collections[0] - g0, policy.collections[1] - g1
+    assert young >= 4 and middle >= 4  # at least one a YOUNG_MAX (0.05 s): ~10 of each, give or take
+
+
+async def test_young_does_nothing_without_the_policy() -> None:
+    """`gc_rebase = 0`: CPython's collector as it is; `young` returns at once."""
+    p = GcPolicy(max_age=0)
+    await asyncio.wait_for(p.young(asyncio.Event()), 0.5)
+    assert p.collections == [0, 0, 0]
