@@ -5,7 +5,7 @@ passed as `extra={"event": "...", ...}`, and `exc` with the traceback when there
 
     {"ts":"2024-05-01T08:00:00.123Z","level":"info","logger":"oceand.engine","msg":"...","event":"..."}
 
-`log_decision` writes exactly one line per decision (event "decision").
+`log_decision` writes exactly one line per decision (event "decision"): at DEBUG when it holds the count.
 
 No input can forge a line or leak a secret through a log record, whoever wrote the call:
 - every string (the message, field values, the traceback) goes through `policies.redact.redact_text`
@@ -199,7 +199,12 @@ def log_decision(
     logger: logging.Logger, decision: Mapping[str, Any] | Decision, outcome: ActuationOutcome | None = None
 ) -> None:
     """One line for one decision: job, trigger, current, desired, reasons, status, id (+ mode, at,
-    and error when the actuation failed). Failed decisions log at WARNING, others at INFO. A mapping is
+    and error when the actuation failed). Failed decisions log at WARNING; one that changes the count
+    (applied, pending, or what a dry-run or paused job would have done) at INFO; one that holds the count
+    (a stored decision whose proposals wanted a change that the stabilization window, a cooldown or a bound
+    held back) at DEBUG: at 10,000 jobs those are hundreds a second, past journald's default rate limit
+    (10,000 lines per 30 s per service), which then drops the daemon's other lines too (docs/operations.md
+    *Logs*). Every decision is in the store either way (`GET /api/v1/jobs/{job}/decisions`). A mapping is
     a decision as the API shows it (`status`, `result`); a Decision's status and error are `outcome`'s."""
     if isinstance(decision, Decision):  # read the fields; to_json() would deep-copy every proposal
         d: Mapping[str, Any] = {k: getattr(decision, k) for k in _DECISION_FIELDS}
@@ -207,6 +212,12 @@ def log_decision(
         d = dict(d, status=out.api_status, result={"error": out.error})
     else:
         d = decision
+    failed = d.get("status") == "failed"
+    level = (
+        logging.WARNING if failed else logging.INFO if d.get("current") != d.get("desired") else logging.DEBUG
+    )
+    if not logger.isEnabledFor(level):
+        return
     result = d.get("result") or {}
     fields: dict[str, Any] = {
         "event": "decision",
@@ -222,9 +233,8 @@ def log_decision(
     }
     if isinstance(result, Mapping) and result.get("error") is not None:
         fields["error"] = result["error"]
-    failed = fields["status"] == "failed"
     msg = (
         f"decision {fields['job']}: {fields['current']} -> {fields['desired']} "
         f"({','.join(map(str, fields['reasons'])) or '-'}) {fields['status']}"
     )
-    logger.log(logging.WARNING if failed else logging.INFO, msg, extra=fields)
+    logger.log(level, msg, extra=fields)

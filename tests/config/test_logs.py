@@ -156,6 +156,30 @@ def test_one_line_per_decision(stream: io.StringIO, decision: Any, level: str, e
     assert "proposals" not in line
 
 
+@pytest.mark.parametrize(
+    ("level", "status", "logged"),
+    [
+        pytest.param("info", "dry-run", None, id="held-at-info-not-written"),
+        pytest.param("debug", "dry-run", "debug", id="held-at-debug-written-at-debug"),
+        pytest.param("info", "failed", "warning", id="held-but-failed-still-warns"),
+    ],
+)
+def test_a_decision_that_holds_the_count_logs_at_debug(
+    stream: io.StringIO, level: str, status: str, logged: str | None
+) -> None:
+    """current == desired (a proposal wanted a change that was held back): DEBUG, so 10,000 jobs holding do
+    not flood the log past journald's rate limit; the stored decision is the record."""
+    setup_logging(level, "json", stream)
+    held = {**APPLIED.view(DECISION.to_json()), "desired": 2, "status": status}
+    log_decision(logging.getLogger("oceand.engine"), held)
+    got = lines(stream)
+    if logged is None:
+        assert got == []
+    else:
+        (line,) = got
+        assert line["level"] == logged and line["event"] == "decision" and line["desired"] == 2
+
+
 # ---- control characters never forge a line; URLs are redacted (issue 18 item 6) --------------------------------------------
 
 
