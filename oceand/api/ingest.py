@@ -30,6 +30,8 @@ from policies.redact import redact_query
 
 log = logging.getLogger("oceand.ingest")
 
+ROUTE_SLICE = 256  # items of a body under SLICE_BYTES routed between two turns of the event loop (push_body)
+
 
 async def push(request: web.Request) -> web.Response:
     started = time.perf_counter()
@@ -43,12 +45,29 @@ async def push_body(ing: Ingestor, metrics: Metrics, body: bytes) -> PushResult:
     Shared by `POST /v1/push` here and `[ingest] http_listen` (oceand.api.pushserver)."""
     if len(body) > SLICE_BYTES:
         return await _push_large(ing, metrics, body)
-    return push_small(ing, metrics, body)
+    fast = decode_items(body)  # the usual body, decoded and type-checked in one pass
+    if fast and len(fast) > ROUTE_SLICE:
+        # Routed ROUTE_SLICE items at a time, the loop running in between: a 1,000-point agent body
+        # completes ~250 jobs' buckets, and routed in one go it held the loop 7-12 ms at 10,000 jobs,
+        # while a pending decision's commit, back from the store's thread, waited for it
+        # (bench/reaction.py). The reply is the one the body gets in one go (as `_push_large`'s).
+        res = PushResult()
+        for i in range(0, len(fast), ROUTE_SLICE):
+            if i:
+                await asyncio.sleep(0)
+            ing.push(fast[i : i + ROUTE_SLICE], typed=True, res=res, offset=i)
+        return res
+    return _push_decoded(ing, metrics, body, fast)
 
 
 def push_small(ing: Ingestor, metrics: Metrics, body: bytes) -> PushResult:
     """`push_body` for a body of at most SLICE_BYTES: no await (routed in one go)."""
-    fast = decode_items(body)  # the usual body, decoded and type-checked in one pass
+    return _push_decoded(ing, metrics, body, decode_items(body))
+
+
+def _push_decoded(ing: Ingestor, metrics: Metrics, body: bytes, fast: list[FalconItem] | None) -> PushResult:
+    """A body of at most SLICE_BYTES routed in one go: `fast` its items as the fast decoder read them
+    (empty when it could not), else the tolerant path."""
     if fast:
         return ing.push(fast, typed=True)
     try:
