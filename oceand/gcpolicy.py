@@ -23,7 +23,10 @@ So, once serving:
   took ~110 ms at 10,000 jobs). What can wait for a rebase is small: the full collections it replaces
   found 0–45 objects each, and resident memory stays flat between rebases (`bench/gc_soak.py`);
 - a full collection someone else asks for (`gc.collect()` in a library) freezes what survives it (a
-  `gc.callbacks` hook), so it costs the next one nothing.
+  `gc.callbacks` hook), so it costs the next one nothing;
+- young and middle collections also run on a clock (`young`, every 5–50 ms from the event loop): a step
+  replaces its job's state, so CPython's count of live young objects hardly moves under load while they
+  pile up, and the collection that finally came walked tens of thousands at once (20–40 ms).
 
 The pauses are counted per generation (`oceand_gc_collections_total`, `oceand_gc_pause_seconds_total`, the
 longest in `oceand_gc_pause_max_seconds`) with the rebases (`oceand_gc_rebases_total`, the frozen set's size
@@ -133,10 +136,11 @@ class GcPolicy:
         at the last one; a job's step replaces its state (a new one alive, the old one freed), so under
         load that count hardly moves while the new objects pile up in the young generation, and the
         collection that finally comes walks them all: 20-40 ms young and middle pauses at 4,000-10,000
-        jobs (BENCHMARKS.md, *Reaction: the young collections*). Collected every few milliseconds while
-        the daemon works (the interval follows the pauses), each walks what a few milliseconds left:
-        pauses of at most ~1-3 ms, and no more collector time in all. An idle daemon is looked at every
-        YOUNG_MAX seconds. None when `max_age` is 0 (CPython's collector as it is)."""
+        jobs (BENCHMARKS.md, *Reaction: the store's waits, the young collections and the paced dry-run
+        steps*). Collected every few milliseconds while the daemon works (the interval follows the
+        pauses), each walks what a few milliseconds left: pauses of at most ~1-3 ms, and no more collector
+        time in all. An idle daemon is looked at every YOUNG_MAX seconds. None when `max_age` is 0
+        (CPython's collector as it is)."""
         interval, n = YOUNG_MAX, 0
         while self.max_age > 0 and not stop.is_set():
             await asyncio.sleep(interval)
