@@ -619,7 +619,8 @@ class Engine:
 
     def _idle_key(self, rt: JobRuntime, before: JobState, last_decision: dict[str, Any] | None) -> Any:
         """After a step: (document, mode) when the job is idle, else None. Idle: the step evaluated an
-        empty bucket (no samples at all), stored no decision and changed no state but its last bucket; no
+        empty bucket (no samples at all), stored no decision and changed no state but its last bucket (and
+        the time of a stabilization window's held count, which `_idle_close` moves as a step would); no
         data waits in a newer bucket, no event or retry is queued, and no schedule rule makes the bounds
         depend on the time. Evaluating the next empty bucket would then give the same result again (no
         data proposes nothing, so neither stabilization, cooldowns nor the clock come into play), as long
@@ -636,15 +637,22 @@ class Engine:
             or state is before
             or state.last_bucket != last.start
             or rt.last_decision is not last_decision
-            or not _same_state(before, state)
             or any(r.type == "schedule" for r in rt.doc.rules)
+        ):
+            return None
+        if not _same_state(before, state) and not (
+            # a stabilization window: the step moved the time of its held count, as `_idle_close` will
+            state.count is not None
+            and _same_state(before, replace(state, recent=before.recent))
+            and state.recent == policy.held_recent(rt.doc, before.recent, state.count, last.closed_at)
         ):
             return None
         return (rt.doc, self.mode(rt))
 
     def _idle_close(self, rt: JobRuntime, now: float) -> bool:
         """An idle job's due empty bucket, closed without waking its worker: it would evaluate to what the
-        last one did (see _idle_key), so only the bucket closes and the state's last bucket moves. False
+        last one did (see _idle_key), so only the bucket closes and the state's last bucket moves (with a
+        stabilization window, its held count's time too: `policy.held_recent`, what the step does). False
         (the worker is woken instead) when anything changed: samples arrived, an event or retry is queued,
         the document, the mode or the instance count is different."""
         b = rt.buckets
@@ -652,10 +660,15 @@ class Engine:
             if not (b.open or rt.ready or rt.events or rt.retry_at is not None):
                 view = self._view(rt)  # as an evaluation would: also passes Marathon's running count on
                 if view.known and view.instances == rt.state.count and rt.idle == (rt.doc, self.mode(rt)):
+                    state = rt.state
                     for closed in b.due(now):
                         if self.on_bucket is not None:
                             self.on_bucket()
-                        rt.state.last_bucket = closed.start
+                        state.last_bucket = closed.start
+                        if state.recent and state.count is not None:  # what a step does to the window
+                            state.recent = policy.held_recent(
+                                rt.doc, state.recent, state.count, closed.closed_at
+                            )
                     self._wake_at(rt, b.deadline())  # = _next_wake: no schedule, no retry
                     return True
         except Exception:

@@ -68,6 +68,7 @@ from policies.behavior import (
     combine,
     effective_bounds,
     flapping_guard,
+    stabilize,
 )
 from policies.document import (
     AlarmRule,
@@ -558,6 +559,19 @@ def windows_at(doc: JobDocument, now: float, default_tz: str = "UTC") -> tuple[W
     """The schedule windows in force at `now` (what `step` applies; for status pages)."""
     c = compile_job(doc)
     return _windows(c, doc, now, default_tz) if c.window_rules else ()
+
+
+def held_recent(
+    doc: JobDocument, recent: Sequence[tuple[float, int]], count: int, now: float
+) -> list[tuple[float, int]]:
+    """The stabilization history a step at `now` leaves when nothing proposes a change (the count held at
+    `count`, as for an empty bucket): expired entries dropped, `count` recorded at `now` (a run of equal
+    proposals keeps its latest time). The engine's idle close moves a job's history with it, so an idle
+    job's state is the one a step of every empty bucket gives (replay's)."""
+    lim = compile_job(doc).limits
+    if lim.horizon <= 0:
+        return []
+    return stabilize(lim, count, count, now, recent)[1]
 
 
 def bounds(doc: JobDocument, windows: Sequence[Window]) -> tuple[int, int]:

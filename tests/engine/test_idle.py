@@ -435,3 +435,33 @@ async def test_a_bucket_handed_over_by_ingest_is_evaluated_before_an_idle_job_cl
     # the handed bucket first; the next one (empty, the job idle again) closes by the timer's idle close
     assert evaluated == [T0 + 20] and rt.ready == []
     assert rt.buckets.closed_upto == T0 + 40 and rt.state.last_bucket == T0 + 30
+
+
+async def test_a_job_with_a_stabilization_window_goes_idle_with_the_state_a_step_of_every_bucket_gives(
+    start_daemon: DaemonFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target rule has a scale-in stabilization window: every step records the held count at its time
+    (`recent`), so the state changed at every empty bucket and such a job never went idle (10,000 of them
+    idle cost 13-15 % of a core, bench/idle.py). Now the idle close moves that time itself: the job stops
+    stepping and writing, and its state is the one a daemon that steps every empty bucket has."""
+    target = doc(rules=[{"name": "qps", "type": "target", "metric": "proc.qps", "target": 500}])
+    runs: dict[str, Any] = {}
+    for idle in (True, False):
+        clock = Clock(T0 + 1)
+        d, c = await start_daemon(clock=clock, store={"url": f"sqlite:///idle-{idle}.db"})
+        if not idle:
+            monkeypatch.setattr(d.engine, "_idle_close", lambda rt, now: False)
+        assert (await c.call("POST", "/api/v1/jobs", target))[0] == 201
+        rt = d.engine.jobs[JOB]
+        commits = count_commits(d)
+        for k in range(1, 9):
+            await run_timers(d, clock, T0 + 10 * k + 5)
+            await d.engine.flush()  # the flusher's turn after each bucket
+        runs[str(idle)] = (rt.steps, commits, rt.state.to_json(), rt.state.recent)
+        await d.stop()
+    idle_steps, idle_commits, idle_state, recent = runs["True"]
+    all_steps, all_commits, all_state, _ = runs["False"]
+    assert recent and recent[-1][0] == T0 + 85  # the held count, at the last close (bucket T0 + 70)
+    assert idle_state == all_state  # the same state as stepping every empty bucket
+    assert all_steps == 8 and idle_steps <= 3  # idle from the third bucket on
+    assert len(all_commits) == 8 and len(idle_commits) <= 3  # a state write a bucket; none while idle
