@@ -124,6 +124,10 @@ def _us(seconds: float) -> int:
     return max(0, round(seconds * 1_000_000))
 
 
+DEADLOCK = 1213  # InnoDB rolled the statement back (ER_LOCK_DEADLOCK)
+DEADLOCK_RETRIES = 3
+
+
 class Coordinator:
     """The coordination pool: autocommit sessions, short lock waits, every call bounded."""
 
@@ -155,15 +159,34 @@ class Coordinator:
             pool.close()
             await pool.wait_closed()
 
-    async def run(self, fn: Callable[[Cursor], Awaitable[T]], timeout: float | None = None) -> T:
+    async def run(
+        self,
+        fn: Callable[[Cursor], Awaitable[T]],
+        timeout: float | None = None,
+        *,
+        one_statement: bool = False,
+    ) -> T:
         """`fn` on one pooled connection, within `timeout` (store_timeout) or CoordError. Each statement
-        commits by itself (autocommit)."""
+        commits by itself (autocommit). `one_statement`: `fn` runs one statement, which InnoDB rolls back
+        whole when it picks it as a deadlock's victim (1213): it is run again (up to DEADLOCK_RETRIES
+        times, within the same timeout). Two daemons starting at once deadlocked on `shard_lease` /
+        `daemon` rows, and one of them exited ("store unavailable at start"; tests/ha/test_chaos.py)."""
         if self._pool is None:
             raise CoordError("the cluster store is not open")
         try:
             async with asyncio.timeout(self.timeout if timeout is None else timeout):
-                async with self._pool.acquire() as conn, conn.cursor() as cur:
-                    return await fn(cur)
+                tries = 0
+                while True:
+                    try:
+                        async with self._pool.acquire() as conn, conn.cursor() as cur:
+                            return await fn(cur)
+                    except (aiomysql.OperationalError, aiomysql.InternalError) as e:
+                        tries += 1
+                        if not (
+                            one_statement and e.args and e.args[0] == DEADLOCK and tries <= DEADLOCK_RETRIES
+                        ):
+                            raise
+                        await asyncio.sleep(0.01 * tries)
         except TimeoutError:
             raise CoordError(f"cluster store: no answer within {self.timeout:g}s") from None
         except aiomysql.IntegrityError:
@@ -176,14 +199,14 @@ class Coordinator:
             await cur.execute(sql, args)
             return int(cur.rowcount)
 
-        return await self.run(go, timeout)
+        return await self.run(go, timeout, one_statement=True)
 
     async def fetch(self, sql: str, args: Any = None, timeout: float | None = None) -> list[tuple[Any, ...]]:
         async def go(cur: Cursor) -> list[tuple[Any, ...]]:
             await cur.execute(sql, args)
             return [tuple(r) for r in await cur.fetchall()]
 
-        return await self.run(go, timeout)
+        return await self.run(go, timeout, one_statement=True)
 
 
 Acquired = Callable[[int, Held], None]
