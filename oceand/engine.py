@@ -159,7 +159,8 @@ class JobRuntime:
     reload: bool = False  # cluster: state and pending writes are read again before the job acts (takeover)
     quiet_until: float | None = None  # cluster: nothing is decided before (a former owner's write pending)
     handed_from: int | None = None  # cluster: buckets from here on were handed over whole by the former owner
-    pace: Callable[[JobRuntime], None] | None = None  # wakes the worker for `take` (Engine._wake_paced)
+    pace: Callable[[JobRuntime], None] = lambda rt: rt.wake.set()  # wakes the worker for `take` (the
+    # engine gives Engine._wake_paced)
 
     def __post_init__(self) -> None:
         self.wire()
@@ -175,12 +176,9 @@ class JobRuntime:
 
     def take(self, closed: list[ClosedBucket]) -> None:
         """Buckets ingest closed after a push body completed them: the worker evaluates them next (woken
-        through `pace`, the engine's paced wakes, when it has one)."""
+        through `pace`, the engine's paced wakes)."""
         self.ready.extend(closed)
-        if self.pace is None:
-            self.wake.set()
-        else:
-            self.pace(self)
+        self.pace(self)
 
     def closed(self, now: float) -> list[ClosedBucket]:
         """The buckets to evaluate now, oldest first: those ingest closed and handed over, else those due

@@ -204,7 +204,7 @@ def log_decision(
     (a stored decision whose proposals wanted a change that the stabilization window, a cooldown or a bound
     held back) at DEBUG: at 10,000 jobs those are hundreds a second, past journald's default rate limit
     (10,000 lines per 30 s per service), which then drops the daemon's other lines too (docs/operations.md
-    *Logs*). Every decision is in the store either way (`GET /api/v1/jobs/{job}/decisions`). A mapping is
+    §2, step 5). Every decision is in the store either way (`GET /api/v1/jobs/{job}/decisions`). A mapping is
     a decision as the API shows it (`status`, `result`); a Decision's status and error are `outcome`'s."""
     if isinstance(decision, Decision):  # read the fields; to_json() would deep-copy every proposal
         d: Mapping[str, Any] = {k: getattr(decision, k) for k in _DECISION_FIELDS}

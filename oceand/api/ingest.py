@@ -52,10 +52,7 @@ async def push_body(ing: Ingestor, metrics: Metrics, body: bytes) -> PushResult:
         # while a pending decision's commit, back from the store's thread, waited for it
         # (bench/reaction.py). The reply is the one the body gets in one go (as `_push_large`'s).
         res = PushResult()
-        for i in range(0, len(fast), ROUTE_SLICE):
-            if i:
-                await asyncio.sleep(0)
-            ing.push(fast[i : i + ROUTE_SLICE], typed=True, res=res, offset=i)
+        await _route_typed(ing, fast, ROUTE_SLICE, res, 0)
         return res
     return _push_decoded(ing, metrics, body, fast)
 
@@ -116,9 +113,7 @@ async def _push_large(ing: Ingestor, metrics: Metrics, body: bytes) -> PushResul
         res = PushResult()
         offset = 0
         for items in typed:
-            for i in range(0, len(items), SLICE_ITEMS):
-                ing.push(items[i : i + SLICE_ITEMS], typed=True, res=res, offset=offset + i)
-                await asyncio.sleep(0)
+            await _route_typed(ing, items, SLICE_ITEMS, res, offset)
             offset += len(items)
         return res
     del typed
@@ -144,6 +139,16 @@ async def _push_large(ing: Ingestor, metrics: Metrics, body: bytes) -> PushResul
         raise _bad_json(metrics, e) from None
     await _check_slices(ing, _check_items(metrics, everything), res, 0, checked)
     return await _route_checked(ing, res, checked)
+
+
+async def _route_typed(
+    ing: Ingestor, items: list[FalconItem], size: int, res: PushResult, offset: int
+) -> None:
+    """Route the fast decoder's `items` (`offset`: the first one's position in the body) `size` at a time,
+    the event loop turning after each slice; `res` takes what the body would get in one go."""
+    for i in range(0, len(items), size):
+        ing.push(items[i : i + size], typed=True, res=res, offset=offset + i)
+        await asyncio.sleep(0)
 
 
 def _check_json(metrics: Metrics, body: bytes) -> None:

@@ -42,7 +42,7 @@ from oceand.cluster.ids import shard_of
 from oceand.cluster.intent import may_act
 from oceand.metrics import Metrics
 from oceand.store.base import AttemptRow, MySQLURL, StoreError
-from oceand.store.mysql import create_pool
+from oceand.store.mysql import RETRY_TRANSACTION, create_pool
 
 log = logging.getLogger("oceand.cluster")
 T = TypeVar("T")
@@ -124,8 +124,7 @@ def _us(seconds: float) -> int:
     return max(0, round(seconds * 1_000_000))
 
 
-DEADLOCK = 1213  # InnoDB rolled the statement back (ER_LOCK_DEADLOCK)
-DEADLOCK_RETRIES = 3
+DEADLOCK_RETRIES = 3  # a single statement InnoDB rolled back (store.mysql.RETRY_TRANSACTION) is run again
 
 
 class Coordinator:
@@ -183,7 +182,10 @@ class Coordinator:
                     except (aiomysql.OperationalError, aiomysql.InternalError) as e:
                         tries += 1
                         if not (
-                            one_statement and e.args and e.args[0] == DEADLOCK and tries <= DEADLOCK_RETRIES
+                            one_statement
+                            and e.args
+                            and e.args[0] in RETRY_TRANSACTION
+                            and tries <= DEADLOCK_RETRIES
                         ):
                             raise
                         await asyncio.sleep(0.01 * tries)

@@ -79,7 +79,7 @@ Cursor = Any  # aiomysql.Cursor (untyped library)
 # Client errors that mean "this connection is gone": server gone away, lost during query, lost
 # during handshake, killed (MariaDB ER_CONNECTION_KILLED), dropped for inactivity (MySQL 8).
 _LOST_CONNECTION = {2006, 2013, 2055, 1927, 4031}
-_RETRY_TRANSACTION = {1213}  # deadlock: InnoDB rolled the transaction back, running it again is safe
+RETRY_TRANSACTION = {1213}  # deadlock: InnoDB rolled the transaction back, running it again is safe
 _DUPLICATE_KEY = 1062
 # Migrations (DDL: index builds on tables of any size) are bounded by this, not by the URL's per-call
 # `timeout`: a call timeout of 0.5 s must not keep a daemon from ever opening its store.
@@ -117,7 +117,7 @@ class _Retry(Exception):
 def _lost(error: BaseException) -> bool:
     if isinstance(error, aiomysql.OperationalError | aiomysql.InternalError):
         code = error.args[0] if error.args else None
-        return code in _LOST_CONNECTION or code in _RETRY_TRANSACTION
+        return code in _LOST_CONNECTION or code in RETRY_TRANSACTION
     return isinstance(error, aiomysql.InterfaceError | ConnectionError)
 
 

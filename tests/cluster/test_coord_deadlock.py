@@ -12,7 +12,7 @@ from typing import Any
 import aiomysql
 import pytest
 
-from oceand.cluster.lease import DEADLOCK, DEADLOCK_RETRIES, CoordError, Coordinator
+from oceand.cluster.lease import DEADLOCK_RETRIES, CoordError, Coordinator
 from oceand.store.base import parse_url
 
 
@@ -47,7 +47,7 @@ class Pool:
 
 def deadlock() -> aiomysql.OperationalError:
     return aiomysql.OperationalError(
-        DEADLOCK, "Deadlock found when trying to get lock; try restarting transaction"
+        1213, "Deadlock found when trying to get lock; try restarting transaction"
     )
 
 
