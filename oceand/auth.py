@@ -339,6 +339,43 @@ class Authority:
 # ---- audit ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """What `audit` stores: an action of `actor` (from `source`) on `job`, its versions and detail."""
+
+    actor: str
+    source: str
+    action: str
+    job: str | None = None
+    before: int | None = None
+    after: int | None = None
+    detail: dict[str, Any] | None = None
+
+    def stored(self, now: float) -> dict[str, Any]:
+        return {
+            "time": now,
+            "actor": self.actor,
+            "source": self.source,
+            "action": self.action,
+            "job": self.job,
+            "before_version": self.before,
+            "after_version": self.after,
+            "detail": self.detail or {},
+        }
+
+
+def _logged(entry: dict[str, Any]) -> None:
+    job = entry["job"]
+    log.info(
+        "audit: %s%s by %s from %s",
+        entry["action"],
+        f" {job}" if job else "",
+        entry["actor"],
+        entry["source"],
+        extra={"event": "audit", **{k: v for k, v in entry.items() if k != "time"}},
+    )
+
+
 async def audit(
     store: Store,
     now: float,
@@ -351,26 +388,19 @@ async def audit(
     detail: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Store one audit entry and write its log line; return it (with its id)."""
-    entry: dict[str, Any] = {
-        "time": now,
-        "actor": actor,
-        "source": source,
-        "action": action,
-        "job": job,
-        "before_version": before,
-        "after_version": after,
-        "detail": detail or {},
-    }
+    entry = AuditEntry(actor, source, action, job, before, after, detail).stored(now)
     entry["id"] = await store.add_audit(entry)
-    log.info(
-        "audit: %s%s by %s from %s",
-        action,
-        f" {job}" if job else "",
-        actor,
-        source,
-        extra={"event": "audit", **{k: v for k, v in entry.items() if k != "time"}},
-    )
+    _logged(entry)
     return entry
+
+
+async def audit_many(store: Store, now: float, entries: list[AuditEntry]) -> list[dict[str, Any]]:
+    """`audit` for several entries: stored in one transaction, then a log line each."""
+    stored = [e.stored(now) for e in entries]
+    for entry, id_ in zip(stored, await store.add_audits(stored), strict=True):
+        entry["id"] = id_
+        _logged(entry)
+    return stored
 
 
 async def prune_audit(store: Store, before: float, batch: int = 1000) -> int:

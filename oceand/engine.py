@@ -290,9 +290,10 @@ class Engine:
 
     async def load(self) -> None:
         """Start a worker for every stored job, resuming its state, then settle pending decisions."""
+        states = await self.store.load_states()  # one read, not one a job (10,000 jobs: seconds)
         for stored in await self.store.list_jobs():
             doc = JobDocument.model_validate(stored.doc)
-            await self.upsert(doc, stored.version)
+            await self.upsert(doc, stored.version, states)
         newest: dict[str, Decision] = {}
         for d in await self.store.pending_decisions():  # oldest first
             decision = Decision.from_json(d)
@@ -313,7 +314,11 @@ class Engine:
             if rt is not None:
                 await self._add_unsettled(rt, d)
 
-    async def upsert(self, doc: JobDocument, version: int) -> JobRuntime:
+    async def upsert(
+        self, doc: JobDocument, version: int, states: Mapping[str, dict[str, Any]] | None = None
+    ) -> JobRuntime:
+        """Start or update the job's worker; a new one resumes its stored state (from `states`, every
+        job's state read at once, when given)."""
         rt = self.jobs.get(doc.job)
         now = self.clock()
         if rt is not None:
@@ -333,7 +338,7 @@ class Engine:
             rt.wake.set()
             self._upserted(doc.job)
             return rt
-        stored = await self.store.load_state(doc.job)
+        stored = states.get(doc.job) if states is not None else await self.store.load_state(doc.job)
         state = JobState.from_json(stored)
         actuation = ActuationState.from_json((stored or {}).get("actuation"))
         if state.created_at is None:

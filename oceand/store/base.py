@@ -264,6 +264,10 @@ class Store(Protocol):
 
     async def load_state(self, job: str) -> dict[str, Any] | None: ...
 
+    async def load_states(self) -> dict[str, dict[str, Any]]:
+        """Every job's state, by job (one read: the engine's start)."""
+        ...
+
     async def commit(
         self,
         job: str,
@@ -379,6 +383,10 @@ class Store(Protocol):
     async def add_audit(self, entry: dict[str, Any]) -> int:
         """Insert an audit entry ({"time", "actor", "source", "action", "job", "before_version",
         "after_version", "detail"}); return its id."""
+        ...
+
+    async def add_audits(self, entries: list[dict[str, Any]]) -> list[int]:
+        """Insert several audit entries (as `add_audit`) in one transaction; return their ids, in order."""
         ...
 
     async def audit(

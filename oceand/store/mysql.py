@@ -397,6 +397,13 @@ class MySQLStore:
 
         return await self._run(load)
 
+    async def load_states(self) -> dict[str, dict[str, Any]]:
+        async def load(cur: Cursor) -> dict[str, dict[str, Any]]:
+            await cur.execute("SELECT job, state FROM job_state")
+            return {str(job): dict(decode(state)) for job, state in await cur.fetchall()}
+
+        return await self._run(load)
+
     async def commit(
         self,
         job: str,
@@ -637,6 +644,22 @@ class MySQLStore:
                 f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", row.values()
             )
             return int(cur.lastrowid)
+
+        return await self._run(insert)
+
+    async def add_audits(self, entries: list[dict[str, Any]]) -> list[int]:
+        rows = [tuple(audit_row(e).values()) for e in entries]
+        if not rows:
+            return []
+
+        async def insert(cur: Cursor) -> list[int]:
+            ids = []
+            for row in rows:  # one by one: a multi-row INSERT's ids need not be consecutive
+                await cur.execute(
+                    f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", row
+                )
+                ids.append(int(cur.lastrowid))
+            return ids
 
         return await self._run(insert)
 

@@ -59,6 +59,23 @@ async def test_audit_rows_newest_first_with_filters(store: Store) -> None:
     assert [r["id"] for r in await store.audit(limit=1)] == [ids[3]]
 
 
+async def test_audit_rows_added_together_keep_their_order_and_ids(store: Store) -> None:
+    assert await store.add_audits([]) == []
+    first = await store.add_audit(entry(time=50.0))
+    many = [entry(time=100.0, job=f"job.n{i}") for i in range(5)]
+    ids = await store.add_audits(many)
+    assert len(ids) == 5 and ids == sorted(ids) and min(ids) > first
+    rows = await store.audit(since=100.0)
+    assert [r["id"] for r in rows] == list(reversed(ids))
+    assert [{k: v for k, v in r.items() if k != "id"} for r in reversed(rows)] == many
+
+
+async def test_audit_rows_added_together_are_written_all_or_none(store: Store) -> None:
+    with pytest.raises(ValueError, match="job name"):
+        await store.add_audits([entry(), entry(job="a/b")])
+    assert await store.audit() == []
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [

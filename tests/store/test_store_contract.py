@@ -161,6 +161,20 @@ async def test_state_round_trips_exactly(store: AnyStore) -> None:
     assert await store.load_state(JOB) == {"count": 4}
 
 
+async def test_every_state_read_at_once_equals_each_read_alone(store: AnyStore) -> None:
+    """load_states (the engine's start) against load_state job by job; a job without a state is absent."""
+    assert await store.load_states() == {}
+    other = "job.other_pdl.ocean_owt.inf_cop.xiaomi"
+    await store.put_job(JOB, {"job": JOB})
+    await store.put_job(other, {"job": other})
+    await store.put_job("job.nostate", {"job": "job.nostate"})
+    await store.commit(JOB, JobState(count=3, recent=[(1.5, 3)]).to_json(), None)
+    await store.commit(other, {"count": 7}, None)
+    states = await store.load_states()
+    assert states == {JOB: await store.load_state(JOB), other: {"count": 7}}
+    assert JobState.from_json(states[JOB]).count == 3
+
+
 async def test_decision_round_trips_with_its_id(store: AnyStore) -> None:
     at = 1_700_000_000.123456789  # needs all 17 significant digits
     original = decision(at=at)

@@ -3,11 +3,13 @@ that name it are written in one transaction, and a write whose inputs changed me
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from oceand.store import JobWrite, MySQLStore, SQLiteStore, TemplateConflict, TemplateWrite
+from oceand.store.sqlite import _drive
 
 AnyStore = SQLiteStore | MySQLStore
 TEMPLATE: dict[str, Any] = {"max_instances": 8, "mode": "active"}
@@ -121,3 +123,29 @@ async def test_links_with_docs_and_a_job_moving_to_another_template(store: AnySt
     assert await store.job_links("web") == []
     [moved] = await store.job_links("other", with_docs=True)
     assert (moved.job, moved.template, moved.own["template"], moved.version) == ("a", "other", "other", 2)
+
+
+# ---- SQLite: the template functions run whole in the database's thread ---------------------------------
+
+
+async def _returns() -> int:
+    return 7
+
+
+async def _raises() -> int:
+    raise ValueError("refused")
+
+
+async def _suspends() -> int:
+    await asyncio.sleep(0)
+    return 7
+
+
+def test_drive_runs_a_coroutine_that_never_suspends() -> None:
+    """`_drive` (oceand/store/sqlite.py) runs write_jobs on `_ThreadTx` in the database's thread: a value
+    comes back, an exception goes through, and a coroutine that would wait for a loop is refused."""
+    assert _drive(_returns()) == 7
+    with pytest.raises(ValueError, match="refused"):
+        _drive(_raises())
+    with pytest.raises(RuntimeError, match="suspended"):
+        _drive(_suspends())
