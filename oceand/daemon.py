@@ -74,6 +74,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("oceand")
 AUDIT_PRUNE_INTERVAL = 3600.0  # seconds between prunings of the audit trail ([auth] audit_retention)
+START_STEP = 30.0  # seconds systemd waits for the next sign of progress of a long start (EXTEND_TIMEOUT_USEC)
 
 
 def hot_state(config: Config, metrics: Metrics) -> HotState | None:
@@ -222,6 +223,12 @@ class Daemon:
         self.ingest_url: str | None = None
         self.url: str | None = None
         self.systemd = SystemdNotifier()
+        self.jobs.progress = self.engine.progress = self._progress
+
+    def _progress(self, text: str) -> None:
+        """A long start (or reload) goes on: systemd gives it START_STEP seconds more from now (a step
+        that takes longer is killed at TimeoutStartSec, never earlier)."""
+        self.systemd.starting(START_STEP, text)
 
     # ---- wiring --------------------------------------------------------------------------------
 
@@ -365,6 +372,7 @@ class Daemon:
         if (hot := self.hotstate) is not None:
             await hot.start()  # never fails: a Redis that does not answer starts degraded
             rt.on_stop("closing Redis", lambda _: hot.close(), 0.05)
+        self._progress("storing job files")
         await self.jobs.apply_files(self.config.jobs_dir)
         server = self.config.server
         self._runners.append(web.AppRunner(self.build_app(), **runner_options(server)))
@@ -392,6 +400,7 @@ class Daemon:
                 await self._start_forwarding(self.forwarder)
         if (sync := self.jobsync) is not None:  # changes from here on are read (again, if loaded below)
             await sync.start()
+        self._progress("loading jobs")
         await self.engine.load()
         # in-flight applies get up to half the budget; a write cut off is settled at the next start
         rt.on_stop("the in-flight applies", lambda s: self.engine.stop(timeout=s), 0.5, cut=False)

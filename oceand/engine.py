@@ -126,6 +126,7 @@ PACE_BATCH = 16
 TICK_BATCH = 64
 TICK_SLICE = 0.001
 FLUSH_CHUNK = 500  # states written behind handed to the store at once (it groups them into transactions)
+LOAD_PROGRESS = 1000  # jobs loaded at start between two `progress` calls (systemd's EXTEND_TIMEOUT_USEC)
 
 
 @dataclass(slots=True)
@@ -285,15 +286,19 @@ class Engine:
         # ... and a takeover merges the open buckets the former owner handed over (`take_handoff(job)`:
         # where its closed buckets ended and its open buckets' samples, or None)
         self.take_handoff: Callable[[str], Awaitable[Handed | None]] | None = None
+        self.progress: Callable[[str], object] = lambda _: None  # how `load` goes (the daemon's start)
 
     # ---- job set -------------------------------------------------------------------------------
 
     async def load(self) -> None:
         """Start a worker for every stored job, resuming its state, then settle pending decisions."""
         states = await self.store.load_states()  # one read, not one a job (10,000 jobs: seconds)
-        for stored in await self.store.list_jobs():
+        jobs = await self.store.list_jobs()
+        for i, stored in enumerate(jobs, 1):
             doc = JobDocument.model_validate(stored.doc)
             await self.upsert(doc, stored.version, states)
+            if i % LOAD_PROGRESS == 0:
+                self.progress(f"loaded {i} of {len(jobs)} jobs")
         newest: dict[str, Decision] = {}
         for d in await self.store.pending_decisions():  # oldest first
             decision = Decision.from_json(d)

@@ -37,6 +37,10 @@ FileChanges = list[tuple[JobFile, StoredJob | None]]  # changed job files, each 
 FILE_BATCH = 500  # changed job files stored per transaction at start and reload (`apply_files`)
 
 
+def _nothing(_: str) -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """A job as the service shows it: its document, version and the mode it runs in (and why)."""
@@ -82,6 +86,8 @@ class JobsService:
         self.templates = Templates(store, self._lock, self._written)
         # called after each change made here (a job written or deleted): the cluster's Redis wake-up
         self.on_local_change: list[Callable[[], None]] = []
+        # told how a long apply of the job files goes (the daemon's start: systemd's EXTEND_TIMEOUT_USEC)
+        self.progress: Callable[[str], object] = _nothing
 
     # ---- reading ---------------------------------------------------------------------------------
     def __contains__(self, name: object) -> bool:
@@ -234,6 +240,7 @@ class JobsService:
         if jobs_dir is None:
             return
         tree = load_job_tree(Path(jobs_dir))
+        self.progress(f"read {len(tree.jobs)} job files")
         if len(tree.jobs) > self.max_jobs:
             raise ConfigError.one(
                 Path(jobs_dir),
@@ -286,6 +293,7 @@ class JobsService:
                 changed.append((f, before))
         for i in range(0, len(changed), FILE_BATCH):
             await self._write_files(changed[i : i + FILE_BATCH])
+            self.progress(f"stored {min(i + FILE_BATCH, len(changed))} of {len(changed)} changed job files")
 
     async def _write_files(self, files: FileChanges) -> None:
         """Store changed job files in one transaction and audit them in another: at 10,000 new files a

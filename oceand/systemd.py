@@ -6,6 +6,9 @@ The unit (conf/oceand.service) is `Type=notify` with `WatchdogSec=`. The runtime
 - `reloading()` when SIGHUP starts a reload, then `ready()` again when it is done (or rejected),
 - `stopping()` when SIGTERM/SIGINT starts the drain (STOPPING=1),
 - `status(text)` for the one-line state `systemctl status` shows.
+- `starting(seconds, text)` while a long start makes progress (storing and loading many jobs):
+  EXTEND_TIMEOUT_USEC= gives the start `seconds` more from now, so TimeoutStartSec= bounds each step of
+  the start rather than the whole of it; a start that stops making progress is still killed.
 
 RELOADING=1 carries MONOTONIC_USEC= (CLOCK_MONOTONIC in µs) as systemd >= 253 requires for
 `Type=notify-reload`; older systemd ignores the extra field. We keep `Type=notify` with
@@ -58,6 +61,9 @@ class Notifier:
 
     def status(self, text: str) -> bool:
         return self.notify(*_status(text))
+
+    def starting(self, seconds: float, text: str) -> bool:
+        return self.notify(f"EXTEND_TIMEOUT_USEC={round(seconds * 1_000_000)}", *_status(text))
 
     def watchdog(self) -> bool:
         return self.notify("WATCHDOG=1")

@@ -42,6 +42,11 @@ def received(sock: socket.socket) -> list[str]:
         pytest.param(
             lambda n: n.notify("EXTEND_TIMEOUT_USEC=5000000"), ["EXTEND_TIMEOUT_USEC=5000000"], id="raw"
         ),
+        pytest.param(
+            lambda n: n.starting(30, "stored 500 of\n1200"),
+            ["EXTEND_TIMEOUT_USEC=30000000", "STATUS=stored 500 of 1200"],
+            id="starting: more time, and why",
+        ),
     ],
 )
 def test_messages(listener: tuple[socket.socket, str], call: object, expected: list[str]) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.e2e.harness import ROOT, DaemonProcess, wait_for
@@ -24,7 +25,8 @@ def test_notify_reload_and_term(tmp_path: Path) -> None:
     sock.settimeout(10)
     d = DaemonProcess(workdir=tmp_path, env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "2000000"})
     try:
-        assert b"READY=1" in sock.recv(4096)
+        while not (first := sock.recv(4096)).startswith(b"READY=1"):
+            assert first.startswith(b"EXTEND_TIMEOUT_USEC="), first  # the start's progress
         assert b"WATCHDOG=1" in sock.recv(4096)  # pinged at half the 2 s interval
         good = d.conf.read_text()
         assert d.request("GET", "/api/v1/jobs") == {"jobs": []}
@@ -45,6 +47,40 @@ def test_notify_reload_and_term(tmp_path: Path) -> None:
         seen = b""
         while b"STOPPING=1" not in seen:
             seen += sock.recv(4096)
+    finally:
+        d.close()
+        sock.close()
+
+
+def test_a_long_start_asks_systemd_for_more_time_as_it_goes(tmp_path: Path) -> None:
+    """1,200 job files: before READY=1 the daemon tells systemd what it is doing, each message with
+    EXTEND_TIMEOUT_USEC (30 s from then): reading the files, each batch of 500 stored, each 1,000 jobs
+    loaded. A start of 100,000 jobs outlasts TimeoutStartSec=60 that way, as long as it goes on."""
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    for i in range(1200):
+        doc = {"job": f"job.j{i:04d}", "target": {"cluster": "none", "app": f"/a{i}"}, "rules": []}
+        (jobs / f"j{i:04d}.json").write_bytes(orjson.dumps(doc))
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(30)
+    d = DaemonProcess('[jobs]\ndir = "jobs"\n', workdir=tmp_path, env={"NOTIFY_SOCKET": str(sock_path)})
+    try:
+        messages = []
+        while not (m := sock.recv(4096).decode().split("\n"))[0].startswith("READY=1"):
+            messages.append(m)
+        assert all(m[0] == "EXTEND_TIMEOUT_USEC=30000000" for m in messages), messages
+        assert [m[1] for m in messages] == [
+            "STATUS=storing job files",
+            "STATUS=read 1200 job files",
+            "STATUS=stored 500 of 1200 changed job files",
+            "STATUS=stored 1000 of 1200 changed job files",
+            "STATUS=stored 1200 of 1200 changed job files",
+            "STATUS=loading jobs",
+            "STATUS=loaded 1000 of 1200 jobs",
+        ]
+        assert m[1].endswith("1200 jobs")  # READY=1's own status
     finally:
         d.close()
         sock.close()
