@@ -58,6 +58,7 @@ TIMINGS = {
     "shards": "64",
 }
 SETTLE = 10.0  # after the faults: every intent resolved within deadline + grace + 1 s, far less than this
+QUIET = 2.0  # seconds with nothing pending and nothing new before the final check: > period (1 s) + grace
 # The deadline of a wait for the jobs to scale again: a daemon cut from Marathon reconnects its watcher
 # with a backoff of up to 30 s (actuators/marathon/watcher.py), and the machine's cores are shared with
 # other test runs; a wait that holds returns at once.
@@ -345,16 +346,24 @@ class Rig:
         )
 
     def settled_violations(self) -> list[str]:
-        """Wait (up to SETTLE) until nothing is pending, then the violations of I1–I6 and I8."""
-        with contextlib.suppress(AssertionError):  # still pending after SETTLE: I6 names them
-            wait_for(
-                lambda: (
-                    not [i for i in self.intents() if i.status == "pending"]
-                    and not [o for o in self.outcomes() if o.status == "pending"]
-                ),
-                SETTLE,
-                "every intent and outcome resolved",
+        """Wait (up to SETTLE) until nothing has been pending and no intent or outcome has come for QUIET
+        seconds, then the violations of I1–I6 and I8. Not just "nothing pending": the buckets of the last
+        pushes close up to a period + grace after the load stopped, and a decision taken then was read as
+        pending by `violations` right after such a check had passed (CI, gc_pause: two intents)."""
+        last = {"rows": -1, "at": time.monotonic()}
+
+        def quiet() -> bool:
+            intents, outcomes = self.intents(), self.outcomes()
+            pending = any(i.status == "pending" for i in intents) or any(
+                o.status == "pending" for o in outcomes
             )
+            if pending or len(intents) + len(outcomes) != last["rows"]:
+                last.update(rows=len(intents) + len(outcomes), at=time.monotonic())
+                return False
+            return time.monotonic() - last["at"] >= QUIET
+
+        with contextlib.suppress(AssertionError):  # still pending after SETTLE: I6 names them
+            wait_for(quiet, SETTLE, "every intent and outcome resolved, none new for QUIET seconds")
         return self.violations()
 
     def check(self, takeover_bound: float | None = None) -> dict[str, int]:
