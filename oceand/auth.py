@@ -364,18 +364,6 @@ class AuditEntry:
         }
 
 
-def _logged(entry: dict[str, Any]) -> None:
-    job = entry["job"]
-    log.info(
-        "audit: %s%s by %s from %s",
-        entry["action"],
-        f" {job}" if job else "",
-        entry["actor"],
-        entry["source"],
-        extra={"event": "audit", **{k: v for k, v in entry.items() if k != "time"}},
-    )
-
-
 async def audit(
     store: Store,
     now: float,
@@ -388,10 +376,7 @@ async def audit(
     detail: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Store one audit entry and write its log line; return it (with its id)."""
-    entry = AuditEntry(actor, source, action, job, before, after, detail).stored(now)
-    entry["id"] = await store.add_audit(entry)
-    _logged(entry)
-    return entry
+    return (await audit_many(store, now, [AuditEntry(actor, source, action, job, before, after, detail)]))[0]
 
 
 async def audit_many(store: Store, now: float, entries: list[AuditEntry]) -> list[dict[str, Any]]:
@@ -399,7 +384,15 @@ async def audit_many(store: Store, now: float, entries: list[AuditEntry]) -> lis
     stored = [e.stored(now) for e in entries]
     for entry, id_ in zip(stored, await store.add_audits(stored), strict=True):
         entry["id"] = id_
-        _logged(entry)
+        job = entry["job"]
+        log.info(
+            "audit: %s%s by %s from %s",
+            entry["action"],
+            f" {job}" if job else "",
+            entry["actor"],
+            entry["source"],
+            extra={"event": "audit", **{k: v for k, v in entry.items() if k != "time"}},
+        )
     return stored
 
 

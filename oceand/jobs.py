@@ -37,10 +37,6 @@ FileChanges = list[tuple[JobFile, StoredJob | None]]  # changed job files, each 
 FILE_BATCH = 500  # changed job files stored per transaction at start and reload (`apply_files`)
 
 
-def _nothing(_: str) -> None:
-    return None
-
-
 @dataclass(frozen=True, slots=True)
 class Job:
     """A job as the service shows it: its document, version and the mode it runs in (and why)."""
@@ -87,7 +83,7 @@ class JobsService:
         # called after each change made here (a job written or deleted): the cluster's Redis wake-up
         self.on_local_change: list[Callable[[], None]] = []
         # told how a long apply of the job files goes (the daemon's start: systemd's EXTEND_TIMEOUT_USEC)
-        self.progress: Callable[[str], object] = _nothing
+        self.progress: Callable[[str], object] = lambda _: None
 
     # ---- reading ---------------------------------------------------------------------------------
     def __contains__(self, name: object) -> bool:

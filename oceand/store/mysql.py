@@ -637,15 +637,7 @@ class MySQLStore:
         return await self._run(delete)
 
     async def add_audit(self, entry: dict[str, Any]) -> int:
-        row = audit_row(entry)
-
-        async def insert(cur: Cursor) -> int:
-            await cur.execute(
-                f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", row.values()
-            )
-            return int(cur.lastrowid)
-
-        return await self._run(insert)
+        return (await self.add_audits([entry]))[0]
 
     async def add_audits(self, entries: list[dict[str, Any]]) -> list[int]:
         rows = [tuple(audit_row(e).values()) for e in entries]

@@ -852,13 +852,7 @@ class SQLiteStore:
             return cursor.rowcount > 0
 
     async def add_audit(self, entry: dict[str, Any]) -> int:
-        row = audit_row(entry)
-        async with self._write() as db:
-            cursor = await db.execute(
-                f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row.values()
-            )
-            assert cursor.lastrowid is not None
-            return int(cursor.lastrowid)
+        return (await self.add_audits([entry]))[0]
 
     async def add_audits(self, entries: list[dict[str, Any]]) -> list[int]:
         rows = [tuple(audit_row(e).values()) for e in entries]
